@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The agent protocol: what travels on one stream to the guest agent (vsock port
+ * SMOLVM_AGENT_PORT). One stream = one operation. Both directions carry frames:
+ *
+ *     le32 len | le16 type | le16 reserved(0) | len bytes of payload
+ *
+ * The first client frame is REQUEST: a JSON object {"op": "...", ...}. Then,
+ * for "exec", the client may send STDIN / STDIN_EOF / SIGNAL frames and the agent
+ * sends STARTED, STDOUT, STDERR frames as output is produced and one EXIT (or
+ * ERROR) frame, after which it closes the stream. Other ops answer with one
+ * RESULT or ERROR frame. See docs/protocol.md for each op's fields. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMOLVM_AGENT_PORT 1024u
+
+#define SMOLVM_FRAME_HDR_SIZE 8u
+/* Largest payload in one frame. Data frames are sent in chunks of at most
+ * SMOLVM_FRAME_DATA_CHUNK; JSON frames (REQUEST, RESULT, ...) up to the max. */
+#define SMOLVM_FRAME_MAX_PAYLOAD (1024u * 1024u)
+#define SMOLVM_FRAME_DATA_CHUNK (64u * 1024u)
+
+enum smolvm_frame_type {
+        /* client -> agent */
+        SMOLVM_FRAME_REQUEST = 1,   /* JSON */
+        SMOLVM_FRAME_STDIN = 2,     /* bytes */
+        SMOLVM_FRAME_STDIN_EOF = 3, /* empty */
+        SMOLVM_FRAME_SIGNAL = 4,    /* le32 signal number, delivered to the process group */
+        /* agent -> client */
+        SMOLVM_FRAME_STARTED = 16,  /* JSON {"pid": N} */
+        SMOLVM_FRAME_STDOUT = 17,   /* bytes */
+        SMOLVM_FRAME_STDERR = 18,   /* bytes */
+        SMOLVM_FRAME_EXIT = 19,     /* JSON {"exit_code","signal","timed_out","duration_ms"} */
+        SMOLVM_FRAME_ERROR = 20,    /* JSON {"errno": N, "message": "..."} */
+        SMOLVM_FRAME_RESULT = 21,   /* JSON, op-specific */
+};
+
+/* True for the types defined above. */
+bool smolvm_frame_type_known(uint16_t type);
+
+/* Encode a frame header for payload_len bytes of type into out. */
+void smolvm_frame_hdr_encode(uint16_t type, uint32_t payload_len, uint8_t out[SMOLVM_FRAME_HDR_SIZE]);
+
+/* Incremental frame decoder with a bounded buffer (never grows past
+ * SMOLVM_FRAME_HDR_SIZE + max_payload). Feed bytes as they arrive; pull frames. */
+typedef struct smolvm_frame_reader {
+        uint8_t *buf;
+        size_t len;        /* bytes held */
+        size_t cap;
+        uint32_t max_payload;
+        int error;         /* sticky: once set, the stream is unusable */
+} smolvm_frame_reader;
+
+/* max_payload <= SMOLVM_FRAME_MAX_PAYLOAD. Returns 0 or -ENOMEM. */
+int smolvm_frame_reader_init(smolvm_frame_reader *r, uint32_t max_payload);
+void smolvm_frame_reader_done(smolvm_frame_reader *r);
+
+/* How many bytes the reader can accept now (0 = pull a frame first). */
+size_t smolvm_frame_reader_space(const smolvm_frame_reader *r);
+/* Copy up to len bytes in; returns bytes consumed (<= space). */
+size_t smolvm_frame_reader_feed(smolvm_frame_reader *r, const void *data, size_t len);
+/* Pointer where up to space() bytes may be read directly (then call _commit). */
+uint8_t *smolvm_frame_reader_tail(smolvm_frame_reader *r);
+void smolvm_frame_reader_commit(smolvm_frame_reader *r, size_t n);
+
+/* Take the next complete frame. Returns 1 with *ret_type/*ret_payload/*ret_len
+ * set (payload valid until the next call into the reader), 0 if more bytes are
+ * needed, -EMSGSIZE (length above max), -EPROTO (unknown type or non-zero
+ * reserved field). Errors are sticky. */
+int smolvm_frame_reader_next(smolvm_frame_reader *r, uint16_t *ret_type, const uint8_t **ret_payload,
+                             uint32_t *ret_len);
+
+/* Blocking helpers for simple users (the agent's handlers, the host library). */
+/* Send one frame on a blocking fd. Returns 0 or negative errno. */
+int smolvm_frame_send(int fd, uint16_t type, const void *payload, uint32_t len);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The channel multiplexer: relays many byte streams over one channel fd using the
+ * vsock-style packets of wire.h, with per-stream credit flow control (virtio
+ * "Socket Device" rules), half-close (SHUTDOWN) and reset (RST).
+ *
+ * Each stream is relayed to a local fd (a socket: a hybrid-vsock client on the
+ * host, one end of a socketpair handed to an operation handler in the guest).
+ * The same code runs on both sides of the VM boundary.
+ *
+ * Guarantees, because the peer may be hostile:
+ *  - every packet header is validated; a length above SMOLVM_PKT_MAX_PAYLOAD
+ *    breaks the channel (ops->broken), unknown ops/types are dropped;
+ *  - a stream's receive buffer never exceeds the buf_alloc we advertised; a peer
+ *    that sends past its credit gets that stream reset, others are unaffected;
+ *  - a local fd that does not read stalls only its own stream (we stop granting
+ *    credit); we read a local fd only while the peer has granted credit;
+ *  - streams are bounded (SMOLVM_MUX_MAX_STREAMS); beyond it, REQUESTs get RST;
+ *  - queued output to the channel is bounded: control packets are few per stream,
+ *    data is bounded by credit.
+ *  - a REQUEST for a (port pair) already in use resets the old stream and is refused.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evloop.h"
+
+#define SMOLVM_MUX_MAX_STREAMS 1024u
+/* Receive buffer we advertise per stream (buf_alloc). */
+#define SMOLVM_MUX_STREAM_BUF (256u * 1024u)
+
+typedef struct smolvm_mux smolvm_mux;
+
+typedef struct smolvm_mux_ops {
+        /* The peer asks to connect to our port local_port. Return a connected fd
+         * (ownership passes to the mux, which makes it non-blocking and relays it)
+         * or a negative errno to refuse (the peer gets RST). May be NULL: refuse all. */
+        int (*accept)(void *userdata, uint32_t local_port, uint32_t peer_port);
+        /* The peer sent HELLO (for the host: the guest agent is ready). payload is the
+         * HELLO payload (len >= 8 validated; version = le32 at 0). May be NULL. */
+        void (*hello)(void *userdata, const uint8_t *payload, uint32_t len);
+        /* The channel is unusable (EOF, I/O error, framing violation): every stream
+         * has been reset and their fds closed. why is a short static description. */
+        void (*broken)(void *userdata, int err, const char *why);
+} smolvm_mux_ops;
+
+/* Create a mux on chan_fd (made non-blocking; ownership passes to the mux even on
+ * failure). is_host selects our CID and the port range for outgoing streams.
+ * Sends HELLO at once with hello_extra (may be NULL/0, at most 56 bytes) after
+ * version and flags. Returns 0 or negative errno. */
+int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_mux_ops *ops,
+                   void *userdata, const void *hello_extra, size_t hello_extra_len, smolvm_mux **ret);
+/* Resets all streams (best effort), closes their fds and the channel fd. Accepts NULL. */
+void smolvm_mux_free(smolvm_mux *mux);
+
+/* Called once when a smolvm_mux_connect() completes. err is 0 (local_port is the
+ * port we allocated) or negative errno: -ECONNREFUSED (peer RST), -ETIMEDOUT,
+ * -ECONNRESET (channel broke), -EMFILE (too many streams). On success the callback
+ * runs before any byte is relayed to fd, so it may write a preamble to fd
+ * ("OK <port>\n"). On failure the mux closes fd right after the callback. */
+typedef void (*smolvm_mux_connect_cb)(void *userdata, int err, uint32_t local_port);
+
+/* Open a stream to the peer's port peer_port and relay fd over it once the peer
+ * accepts. Ownership of fd passes to the mux. Returns 0 (cb will be called
+ * later, exactly once) or negative errno (cb not called, fd closed). */
+int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_connect_cb cb, void *userdata);
+
+/* Counters for tests, diagnostics and benchmarks. */
+typedef struct smolvm_mux_stats {
+        uint32_t n_streams;
+        uint64_t rx_bytes;        /* payload bytes received from the channel */
+        uint64_t tx_bytes;        /* payload bytes sent on the channel */
+        uint64_t n_dropped;       /* packets dropped: unknown op/type, no such stream */
+        uint64_t n_credit_violations;
+        uint64_t buffered_bytes;  /* all stream receive buffers + channel output queue */
+} smolvm_mux_stats;
+void smolvm_mux_get_stats(const smolvm_mux *mux, smolvm_mux_stats *ret);
+bool smolvm_mux_is_broken(const smolvm_mux *mux);

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "util.h"
+
+#include <time.h>
+
+int write_all(int fd, const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int read_all(int fd, void *buf, size_t len)
+{
+        uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = read(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        return -EPIPE;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+uint64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

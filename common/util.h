@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small helpers shared by every part of smolvm: cleanup attributes, ownership
+ * hand-off, little-endian access, safe syscalls. Header-only on purpose. */
+#pragma once
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline void freep(void *p) { free(*(void **)p); }
+#define _cleanup_free_ _cleanup_(freep)
+
+/* Never retry close() on EINTR (Linux has already released the fd); keep errno. */
+static inline int safe_close(int fd)
+{
+        if (fd >= 0) {
+                int saved = errno;
+                (void)close(fd);
+                errno = saved;
+        }
+        return -1;
+}
+static inline void closep(int *fd) { safe_close(*fd); }
+#define _cleanup_close_ _cleanup_(closep)
+
+/* Hand ownership out of a _cleanup_ variable. */
+#define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
+#define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -1; _fd; })
+
+/* Negative errno of the last failed call, never 0 (guards against errno left at 0). */
+static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
+
+static inline uint16_t get_le16(const void *p)
+{
+        const uint8_t *b = p;
+        return (uint16_t)(b[0] | (b[1] << 8));
+}
+static inline uint32_t get_le32(const void *p)
+{
+        const uint8_t *b = p;
+        return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+static inline uint64_t get_le64(const void *p)
+{
+        return (uint64_t)get_le32(p) | ((uint64_t)get_le32((const uint8_t *)p + 4) << 32);
+}
+static inline void put_le16(void *p, uint16_t v)
+{
+        uint8_t *b = p;
+        b[0] = (uint8_t)v;
+        b[1] = (uint8_t)(v >> 8);
+}
+static inline void put_le32(void *p, uint32_t v)
+{
+        uint8_t *b = p;
+        b[0] = (uint8_t)v;
+        b[1] = (uint8_t)(v >> 8);
+        b[2] = (uint8_t)(v >> 16);
+        b[3] = (uint8_t)(v >> 24);
+}
+static inline void put_le64(void *p, uint64_t v)
+{
+        put_le32(p, (uint32_t)v);
+        put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
+/* Write all of buf to a blocking fd. Returns 0 or negative errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* Read exactly len bytes from a blocking fd. Returns 0, -EPIPE on early EOF, or negative errno. */
+int read_all(int fd, void *buf, size_t len);
+/* Monotonic clock in milliseconds. */
+uint64_t now_ms(void);
