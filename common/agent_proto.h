@@ -66,7 +66,7 @@ size_t smolvm_frame_reader_feed(smolvm_frame_reader *r, const void *data, size_t
 uint8_t *smolvm_frame_reader_tail(smolvm_frame_reader *r);
 void smolvm_frame_reader_commit(smolvm_frame_reader *r, size_t n);
 
-/* Take the next complete frame. Returns 1 with *ret_type/*ret_payload/*ret_len
+/* Take the next complete frame. Returns 1 with ret_type, ret_payload and ret_len
  * set (payload valid until the next call into the reader), 0 if more bytes are
  * needed, -EMSGSIZE (length above max), -EPROTO (unknown type or non-zero
  * reserved field). Errors are sticky. */
