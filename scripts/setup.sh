@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# README command 1: install what smolvm needs (Debian packages only), build with
+# meson into build/, install to /usr/local, build the default image if it is not
+# cached. Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+step() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "not root and no sudo: run as root or install sudo"
+        as_root=(sudo)
+fi
+
+# 1. Debian packages: install only what is missing, so a rerun needs no network.
+mapfile -t pkgs < <(grep -v -e '^#' -e '^$' scripts/deps.txt)
+missing=()
+for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+        step "installing Debian packages: ${missing[*]}"
+        "${as_root[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# 2. Build and install.
+if [ ! -f build/build.ninja ]; then
+        step "configuring build/ (meson)"
+        meson setup build --prefix=/usr/local >&2
+fi
+step "building"
+ninja -C build >&2
+step "installing to /usr/local"
+"${as_root[@]}" meson install -C build --quiet >&2
+"${as_root[@]}" ldconfig
+
+# 3. The default image (kernel, initramfs with this build's smolvm-init, Debian rootfs).
+# A no-op when the cache already holds it; rebuilds only the initramfs when the init changed.
+step "building the default image (first time: a few minutes)"
+smolvm image build >&2
+step "ready: try  smolvm run -- uname -a"

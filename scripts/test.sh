@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# README command 2: set up (idempotent), then run every test: Check unit suites
+# and integration tests that boot real microVMs. Prints a closing summary line.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+bash scripts/setup.sh
+
+# Integration tests boot VMs under TCG (~5 s each) and run one at a time (2 cores).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+# One closing line in the plain form CI reads: 'N passed, N failed, N skipped',
+# from meson's own summary (Ok / Expected Fail count as passed; Fail, Timeout,
+# Unexpected Pass as failed).
+awk -F: '
+  /^Ok:/ { p += $2 } /^Expected Fail:/ { p += $2 }
+  /^Fail:/ { f += $2 } /^Unexpected Pass:/ { f += $2 } /^Timeout:/ { f += $2 }
+  /^Skipped:/ { s += $2 }
+  END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$rc"
