@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to image-builder/: helpers shared by the build steps. Pure parsers are
+ * declared here so tests/unit/test_image.c can exercise them. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+#include "util.h"
+
+/* ---- errors: one message, first writer wins (the innermost context is most precise) ---- */
+typedef struct ib_err {
+        char *msg;
+} ib_err;
+
+/* Sets err->msg (if not yet set) to the formatted text; returns r (a negative errno). */
+int ib_errf(ib_err *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- strings ---- */
+typedef struct strv {
+        char **v;
+        size_t n, cap;
+} strv;
+int strv_push(strv *s, const char *str);          /* copies str; 0 or -ENOMEM */
+int strv_push_take(strv *s, char *str);           /* takes str (freed on failure) */
+bool strv_contains(const strv *s, const char *str);
+void strv_sort_uniq(strv *s);
+void strv_done(strv *s);
+char *strjoin_sep(const strv *s, const char *sep); /* NULL on ENOMEM */
+char *path_join(const char *a, const char *b);     /* NULL on ENOMEM */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- running commands (fork/exec, no shell) ---- */
+typedef struct ib_cmd {
+        const char *const *argv;   /* argv[0] is looked up in PATH (+ /usr/sbin:/sbin) */
+        const char *cwd;           /* NULL: inherit */
+        size_t stdout_max_bytes;   /* >0: capture stdout (bounded) into *ret_stdout */
+        uint64_t timeout_ms;       /* 0: none */
+} ib_cmd;
+
+/* Runs cmd with LC_ALL=C and stdin from /dev/null. On exit 0 returns 0 (and *ret_stdout,
+ * NUL-terminated, if requested). Otherwise returns a negative errno and sets err to
+ * "<step>: <argv[0]> failed (exit N): <stderr tail>". The child is killed and reaped on
+ * every error path. */
+int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_stdout_len,
+           ib_err *err);
+
+/* Keeps the last lines of text within cap bytes; used for stderr tails. Exposed for tests. */
+void ib_tail_lines(const char *buf, size_t len, size_t max_lines, char *out, size_t out_size);
+
+/* ---- files ---- */
+int mkdir_p(const char *path, mode_t mode);            /* 0 or negative errno */
+int rm_rf(const char *path);                            /* 0 (also if missing) or negative errno */
+int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len); /* NUL-terminated */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+int link_or_copy(const char *src, const char *dst);     /* hard link, else copy */
+int dir_usage_bytes(const char *path, uint64_t *ret);   /* du-like: allocated blocks */
+char *mkdtemp_in(const char *parent, const char *prefix); /* NULL + errno */
+
+/* ---- hashing (SHA-256, see hash.c) ---- */
+typedef struct ib_hash ib_hash;
+ib_hash *ib_hash_new(void);
+void ib_hash_str(ib_hash *h, const char *tag, const char *s); /* tag + length-prefixed s */
+void ib_hash_bytes(ib_hash *h, const void *p, size_t len);
+/* Writes 64 hex chars + NUL into out[65] and frees h. */
+void ib_hash_final_hex(ib_hash *h, char out[65]);
+void ib_hash_free(ib_hash *h);
+int ib_hash_file(ib_hash *h, const char *path); /* 0 or negative errno */
+
+/* ---- apt sources (aptsrc.c) ---- */
+/* deb822 (.sources) text: the first URIs value of a stanza with Types containing "deb",
+ * Suites containing suite and Components containing "main" (Enabled: no is skipped).
+ * Returns 0 + malloc'd URI, -ENOENT if none, -ENOMEM. */
+int apt_parse_deb822(const char *text, const char *suite, char **ret_uri);
+/* One-line sources.list text: first "deb [opts] URI suite ... main ..." line. */
+int apt_parse_sources_list(const char *text, const char *suite, char **ret_uri);
+/* Reads <root>/etc/apt/sources.list.d/ *.sources (sorted), then <root>/etc/apt/sources.list
+ * and sources.list.d/ *.list. root: "" or NULL for the host. */
+int apt_find_mirror(const char *root, const char *suite, char **ret_uri);
+/* Parses `apt-cache depends linux-image-amd64` output: first "Depends: <pkg>" whose pkg
+ * starts with "linux-image-". Returns 0, -ENOENT. */
+int apt_parse_depends(const char *text, char **ret_pkg);
+/* First "Version: " field of `apt-cache show` output. */
+int apt_parse_version(const char *text, char **ret_version);
+
+/* ---- kernel module metadata (kmod.c) ---- */
+typedef struct kmod_mod {
+        char *name;     /* normalised: '-' -> '_', no directory, no .ko suffix */
+        char *relpath;  /* as in modules.dep, e.g. kernel/fs/ext4/ext4.ko */
+        strv deps;      /* names (normalised) */
+        strv pre, post; /* softdep names (may be aliases) */
+} kmod_mod;
+
+typedef struct kmod_db {
+        kmod_mod *mods;
+        size_t n, cap;
+        strv alias_from, alias_to; /* parallel: alias pattern -> module name */
+        strv builtin;              /* normalised names of built-in modules */
+} kmod_db;
+
+/* Each parser adds to db; text is NUL-terminated. 0, -EINVAL (with line number in err), -ENOMEM. */
+int kmod_parse_dep(kmod_db *db, const char *text, ib_err *err);
+int kmod_parse_softdep(kmod_db *db, const char *text, ib_err *err);
+int kmod_parse_alias(kmod_db *db, const char *text, ib_err *err);
+int kmod_parse_builtin(kmod_db *db, const char *text, ib_err *err);
+void kmod_db_done(kmod_db *db);
+void kmod_normalise(char *name);
+/* Closure of roots over deps and softdeps (softdep names resolve as module names, else
+ * through aliases: every provider is taken). Built-in modules are skipped. ret_order gets
+ * the relpaths, dependencies first (pre-softdeps before their user, post after).
+ * A missing root or dependency: -ENOENT with err naming it. A cycle: -ELOOP. */
+int kmod_resolve(const kmod_db *db, const char *const *roots, strv *ret_order, ib_err *err);
+
+/* ---- cpio newc writer (cpio.c) ---- */
+typedef struct cpio_writer {
+        int fd;
+        uint64_t offset;
+        uint32_t next_ino;
+        int error; /* sticky negative errno */
+} cpio_writer;
+void cpio_init(cpio_writer *w, int fd);
+int cpio_add_dir(cpio_writer *w, const char *name, uint32_t mode);
+int cpio_add_file(cpio_writer *w, const char *name, uint32_t mode, const void *data, size_t len);
+int cpio_add_chardev(cpio_writer *w, const char *name, uint32_t mode, uint32_t major, uint32_t minor);
+int cpio_finish(cpio_writer *w); /* writes the trailer; returns the sticky error or 0 */
+
+/* ---- ELF check for the init binary (initramfs.c) ---- */
+/* 0 if buf is a static x86-64 ELF executable; -ENOEXEC with err set otherwise. */
+int elf_check_static(const void *buf, size_t len, const char *path, ib_err *err);
+
+/* ---- build steps ---- */
+typedef struct ib_ctx {
+        char *home, *cache, *tmp;            /* absolute */
+        smolvm_image_progress_fn progress;
+        void *ud;
+        ib_err err;
+} ib_ctx;
+void ib_progress(ib_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+typedef struct ib_kernel {
+        char *key;       /* <pkg>_<version> */
+        char *pkg, *version, *release;
+        char *dir;       /* cache/kernel/<key> */
+} ib_kernel;
+int ib_kernel_step(ib_ctx *c, ib_kernel *ret);
+void ib_kernel_done(ib_kernel *k);
+
+typedef struct ib_initramfs {
+        char *key, *path;
+        strv modules;   /* file names in load order */
+        char init_sha256[65];
+} ib_initramfs;
+int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
+                      const char *const *extra_modules, ib_initramfs *ret);
+void ib_initramfs_done(ib_initramfs *i);
+
+typedef struct ib_rootfs_opts {
+        const char *suite, *mirror, *from_rootfs;
+        const strv *packages; /* sorted, unique */
+        uint64_t size_mib;
+} ib_rootfs_opts;
+typedef struct ib_rootfs {
+        char *key, *path;
+        uint64_t size_bytes;
+} ib_rootfs;
+int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret);
+void ib_rootfs_done(ib_rootfs *r);
+
+/* The root module set every image carries (docs/internals.md). */
+extern const char *const ib_default_module_roots[];
+extern const char *const ib_default_packages[];

@@ -1,0 +1,69 @@
+# Shared by the integration tests (sourced). Each test gets a private work dir and
+# a private $SMOLVM_HOME (sharing only the read-only image cache), a TAP plan, and
+# a cleanup that kills every process it started and fails the test if a VM, a
+# supervisor or a VM directory is left behind.
+set -u
+
+: "${SMOLVM_BUILD_DIR:?run through meson test (sets SMOLVM_BUILD_DIR)}"
+real_home=${SMOLVM_REAL_HOME:-${HOME}/.local/state/smolvm}
+[ -e "$real_home/images/default" ] || { echo "1..0 # SKIP no default image: run scripts/setup.sh"; exit 77; }
+
+T=$(mktemp -d /tmp/smolvm-test.XXXXXX)
+export SMOLVM_HOME="$T/home"
+mkdir -p "$SMOLVM_HOME"
+ln -s "$real_home/images" "$SMOLVM_HOME/images"
+export SMOLVM_LIBEXECDIR="$T/libexec"
+mkdir -p "$SMOLVM_LIBEXECDIR"
+ln -s "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_LIBEXECDIR/smolvm-supervisor"
+ln -s "$SMOLVM_BUILD_DIR/guest-init/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-init"
+SMOLVM="$SMOLVM_BUILD_DIR/host/smolvm"
+
+n_test=0
+n_fail=0
+ok() { n_test=$((n_test + 1)); echo "ok $n_test - $*"; }
+not_ok() { n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - $*"; }
+# check DESCRIPTION COMMAND...: one TAP line from a command's success.
+check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+diag() { printf '# %s\n' "$@"; }
+
+# Processes of this test: anything whose command line names our private home.
+our_pids() { pgrep -f -- "$T/" || true; }
+
+# No VM of this test may be left: no qemu, no supervisor, no VM directory.
+assert_no_leftovers() {
+        local what=$1 pids dirs
+        pids=$(our_pids)
+        dirs=$(ls -A "$SMOLVM_HOME/vms" 2>/dev/null || true)
+        if [ -z "$pids" ] && [ -z "$dirs" ]; then
+                ok "$what: no process or VM dir left"
+        else
+                not_ok "$what: no process or VM dir left"
+                [ -n "$pids" ] && ps -o pid,args -p "$(echo $pids | tr ' ' ,)" | sed 's/^/# /'
+                [ -n "$dirs" ] && diag "left in vms/: $dirs"
+        fi
+}
+
+cleanup() {
+        local pids
+        pids=$(our_pids)
+        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+        # Our own tmpfs mounts (disk-full test), then the work dir.
+        grep -o " $T/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m"; done
+        rm -rf "$T"
+}
+trap cleanup EXIT
+
+# Wait (up to $2 s) until a condition command succeeds.
+wait_for() {
+        local cond=$1 secs=$2 i=0
+        while ! eval "$cond"; do
+                i=$((i + 1))
+                [ "$i" -gt $((secs * 10)) ] && return 1
+                sleep 0.1
+        done
+}
+
+finish() {
+        echo "1..$n_test"
+        [ "$n_fail" -eq 0 ]
+}
