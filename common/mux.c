@@ -1,0 +1,1118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The channel multiplexer. See mux.h for the contract; the protocol rules are
+ * the virtio 1.2 "Socket Device" ones (docs/protocol.md).
+ *
+ * Data paths:
+ *   channel -> stream: packets are parsed in place from one input buffer; RW
+ *     payload is written straight to the local fd when its buffer is empty,
+ *     otherwise copied into the stream's ring (<= SMOLVM_MUX_STREAM_BUF, enforced
+ *     by the credit check). fwd_cnt advances only when the local fd takes bytes.
+ *   stream -> channel: a local fd is read (<= 64 KiB, <= peer credit) into one
+ *     packet allocation (header + payload) appended to the output queue, which
+ *     is flushed with writev when a callback returns or on EPOLLOUT.
+ *
+ * Bounds (the peer is hostile):
+ *   - output data: local fds are not read while the queue holds >= MUX_OUTQ_HIGH
+ *     bytes (peer credit can be arbitrarily large, so credit alone is no bound);
+ *   - output control: every input packet causes at most one control packet;
+ *     once MUX_CTL_MAX control packets are queued we stop reading the channel
+ *     until half of them are written. Replies to packets for unknown streams are
+ *     additionally capped at MUX_ORPHAN_RST_MAX queued (beyond: not sent).
+ *
+ * Re-entrancy: user callbacks (accept, hello, broken, connect callbacks) may call
+ * smolvm_mux_connect() and smolvm_mux_free(). Every entry point brackets its work
+ * with mux_enter()/mux_leave(); a free requested inside is deferred to the
+ * outermost leave, and killed streams are freed there too, so no code path
+ * touches freed memory after a callback. */
+#include "mux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+
+#include "util.h"
+#include "wire.h"
+
+#define MUX_READ_CHUNK (64u * 1024u)
+#define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_CHUNK)
+#define MUX_OUTQ_HIGH (1024u * 1024u)
+#define MUX_OUTQ_LOW (256u * 1024u)
+#define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
+#define MUX_ORPHAN_RST_MAX 256u
+#define MUX_CONNECT_TIMEOUT_MS 10000u
+#define MUX_HASH_SIZE 2048u /* power of two, > 2 * SMOLVM_MUX_MAX_STREAMS */
+#define MUX_PORT_FIRST 49152u
+#define MUX_IOV_MAX 64
+#define MUX_CHAN_READS_PER_WAKE 8
+#define MUX_HELLO_EXTRA_MAX 56u
+
+typedef struct pkt {
+        struct pkt *next;
+        uint32_t size; /* header + payload bytes */
+        bool ctl;
+        bool orphan;
+        uint8_t data[]; /* SMOLVM_PKT_HDR_SIZE header, then payload */
+} pkt;
+
+enum stream_state {
+        ST_CONNECTING, /* we sent REQUEST, waiting for RESPONSE */
+        ST_ESTABLISHED,
+};
+
+typedef struct stream {
+        smolvm_mux *mux;
+        struct stream *hnext;       /* hash chain */
+        struct stream *prev, *next; /* all streams */
+        uint32_t local_port, peer_port;
+        int fd;
+        bool fd_is_sock;
+        bool watched;
+        bool dead;
+        enum stream_state state;
+        uint32_t ev_mask; /* registered with the loop */
+
+        /* pending connect */
+        smolvm_mux_connect_cb cb;
+        void *cb_userdata;
+        uint64_t deadline_ms;
+
+        /* channel -> local fd */
+        uint8_t *rx; /* ring of SMOLVM_MUX_STREAM_BUF, allocated while non-empty */
+        size_t rx_head, rx_len;
+        uint32_t rx_cnt;      /* payload bytes accepted from the peer (mod 2^32) */
+        uint32_t fwd_cnt;     /* bytes written to the local fd */
+        uint32_t adv_fwd_cnt; /* fwd_cnt last put on the wire: the peer's credit is based on it */
+        bool peer_shut_send;  /* peer sent SHUTDOWN(SEND) */
+        bool wr_done;         /* local fd shut for writing after the flush */
+
+        /* local fd -> channel */
+        uint32_t tx_cnt;
+        uint32_t peer_buf_alloc, peer_fwd_cnt;
+        bool rd_done; /* local EOF (SHUTDOWN(SEND) queued) or peer SHUTDOWN(RCV) */
+} stream;
+
+struct smolvm_mux {
+        smolvm_evloop *loop;
+        int chan_fd;
+        int timer_fd;
+        bool chan_is_sock;
+        uint64_t our_cid, peer_cid;
+        smolvm_mux_ops ops;
+        void *userdata;
+
+        bool broken;
+        bool freeing;
+        bool free_requested;
+        unsigned depth;
+
+        uint8_t *inbuf;
+        size_t in_len;
+
+        pkt *outq_head, *outq_tail;
+        size_t outq_off; /* bytes of the head packet already written */
+        size_t outq_bytes;
+        size_t outq_ctl;
+        size_t n_orphan_rst;
+        uint32_t chan_events;
+        bool local_blocked; /* outq too large: local fds are not read */
+        bool chan_in_blocked;
+
+        stream *hash[MUX_HASH_SIZE];
+        stream *streams;
+        stream *dead_streams;
+        uint32_t n_streams;
+        size_t rx_buffered;
+        uint32_t next_port;
+        uint64_t timer_deadline_ms; /* 0 = disarmed */
+
+        smolvm_mux_stats stats;
+};
+
+static void chan_broken(smolvm_mux *mux, int err, const char *why);
+static void stream_update(stream *s);
+static void mux_destroy(smolvm_mux *mux);
+
+/* ---- small helpers ---- */
+
+static int set_nonblock(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+                return negative_errno();
+        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static bool fd_is_socket(int fd)
+{
+        struct stat st;
+        return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* writev that never raises SIGPIPE on sockets. */
+static ssize_t writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
+{
+        if (is_sock) {
+                struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+                return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        return writev(fd, iov, n);
+}
+
+static bool is_again(int e)
+{
+        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static uint32_t stream_credit(const stream *s)
+{
+        /* A hostile peer may report fwd_cnt ahead of what we sent: the wrapped
+         * difference is then huge and the credit is simply 0. */
+        uint32_t in_flight = s->tx_cnt - s->peer_fwd_cnt;
+        return in_flight >= s->peer_buf_alloc ? 0 : s->peer_buf_alloc - in_flight;
+}
+
+static size_t hash_idx(uint32_t local_port, uint32_t peer_port)
+{
+        uint32_t h = local_port * 0x9E3779B1u ^ (peer_port * 0x85EBCA77u + (peer_port >> 16));
+        return (h ^ (h >> 15)) & (MUX_HASH_SIZE - 1);
+}
+
+static stream *stream_lookup(const smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
+{
+        for (stream *s = mux->hash[hash_idx(local_port, peer_port)]; s; s = s->hnext)
+                if (s->local_port == local_port && s->peer_port == peer_port)
+                        return s;
+        return NULL;
+}
+
+/* ---- entry/leave ---- */
+
+static void mux_enter(smolvm_mux *mux)
+{
+        mux->depth++;
+}
+
+static void chan_flush(smolvm_mux *mux);
+
+static void chan_update_events(smolvm_mux *mux)
+{
+        if (mux->broken || mux->chan_fd < 0)
+                return;
+        uint32_t ev = 0;
+        if (!mux->chan_in_blocked)
+                ev |= EPOLLIN;
+        if (mux->outq_head)
+                ev |= EPOLLOUT;
+        if (ev == mux->chan_events)
+                return;
+        int r = smolvm_evloop_mod(mux->loop, mux->chan_fd, ev);
+        if (r < 0) {
+                chan_broken(mux, r, "cannot watch the channel");
+                return;
+        }
+        mux->chan_events = ev;
+}
+
+static void mux_leave(smolvm_mux *mux)
+{
+        if (mux->depth == 1 && !mux->free_requested && !mux->broken) {
+                if (mux->outq_head && !(mux->chan_events & EPOLLOUT))
+                        chan_flush(mux);
+                if (!mux->broken) {
+                        if (mux->outq_ctl >= MUX_CTL_MAX)
+                                mux->chan_in_blocked = true;
+                        else if (mux->chan_in_blocked && mux->outq_ctl < MUX_CTL_MAX / 2)
+                                mux->chan_in_blocked = false;
+                        if (mux->local_blocked && mux->outq_bytes < MUX_OUTQ_LOW) {
+                                mux->local_blocked = false;
+                                for (stream *s = mux->streams; s; s = s->next)
+                                        stream_update(s);
+                        }
+                        chan_update_events(mux);
+                }
+        }
+        if (--mux->depth > 0)
+                return;
+        while (mux->dead_streams) {
+                stream *s = mux->dead_streams;
+                mux->dead_streams = s->next;
+                free(s);
+        }
+        if (mux->free_requested)
+                mux_destroy(mux);
+}
+
+/* ---- output queue ---- */
+
+static pkt *pkt_new(uint32_t payload_len)
+{
+        pkt *p = malloc(sizeof(pkt) + SMOLVM_PKT_HDR_SIZE + payload_len);
+        if (!p)
+                return NULL;
+        p->next = NULL;
+        p->size = SMOLVM_PKT_HDR_SIZE + payload_len;
+        p->ctl = false;
+        p->orphan = false;
+        return p;
+}
+
+static void outq_push(smolvm_mux *mux, pkt *p)
+{
+        if (mux->outq_tail)
+                mux->outq_tail->next = p;
+        else
+                mux->outq_head = p;
+        mux->outq_tail = p;
+        mux->outq_bytes += p->size;
+        if (p->ctl)
+                mux->outq_ctl++;
+        if (p->orphan)
+                mux->n_orphan_rst++;
+        if (mux->outq_bytes >= MUX_OUTQ_HIGH)
+                mux->local_blocked = true;
+}
+
+static void outq_pop(smolvm_mux *mux)
+{
+        pkt *p = mux->outq_head;
+        mux->outq_head = p->next;
+        if (!mux->outq_head)
+                mux->outq_tail = NULL;
+        mux->outq_bytes -= p->size;
+        if (p->ctl)
+                mux->outq_ctl--;
+        if (p->orphan)
+                mux->n_orphan_rst--;
+        mux->outq_off = 0;
+        free(p);
+}
+
+static void outq_clear(smolvm_mux *mux)
+{
+        while (mux->outq_head)
+                outq_pop(mux);
+}
+
+/* Header for stream s; records the fwd_cnt we advertise. */
+static void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out)
+{
+        smolvm_mux *mux = s->mux;
+        smolvm_pkt_hdr h = {
+                .src_cid = mux->our_cid,
+                .dst_cid = mux->peer_cid,
+                .src_port = s->local_port,
+                .dst_port = s->peer_port,
+                .len = len,
+                .type = SMOLVM_PKT_TYPE_STREAM,
+                .op = op,
+                .flags = flags,
+                .buf_alloc = SMOLVM_MUX_STREAM_BUF,
+                .fwd_cnt = s->fwd_cnt,
+        };
+        s->adv_fwd_cnt = s->fwd_cnt;
+        smolvm_pkt_hdr_encode(&h, out);
+}
+
+/* Queue a payload-less packet for s. Allocation failure drops it: the only
+ * packets that matter for correctness (REQUEST/RESPONSE/SHUTDOWN/RST) are
+ * followed by the peer's timeout or by later traffic; nothing here can abort. */
+static void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags)
+{
+        smolvm_mux *mux = s->mux;
+        if (mux->broken)
+                return;
+        pkt *p = pkt_new(0);
+        if (!p)
+                return;
+        p->ctl = true;
+        stream_hdr(s, op, flags, 0, p->data);
+        outq_push(mux, p);
+}
+
+/* RST for a packet that matches no stream of ours (its src/dst swapped). */
+static void queue_orphan_rst(smolvm_mux *mux, const smolvm_pkt_hdr *in)
+{
+        if (mux->broken || mux->n_orphan_rst >= MUX_ORPHAN_RST_MAX)
+                return;
+        pkt *p = pkt_new(0);
+        if (!p)
+                return;
+        p->ctl = true;
+        p->orphan = true;
+        smolvm_pkt_hdr h = {
+                .src_cid = mux->our_cid,
+                .dst_cid = mux->peer_cid,
+                .src_port = in->dst_port,
+                .dst_port = in->src_port,
+                .type = SMOLVM_PKT_TYPE_STREAM,
+                .op = SMOLVM_OP_RST,
+        };
+        smolvm_pkt_hdr_encode(&h, p->data);
+        outq_push(mux, p);
+}
+
+static void chan_flush(smolvm_mux *mux)
+{
+        while (mux->outq_head && !mux->broken) {
+                struct iovec iov[MUX_IOV_MAX];
+                int n = 0;
+                size_t off = mux->outq_off;
+                for (pkt *p = mux->outq_head; p && n < MUX_IOV_MAX; p = p->next) {
+                        iov[n].iov_base = p->data + off;
+                        iov[n].iov_len = p->size - off;
+                        off = 0;
+                        n++;
+                }
+                ssize_t w = writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                return;
+                        chan_broken(mux, negative_errno(), "channel write failed");
+                        return;
+                }
+                size_t left = (size_t)w;
+                while (left > 0 && mux->outq_head) {
+                        size_t rem = mux->outq_head->size - mux->outq_off;
+                        if (left >= rem) {
+                                left -= rem;
+                                outq_pop(mux);
+                        } else {
+                                mux->outq_off += left;
+                                left = 0;
+                        }
+                }
+        }
+}
+
+/* ---- streams ---- */
+
+static stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int fd,
+                          enum stream_state state)
+{
+        stream *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->mux = mux;
+        s->local_port = local_port;
+        s->peer_port = peer_port;
+        s->fd = fd;
+        s->state = state;
+        size_t i = hash_idx(local_port, peer_port);
+        s->hnext = mux->hash[i];
+        mux->hash[i] = s;
+        s->next = mux->streams;
+        if (s->next)
+                s->next->prev = s;
+        mux->streams = s;
+        mux->n_streams++;
+        return s;
+}
+
+/* Remove s for good: unhook, drop buffers, tell a pending connect (err), close
+ * the fd. Freed at the outermost mux_leave(). Sends nothing. */
+static void stream_kill(stream *s, int err)
+{
+        smolvm_mux *mux = s->mux;
+        if (s->dead)
+                return;
+        s->dead = true;
+
+        stream **pp = &mux->hash[hash_idx(s->local_port, s->peer_port)];
+        while (*pp && *pp != s)
+                pp = &(*pp)->hnext;
+        if (*pp)
+                *pp = s->hnext;
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                mux->streams = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        mux->n_streams--;
+
+        if (s->watched)
+                (void)smolvm_evloop_del(mux->loop, s->fd);
+        s->watched = false;
+        mux->rx_buffered -= s->rx_len;
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = 0;
+
+        if (s->state == ST_CONNECTING && s->cb) {
+                smolvm_mux_connect_cb cb = s->cb;
+                s->cb = NULL;
+                cb(s->cb_userdata, err, 0);
+        }
+        s->fd = safe_close(s->fd);
+
+        s->next = mux->dead_streams;
+        mux->dead_streams = s;
+}
+
+static void stream_reset(stream *s, int err)
+{
+        stream_queue_ctl(s, SMOLVM_OP_RST, 0);
+        stream_kill(s, err);
+}
+
+/* Both directions are done. We close without an RST: the peer reaches the same
+ * state on its own (it has sent and received SHUTDOWN(SEND) too), an extra RST
+ * would only race with a reuse of the port pair, and any late packet for the
+ * pair (a CREDIT_UPDATE in flight) is dropped without reply. */
+static void stream_maybe_finish(stream *s)
+{
+        if (!s->dead && s->state == ST_ESTABLISHED && s->rd_done && s->wr_done)
+                stream_kill(s, 0);
+}
+
+static void stream_shut_wr(stream *s)
+{
+        if (s->wr_done)
+                return;
+        s->wr_done = true;
+        /* ENOTCONN when the local side is already gone: nothing to tell it. */
+        if (s->fd_is_sock)
+                (void)shutdown(s->fd, SHUT_WR);
+}
+
+static bool stream_can_read(const stream *s)
+{
+        return !s->dead && s->state == ST_ESTABLISHED && !s->rd_done && !s->mux->local_blocked &&
+               !s->mux->broken && stream_credit(s) > 0;
+}
+
+static void stream_update(stream *s)
+{
+        if (s->dead || !s->watched)
+                return;
+        uint32_t ev = 0;
+        if (stream_can_read(s))
+                ev |= EPOLLIN;
+        if (s->rx_len > 0 && !s->wr_done)
+                ev |= EPOLLOUT;
+        if (ev == s->ev_mask)
+                return;
+        int r = smolvm_evloop_mod(s->mux->loop, s->fd, ev);
+        if (r < 0) {
+                stream_reset(s, r);
+                return;
+        }
+        s->ev_mask = ev;
+}
+
+/* The local fd took n bytes: advance fwd_cnt, re-grant credit when half the
+ * buffer has been consumed since the last advertisement. Once the peer has shut
+ * its sending side it needs no credit (and a late update could hit a stream the
+ * peer has already closed). */
+static void stream_consumed(stream *s, size_t n)
+{
+        s->fwd_cnt += (uint32_t)n;
+        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 2)
+                stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
+}
+
+static ssize_t stream_write(stream *s, struct iovec *iov, int n)
+{
+        for (;;) {
+                ssize_t w = writev_nosig(s->fd, s->fd_is_sock, iov, n);
+                if (w >= 0 || errno != EINTR)
+                        return w;
+        }
+}
+
+/* Write the ring to the local fd. */
+static void stream_flush_rx(stream *s)
+{
+        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        while (s->rx_len > 0 && !s->wr_done) {
+                struct iovec iov[2];
+                int n = 1;
+                size_t first = MIN(s->rx_len, cap - s->rx_head);
+                iov[0] = (struct iovec){ s->rx + s->rx_head, first };
+                if (first < s->rx_len) {
+                        iov[1] = (struct iovec){ s->rx, s->rx_len - first };
+                        n = 2;
+                }
+                ssize_t w = stream_write(s, iov, n);
+                if (w < 0) {
+                        if (is_again(errno))
+                                break;
+                        stream_reset(s, -ECONNRESET);
+                        return;
+                }
+                s->rx_head = (s->rx_head + (size_t)w) % cap;
+                s->rx_len -= (size_t)w;
+                s->mux->rx_buffered -= (size_t)w;
+                stream_consumed(s, (size_t)w);
+        }
+        if (s->rx_len == 0) {
+                free(s->rx);
+                s->rx = NULL;
+                s->rx_head = 0;
+                if (s->peer_shut_send)
+                        stream_shut_wr(s);
+                stream_maybe_finish(s);
+        }
+}
+
+/* RW payload from the peer (credit already checked). */
+static void stream_deliver(stream *s, const uint8_t *data, size_t len)
+{
+        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        if (s->rx_len == 0 && !s->wr_done) {
+                struct iovec iov = { (void *)data, len };
+                ssize_t w = stream_write(s, &iov, 1);
+                if (w < 0) {
+                        if (!is_again(errno)) {
+                                stream_reset(s, -ECONNRESET);
+                                return;
+                        }
+                        w = 0;
+                }
+                data += w;
+                len -= (size_t)w;
+                stream_consumed(s, (size_t)w);
+        }
+        if (len == 0 || s->wr_done) /* wr_done: local side gone, data is discarded */
+                return;
+        if (!s->rx) {
+                s->rx = malloc(cap);
+                if (!s->rx) {
+                        stream_reset(s, -ENOMEM);
+                        return;
+                }
+                s->rx_head = 0;
+        }
+        size_t tail = (s->rx_head + s->rx_len) % cap;
+        size_t first = MIN(len, cap - tail);
+        memcpy(s->rx + tail, data, first);
+        memcpy(s->rx, data + first, len - first);
+        s->rx_len += len;
+        s->mux->rx_buffered += len;
+}
+
+/* Read the local fd into one RW packet. */
+static void stream_read_local(stream *s)
+{
+        smolvm_mux *mux = s->mux;
+        if (!stream_can_read(s))
+                return;
+        uint32_t want = MIN(stream_credit(s), MUX_READ_CHUNK);
+        pkt *p = pkt_new(want);
+        if (!p)
+                return; /* retried on the next wakeup */
+        ssize_t r;
+        do
+                r = read(s->fd, p->data + SMOLVM_PKT_HDR_SIZE, want);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+                int e = errno;
+                free(p);
+                if (e != EAGAIN && e != EWOULDBLOCK)
+                        stream_reset(s, -e);
+                return;
+        }
+        if (r == 0) {
+                free(p);
+                s->rd_done = true;
+                stream_queue_ctl(s, SMOLVM_OP_SHUTDOWN, SMOLVM_SHUTDOWN_SEND);
+                stream_maybe_finish(s);
+                return;
+        }
+        if ((uint32_t)r + 4096u < want) {
+                pkt *q = realloc(p, sizeof(pkt) + SMOLVM_PKT_HDR_SIZE + (size_t)r);
+                if (q)
+                        p = q;
+        }
+        p->size = SMOLVM_PKT_HDR_SIZE + (uint32_t)r;
+        stream_hdr(s, SMOLVM_OP_RW, 0, (uint32_t)r, p->data);
+        s->tx_cnt += (uint32_t)r;
+        mux->stats.tx_bytes += (uint64_t)r;
+        outq_push(mux, p);
+}
+
+static void stream_io(void *userdata, int fd, uint32_t events)
+{
+        stream *s = userdata;
+        smolvm_mux *mux = s->mux;
+        mux_enter(mux);
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+                if (s->rx_len > 0)
+                        stream_flush_rx(s);
+        }
+        if (!s->dead && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+                stream_read_local(s);
+        if (!s->dead)
+                stream_update(s);
+        mux_leave(mux);
+}
+
+/* Start relaying s: make the fd non-blocking and watch it. */
+static void stream_start(stream *s)
+{
+        int r = set_nonblock(s->fd);
+        if (r >= 0) {
+                s->fd_is_sock = fd_is_socket(s->fd);
+                r = smolvm_evloop_add(s->mux->loop, s->fd, 0, stream_io, s);
+        }
+        if (r < 0) {
+                stream_reset(s, r);
+                return;
+        }
+        s->watched = true;
+        s->ev_mask = 0;
+        stream_update(s);
+}
+
+/* ---- connect timeouts ---- */
+
+static void timer_arm(smolvm_mux *mux)
+{
+        uint64_t next = 0;
+        for (stream *s = mux->streams; s; s = s->next)
+                if (s->state == ST_CONNECTING && (next == 0 || s->deadline_ms < next))
+                        next = s->deadline_ms;
+        if (next == mux->timer_deadline_ms)
+                return;
+        struct itimerspec its = { 0 };
+        if (next) {
+                uint64_t now = now_ms();
+                uint64_t d = next > now ? next - now : 1;
+                its.it_value.tv_sec = (time_t)(d / 1000);
+                its.it_value.tv_nsec = (long)(d % 1000) * 1000000L;
+        }
+        if (timerfd_settime(mux->timer_fd, 0, &its, NULL) == 0)
+                mux->timer_deadline_ms = next;
+}
+
+static void timer_io(void *userdata, int fd, uint32_t events)
+{
+        smolvm_mux *mux = userdata;
+        uint64_t ticks;
+        mux_enter(mux);
+        (void)!read(fd, &ticks, sizeof(ticks));
+        mux->timer_deadline_ms = 0;
+        uint64_t now = now_ms();
+        stream *next;
+        for (stream *s = mux->streams; s && !mux->free_requested; s = next) {
+                next = s->next;
+                if (s->state == ST_CONNECTING && s->deadline_ms <= now)
+                        stream_reset(s, -ETIMEDOUT);
+        }
+        if (!mux->free_requested)
+                timer_arm(mux);
+        mux_leave(mux);
+}
+
+/* ---- incoming packets ---- */
+
+static void handle_request(smolvm_mux *mux, const smolvm_pkt_hdr *h, stream *old)
+{
+        if (old) {
+                /* Same pair reused: the old stream is gone and the new one refused.
+                 * One RST on the wire covers both (same identity). */
+                stream_kill(old, -ECONNRESET);
+                queue_orphan_rst(mux, h);
+                return;
+        }
+        if (mux->n_streams >= SMOLVM_MUX_MAX_STREAMS || !mux->ops.accept) {
+                queue_orphan_rst(mux, h);
+                return;
+        }
+        int fd = mux->ops.accept(mux->userdata, h->dst_port, h->src_port);
+        if (mux->free_requested || mux->broken) {
+                safe_close(fd);
+                return;
+        }
+        if (fd < 0) {
+                queue_orphan_rst(mux, h);
+                return;
+        }
+        /* The callback may have opened streams meanwhile. */
+        if (mux->n_streams >= SMOLVM_MUX_MAX_STREAMS || stream_lookup(mux, h->dst_port, h->src_port)) {
+                safe_close(fd);
+                queue_orphan_rst(mux, h);
+                return;
+        }
+        stream *s = stream_new(mux, h->dst_port, h->src_port, fd, ST_ESTABLISHED);
+        if (!s) {
+                safe_close(fd);
+                queue_orphan_rst(mux, h);
+                return;
+        }
+        s->peer_buf_alloc = h->buf_alloc;
+        s->peer_fwd_cnt = h->fwd_cnt;
+        stream_queue_ctl(s, SMOLVM_OP_RESPONSE, 0);
+        stream_start(s);
+}
+
+static void handle_response(stream *s)
+{
+        smolvm_mux *mux = s->mux;
+        if (s->state != ST_CONNECTING) {
+                stream_reset(s, -ECONNRESET);
+                return;
+        }
+        s->state = ST_ESTABLISHED;
+        smolvm_mux_connect_cb cb = s->cb;
+        s->cb = NULL;
+        /* Before any byte is relayed: the callback may write a preamble to fd. */
+        if (cb)
+                cb(s->cb_userdata, 0, s->local_port);
+        if (mux->free_requested || mux->broken || s->dead)
+                return;
+        stream_start(s);
+}
+
+static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload)
+{
+        stream *s = stream_lookup(mux, h->dst_port, h->src_port);
+
+        if (h->op == SMOLVM_OP_REQUEST) {
+                handle_request(mux, h, s);
+                return;
+        }
+        if (!s) {
+                mux->stats.n_dropped++;
+                /* vsock answers RST to anything for an unknown socket, except an
+                 * RST. We also stay quiet on CREDIT_UPDATE: after a clean close the
+                 * peer may still have one in flight (see stream_maybe_finish). */
+                if (h->op != SMOLVM_OP_RST && h->op != SMOLVM_OP_CREDIT_UPDATE)
+                        queue_orphan_rst(mux, h);
+                return;
+        }
+
+        s->peer_buf_alloc = h->buf_alloc;
+        s->peer_fwd_cnt = h->fwd_cnt;
+
+        switch (h->op) {
+        case SMOLVM_OP_RESPONSE:
+                handle_response(s);
+                return;
+        case SMOLVM_OP_RST:
+                stream_kill(s, -ECONNREFUSED);
+                return;
+        case SMOLVM_OP_SHUTDOWN:
+                if (s->state != ST_ESTABLISHED) {
+                        stream_reset(s, -ECONNRESET);
+                        return;
+                }
+                if (h->flags & SMOLVM_SHUTDOWN_RCV)
+                        s->rd_done = true;
+                if (h->flags & SMOLVM_SHUTDOWN_SEND) {
+                        s->peer_shut_send = true;
+                        if (s->rx_len == 0)
+                                stream_shut_wr(s);
+                }
+                stream_maybe_finish(s);
+                break;
+        case SMOLVM_OP_RW:
+                if (s->state != ST_ESTABLISHED || s->peer_shut_send) {
+                        stream_reset(s, -ECONNRESET);
+                        return;
+                }
+                /* The peer may have at most buf_alloc - (rx_cnt - fwd_cnt as we last
+                 * told it) bytes in flight; since adv_fwd_cnt <= fwd_cnt this also
+                 * bounds the ring. */
+                if ((uint64_t)(uint32_t)(s->rx_cnt - s->adv_fwd_cnt) + h->len > SMOLVM_MUX_STREAM_BUF) {
+                        mux->stats.n_credit_violations++;
+                        stream_reset(s, -ECONNRESET);
+                        return;
+                }
+                s->rx_cnt += h->len;
+                mux->stats.rx_bytes += h->len;
+                stream_deliver(s, payload, h->len);
+                break;
+        case SMOLVM_OP_CREDIT_UPDATE:
+                break;
+        case SMOLVM_OP_CREDIT_REQUEST:
+                if (s->state == ST_ESTABLISHED && !s->peer_shut_send)
+                        stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
+                break;
+        default:
+                mux->stats.n_dropped++;
+                break;
+        }
+        if (!s->dead)
+                stream_update(s);
+}
+
+static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload)
+{
+        if (h->dst_cid != mux->our_cid || h->src_cid != mux->peer_cid) {
+                mux->stats.n_dropped++;
+                return;
+        }
+        if (h->type == SMOLVM_PKT_TYPE_CHANNEL) {
+                /* decode() only lets HELLO through for this type. */
+                if (h->len < 8) {
+                        mux->stats.n_dropped++;
+                        return;
+                }
+                if (mux->ops.hello)
+                        mux->ops.hello(mux->userdata, payload, h->len);
+                return;
+        }
+        handle_stream_packet(mux, h, payload);
+}
+
+static void chan_read(smolvm_mux *mux, bool force)
+{
+        for (int iter = 0; iter < MUX_CHAN_READS_PER_WAKE; iter++) {
+                if (mux->outq_ctl >= MUX_CTL_MAX)
+                        mux->chan_in_blocked = true;
+                if (mux->broken || mux->free_requested || (mux->chan_in_blocked && !force))
+                        return;
+                size_t space = MUX_INBUF_SIZE - mux->in_len;
+                ssize_t r = read(mux->chan_fd, mux->inbuf + mux->in_len, space);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                return;
+                        chan_broken(mux, negative_errno(), "channel read failed");
+                        return;
+                }
+                if (r == 0) {
+                        chan_broken(mux, -ECONNRESET,
+                                    mux->in_len ? "channel closed inside a packet" : "channel closed");
+                        return;
+                }
+                mux->in_len += (size_t)r;
+
+                size_t off = 0;
+                while (mux->in_len - off >= SMOLVM_PKT_HDR_SIZE) {
+                        smolvm_pkt_hdr h;
+                        int d = smolvm_pkt_hdr_decode(mux->inbuf + off, &h);
+                        if (d == -EMSGSIZE) {
+                                chan_broken(mux, -EMSGSIZE, "packet length above the maximum");
+                                return;
+                        }
+                        if (mux->in_len - off - SMOLVM_PKT_HDR_SIZE < h.len)
+                                break;
+                        const uint8_t *payload = mux->inbuf + off + SMOLVM_PKT_HDR_SIZE;
+                        off += SMOLVM_PKT_HDR_SIZE + h.len;
+                        if (d < 0) {
+                                mux->stats.n_dropped++;
+                                continue;
+                        }
+                        handle_packet(mux, &h, payload);
+                        if (mux->broken || mux->free_requested)
+                                return;
+                }
+                /* What is left is less than one packet (< header + max payload), so
+                 * at least MUX_READ_CHUNK bytes of space remain for the next read. */
+                memmove(mux->inbuf, mux->inbuf + off, mux->in_len - off);
+                mux->in_len -= off;
+                if ((size_t)r < space)
+                        return; /* drained for now */
+        }
+}
+
+static void chan_io(void *userdata, int fd, uint32_t events)
+{
+        smolvm_mux *mux = userdata;
+        mux_enter(mux);
+        if (events & EPOLLOUT)
+                chan_flush(mux);
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                chan_read(mux, (events & (EPOLLHUP | EPOLLERR)) != 0);
+        mux_leave(mux);
+}
+
+static void chan_broken(smolvm_mux *mux, int err, const char *why)
+{
+        if (mux->broken)
+                return;
+        mux->broken = true;
+        if (mux->chan_fd >= 0)
+                (void)smolvm_evloop_del(mux->loop, mux->chan_fd);
+        mux->chan_events = 0;
+        outq_clear(mux);
+        mux->in_len = 0;
+        while (mux->streams)
+                stream_kill(mux->streams, -ECONNRESET);
+        timer_arm(mux);
+        if (mux->ops.broken && !mux->freeing)
+                mux->ops.broken(mux->userdata, err, why);
+}
+
+/* ---- public API ---- */
+
+int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_mux_ops *ops,
+                   void *userdata, const void *hello_extra, size_t hello_extra_len, smolvm_mux **ret)
+{
+        _cleanup_close_ int cfd = chan_fd;
+        if (!loop || chan_fd < 0 || !ret || hello_extra_len > MUX_HELLO_EXTRA_MAX ||
+            (hello_extra_len && !hello_extra))
+                return -EINVAL;
+        int r = set_nonblock(cfd);
+        if (r < 0)
+                return r;
+
+        smolvm_mux *mux = calloc(1, sizeof(*mux));
+        if (!mux)
+                return -ENOMEM;
+        mux->loop = loop;
+        mux->chan_fd = -1;
+        mux->timer_fd = -1;
+        mux->our_cid = is_host ? SMOLVM_CID_HOST : SMOLVM_CID_GUEST;
+        mux->peer_cid = is_host ? SMOLVM_CID_GUEST : SMOLVM_CID_HOST;
+        if (ops)
+                mux->ops = *ops;
+        mux->userdata = userdata;
+        mux->next_port = MUX_PORT_FIRST;
+        mux->inbuf = malloc(MUX_INBUF_SIZE);
+        if (!mux->inbuf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        mux->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (mux->timer_fd < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        r = smolvm_evloop_add(loop, mux->timer_fd, EPOLLIN, timer_io, mux);
+        if (r < 0) {
+                mux->timer_fd = safe_close(mux->timer_fd);
+                goto fail;
+        }
+        mux->chan_is_sock = fd_is_socket(cfd);
+        /* EPOLLOUT at once: the HELLO below goes out from the loop, so no
+         * callback (broken) can run before the caller holds the mux. */
+        r = smolvm_evloop_add(loop, cfd, EPOLLIN | EPOLLOUT, chan_io, mux);
+        if (r < 0)
+                goto fail;
+        mux->chan_fd = TAKE_FD(cfd);
+        mux->chan_events = EPOLLIN | EPOLLOUT;
+
+        pkt *p = pkt_new(8 + (uint32_t)hello_extra_len);
+        if (!p) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        p->ctl = true;
+        smolvm_pkt_hdr h = {
+                .src_cid = mux->our_cid,
+                .dst_cid = mux->peer_cid,
+                .len = 8 + (uint32_t)hello_extra_len,
+                .type = SMOLVM_PKT_TYPE_CHANNEL,
+                .op = SMOLVM_CHAN_OP_HELLO,
+        };
+        smolvm_pkt_hdr_encode(&h, p->data);
+        put_le32(p->data + SMOLVM_PKT_HDR_SIZE, SMOLVM_CHAN_VERSION);
+        put_le32(p->data + SMOLVM_PKT_HDR_SIZE + 4, 0);
+        if (hello_extra_len)
+                memcpy(p->data + SMOLVM_PKT_HDR_SIZE + 8, hello_extra, hello_extra_len);
+        outq_push(mux, p);
+
+        *ret = mux;
+        return 0;
+
+fail:
+        mux->freeing = true;
+        mux_destroy(mux);
+        return r;
+}
+
+static void mux_destroy(smolvm_mux *mux)
+{
+        mux->freeing = true;
+        mux->depth++; /* connect callbacks below must not re-enter destroy */
+        if (!mux->broken) {
+                /* Best effort: tell the peer, one non-blocking write. */
+                stream *next;
+                for (stream *s = mux->streams; s; s = next) {
+                        next = s->next;
+                        stream_reset(s, -ECONNRESET);
+                }
+                if (mux->chan_fd >= 0)
+                        chan_flush(mux);
+        }
+        while (mux->streams)
+                stream_kill(mux->streams, -ECONNRESET);
+        mux->depth--;
+        while (mux->dead_streams) {
+                stream *s = mux->dead_streams;
+                mux->dead_streams = s->next;
+                free(s);
+        }
+        outq_clear(mux);
+        if (mux->chan_fd >= 0) {
+                if (!mux->broken)
+                        (void)smolvm_evloop_del(mux->loop, mux->chan_fd);
+                safe_close(mux->chan_fd);
+        }
+        if (mux->timer_fd >= 0) {
+                (void)smolvm_evloop_del(mux->loop, mux->timer_fd);
+                safe_close(mux->timer_fd);
+        }
+        free(mux->inbuf);
+        free(mux);
+}
+
+void smolvm_mux_free(smolvm_mux *mux)
+{
+        if (!mux || mux->freeing || mux->free_requested)
+                return;
+        if (mux->depth > 0) {
+                mux->free_requested = true;
+                return;
+        }
+        mux_destroy(mux);
+}
+
+int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_connect_cb cb, void *userdata)
+{
+        _cleanup_close_ int cfd = fd;
+        if (!mux || fd < 0 || !cb)
+                return -EINVAL;
+        if (mux->broken || mux->freeing || mux->free_requested)
+                return -ECONNRESET;
+        if (mux->n_streams >= SMOLVM_MUX_MAX_STREAMS)
+                return -EMFILE;
+
+        /* Rotate through the range rather than reuse the lowest free port, so a
+         * late packet for a closed pair does not hit its successor. At most
+         * SMOLVM_MUX_MAX_STREAMS pairs are in use, so this ends quickly. */
+        uint32_t port;
+        do {
+                port = mux->next_port;
+                mux->next_port = mux->next_port == UINT32_MAX ? MUX_PORT_FIRST : mux->next_port + 1;
+        } while (stream_lookup(mux, port, peer_port));
+
+        stream *s = stream_new(mux, port, peer_port, cfd, ST_CONNECTING);
+        if (!s)
+                return -ENOMEM;
+        TAKE_FD(cfd);
+        s->cb = cb;
+        s->cb_userdata = userdata;
+        s->deadline_ms = now_ms() + MUX_CONNECT_TIMEOUT_MS;
+        stream_queue_ctl(s, SMOLVM_OP_REQUEST, 0);
+        if (mux->timer_deadline_ms == 0 || s->deadline_ms < mux->timer_deadline_ms)
+                timer_arm(mux);
+        /* No write from here: the REQUEST leaves from the loop (or the enclosing
+         * callback's flush), so the callback never runs before we return. */
+        if (mux->depth == 0)
+                chan_update_events(mux);
+        return 0;
+}
+
+void smolvm_mux_get_stats(const smolvm_mux *mux, smolvm_mux_stats *ret)
+{
+        *ret = mux->stats;
+        ret->n_streams = mux->n_streams;
+        ret->buffered_bytes = mux->rx_buffered + mux->outq_bytes;
+}
+
+bool smolvm_mux_is_broken(const smolvm_mux *mux)
+{
+        return mux->broken;
+}

@@ -82,8 +82,9 @@ int apt_parse_sources_list(const char *text, const char *suite, char **ret_uri);
  * and sources.list.d/ *.list. root: "" or NULL for the host. */
 int apt_find_mirror(const char *root, const char *suite, char **ret_uri);
 /* Parses `apt-cache depends linux-image-amd64` output: first "Depends: <pkg>" whose pkg
- * starts with "linux-image-". Returns 0, -ENOENT. */
-int apt_parse_depends(const char *text, char **ret_pkg);
+ * starts with "linux-image-"; *ret_version (if not NULL) gets the "(= V)" version or NULL.
+ * Returns 0, -ENOENT. */
+int apt_parse_depends(const char *text, char **ret_pkg, char **ret_version);
 /* First "Version: " field of `apt-cache show` output. */
 int apt_parse_version(const char *text, char **ret_version);
 
@@ -147,6 +148,13 @@ typedef struct ib_kernel {
         char *dir;       /* cache/kernel/<key> */
 } ib_kernel;
 int ib_kernel_step(ib_ctx *c, ib_kernel *ret);
+/* Loads the kernel's depmod indexes (cache/kernel/<key>/modules.*). */
+int ib_kernel_load_db(ib_ctx *c, const ib_kernel *k, kmod_db *ret);
+/* Makes sure cache/kernel/<key>/modules/<relpath minus .xz/.zst> exists for each relpath,
+ * re-extracting the kept .deb if a module is missing. */
+int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths);
+/* "kernel/fs/ext4/ext4.ko.xz" -> "kernel/fs/ext4/ext4.ko" (malloc'd). */
+char *kmod_uncompressed_path(const char *relpath);
 void ib_kernel_done(ib_kernel *k);
 
 typedef struct ib_initramfs {

@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "request.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *const base_env[] = {
+        "PATH=" AGENT_DEFAULT_PATH,
+        "HOME=/root",
+        "TERM=xterm",
+        "LANG=C.UTF-8",
+};
+
+const char *const *agent_base_env(size_t *ret_n)
+{
+        *ret_n = ARRAY_SIZE(base_env);
+        return base_env;
+}
+
+void agent_strv_free(char **v)
+{
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+static void strv_freep(char ***v) { agent_strv_free(*v); }
+
+static int fail(int err, char *errbuf, size_t errbuf_len, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int fail(int err, char *errbuf, size_t errbuf_len, const char *fmt, ...)
+{
+        if (errbuf && errbuf_len > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(errbuf, errbuf_len, fmt, ap);
+                va_end(ap);
+        }
+        return err;
+}
+
+/* Length of the key part of "K=V", or 0 if the entry is not of that form. */
+static size_t env_key_len(const char *e)
+{
+        const char *eq = strchr(e, '=');
+        return eq ? (size_t)(eq - e) : 0;
+}
+
+int agent_env_merge(const char *const *base, size_t n_base, const char *const *extra, size_t n_extra,
+                    char ***ret, size_t *ret_n, size_t *ret_bad_index)
+{
+        for (size_t i = 0; i < n_extra; i++) {
+                if (env_key_len(extra[i]) == 0) {
+                        if (ret_bad_index)
+                                *ret_bad_index = i;
+                        return -EINVAL;
+                }
+        }
+
+        _cleanup_(strv_freep) char **v = calloc(n_base + n_extra + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        size_t n = 0;
+        /* Quadratic, but both lists are bounded (AGENT_MAX_ENV) and usually tiny. */
+        for (size_t i = 0; i < n_base + n_extra; i++) {
+                const char *e = i < n_base ? base[i] : extra[i - n_base];
+                size_t klen = env_key_len(e);
+                size_t j = 0;
+                if (klen > 0) {
+                        for (; j < n; j++)
+                                if (env_key_len(v[j]) == klen && memcmp(v[j], e, klen) == 0)
+                                        break;
+                } else {
+                        j = n; /* a malformed base entry is kept as is */
+                }
+                char *copy = strdup(e);
+                if (!copy)
+                        return -ENOMEM;
+                if (j < n) {
+                        free(v[j]);
+                        v[j] = copy;
+                } else {
+                        v[n++] = copy;
+                }
+        }
+        *ret = TAKE_PTR(v);
+        if (ret_n)
+                *ret_n = n;
+        return 0;
+}
+
+/* Copy a JSON array of strings into a NULL-terminated vector of borrowed pointers. */
+static int string_array(json_t *arr, const char *field, size_t max, const char ***ret, size_t *ret_n,
+                        char *errbuf, size_t errbuf_len)
+{
+        if (!json_is_array(arr))
+                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an array of strings", field);
+        size_t n = json_array_size(arr);
+        if (n > max)
+                return fail(-E2BIG, errbuf, errbuf_len, "field '%s' has %zu entries (at most %zu allowed)",
+                            field, n, max);
+        const char **v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *s = json_array_get(arr, i);
+                if (!json_is_string(s)) {
+                        free(v);
+                        return fail(-EINVAL, errbuf, errbuf_len, "field '%s[%zu]' must be a string", field, i);
+                }
+                v[i] = json_string_value(s);
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int dup_strv(const char *const *src, size_t n, char ***ret)
+{
+        char **v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                v[i] = strdup(src[i]);
+                if (!v[i]) {
+                        agent_strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+static int parse_exec(json_t *root, agent_exec_spec *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *jargv = json_object_get(root, "argv");
+        json_t *jshell = json_object_get(root, "shell");
+        _cleanup_free_ const char **argv_borrowed = NULL;
+        size_t n_argv = 0;
+        const char *shell_argv[4];
+        int r;
+
+        if (jargv && jshell)
+                return fail(-EINVAL, errbuf, errbuf_len, "fields 'argv' and 'shell' are exclusive");
+        if (jshell) {
+                if (!json_is_string(jshell))
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'shell' must be a string");
+                shell_argv[0] = "/bin/sh";
+                shell_argv[1] = "-c";
+                shell_argv[2] = json_string_value(jshell);
+                shell_argv[3] = NULL;
+                n_argv = 3;
+        } else if (jargv) {
+                r = string_array(jargv, "argv", AGENT_MAX_ARGV, &argv_borrowed, &n_argv, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+                if (n_argv == 0)
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'argv' must not be empty");
+                if (argv_borrowed[0][0] == '\0')
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'argv[0]' must not be empty");
+        } else {
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'argv' (or 'shell')");
+        }
+
+        _cleanup_free_ const char **env_extra = NULL;
+        size_t n_env_extra = 0;
+        json_t *jenv = json_object_get(root, "env");
+        if (jenv && !json_is_null(jenv)) {
+                r = string_array(jenv, "env", AGENT_MAX_ENV, &env_extra, &n_env_extra, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        }
+
+        const char *cwd = AGENT_DEFAULT_CWD;
+        json_t *jcwd = json_object_get(root, "cwd");
+        if (jcwd && !json_is_null(jcwd)) {
+                if (!json_is_string(jcwd))
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be a string");
+                cwd = json_string_value(jcwd);
+                if (cwd[0] != '/')
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be an absolute path");
+        }
+
+        uint64_t timeout_ms = 0;
+        json_t *jt = json_object_get(root, "timeout_ms");
+        if (jt && !json_is_null(jt)) {
+                if (!json_is_integer(jt) || json_integer_value(jt) < 0)
+                        return fail(-EINVAL, errbuf, errbuf_len,
+                                    "field 'timeout_ms' must be a non-negative integer");
+                timeout_ms = (uint64_t)json_integer_value(jt);
+        }
+
+        bool want_stdin = false, keep_background = false;
+        json_t *js = json_object_get(root, "stdin");
+        if (js && !json_is_null(js)) {
+                if (!json_is_boolean(js))
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'stdin' must be a boolean");
+                want_stdin = json_is_true(js);
+        }
+        json_t *jk = json_object_get(root, "keep_background");
+        if (jk && !json_is_null(jk)) {
+                if (!json_is_boolean(jk))
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'keep_background' must be a boolean");
+                keep_background = json_is_true(jk);
+        }
+
+        /* All validated; now allocate the result. */
+        agent_exec_spec spec = { .timeout_ms = timeout_ms, .want_stdin = want_stdin,
+                                 .keep_background = keep_background, .n_argv = n_argv };
+        size_t n_base, bad = 0;
+        const char *const *base = agent_base_env(&n_base);
+        r = agent_env_merge(base, n_base, env_extra, n_env_extra, &spec.envp, &spec.n_envp, &bad);
+        if (r == -EINVAL)
+                return fail(r, errbuf, errbuf_len, "field 'env[%zu]' must be of the form KEY=VALUE", bad);
+        if (r < 0)
+                return r;
+        r = dup_strv(jshell ? shell_argv : argv_borrowed, n_argv, &spec.argv);
+        if (r < 0)
+                goto fail;
+        spec.cwd = strdup(cwd);
+        if (!spec.cwd) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        *ret = spec;
+        return 0;
+fail:
+        agent_strv_free(spec.argv);
+        agent_strv_free(spec.envp);
+        return r;
+}
+
+int agent_request_parse(const void *json, size_t len, agent_request *ret, char *errbuf, size_t errbuf_len)
+{
+        json_error_t jerr;
+        /* Default flags reject NUL bytes in strings, so every string is a C string. */
+        json_auto_t *root = json_loadb(json, len, 0, &jerr);
+        if (!root)
+                return fail(-EINVAL, errbuf, errbuf_len, "request is not valid JSON: %s (at byte %d)", jerr.text,
+                            jerr.position);
+        if (!json_is_object(root))
+                return fail(-EINVAL, errbuf, errbuf_len, "request must be a JSON object");
+        json_t *jop = json_object_get(root, "op");
+        if (!jop)
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'op'");
+        if (!json_is_string(jop))
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'op' must be a string");
+        const char *op = json_string_value(jop);
+
+        agent_request req = { 0 };
+        if (strcmp(op, "exec") == 0) {
+                req.op = AGENT_OP_EXEC;
+                int r = parse_exec(root, &req.exec, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(op, "ping") == 0) {
+                req.op = AGENT_OP_PING;
+        } else if (strcmp(op, "poweroff") == 0) {
+                req.op = AGENT_OP_POWEROFF;
+        } else {
+                /* Bounded: an op name may be up to a frame long. */
+                return fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);
+        }
+        *ret = req;
+        return 0;
+}
+
+void agent_request_done(agent_request *r)
+{
+        if (!r)
+                return;
+        if (r->op == AGENT_OP_EXEC) {
+                agent_strv_free(r->exec.argv);
+                agent_strv_free(r->exec.envp);
+                free(r->exec.cwd);
+        }
+        *r = (agent_request){ 0 };
+}

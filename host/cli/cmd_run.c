@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm run: boot an ephemeral microVM, run one command, stream its output,
+ * exit with its status, remove the VM (also on Ctrl-C / SIGTERM / SIGHUP). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "smolvm/smolvm.h"
+#include "util.h"
+#ifdef SMOLVM_HAVE_IMAGE_BUILDER
+#include "image.h"
+#endif
+
+#define MAX_ENV_FLAGS 4096
+
+static void run_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: smolvm run [OPTIONS] [--] CMD [ARG...]\n"
+                "\n"
+                "Boot an ephemeral microVM, run CMD in it, stream its stdout and stderr, and\n"
+                "exit with its exit code (128+N if killed by signal N, 124 on timeout).\n"
+                "The VM is removed afterwards, also on Ctrl-C. stdin is forwarded unless it is\n"
+                "a terminal.\n"
+                "\n"
+                "Options:\n"
+                "  --timeout SEC        kill the command after SEC seconds (exit 124)\n"
+                "  --mem MIB            guest memory (default %u)\n"
+                "  --cpus N             vCPUs (default %u)\n"
+                "  --env K=V            set an environment variable (repeatable)\n"
+                "  --workdir DIR        working directory in the guest (default /root)\n"
+                "  --accel auto|kvm|tcg accelerator (default auto)\n"
+                "  --image NAME         image to boot (default: default)\n"
+                "  --boot-timeout SEC   give up booting after SEC seconds (default %u)\n"
+                "  -i, --interactive    forward stdin even when it is a terminal\n"
+                "  --json               print one JSON object instead of streaming:\n"
+                "                       {ok, exit_code, signal, timed_out, stdout, stderr,\n"
+                "                        duration_ms, boot_ms}\n"
+                "  -h, --help           show this help\n"
+                "\n"
+                "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
+                "found; 126 if it could not be executed.\n",
+                SMOLVM_DEFAULT_MEM_MIB, SMOLVM_DEFAULT_VCPUS, SMOLVM_DEFAULT_BOOT_TIMEOUT_MS / 1000u);
+}
+
+typedef struct run_args {
+        smolvm_config cfg;
+        smolvm_exec_opts opts;
+        const char **env;
+        size_t n_env;
+        bool json;
+        bool interactive;
+        bool image_given;
+        char **argv;
+} run_args;
+
+/* Returns 0, 1 for --help, or -EINVAL (already reported). */
+static int parse_args(int argc, char **argv, run_args *a)
+{
+        int i;
+        for (i = 1; i < argc; i++) {
+                const char *arg = argv[i];
+                const char *v;
+                bool m;
+                unsigned long n;
+                if (!strcmp(arg, "--")) {
+                        i++;
+                        break;
+                }
+                if (arg[0] != '-' || arg[1] == '\0')
+                        break; /* the command starts here */
+                if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
+                        return 1;
+                if (!strcmp(arg, "--json")) {
+                        a->json = true;
+                        continue;
+                }
+                if (!strcmp(arg, "-i") || !strcmp(arg, "--interactive")) {
+                        a->interactive = true;
+                        continue;
+                }
+                if ((v = cli_flag_value(argc, argv, &i, "--timeout", &m)) || m) {
+                        if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
+                                return -EINVAL;
+                        a->opts.timeout_ms = (uint32_t)(n * 1000u);
+                } else if ((v = cli_flag_value(argc, argv, &i, "--mem", &m)) || m) {
+                        if (!v || cli_parse_uint("--mem", v, 64, 262144, &n) < 0)
+                                return -EINVAL;
+                        a->cfg.mem_mib = (unsigned)n;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--cpus", &m)) || m) {
+                        if (!v || cli_parse_uint("--cpus", v, 1, 64, &n) < 0)
+                                return -EINVAL;
+                        a->cfg.vcpus = (unsigned)n;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--boot-timeout", &m)) || m) {
+                        if (!v || cli_parse_uint("--boot-timeout", v, 1, 3600, &n) < 0)
+                                return -EINVAL;
+                        a->cfg.boot_timeout_ms = (unsigned)(n * 1000u);
+                } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
+                        if (!v)
+                                return -EINVAL;
+                        const char *eq = strchr(v, '=');
+                        if (!eq || eq == v) {
+                                cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
+                                return -EINVAL;
+                        }
+                        if (a->n_env >= MAX_ENV_FLAGS) {
+                                cli_error("too many --env options (max %d)", MAX_ENV_FLAGS);
+                                return -EINVAL;
+                        }
+                        a->env[a->n_env++] = v;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--workdir", &m)) || m) {
+                        if (!v)
+                                return -EINVAL;
+                        if (v[0] != '/') {
+                                cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", v);
+                                return -EINVAL;
+                        }
+                        a->opts.cwd = v;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--accel", &m)) || m) {
+                        if (!v)
+                                return -EINVAL;
+                        if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg")) {
+                                cli_error("invalid value '%s' for --accel (expected auto, kvm or tcg)", v);
+                                return -EINVAL;
+                        }
+                        a->cfg.accel = v;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--image", &m)) || m) {
+                        if (!v || !*v) {
+                                if (v)
+                                        cli_error("--image needs a name");
+                                return -EINVAL;
+                        }
+                        a->cfg.image = v;
+                        a->image_given = strcmp(v, "default") != 0;
+                } else {
+                        cli_error("unknown option '%s'", arg);
+                        cli_hint("run 'smolvm run --help' for the options");
+                        return -EINVAL;
+                }
+        }
+        if (i >= argc) {
+                cli_error("no command given");
+                cli_hint("usage: smolvm run [OPTIONS] -- CMD [ARG...]");
+                return -EINVAL;
+        }
+        a->argv = argv + i;
+        a->env[a->n_env] = NULL;
+        return 0;
+}
+
+/* ---- signals: blocked, read from a signalfd the library polls as cancel_fd ---- */
+
+static int setup_signals(sigset_t *old)
+{
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        /* A closed stdout must not kill us before the VM is removed: EPIPE instead. */
+        signal(SIGPIPE, SIG_IGN);
+        if (sigprocmask(SIG_BLOCK, &set, old) < 0)
+                return negative_errno();
+        int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        return fd < 0 ? negative_errno() : fd;
+}
+
+/* The signal that interrupted us, or 0. */
+static int pending_signal(int sfd)
+{
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                return (int)si.ssi_signo;
+        return 0;
+}
+
+/* ---- first-use image build ---- */
+
+#ifdef SMOLVM_HAVE_IMAGE_BUILDER
+static void build_progress(void *ud, const char *line)
+{
+        (void)ud;
+        fprintf(stderr, "smolvm: %s\n", line);
+}
+
+/* Build the default image; signals go back to their defaults meanwhile, so Ctrl-C
+ * simply stops the build (the image cache is lock- and rename-protected). */
+static int build_default_image(const sigset_t *old_mask)
+{
+        sigset_t blocked;
+        fprintf(stderr, "smolvm: no default image yet; building it once (this takes a minute or two)\n");
+        sigprocmask(SIG_SETMASK, old_mask, &blocked);
+        smolvm_image_build_opts o = { 0 };
+        smolvm_image_info info = { 0 };
+        char *err = NULL;
+        int r = smolvm_image_build(&o, build_progress, NULL, &info, &err);
+        sigprocmask(SIG_SETMASK, &blocked, NULL);
+        if (r < 0) {
+                cli_error("building the default image failed: %s", err ? err : strerror(-r));
+                cli_hint("run `smolvm image build` to retry and see its progress");
+        }
+        free(err);
+        smolvm_image_info_done(&info);
+        return r;
+}
+#endif
+
+/* ---- streaming output ---- */
+
+static int on_stdout(void *ud, const void *data, size_t len)
+{
+        (void)ud;
+        /* EPIPE: whoever read our stdout is gone; stop the command like a shell would. */
+        return write_all(STDOUT_FILENO, data, len);
+}
+
+static int on_stderr(void *ud, const void *data, size_t len)
+{
+        (void)ud;
+        int r = write_all(STDERR_FILENO, data, len);
+        return r == -EPIPE ? 0 : r;
+}
+
+static int status_exit_code(const smolvm_exec_status *st)
+{
+        if (st->timed_out)
+                return 124;
+        if (st->signal)
+                return 128 + st->signal;
+        return st->exit_code;
+}
+
+static void print_json_error(int exit_code)
+{
+        const smolvm_error *e = smolvm_last_error();
+        printf("{\"ok\":false,\"exit_code\":%d,\"error\":", exit_code);
+        cli_json_string(stdout, e->message, strlen(e->message));
+        printf(",\"hint\":");
+        cli_json_string(stdout, e->hint, strlen(e->hint));
+        if (e->console_tail[0]) {
+                printf(",\"console_tail\":");
+                cli_json_string(stdout, e->console_tail, strlen(e->console_tail));
+        }
+        printf("}\n");
+        fflush(stdout);
+}
+
+static void print_json_result(const smolvm_result *res, uint64_t boot_ms)
+{
+        const smolvm_exec_status *st = &res->status;
+        printf("{\"ok\":true,\"exit_code\":%d,\"signal\":", status_exit_code(st));
+        if (st->signal)
+                printf("%d", st->signal);
+        else
+                printf("null");
+        printf(",\"timed_out\":%s,\"stdout\":", st->timed_out ? "true" : "false");
+        cli_json_string(stdout, res->stdout_data, res->stdout_len);
+        printf(",\"stderr\":");
+        cli_json_string(stdout, res->stderr_data, res->stderr_len);
+        printf(",\"stdout_truncated\":%s,\"stderr_truncated\":%s,\"duration_ms\":%" PRIu64
+               ",\"boot_ms\":%" PRIu64 "}\n",
+               res->stdout_truncated ? "true" : "false", res->stderr_truncated ? "true" : "false",
+               st->duration_ms, boot_ms);
+        fflush(stdout);
+}
+
+/* Exit code for a library failure of an exec: docker's 126/127 when the guest
+ * says the command could not be run, 124 when the host safety net fired. */
+static int exec_error_exit(int r)
+{
+        const smolvm_error *e = smolvm_last_error();
+        if (e->from_guest && r == -ENOENT)
+                return 127;
+        if (e->from_guest && (r == -EACCES || r == -ENOEXEC || r == -EISDIR))
+                return 126;
+        if (r == -ETIMEDOUT)
+                return 124;
+        return CLI_EXIT_ERROR;
+}
+
+static bool stdin_usable(void)
+{
+        return fcntl(STDIN_FILENO, F_GETFD) >= 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+        _cleanup_free_ const char **env = calloc(MAX_ENV_FLAGS + 1, sizeof(char *));
+        if (!env) {
+                cli_error("out of memory");
+                return CLI_EXIT_ERROR;
+        }
+        run_args a = { .env = env };
+        smolvm_config_init(&a.cfg);
+        smolvm_exec_opts_init(&a.opts);
+        a.cfg.ephemeral = true;
+
+        int r = parse_args(argc, argv, &a);
+        if (r == 1) {
+                run_usage(stdout);
+                return 0;
+        }
+        if (r < 0)
+                return CLI_EXIT_ERROR;
+
+        a.opts.argv = (const char *const *)a.argv;
+        a.opts.env = a.n_env ? env : NULL;
+        if (stdin_usable() && (a.interactive || !isatty(STDIN_FILENO))) {
+                a.opts.stdin_mode = SMOLVM_STDIN_FD;
+                a.opts.stdin_fd = STDIN_FILENO;
+        }
+
+        sigset_t old_mask;
+        _cleanup_close_ int sfd = setup_signals(&old_mask);
+        if (sfd < 0) {
+                cli_error("signalfd: %s", strerror(-sfd));
+                return CLI_EXIT_ERROR;
+        }
+        a.cfg.cancel_fd = sfd;
+        a.opts.cancel_fd = sfd;
+
+        smolvm_vm *vm = NULL;
+        r = smolvm_create(&a.cfg, &vm);
+#ifdef SMOLVM_HAVE_IMAGE_BUILDER
+        if (r == -ENOENT && !a.image_given && !strstr(smolvm_last_error()->message, "incomplete")) {
+                if (build_default_image(&old_mask) < 0) {
+                        if (a.json)
+                                print_json_error(CLI_EXIT_ERROR);
+                        return CLI_EXIT_ERROR;
+                }
+                r = smolvm_create(&a.cfg, &vm);
+        }
+#endif
+        if (r < 0) {
+                cli_print_lib_error();
+                if (a.json)
+                        print_json_error(CLI_EXIT_ERROR);
+                return CLI_EXIT_ERROR;
+        }
+
+        int exit_code = CLI_EXIT_ERROR;
+        r = smolvm_start(vm);
+        if (r < 0) {
+                if (r == -ECANCELED) {
+                        int sig = pending_signal(sfd);
+                        smolvm_free(vm);
+                        return 128 + (sig ? sig : SIGINT);
+                }
+                cli_print_lib_error();
+                if (a.json)
+                        print_json_error(CLI_EXIT_ERROR);
+                smolvm_free(vm);
+                return CLI_EXIT_ERROR;
+        }
+        smolvm_boot_info boot = { 0 };
+        (void)smolvm_boot_info_get(vm, &boot);
+        uint64_t boot_ms = boot.boot_ms ? boot.boot_ms : boot.host_boot_ms;
+
+        if (a.json) {
+                smolvm_result res = { 0 };
+                r = smolvm_run(vm, &a.opts, &res);
+                if (r == 0) {
+                        exit_code = status_exit_code(&res.status);
+                        print_json_result(&res, boot_ms);
+                        smolvm_result_free(&res);
+                }
+        } else {
+                smolvm_exec_callbacks cbs = { .on_stdout = on_stdout, .on_stderr = on_stderr };
+                smolvm_exec_status st = { 0 };
+                r = smolvm_exec(vm, &a.opts, &cbs, &st);
+                if (r == 0)
+                        exit_code = status_exit_code(&st);
+        }
+        if (r == -ECANCELED) {
+                int sig = pending_signal(sfd);
+                exit_code = 128 + (sig ? sig : SIGINT);
+        } else if (r == -EPIPE) {
+                /* Our stdout reader went away, as with a shell pipeline: quiet 141. */
+                exit_code = 128 + SIGPIPE;
+        } else if (r < 0) {
+                exit_code = exec_error_exit(r);
+                cli_print_lib_error();
+                if (a.json)
+                        print_json_error(exit_code);
+        }
+        /* Removing the VM is part of the command: report if it failed. */
+        if (smolvm_destroy(vm) < 0) {
+                cli_print_lib_error();
+                if (exit_code == 0)
+                        exit_code = CLI_EXIT_ERROR;
+        }
+        smolvm_free(vm);
+        return exit_code;
+}

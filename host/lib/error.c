@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Per-thread error detail, like errno: concurrent execs on one VM from several
+ * threads each see their own failure. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smolvm_i.h"
+
+#define CONSOLE_TAIL_MAX 4096
+
+static __thread struct {
+        smolvm_error pub;
+        char message[1024];
+        char hint[512];
+        char console[CONSOLE_TAIL_MAX];
+} last_error;
+
+void sanitize_text(char *s)
+{
+        for (unsigned char *p = (unsigned char *)s; *p; p++)
+                if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+                        *p = '?';
+}
+
+static int record(int code, const char *hint, const char *console, const char *fmt, va_list ap)
+{
+        if (code >= 0)
+                code = -EIO;
+        vsnprintf(last_error.message, sizeof(last_error.message), fmt, ap);
+        snprintf(last_error.hint, sizeof(last_error.hint), "%s", hint ? hint : "");
+        last_error.console[0] = '\0';
+        if (console && *console) {
+                /* Keep the end: a panic's last lines say why. Start at a line boundary. */
+                size_t len = strlen(console);
+                const char *start = console;
+                if (len >= sizeof(last_error.console)) {
+                        start = console + len - (sizeof(last_error.console) - 1);
+                        const char *nl = strchr(start, '\n');
+                        if (nl && nl[1])
+                                start = nl + 1;
+                }
+                snprintf(last_error.console, sizeof(last_error.console), "%s", start);
+                sanitize_text(last_error.console);
+        }
+        last_error.pub.code = code;
+        last_error.pub.from_guest = false;
+        last_error.pub.message = last_error.message;
+        last_error.pub.hint = last_error.hint;
+        last_error.pub.console_tail = last_error.console;
+        return code;
+}
+
+int vm_error(int code, const char *hint, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = record(code, hint, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int vm_error_console(int code, const char *hint, const char *console, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = record(code, hint, console, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+void vm_error_mark_guest(void)
+{
+        last_error.pub.from_guest = true;
+}
+
+SMOLVM_EXPORT const smolvm_error *smolvm_last_error(void)
+{
+        if (!last_error.pub.message) {
+                last_error.pub.message = last_error.message;
+                last_error.pub.hint = last_error.hint;
+                last_error.pub.console_tail = last_error.console;
+        }
+        return &last_error.pub;
+}
+
+SMOLVM_EXPORT const char *smolvm_strerror(int code)
+{
+        if (code < 0)
+                code = -code;
+        const char *s = strerrordesc_np(code);
+        return s ? s : "Unknown error";
+}
+
+SMOLVM_EXPORT const char *smolvm_version(void)
+{
+        return SMOLVM_VERSION;
+}

@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Running a command in the guest: one hybrid-vsock stream to the agent per exec
+ * (agent_proto.h), so concurrent execs share nothing but the immutable VM dir.
+ * Everything the agent sends is validated; memory stays bounded by one frame
+ * (streaming) or the caller's cap (smolvm_run). */
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "agent_proto.h"
+#include "smolvm_i.h"
+#include "util.h"
+
+#define MAX_ARGV 4096u
+#define MAX_ENV 4096u
+
+SMOLVM_EXPORT void smolvm_exec_opts_init(smolvm_exec_opts *o)
+{
+        *o = (smolvm_exec_opts){ .stdin_fd = -1, .cancel_fd = -1 };
+}
+
+typedef struct exec_ctx {
+        int fd;
+        smolvm_frame_reader rd;
+        uint8_t *out;             /* the frame being sent: out[out_off..out_len) pending */
+        size_t out_len, out_off, out_cap;
+        bool stdin_done;          /* STDIN_EOF queued, or nothing to send */
+        bool peer_closed;         /* the agent stopped reading (EPIPE): drop what we send */
+        const uint8_t *stdin_bytes;
+        size_t stdin_left;
+} exec_ctx;
+
+static int queue_frame(exec_ctx *c, uint16_t type, const void *payload, uint32_t len)
+{
+        size_t need = SMOLVM_FRAME_HDR_SIZE + len;
+        if (need > c->out_cap) {
+                uint8_t *nb = realloc(c->out, need);
+                if (!nb)
+                        return -ENOMEM;
+                c->out = nb;
+                c->out_cap = need;
+        }
+        smolvm_frame_hdr_encode(type, len, c->out);
+        if (len && payload != c->out + SMOLVM_FRAME_HDR_SIZE)
+                memcpy(c->out + SMOLVM_FRAME_HDR_SIZE, payload, len);
+        c->out_len = need;
+        c->out_off = 0;
+        return 0;
+}
+
+static bool pending(const exec_ctx *c)
+{
+        return c->out_off < c->out_len;
+}
+
+/* Send what we can without blocking. */
+static int flush(exec_ctx *c)
+{
+        while (pending(c)) {
+                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno == EPIPE || errno == ECONNRESET) {
+                                /* The agent closed its side; keep reading its answer. */
+                                c->peer_closed = true;
+                                c->out_off = c->out_len;
+                                return 0;
+                        }
+                        return negative_errno();
+                }
+                c->out_off += (size_t)n;
+        }
+        return 0;
+}
+
+/* Best effort when we give up: ask the agent to kill the command. Closing the
+ * stream must make it do so anyway. */
+static void send_kill(exec_ctx *c)
+{
+        if (c->peer_closed || (pending(c) && c->out_off > 0))
+                return; /* a half-sent frame: another frame would be garbage */
+        uint8_t payload[4];
+        put_le32(payload, SIGKILL);
+        if (queue_frame(c, SMOLVM_FRAME_SIGNAL, payload, sizeof(payload)) == 0)
+                (void)flush(c);
+}
+
+static int build_request(const smolvm_exec_opts *o, char **ret)
+{
+        if (!o->argv || !o->argv[0])
+                return vm_error(-EINVAL, NULL, "no command given");
+        if (o->cwd && o->cwd[0] != '/')
+                return vm_error(-EINVAL, "give an absolute guest path", "working directory '%s' is not absolute",
+                                o->cwd);
+        json_t *req = json_object(), *argv = json_array(), *env = json_array();
+        int r = 0;
+        if (!req || !argv || !env) {
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+                goto out;
+        }
+        size_t n = 0;
+        for (; o->argv[n]; n++) {
+                if (n >= MAX_ARGV) {
+                        r = vm_error(-E2BIG, NULL, "too many arguments (max %u)", MAX_ARGV);
+                        goto out;
+                }
+                json_t *s = json_string(o->argv[n]);
+                if (!s) {
+                        r = vm_error(-EINVAL, NULL, "argument %zu is not valid UTF-8", n);
+                        goto out;
+                }
+                json_array_append_new(argv, s);
+        }
+        for (n = 0; o->env && o->env[n]; n++) {
+                const char *eq = strchr(o->env[n], '=');
+                if (n >= MAX_ENV) {
+                        r = vm_error(-E2BIG, NULL, "too many environment variables (max %u)", MAX_ENV);
+                        goto out;
+                }
+                if (!eq || eq == o->env[n]) {
+                        r = vm_error(-EINVAL, "use NAME=VALUE", "invalid environment entry '%s'", o->env[n]);
+                        goto out;
+                }
+                json_t *s = json_string(o->env[n]);
+                if (!s) {
+                        r = vm_error(-EINVAL, NULL, "environment entry %zu is not valid UTF-8", n);
+                        goto out;
+                }
+                json_array_append_new(env, s);
+        }
+        json_object_set_new(req, "op", json_string("exec"));
+        json_object_set(req, "argv", argv);
+        json_object_set(req, "env", env);
+        if (o->cwd) {
+                json_t *s = json_string(o->cwd);
+                if (!s) {
+                        r = vm_error(-EINVAL, NULL, "working directory is not valid UTF-8");
+                        goto out;
+                }
+                json_object_set_new(req, "cwd", s);
+        }
+        json_object_set_new(req, "timeout_ms", json_integer(o->timeout_ms));
+        json_object_set_new(req, "stdin", json_boolean(o->stdin_mode != SMOLVM_STDIN_NONE));
+        char *s = json_dumps(req, JSON_COMPACT);
+        if (!s) {
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+                goto out;
+        }
+        if (strlen(s) > SMOLVM_FRAME_MAX_PAYLOAD) {
+                free(s);
+                r = vm_error(-E2BIG, NULL, "command line and environment exceed %u bytes", SMOLVM_FRAME_MAX_PAYLOAD);
+                goto out;
+        }
+        *ret = s;
+out:
+        json_decref(argv);
+        json_decref(env);
+        json_decref(req);
+        return r;
+}
+
+static json_t *parse_object(const uint8_t *p, uint32_t len)
+{
+        json_error_t jerr;
+        json_t *o = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (o && !json_is_object(o)) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+/* An integer field in [lo, hi]; absent -> def (if allowed). */
+static int int_field(json_t *o, const char *key, bool required, int64_t lo, int64_t hi, int64_t def, int64_t *ret)
+{
+        json_t *v = json_object_get(o, key);
+        if (!v || json_is_null(v)) {
+                if (required)
+                        return -EBADMSG;
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                return -EBADMSG;
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+static int parse_exit(const uint8_t *p, uint32_t len, smolvm_exec_status *st)
+{
+        json_t *o = parse_object(p, len);
+        if (!o)
+                return vm_error(-EBADMSG, NULL, "guest agent sent an invalid EXIT frame");
+        int64_t code = 0, sig = 0, dur = 0;
+        json_t *to = json_object_get(o, "timed_out");
+        int r = 0;
+        if (int_field(o, "signal", false, 0, 64, 0, &sig) < 0 ||
+            int_field(o, "exit_code", sig == 0, sig ? INT32_MIN : 0, sig ? INT32_MAX : 255, 0, &code) < 0 ||
+            int_field(o, "duration_ms", false, 0, INT64_C(1) << 42, 0, &dur) < 0 ||
+            (to && !json_is_boolean(to)))
+                r = vm_error(-EBADMSG, NULL, "guest agent sent an invalid EXIT frame");
+        else {
+                st->signal = (int)sig;
+                st->exit_code = sig ? 128 + (int)sig : (int)code;
+                st->timed_out = to && json_is_true(to);
+                st->guest_duration_ms = (uint64_t)dur;
+        }
+        json_decref(o);
+        return r;
+}
+
+static int parse_error(const uint8_t *p, uint32_t len)
+{
+        json_t *o = parse_object(p, len);
+        if (!o)
+                return vm_error(-EBADMSG, NULL, "guest agent sent an invalid ERROR frame");
+        int64_t e = 0;
+        if (int_field(o, "errno", false, 1, 4095, EIO, &e) < 0)
+                e = EIO;
+        json_t *m = json_object_get(o, "message");
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", json_is_string(m) ? json_string_value(m) : smolvm_strerror((int)e));
+        sanitize_text(msg);
+        json_decref(o);
+        int r = vm_error(-(int)e, NULL, "%s", msg);
+        vm_error_mark_guest();
+        return r;
+}
+
+static int callback_result(int r, const char *what)
+{
+        if (r >= 0)
+                return 0;
+        return vm_error(r, NULL, "%s callback: %s", what, smolvm_strerror(r));
+}
+
+static int handle_frame(exec_ctx *c, uint16_t type, const uint8_t *p, uint32_t len,
+                        const smolvm_exec_callbacks *cbs, smolvm_exec_status *st, bool *done)
+{
+        int r = 0;
+        switch (type) {
+        case SMOLVM_FRAME_STARTED: {
+                json_t *o = parse_object(p, len);
+                int64_t pid = 0;
+                if (!o || int_field(o, "pid", false, 0, INT32_MAX, 0, &pid) < 0)
+                        r = vm_error(-EBADMSG, NULL, "guest agent sent an invalid STARTED frame");
+                json_decref(o);
+                if (r == 0 && cbs && cbs->on_started)
+                        r = callback_result(cbs->on_started(cbs->userdata, (int)pid), "started");
+                return r;
+        }
+        case SMOLVM_FRAME_STDOUT:
+                if (cbs && cbs->on_stdout && len)
+                        r = callback_result(cbs->on_stdout(cbs->userdata, p, len), "stdout");
+                return r;
+        case SMOLVM_FRAME_STDERR:
+                if (cbs && cbs->on_stderr && len)
+                        r = callback_result(cbs->on_stderr(cbs->userdata, p, len), "stderr");
+                return r;
+        case SMOLVM_FRAME_EXIT:
+                r = parse_exit(p, len, st);
+                if (r == 0)
+                        *done = true;
+                return r;
+        case SMOLVM_FRAME_ERROR:
+                return parse_error(p, len);
+        default:
+                (void)c;
+                return vm_error(-EPROTO, NULL, "guest agent sent an unexpected frame (type %u)", type);
+        }
+}
+
+/* Queue the next stdin frame when nothing is pending. Returns 0 or negative errno. */
+static int pump_stdin(exec_ctx *c, const smolvm_exec_opts *o, bool fd_readable)
+{
+        if (c->stdin_done || pending(c))
+                return 0;
+        if (c->peer_closed) {
+                c->stdin_done = true;
+                return 0;
+        }
+        if (o->stdin_mode == SMOLVM_STDIN_BYTES) {
+                if (c->stdin_left == 0) {
+                        c->stdin_done = true;
+                        return queue_frame(c, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
+                }
+                uint32_t n = (uint32_t)MIN(c->stdin_left, (size_t)SMOLVM_FRAME_DATA_CHUNK);
+                int r = queue_frame(c, SMOLVM_FRAME_STDIN, c->stdin_bytes, n);
+                c->stdin_bytes += n;
+                c->stdin_left -= n;
+                return r;
+        }
+        if (o->stdin_mode != SMOLVM_STDIN_FD || !fd_readable)
+                return 0;
+        if (c->out_cap < SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK) {
+                uint8_t *nb = realloc(c->out, SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK);
+                if (!nb)
+                        return -ENOMEM;
+                c->out = nb;
+                c->out_cap = SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK;
+        }
+        ssize_t n = read(o->stdin_fd, c->out + SMOLVM_FRAME_HDR_SIZE, SMOLVM_FRAME_DATA_CHUNK);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return 0;
+        if (n <= 0) {
+                /* EOF, or an unreadable stdin: either way the command sees EOF. */
+                c->stdin_done = true;
+                return queue_frame(c, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
+        }
+        return queue_frame(c, SMOLVM_FRAME_STDIN, c->out + SMOLVM_FRAME_HDR_SIZE, (uint32_t)n);
+}
+
+static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_callbacks *cbs,
+                     smolvm_exec_status *st, uint64_t start)
+{
+        uint64_t deadline = o->timeout_ms ? start + o->timeout_ms + EXEC_HOST_MARGIN_MS : 0;
+        bool done = false;
+        for (;;) {
+                int r = pump_stdin(c, o, false);
+                if (r < 0)
+                        return vm_error(r, NULL, "stdin: %s", strerror(-r));
+                r = flush(c);
+                if (r < 0)
+                        return vm_error(r, NULL, "send to guest agent: %s", strerror(-r));
+
+                bool want_stdin = o->stdin_mode == SMOLVM_STDIN_FD && !c->stdin_done && !pending(c);
+                struct pollfd p[3] = {
+                        { .fd = c->fd, .events = POLLIN | (pending(c) ? POLLOUT : 0) },
+                        { .fd = want_stdin ? o->stdin_fd : -1, .events = POLLIN },
+                        { .fd = o->cancel_fd > 0 ? o->cancel_fd : -1, .events = POLLIN },
+                };
+                int timeout = -1;
+                if (deadline) {
+                        uint64_t now = now_ms();
+                        if (now >= deadline) {
+                                send_kill(c);
+                                return vm_error(-ETIMEDOUT, "the guest agent is not responding",
+                                                "command did not end within %u s of its timeout",
+                                                EXEC_HOST_MARGIN_MS / 1000u);
+                        }
+                        timeout = (int)MIN(deadline - now, 60000u);
+                }
+                int k = poll(p, 3, timeout);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return vm_error(negative_errno(), NULL, "poll: %s", strerror(errno));
+                }
+                if (k == 0)
+                        continue;
+                if (p[2].revents) {
+                        send_kill(c);
+                        return vm_error(-ECANCELED, NULL, "interrupted");
+                }
+                if (p[1].revents) {
+                        r = pump_stdin(c, o, true);
+                        if (r < 0)
+                                return vm_error(r, NULL, "stdin: %s", strerror(-r));
+                }
+                if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                size_t space = smolvm_frame_reader_space(&c->rd);
+                if (space == 0)
+                        return vm_error(c->rd.error ? c->rd.error : -EPROTO, NULL,
+                                        "reading from guest agent: %s",
+                                        smolvm_strerror(c->rd.error ? c->rd.error : -EPROTO));
+                ssize_t n = read(c->fd, smolvm_frame_reader_tail(&c->rd), space);
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        if (errno != ECONNRESET)
+                                return vm_error(negative_errno(), NULL, "read from guest agent: %s", strerror(errno));
+                        n = 0;
+                }
+                if (n == 0)
+                        return vm_error(-ECONNRESET, "the VM may have crashed or run out of memory",
+                                        "guest agent closed the stream without an exit status");
+                smolvm_frame_reader_commit(&c->rd, (size_t)n);
+                for (;;) {
+                        uint16_t type;
+                        const uint8_t *payload;
+                        uint32_t len;
+                        r = smolvm_frame_reader_next(&c->rd, &type, &payload, &len);
+                        if (r == 0)
+                                break;
+                        if (r < 0)
+                                return vm_error(-EPROTO, NULL, "guest agent sent an invalid frame (%s)",
+                                                r == -EMSGSIZE ? "too large" : "bad header");
+                        r = handle_frame(c, type, payload, len, cbs, st, &done);
+                        if (r < 0) {
+                                send_kill(c);
+                                return r;
+                        }
+                        if (done)
+                                return 0;
+                }
+        }
+}
+
+SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const smolvm_exec_callbacks *cbs,
+                              smolvm_exec_status *ret_status)
+{
+        if (!vm || !opts)
+                return vm_error(-EINVAL, NULL, "smolvm_exec: no VM or options");
+        if (opts->stdin_mode == SMOLVM_STDIN_FD && opts->stdin_fd < 0)
+                return vm_error(-EBADF, NULL, "smolvm_exec: invalid stdin fd");
+        if (opts->stdin_mode == SMOLVM_STDIN_BYTES && opts->stdin_len && !opts->stdin_data)
+                return vm_error(-EINVAL, NULL, "smolvm_exec: no stdin data");
+
+        _cleanup_free_ char *req = NULL;
+        int r = build_request(opts, &req);
+        if (r < 0)
+                return r;
+
+        exec_ctx c = { .fd = -1, .stdin_done = opts->stdin_mode == SMOLVM_STDIN_NONE,
+                       .stdin_bytes = opts->stdin_data, .stdin_left = opts->stdin_len };
+        r = smolvm_frame_reader_init(&c.rd, SMOLVM_FRAME_MAX_PAYLOAD);
+        if (r < 0)
+                return vm_error(r, NULL, "out of memory");
+        /* vm->dir is immutable after create: no lock needed. */
+        c.fd = vsock_connect(vm->dir, SMOLVM_AGENT_PORT, opts->cancel_fd);
+        if (c.fd < 0) {
+                r = c.fd;
+                goto out;
+        }
+        uint64_t start = now_ms();
+        r = queue_frame(&c, SMOLVM_FRAME_REQUEST, req, (uint32_t)strlen(req));
+        if (r < 0) {
+                vm_error(r, NULL, "out of memory");
+                goto out;
+        }
+        smolvm_exec_status st = { 0 };
+        r = exec_loop(&c, opts, cbs, &st, start);
+        if (r == 0) {
+                st.duration_ms = now_ms() - start;
+                *ret_status = st;
+        }
+out:
+        safe_close(c.fd);
+        smolvm_frame_reader_done(&c.rd);
+        free(c.out);
+        return r;
+}
+
+/* ---- buffered convenience ---- */
+
+typedef struct capbuf {
+        char *data;
+        size_t len, cap, max;
+        bool truncated;
+} capbuf;
+
+static int capbuf_add(capbuf *b, const void *data, size_t len)
+{
+        if (b->len + len > b->max) {
+                b->truncated = true;
+                len = b->max - b->len;
+        }
+        if (len == 0)
+                return 0;
+        if (b->len + len + 1 > b->cap) {
+                size_t ncap = MAX(b->cap * 2, (size_t)65536);
+                while (ncap < b->len + len + 1)
+                        ncap *= 2;
+                ncap = MIN(ncap, b->max + 1);
+                char *nb = realloc(b->data, ncap);
+                if (!nb)
+                        return -ENOMEM;
+                b->data = nb;
+                b->cap = ncap;
+        }
+        memcpy(b->data + b->len, data, len);
+        b->len += len;
+        b->data[b->len] = '\0';
+        return 0;
+}
+
+typedef struct run_bufs {
+        capbuf out, err;
+} run_bufs;
+
+static int run_on_stdout(void *ud, const void *data, size_t len)
+{
+        return capbuf_add(&((run_bufs *)ud)->out, data, len);
+}
+
+static int run_on_stderr(void *ud, const void *data, size_t len)
+{
+        return capbuf_add(&((run_bufs *)ud)->err, data, len);
+}
+
+static char *capbuf_take(capbuf *b)
+{
+        if (!b->data)
+                return calloc(1, 1);
+        return TAKE_PTR(b->data);
+}
+
+SMOLVM_EXPORT int smolvm_run(smolvm_vm *vm, const smolvm_exec_opts *opts, smolvm_result *ret)
+{
+        size_t max = opts && opts->max_output_bytes ? opts->max_output_bytes : SMOLVM_DEFAULT_OUTPUT_CAP;
+        run_bufs b = { .out = { .max = max }, .err = { .max = max } };
+        smolvm_exec_callbacks cbs = { .on_stdout = run_on_stdout, .on_stderr = run_on_stderr, .userdata = &b };
+        smolvm_exec_status st;
+        int r = smolvm_exec(vm, opts, &cbs, &st);
+        if (r == 0) {
+                smolvm_result res = { .status = st,
+                                      .stdout_len = b.out.len, .stdout_truncated = b.out.truncated,
+                                      .stderr_len = b.err.len, .stderr_truncated = b.err.truncated };
+                res.stdout_data = capbuf_take(&b.out);
+                res.stderr_data = capbuf_take(&b.err);
+                if (!res.stdout_data || !res.stderr_data) {
+                        free(res.stdout_data);
+                        free(res.stderr_data);
+                        r = vm_error(-ENOMEM, NULL, "out of memory");
+                } else {
+                        *ret = res;
+                }
+        }
+        free(b.out.data);
+        free(b.err.data);
+        return r;
+}
+
+SMOLVM_EXPORT void smolvm_result_free(smolvm_result *r)
+{
+        if (!r)
+                return;
+        free(r->stdout_data);
+        free(r->stderr_data);
+        r->stdout_data = r->stderr_data = NULL;
+}

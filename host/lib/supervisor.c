@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Spawning smolvm-supervisor, reading its ready line, stopping it.
+ * Contract: docs/internals.md, "Supervisor". */
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "smolvm_i.h"
+#include "util.h"
+
+/* The ready line carries a console tail; anything longer is not a ready line. */
+#define READY_LINE_MAX (1024u * 1024u)
+
+extern char **environ;
+
+/* Move fd to >= 10 so the dup2()s onto 0..3 in the child cannot clobber each other. */
+static int move_high(int fd)
+{
+        if (fd < 0 || fd >= 10)
+                return fd;
+        int n = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+        int r = n < 0 ? negative_errno() : n;
+        safe_close(fd);
+        return r;
+}
+
+int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
+{
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/smolvm-supervisor", smolvm_libexec_dir());
+        if (access(path, X_OK) < 0) {
+                int r = negative_errno();
+                return vm_error(r, "install smolvm, or set SMOLVM_LIBEXECDIR to the directory holding "
+                                   "smolvm-supervisor",
+                                "cannot run %s: %s", path, strerror(-r));
+        }
+
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
+        _cleanup_close_ int rfd = p[0];
+        _cleanup_close_ int wfd = move_high(p[1]);
+        _cleanup_close_ int nullfd = move_high(open("/dev/null", O_RDWR | O_CLOEXEC));
+        _cleanup_close_ int logfd = -1;
+        /* The supervisor's own diagnostics go to a file in the VM dir, so they never mix
+         * with the command's output; SMOLVM_DEBUG=1 shows them on our stderr instead. */
+        const char *dbg = getenv("SMOLVM_DEBUG");
+        if (!(dbg && *dbg && strcmp(dbg, "0"))) {
+                char logpath[4096];
+                snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
+                logfd = move_high(open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+                if (logfd < 0)
+                        return vm_error(logfd, NULL, "open %s: %s", logpath, strerror(-logfd));
+        }
+        if (wfd < 0 || nullfd < 0)
+                return vm_error(-EMFILE, NULL, "spawn smolvm-supervisor: out of file descriptors");
+
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        posix_spawn_file_actions_adddup2(&fa, nullfd, 0);
+        if (logfd >= 0) {
+                posix_spawn_file_actions_adddup2(&fa, logfd, 1);
+                posix_spawn_file_actions_adddup2(&fa, logfd, 2);
+        } else {
+                posix_spawn_file_actions_adddup2(&fa, 2, 1);
+        }
+        posix_spawn_file_actions_adddup2(&fa, wfd, 3);
+        /* Callers' fds without O_CLOEXEC must not leak into the VM's owner. */
+        posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+
+        /* Its own process group: a terminal's Ctrl-C reaches only us, and we can
+         * kill everything of the supervisor at once if it lingers. Default signal
+         * dispositions and an empty mask: callers often block signals for a signalfd. */
+        sigset_t none, deflt;
+        sigemptyset(&none);
+        sigemptyset(&deflt);
+        for (int s = 1; s < 32; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        sigaddset(&deflt, s);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &deflt);
+        posix_spawnattr_setpgroup(&attr, 0);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+
+        char *argv[8];
+        int n = 0;
+        argv[n++] = path;
+        argv[n++] = (char *)"--vm-dir";
+        argv[n++] = vm->dir;
+        if (vm->ephemeral)
+                argv[n++] = (char *)"--ephemeral";
+        argv[n++] = (char *)"--ready-fd";
+        argv[n++] = (char *)"3";
+        argv[n] = NULL;
+
+        pid_t pid;
+        int e = posix_spawn(&pid, path, &fa, &attr, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (e != 0)
+                return vm_error(-e, NULL, "spawn %s: %s", path, strerror(e));
+        vm->supervisor_pid = pid;
+        *ret_ready_fd = TAKE_FD(rfd);
+        return 0;
+}
+
+/* Last line of a small file, for "why did the supervisor die". */
+static void file_tail(const char *path, char *buf, size_t size, bool last_line_only)
+{
+        buf[0] = '\0';
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return;
+        off_t end = lseek(fd, 0, SEEK_END);
+        off_t start = end > (off_t)(size - 1) ? end - (off_t)(size - 1) : 0;
+        ssize_t n = pread(fd, buf, size - 1, start);
+        safe_close(fd);
+        if (n <= 0)
+                return;
+        buf[n] = '\0';
+        n = (ssize_t)strlen(buf);
+        while (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = '\0';
+        if (last_line_only) {
+                char *nl = strrchr(buf, '\n');
+                if (nl)
+                        memmove(buf, nl + 1, strlen(nl + 1) + 1);
+        }
+}
+
+static int get_uint(json_t *o, const char *key, uint64_t max, uint64_t *ret)
+{
+        json_t *v = json_object_get(o, key);
+        if (!v) {
+                *ret = 0;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+                return -EBADMSG;
+        *ret = (uint64_t)json_integer_value(v);
+        return 0;
+}
+
+static int get_str(json_t *o, const char *key, char *buf, size_t size)
+{
+        json_t *v = json_object_get(o, key);
+        buf[0] = '\0';
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v))
+                return -EBADMSG;
+        snprintf(buf, size, "%s", json_string_value(v));
+        sanitize_text(buf);
+        return 0;
+}
+
+static int parse_ready(smolvm_vm *vm, const char *line, size_t len)
+{
+        json_error_t jerr;
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!o || !json_is_object(o)) {
+                json_decref(o);
+                return vm_error(-EBADMSG, "this is a bug in smolvm-supervisor; SMOLVM_DEBUG=1 shows its log",
+                                "invalid ready line from smolvm-supervisor");
+        }
+        json_t *ok = json_object_get(o, "ok");
+        int r = 0;
+        if (!json_is_boolean(ok)) {
+                r = vm_error(-EBADMSG, NULL, "invalid ready line from smolvm-supervisor: no \"ok\"");
+        } else if (!json_is_true(ok)) {
+                char msg[1024], hint[512];
+                if (get_str(o, "error", msg, sizeof(msg)) < 0 || !msg[0])
+                        snprintf(msg, sizeof(msg), "the VM failed to boot");
+                if (get_str(o, "hint", hint, sizeof(hint)) < 0)
+                        hint[0] = '\0';
+                json_t *ct = json_object_get(o, "console_tail");
+                const char *console = json_is_string(ct) ? json_string_value(ct) : NULL;
+                uint64_t e = 0;
+                int code = -EIO;
+                if (get_uint(o, "errno", 4095, &e) == 0 && e > 0)
+                        code = -(int)e;
+                else if (strstr(msg, "within") || strstr(msg, "timed out"))
+                        code = -ETIMEDOUT;
+                r = vm_error_console(code, hint[0] ? hint : NULL, console, "%s", msg);
+        } else {
+                smolvm_boot_info *b = &vm->boot;
+                const uint64_t max = UINT64_C(1) << 40;
+                if (get_uint(o, "boot_ms", max, &b->boot_ms) < 0 ||
+                    get_uint(o, "t_vmm_ms", max, &b->t_vmm_ms) < 0 ||
+                    get_uint(o, "t_kernel_ms", max, &b->t_kernel_ms) < 0 ||
+                    get_uint(o, "t_init_ms", max, &b->t_init_ms) < 0 ||
+                    get_uint(o, "t_agent_ms", max, &b->t_agent_ms) < 0 ||
+                    get_str(o, "accel", b->accel, sizeof(b->accel)) < 0 ||
+                    get_str(o, "accel_reason", b->accel_reason, sizeof(b->accel_reason)) < 0)
+                        r = vm_error(-EBADMSG, NULL, "invalid ready line from smolvm-supervisor: bad field type");
+        }
+        json_decref(o);
+        return r;
+}
+
+int supervisor_wait_ready(smolvm_vm *vm, int ready_fd)
+{
+        uint64_t deadline = now_ms() + vm->boot_timeout_ms + SUPERVISOR_READY_MARGIN_MS;
+        size_t cap = 4096, len = 0;
+        _cleanup_free_ char *buf = malloc(cap);
+        if (!buf)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        for (;;) {
+                char *nl = memchr(buf, '\n', len);
+                if (nl)
+                        return parse_ready(vm, buf, (size_t)(nl - buf));
+                uint64_t now = now_ms();
+                if (now >= deadline)
+                        return vm_error(-ETIMEDOUT, "the host may be overloaded; try --accel tcg or a "
+                                                    "longer boot timeout",
+                                        "smolvm-supervisor did not report within %u s",
+                                        (vm->boot_timeout_ms + SUPERVISOR_READY_MARGIN_MS) / 1000u);
+                struct pollfd pfd[2] = { { .fd = ready_fd, .events = POLLIN },
+                                         { .fd = vm->cancel_fd > 0 ? vm->cancel_fd : -1, .events = POLLIN } };
+                int k = poll(pfd, 2, (int)MIN(deadline - now, 1000u));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return vm_error(negative_errno(), NULL, "poll: %s", strerror(errno));
+                }
+                if (pfd[1].revents)
+                        return vm_error(-ECANCELED, NULL, "interrupted while the VM was booting");
+                if (!pfd[0].revents)
+                        continue;
+                if (len == cap) {
+                        if (cap >= READY_LINE_MAX)
+                                return vm_error(-EBADMSG, NULL, "smolvm-supervisor's ready line is too long");
+                        char *nb = realloc(buf, cap * 2);
+                        if (!nb)
+                                return vm_error(-ENOMEM, NULL, "out of memory");
+                        buf = nb;
+                        cap *= 2;
+                }
+                ssize_t n = read(ready_fd, buf + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return vm_error(negative_errno(), NULL, "read from smolvm-supervisor: %s", strerror(errno));
+                }
+                if (n == 0) {
+                        if (len > 0)
+                                return parse_ready(vm, buf, len);
+                        /* It died without a word: its log and the console are all we have. */
+                        char logpath[4096], conpath[4096], last[512], console[4096];
+                        snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
+                        snprintf(conpath, sizeof(conpath), "%s/console.log", vm->dir);
+                        file_tail(logpath, last, sizeof(last), true);
+                        file_tail(conpath, console, sizeof(console), false);
+                        sanitize_text(last);
+                        return vm_error_console(-ECHILD, "SMOLVM_DEBUG=1 shows the supervisor's log", console,
+                                                "smolvm-supervisor exited before the VM was ready%s%s",
+                                                last[0] ? ": " : "", last);
+                }
+                len += (size_t)n;
+        }
+}
+
+/* Poll for the child's exit without reaping it, up to timeout_ms. */
+static bool wait_exited(pid_t pid, unsigned timeout_ms)
+{
+        uint64_t deadline = now_ms() + timeout_ms;
+        unsigned sleep_us = 1000;
+        for (;;) {
+                siginfo_t si = { 0 };
+                if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+                        return errno != EINTR; /* ECHILD: gone (or auto-reaped) */
+                if (si.si_pid == pid)
+                        return true;
+                if (now_ms() >= deadline)
+                        return false;
+                usleep(sleep_us);
+                sleep_us = MIN(sleep_us * 2, 50000u);
+        }
+}
+
+void supervisor_stop(smolvm_vm *vm)
+{
+        pid_t pid = vm->supervisor_pid;
+        if (pid <= 0)
+                return;
+        /* SIGTERM lets it kill QEMU and remove the VM dir. */
+        (void)kill(pid, SIGTERM);
+        if (!wait_exited(pid, SUPERVISOR_STOP_TIMEOUT_MS)) {
+                (void)kill(-pid, SIGKILL);
+                (void)kill(pid, SIGKILL);
+                (void)wait_exited(pid, SUPERVISOR_STOP_TIMEOUT_MS);
+        }
+        /* While it is an unreaped zombie its pid (and so its process group id) cannot
+         * be reused: kill whatever it left in its group before reaping. */
+        (void)kill(-pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        vm->supervisor_pid = 0;
+}

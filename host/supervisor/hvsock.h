@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The hybrid vsock listener (Firecracker's protocol) on DIR/vsock.sock: a client
+ * connects, sends "CONNECT <port>\n", gets "OK <local port>\n", and from then on
+ * the socket is a byte stream to that guest port, relayed by the channel mux. */
+#pragma once
+
+#include "evloop.h"
+#include "mux.h"
+
+/* Clients that have not sent their CONNECT line yet: bounded, each with a deadline. */
+#define SUP_HVSOCK_MAX_PENDING 64u
+#define SUP_HVSOCK_LINE_TIMEOUT_MS 5000u
+#define SUP_HVSOCK_LINE_MAX 64u
+
+typedef struct sup_hvsock sup_hvsock;
+
+/* Listen on path (a stale socket file there is replaced). Returns 0 or negative
+ * errno (-ENAMETOOLONG if path does not fit a sockaddr_un). */
+int sup_hvsock_new(smolvm_evloop *loop, const char *path, sup_hvsock **ret);
+/* The mux streams go to; NULL (the default) refuses every CONNECT by closing. */
+void sup_hvsock_set_mux(sup_hvsock *hv, smolvm_mux *mux);
+/* Closes the listener and pending clients (not the path). Accepts NULL. */
+void sup_hvsock_free(sup_hvsock *hv);
+
+/* Parse one CONNECT line (including its '\n'). Strict: "CONNECT ", 1-10 decimal
+ * digits without sign or leading zero, value <= UINT32_MAX, '\n'. Returns 0 or -EINVAL. */
+int sup_hvsock_parse_connect(const char *line, size_t len, uint32_t *ret_port);

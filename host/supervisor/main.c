@@ -1,0 +1,787 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm-supervisor: one process per VM. Owns QEMU, the sockets and the VM
+ * directory; reports readiness on --ready-fd; serves hybrid vsock until the VM
+ * stops. Contract: docs/internals.md, "Supervisor". */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "accel.h"
+#include "console.h"
+#include "evloop.h"
+#include "hvsock.h"
+#include "log.h"
+#include "mux.h"
+#include "qemu.h"
+#include "util.h"
+#include "wire.h"
+
+#define CHAN_NAME "org.smolvm.chan0"
+#define BOOT_TIMEOUT_TCG_MS 60000u
+#define BOOT_TIMEOUT_KVM_MS 10000u
+/* After the channel breaks during boot, how long to wait for QEMU's exit: a
+ * panicking guest closes the channel a moment before QEMU is reaped, and "kernel
+ * stopped" with the console tail is the more useful message. */
+#define BROKEN_GRACE_MS 1000u
+/* The files we may create in the VM dir; with --ephemeral, also what we delete
+ * (only these: never a recursive delete of a directory someone configured). */
+static const char *const vm_dir_files[] = {
+        "vsock.sock", "chan.sock", "console.log", "qemu.log", "overlay.qcow2",
+        "config.json", "supervisor.pid", "supervisor.log",
+};
+
+enum exit_code {
+        EXIT_OK = 0,
+        EXIT_VM_FAILED = 1,
+        EXIT_USAGE = 2,
+};
+
+typedef struct sup {
+        /* command line */
+        const char *vm_dir;
+        bool ephemeral;
+        int ready_fd; /* -1 once the ready line is written */
+
+        /* config.json */
+        char *kernel, *initrd, *rootfs, *cmdline_extra;
+        uint32_t mem_mib, cpus;
+        uint64_t disk_mib, boot_timeout_ms;
+        smolvm_accel_choice accel;
+
+        bool created_overlay;
+        smolvm_evloop *loop;
+        int sig_fd;
+        int chan_listen_fd;
+        sup_console *con;
+        sup_hvsock *hv;
+        sup_vmm *vmm;
+        smolvm_mux *mux;
+
+        bool running; /* HELLO seen, ready line written */
+        bool stop;    /* termination signal received */
+        int stop_signal;
+
+        /* boot timeline, monotonic ms */
+        uint64_t t_start, t_spawn, t_chan, t_hello, deadline_ms, broken_deadline_ms;
+        bool hello;
+        uint32_t hello_version, guest_init_start_ms, guest_ready_ms;
+        bool hello_has_times;
+
+        bool mux_broken;
+        int mux_err;
+        const char *mux_why;
+} sup;
+
+static char *vm_path(const sup *s, const char *name)
+{
+        char *p;
+        if (asprintf(&p, "%s/%s", s->vm_dir, name) < 0) {
+                fprintf(stderr, "smolvm-supervisor: out of memory\n");
+                exit(EXIT_VM_FAILED);
+        }
+        return p;
+}
+
+/* ---- the ready line ---- */
+
+static void ready_write(sup *s, json_t *obj)
+{
+        _cleanup_free_ char *line = NULL;
+
+        if (s->ready_fd < 0 || !obj) {
+                json_decref(obj);
+                return;
+        }
+        line = json_dumps(obj, JSON_COMPACT);
+        json_decref(obj);
+        if (line) {
+                size_t n = strlen(line);
+                line[n] = '\n'; /* json_dumps' NUL becomes the newline; length passed explicitly */
+                if (write_all(s->ready_fd, line, n + 1) < 0)
+                        sup_log("ready fd: write: %m");
+        }
+        s->ready_fd = safe_close(s->ready_fd);
+}
+
+/* Report a failure: to the ready fd if nobody got a ready line yet, always to the log. */
+static void fail(sup *s, bool with_console, const char *hint, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void fail(sup *s, bool with_console, const char *hint, const char *fmt, ...)
+{
+        char error[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(error, sizeof(error), fmt, ap);
+        va_end(ap);
+        sup_log("error: %s", error);
+        if (s->ready_fd < 0) {
+                fprintf(stderr, "smolvm-supervisor: %s\n", error);
+                return;
+        }
+        json_t *o = json_pack("{s:b, s:s}", "ok", 0, "error", error);
+        if (o && hint)
+                json_object_set_new(o, "hint", json_string(hint));
+        if (o && with_console && s->con) {
+                char tail[SUP_CONSOLE_TAIL_BYTES + 1];
+                sup_console_drain(s->con);
+                sup_console_tail(s->con, tail, sizeof(tail));
+                json_object_set_new(o, "console_tail", json_string(tail));
+        }
+        ready_write(s, o);
+}
+
+static int64_t ms_diff(uint64_t later, uint64_t earlier)
+{
+        return later >= earlier ? (int64_t)(later - earlier) : 0;
+}
+
+/* The boot time split (all ms; boot_ms = t_prep + t_vmm + t_kernel + t_init):
+ *   boot_ms     supervisor start -> guest HELLO received (agent ready, as the host sees it)
+ *   t_prep_ms   supervisor start -> QEMU spawned (config, overlay creation, sockets)
+ *   t_vmm_ms    QEMU spawned -> QEMU connected to chan.sock (QEMU's own startup: it
+ *               creates chardevs before the machine, so this is process + device setup)
+ *   t_kernel_ms chan.sock connect -> guest init started: machine reset, firmware,
+ *               kernel load and decompression, kernel boot. Derived: the host-measured
+ *               connect->HELLO interval minus the guest-measured init->ready interval.
+ *   t_init_ms   init started -> agent ready (guest CLOCK_BOOTTIME: module loading,
+ *               mounts, agent setup), from HELLO's init_start_ms/ready_ms
+ *   t_agent_ms  reserved, 0: the guest reports a single init->ready interval today
+ * guest_init_start_ms is the guest's own uptime at init start (kernel boot time as
+ * the guest clock saw it; t_kernel_ms minus it ~ firmware + decompression). */
+static void ready_ok(sup *s)
+{
+        int64_t t_init = 0, t_kernel;
+
+        if (s->hello_has_times && s->guest_ready_ms >= s->guest_init_start_ms)
+                t_init = (int64_t)(s->guest_ready_ms - s->guest_init_start_ms);
+        t_kernel = ms_diff(s->t_hello, s->t_chan) - t_init;
+        if (t_kernel < 0)
+                t_kernel = 0;
+
+        json_t *o = json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                              "ok", 1,
+                              "accel", smolvm_accel_name(s->accel.accel),
+                              "accel_reason", s->accel.reason,
+                              "boot_ms", (json_int_t)ms_diff(s->t_hello, s->t_start),
+                              "t_prep_ms", (json_int_t)ms_diff(s->t_spawn, s->t_start),
+                              "t_vmm_ms", (json_int_t)ms_diff(s->t_chan, s->t_spawn),
+                              "t_kernel_ms", (json_int_t)t_kernel,
+                              "t_init_ms", (json_int_t)t_init,
+                              "t_agent_ms", (json_int_t)0,
+                              "vmm_pid", (json_int_t)sup_vmm_pid(s->vmm));
+        if (o && s->hello_has_times) {
+                json_object_set_new(o, "guest_init_start_ms", json_integer(s->guest_init_start_ms));
+                json_object_set_new(o, "guest_ready_ms", json_integer(s->guest_ready_ms));
+        }
+        sup_log("guest agent ready: boot %lld ms (prep %lld, vmm %lld, kernel %lld, init %lld)",
+                (long long)ms_diff(s->t_hello, s->t_start), (long long)ms_diff(s->t_spawn, s->t_start),
+                (long long)ms_diff(s->t_chan, s->t_spawn), (long long)t_kernel, (long long)t_init);
+        ready_write(s, o);
+}
+
+/* ---- config.json ---- */
+
+static int config_string(sup *s, json_t *root, const char *key, bool required, bool abs_path, char **ret)
+{
+        json_t *v = json_object_get(root, key);
+        if (!v || json_is_null(v)) {
+                if (!required)
+                        return 0;
+                fail(s, false, "libsmolvm writes config.json; is the VM dir from a matching smolvm version?",
+                     "%s/config.json: \"%s\" is missing", s->vm_dir, key);
+                return -EINVAL;
+        }
+        if (!json_is_string(v) || (abs_path && json_string_value(v)[0] != '/')) {
+                fail(s, false, NULL, "%s/config.json: \"%s\" must be %s", s->vm_dir, key,
+                     abs_path ? "an absolute path" : "a string");
+                return -EINVAL;
+        }
+        *ret = strdup(json_string_value(v));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int config_uint(sup *s, json_t *root, const char *key, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        json_t *v = json_object_get(root, key);
+        if (!v || json_is_null(v))
+                return 0; /* keep the default */
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
+            (uint64_t)json_integer_value(v) > max) {
+                fail(s, false, NULL, "%s/config.json: \"%s\" must be an integer in %llu..%llu", s->vm_dir, key,
+                     (unsigned long long)min, (unsigned long long)max);
+                return -EINVAL;
+        }
+        *ret = (uint64_t)json_integer_value(v);
+        return 0;
+}
+
+static int config_load(sup *s)
+{
+        _cleanup_free_ char *path = vm_path(s, "config.json"), *accel = NULL;
+        uint64_t mem = 512, cpus = 1, timeout = 0, disk = 0;
+        json_error_t jerr;
+        json_t *root;
+        int r;
+
+        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root) {
+                fail(s, false, "libsmolvm writes config.json before starting the supervisor", "%s: %s", path,
+                     jerr.text);
+                return -EINVAL;
+        }
+        if (!json_is_object(root)) {
+                fail(s, false, NULL, "%s: not a JSON object", path);
+                json_decref(root);
+                return -EINVAL;
+        }
+        if ((r = config_string(s, root, "kernel", true, true, &s->kernel)) < 0 ||
+            (r = config_string(s, root, "initrd", true, true, &s->initrd)) < 0 ||
+            (r = config_string(s, root, "rootfs", true, true, &s->rootfs)) < 0 ||
+            (r = config_string(s, root, "cmdline", false, false, &s->cmdline_extra)) < 0 ||
+            (r = config_string(s, root, "accel", false, false, &accel)) < 0 ||
+            (r = config_uint(s, root, "mem_mib", 64, 1024 * 1024, &mem)) < 0 ||
+            (r = config_uint(s, root, "cpus", 1, 255, &cpus)) < 0 ||
+            (r = config_uint(s, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout)) < 0 ||
+            (r = config_uint(s, root, "disk_mib", 0, 64 * 1024 * 1024, &disk)) < 0) {
+                json_decref(root);
+                return r;
+        }
+        json_decref(root);
+        s->mem_mib = (uint32_t)mem;
+        s->cpus = (uint32_t)cpus;
+        s->disk_mib = disk;
+
+        r = smolvm_accel_choose(accel, &s->accel);
+        if (r < 0) {
+                fail(s, false, s->accel.hint, "%s", s->accel.reason);
+                return r;
+        }
+        s->boot_timeout_ms = timeout ? timeout
+                                     : (s->accel.accel == SMOLVM_ACCEL_KVM ? BOOT_TIMEOUT_KVM_MS : BOOT_TIMEOUT_TCG_MS);
+
+        const char *need[] = { s->kernel, s->initrd, s->rootfs };
+        for (size_t i = 0; i < ARRAY_SIZE(need); i++)
+                if (access(need[i], R_OK) < 0) {
+                        fail(s, false, "build the image with `smolvm image build`", "%s: %m", need[i]);
+                        return -ENOENT;
+                }
+        return 0;
+}
+
+/* ---- VM dir files ---- */
+
+static int write_pid_file(sup *s)
+{
+        _cleanup_free_ char *path = vm_path(s, "supervisor.pid"), *tmp = vm_path(s, ".supervisor.pid.tmp");
+        char buf[32];
+        int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        if (fd < 0 || write_all(fd, buf, (size_t)n) < 0 || rename(tmp, path) < 0) {
+                int r = negative_errno();
+                (void)unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+static int prepare_overlay(sup *s)
+{
+        _cleanup_free_ char *overlay = vm_path(s, "overlay.qcow2");
+        uint64_t size_bytes = 0;
+        struct stat st;
+        char err[512];
+        int r;
+
+        if (access(overlay, F_OK) == 0)
+                return 0; /* a persistent VM restarting keeps its disk */
+        if (s->disk_mib && stat(s->rootfs, &st) == 0 && s->disk_mib * 1024 * 1024 > (uint64_t)st.st_size)
+                size_bytes = s->disk_mib * 1024 * 1024;
+        r = sup_vmm_create_overlay(s->rootfs, overlay, size_bytes, err, sizeof(err));
+        if (r == -ENOENT)
+                fail(s, false, "install it: apt-get install qemu-utils", "qemu-img not found");
+        else if (r == -ENOSPC)
+                fail(s, false, "free some space there, or point SMOLVM_HOME at a bigger filesystem",
+                     "disk full: no space left in %s to create overlay.qcow2", s->vm_dir);
+        else if (r < 0)
+                fail(s, false, NULL, "creating %s: %s", overlay, err[0] ? err : strerror(-r));
+        else
+                s->created_overlay = true;
+        return r;
+}
+
+/* First line of qemu.log, for "QEMU failed to start" errors (the file may be gone
+ * with --ephemeral by the time anyone looks). */
+static void qemu_log_first_line(sup *s, char *buf, size_t len)
+{
+        _cleanup_free_ char *path = vm_path(s, "qemu.log");
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        buf[0] = '\0';
+        if (fd < 0 || (n = read(fd, buf, len - 1)) <= 0)
+                return;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* ---- the channel: QEMU connects to chan.sock ---- */
+
+static void on_hello(void *userdata, const uint8_t *payload, uint32_t len)
+{
+        sup *s = userdata;
+
+        if (s->hello)
+                return; /* the agent restarting in the guest: nothing to report again */
+        s->hello = true;
+        s->t_hello = now_ms();
+        s->hello_version = get_le32(payload);
+        if (len >= 16) {
+                s->hello_has_times = true;
+                s->guest_init_start_ms = get_le32(payload + 8);
+                s->guest_ready_ms = get_le32(payload + 12);
+        }
+}
+
+static void on_broken(void *userdata, int err, const char *why)
+{
+        sup *s = userdata;
+
+        if (s->mux_broken)
+                return;
+        s->mux_broken = true;
+        s->mux_err = err;
+        s->mux_why = why;
+        s->broken_deadline_ms = now_ms() + BROKEN_GRACE_MS;
+        sup_log("guest channel broken: %s (%s)", why, strerror(err < 0 ? -err : err));
+}
+
+static const smolvm_mux_ops mux_ops = {
+        .accept = NULL, /* the guest may not open streams to the host (yet) */
+        .hello = on_hello,
+        .broken = on_broken,
+};
+
+static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
+{
+        sup *s = userdata;
+        struct ucred cred;
+        socklen_t cred_len = sizeof(cred);
+        int fd, r;
+
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return;
+        /* The VM dir is private, but be exact: only our QEMU may be the guest. */
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
+            cred.pid != sup_vmm_pid(s->vmm)) {
+                sup_log("chan.sock: connection from pid %d is not our QEMU, closing", (int)cred.pid);
+                safe_close(fd);
+                return;
+        }
+        s->t_chan = now_ms();
+        (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
+        s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        r = smolvm_mux_new(s->loop, fd, true, &mux_ops, s, NULL, 0, &s->mux);
+        if (r < 0) {
+                sup_log("creating the channel mux: %s", strerror(-r));
+                on_broken(s, r, "cannot create the channel mux");
+        }
+}
+
+static int chan_listen(sup *s)
+{
+        _cleanup_free_ char *path = vm_path(s, "chan.sock");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        s->chan_listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s->chan_listen_fd < 0)
+                return negative_errno();
+        (void)unlink(path);
+        /* QEMU connects once, synchronously, while it starts: backlog 1 suffices. */
+        if (bind(s->chan_listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->chan_listen_fd, 1) < 0)
+                return negative_errno();
+        r = smolvm_evloop_add(s->loop, s->chan_listen_fd, EPOLLIN, chan_accept_cb, s);
+        return r;
+}
+
+/* ---- signals ---- */
+
+static void signal_cb(void *userdata, int fd, uint32_t events)
+{
+        sup *s = userdata;
+        struct signalfd_siginfo si;
+
+        while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGCHLD)
+                        continue; /* reaped in the main loop */
+                if (!s->stop)
+                        sup_log("received %s, stopping the VM", strsignal((int)si.ssi_signo));
+                s->stop = true;
+                s->stop_signal = (int)si.ssi_signo;
+        }
+}
+
+/* ---- lifecycle ---- */
+
+static void describe_exit(int wstatus, char *buf, size_t len)
+{
+        if (WIFSIGNALED(wstatus))
+                snprintf(buf, len, "killed by signal %d", WTERMSIG(wstatus));
+        else
+                snprintf(buf, len, "exit status %d", WEXITSTATUS(wstatus));
+}
+
+/* Stop QEMU, close everything, remove what must not outlive us. */
+static void teardown(sup *s, bool failed)
+{
+        sup_hvsock_free(s->hv);
+        s->hv = NULL;
+        smolvm_mux_free(s->mux);
+        s->mux = NULL;
+        sup_vmm_free(s->vmm); /* SIGKILL + reap */
+        s->vmm = NULL;
+        sup_console_free(s->con);
+        s->con = NULL;
+        if (s->chan_listen_fd >= 0) {
+                (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
+                s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        }
+
+        if (s->ephemeral) {
+                sup_log_close();
+                for (size_t i = 0; i < ARRAY_SIZE(vm_dir_files); i++) {
+                        _cleanup_free_ char *p = vm_path(s, vm_dir_files[i]);
+                        (void)unlink(p);
+                }
+                if (rmdir(s->vm_dir) < 0)
+                        fprintf(stderr, "smolvm-supervisor: rmdir %s: %m\n", s->vm_dir);
+                return;
+        }
+        /* Persistent VM: the disk and the logs stay; nothing may connect any more. */
+        const char *gone[] = { "vsock.sock", "chan.sock", "supervisor.pid" };
+        for (size_t i = 0; i < ARRAY_SIZE(gone); i++) {
+                _cleanup_free_ char *p = vm_path(s, gone[i]);
+                (void)unlink(p);
+        }
+        if (failed && s->created_overlay) {
+                _cleanup_free_ char *p = vm_path(s, "overlay.qcow2");
+                (void)unlink(p);
+        }
+        sup_log("stopped");
+        sup_log_close();
+}
+
+/* One pass of the state machine after the loop dispatched. Returns -1 to keep
+ * running, else the exit code. */
+static int step(sup *s)
+{
+        uint64_t now = now_ms();
+        char how[64];
+        int wstatus, r;
+
+        if (s->hello && !s->running) {
+                if (s->hello_version != SMOLVM_CHAN_VERSION) {
+                        fail(s, false, "rebuild the image with `smolvm image build` so smolvm-init matches this smolvm",
+                             "guest agent speaks channel version %u, expected %u", s->hello_version,
+                             SMOLVM_CHAN_VERSION);
+                        return EXIT_VM_FAILED;
+                }
+                s->running = true;
+                ready_ok(s);
+                sup_hvsock_set_mux(s->hv, s->mux);
+        }
+
+        r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
+        if (r > 0) {
+                describe_exit(wstatus, how, sizeof(how));
+                if (s->running) {
+                        sup_log("QEMU exited (%s): the VM stopped", how);
+                        return EXIT_OK;
+                }
+                /* A guest that panics or powers off makes QEMU exit 0 (panic=-1 and
+                 * -no-reboot); a non-zero exit is QEMU itself failing (it creates the
+                 * chardevs, so connects to chan.sock, before it checks the devices). */
+                char first[256];
+                qemu_log_first_line(s, first, sizeof(first));
+                if (!s->t_chan || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+                        fail(s, false, "see qemu.log in the VM dir", "%s failed to start (%s)%s%s", sup_vmm_binary(),
+                             how, first[0] ? ": " : "", first);
+                } else {
+                        fail(s, true, "see the console tail below; check the image with `smolvm image build`",
+                             "guest kernel stopped during boot (%s)", how);
+                }
+                return EXIT_VM_FAILED;
+        }
+
+        if (s->stop) {
+                if (!s->running)
+                        fail(s, false, NULL, "stopped by %s during boot", strsignal(s->stop_signal));
+                return EXIT_OK;
+        }
+
+        if (s->mux_broken) {
+                if (s->running) {
+                        sup_log("the guest channel broke (%s): stopping the VM", s->mux_why);
+                        return EXIT_VM_FAILED;
+                }
+                if (now >= s->broken_deadline_ms) {
+                        fail(s, true, "see the console tail below", "guest channel broke during boot: %s",
+                             s->mux_why);
+                        return EXIT_VM_FAILED;
+                }
+        }
+
+        if (!s->running && now >= s->deadline_ms) {
+                fail(s, true,
+                     "the guest did not start smolvm-init's agent in time: see the console tail below; "
+                     "raise boot_timeout_ms on slow (TCG) hosts or rebuild the image with `smolvm image build`",
+                     "agent not reachable within %llu s", (unsigned long long)(s->boot_timeout_ms + 999) / 1000);
+                return EXIT_VM_FAILED;
+        }
+        return -1;
+}
+
+static int loop_timeout_ms(const sup *s)
+{
+        uint64_t now = now_ms(), until;
+
+        if (s->running)
+                return -1;
+        until = s->deadline_ms;
+        if (s->mux_broken && s->broken_deadline_ms < until)
+                until = s->broken_deadline_ms;
+        return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;
+}
+
+static int start_vm(sup *s)
+{
+        _cleanup_free_ char *overlay = vm_path(s, "overlay.qcow2"), *chan = vm_path(s, "chan.sock"),
+                            *vsock = vm_path(s, "vsock.sock"), *console_log = vm_path(s, "console.log"),
+                            *qemu_log = vm_path(s, "qemu.log");
+        _cleanup_close_ int vmm_console_fd = -1, qemu_log_fd = -1;
+        sigset_t mask;
+        int r;
+
+        r = prepare_overlay(s);
+        if (r < 0)
+                return r;
+
+        r = smolvm_evloop_new(&s->loop);
+        if (r < 0)
+                goto fail_errno;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
+        s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (s->sig_fd < 0) {
+                r = negative_errno();
+                goto fail_errno;
+        }
+        if ((r = smolvm_evloop_add(s->loop, s->sig_fd, EPOLLIN, signal_cb, s)) < 0)
+                goto fail_errno;
+
+        r = sup_hvsock_new(s->loop, vsock, &s->hv);
+        if (r < 0) {
+                fail(s, false, NULL, "listening on %s: %s", vsock, strerror(-r));
+                return r;
+        }
+        r = chan_listen(s);
+        if (r < 0) {
+                fail(s, false, NULL, "listening on %s: %s", chan, strerror(-r));
+                return r;
+        }
+        r = sup_console_new(s->loop, console_log, &s->con, &vmm_console_fd);
+        if (r < 0) {
+                fail(s, false, NULL, "console capture (%s): %s", console_log, strerror(-r));
+                return r;
+        }
+        qemu_log_fd = open(qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
+        if (qemu_log_fd < 0) {
+                r = negative_errno();
+                fail(s, false, NULL, "%s: %s", qemu_log, strerror(-r));
+                return r;
+        }
+
+        sup_vm_spec spec = {
+                .kernel = s->kernel,
+                .initrd = s->initrd,
+                .disk = overlay,
+                .disk_cache_unsafe = s->ephemeral,
+                .cmdline_extra = s->cmdline_extra,
+                .mem_mib = s->mem_mib,
+                .cpus = s->cpus,
+                .accel = s->accel.accel,
+                .chan_path = chan,
+                .chan_name = CHAN_NAME,
+                .console_fd = vmm_console_fd,
+                .log_fd = qemu_log_fd,
+        };
+        s->t_spawn = now_ms();
+        r = sup_vmm_start(&spec, &s->vmm);
+        if (r == -ENOENT) {
+                fail(s, false, "install it: apt-get install qemu-system-x86", "%s not found", sup_vmm_binary());
+                return r;
+        }
+        if (r < 0) {
+                fail(s, false, NULL, "starting %s: %s", sup_vmm_binary(), strerror(-r));
+                return r;
+        }
+        s->deadline_ms = s->t_start + s->boot_timeout_ms;
+        return 0;
+
+fail_errno:
+        fail(s, false, NULL, "supervisor setup: %s", strerror(-r));
+        return r;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: smolvm-supervisor --vm-dir DIR [--ephemeral] [--ready-fd N]\n"
+                   "Runs one smolvm VM (internal: started by libsmolvm; see docs/internals.md).\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "vm-dir", required_argument, NULL, 'd' },
+                { "ephemeral", no_argument, NULL, 'e' },
+                { "ready-fd", required_argument, NULL, 'r' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        sup s = { .ready_fd = -1, .sig_fd = -1, .chan_listen_fd = -1, .t_start = now_ms() };
+        pid_t parent = getppid();
+        struct stat st;
+        sigset_t mask;
+        int c, code;
+
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (c) {
+                case 'd':
+                        s.vm_dir = optarg;
+                        break;
+                case 'e':
+                        s.ephemeral = true;
+                        break;
+                case 'r': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*optarg == '\0' || *end || v < 0 || v > INT_MAX || fcntl((int)v, F_GETFD) < 0) {
+                                fprintf(stderr, "smolvm-supervisor: --ready-fd %s: not an open fd\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        s.ready_fd = (int)v;
+                        break;
+                }
+                case 'h':
+                        usage(stdout);
+                        return EXIT_OK;
+                case 'V':
+                        printf("smolvm-supervisor %s\n", SMOLVM_VERSION);
+                        return EXIT_OK;
+                default:
+                        usage(stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (!s.vm_dir || optind != argc) {
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        /* QEMU must not inherit the ready pipe: the CLI would never see EOF. */
+        if (s.ready_fd >= 0)
+                (void)fcntl(s.ready_fd, F_SETFD, FD_CLOEXEC);
+
+        /* Signals arrive through the signalfd in the loop; block them before
+         * arming the parent-death signal so none is lost. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN); /* clients vanish; writes report EPIPE instead */
+        if (s.ephemeral) {
+                /* A killed CLI must leave nothing behind. The signal is only armed for a
+                 * future death: if the parent is already gone, act as if it fired. */
+                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+                        s.stop = true;
+                        s.stop_signal = SIGTERM;
+                }
+        }
+
+        if (stat(s.vm_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                fail(&s, false, "libsmolvm creates the VM dir and its config.json first", "VM dir %s: %s", s.vm_dir,
+                     errno ? strerror(errno) : "not a directory");
+                return EXIT_USAGE;
+        }
+        {
+                _cleanup_free_ char *log_path = vm_path(&s, "supervisor.log");
+                if (sup_log_open(log_path) < 0)
+                        fprintf(stderr, "smolvm-supervisor: %s: %m (logging to stderr)\n", log_path);
+        }
+        sup_log("smolvm-supervisor %s starting for %s%s", SMOLVM_VERSION, s.vm_dir, s.ephemeral ? " (ephemeral)" : "");
+
+        if (config_load(&s) < 0) {
+                teardown(&s, true);
+                return EXIT_USAGE;
+        }
+        sup_log("accel %s: %s", smolvm_accel_name(s.accel.accel), s.accel.reason);
+        if (write_pid_file(&s) < 0) {
+                fail(&s, false, NULL, "writing %s/supervisor.pid: %m", s.vm_dir);
+                teardown(&s, true);
+                return EXIT_VM_FAILED;
+        }
+        if (s.stop) {
+                fail(&s, false, NULL, "parent exited before the VM started");
+                teardown(&s, false);
+                return EXIT_OK;
+        }
+        if (start_vm(&s) < 0) {
+                teardown(&s, true);
+                return EXIT_VM_FAILED;
+        }
+
+        for (;;) {
+                int r = smolvm_evloop_run_once(s.loop, loop_timeout_ms(&s));
+                if (r < 0) {
+                        fail(&s, false, NULL, "event loop: %s", strerror(-r));
+                        code = EXIT_VM_FAILED;
+                        break;
+                }
+                code = step(&s);
+                if (code >= 0)
+                        break;
+        }
+        teardown(&s, code != EXIT_OK);
+        safe_close(s.sig_fd);
+        smolvm_evloop_free(s.loop);
+        free(s.kernel);
+        free(s.initrd);
+        free(s.rootfs);
+        free(s.cmdline_extra);
+        return code;
+}

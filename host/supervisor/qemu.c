@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "qemu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define QEMU_BINARY "qemu-system-x86_64"
+#define QEMU_IMG_BINARY "qemu-img"
+/* In the VMM, the console socket is always this fd (named in -chardev fd=). */
+#define VMM_CONSOLE_FD 3
+
+struct sup_vmm {
+        pid_t pid; /* 0 once reaped */
+        int wstatus;
+};
+
+const char *sup_vmm_binary(void)
+{
+        return QEMU_BINARY;
+}
+
+/* QEMU's option parser splits on ','; a literal comma is written ",,". */
+static char *qemu_opt_escape(const char *s)
+{
+        size_t n = strlen(s), commas = 0;
+        for (size_t i = 0; i < n; i++)
+                commas += s[i] == ',';
+        char *out = malloc(n + commas + 1), *p = out;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                *p++ = s[i];
+                if (s[i] == ',')
+                        *p++ = ',';
+        }
+        *p = '\0';
+        return out;
+}
+
+/* Fork and exec argv[0] (PATH lookup) with the given stdio and, if keep_fd >= 0,
+ * keep_fd as fd 3. All our other fds are O_CLOEXEC. An exec failure comes back
+ * through a CLOEXEC pipe as a negative errno, so "not installed" is an error here
+ * and not a mysterious exit status later. */
+static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
+{
+        _cleanup_close_ int null_fd = -1, pipe_rd = -1, pipe_wr = -1;
+        pid_t parent = getpid(), pid;
+        int pfd[2], child_errno = 0;
+        ssize_t n;
+
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0)
+                return negative_errno();
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return negative_errno();
+        pipe_rd = pfd[0];
+        pipe_wr = pfd[1];
+
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                /* Child: only async-signal-safe calls from here. */
+                int src[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
+                int n_fds = keep_fd >= 0 ? 4 : 3;
+                sigset_t none;
+
+                /* Our own process group: the supervisor kills the whole group, and a
+                 * terminal's ^C aimed at the CLI does not reach the VMM directly. */
+                (void)setpgid(0, 0);
+                /* Die with the supervisor. The parent may already be gone (the
+                 * signal is only armed for future deaths), hence the getppid check. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(127);
+                sigemptyset(&none);
+                (void)sigprocmask(SIG_SETMASK, &none, NULL);
+                (void)signal(SIGPIPE, SIG_DFL);
+                /* Move sources out of the 0..3 range first so dup2 cannot clobber one. */
+                for (int i = 0; i < n_fds; i++) {
+                        src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+                        if (src[i] < 0)
+                                goto fail;
+                }
+                for (int i = 0; i < n_fds; i++)
+                        if (dup2(src[i], i) < 0) /* dup2 clears O_CLOEXEC on the target */
+                                goto fail;
+                execvp(argv[0], argv);
+        fail:
+                child_errno = errno;
+                (void)!write(pipe_wr, &child_errno, sizeof(child_errno));
+                _exit(127);
+        }
+
+        /* Also from the parent, so kill(-pid) works even before the child runs. */
+        (void)setpgid(pid, pid);
+        pipe_wr = safe_close(pipe_wr);
+        do
+                n = read(pipe_rd, &child_errno, sizeof(child_errno));
+        while (n < 0 && errno == EINTR);
+        if (n == (ssize_t)sizeof(child_errno)) {
+                (void)waitpid(pid, NULL, 0);
+                return child_errno > 0 ? -child_errno : -EIO;
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+static int wait_child(pid_t pid, int *ret_wstatus)
+{
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        *ret_wstatus = st;
+        return 0;
+}
+
+int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
+                           size_t err_len)
+{
+        _cleanup_free_ char *backing = NULL;
+        _cleanup_close_ int rd = -1, wr = -1;
+        char size_arg[32], msg[512];
+        size_t msg_len = 0;
+        int pfd[2], st, r;
+        pid_t pid;
+
+        /* -b is parsed as an option value inside qemu-img too: escape commas. */
+        backing = qemu_opt_escape(base_path);
+        if (!backing)
+                return -ENOMEM;
+        snprintf(size_arg, sizeof(size_arg), "%llu", (unsigned long long)size_bytes);
+        char *argv[] = { (char *)QEMU_IMG_BINARY, (char *)"create", (char *)"-q", (char *)"-f", (char *)"qcow2",
+                         (char *)"-F", (char *)"raw", (char *)"-b", backing, (char *)overlay_path,
+                         size_bytes ? size_arg : NULL, NULL };
+
+        if (err && err_len)
+                err[0] = '\0';
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return negative_errno();
+        rd = pfd[0];
+        wr = pfd[1];
+        r = spawn(argv, wr, wr, -1, &pid);
+        if (r < 0)
+                return r;
+        wr = safe_close(wr);
+        /* qemu-img prints a line or two at most; keep the first bytes, drain the rest. */
+        for (;;) {
+                char buf[512];
+                ssize_t n = read(rd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                size_t take = MIN((size_t)n, sizeof(msg) - 1 - msg_len);
+                memcpy(msg + msg_len, buf, take);
+                msg_len += take;
+        }
+        msg[msg_len] = '\0';
+        while (msg_len > 0 && (msg[msg_len - 1] == '\n' || msg[msg_len - 1] == '\r'))
+                msg[--msg_len] = '\0';
+        r = wait_child(pid, &st);
+        if (r < 0)
+                return r;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+                return 0;
+        if (err && err_len)
+                snprintf(err, err_len, "%s", msg_len ? msg : "qemu-img create failed");
+        (void)unlink(overlay_path); /* a partial file would be taken for a valid disk next time */
+        if (strstr(msg, "No space left on device") || strstr(msg, "Disk quota exceeded"))
+                return -ENOSPC;
+        return -EIO;
+}
+
+int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
+{
+        _cleanup_free_ sup_vmm *vmm = calloc(1, sizeof(*vmm));
+        _cleanup_free_ char *disk = NULL, *chan = NULL, *append = NULL, *drive = NULL, *chardev_chan = NULL,
+                            *port = NULL;
+        char mem[32], smp[32], chardev_console[64];
+        int r;
+
+        if (!vmm)
+                return -ENOMEM;
+        disk = qemu_opt_escape(spec->disk);
+        chan = qemu_opt_escape(spec->chan_path);
+        if (!disk || !chan)
+                return -ENOMEM;
+        if (asprintf(&append, "console=ttyS0 panic=-1 quiet smolvm.chan=%s%s%s", spec->chan_name,
+                     spec->cmdline_extra && *spec->cmdline_extra ? " " : "",
+                     spec->cmdline_extra ? spec->cmdline_extra : "") < 0)
+                return -ENOMEM;
+        /* cache=unsafe drops guest flushes: right for a disk that dies with the VM
+         * (nothing survives a host crash anyway), wrong for a persistent VM, whose
+         * qcow2 metadata must survive one: writeback honours flushes. */
+        if (asprintf(&drive, "id=root,file=%s,format=qcow2,if=none,cache=%s,discard=unmap", disk,
+                     spec->disk_cache_unsafe ? "unsafe" : "writeback") < 0)
+                return -ENOMEM;
+        if (asprintf(&chardev_chan, "socket,id=chan,path=%s", chan) < 0)
+                return -ENOMEM;
+        if (asprintf(&port, "virtserialport,chardev=chan,name=%s", spec->chan_name) < 0)
+                return -ENOMEM;
+        snprintf(mem, sizeof(mem), "%u", spec->mem_mib);
+        snprintf(smp, sizeof(smp), "%u", spec->cpus);
+        snprintf(chardev_console, sizeof(chardev_console), "socket,id=console,fd=%d", VMM_CONSOLE_FD);
+
+        bool kvm = spec->accel == SMOLVM_ACCEL_KVM;
+        char *argv[] = {
+                (char *)QEMU_BINARY,
+                /* microvm: no PCI, no firmware option ROMs. ACPI stays on: the Debian
+                 * kernel finds virtio-mmio devices only through ACPI (it lacks
+                 * VIRTIO_MMIO_CMDLINE_DEVICES). PIT and PIC stay: without them the
+                 * kernel hangs calibrating timers under TCG (measured). */
+                (char *)"-M", (char *)"microvm,x-option-roms=off,rtc=on",
+                (char *)"-accel", kvm ? (char *)"kvm" : (char *)"tcg",
+                (char *)"-cpu", kvm ? (char *)"host" : (char *)"max",
+                (char *)"-m", mem,
+                (char *)"-smp", smp,
+                (char *)"-nodefaults", (char *)"-no-user-config", (char *)"-nographic", (char *)"-no-reboot",
+                /* modern virtio-mmio: required by vhost-user devices (virtio-fs later). */
+                (char *)"-global", (char *)"virtio-mmio.force-legacy=false",
+                (char *)"-kernel", (char *)spec->kernel,
+                (char *)"-initrd", (char *)spec->initrd,
+                (char *)"-append", append,
+                (char *)"-drive", drive,
+                (char *)"-device", (char *)"virtio-blk-device,drive=root",
+                /* Port 0 is reserved for a virtconsole; ours is port 1. Fewer ports =
+                 * fewer virtqueues for the guest driver to set up. */
+                (char *)"-device", (char *)"virtio-serial-device,max_ports=2",
+                (char *)"-chardev", chardev_chan,
+                (char *)"-device", port,
+                (char *)"-chardev", chardev_console,
+                (char *)"-serial", (char *)"chardev:console",
+                NULL,
+        };
+
+        {
+                /* The exact command line, for whoever debugs a boot. */
+                char cmd[2048];
+                size_t off = 0;
+                for (char **a = argv; *a && off < sizeof(cmd) - 1; a++) {
+                        int n = snprintf(cmd + off, sizeof(cmd) - off, "%s%s", a == argv ? "" : " ", *a);
+                        if (n < 0)
+                                break;
+                        off += (size_t)n;
+                }
+                sup_log("exec: %s", cmd);
+        }
+        r = spawn(argv, spec->log_fd, spec->log_fd, spec->console_fd, &vmm->pid);
+        if (r < 0)
+                return r;
+        sup_log("started %s pid %d (accel %s, %u MiB, %u cpus)", QEMU_BINARY, (int)vmm->pid,
+                smolvm_accel_name(spec->accel), spec->mem_mib, spec->cpus);
+        *ret = TAKE_PTR(vmm);
+        return 0;
+}
+
+pid_t sup_vmm_pid(const sup_vmm *vmm)
+{
+        return vmm->pid;
+}
+
+int sup_vmm_poll(sup_vmm *vmm, int *ret_wstatus)
+{
+        int st;
+        pid_t p;
+
+        if (vmm->pid == 0) {
+                *ret_wstatus = vmm->wstatus;
+                return 1;
+        }
+        do
+                p = waitpid(vmm->pid, &st, WNOHANG);
+        while (p < 0 && errno == EINTR);
+        if (p < 0)
+                return negative_errno();
+        if (p == 0)
+                return 0;
+        vmm->pid = 0;
+        vmm->wstatus = st;
+        *ret_wstatus = st;
+        return 1;
+}
+
+int sup_vmm_stop(sup_vmm *vmm)
+{
+        int st;
+
+        if (vmm->pid == 0)
+                return -1;
+        /* The whole group: QEMU may have helper processes. SIGKILL is fine while the
+         * disk dies with the VM; a graceful poweroff via the agent comes with
+         * persistence. */
+        if (kill(-vmm->pid, SIGKILL) < 0)
+                (void)kill(vmm->pid, SIGKILL);
+        if (wait_child(vmm->pid, &st) < 0)
+                st = 0;
+        vmm->pid = 0;
+        vmm->wstatus = st;
+        return st;
+}
+
+void sup_vmm_free(sup_vmm *vmm)
+{
+        if (!vmm)
+                return;
+        (void)sup_vmm_stop(vmm);
+        free(vmm);
+}

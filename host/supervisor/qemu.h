@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The VMM backend: turn a VM description into a running VMM process and stop it.
+ * Narrow on purpose (start / pid / poll / stop, plus disk preparation) so a
+ * Firecracker or Cloud Hypervisor backend can implement the same calls; they
+ * speak hybrid vsock natively, QEMU gets there through the virtio-serial channel. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "accel.h"
+
+typedef struct sup_vm_spec {
+        const char *kernel;
+        const char *initrd;
+        const char *disk;          /* the per-VM copy-on-write disk (qcow2 overlay) */
+        bool disk_cache_unsafe;    /* ignore guest flushes (the disk dies with the VM) */
+        const char *cmdline_extra; /* appended to the kernel command line; may be NULL */
+        uint32_t mem_mib;
+        uint32_t cpus;
+        smolvm_accel accel;
+        const char *chan_path;  /* Unix socket the VMM connects to: the guest channel port */
+        const char *chan_name;  /* virtio-serial port name, e.g. "org.smolvm.chan0" */
+        int console_fd;         /* connected socket the guest serial console is written to */
+        int log_fd;             /* receives the VMM's stdout and stderr */
+} sup_vm_spec;
+
+typedef struct sup_vmm sup_vmm;
+
+/* Name of the VMM binary, for messages. */
+const char *sup_vmm_binary(void);
+
+/* Start the VMM: own process group, dies with us (PR_SET_PDEATHSIG), stdin from
+ * /dev/null. Returns 0, -ENOENT when the VMM binary is not installed, or another
+ * negative errno (exec failures are reported, not discovered later). */
+int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret);
+
+pid_t sup_vmm_pid(const sup_vmm *vmm);
+
+/* Reap without blocking. Returns 1 when the VMM has exited (*ret_wstatus is its
+ * wait status), 0 while it runs, negative errno on error. */
+int sup_vmm_poll(sup_vmm *vmm, int *ret_wstatus);
+
+/* Kill the VMM's process group (SIGKILL) and reap it. Idempotent. Returns the
+ * wait status of the VMM, or -1 if it was already reaped. */
+int sup_vmm_stop(sup_vmm *vmm);
+
+/* Stops the VMM if still running. Accepts NULL. */
+void sup_vmm_free(sup_vmm *vmm);
+
+/* Create the copy-on-write disk at overlay_path backed by the raw base image
+ * (never written). size_bytes 0 = the base's size. Returns 0, -ENOENT (qemu-img
+ * not installed), -ENOSPC (no space left), or another negative errno; err (may be
+ * NULL) gets qemu-img's message. */
+int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
+                           size_t err_len);

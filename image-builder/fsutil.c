@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Errors, string vectors and file helpers of the image builder. */
+#include "image_i.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+int ib_errf(ib_err *err, int r, const char *fmt, ...)
+{
+        if (err && !err->msg) {
+                va_list ap;
+                va_start(ap, fmt);
+                /* %m in fmt names r, whatever errno became since. */
+                errno = r < 0 ? -r : EIO;
+                if (vasprintf(&err->msg, fmt, ap) < 0)
+                        err->msg = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+        char *s;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
+
+char *path_join(const char *a, const char *b)
+{
+        size_t la = strlen(a);
+        return xasprintf("%s%s%s", a, (la > 0 && a[la - 1] == '/') ? "" : "/", b);
+}
+
+int strv_push_take(strv *s, char *str)
+{
+        if (!str)
+                return -ENOMEM;
+        if (s->n + 2 > s->cap) {
+                size_t cap = s->cap ? s->cap * 2 : 8;
+                char **v = realloc(s->v, cap * sizeof(*v));
+                if (!v) {
+                        free(str);
+                        return -ENOMEM;
+                }
+                s->v = v;
+                s->cap = cap;
+        }
+        s->v[s->n++] = str;
+        s->v[s->n] = NULL;
+        return 0;
+}
+
+int strv_push(strv *s, const char *str)
+{
+        return strv_push_take(s, strdup(str));
+}
+
+bool strv_contains(const strv *s, const char *str)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i], str) == 0)
+                        return true;
+        return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void strv_sort_uniq(strv *s)
+{
+        if (s->n == 0)
+                return;
+        qsort(s->v, s->n, sizeof(char *), cmp_str);
+        size_t j = 1;
+        for (size_t i = 1; i < s->n; i++) {
+                if (strcmp(s->v[i], s->v[j - 1]) == 0)
+                        free(s->v[i]);
+                else
+                        s->v[j++] = s->v[i];
+        }
+        s->n = j;
+        s->v[j] = NULL;
+}
+
+void strv_done(strv *s)
+{
+        for (size_t i = 0; i < s->n; i++)
+                free(s->v[i]);
+        free(s->v);
+        *s = (strv){0};
+}
+
+char *strjoin_sep(const strv *s, const char *sep)
+{
+        size_t len = 1, lsep = strlen(sep);
+        for (size_t i = 0; i < s->n; i++)
+                len += strlen(s->v[i]) + lsep;
+        char *out = malloc(len), *p = out;
+        if (!out)
+                return NULL;
+        *p = '\0';
+        for (size_t i = 0; i < s->n; i++) {
+                if (i > 0)
+                        p = stpcpy(p, sep);
+                p = stpcpy(p, s->v[i]);
+        }
+        return out;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)ftw;
+        int r = (flag == FTW_DP) ? rmdir(path) : unlink(path);
+        return (r < 0 && errno != ENOENT) ? -1 : 0;
+}
+
+int rm_rf(const char *path)
+{
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        /* FTW_PHYS: never follow symlinks out of the tree (rootfs trees are full of them). */
+        if (nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if ((uint64_t)st.st_size > max_bytes)
+                return -EFBIG;
+        size_t cap = (size_t)st.st_size + 1, len = 0;
+        _cleanup_free_ char *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len + 1 >= cap) {
+                        if (cap > max_bytes)
+                                return -EFBIG;
+                        char *nb = realloc(buf, cap * 2);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        cap *= 2;
+                }
+                ssize_t n = read(fd, buf + len, cap - 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+        if (!tmp)
+                return -ENOMEM;
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return negative_errno();
+        int r = write_all(fd, data, len);
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r == 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0)
+                (void)unlink(tmp);
+        return r;
+}
+
+static int copy_file(const char *src, const char *dst)
+{
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return negative_errno();
+        struct stat st;
+        if (fstat(in, &st) < 0)
+                return negative_errno();
+        _cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+        if (out < 0)
+                return negative_errno();
+        /* copy_file_range reflinks/offloads where the filesystem can. */
+        uint64_t left = (uint64_t)st.st_size;
+        while (left > 0) {
+                ssize_t n = copy_file_range(in, NULL, out, NULL, MIN(left, (uint64_t)1 << 30), 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = negative_errno();
+                        (void)unlink(dst);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                left -= (uint64_t)n;
+        }
+        return 0;
+}
+
+int link_or_copy(const char *src, const char *dst)
+{
+        if (link(src, dst) == 0)
+                return 0;
+        if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+                return negative_errno();
+        return copy_file(src, dst);
+}
+
+static _Thread_local uint64_t du_total;
+static int du_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)path;
+        (void)flag;
+        (void)ftw;
+        du_total += (uint64_t)st->st_blocks * 512u;
+        return 0;
+}
+
+int dir_usage_bytes(const char *path, uint64_t *ret)
+{
+        /* nftw has no user pointer: a thread-local accumulator keeps this reentrant enough. */
+        du_total = 0;
+        if (nftw(path, du_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
+                return negative_errno();
+        *ret = du_total;
+        return 0;
+}
+
+char *mkdtemp_in(const char *parent, const char *prefix)
+{
+        char *t = xasprintf("%s/%s.XXXXXX", parent, prefix);
+        if (!t) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        if (!mkdtemp(t)) {
+                int e = errno;
+                free(t);
+                errno = e;
+                return NULL;
+        }
+        return t;
+}

@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Image builder: apt sources parsing, module dependency ordering, cpio writer,
+ * command runner, ELF check (image-builder/). No network, no root needed. */
+#include <elf.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "check_main.h"
+#include "image_i.h"
+
+static const char *const host_sources =
+        "Types: deb\n"
+        "# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+        "URIs: http://deb.debian.org/debian\n"
+        "Suites: bookworm bookworm-updates\n"
+        "Components: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        "\n"
+        "Types: deb\n"
+        "URIs: http://deb.debian.org/debian-security\n"
+        "Suites: bookworm-security\n"
+        "Components: main\n";
+
+START_TEST(test_deb822_host)
+{
+        char *u = NULL;
+        ck_assert_int_eq(apt_parse_deb822(host_sources, "bookworm", &u), 0);
+        ck_assert_str_eq(u, "http://deb.debian.org/debian");
+        free(u);
+        u = NULL;
+        ck_assert_int_eq(apt_parse_deb822(host_sources, "bookworm-security", &u), 0);
+        ck_assert_str_eq(u, "http://deb.debian.org/debian-security");
+        free(u);
+        u = NULL;
+        ck_assert_int_eq(apt_parse_deb822(host_sources, "trixie", &u), -ENOENT);
+        ck_assert_ptr_null(u);
+}
+END_TEST
+
+START_TEST(test_deb822_rules)
+{
+        char *u = NULL;
+        /* disabled, deb-src only, no main: all skipped; the last stanza wins. Keys are
+         * case-insensitive, values may continue on indented lines, unusable schemes skip. */
+        const char *t =
+                "Types: deb\nURIs: http://a/\nSuites: bookworm\nComponents: main\nEnabled: no\n\n"
+                "Types: deb-src\nURIs: http://b/\nSuites: bookworm\nComponents: main\n\n"
+                "Types: deb\nURIs: http://c/\nSuites: bookworm\nComponents: contrib non-free\n\n\n"
+                "types: deb deb-src\nuris: cdrom:[Debian]/\n  http://d/debian\n"
+                "suites:\n bookworm\n# comment inside\ncomponents: contrib\n main\n";
+        ck_assert_int_eq(apt_parse_deb822(t, "bookworm", &u), 0);
+        ck_assert_str_eq(u, "http://d/debian");
+        free(u);
+}
+END_TEST
+
+START_TEST(test_deb822_malformed)
+{
+        static const char *const bad[] = {
+                "",
+                "\n\n\n",
+                "garbage without colon\n",
+                "Types: deb\nURIs:\nSuites: bookworm\nComponents: main\n",     /* empty URIs */
+                "Types: deb\nURIs: http://x/\nComponents: main\n",             /* no Suites */
+                "Types: deb\nURIs: mirror+file:/etc/m\nSuites: bookworm\nComponents: main\n",
+                ": no key\n  continuation without field\nURIs http://x/ bookworm main\n",
+                "Types: deb\nURIs: http://x/\nSuites: bookworm\nComponents: main\nTypes: rpm\n",
+                "Types: deb\nURIs: http://x/\nSuites: bookwormish\nComponents: mainline\n",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                char *u = NULL;
+                ck_assert_msg(apt_parse_deb822(bad[i], "bookworm", &u) == -ENOENT, "case %zu gave %s", i, u);
+        }
+        /* Binary junk must not crash. */
+        char junk[512];
+        for (size_t i = 0; i < sizeof(junk) - 1; i++)
+                junk[i] = (char)((i * 131 + 7) % 255 + 1);
+        junk[sizeof(junk) - 1] = '\0';
+        char *u = NULL;
+        ck_assert_int_eq(apt_parse_deb822(junk, "bookworm", &u), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_sources_list)
+{
+        char *u = NULL;
+        const char *t =
+                "# deb http://commented/ bookworm main\n"
+                "deb-src http://src/ bookworm main\n"
+                "deb http://other/ bullseye main\n"
+                "deb http://nomain/ bookworm contrib\n"
+                "deb\n"
+                "deb [ arch=amd64 signed-by=/k.gpg ] http://mirror/debian bookworm contrib main # trailing\n"
+                "deb http://later/ bookworm main\n";
+        ck_assert_int_eq(apt_parse_sources_list(t, "bookworm", &u), 0);
+        ck_assert_str_eq(u, "http://mirror/debian");
+        free(u);
+        u = NULL;
+        ck_assert_int_eq(apt_parse_sources_list("deb [arch=amd64 http://x/ bookworm main\n", "bookworm", &u), -ENOENT);
+        ck_assert_int_eq(apt_parse_sources_list("", "bookworm", &u), -ENOENT);
+        ck_assert_int_eq(apt_parse_sources_list("deb cdrom:[x]/ bookworm main", "bookworm", &u), -ENOENT);
+        ck_assert_int_eq(apt_parse_sources_list("deb [trusted=yes] file:/srv/repo bookworm main", "bookworm", &u), 0);
+        ck_assert_str_eq(u, "file:/srv/repo");
+        free(u);
+}
+END_TEST
+
+static void write_text(const char *dir, const char *rel, const char *text)
+{
+        char *p = path_join(dir, rel);
+        ck_assert_ptr_nonnull(p);
+        char *slash = strrchr(p, '/');
+        *slash = '\0';
+        ck_assert_int_eq(mkdir_p(p, 0755), 0);
+        *slash = '/';
+        ck_assert_int_eq(write_file_atomic(p, text, strlen(text), 0644), 0);
+        free(p);
+}
+
+START_TEST(test_find_mirror_root)
+{
+        char tmpl[] = "/tmp/test-image-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(tmpl));
+        char *u = NULL;
+        ck_assert_int_eq(apt_find_mirror(tmpl, "bookworm", &u), -ENOENT);
+        /* sources.list.d is read in name order; a .list matches as well as a .sources. */
+        write_text(tmpl, "etc/apt/sources.list.d/zz.list", "deb http://zz/ bookworm main\n");
+        write_text(tmpl, "etc/apt/sources.list.d/aa.sources", host_sources);
+        write_text(tmpl, "etc/apt/sources.list.d/ignored.txt", "deb http://no/ bookworm main\n");
+        ck_assert_int_eq(apt_find_mirror(tmpl, "bookworm", &u), 0);
+        ck_assert_str_eq(u, "http://deb.debian.org/debian");
+        free(u);
+        u = NULL;
+        write_text(tmpl, "etc/apt/sources.list", "deb http://classic/ bookworm main\n");
+        ck_assert_int_eq(apt_find_mirror(tmpl, "bookworm", &u), 0);
+        ck_assert_str_eq(u, "http://classic/");
+        free(u);
+        ck_assert_int_eq(rm_rf(tmpl), 0);
+        ck_assert_int_eq(access(tmpl, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_apt_cache_output)
+{
+        char *p = NULL;
+        char *v = NULL;
+        ck_assert_int_eq(apt_parse_depends("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n", &p, &v), 0);
+        ck_assert_str_eq(p, "linux-image-6.1.0-56-amd64");
+        ck_assert_ptr_null(v);
+        free(p);
+        p = NULL;
+        ck_assert_int_eq(apt_parse_depends("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)\n",
+                                           &p, &v), 0);
+        ck_assert_str_eq(p, "linux-image-6.1.0-56-amd64");
+        ck_assert_str_eq(v, "6.1.192-2");
+        free(p);
+        free(v);
+        p = NULL;
+        ck_assert_int_eq(apt_parse_depends("  Depends: linux-image-x (= \n", &p, &v), 0);
+        ck_assert_ptr_null(v);
+        free(p);
+        p = NULL;
+        ck_assert_int_eq(apt_parse_depends("linux-image-amd64\n |Depends: <linux-image-virtual>\n"
+                                           "  Depends: linux-image-6.12.1-amd64\n", &p, NULL), 0);
+        ck_assert_str_eq(p, "linux-image-6.12.1-amd64");
+        free(p);
+        p = NULL;
+        ck_assert_int_eq(apt_parse_depends("E: No packages found\n", &p, NULL), -ENOENT);
+        ck_assert_int_eq(apt_parse_depends("", &p, NULL), -ENOENT);
+        ck_assert_int_eq(apt_parse_version("Package: x\nVersion: 6.1.192-2\nArchitecture: amd64\n", &p), 0);
+        ck_assert_str_eq(p, "6.1.192-2");
+        free(p);
+        ck_assert_int_eq(apt_parse_version("Package: x\n", &p), -ENOENT);
+}
+END_TEST
+
+static const char *const dep_text =
+        "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n"
+        "kernel/lib/crc16.ko:\n"
+        "kernel/fs/mbcache.ko:\n"
+        "kernel/fs/jbd2/jbd2.ko:\n"
+        "kernel/drivers/virtio/virtio_mmio.ko.xz: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"
+        "kernel/drivers/virtio/virtio.ko:\n"
+        "kernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko\n"
+        "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n"
+        "kernel/crypto/crc32c_generic.ko:\n"
+        "kernel/arch/x86/crypto/crc32c-intel.ko:\n"
+        "kernel/fs/fuse/virtiofs.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko kernel/fs/fuse/fuse.ko\n"
+        "kernel/fs/fuse/fuse.ko:\n";
+
+static void load_db(kmod_db *db)
+{
+        ib_err e = {0};
+        ck_assert_int_eq(kmod_parse_dep(db, dep_text, &e), 0);
+        ck_assert_int_eq(kmod_parse_softdep(db, "# Soft dependencies\nsoftdep ext4 pre: crypto-crc32c\n"
+                                                "softdep nosuchmod pre: x\n", &e), 0);
+        ck_assert_int_eq(kmod_parse_alias(db, "alias crypto-crc32c crc32c_intel\nalias crc32c crc32c_intel\n"
+                                              "alias crypto-crc32c crc32c_generic\nalias pci:v*d* virtio_blk\n", &e), 0);
+        ck_assert_int_eq(kmod_parse_builtin(db, "kernel/lib/crc32.ko\nkernel/drivers/char/virtio_console.ko\n", &e), 0);
+        ck_assert_ptr_null(e.msg);
+}
+
+static ssize_t idx(const strv *s, const char *str)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i], str) == 0)
+                        return (ssize_t)i;
+        return -1;
+}
+
+START_TEST(test_kmod_order)
+{
+        kmod_db db = {0};
+        load_db(&db);
+        strv order = {0};
+        ib_err e = {0};
+        const char *roots[] = {"virtio_mmio", "virtio-blk", "ext4", "virtio_console", "virtiofs", NULL};
+        ck_assert_int_eq(kmod_resolve(&db, roots, &order, &e), 0);
+        ck_assert_ptr_null(e.msg);
+        /* Every module once; each after all of its dependencies. */
+        ck_assert_uint_eq(order.n, 12 - 0); /* all 12 modules of dep_text; virtio_console is built in */
+        for (size_t i = 0; i < db.n; i++) {
+                ssize_t me = idx(&order, db.mods[i].relpath);
+                ck_assert_msg(me >= 0, "%s missing", db.mods[i].relpath);
+                for (size_t d = 0; d < db.mods[i].deps.n; d++)
+                        for (size_t j = 0; j < db.n; j++)
+                                if (strcmp(db.mods[j].name, db.mods[i].deps.v[d]) == 0)
+                                        ck_assert_msg(idx(&order, db.mods[j].relpath) < me, "%s before %s",
+                                                      db.mods[j].relpath, db.mods[i].relpath);
+        }
+        /* softdep through an alias: both providers, before ext4. */
+        ssize_t ext4 = idx(&order, "kernel/fs/ext4/ext4.ko");
+        ck_assert_int_lt(idx(&order, "kernel/crypto/crc32c_generic.ko"), ext4);
+        ck_assert_int_lt(idx(&order, "kernel/arch/x86/crypto/crc32c-intel.ko"), ext4);
+        ck_assert_int_eq(idx(&order, "kernel/drivers/virtio/virtio.ko"), 0);
+        ck_assert_int_eq(idx(&order, "kernel/drivers/virtio/virtio_ring.ko"), 1);
+        ck_assert_int_eq(idx(&order, "kernel/drivers/virtio/virtio_mmio.ko.xz"), 2);
+        strv_done(&order);
+        kmod_db_done(&db);
+}
+END_TEST
+
+START_TEST(test_kmod_errors)
+{
+        kmod_db db = {0};
+        load_db(&db);
+        strv order = {0};
+        ib_err e = {0};
+        const char *missing[] = {"ext4", "no_such_module", NULL};
+        ck_assert_int_eq(kmod_resolve(&db, missing, &order, &e), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "no_such_module"));
+        free(e.msg);
+        e.msg = NULL;
+
+        kmod_db bad = {0};
+        ck_assert_int_eq(kmod_parse_dep(&bad, "kernel/a.ko: kernel/b.ko\nkernel/b.ko\n", &e), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(e.msg, "line 2"));
+        free(e.msg);
+        e.msg = NULL;
+        kmod_db_done(&bad);
+
+        /* A dependency the index does not define. */
+        ck_assert_int_eq(kmod_parse_dep(&bad, "kernel/a.ko: kernel/gone.ko\n", &e), 0);
+        const char *ra[] = {"a", NULL};
+        ck_assert_int_eq(kmod_resolve(&bad, ra, &order, &e), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "gone (needed by a)"));
+        free(e.msg);
+        e.msg = NULL;
+        kmod_db_done(&bad);
+
+        /* Hard dependency cycle (depmod refuses these; we must not loop). */
+        ck_assert_int_eq(kmod_parse_dep(&bad, "kernel/a.ko: kernel/b.ko\nkernel/b.ko: kernel/a.ko\n", &e), 0);
+        ck_assert_int_eq(kmod_resolve(&bad, ra, &order, &e), -ELOOP);
+        free(e.msg);
+        e.msg = NULL;
+        kmod_db_done(&bad);
+
+        /* Softdep loops are broken silently, like modprobe. */
+        ck_assert_int_eq(kmod_parse_dep(&bad, "kernel/a.ko:\nkernel/b.ko:\n", &e), 0);
+        ck_assert_int_eq(kmod_parse_softdep(&bad, "softdep a pre: b\nsoftdep b pre: a\n", &e), 0);
+        ck_assert_int_eq(kmod_resolve(&bad, ra, &order, &e), 0);
+        ck_assert_uint_eq(order.n, 2);
+        ck_assert_str_eq(order.v[0], "kernel/b.ko");
+        strv_done(&order);
+        kmod_db_done(&bad);
+
+        /* Real Debian 6.1 data: cifs has softdeps without pre:/post:, ignored like kmod. */
+        ck_assert_int_eq(kmod_parse_softdep(&bad, "softdep a gcm\nsoftdep a ccm post: b\n", &e), 0);
+        ck_assert_ptr_null(e.msg);
+        ck_assert_int_eq(kmod_parse_softdep(&bad, "softdep\n", &e), -EINVAL);
+        free(e.msg);
+        e.msg = NULL;
+        ck_assert_int_eq(kmod_parse_alias(&bad, "alias onlyone\n", &e), -EINVAL);
+        free(e.msg);
+        kmod_db_done(&bad);
+        kmod_db_done(&db);
+
+        char *u = kmod_uncompressed_path("kernel/x/y.ko.zst");
+        ck_assert_str_eq(u, "kernel/x/y.ko");
+        free(u);
+}
+END_TEST
+
+static uint32_t hexfield(const char *h, int i)
+{
+        char b[9];
+        memcpy(b, h + 6 + 8 * i, 8);
+        b[8] = '\0';
+        return (uint32_t)strtoul(b, NULL, 16);
+}
+
+START_TEST(test_cpio_format)
+{
+        char tmpl[] = "/tmp/test-image-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(tmpl));
+        char *arch = path_join(tmpl, "a.cpio");
+        int fd = open(arch, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        cpio_writer w;
+        cpio_init(&w, fd);
+        ck_assert_int_eq(cpio_add_dir(&w, "/lib", 0755), 0);
+        ck_assert_int_eq(cpio_add_file(&w, "lib/x.ko", 0644, "abcde", 5), 0);
+        ck_assert_int_eq(cpio_add_file(&w, "init", 0755, "#!", 2), 0);
+        ck_assert_int_eq(cpio_add_file(&w, "empty", 0600, NULL, 0), 0);
+        ck_assert_int_eq(cpio_add_chardev(&w, "console", 0600, 5, 1), 0);
+        ck_assert_int_eq(cpio_add_file(&w, "", 0644, "x", 1), -EINVAL); /* sticky */
+        ck_assert_int_eq(cpio_finish(&w), -EINVAL);
+        close(fd);
+
+        /* Re-do cleanly and walk the headers. */
+        fd = open(arch, O_RDWR | O_TRUNC | O_CLOEXEC);
+        cpio_init(&w, fd);
+        cpio_add_dir(&w, "/lib", 0755);
+        cpio_add_file(&w, "lib/x.ko", 0644, "abcde", 5);
+        cpio_add_file(&w, "init", 0755, "#!", 2);
+        cpio_add_chardev(&w, "console", 0600, 5, 1);
+        ck_assert_int_eq(cpio_finish(&w), 0);
+        close(fd);
+        char *buf = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(read_file(arch, 1 << 20, &buf, &len), 0);
+        ck_assert_uint_eq(len % 512, 0);
+        const char *names[] = {"lib", "lib/x.ko", "init", "console", "TRAILER!!!"};
+        const uint32_t modes[] = {040755, 0100644, 0100755, 020600, 0};
+        const uint32_t sizes[] = {0, 5, 2, 0, 0};
+        size_t off = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+                const char *h = buf + off;
+                ck_assert_int_eq(off % 4, 0);
+                ck_assert_int_eq(memcmp(h, "070701", 6), 0);
+                ck_assert_uint_eq(hexfield(h, 1), modes[i]);
+                ck_assert_uint_eq(hexfield(h, 6), sizes[i]);
+                uint32_t namesize = hexfield(h, 11);
+                ck_assert_uint_eq(namesize, strlen(names[i]) + 1);
+                ck_assert_str_eq(h + 110, names[i]);
+                if (i == 3) {
+                        ck_assert_uint_eq(hexfield(h, 9), 5);
+                        ck_assert_uint_eq(hexfield(h, 10), 1);
+                }
+                off += (110 + namesize + 3) & ~3u;
+                if (i == 1)
+                        ck_assert_int_eq(memcmp(buf + off, "abcde", 5), 0);
+                off += (sizes[i] + 3) & ~3u;
+        }
+        free(buf);
+
+        /* And GNU cpio agrees, when it is installed. */
+        if (access("/usr/bin/cpio", X_OK) == 0) {
+                char *out = NULL;
+                ib_err e = {0};
+                const char *argv[] = {"cpio", "-it", "--quiet", "-F", arch, NULL};
+                ib_cmd cmd = {.argv = argv, .stdout_max_bytes = 4096, .timeout_ms = 10000};
+                ck_assert_int_eq(ib_run(&cmd, "test", &out, NULL, &e), 0);
+                ck_assert_str_eq(out, "lib\nlib/x.ko\ninit\nconsole\n");
+                free(out);
+        }
+        free(arch);
+        rm_rf(tmpl);
+}
+END_TEST
+
+START_TEST(test_run)
+{
+        ib_err e = {0};
+        char *out = NULL;
+        const char *ok[] = {"sh", "-c", "printf hello; echo noise >&2", NULL};
+        ib_cmd c1 = {.argv = ok, .stdout_max_bytes = 100};
+        ck_assert_int_eq(ib_run(&c1, "step", &out, NULL, &e), 0);
+        ck_assert_str_eq(out, "hello");
+        free(out);
+        ck_assert_ptr_null(e.msg);
+
+        const char *bad[] = {"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line$i >&2; i=$((i+1)); done; exit 3", NULL};
+        ib_cmd c2 = {.argv = bad};
+        ck_assert_int_eq(ib_run(&c2, "rootfs", NULL, NULL, &e), -EPROTO);
+        ck_assert_msg(strncmp(e.msg, "rootfs: sh failed (exit 3): ", 28) == 0, "%s", e.msg);
+        ck_assert_ptr_nonnull(strstr(e.msg, "line2999"));
+        ck_assert_ptr_null(strstr(e.msg, "line2000 "));
+        ck_assert_ptr_null(strchr(e.msg, '\n'));
+        free(e.msg);
+        e.msg = NULL;
+
+        const char *nf[] = {"smolvm-no-such-command-xyz", NULL};
+        ib_cmd c3 = {.argv = nf};
+        ck_assert_int_eq(ib_run(&c3, "kernel", NULL, NULL, &e), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "not found"));
+        free(e.msg);
+        e.msg = NULL;
+
+        const char *slow[] = {"sleep", "10", NULL};
+        ib_cmd c4 = {.argv = slow, .timeout_ms = 200};
+        uint64_t t0 = now_ms();
+        ck_assert_int_eq(ib_run(&c4, "kernel", NULL, NULL, &e), -ETIMEDOUT);
+        ck_assert_uint_lt(now_ms() - t0, 3000);
+        free(e.msg);
+        e.msg = NULL;
+        ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* the child was reaped */
+
+        const char *big[] = {"sh", "-c", "yes | head -c 100000", NULL};
+        ib_cmd c5 = {.argv = big, .stdout_max_bytes = 1000};
+        ck_assert_int_eq(ib_run(&c5, "x", &out, NULL, &e), -E2BIG);
+        free(e.msg);
+}
+END_TEST
+
+START_TEST(test_tail_lines)
+{
+        char out[64];
+        ib_tail_lines("a\nb\nc\nd\n\n", 9, 2, out, sizeof(out));
+        ck_assert_str_eq(out, "c | d");
+        ib_tail_lines("", 0, 3, out, sizeof(out));
+        ck_assert_str_eq(out, "");
+        ib_tail_lines("0123456789012345678901234567890123456789", 40, 1, out, 11);
+        ck_assert_str_eq(out, "0123456789");
+}
+END_TEST
+
+START_TEST(test_elf_check)
+{
+        ib_err e = {0};
+        char *self = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(read_file("/proc/self/exe", 64u << 20, &self, &len), 0);
+        /* This test binary is dynamically linked. */
+        ck_assert_int_eq(elf_check_static(self, len, "t", &e), -ENOEXEC);
+        ck_assert_ptr_nonnull(strstr(e.msg, "dynamically linked"));
+        free(e.msg);
+        e.msg = NULL;
+        free(self);
+
+        ck_assert_int_eq(elf_check_static("#!/bin/sh\n", 10, "t", &e), -ENOEXEC);
+        free(e.msg);
+        e.msg = NULL;
+
+        /* A minimal static ELF: header + one PT_LOAD. */
+        uint8_t img[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr)] = {0};
+        Elf64_Ehdr eh = {0};
+        memcpy(eh.e_ident, ELFMAG, SELFMAG);
+        eh.e_ident[EI_CLASS] = ELFCLASS64;
+        eh.e_ident[EI_DATA] = ELFDATA2LSB;
+        eh.e_type = ET_EXEC;
+        eh.e_machine = EM_X86_64;
+        eh.e_phoff = sizeof(Elf64_Ehdr);
+        eh.e_phentsize = sizeof(Elf64_Phdr);
+        eh.e_phnum = 1;
+        Elf64_Phdr ph = {.p_type = PT_LOAD};
+        memcpy(img, &eh, sizeof(eh));
+        memcpy(img + sizeof(eh), &ph, sizeof(ph));
+        ck_assert_int_eq(elf_check_static(img, sizeof(img), "t", &e), 0);
+        ((Elf64_Ehdr *)(void *)img)->e_phnum = 2; /* table past the end */
+        ck_assert_int_eq(elf_check_static(img, sizeof(img), "t", &e), -ENOEXEC);
+        free(e.msg);
+}
+END_TEST
+
+START_TEST(test_hash_keys)
+{
+        char a[65], b[65];
+        ib_hash *h = ib_hash_new();
+        ib_hash_str(h, "k", "ab");
+        ib_hash_str(h, "k", "c");
+        ib_hash_final_hex(h, a);
+        h = ib_hash_new();
+        ib_hash_str(h, "k", "a");
+        ib_hash_str(h, "k", "bc");
+        ib_hash_final_hex(h, b);
+        ck_assert_uint_eq(strlen(a), 64);
+        ck_assert_str_ne(a, b);
+        h = ib_hash_new();
+        ib_hash_bytes(h, "abc", 3);
+        ib_hash_final_hex(h, a);
+        ck_assert_str_eq(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("image");
+        TCase *tc = tcase_create("core");
+        tcase_add_test(tc, test_deb822_host);
+        tcase_add_test(tc, test_deb822_rules);
+        tcase_add_test(tc, test_deb822_malformed);
+        tcase_add_test(tc, test_sources_list);
+        tcase_add_test(tc, test_find_mirror_root);
+        tcase_add_test(tc, test_apt_cache_output);
+        tcase_add_test(tc, test_kmod_order);
+        tcase_add_test(tc, test_kmod_errors);
+        tcase_add_test(tc, test_cpio_format);
+        tcase_add_test(tc, test_run);
+        tcase_add_test(tc, test_tail_lines);
+        tcase_add_test(tc, test_elf_check);
+        tcase_add_test(tc, test_hash_keys);
+        tcase_set_timeout(tc, 30);
+        suite_add_tcase(s, tc);
+        return run_suite(s);
+}
