@@ -22,7 +22,8 @@ void smolvm_evloop_free(smolvm_evloop *loop);
 
 /* Watch fd (one watch per fd). Returns 0, -EEXIST, or negative errno. */
 int smolvm_evloop_add(smolvm_evloop *loop, int fd, uint32_t events, smolvm_ev_cb cb, void *userdata);
-/* Change the event mask of a watched fd. 0 mask = keep registered but silent. */
+/* Change the event mask of a watched fd. 0 mask = keep registered but silent
+ * (taken out of the epoll set, so not even EPOLLHUP/EPOLLERR are reported). */
 int smolvm_evloop_mod(smolvm_evloop *loop, int fd, uint32_t events);
 /* Stop watching fd; call before closing it. Returns 0 or -ENOENT. */
 int smolvm_evloop_del(smolvm_evloop *loop, int fd);

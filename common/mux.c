@@ -19,6 +19,10 @@
  *     until half of them are written. Replies to packets for unknown streams are
  *     additionally capped at MUX_ORPHAN_RST_MAX queued (beyond: not sent).
  *
+ * We never send CREDIT_REQUEST: a receiver following these rules (ours) sends
+ * CREDIT_UPDATE on its own after consuming half its buffer, so a sender out of
+ * credit just waits. We answer CREDIT_REQUEST from the peer.
+ *
  * Re-entrancy: user callbacks (accept, hello, broken, connect callbacks) may call
  * smolvm_mux_connect() and smolvm_mux_free(). Every entry point brackets its work
  * with mux_enter()/mux_leave(); a free requested inside is deferred to the

@@ -52,19 +52,26 @@ typedef struct smolvm_mux_ops {
  * version and flags. Returns 0 or negative errno. */
 int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_mux_ops *ops,
                    void *userdata, const void *hello_extra, size_t hello_extra_len, smolvm_mux **ret);
-/* Resets all streams (best effort), closes their fds and the channel fd. Accepts NULL. */
+/* Resets all streams (best effort), closes their fds and the channel fd. Accepts NULL.
+ * Pending connects get their callback with -ECONNRESET (the "exactly once" rule).
+ * May be called from any mux callback: the free is then deferred until the mux
+ * returns to the loop, and no further callback runs. */
 void smolvm_mux_free(smolvm_mux *mux);
 
 /* Called once when a smolvm_mux_connect() completes. err is 0 (local_port is the
  * port we allocated) or negative errno: -ECONNREFUSED (peer RST), -ETIMEDOUT,
- * -ECONNRESET (channel broke), -EMFILE (too many streams). On success the callback
+ * -ECONNRESET (channel broke, protocol violation, or smolvm_mux_free()). Never
+ * called from inside smolvm_mux_connect() itself. On success the callback
  * runs before any byte is relayed to fd, so it may write a preamble to fd
  * ("OK <port>\n"). On failure the mux closes fd right after the callback. */
 typedef void (*smolvm_mux_connect_cb)(void *userdata, int err, uint32_t local_port);
 
 /* Open a stream to the peer's port peer_port and relay fd over it once the peer
  * accepts. Ownership of fd passes to the mux. Returns 0 (cb will be called
- * later, exactly once) or negative errno (cb not called, fd closed). */
+ * later, exactly once) or negative errno (cb not called, fd closed): -EMFILE
+ * (SMOLVM_MUX_MAX_STREAMS in use), -ECONNRESET (channel broken), -EINVAL,
+ * -ENOMEM. The fd is not read before the callback; it is made non-blocking
+ * after a successful callback returns. */
 int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_connect_cb cb, void *userdata);
 
 /* Counters for tests, diagnostics and benchmarks. */

@@ -94,6 +94,7 @@ START_TEST(parse_bounds)
         /* 1 MiB op name: the message stays bounded. */
         size_t n = 1 << 20;
         char *big = malloc(n + 32);
+        ck_assert_ptr_nonnull(big);
         memcpy(big, "{\"op\":\"", 7);
         memset(big + 7, 'x', n);
         strcpy(big + 7 + n, "\"}");

@@ -338,6 +338,19 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
                             init);
                 goto out;
         }
+        if (opts->from_rootfs) {
+                struct stat st;
+                if (stat(opts->from_rootfs, &st) < 0) {
+                        r = ib_errf(&c.err, negative_errno(), "rootfs: --from-rootfs %s: %m", opts->from_rootfs);
+                        goto out;
+                }
+                /* debootstrap is not run, so nothing would install them. */
+                if (opts->packages && opts->packages[0]) {
+                        r = ib_errf(&c.err, -EINVAL, "--packages cannot be combined with --from-rootfs "
+                                                     "(install them into that rootfs first)");
+                        goto out;
+                }
+        }
         if (opts->mirror) {
                 if (!(mirror = strdup(opts->mirror))) {
                         r = -ENOMEM;
@@ -434,6 +447,12 @@ int smolvm_image_resolve(const char *home, const char *name, smolvm_image_info *
         return smolvm_image_resolve_ex(home, name, ret, NULL);
 }
 
+static const char *base_name_of(const char *p)
+{
+        const char *s = strrchr(p, '/');
+        return s ? s + 1 : p;
+}
+
 static int cmp_name(const void *a, const void *b)
 {
         return strcmp(*(char *const *)a, *(char *const *)b);
@@ -448,33 +467,54 @@ int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
         DIR *d = opendir(images);
         if (!d)
                 return errno == ENOENT ? 0 : negative_errno();
-        strv names = {0};
+        strv dirs = {0}, link_names = {0}, link_keys = {0};
         struct dirent *de;
         int r = 0;
-        while ((de = readdir(d)) && r == 0)
-                if (de->d_name[0] != '.')
-                        r = strv_push(&names, de->d_name);
+        while ((de = readdir(d)) && r == 0) {
+                if (de->d_name[0] == '.')
+                        continue;
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        r = strv_push(&dirs, de->d_name);
+                else if (S_ISLNK(st.st_mode)) {
+                        char target[256];
+                        ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+                        if (n <= 0)
+                                continue;
+                        target[n] = '\0';
+                        if ((r = strv_push(&link_names, de->d_name)) == 0 &&
+                            (r = strv_push(&link_keys, base_name_of(target))) < 0) {
+                                free(link_names.v[--link_names.n]);
+                                link_names.v[link_names.n] = NULL;
+                        }
+                }
+        }
         closedir(d);
-        if (r == 0 && names.n)
-                qsort(names.v, names.n, sizeof(char *), cmp_name);
-        for (size_t i = 0; i < names.n && r == 0; i++) {
-                _cleanup_free_ char *p = path_join(images, names.v[i]);
+        if (r == 0 && dirs.n)
+                qsort(dirs.v, dirs.n, sizeof(char *), cmp_name);
+        for (size_t i = 0; i < dirs.n && r == 0; i++) {
+                _cleanup_free_ char *p = path_join(images, dirs.v[i]);
+                strv names = {0};
                 if (!p) {
                         r = -ENOMEM;
                         break;
                 }
-                struct stat st;
-                if (lstat(p, &st) < 0)
-                        continue;
+                for (size_t j = 0; j < link_names.n && r == 0; j++)
+                        if (strcmp(link_keys.v[j], dirs.v[i]) == 0)
+                                r = strv_push(&names, link_names.v[j]);
+                strv_sort_uniq(&names);
+                _cleanup_free_ char *joined = r == 0 && names.n ? strjoin_sep(&names, ",") : NULL;
+                strv_done(&names);
                 smolvm_image_info info = {0};
-                if (smolvm_image_resolve(home, p, &info) < 0)
-                        continue; /* dangling name or foreign dir */
-                if (S_ISLNK(st.st_mode))
-                        r = fn(ud, info.key, names.v[i], &info);
-                else
-                        r = fn(ud, names.v[i], NULL, &info);
+                if (r < 0 || smolvm_image_resolve(home, p, &info) < 0)
+                        continue; /* half-removed or foreign dir */
+                r = fn(ud, dirs.v[i], joined, &info);
                 smolvm_image_info_done(&info);
         }
-        strv_done(&names);
+        strv_done(&dirs);
+        strv_done(&link_names);
+        strv_done(&link_keys);
         return r;
 }

@@ -59,11 +59,12 @@ int smolvm_image_resolve_ex(const char *home, const char *name, smolvm_image_inf
 /* Same without the message. */
 int smolvm_image_resolve(const char *home, const char *name, smolvm_image_info *ret);
 
-/* Callback of smolvm_image_list: name is the symlink name pointing at key, or NULL. */
-typedef int (*smolvm_image_list_fn)(void *ud, const char *key, const char *name,
+/* Callback of smolvm_image_list: names is the comma-separated names (symlinks) of the
+ * image, e.g. "default", or NULL. */
+typedef int (*smolvm_image_list_fn)(void *ud, const char *key, const char *names,
                                     const smolvm_image_info *info);
-/* Calls fn once per image dir (and once more per symlink naming it). Stops and returns
- * fn's value if it is non-zero. Returns 0, or negative errno. Missing images dir: 0. */
+/* Calls fn once per built image, sorted by key. Stops and returns fn's value if it is
+ * non-zero. Returns 0, or negative errno. Missing images dir: 0. */
 int smolvm_image_list(const char *home, smolvm_image_list_fn fn, void *ud);
 
 /* $SMOLVM_HOME or ~/.local/state/smolvm, malloc'd, or NULL on ENOMEM / no HOME. */

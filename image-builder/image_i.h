@@ -39,6 +39,7 @@ typedef struct ib_cmd {
         const char *const *argv;   /* argv[0] is looked up in PATH (+ /usr/sbin:/sbin) */
         const char *cwd;           /* NULL: inherit */
         size_t stdout_max_bytes;   /* >0: capture stdout (bounded) into *ret_stdout */
+        bool stdout_in_tail;       /* stdout joins the stderr tail (debootstrap prints E: there) */
         uint64_t timeout_ms;       /* 0: none */
 } ib_cmd;
 

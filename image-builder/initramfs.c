@@ -131,8 +131,10 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                 goto out;
         if ((r = ib_kernel_load_db(c, k, &db)) < 0)
                 goto out;
-        if ((r = kmod_resolve(&db, (const char *const *)roots.v, &order, &c->err)) < 0) {
-                r = ib_errf(&c->err, r, "initramfs: kernel %s", k->release);
+        ib_err kerr = {0};
+        if ((r = kmod_resolve(&db, (const char *const *)roots.v, &order, &kerr)) < 0) {
+                r = ib_errf(&c->err, r, "initramfs: kernel %s: %s", k->release, kerr.msg ? kerr.msg : strerror(-r));
+                free(kerr.msg);
                 goto out;
         }
         for (size_t i = 0; i < order.n && r == 0; i++) {

@@ -186,7 +186,7 @@ int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret)
                 argv[n++] = root;
                 argv[n++] = o->mirror;
                 argv[n] = NULL;
-                ib_cmd cmd = {.argv = argv, .timeout_ms = DEBOOTSTRAP_TIMEOUT_MS};
+                ib_cmd cmd = {.argv = argv, .timeout_ms = DEBOOTSTRAP_TIMEOUT_MS, .stdout_in_tail = true};
                 if ((r = ib_run(&cmd, "rootfs", NULL, NULL, &c->err)) < 0)
                         return r;
         } else if (from_dir) {

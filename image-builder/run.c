@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -110,6 +111,7 @@ int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_s
         if (devnull < 0)
                 return ib_errf(err, negative_errno(), "%s: open /dev/null: %m", step);
 
+        pid_t parent = getpid();
         _cleanup_(child_killp) child ch = {0};
         ch.pid = fork();
         if (ch.pid < 0) {
@@ -117,8 +119,13 @@ int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_s
                 return ib_errf(err, negative_errno(), "%s: fork: %m", step);
         }
         if (ch.pid == 0) {
-                /* Child: only async-signal-safe calls until exec. */
-                if (dup2(devnull, 0) < 0 || dup2(out_wr >= 0 ? out_wr : devnull, 1) < 0 ||
+                /* Child: only async-signal-safe calls until exec. If the builder is
+                 * killed, debootstrap & co. must not go on writing into a temp dir the
+                 * next build (holding the lock) will delete. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(126);
+                if (dup2(devnull, 0) < 0 ||
+                    dup2(out_wr >= 0 ? out_wr : cmd->stdout_in_tail ? err_wr : devnull, 1) < 0 ||
                     dup2(err_wr, 2) < 0)
                         _exit(126);
                 if (cmd->cwd && chdir(cmd->cwd) < 0)

@@ -68,7 +68,9 @@ static const char *hint_for(const char *msg, int r)
                 return "run as root, or pass --from-rootfs with an existing debootstrap output";
         if (strstr(msg, "debootstrap") || strstr(msg, "apt-"))
                 return "check that the Debian mirror is reachable (apt-get update), or pass --mirror URL";
-        if (strstr(msg, "not found") || strstr(msg, "command not found"))
+        if (strstr(msg, "initramfs: kernel"))
+                return "check the --modules names (modules of the Debian kernel, e.g. virtio_net)";
+        if (strstr(msg, "command not found"))
                 return "install the build tools: scripts/setup.sh";
         return "see: smolvm image --help";
 }
@@ -196,17 +198,17 @@ typedef struct ls_state {
         json_t *arr;
 } ls_state;
 
-static int ls_cb(void *ud, const char *key, const char *name, const smolvm_image_info *info)
+static int ls_cb(void *ud, const char *key, const char *names, const smolvm_image_info *info)
 {
         ls_state *s = ud;
         if (s->json) {
                 json_t *j = info_json(info);
                 if (j) {
-                        json_object_set_new(j, "name", name ? json_string(name) : json_null());
+                        json_object_set_new(j, "name", names ? json_string(names) : json_null());
                         json_array_append_new(s->arr, j);
                 }
         } else
-                printf("%-16s %-16.16s %s\n", name ? name : "-", key,
+                printf("%-16s %-16.16s %s\n", names ? names : "-", key,
                        info->kernel_release ? info->kernel_release : "?");
         return 0;
 }

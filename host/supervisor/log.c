@@ -33,6 +33,11 @@ void sup_log_close(void)
         log_fd = safe_close(log_fd);
 }
 
+bool sup_log_is_open(void)
+{
+        return log_fd >= 0;
+}
+
 void sup_log(const char *fmt, ...)
 {
         char line[1024];

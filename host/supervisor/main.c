@@ -130,7 +130,8 @@ static void fail(sup *s, bool with_console, const char *hint, const char *fmt, .
         va_end(ap);
         sup_log("error: %s", error);
         if (s->ready_fd < 0) {
-                fprintf(stderr, "smolvm-supervisor: %s\n", error);
+                if (sup_log_is_open()) /* else sup_log() already wrote it to stderr */
+                        fprintf(stderr, "smolvm-supervisor: %s\n", error);
                 return;
         }
         json_t *o = json_pack("{s:b, s:s}", "ok", 0, "error", error);
@@ -367,7 +368,9 @@ static void on_broken(void *userdata, int err, const char *why)
         s->mux_broken = true;
         s->mux_err = err;
         s->mux_why = why;
-        s->broken_deadline_ms = now_ms() + BROKEN_GRACE_MS;
+        /* EOF is also what a clean guest poweroff looks like until QEMU is reaped:
+         * give QEMU a moment to exit. A framing violation is hostile: act now. */
+        s->broken_deadline_ms = now_ms() + (err == -EMSGSIZE || err == -EPROTO ? 0 : BROKEN_GRACE_MS);
         sup_log("guest channel broken: %s (%s)", why, strerror(err < 0 ? -err : err));
 }
 
@@ -451,7 +454,7 @@ static void describe_exit(int wstatus, char *buf, size_t len)
                 snprintf(buf, len, "exit status %d", WEXITSTATUS(wstatus));
 }
 
-/* Stop QEMU, close everything, remove what must not outlive us. */
+/* Stop QEMU, close and free everything, remove what must not outlive us. */
 static void teardown(sup *s, bool failed)
 {
         sup_hvsock_free(s->hv);
@@ -466,6 +469,17 @@ static void teardown(sup *s, bool failed)
                 (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
                 s->chan_listen_fd = safe_close(s->chan_listen_fd);
         }
+        if (s->sig_fd >= 0) {
+                (void)smolvm_evloop_del(s->loop, s->sig_fd);
+                s->sig_fd = safe_close(s->sig_fd);
+        }
+        smolvm_evloop_free(s->loop);
+        s->loop = NULL;
+        free(s->kernel);
+        free(s->initrd);
+        free(s->rootfs);
+        free(s->cmdline_extra);
+        s->kernel = s->initrd = s->rootfs = s->cmdline_extra = NULL;
 
         if (s->ephemeral) {
                 sup_log_close();
@@ -539,12 +553,12 @@ static int step(sup *s)
                 return EXIT_OK;
         }
 
-        if (s->mux_broken) {
+        if (s->mux_broken && now >= s->broken_deadline_ms) {
                 if (s->running) {
                         sup_log("the guest channel broke (%s): stopping the VM", s->mux_why);
                         return EXIT_VM_FAILED;
                 }
-                if (now >= s->broken_deadline_ms) {
+                {
                         fail(s, true, "see the console tail below", "guest channel broke during boot: %s",
                              s->mux_why);
                         return EXIT_VM_FAILED;
@@ -565,11 +579,11 @@ static int loop_timeout_ms(const sup *s)
 {
         uint64_t now = now_ms(), until;
 
-        if (s->running)
-                return -1;
-        until = s->deadline_ms;
+        until = s->running ? UINT64_MAX : s->deadline_ms;
         if (s->mux_broken && s->broken_deadline_ms < until)
                 until = s->broken_deadline_ms;
+        if (until == UINT64_MAX)
+                return -1;
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;
 }
 
@@ -777,11 +791,5 @@ int main(int argc, char **argv)
                         break;
         }
         teardown(&s, code != EXIT_OK);
-        safe_close(s.sig_fd);
-        smolvm_evloop_free(s.loop);
-        free(s.kernel);
-        free(s.initrd);
-        free(s.rootfs);
-        free(s.cmdline_extra);
         return code;
 }

@@ -402,6 +402,14 @@ START_TEST(test_run)
         free(e.msg);
         e.msg = NULL;
 
+        /* debootstrap prints its E: lines on stdout. */
+        const char *so[] = {"sh", "-c", "echo 'I: Retrieving'; echo 'E: Failed getting release file'; exit 1", NULL};
+        ib_cmd c6 = {.argv = so, .stdout_in_tail = true};
+        ck_assert_int_eq(ib_run(&c6, "rootfs", NULL, NULL, &e), -EPROTO);
+        ck_assert_str_eq(e.msg, "rootfs: sh failed (exit 1): I: Retrieving | E: Failed getting release file");
+        free(e.msg);
+        e.msg = NULL;
+
         const char *nf[] = {"smolvm-no-such-command-xyz", NULL};
         ib_cmd c3 = {.argv = nf};
         ck_assert_int_eq(ib_run(&c3, "kernel", NULL, NULL, &e), -ENOENT);
