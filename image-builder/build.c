@@ -95,8 +95,10 @@ static int clean_tmp(const char *dir)
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
                 _cleanup_free_ char *p = path_join(dir, de->d_name);
-                if (p)
+                if (p) {
+                        (void)umount_beneath(p);
                         (void)rm_rf(p);
+                }
         }
         closedir(d);
         return 0;

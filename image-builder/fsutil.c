@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 int ib_errf(ib_err *err, int r, const char *fmt, ...)
@@ -284,4 +285,55 @@ char *mkdtemp_in(const char *parent, const char *prefix)
                 return NULL;
         }
         return t;
+}
+
+static int cmp_len_desc(const void *a, const void *b)
+{
+        size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+        return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* /proc/self/mounts escapes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+        char *o = s;
+        for (char *p = s; *p; p++) {
+                if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+                    p[3] <= '7') {
+                        *o++ = (char)(((p[1] - '0') << 6) | ((p[2] - '0') << 3) | (p[3] - '0'));
+                        p += 3;
+                } else
+                        *o++ = *p;
+        }
+        *o = '\0';
+}
+
+int umount_beneath(const char *dir)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_file("/proc/self/mounts", 16u << 20, &text, NULL);
+        if (r < 0)
+                return r;
+        size_t dl = strlen(dir);
+        strv mps = {0};
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line && r == 0; line = strtok_r(NULL, "\n", &save)) {
+                char *sp = strchr(line, ' ');
+                if (!sp)
+                        continue;
+                char *mp = sp + 1, *end = strchr(mp, ' ');
+                if (!end)
+                        continue;
+                *end = '\0';
+                unescape_octal(mp);
+                if (strncmp(mp, dir, dl) == 0 && mp[dl] == '/')
+                        r = strv_push(&mps, mp);
+        }
+        if (r == 0 && mps.n)
+                qsort(mps.v, mps.n, sizeof(char *), cmp_len_desc);
+        for (size_t i = 0; i < mps.n && r == 0; i++)
+                if (umount2(mps.v[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                        r = negative_errno();
+        strv_done(&mps);
+        return r;
 }

@@ -55,7 +55,10 @@ void ib_tail_lines(const char *buf, size_t len, size_t max_lines, char *out, siz
 
 /* ---- files ---- */
 int mkdir_p(const char *path, mode_t mode);            /* 0 or negative errno */
-int rm_rf(const char *path);                            /* 0 (also if missing) or negative errno */
+int rm_rf(const char *path);                            /* 0 (also if missing) or negative errno;
+                                                         * never crosses into mount points */
+int umount_beneath(const char *dir);                    /* lazy-unmount mounts below dir (a killed
+                                                         * debootstrap leaves proc/sys mounted) */
 int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len); /* NUL-terminated */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 int link_or_copy(const char *src, const char *dst);     /* hard link, else copy */

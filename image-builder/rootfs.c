@@ -25,6 +25,7 @@ void ib_rootfs_done(ib_rootfs *r)
 static void rm_rf_freep(char **p)
 {
         if (*p) {
+                (void)umount_beneath(*p);
                 (void)rm_rf(*p);
                 free(*p);
         }

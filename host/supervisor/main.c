@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "config.h"
 #include "console.h"
 #include "evloop.h"
 #include "hvsock.h"
@@ -56,10 +57,8 @@ typedef struct sup {
         bool ephemeral;
         int ready_fd; /* -1 once the ready line is written */
 
-        /* config.json */
-        char *kernel, *initrd, *rootfs, *cmdline_extra;
-        uint32_t mem_mib, cpus;
-        uint64_t disk_mib, boot_timeout_ms;
+        sup_config cfg;
+        uint64_t boot_timeout_ms; /* the config's, or the accelerator's default */
         smolvm_accel_choice accel;
 
         bool created_overlay;
@@ -197,85 +196,26 @@ static void ready_ok(sup *s)
 
 /* ---- config.json ---- */
 
-static int config_string(sup *s, json_t *root, const char *key, bool required, bool abs_path, char **ret)
-{
-        json_t *v = json_object_get(root, key);
-        if (!v || json_is_null(v)) {
-                if (!required)
-                        return 0;
-                fail(s, false, "libsmolvm writes config.json; is the VM dir from a matching smolvm version?",
-                     "%s/config.json: \"%s\" is missing", s->vm_dir, key);
-                return -EINVAL;
-        }
-        if (!json_is_string(v) || (abs_path && json_string_value(v)[0] != '/')) {
-                fail(s, false, NULL, "%s/config.json: \"%s\" must be %s", s->vm_dir, key,
-                     abs_path ? "an absolute path" : "a string");
-                return -EINVAL;
-        }
-        *ret = strdup(json_string_value(v));
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int config_uint(sup *s, json_t *root, const char *key, uint64_t min, uint64_t max, uint64_t *ret)
-{
-        json_t *v = json_object_get(root, key);
-        if (!v || json_is_null(v))
-                return 0; /* keep the default */
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
-            (uint64_t)json_integer_value(v) > max) {
-                fail(s, false, NULL, "%s/config.json: \"%s\" must be an integer in %llu..%llu", s->vm_dir, key,
-                     (unsigned long long)min, (unsigned long long)max);
-                return -EINVAL;
-        }
-        *ret = (uint64_t)json_integer_value(v);
-        return 0;
-}
-
 static int config_load(sup *s)
 {
-        _cleanup_free_ char *path = vm_path(s, "config.json"), *accel = NULL;
-        uint64_t mem = 512, cpus = 1, timeout = 0, disk = 0;
-        json_error_t jerr;
-        json_t *root;
+        _cleanup_free_ char *path = vm_path(s, "config.json");
+        char err[512];
         int r;
 
-        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root) {
-                fail(s, false, "libsmolvm writes config.json before starting the supervisor", "%s: %s", path,
-                     jerr.text);
-                return -EINVAL;
-        }
-        if (!json_is_object(root)) {
-                fail(s, false, NULL, "%s: not a JSON object", path);
-                json_decref(root);
-                return -EINVAL;
-        }
-        if ((r = config_string(s, root, "kernel", true, true, &s->kernel)) < 0 ||
-            (r = config_string(s, root, "initrd", true, true, &s->initrd)) < 0 ||
-            (r = config_string(s, root, "rootfs", true, true, &s->rootfs)) < 0 ||
-            (r = config_string(s, root, "cmdline", false, false, &s->cmdline_extra)) < 0 ||
-            (r = config_string(s, root, "accel", false, false, &accel)) < 0 ||
-            (r = config_uint(s, root, "mem_mib", 64, 1024 * 1024, &mem)) < 0 ||
-            (r = config_uint(s, root, "cpus", 1, 255, &cpus)) < 0 ||
-            (r = config_uint(s, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout)) < 0 ||
-            (r = config_uint(s, root, "disk_mib", 0, 64 * 1024 * 1024, &disk)) < 0) {
-                json_decref(root);
+        r = sup_config_load(path, &s->cfg, err, sizeof(err));
+        if (r < 0) {
+                fail(s, false, "libsmolvm writes config.json before it starts the supervisor", "%s", err);
                 return r;
         }
-        json_decref(root);
-        s->mem_mib = (uint32_t)mem;
-        s->cpus = (uint32_t)cpus;
-        s->disk_mib = disk;
-
-        r = smolvm_accel_choose(accel, &s->accel);
+        r = smolvm_accel_choose(s->cfg.accel, &s->accel);
         if (r < 0) {
                 fail(s, false, s->accel.hint, "%s", s->accel.reason);
                 return r;
         }
-        s->boot_timeout_ms = timeout ? timeout
-                                     : (s->accel.accel == SMOLVM_ACCEL_KVM ? BOOT_TIMEOUT_KVM_MS : BOOT_TIMEOUT_TCG_MS);
-
-        const char *need[] = { s->kernel, s->initrd, s->rootfs };
+        s->boot_timeout_ms = s->cfg.boot_timeout_ms ? s->cfg.boot_timeout_ms
+                             : s->accel.accel == SMOLVM_ACCEL_KVM ? BOOT_TIMEOUT_KVM_MS
+                                                                  : BOOT_TIMEOUT_TCG_MS;
+        const char *need[] = { s->cfg.kernel, s->cfg.initrd, s->cfg.rootfs };
         for (size_t i = 0; i < ARRAY_SIZE(need); i++)
                 if (access(need[i], R_OK) < 0) {
                         fail(s, false, "build the image with `smolvm image build`", "%s: %m", need[i]);
@@ -285,6 +225,32 @@ static int config_load(sup *s)
 }
 
 /* ---- VM dir files ---- */
+
+/* Another live supervisor on this VM dir? (Its sockets would be stolen by ours.)
+ * Returns its pid, or 0. */
+static pid_t running_supervisor(sup *s)
+{
+        _cleanup_free_ char *path = vm_path(s, "supervisor.pid");
+        char buf[32], comm_path[64], comm[32];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+        long pid;
+
+        if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+                return 0;
+        buf[n] = '\0';
+        pid = strtol(buf, NULL, 10);
+        if (pid <= 0 || pid > INT_MAX || pid == getpid() || kill((pid_t)pid, 0) < 0)
+                return 0;
+        /* A stale file whose pid was reused by something else is not a conflict. */
+        snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", pid);
+        safe_close(fd);
+        fd = open(comm_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (n = read(fd, comm, sizeof(comm) - 1)) <= 0)
+                return 0;
+        comm[n] = '\0';
+        return strncmp(comm, "smolvm-supervis", 15) == 0 ? (pid_t)pid : 0;
+}
 
 static int write_pid_file(sup *s)
 {
@@ -311,9 +277,9 @@ static int prepare_overlay(sup *s)
 
         if (access(overlay, F_OK) == 0)
                 return 0; /* a persistent VM restarting keeps its disk */
-        if (s->disk_mib && stat(s->rootfs, &st) == 0 && s->disk_mib * 1024 * 1024 > (uint64_t)st.st_size)
-                size_bytes = s->disk_mib * 1024 * 1024;
-        r = sup_vmm_create_overlay(s->rootfs, overlay, size_bytes, err, sizeof(err));
+        if (s->cfg.disk_mib && stat(s->cfg.rootfs, &st) == 0 && s->cfg.disk_mib * 1024 * 1024 > (uint64_t)st.st_size)
+                size_bytes = s->cfg.disk_mib * 1024 * 1024;
+        r = sup_vmm_create_overlay(s->cfg.rootfs, overlay, size_bytes, err, sizeof(err));
         if (r == -ENOENT)
                 fail(s, false, "install it: apt-get install qemu-utils", "qemu-img not found");
         else if (r == -ENOSPC)
@@ -475,11 +441,7 @@ static void teardown(sup *s, bool failed)
         }
         smolvm_evloop_free(s->loop);
         s->loop = NULL;
-        free(s->kernel);
-        free(s->initrd);
-        free(s->rootfs);
-        free(s->cmdline_extra);
-        s->kernel = s->initrd = s->rootfs = s->cmdline_extra = NULL;
+        sup_config_done(&s->cfg);
 
         if (s->ephemeral) {
                 sup_log_close();
@@ -558,11 +520,8 @@ static int step(sup *s)
                         sup_log("the guest channel broke (%s): stopping the VM", s->mux_why);
                         return EXIT_VM_FAILED;
                 }
-                {
-                        fail(s, true, "see the console tail below", "guest channel broke during boot: %s",
-                             s->mux_why);
-                        return EXIT_VM_FAILED;
-                }
+                fail(s, true, "see the console tail below", "guest channel broke during boot: %s", s->mux_why);
+                return EXIT_VM_FAILED;
         }
 
         if (!s->running && now >= s->deadline_ms) {
@@ -639,13 +598,13 @@ static int start_vm(sup *s)
         }
 
         sup_vm_spec spec = {
-                .kernel = s->kernel,
-                .initrd = s->initrd,
+                .kernel = s->cfg.kernel,
+                .initrd = s->cfg.initrd,
                 .disk = overlay,
                 .disk_cache_unsafe = s->ephemeral,
-                .cmdline_extra = s->cmdline_extra,
-                .mem_mib = s->mem_mib,
-                .cpus = s->cpus,
+                .cmdline_extra = s->cfg.cmdline_extra,
+                .mem_mib = s->cfg.mem_mib,
+                .cpus = s->cfg.cpus,
                 .accel = s->accel.accel,
                 .chan_path = chan,
                 .chan_name = CHAN_NAME,
@@ -688,7 +647,7 @@ int main(int argc, char **argv)
         };
         sup s = { .ready_fd = -1, .sig_fd = -1, .chan_listen_fd = -1, .t_start = now_ms() };
         pid_t parent = getppid();
-        struct stat st;
+        struct stat st = {};
         sigset_t mask;
         int c, code;
 
@@ -749,8 +708,17 @@ int main(int argc, char **argv)
 
         if (stat(s.vm_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
                 fail(&s, false, "libsmolvm creates the VM dir and its config.json first", "VM dir %s: %s", s.vm_dir,
-                     errno ? strerror(errno) : "not a directory");
+                     S_ISDIR(st.st_mode) || access(s.vm_dir, F_OK) < 0 ? strerror(errno) : "not a directory");
                 return EXIT_USAGE;
+        }
+        {
+                /* Before opening (truncating) the log: it may be the other one's. */
+                pid_t other = running_supervisor(&s);
+                if (other > 0) {
+                        fail(&s, false, "stop it first, or use another VM dir",
+                             "VM %s is already running (supervisor pid %d)", s.vm_dir, (int)other);
+                        return EXIT_USAGE;
+                }
         }
         {
                 _cleanup_free_ char *log_path = vm_path(&s, "supervisor.log");

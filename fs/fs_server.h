@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The FUSE-protocol file server: serves one host directory to a hostile client
+ * (a guest kernel via virtio-fs, or a FUSE-over-vsock relay) speaking the
+ * linux/fuse.h wire format. Transport-agnostic: a transport hands in one request
+ * as an iovec array and gets the reply written into an iovec array (for virtio-fs
+ * these point straight into guest memory, so READ data is read into them with
+ * preadv, no copy).
+ *
+ * Read-only is enforced here, on the host: every mutating opcode answers EROFS.
+ * Confinement: nothing outside the shared directory is ever resolved (O_PATH fd
+ * table + openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)); symlinks are returned
+ * as symlinks and never followed by the server; special files are never opened.
+ * Inode and handle tables are bounded. Every length, offset and name is validated. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+typedef struct smolvm_fs smolvm_fs;
+
+typedef struct smolvm_fs_config {
+        const char *root;      /* host directory to share (must exist, a directory) */
+        bool read_only;        /* default true: mutations answer EROFS */
+        uint32_t max_inodes;   /* 0 = default (65536) */
+        uint32_t max_handles;  /* 0 = default (4096) */
+        uint32_t max_write;    /* largest READ/WRITE payload negotiated in INIT; 0 = 1 MiB */
+} smolvm_fs_config;
+
+/* Returns 0 or negative errno (-ENOENT/-ENOTDIR for a bad root). */
+int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret);
+void smolvm_fs_free(smolvm_fs *fs); /* accepts NULL */
+
+/* Handle one request. in/in_cnt: the whole request (fuse_in_header, op args,
+ * then data for WRITE), in readable buffers of any split. out/out_cnt: writable
+ * reply buffers. Returns the reply length written into out (>= 16, starting with
+ * a fuse_out_header whose len equals the return value), 0 when the op takes no
+ * reply (FORGET, BATCH_FORGET, INTERRUPT), or negative errno when the request is
+ * malformed beyond answering (shorter than fuse_in_header, len mismatch) or out
+ * is too small for a header: the transport drops it / marks the stream broken.
+ * Never crashes, aborts or allocates without bound on any input. */
+ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, const struct iovec *out, int out_cnt);
+
+typedef struct smolvm_fs_stats {
+        uint32_t n_inodes;
+        uint32_t n_handles;
+        uint64_t n_requests;
+        uint64_t n_erofs;      /* mutations refused */
+        uint64_t n_errors;     /* malformed requests */
+} smolvm_fs_stats;
+void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret);

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* DIR/config.json, written by libsmolvm before it starts the supervisor
+ * (docs/internals.md, "Supervisor"). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sup_config {
+        char *kernel;        /* absolute paths */
+        char *initrd;
+        char *rootfs;        /* raw base image, never written */
+        char *cmdline_extra; /* optional "cmdline": appended to the kernel command line */
+        char *accel;         /* "auto" | "kvm" | "tcg"; NULL = auto */
+        uint32_t mem_mib;    /* default 512 */
+        uint32_t cpus;       /* default 1 */
+        uint64_t boot_timeout_ms; /* 0 = the accelerator's default */
+        uint64_t disk_mib;        /* 0 = the base image's size */
+} sup_config;
+
+/* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a
+ * message naming the file and the key. */
+int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len);
+/* Accepts a zeroed config. */
+void sup_config_done(sup_config *c);
