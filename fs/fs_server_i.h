@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to fs/: the server object, its inode and handle tables, the request
+ * cursor and the reply helpers shared by fs_server.c and fs_ops_*.c. */
+#pragma once
+
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "fs_server.h"
+
+#define FS_DEFAULT_MAX_INODES 65536u
+#define FS_DEFAULT_MAX_HANDLES 4096u
+#define FS_DEFAULT_MAX_WRITE (1024u * 1024u)
+#define FS_MIN_MAX_WRITE 4096u
+#define FS_MAX_MAX_WRITE (16u * 1024u * 1024u)
+
+/* Largest request we copy out of guest memory whole: every op but WRITE. The
+ * biggest legitimate one is SETXATTR (name <= 255 + value <= 64 KiB). */
+#define FS_XATTR_MAX (64u * 1024u)
+#define FS_NAME_MAX 255u
+#define FS_ARGS_MAX (FS_XATTR_MAX + 1024u)
+/* Oldest protocol minor we answer: every struct we use has its current size. */
+#define FS_MIN_MINOR 31u
+/* Out iovec arrays longer than this are refused (Linux's UIO_MAXIOV). */
+#define FS_MAX_IOV 1024
+
+/* One known inode: an O_PATH|O_NOFOLLOW fd that pins it. nodeid encodes the slot
+ * and a generation so a stale nodeid never reaches a reused slot. Slot 0 is the
+ * root (FUSE_ROOT_ID), never freed. */
+typedef struct fs_inode {
+        uint64_t nodeid;        /* 0 = slot free */
+        int fd;                 /* O_PATH|O_NOFOLLOW|O_CLOEXEC */
+        dev_t dev;
+        ino_t ino;
+        mode_t type;            /* S_IFMT bits: fixed for the inode's life */
+        uint64_t nlookup;       /* kernel references (LOOKUP etc. minus FORGET) */
+        uint32_t refs;          /* in-flight users + open handles */
+        uint32_t kids;          /* children whose parent_idx points here */
+        uint32_t parent_idx;    /* slot of the directory it was found in (root: 0) */
+        uint32_t hash_next;     /* slot+1 of next in bucket, 0 = end */
+        uint32_t free_next;     /* slot+1 of next free slot, 0 = end */
+        uint32_t gen;
+} fs_inode;
+
+typedef struct fs_handle {
+        uint64_t fh;            /* 0 = slot free */
+        int fd;
+        uint32_t inode_idx;     /* holds one ref on that inode */
+        uint32_t refs;          /* in-flight users; close when released and 0 */
+        bool released;          /* RELEASE seen: no new users */
+        bool is_dir;
+        bool writable;
+        uint32_t free_next;
+        uint32_t gen;
+        pthread_mutex_t dir_lock; /* serializes lseek+getdents on dir handles */
+} fs_handle;
+
+struct smolvm_fs {
+        bool read_only;
+        uint32_t max_inodes;
+        uint32_t max_handles;
+        uint32_t max_write;
+        uint32_t fd_budget;     /* fds this instance may hold (from RLIMIT_NOFILE) */
+        int proc_fd_dir;        /* /proc/self/fd, for re-opening pinned inodes */
+        double entry_timeout_s;
+
+        pthread_mutex_t lock;
+        fs_inode *inodes;       /* [max_inodes], protected by fs->lock */
+        uint32_t *buckets;      /* [n_buckets] slot+1, protected by fs->lock */
+        uint32_t n_buckets;     /* power of two */
+        uint32_t inode_free;    /* slot+1 free list head, protected by fs->lock */
+        uint32_t inode_unused;  /* first never-used slot, protected by fs->lock */
+        uint32_t n_inodes;      /* protected by fs->lock */
+        fs_handle *handles;     /* [max_handles], protected by fs->lock */
+        uint32_t handle_free;   /* protected by fs->lock */
+        uint32_t handle_unused; /* protected by fs->lock */
+        uint32_t n_handles;     /* protected by fs->lock */
+        uint32_t n_fds;         /* fds held by the tables, protected by fs->lock */
+
+        /* Negotiated in INIT, protected by fs->lock (read unlocked after INIT). */
+        bool initialized;
+        uint32_t proto_minor;
+
+        /* Statistics: atomics, no lock. */
+        uint64_t n_requests;
+        uint64_t n_erofs;
+        uint64_t n_errors;
+};
+
+/* A request copied out of guest memory (all but WRITE's payload). */
+typedef struct fs_req {
+        struct fuse_in_header hdr;
+        const uint8_t *args;    /* after the header, in our own copy */
+        size_t args_len;
+        /* WRITE only: the payload, still in the caller's iovecs. */
+        const struct iovec *in;
+        int in_cnt;
+        size_t data_off;        /* offset of the payload in the request */
+        /* Reply buffers. */
+        const struct iovec *out;
+        int out_cnt;
+        size_t out_cap;
+} fs_req;
+
+/* --- fs_inode.c --- */
+int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st);
+void fs_inode_table_free(smolvm_fs *fs);
+/* Take an in-flight reference on a live nodeid. NULL if unknown/stale. */
+fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid);
+fs_inode *fs_inode_get_idx(smolvm_fs *fs, uint32_t idx);
+void fs_inode_put(smolvm_fs *fs, fs_inode *ino);
+uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino);
+/* Register fd (consumed on every path) found under parent; adds one nlookup.
+ * Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE. */
+int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st, uint64_t *ret_nodeid);
+/* Add one nlookup to a known inode (LOOKUP of "." / ".."). */
+void fs_inode_ref_lookup(smolvm_fs *fs, fs_inode *ino);
+/* Returns 0, or -ENOENT for an unknown nodeid. */
+int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup);
+/* DESTROY: drop every kernel reference. */
+void fs_inode_forget_all(smolvm_fs *fs);
+/* Resolve one validated component beneath dir: O_PATH|O_NOFOLLOW fd and its stat. */
+int fs_open_child(const fs_inode *dir, const char *name, int *ret_fd, struct stat *ret_st);
+/* Re-open a pinned regular file or directory for I/O (see fs_inode.c). */
+int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags);
+/* Lookup name in dir and register it; fills entry. */
+int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_entry_out *ret_entry);
+
+/* --- fs_handle.c --- */
+int fs_handle_table_init(smolvm_fs *fs);
+void fs_handle_table_free(smolvm_fs *fs);
+/* Register fd (consumed on every path). The handle holds a ref on ino. */
+int fs_handle_add(smolvm_fs *fs, fs_inode *ino, int fd, bool is_dir, bool writable, uint64_t *ret_fh);
+fs_handle *fs_handle_get(smolvm_fs *fs, uint64_t fh);
+void fs_handle_put(smolvm_fs *fs, fs_handle *h);
+/* Returns 0, or -EBADF for an unknown / already released fh or wrong kind. */
+int fs_handle_release(smolvm_fs *fs, uint64_t fh, bool is_dir);
+void fs_handle_release_all(smolvm_fs *fs);
+/* Reserve / return fd budget (fs->lock must be held). */
+bool fs_fd_budget_take_locked(smolvm_fs *fs);
+void fs_fd_budget_return_locked(smolvm_fs *fs);
+
+/* --- fs_server.c: reply helpers --- */
+/* Reply with header + body (body may be NULL/0). Returns total length or an
+ * error reply when out is too small. */
+ssize_t fs_reply(fs_req *r, const void *body, size_t body_len);
+ssize_t fs_reply_err(fs_req *r, int neg_errno);
+/* Scatter len bytes at byte offset off of the out iovecs. */
+void fs_out_write(const fs_req *r, size_t off, const void *src, size_t len);
+/* Build an iovec array covering out[off .. off+len). Returns count or -EINVAL. */
+int fs_out_slice(const fs_req *r, size_t off, size_t len, struct iovec *ret, int max);
+/* Validate a NUL-terminated component at args+off; returns its length (1..255)
+ * and sets *ret_next to the byte after the NUL, or negative errno. */
+int fs_arg_name(const fs_req *r, size_t off, const char **ret_name, size_t *ret_next);
+bool fs_is_dot_or_dotdot(const char *name);
+void fs_fill_attr(const smolvm_fs *fs, const struct stat *st, struct fuse_attr *ret);
+void fs_set_timeouts(const smolvm_fs *fs, struct fuse_entry_out *e);
+void fs_set_attr_timeout(const smolvm_fs *fs, struct fuse_attr_out *a);
+int fs_stat_fd(int fd, struct stat *ret);
+ssize_t fs_erofs(smolvm_fs *fs, fs_req *r);
+
+/* --- fs_ops_read.c / fs_ops_dir.c / fs_ops_write.c --- */
+ssize_t fs_op_lookup(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_forget(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_batch_forget(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_getattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_readlink(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_open(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_read(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_release(smolvm_fs *fs, fs_req *r, bool is_dir);
+ssize_t fs_op_statfs(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_flush(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_getxattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_listxattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_access(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_lseek(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r, bool is_dir);
+ssize_t fs_op_opendir(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r, bool plus);
+ssize_t fs_op_write(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_create(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_mknod(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_mkdir(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir);
+ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r, bool v2);
+ssize_t fs_op_link(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_symlink(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_setattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_setxattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_removexattr(smolvm_fs *fs, fs_req *r);
+ssize_t fs_op_fallocate(smolvm_fs *fs, fs_req *r);
