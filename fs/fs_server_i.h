@@ -67,7 +67,7 @@ struct smolvm_fs {
         uint32_t max_write;
         uint32_t fd_budget;     /* fds this instance may hold (from RLIMIT_NOFILE) */
         int proc_fd_dir;        /* /proc/self/fd, for re-opening pinned inodes */
-        double entry_timeout_s;
+        uint32_t timeout_s;     /* entry and attribute cache timeouts */
 
         pthread_mutex_t lock;
         fs_inode *inodes;       /* [max_inodes], protected by fs->lock */
@@ -112,8 +112,9 @@ int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st);
 void fs_inode_table_free(smolvm_fs *fs);
 /* Take an in-flight reference on a live nodeid. NULL if unknown/stale. */
 fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid);
-fs_inode *fs_inode_get_idx(smolvm_fs *fs, uint32_t idx);
 void fs_inode_put(smolvm_fs *fs, fs_inode *ino);
+/* Drop one in-flight ref by slot; fs->lock held. */
+void fs_inode_put_locked(smolvm_fs *fs, uint32_t idx);
 uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino);
 /* Register fd (consumed on every path) found under parent; adds one nlookup.
  * Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE. */

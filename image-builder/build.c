@@ -237,6 +237,12 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
         bool cached = access(json, F_OK) == 0;
         if (cached) {
                 ib_progress(c, "[4/4] image: %s cached", key);
+                /* Images assembled before vmlinux existed: add it in place (a new file, atomic). */
+                _cleanup_free_ char *src = path_join(k->dir, "vmlinux"), *dst = path_join(dir, "vmlinux");
+                if (!src || !dst)
+                        return -ENOMEM;
+                if (access(dst, R_OK) < 0 && (r = link_or_copy(src, dst)) < 0)
+                        return ib_errf(&c->err, r, "image: link %s -> %s: %m", src, dst);
         } else {
                 ib_progress(c, "[4/4] image: assembling %s", dir);
                 char *tmp = mkdtemp_in(images, ".tmp");
@@ -246,12 +252,13 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
                         const char *src, *dst;
                 } files[] = {
                         {k->dir, "vmlinuz"},
+                        {k->dir, "vmlinux"},
                         {ini->path, "initramfs.img"},
                         {rf->path, "rootfs.ext4"},
                 };
                 r = 0;
                 for (size_t i = 0; i < ARRAY_SIZE(files) && r == 0; i++) {
-                        _cleanup_free_ char *src = i == 0 ? path_join(k->dir, "vmlinuz") : strdup(files[i].src);
+                        _cleanup_free_ char *src = i < 2 ? path_join(k->dir, files[i].dst) : strdup(files[i].src);
                         _cleanup_free_ char *dst = path_join(tmp, files[i].dst);
                         if (!src || !dst)
                                 r = -ENOMEM;
@@ -421,7 +428,7 @@ int smolvm_image_resolve_ex(const char *home_opt, const char *name, smolvm_image
         dir = strchr(name, '/') ? strdup(name) : xasprintf("%s/images/%s", home, name);
         if (!dir)
                 return -ENOMEM;
-        static const char *const need[] = {"vmlinuz", "initramfs.img", "rootfs.ext4"};
+        static const char *const need[] = {"vmlinuz", "vmlinux", "initramfs.img", "rootfs.ext4"};
         real = realpath(dir, NULL);
         for (size_t i = 0; real && i < ARRAY_SIZE(need); i++) {
                 _cleanup_free_ char *p = path_join(real, need[i]);

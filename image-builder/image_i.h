@@ -135,6 +135,11 @@ int cpio_finish(cpio_writer *w); /* writes the trailer; returns the sticky error
 
 /* ---- ELF check for the init binary (initramfs.c) ---- */
 /* 0 if buf is a static x86-64 ELF executable; -ENOEXEC with err set otherwise. */
+/* vmlinux.c: unpack the ELF kernel from an xz bzImage (QEMU boots it directly). */
+int ib_vmlinux_from_bzimage(const void *bz, size_t bz_len, void **ret, size_t *ret_len, ib_err *err);
+/* Create dir/vmlinux from dir/vmlinuz unless present. 0 or negative errno (err set). */
+int ib_vmlinux_ensure(const char *dir, ib_err *err);
+
 int elf_check_static(const void *buf, size_t len, const char *path, ib_err *err);
 
 /* ---- build steps ---- */

@@ -387,6 +387,8 @@ int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
                 ib_progress(c, "[1/4] kernel: %s (%s) cached", k.pkg, k.version);
         } else if ((r = build_entry(c, &k)) < 0)
                 goto fail;
+        if ((r = ib_vmlinux_ensure(k.dir, &c->err)) < 0)
+                goto fail;
         *ret = k;
         return 0;
 fail:

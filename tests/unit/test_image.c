@@ -483,6 +483,60 @@ START_TEST(test_elf_check)
 }
 END_TEST
 
+/* A bzImage-shaped buffer: HdrS at 0x202, setup_sects=1 (protected mode at 1024),
+ * payload_offset/length at 0x248. The payload is whatever the caller puts there. */
+static size_t make_bzimage(uint8_t *buf, size_t cap, const void *payload, uint32_t plen)
+{
+        memset(buf, 0, cap);
+        buf[0x1f1] = 1;
+        memcpy(buf + 0x202, "HdrS", 4);
+        put_le32(buf + 0x248, 16);
+        put_le32(buf + 0x24c, plen);
+        memcpy(buf + 1024 + 16, payload, plen);
+        return 1024 + 16 + plen;
+}
+
+START_TEST(test_vmlinux_malformed)
+{
+        static uint8_t buf[4096];
+        void *out = NULL;
+        size_t out_len = 0;
+        ib_err err = {0};
+
+        /* Too short, no magic. */
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, 100, &out, &out_len, &err), -EINVAL);
+        memset(buf, 0, sizeof(buf));
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, sizeof(buf), &out, &out_len, &err), -EINVAL);
+
+        /* Payload length pointing past the end of the file. */
+        size_t n = make_bzimage(buf, sizeof(buf), "\xfd" "7zXZ\0" "0123456789", 16);
+        put_le32(buf + 0x24c, 0xfffffff0u);
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EINVAL);
+        /* Offset overflow. */
+        n = make_bzimage(buf, sizeof(buf), "\xfd" "7zXZ\0" "0123456789", 16);
+        put_le32(buf + 0x248, 0xffffff00u);
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EINVAL);
+
+        /* Not xz. */
+        n = make_bzimage(buf, sizeof(buf), "\x1f\x8b" "gzipgzipgzipgzip", 18);
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -ENOTSUP);
+
+        /* xz magic, absurd trailing size. */
+        uint8_t p[32];
+        memcpy(p, "\xfd" "7zXZ\0", 6);
+        memset(p + 6, 0x55, sizeof(p) - 6);
+        put_le32(p + sizeof(p) - 4, 0xffffffffu);
+        n = make_bzimage(buf, sizeof(buf), p, sizeof(p));
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EINVAL);
+
+        /* xz magic, plausible size, garbage stream: a decode error, never a crash. */
+        put_le32(p + sizeof(p) - 4, 4096);
+        n = make_bzimage(buf, sizeof(buf), p, sizeof(p));
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EBADMSG);
+        ck_assert_ptr_null(out);
+}
+END_TEST
+
 START_TEST(test_hash_keys)
 {
         char a[65], b[65];
@@ -520,6 +574,7 @@ int main(void)
         tcase_add_test(tc, test_tail_lines);
         tcase_add_test(tc, test_elf_check);
         tcase_add_test(tc, test_hash_keys);
+        tcase_add_test(tc, test_vmlinux_malformed);
         tcase_set_timeout(tc, 30);
         suite_add_tcase(s, tc);
         return run_suite(s);
