@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The inode table: nodeid -> O_PATH fd of that inode, keyed by (st_dev, st_ino)
+ * so that looking the same file up twice reuses one entry and counts nlookup.
+ *
+ * Confinement rests on two rules:
+ *  - a name from the guest is resolved one component at a time, beneath the O_PATH
+ *    fd of its parent, with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ *    RESOLVE_NO_MAGICLINKS) and O_NOFOLLOW: a symlink yields an O_PATH fd on the
+ *    link itself, never its target; ".." is never handed to the host kernel
+ *    (see fs_do_lookup);
+ *  - mount points inside the share are crossed (no RESOLVE_NO_XDEV): whatever the
+ *    host administrator mounted below the shared directory is part of what was
+ *    shared, and with ".." never resolved by the host no mount can lead out.
+ *
+ * Re-opening for I/O (fs_reopen): Linux has no "open this O_PATH fd" call
+ * (openat2 has no AT_EMPTY_PATH). Opening by (parent fd, name) again would race
+ * with renames: the name could be swapped for a FIFO or a device node between the
+ * check and the open, and merely opening a device can have effects. We instead
+ * open /proc/self/fd/N through a directory fd on procfs checked at start-up
+ * (fstatfs == PROC_SUPER_MAGIC), as virtiofsd does. That path is a magic link,
+ * but it names our own fd, which pins exactly the inode we looked up; its type
+ * (recorded from fstat at lookup, and an inode never changes type) is checked
+ * first, so only regular files are opened this way, and the result is fstat'ed
+ * again and compared with the pinned (dev, ino). Directories are re-opened with
+ * openat(fd, ".") which stays on the same directory. Nothing here can name an
+ * inode the guest did not already reach through a confined lookup. */
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+
+#include "fs_server_i.h"
+#include "util.h"
+
+static uint32_t hash_key(const smolvm_fs *fs, dev_t dev, ino_t ino)
+{
+        uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
+        h ^= h >> 29;
+        return (uint32_t)h & (fs->n_buckets - 1);
+}
+
+static uint64_t make_nodeid(uint32_t idx, uint32_t gen)
+{
+        return ((uint64_t)gen << 32) | (uint64_t)(idx + 1);
+}
+
+uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino)
+{
+        return (uint32_t)(ino - fs->inodes);
+}
+
+int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st)
+{
+        uint32_t nb = 1;
+        while (nb < fs->max_inodes)
+                nb <<= 1;
+        fs->inodes = calloc(fs->max_inodes, sizeof(*fs->inodes));
+        fs->buckets = calloc(nb, sizeof(*fs->buckets));
+        if (!fs->inodes || !fs->buckets)
+                return -ENOMEM;
+        fs->n_buckets = nb;
+
+        fs_inode *root = &fs->inodes[0];
+        *root = (fs_inode){
+                .nodeid = FUSE_ROOT_ID,
+                .fd = root_fd,
+                .dev = st->st_dev,
+                .ino = st->st_ino,
+                .type = st->st_mode & S_IFMT,
+                .nlookup = 1,
+                .parent_idx = 0,
+                .gen = 0,
+        };
+        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
+        fs->buckets[b] = 1;
+        fs->inode_unused = 1;
+        fs->n_inodes = 1;
+        fs->n_fds++;
+        return 0;
+}
+
+void fs_inode_table_free(smolvm_fs *fs)
+{
+        if (!fs->inodes)
+                return;
+        for (uint32_t i = 0; i < fs->inode_unused; i++)
+                if (fs->inodes[i].nodeid != 0)
+                        safe_close(fs->inodes[i].fd);
+        free(fs->inodes);
+        free(fs->buckets);
+        fs->inodes = NULL;
+        fs->buckets = NULL;
+}
+
+static fs_inode *find_locked(smolvm_fs *fs, uint64_t nodeid)
+{
+        uint64_t low = nodeid & 0xffffffffu;
+        if (low == 0 || low > fs->inode_unused)
+                return NULL;
+        fs_inode *e = &fs->inodes[low - 1];
+        return e->nodeid == nodeid ? e : NULL;
+}
+
+fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid)
+{
+        pthread_mutex_lock(&fs->lock);
+        fs_inode *e = find_locked(fs, nodeid);
+        if (e)
+                e->refs++;
+        pthread_mutex_unlock(&fs->lock);
+        return e;
+}
+
+static void unhash_locked(smolvm_fs *fs, uint32_t idx)
+{
+        fs_inode *e = &fs->inodes[idx];
+        uint32_t *link = &fs->buckets[hash_key(fs, e->dev, e->ino)];
+        while (*link != 0) {
+                if (*link == idx + 1) {
+                        *link = e->hash_next;
+                        return;
+                }
+                link = &fs->inodes[*link - 1].hash_next;
+        }
+}
+
+/* Free the slot when nobody refers to it any more; a freed child drops its pin on
+ * the parent, which may cascade up the tree (iteratively: no recursion depth for a
+ * guest to grow). */
+static void maybe_free_locked(smolvm_fs *fs, uint32_t idx)
+{
+        while (idx != 0) {
+                fs_inode *e = &fs->inodes[idx];
+                if (e->nodeid == 0 || e->nlookup != 0 || e->refs != 0 || e->kids != 0)
+                        return;
+                uint32_t parent = e->parent_idx;
+                unhash_locked(fs, idx);
+                safe_close(e->fd); /* an O_PATH fd: close cannot block */
+                e->fd = -1;
+                e->nodeid = 0;
+                e->free_next = fs->inode_free;
+                fs->inode_free = idx + 1;
+                fs->n_inodes--;
+                fs_fd_budget_return_locked(fs);
+                if (fs->inodes[parent].kids > 0)
+                        fs->inodes[parent].kids--;
+                idx = parent;
+        }
+}
+
+void fs_inode_put_locked(smolvm_fs *fs, uint32_t idx)
+{
+        fs_inode *e = &fs->inodes[idx];
+        if (e->refs > 0)
+                e->refs--;
+        maybe_free_locked(fs, idx);
+}
+
+void fs_inode_put(smolvm_fs *fs, fs_inode *ino)
+{
+        if (!ino)
+                return;
+        pthread_mutex_lock(&fs->lock);
+        fs_inode_put_locked(fs, fs_inode_idx(fs, ino));
+        pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st, uint64_t *ret_nodeid)
+{
+        _cleanup_close_ int owned = fd;
+        uint64_t nodeid;
+        int r = 0;
+
+        pthread_mutex_lock(&fs->lock);
+        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
+        for (uint32_t i = fs->buckets[b]; i != 0; i = fs->inodes[i - 1].hash_next) {
+                fs_inode *e = &fs->inodes[i - 1];
+                if (e->dev == st->st_dev && e->ino == st->st_ino) {
+                        e->nlookup++;
+                        nodeid = e->nodeid;
+                        goto out; /* the new fd is closed on return */
+                }
+        }
+        if (fs->n_inodes >= fs->max_inodes) {
+                r = -ENFILE;
+                goto out;
+        }
+        if (!fs_fd_budget_take_locked(fs)) {
+                r = -EMFILE;
+                goto out;
+        }
+        uint32_t idx;
+        if (fs->inode_free != 0) {
+                idx = fs->inode_free - 1;
+                fs->inode_free = fs->inodes[idx].free_next;
+        } else {
+                idx = fs->inode_unused++;
+        }
+        fs_inode *e = &fs->inodes[idx];
+        uint32_t gen = e->gen + 1;
+        if (gen == 0)
+                gen = 1;
+        uint32_t pidx = fs_inode_idx(fs, parent);
+        *e = (fs_inode){
+                .nodeid = make_nodeid(idx, gen),
+                .fd = TAKE_FD(owned),
+                .dev = st->st_dev,
+                .ino = st->st_ino,
+                .type = st->st_mode & S_IFMT,
+                .nlookup = 1,
+                .parent_idx = pidx,
+                .hash_next = fs->buckets[b],
+                .gen = gen,
+        };
+        fs->buckets[b] = idx + 1;
+        fs->inodes[pidx].kids++;
+        fs->n_inodes++;
+        nodeid = e->nodeid;
+out:
+        pthread_mutex_unlock(&fs->lock);
+        if (r == 0)
+                *ret_nodeid = nodeid;
+        return r;
+}
+
+void fs_inode_ref_lookup(smolvm_fs *fs, fs_inode *ino)
+{
+        pthread_mutex_lock(&fs->lock);
+        ino->nlookup++;
+        pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup)
+{
+        int r = 0;
+        pthread_mutex_lock(&fs->lock);
+        fs_inode *e = find_locked(fs, nodeid);
+        if (!e) {
+                r = -ENOENT;
+        } else if (nodeid != FUSE_ROOT_ID) {
+                /* A guest forgetting more than it looked up is lying; clamp. */
+                e->nlookup = nlookup >= e->nlookup ? 0 : e->nlookup - nlookup;
+                maybe_free_locked(fs, fs_inode_idx(fs, e));
+        }
+        pthread_mutex_unlock(&fs->lock);
+        return r;
+}
+
+void fs_inode_forget_all(smolvm_fs *fs)
+{
+        pthread_mutex_lock(&fs->lock);
+        for (uint32_t i = 1; i < fs->inode_unused; i++)
+                if (fs->inodes[i].nodeid != 0)
+                        fs->inodes[i].nlookup = 0;
+        for (uint32_t i = fs->inode_unused; i-- > 1;)
+                maybe_free_locked(fs, i);
+        pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_stat_fd(int fd, struct stat *ret)
+{
+        if (fstatat(fd, "", ret, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int fs_open_child(const fs_inode *dir, const char *name, int *ret_fd, struct stat *ret_st)
+{
+        if (dir->type != S_IFDIR)
+                return -ENOTDIR;
+        struct open_how how = {
+                .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        _cleanup_close_ int fd = -1;
+        for (int tries = 0; tries < 8; tries++) {
+                fd = (int)syscall(SYS_openat2, dir->fd, name, &how, sizeof(how));
+                if (fd >= 0 || errno != EAGAIN)
+                        break;
+        }
+        if (fd < 0)
+                return negative_errno();
+        int r = fs_stat_fd(fd, ret_st);
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags)
+{
+        _cleanup_close_ int fd = -1;
+        flags &= ~(O_CREAT | O_EXCL | O_PATH | O_TMPFILE | O_NOFOLLOW | O_DIRECTORY);
+        if (ino->type == S_IFDIR) {
+                if ((flags & O_ACCMODE) != O_RDONLY)
+                        return -EISDIR;
+                fd = openat(ino->fd, ".", flags | O_DIRECTORY | O_CLOEXEC);
+        } else if (ino->type == S_IFREG) {
+                char name[16];
+                snprintf(name, sizeof(name), "%d", ino->fd);
+                fd = openat(fs->proc_fd_dir, name, flags | O_CLOEXEC | O_NOCTTY);
+        } else if (ino->type == S_IFLNK) {
+                return -ELOOP;
+        } else {
+                return -EACCES; /* FIFOs, sockets, devices: never opened on the host */
+        }
+        if (fd < 0)
+                return negative_errno();
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_dev != ino->dev || st.st_ino != ino->ino || (st.st_mode & S_IFMT) != ino->type)
+                return -EIO;
+        return TAKE_FD(fd);
+}
+
+int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_entry_out *ret_entry)
+{
+        struct stat st;
+        uint64_t nodeid;
+        int r;
+
+        if (fs_is_dot_or_dotdot(name)) {
+                /* Never let the host resolve "..": map it to the directory this one
+                 * was found in (the root is its own parent). The child pins its
+                 * parent's slot (kids), so parent_idx is always a live entry. */
+                if (dir->type != S_IFDIR)
+                        return -ENOTDIR;
+                pthread_mutex_lock(&fs->lock);
+                fs_inode *target = name[1] == '.' ? &fs->inodes[dir->parent_idx] : dir;
+                target->nlookup++;
+                target->refs++;
+                nodeid = target->nodeid;
+                pthread_mutex_unlock(&fs->lock);
+                r = fs_stat_fd(target->fd, &st);
+                if (r < 0) {
+                        pthread_mutex_lock(&fs->lock);
+                        target->nlookup--;
+                        fs_inode_put_locked(fs, fs_inode_idx(fs, target));
+                        pthread_mutex_unlock(&fs->lock);
+                        return r;
+                }
+                fs_inode_put(fs, target);
+        } else {
+                int fd;
+                r = fs_open_child(dir, name, &fd, &st);
+                if (r < 0)
+                        return r;
+                r = fs_inode_add(fs, dir, fd, &st, &nodeid);
+                if (r < 0)
+                        return r;
+        }
+        memset(ret_entry, 0, sizeof(*ret_entry));
+        ret_entry->nodeid = nodeid;
+        fs_set_timeouts(fs, ret_entry);
+        fs_fill_attr(fs, &st, &ret_entry->attr);
+        return 0;
+}
