@@ -75,7 +75,7 @@ int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st)
         fs->buckets[b] = 1;
         fs->inode_unused = 1;
         fs->n_inodes = 1;
-        fs->n_fds++;
+        (void)fs_fd_budget_take_locked(fs); /* the root fd: counted, never refused */
         return 0;
 }
 

@@ -145,6 +145,8 @@ void fs_handle_release_all(smolvm_fs *fs);
 /* Reserve / return fd budget (fs->lock must be held). */
 bool fs_fd_budget_take_locked(smolvm_fs *fs);
 void fs_fd_budget_return_locked(smolvm_fs *fs);
+/* smolvm_fs_free: give back everything this instance held. */
+void fs_fd_budget_release_all(smolvm_fs *fs);
 
 /* --- fs_server.c: reply helpers --- */
 /* Reply with header + body (body may be NULL/0). Returns total length or an
@@ -195,3 +197,38 @@ ssize_t fs_op_setattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_setxattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_removexattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_fallocate(smolvm_fs *fs, fs_req *r);
+
+/* Which host open flags a guest's OPEN/CREATE flags map to; -EROFS / -EINVAL. */
+int fs_open_flags(const smolvm_fs *fs, uint32_t guest_flags, int *ret_flags);
+/* Validated (offset, size) for READ/WRITE: size <= max_write, no overflow. */
+int fs_check_range(const smolvm_fs *fs, uint64_t offset, uint32_t size);
+/* An fd on which f*xattr works (O_PATH fds do not): regular files and
+ * directories are re-opened; other types have none to show (-ENODATA). */
+int fs_xattr_fd(smolvm_fs *fs, const fs_inode *ino);
+
+/* In-flight references released at scope exit. */
+#define INODE_OR_REPLY(var, fs, r)                                      \
+        _cleanup_(inode_putp) fs_req_inode var = { (fs), fs_inode_get((fs), (r)->hdr.nodeid) }; \
+        if (!var.ino)                                                   \
+                return fs_reply_err((r), -ESTALE)
+
+typedef struct fs_req_inode {
+        smolvm_fs *fs;
+        fs_inode *ino;
+} fs_req_inode;
+
+static inline void inode_putp(fs_req_inode *p)
+{
+        fs_inode_put(p->fs, p->ino);
+}
+
+typedef struct fs_req_handle {
+        smolvm_fs *fs;
+        fs_handle *h;
+} fs_req_handle;
+
+static inline void handle_putp(fs_req_handle *p)
+{
+        fs_handle_put(p->fs, p->h);
+}
+

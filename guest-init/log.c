@@ -65,8 +65,11 @@ char *cmdline_get(const char *key)
         buf[n] = '\0';
         size_t klen = strlen(key);
         char *save = NULL;
+        const char *found = NULL;
+        /* The last occurrence wins, as for the kernel's own parameters: extra
+         * arguments appended by the host override the defaults before them. */
         for (char *tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
                 if (strncmp(tok, key, klen) == 0 && tok[klen] == '=')
-                        return strdup(tok + klen + 1);
-        return NULL;
+                        found = tok + klen + 1;
+        return found ? strdup(found) : NULL;
 }

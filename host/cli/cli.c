@@ -33,6 +33,8 @@ void cli_print_lib_error(void)
 {
         const smolvm_error *e = smolvm_last_error();
         cli_error("%s", e->message[0] ? e->message : smolvm_strerror(e->code));
+        if (e->hint[0])
+                cli_hint("%s", e->hint);
         if (e->console_tail[0]) {
                 fputs("--- guest console (last lines) ---\n", stderr);
                 fputs(e->console_tail, stderr);
@@ -40,8 +42,6 @@ void cli_print_lib_error(void)
                         fputc('\n', stderr);
                 fputs("---\n", stderr);
         }
-        if (e->hint[0])
-                cli_hint("%s", e->hint);
 }
 
 const char *cli_flag_value(int argc, char **argv, int *i, const char *name, bool *matched)

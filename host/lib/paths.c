@@ -169,7 +169,7 @@ static bool valid_image_name(const char *name)
 
 int resolve_image(const char *home, const char *name, char **ret_dir)
 {
-        static const char *const files[] = { "vmlinuz", "initramfs.img", "rootfs.ext4" };
+        static const char *const files[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
         _cleanup_free_ char *dir = NULL;
         bool is_default = !name || !strcmp(name, "default");
         if (!name)

@@ -20,6 +20,8 @@ static int validate_config(const smolvm_config *cfg)
                 return vm_error(-EINVAL, "use 64 to 262144 MiB", "invalid memory size %u MiB", cfg->mem_mib);
         if (cfg->accel && strcmp(cfg->accel, "auto") && strcmp(cfg->accel, "kvm") && strcmp(cfg->accel, "tcg"))
                 return vm_error(-EINVAL, "use auto, kvm or tcg", "invalid accelerator '%s'", cfg->accel);
+        if (cfg->kernel_cmdline && (strlen(cfg->kernel_cmdline) > 2048 || strpbrk(cfg->kernel_cmdline, "\n\r")))
+                return vm_error(-EINVAL, NULL, "invalid kernel command line (one line, at most 2048 bytes)");
         if (cfg->boot_timeout_ms > 3600u * 1000u)
                 return vm_error(-EINVAL, "use at most one hour", "invalid boot timeout %u ms",
                                 cfg->boot_timeout_ms);
@@ -29,7 +31,7 @@ static int validate_config(const smolvm_config *cfg)
 static int write_config(smolvm_vm *vm, const smolvm_config *cfg)
 {
         char kernel[4096], initrd[4096], rootfs[4096], path[4096];
-        snprintf(kernel, sizeof(kernel), "%s/vmlinuz", vm->image_dir);
+        snprintf(kernel, sizeof(kernel), "%s/vmlinux", vm->image_dir);
         snprintf(initrd, sizeof(initrd), "%s/initramfs.img", vm->image_dir);
         snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", vm->image_dir);
         snprintf(path, sizeof(path), "%s/config.json", vm->dir);
@@ -43,8 +45,14 @@ static int write_config(smolvm_vm *vm, const smolvm_config *cfg)
                               "boot_timeout_ms", (json_int_t)vm->boot_timeout_ms,
                               "disk_mib", (json_int_t)0,
                               "ephemeral", cfg->ephemeral);
+        const char *append = cfg->kernel_cmdline ? cfg->kernel_cmdline : getenv("SMOLVM_KERNEL_APPEND");
+        if (o && append && *append && json_object_set_new(o, "cmdline", json_string(append)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
         if (!o)
-                return vm_error(-EINVAL, NULL, "cannot encode config.json (paths must be UTF-8)");
+                return vm_error(-EINVAL, NULL,
+                                "cannot encode config.json (paths and kernel command line must be UTF-8)");
         char *s = json_dumps(o, JSON_INDENT(2));
         json_decref(o);
         if (!s)

@@ -503,7 +503,7 @@ static int step(sup *s)
                         fail(s, false, "see qemu.log in the VM dir", "%s failed to start (%s)%s%s", sup_vmm_binary(),
                              how, first[0] ? ": " : "", first);
                 } else {
-                        fail(s, true, "see the console tail below; check the image with `smolvm image build`",
+                        fail(s, true, "see the guest console below; rebuild the image with `smolvm image build`",
                              "guest kernel stopped during boot (%s)", how);
                 }
                 return EXIT_VM_FAILED;
@@ -520,14 +520,14 @@ static int step(sup *s)
                         sup_log("the guest channel broke (%s): stopping the VM", s->mux_why);
                         return EXIT_VM_FAILED;
                 }
-                fail(s, true, "see the console tail below", "guest channel broke during boot: %s", s->mux_why);
+                fail(s, true, "see the guest console below", "guest channel broke during boot: %s", s->mux_why);
                 return EXIT_VM_FAILED;
         }
 
         if (!s->running && now >= s->deadline_ms) {
                 fail(s, true,
-                     "the guest did not start smolvm-init's agent in time: see the console tail below; "
-                     "raise boot_timeout_ms on slow (TCG) hosts or rebuild the image with `smolvm image build`",
+                     "the guest agent did not answer in time: see the guest console below; on slow (TCG) "
+                     "hosts raise --boot-timeout, else rebuild the image with `smolvm image build`",
                      "agent not reachable within %llu s", (unsigned long long)(s->boot_timeout_ms + 999) / 1000);
                 return EXIT_VM_FAILED;
         }

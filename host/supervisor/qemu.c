@@ -28,9 +28,12 @@ struct sup_vmm {
         int wstatus;
 };
 
+/* SMOLVM_QEMU overrides the binary (a QEMU build of one's own; the tests use it to
+ * check the "QEMU missing" path). */
 const char *sup_vmm_binary(void)
 {
-        return QEMU_BINARY;
+        const char *e = getenv("SMOLVM_QEMU");
+        return e && *e ? e : QEMU_BINARY;
 }
 
 /* QEMU's option parser splits on ','; a literal comma is written ",,". */
@@ -277,7 +280,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
 
         bool kvm = spec->accel == SMOLVM_ACCEL_KVM;
         char *argv[] = {
-                (char *)QEMU_BINARY,
+                (char *)sup_vmm_binary(),
                 /* microvm: no PCI, no firmware option ROMs. ACPI stays on: the Debian
                  * kernel finds virtio-mmio devices only through ACPI (it lacks
                  * VIRTIO_MMIO_CMDLINE_DEVICES). PIT and PIC stay: without them the
@@ -320,7 +323,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
         r = spawn(argv, spec->log_fd, spec->log_fd, spec->console_fd, &vmm->pid);
         if (r < 0)
                 return r;
-        sup_log("started %s pid %d (accel %s, %u MiB, %u cpus)", QEMU_BINARY, (int)vmm->pid,
+        sup_log("started %s pid %d (accel %s, %u MiB, %u cpus)", sup_vmm_binary(), (int)vmm->pid,
                 smolvm_accel_name(spec->accel), spec->mem_mib, spec->cpus);
         *ret = TAKE_PTR(vmm);
         return 0;

@@ -83,6 +83,8 @@ typedef struct smolvm_config {
         const char *accel;        /* NULL or "auto", "kvm", "tcg" */
         unsigned boot_timeout_ms; /* 0: SMOLVM_DEFAULT_BOOT_TIMEOUT_MS */
         bool ephemeral;           /* the VM (and its directory) dies with its creator */
+        const char *kernel_cmdline; /* appended to the guest kernel command line, or NULL:
+                                   * then $SMOLVM_KERNEL_APPEND if set (debugging, tests) */
         int cancel_fd;            /* > 0: smolvm_start() gives up with -ECANCELED once this fd
                                    * is readable (e.g. a signalfd); 0 or -1: none */
 } smolvm_config;

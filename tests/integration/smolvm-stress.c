@@ -9,11 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "smolvm/smolvm.h"
 
 #define N_SEQ 20
 #define N_PAR 8
+
+static uint64_t mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static int n_test;
 static int n_fail;
@@ -90,6 +98,43 @@ static void *worker_main(void *p)
         return NULL;
 }
 
+/* Runs argv in the VM, returns stdout (caller frees) or NULL. */
+static char *run_capture(smolvm_vm *vm, const char *const *argv, uint32_t timeout_ms, smolvm_exec_status *ret_status)
+{
+        smolvm_exec_opts o;
+        smolvm_exec_opts_init(&o);
+        o.argv = argv;
+        o.timeout_ms = timeout_ms;
+        smolvm_result res;
+        if (smolvm_run(vm, &o, &res) < 0)
+                return NULL;
+        *ret_status = res.status;
+        char *out = strdup(res.stdout_data ? res.stdout_data : "");
+        smolvm_result_free(&res);
+        return out;
+}
+
+/* The guest kills the whole process group at the timeout: background children
+ * included, so nothing of the command is left running afterwards. */
+static void check_timeout_kills_group(smolvm_vm *vm)
+{
+        const char *argv[] = { "/bin/sh", "-c", "sleep 1000 & sleep 1000", NULL };
+        smolvm_exec_status st = { 0 };
+        uint64_t t0 = mono_ms();
+        char *out = run_capture(vm, argv, 2000, &st);
+        uint64_t took = mono_ms() - t0;
+        tap(out && st.timed_out, "timeout: reported timed_out");
+        tap(out && took < 10000, "timeout: returned within a few seconds (%llu ms)", (unsigned long long)took);
+        free(out);
+        const char *ps[] = { "ps", "-e", "-o", "comm=", NULL };
+        out = run_capture(vm, ps, 10000, &st);
+        tap(out && st.exit_code == 0 && strstr(out, "ps") && !strstr(out, "sleep"),
+            "timeout: no process of the command left in the guest");
+        if (out && strstr(out, "sleep"))
+                printf("# ps: %s\n", out);
+        free(out);
+}
+
 int main(void)
 {
         smolvm_config cfg;
@@ -138,6 +183,8 @@ int main(void)
                         pthread_join(w[i].t, NULL);
                 tap(w[i].ok, "concurrent command %d%s%s", w[i].n, w[i].ok ? "" : ": ", w[i].why);
         }
+
+        check_timeout_kills_group(vm);
 
         char dir[4096];
         snprintf(dir, sizeof(dir), "%s", smolvm_dir(vm));

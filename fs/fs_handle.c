@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The handle table: fh -> fd opened for I/O (OPEN/OPENDIR/CREATE). Bounded by
+ * max_handles and by the fd budget. A handle in use by a request (refs > 0) is
+ * only closed when its last user puts it, so a RELEASE racing a READ on another
+ * thread can never make that READ use a closed (or reused) fd number. */
+#include <stdatomic.h>
+#include <sys/resource.h>
+
+#include "fs_server_i.h"
+#include "util.h"
+
+/* Every smolvm_fs in the process shares one fd table, so the budget is counted
+ * process-wide; fs->fd_budget is the limit derived from RLIMIT_NOFILE. */
+static _Atomic uint32_t g_fds_held;
+
+bool fs_fd_budget_take_locked(smolvm_fs *fs)
+{
+        uint32_t cur = atomic_load(&g_fds_held);
+        do {
+                if (cur >= fs->fd_budget)
+                        return false;
+        } while (!atomic_compare_exchange_weak(&g_fds_held, &cur, cur + 1));
+        fs->n_fds++;
+        return true;
+}
+
+void fs_fd_budget_return_locked(smolvm_fs *fs)
+{
+        if (fs->n_fds > 0) {
+                fs->n_fds--;
+                atomic_fetch_sub(&g_fds_held, 1);
+        }
+}
+
+static uint64_t make_fh(uint32_t idx, uint32_t gen)
+{
+        return ((uint64_t)gen << 32) | (uint64_t)(idx + 1);
+}
+
+int fs_handle_table_init(smolvm_fs *fs)
+{
+        fs->handles = calloc(fs->max_handles, sizeof(*fs->handles));
+        if (!fs->handles)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < fs->max_handles; i++) {
+                fs->handles[i].fd = -1;
+                pthread_mutex_init(&fs->handles[i].dir_lock, NULL);
+        }
+        return 0;
+}
+
+void fs_handle_table_free(smolvm_fs *fs)
+{
+        if (!fs->handles)
+                return;
+        for (uint32_t i = 0; i < fs->max_handles; i++) {
+                if (fs->handles[i].fh != 0)
+                        safe_close(fs->handles[i].fd);
+                pthread_mutex_destroy(&fs->handles[i].dir_lock);
+        }
+        free(fs->handles);
+        fs->handles = NULL;
+}
+
+int fs_handle_add(smolvm_fs *fs, fs_inode *ino, int fd, bool is_dir, bool writable, uint64_t *ret_fh)
+{
+        _cleanup_close_ int owned = fd;
+        int r = 0;
+
+        pthread_mutex_lock(&fs->lock);
+        if (fs->n_handles >= fs->max_handles || !fs_fd_budget_take_locked(fs)) {
+                r = -EMFILE;
+                goto out;
+        }
+        uint32_t idx;
+        if (fs->handle_free != 0) {
+                idx = fs->handle_free - 1;
+                fs->handle_free = fs->handles[idx].free_next;
+        } else {
+                idx = fs->handle_unused++;
+        }
+        fs_handle *h = &fs->handles[idx];
+        uint32_t gen = h->gen + 1;
+        if (gen == 0)
+                gen = 1;
+        h->fh = make_fh(idx, gen);
+        h->gen = gen;
+        h->fd = TAKE_FD(owned);
+        h->inode_idx = fs_inode_idx(fs, ino);
+        h->refs = 0;
+        h->released = false;
+        h->is_dir = is_dir;
+        h->writable = writable;
+        h->free_next = 0;
+        ino->refs++; /* the handle pins its inode (READDIRPLUS uses it as parent) */
+        fs->n_handles++;
+        *ret_fh = h->fh;
+out:
+        pthread_mutex_unlock(&fs->lock);
+        return r;
+}
+
+static fs_handle *find_locked(smolvm_fs *fs, uint64_t fh)
+{
+        uint64_t low = fh & 0xffffffffu;
+        if (low == 0 || low > fs->handle_unused)
+                return NULL;
+        fs_handle *h = &fs->handles[low - 1];
+        return h->fh == fh && !h->released ? h : NULL;
+}
+
+fs_handle *fs_handle_get(smolvm_fs *fs, uint64_t fh)
+{
+        pthread_mutex_lock(&fs->lock);
+        fs_handle *h = find_locked(fs, fh);
+        if (h)
+                h->refs++;
+        pthread_mutex_unlock(&fs->lock);
+        return h;
+}
+
+/* Returns the fd to close (after dropping the lock: closing a file can flush). */
+static int finalize_locked(smolvm_fs *fs, fs_handle *h)
+{
+        int fd = h->fd;
+        uint32_t idx = (uint32_t)(h - fs->handles);
+        h->fd = -1;
+        h->fh = 0;
+        h->released = false;
+        h->free_next = fs->handle_free;
+        fs->handle_free = idx + 1;
+        fs->n_handles--;
+        fs_fd_budget_return_locked(fs);
+        fs_inode_put_locked(fs, h->inode_idx);
+        return fd;
+}
+
+void fs_handle_put(smolvm_fs *fs, fs_handle *h)
+{
+        int fd = -1;
+        if (!h)
+                return;
+        pthread_mutex_lock(&fs->lock);
+        if (h->refs > 0)
+                h->refs--;
+        if (h->released && h->refs == 0)
+                fd = finalize_locked(fs, h);
+        pthread_mutex_unlock(&fs->lock);
+        safe_close(fd);
+}
+
+int fs_handle_release(smolvm_fs *fs, uint64_t fh, bool is_dir)
+{
+        int fd = -1, r = 0;
+        pthread_mutex_lock(&fs->lock);
+        fs_handle *h = find_locked(fs, fh);
+        if (!h || h->is_dir != is_dir) {
+                r = -EBADF;
+        } else {
+                h->released = true;
+                if (h->refs == 0)
+                        fd = finalize_locked(fs, h);
+        }
+        pthread_mutex_unlock(&fs->lock);
+        safe_close(fd);
+        return r;
+}
+
+void fs_handle_release_all(smolvm_fs *fs)
+{
+        for (uint32_t i = 0; i < fs->max_handles; i++) {
+                int fd = -1;
+                pthread_mutex_lock(&fs->lock);
+                fs_handle *h = &fs->handles[i];
+                if (h->fh != 0 && !h->released) {
+                        h->released = true;
+                        if (h->refs == 0)
+                                fd = finalize_locked(fs, h);
+                }
+                pthread_mutex_unlock(&fs->lock);
+                safe_close(fd);
+        }
+}
+
+void fs_fd_budget_release_all(smolvm_fs *fs)
+{
+        atomic_fetch_sub(&g_fds_held, fs->n_fds);
+        fs->n_fds = 0;
+}

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm-virtiofsd: a vhost-user-fs back-end serving one host directory.
+ *
+ *   smolvm-virtiofsd --socket-path P --shared-dir D [--read-only|--rw] [--trace]
+ *                    [--sandbox=namespace|none]
+ *
+ * Listens on P, serves the first front-end (QEMU) that connects, exits 0 when it
+ * disconnects, 1 on errors. Spawned by the supervisor, one per share.
+ *
+ * Sandbox (default "namespace"), set up after the socket is bound and before
+ * anything from the front-end is read:
+ *  - PR_SET_NO_NEW_PRIVS;
+ *  - new mount + PID namespaces (+ a user namespace mapping only our own ids
+ *    when we lack CAP_SYS_ADMIN); we fork, the child is PID 1 of the new PID
+ *    namespace and serves, the parent waits and relays its exit status (and
+ *    kills it on SIGTERM/SIGINT/SIGHUP: a PID 1 ignores signals it has no
+ *    handler for);
+ *  - all mounts made private, then pivot_root into a fresh read-only tmpfs that
+ *    holds only /shared (a bind mount of D, read-only with --read-only, nosuid,
+ *    nodev) and /proc (a new procfs of the new PID namespace: it shows only this
+ *    process). The file server needs /proc/self/fd to reopen the O_PATH fds it
+ *    pins inodes with (openat2 has no AT_EMPTY_PATH); with a private procfs that
+ *    is all /proc exposes. We do not pivot straight into D so that no procfs has
+ *    to be mounted inside the directory the guest sees, and we do not keep a
+ *    host procfs fd, which would lead back to /proc/1/root on the host;
+ *  - rlimits: no core dumps. (Not PR_SET_DUMPABLE 0: it makes /proc/self/fd
+ *    owned by a root that is unmapped in a user namespace, breaking reopen.)
+ *    RLIMIT_NOFILE is raised by the file server to what its tables can hold.
+ *    RLIMIT_NPROC is per real uid and counts threads: not set.
+ * Read-only is enforced by the file server (EROFS), the read-only bind mount is
+ * defence in depth. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "evloop.h"
+#include "fs_server.h"
+#include "util.h"
+#include "virtiofs.h"
+
+/* Inside the sandbox root. */
+#define SANDBOX_SHARED "/shared"
+
+typedef struct options {
+        const char *socket_path;
+        const char *shared_dir;
+        bool read_only;
+        bool trace;
+        bool sandbox;
+} options;
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH --shared-dir DIR [--read-only|--rw]\n"
+                   "                        [--sandbox=namespace|none] [--trace]\n");
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+        enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP };
+        static const struct option longopts[] = {
+                { "socket-path", required_argument, NULL, 's' },
+                { "shared-dir", required_argument, NULL, 'd' },
+                { "read-only", no_argument, NULL, OPT_RO },
+                { "rw", no_argument, NULL, OPT_RW },
+                { "sandbox", required_argument, NULL, OPT_SANDBOX },
+                { "trace", no_argument, NULL, OPT_TRACE },
+                { "help", no_argument, NULL, OPT_HELP },
+                { 0 },
+        };
+        *o = (options){ .read_only = true, .sandbox = true };
+        int c;
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+                switch (c) {
+                case 's': o->socket_path = optarg; break;
+                case 'd': o->shared_dir = optarg; break;
+                case OPT_RO: o->read_only = true; break;
+                case OPT_RW: o->read_only = false; break;
+                case OPT_TRACE: o->trace = true; break;
+                case OPT_SANDBOX:
+                        if (strcmp(optarg, "namespace") == 0)
+                                o->sandbox = true;
+                        else if (strcmp(optarg, "none") == 0)
+                                o->sandbox = false;
+                        else {
+                                fprintf(stderr, "smolvm-virtiofsd: --sandbox: expected namespace or none, got '%s'\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case OPT_HELP: usage(stdout); exit(EXIT_SUCCESS);
+                default: usage(stderr); return -EINVAL;
+                }
+        }
+        if (optind != argc || !o->socket_path || !o->shared_dir) {
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int listen_unix(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        /* Replace a stale socket left by a previous run, never anything else. */
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
+static int write_file(const char *path, const char *s)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        return write_all(fd, s, strlen(s));
+}
+
+/* Keep the flags the kernel locks on a bind mount (user namespaces refuse a
+ * remount that would clear them). */
+static unsigned long locked_flags(const char *path)
+{
+        struct statvfs sv;
+        unsigned long f = 0;
+        if (statvfs(path, &sv) < 0)
+                return 0;
+        if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+        if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+        if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+        if (sv.f_flag & ST_RDONLY) f |= MS_RDONLY;
+        if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+        if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+        if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+        return f;
+}
+
+#define TRY(step, expr) do { if ((expr) < 0) { int _e = negative_errno(); \
+        fprintf(stderr, "smolvm-virtiofsd: sandbox: %s: %s\n", step, strerror(-_e)); return _e; } } while (0)
+
+/* Runs in the child, PID 1 of the new PID namespace, in the new mount namespace. */
+static int build_root(const char *shared_dir, int shared_fd, bool read_only)
+{
+        char src[64];
+        /* The scratch mount point only exists in our private mount namespace. */
+        const char *scratch = "/tmp";
+        TRY("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        /* A bind source must be a mount of our (new) namespace: the fd opened
+         * before unshare is not. Reopen by path and check it is the same
+         * directory, so a rename in between cannot swap what we share. */
+        _cleanup_close_ int fd = open(shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat a, b;
+        TRY("reopen shared dir", fd);
+        TRY("stat shared dir", fstat(fd, &a));
+        TRY("stat shared dir", fstat(shared_fd, &b));
+        if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+                fprintf(stderr, "smolvm-virtiofsd: sandbox: %s changed while starting\n", shared_dir);
+                return -ESTALE;
+        }
+        TRY("mount tmpfs", mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,mode=0755"));
+        TRY("mkdir /shared", mkdir("/tmp/shared", 0755));
+        TRY("mkdir /proc", mkdir("/tmp/proc", 0555));
+        /* Bind through our fd: the path may be hidden by the tmpfs now. */
+        snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+        TRY("bind shared dir", mount(src, "/tmp/shared", NULL, MS_BIND | MS_REC, NULL));
+        unsigned long f = locked_flags("/tmp/shared") | MS_NOSUID | MS_NODEV | (read_only ? MS_RDONLY : 0);
+        TRY("remount shared dir", mount(NULL, "/tmp/shared", NULL, MS_REMOUNT | MS_BIND | f, NULL));
+        TRY("mount proc", mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+        TRY("chdir new root", chdir(scratch));
+        /* pivot_root(".", "."): the old root ends up stacked on "/", detach it. */
+        TRY("pivot_root", (int)syscall(SYS_pivot_root, ".", "."));
+        TRY("detach old root", umount2(".", MNT_DETACH));
+        TRY("chdir /", chdir("/"));
+        TRY("remount root read-only", mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+        return 0;
+}
+
+static pid_t child_pid;
+
+static void forward_signal(int sig)
+{
+        if (child_pid > 0)
+                kill(child_pid, SIGKILL);
+}
+
+/* Enter the namespaces and fork. Returns in the child only (0), or a negative
+ * errno; the parent never returns (it exits with the child's status). */
+static int enter_namespaces(void)
+{
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+        if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0) {
+                if (errno != EPERM)
+                        return negative_errno();
+                /* Unprivileged: a user namespace that maps only ourselves. */
+                TRY("unshare user+mount+pid namespaces", unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID));
+                char map[64];
+                TRY("setgroups deny", write_file("/proc/self/setgroups", "deny"));
+                snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+                TRY("uid_map", write_file("/proc/self/uid_map", map));
+                snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+                TRY("gid_map", write_file("/proc/self/gid_map", map));
+        }
+        pid_t pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                /* Die with the parent: the supervisor only tracks the parent. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                return 0;
+        }
+        child_pid = pid;
+        struct sigaction sa = { .sa_handler = forward_signal };
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        _exit(EXIT_FAILURE);
+        if (WIFEXITED(status))
+                _exit(WEXITSTATUS(status));
+        _exit(128 + WTERMSIG(status));
+}
+
+static void set_rlimits(void)
+{
+        /* A core dump would write guest memory (mapped shared) to disk. */
+        struct rlimit none = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &none);
+        /* We never fork again past this point; threads count against
+         * RLIMIT_NPROC per real uid, so no useful bound exists there. */
+}
+
+static bool done;
+static int exit_code;
+
+static void on_broken(void *userdata, int err, const char *why)
+{
+        bool *trace = userdata;
+        done = true;
+        if (err == -ECONNRESET) {
+                if (*trace)
+                        fprintf(stderr, "smolvm-virtiofsd: front-end disconnected\n");
+                return;
+        }
+        fprintf(stderr, "smolvm-virtiofsd: vhost-user: %s: %s\n", why, strerror(-err));
+        exit_code = EXIT_FAILURE;
+}
+
+int main(int argc, char **argv)
+{
+        options o;
+        if (parse_args(argc, argv, &o) < 0)
+                return EXIT_FAILURE;
+
+        _cleanup_close_ int shared_fd = open(o.shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (shared_fd < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: open %s: %s\n", o.shared_dir, strerror(errno));
+                return EXIT_FAILURE;
+        }
+        _cleanup_close_ int lfd = listen_unix(o.socket_path);
+        if (lfd < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: listen on %s: %s\n", o.socket_path, strerror(-lfd));
+                return EXIT_FAILURE;
+        }
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: PR_SET_NO_NEW_PRIVS: %s\n", strerror(errno));
+                return EXIT_FAILURE;
+        }
+        const char *root = o.shared_dir;
+        if (o.sandbox) {
+                if (enter_namespaces() < 0 || build_root(o.shared_dir, shared_fd, o.read_only) < 0)
+                        return EXIT_FAILURE;
+                root = SANDBOX_SHARED;
+        }
+        shared_fd = safe_close(shared_fd);
+        set_rlimits();
+
+        smolvm_fs *fs = NULL;
+        smolvm_fs_config fcfg = { .root = root, .read_only = o.read_only };
+        int r = smolvm_fs_new(&fcfg, &fs);
+        if (r < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: file server on %s: %s\n", o.shared_dir, strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        int cfd;
+        do
+                cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        while (cfd < 0 && errno == EINTR);
+        if (cfd < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: accept on %s: %s\n", o.socket_path, strerror(errno));
+                smolvm_fs_free(fs);
+                return EXIT_FAILURE;
+        }
+        /* One front-end per process. */
+        lfd = safe_close(lfd);
+
+        smolvm_evloop *loop = NULL;
+        smolvm_virtiofs *vfs = NULL;
+        smolvm_virtiofs_config vcfg = { .fs = fs, .broken = on_broken, .userdata = &o.trace, .trace = o.trace };
+        r = smolvm_evloop_new(&loop);
+        if (r >= 0)
+                r = smolvm_virtiofs_new(loop, cfd, &vcfg, &vfs);
+        if (r < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: virtio-fs device: %s\n", strerror(-r));
+                safe_close(cfd);
+                smolvm_evloop_free(loop);
+                smolvm_fs_free(fs);
+                return EXIT_FAILURE;
+        }
+        while (!done) {
+                r = smolvm_evloop_run_once(loop, -1);
+                if (r < 0) {
+                        fprintf(stderr, "smolvm-virtiofsd: event loop: %s\n", strerror(-r));
+                        exit_code = EXIT_FAILURE;
+                        break;
+                }
+        }
+        if (o.trace) {
+                smolvm_virtiofs_stats st;
+                smolvm_virtiofs_get_stats(vfs, &st);
+                fprintf(stderr, "smolvm-virtiofsd: %llu requests, %llu dropped, %llu notifies, %u broken queues\n",
+                        (unsigned long long)st.n_requests, (unsigned long long)st.n_dropped,
+                        (unsigned long long)st.n_notifies, st.n_broken_queues);
+        }
+        smolvm_virtiofs_free(vfs);
+        smolvm_evloop_free(loop);
+        smolvm_fs_free(fs);
+        return exit_code;
+}
