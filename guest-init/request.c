@@ -225,6 +225,10 @@ static int parse_exec(json_t *root, agent_exec_spec *ret, char *errbuf, size_t e
         r = dup_strv(jshell ? shell_argv : argv_borrowed, n_argv, &spec.argv);
         if (r < 0)
                 goto fail;
+        r = dup_strv(env_extra, n_env_extra, &spec.env_extra); /* n == 0: src unused */
+        if (r < 0)
+                goto fail;
+        spec.n_env_extra = n_env_extra;
         spec.cwd = strdup(cwd);
         if (!spec.cwd) {
                 r = -ENOMEM;
@@ -235,7 +239,154 @@ static int parse_exec(json_t *root, agent_exec_spec *ret, char *errbuf, size_t e
 fail:
         agent_strv_free(spec.argv);
         agent_strv_free(spec.envp);
+        agent_strv_free(spec.env_extra);
         return r;
+}
+
+bool agent_env_key_valid(const char *key)
+{
+        if (!key || !(key[0] == '_' || (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z')))
+                return false;
+        for (const char *p = key + 1; *p; p++)
+                if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+                        return false;
+        return true;
+}
+
+/* The "path" of the file ops: a string, absolute, bounded. Borrowed from root. */
+static int get_path(json_t *root, const char **ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *j = json_object_get(root, "path");
+        if (!j || json_is_null(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'path'");
+        if (!json_is_string(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be a string");
+        const char *p = json_string_value(j);
+        /* jansson refuses \u0000 without JSON_ALLOW_NUL; checked again so the C
+         * string is the whole path whatever the parser flags. */
+        if (strlen(p) != json_string_length(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must not contain NUL bytes");
+        if (p[0] != '/')
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be an absolute path");
+        if (strlen(p) > AGENT_MAX_PATH)
+                return fail(-ENAMETOOLONG, errbuf, errbuf_len, "field 'path' is longer than %u bytes",
+                            AGENT_MAX_PATH);
+        *ret = p;
+        return 0;
+}
+
+static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *j = json_object_get(root, field);
+        if (!j || json_is_null(j)) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_boolean(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be a boolean", field);
+        *ret = json_is_true(j);
+        return 0;
+}
+
+static int parse_path_op(json_t *root, agent_op op, agent_path_spec *ret, char *errbuf, size_t errbuf_len)
+{
+        const char *path;
+        int r = get_path(root, &path, errbuf, errbuf_len);
+        if (r < 0)
+                return r;
+        agent_path_spec spec = { .mode = op == AGENT_OP_MKDIR ? 0755 : 0644 };
+        if (op == AGENT_OP_WRITE_FILE || op == AGENT_OP_MKDIR) {
+                json_t *jm = json_object_get(root, "mode");
+                if (jm && !json_is_null(jm)) {
+                        if (!json_is_integer(jm) || json_integer_value(jm) < 0 || json_integer_value(jm) > 07777)
+                                return fail(-EINVAL, errbuf, errbuf_len,
+                                            "field 'mode' must be an integer from 0 to 4095 (07777)");
+                        spec.mode = (uint32_t)json_integer_value(jm);
+                }
+                const char *field = op == AGENT_OP_MKDIR ? "parents" : "mkdirs";
+                r = get_bool(root, field, false, &spec.parents, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        }
+        spec.path = strdup(path);
+        if (!spec.path)
+                return -ENOMEM;
+        *ret = spec;
+        return 0;
+}
+
+static void env_spec_free(agent_env_spec *e)
+{
+        agent_strv_free(e->keys);
+        agent_strv_free(e->values);
+        *e = (agent_env_spec){ 0 };
+}
+
+static int parse_env_set(json_t *root, agent_env_spec *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *jv = json_object_get(root, "vars");
+        if (!jv || json_is_null(jv))
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'vars'");
+        if (!json_is_object(jv))
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'vars' must be an object of strings");
+        size_t n = json_object_size(jv);
+        if (n > AGENT_MAX_ENV)
+                return fail(-E2BIG, errbuf, errbuf_len, "field 'vars' has %zu entries (at most %u allowed)", n,
+                            AGENT_MAX_ENV);
+        const char *key;
+        json_t *val;
+        json_object_foreach(jv, key, val) {
+                if (!agent_env_key_valid(key))
+                        return fail(-EINVAL, errbuf, errbuf_len,
+                                    "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", key);
+                if (!json_is_string(val))
+                        return fail(-EINVAL, errbuf, errbuf_len, "field 'vars.%.64s' must be a string", key);
+                if (json_string_length(val) > AGENT_ENV_MAX_VALUE)
+                        return fail(-E2BIG, errbuf, errbuf_len, "value of '%.64s' is %zu bytes (at most %u allowed)",
+                                    key, json_string_length(val), AGENT_ENV_MAX_VALUE);
+                if (strlen(json_string_value(val)) != json_string_length(val))
+                        return fail(-EINVAL, errbuf, errbuf_len, "value of '%.64s' contains a NUL byte", key);
+        }
+        agent_env_spec e = { .n = n };
+        e.keys = calloc(n + 1, sizeof(char *));
+        e.values = calloc(n + 1, sizeof(char *));
+        if (!e.keys || !e.values)
+                goto oom;
+        size_t i = 0;
+        json_object_foreach(jv, key, val) {
+                e.keys[i] = strdup(key);
+                e.values[i] = strdup(json_string_value(val));
+                i++;
+                if (!e.keys[i - 1] || !e.values[i - 1])
+                        goto oom;
+        }
+        *ret = e;
+        return 0;
+oom:
+        env_spec_free(&e);
+        return -ENOMEM;
+}
+
+static int parse_env_unset(json_t *root, agent_env_spec *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *jk = json_object_get(root, "keys");
+        if (!jk || json_is_null(jk))
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'keys'");
+        _cleanup_free_ const char **keys = NULL;
+        size_t n = 0;
+        int r = string_array(jk, "keys", AGENT_MAX_ENV, &keys, &n, errbuf, errbuf_len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (!agent_env_key_valid(keys[i]))
+                        return fail(-EINVAL, errbuf, errbuf_len,
+                                    "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", keys[i]);
+        agent_env_spec e = { .n = n };
+        r = dup_strv(keys, n, &e.keys);
+        if (r < 0)
+                return r;
+        *ret = e;
+        return 0;
 }
 
 int agent_request_parse(const void *json, size_t len, agent_request *ret, char *errbuf, size_t errbuf_len)
@@ -265,6 +416,27 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
                 req.op = AGENT_OP_PING;
         } else if (strcmp(op, "poweroff") == 0) {
                 req.op = AGENT_OP_POWEROFF;
+        } else if (strcmp(op, "write_file") == 0 || strcmp(op, "read_file") == 0 || strcmp(op, "mkdir") == 0 ||
+                   strcmp(op, "list_tree") == 0) {
+                req.op = strcmp(op, "write_file") == 0 ? AGENT_OP_WRITE_FILE
+                         : strcmp(op, "read_file") == 0 ? AGENT_OP_READ_FILE
+                         : strcmp(op, "mkdir") == 0    ? AGENT_OP_MKDIR
+                                                       : AGENT_OP_LIST_TREE;
+                int r = parse_path_op(root, req.op, &req.file, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(op, "env_set") == 0) {
+                req.op = AGENT_OP_ENV_SET;
+                int r = parse_env_set(root, &req.env, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(op, "env_unset") == 0) {
+                req.op = AGENT_OP_ENV_UNSET;
+                int r = parse_env_unset(root, &req.env, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(op, "env_list") == 0) {
+                req.op = AGENT_OP_ENV_LIST;
         } else {
                 /* Bounded: an op name may be up to a frame long. */
                 return fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);
@@ -280,7 +452,10 @@ void agent_request_done(agent_request *r)
         if (r->op == AGENT_OP_EXEC) {
                 agent_strv_free(r->exec.argv);
                 agent_strv_free(r->exec.envp);
+                agent_strv_free(r->exec.env_extra);
                 free(r->exec.cwd);
         }
+        free(r->file.path);
+        env_spec_free(&r->env);
         *r = (agent_request){ 0 };
 }

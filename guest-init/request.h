@@ -11,6 +11,11 @@
  * bounded by SMOLVM_FRAME_MAX_PAYLOAD). */
 #define AGENT_MAX_ARGV 4096u
 #define AGENT_MAX_ENV 4096u
+/* File ops: longest accepted path, in bytes (PATH_MAX includes the NUL). */
+#define AGENT_MAX_PATH 4096u
+/* Persistent env (env_set): per value, and keys + values over the whole store. */
+#define AGENT_ENV_MAX_VALUE (64u * 1024u)
+#define AGENT_ENV_MAX_TOTAL (1024u * 1024u)
 
 /* The environment every command starts from; "env" entries are added on top. */
 #define AGENT_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -20,6 +25,13 @@ typedef enum agent_op {
         AGENT_OP_EXEC,
         AGENT_OP_PING,
         AGENT_OP_POWEROFF,
+        AGENT_OP_WRITE_FILE,
+        AGENT_OP_READ_FILE,
+        AGENT_OP_MKDIR,
+        AGENT_OP_LIST_TREE,
+        AGENT_OP_ENV_SET,
+        AGENT_OP_ENV_UNSET,
+        AGENT_OP_ENV_LIST,
 } agent_op;
 
 typedef struct agent_exec_spec {
@@ -27,21 +39,40 @@ typedef struct agent_exec_spec {
         size_t n_argv;
         char **envp;          /* base env merged with the request's "env", NULL-terminated */
         size_t n_envp;
+        char **env_extra;     /* the request's own "env" entries (to re-merge over the stored env) */
+        size_t n_env_extra;
         char *cwd;            /* absolute */
         uint64_t timeout_ms;  /* 0 = none */
         bool want_stdin;      /* false: the command reads /dev/null */
         bool keep_background; /* true: do not kill the process group when the command exits */
 } agent_exec_spec;
 
+/* write_file, read_file, mkdir, list_tree. */
+typedef struct agent_path_spec {
+        char *path;    /* absolute, at most AGENT_MAX_PATH bytes */
+        uint32_t mode; /* permission bits (<= 07777): write_file (default 0644), mkdir (0755) */
+        bool parents;  /* write_file "mkdirs", mkdir "parents" */
+} agent_path_spec;
+
+/* env_set (keys + values), env_unset (keys), env_list (empty). Keys are valid names. */
+typedef struct agent_env_spec {
+        char **keys;   /* NULL-terminated */
+        char **values; /* env_set: parallel to keys, NULL-terminated; else NULL */
+        size_t n;
+} agent_env_spec;
+
 typedef struct agent_request {
         agent_op op;
         agent_exec_spec exec; /* AGENT_OP_EXEC only */
+        agent_path_spec file; /* the file ops */
+        agent_env_spec env;   /* the env ops */
 } agent_request;
 
 /* Parse a REQUEST frame payload. Returns 0 and fills *ret (free with
  * agent_request_done), or a negative errno with a message naming the offending
- * field in errbuf: -EINVAL (bad JSON, missing or ill-typed field), -E2BIG
- * (argv/env too long), -EOPNOTSUPP (unknown op), -ENOMEM. *ret is untouched on
+ * field in errbuf: -EINVAL (bad JSON, missing or ill-typed field, bad env
+ * key), -E2BIG (argv/env/vars too long, env value too large), -ENAMETOOLONG
+ * (path), -EOPNOTSUPP (unknown op), -ENOMEM. *ret is untouched on
  * failure. */
 int agent_request_parse(const void *json, size_t len, agent_request *ret, char *errbuf, size_t errbuf_len);
 void agent_request_done(agent_request *r);
@@ -53,6 +84,9 @@ void agent_request_done(agent_request *r);
  * -EINVAL with the index of the bad extra entry in *ret_bad_index, or -ENOMEM. */
 int agent_env_merge(const char *const *base, size_t n_base, const char *const *extra, size_t n_extra,
                     char ***ret, size_t *ret_n, size_t *ret_bad_index);
+
+/* True if key matches [A-Za-z_][A-Za-z0-9_]* (what a POSIX shell can export). */
+bool agent_env_key_valid(const char *key);
 
 /* The base environment (PATH, HOME, TERM, LANG), NULL-terminated. */
 const char *const *agent_base_env(size_t *ret_n);

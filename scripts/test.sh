@@ -9,11 +9,22 @@ cd "$here"
 bash scripts/setup.sh
 
 # Integration tests boot VMs under TCG (~5 s each) and run one at a time (2 cores).
+# Unit suites once more under AddressSanitizer + UndefinedBehaviorSanitizer: the
+# parsers and state machines that face the guest must be clean, not just pass.
+if [ ! -f build-asan/build.ninja ]; then
+        meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+fi
+ninja -C build-asan >/dev/null
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$log"
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 2>&1 | tee "$log"
+rc_asan=${PIPESTATUS[0]}
+meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && rc=$rc_asan
 set -e
 
 # One closing line in the plain form CI reads: 'N passed, N failed, N skipped',

@@ -157,3 +157,158 @@ void cli_json_string(FILE *f, const char *s, size_t len)
         }
         fputc('"', f);
 }
+
+/* ---- the --json envelope ---- */
+
+const char *cli_error_code_name(int code)
+{
+        switch (code) {
+        case SMOLVM_ENOTFOUND:
+                return "not_found";
+        case SMOLVM_EEXIST:
+                return "already_exists";
+        case SMOLVM_EINVAL:
+        case -E2BIG:
+        case -ENAMETOOLONG:
+                return "invalid_argument";
+        case SMOLVM_ETIMEDOUT:
+                return "timeout";
+        case SMOLVM_ENOTRUNNING:
+                return "not_running";
+        case SMOLVM_EPAUSED:
+                return "paused";
+        case SMOLVM_EUNREACHABLE:
+        case -ECONNREFUSED:
+        case -ECONNRESET:
+                return "exec_unavailable";
+        case SMOLVM_EIMAGE:
+                return "image_error";
+        case SMOLVM_EBACKEND:
+                return "backend_error";
+        case SMOLVM_EBUSY:
+                return "busy";
+        case -ECANCELED:
+                return "cancelled";
+        default:
+                return "error";
+        }
+}
+
+int cli_exit_code_for(int code)
+{
+        return code == SMOLVM_ETIMEDOUT ? 124 : CLI_EXIT_ERROR;
+}
+
+static void json_print_steal(json_t *o)
+{
+        /* JSON_ENSURE_ASCII is not needed: jansson emits UTF-8, and the strings we
+         * put in were validated by json_string(). */
+        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(o);
+        if (s) {
+                fputs(s, stdout);
+                fputc('\n', stdout);
+                free(s);
+        } else {
+                /* Out of memory, or invalid UTF-8 given to us: still one valid object. */
+                fputs("{\"ok\":false,\"command\":null,\"exit_code\":125,\"data\":null,"
+                      "\"error\":{\"code\":\"error\",\"message\":\"cannot encode the JSON output\","
+                      "\"recovery\":\"\"}}\n",
+                      stdout);
+        }
+        fflush(stdout);
+}
+
+/* json_string() refuses invalid UTF-8; anything from a guest may be that. */
+static json_t *json_text(const char *s)
+{
+        if (!s)
+                return json_string("");
+        json_t *j = json_string(s);
+        if (j)
+                return j;
+        size_t n = strlen(s);
+        char *copy = malloc(n + 1);
+        if (!copy)
+                return NULL;
+        for (size_t i = 0; i <= n; i++)
+                copy[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
+        j = json_string(copy);
+        free(copy);
+        return j;
+}
+
+void cli_json_ok(const char *command, int exit_code, json_t *data)
+{
+        json_t *o = json_object();
+        if (o) {
+                json_object_set_new(o, "ok", json_true());
+                json_object_set_new(o, "command", json_text(command));
+                json_object_set_new(o, "exit_code", json_integer(exit_code));
+                json_object_set_new(o, "data", data ? data : json_null());
+                json_object_set_new(o, "error", json_null());
+        } else {
+                json_decref(data);
+        }
+        json_print_steal(o);
+}
+
+void cli_json_error(const char *command, int exit_code, const char *code, const char *message,
+                    const char *recovery, json_t *data)
+{
+        json_t *o = json_object(), *e = json_object();
+        if (o && e) {
+                json_object_set_new(e, "code", json_text(code ? code : "error"));
+                json_object_set_new(e, "message", json_text(message));
+                json_object_set_new(e, "recovery", json_text(recovery));
+                json_object_set_new(o, "ok", json_false());
+                json_object_set_new(o, "command", json_text(command));
+                json_object_set_new(o, "exit_code", json_integer(exit_code));
+                json_object_set_new(o, "data", data ? data : json_null());
+                json_object_set_new(o, "error", e);
+        } else {
+                json_decref(o);
+                json_decref(e);
+                json_decref(data);
+                o = NULL;
+        }
+        json_print_steal(o);
+}
+
+int cli_fail(const char *command, bool json, int r)
+{
+        int exit_code = cli_exit_code_for(r);
+        if (json) {
+                const smolvm_error *e = smolvm_last_error();
+                json_t *data = NULL;
+                if (e->console_tail[0]) {
+                        data = json_object();
+                        if (data)
+                                json_object_set_new(data, "console_tail", json_text(e->console_tail));
+                }
+                cli_json_error(command, exit_code, cli_error_code_name(r),
+                               e->message[0] ? e->message : smolvm_strerror(r), e->hint, data);
+        } else {
+                cli_print_lib_error();
+        }
+        return exit_code;
+}
+
+int cli_usage_fail(const char *command, bool json, const char *message)
+{
+        if (json)
+                cli_json_error(command, CLI_EXIT_ERROR, "invalid_argument", message ? message : "invalid arguments",
+                               "run 'smolvm COMMAND --help' for the options", NULL);
+        return CLI_EXIT_ERROR;
+}
+
+bool cli_wants_json(int argc, char **argv)
+{
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--"))
+                        return false;
+                if (!strcmp(argv[i], "--json"))
+                        return true;
+        }
+        return false;
+}

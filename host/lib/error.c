@@ -86,8 +86,27 @@ SMOLVM_EXPORT const smolvm_error *smolvm_last_error(void)
 
 SMOLVM_EXPORT const char *smolvm_strerror(int code)
 {
-        if (code < 0)
+        if (code > 0)
                 code = -code;
+        switch (code) {
+        case SMOLVM_ENOTRUNNING:
+                return "VM is not running";
+        case SMOLVM_EPAUSED:
+                return "VM is paused";
+        case SMOLVM_EUNREACHABLE:
+                return "Guest agent unreachable";
+        case SMOLVM_EIMAGE:
+                return "Image missing or unusable";
+        case SMOLVM_EBACKEND:
+                return "VM backend (supervisor or QEMU) failed";
+        case SMOLVM_ECORRUPT:
+                return "State file corrupt";
+        case SMOLVM_EALREADY:
+                return "VM is already in that state";
+        default:
+                break;
+        }
+        code = -code;
         const char *s = strerrordesc_np(code);
         return s ? s : "Unknown error";
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "agent_call_i.h"
 #include "agent_proto.h"
 #include "smolvm_i.h"
 #include "util.h"
@@ -164,7 +165,7 @@ out:
         return r;
 }
 
-static json_t *parse_object(const uint8_t *p, uint32_t len)
+json_t *agent_parse_object(const uint8_t *p, uint32_t len)
 {
         json_error_t jerr;
         json_t *o = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -193,7 +194,7 @@ static int int_field(json_t *o, const char *key, bool required, int64_t lo, int6
 
 static int parse_exit(const uint8_t *p, uint32_t len, smolvm_exec_status *st)
 {
-        json_t *o = parse_object(p, len);
+        json_t *o = agent_parse_object(p, len);
         if (!o)
                 return vm_error(-EBADMSG, NULL, "guest agent sent an invalid EXIT frame");
         int64_t code = 0, sig = 0, dur = 0;
@@ -214,9 +215,9 @@ static int parse_exit(const uint8_t *p, uint32_t len, smolvm_exec_status *st)
         return r;
 }
 
-static int parse_error(const uint8_t *p, uint32_t len)
+int agent_parse_error(const uint8_t *p, uint32_t len)
 {
-        json_t *o = parse_object(p, len);
+        json_t *o = agent_parse_object(p, len);
         if (!o)
                 return vm_error(-EBADMSG, NULL, "guest agent sent an invalid ERROR frame");
         int64_t e = 0;
@@ -245,7 +246,7 @@ static int handle_frame(exec_ctx *c, uint16_t type, const uint8_t *p, uint32_t l
         int r = 0;
         switch (type) {
         case SMOLVM_FRAME_STARTED: {
-                json_t *o = parse_object(p, len);
+                json_t *o = agent_parse_object(p, len);
                 int64_t pid = 0;
                 if (!o || int_field(o, "pid", false, 0, INT32_MAX, 0, &pid) < 0)
                         r = vm_error(-EBADMSG, NULL, "guest agent sent an invalid STARTED frame");
@@ -268,7 +269,7 @@ static int handle_frame(exec_ctx *c, uint16_t type, const uint8_t *p, uint32_t l
                         *done = true;
                 return r;
         case SMOLVM_FRAME_ERROR:
-                return parse_error(p, len);
+                return agent_parse_error(p, len);
         default:
                 (void)c;
                 return vm_error(-EPROTO, NULL, "guest agent sent an unexpected frame (type %u)", type);

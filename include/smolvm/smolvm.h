@@ -21,19 +21,28 @@
  * negative errno on failure; smolvm_last_error() then describes it (message, hint,
  * guest console tail). The detail is per thread, like errno.
  *
- * Threads: smolvm_exec()/smolvm_run() may be called concurrently from any number
- * of threads on one started VM: each uses its own connection to the guest agent.
- * smolvm_start(), smolvm_destroy() and smolvm_free() must not race with each other
- * or with running execs on the same VM.
+ * Threads and processes: smolvm_exec()/smolvm_run() may be called concurrently
+ * from any number of threads and processes on one running VM: each uses its own
+ * connection to the guest agent and takes no lock. smolvm_start/stop/pause/resume/
+ * delete serialise on the VM's lock file (flock, any process), so two CLIs acting
+ * on one VM never corrupt it. smolvm_free() must not race with other calls on the
+ * same handle.
+ *
+ * Ownership: a smolvm_vm handle is the caller's until smolvm_free(); strings
+ * returned by accessors live as long as the handle; smolvm_list()'s array is freed
+ * with smolvm_vm_info_free(), smolvm_result's buffers with smolvm_result_free();
+ * status and boot info are plain structs filled in place.
  *
  * The guest is treated as hostile: everything it sends is validated and bounded;
  * a misbehaving guest yields an error (-EPROTO, -EBADMSG, -ETIMEDOUT, ...), never a
  * crash or unbounded memory use in the caller. */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,10 +74,31 @@ typedef struct smolvm_error {
                                    * that does not exist or a bad cwd (message says which) */
 } smolvm_error;
 
+/* Error codes. Every function returns a negative errno; these are the ones with a
+ * documented meaning across the API (smolvm_strerror() describes them; the CLI's
+ * --json "error.code" names them, see docs/cli.md). Others (-ENOMEM, -ENOSPC,
+ * -EACCES, -EPROTO, ...) keep their usual errno meaning. */
+#define SMOLVM_ENOTFOUND    (-ENOENT)       /* no such VM (id or name); from the guest: no such
+                                             * command, file or directory */
+#define SMOLVM_EEXIST       (-EEXIST)       /* a VM with that name already exists */
+#define SMOLVM_EINVAL       (-EINVAL)       /* invalid argument or configuration */
+#define SMOLVM_ETIMEDOUT    (-ETIMEDOUT)    /* boot, stop or a host safety net timed out */
+#define SMOLVM_ENOTRUNNING  (-ENOTCONN)     /* the VM is not running (created or stopped) */
+#define SMOLVM_EPAUSED      (-EL2HLT)       /* the VM is paused: resume it first */
+#define SMOLVM_EALREADY     (-EALREADY)     /* start of a running VM, pause of a paused one */
+#define SMOLVM_EUNREACHABLE (-EHOSTUNREACH) /* the VM runs but its guest agent does not answer:
+                                             * exec unavailable */
+#define SMOLVM_EIMAGE       (-ENOMEDIUM)    /* the image is missing, incomplete or unusable */
+#define SMOLVM_EBACKEND     (-ECHILD)       /* the supervisor or QEMU failed */
+#define SMOLVM_EBUSY        (-EBUSY)        /* the VM is running (delete without force), or
+                                             * another process holds its lock too long */
+#define SMOLVM_ECORRUPT     (-EUCLEAN)      /* a state file (vm.json) is corrupt or half-written */
+
 /* The detail of the last failure on this thread. Never NULL; the strings stay
  * valid until the next failing libsmolvm call on this thread. */
 SMOLVM_EXPORT const smolvm_error *smolvm_last_error(void);
-/* A static description of a (negative or positive) errno-style code. */
+/* A static description of a (negative or positive) errno-style code; the
+ * SMOLVM_E* codes get smolvm's wording ("VM is not running", ...). */
 SMOLVM_EXPORT const char *smolvm_strerror(int code);
 /* The library version, e.g. "0.1.0". */
 SMOLVM_EXPORT const char *smolvm_version(void);
@@ -87,32 +117,72 @@ typedef struct smolvm_config {
                                    * then $SMOLVM_KERNEL_APPEND if set (debugging, tests) */
         int cancel_fd;            /* > 0: smolvm_start() gives up with -ECANCELED once this fd
                                    * is readable (e.g. a signalfd); 0 or -1: none */
+        const char *name;         /* NULL or a unique name: 1..63 of [A-Za-z0-9_.-], starting
+                                   * with a letter or digit, not 12 hex digits (ids look so) */
+        unsigned disk_mib;        /* 0: the image's size. The per-VM overlay's virtual size is
+                                   * max(image size, disk_mib); the guest grows its ext4 at boot */
+        const char *const *env;   /* NULL-terminated "K=V" stored in the VM record and added to
+                                   * every command's environment (persistent VMs), or NULL */
 } smolvm_config;
 
 /* Fill *cfg with the defaults (equivalent to zeroing it, with cancel_fd = -1). */
 SMOLVM_EXPORT void smolvm_config_init(smolvm_config *cfg);
 
-/* Allocate a VM id, create $SMOLVM_HOME/vms/<id>/ and its config.json (written
- * atomically), resolve the image. Nothing runs yet.
- * Returns 0 and *ret_vm, -ENOENT (image not built), -EINVAL (bad config),
+/* Allocate a VM id, create $SMOLVM_HOME/vms/<id>/ with its record vm.json (and the
+ * supervisor's config.json), written atomically, resolve the image. Nothing runs
+ * yet. A persistent VM (!cfg->ephemeral) outlives the handle and this process:
+ * any process can smolvm_open() it; only smolvm_delete() removes it.
+ * Returns 0 and *ret_vm (free with smolvm_free()), SMOLVM_EIMAGE (image not built
+ * or incomplete), SMOLVM_EEXIST (name taken), SMOLVM_EINVAL (bad config),
  * -ENOSPC, -EACCES, ... */
 SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm);
 
-/* Boot the VM: spawn smolvm-supervisor ($SMOLVM_LIBEXECDIR) as a child and wait
- * until the guest agent is ready (boot timeout + a margin). On failure the
- * supervisor is gone and the VM directory removed; smolvm_last_error() has the
- * supervisor's message, hint and the console tail.
- * Returns 0, -ETIMEDOUT, -ECANCELED (cancel_fd), -ENOENT (supervisor binary
- * missing), -EALREADY (already started), or the error the supervisor reported. */
+/* Open an existing VM by id, unique id prefix (>= 4 characters) or name, from any
+ * process. Returns 0 and *ret_vm (free with smolvm_free(), which never stops or
+ * deletes a persistent VM), SMOLVM_ENOTFOUND, SMOLVM_EINVAL (ambiguous prefix or
+ * invalid name), SMOLVM_ECORRUPT (its vm.json cannot be parsed; the message names
+ * the file). */
+SMOLVM_EXPORT int smolvm_open(const char *id_or_name, smolvm_vm **ret_vm);
+
+/* Boot the VM and wait until the guest agent is ready (boot timeout + a margin).
+ * Ephemeral VMs: the supervisor is our child and dies with this process; on
+ * failure the VM directory is removed. Persistent VMs: the supervisor is detached
+ * (its own session, reparented to init), so the VM survives this process; stale
+ * sockets of a crashed run are removed first; on failure the VM stays, stopped,
+ * with its logs. Holds the VM's lock (vms/<id>/lock) while it works.
+ * smolvm_last_error() has the supervisor's message, hint and the console tail.
+ * Returns 0, SMOLVM_ETIMEDOUT, -ECANCELED (cancel_fd), SMOLVM_EALREADY (running),
+ * SMOLVM_ENOTFOUND (deleted, or supervisor binary missing), SMOLVM_EBUSY (lock),
+ * or the error the supervisor reported. */
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm);
 
-/* Stop the VM (SIGTERM the supervisor, which kills QEMU; SIGKILL its process
- * group if it lingers) and remove its directory. Safe to call on a VM that never
- * started or already died. Returns 0 or a negative errno (the directory could
- * not be removed). */
+/* Stop a running (or paused) VM gracefully: ask the guest agent to power off
+ * (disks synced), wait up to SMOLVM_STOP_TIMEOUT_MS for the supervisor to exit,
+ * then SIGTERM, then SIGKILL its process group. A persistent VM keeps its disk and
+ * directory; an ephemeral one is removed. Stopping a VM that is not running is a
+ * no-op returning 0. Returns 0, SMOLVM_ENOTFOUND, SMOLVM_EBUSY, ... */
+#define SMOLVM_STOP_TIMEOUT_MS 20000u
+SMOLVM_EXPORT int smolvm_stop(smolvm_vm *vm);
+
+/* Freeze / thaw the VM's vCPUs (QMP stop/cont). While paused, smolvm_exec() fails
+ * at once with SMOLVM_EPAUSED. Returns 0, SMOLVM_ENOTRUNNING, SMOLVM_EALREADY
+ * (already paused / not paused), SMOLVM_EBACKEND (QEMU refused), ... */
+SMOLVM_EXPORT int smolvm_pause(smolvm_vm *vm);
+SMOLVM_EXPORT int smolvm_resume(smolvm_vm *vm);
+
+/* Remove the VM: every file and process of it. A running VM is refused with
+ * SMOLVM_EBUSY unless flags has SMOLVM_DELETE_FORCE (then it is killed; its disk
+ * is going away, so there is no graceful poweroff). The handle stays valid only
+ * for smolvm_free() and smolvm_id(). */
+#define SMOLVM_DELETE_FORCE 1u
+SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags);
+
+/* Ephemeral VMs: stop and remove (as smolvm_delete(vm, SMOLVM_DELETE_FORCE)).
+ * Safe to call on a VM that never started or already died. */
 SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm);
 
-/* Destroy (if still running or never started) and free. NULL is fine. */
+/* Free the handle. An ephemeral VM is destroyed; a persistent one is left as it
+ * is (running or not). NULL is fine. */
 SMOLVM_EXPORT void smolvm_free(smolvm_vm *vm);
 
 SMOLVM_EXPORT const char *smolvm_id(const smolvm_vm *vm);
@@ -127,8 +197,59 @@ typedef struct smolvm_boot_info {
         char accel_reason[256];
 } smolvm_boot_info;
 
-/* Boot info of a started VM. Returns 0 or -ESRCH (not started). */
+/* Boot info of a running VM (also one started by another process). Returns 0 or
+ * SMOLVM_ENOTRUNNING (-ESRCH in older versions). */
 SMOLVM_EXPORT int smolvm_boot_info_get(const smolvm_vm *vm, smolvm_boot_info *ret);
+
+/* ---- state, status, listing ------------------------------------------------ */
+
+/* The live state is derived, never stored: RUNNING iff DIR/supervisor.pid names a
+ * live smolvm-supervisor serving this VM dir. ERROR: the last run did not end
+ * cleanly (its supervisor was killed, or the VM crashed); start works again. */
+typedef enum smolvm_state {
+        SMOLVM_STATE_CREATED = 0, /* never started */
+        SMOLVM_STATE_RUNNING,
+        SMOLVM_STATE_PAUSED,
+        SMOLVM_STATE_STOPPED,
+        SMOLVM_STATE_ERROR,
+} smolvm_state;
+
+/* "created", "running", "paused", "stopped", "error". */
+SMOLVM_EXPORT const char *smolvm_state_name(smolvm_state s);
+
+typedef struct smolvm_vm_info {
+        char id[16];
+        char name[64];            /* "" if none */
+        smolvm_state state;
+        int64_t created_unix;     /* seconds since the epoch */
+        pid_t supervisor_pid;     /* > 0 while running or paused */
+        unsigned vcpus, mem_mib, disk_mib; /* disk_mib 0: the image's size */
+        char accel[8];            /* configured: "auto", "kvm", "tcg" */
+        char image[256];          /* as configured (truncated if longer) */
+        bool ephemeral;
+} smolvm_vm_info;
+
+typedef struct smolvm_status_info {
+        smolvm_vm_info info;
+        bool have_boot;           /* boot is valid (running or paused) */
+        smolvm_boot_info boot;    /* of the current run, whoever started it */
+        pid_t vmm_pid;            /* QEMU, or 0 */
+        char dir[4096];           /* the VM directory */
+} smolvm_status_info;
+
+/* Current status of the VM. Returns 0 and *ret (a plain struct, nothing to free),
+ * SMOLVM_ENOTFOUND (deleted meanwhile), SMOLVM_ECORRUPT. */
+SMOLVM_EXPORT int smolvm_status(smolvm_vm *vm, smolvm_status_info *ret);
+
+/* All VMs under $SMOLVM_HOME/vms, oldest first. *ret is one malloc'd array of
+ * *ret_n entries (NULL when 0); free it with smolvm_vm_info_free(). A VM whose
+ * record is unreadable is listed with state ERROR and its directory name as id.
+ * Returns 0 or a negative errno. */
+SMOLVM_EXPORT int smolvm_list(smolvm_vm_info **ret, size_t *ret_n);
+SMOLVM_EXPORT void smolvm_vm_info_free(smolvm_vm_info *infos);
+
+/* The VM's name, or "" if it has none. Valid as long as the handle. */
+SMOLVM_EXPORT const char *smolvm_name(const smolvm_vm *vm);
 
 /* ---- running commands ------------------------------------------------------ */
 
@@ -199,6 +320,101 @@ typedef struct smolvm_result {
  * smolvm_result_free(). */
 SMOLVM_EXPORT int smolvm_run(smolvm_vm *vm, const smolvm_exec_opts *opts, smolvm_result *ret);
 SMOLVM_EXPORT void smolvm_result_free(smolvm_result *r);
+
+/* ---- files ----------------------------------------------------------------- */
+/* Guest paths are absolute. Each call uses its own stream to the guest agent, so
+ * these may run concurrently with execs on the same VM. The guest is hostile:
+ * sizes and byte counts it reports are checked, and a download never writes
+ * outside host_path (see smolvm_download()). */
+
+/* Write len bytes to guest_path (created or truncated, parents created) with
+ * permission bits mode (e.g. 0644). Returns 0, -EINVAL (relative path),
+ * SMOLVM_ENOTRUNNING, or the guest's error (e.g. -EISDIR, -ENOSPC). */
+SMOLVM_EXPORT int smolvm_write_file(smolvm_vm *vm, const char *guest_path, const void *data, size_t len,
+                                    unsigned mode);
+
+/* Read guest_path into memory. max_bytes: 0 = 64 MiB; a larger file fails with
+ * -EFBIG before any byte is transferred. On success *ret_data is malloc'd (free()
+ * it), NUL-terminated for convenience (it may contain NULs), *ret_len its length.
+ * Returns 0, -EFBIG, the guest's error (-ENOENT, -EISDIR, ...), -EPROTO when the
+ * guest sent more or fewer bytes than it announced. */
+#define SMOLVM_DEFAULT_READ_MAX ((size_t)64 * 1024 * 1024)
+SMOLVM_EXPORT int smolvm_read_file(smolvm_vm *vm, const char *guest_path, void **ret_data, size_t *ret_len,
+                                   size_t max_bytes);
+
+/* Copy host_path (a file, or a directory recursively) to guest_path, which names
+ * the copy itself (not a directory to copy into). Permission bits are kept,
+ * missing guest parents are created, symlinks inside a directory are recreated as
+ * symlinks (via `ln -s` in the guest), other special files (sockets, fifos,
+ * devices) are skipped. Streams in constant memory. Returns 0 or a negative errno;
+ * on failure part of the tree may have been copied. */
+SMOLVM_EXPORT int smolvm_upload(smolvm_vm *vm, const char *host_path, const char *guest_path);
+
+/* Copy guest_path (a file, or a directory recursively) to host_path, which names
+ * the copy itself; its missing parents are created. Files are written to a
+ * temporary name and renamed into place, streamed in constant memory. Permission
+ * bits are kept except setuid/setgid (never trusted from a guest). Symlinks in a
+ * tree are recreated as symlinks and never followed; paths the guest lists are
+ * validated (relative, no "..") and resolved component by component below
+ * host_path without following any symlink. Returns 0, the guest's error, or
+ * -EBADMSG when the guest lists an unsafe path (nothing is written for it). */
+SMOLVM_EXPORT int smolvm_download(smolvm_vm *vm, const char *guest_path, const char *host_path);
+
+/* ---- environment ----------------------------------------------------------- */
+/* Persistent environment of a VM, kept by the guest under /etc/profile.d: later
+ * execs and login shells see it. Values travel inside the request, never on a
+ * command line (host or guest). Keys are [A-Za-z_][A-Za-z0-9_]*. */
+
+/* Set each "K=V" of the NULL-terminated kv. Returns 0, -EINVAL (malformed entry,
+ * nothing set), or the guest's error. */
+SMOLVM_EXPORT int smolvm_set_env(smolvm_vm *vm, const char *const *kv);
+/* Remove each key of the NULL-terminated keys (absent keys are fine). */
+SMOLVM_EXPORT int smolvm_unset_env(smolvm_vm *vm, const char *const *keys);
+/* The persistent variables as a malloc'd NULL-terminated array of "K=V", sorted by
+ * key; free with smolvm_env_free(). Returns 0 or a negative errno. */
+SMOLVM_EXPORT int smolvm_list_env(smolvm_vm *vm, char ***ret_kv);
+SMOLVM_EXPORT void smolvm_env_free(char **kv);
+
+/* ---- doctor ---------------------------------------------------------------- */
+/* Host checks: can VMs run here, and how fast. Nothing is changed on the host. */
+
+typedef enum smolvm_check_status {
+        SMOLVM_CHECK_PASS = 0,
+        SMOLVM_CHECK_WARN,        /* works, but slower or with a feature missing */
+        SMOLVM_CHECK_FAIL,        /* VMs cannot run until this is fixed */
+} smolvm_check_status;
+
+typedef struct smolvm_doctor_check {
+        const char *name;         /* stable id: "kvm", "qemu", "qemu-microvm", "qemu-img",
+                                   * "supervisor", "image", "disk", "debootstrap" */
+        smolvm_check_status status;
+        char *message;            /* what was found */
+        char *fix;                /* what to do about it, "" when nothing */
+} smolvm_doctor_check;
+
+typedef struct smolvm_doctor_report {
+        smolvm_doctor_check *checks;
+        size_t n_checks;
+        size_t n_warn, n_fail;
+        bool kvm_usable;          /* /dev/kvm opens and speaks the KVM API */
+        bool nested_pvm;          /* kvm_pvm loaded: KVM is unusable for stock kernels */
+        char accel[8];            /* what accel "auto" picks: "kvm" or "tcg" */
+        char *accel_reason;       /* the supervisor's reason for that choice */
+        char *qemu_version;       /* e.g. "7.2.15", or "" */
+        char *home;               /* $SMOLVM_HOME */
+        uint64_t free_disk_bytes; /* available in $SMOLVM_HOME's file system */
+        uint64_t image_bytes;     /* the default image's files, 0 if not built */
+} smolvm_doctor_report;
+
+#define SMOLVM_DOCTOR_DISK_WARN_BYTES ((uint64_t)2 << 30)
+#define SMOLVM_DOCTOR_DISK_FAIL_BYTES ((uint64_t)512 << 20)
+
+/* Run every check. Returns 0 and *ret (free with smolvm_doctor_report_free())
+ * whatever the checks found, or -ENOMEM. */
+SMOLVM_EXPORT int smolvm_doctor(smolvm_doctor_report **ret);
+SMOLVM_EXPORT void smolvm_doctor_report_free(smolvm_doctor_report *r);
+/* "pass", "warn", "fail". */
+SMOLVM_EXPORT const char *smolvm_check_status_name(smolvm_check_status s);
 
 #ifdef __cplusplus
 }
