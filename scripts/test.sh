@@ -14,7 +14,7 @@ bash scripts/setup.sh
 if [ ! -f build-asan/build.ninja ]; then
         meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
-ninja -C build-asan >/dev/null
+ninja -C build-asan | tail -n 3
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
