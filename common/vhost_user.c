@@ -701,13 +701,15 @@ static void signal_eventfd(int fd)
         while (n < 0 && errno == EINTR);
 }
 
-void smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q)
+bool smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q)
 {
         if (q >= dev->ops.n_queues)
-                return;
+                return false;
         vu_queue *vq = &dev->queues[q];
-        if (smolvm_vq_should_notify(&vq->vq))
-                signal_eventfd(vq->call_fd);
+        if (vq->call_fd < 0 || !smolvm_vq_should_notify(&vq->vq))
+                return false;
+        signal_eventfd(vq->call_fd);
+        return true;
 }
 
 void smolvm_vu_queue_report_error(smolvm_vu_dev *dev, unsigned q)

@@ -99,7 +99,8 @@ const char *smolvm_vu_dev_broken_reason(const smolvm_vu_dev *dev);
 /* For the device, between queue_start and queue_stop of q: */
 smolvm_vq *smolvm_vu_queue_vq(smolvm_vu_dev *dev, unsigned q);
 int smolvm_vu_queue_kick_fd(const smolvm_vu_dev *dev, unsigned q);
-/* Signal the call eventfd if smolvm_vq_should_notify() says so. */
-void smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q);
+/* Signal the call eventfd if smolvm_vq_should_notify() says so; returns
+ * whether it did. */
+bool smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q);
 /* The guest broke queue q (vq->broken): signal the err eventfd, if any. */
 void smolvm_vu_queue_report_error(smolvm_vu_dev *dev, unsigned q);

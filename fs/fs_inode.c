@@ -223,13 +223,6 @@ out:
         return r;
 }
 
-void fs_inode_ref_lookup(smolvm_fs *fs, fs_inode *ino)
-{
-        pthread_mutex_lock(&fs->lock);
-        ino->nlookup++;
-        pthread_mutex_unlock(&fs->lock);
-}
-
 int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup)
 {
         int r = 0;
@@ -291,6 +284,8 @@ int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags)
 {
         _cleanup_close_ int fd = -1;
         flags &= ~(O_CREAT | O_EXCL | O_PATH | O_TMPFILE | O_NOFOLLOW | O_DIRECTORY);
+        if (fs->read_only && ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND))))
+                return -EROFS; /* in read-only mode the server only ever opens O_RDONLY */
         if (ino->type == S_IFDIR) {
                 if ((flags & O_ACCMODE) != O_RDONLY)
                         return -EISDIR;

@@ -21,6 +21,14 @@
 
 #define PERM_MASK ((mode_t)(S_IRWXU | S_IRWXG | S_IRWXO))
 
+/* The dispatcher already answered EROFS; this second check keeps a future
+ * dispatch-table mistake from turning into a write on a read-only share. */
+#define REFUSE_IF_READ_ONLY(fs, r)              \
+        do {                                    \
+                if ((fs)->read_only)            \
+                        return fs_erofs((fs), (r)); \
+        } while (0)
+
 static ssize_t reply_entry(smolvm_fs *fs, fs_req *r, fs_inode *dir, const char *name)
 {
         struct fuse_entry_out e;
@@ -42,6 +50,7 @@ static int new_name(const fs_req *r, size_t off, const char **name, size_t *next
 
 ssize_t fs_op_write(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_write_in in;
         memcpy(&in, r->args, sizeof(in));
         int err = fs_check_range(fs, in.offset, in.size);
@@ -98,6 +107,7 @@ static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 
 ssize_t fs_op_create(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_create_in in;
         memcpy(&in, r->args, sizeof(in));
         const char *name;
@@ -162,6 +172,7 @@ ssize_t fs_op_create(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_mknod(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_mknod_in in;
         memcpy(&in, r->args, sizeof(in));
         const char *name;
@@ -182,6 +193,7 @@ ssize_t fs_op_mknod(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_mkdir(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_mkdir_in in;
         memcpy(&in, r->args, sizeof(in));
         const char *name;
@@ -197,6 +209,7 @@ ssize_t fs_op_mkdir(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_symlink(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         const char *name;
         size_t next;
         int err = new_name(r, 0, &name, &next);
@@ -219,6 +232,7 @@ ssize_t fs_op_symlink(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_link(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_link_in in;
         memcpy(&in, r->args, sizeof(in));
         const char *name;
@@ -247,6 +261,7 @@ ssize_t fs_op_link(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         const char *name;
         size_t next;
         int err = new_name(r, 0, &name, &next);
@@ -260,6 +275,7 @@ ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir)
 
 ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r, bool v2)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         uint64_t newdir;
         uint32_t flags = 0;
         size_t off;
@@ -300,6 +316,7 @@ static int proc_name_of(const fs_inode *ino, char buf[static 16])
 
 ssize_t fs_op_setattr(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_setattr_in in;
         memcpy(&in, r->args, sizeof(in));
         INODE_OR_REPLY(n, fs, r);
@@ -380,6 +397,7 @@ static int xattr_name(const fs_req *r, size_t off, const char **ret, size_t *nex
 
 ssize_t fs_op_setxattr(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         /* FUSE_SETXATTR_EXT is never negotiated: the compat 8-byte header. */
         uint32_t size, flags;
         memcpy(&size, r->args, 4);
@@ -406,6 +424,7 @@ ssize_t fs_op_setxattr(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_removexattr(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         const char *name;
         size_t next;
         int err = xattr_name(r, 0, &name, &next);
@@ -422,6 +441,7 @@ ssize_t fs_op_removexattr(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_fallocate(smolvm_fs *fs, fs_req *r)
 {
+        REFUSE_IF_READ_ONLY(fs, r);
         struct fuse_fallocate_in in;
         memcpy(&in, r->args, sizeof(in));
         if (in.mode & ~(uint32_t)(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))

@@ -119,8 +119,6 @@ uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino);
 /* Register fd (consumed on every path) found under parent; adds one nlookup.
  * Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE. */
 int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st, uint64_t *ret_nodeid);
-/* Add one nlookup to a known inode (LOOKUP of "." / ".."). */
-void fs_inode_ref_lookup(smolvm_fs *fs, fs_inode *ino);
 /* Returns 0, or -ENOENT for an unknown nodeid. */
 int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup);
 /* DESTROY: drop every kernel reference. */

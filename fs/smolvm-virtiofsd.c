@@ -199,9 +199,11 @@ static int build_root(const char *shared_dir, int shared_fd, bool read_only)
 }
 
 static pid_t child_pid;
+static volatile sig_atomic_t killed_by;
 
 static void forward_signal(int sig)
 {
+        killed_by = sig;
         if (child_pid > 0)
                 kill(child_pid, SIGKILL);
 }
@@ -243,7 +245,8 @@ static int enter_namespaces(void)
                         _exit(EXIT_FAILURE);
         if (WIFEXITED(status))
                 _exit(WEXITSTATUS(status));
-        _exit(128 + WTERMSIG(status));
+        /* Report the signal we were sent, not the SIGKILL we relayed it as. */
+        _exit(128 + (killed_by ? killed_by : WTERMSIG(status)));
 }
 
 static void set_rlimits(void)

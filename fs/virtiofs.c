@@ -65,8 +65,8 @@ static bool process_queue(smolvm_virtiofs *vfs, unsigned q)
                 }
                 if (r == 0) {
                         if (since_notify) {
-                                smolvm_vu_queue_notify(vfs->dev, q);
-                                stat_add64(&vfs->n_notifies, 1);
+                                if (smolvm_vu_queue_notify(vfs->dev, q))
+                                        stat_add64(&vfs->n_notifies, 1);
                                 since_notify = 0;
                         }
                         if (smolvm_vq_arm_kick(vq))
@@ -84,8 +84,8 @@ static bool process_queue(smolvm_virtiofs *vfs, unsigned q)
                 smolvm_vq_push(vq, elem, (uint32_t)MIN((size_t)n, (size_t)UINT32_MAX));
                 stat_add64(&vfs->n_requests, 1);
                 if (++since_notify >= NOTIFY_BATCH) {
-                        smolvm_vu_queue_notify(vfs->dev, q);
-                        stat_add64(&vfs->n_notifies, 1);
+                        if (smolvm_vu_queue_notify(vfs->dev, q))
+                                stat_add64(&vfs->n_notifies, 1);
                         since_notify = 0;
                 }
         }

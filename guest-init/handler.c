@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/reboot.h>
@@ -39,7 +40,28 @@ int agent_send_json(int fd, uint16_t type, json_t *obj)
 
 int agent_send_error(int fd, int err, const char *msg)
 {
-        return agent_send_json(fd, SMOLVM_FRAME_ERROR, json_pack("{s:i,s:s}", "errno", err, "message", msg));
+        json_t *o = json_pack("{s:i,s:s}", "errno", err, "message", msg);
+        if (!o) {
+                /* Not UTF-8 (jansson refuses it): a client must still learn why. */
+                _cleanup_free_ char *clean = strdup(msg);
+                if (!clean)
+                        return -ENOMEM;
+                for (char *p = clean; *p; p++)
+                        if ((unsigned char)*p >= 0x80)
+                                *p = '?';
+                o = json_pack("{s:i,s:s}", "errno", err, "message", clean);
+        }
+        return agent_send_json(fd, SMOLVM_FRAME_ERROR, o);
+}
+
+int agent_send_errorf(int fd, int err, const char *fmt, ...)
+{
+        char msg[AGENT_MAX_PATH + 512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return agent_send_error(fd, err, msg);
 }
 
 /* Read the first frame (blocking, bounded in size and time). Returns 1 with the
@@ -150,7 +172,28 @@ int agent_handle_stream(int fd)
 
         switch (req.op) {
         case AGENT_OP_EXEC:
+                /* The persistent env (env_set) applies to every command, login shell or not. */
+                r = agent_env_apply_stored(&req.exec);
+                if (r < 0)
+                        init_log("exec: not applying the stored env: %s", strerror(-r));
                 r = agent_exec(fd, &req.exec);
+                break;
+        case AGENT_OP_WRITE_FILE:
+                r = agent_write_file(fd, &req.file);
+                break;
+        case AGENT_OP_READ_FILE:
+                r = agent_read_file(fd, &req.file);
+                break;
+        case AGENT_OP_MKDIR:
+                r = agent_mkdir(fd, &req.file);
+                break;
+        case AGENT_OP_LIST_TREE:
+                r = agent_list_tree(fd, &req.file);
+                break;
+        case AGENT_OP_ENV_SET:
+        case AGENT_OP_ENV_UNSET:
+        case AGENT_OP_ENV_LIST:
+                r = agent_env_op(fd, &req);
                 break;
         case AGENT_OP_PING:
                 r = agent_send_json(fd, SMOLVM_FRAME_RESULT,

@@ -39,8 +39,36 @@ int agent_spawn_handler(int fd);
 /* exec.c: run one exec request on a stream fd (blocking, the caller's process). */
 int agent_exec(int fd, const agent_exec_spec *spec);
 
-/* Send an ERROR frame {"errno": err (positive), "message": msg}. */
+/* fileops.c: write_file, read_file, mkdir, list_tree on a stream fd (blocking).
+ * Each sends its RESULT or ERROR; returns 0 or a negative errno (for the exit
+ * status only: the client has been answered if it could be). */
+int agent_write_file(int fd, const agent_path_spec *spec);
+int agent_read_file(int fd, const agent_path_spec *spec);
+int agent_mkdir(int fd, const agent_path_spec *spec);
+int agent_list_tree(int fd, const agent_path_spec *spec);
+
+/* envstore.c: the persistent environment (env_set/env_unset/env_list). */
+/* Where "/etc" is: <agent_etc_dir>/smolvm/env.json and <agent_etc_dir>/profile.d/
+ * smolvm-env.sh. "/etc" except in tests. */
+extern const char *agent_etc_dir;
+/* Serve an env_* request (answers RESULT or ERROR). */
+int agent_env_op(int fd, const agent_request *req);
+/* Rebuild spec->envp as base env + stored env + the request's own env. On
+ * failure (logged by the caller) spec is unchanged. Returns 0 or negative errno. */
+int agent_env_apply_stored(agent_exec_spec *spec);
+
+/* growfs.c: grow the root ext4 filesystem online when its block device is
+ * larger (the host made the overlay bigger). Best effort: logs failures. */
+void grow_root_fs(const char *dev);
+/* Size in bytes of the ext4 filesystem whose superblock (the 1024 bytes at
+ * offset 1024 of the device) is sb. Returns 0, or -EINVAL if it is not ext4. */
+int ext4_superblock_fs_bytes(const uint8_t *sb, size_t sb_len, uint64_t *ret_bytes);
+
+/* Send an ERROR frame {"errno": err (positive), "message": msg}. Bytes of msg
+ * that are not valid UTF-8 (a truncated path) are sent as '?'. */
 int agent_send_error(int fd, int err, const char *msg);
+/* The same with a printf format; the message is bounded (paths up to AGENT_MAX_PATH fit). */
+int agent_send_errorf(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Send a frame with a JSON object payload (steals obj). */
 struct json_t;
 int agent_send_json(int fd, uint16_t type, struct json_t *obj);

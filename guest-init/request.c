@@ -290,7 +290,7 @@ static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *
 
 static int parse_path_op(json_t *root, agent_op op, agent_path_spec *ret, char *errbuf, size_t errbuf_len)
 {
-        const char *path;
+        const char *path = NULL;
         int r = get_path(root, &path, errbuf, errbuf_len);
         if (r < 0)
                 return r;

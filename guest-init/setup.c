@@ -260,5 +260,7 @@ void setup_system(void)
                 fatal("mount " ROOT_DEV " (ext4) on " NEWROOT ": %m");
         switch_root();
         setup_new_root();
+        /* After switch_root: resize2fs lives in the rootfs. */
+        grow_root_fs(ROOT_DEV);
         loopback_up();
 }

@@ -529,6 +529,8 @@ static Suite *agent_suite(void)
 
 int main(void)
 {
+        /* Hermetic: never merge a stored env (env.json) from the machine running the tests. */
+        agent_etc_dir = "/nonexistent/smolvm-test-etc";
         SRunner *sr = srunner_create(agent_suite());
         srunner_set_tap(sr, "-");
         srunner_run_all(sr, CK_SILENT);

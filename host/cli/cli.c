@@ -2,6 +2,9 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -187,6 +190,10 @@ const char *cli_error_code_name(int code)
                 return "backend_error";
         case SMOLVM_EBUSY:
                 return "busy";
+        case SMOLVM_EALREADY:
+                return "already_running";
+        case SMOLVM_ECORRUPT:
+                return "corrupt";
         case -ECANCELED:
                 return "cancelled";
         default:
@@ -288,9 +295,9 @@ int cli_fail(const char *command, bool json, int r)
                 }
                 cli_json_error(command, exit_code, cli_error_code_name(r),
                                e->message[0] ? e->message : smolvm_strerror(r), e->hint, data);
-        } else {
-                cli_print_lib_error();
         }
+        /* Also with --json: stdout holds only the envelope, stderr is for people. */
+        cli_print_lib_error();
         return exit_code;
 }
 
@@ -311,4 +318,212 @@ bool cli_wants_json(int argc, char **argv)
                         return true;
         }
         return false;
+}
+
+/* ---- running commands ---- */
+
+int cli_status_exit_code(const smolvm_exec_status *st)
+{
+        if (st->timed_out)
+                return 124;
+        if (st->signal)
+                return 128 + st->signal;
+        return st->exit_code;
+}
+
+int cli_exec_error_exit(int r)
+{
+        const smolvm_error *e = smolvm_last_error();
+        if (e->from_guest && r == -ENOENT)
+                return 127;
+        if (e->from_guest && (r == -EACCES || r == -ENOEXEC || r == -EISDIR))
+                return 126;
+        if (r == -ETIMEDOUT)
+                return 124;
+        return CLI_EXIT_ERROR;
+}
+
+static int write_all_fd(int fd, const void *data, size_t len)
+{
+        const char *p = data;
+        while (len) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int cli_on_stdout(void *ud, const void *data, size_t len)
+{
+        (void)ud;
+        /* EPIPE: whoever read our stdout is gone; stop the command like a shell would. */
+        return write_all_fd(STDOUT_FILENO, data, len);
+}
+
+int cli_on_stderr(void *ud, const void *data, size_t len)
+{
+        (void)ud;
+        int r = write_all_fd(STDERR_FILENO, data, len);
+        return r == -EPIPE ? 0 : r;
+}
+
+int cli_setup_signals(sigset_t *old)
+{
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        /* A closed stdout must not kill us mid-operation: EPIPE instead. */
+        signal(SIGPIPE, SIG_IGN);
+        if (sigprocmask(SIG_BLOCK, &set, old) < 0)
+                return -errno;
+        int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        return fd < 0 ? -errno : fd;
+}
+
+int cli_pending_signal(int sfd)
+{
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                return (int)si.ssi_signo;
+        return 0;
+}
+
+/* A JSON string from bytes that may hold anything (guest output): invalid UTF-8
+ * becomes U+FFFD, as cli_json_string() does. */
+static json_t *json_bytes(const char *s, size_t len)
+{
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+        cli_json_string(f, s ? s : "", s ? len : 0);
+        fclose(f);
+        json_t *j = buf ? json_loadb(buf, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        free(buf);
+        return j;
+}
+
+json_t *cli_result_json(const smolvm_result *res)
+{
+        const smolvm_exec_status *st = &res->status;
+        json_t *o = json_object();
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "exit_code", json_integer(cli_status_exit_code(st)));
+        json_object_set_new(o, "signal", st->signal ? json_integer(st->signal) : json_null());
+        json_object_set_new(o, "timed_out", json_boolean(st->timed_out));
+        json_object_set_new(o, "stdout", json_bytes(res->stdout_data, res->stdout_len));
+        json_object_set_new(o, "stderr", json_bytes(res->stderr_data, res->stderr_len));
+        json_object_set_new(o, "stdout_truncated", json_boolean(res->stdout_truncated));
+        json_object_set_new(o, "stderr_truncated", json_boolean(res->stderr_truncated));
+        json_object_set_new(o, "duration_ms", json_integer((json_int_t)st->duration_ms));
+        return o;
+}
+
+json_t *cli_vm_info_json(const smolvm_vm_info *v)
+{
+        json_t *o = json_object();
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "id", json_string(v->id));
+        json_object_set_new(o, "name", v->name[0] ? json_text(v->name) : json_null());
+        json_object_set_new(o, "state", json_string(smolvm_state_name(v->state)));
+        json_object_set_new(o, "created", json_integer(v->created_unix));
+        json_object_set_new(o, "supervisor_pid", v->supervisor_pid > 0 ? json_integer(v->supervisor_pid) : json_null());
+        json_object_set_new(o, "vcpus", json_integer(v->vcpus));
+        json_object_set_new(o, "mem_mib", json_integer(v->mem_mib));
+        json_object_set_new(o, "disk_mib", json_integer(v->disk_mib));
+        json_object_set_new(o, "accel", json_text(v->accel));
+        json_object_set_new(o, "image", json_text(v->image));
+        json_object_set_new(o, "ephemeral", json_boolean(v->ephemeral));
+        return o;
+}
+
+bool cli_env_valid(const char *v)
+{
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v) {
+                cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
+                return false;
+        }
+        return true;
+}
+
+/* ---- commands on existing VMs ---- */
+
+int cli_parse_ids(int argc, char **argv, bool allow_force, size_t max_ids, cli_ids *ret)
+{
+        *ret = (cli_ids){ .ids = argv + 1 };
+        bool dashdash = false;
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                if (!dashdash && a[0] == '-' && a[1]) {
+                        if (!strcmp(a, "--")) {
+                                dashdash = true;
+                        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+                                return 1;
+                        } else if (!strcmp(a, "--json")) {
+                                ret->json = true;
+                        } else if (allow_force && (!strcmp(a, "-f") || !strcmp(a, "--force"))) {
+                                ret->force = true;
+                        } else {
+                                cli_error("unknown option '%s'", a);
+                                cli_hint("run 'smolvm %s --help' for the options", argv[0]);
+                                return -EINVAL;
+                        }
+                        continue;
+                }
+                ret->ids[ret->n_ids++] = argv[i]; /* compacting in place: n_ids <= i */
+        }
+        if (ret->n_ids == 0) {
+                cli_error("no VM given");
+                cli_hint("usage: smolvm %s [OPTIONS] ID%s ('smolvm ls' lists them)", argv[0],
+                         max_ids > 1 ? "..." : "");
+                return -EINVAL;
+        }
+        if (ret->n_ids > max_ids) {
+                cli_error("too many arguments: 'smolvm %s' takes one VM", argv[0]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int cli_vm_op(int argc, char **argv, const char *command, const char *usage, int (*op)(smolvm_vm *vm))
+{
+        cli_ids a;
+        int r = cli_parse_ids(argc, argv, false, 1, &a);
+        if (r == 1) {
+                fputs(usage, stdout);
+                return 0;
+        }
+        if (r < 0)
+                return cli_usage_fail(command, cli_wants_json(argc, argv), "invalid arguments (see stderr)");
+        smolvm_vm *vm = NULL;
+        r = smolvm_open(a.ids[0], &vm);
+        if (r < 0)
+                return cli_fail(command, a.json, r);
+        r = op(vm);
+        if (r < 0) {
+                int code = cli_fail(command, a.json, r);
+                smolvm_free(vm);
+                return code;
+        }
+        if (a.json) {
+                smolvm_status_info st;
+                json_t *data = smolvm_status(vm, &st) == 0 ? cli_vm_info_json(&st.info) : NULL;
+                cli_json_ok(command, 0, data);
+        } else {
+                printf("%s\n", smolvm_id(vm));
+        }
+        smolvm_free(vm);
+        return 0;
 }

@@ -36,8 +36,8 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* The envelope's "error.code" for a negative errno-style code (smolvm.h SMOLVM_E*):
  * "not_found", "already_exists", "invalid_argument", "timeout", "not_running",
- * "paused", "exec_unavailable", "image_error", "backend_error", "busy",
- * "cancelled", "error". */
+ * "paused", "already_running", "exec_unavailable", "image_error", "backend_error",
+ * "busy", "corrupt", "cancelled", "error" (docs/cli.md). */
 const char *cli_error_code_name(int code);
 /* The exit code for a library failure: 124 for a timeout, else CLI_EXIT_ERROR. */
 int cli_exit_code_for(int code);
@@ -47,8 +47,8 @@ void cli_json_ok(const char *command, int exit_code, json_t *data);
  * (either may be NULL). Steals data. */
 void cli_json_error(const char *command, int exit_code, const char *code, const char *message,
                     const char *recovery, json_t *data);
-/* Report the library's last error (smolvm_last_error(), r its code): as an envelope
- * on stdout when json, else "smolvm: message" + hint on stderr. Returns the exit
+/* Report the library's last error (smolvm_last_error(), r its code): "smolvm:
+ * message" + hint on stderr, and the envelope on stdout when json. Returns the exit
  * code to use (cli_exit_code_for(r)). */
 int cli_fail(const char *command, bool json, int r);
 /* Same for a usage error found by the CLI itself (code "invalid_argument", exit
@@ -58,3 +58,48 @@ int cli_usage_fail(const char *command, bool json, const char *message);
 /* True if argv (after the subcommand) contains --json before a "--". For
  * commands that must emit the envelope even when their parser fails. */
 bool cli_wants_json(int argc, char **argv);
+
+/* ---- running commands (run, exec, ps) ---- */
+#include <signal.h>
+#include <stdint.h>
+
+#include "smolvm/smolvm.h"
+
+/* Exit code for a finished command: its own, 128+N for signal N, 124 on timeout. */
+int cli_status_exit_code(const smolvm_exec_status *st);
+/* Exit code for a failed exec: 127/126 when the guest says the command could not
+ * be run (docker's), 124 when the host safety net fired, else 125. */
+int cli_exec_error_exit(int r);
+/* Streaming callbacks: the command's stdout/stderr to ours. */
+int cli_on_stdout(void *ud, const void *data, size_t len);
+int cli_on_stderr(void *ud, const void *data, size_t len);
+/* Block SIGINT/SIGTERM/SIGHUP, ignore SIGPIPE; returns a signalfd for them (the
+ * library polls it as cancel_fd) or a negative errno. */
+int cli_setup_signals(sigset_t *old);
+/* The signal that interrupted us (read from the signalfd), or 0. */
+int cli_pending_signal(int sfd);
+/* {"exit_code","signal","timed_out","stdout","stderr","stdout_truncated",
+ *  "stderr_truncated","duration_ms"}: the "data" of run and exec. */
+json_t *cli_result_json(const smolvm_result *res);
+/* One VM as JSON: {"id","name","state","created","supervisor_pid","vcpus",
+ * "mem_mib","disk_mib","accel","image","ephemeral"}. */
+json_t *cli_vm_info_json(const smolvm_vm_info *info);
+/* Validate NAME=VALUE for --env; prints the error. */
+bool cli_env_valid(const char *v);
+
+/* ---- commands on existing VMs ---- */
+
+typedef struct cli_ids {
+        bool json;
+        bool force;      /* -f / --force, where allowed */
+        char **ids;      /* into argv */
+        size_t n_ids;
+} cli_ids;
+
+/* Parse "[--json] [-f|--force] ID...": at least one ID, at most max_ids. Prints
+ * usage errors. Returns 0, 1 for --help, or -EINVAL. */
+int cli_parse_ids(int argc, char **argv, bool allow_force, size_t max_ids, cli_ids *ret);
+
+/* start/stop/pause/resume: open the one VM, call op, print its id (or the
+ * envelope with the VM's info as data). Returns the exit code. */
+int cli_vm_op(int argc, char **argv, const char *command, const char *usage, int (*op)(smolvm_vm *vm));

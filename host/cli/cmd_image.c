@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* smolvm image build | ls: parse flags, call the image builder, print.
  * Progress goes to stderr; the result (path or JSON) to stdout. */
+#include "cli.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -78,14 +79,8 @@ static const char *hint_for(const char *msg, int r)
 static int fail(bool json, const char *msg, int r)
 {
         const char *hint = hint_for(msg, r);
-        if (json) {
-                json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg, "hint", hint);
-                if (o) {
-                        json_dumpf(o, stdout, JSON_COMPACT);
-                        fputc('\n', stdout);
-                        json_decref(o);
-                }
-        }
+        if (json) /* the envelope every command prints (docs/cli.md) */
+                cli_json_error("image", 1, r == -EINVAL ? "invalid_argument" : "image_error", msg, hint, NULL);
         fprintf(stderr, "smolvm: image: %s\nhint: %s\n", msg, hint);
         return 1;
 }
@@ -178,13 +173,10 @@ static int cmd_build(int argc, char **argv)
         if (json) {
                 json_t *j = info_json(&info);
                 if (j) {
-                        json_object_set_new(j, "ok", json_true());
                         json_object_set_new(j, "cached", json_boolean(info.cached));
                         json_object_set_new(j, "elapsed_ms", json_integer((json_int_t)ms));
-                        json_dumpf(j, stdout, JSON_COMPACT | JSON_SORT_KEYS);
-                        fputc('\n', stdout);
-                        json_decref(j);
                 }
+                cli_json_ok("image", 0, j);
         } else {
                 fprintf(stderr, "%s image %s in %.1f s\n", info.cached ? "cached" : "built", info.key, (double)ms / 1000.0);
                 printf("%s\n", info.dir);
@@ -239,11 +231,8 @@ static int cmd_ls(int argc, char **argv)
                 snprintf(msg, sizeof(msg), "ls: %s", strerror(-r));
                 return fail(s.json, msg, r);
         }
-        if (s.json) {
-                json_dumpf(s.arr, stdout, JSON_COMPACT);
-                fputc('\n', stdout);
-                json_decref(s.arr);
-        }
+        if (s.json)
+                cli_json_ok("image", 0, json_pack("{s:o}", "images", s.arr));
         return 0;
 }
 

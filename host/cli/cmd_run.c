@@ -42,9 +42,9 @@ static void run_usage(FILE *f)
                 "  --image NAME         image to boot (default: default)\n"
                 "  --boot-timeout SEC   give up booting after SEC seconds (default %u)\n"
                 "  -i, --interactive    forward stdin even when it is a terminal\n"
-                "  --json               print one JSON object instead of streaming:\n"
-                "                       {ok, exit_code, signal, timed_out, stdout, stderr,\n"
-                "                        duration_ms, boot_ms}\n"
+                "  --json               print one JSON envelope instead of streaming (docs/cli.md):\n"
+                "                       {ok, command, exit_code, error, data: {exit_code, signal,\n"
+                "                        timed_out, stdout, stderr, duration_ms, boot_ms, ...}}\n"
                 "  -h, --help           show this help\n"
                 "\n"
                 "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
@@ -157,32 +157,6 @@ static int parse_args(int argc, char **argv, run_args *a)
         return 0;
 }
 
-/* ---- signals: blocked, read from a signalfd the library polls as cancel_fd ---- */
-
-static int setup_signals(sigset_t *old)
-{
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGHUP);
-        /* A closed stdout must not kill us before the VM is removed: EPIPE instead. */
-        signal(SIGPIPE, SIG_IGN);
-        if (sigprocmask(SIG_BLOCK, &set, old) < 0)
-                return negative_errno();
-        int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-        return fd < 0 ? negative_errno() : fd;
-}
-
-/* The signal that interrupted us, or 0. */
-static int pending_signal(int sfd)
-{
-        struct signalfd_siginfo si;
-        if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                return (int)si.ssi_signo;
-        return 0;
-}
-
 /* ---- first-use image build ---- */
 
 #ifdef SMOLVM_HAVE_IMAGE_BUILDER
@@ -214,77 +188,22 @@ static int build_default_image(const sigset_t *old_mask)
 }
 #endif
 
-/* ---- streaming output ---- */
-
-static int on_stdout(void *ud, const void *data, size_t len)
-{
-        (void)ud;
-        /* EPIPE: whoever read our stdout is gone; stop the command like a shell would. */
-        return write_all(STDOUT_FILENO, data, len);
-}
-
-static int on_stderr(void *ud, const void *data, size_t len)
-{
-        (void)ud;
-        int r = write_all(STDERR_FILENO, data, len);
-        return r == -EPIPE ? 0 : r;
-}
-
-static int status_exit_code(const smolvm_exec_status *st)
-{
-        if (st->timed_out)
-                return 124;
-        if (st->signal)
-                return 128 + st->signal;
-        return st->exit_code;
-}
-
+/* The envelope with the library's last error (also printed on stderr). */
 static void print_json_error(int exit_code)
 {
         const smolvm_error *e = smolvm_last_error();
-        printf("{\"ok\":false,\"exit_code\":%d,\"error\":", exit_code);
-        cli_json_string(stdout, e->message, strlen(e->message));
-        printf(",\"hint\":");
-        cli_json_string(stdout, e->hint, strlen(e->hint));
-        if (e->console_tail[0]) {
-                printf(",\"console_tail\":");
-                cli_json_string(stdout, e->console_tail, strlen(e->console_tail));
-        }
-        printf("}\n");
-        fflush(stdout);
+        json_t *data = NULL;
+        if (e->console_tail[0] && (data = json_object()))
+                json_object_set_new(data, "console_tail", json_string(e->console_tail));
+        cli_json_error("run", exit_code, cli_error_code_name(e->code), e->message, e->hint, data);
 }
 
 static void print_json_result(const smolvm_result *res, uint64_t boot_ms)
 {
-        const smolvm_exec_status *st = &res->status;
-        printf("{\"ok\":true,\"exit_code\":%d,\"signal\":", status_exit_code(st));
-        if (st->signal)
-                printf("%d", st->signal);
-        else
-                printf("null");
-        printf(",\"timed_out\":%s,\"stdout\":", st->timed_out ? "true" : "false");
-        cli_json_string(stdout, res->stdout_data, res->stdout_len);
-        printf(",\"stderr\":");
-        cli_json_string(stdout, res->stderr_data, res->stderr_len);
-        printf(",\"stdout_truncated\":%s,\"stderr_truncated\":%s,\"duration_ms\":%" PRIu64
-               ",\"boot_ms\":%" PRIu64 "}\n",
-               res->stdout_truncated ? "true" : "false", res->stderr_truncated ? "true" : "false",
-               st->duration_ms, boot_ms);
-        fflush(stdout);
-}
-
-/* Exit code for a library failure of an exec: docker's 126/127 when the guest
- * says the command could not be run, 124 when the host safety net fired. */
-static int exec_error_exit(int r)
-{
-        const smolvm_error *e = smolvm_last_error();
-        if (e->from_guest && r == -ENOENT)
-                return 127;
-        if (e->from_guest && (r == -EACCES || r == -ENOEXEC || r == -EISDIR))
-                return 126;
-        if (r == -ETIMEDOUT)
-                return 124;
-        return CLI_EXIT_ERROR;
+        json_t *data = cli_result_json(res);
+        if (data)
+                json_object_set_new(data, "boot_ms", json_integer((json_int_t)boot_ms));
+        cli_json_ok("run", cli_status_exit_code(&res->status), data);
 }
 
 static bool stdin_usable(void)
@@ -310,7 +229,7 @@ int cmd_run(int argc, char **argv)
                 return 0;
         }
         if (r < 0)
-                return CLI_EXIT_ERROR;
+                return cli_usage_fail("run", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
 
         a.opts.argv = (const char *const *)a.argv;
         a.opts.env = a.n_env ? env : NULL;
@@ -320,7 +239,7 @@ int cmd_run(int argc, char **argv)
         }
 
         sigset_t old_mask;
-        _cleanup_close_ int sfd = setup_signals(&old_mask);
+        _cleanup_close_ int sfd = cli_setup_signals(&old_mask);
         if (sfd < 0) {
                 cli_error("signalfd: %s", strerror(-sfd));
                 return CLI_EXIT_ERROR;
@@ -331,7 +250,7 @@ int cmd_run(int argc, char **argv)
         smolvm_vm *vm = NULL;
         r = smolvm_create(&a.cfg, &vm);
 #ifdef SMOLVM_HAVE_IMAGE_BUILDER
-        if (r == -ENOENT && !a.image_given && !strstr(smolvm_last_error()->message, "incomplete")) {
+        if (r == SMOLVM_EIMAGE && !a.image_given && strstr(smolvm_last_error()->message, "not found")) {
                 if (build_default_image(&old_mask) < 0) {
                         if (a.json)
                                 print_json_error(CLI_EXIT_ERROR);
@@ -351,7 +270,7 @@ int cmd_run(int argc, char **argv)
         r = smolvm_start(vm);
         if (r < 0) {
                 if (r == -ECANCELED) {
-                        int sig = pending_signal(sfd);
+                        int sig = cli_pending_signal(sfd);
                         smolvm_free(vm);
                         return 128 + (sig ? sig : SIGINT);
                 }
@@ -369,25 +288,25 @@ int cmd_run(int argc, char **argv)
                 smolvm_result res = { 0 };
                 r = smolvm_run(vm, &a.opts, &res);
                 if (r == 0) {
-                        exit_code = status_exit_code(&res.status);
+                        exit_code = cli_status_exit_code(&res.status);
                         print_json_result(&res, boot_ms);
                         smolvm_result_free(&res);
                 }
         } else {
-                smolvm_exec_callbacks cbs = { .on_stdout = on_stdout, .on_stderr = on_stderr };
+                smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };
                 smolvm_exec_status st = { 0 };
                 r = smolvm_exec(vm, &a.opts, &cbs, &st);
                 if (r == 0)
-                        exit_code = status_exit_code(&st);
+                        exit_code = cli_status_exit_code(&st);
         }
         if (r == -ECANCELED) {
-                int sig = pending_signal(sfd);
+                int sig = cli_pending_signal(sfd);
                 exit_code = 128 + (sig ? sig : SIGINT);
         } else if (r == -EPIPE) {
                 /* Our stdout reader went away, as with a shell pipeline: quiet 141. */
                 exit_code = 128 + SIGPIPE;
         } else if (r < 0) {
-                exit_code = exec_error_exit(r);
+                exit_code = cli_exec_error_exit(r);
                 cli_print_lib_error();
                 if (a.json)
                         print_json_error(exit_code);

@@ -4,4 +4,19 @@
 #pragma once
 
 int cmd_run(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_list(int argc, char **argv); /* smolvm ls */
+int cmd_info(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_env(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_setup(int argc, char **argv);

@@ -15,9 +15,24 @@ typedef struct command {
 
 static const command commands[] = {
         { "run", cmd_run, "Run a command in a fresh microVM and remove it afterwards" },
+        { "create", cmd_create, "Create (and boot) a persistent VM; print its id" },
+        { "exec", cmd_exec, "Run a command in a running VM" },
+        { "start", cmd_start, "Boot a stopped VM" },
+        { "stop", cmd_stop, "Power a VM off (its disk stays)" },
+        { "pause", cmd_pause, "Freeze a running VM" },
+        { "resume", cmd_resume, "Thaw a paused VM" },
+        { "rm", cmd_rm, "Remove VMs (-f: also running ones)" },
+        { "ls", cmd_list, "List VMs and their state" },
+        { "info", cmd_info, "Show a VM's configuration and state" },
+        { "logs", cmd_logs, "Print a VM's guest console" },
+        { "ps", cmd_ps, "List the processes in a VM" },
 #ifdef SMOLVM_HAVE_IMAGE_BUILDER
         { "image", cmd_image, "Build and list VM images" },
+        { "setup", cmd_setup, "Check the host and build the default image" },
 #endif
+        { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
+        { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
+        { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
 };
 
 static void usage(FILE *f)

@@ -19,8 +19,12 @@ int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, agent_call *re
         if (len > SMOLVM_FRAME_MAX_PAYLOAD)
                 return vm_error(-E2BIG, NULL, "%s: request exceeds %u bytes", what, SMOLVM_FRAME_MAX_PAYLOAD);
 
+        /* Not running / paused get their own codes rather than a refused connect. */
+        int r = vm_check_exec_ready(vm);
+        if (r < 0)
+                return r;
         agent_call c = { .fd = -1 };
-        int r = smolvm_frame_reader_init(&c.rd, SMOLVM_FRAME_MAX_PAYLOAD);
+        r = smolvm_frame_reader_init(&c.rd, SMOLVM_FRAME_MAX_PAYLOAD);
         if (r < 0)
                 return vm_error(r, NULL, "%s: out of memory", what);
         /* vm->dir is immutable after create: no lock needed. */

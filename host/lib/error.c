@@ -69,6 +69,12 @@ int vm_error_console(int code, const char *hint, const char *console, const char
         return r;
 }
 
+int vm_error_set_code(int code)
+{
+        last_error.pub.code = code;
+        return code;
+}
+
 void vm_error_mark_guest(void)
 {
         last_error.pub.from_guest = true;

@@ -413,8 +413,11 @@ SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const
         if (opts->stdin_mode == SMOLVM_STDIN_BYTES && opts->stdin_len && !opts->stdin_data)
                 return vm_error(-EINVAL, NULL, "smolvm_exec: no stdin data");
 
+        int r = vm_check_exec_ready(vm);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *req = NULL;
-        int r = build_request(opts, &req);
+        r = build_request(opts, &req);
         if (r < 0)
                 return r;
 

@@ -9,6 +9,10 @@
 #include "smolvm/smolvm.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
+#define SMOLVM_NAME_MAX 63
+/* How long lifecycle operations wait for another process holding the VM's lock
+ * (it may be booting a VM under TCG). */
+#define VM_LOCK_TIMEOUT_MS 180000u
 
 /* Time the supervisor gets beyond the boot timeout to write its ready line. */
 #define SUPERVISOR_READY_MARGIN_MS 15000u
@@ -25,11 +29,26 @@ typedef enum vm_state {
         VM_DEAD,
 } vm_state;
 
+/* vms/<id>/vm.json: what does not change while the VM lives (state.c). */
+typedef struct vm_record {
+        char id[SMOLVM_ID_LEN + 1];
+        char *name;               /* NULL if none */
+        int64_t created_unix;
+        char *image;              /* as configured */
+        char *image_dir;          /* resolved, absolute */
+        char *accel;              /* "auto" | "kvm" | "tcg" */
+        char *kernel_cmdline;     /* NULL if none */
+        char **env;               /* NULL-terminated "K=V", or NULL */
+        unsigned vcpus, mem_mib, disk_mib, boot_timeout_ms;
+        bool ephemeral;
+} vm_record;
+
 struct smolvm_vm {
         char id[SMOLVM_ID_LEN + 1];
         char *home;               /* $SMOLVM_HOME, absolute */
         char *dir;                /* home/vms/<id> */
         char *image_dir;
+        vm_record rec;            /* immutable after create/open */
         bool ephemeral;
         unsigned boot_timeout_ms;
         int cancel_fd;
@@ -49,6 +68,8 @@ int vm_error(int code, const char *hint, const char *fmt, ...) __attribute__((fo
 /* Same, also recording a console tail (sanitised, last part kept). */
 int vm_error_console(int code, const char *hint, const char *console, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* Change the last error's code, keeping its message and hint; returns code. */
+int vm_error_set_code(int code);
 /* Mark the last error as reported by the guest agent. */
 void vm_error_mark_guest(void);
 /* Replace bytes a terminal could interpret (control characters other than \n and
@@ -73,8 +94,47 @@ int random_id(char ret[SMOLVM_ID_LEN + 1]);
  * supervisor needs. Records the error. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 
+/* ---- state.c ---- */
+bool vm_id_valid(const char *s);
+bool vm_name_valid(const char *s);
+/* Parse a record's text; errors (SMOLVM_ECORRUPT) name path. Pure: unit-tested. */
+int vm_record_parse(const char *path, const char *text, size_t len, vm_record *ret);
+/* malloc'd JSON text, or NULL (ENOMEM or invalid UTF-8). */
+char *vm_record_format(const vm_record *rec);
+/* dir/vm.json: SMOLVM_ENOTFOUND if missing, SMOLVM_ECORRUPT if unparsable. */
+int vm_record_load(const char *dir, vm_record *ret);
+int vm_record_save(const char *dir, const vm_record *rec);
+void vm_record_done(vm_record *rec);
+/* flock(LOCK_EX) on path (created if missing), waiting up to timeout_ms. Returns
+ * the fd (close it to unlock) or SMOLVM_EBUSY / a negative errno. Records the error. */
+int vm_lock_path(const char *path, unsigned timeout_ms);
+/* The pid of a live smolvm-supervisor serving dir (supervisor.pid + /proc cmdline),
+ * or 0; *ret_stale: a supervisor.pid exists but names no such process. */
+pid_t vm_live_supervisor(const char *dir, bool *ret_stale);
+smolvm_state vm_derive_state(const char *dir, pid_t *ret_pid);
+void vm_info_from_record(const vm_record *rec, smolvm_vm_info *ret);
+int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n);
+
+/* ---- qmp.c ---- */
+/* Run one QMP command ("stop", "cont") on DIR/qmp.sock. Records the error. */
+int qmp_command(const char *vm_dir, const char *command);
+
+/* ---- vm.c ---- */
+int vm_write_supervisor_config(smolvm_vm *vm);
+void vm_free_fields(smolvm_vm *vm);
+
+/* ---- lifecycle.c ---- */
+/* Before an exec: SMOLVM_ENOTRUNNING / SMOLVM_EPAUSED with a clear message, or 0. */
+int vm_check_exec_ready(smolvm_vm *vm);
+
 /* ---- supervisor.c ---- */
+/* Ephemeral VMs: the supervisor is our child (vm->supervisor_pid). Persistent:
+ * detached (double fork + setsid), *ret_pid its pid, not our child. */
 int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd);
+int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid);
+/* Terminate a detached supervisor: wait up to grace_ms for it to exit by itself
+ * (a guest powering off), then SIGTERM, wait up to timeout_ms, then SIGKILL. */
+void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, unsigned timeout_ms);
 /* Read and validate the ready line. Records the error. */
 int supervisor_wait_ready(smolvm_vm *vm, int ready_fd);
 /* Terminate and reap the supervisor (called with vm->lock held). */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pthread.h>
 
 #include "smolvm_i.h"
 #include "util.h"
@@ -109,6 +110,117 @@ int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
         vm->supervisor_pid = pid;
         *ret_ready_fd = TAKE_FD(rfd);
         return 0;
+}
+
+/* Persistent VMs: the supervisor must outlive us (and our session: a closed
+ * terminal's SIGHUP must not reach it), and must never become our zombie, so it
+ * is a grandchild in a session of its own, reparented to init (or a subreaper)
+ * at once. No PDEATHSIG. Only async-signal-safe calls between fork and exec: the
+ * library may live in a multithreaded program. Its stdout/stderr always go to
+ * supervisor.log: were they ours, `id=$(smolvm create)` would wait for EOF forever. */
+int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid)
+{
+        char path[4096], logpath[4096];
+        snprintf(path, sizeof(path), "%s/smolvm-supervisor", smolvm_libexec_dir());
+        if (access(path, X_OK) < 0) {
+                int r = negative_errno();
+                return vm_error(r, "install smolvm, or set SMOLVM_LIBEXECDIR to the directory holding "
+                                   "smolvm-supervisor",
+                                "cannot run %s: %s", path, strerror(-r));
+        }
+        snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
+
+        int p[2], q[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
+        _cleanup_close_ int rfd = p[0];
+        _cleanup_close_ int wfd = move_high(p[1]);
+        if (pipe2(q, O_CLOEXEC) < 0)
+                return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
+        _cleanup_close_ int pid_rd = q[0];
+        _cleanup_close_ int pid_wr = q[1];
+        _cleanup_close_ int nullfd = move_high(open("/dev/null", O_RDWR | O_CLOEXEC));
+        _cleanup_close_ int logfd = move_high(open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+        if (logfd < 0)
+                return vm_error(logfd, NULL, "open %s: %s", logpath, strerror(-logfd));
+        if (wfd < 0 || nullfd < 0)
+                return vm_error(-EMFILE, NULL, "spawn smolvm-supervisor: out of file descriptors");
+
+        char *argv[] = { path, (char *)"--vm-dir", vm->dir, (char *)"--ready-fd", (char *)"3", NULL };
+        sigset_t all, old;
+        sigfillset(&all);
+        /* No handler of the caller may run in the children. */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pid_t child = fork();
+        if (child == 0) {
+                if (setsid() < 0)
+                        _exit(126);
+                pid_t g = fork();
+                if (g < 0)
+                        _exit(126);
+                if (g > 0) {
+                        (void)!write(pid_wr, &g, sizeof(g));
+                        _exit(0);
+                }
+                struct sigaction dfl = { .sa_handler = SIG_DFL };
+                for (int sig = 1; sig < NSIG; sig++)
+                        if (sig != SIGKILL && sig != SIGSTOP)
+                                (void)sigaction(sig, &dfl, NULL);
+                if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(wfd, 3) < 0)
+                        _exit(126);
+                (void)close_range(4, ~0u, 0);
+                sigset_t none;
+                sigemptyset(&none);
+                (void)sigprocmask(SIG_SETMASK, &none, NULL);
+                execve(path, argv, environ);
+                _exit(127);
+        }
+        int fork_errno = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (child < 0)
+                return vm_error(-fork_errno, NULL, "fork: %s", strerror(fork_errno));
+        pid_wr = safe_close(pid_wr);
+        pid_t g = 0;
+        ssize_t n;
+        do
+                n = read(pid_rd, &g, sizeof(g));
+        while (n < 0 && errno == EINTR);
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+                ;
+        if (n != (ssize_t)sizeof(g) || g <= 0)
+                return vm_error(-ECHILD, NULL, "spawn %s: the intermediate process failed", path);
+        *ret_pid = g;
+        *ret_ready_fd = TAKE_FD(rfd);
+        return 0;
+}
+
+/* Not our child: "gone" means no live smolvm-supervisor for this dir (a zombie
+ * waiting for init to reap it counts as gone). */
+static bool wait_gone(const char *dir, pid_t pid, unsigned timeout_ms)
+{
+        uint64_t deadline = now_ms() + timeout_ms;
+        unsigned sleep_us = 2000;
+        for (;;) {
+                if (kill(pid, 0) < 0 || vm_live_supervisor(dir, NULL) != pid)
+                        return true;
+                if (now_ms() >= deadline)
+                        return false;
+                usleep(sleep_us);
+                sleep_us = MIN(sleep_us * 2, 50000u);
+        }
+}
+
+void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, unsigned timeout_ms)
+{
+        if (pid <= 0 || wait_gone(dir, pid, grace_ms))
+                return;
+        (void)kill(pid, SIGTERM);
+        if (wait_gone(dir, pid, timeout_ms))
+                return;
+        /* Its process group is its session (setsid); QEMU dies by PDEATHSIG. */
+        (void)kill(-pid, SIGKILL);
+        (void)kill(pid, SIGKILL);
+        (void)wait_gone(dir, pid, 5000);
 }
 
 /* Last line of a small file, for "why did the supervisor die". */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* VM lifecycle: create (directory + config.json), start (supervisor), destroy. */
+/* Creating a VM (directory + record + supervisor config) and opening one by id
+ * or name. Starting, stopping and the rest: lifecycle.c. */
 #include <jansson.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "smolvm_i.h"
 #include "util.h"
@@ -25,28 +27,42 @@ static int validate_config(const smolvm_config *cfg)
         if (cfg->boot_timeout_ms > 3600u * 1000u)
                 return vm_error(-EINVAL, "use at most one hour", "invalid boot timeout %u ms",
                                 cfg->boot_timeout_ms);
+        if (cfg->name && !vm_name_valid(cfg->name))
+                return vm_error(-EINVAL,
+                                "use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                                "(and not 12 hex digits, which look like an id)",
+                                "invalid VM name '%s'", cfg->name);
+        if (cfg->disk_mib > 64u * 1024 * 1024)
+                return vm_error(-EINVAL, "use at most 64 TiB", "invalid disk size %u MiB", cfg->disk_mib);
+        for (size_t i = 0; cfg->env && cfg->env[i]; i++) {
+                const char *eq = strchr(cfg->env[i], '=');
+                if (i >= 4096 || !eq || eq == cfg->env[i])
+                        return vm_error(-EINVAL, "use NAME=VALUE", "invalid environment entry '%s'", cfg->env[i]);
+        }
         return 0;
 }
 
-static int write_config(smolvm_vm *vm, const smolvm_config *cfg)
+/* DIR/config.json for the supervisor (docs/internals.md), derived from the record. */
+int vm_write_supervisor_config(smolvm_vm *vm)
 {
+        const vm_record *rec = &vm->rec;
         char kernel[4096], initrd[4096], rootfs[4096], path[4096];
-        snprintf(kernel, sizeof(kernel), "%s/vmlinux", vm->image_dir);
-        snprintf(initrd, sizeof(initrd), "%s/initramfs.img", vm->image_dir);
-        snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", vm->image_dir);
+        snprintf(kernel, sizeof(kernel), "%s/vmlinux", rec->image_dir);
+        snprintf(initrd, sizeof(initrd), "%s/initramfs.img", rec->image_dir);
+        snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", rec->image_dir);
         snprintf(path, sizeof(path), "%s/config.json", vm->dir);
 
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:b}",
-                              "id", vm->id, "image", cfg->image ? cfg->image : "default",
+                              "id", vm->id, "image", rec->image ? rec->image : "default",
                               "kernel", kernel, "initrd", initrd, "rootfs", rootfs,
-                              "mem_mib", (json_int_t)(cfg->mem_mib ? cfg->mem_mib : SMOLVM_DEFAULT_MEM_MIB),
-                              "cpus", (json_int_t)(cfg->vcpus ? cfg->vcpus : SMOLVM_DEFAULT_VCPUS),
-                              "accel", cfg->accel ? cfg->accel : "auto",
+                              "mem_mib", (json_int_t)rec->mem_mib,
+                              "cpus", (json_int_t)rec->vcpus,
+                              "accel", rec->accel ? rec->accel : "auto",
                               "boot_timeout_ms", (json_int_t)vm->boot_timeout_ms,
-                              "disk_mib", (json_int_t)0,
-                              "ephemeral", cfg->ephemeral);
-        const char *append = cfg->kernel_cmdline ? cfg->kernel_cmdline : getenv("SMOLVM_KERNEL_APPEND");
-        if (o && append && *append && json_object_set_new(o, "cmdline", json_string(append)) < 0) {
+                              "disk_mib", (json_int_t)rec->disk_mib,
+                              "ephemeral", rec->ephemeral);
+        if (o && rec->kernel_cmdline && *rec->kernel_cmdline &&
+            json_object_set_new(o, "cmdline", json_string(rec->kernel_cmdline)) < 0) {
                 json_decref(o);
                 o = NULL;
         }
@@ -63,13 +79,64 @@ static int write_config(smolvm_vm *vm, const smolvm_config *cfg)
         return r;
 }
 
-static void vm_free_fields(smolvm_vm *vm)
+void vm_free_fields(smolvm_vm *vm)
 {
         free(vm->home);
         free(vm->dir);
         free(vm->image_dir);
+        vm_record_done(&vm->rec);
         pthread_mutex_destroy(&vm->lock);
         free(vm);
+}
+
+static int record_from_config(const smolvm_config *cfg, smolvm_vm *vm)
+{
+        vm_record *rec = &vm->rec;
+        const char *append = cfg->kernel_cmdline ? cfg->kernel_cmdline : getenv("SMOLVM_KERNEL_APPEND");
+        rec->created_unix = (int64_t)time(NULL);
+        rec->vcpus = cfg->vcpus ? cfg->vcpus : SMOLVM_DEFAULT_VCPUS;
+        rec->mem_mib = cfg->mem_mib ? cfg->mem_mib : SMOLVM_DEFAULT_MEM_MIB;
+        rec->disk_mib = cfg->disk_mib;
+        rec->boot_timeout_ms = cfg->boot_timeout_ms;
+        rec->ephemeral = cfg->ephemeral;
+        rec->name = cfg->name ? strdup(cfg->name) : NULL;
+        rec->image = strdup(cfg->image ? cfg->image : "default");
+        rec->image_dir = strdup(vm->image_dir);
+        rec->accel = strdup(cfg->accel ? cfg->accel : "auto");
+        rec->kernel_cmdline = append && *append ? strdup(append) : NULL;
+        if ((cfg->name && !rec->name) || !rec->image || !rec->image_dir || !rec->accel ||
+            (append && *append && !rec->kernel_cmdline))
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        size_t n = 0;
+        while (cfg->env && cfg->env[n])
+                n++;
+        if (n) {
+                rec->env = calloc(n + 1, sizeof(char *));
+                if (!rec->env)
+                        return vm_error(-ENOMEM, NULL, "out of memory");
+                for (size_t i = 0; i < n; i++)
+                        if (!(rec->env[i] = strdup(cfg->env[i])))
+                                return vm_error(-ENOMEM, NULL, "out of memory");
+        }
+        return 0;
+}
+
+/* Is name taken by another VM? Called with vms/.lock held. */
+static int name_taken(const char *vms, const char *name)
+{
+        smolvm_vm_info *v = NULL;
+        size_t n = 0;
+        int r = vm_list_dir(vms, &v, &n);
+        if (r < 0)
+                return r;
+        bool taken = false;
+        for (size_t i = 0; i < n && !taken; i++)
+                taken = !strcmp(v[i].name, name);
+        free(v);
+        if (taken)
+                return vm_error(SMOLVM_EEXIST, "choose another --name, or remove the VM with `smolvm rm`",
+                                "a VM named '%s' already exists", name);
+        return 0;
 }
 
 SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
@@ -91,11 +158,18 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->ephemeral = cfg->ephemeral;
         vm->cancel_fd = cfg->cancel_fd;
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
+        _cleanup_close_ int names_lock = -1;
 
         r = smolvm_home_dir(&vm->home);
         if (r < 0)
                 goto fail;
         r = resolve_image(vm->home, cfg->image, &vm->image_dir);
+        if (r < 0) {
+                /* Keep the message and hint; the code says "image error". */
+                r = vm_error_set_code(SMOLVM_EIMAGE);
+                goto fail;
+        }
+        r = record_from_config(cfg, vm);
         if (r < 0)
                 goto fail;
 
@@ -106,6 +180,20 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 vm_error(r, r == -ENOSPC ? "free some space there, or point SMOLVM_HOME elsewhere" : NULL,
                          "mkdir %s: %s", vms, strerror(-r));
                 goto fail;
+        }
+        if (cfg->name) {
+                /* Check-then-create must be atomic across processes: two creates with one
+                 * name race otherwise. Only named creates take this lock. */
+                char lock_path[4096 + 16];
+                snprintf(lock_path, sizeof(lock_path), "%s/vms.lock", vm->home);
+                names_lock = vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
+                if (names_lock < 0) {
+                        r = names_lock;
+                        goto fail;
+                }
+                r = name_taken(vms, cfg->name);
+                if (r < 0)
+                        goto fail;
         }
         /* A collision of 48 random bits is unlikely; mkdir's EEXIST makes it harmless. */
         for (int attempt = 0;; attempt++) {
@@ -129,7 +217,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                         goto fail;
                 }
         }
-        r = write_config(vm, cfg);
+        memcpy(vm->rec.id, vm->id, sizeof(vm->id));
+        r = vm_write_supervisor_config(vm);
+        if (r == 0)
+                r = vm_record_save(vm->dir, &vm->rec);
         if (r < 0) {
                 (void)rm_rf(vm->dir);
                 goto fail;
@@ -141,81 +232,83 @@ fail:
         return r;
 }
 
-SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
+/* A handle on an existing VM dir (home/vms/id). */
+static int open_dir(const char *home, const char *id, smolvm_vm **ret_vm)
 {
-        pthread_mutex_lock(&vm->lock);
-        if (vm->state != VM_CREATED) {
-                pthread_mutex_unlock(&vm->lock);
-                return vm_error(-EALREADY, NULL, "VM %s was already started", vm->id);
-        }
-        uint64_t t0 = now_ms();
-        int ready_fd = -1;
-        int r = supervisor_spawn(vm, &ready_fd);
-        if (r < 0) {
-                vm->state = VM_DEAD;
-                (void)rm_rf(vm->dir);
-                pthread_mutex_unlock(&vm->lock);
-                return r;
-        }
-        vm->state = VM_RUNNING;
-        r = supervisor_wait_ready(vm, ready_fd);
-        safe_close(ready_fd);
-        if (r < 0) {
-                /* Keep the recorded error; stopping does not touch it. */
-                supervisor_stop(vm);
-                (void)rm_rf(vm->dir);
-                vm->state = VM_DEAD;
-                pthread_mutex_unlock(&vm->lock);
-                return r;
-        }
-        vm->boot.host_boot_ms = now_ms() - t0;
-        vm->have_boot_info = true;
-        pthread_mutex_unlock(&vm->lock);
-        return 0;
-}
-
-SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm)
-{
+        smolvm_vm *vm = calloc(1, sizeof(*vm));
         if (!vm)
-                return 0;
-        pthread_mutex_lock(&vm->lock);
-        supervisor_stop(vm);
-        vm->state = VM_DEAD;
-        int r = rm_rf(vm->dir);
-        pthread_mutex_unlock(&vm->lock);
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        pthread_mutex_init(&vm->lock, NULL);
+        vm->cancel_fd = -1;
+        vm->state = VM_CREATED;
+        int r = -ENOMEM;
+        if (!(vm->home = strdup(home)) || asprintf(&vm->dir, "%s/vms/%s", home, id) < 0) {
+                vm->dir = NULL;
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        r = vm_record_load(vm->dir, &vm->rec);
         if (r < 0)
-                return vm_error(r, NULL, "remove %s: %s", vm->dir, strerror(-r));
+                goto fail;
+        memcpy(vm->id, vm->rec.id, sizeof(vm->id));
+        if (!(vm->image_dir = strdup(vm->rec.image_dir))) {
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        vm->ephemeral = vm->rec.ephemeral;
+        vm->boot_timeout_ms = vm->rec.boot_timeout_ms ? vm->rec.boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
+        *ret_vm = vm;
         return 0;
-}
-
-SMOLVM_EXPORT void smolvm_free(smolvm_vm *vm)
-{
-        if (!vm)
-                return;
-        /* Only ephemeral VMs are ours to tear down; a persistent one outlives this handle
-         * once it is running. One that never started is just a directory. */
-        if (vm->ephemeral || vm->state != VM_RUNNING)
-                (void)smolvm_destroy(vm);
+fail:
         vm_free_fields(vm);
+        return r;
 }
 
-SMOLVM_EXPORT const char *smolvm_id(const smolvm_vm *vm)
+static bool is_hex(const char *s)
 {
-        return vm->id;
+        return *s && strspn(s, "0123456789abcdef") == strlen(s);
 }
 
-SMOLVM_EXPORT const char *smolvm_dir(const smolvm_vm *vm)
+SMOLVM_EXPORT int smolvm_open(const char *id_or_name, smolvm_vm **ret_vm)
 {
-        return vm->dir;
-}
-
-SMOLVM_EXPORT int smolvm_boot_info_get(const smolvm_vm *vm, smolvm_boot_info *ret)
-{
-        smolvm_vm *w = (smolvm_vm *)vm;
-        pthread_mutex_lock(&w->lock);
-        bool have = w->have_boot_info && w->state == VM_RUNNING;
-        if (have)
-                *ret = w->boot;
-        pthread_mutex_unlock(&w->lock);
-        return have ? 0 : vm_error(-ESRCH, NULL, "VM %s is not running", vm->id);
+        if (!id_or_name || !*id_or_name || strlen(id_or_name) > 255 || strchr(id_or_name, '/') ||
+            id_or_name[0] == '.')
+                return vm_error(SMOLVM_EINVAL, "give a VM id or name (`smolvm ls` lists them)",
+                                "invalid VM id or name '%s'", id_or_name ? id_or_name : "");
+        _cleanup_free_ char *home = NULL;
+        int r = smolvm_home_dir(&home);
+        if (r < 0)
+                return r;
+        if (vm_id_valid(id_or_name)) {
+                r = open_dir(home, id_or_name, ret_vm);
+                if (r != SMOLVM_ENOTFOUND)
+                        return r;
+        }
+        char vms[4096];
+        snprintf(vms, sizeof(vms), "%s/vms", home);
+        smolvm_vm_info *v = NULL;
+        size_t n = 0;
+        r = vm_list_dir(vms, &v, &n);
+        if (r < 0)
+                return r;
+        const char *match = NULL;
+        size_t n_prefix = 0;
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(v[i].name, id_or_name)) {
+                        match = v[i].id;
+                        break;
+                }
+        if (!match && is_hex(id_or_name) && strlen(id_or_name) >= 4)
+                for (size_t i = 0; i < n; i++)
+                        if (!strncmp(v[i].id, id_or_name, strlen(id_or_name)) && n_prefix++ == 0)
+                                match = v[i].id;
+        if (n_prefix > 1)
+                r = vm_error(SMOLVM_EINVAL, "give more characters of the id, or the name",
+                             "VM id prefix '%s' is ambiguous (%zu VMs)", id_or_name, n_prefix);
+        else if (!match)
+                r = vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "no such VM: '%s'", id_or_name);
+        else
+                r = open_dir(home, match, ret_vm);
+        free(v);
+        return r;
 }

@@ -43,6 +43,8 @@
 static const char *const vm_dir_files[] = {
         "vsock.sock", "chan.sock", "console.log", "qemu.log", "overlay.qcow2",
         "config.json", "supervisor.pid", "supervisor.log",
+        /* libsmolvm's: the record, its lock, run state (lifecycle.c) */
+        "qmp.sock", "vm.json", "lock", "boot.json", "paused", "failed", "env.applied",
 };
 
 enum exit_code {
@@ -453,8 +455,13 @@ static void teardown(sup *s, bool failed)
                         fprintf(stderr, "smolvm-supervisor: rmdir %s: %m\n", s->vm_dir);
                 return;
         }
-        /* Persistent VM: the disk and the logs stay; nothing may connect any more. */
-        const char *gone[] = { "vsock.sock", "chan.sock", "supervisor.pid" };
+        /* Persistent VM: the disk and the logs stay; nothing may connect any more.
+         * A failed run leaves "failed", so the VM's derived state reads "error". */
+        if (failed) {
+                _cleanup_free_ char *p = vm_path(s, "failed");
+                _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        }
+        const char *gone[] = { "vsock.sock", "chan.sock", "qmp.sock", "paused", "supervisor.pid" };
         for (size_t i = 0; i < ARRAY_SIZE(gone); i++) {
                 _cleanup_free_ char *p = vm_path(s, gone[i]);
                 (void)unlink(p);
@@ -550,7 +557,7 @@ static int start_vm(sup *s)
 {
         _cleanup_free_ char *overlay = vm_path(s, "overlay.qcow2"), *chan = vm_path(s, "chan.sock"),
                             *vsock = vm_path(s, "vsock.sock"), *console_log = vm_path(s, "console.log"),
-                            *qemu_log = vm_path(s, "qemu.log");
+                            *qemu_log = vm_path(s, "qemu.log"), *qmp = vm_path(s, "qmp.sock");
         _cleanup_close_ int vmm_console_fd = -1, qemu_log_fd = -1;
         sigset_t mask;
         int r;
@@ -607,6 +614,7 @@ static int start_vm(sup *s)
                 .cpus = s->cfg.cpus,
                 .accel = s->accel.accel,
                 .chan_path = chan,
+                .qmp_path = qmp,
                 .chan_name = CHAN_NAME,
                 .console_fd = vmm_console_fd,
                 .log_fd = qemu_log_fd,

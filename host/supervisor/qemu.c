@@ -237,6 +237,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
         _cleanup_free_ sup_vmm *vmm = calloc(1, sizeof(*vmm));
         _cleanup_free_ char *disk = NULL, *chan = NULL, *append = NULL, *drive = NULL, *chardev_chan = NULL,
                             *port = NULL;
+        _cleanup_free_ char *qmp = NULL;
         char mem[32], smp[32], chardev_console[64];
         int r;
 
@@ -274,6 +275,12 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 return -ENOMEM;
         if (asprintf(&port, "virtserialport,chardev=chan,name=%s", spec->chan_name) < 0)
                 return -ENOMEM;
+        /* A path too long for sun_path would make QEMU fail: then no pause/resume. */
+        if (spec->qmp_path && strlen(spec->qmp_path) < 108) {
+                _cleanup_free_ char *q = qemu_opt_escape(spec->qmp_path);
+                if (!q || asprintf(&qmp, "unix:%s,server=on,wait=off", q) < 0)
+                        return -ENOMEM;
+        }
         snprintf(mem, sizeof(mem), "%u", spec->mem_mib);
         snprintf(smp, sizeof(smp), "%u", spec->cpus);
         snprintf(chardev_console, sizeof(chardev_console), "socket,id=console,fd=%d", VMM_CONSOLE_FD);
@@ -305,6 +312,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 (char *)"-device", port,
                 (char *)"-chardev", chardev_console,
                 (char *)"-serial", (char *)"chardev:console",
+                qmp ? (char *)"-qmp" : NULL, qmp,
                 NULL,
         };
 

@@ -23,6 +23,7 @@ typedef struct sup_vm_spec {
         smolvm_accel accel;
         const char *chan_path;  /* Unix socket the VMM connects to: the guest channel port */
         const char *chan_name;  /* virtio-serial port name, e.g. "org.smolvm.chan0" */
+        const char *qmp_path;   /* QMP monitor socket (libsmolvm's pause/resume), or NULL */
         int console_fd;         /* connected socket the guest serial console is written to */
         int log_fd;             /* receives the VMM's stdout and stderr */
 } sup_vm_spec;

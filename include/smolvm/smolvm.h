@@ -121,8 +121,11 @@ typedef struct smolvm_config {
                                    * with a letter or digit, not 12 hex digits (ids look so) */
         unsigned disk_mib;        /* 0: the image's size. The per-VM overlay's virtual size is
                                    * max(image size, disk_mib); the guest grows its ext4 at boot */
-        const char *const *env;   /* NULL-terminated "K=V" stored in the VM record and added to
-                                   * every command's environment (persistent VMs), or NULL */
+        const char *const *env;   /* NULL-terminated "K=V", or NULL. Persistent VMs: stored in
+                                   * the record and set with smolvm_set_env() by the first
+                                   * successful smolvm_start() (if that fails, start returns
+                                   * the error with the VM running; the next start retries).
+                                   * Ephemeral VMs: ignored; use smolvm_exec_opts.env */
 } smolvm_config;
 
 /* Fill *cfg with the defaults (equivalent to zeroing it, with cancel_fd = -1). */
@@ -396,7 +399,7 @@ typedef struct smolvm_doctor_report {
         smolvm_doctor_check *checks;
         size_t n_checks;
         size_t n_warn, n_fail;
-        bool kvm_usable;          /* /dev/kvm opens and speaks the KVM API */
+        bool kvm_usable;          /* VMs can run on KVM here (false on a nested PVM host) */
         bool nested_pvm;          /* kvm_pvm loaded: KVM is unusable for stock kernels */
         char accel[8];            /* what accel "auto" picks: "kvm" or "tcg" */
         char *accel_reason;       /* the supervisor's reason for that choice */

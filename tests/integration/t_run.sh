@@ -32,9 +32,10 @@ check "10 MiB of stdout intact (sha256)" test "$got" = "$want"
 jq_true() { jq -e "$@" >/dev/null; }
 "$SMOLVM" run --json -- sh -c 'echo hi; echo ho >&2; exit 5' >"$T/json" 2>"$T/err"; rc=$?
 check "--json: exit status is the command's" test "$rc" -eq 5
-check "--json: fields" jq_true '.ok == true and .exit_code == 5 and (.signal == null or .signal == 0)
-        and .timed_out == false and .stdout == "hi\n" and .stderr == "ho\n"
-        and (.duration_ms | type) == "number" and (.boot_ms | type) == "number" and .boot_ms > 0' "$T/json"
+check "--json: envelope" jq_true '.ok == true and .command == "run" and .exit_code == 5 and .error == null' "$T/json"
+check "--json: fields in data" jq_true '.data.exit_code == 5 and (.data.signal == null or .data.signal == 0)
+        and .data.timed_out == false and .data.stdout == "hi\n" and .data.stderr == "ho\n"
+        and (.data.duration_ms | type) == "number" and (.data.boot_ms | type) == "number" and .data.boot_ms > 0' "$T/json"
 
 # Timeout: the whole process group dies, 124, within a few seconds of the deadline.
 start=$(date +%s)
@@ -43,7 +44,7 @@ took=$(( $(date +%s) - start ))
 check "timeout gives 124" test "$rc" -eq 124
 check "timeout returns within boot + a few seconds (took ${took}s)" test "$took" -lt 60
 "$SMOLVM" run --json --timeout 1 -- sleep 30 >"$T/json" 2>/dev/null
-check "--json reports timed_out" jq_true '.timed_out == true and .exit_code == 124' "$T/json"
+check "--json reports timed_out" jq_true '.data.timed_out == true and .exit_code == 124' "$T/json"
 
 assert_no_leftovers "after all runs"
 finish

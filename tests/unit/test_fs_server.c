@@ -62,7 +62,10 @@ static ssize_t req_send_cap(req *q, size_t out_cap)
         };
         size_t o = MIN(out_cap, (size_t)24);
         struct iovec out[2] = { { outbuf, o }, { outbuf + o, out_cap - o } };
-        memset(outbuf, 0xa5, MIN(out_cap + 64, (size_t)OUT_MAX));
+        /* Poison the start (headers) and a canary zone just past out_cap. */
+        memset(outbuf, 0xa5, MIN(out_cap, (size_t)4096));
+        if (out_cap + 64 <= OUT_MAX)
+                memset(outbuf + out_cap, 0xa5, 64);
         ssize_t n = smolvm_fs_handle(fs, in, 3, out, 2);
         if (n >= (ssize_t)sizeof(struct fuse_out_header)) {
                 struct fuse_out_header oh;

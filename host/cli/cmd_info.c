@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm info ID: the VM's record, state and boot times. */
+#include <inttypes.h>
+#include <time.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "smolvm/smolvm.h"
+
+static const char usage[] =
+        "Usage: smolvm info [--json] ID\n"
+        "\n"
+        "Show a VM: id, name, state, configuration, directory, supervisor pid and,\n"
+        "while it runs, its boot times and accelerator.\n"
+        "\n"
+        "Options:\n"
+        "  --json      print the JSON envelope (docs/cli.md)\n"
+        "  -h, --help  show this help\n";
+
+int cmd_info(int argc, char **argv)
+{
+        cli_ids a;
+        int r = cli_parse_ids(argc, argv, false, 1, &a);
+        if (r == 1) {
+                fputs(usage, stdout);
+                return 0;
+        }
+        if (r < 0)
+                return cli_usage_fail("info", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
+        smolvm_vm *vm = NULL;
+        r = smolvm_open(a.ids[0], &vm);
+        if (r < 0)
+                return cli_fail("info", a.json, r);
+        smolvm_status_info st;
+        r = smolvm_status(vm, &st);
+        if (r < 0) {
+                int code = cli_fail("info", a.json, r);
+                smolvm_free(vm);
+                return code;
+        }
+        if (a.json) {
+                json_t *data = cli_vm_info_json(&st.info);
+                if (data) {
+                        json_object_set_new(data, "dir", json_string(st.dir));
+                        if (st.have_boot) {
+                                json_t *b = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "boot_ms",
+                                                      (json_int_t)st.boot.boot_ms, "host_boot_ms",
+                                                      (json_int_t)st.boot.host_boot_ms, "t_vmm_ms",
+                                                      (json_int_t)st.boot.t_vmm_ms, "t_kernel_ms",
+                                                      (json_int_t)st.boot.t_kernel_ms, "t_init_ms",
+                                                      (json_int_t)st.boot.t_init_ms, "accel", st.boot.accel,
+                                                      "accel_reason", st.boot.accel_reason);
+                                json_object_set_new(data, "boot", b ? b : json_null());
+                        } else {
+                                json_object_set_new(data, "boot", json_null());
+                        }
+                }
+                cli_json_ok("info", 0, data);
+        } else {
+                char when[64];
+                time_t t = (time_t)st.info.created_unix;
+                struct tm tm;
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+                printf("id:         %s\n", st.info.id);
+                printf("name:       %s\n", st.info.name[0] ? st.info.name : "-");
+                printf("state:      %s\n", smolvm_state_name(st.info.state));
+                printf("created:    %s\n", when);
+                printf("vcpus:      %u\n", st.info.vcpus);
+                printf("memory:     %u MiB\n", st.info.mem_mib);
+                if (st.info.disk_mib)
+                        printf("disk:       %u MiB\n", st.info.disk_mib);
+                else
+                        printf("disk:       image size\n");
+                printf("image:      %s\n", st.info.image);
+                printf("accel:      %s\n", st.info.accel);
+                printf("ephemeral:  %s\n", st.info.ephemeral ? "yes" : "no");
+                printf("dir:        %s\n", st.dir);
+                if (st.info.supervisor_pid > 0)
+                        printf("supervisor: pid %d\n", (int)st.info.supervisor_pid);
+                if (st.have_boot)
+                        printf("boot:       %" PRIu64 " ms (%s: %s)\n",
+                               st.boot.boot_ms ? st.boot.boot_ms : st.boot.host_boot_ms, st.boot.accel,
+                               st.boot.accel_reason);
+        }
+        smolvm_free(vm);
+        return 0;
+}

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm setup: check the host, build (or find in the cache) the default image,
+ * say what to do next. Progress and the report go to stderr with --json. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "doctor_out.h"
+#include "image.h"
+#include "smolvm/smolvm.h"
+#include "util.h"
+
+static const char setup_usage_text[] =
+        "Usage: smolvm setup [--json] [--mirror URL] [--from-rootfs PATH]\n"
+        "\n"
+        "Get this host ready: run the doctor checks, build the default image (Debian\n"
+        "kernel, initramfs with smolvm-init, rootfs; cached: a rebuild takes seconds),\n"
+        "check again and print the next steps. Building needs root (debootstrap)\n"
+        "unless --from-rootfs is given.\n"
+        "\n"
+        "Options:\n"
+        "  --mirror URL         Debian mirror (default: from the host's apt sources)\n"
+        "  --from-rootfs PATH   a debootstrap output dir or tarball instead of debootstrap\n"
+        "  --json               print the result as a JSON envelope\n"
+        "  -h, --help           show this help\n"
+        "\n"
+        "Exit status: 0 when the host is ready, 1 when a check still fails, 125 when\n"
+        "the image could not be built.\n";
+
+static void progress(void *ud, const char *line)
+{
+        (void)ud;
+        fprintf(stderr, "  %s\n", line);
+}
+
+int cmd_setup(int argc, char **argv)
+{
+        bool json = cli_wants_json(argc, argv);
+        smolvm_image_build_opts o = { 0 };
+        for (int i = 1; i < argc; i++) {
+                bool m;
+                const char *v;
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        fputs(setup_usage_text, stdout);
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--json"))
+                        continue;
+                if ((v = cli_flag_value(argc, argv, &i, "--mirror", &m)) || m) {
+                        if (!v)
+                                return cli_usage_fail("setup", json, "--mirror needs a value");
+                        o.mirror = v;
+                        continue;
+                }
+                if ((v = cli_flag_value(argc, argv, &i, "--from-rootfs", &m)) || m) {
+                        if (!v)
+                                return cli_usage_fail("setup", json, "--from-rootfs needs a value");
+                        o.from_rootfs = v;
+                        continue;
+                }
+                cli_error("unexpected argument '%s'", argv[i]);
+                return cli_usage_fail("setup", json, "unexpected argument");
+        }
+        FILE *out = json ? stderr : stdout;
+
+        smolvm_doctor_report *before = NULL;
+        int r = smolvm_doctor(&before);
+        if (r < 0)
+                return cli_fail("setup", json, r);
+        fprintf(out, "Checking the host:\n");
+        doctor_print(out, before);
+        smolvm_doctor_report_free(before);
+
+        fprintf(out, "\nBuilding the default image:\n");
+        fflush(out);
+        smolvm_image_info info = { 0 };
+        _cleanup_free_ char *err = NULL;
+        uint64_t t0 = now_ms();
+        r = smolvm_image_build(&o, progress, NULL, &info, &err);
+        if (r < 0) {
+                const char *msg = err ? err : strerror(-r);
+                const char *fix = r == -EPERM || r == -EACCES || (err && strstr(err, "root"))
+                                          ? "run `sudo smolvm setup`, or pass --from-rootfs PATH"
+                                          : "check the message above; `smolvm image build --help` has the options";
+                if (json)
+                        cli_json_error("setup", CLI_EXIT_ERROR, "image_error", msg, fix, NULL);
+                cli_error("image build: %s", msg);
+                cli_hint("%s", fix);
+                return CLI_EXIT_ERROR;
+        }
+        double secs = (double)(now_ms() - t0) / 1000.0;
+        fprintf(out, "  %s image %.12s in %.1f s (%s)\n", info.cached ? "cached" : "built", info.key, secs, info.dir);
+
+        smolvm_doctor_report *after = NULL;
+        r = smolvm_doctor(&after);
+        if (r < 0) {
+                smolvm_image_info_done(&info);
+                return cli_fail("setup", json, r);
+        }
+        int rc = after->n_fail ? 1 : 0;
+        if (json) {
+                json_t *data = json_object(), *img = json_pack("{s:s,s:s,s:b,s:f}", "key", info.key, "dir", info.dir,
+                                                               "cached", info.cached, "elapsed_s", secs);
+                if (data) {
+                        json_object_set_new(data, "image", img ? img : json_null());
+                        json_t *d = doctor_json(after);
+                        json_object_set_new(data, "doctor", d ? d : json_null());
+                }
+                if (rc == 0)
+                        cli_json_ok("setup", rc, data);
+                else
+                        cli_json_error("setup", rc, "host_not_ready", "the image is built but a check still fails",
+                                       "run `smolvm doctor` for the fixes", data);
+        } else if (rc == 0) {
+                printf("\nReady%s. Next steps:\n"
+                       "  smolvm run -- uname -a                    # a throwaway VM\n"
+                       "  smolvm create --name dev                  # a persistent one\n"
+                       "  smolvm exec dev -- python3 -c 'print(1)'\n"
+                       "  smolvm cp ./project dev:/root/project\n"
+                       "  smolvm env set dev KEY=value\n",
+                       after->nested_pvm || !after->kvm_usable ? " (TCG: boots take a few seconds)" : "");
+        } else {
+                printf("\nThe image is built, but a check still fails: see `smolvm doctor`.\n");
+        }
+        smolvm_doctor_report_free(after);
+        smolvm_image_info_done(&info);
+        return rc;
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm_doctor(): can VMs run on this host, and how fast? Each check says what
+ * it found and how to fix it. The accelerator verdict comes from the
+ * supervisor's own smolvm_accel_choose() (accel.c is compiled in), so doctor
+ * and the supervisor can never disagree. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include "../supervisor/accel.h"
+#include "smolvm_i.h"
+#include "util.h"
+
+extern char **environ;
+
+#define DOCTOR_CMD_TIMEOUT_MS 10000u
+#define DOCTOR_MAX_CHECKS 16u
+
+SMOLVM_EXPORT const char *smolvm_check_status_name(smolvm_check_status s)
+{
+        switch (s) {
+        case SMOLVM_CHECK_PASS:
+                return "pass";
+        case SMOLVM_CHECK_WARN:
+                return "warn";
+        case SMOLVM_CHECK_FAIL:
+                return "fail";
+        default:
+                return "unknown";
+        }
+}
+
+static int add_check(smolvm_doctor_report *rep, const char *name, smolvm_check_status st, const char *fix,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int add_check(smolvm_doctor_report *rep, const char *name, smolvm_check_status st, const char *fix,
+                     const char *fmt, ...)
+{
+        if (rep->n_checks >= DOCTOR_MAX_CHECKS)
+                return -ENOBUFS; /* programmer error: raise DOCTOR_MAX_CHECKS */
+        smolvm_doctor_check *c = &rep->checks[rep->n_checks];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vasprintf(&c->message, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+                c->message = NULL;
+                return -ENOMEM;
+        }
+        c->fix = strdup(fix ? fix : "");
+        if (!c->fix) {
+                free(c->message);
+                c->message = NULL;
+                return -ENOMEM;
+        }
+        c->name = name;
+        c->status = st;
+        rep->n_checks++;
+        if (st == SMOLVM_CHECK_WARN)
+                rep->n_warn++;
+        else if (st == SMOLVM_CHECK_FAIL)
+                rep->n_fail++;
+        return 0;
+}
+
+/* Run argv (searched in PATH) with stdout and stderr captured into out (NUL-
+ * terminated, truncated to out_len - 1; the rest is drained). Returns the exit
+ * status (0..255), -ENOENT when the program does not exist, -ETIMEDOUT, or a
+ * negative errno. */
+static int run_capture(const char *const argv[], char *out, size_t out_len)
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+        pid_t pid;
+        int r = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        safe_close(p[1]);
+        if (r != 0) {
+                safe_close(p[0]);
+                return -r;
+        }
+        size_t got = 0;
+        uint64_t deadline = now_ms() + DOCTOR_CMD_TIMEOUT_MS;
+        bool timed_out = false;
+        for (;;) {
+                uint64_t now = now_ms();
+                if (now >= deadline) {
+                        timed_out = true;
+                        break;
+                }
+                struct pollfd pf = { .fd = p[0], .events = POLLIN };
+                int k = poll(&pf, 1, (int)(deadline - now));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        continue;
+                char buf[4096];
+                ssize_t n = read(p[0], buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                size_t take = MIN((size_t)n, out_len - 1 - got);
+                memcpy(out + got, buf, take);
+                got += take;
+        }
+        out[got] = '\0';
+        safe_close(p[0]);
+        if (timed_out)
+                kill(pid, SIGKILL);
+        int ws;
+        while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+                ;
+        if (timed_out)
+                return -ETIMEDOUT;
+        /* posix_spawnp reports a missing program as 127 from the child on some libcs. */
+        if (WIFEXITED(ws))
+                return WEXITSTATUS(ws) == 127 && got == 0 ? -ENOENT : WEXITSTATUS(ws);
+        return -ECHILD;
+}
+
+/* Absolute path of name in PATH (plus the sbin dirs, which a user's PATH often
+ * lacks), malloc'd, or NULL. */
+static char *find_program(const char *name)
+{
+        if (strchr(name, '/'))
+                return access(name, X_OK) == 0 ? strdup(name) : NULL;
+        const char *path = getenv("PATH");
+        _cleanup_free_ char *dirs = NULL;
+        if (asprintf(&dirs, "%s:/usr/local/sbin:/usr/sbin:/sbin", path && *path ? path : "/usr/bin:/bin") < 0)
+                return NULL;
+        char *save = NULL;
+        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                char *p = NULL;
+                if (asprintf(&p, "%s/%s", d, name) < 0)
+                        return NULL;
+                struct stat st;
+                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
+
+static int check_kvm(smolvm_doctor_report *rep)
+{
+        smolvm_accel_choice forced, autoc;
+        int rk = smolvm_accel_choose("kvm", &forced);
+        (void)smolvm_accel_choose("auto", &autoc);
+        snprintf(rep->accel, sizeof(rep->accel), "%s", smolvm_accel_name(autoc.accel));
+        rep->accel_reason = strdup(autoc.reason);
+        if (!rep->accel_reason)
+                return -ENOMEM;
+        rep->kvm_usable = rk == 0;
+        rep->nested_pvm = rk == -EOPNOTSUPP;
+        if (rk == 0)
+                return add_check(rep, "kvm", SMOLVM_CHECK_PASS, NULL, "KVM is usable: VMs run with hardware acceleration");
+        if (rep->nested_pvm)
+                return add_check(rep, "kvm", SMOLVM_CHECK_WARN,
+                                 "nothing to do for correctness; for fast boots run on a host with plain KVM "
+                                 "(bare metal, or nested VMX/SVM)",
+                                 "nested PVM host (kvm_pvm loaded): KVM is not usable for stock kernels, "
+                                 "VMs run under TCG (software emulation, ~10x slower boots)");
+        return add_check(rep, "kvm", SMOLVM_CHECK_WARN,
+                         forced.hint ? forced.hint : "load kvm_intel or kvm_amd and add yourself to group kvm",
+                         "%s; VMs run under TCG (software emulation, ~10x slower boots)", forced.reason);
+}
+
+static int check_qemu(smolvm_doctor_report *rep)
+{
+        const char *env = getenv("SMOLVM_QEMU");
+        const char *bin = env && *env ? env : "qemu-system-x86_64";
+        char out[8192];
+        const char *vargv[] = { bin, "--version", NULL };
+        int r = run_capture(vargv, out, sizeof(out));
+        if (r == -ENOENT) {
+                int a = add_check(rep, "qemu", SMOLVM_CHECK_FAIL, "apt-get install qemu-system-x86", "%s not found",
+                                  bin);
+                return a < 0 ? a
+                             : add_check(rep, "qemu-microvm", SMOLVM_CHECK_FAIL, "apt-get install qemu-system-x86",
+                                         "cannot check: %s not found", bin);
+        }
+        if (r != 0) {
+                int a = add_check(rep, "qemu", SMOLVM_CHECK_FAIL, "reinstall QEMU: apt-get install qemu-system-x86",
+                                  "%s --version failed (%s)", bin, r < 0 ? strerror(-r) : "non-zero exit");
+                return a < 0 ? a
+                             : add_check(rep, "qemu-microvm", SMOLVM_CHECK_FAIL, "reinstall QEMU",
+                                         "cannot check: %s does not run", bin);
+        }
+        /* "QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u12)" */
+        char ver[64] = "";
+        const char *v = strstr(out, "version ");
+        if (v)
+                sscanf(v + 8, "%63[0-9.]", ver);
+        rep->qemu_version = strdup(ver);
+        if (!rep->qemu_version)
+                return -ENOMEM;
+        r = add_check(rep, "qemu", SMOLVM_CHECK_PASS, NULL, "%s version %s", bin, ver[0] ? ver : "(unknown)");
+        if (r < 0)
+                return r;
+
+        const char *margv[] = { bin, "-M", "help", NULL };
+        r = run_capture(margv, out, sizeof(out));
+        bool microvm = false;
+        for (char *line = out; r == 0 && line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+                if (!strncmp(line, "microvm ", 8) || !strncmp(line, "microvm\n", 8))
+                        microvm = true;
+        if (microvm)
+                return add_check(rep, "qemu-microvm", SMOLVM_CHECK_PASS, NULL, "machine type microvm is available");
+        return add_check(rep, "qemu-microvm", SMOLVM_CHECK_FAIL,
+                         "install a QEMU built with microvm (Debian/Ubuntu qemu-system-x86 >= 4.2)",
+                         "%s -M help does not list microvm", bin);
+}
+
+static int check_program(smolvm_doctor_report *rep, const char *name, const char *check, smolvm_check_status missing,
+                         const char *fix, const char *why)
+{
+        _cleanup_free_ char *p = find_program(name);
+        if (p)
+                return add_check(rep, check, SMOLVM_CHECK_PASS, NULL, "%s found (%s)", name, p);
+        return add_check(rep, check, missing, fix, "%s not found: %s", name, why);
+}
+
+static int check_supervisor(smolvm_doctor_report *rep)
+{
+        const char *dir = smolvm_libexec_dir();
+        char p[PATH_MAX];
+        snprintf(p, sizeof(p), "%s/smolvm-supervisor", dir);
+        if (access(p, X_OK) == 0)
+                return add_check(rep, "supervisor", SMOLVM_CHECK_PASS, NULL, "%s found", p);
+        return add_check(rep, "supervisor", SMOLVM_CHECK_FAIL,
+                         "install smolvm (meson install), or point SMOLVM_LIBEXECDIR at the build's host/supervisor",
+                         "%s: %s", p, strerror(errno));
+}
+
+/* Disk use of the regular files directly in dir (the image's vmlinux, initramfs,
+ * rootfs). */
+static uint64_t dir_usage(const char *dir)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return 0;
+        uint64_t total = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                        total += (uint64_t)st.st_blocks * 512u;
+        }
+        closedir(d);
+        return total;
+}
+
+static int check_image(smolvm_doctor_report *rep)
+{
+        _cleanup_free_ char *dir = NULL;
+        int r = resolve_image(rep->home, "default", &dir);
+        if (r < 0) {
+                const smolvm_error *e = smolvm_last_error();
+                return add_check(rep, "image", SMOLVM_CHECK_FAIL, "run `smolvm setup` (or `smolvm image build`)",
+                                 "%s", e->message[0] ? e->message : "default image not built");
+        }
+        rep->image_bytes = dir_usage(dir);
+        const char *key = strrchr(dir, '/');
+        return add_check(rep, "image", SMOLVM_CHECK_PASS, NULL, "default image built (%.12s, %.1f MiB on disk)",
+                         key ? key + 1 : dir, (double)rep->image_bytes / (1024.0 * 1024.0));
+}
+
+static int check_disk(smolvm_doctor_report *rep)
+{
+        /* $SMOLVM_HOME may not exist yet: measure its nearest existing ancestor. */
+        _cleanup_free_ char *p = strdup(rep->home);
+        if (!p)
+                return -ENOMEM;
+        struct statvfs sv;
+        while (statvfs(p, &sv) < 0) {
+                char *slash = strrchr(p, '/');
+                if (errno != ENOENT || !slash || slash == p) {
+                        if (errno == ENOENT && slash == p && statvfs("/", &sv) == 0)
+                                break;
+                        return add_check(rep, "disk", SMOLVM_CHECK_WARN, "check that $SMOLVM_HOME is accessible",
+                                         "statvfs %s: %s", rep->home, strerror(errno));
+                }
+                *slash = '\0';
+        }
+        rep->free_disk_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+        double mib = (double)rep->free_disk_bytes / (1024.0 * 1024.0);
+        if (rep->free_disk_bytes < SMOLVM_DOCTOR_DISK_FAIL_BYTES)
+                return add_check(rep, "disk", SMOLVM_CHECK_FAIL,
+                                 "free some space, or point SMOLVM_HOME at a bigger file system",
+                                 "%.0f MiB free in %s: VM disks cannot grow (need at least 512 MiB)", mib, rep->home);
+        if (rep->free_disk_bytes < SMOLVM_DOCTOR_DISK_WARN_BYTES)
+                return add_check(rep, "disk", SMOLVM_CHECK_WARN,
+                                 "free some space, or point SMOLVM_HOME at a bigger file system",
+                                 "only %.0f MiB free in %s (2 GiB recommended)", mib, rep->home);
+        return add_check(rep, "disk", SMOLVM_CHECK_PASS, NULL, "%.1f GiB free in %s", mib / 1024.0, rep->home);
+}
+
+SMOLVM_EXPORT void smolvm_doctor_report_free(smolvm_doctor_report *r)
+{
+        if (!r)
+                return;
+        for (size_t i = 0; i < r->n_checks; i++) {
+                free(r->checks[i].message);
+                free(r->checks[i].fix);
+        }
+        free(r->checks);
+        free(r->accel_reason);
+        free(r->qemu_version);
+        free(r->home);
+        free(r);
+}
+
+SMOLVM_EXPORT int smolvm_doctor(smolvm_doctor_report **ret)
+{
+        smolvm_doctor_report *rep = calloc(1, sizeof(*rep));
+        if (!rep)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        rep->checks = calloc(DOCTOR_MAX_CHECKS, sizeof(*rep->checks));
+        int r = rep->checks ? 0 : -ENOMEM;
+        if (r == 0)
+                r = smolvm_home_dir(&rep->home);
+        if (r == 0)
+                r = check_kvm(rep);
+        if (r == 0)
+                r = check_qemu(rep);
+        if (r == 0)
+                r = check_program(rep, "qemu-img", "qemu-img", SMOLVM_CHECK_FAIL, "apt-get install qemu-utils",
+                                  "needed to create each VM's disk overlay");
+        if (r == 0)
+                r = check_supervisor(rep);
+        if (r == 0)
+                r = check_image(rep);
+        if (r == 0)
+                r = check_disk(rep);
+        if (r == 0)
+                r = check_program(rep, "debootstrap", "debootstrap", SMOLVM_CHECK_WARN, "apt-get install debootstrap",
+                                  "needed only to build images");
+        if (r == 0 && !rep->qemu_version)
+                rep->qemu_version = strdup("");
+        if (r == 0 && !rep->qemu_version)
+                r = -ENOMEM;
+        if (r < 0) {
+                smolvm_doctor_report_free(rep);
+                return r == -ENOMEM ? vm_error(r, NULL, "out of memory") : r;
+        }
+        *ret = rep;
+        return 0;
+}

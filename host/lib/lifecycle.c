@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* VM lifecycle: start, stop, pause, resume, delete, status, list.
+ *
+ * Ephemeral VMs keep the original model: the supervisor is our child and dies
+ * with us (PDEATHSIG). Persistent VMs are shared by every process: their
+ * supervisor is detached, their state is derived from the VM dir (state.c), and
+ * every state change holds vms/<id>/lock (flock), never held during exec. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "agent_proto.h"
+#include "smolvm_i.h"
+#include "util.h"
+
+/* Files of one run of a VM: removed before a start (a SIGKILLed supervisor
+ * leaves them) and after a stop. Never the disk, the record or the logs. */
+static const char *const run_files[] = {
+        "supervisor.pid", "vsock.sock", "chan.sock", "qmp.sock", "paused", "boot.json",
+};
+
+static void remove_run_files(const char *dir)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(run_files); i++) {
+                char p[PATH_MAX];
+                snprintf(p, sizeof(p), "%s/%s", dir, run_files[i]);
+                (void)unlink(p);
+        }
+}
+
+static void dir_file(const smolvm_vm *vm, const char *name, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s/%s", vm->dir, name);
+}
+
+/* Lock the VM and check it still exists (a delete may have won the race).
+ * Returns the lock fd or a negative errno (recorded). */
+static int lock_vm(smolvm_vm *vm)
+{
+        char path[PATH_MAX];
+        dir_file(vm, "lock", path, sizeof(path));
+        int fd = vm_lock_path(path, VM_LOCK_TIMEOUT_MS);
+        if (fd < 0)
+                return fd;
+        dir_file(vm, "vm.json", path, sizeof(path));
+        if (access(path, F_OK) < 0) {
+                safe_close(fd);
+                return vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "VM %s no longer exists", vm->id);
+        }
+        return fd;
+}
+
+/* ---- boot.json: the ready line's numbers, for processes that did not start the VM ---- */
+
+static void save_boot_info(smolvm_vm *vm)
+{
+        const smolvm_boot_info *b = &vm->boot;
+        json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "boot_ms", (json_int_t)b->boot_ms,
+                              "host_boot_ms", (json_int_t)b->host_boot_ms, "t_vmm_ms", (json_int_t)b->t_vmm_ms,
+                              "t_kernel_ms", (json_int_t)b->t_kernel_ms, "t_init_ms", (json_int_t)b->t_init_ms,
+                              "t_agent_ms", (json_int_t)b->t_agent_ms, "accel", b->accel, "accel_reason",
+                              b->accel_reason);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (s) {
+                char path[PATH_MAX];
+                dir_file(vm, "boot.json", path, sizeof(path));
+                (void)write_file_atomic(path, s, strlen(s)); /* informational only */
+                free(s);
+        }
+}
+
+static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret)
+{
+        char path[PATH_MAX];
+        dir_file(vm, "boot.json", path, sizeof(path));
+        json_t *o = json_load_file(path, 0, NULL);
+        if (!json_is_object(o)) {
+                json_decref(o);
+                return false;
+        }
+        smolvm_boot_info b = { 0 };
+        struct {
+                const char *key;
+                uint64_t *v;
+        } nums[] = { { "boot_ms", &b.boot_ms },     { "host_boot_ms", &b.host_boot_ms },
+                     { "t_vmm_ms", &b.t_vmm_ms },   { "t_kernel_ms", &b.t_kernel_ms },
+                     { "t_init_ms", &b.t_init_ms }, { "t_agent_ms", &b.t_agent_ms } };
+        for (size_t i = 0; i < ARRAY_SIZE(nums); i++) {
+                json_t *v = json_object_get(o, nums[i].key);
+                *nums[i].v = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+        }
+        json_t *a = json_object_get(o, "accel"), *ar = json_object_get(o, "accel_reason");
+        snprintf(b.accel, sizeof(b.accel), "%s", json_is_string(a) ? json_string_value(a) : "");
+        snprintf(b.accel_reason, sizeof(b.accel_reason), "%s", json_is_string(ar) ? json_string_value(ar) : "");
+        json_decref(o);
+        *ret = b;
+        return true;
+}
+
+/* "start it with `smolvm start NAME`" */
+static const char *hint_for(const smolvm_vm *vm, const char *verb, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s it with `smolvm %s %s`", verb, verb, vm->rec.name ? vm->rec.name : vm->id);
+        return buf;
+}
+
+/* smolvm_config.env goes into the guest's persistent environment once, at the
+ * first boot, through the env op (so `smolvm env unset` can remove it later; it
+ * is not re-applied on every start). The marker is written only on success. */
+static int apply_create_env(smolvm_vm *vm)
+{
+        char marker[PATH_MAX];
+        dir_file(vm, "env.applied", marker, sizeof(marker));
+        if (!vm->rec.env || !vm->rec.env[0] || access(marker, F_OK) == 0)
+                return 0;
+        int r = smolvm_set_env(vm, (const char *const *)vm->rec.env);
+        if (r < 0)
+                return r; /* the VM runs; the next start tries again */
+        return write_file_atomic(marker, "", 0);
+}
+
+/* ---- start ---- */
+
+static int start_ephemeral(smolvm_vm *vm)
+{
+        pthread_mutex_lock(&vm->lock);
+        if (vm->state != VM_CREATED) {
+                pthread_mutex_unlock(&vm->lock);
+                return vm_error(SMOLVM_EALREADY, NULL, "VM %s was already started", vm->id);
+        }
+        uint64_t t0 = now_ms();
+        int ready_fd = -1;
+        int r = supervisor_spawn(vm, &ready_fd);
+        if (r < 0) {
+                vm->state = VM_DEAD;
+                (void)rm_rf(vm->dir);
+                pthread_mutex_unlock(&vm->lock);
+                return r;
+        }
+        vm->state = VM_RUNNING;
+        r = supervisor_wait_ready(vm, ready_fd);
+        safe_close(ready_fd);
+        if (r < 0) {
+                /* Keep the recorded error; stopping does not touch it. */
+                supervisor_stop(vm);
+                (void)rm_rf(vm->dir);
+                vm->state = VM_DEAD;
+                pthread_mutex_unlock(&vm->lock);
+                return r;
+        }
+        vm->boot.host_boot_ms = now_ms() - t0;
+        vm->have_boot_info = true;
+        save_boot_info(vm);
+        pthread_mutex_unlock(&vm->lock);
+        return 0;
+}
+
+SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
+{
+        if (vm->ephemeral)
+                return start_ephemeral(vm);
+
+        _cleanup_close_ int lock = lock_vm(vm);
+        if (lock < 0)
+                return lock;
+        pid_t pid = 0;
+        smolvm_state st = vm_derive_state(vm->dir, &pid);
+        if (st == SMOLVM_STATE_RUNNING || st == SMOLVM_STATE_PAUSED)
+                return vm_error(SMOLVM_EALREADY, NULL, "VM %s is already running (supervisor pid %d)", vm->id,
+                                (int)pid);
+        /* A killed supervisor leaves its pid file and sockets: they must not block us. */
+        remove_run_files(vm->dir);
+        char failed[PATH_MAX];
+        dir_file(vm, "failed", failed, sizeof(failed));
+        (void)unlink(failed);
+        int r = vm_write_supervisor_config(vm);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&vm->lock);
+        uint64_t t0 = now_ms();
+        int ready_fd = -1;
+        r = supervisor_spawn_detached(vm, &ready_fd, &pid);
+        if (r == 0) {
+                r = supervisor_wait_ready(vm, ready_fd);
+                safe_close(ready_fd);
+                if (r < 0) {
+                        /* The recorded error stays; killing does not touch it. */
+                        supervisor_kill_detached(vm->dir, pid, 0, SUPERVISOR_STOP_TIMEOUT_MS);
+                        remove_run_files(vm->dir);
+                }
+        }
+        if (r < 0) {
+                /* The VM stays (stopped, state "error") with its logs for diagnosis. */
+                (void)write_file_atomic(failed, "start failed\n", 13);
+                pthread_mutex_unlock(&vm->lock);
+                return r;
+        }
+        vm->state = VM_RUNNING;
+        vm->boot.host_boot_ms = now_ms() - t0;
+        vm->have_boot_info = true;
+        save_boot_info(vm);
+        pthread_mutex_unlock(&vm->lock);
+        return apply_create_env(vm);
+}
+
+/* ---- stop ---- */
+
+/* Ask the guest agent to power off: it syncs the disks, answers RESULT, and the
+ * VM exits. Best effort: the caller falls back to signals. Returns 0 once the
+ * agent accepted. */
+static int agent_poweroff(smolvm_vm *vm)
+{
+        int fd = vsock_connect(vm->dir, SMOLVM_AGENT_PORT, -1);
+        if (fd < 0)
+                return fd;
+        static const char req[] = "{\"op\":\"poweroff\"}";
+        /* The socket is non-blocking; a 25-byte frame always fits an empty buffer. */
+        uint8_t frame[SMOLVM_FRAME_HDR_SIZE + sizeof(req) - 1];
+        smolvm_frame_hdr_encode(SMOLVM_FRAME_REQUEST, sizeof(req) - 1, frame);
+        memcpy(frame + SMOLVM_FRAME_HDR_SIZE, req, sizeof(req) - 1);
+        int r = send(fd, frame, sizeof(frame), MSG_NOSIGNAL) == (ssize_t)sizeof(frame) ? 0 : -EIO;
+        if (r == 0) {
+                /* Wait for the RESULT (or the stream closing): then the agent is on its way. */
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                uint8_t buf[256];
+                r = poll(&p, 1, 5000) > 0 && read(fd, buf, sizeof(buf)) > 0 ? 0 : -ETIMEDOUT;
+        }
+        safe_close(fd);
+        return r;
+}
+
+static int stop_locked(smolvm_vm *vm, pid_t pid, bool graceful)
+{
+        char path[PATH_MAX];
+        if (pid > 0) {
+                dir_file(vm, "paused", path, sizeof(path));
+                if (access(path, F_OK) == 0) {
+                        /* A paused guest cannot power itself off. */
+                        if (graceful && qmp_command(vm->dir, "cont") < 0)
+                                graceful = false;
+                        (void)unlink(path);
+                }
+                bool asked = graceful && agent_poweroff(vm) == 0;
+                supervisor_kill_detached(vm->dir, pid, asked ? SMOLVM_STOP_TIMEOUT_MS : 0, SUPERVISOR_STOP_TIMEOUT_MS);
+                if (vm_live_supervisor(vm->dir, NULL) == pid)
+                        return vm_error(SMOLVM_ETIMEDOUT, "kill it by hand: kill -9 -- -PID",
+                                        "VM %s: supervisor pid %d did not exit", vm->id, (int)pid);
+        }
+        remove_run_files(vm->dir);
+        pthread_mutex_lock(&vm->lock);
+        vm->state = vm->state == VM_RUNNING ? VM_DEAD : vm->state;
+        vm->have_boot_info = false;
+        pthread_mutex_unlock(&vm->lock);
+        return 0;
+}
+
+SMOLVM_EXPORT int smolvm_stop(smolvm_vm *vm)
+{
+        if (vm->ephemeral && vm->supervisor_pid > 0)
+                return smolvm_destroy(vm);
+        _cleanup_close_ int lock = lock_vm(vm);
+        if (lock < 0)
+                return lock;
+        pid_t pid = vm_live_supervisor(vm->dir, NULL);
+        return stop_locked(vm, pid, true);
+}
+
+/* ---- pause / resume ---- */
+
+/* Pause state lives in QEMU; the "paused" marker file mirrors it for readers
+ * without the lock (status, exec), written and removed only under the lock. */
+static int pause_resume(smolvm_vm *vm, bool pause)
+{
+        char hint[128];
+        _cleanup_close_ int lock = lock_vm(vm);
+        if (lock < 0)
+                return lock;
+        smolvm_state st = vm_derive_state(vm->dir, NULL);
+        if (st != SMOLVM_STATE_RUNNING && st != SMOLVM_STATE_PAUSED)
+                return vm_error(SMOLVM_ENOTRUNNING, hint_for(vm, "start", hint, sizeof(hint)),
+                                "VM %s is not running (%s)", vm->id, smolvm_state_name(st));
+        if (pause == (st == SMOLVM_STATE_PAUSED))
+                return vm_error(SMOLVM_EALREADY, NULL, "VM %s is already %s", vm->id, pause ? "paused" : "running");
+        char path[PATH_MAX];
+        dir_file(vm, "paused", path, sizeof(path));
+        int r;
+        if (pause) {
+                /* Marker first: an exec starting now fails fast instead of hanging. */
+                r = write_file_atomic(path, "", 0);
+                if (r < 0)
+                        return r;
+                r = qmp_command(vm->dir, "stop");
+                if (r < 0)
+                        (void)unlink(path);
+        } else {
+                r = qmp_command(vm->dir, "cont");
+                if (r == 0)
+                        (void)unlink(path);
+        }
+        return r;
+}
+
+SMOLVM_EXPORT int smolvm_pause(smolvm_vm *vm)
+{
+        return pause_resume(vm, true);
+}
+
+SMOLVM_EXPORT int smolvm_resume(smolvm_vm *vm)
+{
+        return pause_resume(vm, false);
+}
+
+/* ---- delete ---- */
+
+SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags)
+{
+        if (!vm)
+                return 0;
+        if (vm->ephemeral && vm->supervisor_pid > 0)
+                return smolvm_destroy(vm);
+        _cleanup_close_ int lock = lock_vm(vm);
+        if (lock < 0)
+                return lock;
+        pid_t pid = vm_live_supervisor(vm->dir, NULL);
+        if (pid > 0 && !(flags & SMOLVM_DELETE_FORCE))
+                return vm_error(SMOLVM_EBUSY, "stop it first, or use `smolvm rm -f`", "VM %s is running", vm->id);
+        /* Its disk goes away: no point in a graceful poweroff. */
+        int r = stop_locked(vm, pid, false);
+        if (r < 0)
+                return r;
+        /* The record first: a concurrent open then fails cleanly, and a half-deleted
+         * dir without a record is skipped by `ls`. */
+        char path[PATH_MAX];
+        dir_file(vm, "vm.json", path, sizeof(path));
+        (void)unlink(path);
+        r = rm_rf(vm->dir);
+        if (r < 0)
+                return vm_error(r, NULL, "remove %s: %s", vm->dir, strerror(-r));
+        pthread_mutex_lock(&vm->lock);
+        vm->state = VM_DEAD;
+        pthread_mutex_unlock(&vm->lock);
+        return 0;
+}
+
+SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm)
+{
+        if (!vm)
+                return 0;
+        if (!vm->ephemeral)
+                return smolvm_delete(vm, SMOLVM_DELETE_FORCE);
+        pthread_mutex_lock(&vm->lock);
+        if (vm->supervisor_pid > 0) {
+                supervisor_stop(vm);
+        } else if (vm->state != VM_DEAD) {
+                /* An ephemeral VM opened by another process: not our child. */
+                pid_t pid = vm_live_supervisor(vm->dir, NULL);
+                if (pid > 0)
+                        supervisor_kill_detached(vm->dir, pid, 0, SUPERVISOR_STOP_TIMEOUT_MS);
+        }
+        vm->state = VM_DEAD;
+        int r = rm_rf(vm->dir);
+        pthread_mutex_unlock(&vm->lock);
+        if (r < 0)
+                return vm_error(r, NULL, "remove %s: %s", vm->dir, strerror(-r));
+        return 0;
+}
+
+SMOLVM_EXPORT void smolvm_free(smolvm_vm *vm)
+{
+        if (!vm)
+                return;
+        /* Only an ephemeral VM we created is ours to tear down; a persistent one
+         * outlives every handle. */
+        if (vm->ephemeral && (vm->supervisor_pid > 0 || vm->state == VM_CREATED))
+                (void)smolvm_destroy(vm);
+        vm_free_fields(vm);
+}
+
+/* ---- accessors, status, list ---- */
+
+SMOLVM_EXPORT const char *smolvm_id(const smolvm_vm *vm)
+{
+        return vm->id;
+}
+
+SMOLVM_EXPORT const char *smolvm_name(const smolvm_vm *vm)
+{
+        return vm->rec.name ? vm->rec.name : "";
+}
+
+SMOLVM_EXPORT const char *smolvm_dir(const smolvm_vm *vm)
+{
+        return vm->dir;
+}
+
+SMOLVM_EXPORT int smolvm_boot_info_get(const smolvm_vm *vm, smolvm_boot_info *ret)
+{
+        smolvm_vm *w = (smolvm_vm *)vm;
+        pthread_mutex_lock(&w->lock);
+        bool have = w->have_boot_info && w->state == VM_RUNNING;
+        if (have)
+                *ret = w->boot;
+        pthread_mutex_unlock(&w->lock);
+        if (have)
+                return 0;
+        smolvm_state st = vm_derive_state(vm->dir, NULL);
+        if ((st == SMOLVM_STATE_RUNNING || st == SMOLVM_STATE_PAUSED) && load_boot_info(vm, ret))
+                return 0;
+        return vm_error(SMOLVM_ENOTRUNNING, NULL, "VM %s is not running", vm->id);
+}
+
+SMOLVM_EXPORT int smolvm_status(smolvm_vm *vm, smolvm_status_info *ret)
+{
+        vm_record rec;
+        int r = vm_record_load(vm->dir, &rec);
+        if (r == SMOLVM_ENOTFOUND)
+                return vm_error(r, "`smolvm ls` lists the VMs", "VM %s no longer exists", vm->id);
+        if (r < 0)
+                return r;
+        smolvm_status_info s = { 0 };
+        vm_info_from_record(&rec, &s.info);
+        vm_record_done(&rec);
+        s.info.state = vm_derive_state(vm->dir, &s.info.supervisor_pid);
+        if (s.info.supervisor_pid > 0)
+                s.have_boot = smolvm_boot_info_get(vm, &s.boot) == 0;
+        snprintf(s.dir, sizeof(s.dir), "%s", vm->dir);
+        *ret = s;
+        return 0;
+}
+
+SMOLVM_EXPORT int smolvm_list(smolvm_vm_info **ret, size_t *ret_n)
+{
+        _cleanup_free_ char *home = NULL;
+        int r = smolvm_home_dir(&home);
+        if (r < 0)
+                return r;
+        char vms[PATH_MAX];
+        snprintf(vms, sizeof(vms), "%s/vms", home);
+        return vm_list_dir(vms, ret, ret_n);
+}
+
+SMOLVM_EXPORT void smolvm_vm_info_free(smolvm_vm_info *infos)
+{
+        free(infos);
+}
+
+int vm_check_exec_ready(smolvm_vm *vm)
+{
+        char path[PATH_MAX], hint[128];
+        pid_t pid = vm_live_supervisor(vm->dir, NULL);
+        if (pid <= 0) {
+                smolvm_state st = vm_derive_state(vm->dir, NULL);
+                dir_file(vm, "vm.json", path, sizeof(path));
+                if (access(path, F_OK) < 0)
+                        return vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "VM %s no longer exists",
+                                        vm->id);
+                return vm_error(SMOLVM_ENOTRUNNING, vm->ephemeral ? NULL : hint_for(vm, "start", hint, sizeof(hint)),
+                                "VM %s is not running (%s)", vm->id, smolvm_state_name(st));
+        }
+        dir_file(vm, "paused", path, sizeof(path));
+        if (access(path, F_OK) == 0)
+                return vm_error(SMOLVM_EPAUSED, hint_for(vm, "resume", hint, sizeof(hint)), "VM %s is paused", vm->id);
+        return 0;
+}

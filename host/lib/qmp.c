@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A minimal synchronous QMP client for pause/resume.
+ *
+ * Why the library talks QMP itself instead of asking the supervisor: pause and
+ * resume already hold the VM's lock (so QMP's one-client-at-a-time rule is kept
+ * across processes), they are rare, and QMP answers in milliseconds; the
+ * supervisor's event loop then needs no control socket and no second protocol.
+ * The QMP socket is created by QEMU inside the private VM dir (0700), so only
+ * the VM's owner can reach it. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "smolvm_i.h"
+#include "util.h"
+
+#define QMP_TIMEOUT_MS 5000u
+#define QMP_LINE_MAX (64u * 1024u)
+
+typedef struct qmp_conn {
+        int fd;
+        char buf[QMP_LINE_MAX];
+        size_t len;
+        uint64_t deadline;
+} qmp_conn;
+
+/* Next JSON message that is not an asynchronous event. Returns it (decref it) or
+ * NULL with the error recorded. */
+static json_t *qmp_read(qmp_conn *c, const char *what)
+{
+        for (;;) {
+                char *nl = memchr(c->buf, '\n', c->len);
+                if (nl) {
+                        size_t line_len = (size_t)(nl - c->buf);
+                        json_t *o = json_loadb(c->buf, line_len, 0, NULL);
+                        memmove(c->buf, nl + 1, c->len - line_len - 1);
+                        c->len -= line_len + 1;
+                        if (!json_is_object(o)) {
+                                json_decref(o);
+                                vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: invalid reply from QEMU", what);
+                                return NULL;
+                        }
+                        if (json_object_get(o, "event")) {
+                                json_decref(o);
+                                continue;
+                        }
+                        return o;
+                }
+                if (c->len == sizeof(c->buf)) {
+                        vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: reply too long", what);
+                        return NULL;
+                }
+                uint64_t now = now_ms();
+                if (now >= c->deadline) {
+                        vm_error(SMOLVM_ETIMEDOUT, NULL, "QMP %s: QEMU did not answer within %u s", what,
+                                 QMP_TIMEOUT_MS / 1000);
+                        return NULL;
+                }
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                int k = poll(&p, 1, (int)(c->deadline - now));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        continue;
+                ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n <= 0) {
+                        vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: QEMU closed the connection", what);
+                        return NULL;
+                }
+                c->len += (size_t)n;
+        }
+}
+
+static int qmp_execute(qmp_conn *c, const char *command)
+{
+        char req[128];
+        int n = snprintf(req, sizeof(req), "{\"execute\":\"%s\"}\n", command);
+        if (write_all(c->fd, req, (size_t)n) < 0)
+                return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(errno));
+        json_t *o = qmp_read(c, command);
+        if (!o)
+                return smolvm_last_error()->code;
+        json_t *err = json_object_get(o, "error");
+        int r = 0;
+        if (err) {
+                json_t *desc = json_object_get(err, "desc");
+                r = vm_error(SMOLVM_EBACKEND, NULL, "QMP %s failed: %s", command,
+                             json_is_string(desc) ? json_string_value(desc) : "unknown error");
+        } else if (!json_object_get(o, "return")) {
+                r = vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: unexpected reply from QEMU", command);
+        }
+        json_decref(o);
+        return r;
+}
+
+int qmp_command(const char *vm_dir, const char *command)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int dirfd = -1;
+        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", vm_dir);
+        if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+                dirfd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (dirfd < 0)
+                        return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/qmp.sock", dirfd);
+        }
+        _cleanup_free_ qmp_conn *c = calloc(1, sizeof(*c));
+        if (!c)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return vm_error(negative_errno(), NULL, "socket: %s", strerror(errno));
+        _cleanup_close_ int fd = c->fd;
+        c->deadline = now_ms() + QMP_TIMEOUT_MS;
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int r = negative_errno();
+                return vm_error(SMOLVM_EBACKEND, "the VM was started by an older smolvm without QMP: restart it",
+                                "connect %s/qmp.sock: %s", vm_dir, strerror(-r));
+        }
+        /* Greeting, then capabilities negotiation, then the command. */
+        json_t *greeting = qmp_read(c, "greeting");
+        if (!greeting)
+                return smolvm_last_error()->code;
+        json_decref(greeting);
+        int r = qmp_execute(c, "qmp_capabilities");
+        if (r == 0)
+                r = qmp_execute(c, command);
+        return r;
+}

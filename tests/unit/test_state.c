@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The VM record (vm.json) parser, names, and the derived state (host/lib/state.c). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "smolvm_i.h"
+
+static const char *const good =
+        "{\"version\":1,\"id\":\"0123456789ab\",\"created\":1700000000,\"image\":\"default\","
+        "\"image_dir\":\"/img\",\"vcpus\":2,\"mem_mib\":256,\"disk_mib\":1024,\"accel\":\"tcg\","
+        "\"boot_timeout_ms\":60000,\"ephemeral\":false,\"env\":[\"A=1\",\"B=x y\"],\"name\":\"web-1\"}";
+
+static int parse(const char *text, vm_record *rec)
+{
+        return vm_record_parse("/x/vm.json", text, strlen(text), rec);
+}
+
+/* The error names the file, so a user knows what to look at. */
+static void assert_corrupt(const char *text)
+{
+        vm_record rec;
+        int r = parse(text, &rec);
+        ck_assert_msg(r == SMOLVM_ECORRUPT, "expected corrupt for <%s>, got %d", text, r);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "/x/vm.json"));
+}
+
+START_TEST(test_parse_good)
+{
+        vm_record rec;
+        ck_assert_int_eq(parse(good, &rec), 0);
+        ck_assert_str_eq(rec.id, "0123456789ab");
+        ck_assert_str_eq(rec.name, "web-1");
+        ck_assert_str_eq(rec.image_dir, "/img");
+        ck_assert_uint_eq(rec.vcpus, 2);
+        ck_assert_uint_eq(rec.mem_mib, 256);
+        ck_assert_uint_eq(rec.disk_mib, 1024);
+        ck_assert_int_eq(rec.created_unix, 1700000000);
+        ck_assert_str_eq(rec.env[0], "A=1");
+        ck_assert_str_eq(rec.env[1], "B=x y");
+        ck_assert_ptr_null(rec.env[2]);
+        ck_assert(!rec.ephemeral);
+        vm_record_done(&rec);
+}
+END_TEST
+
+START_TEST(test_round_trip)
+{
+        vm_record rec, back;
+        ck_assert_int_eq(parse(good, &rec), 0);
+        char *text = vm_record_format(&rec);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_int_eq(parse(text, &back), 0);
+        ck_assert_str_eq(back.id, rec.id);
+        ck_assert_str_eq(back.name, rec.name);
+        ck_assert_str_eq(back.accel, rec.accel);
+        ck_assert_uint_eq(back.mem_mib, rec.mem_mib);
+        ck_assert_str_eq(back.env[1], rec.env[1]);
+        free(text);
+        vm_record_done(&rec);
+        vm_record_done(&back);
+}
+END_TEST
+
+/* Every prefix of a valid record (a write cut short) is reported, never crashed on. */
+START_TEST(test_half_written)
+{
+        size_t n = strlen(good);
+        for (size_t len = 0; len < n; len++) {
+                vm_record rec;
+                int r = vm_record_parse("/x/vm.json", good, len, &rec);
+                ck_assert_msg(r == SMOLVM_ECORRUPT, "prefix %zu: %d", len, r);
+                ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "/x/vm.json"));
+        }
+        vm_record rec;
+        ck_assert_int_eq(vm_record_parse("/x/vm.json", "", 0, &rec), SMOLVM_ECORRUPT);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "empty"));
+}
+END_TEST
+
+START_TEST(test_bad_fields)
+{
+        assert_corrupt("[]");
+        assert_corrupt("42");
+        assert_corrupt("{}");
+        assert_corrupt("{\"version\":2,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64}");
+        /* id: not hex, wrong length */
+        assert_corrupt("{\"version\":1,\"id\":\"../../etc/xx\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64}");
+        /* types and ranges */
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":\"1\","
+                       "\"mem_mib\":64}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":63}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":65,"
+                       "\"mem_mib\":64}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":-1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"rel\",\"vcpus\":1,"
+                       "\"mem_mib\":64}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64,\"env\":[\"NOEQUALS\"]}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64,\"env\":[1]}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64,\"name\":\"bad name\"}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64,\"accel\":\"xen\"}");
+        assert_corrupt("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\",\"vcpus\":1,"
+                       "\"mem_mib\":64,\"ephemeral\":\"no\"}");
+        /* duplicate keys could hide a second value */
+        assert_corrupt("{\"version\":1,\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\","
+                       "\"vcpus\":1,\"mem_mib\":64}");
+        /* minimal valid record */
+        vm_record rec;
+        ck_assert_int_eq(parse("{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/i\","
+                               "\"vcpus\":1,\"mem_mib\":64}",
+                               &rec),
+                         0);
+        ck_assert_ptr_null(rec.name);
+        ck_assert_ptr_null(rec.env);
+        vm_record_done(&rec);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+        ck_assert(vm_name_valid("a"));
+        ck_assert(vm_name_valid("web-1.test_x"));
+        ck_assert(vm_name_valid("0abc"));
+        ck_assert(!vm_name_valid(""));
+        ck_assert(!vm_name_valid("-x"));
+        ck_assert(!vm_name_valid(".x"));
+        ck_assert(!vm_name_valid("a/b"));
+        ck_assert(!vm_name_valid("a b"));
+        ck_assert(!vm_name_valid("0123456789ab")); /* looks like an id */
+        char longname[80];
+        memset(longname, 'a', 64);
+        longname[64] = '\0';
+        ck_assert(!vm_name_valid(longname));
+        longname[63] = '\0';
+        ck_assert(vm_name_valid(longname));
+        ck_assert(vm_id_valid("0123456789ab"));
+        ck_assert(!vm_id_valid("0123456789AB"));
+        ck_assert(!vm_id_valid("0123456789a"));
+}
+END_TEST
+
+static char tmpdir[64];
+
+static void make_vm_dir(char *dir, size_t size, const char *id, const char *record)
+{
+        snprintf(dir, size, "%s/vms/%s", tmpdir, id);
+        char p[512];
+        snprintf(p, sizeof(p), "%s/vms", tmpdir);
+        mkdir(p, 0700);
+        ck_assert_int_eq(mkdir(dir, 0700), 0);
+        if (record) {
+                snprintf(p, sizeof(p), "%s/vm.json", dir);
+                FILE *f = fopen(p, "w");
+                ck_assert_ptr_nonnull(f);
+                fputs(record, f);
+                fclose(f);
+        }
+}
+
+static void touch(const char *dir, const char *name, const char *content)
+{
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+        FILE *f = fopen(p, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(content, f);
+        fclose(f);
+}
+
+static void setup_tmp(void)
+{
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_state.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown_tmp(void)
+{
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_load_and_derive)
+{
+        char dir[256];
+        make_vm_dir(dir, sizeof(dir), "0123456789ab", good);
+        vm_record rec;
+        ck_assert_int_eq(vm_record_load(dir, &rec), 0);
+        vm_record_done(&rec);
+        ck_assert_int_eq(vm_derive_state(dir, NULL), SMOLVM_STATE_CREATED);
+        touch(dir, "overlay.qcow2", "");
+        ck_assert_int_eq(vm_derive_state(dir, NULL), SMOLVM_STATE_STOPPED);
+        /* A pid file naming a live process that is not our supervisor: stale. */
+        char pid[32];
+        snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+        touch(dir, "supervisor.pid", pid);
+        pid_t live = 1;
+        ck_assert_int_eq(vm_derive_state(dir, &live), SMOLVM_STATE_ERROR);
+        ck_assert_int_eq(live, 0);
+        touch(dir, "supervisor.pid", "garbage");
+        ck_assert_int_eq(vm_derive_state(dir, NULL), SMOLVM_STATE_ERROR);
+        char p[512];
+        snprintf(p, sizeof(p), "%s/supervisor.pid", dir);
+        unlink(p);
+        touch(dir, "failed", "");
+        ck_assert_int_eq(vm_derive_state(dir, NULL), SMOLVM_STATE_ERROR);
+
+        /* The record's id must match its directory. */
+        char other[256];
+        make_vm_dir(other, sizeof(other), "ba9876543210", good);
+        ck_assert_int_eq(vm_record_load(other, &rec), SMOLVM_ECORRUPT);
+        /* No record: not found, naming the file. */
+        char empty[256];
+        make_vm_dir(empty, sizeof(empty), "aaaaaaaaaaaa", NULL);
+        ck_assert_int_eq(vm_record_load(empty, &rec), SMOLVM_ENOTFOUND);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "aaaaaaaaaaaa/vm.json"));
+}
+END_TEST
+
+START_TEST(test_list)
+{
+        char dir[256], vms[256];
+        make_vm_dir(dir, sizeof(dir), "0123456789ab", good);
+        make_vm_dir(dir, sizeof(dir), "bbbbbbbbbbbb", "{\"version\":1,\"id\":\"bbbb"); /* half-written */
+        make_vm_dir(dir, sizeof(dir), "cccccccccccc", NULL);                           /* being created */
+        snprintf(vms, sizeof(vms), "%s/vms", tmpdir);
+        smolvm_vm_info *v = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(vm_list_dir(vms, &v, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        bool saw_good = false, saw_bad = false;
+        for (size_t i = 0; i < n; i++) {
+                if (!strcmp(v[i].id, "0123456789ab")) {
+                        saw_good = true;
+                        ck_assert_str_eq(v[i].name, "web-1");
+                        ck_assert_int_eq(v[i].state, SMOLVM_STATE_CREATED);
+                } else if (!strcmp(v[i].id, "bbbbbbbbbbbb")) {
+                        saw_bad = true;
+                        ck_assert_int_eq(v[i].state, SMOLVM_STATE_ERROR);
+                }
+        }
+        ck_assert(saw_good && saw_bad);
+        free(v);
+        /* A missing vms dir is an empty list. */
+        ck_assert_int_eq(vm_list_dir("/nonexistent/vms", &v, &n), 0);
+        ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+static Suite *state_suite(void)
+{
+        Suite *s = suite_create("state");
+        TCase *tc = tcase_create("record");
+        tcase_add_test(tc, test_parse_good);
+        tcase_add_test(tc, test_round_trip);
+        tcase_add_test(tc, test_half_written);
+        tcase_add_test(tc, test_bad_fields);
+        tcase_add_test(tc, test_names);
+        suite_add_tcase(s, tc);
+        TCase *fs = tcase_create("dirs");
+        tcase_add_checked_fixture(fs, setup_tmp, teardown_tmp);
+        tcase_add_test(fs, test_load_and_derive);
+        tcase_add_test(fs, test_list);
+        suite_add_tcase(s, fs);
+        return s;
+}
+
+int main(void)
+{
+        return run_suite(state_suite());
+}
