@@ -7,8 +7,10 @@
  * The first client frame is REQUEST: a JSON object {"op": "...", ...}. Then,
  * for "exec", the client may send STDIN / STDIN_EOF / SIGNAL frames and the agent
  * sends STARTED, STDOUT, STDERR frames as output is produced and one EXIT (or
- * ERROR) frame, after which it closes the stream. Other ops answer with one
- * RESULT or ERROR frame. See docs/protocol.md for each op's fields. */
+ * ERROR) frame, after which it closes the stream. Other ops answer with a
+ * RESULT or ERROR frame; "read_file" streams the content as STDOUT frames after
+ * its RESULT, and "write_file" takes the content as STDIN frames before it.
+ * See docs/protocol.md for each op's fields. */
 #pragma once
 
 #include <stdbool.h>

@@ -28,7 +28,7 @@
  * with mux_enter()/mux_leave(); a free requested inside is deferred to the
  * outermost leave, and killed streams are freed there too, so no code path
  * touches freed memory after a callback. */
-#include "mux.h"
+#include "mux_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,108 +40,12 @@
 #include "util.h"
 #include "wire.h"
 
-#define MUX_READ_CHUNK (64u * 1024u)
-#define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_CHUNK)
-#define MUX_OUTQ_HIGH (1024u * 1024u)
-#define MUX_OUTQ_LOW (256u * 1024u)
-#define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
-#define MUX_ORPHAN_RST_MAX 256u
-#define MUX_CONNECT_TIMEOUT_MS 10000u
-#define MUX_HASH_SIZE 2048u /* power of two, > 2 * SMOLVM_MUX_MAX_STREAMS */
-#define MUX_PORT_FIRST 49152u
-#define MUX_IOV_MAX 64
-#define MUX_CHAN_READS_PER_WAKE 8
-#define MUX_HELLO_EXTRA_MAX 56u
-
-typedef struct pkt {
-        struct pkt *next;
-        uint32_t size; /* header + payload bytes */
-        bool ctl;
-        bool orphan;
-        uint8_t data[]; /* SMOLVM_PKT_HDR_SIZE header, then payload */
-} pkt;
-
-enum stream_state {
-        ST_CONNECTING, /* we sent REQUEST, waiting for RESPONSE */
-        ST_ESTABLISHED,
-};
-
-typedef struct stream {
-        smolvm_mux *mux;
-        struct stream *hnext;       /* hash chain */
-        struct stream *prev, *next; /* all streams */
-        uint32_t local_port, peer_port;
-        int fd;
-        bool fd_is_sock;
-        bool watched;
-        bool dead;
-        enum stream_state state;
-        uint32_t ev_mask; /* registered with the loop */
-
-        /* pending connect */
-        smolvm_mux_connect_cb cb;
-        void *cb_userdata;
-        uint64_t deadline_ms;
-
-        /* channel -> local fd */
-        uint8_t *rx; /* ring of SMOLVM_MUX_STREAM_BUF, allocated while non-empty */
-        size_t rx_head, rx_len;
-        uint32_t rx_cnt;      /* payload bytes accepted from the peer (mod 2^32) */
-        uint32_t fwd_cnt;     /* bytes written to the local fd */
-        uint32_t adv_fwd_cnt; /* fwd_cnt last put on the wire: the peer's credit is based on it */
-        bool peer_shut_send;  /* peer sent SHUTDOWN(SEND) */
-        bool wr_done;         /* local fd shut for writing after the flush */
-
-        /* local fd -> channel */
-        uint32_t tx_cnt;
-        uint32_t peer_buf_alloc, peer_fwd_cnt;
-        bool rd_done; /* local EOF (SHUTDOWN(SEND) queued) or peer SHUTDOWN(RCV) */
-} stream;
-
-struct smolvm_mux {
-        smolvm_evloop *loop;
-        int chan_fd;
-        int timer_fd;
-        bool chan_is_sock;
-        uint64_t our_cid, peer_cid;
-        smolvm_mux_ops ops;
-        void *userdata;
-
-        bool broken;
-        bool freeing;
-        bool free_requested;
-        unsigned depth;
-
-        uint8_t *inbuf;
-        size_t in_len;
-
-        pkt *outq_head, *outq_tail;
-        size_t outq_off; /* bytes of the head packet already written */
-        size_t outq_bytes;
-        size_t outq_ctl;
-        size_t n_orphan_rst;
-        uint32_t chan_events;
-        bool local_blocked; /* outq too large: local fds are not read */
-        bool chan_in_blocked;
-
-        stream *hash[MUX_HASH_SIZE];
-        stream *streams;
-        stream *dead_streams;
-        uint32_t n_streams;
-        size_t rx_buffered;
-        uint32_t next_port;
-        uint64_t timer_deadline_ms; /* 0 = disarmed */
-
-        smolvm_mux_stats stats;
-};
-
 static void chan_broken(smolvm_mux *mux, int err, const char *why);
-static void stream_update(stream *s);
 static void mux_destroy(smolvm_mux *mux);
 
 /* ---- small helpers ---- */
 
-static int set_nonblock(int fd)
+int mux_set_nonblock(int fd)
 {
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0)
@@ -151,14 +55,14 @@ static int set_nonblock(int fd)
         return 0;
 }
 
-static bool fd_is_socket(int fd)
+bool mux_fd_is_socket(int fd)
 {
         struct stat st;
         return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 /* writev that never raises SIGPIPE on sockets. */
-static ssize_t writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
+ssize_t mux_writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
 {
         if (is_sock) {
                 struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
@@ -167,36 +71,9 @@ static ssize_t writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
         return writev(fd, iov, n);
 }
 
-static bool is_again(int e)
-{
-        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
-}
-
-static uint32_t stream_credit(const stream *s)
-{
-        /* A hostile peer may report fwd_cnt ahead of what we sent: the wrapped
-         * difference is then huge and the credit is simply 0. */
-        uint32_t in_flight = s->tx_cnt - s->peer_fwd_cnt;
-        return in_flight >= s->peer_buf_alloc ? 0 : s->peer_buf_alloc - in_flight;
-}
-
-static size_t hash_idx(uint32_t local_port, uint32_t peer_port)
-{
-        uint32_t h = local_port * 0x9E3779B1u ^ (peer_port * 0x85EBCA77u + (peer_port >> 16));
-        return (h ^ (h >> 15)) & (MUX_HASH_SIZE - 1);
-}
-
-static stream *stream_lookup(const smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
-{
-        for (stream *s = mux->hash[hash_idx(local_port, peer_port)]; s; s = s->hnext)
-                if (s->local_port == local_port && s->peer_port == peer_port)
-                        return s;
-        return NULL;
-}
-
 /* ---- entry/leave ---- */
 
-static void mux_enter(smolvm_mux *mux)
+void mux_enter(smolvm_mux *mux)
 {
         mux->depth++;
 }
@@ -222,7 +99,7 @@ static void chan_update_events(smolvm_mux *mux)
         mux->chan_events = ev;
 }
 
-static void mux_leave(smolvm_mux *mux)
+void mux_leave(smolvm_mux *mux)
 {
         if (mux->depth == 1 && !mux->free_requested && !mux->broken) {
                 if (mux->outq_head && !(mux->chan_events & EPOLLOUT))
@@ -253,7 +130,7 @@ static void mux_leave(smolvm_mux *mux)
 
 /* ---- output queue ---- */
 
-static pkt *pkt_new(uint32_t payload_len)
+pkt *mux_pkt_new(uint32_t payload_len)
 {
         pkt *p = malloc(sizeof(pkt) + SMOLVM_PKT_HDR_SIZE + payload_len);
         if (!p)
@@ -265,7 +142,7 @@ static pkt *pkt_new(uint32_t payload_len)
         return p;
 }
 
-static void outq_push(smolvm_mux *mux, pkt *p)
+void mux_outq_push(smolvm_mux *mux, pkt *p)
 {
         if (mux->outq_tail)
                 mux->outq_tail->next = p;
@@ -303,7 +180,7 @@ static void outq_clear(smolvm_mux *mux)
 }
 
 /* Header for stream s; records the fwd_cnt we advertise. */
-static void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out)
+void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out)
 {
         smolvm_mux *mux = s->mux;
         smolvm_pkt_hdr h = {
@@ -325,17 +202,17 @@ static void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uin
 /* Queue a payload-less packet for s. Allocation failure drops it: the only
  * packets that matter for correctness (REQUEST/RESPONSE/SHUTDOWN/RST) are
  * followed by the peer's timeout or by later traffic; nothing here can abort. */
-static void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags)
+void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags)
 {
         smolvm_mux *mux = s->mux;
         if (mux->broken)
                 return;
-        pkt *p = pkt_new(0);
+        pkt *p = mux_pkt_new(0);
         if (!p)
                 return;
         p->ctl = true;
         stream_hdr(s, op, flags, 0, p->data);
-        outq_push(mux, p);
+        mux_outq_push(mux, p);
 }
 
 /* RST for a packet that matches no stream of ours (its src/dst swapped). */
@@ -343,7 +220,7 @@ static void queue_orphan_rst(smolvm_mux *mux, const smolvm_pkt_hdr *in)
 {
         if (mux->broken || mux->n_orphan_rst >= MUX_ORPHAN_RST_MAX)
                 return;
-        pkt *p = pkt_new(0);
+        pkt *p = mux_pkt_new(0);
         if (!p)
                 return;
         p->ctl = true;
@@ -357,7 +234,7 @@ static void queue_orphan_rst(smolvm_mux *mux, const smolvm_pkt_hdr *in)
                 .op = SMOLVM_OP_RST,
         };
         smolvm_pkt_hdr_encode(&h, p->data);
-        outq_push(mux, p);
+        mux_outq_push(mux, p);
 }
 
 static void chan_flush(smolvm_mux *mux)
@@ -372,7 +249,7 @@ static void chan_flush(smolvm_mux *mux)
                         off = 0;
                         n++;
                 }
-                ssize_t w = writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
+                ssize_t w = mux_writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -393,286 +270,6 @@ static void chan_flush(smolvm_mux *mux)
                         }
                 }
         }
-}
-
-/* ---- streams ---- */
-
-static stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int fd,
-                          enum stream_state state)
-{
-        stream *s = calloc(1, sizeof(*s));
-        if (!s)
-                return NULL;
-        s->mux = mux;
-        s->local_port = local_port;
-        s->peer_port = peer_port;
-        s->fd = fd;
-        s->state = state;
-        size_t i = hash_idx(local_port, peer_port);
-        s->hnext = mux->hash[i];
-        mux->hash[i] = s;
-        s->next = mux->streams;
-        if (s->next)
-                s->next->prev = s;
-        mux->streams = s;
-        mux->n_streams++;
-        return s;
-}
-
-/* Remove s for good: unhook, drop buffers, tell a pending connect (err), close
- * the fd. Freed at the outermost mux_leave(). Sends nothing. */
-static void stream_kill(stream *s, int err)
-{
-        smolvm_mux *mux = s->mux;
-        if (s->dead)
-                return;
-        s->dead = true;
-
-        stream **pp = &mux->hash[hash_idx(s->local_port, s->peer_port)];
-        while (*pp && *pp != s)
-                pp = &(*pp)->hnext;
-        if (*pp)
-                *pp = s->hnext;
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                mux->streams = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
-        mux->n_streams--;
-
-        if (s->watched)
-                (void)smolvm_evloop_del(mux->loop, s->fd);
-        s->watched = false;
-        mux->rx_buffered -= s->rx_len;
-        free(s->rx);
-        s->rx = NULL;
-        s->rx_len = 0;
-
-        if (s->state == ST_CONNECTING && s->cb) {
-                smolvm_mux_connect_cb cb = s->cb;
-                s->cb = NULL;
-                cb(s->cb_userdata, err, 0);
-        }
-        s->fd = safe_close(s->fd);
-
-        s->next = mux->dead_streams;
-        mux->dead_streams = s;
-}
-
-static void stream_reset(stream *s, int err)
-{
-        stream_queue_ctl(s, SMOLVM_OP_RST, 0);
-        stream_kill(s, err);
-}
-
-/* Both directions are done. We close without an RST: the peer reaches the same
- * state on its own (it has sent and received SHUTDOWN(SEND) too), an extra RST
- * would only race with a reuse of the port pair, and any late packet for the
- * pair (a CREDIT_UPDATE in flight) is dropped without reply. */
-static void stream_maybe_finish(stream *s)
-{
-        if (!s->dead && s->state == ST_ESTABLISHED && s->rd_done && s->wr_done)
-                stream_kill(s, 0);
-}
-
-static void stream_shut_wr(stream *s)
-{
-        if (s->wr_done)
-                return;
-        s->wr_done = true;
-        /* ENOTCONN when the local side is already gone: nothing to tell it. */
-        if (s->fd_is_sock)
-                (void)shutdown(s->fd, SHUT_WR);
-}
-
-static bool stream_can_read(const stream *s)
-{
-        return !s->dead && s->state == ST_ESTABLISHED && !s->rd_done && !s->mux->local_blocked &&
-               !s->mux->broken && stream_credit(s) > 0;
-}
-
-static void stream_update(stream *s)
-{
-        if (s->dead || !s->watched)
-                return;
-        uint32_t ev = 0;
-        if (stream_can_read(s))
-                ev |= EPOLLIN;
-        if (s->rx_len > 0 && !s->wr_done)
-                ev |= EPOLLOUT;
-        if (ev == s->ev_mask)
-                return;
-        int r = smolvm_evloop_mod(s->mux->loop, s->fd, ev);
-        if (r < 0) {
-                stream_reset(s, r);
-                return;
-        }
-        s->ev_mask = ev;
-}
-
-/* The local fd took n bytes: advance fwd_cnt, re-grant credit when half the
- * buffer has been consumed since the last advertisement. Once the peer has shut
- * its sending side it needs no credit (and a late update could hit a stream the
- * peer has already closed). */
-static void stream_consumed(stream *s, size_t n)
-{
-        s->fwd_cnt += (uint32_t)n;
-        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 2)
-                stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
-}
-
-static ssize_t stream_write(stream *s, struct iovec *iov, int n)
-{
-        for (;;) {
-                ssize_t w = writev_nosig(s->fd, s->fd_is_sock, iov, n);
-                if (w >= 0 || errno != EINTR)
-                        return w;
-        }
-}
-
-/* Write the ring to the local fd. */
-static void stream_flush_rx(stream *s)
-{
-        const size_t cap = SMOLVM_MUX_STREAM_BUF;
-        while (s->rx_len > 0 && !s->wr_done) {
-                struct iovec iov[2];
-                int n = 1;
-                size_t first = MIN(s->rx_len, cap - s->rx_head);
-                iov[0] = (struct iovec){ s->rx + s->rx_head, first };
-                if (first < s->rx_len) {
-                        iov[1] = (struct iovec){ s->rx, s->rx_len - first };
-                        n = 2;
-                }
-                ssize_t w = stream_write(s, iov, n);
-                if (w < 0) {
-                        if (is_again(errno))
-                                break;
-                        stream_reset(s, -ECONNRESET);
-                        return;
-                }
-                s->rx_head = (s->rx_head + (size_t)w) % cap;
-                s->rx_len -= (size_t)w;
-                s->mux->rx_buffered -= (size_t)w;
-                stream_consumed(s, (size_t)w);
-        }
-        if (s->rx_len == 0) {
-                free(s->rx);
-                s->rx = NULL;
-                s->rx_head = 0;
-                if (s->peer_shut_send)
-                        stream_shut_wr(s);
-                stream_maybe_finish(s);
-        }
-}
-
-/* RW payload from the peer (credit already checked). */
-static void stream_deliver(stream *s, const uint8_t *data, size_t len)
-{
-        const size_t cap = SMOLVM_MUX_STREAM_BUF;
-        if (s->rx_len == 0 && !s->wr_done) {
-                struct iovec iov = { (void *)data, len };
-                ssize_t w = stream_write(s, &iov, 1);
-                if (w < 0) {
-                        if (!is_again(errno)) {
-                                stream_reset(s, -ECONNRESET);
-                                return;
-                        }
-                        w = 0;
-                }
-                data += w;
-                len -= (size_t)w;
-                stream_consumed(s, (size_t)w);
-        }
-        if (len == 0 || s->wr_done) /* wr_done: local side gone, data is discarded */
-                return;
-        if (!s->rx) {
-                s->rx = malloc(cap);
-                if (!s->rx) {
-                        stream_reset(s, -ENOMEM);
-                        return;
-                }
-                s->rx_head = 0;
-        }
-        size_t tail = (s->rx_head + s->rx_len) % cap;
-        size_t first = MIN(len, cap - tail);
-        memcpy(s->rx + tail, data, first);
-        memcpy(s->rx, data + first, len - first);
-        s->rx_len += len;
-        s->mux->rx_buffered += len;
-}
-
-/* Read the local fd into one RW packet. */
-static void stream_read_local(stream *s)
-{
-        smolvm_mux *mux = s->mux;
-        if (!stream_can_read(s))
-                return;
-        uint32_t want = MIN(stream_credit(s), MUX_READ_CHUNK);
-        pkt *p = pkt_new(want);
-        if (!p)
-                return; /* retried on the next wakeup */
-        ssize_t r;
-        do
-                r = read(s->fd, p->data + SMOLVM_PKT_HDR_SIZE, want);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-                int e = errno;
-                free(p);
-                if (e != EAGAIN && e != EWOULDBLOCK)
-                        stream_reset(s, -e);
-                return;
-        }
-        if (r == 0) {
-                free(p);
-                s->rd_done = true;
-                stream_queue_ctl(s, SMOLVM_OP_SHUTDOWN, SMOLVM_SHUTDOWN_SEND);
-                stream_maybe_finish(s);
-                return;
-        }
-        if ((uint32_t)r + 4096u < want) {
-                pkt *q = realloc(p, sizeof(pkt) + SMOLVM_PKT_HDR_SIZE + (size_t)r);
-                if (q)
-                        p = q;
-        }
-        p->size = SMOLVM_PKT_HDR_SIZE + (uint32_t)r;
-        stream_hdr(s, SMOLVM_OP_RW, 0, (uint32_t)r, p->data);
-        s->tx_cnt += (uint32_t)r;
-        mux->stats.tx_bytes += (uint64_t)r;
-        outq_push(mux, p);
-}
-
-static void stream_io(void *userdata, int fd, uint32_t events)
-{
-        stream *s = userdata;
-        smolvm_mux *mux = s->mux;
-        mux_enter(mux);
-        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-                if (s->rx_len > 0)
-                        stream_flush_rx(s);
-        }
-        if (!s->dead && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-                stream_read_local(s);
-        if (!s->dead)
-                stream_update(s);
-        mux_leave(mux);
-}
-
-/* Start relaying s: make the fd non-blocking and watch it. */
-static void stream_start(stream *s)
-{
-        int r = set_nonblock(s->fd);
-        if (r >= 0) {
-                s->fd_is_sock = fd_is_socket(s->fd);
-                r = smolvm_evloop_add(s->mux->loop, s->fd, 0, stream_io, s);
-        }
-        if (r < 0) {
-                stream_reset(s, r);
-                return;
-        }
-        s->watched = true;
-        s->ev_mask = 0;
-        stream_update(s);
 }
 
 /* ---- connect timeouts ---- */
@@ -957,7 +554,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         if (!loop || chan_fd < 0 || !ret || hello_extra_len > MUX_HELLO_EXTRA_MAX ||
             (hello_extra_len && !hello_extra))
                 return -EINVAL;
-        int r = set_nonblock(cfd);
+        int r = mux_set_nonblock(cfd);
         if (r < 0)
                 return r;
 
@@ -988,7 +585,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
                 mux->timer_fd = safe_close(mux->timer_fd);
                 goto fail;
         }
-        mux->chan_is_sock = fd_is_socket(cfd);
+        mux->chan_is_sock = mux_fd_is_socket(cfd);
         /* EPOLLOUT at once: the HELLO below goes out from the loop, so no
          * callback (broken) can run before the caller holds the mux. */
         r = smolvm_evloop_add(loop, cfd, EPOLLIN | EPOLLOUT, chan_io, mux);
@@ -997,7 +594,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         mux->chan_fd = TAKE_FD(cfd);
         mux->chan_events = EPOLLIN | EPOLLOUT;
 
-        pkt *p = pkt_new(8 + (uint32_t)hello_extra_len);
+        pkt *p = mux_pkt_new(8 + (uint32_t)hello_extra_len);
         if (!p) {
                 r = -ENOMEM;
                 goto fail;
@@ -1015,7 +612,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         put_le32(p->data + SMOLVM_PKT_HDR_SIZE + 4, 0);
         if (hello_extra_len)
                 memcpy(p->data + SMOLVM_PKT_HDR_SIZE + 8, hello_extra, hello_extra_len);
-        outq_push(mux, p);
+        mux_outq_push(mux, p);
 
         *ret = mux;
         return 0;

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to the channel multiplexer, shared by its two halves:
+ *   mux.c        the channel: output queue, packet encoding, input parsing and
+ *                dispatch, connect timeouts, HELLO, the public API;
+ *   mux_stream.c one stream's life: creation, credit, relay between its local
+ *                fd and the channel.
+ * Not for users: mux.h is the public contract; the data paths, bounds and
+ * re-entrancy rules are described at the top of mux.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "mux.h"
+#include "wire.h"
+
+#define MUX_READ_CHUNK (64u * 1024u)
+#define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_CHUNK)
+#define MUX_OUTQ_HIGH (1024u * 1024u)
+#define MUX_OUTQ_LOW (256u * 1024u)
+#define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
+#define MUX_ORPHAN_RST_MAX 256u
+#define MUX_CONNECT_TIMEOUT_MS 10000u
+#define MUX_HASH_SIZE 2048u /* power of two, > 2 * SMOLVM_MUX_MAX_STREAMS */
+#define MUX_PORT_FIRST 49152u
+#define MUX_IOV_MAX 64
+#define MUX_CHAN_READS_PER_WAKE 8
+#define MUX_HELLO_EXTRA_MAX 56u
+
+/* One queued output packet; allocated by mux_pkt_new(), owned by the output
+ * queue once mux_outq_push()ed (freed when written or on outq_clear). */
+typedef struct pkt {
+        struct pkt *next;
+        uint32_t size; /* header + payload bytes */
+        bool ctl;
+        bool orphan;
+        uint8_t data[]; /* SMOLVM_PKT_HDR_SIZE header, then payload */
+} pkt;
+
+enum stream_state {
+        ST_CONNECTING, /* we sent REQUEST, waiting for RESPONSE */
+        ST_ESTABLISHED,
+};
+
+/* Created and freed only by mux_stream.c (stream_new, stream_kill; the memory
+ * itself is released at the outermost mux_leave() or in mux_destroy()). */
+typedef struct stream {
+        smolvm_mux *mux;
+        struct stream *hnext;       /* hash chain */
+        struct stream *prev, *next; /* all streams; next also links mux->dead_streams */
+        uint32_t local_port, peer_port;
+        int fd;
+        bool fd_is_sock;
+        bool watched;
+        bool dead;
+        enum stream_state state; /* CONNECTING -> ESTABLISHED only in handle_response() */
+        uint32_t ev_mask; /* registered with the loop */
+
+        /* pending connect: set by smolvm_mux_connect(), consumed (and cleared) by
+         * handle_response() or stream_kill(); deadline read by the timer */
+        smolvm_mux_connect_cb cb;
+        void *cb_userdata;
+        uint64_t deadline_ms;
+
+        /* channel -> local fd */
+        uint8_t *rx; /* ring of SMOLVM_MUX_STREAM_BUF, allocated while non-empty */
+        size_t rx_head, rx_len;
+        uint32_t rx_cnt;      /* payload bytes accepted from the peer (mod 2^32); advanced by
+                               * handle_stream_packet() after its credit check */
+        uint32_t fwd_cnt;     /* bytes written to the local fd */
+        uint32_t adv_fwd_cnt; /* fwd_cnt last put on the wire: the peer's credit is based on it;
+                               * updated by stream_hdr() */
+        bool peer_shut_send;  /* peer sent SHUTDOWN(SEND) */
+        bool wr_done;         /* local fd shut for writing after the flush */
+
+        /* local fd -> channel */
+        uint32_t tx_cnt;
+        uint32_t peer_buf_alloc, peer_fwd_cnt; /* from the peer's latest header
+                                                * (handle_request/handle_stream_packet) */
+        bool rd_done; /* local EOF (SHUTDOWN(SEND) queued) or peer SHUTDOWN(RCV) */
+} stream;
+
+struct smolvm_mux {
+        smolvm_evloop *loop;
+        int chan_fd;
+        int timer_fd;
+        bool chan_is_sock;
+        uint64_t our_cid, peer_cid;
+        smolvm_mux_ops ops;
+        void *userdata;
+
+        bool broken;
+        bool freeing;
+        bool free_requested;
+        unsigned depth; /* mux_enter()/mux_leave() nesting */
+
+        uint8_t *inbuf;
+        size_t in_len;
+
+        /* output queue: mux.c; mux_stream.c only appends via mux_outq_push() */
+        pkt *outq_head, *outq_tail;
+        size_t outq_off; /* bytes of the head packet already written */
+        size_t outq_bytes;
+        size_t outq_ctl;
+        size_t n_orphan_rst;
+        uint32_t chan_events;
+        bool local_blocked; /* outq too large: local fds are not read; set by
+                             * mux_outq_push(), cleared by mux_leave() */
+        bool chan_in_blocked;
+
+        /* stream table: maintained by stream_new()/stream_kill() in mux_stream.c */
+        stream *hash[MUX_HASH_SIZE];
+        stream *streams;
+        stream *dead_streams; /* killed, freed at the outermost mux_leave() */
+        uint32_t n_streams;
+        size_t rx_buffered; /* sum of the streams' rx_len (mux_stream.c) */
+        uint32_t next_port;
+        uint64_t timer_deadline_ms; /* 0 = disarmed */
+
+        smolvm_mux_stats stats;
+};
+
+/* ---- mux.c ---- */
+
+int mux_set_nonblock(int fd);
+bool mux_fd_is_socket(int fd);
+ssize_t mux_writev_nosig(int fd, bool is_sock, struct iovec *iov, int n);
+
+void mux_enter(smolvm_mux *mux);
+void mux_leave(smolvm_mux *mux);
+
+pkt *mux_pkt_new(uint32_t payload_len);
+void mux_outq_push(smolvm_mux *mux, pkt *p);
+void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
+void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);
+
+/* ---- mux_stream.c ---- */
+
+stream *stream_lookup(const smolvm_mux *mux, uint32_t local_port, uint32_t peer_port);
+stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int fd,
+                   enum stream_state state);
+void stream_kill(stream *s, int err);
+void stream_reset(stream *s, int err);
+void stream_maybe_finish(stream *s);
+void stream_shut_wr(stream *s);
+void stream_update(stream *s);
+void stream_deliver(stream *s, const uint8_t *data, size_t len);
+void stream_start(stream *s);

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One stream of the channel multiplexer: creation, credit accounting and the
+ * relay between its local fd and the channel. The channel side (output queue,
+ * packet parsing and dispatch) is mux.c; the rules both follow are described
+ * at the top of mux.c. */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "mux_i.h"
+#include "util.h"
+
+/* ---- small helpers ---- */
+
+static bool is_again(int e)
+{
+        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static uint32_t stream_credit(const stream *s)
+{
+        /* A hostile peer may report fwd_cnt ahead of what we sent: the wrapped
+         * difference is then huge and the credit is simply 0. */
+        uint32_t in_flight = s->tx_cnt - s->peer_fwd_cnt;
+        return in_flight >= s->peer_buf_alloc ? 0 : s->peer_buf_alloc - in_flight;
+}
+
+static size_t hash_idx(uint32_t local_port, uint32_t peer_port)
+{
+        uint32_t h = local_port * 0x9E3779B1u ^ (peer_port * 0x85EBCA77u + (peer_port >> 16));
+        return (h ^ (h >> 15)) & (MUX_HASH_SIZE - 1);
+}
+
+stream *stream_lookup(const smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
+{
+        for (stream *s = mux->hash[hash_idx(local_port, peer_port)]; s; s = s->hnext)
+                if (s->local_port == local_port && s->peer_port == peer_port)
+                        return s;
+        return NULL;
+}
+
+/* ---- streams ---- */
+
+stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int fd,
+                   enum stream_state state)
+{
+        stream *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->mux = mux;
+        s->local_port = local_port;
+        s->peer_port = peer_port;
+        s->fd = fd;
+        s->state = state;
+        size_t i = hash_idx(local_port, peer_port);
+        s->hnext = mux->hash[i];
+        mux->hash[i] = s;
+        s->next = mux->streams;
+        if (s->next)
+                s->next->prev = s;
+        mux->streams = s;
+        mux->n_streams++;
+        return s;
+}
+
+/* Remove s for good: unhook, drop buffers, tell a pending connect (err), close
+ * the fd. Freed at the outermost mux_leave(). Sends nothing. */
+void stream_kill(stream *s, int err)
+{
+        smolvm_mux *mux = s->mux;
+        if (s->dead)
+                return;
+        s->dead = true;
+
+        stream **pp = &mux->hash[hash_idx(s->local_port, s->peer_port)];
+        while (*pp && *pp != s)
+                pp = &(*pp)->hnext;
+        if (*pp)
+                *pp = s->hnext;
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                mux->streams = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        mux->n_streams--;
+
+        if (s->watched)
+                (void)smolvm_evloop_del(mux->loop, s->fd);
+        s->watched = false;
+        mux->rx_buffered -= s->rx_len;
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = 0;
+
+        if (s->state == ST_CONNECTING && s->cb) {
+                smolvm_mux_connect_cb cb = s->cb;
+                s->cb = NULL;
+                cb(s->cb_userdata, err, 0);
+        }
+        s->fd = safe_close(s->fd);
+
+        s->next = mux->dead_streams;
+        mux->dead_streams = s;
+}
+
+void stream_reset(stream *s, int err)
+{
+        stream_queue_ctl(s, SMOLVM_OP_RST, 0);
+        stream_kill(s, err);
+}
+
+/* Both directions are done. We close without an RST: the peer reaches the same
+ * state on its own (it has sent and received SHUTDOWN(SEND) too), an extra RST
+ * would only race with a reuse of the port pair, and any late packet for the
+ * pair (a CREDIT_UPDATE in flight) is dropped without reply. */
+void stream_maybe_finish(stream *s)
+{
+        if (!s->dead && s->state == ST_ESTABLISHED && s->rd_done && s->wr_done)
+                stream_kill(s, 0);
+}
+
+void stream_shut_wr(stream *s)
+{
+        if (s->wr_done)
+                return;
+        s->wr_done = true;
+        /* ENOTCONN when the local side is already gone: nothing to tell it. */
+        if (s->fd_is_sock)
+                (void)shutdown(s->fd, SHUT_WR);
+}
+
+static bool stream_can_read(const stream *s)
+{
+        return !s->dead && s->state == ST_ESTABLISHED && !s->rd_done && !s->mux->local_blocked &&
+               !s->mux->broken && stream_credit(s) > 0;
+}
+
+void stream_update(stream *s)
+{
+        if (s->dead || !s->watched)
+                return;
+        uint32_t ev = 0;
+        if (stream_can_read(s))
+                ev |= EPOLLIN;
+        if (s->rx_len > 0 && !s->wr_done)
+                ev |= EPOLLOUT;
+        if (ev == s->ev_mask)
+                return;
+        int r = smolvm_evloop_mod(s->mux->loop, s->fd, ev);
+        if (r < 0) {
+                stream_reset(s, r);
+                return;
+        }
+        s->ev_mask = ev;
+}
+
+/* The local fd took n bytes: advance fwd_cnt, re-grant credit when half the
+ * buffer has been consumed since the last advertisement. Once the peer has shut
+ * its sending side it needs no credit (and a late update could hit a stream the
+ * peer has already closed). */
+static void stream_consumed(stream *s, size_t n)
+{
+        s->fwd_cnt += (uint32_t)n;
+        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 2)
+                stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
+}
+
+static ssize_t stream_write(stream *s, struct iovec *iov, int n)
+{
+        for (;;) {
+                ssize_t w = mux_writev_nosig(s->fd, s->fd_is_sock, iov, n);
+                if (w >= 0 || errno != EINTR)
+                        return w;
+        }
+}
+
+/* Write the ring to the local fd. */
+static void stream_flush_rx(stream *s)
+{
+        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        while (s->rx_len > 0 && !s->wr_done) {
+                struct iovec iov[2];
+                int n = 1;
+                size_t first = MIN(s->rx_len, cap - s->rx_head);
+                iov[0] = (struct iovec){ s->rx + s->rx_head, first };
+                if (first < s->rx_len) {
+                        iov[1] = (struct iovec){ s->rx, s->rx_len - first };
+                        n = 2;
+                }
+                ssize_t w = stream_write(s, iov, n);
+                if (w < 0) {
+                        if (is_again(errno))
+                                break;
+                        stream_reset(s, -ECONNRESET);
+                        return;
+                }
+                s->rx_head = (s->rx_head + (size_t)w) % cap;
+                s->rx_len -= (size_t)w;
+                s->mux->rx_buffered -= (size_t)w;
+                stream_consumed(s, (size_t)w);
+        }
+        if (s->rx_len == 0) {
+                free(s->rx);
+                s->rx = NULL;
+                s->rx_head = 0;
+                if (s->peer_shut_send)
+                        stream_shut_wr(s);
+                stream_maybe_finish(s);
+        }
+}
+
+/* RW payload from the peer (credit already checked). */
+void stream_deliver(stream *s, const uint8_t *data, size_t len)
+{
+        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        if (s->rx_len == 0 && !s->wr_done) {
+                struct iovec iov = { (void *)data, len };
+                ssize_t w = stream_write(s, &iov, 1);
+                if (w < 0) {
+                        if (!is_again(errno)) {
+                                stream_reset(s, -ECONNRESET);
+                                return;
+                        }
+                        w = 0;
+                }
+                data += w;
+                len -= (size_t)w;
+                stream_consumed(s, (size_t)w);
+        }
+        if (len == 0 || s->wr_done) /* wr_done: local side gone, data is discarded */
+                return;
+        if (!s->rx) {
+                s->rx = malloc(cap);
+                if (!s->rx) {
+                        stream_reset(s, -ENOMEM);
+                        return;
+                }
+                s->rx_head = 0;
+        }
+        size_t tail = (s->rx_head + s->rx_len) % cap;
+        size_t first = MIN(len, cap - tail);
+        memcpy(s->rx + tail, data, first);
+        memcpy(s->rx, data + first, len - first);
+        s->rx_len += len;
+        s->mux->rx_buffered += len;
+}
+
+/* Read the local fd into one RW packet. */
+static void stream_read_local(stream *s)
+{
+        smolvm_mux *mux = s->mux;
+        if (!stream_can_read(s))
+                return;
+        uint32_t want = MIN(stream_credit(s), MUX_READ_CHUNK);
+        pkt *p = mux_pkt_new(want);
+        if (!p)
+                return; /* retried on the next wakeup */
+        ssize_t r;
+        do
+                r = read(s->fd, p->data + SMOLVM_PKT_HDR_SIZE, want);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+                int e = errno;
+                free(p);
+                if (e != EAGAIN && e != EWOULDBLOCK)
+                        stream_reset(s, -e);
+                return;
+        }
+        if (r == 0) {
+                free(p);
+                s->rd_done = true;
+                stream_queue_ctl(s, SMOLVM_OP_SHUTDOWN, SMOLVM_SHUTDOWN_SEND);
+                stream_maybe_finish(s);
+                return;
+        }
+        if ((uint32_t)r + 4096u < want) {
+                pkt *q = realloc(p, sizeof(pkt) + SMOLVM_PKT_HDR_SIZE + (size_t)r);
+                if (q)
+                        p = q;
+        }
+        p->size = SMOLVM_PKT_HDR_SIZE + (uint32_t)r;
+        stream_hdr(s, SMOLVM_OP_RW, 0, (uint32_t)r, p->data);
+        s->tx_cnt += (uint32_t)r;
+        mux->stats.tx_bytes += (uint64_t)r;
+        mux_outq_push(mux, p);
+}
+
+static void stream_io(void *userdata, int fd, uint32_t events)
+{
+        stream *s = userdata;
+        smolvm_mux *mux = s->mux;
+        mux_enter(mux);
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+                if (s->rx_len > 0)
+                        stream_flush_rx(s);
+        }
+        if (!s->dead && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+                stream_read_local(s);
+        if (!s->dead)
+                stream_update(s);
+        mux_leave(mux);
+}
+
+/* Start relaying s: make the fd non-blocking and watch it. */
+void stream_start(stream *s)
+{
+        int r = mux_set_nonblock(s->fd);
+        if (r >= 0) {
+                s->fd_is_sock = mux_fd_is_socket(s->fd);
+                r = smolvm_evloop_add(s->mux->loop, s->fd, 0, stream_io, s);
+        }
+        if (r < 0) {
+                stream_reset(s, r);
+                return;
+        }
+        s->watched = true;
+        s->ev_mask = 0;
+        stream_update(s);
+}
