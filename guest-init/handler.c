@@ -195,6 +195,12 @@ int agent_handle_stream(int fd)
         case AGENT_OP_ENV_LIST:
                 r = agent_env_op(fd, &req);
                 break;
+        case AGENT_OP_FUSE_MOUNT:
+                r = agent_fuse_mount(fd, &req.file);
+                break;
+        case AGENT_OP_FUSE_SERVE:
+                r = agent_fuse_serve(fd, &req.file);
+                break;
         case AGENT_OP_PING:
                 r = agent_send_json(fd, SMOLVM_FRAME_RESULT,
                                     json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));

@@ -47,6 +47,14 @@ int agent_read_file(int fd, const agent_path_spec *spec);
 int agent_mkdir(int fd, const agent_path_spec *spec);
 int agent_list_tree(int fd, const agent_path_spec *spec);
 
+/* fuseops.c: FUSE over the stream (docs/protocol.md, "FUSE over vsock").
+ * fuse_mount: mount a FUSE file system at spec->path whose server is the client,
+ * relaying /dev/fuse <-> fd until either ends, then detach the mount.
+ * fuse_serve: serve spec->path read-only to the client's FUSE requests on fd.
+ * Each answers RESULT {"ok":true} (or ERROR) first; returns 0 or negative errno. */
+int agent_fuse_mount(int fd, const agent_path_spec *spec);
+int agent_fuse_serve(int fd, const agent_path_spec *spec);
+
 /* envstore.c: the persistent environment (env_set/env_unset/env_list). */
 /* Where "/etc" is: <agent_etc_dir>/smolvm/env.json and <agent_etc_dir>/profile.d/
  * smolvm-env.sh. "/etc" except in tests. */

@@ -308,6 +308,11 @@ static int parse_path_op(json_t *root, agent_op op, agent_path_spec *ret, char *
                 if (r < 0)
                         return r;
         }
+        if (op == AGENT_OP_FUSE_MOUNT) {
+                r = get_bool(root, "read_only", true, &spec.read_only, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
+        }
         spec.path = strdup(path);
         if (!spec.path)
                 return -ENOMEM;
@@ -437,6 +442,11 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
                         return r;
         } else if (strcmp(op, "env_list") == 0) {
                 req.op = AGENT_OP_ENV_LIST;
+        } else if (strcmp(op, "fuse_mount") == 0 || strcmp(op, "fuse_serve") == 0) {
+                req.op = strcmp(op, "fuse_mount") == 0 ? AGENT_OP_FUSE_MOUNT : AGENT_OP_FUSE_SERVE;
+                int r = parse_path_op(root, req.op, &req.file, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
         } else {
                 /* Bounded: an op name may be up to a frame long. */
                 return fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);

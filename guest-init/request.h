@@ -32,6 +32,8 @@ typedef enum agent_op {
         AGENT_OP_ENV_SET,
         AGENT_OP_ENV_UNSET,
         AGENT_OP_ENV_LIST,
+        AGENT_OP_FUSE_MOUNT,
+        AGENT_OP_FUSE_SERVE,
 } agent_op;
 
 typedef struct agent_exec_spec {
@@ -47,11 +49,12 @@ typedef struct agent_exec_spec {
         bool keep_background; /* true: do not kill the process group when the command exits */
 } agent_exec_spec;
 
-/* write_file, read_file, mkdir, list_tree. */
+/* write_file, read_file, mkdir, list_tree, fuse_mount, fuse_serve. */
 typedef struct agent_path_spec {
         char *path;    /* absolute, at most AGENT_MAX_PATH bytes */
         uint32_t mode; /* permission bits (<= 07777): write_file (default 0644), mkdir (0755) */
         bool parents;  /* write_file "mkdirs", mkdir "parents" */
+        bool read_only; /* fuse_mount "read_only" (default true) */
 } agent_path_spec;
 
 /* env_set (keys + values), env_unset (keys), env_list (empty). Keys are valid names. */

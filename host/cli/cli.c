@@ -12,14 +12,17 @@
 
 #include "smolvm/smolvm.h"
 
+/* The last message cli_error() printed: the --json envelope of a usage error says
+ * what was wrong, not just "see stderr". */
+static char last_cli_error[512];
+
 void cli_error(const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
-        fputs("smolvm: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        vsnprintf(last_cli_error, sizeof(last_cli_error), fmt, ap);
         va_end(ap);
+        fprintf(stderr, "smolvm: %s\n", last_cli_error);
 }
 
 void cli_hint(const char *fmt, ...)
@@ -303,9 +306,13 @@ int cli_fail(const char *command, bool json, int r)
 
 int cli_usage_fail(const char *command, bool json, const char *message)
 {
-        if (json)
-                cli_json_error(command, CLI_EXIT_ERROR, "invalid_argument", message ? message : "invalid arguments",
-                               "run 'smolvm COMMAND --help' for the options", NULL);
+        if (json) {
+                char recovery[128];
+                snprintf(recovery, sizeof(recovery), "run 'smolvm %s --help' for the options", command);
+                cli_json_error(command, CLI_EXIT_ERROR, "invalid_argument",
+                               last_cli_error[0] ? last_cli_error : message ? message : "invalid arguments", recovery,
+                               NULL);
+        }
         return CLI_EXIT_ERROR;
 }
 

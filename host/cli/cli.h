@@ -52,8 +52,9 @@ void cli_json_error(const char *command, int exit_code, const char *code, const 
  * code to use (cli_exit_code_for(r)). */
 int cli_fail(const char *command, bool json, int r);
 /* Same for a usage error found by the CLI itself (code "invalid_argument", exit
- * CLI_EXIT_ERROR): the message was already printed on stderr by the parser; with
- * json, also print the envelope. Returns CLI_EXIT_ERROR. */
+ * CLI_EXIT_ERROR): the parser already printed it with cli_error(); with json, also
+ * print the envelope, whose message is that last cli_error() (else message).
+ * Returns CLI_EXIT_ERROR. */
 int cli_usage_fail(const char *command, bool json, const char *message);
 /* True if argv (after the subcommand) contains --json before a "--". For
  * commands that must emit the envelope even when their parser fails. */

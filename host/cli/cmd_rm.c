@@ -34,9 +34,15 @@ int cmd_rm(int argc, char **argv)
         char msg[1024] = "", hint[512] = "";
         for (size_t i = 0; i < a.n_ids; i++) {
                 smolvm_vm *vm = NULL;
+                const char *removed_id = a.ids[i];
                 r = smolvm_open(a.ids[i], &vm);
-                if (r == 0)
+                if (r == 0) {
+                        removed_id = smolvm_id(vm);
                         r = smolvm_delete(vm, a.force ? SMOLVM_DELETE_FORCE : 0);
+                } else if (r == SMOLVM_ECORRUPT) {
+                        /* A damaged record must not make the VM impossible to remove. */
+                        r = smolvm_delete_id(a.ids[i], a.force ? SMOLVM_DELETE_FORCE : 0);
+                }
                 if (r < 0) {
                         cli_print_lib_error();
                         if (!first_err) {
@@ -46,8 +52,8 @@ int cmd_rm(int argc, char **argv)
                         }
                 } else {
                         if (!a.json)
-                                printf("%s\n", smolvm_id(vm));
-                        json_array_append_new(removed, json_string(smolvm_id(vm)));
+                                printf("%s\n", removed_id);
+                        json_array_append_new(removed, json_string(removed_id));
                 }
                 smolvm_free(vm);
         }

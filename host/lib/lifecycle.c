@@ -349,6 +349,31 @@ SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags)
         return 0;
 }
 
+SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags)
+{
+        if (!id || !vm_id_valid(id))
+                return vm_error(SMOLVM_EINVAL, "give the full 12-digit id (`smolvm ls` lists it)",
+                                "invalid VM id '%s'", id ? id : "");
+        /* A handle without a record: enough for lock, stop and removal. */
+        smolvm_vm *vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        pthread_mutex_init(&vm->lock, NULL);
+        vm->state = VM_CREATED;
+        memcpy(vm->id, id, SMOLVM_ID_LEN + 1);
+        int r = smolvm_home_dir(&vm->home);
+        if (r == 0 && asprintf(&vm->dir, "%s/vms/%s", vm->home, id) < 0) {
+                vm->dir = NULL;
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+        }
+        if (r == 0 && access(vm->dir, F_OK) < 0)
+                r = vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "no such VM: '%s'", id);
+        if (r == 0)
+                r = smolvm_delete(vm, flags);
+        vm_free_fields(vm);
+        return r;
+}
+
 SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm)
 {
         if (!vm)

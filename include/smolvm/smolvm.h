@@ -180,6 +180,11 @@ SMOLVM_EXPORT int smolvm_resume(smolvm_vm *vm);
 #define SMOLVM_DELETE_FORCE 1u
 SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags);
 
+/* Delete by full id without opening: also works when the VM's record is corrupt
+ * (smolvm_open() fails with SMOLVM_ECORRUPT). Same flags and returns as
+ * smolvm_delete(), plus SMOLVM_ENOTFOUND. */
+SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags);
+
 /* Ephemeral VMs: stop and remove (as smolvm_delete(vm, SMOLVM_DELETE_FORCE)).
  * Safe to call on a VM that never started or already died. */
 SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm);

@@ -161,5 +161,16 @@ check "ls is empty" jq_true '.data.vms == []' <("$SMOLVM" ls --json)
 "$SMOLVM" rm p1 2>"$T/err"; rc=$?
 check "rm again: 125, no such VM" sh -c "[ $rc -eq 125 ] && grep -q 'no such VM' '$T/err'"
 
+# ---- a half-written record is reported, not crashed on, and still removable ----
+cid=$("$SMOLVM" create --no-start --name broken 2>"$T/err")
+check "create --no-start: state created" jq_true '.data.vms[0].state == "created"' <("$SMOLVM" ls --json)
+printf '{"version":1,"id":"%s","crea' "$cid" >"$SMOLVM_HOME/vms/$cid/vm.json"
+"$SMOLVM" ls --json >"$T/json" 2>"$T/err"; rc=$?
+check "ls with a corrupt record: exit 0, VM shown as error" sh -c "[ $rc -eq 0 ] && jq -e '.data.vms[0].state == \"error\"' '$T/json' >/dev/null"
+"$SMOLVM" info --json "$cid" >"$T/json" 2>"$T/err"; rc=$?
+check "info of a corrupt VM: 125, corrupt, naming the file" sh -c "[ $rc -eq 125 ] && jq -e '.error.code == \"corrupt\"' '$T/json' >/dev/null && grep -q 'vms/$cid/vm.json' '$T/err'"
+"$SMOLVM" rm -f "$cid" >/dev/null 2>"$T/err"; rc=$?
+check "rm -f of a corrupt VM works" sh -c "[ $rc -eq 0 ] && [ ! -e '$SMOLVM_HOME/vms/$cid' ]"
+
 assert_no_leftovers "after rm"
 finish

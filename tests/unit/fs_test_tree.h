@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -185,4 +186,34 @@ static inline void fs_test_tree_remove(fs_test_tree *t)
 {
         if (t->base[0])
                 fs_test_rm_rf_at(AT_FDCWD, t->base);
+        t->base[0] = '\0';
+}
+
+/* A failed assertion ends a forked Check test with _exit(), skipping teardown.
+ * Fork a guard that waits for this process to go away (EOF on a pipe), then
+ * detaches mnt (may be NULL) and removes the work dir. Fork it before opening
+ * /dev/fuse: a guard holding that fd would keep a dead mount alive. */
+static inline void fs_test_tree_guard(fs_test_tree *t, const char *mnt)
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return;
+        /* Its own process group, set on both sides of the fork: Check kills
+         * the test's process group once the test ends. */
+        pid_t pid = fork();
+        if (pid == 0) {
+                setpgid(0, 0);
+                close(p[1]);
+                char c;
+                while (read(p[0], &c, 1) > 0)
+                        ;
+                if (mnt && mnt[0])
+                        umount2(mnt, MNT_DETACH);
+                fs_test_tree_remove(t);
+                _exit(0);
+        }
+        if (pid > 0)
+                setpgid(pid, pid);
+        close(p[0]);
+        /* p[1] stays open (and leaks on purpose) until this process ends. */
 }

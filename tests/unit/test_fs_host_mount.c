@@ -10,7 +10,7 @@
  * device nodes are never opened by the server; 100k opens hit the handle limit
  * cleanly; the host tree is hashed byte for byte before and after.
  *
- * Needs root and /dev/fuse: skips (exit 77) otherwise. Each test runs in its
+ * Needs root and /dev/fuse: skips (a TAP "1..0 # SKIP" plan) otherwise. Each test runs in its
  * own forked child (Check's default) with its own temp dir and mount. */
 #include <errno.h>
 #include <linux/fuse.h>
@@ -94,6 +94,7 @@ static void start(bool read_only)
         ck_assert_int_eq(mkdir(p, 0755), 0);
         snprintf(mnt, sizeof(mnt), "%s/m/a/mnt", tree.base);
         ck_assert_int_eq(mkdir(mnt, 0755), 0);
+        fs_test_tree_guard(&tree, mnt);
 
         smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_write = MAX_WRITE };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
@@ -110,6 +111,7 @@ static void stop(void)
         if (mnt[0]) {
                 if (umount2(mnt, MNT_FORCE) < 0)
                         umount2(mnt, MNT_DETACH);
+                mnt[0] = '\0';
         }
         atomic_store(&stopping, true);
         for (int i = 0; i < N_SERVERS; i++)
@@ -172,6 +174,14 @@ static smolvm_fs_stats stats(void)
         smolvm_fs_stats s;
         smolvm_fs_get_stats(fs, &s);
         return s;
+}
+
+/* RELEASE reaches the server asynchronously after close(). */
+static uint32_t handles_settled(void)
+{
+        for (int i = 0; i < 200 && stats().n_handles != 0; i++)
+                usleep(25 * 1000);
+        return stats().n_handles;
 }
 
 START_TEST(test_ro_reads_work)
@@ -276,7 +286,7 @@ START_TEST(test_ro_writes_refused)
         close(dfd);
 
         ck_assert_uint_gt(stats().n_erofs, 25);
-        ck_assert_uint_eq(stats().n_handles, 0);
+        ck_assert_uint_eq(handles_settled(), 0);
         ck_assert_uint_eq(fs_test_tree_hash(&tree), before);
         if (have_xattr) {
                 char v[4];
@@ -388,9 +398,7 @@ START_TEST(test_ro_open_flood)
         /* The server's handle limit, not the child's own fd limit, stopped it. */
         ck_assert_int_eq(counts[0], 4096);
         /* The child's exit releases everything. */
-        for (int i = 0; i < 200 && stats().n_handles != 0; i++)
-                usleep(50 * 1000);
-        ck_assert_uint_eq(stats().n_handles, 0);
+        ck_assert_uint_eq(handles_settled(), 0);
         /* and the mount still works */
         int fd = open(M("hello.txt"), O_RDONLY | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
@@ -505,8 +513,10 @@ static bool fuse_usable(void)
 int main(void)
 {
         if (!fuse_usable()) {
+                /* TAP's own skip: meson (1.0) counts exit 77 under protocol 'tap'
+                 * as an ERROR, while an empty plan with SKIP is a skip. */
                 printf("1..0 # SKIP cannot open /dev/fuse or mount FUSE (needs root)\n");
-                return 77;
+                return 0;
         }
         signal(SIGPIPE, SIG_IGN);
         Suite *s = suite_create("fs_host_mount");

@@ -129,6 +129,7 @@ static void setup(void)
         outbuf = malloc(OUT_MAX);
         ck_assert_ptr_nonnull(outbuf);
         ck_assert_int_eq(fs_test_tree_make(&tree), 0);
+        fs_test_tree_guard(&tree, NULL);
         make_fs(true, 0, 0);
 }
 

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* FUSE over a byte stream (docs/protocol.md, "FUSE over vsock"): raw linux/fuse.h
+ * messages back to back, each delimited by its own header's len
+ * (fuse_in_header.len for requests, fuse_out_header.len for replies). A message
+ * whose len is below its header size or above SMOLVM_FUSE_STREAM_MAX breaks the
+ * stream: framing is lost, the only safe move is to close.
+ *
+ * Two ends:
+ *   - smolvm_fs_serve_stream(): the file server answering requests from a stream
+ *     (the host supervisor for FUSE-over-vsock mounts; the guest agent for
+ *     `smolvm-fs mount SANDBOX:/path`);
+ *   - smolvm_fuse_relay(): a kernel FUSE connection (/dev/fuse) <-> a stream (the
+ *     guest agent for fuse_mount; `smolvm-fs` on the host).
+ * Pure C, no libfuse: this file is linked into the static guest init too. */
+#pragma once
+
+#include "fs_server.h"
+
+/* Largest message in either direction: max_write (1 MiB) plus room for the
+ * headers of a WRITE. Also the buffer /dev/fuse reads need: the kernel refuses a
+ * read into a buffer smaller than in_header + write_in + max_write. */
+#define SMOLVM_FUSE_STREAM_MAX_WRITE (1024u * 1024u)
+#define SMOLVM_FUSE_STREAM_MAX (SMOLVM_FUSE_STREAM_MAX_WRITE + 4096u)
+
+/* Serve FUSE requests arriving on fd (a blocking stream) with fs until the peer
+ * closes it: read one request, answer it with smolvm_fs_handle(), write the
+ * reply; requests without a reply (FORGET, BATCH_FORGET, INTERRUPT) are consumed.
+ * Memory: two buffers of SMOLVM_FUSE_STREAM_MAX, whatever the peer sends.
+ * Returns 0 on EOF between messages, -EPROTO for a bad length (or a request the
+ * server refuses to answer at all), -EPIPE for EOF inside a message, or the
+ * negative errno of a failed read/write. SIGPIPE is never raised. */
+int smolvm_fs_serve_stream(smolvm_fs *fs, int fd);
+
+/* Relay between a kernel FUSE connection and a stream until either ends:
+ * requests read from dev_fuse_fd (whole, one read each) are written to stream_fd;
+ * replies from stream_fd are reassembled by their header len and written to
+ * dev_fuse_fd with one write each. Both fds are switched to O_NONBLOCK; replies
+ * are always drained from the stream even while a request is still being sent,
+ * so a peer that answers while we send can never deadlock us. The INIT reply's
+ * max_write/max_pages are clamped so that no later message can exceed
+ * SMOLVM_FUSE_STREAM_MAX.
+ * Returns 0 when the stream ends cleanly (EOF between messages) or the file
+ * system was unmounted (ENODEV from /dev/fuse), -ECANCELED once cancel_fd
+ * (if >= 0) is readable, -EPROTO for a bad length, -EPIPE for EOF inside a
+ * message, or another negative errno. The kernel's pending requests are not
+ * answered: the caller unmounts / closes dev_fuse_fd, which fails them. */
+int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd);
+int smolvm_fuse_relay(int dev_fuse_fd, int stream_fd);

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm-fs: a read-only FUSE view, on the host, of a directory inside a running
+ * sandbox.
+ *
+ *     smolvm-fs mount [--json] [--background] SANDBOX:/path MOUNTPOINT
+ *     smolvm-fs umount [--json] MOUNTPOINT
+ *
+ * The guest agent serves the path with our FUSE server over a vsock stream
+ * (op "fuse_serve", docs/protocol.md "FUSE over vsock"); this tool mounts with
+ * libfuse3 and relays the kernel's raw FUSE messages to that stream and back.
+ * The guest is hostile: the mount is read-only, nosuid, nodev, for the mounting
+ * user only, and a misbehaving guest can only end it. */
+#define FUSE_USE_VERSION 35
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fuse_client.h"
+#include "fuse_stream.h"
+#include "smolvm/smolvm.h"
+#include "util.h"
+
+/* --background: how long the mount may take to answer its first stat. */
+#define READY_TIMEOUT_MS 60000u
+
+static bool opt_json;
+static const char *json_command = "mount";
+
+static void usage(FILE *f)
+{
+        fputs("Usage: smolvm-fs mount [--json] [--background] SANDBOX:/path MOUNTPOINT\n"
+              "       smolvm-fs umount [--json] MOUNTPOINT\n"
+              "\n"
+              "Mount a directory of a running sandbox (id, id prefix or name) read-only on the\n"
+              "host. The guest serves it; nothing on the mount can be changed.\n"
+              "\n"
+              "  mount       stays in the foreground until the sandbox stops, the mount is\n"
+              "              unmounted, or SIGINT/SIGTERM; then releases the mount point.\n"
+              "  --background  return once the mount answers (a script can use it at once);\n"
+              "              the relay keeps running in the background\n"
+              "  umount      unmount a smolvm-fs mount (its smolvm-fs process then exits)\n"
+              "  --json      print one JSON envelope on stdout\n"
+              "\n"
+              "Exit status: 0 success, 1 failure, 2 usage error.\n",
+              f);
+}
+
+/* One error line (and the JSON envelope with --json). code: a short stable id. */
+static int fail(int exit_code, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(int exit_code, const char *code, const char *fmt, ...)
+{
+        char msg[4096 + 512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "smolvm-fs: %s\n", msg);
+        if (opt_json) {
+                json_t *o = json_pack("{s:b,s:s,s:i,s:n,s:{s:s,s:s}}", "ok", 0, "command", json_command, "exit_code",
+                                      exit_code, "data", "error", "code", code, "message", msg);
+                if (o) {
+                        json_dumpf(o, stdout, JSON_COMPACT);
+                        json_decref(o);
+                }
+                fputc('\n', stdout);
+                fflush(stdout);
+        }
+        return exit_code;
+}
+
+static const char *code_of(int r)
+{
+        switch (r) {
+        case SMOLVM_ENOTFOUND: return "not_found";
+        case SMOLVM_EINVAL: return "invalid_argument";
+        case SMOLVM_ENOTRUNNING: return "not_running";
+        case SMOLVM_EPAUSED: return "paused";
+        case -ECONNREFUSED: return "exec_unavailable";
+        case -ETIMEDOUT: return "timeout";
+        case -ECANCELED: return "cancelled";
+        case SMOLVM_ECORRUPT: return "corrupt";
+        default: return "error";
+        }
+}
+
+static void print_ok(json_t *data)
+{
+        if (!opt_json) {
+                json_decref(data);
+                return;
+        }
+        json_t *o = json_pack("{s:b,s:s,s:i,s:o,s:n}", "ok", 1, "command", json_command, "exit_code", 0, "data",
+                              data, "error");
+        if (o) {
+                json_dumpf(o, stdout, JSON_COMPACT);
+                json_decref(o);
+        }
+        fputc('\n', stdout);
+        fflush(stdout);
+}
+
+/* Make path absolute and clean without resolving the last component (it may be
+ * a dead FUSE mount, which stat cannot enter). Returns malloc'd or NULL. */
+static char *absolute_path(const char *path)
+{
+        _cleanup_free_ char *copy = strdup(path);
+        if (!copy)
+                return NULL;
+        size_t n = strlen(copy);
+        while (n > 1 && copy[n - 1] == '/')
+                copy[--n] = '\0';
+        char *slash = strrchr(copy, '/');
+        const char *base = slash ? slash + 1 : copy;
+        const char *dir = slash ? (slash == copy ? "/" : copy) : ".";
+        if (slash)
+                *slash = '\0';
+        if (!*base) /* "/" */
+                return strdup("/");
+        char real[PATH_MAX];
+        if (!realpath(dir, real))
+                return NULL;
+        char *out;
+        if (asprintf(&out, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base) < 0)
+                return NULL;
+        return out;
+}
+
+/* Undo mountinfo's octal escapes (\040 for a space, ...) in place. */
+static void unescape_octal(char *s)
+{
+        char *w = s;
+        for (char *r = s; *r; r++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+                    r[3] <= '7') {
+                        *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+                        r += 3;
+                } else {
+                        *w++ = *r;
+                }
+        }
+        *w = '\0';
+}
+
+/* The fstype of the mount whose mount point is exactly path (from mountinfo;
+ * the last one wins: the top of a stack). Returns 1 and *ret_type (malloc'd),
+ * 0 if path is not a mount point, negative errno. */
+static int find_mount(const char *path, char **ret_type)
+{
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return negative_errno();
+        char *line = NULL, *found = NULL;
+        size_t cap = 0;
+        int r = 0;
+        while (getline(&line, &cap, f) > 0) {
+                /* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+                char *tok[64], *save = NULL;
+                size_t n = 0;
+                for (char *t = strtok_r(line, " \n", &save); t && n < ARRAY_SIZE(tok); t = strtok_r(NULL, " \n", &save))
+                        tok[n++] = t;
+                size_t dash = 6;
+                while (dash < n && strcmp(tok[dash], "-") != 0)
+                        dash++;
+                if (n < 5 || dash + 1 >= n)
+                        continue;
+                unescape_octal(tok[4]);
+                if (strcmp(tok[4], path) != 0)
+                        continue;
+                free(found);
+                found = strdup(tok[dash + 1]);
+                if (!found) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        free(line);
+        fclose(f);
+        if (r < 0 || !found)
+                return r;
+        *ret_type = found;
+        return 1;
+}
+
+static int cmd_umount(int argc, char **argv)
+{
+        json_command = "umount";
+        const char *mp = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        opt_json = true;
+                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (argv[i][0] == '-' && argv[i][1])
+                        return fail(2, "invalid_argument", "umount: unknown option %s", argv[i]);
+                else if (!mp)
+                        mp = argv[i];
+                else
+                        return fail(2, "invalid_argument", "umount: too many arguments");
+        }
+        if (!mp)
+                return fail(2, "invalid_argument", "umount: missing MOUNTPOINT");
+        _cleanup_free_ char *path = absolute_path(mp);
+        if (!path)
+                return fail(1, errno == ENOENT ? "not_found" : "error", "umount %s: %s", mp, strerror(errno));
+        _cleanup_free_ char *type = NULL;
+        int r = find_mount(path, &type);
+        if (r < 0)
+                return fail(1, "error", "read /proc/self/mountinfo: %s", strerror(-r));
+        if (r == 0)
+                return fail(1, "not_mounted", "umount %s: not mounted", path);
+        if (strcmp(type, "fuse.smolvm") != 0)
+                return fail(1, "invalid_argument", "umount %s: not a smolvm-fs mount (type %s)", path, type);
+
+        if (geteuid() == 0) {
+                /* Busy (a shell sits in it): detach it anyway; it is read-only and
+                 * its users see it until they leave. */
+                if (umount2(path, UMOUNT_NOFOLLOW) < 0 && (errno != EBUSY || umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0))
+                        return fail(1, "error", "umount %s: %s", path, strerror(errno));
+        } else {
+                pid_t pid = fork();
+                if (pid < 0)
+                        return fail(1, "error", "fork: %s", strerror(errno));
+                if (pid == 0) {
+                        execlp("fusermount3", "fusermount3", "-u", "-z", "--", path, (char *)NULL);
+                        _exit(127);
+                }
+                int st;
+                while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                        ;
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        return fail(1, "error", "umount %s: fusermount3 -u failed%s", path,
+                                    WIFEXITED(st) && WEXITSTATUS(st) == 127 ? " (not installed?)" : "");
+        }
+        print_ok(json_pack("{s:s}", "mountpoint", path));
+        return 0;
+}
+
+/* fsname= takes a libfuse option value: escape ',' and '\'. */
+static char *fsname_option(const char *id, const char *path)
+{
+        size_t n = strlen(path);
+        char *esc = malloc(2 * n + 1), *w = esc;
+        if (!esc)
+                return NULL;
+        for (const char *p = path; *p; p++) {
+                if (*p == ',' || *p == '\\')
+                        *w++ = '\\';
+                *w++ = *p;
+        }
+        *w = '\0';
+        char *out;
+        int k = asprintf(&out, "ro,nosuid,nodev,subtype=smolvm,max_read=%u,fsname=smolvm:%s:%s",
+                         SMOLVM_FUSE_STREAM_MAX_WRITE, id, esc);
+        free(esc);
+        return k < 0 ? NULL : out;
+}
+
+typedef struct ready_check {
+        const char *path;
+        int pipe_w;
+        int err;
+} ready_check;
+
+static void *ready_thread(void *arg)
+{
+        ready_check *c = arg;
+        struct stat st;
+        int e = stat(c->path, &st) == 0 ? 0 : errno;
+        (void)!write(c->pipe_w, &e, sizeof(e));
+        return NULL;
+}
+
+/* Wait until the mount answers a stat (INIT and the root's GETATTR went to the
+ * guest and back). The stat runs in a detached thread: if it hangs, we give up
+ * after timeout_ms and exit without it. Returns 0 or negative errno. */
+static int wait_mount_ready(const char *path, unsigned timeout_ms)
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        ready_check *c = malloc(sizeof(*c)); /* leaked if the thread hangs: we exit soon */
+        if (!c)
+                return -ENOMEM;
+        *c = (ready_check){ .path = path, .pipe_w = p[1] };
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&t, &attr, ready_thread, c);
+        pthread_attr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        int k;
+        while ((k = poll(&pf, 1, (int)timeout_ms)) < 0 && errno == EINTR)
+                ;
+        if (k <= 0)
+                return -ETIMEDOUT;
+        int e = EIO;
+        if (read(p[0], &e, sizeof(e)) != (ssize_t)sizeof(e))
+                return -EIO;
+        return -e;
+}
+
+static void redirect_stdio_to_null(void)
+{
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        for (int i = 0; i <= 2; i++)
+                (void)dup2(fd, i);
+        if (fd > 2)
+                close(fd);
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+        bool background = false;
+        const char *spec = NULL, *mp = NULL;
+        for (int i = 0; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        opt_json = true;
+                else if (strcmp(argv[i], "--background") == 0)
+                        background = true;
+                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (argv[i][0] == '-' && argv[i][1])
+                        return fail(2, "invalid_argument", "mount: unknown option %s", argv[i]);
+                else if (!spec)
+                        spec = argv[i];
+                else if (!mp)
+                        mp = argv[i];
+                else
+                        return fail(2, "invalid_argument", "mount: too many arguments");
+        }
+        if (!spec || !mp)
+                return fail(2, "invalid_argument", "mount: expected SANDBOX:/path MOUNTPOINT");
+        const char *colon = strchr(spec, ':');
+        if (!colon || colon == spec || colon[1] != '/')
+                return fail(2, "invalid_argument", "mount: '%s' is not of the form SANDBOX:/absolute/path", spec);
+        _cleanup_free_ char *sandbox = strndup(spec, (size_t)(colon - spec));
+        const char *guest_path = colon + 1;
+        if (!sandbox)
+                return fail(1, "error", "out of memory");
+
+        smolvm_vm *vm = NULL;
+        int r = smolvm_open(sandbox, &vm);
+        if (r < 0)
+                return fail(1, code_of(r), "%s", smolvm_last_error()->message[0] ? smolvm_last_error()->message
+                                                                                 : smolvm_strerror(r));
+        smolvm_status_info st;
+        r = smolvm_status(vm, &st);
+        if (r < 0) {
+                smolvm_free(vm);
+                return fail(1, code_of(r), "%s", smolvm_last_error()->message);
+        }
+        if (st.info.state != SMOLVM_STATE_RUNNING) {
+                smolvm_free(vm);
+                bool paused = st.info.state == SMOLVM_STATE_PAUSED;
+                return fail(1, paused ? "paused" : "not_running", "sandbox %s is %s", sandbox,
+                            smolvm_state_name(st.info.state));
+        }
+        _cleanup_free_ char *id = strdup(smolvm_id(vm));
+        _cleanup_free_ char *vm_dir = strdup(smolvm_dir(vm));
+        smolvm_free(vm); /* persistent: this never stops it */
+        if (!id || !vm_dir)
+                return fail(1, "error", "out of memory");
+
+        struct stat mst;
+        if (stat(mp, &mst) < 0)
+                return fail(1, errno == ENOENT ? "not_found" : "error", "mount point %s: %s", mp, strerror(errno));
+        if (!S_ISDIR(mst.st_mode))
+                return fail(1, "invalid_argument", "mount point %s: %s", mp, strerror(ENOTDIR));
+        _cleanup_free_ char *mp_abs = realpath(mp, NULL);
+        if (!mp_abs)
+                return fail(1, "error", "mount point %s: %s", mp, strerror(errno));
+
+        /* Signals become events of the relay loop; the stream never raises SIGPIPE. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        _cleanup_close_ int sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+        if (sig_fd < 0)
+                return fail(1, "error", "signalfd: %s", strerror(errno));
+
+        json_t *req = json_pack("{s:s,s:s}", "op", "fuse_serve", "path", guest_path);
+        _cleanup_free_ char *req_s = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!req_s)
+                return fail(2, "invalid_argument", "mount: the path is not valid UTF-8");
+        char err[1024] = "";
+        _cleanup_close_ int stream = smolvm_fuse_client_open(vm_dir, req_s, err, sizeof(err));
+        if (stream < 0)
+                return fail(1, code_of(stream), "%s:%s: %s", sandbox, guest_path, err);
+
+        /* libfuse does the mount (fusermount3 when not root) and gives us the
+         * /dev/fuse fd. We do not use its request decoding: the guest already
+         * speaks the kernel's wire protocol, so decoding each request only to
+         * re-encode it would add copies and a second parser of hostile replies.
+         * Raw messages go through smolvm_fuse_relay() untouched (but for clamping
+         * INIT's sizes). */
+        _cleanup_free_ char *opts = fsname_option(id, guest_path);
+        if (!opts)
+                return fail(1, "error", "out of memory");
+        char *fargv[] = { (char *)"smolvm-fs", (char *)"-o", opts, NULL };
+        struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+        struct fuse_lowlevel_ops ops;
+        memset(&ops, 0, sizeof(ops));
+        struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+        if (!se)
+                return fail(1, "error", "fuse_session_new failed (see above)");
+        if (fuse_session_mount(se, mp_abs) != 0) {
+                fuse_session_destroy(se);
+                return fail(1, "error", "mount %s: FUSE mount failed (see above; is /dev/fuse usable?)", mp_abs);
+        }
+        int fuse_fd = fuse_session_fd(se);
+
+        json_t *data = json_pack("{s:s,s:s,s:s,s:b}", "id", id, "path", guest_path, "mountpoint", mp_abs,
+                                 "background", background);
+        if (background) {
+                fflush(stdout);
+                fflush(stderr);
+                pid_t pid = fork();
+                if (pid < 0) {
+                        fuse_session_unmount(se);
+                        fuse_session_destroy(se);
+                        json_decref(data);
+                        return fail(1, "error", "fork: %s", strerror(errno));
+                }
+                if (pid > 0) {
+                        /* Parent: leave the mount to the child. Without our copies of
+                         * the fds, a dying child aborts the connection instead of
+                         * leaving our stat hanging. */
+                        close(fuse_fd);
+                        stream = safe_close(stream);
+                        r = wait_mount_ready(mp_abs, READY_TIMEOUT_MS);
+                        if (r < 0) {
+                                kill(pid, SIGTERM);
+                                json_decref(data);
+                                int code = fail(1, code_of(r), "mount %s: the mount does not answer: %s", mp_abs,
+                                                strerror(-r));
+                                _exit(code); /* not through libfuse: the child owns the mount */
+                        }
+                        json_object_set_new(data, "pid", json_integer(pid));
+                        print_ok(data);
+                        _exit(0);
+                }
+                json_decref(data);
+                data = NULL;
+                (void)setsid();
+                redirect_stdio_to_null();
+        } else {
+                json_object_set_new(data, "pid", json_integer(getpid()));
+                print_ok(data);
+                if (!opt_json)
+                        fprintf(stderr, "smolvm-fs: %s:%s mounted on %s (Ctrl-C to unmount)\n", sandbox, guest_path,
+                                mp_abs);
+        }
+
+        r = smolvm_fuse_relay_cancellable(fuse_fd, stream, sig_fd);
+        /* The connection's pending requests fail once fuse_session_unmount closes
+         * the /dev/fuse fd (ours is the only one), then the mount is detached:
+         * nothing waits for the guest any more. */
+        fuse_session_unmount(se);
+        fuse_session_destroy(se);
+        if (r == 0) {
+                fprintf(stderr, "smolvm-fs: %s: the sandbox stopped or the file system was unmounted\n", mp_abs);
+                return 0;
+        }
+        if (r == -ECANCELED) {
+                fprintf(stderr, "smolvm-fs: %s: unmounted\n", mp_abs);
+                return 0;
+        }
+        fprintf(stderr, "smolvm-fs: %s: relay failed: %s; unmounted\n", mp_abs, strerror(-r));
+        return 1;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        const char *cmd = argv[1];
+        if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+                usage(stdout);
+                return 0;
+        }
+        if (strcmp(cmd, "--version") == 0) {
+                printf("smolvm-fs %s\n", SMOLVM_VERSION);
+                return 0;
+        }
+        if (strcmp(cmd, "mount") == 0)
+                return cmd_mount(argc - 2, argv + 2);
+        if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
+                return cmd_umount(argc - 2, argv + 2);
+        fprintf(stderr, "smolvm-fs: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* FUSE over the agent stream (docs/protocol.md, "FUSE over vsock").
+ *
+ * fuse_mount: the host is the file server, the guest kernel its client. We only
+ * mount and relay; what the guest may do is decided by the host's server
+ * (MS_RDONLY here is a convenience that makes writes fail early, not a control).
+ *
+ * fuse_serve: the roles swap: the host kernel is the client (smolvm-fs mount on
+ * the host) and we answer from the guest's own tree with the same server code,
+ * read-only. The host must treat our answers as hostile; we serve as root
+ * anyway, since anything here is the guest's to show. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent_proto.h"
+#include "fuse_stream.h"
+#include "init.h"
+#include "util.h"
+
+/* Like mkdir -p: create path and its missing ancestors (0755). An existing
+ * directory is fine. Returns 0 or negative errno. */
+static int mkdir_p(const char *path)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        size_t n = strlen(p);
+        for (size_t i = 1; i <= n; i++) {
+                if (p[i] != '/' && p[i] != '\0')
+                        continue;
+                if (p[i - 1] == '/')
+                        continue;
+                char saved = p[i];
+                p[i] = '\0';
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return negative_errno();
+                p[i] = saved;
+        }
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return negative_errno();
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int agent_fuse_mount(int fd, const agent_path_spec *spec)
+{
+        int r = mkdir_p(spec->path);
+        if (r < 0) {
+                (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
+                return r;
+        }
+        _cleanup_close_ int dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+        if (dev < 0) {
+                r = negative_errno();
+                (void)agent_send_errorf(fd, -r, "fuse_mount %s: open /dev/fuse: %s", spec->path, strerror(-r));
+                return r;
+        }
+        /* rootmode/user_id/group_id are required by the kernel; allow_other because
+         * commands run as any guest user; max_read keeps READ replies within one
+         * stream message (SMOLVM_FUSE_STREAM_MAX). No default_permissions: the
+         * server decides. */
+        char opts[160];
+        snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,max_read=%u", dev,
+                 SMOLVM_FUSE_STREAM_MAX_WRITE);
+        unsigned long flags = MS_NOSUID | MS_NODEV | (spec->read_only ? MS_RDONLY : 0);
+        if (mount("smolvm", spec->path, "fuse.smolvm", flags, opts) < 0) {
+                r = negative_errno();
+                (void)agent_send_errorf(fd, -r, "fuse_mount %s: mount: %s", spec->path, strerror(-r));
+                return r;
+        }
+        /* Our mount's device number: at the end, path is only unmounted if it
+         * still shows our mount (someone may have unmounted it and mounted
+         * something else there meanwhile). */
+        struct stat st;
+        dev_t ours = stat(spec->path, &st) == 0 ? st.st_dev : 0;
+        r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
+        if (r >= 0) {
+                r = smolvm_fuse_relay(dev, fd);
+                if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+                        init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));
+        }
+        /* The server is gone: detach the mount so no one finds it again, and close
+         * /dev/fuse (the cleanup) so requests still pending fail with ENOTCONN
+         * instead of hanging. Closing first makes the stat below fail fast instead
+         * of waiting on a server that will not answer. */
+        dev = safe_close(dev);
+        bool still_ours = false;
+        if (ours != 0) {
+                if (lstat(spec->path, &st) == 0)
+                        still_ours = st.st_dev == ours;
+                else
+                        still_ours = errno == ENOTCONN; /* our aborted connection */
+        }
+        if (still_ours && umount2(spec->path, MNT_DETACH) < 0 && errno != EINVAL)
+                init_log("fuse_mount %s: umount: %m", spec->path);
+        return r < 0 ? r : 0;
+}
+
+int agent_fuse_serve(int fd, const agent_path_spec *spec)
+{
+        smolvm_fs_config cfg = { .root = spec->path, .read_only = true,
+                                 .max_write = SMOLVM_FUSE_STREAM_MAX_WRITE };
+        smolvm_fs *fs = NULL;
+        int r = smolvm_fs_new(&cfg, &fs);
+        if (r < 0) {
+                (void)agent_send_errorf(fd, -r, "fuse_serve %s: %s", spec->path, strerror(-r));
+                return r;
+        }
+        r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
+        if (r >= 0) {
+                r = smolvm_fs_serve_stream(fs, fd);
+                if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+                        init_log("fuse_serve %s: %s", spec->path, strerror(-r));
+        }
+        smolvm_fs_free(fs);
+        return r < 0 ? r : 0;
+}
