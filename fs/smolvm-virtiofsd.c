@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* smolvm-virtiofsd: a vhost-user-fs back-end serving one host directory.
  *
- *   smolvm-virtiofsd --socket-path P --shared-dir D [--read-only|--rw] [--trace]
- *                    [--sandbox=namespace|none]
+ *   smolvm-virtiofsd --socket-path P | --fd N  --shared-dir D [--read-only|--rw]
+ *                    [--ready-fd M] [--trace] [--sandbox=namespace|none]
  *
- * Listens on P, serves the first front-end (QEMU) that connects, exits 0 when it
- * disconnects, 1 on errors. Spawned by the supervisor, one per share.
+ * Listens on P (or accepts on the listening Unix socket N it inherited: the
+ * supervisor binds DIR/fs-K.sock itself, so the socket listens before QEMU
+ * starts, whatever this process is doing), serves the first front-end (QEMU)
+ * that connects, exits 0 when it disconnects, 1 on errors. With --ready-fd, writes
+ * "READY\n" to fd M and closes it once the sandbox and the file server are set
+ * up (just before accepting): EOF without it means startup failed (stderr says
+ * why). Spawned by the supervisor, one per share.
  *
  * Sandbox (default "namespace"), set up after the socket is bound and before
  * anything from the front-end is read:
@@ -59,6 +64,8 @@
 
 typedef struct options {
         const char *socket_path;
+        int listen_fd;   /* --fd, or -1 */
+        int ready_fd;    /* --ready-fd, or -1 */
         const char *shared_dir;
         bool read_only;
         bool trace;
@@ -67,13 +74,13 @@ typedef struct options {
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH --shared-dir DIR [--read-only|--rw]\n"
-                   "                        [--sandbox=namespace|none] [--trace]\n");
+        fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw]\n"
+                   "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n");
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
-        enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP };
+        enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD };
         static const struct option longopts[] = {
                 { "socket-path", required_argument, NULL, 's' },
                 { "shared-dir", required_argument, NULL, 'd' },
@@ -82,9 +89,11 @@ static int parse_args(int argc, char **argv, options *o)
                 { "sandbox", required_argument, NULL, OPT_SANDBOX },
                 { "trace", no_argument, NULL, OPT_TRACE },
                 { "help", no_argument, NULL, OPT_HELP },
+                { "fd", required_argument, NULL, OPT_FD },
+                { "ready-fd", required_argument, NULL, OPT_READY_FD },
                 { 0 },
         };
-        *o = (options){ .read_only = true, .sandbox = true };
+        *o = (options){ .read_only = true, .sandbox = true, .listen_fd = -1, .ready_fd = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
@@ -104,10 +113,24 @@ static int parse_args(int argc, char **argv, options *o)
                         }
                         break;
                 case OPT_HELP: usage(stdout); exit(EXIT_SUCCESS);
+                case OPT_FD:
+                case OPT_READY_FD: {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (!*optarg || *end || v < 3 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
+                                fprintf(stderr, "smolvm-virtiofsd: --%s %s: not an open fd >= 3\n",
+                                        c == OPT_FD ? "fd" : "ready-fd", optarg);
+                                return -EINVAL;
+                        }
+                        /* Nothing we might exec (nothing) or fork for may keep them. */
+                        (void)fcntl((int)v, F_SETFD, FD_CLOEXEC);
+                        *(c == OPT_FD ? &o->listen_fd : &o->ready_fd) = (int)v;
+                        break;
+                }
                 default: usage(stderr); return -EINVAL;
                 }
         }
-        if (optind != argc || !o->socket_path || !o->shared_dir) {
+        if (optind != argc || !o->shared_dir || (o->socket_path != NULL) == (o->listen_fd >= 0)) {
                 usage(stderr);
                 return -EINVAL;
         }
@@ -130,6 +153,22 @@ static int listen_unix(const char *path)
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
                 return negative_errno();
         return TAKE_FD(fd);
+}
+
+/* An inherited listening socket (--fd): a Unix stream socket in listen state. */
+static int check_listening(int fd)
+{
+        int v = 0, type = 0;
+        socklen_t len = sizeof(v);
+        struct sockaddr_un sa;
+        socklen_t sa_len = sizeof(sa);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){ sizeof(type) }) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &sa_len) < 0)
+                return errno == ENOTSOCK ? -ENOTSOCK : negative_errno();
+        if (!v || type != SOCK_STREAM || sa.sun_family != AF_UNIX)
+                return -ENOTSOCK;
+        return fd;
 }
 
 static int write_file(const char *path, const char *s)
@@ -285,9 +324,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "smolvm-virtiofsd: open %s: %s\n", o.shared_dir, strerror(errno));
                 return EXIT_FAILURE;
         }
-        _cleanup_close_ int lfd = listen_unix(o.socket_path);
+        _cleanup_close_ int lfd = o.listen_fd >= 0 ? check_listening(o.listen_fd) : listen_unix(o.socket_path);
         if (lfd < 0) {
-                fprintf(stderr, "smolvm-virtiofsd: listen on %s: %s\n", o.socket_path, strerror(-lfd));
+                if (o.listen_fd >= 0)
+                        fprintf(stderr, "smolvm-virtiofsd: --fd %d: %s\n", o.listen_fd,
+                                lfd == -ENOTSOCK ? "not a listening Unix stream socket" : strerror(-lfd));
+                else
+                        fprintf(stderr, "smolvm-virtiofsd: listen on %s: %s\n", o.socket_path, strerror(-lfd));
                 return EXIT_FAILURE;
         }
 
@@ -312,6 +355,12 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
 
+        if (o.ready_fd >= 0) {
+                int w = write_all(o.ready_fd, "READY\n", 6);
+                if (w < 0)
+                        fprintf(stderr, "smolvm-virtiofsd: --ready-fd: %s\n", strerror(-w));
+                o.ready_fd = safe_close(o.ready_fd);
+        }
         int cfd;
         do
                 cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

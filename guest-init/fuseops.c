@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -48,10 +49,61 @@ static int mkdir_p(const char *path)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+/* Undo mountinfo's octal escapes (\040 for a space, ...) in place. */
+static void unescape_octal(char *s)
+{
+        char *w = s;
+        for (char *r = s; *r; r++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+                    r[3] <= '7') {
+                        *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+                        r += 3;
+                } else {
+                        *w++ = *r;
+                }
+        }
+        *w = '\0';
+}
+
+/* Id of the topmost mount whose mount point is path (canonical), or -1. Read
+ * from /proc/self/mountinfo, never from the mount itself: a stat of a fresh
+ * FUSE mount waits for its server, which is our own client, not answering yet. */
+static long top_mount_id(const char *path)
+{
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return -1;
+        char *line = NULL;
+        size_t cap = 0;
+        long id = -1;
+        while (getline(&line, &cap, f) > 0) {
+                /* id parent maj:min root mountpoint ... */
+                char *save = NULL, *tok[5];
+                size_t n = 0;
+                for (char *t = strtok_r(line, " \n", &save); t && n < 5; t = n < 4 ? strtok_r(NULL, " \n", &save) : NULL)
+                        tok[n++] = t;
+                if (n < 5)
+                        continue;
+                unescape_octal(tok[4]);
+                if (strcmp(tok[4], path) == 0)
+                        id = strtol(tok[0], NULL, 10); /* later lines are mounted on top */
+        }
+        free(line);
+        fclose(f);
+        return id;
+}
+
 int agent_fuse_mount(int fd, const agent_path_spec *spec)
 {
         int r = mkdir_p(spec->path);
         if (r < 0) {
+                (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
+                return r;
+        }
+        /* mountinfo shows canonical paths; resolved before our mount hides the dir. */
+        _cleanup_free_ char *canon = realpath(spec->path, NULL);
+        if (!canon) {
+                r = negative_errno();
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
                 return r;
         }
@@ -69,35 +121,25 @@ int agent_fuse_mount(int fd, const agent_path_spec *spec)
         snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,max_read=%u", dev,
                  SMOLVM_FUSE_STREAM_MAX_WRITE);
         unsigned long flags = MS_NOSUID | MS_NODEV | (spec->read_only ? MS_RDONLY : 0);
-        if (mount("smolvm", spec->path, "fuse.smolvm", flags, opts) < 0) {
+        if (mount("smolvm", canon, "fuse.smolvm", flags, opts) < 0) {
                 r = negative_errno();
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: mount: %s", spec->path, strerror(-r));
                 return r;
         }
-        /* Our mount's device number: at the end, path is only unmounted if it
-         * still shows our mount (someone may have unmounted it and mounted
-         * something else there meanwhile). */
-        struct stat st;
-        dev_t ours = stat(spec->path, &st) == 0 ? st.st_dev : 0;
+        /* At the end, path is only unmounted if our mount is still the top one
+         * there (someone may have unmounted it and mounted something else). */
+        long ours = top_mount_id(canon);
         r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
         if (r >= 0) {
                 r = smolvm_fuse_relay(dev, fd);
                 if (r < 0 && r != -ECONNRESET && r != -EPIPE)
                         init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));
         }
-        /* The server is gone: detach the mount so no one finds it again, and close
-         * /dev/fuse (the cleanup) so requests still pending fail with ENOTCONN
-         * instead of hanging. Closing first makes the stat below fail fast instead
-         * of waiting on a server that will not answer. */
+        /* The server is gone: close /dev/fuse so requests still pending fail with
+         * ENOTCONN instead of hanging, and detach the mount so no one finds it
+         * again. */
         dev = safe_close(dev);
-        bool still_ours = false;
-        if (ours != 0) {
-                if (lstat(spec->path, &st) == 0)
-                        still_ours = st.st_dev == ours;
-                else
-                        still_ours = errno == ENOTCONN; /* our aborted connection */
-        }
-        if (still_ours && umount2(spec->path, MNT_DETACH) < 0 && errno != EINVAL)
+        if (ours >= 0 && top_mount_id(canon) == ours && umount2(canon, MNT_DETACH) < 0)
                 init_log("fuse_mount %s: umount: %m", spec->path);
         return r < 0 ? r : 0;
 }

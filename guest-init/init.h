@@ -65,6 +65,12 @@ int agent_env_op(int fd, const agent_request *req);
  * failure (logged by the caller) spec is unchanged. Returns 0 or negative errno. */
 int agent_env_apply_stored(agent_exec_spec *spec);
 
+/* mounts.c: mount the host directories named by smolvm.mount=TAG:PATH:ro|rw
+ * kernel arguments (virtio-fs). Best effort: logs failures, never fatal. */
+void setup_mounts(void);
+/* Split one smolvm.mount value in place. Returns 0 or -EINVAL. */
+int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bool *ret_ro);
+
 /* growfs.c: grow the root ext4 filesystem online when its block device is
  * larger (the host made the overlay bigger). Best effort: logs failures. */
 void grow_root_fs(const char *dev);

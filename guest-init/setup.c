@@ -263,4 +263,6 @@ void setup_system(void)
         /* After switch_root: resize2fs lives in the rootfs. */
         grow_root_fs(ROOT_DEV);
         loopback_up();
+        /* After switch_root and the tmpfs mounts: a share may live under /tmp. */
+        setup_mounts();
 }

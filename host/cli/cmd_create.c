@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "mount_spec.h"
 #include "smolvm/smolvm.h"
 #include "util.h"
 
@@ -29,13 +30,18 @@ static void create_usage(FILE *f)
                 "                       its file system to it at boot)\n"
                 "  --env K=V            environment of every command in the VM (repeatable)\n"
                 "  --image NAME         image to boot (default: default)\n"
+                "  --mount HOST:GUEST[:ro|:rw]\n"
+                "                       show host directory HOST at GUEST in the VM, read-only\n"
+                "                       unless :rw (enforced on the host; repeatable, max %u)\n"
+                "  --mount-transport virtiofs|vsock\n"
+                "                       how mounts reach the guest (default virtiofs)\n"
                 "  --accel auto|kvm|tcg accelerator (default auto)\n"
                 "  --boot-timeout SEC   give up booting after SEC seconds (default %u)\n"
                 "  --no-start           only create it ('smolvm start ID' boots it)\n"
                 "  --json               print the JSON envelope (docs/cli.md); data: the VM's\n"
                 "                       info and boot times\n"
                 "  -h, --help           show this help\n",
-                SMOLVM_DEFAULT_VCPUS, SMOLVM_DEFAULT_MEM_MIB, SMOLVM_DEFAULT_BOOT_TIMEOUT_MS / 1000u);
+                SMOLVM_DEFAULT_VCPUS, SMOLVM_DEFAULT_MEM_MIB, SMOLVM_MAX_MOUNTS, SMOLVM_DEFAULT_BOOT_TIMEOUT_MS / 1000u);
 }
 
 typedef struct create_args {
@@ -43,6 +49,7 @@ typedef struct create_args {
         const char **env;
         size_t n_env;
         bool json, no_start;
+        cli_mounts *mounts;
 } create_args;
 
 static int parse_args(int argc, char **argv, create_args *a)
@@ -93,6 +100,12 @@ static int parse_args(int argc, char **argv, create_args *a)
                                 return -EINVAL;
                         }
                         a->cfg.accel = v;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--mount", &m)) || m) {
+                        if (!v || cli_mounts_add(a->mounts, v) < 0)
+                                return -EINVAL;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--mount-transport", &m)) || m) {
+                        if (!v || cli_mounts_set_transport(a->mounts, v) < 0)
+                                return -EINVAL;
                 } else if ((v = cli_flag_value(argc, argv, &i, "--image", &m)) || m) {
                         if (!v || !*v) {
                                 if (v)
@@ -117,7 +130,8 @@ int cmd_create(int argc, char **argv)
                 cli_error("out of memory");
                 return CLI_EXIT_ERROR;
         }
-        create_args a = { .env = env };
+        _cleanup_(cli_mounts_done) cli_mounts mounts = { 0 };
+        create_args a = { .env = env, .mounts = &mounts };
         smolvm_config_init(&a.cfg);
         int r = parse_args(argc, argv, &a);
         if (r == 1) {
@@ -127,6 +141,7 @@ int cmd_create(int argc, char **argv)
         if (r < 0)
                 return cli_usage_fail("create", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
         a.cfg.env = a.n_env ? env : NULL;
+        cli_mounts_apply(&mounts, &a.cfg);
 
         /* Ctrl-C while booting: give up and remove the half-made VM. */
         sigset_t old_mask;

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "mount_spec.h"
 #include "smolvm/smolvm.h"
 #include "util.h"
 #ifdef SMOLVM_HAVE_IMAGE_BUILDER
@@ -40,6 +41,11 @@ static void run_usage(FILE *f)
                 "  --workdir DIR        working directory in the guest (default /root)\n"
                 "  --accel auto|kvm|tcg accelerator (default auto)\n"
                 "  --image NAME         image to boot (default: default)\n"
+                "  --mount HOST:GUEST[:ro|:rw]\n"
+                "                       show host directory HOST at GUEST in the VM, read-only\n"
+                "                       unless :rw (enforced on the host; repeatable, max %u)\n"
+                "  --mount-transport virtiofs|vsock\n"
+                "                       how mounts reach the guest (default virtiofs)\n"
                 "  --boot-timeout SEC   give up booting after SEC seconds (default %u)\n"
                 "  -i, --interactive    forward stdin even when it is a terminal\n"
                 "  --json               print one JSON envelope instead of streaming (docs/cli.md):\n"
@@ -49,7 +55,7 @@ static void run_usage(FILE *f)
                 "\n"
                 "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
                 "found; 126 if it could not be executed.\n",
-                SMOLVM_DEFAULT_MEM_MIB, SMOLVM_DEFAULT_VCPUS, SMOLVM_DEFAULT_BOOT_TIMEOUT_MS / 1000u);
+                SMOLVM_DEFAULT_MEM_MIB, SMOLVM_DEFAULT_VCPUS, SMOLVM_MAX_MOUNTS, SMOLVM_DEFAULT_BOOT_TIMEOUT_MS / 1000u);
 }
 
 typedef struct run_args {
@@ -61,6 +67,7 @@ typedef struct run_args {
         bool interactive;
         bool image_given;
         char **argv;
+        cli_mounts *mounts;
 } run_args;
 
 /* Returns 0, 1 for --help, or -EINVAL (already reported). */
@@ -133,6 +140,12 @@ static int parse_args(int argc, char **argv, run_args *a)
                                 return -EINVAL;
                         }
                         a->cfg.accel = v;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--mount", &m)) || m) {
+                        if (!v || cli_mounts_add(a->mounts, v) < 0)
+                                return -EINVAL;
+                } else if ((v = cli_flag_value(argc, argv, &i, "--mount-transport", &m)) || m) {
+                        if (!v || cli_mounts_set_transport(a->mounts, v) < 0)
+                                return -EINVAL;
                 } else if ((v = cli_flag_value(argc, argv, &i, "--image", &m)) || m) {
                         if (!v || !*v) {
                                 if (v)
@@ -218,7 +231,8 @@ int cmd_run(int argc, char **argv)
                 cli_error("out of memory");
                 return CLI_EXIT_ERROR;
         }
-        run_args a = { .env = env };
+        _cleanup_(cli_mounts_done) cli_mounts mounts = { 0 };
+        run_args a = { .env = env, .mounts = &mounts };
         smolvm_config_init(&a.cfg);
         smolvm_exec_opts_init(&a.opts);
         a.cfg.ephemeral = true;
@@ -231,6 +245,7 @@ int cmd_run(int argc, char **argv)
         if (r < 0)
                 return cli_usage_fail("run", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
 
+        cli_mounts_apply(&mounts, &a.cfg);
         a.opts.argv = (const char *const *)a.argv;
         a.opts.env = a.n_env ? env : NULL;
         if (stdin_usable() && (a.interactive || !isatty(STDIN_FILENO))) {

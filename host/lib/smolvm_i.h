@@ -2,6 +2,7 @@
 /* libsmolvm internals shared by the library's files. */
 #pragma once
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/types.h>
@@ -29,6 +30,13 @@ typedef enum vm_state {
         VM_DEAD,
 } vm_state;
 
+/* One of smolvm_config.mounts, owned, host_path resolved (mounts.c). */
+typedef struct vm_mount {
+        char *host_path;          /* absolute realpath */
+        char *guest_path;
+        bool writable;
+} vm_mount;
+
 /* vms/<id>/vm.json: what does not change while the VM lives (state.c). */
 typedef struct vm_record {
         char id[SMOLVM_ID_LEN + 1];
@@ -41,6 +49,9 @@ typedef struct vm_record {
         char **env;               /* NULL-terminated "K=V", or NULL */
         unsigned vcpus, mem_mib, disk_mib, boot_timeout_ms;
         bool ephemeral;
+        vm_mount *mounts;         /* n_mounts, or NULL */
+        size_t n_mounts;
+        smolvm_mount_transport mount_transport;
 } vm_record;
 
 struct smolvm_vm {
@@ -118,6 +129,26 @@ int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n);
 /* ---- qmp.c ---- */
 /* Run one QMP command ("stop", "cont") on DIR/qmp.sock. Records the error. */
 int qmp_command(const char *vm_dir, const char *command);
+
+/* ---- mounts.c ---- */
+#define VM_MOUNT_GUEST_PATH_MAX 255u
+/* The virtio-fs tag of mount i is VM_MOUNT_TAG_PREFIX "<i>" (the supervisor's
+ * config.json carries it; the guest finds it on its kernel command line). */
+#define VM_MOUNT_TAG_PREFIX "smolvm-fs-"
+void vm_mounts_free(vm_mount *mounts, size_t n);
+const char *vm_mount_transport_name(smolvm_mount_transport t);
+/* "virtiofs" | "vsock". Returns 0 or -EINVAL. */
+int vm_mount_transport_parse(const char *s, smolvm_mount_transport *ret);
+/* See smolvm_mount.guest_path. */
+bool vm_mount_guest_path_valid(const char *p);
+/* Validate cfg's mounts (host paths exist and are directories: realpath'd) into
+ * rec. Records the error (naming the path). Returns 0 or a negative errno. */
+int vm_mounts_from_config(const smolvm_config *cfg, vm_record *rec);
+/* [{"host","guest","writable"(,"tag")}]; NULL on ENOMEM / invalid UTF-8. */
+json_t *vm_mounts_to_json(const vm_record *rec, bool with_tags);
+/* The record's "mounts" and "mount_transport" (both optional) into rec. On
+ * failure why says what is wrong; returns 0, -EINVAL or -ENOMEM. */
+int vm_mounts_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
 
 /* ---- vm.c ---- */
 int vm_write_supervisor_config(smolvm_vm *vm);

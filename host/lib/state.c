@@ -33,6 +33,7 @@ void vm_record_done(vm_record *rec)
                 for (size_t i = 0; rec->env[i]; i++)
                         free(rec->env[i]);
         free(rec->env);
+        vm_mounts_free(rec->mounts, rec->n_mounts);
         *rec = (vm_record){ 0 };
 }
 
@@ -195,6 +196,18 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
                         }
                 }
         }
+        {
+                char why[512];
+                r = vm_mounts_parse(root, &rec, why, sizeof(why));
+                if (r == -ENOMEM) {
+                        r = vm_error(-ENOMEM, NULL, "out of memory");
+                        goto fail;
+                }
+                if (r < 0) {
+                        r = corrupt(path, "%s", why);
+                        goto fail;
+                }
+        }
         free(id);
         json_decref(root);
         *ret = rec;
@@ -229,6 +242,11 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "name", json_null()) < 0;
         if (!bad && rec->kernel_cmdline)
                 bad = json_object_set_new(o, "kernel_cmdline", json_string(rec->kernel_cmdline)) < 0;
+        /* Only when there are mounts: records without them stay as they were. */
+        if (!bad && rec->n_mounts)
+                bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||
+                      json_object_set_new(o, "mount_transport",
+                                          json_string(vm_mount_transport_name(rec->mount_transport))) < 0;
         char *s = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(o);
         return s;

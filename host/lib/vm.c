@@ -66,9 +66,14 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 json_decref(o);
                 o = NULL;
         }
+        if (o && rec->n_mounts && json_object_set_new(o, "mounts", vm_mounts_to_json(rec, true)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
         if (!o)
                 return vm_error(-EINVAL, NULL,
-                                "cannot encode config.json (paths and kernel command line must be UTF-8)");
+                                "cannot encode config.json (paths, mount paths and kernel command line must be "
+                                "UTF-8)");
         char *s = json_dumps(o, JSON_INDENT(2));
         json_decref(o);
         if (!s)
@@ -160,6 +165,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
         _cleanup_close_ int names_lock = -1;
 
+        /* Before the image: a bad --mount is the user's to fix first. */
+        r = vm_mounts_from_config(cfg, &vm->rec);
+        if (r < 0)
+                goto fail;
         r = smolvm_home_dir(&vm->home);
         if (r < 0)
                 goto fail;

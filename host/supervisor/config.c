@@ -50,6 +50,69 @@ static int get_uint(const char *path, json_t *root, const char *key, uint64_t mi
         return 0;
 }
 
+static bool tag_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > SUP_MOUNT_TAG_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+/* The guest path goes on the kernel command line: no word or quote breaks. */
+static bool guest_path_valid(const char *s)
+{
+        if (s[0] != '/' || strlen(s) > 255)
+                return false;
+        for (; *s; s++)
+                if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '"' || *s == ':')
+                        return false;
+        return true;
+}
+
+static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, size_t err_len)
+{
+        json_t *a = json_object_get(root, "mounts");
+        if (!a || json_is_null(a))
+                return 0;
+        if (!json_is_array(a) || json_array_size(a) > SUP_MAX_MOUNTS) {
+                snprintf(err, err_len, "%s: \"mounts\" must be an array of at most %u objects", path, SUP_MAX_MOUNTS);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < json_array_size(a); i++) {
+                json_t *e = json_array_get(a, i);
+                json_t *t = json_object_get(e, "tag"), *h = json_object_get(e, "host"), *g = json_object_get(e, "guest"),
+                       *w = json_object_get(e, "writable");
+                if (!json_is_object(e) || !json_is_string(t) || !json_is_string(h) || !json_is_string(g) ||
+                    (w && !json_is_boolean(w)) || !tag_valid(json_string_value(t)) ||
+                    json_string_value(h)[0] != '/' || !guest_path_valid(json_string_value(g))) {
+                        snprintf(err, err_len,
+                                 "%s: \"mounts[%zu]\" must be {\"tag\": [a-z0-9-]{1,36}, \"host\": absolute path, "
+                                 "\"guest\": absolute path, \"writable\": bool}",
+                                 path, i);
+                        return -EINVAL;
+                }
+                for (size_t j = 0; j < c->n_mounts; j++)
+                        if (!strcmp(c->mounts[j].tag, json_string_value(t))) {
+                                snprintf(err, err_len, "%s: mount tag %s is used twice", path, json_string_value(t));
+                                return -EINVAL;
+                        }
+                sup_mount *m = &c->mounts[c->n_mounts];
+                m->tag = strdup(json_string_value(t));
+                m->host = strdup(json_string_value(h));
+                m->guest = strdup(json_string_value(g));
+                m->writable = json_is_true(w);
+                c->n_mounts++; /* freed by sup_config_done() even if incomplete */
+                if (!m->tag || !m->host || !m->guest) {
+                        snprintf(err, err_len, "%s: out of memory", path);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len)
 {
         sup_config c = {};
@@ -76,7 +139,8 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
             (r = get_uint(path, root, "mem_mib", 64, 1024 * 1024, &mem, err, err_len)) < 0 ||
             (r = get_uint(path, root, "cpus", 1, 255, &cpus, err, err_len)) < 0 ||
             (r = get_uint(path, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout, err, err_len)) < 0 ||
-            (r = get_uint(path, root, "disk_mib", 0, 64 * 1024 * 1024, &disk, err, err_len)) < 0) {
+            (r = get_uint(path, root, "disk_mib", 0, 64 * 1024 * 1024, &disk, err, err_len)) < 0 ||
+            (r = get_mounts(path, root, &c, err, err_len)) < 0) {
                 json_decref(root);
                 sup_config_done(&c);
                 return r;
@@ -97,5 +161,10 @@ void sup_config_done(sup_config *c)
         free(c->rootfs);
         free(c->cmdline_extra);
         free(c->accel);
+        for (size_t i = 0; i < c->n_mounts; i++) {
+                free(c->mounts[i].tag);
+                free(c->mounts[i].host);
+                free(c->mounts[i].guest);
+        }
         *c = (sup_config){};
 }

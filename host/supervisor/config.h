@@ -3,8 +3,19 @@
  * (docs/internals.md, "Supervisor"). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* "mounts": host directories served to the guest over virtio-fs. */
+#define SUP_MAX_MOUNTS 16u
+#define SUP_MOUNT_TAG_MAX 36u /* virtio-fs config space: tag[36] */
+typedef struct sup_mount {
+        char *tag;        /* [a-z0-9-], at most SUP_MOUNT_TAG_MAX bytes */
+        char *host;       /* absolute */
+        char *guest;      /* absolute, no whitespace, '"' or ':' (kernel command line) */
+        bool writable;
+} sup_mount;
 
 typedef struct sup_config {
         char *kernel;        /* absolute paths */
@@ -16,6 +27,8 @@ typedef struct sup_config {
         uint32_t cpus;       /* default 1 */
         uint64_t boot_timeout_ms; /* 0 = the accelerator's default */
         uint64_t disk_mib;        /* 0 = the base image's size */
+        sup_mount mounts[SUP_MAX_MOUNTS];
+        size_t n_mounts;
 } sup_config;
 
 /* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a

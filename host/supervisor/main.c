@@ -24,6 +24,7 @@
 #include "config.h"
 #include "console.h"
 #include "evloop.h"
+#include "fsd.h"
 #include "hvsock.h"
 #include "log.h"
 #include "mux.h"
@@ -71,6 +72,8 @@ typedef struct sup {
         sup_hvsock *hv;
         sup_vmm *vmm;
         smolvm_mux *mux;
+        sup_fsd *fsd[SUP_MAX_MOUNTS]; /* cfg.n_mounts virtio-fs back-ends */
+        bool fsd_exited[SUP_MAX_MOUNTS];
 
         bool running; /* HELLO seen, ready line written */
         bool stop;    /* termination signal received */
@@ -431,6 +434,11 @@ static void teardown(sup *s, bool failed)
         s->mux = NULL;
         sup_vmm_free(s->vmm); /* SIGKILL + reap */
         s->vmm = NULL;
+        /* After QEMU: a back-end dying first would look like a failure to it. */
+        for (size_t i = 0; i < SUP_MAX_MOUNTS; i++) {
+                sup_fsd_free(s->fsd[i]); /* SIGKILL the group + reap, removes fs-N.sock */
+                s->fsd[i] = NULL;
+        }
         sup_console_free(s->con);
         s->con = NULL;
         if (s->chan_listen_fd >= 0) {
@@ -443,12 +451,19 @@ static void teardown(sup *s, bool failed)
         }
         smolvm_evloop_free(s->loop);
         s->loop = NULL;
+        size_t n_mounts = s->cfg.n_mounts;
         sup_config_done(&s->cfg);
 
         if (s->ephemeral) {
                 sup_log_close();
                 for (size_t i = 0; i < ARRAY_SIZE(vm_dir_files); i++) {
                         _cleanup_free_ char *p = vm_path(s, vm_dir_files[i]);
+                        (void)unlink(p);
+                }
+                for (size_t i = 0; i < n_mounts; i++) {
+                        char name[48];
+                        snprintf(name, sizeof(name), "virtiofsd-%zu.log", i);
+                        _cleanup_free_ char *p = vm_path(s, name);
                         (void)unlink(p);
                 }
                 if (rmdir(s->vm_dir) < 0)
@@ -493,6 +508,11 @@ static int step(sup *s)
                 ready_ok(s);
                 sup_hvsock_set_mux(s->hv, s->mux);
         }
+
+        /* A dead back-end is logged, not fatal: only its mount breaks. */
+        for (size_t i = 0; i < s->cfg.n_mounts; i++)
+                if (s->fsd[i] && !s->fsd_exited[i])
+                        s->fsd_exited[i] = sup_fsd_poll(s->fsd[i]) > 0;
 
         r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
         if (r > 0) {
@@ -553,12 +573,69 @@ static int loop_timeout_ms(const sup *s)
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;
 }
 
+/* Start one virtio-fs back-end per mount (all, then wait for all: they set up
+ * in parallel) and build the kernel command line: one smolvm.mount=TAG:PATH:MODE
+ * per mount (docs/internals.md), then the configured extra arguments. */
+static int start_fs_servers(sup *s, sup_vm_fs *fs, char (*fs_sock)[PATH_MAX], char **ret_cmdline)
+{
+        char err[768];
+        size_t cap = 1 + (s->cfg.cmdline_extra ? strlen(s->cfg.cmdline_extra) : 0);
+        int r;
+
+        for (size_t i = 0; i < s->cfg.n_mounts; i++)
+                cap += 32 + strlen(s->cfg.mounts[i].tag) + strlen(s->cfg.mounts[i].guest);
+        char *cmdline = calloc(1, cap), *p = cmdline;
+        if (!cmdline) {
+                fail(s, false, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                const sup_mount *m = &s->cfg.mounts[i];
+                char name[48];
+                snprintf(name, sizeof(name), "fs-%zu.sock", i);
+                snprintf(fs_sock[i], PATH_MAX, "%s/%s", s->vm_dir, name);
+                snprintf(name, sizeof(name), "virtiofsd-%zu.log", i);
+                _cleanup_free_ char *log_path = vm_path(s, name);
+                r = sup_fsd_start(s->loop, (unsigned)i, m, fs_sock[i], log_path, &s->fsd[i], err, sizeof(err));
+                if (r < 0) {
+                        char bin[PATH_MAX];
+                        fail(s, false,
+                             r == -ENOENT ? "install smolvm-virtiofsd in $SMOLVM_LIBEXECDIR (next to smolvm-supervisor)"
+                                          : NULL,
+                             "%s (%s)", err, sup_fsd_binary(bin, sizeof(bin)));
+                        free(cmdline);
+                        return r;
+                }
+                fs[i] = (sup_vm_fs){ .socket_path = fs_sock[i], .tag = m->tag };
+                p += sprintf(p, "%ssmolvm.mount=%s:%s:%s", p == cmdline ? "" : " ", m->tag, m->guest,
+                             m->writable ? "rw" : "ro");
+        }
+        uint64_t deadline = now_ms() + SUP_FSD_READY_TIMEOUT_MS;
+        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                r = sup_fsd_wait_ready(s->fsd[i], deadline, err, sizeof(err));
+                if (r < 0) {
+                        char hint[PATH_MAX + 64];
+                        snprintf(hint, sizeof(hint), "see %s/virtiofsd-%zu.log", s->vm_dir, i);
+                        fail(s, false, hint, "%s", err);
+                        free(cmdline);
+                        return r;
+                }
+        }
+        if (s->cfg.cmdline_extra && *s->cfg.cmdline_extra)
+                sprintf(p, "%s%s", p == cmdline ? "" : " ", s->cfg.cmdline_extra);
+        *ret_cmdline = cmdline;
+        return 0;
+}
+
 static int start_vm(sup *s)
 {
         _cleanup_free_ char *overlay = vm_path(s, "overlay.qcow2"), *chan = vm_path(s, "chan.sock"),
                             *vsock = vm_path(s, "vsock.sock"), *console_log = vm_path(s, "console.log"),
                             *qemu_log = vm_path(s, "qemu.log"), *qmp = vm_path(s, "qmp.sock");
         _cleanup_close_ int vmm_console_fd = -1, qemu_log_fd = -1;
+        _cleanup_free_ char *cmdline = NULL;
+        sup_vm_fs fs[SUP_MAX_MOUNTS];
+        char fs_sock[SUP_MAX_MOUNTS][PATH_MAX];
         sigset_t mask;
         int r;
 
@@ -604,12 +681,16 @@ static int start_vm(sup *s)
                 return r;
         }
 
+        r = start_fs_servers(s, fs, fs_sock, &cmdline);
+        if (r < 0)
+                return r;
+
         sup_vm_spec spec = {
                 .kernel = s->cfg.kernel,
                 .initrd = s->cfg.initrd,
                 .disk = overlay,
                 .disk_cache_unsafe = s->ephemeral,
-                .cmdline_extra = s->cfg.cmdline_extra,
+                .cmdline_extra = cmdline,
                 .mem_mib = s->cfg.mem_mib,
                 .cpus = s->cfg.cpus,
                 .accel = s->accel.accel,
@@ -618,6 +699,8 @@ static int start_vm(sup *s)
                 .chan_name = CHAN_NAME,
                 .console_fd = vmm_console_fd,
                 .log_fd = qemu_log_fd,
+                .fs = fs,
+                .n_fs = s->cfg.n_mounts,
         };
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);

@@ -12,6 +12,12 @@
 
 #include "accel.h"
 
+/* A vhost-user-fs device: the back-end listens on socket_path (fsd.h). */
+typedef struct sup_vm_fs {
+        const char *socket_path;
+        const char *tag;           /* what the guest mounts: mount -t virtiofs TAG DIR */
+} sup_vm_fs;
+
 typedef struct sup_vm_spec {
         const char *kernel;
         const char *initrd;
@@ -26,6 +32,9 @@ typedef struct sup_vm_spec {
         const char *qmp_path;   /* QMP monitor socket (libsmolvm's pause/resume), or NULL */
         int console_fd;         /* connected socket the guest serial console is written to */
         int log_fd;             /* receives the VMM's stdout and stderr */
+        const sup_vm_fs *fs;    /* n_fs virtio-fs devices; guest memory becomes a shared
+                                 * memfd (vhost-user back-ends map it) when n_fs > 0 */
+        size_t n_fs;
 } sup_vm_spec;
 
 typedef struct sup_vmm sup_vmm;

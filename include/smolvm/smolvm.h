@@ -105,6 +105,24 @@ SMOLVM_EXPORT const char *smolvm_version(void);
 
 /* ---- VM lifecycle ---------------------------------------------------------- */
 
+/* A host directory shown in the guest (smolvm_config.mounts). The host serves it
+ * (docs/internals.md, "Host directory mounts"): read-only unless writable, and
+ * confined to host_path even against a compromised guest kernel, on the host. */
+#define SMOLVM_MAX_MOUNTS 16u
+typedef struct smolvm_mount {
+        const char *host_path;    /* an existing directory; smolvm_create() stores its
+                                   * realpath, so a relative path is relative to the cwd */
+        const char *guest_path;   /* absolute, normalised ("/a/b": no "." or ".." parts,
+                                   * no "//", not "/"), at most 255 bytes, no whitespace,
+                                   * control characters, '"' or ':' */
+        bool writable;            /* false: every write is refused by the host (EROFS) */
+} smolvm_mount;
+
+typedef enum smolvm_mount_transport {
+        SMOLVM_MOUNT_VIRTIOFS = 0, /* vhost-user-fs device (QEMU), one server process per mount */
+        SMOLVM_MOUNT_VSOCK,        /* FUSE over the agent stream: not available yet */
+} smolvm_mount_transport;
+
 typedef struct smolvm_config {
         const char *image;        /* NULL: "default"; a name under $SMOLVM_HOME/images/,
                                    * an image key, or a directory path (contains '/') */
@@ -126,6 +144,11 @@ typedef struct smolvm_config {
                                    * successful smolvm_start() (if that fails, start returns
                                    * the error with the VM running; the next start retries).
                                    * Ephemeral VMs: ignored; use smolvm_exec_opts.env */
+        const smolvm_mount *mounts; /* n_mounts host directories to mount in the guest, in
+                                   * order, at every boot (persistent VMs keep them in the
+                                   * record); NULL when n_mounts is 0 */
+        size_t n_mounts;          /* at most SMOLVM_MAX_MOUNTS */
+        smolvm_mount_transport mount_transport;
 } smolvm_config;
 
 /* Fill *cfg with the defaults (equivalent to zeroing it, with cancel_fd = -1). */
@@ -137,7 +160,9 @@ SMOLVM_EXPORT void smolvm_config_init(smolvm_config *cfg);
  * any process can smolvm_open() it; only smolvm_delete() removes it.
  * Returns 0 and *ret_vm (free with smolvm_free()), SMOLVM_EIMAGE (image not built
  * or incomplete), SMOLVM_EEXIST (name taken), SMOLVM_EINVAL (bad config),
- * -ENOSPC, -EACCES, ... */
+ * SMOLVM_ENOTFOUND / -ENOTDIR (a mount's host_path is missing / not a directory;
+ * the message names it), -EOPNOTSUPP (mount transport not available), -ENOSPC,
+ * -EACCES, ... */
 SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm);
 
 /* Open an existing VM by id, unique id prefix (>= 4 characters) or name, from any

@@ -6,7 +6,7 @@ set -u
 
 : "${SMOLVM_BUILD_DIR:?run through meson test (sets SMOLVM_BUILD_DIR)}"
 real_home=${SMOLVM_REAL_HOME:-${HOME}/.local/state/smolvm}
-[ -e "$real_home/images/default" ] || { echo "1..0 # SKIP no default image: run scripts/setup.sh"; exit 77; }
+[ -e "$real_home/images/default" ] || { echo "1..0 # SKIP no default image: run scripts/setup.sh"; exit 0; }  # meson reads TAP skips, not exit 77
 
 T=$(mktemp -d /tmp/smolvm-test.XXXXXX)
 export SMOLVM_HOME="$T/home"

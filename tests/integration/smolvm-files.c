@@ -324,7 +324,7 @@ int main(void)
         snprintf(def, sizeof(def), "%s/default", real_images);
         if (access(def, F_OK) != 0) {
                 printf("1..0 # SKIP no default image: run smolvm setup\n");
-                return 77;
+                return 0; /* meson's TAP parser reads the skip; exit 77 would be an error */
         }
         if (!mkdtemp(work)) {
                 perror("mkdtemp");

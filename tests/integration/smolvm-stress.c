@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Boots ONE VM through libsmolvm and runs 20 sequential and 8 concurrent
  * commands in it, checking each one's output and exit code. TAP on stdout;
- * exit 77 (skip) when no image is built, 1 on any failure. */
+ * a TAP skip when no image is built, exit 1 on any failure. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -145,9 +145,10 @@ int main(void)
                 cfg.image = img;
         smolvm_vm *vm = NULL;
         int r = smolvm_create(&cfg, &vm);
-        if (r == -ENOENT) {
+        if (r == SMOLVM_EIMAGE) {
+                /* meson's TAP parser reads a skipped plan; it counts exit 77 as an error. */
                 printf("1..0 # SKIP %s\n", smolvm_last_error()->message);
-                return 77;
+                return 0;
         }
         if (r < 0) {
                 printf("Bail out! smolvm_create: %s\n", smolvm_last_error()->message);

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Host directories shared with the guest over virtio-fs. The supervisor names
+ * each on the kernel command line (docs/internals.md, "Host directory mounts"):
+ *
+ *     smolvm.mount=TAG:PATH:ro|rw     e.g. smolvm.mount=smolvm-fs-0:/workspace:ro
+ *
+ * and we mount -t virtiofs TAG PATH, creating PATH. Read-only is the host's to
+ * enforce (its server answers EROFS); MS_RDONLY here only makes writes fail
+ * early and clearly. Best effort, after "the line" is near: a mount that fails
+ * is logged and the boot carries on (the command sees a missing or empty dir). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "init.h"
+#include "util.h"
+
+#define MOUNT_KEY "smolvm.mount="
+/* The device may still be probing when we get here on a slow boot. */
+#define MOUNT_RETRY_MS 2000
+
+int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bool *ret_ro)
+{
+        char *c1 = strchr(value, ':'), *c2 = strrchr(value, ':');
+        if (!c1 || c1 == value || c2 == c1 || c1[1] != '/' || c2[1] == '\0')
+                return -EINVAL;
+        bool ro;
+        if (strcmp(c2 + 1, "ro") == 0)
+                ro = true;
+        else if (strcmp(c2 + 1, "rw") == 0)
+                ro = false;
+        else
+                return -EINVAL;
+        *c1 = '\0';
+        *c2 = '\0';
+        if (strlen(value) > 36 || strcmp(c1 + 1, "/") == 0)
+                return -EINVAL;
+        *ret_tag = value;
+        *ret_path = c1 + 1;
+        *ret_ro = ro;
+        return 0;
+}
+
+static int mkdir_parents_and_self(const char *path)
+{
+        char tmp[512];
+        if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        for (char *p = tmp + 1;; p++) {
+                if (*p == '/' || *p == '\0') {
+                        char saved = *p;
+                        *p = '\0';
+                        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *p = saved;
+                        if (saved == '\0')
+                                break;
+                }
+        }
+        return 0;
+}
+
+static void mount_one(const char *tag, const char *path, bool ro)
+{
+        int r = mkdir_parents_and_self(path);
+        if (r < 0) {
+                init_log("mount %s: mkdir %s: %s (skipped)", tag, path, strerror(-r));
+                return;
+        }
+        unsigned long flags = MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+        uint64_t deadline = now_ms() + MOUNT_RETRY_MS;
+        for (;;) {
+                if (mount(tag, path, "virtiofs", flags, NULL) == 0) {
+                        init_log("mounted host directory %s at %s (%s)", tag, path, ro ? "read-only" : "read-write");
+                        return;
+                }
+                r = negative_errno();
+                /* virtio-fs answers EINVAL for a tag it does not know (yet). */
+                if ((r != -EINVAL && r != -ENODEV) || now_ms() >= deadline)
+                        break;
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        init_log("mount -t virtiofs %s %s: %s (skipped)", tag, path, strerror(-r));
+}
+
+void setup_mounts(void)
+{
+        char buf[4096];
+        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        safe_close(fd);
+        if (n <= 0)
+                return;
+        buf[n] = '\0';
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+                if (strncmp(tok, MOUNT_KEY, strlen(MOUNT_KEY)) != 0)
+                        continue;
+                const char *tag, *path;
+                bool ro;
+                if (mount_arg_parse(tok + strlen(MOUNT_KEY), &tag, &path, &ro) < 0) {
+                        init_log("ignoring malformed kernel argument '%s'", tok);
+                        continue;
+                }
+                mount_one(tag, path, ro);
+        }
+}

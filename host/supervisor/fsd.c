@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "fsd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+/* In the child: the listening socket and the ready pipe. */
+#define CHILD_LISTEN_FD 3
+#define CHILD_READY_FD 4
+#define TAIL_MAX 256u
+
+struct sup_fsd {
+        smolvm_evloop *loop;
+        char desc[160];         /* "mount N (HOST at GUEST)", for log lines */
+        char *socket_path;
+        pid_t pid;              /* 0 once reaped */
+        bool stopping;          /* sup_fsd_free(): its death is ours, not news */
+        int log_pipe;           /* read end of the child's stdout+stderr, or -1 */
+        int log_fd;
+        uint64_t log_bytes;
+        bool log_truncated;
+        int ready_fd;           /* read end of the ready pipe, or -1 */
+        char line[TAIL_MAX];    /* the line being received */
+        size_t line_len;
+        char last[TAIL_MAX];    /* the last complete non-empty line */
+};
+
+const char *sup_fsd_binary(char *buf, size_t len)
+{
+        const char *e = getenv("SMOLVM_VIRTIOFSD");
+        if (e && *e) {
+                snprintf(buf, len, "%s", e);
+                return buf;
+        }
+        e = getenv("SMOLVM_LIBEXECDIR");
+        snprintf(buf, len, "%s/" SUP_FSD_BINARY, e && *e ? e : SMOLVM_LIBEXECDIR);
+        return buf;
+}
+
+/* Ours speaks --fd/--ready-fd/--read-only; anything else is taken to be QEMU's
+ * virtiofsd (benchmarks only). */
+static bool is_ours(const char *bin)
+{
+        const char *base = strrchr(bin, '/');
+        return strcmp(base ? base + 1 : bin, SUP_FSD_BINARY) == 0;
+}
+
+static void keep_tail(sup_fsd *f, const char *buf, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (buf[i] == '\n') {
+                        if (f->line_len) {
+                                memcpy(f->last, f->line, f->line_len);
+                                f->last[f->line_len] = '\0';
+                        }
+                        f->line_len = 0;
+                } else if (f->line_len < TAIL_MAX - 1) {
+                        f->line[f->line_len++] = buf[i];
+                }
+        }
+}
+
+static void log_append(sup_fsd *f, const char *buf, size_t n)
+{
+        keep_tail(f, buf, n);
+        if (f->log_truncated || f->log_fd < 0)
+                return;
+        size_t room = SUP_FSD_LOG_MAX_BYTES - f->log_bytes;
+        size_t take = MIN(n, room);
+        if (take && write_all(f->log_fd, buf, take) == 0)
+                f->log_bytes += take;
+        if (take < n) {
+                /* A back-end printing without end (a guest provoking a message per
+                 * request) must not fill the host's disk. */
+                static const char note[] = "\n[smolvm-supervisor: log truncated]\n";
+                (void)write_all(f->log_fd, note, sizeof(note) - 1);
+                f->log_truncated = true;
+        }
+}
+
+static void close_log_pipe(sup_fsd *f)
+{
+        if (f->log_pipe < 0)
+                return;
+        if (f->loop)
+                (void)smolvm_evloop_del(f->loop, f->log_pipe);
+        f->log_pipe = safe_close(f->log_pipe);
+}
+
+/* Read what the pipe has (non-blocking). */
+static void drain_log(sup_fsd *f)
+{
+        char buf[16384];
+        while (f->log_pipe >= 0) {
+                ssize_t n = read(f->log_pipe, buf, sizeof(buf));
+                if (n > 0) {
+                        log_append(f, buf, (size_t)n);
+                        continue;
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n == 0 || errno != EAGAIN)
+                        close_log_pipe(f);
+                return;
+        }
+}
+
+static void log_cb(void *userdata, int fd, uint32_t events)
+{
+        drain_log(userdata);
+}
+
+static int listen_at(const char *path, char *err, size_t err_len)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                snprintf(err, err_len, "socket path %s is too long", path);
+                return -ENAMETOOLONG;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                goto fail;
+        /* A SIGKILLed supervisor leaves its sockets: replace them, nothing else. */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+                goto fail;
+        return TAKE_FD(fd);
+fail:;
+        int r = negative_errno();
+        snprintf(err, err_len, "listening on %s: %s", path, strerror(-r));
+        return r;
+}
+
+int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
+                  const char *log_path, sup_fsd **ret, char *err, size_t err_len)
+{
+        char bin[4096], fd_arg[16], ready_arg[16];
+        _cleanup_close_ int lfd = -1, null_fd = -1, log_w = -1, ready_w = -1, exec_r = -1, exec_w = -1;
+        int pfd[2], r;
+
+        sup_fsd *f = calloc(1, sizeof(*f));
+        if (!f || !(f->socket_path = strdup(socket_path))) {
+                free(f);
+                snprintf(err, err_len, "out of memory");
+                return -ENOMEM;
+        }
+        f->log_pipe = f->log_fd = f->ready_fd = -1;
+        snprintf(f->desc, sizeof(f->desc), "mount %u (%s at %s)", index, m->host, m->guest);
+        sup_fsd_binary(bin, sizeof(bin));
+        bool ours = is_ours(bin);
+
+        f->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        if (f->log_fd < 0) {
+                r = negative_errno();
+                snprintf(err, err_len, "%s: %s", log_path, strerror(-r));
+                goto fail;
+        }
+        lfd = listen_at(socket_path, err, err_len);
+        if (lfd < 0) {
+                r = lfd;
+                goto fail;
+        }
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0 || pipe2(pfd, O_CLOEXEC) < 0)
+                goto fail_errno;
+        f->log_pipe = pfd[0];
+        log_w = pfd[1];
+        /* Our end only: the child's stdout/stderr stay blocking. */
+        (void)fcntl(f->log_pipe, F_SETFL, O_NONBLOCK);
+        if (ours) {
+                if (pipe2(pfd, O_CLOEXEC) < 0)
+                        goto fail_errno;
+                f->ready_fd = pfd[0];
+                ready_w = pfd[1];
+        }
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                goto fail_errno;
+        exec_r = pfd[0];
+        exec_w = pfd[1];
+
+        snprintf(fd_arg, sizeof(fd_arg), "--fd=%d", CHILD_LISTEN_FD);
+        snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
+        _cleanup_free_ char *source = NULL;
+        if (!ours && asprintf(&source, "source=%s", m->host) < 0) {
+                source = NULL;
+                r = -ENOMEM;
+                snprintf(err, err_len, "out of memory");
+                goto fail;
+        }
+        char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
+                              m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
+        char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
+        char *const *argv = ours ? argv_ours : argv_qemu;
+
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid < 0)
+                goto fail_errno;
+        if (pid == 0) {
+                /* Child: async-signal-safe calls only. */
+                int src[5] = { null_fd, log_w, log_w, lfd, ready_w };
+                int n_fds = ready_w >= 0 ? 5 : 4, e;
+                sigset_t none;
+                (void)setpgid(0, 0);
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(127);
+                sigemptyset(&none);
+                (void)sigprocmask(SIG_SETMASK, &none, NULL);
+                (void)signal(SIGPIPE, SIG_DFL);
+                /* Out of the 0..4 range first, so one dup2 cannot clobber another source. */
+                for (int i = 0; i < n_fds; i++)
+                        if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)
+                                goto child_fail;
+                for (int i = 0; i < n_fds; i++)
+                        if (dup2(src[i], i) < 0)
+                                goto child_fail;
+                execvp(argv[0], argv);
+        child_fail:
+                e = errno;
+                (void)!write(exec_w, &e, sizeof(e));
+                _exit(127);
+        }
+        (void)setpgid(pid, pid);
+        f->pid = pid;
+        exec_w = safe_close(exec_w);
+        int child_errno = 0;
+        ssize_t n;
+        do
+                n = read(exec_r, &child_errno, sizeof(child_errno));
+        while (n < 0 && errno == EINTR);
+        if (n == (ssize_t)sizeof(child_errno)) {
+                (void)waitpid(pid, NULL, 0);
+                f->pid = 0;
+                r = child_errno > 0 ? -child_errno : -EIO;
+                snprintf(err, err_len, "starting %s: %s", bin, strerror(-r));
+                goto fail;
+        }
+        f->loop = loop;
+        r = smolvm_evloop_add(loop, f->log_pipe, EPOLLIN, log_cb, f);
+        if (r < 0) {
+                f->loop = NULL;
+                snprintf(err, err_len, "watching the log of %s: %s", bin, strerror(-r));
+                goto fail;
+        }
+        sup_log("started %s pid %d for %s, socket %s", bin, (int)pid, f->desc, socket_path);
+        *ret = f;
+        return 0;
+
+fail_errno:
+        r = negative_errno();
+        snprintf(err, err_len, "starting the virtio-fs server for %s: %s", f->desc, strerror(-r));
+fail:
+        sup_fsd_free(f);
+        return r;
+}
+
+int sup_fsd_wait_ready(sup_fsd *f, uint64_t deadline_ms, char *err, size_t err_len)
+{
+        char buf[16];
+        size_t got = 0;
+
+        while (f->ready_fd >= 0) {
+                uint64_t now = now_ms();
+                if (now >= deadline_ms) {
+                        snprintf(err, err_len, "the virtio-fs server for %s did not start within %u s", f->desc,
+                                 SUP_FSD_READY_TIMEOUT_MS / 1000);
+                        return -ETIMEDOUT;
+                }
+                struct pollfd p = { .fd = f->ready_fd, .events = POLLIN };
+                int pr = poll(&p, 1, (int)MIN(deadline_ms - now, 1000u));
+                if (pr < 0 && errno != EINTR)
+                        return negative_errno();
+                if (pr <= 0)
+                        continue;
+                ssize_t n = read(f->ready_fd, buf + got, sizeof(buf) - 1 - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n > 0) {
+                        got += (size_t)n;
+                        buf[got] = '\0';
+                        if (strstr(buf, "READY\n")) {
+                                f->ready_fd = safe_close(f->ready_fd);
+                                return 0;
+                        }
+                        if (got < sizeof(buf) - 1)
+                                continue;
+                }
+                /* EOF (or garbage) before READY: it failed; its stderr says why. */
+                f->ready_fd = safe_close(f->ready_fd);
+                drain_log(f);
+                const char *why = f->line_len ? f->line : f->last;
+                if (f->line_len)
+                        f->line[f->line_len] = '\0';
+                snprintf(err, err_len, "the virtio-fs server for %s failed to start%s%s", f->desc,
+                         why[0] ? ": " : "", why);
+                return -EIO;
+        }
+        return 0;
+}
+
+int sup_fsd_poll(sup_fsd *f)
+{
+        int st;
+        pid_t p;
+
+        if (f->pid == 0)
+                return 1;
+        do
+                p = waitpid(f->pid, &st, WNOHANG);
+        while (p < 0 && errno == EINTR);
+        if (p <= 0)
+                return 0;
+        f->pid = 0;
+        drain_log(f);
+        if (!f->stopping) {
+                char how[48];
+                if (WIFSIGNALED(st))
+                        snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(st));
+                else
+                        snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(st));
+                sup_log("the virtio-fs server for %s exited (%s)%s%s: the guest gets I/O errors there, "
+                        "the VM keeps running",
+                        f->desc, how, f->last[0] ? ": " : "", f->last);
+        }
+        return 1;
+}
+
+void sup_fsd_free(sup_fsd *f)
+{
+        if (!f)
+                return;
+        f->stopping = true;
+        if (f->pid > 0) {
+                /* Its group: our back-end forks a PID-namespace child of its own. */
+                if (kill(-f->pid, SIGKILL) < 0)
+                        (void)kill(f->pid, SIGKILL);
+                while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                f->pid = 0;
+        }
+        drain_log(f);
+        close_log_pipe(f);
+        safe_close(f->log_fd);
+        safe_close(f->ready_fd);
+        if (f->socket_path)
+                (void)unlink(f->socket_path);
+        free(f->socket_path);
+        free(f);
+}
