@@ -161,7 +161,7 @@ int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *
                 r = (e > 0 && e < 4096) ? -(int)e : -EPROTO;
                 /* The guest's text is shown to a user: printable ASCII only. */
                 fail(r, errbuf, errbuf_len, "%s", msg ? msg : strerror(-r));
-                for (char *p = errbuf; errbuf && *p; p++)
+                for (char *p = errbuf; errbuf && errbuf_len && *p; p++)
                         if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
                                 *p = '?';
                 json_decref(o);

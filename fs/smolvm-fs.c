@@ -468,6 +468,7 @@ static int cmd_mount(int argc, char **argv)
                 json_decref(data);
                 data = NULL;
                 (void)setsid();
+                (void)!chdir("/"); /* keep no directory of the caller busy */
                 redirect_stdio_to_null();
         } else {
                 json_object_set_new(data, "pid", json_integer(getpid()));

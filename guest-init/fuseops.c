@@ -80,7 +80,7 @@ static long top_mount_id(const char *path)
                 /* id parent maj:min root mountpoint ... */
                 char *save = NULL, *tok[5];
                 size_t n = 0;
-                for (char *t = strtok_r(line, " \n", &save); t && n < 5; t = n < 4 ? strtok_r(NULL, " \n", &save) : NULL)
+                for (char *t = strtok_r(line, " \n", &save); t && n < 5; t = strtok_r(NULL, " \n", &save))
                         tok[n++] = t;
                 if (n < 5)
                         continue;

@@ -336,7 +336,10 @@ int sup_fsd_poll(sup_fsd *f)
                         snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(st));
                 else
                         snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(st));
-                sup_log("the virtio-fs server for %s exited (%s)%s%s: the guest gets I/O errors there, "
+                /* QEMU (7.2) neither fails nor completes the requests of a
+                 * vhost-user-fs back-end that went away: guest accesses to the
+                 * mount hang from now on. The rest of the VM is unaffected. */
+                sup_log("the virtio-fs server for %s exited (%s)%s%s: guest accesses to that mount will hang; "
                         "the VM keeps running",
                         f->desc, how, f->last[0] ? ": " : "", f->last);
         }

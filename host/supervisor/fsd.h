@@ -41,9 +41,9 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
  * line it printed. */
 int sup_fsd_wait_ready(sup_fsd *f, uint64_t deadline_ms, char *err, size_t err_len);
 
-/* Reap without blocking; logs (once) when the back-end has exited: the guest
- * then gets I/O errors under that mount, the VM keeps running. Returns 1 once it
- * has exited, 0 while it runs. */
+/* Reap without blocking; logs (once) when the back-end has exited: guest
+ * accesses under that mount then hang (QEMU does not fail them), the VM keeps
+ * running. Returns 1 once it has exited, 0 while it runs. */
 int sup_fsd_poll(sup_fsd *f);
 
 /* Kill the back-end's process group (SIGKILL), reap it, close its pipes and

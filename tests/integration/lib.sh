@@ -16,6 +16,7 @@ export SMOLVM_LIBEXECDIR="$T/libexec"
 mkdir -p "$SMOLVM_LIBEXECDIR"
 ln -s "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_LIBEXECDIR/smolvm-supervisor"
 ln -s "$SMOLVM_BUILD_DIR/guest-init/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-init"
+ln -s "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "$SMOLVM_LIBEXECDIR/smolvm-virtiofsd"
 SMOLVM="$SMOLVM_BUILD_DIR/host/smolvm"
 
 n_test=0
@@ -52,6 +53,8 @@ cleanup() {
         rm -rf "$T"
 }
 trap cleanup EXIT
+# meson sends SIGTERM on timeout: clean up then too (the EXIT trap runs on exit).
+trap "exit 143" TERM INT
 
 # Wait (up to $2 s) until a condition command succeeds.
 wait_for() {

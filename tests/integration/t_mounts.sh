@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Host directory mounts over virtio-fs (issue 4), security first: a guest that is
+# root (and may remount the share read-write, as a compromised guest kernel
+# would) must not change a byte of a read-only share nor read anything outside
+# it; a :rw share takes writes and stays confined. Every file and directory
+# listing of the host tree is checksummed before and after.
+# Boots: one persistent VM (create, then start again after stop) and one
+# ephemeral `run` for the headline example.
+. "$(dirname "$0")/lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+for tool in jq git python3 mknod; do
+        command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 77; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP needs root (mknod of a device node in the share)"; exit 77; }
+
+P="$T/parent"          # the share's host parent: must stay invisible
+TREE="$P/tree"         # shared read-only
+RW="$T/rwshare"        # shared read-write
+mkdir -p "$TREE/sub/deeper" "$TREE/emptydir" "$RW"
+marker="PARENT_MARKER_$RANDOM$RANDOM"
+secret="parent-secret-$RANDOM$RANDOM"
+printf '%s\n' "$secret" >"$P/$marker"
+printf 'hello world\n' >"$TREE/file.txt"
+: >"$TREE/empty"
+echo inner >"$TREE/sub/inner.txt"
+chmod 640 "$TREE/sub/inner.txt"
+head -c 262144 /dev/urandom >"$TREE/sub/deeper/x.bin"
+ln -s /etc/shadow "$TREE/link_shadow"
+ln -s ../.. "$TREE/link_up"
+ln -s "$P/$marker" "$TREE/link_abs"
+mkfifo "$TREE/fifo"
+mknod "$TREE/devnode" c 1 3
+printf 'v1\n' >"$TREE/changing.txt"
+python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.smolvm", b"keep")' "$TREE/file.txt" 2>/dev/null ||
+        diag "no user xattrs on $T's file system: removexattr is tried on a missing attribute"
+git init -q "$TREE/gitrepo"
+echo "a real repository" >"$TREE/gitrepo/README"
+git -C "$TREE/gitrepo" add README
+git -C "$TREE/gitrepo" -c user.name=smolvm -c user.email=smolvm@example.com commit -q -m "headline commit for --mount"
+# A change to the host's own files would show here.
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+host_shadow=$(sha /etc/shadow)
+host_passwd=$(sha /etc/passwd)
+bin_sha=$(sha "$TREE/sub/deeper/x.bin")
+
+# Every path with mode, size, type, link target, link count, owner, mtime and
+# ctime; every file's sha256; every xattr. Anything the guest changes shows.
+manifest() {
+        (
+                cd "$1" || exit 1
+                find . -printf '%p %m %s %y %l %n %U %G %T@ %C@\n' | LC_ALL=C sort
+                find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+                python3 - <<'EOF'
+import os
+for root, dirs, files in sorted(os.walk(".")):
+    for n in sorted(dirs + files):
+        p = os.path.join(root, n)
+        if os.path.islink(p):
+            continue
+        try:
+            print(p, sorted((k, os.getxattr(p, k)) for k in os.listxattr(p)))
+        except OSError as e:
+            print(p, "xattr", e.errno)
+EOF
+        )
+}
+manifest "$TREE" >"$T/before.txt"
+manifest "$P" | grep -v '^\./tree' >"$T/parent-before.txt"
+
+# ---- usage errors: exit 125, the path named, nothing left behind ----
+"$SMOLVM" run --mount "$T/nope:/w" -- true 2>"$T/err"; rc=$?
+check "--mount of a missing dir: exit 125 (got $rc)" test "$rc" -eq 125
+check "... names the path" grep -q "mount source $T/nope: No such file or directory" "$T/err"
+check "... with a hint" grep -q '^hint: ' "$T/err"
+"$SMOLVM" create --mount "$TREE/file.txt:/w" 2>"$T/err"; rc=$?
+check "--mount of a file: exit 125 (got $rc)" test "$rc" -eq 125
+check "... says it is not a directory" grep -q "file.txt: Not a directory" "$T/err"
+"$SMOLVM" run --mount "$TREE:workspace" -- true 2>"$T/err"; rc=$?
+check "--mount with a relative guest path: exit 125 (got $rc)" test "$rc" -eq 125
+"$SMOLVM" run --mount "$TREE:/a/../b" -- true 2>"$T/err"; rc=$?
+check "--mount with '..' in the guest path: exit 125 (got $rc)" test "$rc" -eq 125
+"$SMOLVM" run --mount-transport vsock --mount "$TREE:/w" -- true 2>"$T/err"; rc=$?
+check "--mount-transport vsock: exit 125, not available yet" sh -c "[ $rc -eq 125 ] && grep -q 'not available yet' '$T/err'"
+args=()
+for i in $(seq 17); do args+=(--mount "$TREE:/w$i"); done
+"$SMOLVM" run "${args[@]}" -- true 2>"$T/err"; rc=$?
+check "17 mounts: exit 125 (got $rc)" test "$rc" -eq 125
+assert_no_leftovers "refused --mount"
+
+# ---- one persistent VM: a read-only and a read-write share ----
+id=$(cd "$T" && "$SMOLVM" create --name m1 --mount ./parent/tree:/workspace --mount "$RW:/rw:rw" 2>"$T/err"); rc=$?
+check "create with two mounts (rc $rc)" test "$rc" -eq 0
+if [ "$rc" -ne 0 ]; then
+        sed 's/^/# /' "$T/err"
+        finish
+        exit 1
+fi
+vmdir="$SMOLVM_HOME/vms/$id"
+check "vm.json keeps the mounts, host path resolved to its realpath" jq -e --arg t "$(realpath "$TREE")" --arg r "$RW" \
+        '.mounts[0] == {"host": $t, "guest": "/workspace", "writable": false} and
+         .mounts[1] == {"host": $r, "guest": "/rw", "writable": true} and .mount_transport == "virtiofs"' "$vmdir/vm.json"
+check "one virtiofsd per mount, owned by the supervisor" test "$(pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $T/" | wc -l)" -ge 2
+"$SMOLVM" exec m1 -- cat /proc/mounts >"$T/mounts"
+check "guest: /workspace is virtiofs, read-only" grep -Eq '^smolvm-fs-0 /workspace virtiofs ro,nosuid,nodev' "$T/mounts"
+check "guest: /rw is virtiofs, read-write" grep -Eq '^smolvm-fs-1 /rw virtiofs rw,nosuid,nodev' "$T/mounts"
+
+guest_py() { # phase -> stdout
+        "$SMOLVM" exec -i m1 -- python3 - /workspace "$host_shadow" "$marker" "$secret" "$bin_sha" "$1" \
+                <"$here/t_mounts_guest.py" 2>"$T/py.err"
+}
+# One TAP line per attempt: REFUSED passes, ALLOWED or ERROR fails.
+report_mutations() { # label file
+        local n=0 line
+        while IFS= read -r line; do
+                case "$line" in
+                REFUSED*) ok "$1: ${line#REFUSED }"; n=$((n + 1)) ;;
+                ALLOWED*) not_ok "$1: ${line#ALLOWED } was ALLOWED" ;;
+                ERROR*) not_ok "$1: broken attempt: ${line#ERROR }" ;;
+                esac
+        done <"$2"
+        check "$1: the whole catalogue ran ($n refused, DONE)" sh -c "[ $n -ge 48 ] && grep -qx DONE '$2'"
+}
+
+# Mounted read-only in the guest: the guest kernel refuses most of it itself.
+guest_py mutations >"$T/mut-ro.txt"
+report_mutations "guest-ro" "$T/mut-ro.txt"
+
+# A compromised guest ignores its own MS_RDONLY: remount read-write, so every
+# request reaches the host server, which must refuse (EROFS) on its own.
+"$SMOLVM" exec m1 -- mount -o remount,rw /workspace 2>"$T/err"; rc=$?
+check "guest root remounts /workspace read-write (rc $rc)" test "$rc" -eq 0
+check "... the guest now believes it is writable" sh -c "'$SMOLVM' exec m1 -- grep -q ' /workspace virtiofs rw' /proc/mounts"
+guest_py mutations >"$T/mut-rw.txt"
+report_mutations "guest-rw" "$T/mut-rw.txt"
+n_erofs=$(grep -c ': EROFS ' "$T/mut-rw.txt")
+check "the host server answered EROFS to $n_erofs attempts (>= 30)" test "$n_erofs" -ge 30
+diag "refusals not answered by the server (guest kernel checks first):" \
+        "$(grep '^REFUSED' "$T/mut-rw.txt" | grep -v ': EROFS ' | sed 's/^REFUSED //' | tr '\n' ';')"
+
+guest_py reads >"$T/reads.txt"
+while IFS= read -r line; do
+        case "$line" in
+        "CHECK "*" PASS"*) l=${line#CHECK }; ok "read: ${l/ PASS/ (pass)}" ;;
+        "CHECK "*) not_ok "read: ${line#CHECK }" ;;
+        INFO*) diag "${line#INFO }" ;;
+        ALLOWED* | ERROR*) not_ok "read: $line" ;;
+        esac
+done <"$T/reads.txt"
+check "reads: all checks ran (DONE)" grep -qx DONE "$T/reads.txt"
+[ -s "$T/py.err" ] && sed 's/^/# guest stderr: /' "$T/py.err"
+
+out=$("$SMOLVM" exec m1 -- git -C /workspace/gitrepo log -1 --format=%s 2>"$T/err")
+check "git -C /workspace/gitrepo log -1 works ($out)" test "$out" = "headline commit for --mount"
+out=$("$SMOLVM" exec m1 -- cat /workspace/sub/inner.txt)
+check "the VM and server are healthy after all that" test "$out" = inner
+
+manifest "$TREE" >"$T/after.txt"
+if cmp -s "$T/before.txt" "$T/after.txt"; then
+        ok "host tree byte-identical: $(wc -l <"$T/before.txt") manifest lines (listing, sha256, xattrs)"
+else
+        not_ok "host tree byte-identical"
+        diff "$T/before.txt" "$T/after.txt" | head -20 | sed 's/^/# /'
+fi
+manifest "$P" | grep -v '^\./tree' >"$T/parent-after.txt"
+check "host parent dir unchanged" cmp -s "$T/parent-before.txt" "$T/parent-after.txt"
+check "host /etc/shadow unchanged" test "$(sha /etc/shadow)" = "$host_shadow"
+
+# ---- a file changed on the host while the guest reads it ----
+"$SMOLVM" exec m1 -- python3 -c '
+import time
+seen, end = None, time.time() + 30
+while time.time() < end:
+    try:
+        v = open("/workspace/changing.txt").read()
+    except OSError as e:
+        v = "error %d" % e.errno
+    if v != seen:
+        print("SAW", v.strip(), flush=True)
+        seen = v
+    if v == "v2-is-longer\n":
+        break
+    time.sleep(0.2)
+' >"$T/changing.txt" 2>&1 &
+reader=$!
+sleep 3
+printf 'v2-is-longer\n' >"$TREE/changing.txt.tmp" && mv "$TREE/changing.txt.tmp" "$TREE/changing.txt"
+wait "$reader"; rc=$?
+check "guest reader exits 0 while the host replaces the file (rc $rc)" test "$rc" -eq 0
+check "guest saw v1, then v2 (eventually consistent)" sh -c "grep -qx 'SAW v1' '$T/changing.txt' && grep -qx 'SAW v2-is-longer' '$T/changing.txt'"
+sed 's/^/# /' "$T/changing.txt"
+printf 'in place v3\n' >"$TREE/changing.txt"
+check "an in-place host write is seen within 15 s" wait_for "'$SMOLVM' exec m1 -- cat /workspace/changing.txt | grep -qx 'in place v3'" 15
+
+# ---- :rw: writes land on the host, confinement holds ----
+ln -s /etc/passwd "$RW/hostlink"
+"$SMOLVM" exec m1 -- sh -c 'echo landed > /rw/new.txt && mkdir /rw/d && echo in-d > /rw/d/f &&
+        mv /rw/d/f /rw/d/g && ln -s /etc/passwd /rw/evil && echo PWNED >> /rw/evil &&
+        echo PWNED >> /rw/hostlink && chmod 600 /rw/new.txt' 2>"$T/err"; rc=$?
+check "guest writes to /rw (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+check "the write landed on the host" test "$(cat "$RW/new.txt" 2>/dev/null)" = landed
+check "mkdir + rename landed" test "$(cat "$RW/d/g" 2>/dev/null)" = in-d
+check "chmod landed" test "$(stat -c %a "$RW/new.txt")" = 600
+check "the guest's symlink is a symlink on the host, target verbatim" test "$(readlink "$RW/evil")" = /etc/passwd
+check "writing through symlinks to /etc/passwd left the host's unchanged" test "$(sha /etc/passwd)" = "$host_passwd"
+out=$("$SMOLVM" exec m1 -- grep -c PWNED /etc/passwd)
+check "... it went to the guest's own /etc/passwd ($out lines)" test "$out" = 2
+out=$("$SMOLVM" exec m1 -- ls -a /rw/..)
+check "'..' at the :rw share root is the guest's /" sh -c "echo '$out' | grep -qx workspace && ! echo '$out' | grep -q rwshare"
+"$SMOLVM" exec m1 -- python3 -c 'import os; os.mknod("/rw/dev", 0o600 | 0o020000, os.makedev(1, 3))' 2>/dev/null
+check "no device node appears on the host through a :rw share" sh -c "[ ! -c '$RW/dev' ]"
+
+# ---- persistence: stop/start re-creates the mounts ----
+"$SMOLVM" stop m1 >/dev/null 2>"$T/err"; rc=$?
+check "stop (rc $rc)" test "$rc" -eq 0
+check "stop: no virtiofsd left, sockets removed" sh -c "! pgrep -f -- 'smolvm-virtiofsd.*$T/' >/dev/null && [ ! -e '$vmdir/fs-0.sock' ]"
+"$SMOLVM" start m1 >/dev/null 2>"$T/err"; rc=$?
+check "start again (rc $rc)" test "$rc" -eq 0
+out=$("$SMOLVM" exec m1 -- cat /workspace/file.txt /rw/new.txt)
+check "after start: both mounts are back" test "$out" = "$(printf 'hello world\nlanded')"
+check "after start: /workspace read-only again" sh -c "'$SMOLVM' exec m1 -- grep -q ' /workspace virtiofs ro' /proc/mounts"
+
+# ---- a back-end that dies is logged; the VM keeps running ----
+kill -9 $(pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $RW") 2>/dev/null
+check "the supervisor logs the dead back-end" wait_for "grep -q 'virtio-fs server for mount 1 .* exited' '$vmdir/supervisor.log'" 10
+out=$("$SMOLVM" exec m1 -- cat /workspace/file.txt)
+check "the VM and the other mount keep working" test "$out" = "hello world"
+"$SMOLVM" rm -f m1 >/dev/null 2>"$T/err"; rc=$?
+check "rm -f (rc $rc)" test "$rc" -eq 0
+assert_no_leftovers "persistent VM with mounts"
+
+# ---- the headline: an ephemeral run ----
+out=$(cd "$TREE" && "$SMOLVM" run --mount ./gitrepo:/workspace -- git -C /workspace log -1 --format=%s 2>"$T/err"); rc=$?
+check "run --mount ./gitrepo:/workspace -- git -C /workspace log -1 (rc $rc): $out" \
+        test "$rc" -eq 0 -a "$out" = "headline commit for --mount"
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+assert_no_leftovers "run --mount"
+
+manifest "$TREE" | grep -v changing.txt >"$T/final.txt"
+grep -v changing.txt "$T/before.txt" >"$T/before-nochange.txt"
+check "host tree still identical at the end (but for the host's own change)" cmp -s "$T/before-nochange.txt" "$T/final.txt"
+finish
