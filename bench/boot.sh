@@ -38,12 +38,14 @@ cp "$build/bench/poweroff-init" "$work/initrd/init"
 (cd "$work/initrd" && echo init | cpio -o -H newc --quiet) > "$work/poweroff.cpio"
 
 # 3. Same argv, but: trivial initrd; sockets owned by the supervisor become null
-#    chardevs; the per-VM overlay (gone now) becomes the read-only base image.
+#    chardevs; the per-VM overlay (gone now) becomes the read-only base image;
+#    no QMP socket.
 peer=()
 for ((i = 0; i < ${#argv[@]}; i++)); do
         a=${argv[$i]}
         case "$a" in
         -initrd) peer+=("$a" "$work/poweroff.cpio"); i=$((i + 1)) ;;
+        -qmp) i=$((i + 1)) ;; # the control socket lived in the VM dir; the peer needs none
         socket,id=chan,*) peer+=("null,id=chan") ;;
         socket,id=console,*) peer+=("null,id=console") ;;
         id=root,file=*) peer+=("id=root,file=$image/rootfs.ext4,format=raw,if=none,readonly=on") ;;
