@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +24,8 @@
 #define CHILD_LISTEN_FD 3
 #define CHILD_READY_FD 4
 #define TAIL_MAX 256u
+/* 65536 inodes + 4096 handles + slack; below the default fs.nr_open (1048576). */
+#define FSD_NOFILE_HARD ((rlim_t)131072)
 
 struct sup_fsd {
         smolvm_evloop *loop;
@@ -154,6 +157,7 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
 {
         char bin[4096], fd_arg[16], ready_arg[16];
         _cleanup_close_ int lfd = -1, null_fd = -1, log_w = -1, ready_w = -1, exec_r = -1, exec_w = -1;
+        _cleanup_free_ char *source = NULL; /* before any goto: the cleanup runs at every exit */
         int pfd[2], r;
 
         sup_fsd *f = calloc(1, sizeof(*f));
@@ -198,7 +202,6 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
 
         snprintf(fd_arg, sizeof(fd_arg), "--fd=%d", CHILD_LISTEN_FD);
         snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
-        _cleanup_free_ char *source = NULL;
         if (!ours && asprintf(&source, "source=%s", m->host) < 0) {
                 source = NULL;
                 r = -ENOMEM;
@@ -209,6 +212,17 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
                               m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
         char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
         char *const *argv = ours ? argv_ours : argv_qemu;
+
+        /* The back-end pins every inode the guest holds with an O_PATH fd (65536
+         * by default) and raises its soft RLIMIT_NOFILE to what its tables need,
+         * but only up to the hard limit, which a container or login may have set
+         * low (20000 measured: a 20,000-file tree then gets EMFILE). Raise the
+         * hard limit for it where we may (root). */
+        struct rlimit nofile = { 0, 0 };
+        bool raise_nofile = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY &&
+                            nofile.rlim_max < FSD_NOFILE_HARD;
+        if (raise_nofile)
+                nofile.rlim_max = FSD_NOFILE_HARD;
 
         pid_t parent = getpid();
         pid_t pid = fork();
@@ -225,6 +239,8 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
                 sigemptyset(&none);
                 (void)sigprocmask(SIG_SETMASK, &none, NULL);
                 (void)signal(SIGPIPE, SIG_DFL);
+                if (raise_nofile)
+                        (void)setrlimit(RLIMIT_NOFILE, &nofile); /* EPERM: it makes do */
                 /* Out of the 0..4 range first, so one dup2 cannot clobber another source. */
                 for (int i = 0; i < n_fds; i++)
                         if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)

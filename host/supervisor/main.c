@@ -509,11 +509,6 @@ static int step(sup *s)
                 sup_hvsock_set_mux(s->hv, s->mux);
         }
 
-        /* A dead back-end is logged, not fatal: only its mount breaks. */
-        for (size_t i = 0; i < s->cfg.n_mounts; i++)
-                if (s->fsd[i] && !s->fsd_exited[i])
-                        s->fsd_exited[i] = sup_fsd_poll(s->fsd[i]) > 0;
-
         r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
         if (r > 0) {
                 describe_exit(wstatus, how, sizeof(how));
@@ -535,6 +530,13 @@ static int step(sup *s)
                 }
                 return EXIT_VM_FAILED;
         }
+
+        /* A dead back-end is logged, not fatal: only its mount breaks. Checked
+         * after QEMU, so the back-ends' own exit when QEMU goes away (they exit 0
+         * when the front-end disconnects) is not reported as a failure. */
+        for (size_t i = 0; i < s->cfg.n_mounts; i++)
+                if (s->fsd[i] && !s->fsd_exited[i])
+                        s->fsd_exited[i] = sup_fsd_poll(s->fsd[i]) > 0;
 
         if (s->stop) {
                 if (!s->running)
@@ -598,11 +600,10 @@ static int start_fs_servers(sup *s, sup_vm_fs *fs, char (*fs_sock)[PATH_MAX], ch
                 _cleanup_free_ char *log_path = vm_path(s, name);
                 r = sup_fsd_start(s->loop, (unsigned)i, m, fs_sock[i], log_path, &s->fsd[i], err, sizeof(err));
                 if (r < 0) {
-                        char bin[PATH_MAX];
                         fail(s, false,
                              r == -ENOENT ? "install smolvm-virtiofsd in $SMOLVM_LIBEXECDIR (next to smolvm-supervisor)"
                                           : NULL,
-                             "%s (%s)", err, sup_fsd_binary(bin, sizeof(bin)));
+                             "%s", err);
                         free(cmdline);
                         return r;
                 }

@@ -130,6 +130,62 @@ START_TEST(test_bad_fields)
 }
 END_TEST
 
+/* Host directory mounts: kept in the record, validated like at create. */
+#define MOUNT_RECORD(mounts) \
+        "{\"version\":1,\"id\":\"0123456789ab\",\"created\":1,\"image_dir\":\"/img\",\"vcpus\":1," \
+        "\"mem_mib\":256" mounts "}"
+START_TEST(test_mounts)
+{
+        vm_record rec;
+        ck_assert_int_eq(parse(MOUNT_RECORD(""), &rec), 0);
+        ck_assert_uint_eq(rec.n_mounts, 0);
+        ck_assert_int_eq(rec.mount_transport, SMOLVM_MOUNT_VIRTIOFS);
+        vm_record_done(&rec);
+
+        ck_assert_int_eq(parse(MOUNT_RECORD(",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/workspace\",\"writable\":false},"
+                                            "{\"host\":\"/out\",\"guest\":\"/a/b\",\"writable\":true}],"
+                                            "\"mount_transport\":\"virtiofs\""),
+                               &rec),
+                         0);
+        ck_assert_uint_eq(rec.n_mounts, 2);
+        ck_assert_str_eq(rec.mounts[0].host_path, "/src");
+        ck_assert_str_eq(rec.mounts[0].guest_path, "/workspace");
+        ck_assert(!rec.mounts[0].writable);
+        ck_assert(rec.mounts[1].writable);
+        char *text = vm_record_format(&rec);
+        ck_assert_ptr_nonnull(text);
+        vm_record again;
+        ck_assert_int_eq(parse(text, &again), 0);
+        ck_assert_uint_eq(again.n_mounts, 2);
+        ck_assert_str_eq(again.mounts[1].guest_path, "/a/b");
+        free(text);
+        vm_record_done(&again);
+        vm_record_done(&rec);
+
+        /* Every guest path the kernel command line or the guest could misread. */
+        static const char *const bad[] = {
+                ",\"mounts\":{}",
+                ",\"mounts\":[{\"host\":\"/src\"}]",
+                ",\"mounts\":[{\"host\":\"src\",\"guest\":\"/w\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"w\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/a/../b\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/a//b\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/a b\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/a:b\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/a\\\"b\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/w\"},{\"host\":\"/x\",\"guest\":\"/w\"}]",
+                ",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/w\",\"writable\":1}]",
+                ",\"mount_transport\":\"9p\"",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char buf[512];
+                snprintf(buf, sizeof(buf), MOUNT_RECORD("%s"), bad[i]);
+                assert_corrupt(buf);
+        }
+}
+END_TEST
+
 START_TEST(test_names)
 {
         ck_assert(vm_name_valid("a"));
@@ -270,6 +326,7 @@ static Suite *state_suite(void)
         tcase_add_test(tc, test_half_written);
         tcase_add_test(tc, test_bad_fields);
         tcase_add_test(tc, test_names);
+        tcase_add_test(tc, test_mounts);
         suite_add_tcase(s, tc);
         TCase *fs = tcase_create("dirs");
         tcase_add_checked_fixture(fs, setup_tmp, teardown_tmp);

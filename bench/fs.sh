@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Host directory sharing: our virtio-fs server (smolvm-virtiofsd) against peers we
+# did not write, in the same harness and the same run:
+#   ours     smolvm --mount DIR:/share (read-only, sandboxed back-end)
+#   qemu     the same, with SMOLVM_VIRTIOFSD=/usr/lib/qemu/virtiofsd (QEMU's C
+#            virtiofsd, -o cache=auto; it has no read-only mode)
+#   9p       virtio-9p: QEMU gets -fsdev local,...,readonly=on -device virtio-9p-device
+#            through a SMOLVM_QEMU wrapper; the guest loads 9p modules from the
+#            kernel package (not in our initramfs) and mounts trans=virtio,msize=512000
+# Workloads, each after dropping the guest's caches (the host's stay warm for all):
+#   seq      dd of a 512 MiB file, 1 MiB blocks
+#   rand     4000 random 4 KiB preads of that file (POSIX_FADV_RANDOM)
+#   stat     find | xargs stat over a $FILES-file tree (default 20,000). Both virtio-fs
+#            servers pin each inode the guest caches with an fd: the tree must fit the
+#            back-end's RLIMIT_NOFILE (raised by the supervisor where it may; a host
+#            whose hard limit is low and that lacks CAP_SYS_RESOURCE needs FILES=10000)
+#   grep     grep -r over a copy of /usr/include
+# Prints the median and the minimum of RUNS per cell and the ratios (peer time / our
+# time: > 1 means we are faster).
+#
+# usage: bench/fs.sh [RUNS]   (default 3; a built tree in $SMOLVM_BUILD_DIR or build/;
+#                             root, for the 9p modules' extraction and mknod-free setup)
+# Not part of the test suite: run by hand.
+set -euo pipefail
+runs=${1:-3}
+files=${FILES:-20000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${SMOLVM_BUILD_DIR:-$here/build}
+smolvm="$build/host/smolvm"
+qemu_virtiofsd=${QEMU_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
+real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
+work=$(mktemp -d /tmp/smolvm-bench-fs.XXXXXX)
+cleanup() {
+        local pids
+        pids=$(pgrep -f -- "$work/" || true)
+        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+        rm -rf "$work"
+}
+trap cleanup EXIT
+export SMOLVM_HOME="$work/home"
+mkdir -p "$SMOLVM_HOME"
+ln -s "$real_home/images" "$SMOLVM_HOME/images"
+export SMOLVM_LIBEXECDIR="$work/libexec"
+mkdir -p "$SMOLVM_LIBEXECDIR"
+for b in host/supervisor/smolvm-supervisor guest-init/smolvm-init fs/smolvm-virtiofsd; do
+        ln -s "$build/$b" "$SMOLVM_LIBEXECDIR/"
+done
+log() { echo "fs.sh: $*" >&2; }
+
+# ---- the share ----
+share="$work/share"
+mkdir -p "$share/tree"
+log "building the share in $share"
+head -c $((512 * 1024 * 1024)) /dev/urandom >"$share/big"
+python3 - "$share/tree" "$files" <<'EOF'
+import os, sys
+root = sys.argv[1]
+for d in range(int(sys.argv[2]) // 100):
+    p = os.path.join(root, "d%03d" % d)
+    os.mkdir(p)
+    for f in range(100):
+        with open(os.path.join(p, "f%03d.txt" % f), "w") as fh:
+            fh.write("file %d/%d\n" % (d, f))
+EOF
+cp -a /usr/include "$share/include"
+log "share: $(du -sh "$share" | cut -f1), $(find "$share" | wc -l) entries"
+
+# ---- 9p: modules from the image's kernel package, and a QEMU wrapper ----
+kdeb=$(ls "$real_home"/cache/kernel/*/kernel.deb | head -1)
+mkdir -p "$work/mods"
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/mods" --wildcards '*/fs/9p/9p.ko' '*/net/9p/9pnet.ko' \
+        '*/net/9p/9pnet_virtio.ko' '*/fs/netfs/netfs.ko' '*/fs/fscache/fscache.ko'
+cat >"$work/qemu-9p" <<EOF
+#!/bin/sh
+exec qemu-system-x86_64 "\$@" -fsdev local,id=p9,path=$share,security_model=none,readonly=on \
+        -device virtio-9p-device,fsdev=p9,mount_tag=p9
+EOF
+chmod +x "$work/qemu-9p"
+
+# ---- the guest side: one script, one workload per call ----
+cat >"$work/guest.sh" <<'EOF'
+set -e
+w=$1 dir=$2
+sync
+echo 3 > /proc/sys/vm/drop_caches
+t0=$(date +%s%N)
+case $w in
+seq) dd if=$dir/big of=/dev/null bs=1M 2>/dev/null ;;
+rand) python3 -c '
+import os, random, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+size = os.fstat(fd).st_size
+r = random.Random(42)
+for _ in range(4000):
+    os.pread(fd, 4096, r.randrange(size // 4096) * 4096)
+' "$dir/big" ;;
+stat) find "$dir/tree" -type f | xargs stat >/dev/null ;;
+grep) grep -r smolvm_no_such_string "$dir/include" >/dev/null || true ;;
+esac
+t1=$(date +%s%N)
+echo $(( (t1 - t0) / 1000000 ))
+EOF
+
+load_9p() {
+        local m
+        for m in netfs fscache 9pnet 9pnet_virtio 9p; do
+                f=$(find "$work/mods" -name "$m.ko")
+                "$smolvm" cp "$f" "$1:/tmp/$m.ko" >/dev/null
+                "$smolvm" exec "$1" -- python3 -c '
+import ctypes, errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.syscall(313, fd, b"", 0) != 0 and ctypes.get_errno() != errno.EEXIST:
+    sys.exit("finit_module %s: %s" % (sys.argv[1], os.strerror(ctypes.get_errno())))
+' "/tmp/$m.ko"
+        done
+        "$smolvm" exec "$1" -- sh -c 'mkdir -p /share && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro p9 /share'
+}
+
+# All three VMs run at once and the workloads interleave (each round runs every
+# backend), so drift in the host's load (a shared machine) hits all of them alike.
+declare -A times
+backends=(ours qemu 9p)
+for be in "${backends[@]}"; do
+        log "booting the $be VM"
+        case $be in
+        ours) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
+        qemu) SMOLVM_VIRTIOFSD="$qemu_virtiofsd" "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
+        9p) SMOLVM_QEMU="$work/qemu-9p" "$smolvm" create --name "b-$be" --mem 1024 >/dev/null && load_9p "b-$be" ;;
+        esac
+        "$smolvm" cp "$work/guest.sh" "b-$be:/root/bench.sh" >/dev/null
+        "$smolvm" exec "b-$be" -- sh -c 'grep " /share " /proc/mounts' >&2
+done
+for w in seq rand stat grep; do
+        for r in $(seq "$runs"); do
+                for be in "${backends[@]}"; do
+                        if ! t=$("$smolvm" exec "b-$be" -- sh /root/bench.sh "$w" /share 2>"$work/err") ||
+                                [ -z "$t" ]; then
+                                log "$be $w failed:"
+                                head -5 "$work/err" >&2
+                                exit 1
+                        fi
+                        times[$be,$w]="${times[$be,$w]:-} $t"
+                done
+                log "$w round $r: ours${times[ours,$w]##* } qemu${times[qemu,$w]##* } 9p${times[9p,$w]##* } ms"
+        done
+done
+for be in "${backends[@]}"; do
+        "$smolvm" rm -f "b-$be" >/dev/null
+done
+
+stat_of() { # which(median|min) "t1 t2 ..."
+        local sorted
+        sorted=$(printf '%s\n' $2 | sort -n)
+        if [ "$1" = min ]; then
+                echo "$sorted" | head -1
+        else
+                echo "$sorted" | sed -n "$(((runs + 1) / 2))p"
+        fi
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+for which in median min; do
+        printf '\n%s of %s runs (ms)\n%-6s %10s %12s %10s %15s %10s\n' "$which" "$runs" workload ours virtiofsd 9p \
+                "virtiofsd/ours" "9p/ours"
+        for w in seq rand stat grep; do
+                o=$(stat_of $which "${times[ours,$w]}") q=$(stat_of $which "${times[qemu,$w]}")
+                n=$(stat_of $which "${times[9p,$w]}")
+                printf '%-6s %10s %12s %10s %15s %10s\n' "$w" "$o" "$q" "$n" "$(ratio "$q" "$o")" "$(ratio "$n" "$o")"
+        done
+done
+echo "(ratio > 1: we are faster. TCG unless KVM is usable; share: 512 MiB file, $files-file tree, /usr/include)"
