@@ -104,3 +104,10 @@ int cli_parse_ids(int argc, char **argv, bool allow_force, size_t max_ids, cli_i
 /* start/stop/pause/resume: open the one VM, call op, print its id (or the
  * envelope with the VM's info as data). Returns the exit code. */
 int cli_vm_op(int argc, char **argv, const char *command, const char *usage, int (*op)(smolvm_vm *vm));
+
+struct cli_mounts;
+/* vm_flags.c: the flags that describe a VM (--mem, --cpus, --boot-timeout, --accel,
+ * --mount, --mount-transport, --image), shared by run and create. Returns 1 when
+ * argv[*i] was one of them (value stored, *i advanced), 0 when it is not, -EINVAL
+ * after reporting a bad value. */
+int cli_vm_flag(int argc, char **argv, int *i, smolvm_config *cfg, struct cli_mounts *mounts);

@@ -58,6 +58,7 @@ static int parse_args(int argc, char **argv, create_args *a)
                 const char *arg = argv[i], *v;
                 bool m;
                 unsigned long n;
+                int r;
                 if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
                         return 1;
                 if (!strcmp(arg, "--json")) {
@@ -68,22 +69,10 @@ static int parse_args(int argc, char **argv, create_args *a)
                         if (!v)
                                 return -EINVAL;
                         a->cfg.name = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mem", &m)) || m) {
-                        if (!v || cli_parse_uint("--mem", v, 64, 262144, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.mem_mib = (unsigned)n;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--cpus", &m)) || m) {
-                        if (!v || cli_parse_uint("--cpus", v, 1, 64, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.vcpus = (unsigned)n;
                 } else if ((v = cli_flag_value(argc, argv, &i, "--disk", &m)) || m) {
                         if (!v || cli_parse_uint("--disk", v, 64, 64ul * 1024 * 1024, &n) < 0)
                                 return -EINVAL;
                         a->cfg.disk_mib = (unsigned)n;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--boot-timeout", &m)) || m) {
-                        if (!v || cli_parse_uint("--boot-timeout", v, 1, 3600, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.boot_timeout_ms = (unsigned)(n * 1000u);
                 } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
                         if (!v || !cli_env_valid(v))
                                 return -EINVAL;
@@ -92,27 +81,9 @@ static int parse_args(int argc, char **argv, create_args *a)
                                 return -EINVAL;
                         }
                         a->env[a->n_env++] = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--accel", &m)) || m) {
-                        if (!v)
-                                return -EINVAL;
-                        if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg")) {
-                                cli_error("invalid value '%s' for --accel (expected auto, kvm or tcg)", v);
-                                return -EINVAL;
-                        }
-                        a->cfg.accel = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mount", &m)) || m) {
-                        if (!v || cli_mounts_add(a->mounts, v) < 0)
-                                return -EINVAL;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mount-transport", &m)) || m) {
-                        if (!v || cli_mounts_set_transport(a->mounts, v) < 0)
-                                return -EINVAL;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--image", &m)) || m) {
-                        if (!v || !*v) {
-                                if (v)
-                                        cli_error("--image needs a name");
-                                return -EINVAL;
-                        }
-                        a->cfg.image = v;
+                } else if ((r = cli_vm_flag(argc, argv, &i, &a->cfg, a->mounts)) != 0) {
+                        if (r < 0)
+                                return r;
                 } else {
                         cli_error("%s '%s'", arg[0] == '-' ? "unknown option" : "unexpected argument", arg);
                         cli_hint("run 'smolvm create --help' for the options");

@@ -65,7 +65,6 @@ typedef struct run_args {
         size_t n_env;
         bool json;
         bool interactive;
-        bool image_given;
         char **argv;
         cli_mounts *mounts;
 } run_args;
@@ -79,6 +78,7 @@ static int parse_args(int argc, char **argv, run_args *a)
                 const char *v;
                 bool m;
                 unsigned long n;
+                int r;
                 if (!strcmp(arg, "--")) {
                         i++;
                         break;
@@ -99,18 +99,6 @@ static int parse_args(int argc, char **argv, run_args *a)
                         if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
                                 return -EINVAL;
                         a->opts.timeout_ms = (uint32_t)(n * 1000u);
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mem", &m)) || m) {
-                        if (!v || cli_parse_uint("--mem", v, 64, 262144, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.mem_mib = (unsigned)n;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--cpus", &m)) || m) {
-                        if (!v || cli_parse_uint("--cpus", v, 1, 64, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.vcpus = (unsigned)n;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--boot-timeout", &m)) || m) {
-                        if (!v || cli_parse_uint("--boot-timeout", v, 1, 3600, &n) < 0)
-                                return -EINVAL;
-                        a->cfg.boot_timeout_ms = (unsigned)(n * 1000u);
                 } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
                         if (!v)
                                 return -EINVAL;
@@ -132,28 +120,9 @@ static int parse_args(int argc, char **argv, run_args *a)
                                 return -EINVAL;
                         }
                         a->opts.cwd = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--accel", &m)) || m) {
-                        if (!v)
-                                return -EINVAL;
-                        if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg")) {
-                                cli_error("invalid value '%s' for --accel (expected auto, kvm or tcg)", v);
-                                return -EINVAL;
-                        }
-                        a->cfg.accel = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mount", &m)) || m) {
-                        if (!v || cli_mounts_add(a->mounts, v) < 0)
-                                return -EINVAL;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--mount-transport", &m)) || m) {
-                        if (!v || cli_mounts_set_transport(a->mounts, v) < 0)
-                                return -EINVAL;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--image", &m)) || m) {
-                        if (!v || !*v) {
-                                if (v)
-                                        cli_error("--image needs a name");
-                                return -EINVAL;
-                        }
-                        a->cfg.image = v;
-                        a->image_given = strcmp(v, "default") != 0;
+                } else if ((r = cli_vm_flag(argc, argv, &i, &a->cfg, a->mounts)) != 0) {
+                        if (r < 0)
+                                return r;
                 } else {
                         cli_error("unknown option '%s'", arg);
                         cli_hint("run 'smolvm run --help' for the options");
@@ -265,7 +234,7 @@ int cmd_run(int argc, char **argv)
         smolvm_vm *vm = NULL;
         r = smolvm_create(&a.cfg, &vm);
 #ifdef SMOLVM_HAVE_IMAGE_BUILDER
-        if (r == SMOLVM_EIMAGE && !a.image_given && strstr(smolvm_last_error()->message, "not found")) {
+        if (r == SMOLVM_EIMAGE && !(a.cfg.image && strcmp(a.cfg.image, "default") != 0) && strstr(smolvm_last_error()->message, "not found")) {
                 if (build_default_image(&old_mask) < 0) {
                         if (a.json)
                                 print_json_error(CLI_EXIT_ERROR);
