@@ -504,20 +504,34 @@ int cli_parse_ids(int argc, char **argv, bool allow_force, size_t max_ids, cli_i
         return 0;
 }
 
+bool cli_open_vm_arg(int argc, char **argv, const char *command, const char *usage, cli_ids *a,
+                     smolvm_vm **ret_vm, int *ret_exit)
+{
+        int r = cli_parse_ids(argc, argv, false, 1, a);
+        if (r == 1) {
+                fputs(usage, stdout);
+                *ret_exit = 0;
+                return false;
+        }
+        if (r < 0) {
+                *ret_exit = cli_usage_fail(command, cli_wants_json(argc, argv), "invalid arguments (see stderr)");
+                return false;
+        }
+        r = smolvm_open(a->ids[0], ret_vm);
+        if (r < 0) {
+                *ret_exit = cli_fail(command, a->json, r);
+                return false;
+        }
+        return true;
+}
+
 int cli_vm_op(int argc, char **argv, const char *command, const char *usage, int (*op)(smolvm_vm *vm))
 {
         cli_ids a;
-        int r = cli_parse_ids(argc, argv, false, 1, &a);
-        if (r == 1) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        if (r < 0)
-                return cli_usage_fail(command, cli_wants_json(argc, argv), "invalid arguments (see stderr)");
         smolvm_vm *vm = NULL;
-        r = smolvm_open(a.ids[0], &vm);
-        if (r < 0)
-                return cli_fail(command, a.json, r);
+        int r;
+        if (!cli_open_vm_arg(argc, argv, command, usage, &a, &vm, &r))
+                return r;
         r = op(vm);
         if (r < 0) {
                 int code = cli_fail(command, a.json, r);

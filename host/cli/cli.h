@@ -100,6 +100,11 @@ typedef struct cli_ids {
 /* Parse "[--json] [-f|--force] ID...": at least one ID, at most max_ids. Prints
  * usage errors. Returns 0, 1 for --help, or -EINVAL. */
 int cli_parse_ids(int argc, char **argv, bool allow_force, size_t max_ids, cli_ids *ret);
+/* Parse `COMMAND [--json] ID` and open the VM. Returns true with *ret_vm (free with
+ * smolvm_free()); false when the caller should just exit with *ret_exit (--help
+ * printed, or the error reported). */
+bool cli_open_vm_arg(int argc, char **argv, const char *command, const char *usage, cli_ids *a,
+                     smolvm_vm **ret_vm, int *ret_exit);
 
 /* start/stop/pause/resume: open the one VM, call op, print its id (or the
  * envelope with the VM's info as data). Returns the exit code. */

@@ -20,17 +20,10 @@ static const char usage[] =
 int cmd_info(int argc, char **argv)
 {
         cli_ids a;
-        int r = cli_parse_ids(argc, argv, false, 1, &a);
-        if (r == 1) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        if (r < 0)
-                return cli_usage_fail("info", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
         smolvm_vm *vm = NULL;
-        r = smolvm_open(a.ids[0], &vm);
-        if (r < 0)
-                return cli_fail("info", a.json, r);
+        int r;
+        if (!cli_open_vm_arg(argc, argv, "info", usage, &a, &vm, &r))
+                return r;
         smolvm_status_info st;
         r = smolvm_status(vm, &st);
         if (r < 0) {

@@ -27,17 +27,10 @@ static const char usage[] =
 int cmd_logs(int argc, char **argv)
 {
         cli_ids a;
-        int r = cli_parse_ids(argc, argv, false, 1, &a);
-        if (r == 1) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        if (r < 0)
-                return cli_usage_fail("logs", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
         smolvm_vm *vm = NULL;
-        r = smolvm_open(a.ids[0], &vm);
-        if (r < 0)
-                return cli_fail("logs", a.json, r);
+        int r;
+        if (!cli_open_vm_arg(argc, argv, "logs", usage, &a, &vm, &r))
+                return r;
         char path[4096];
         snprintf(path, sizeof(path), "%s/console.log", smolvm_dir(vm));
         smolvm_free(vm);

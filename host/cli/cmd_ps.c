@@ -53,17 +53,10 @@ static json_t *parse_ps(const char *out)
 int cmd_ps(int argc, char **argv)
 {
         cli_ids a;
-        int r = cli_parse_ids(argc, argv, false, 1, &a);
-        if (r == 1) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        if (r < 0)
-                return cli_usage_fail("ps", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
         smolvm_vm *vm = NULL;
-        r = smolvm_open(a.ids[0], &vm);
-        if (r < 0)
-                return cli_fail("ps", a.json, r);
+        int r;
+        if (!cli_open_vm_arg(argc, argv, "ps", usage, &a, &vm, &r))
+                return r;
         static const char *const ps_argv[] = { "ps", "-eo", "pid,ppid,stat,etime,args", NULL };
         smolvm_exec_opts o;
         smolvm_exec_opts_init(&o);
