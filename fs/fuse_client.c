@@ -88,41 +88,14 @@ static int connect_vsock(const char *vm_dir, char *errbuf, size_t errbuf_len)
         return TAKE_FD(fd);
 }
 
-int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *errbuf, size_t errbuf_len)
+int smolvm_fuse_client_request(int fd, const char *request_json, uint64_t deadline, char *errbuf,
+                               size_t errbuf_len)
 {
-        uint64_t deadline = now_ms() + SMOLVM_FUSE_CLIENT_TIMEOUT_MS;
         size_t req_len = strlen(request_json);
+        int r;
+
         if (req_len > SMOLVM_FRAME_MAX_PAYLOAD)
                 return fail(-E2BIG, errbuf, errbuf_len, "request too large");
-
-        _cleanup_close_ int fd = connect_vsock(vm_dir, errbuf, errbuf_len);
-        if (fd < 0)
-                return fd;
-        char line[32];
-        int len = snprintf(line, sizeof(line), "CONNECT %u\n", SMOLVM_AGENT_PORT);
-        int r = write_all(fd, line, (size_t)len);
-        if (r < 0)
-                return fail(r, errbuf, errbuf_len, "send CONNECT: %s", strerror(-r));
-        size_t got = 0;
-        for (;;) {
-                char c;
-                r = read_exact(fd, &c, 1, deadline);
-                if (r == -EPIPE)
-                        return fail(-ECONNREFUSED, errbuf, errbuf_len,
-                                    "the guest refused the connection to port %u (is the VM running?)",
-                                    SMOLVM_AGENT_PORT);
-                if (r < 0)
-                        return fail(r, errbuf, errbuf_len, "hybrid vsock handshake: %s", strerror(-r));
-                if (c == '\n')
-                        break;
-                if (got + 1 >= sizeof(line))
-                        return fail(-EPROTO, errbuf, errbuf_len, "hybrid vsock handshake: reply too long");
-                line[got++] = c;
-        }
-        line[got] = '\0';
-        if (strncmp(line, "OK ", 3) != 0)
-                return fail(-EPROTO, errbuf, errbuf_len, "hybrid vsock handshake: unexpected reply");
-
         uint8_t hdr[SMOLVM_FRAME_HDR_SIZE];
         smolvm_frame_hdr_encode(SMOLVM_FRAME_REQUEST, (uint32_t)req_len, hdr);
         r = write_all(fd, hdr, sizeof(hdr));
@@ -171,5 +144,46 @@ int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *
         json_decref(o);
         if (!ok)
                 return fail(-EPROTO, errbuf, errbuf_len, "the guest agent's answer lacks \"ok\": true");
+        return 0;
+}
+
+int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *errbuf, size_t errbuf_len)
+{
+        uint64_t deadline = now_ms() + SMOLVM_FUSE_CLIENT_TIMEOUT_MS;
+        size_t req_len = strlen(request_json);
+        if (req_len > SMOLVM_FRAME_MAX_PAYLOAD)
+                return fail(-E2BIG, errbuf, errbuf_len, "request too large");
+
+        _cleanup_close_ int fd = connect_vsock(vm_dir, errbuf, errbuf_len);
+        if (fd < 0)
+                return fd;
+        char line[32];
+        int len = snprintf(line, sizeof(line), "CONNECT %u\n", SMOLVM_AGENT_PORT);
+        int r = write_all(fd, line, (size_t)len);
+        if (r < 0)
+                return fail(r, errbuf, errbuf_len, "send CONNECT: %s", strerror(-r));
+        size_t got = 0;
+        for (;;) {
+                char c;
+                r = read_exact(fd, &c, 1, deadline);
+                if (r == -EPIPE)
+                        return fail(-ECONNREFUSED, errbuf, errbuf_len,
+                                    "the guest refused the connection to port %u (is the VM running?)",
+                                    SMOLVM_AGENT_PORT);
+                if (r < 0)
+                        return fail(r, errbuf, errbuf_len, "hybrid vsock handshake: %s", strerror(-r));
+                if (c == '\n')
+                        break;
+                if (got + 1 >= sizeof(line))
+                        return fail(-EPROTO, errbuf, errbuf_len, "hybrid vsock handshake: reply too long");
+                line[got++] = c;
+        }
+        line[got] = '\0';
+        if (strncmp(line, "OK ", 3) != 0)
+                return fail(-EPROTO, errbuf, errbuf_len, "hybrid vsock handshake: unexpected reply");
+
+        r = smolvm_fuse_client_request(fd, request_json, deadline, errbuf, errbuf_len);
+        if (r < 0)
+                return r;
         return TAKE_FD(fd);
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Give up on the handshake / the agent's answer after this long. */
 #define SMOLVM_FUSE_CLIENT_TIMEOUT_MS 30000u
@@ -17,3 +18,10 @@
  * ERROR frame (its message is copied), -ECONNREFUSED (no VM listening / agent
  * refused), -ETIMEDOUT, -EPROTO (a malformed answer). */
 int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *errbuf, size_t errbuf_len);
+
+/* The same REQUEST/answer exchange on fd, already a stream to the agent port
+ * (the supervisor opens it through its own mux). deadline_ms: now_ms() clock.
+ * Returns 0 once the agent answered RESULT {"ok": true}, else a negative errno
+ * with errbuf set as above. Reads exactly the answer, nothing after it. */
+int smolvm_fuse_client_request(int fd, const char *request_json, uint64_t deadline_ms, char *errbuf,
+                               size_t errbuf_len);

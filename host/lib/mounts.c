@@ -110,11 +110,6 @@ int vm_mounts_from_config(const smolvm_config *cfg, vm_record *rec)
         if (cfg->mount_transport != SMOLVM_MOUNT_VIRTIOFS && cfg->mount_transport != SMOLVM_MOUNT_VSOCK)
                 return vm_error(-EINVAL, "use virtiofs or vsock", "invalid mount transport %d",
                                 (int)cfg->mount_transport);
-        if (cfg->mount_transport == SMOLVM_MOUNT_VSOCK)
-                /* The guest side (agent op fuse_mount) exists; the host side that
-                 * serves a mount over the agent stream for a whole VM run does not yet. */
-                return vm_error(-EOPNOTSUPP, "use --mount-transport virtiofs (the default)",
-                                "mount transport vsock is not available yet");
 
         /* Guest paths first (pure checks), with a placeholder host path. */
         vm_mount probe[SMOLVM_MAX_MOUNTS];

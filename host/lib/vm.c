@@ -66,7 +66,9 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 json_decref(o);
                 o = NULL;
         }
-        if (o && rec->n_mounts && json_object_set_new(o, "mounts", vm_mounts_to_json(rec, true)) < 0) {
+        if (o && rec->n_mounts &&
+            (json_object_set_new(o, "mounts", vm_mounts_to_json(rec, true)) < 0 ||
+             json_object_set_new(o, "mount_transport", json_string(vm_mount_transport_name(rec->mount_transport))) < 0)) {
                 json_decref(o);
                 o = NULL;
         }

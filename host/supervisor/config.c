@@ -116,6 +116,7 @@ static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, 
 int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len)
 {
         sup_config c = {};
+        char *transport = NULL;
         uint64_t mem = 512, cpus = 1, timeout = 0, disk = 0;
         json_error_t jerr;
         json_t *root;
@@ -140,12 +141,22 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
             (r = get_uint(path, root, "cpus", 1, 255, &cpus, err, err_len)) < 0 ||
             (r = get_uint(path, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout, err, err_len)) < 0 ||
             (r = get_uint(path, root, "disk_mib", 0, 64 * 1024 * 1024, &disk, err, err_len)) < 0 ||
+            (r = get_string(path, root, "mount_transport", false, false, &transport, err, err_len)) < 0 ||
             (r = get_mounts(path, root, &c, err, err_len)) < 0) {
+                free(transport);
                 json_decref(root);
                 sup_config_done(&c);
                 return r;
         }
         json_decref(root);
+        if (transport && strcmp(transport, "virtiofs") != 0 && strcmp(transport, "vsock") != 0) {
+                snprintf(err, err_len, "%s: \"mount_transport\" must be \"virtiofs\" or \"vsock\"", path);
+                free(transport);
+                sup_config_done(&c);
+                return -EINVAL;
+        }
+        c.mounts_vsock = transport && !strcmp(transport, "vsock");
+        free(transport);
         c.mem_mib = (uint32_t)mem;
         c.cpus = (uint32_t)cpus;
         c.boot_timeout_ms = timeout;

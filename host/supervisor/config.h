@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "mounts": host directories served to the guest over virtio-fs. */
+/* "mounts": host directories served to the guest, over virtio-fs or, with
+ * "mount_transport": "vsock", FUSE over an agent stream. */
 #define SUP_MAX_MOUNTS 16u
 #define SUP_MOUNT_TAG_MAX 36u /* virtio-fs config space: tag[36] */
 typedef struct sup_mount {
@@ -29,6 +30,7 @@ typedef struct sup_config {
         uint64_t disk_mib;        /* 0 = the base image's size */
         sup_mount mounts[SUP_MAX_MOUNTS];
         size_t n_mounts;
+        bool mounts_vsock;        /* "mount_transport": "vsock" (FUSE over the agent stream) */
 } sup_config;
 
 /* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a

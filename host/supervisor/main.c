@@ -30,6 +30,7 @@
 #include "mux.h"
 #include "qemu.h"
 #include "util.h"
+#include "vsockfs.h"
 #include "wire.h"
 
 #define CHAN_NAME "org.smolvm.chan0"
@@ -74,6 +75,9 @@ typedef struct sup {
         smolvm_mux *mux;
         sup_fsd *fsd[SUP_MAX_MOUNTS]; /* cfg.n_mounts virtio-fs back-ends */
         bool fsd_exited[SUP_MAX_MOUNTS];
+        sup_vsockfs *vfs[SUP_MAX_MOUNTS]; /* cfg.n_mounts FUSE-over-vsock mounts */
+        bool mounting;                     /* HELLO seen, vsock mounts not all answered */
+        uint64_t mount_deadline_ms;
 
         bool running; /* HELLO seen, ready line written */
         bool stop;    /* termination signal received */
@@ -432,6 +436,11 @@ static void teardown(sup *s, bool failed)
         s->hv = NULL;
         smolvm_mux_free(s->mux);
         s->mux = NULL;
+        /* After the mux: a pending connect calls back into its mount. */
+        for (size_t i = 0; i < SUP_MAX_MOUNTS; i++) {
+                sup_vsockfs_free(s->vfs[i]); /* ends the stream, joins its thread */
+                s->vfs[i] = NULL;
+        }
         sup_vmm_free(s->vmm); /* SIGKILL + reap */
         s->vmm = NULL;
         /* After QEMU: a back-end dying first would look like a failure to it. */
@@ -489,6 +498,50 @@ static void teardown(sup *s, bool failed)
         sup_log_close();
 }
 
+/* FUSE-over-vsock mounts, between the guest's HELLO and the ready line, so that a
+ * command run right after start sees them: start all (the guest mounts them in
+ * parallel), then wait for every answer. Returns 1 when all are mounted, 0 while
+ * waiting, or -1 after fail() (the boot fails: a mount the user asked for is
+ * missing). */
+static int vsock_mounts_step(sup *s, uint64_t now)
+{
+        char err[768];
+        int r, n_ok = 0;
+
+        if (!s->mounting) {
+                s->mounting = true;
+                s->mount_deadline_ms = now + SUP_VSOCKFS_MOUNT_TIMEOUT_MS + 1000;
+                for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                        r = sup_vsockfs_start(s->loop, s->mux, (unsigned)i, &s->cfg.mounts[i], &s->vfs[i], err,
+                                              sizeof(err));
+                        if (r < 0) {
+                                fail(s, false, NULL, "%s", err);
+                                return -1;
+                        }
+                }
+        }
+        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                r = sup_vsockfs_state(s->vfs[i], err, sizeof(err));
+                if (r < 0) {
+                        fail(s, true, "see the guest console below", "%s", err);
+                        return -1;
+                }
+                n_ok += r;
+        }
+        if ((size_t)n_ok == s->cfg.n_mounts) {
+                sup_log("%d mount(s) served over vsock", n_ok);
+                return 1;
+        }
+        /* The threads give up on their own at SUP_VSOCKFS_MOUNT_TIMEOUT_MS; this
+         * is the backstop. */
+        if (now >= s->mount_deadline_ms) {
+                fail(s, true, "see the guest console below", "the guest agent did not mount the vsock mounts within %u s",
+                     SUP_VSOCKFS_MOUNT_TIMEOUT_MS / 1000);
+                return -1;
+        }
+        return 0;
+}
+
 /* One pass of the state machine after the loop dispatched. Returns -1 to keep
  * running, else the exit code. */
 static int step(sup *s)
@@ -504,9 +557,15 @@ static int step(sup *s)
                              SMOLVM_CHAN_VERSION);
                         return EXIT_VM_FAILED;
                 }
-                s->running = true;
-                ready_ok(s);
-                sup_hvsock_set_mux(s->hv, s->mux);
+                r = s->cfg.mounts_vsock ? vsock_mounts_step(s, now) : 1;
+                if (r < 0)
+                        return EXIT_VM_FAILED;
+                if (r > 0) {
+                        s->mounting = false;
+                        s->running = true;
+                        ready_ok(s);
+                        sup_hvsock_set_mux(s->hv, s->mux);
+                }
         }
 
         r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
@@ -553,7 +612,7 @@ static int step(sup *s)
                 return EXIT_VM_FAILED;
         }
 
-        if (!s->running && now >= s->deadline_ms) {
+        if (!s->running && !s->mounting && now >= s->deadline_ms) {
                 fail(s, true,
                      "the guest agent did not answer in time: see the guest console below; on slow (TCG) "
                      "hosts raise --boot-timeout, else rebuild the image with `smolvm image build`",
@@ -567,7 +626,7 @@ static int loop_timeout_ms(const sup *s)
 {
         uint64_t now = now_ms(), until;
 
-        until = s->running ? UINT64_MAX : s->deadline_ms;
+        until = s->running ? UINT64_MAX : s->mounting ? s->mount_deadline_ms : s->deadline_ms;
         if (s->mux_broken && s->broken_deadline_ms < until)
                 until = s->broken_deadline_ms;
         if (until == UINT64_MAX)
@@ -591,7 +650,8 @@ static int start_fs_servers(sup *s, sup_vm_fs *fs, char (*fs_sock)[PATH_MAX], ch
                 fail(s, false, NULL, "out of memory");
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+        /* vsock mounts: no device, no kernel argument; served after HELLO. */
+        for (size_t i = 0; i < s->cfg.n_mounts && !s->cfg.mounts_vsock; i++) {
                 const sup_mount *m = &s->cfg.mounts[i];
                 char name[48];
                 snprintf(name, sizeof(name), "fs-%zu.sock", i);
@@ -612,7 +672,7 @@ static int start_fs_servers(sup *s, sup_vm_fs *fs, char (*fs_sock)[PATH_MAX], ch
                              m->writable ? "rw" : "ro");
         }
         uint64_t deadline = now_ms() + SUP_FSD_READY_TIMEOUT_MS;
-        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+        for (size_t i = 0; i < s->cfg.n_mounts && !s->cfg.mounts_vsock; i++) {
                 r = sup_fsd_wait_ready(s->fsd[i], deadline, err, sizeof(err));
                 if (r < 0) {
                         char hint[PATH_MAX + 64];
@@ -701,7 +761,7 @@ static int start_vm(sup *s)
                 .console_fd = vmm_console_fd,
                 .log_fd = qemu_log_fd,
                 .fs = fs,
-                .n_fs = s->cfg.n_mounts,
+                .n_fs = s->cfg.mounts_vsock ? 0 : s->cfg.n_mounts, /* 0: no memfd either */
         };
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);

@@ -534,6 +534,10 @@ START_TEST(test_vmlinux_malformed)
         n = make_bzimage(buf, sizeof(buf), p, sizeof(p));
         ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EBADMSG);
         ck_assert_ptr_null(out);
+        /* The first failure's message is kept (first writer wins) and names the step. */
+        ck_assert_ptr_nonnull(err.msg);
+        ck_assert_ptr_nonnull(strstr(err.msg, "kernel:"));
+        free(err.msg);
 }
 END_TEST
 
