@@ -21,8 +21,11 @@ SMOLVM="$SMOLVM_BUILD_DIR/host/smolvm"
 
 n_test=0
 n_fail=0
-ok() { n_test=$((n_test + 1)); echo "ok $n_test - $*"; }
-not_ok() { n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - $*"; }
+# A TAP line is one line: newlines in a description (e.g. captured output) become spaces.
+ok() { local d="$*"; n_test=$((n_test + 1)); echo "ok $n_test - ${d//$'\n'/ }"; }
+not_ok() { local d="$*"; n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - ${d//$'\n'/ }"; }
+# jq -e as a check: its printed result would be an unknown TAP line.
+jq_true() { jq -e "$@" >/dev/null; }
 # check DESCRIPTION COMMAND...: one TAP line from a command's success.
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 diag() { printf '# %s\n' "$@"; }

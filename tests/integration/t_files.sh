@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # smolvm cp / env / doctor through the CLI, against one persistent VM (one boot).
 . "$(dirname "$0")/lib.sh"
-jq_true() { jq -e "$@" >/dev/null; }
 
 # doctor needs no VM. On a nested PVM host it must say so and pick TCG.
 "$SMOLVM" doctor --json >"$T/doctor.json" 2>"$T/err"; rc=$?

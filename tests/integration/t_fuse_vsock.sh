@@ -33,7 +33,7 @@ mkdir -p "$mnt"
 "$FS" mount --json --background "$id:/etc" "$mnt" >"$T/mount.json" 2>"$T/mount.err"; rc=$?
 check "smolvm-fs mount --background exits 0 (rc $rc)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$T/mount.err"
-check "--json envelope names the mount and the relay pid" jq -e --arg id "$id" --arg m "$mnt" \
+check "--json envelope names the mount and the relay pid" jq_true --arg id "$id" --arg m "$mnt" \
         '.ok and .data.id == $id and .data.path == "/etc" and .data.mountpoint == $m and .data.pid > 0' "$T/mount.json"
 fs_pid=$(jq -r '.data.pid' "$T/mount.json" 2>/dev/null)
 check "the mount is up when the command returns" mountpoint -q "$mnt"

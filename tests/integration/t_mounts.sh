@@ -42,7 +42,6 @@ if [ "$rc" -ne 0 ]; then
         exit 1
 fi
 vmdir="$SMOLVM_HOME/vms/$id"
-jq_true() { jq -e "$@" >/dev/null; }
 check "vm.json keeps the mounts, host path resolved to its realpath" jq_true --arg t "$(realpath "$TREE")" --arg r "$RW" \
         '.mounts[0] == {"host": $t, "guest": "/workspace", "writable": false} and
          .mounts[1] == {"host": $r, "guest": "/rw", "writable": true} and .mount_transport == "virtiofs"' "$vmdir/vm.json"

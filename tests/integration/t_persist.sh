@@ -5,7 +5,6 @@
 # One VM, three boots (create, start after stop, start after SIGKILL).
 . "$(dirname "$0")/lib.sh"
 
-jq_true() { jq -e "$@" >/dev/null; }
 # The VM's processes: supervisor and QEMU name its dir on their command lines.
 vm_pids() { pgrep -f -- "$SMOLVM_HOME/vms/$1" || true; }
 

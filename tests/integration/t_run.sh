@@ -29,7 +29,6 @@ got=$("$SMOLVM" run -- sh -c 'yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c
 check "10 MiB of stdout intact (sha256)" test "$got" = "$want"
 
 # --json: one object with the documented fields.
-jq_true() { jq -e "$@" >/dev/null; }
 "$SMOLVM" run --json -- sh -c 'echo hi; echo ho >&2; exit 5' >"$T/json" 2>"$T/err"; rc=$?
 check "--json: exit status is the command's" test "$rc" -eq 5
 check "--json: envelope" jq_true '.ok == true and .command == "run" and .exit_code == 5 and .error == null' "$T/json"
