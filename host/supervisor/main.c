@@ -430,6 +430,24 @@ static void describe_exit(int wstatus, char *buf, size_t len)
 }
 
 /* Stop QEMU, close and free everything, remove what must not outlive us. */
+/* We are a child subreaper (see main()): a back-end's sandboxed server runs as
+ * PID 1 of its own PID namespace under an outer process, and when the group is
+ * killed it can outlive that parent by a moment and be reparented to us. Reap
+ * every such descendant, bounded, so that nothing of the VM is left, not even
+ * a zombie waiting for the host's init. */
+static void reap_orphans(void)
+{
+        uint64_t deadline = now_ms() + 2000;
+        for (;;) {
+                pid_t p = waitpid(-1, NULL, WNOHANG);
+                if (p > 0 || (p < 0 && errno == EINTR))
+                        continue;
+                if (p < 0 || now_ms() >= deadline) /* ECHILD: none left */
+                        return;
+                (void)usleep(10000);
+        }
+}
+
 static void teardown(sup *s, bool failed)
 {
         sup_hvsock_free(s->hv);
@@ -448,6 +466,7 @@ static void teardown(sup *s, bool failed)
                 sup_fsd_free(s->fsd[i]); /* SIGKILL the group + reap, removes fs-N.sock */
                 s->fsd[i] = NULL;
         }
+        reap_orphans();
         sup_console_free(s->con);
         s->con = NULL;
         if (s->chan_listen_fd >= 0) {
@@ -849,6 +868,9 @@ int main(int argc, char **argv)
         sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN); /* clients vanish; writes report EPIPE instead */
+        /* Orphaned descendants (a back-end's namespaced server) come to us, not to the
+         * host's init: teardown reaps them (reap_orphans). */
+        (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
         if (s.ephemeral) {
                 /* A killed CLI must leave nothing behind. The signal is only armed for a
                  * future death: if the parent is already gone, act as if it fired. */
