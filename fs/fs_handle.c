@@ -68,7 +68,7 @@ int fs_handle_add(smolvm_fs *fs, fs_inode *ino, int fd, bool is_dir, bool writab
         int r = 0;
 
         pthread_mutex_lock(&fs->lock);
-        if (fs->n_handles >= fs->max_handles || !fs_fd_budget_take_locked(fs)) {
+        if (fs->n_handles >= fs->max_handles || !fs_fd_reserve_locked(fs)) {
                 r = -EMFILE;
                 goto out;
         }

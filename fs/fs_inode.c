@@ -23,10 +23,24 @@
  * first, so only regular files are opened this way, and the result is fstat'ed
  * again and compared with the pinned (dev, ino). Directories are re-opened with
  * openat(fd, ".") which stays on the same directory. Nothing here can name an
- * inode the guest did not already reach through a confined lookup. */
+ * inode the guest did not already reach through a confined lookup.
+ *
+ * Bounded fds: the guest kernel keeps every inode it looked up until memory
+ * pressure makes it FORGET them, so a `find` over a big tree would otherwise pin
+ * one host fd per file and run into RLIMIT_NOFILE (QEMU's virtiofsd answers
+ * EMFILE there). When the fd budget is spent, an idle inode's O_PATH fd is closed
+ * (a clock sweep: each slot has a "recent" bit set on use and cleared as the hand
+ * passes) and the slot keeps the name it was found under. Only leaves are
+ * evicted: an inode with known children (kids > 0) keeps its fd, so an evicted
+ * inode's parent always has one and re-resolution is a single confined
+ * openat2(parent, name) (the same call as a lookup, O_PATH: no side effect even on
+ * a device node), checked against the recorded (dev, ino, type). If the name now
+ * leads elsewhere (renamed or removed on the host while evicted), the request gets
+ * ESTALE: never another inode. Names cost at most max_inodes * 256 bytes. */
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 
 #include "fs_server_i.h"
@@ -75,6 +89,7 @@ int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st)
         fs->buckets[b] = 1;
         fs->inode_unused = 1;
         fs->n_inodes = 1;
+        fs->clock_hand = 1;
         (void)fs_fd_budget_take_locked(fs); /* the root fd: counted, never refused */
         return 0;
 }
@@ -84,8 +99,10 @@ void fs_inode_table_free(smolvm_fs *fs)
         if (!fs->inodes)
                 return;
         for (uint32_t i = 0; i < fs->inode_unused; i++)
-                if (fs->inodes[i].nodeid != 0)
+                if (fs->inodes[i].nodeid != 0) {
                         safe_close(fs->inodes[i].fd);
+                        free(fs->inodes[i].name);
+                }
         free(fs->inodes);
         free(fs->buckets);
         fs->inodes = NULL;
@@ -101,10 +118,69 @@ static fs_inode *find_locked(smolvm_fs *fs, uint64_t nodeid)
         return e->nodeid == nodeid ? e : NULL;
 }
 
+/* Close one idle leaf's fd (see "Bounded fds"). false if none is idle. */
+static bool evict_one_locked(smolvm_fs *fs)
+{
+        uint32_t n = fs->inode_unused;
+        for (uint32_t step = 0; n > 1 && step < 2 * n; step++) {
+                uint32_t i = fs->clock_hand;
+                fs->clock_hand = i + 1 >= n ? 1 : i + 1;
+                fs_inode *e = &fs->inodes[i];
+                if (i == 0 || e->nodeid == 0 || e->fd < 0 || e->refs != 0 || e->kids != 0 || !e->name)
+                        continue;
+                if (e->recent) {
+                        e->recent = false;
+                        continue;
+                }
+                safe_close(e->fd); /* O_PATH: cannot block */
+                e->fd = -1;
+                fs_fd_budget_return_locked(fs);
+                fs->n_evictions++;
+                return true;
+        }
+        return false;
+}
+
+bool fs_fd_reserve_locked(smolvm_fs *fs)
+{
+        if (fs_fd_budget_take_locked(fs))
+                return true;
+        return evict_one_locked(fs) && fs_fd_budget_take_locked(fs);
+}
+
+/* Give an evicted inode its fd back: one confined step beneath its parent, which
+ * has an fd because it has a child (this one). */
+static int ensure_fd_locked(smolvm_fs *fs, fs_inode *e)
+{
+        e->recent = true;
+        if (e->fd >= 0)
+                return 0;
+        const fs_inode *parent = &fs->inodes[e->parent_idx];
+        if (!e->name || parent->fd < 0)
+                return -ESTALE;
+        if (!fs_fd_reserve_locked(fs))
+                return -EMFILE;
+        int fd;
+        struct stat st;
+        int r = fs_open_child(parent, e->name, &fd, &st);
+        if (r == 0 && (st.st_dev != e->dev || st.st_ino != e->ino || (st.st_mode & S_IFMT) != e->type)) {
+                safe_close(fd);
+                r = -ESTALE; /* the name leads to another inode now */
+        }
+        if (r < 0) {
+                fs_fd_budget_return_locked(fs);
+                return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
+        }
+        e->fd = fd;
+        return 0;
+}
+
 fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid)
 {
         pthread_mutex_lock(&fs->lock);
         fs_inode *e = find_locked(fs, nodeid);
+        if (e && ensure_fd_locked(fs, e) < 0)
+                e = NULL;
         if (e)
                 e->refs++;
         pthread_mutex_unlock(&fs->lock);
@@ -135,13 +211,17 @@ static void maybe_free_locked(smolvm_fs *fs, uint32_t idx)
                         return;
                 uint32_t parent = e->parent_idx;
                 unhash_locked(fs, idx);
-                safe_close(e->fd); /* an O_PATH fd: close cannot block */
+                if (e->fd >= 0) {
+                        safe_close(e->fd); /* an O_PATH fd: close cannot block */
+                        fs_fd_budget_return_locked(fs);
+                }
                 e->fd = -1;
+                free(e->name);
+                e->name = NULL;
                 e->nodeid = 0;
                 e->free_next = fs->inode_free;
                 fs->inode_free = idx + 1;
                 fs->n_inodes--;
-                fs_fd_budget_return_locked(fs);
                 if (fs->inodes[parent].kids > 0)
                         fs->inodes[parent].kids--;
                 idx = parent;
@@ -165,30 +245,78 @@ void fs_inode_put(smolvm_fs *fs, fs_inode *ino)
         pthread_mutex_unlock(&fs->lock);
 }
 
-int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st, uint64_t *ret_nodeid)
+static fs_inode *find_by_key_locked(smolvm_fs *fs, dev_t dev, ino_t ino)
+{
+        for (uint32_t i = fs->buckets[hash_key(fs, dev, ino)]; i != 0; i = fs->inodes[i - 1].hash_next) {
+                fs_inode *e = &fs->inodes[i - 1];
+                if (e->dev == dev && e->ino == ino)
+                        return e;
+        }
+        return NULL;
+}
+
+/* Record that e is now known as name under pidx (it was found or moved there).
+ * The old parent loses a child and may be freed. */
+static int relink_locked(smolvm_fs *fs, fs_inode *e, uint32_t pidx, const char *name)
+{
+        uint32_t idx = fs_inode_idx(fs, e);
+        if (idx == 0 || idx == pidx || (e->parent_idx == pidx && e->name && strcmp(e->name, name) == 0))
+                return 0;
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        free(e->name);
+        e->name = copy;
+        uint32_t old = e->parent_idx;
+        if (old != pidx) {
+                fs->inodes[pidx].kids++;
+                e->parent_idx = pidx;
+                if (fs->inodes[old].kids > 0)
+                        fs->inodes[old].kids--;
+                maybe_free_locked(fs, old);
+        }
+        return 0;
+}
+
+int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, const struct stat *st,
+                 uint64_t *ret_nodeid)
 {
         _cleanup_close_ int owned = fd;
+        _cleanup_free_ char *name_copy = NULL;
         uint64_t nodeid;
         int r = 0;
 
         pthread_mutex_lock(&fs->lock);
-        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
-        for (uint32_t i = fs->buckets[b]; i != 0; i = fs->inodes[i - 1].hash_next) {
-                fs_inode *e = &fs->inodes[i - 1];
-                if (e->dev == st->st_dev && e->ino == st->st_ino) {
-                        e->nlookup++;
-                        nodeid = e->nodeid;
-                        goto out; /* the new fd is closed on return */
-                }
+        uint32_t pidx = fs_inode_idx(fs, parent);
+        fs_inode *found = find_by_key_locked(fs, st->st_dev, st->st_ino);
+        if (found) {
+                found->nlookup++;
+                found->recent = true;
+                nodeid = found->nodeid;
+                /* A file seen under a new name (renamed on the host, or another
+                 * hard link) is re-resolved there if evicted. Directories keep
+                 * their first parent: ".." and the kids pins follow it, and a
+                 * bind mount could otherwise make a directory its own ancestor. */
+                if (found->type != S_IFDIR)
+                        (void)relink_locked(fs, found, pidx, name);
+                if (found->fd < 0 && fs_fd_budget_take_locked(fs))
+                        found->fd = TAKE_FD(owned); /* the same inode: checked by key */
+                goto out; /* otherwise the new fd is closed on return */
         }
         if (fs->n_inodes >= fs->max_inodes) {
                 r = -ENFILE;
                 goto out;
         }
-        if (!fs_fd_budget_take_locked(fs)) {
+        name_copy = strdup(name);
+        if (!name_copy) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (!fs_fd_reserve_locked(fs)) {
                 r = -EMFILE;
                 goto out;
         }
+        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
         uint32_t idx;
         if (fs->inode_free != 0) {
                 idx = fs->inode_free - 1;
@@ -200,10 +328,11 @@ int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st,
         uint32_t gen = e->gen + 1;
         if (gen == 0)
                 gen = 1;
-        uint32_t pidx = fs_inode_idx(fs, parent);
         *e = (fs_inode){
                 .nodeid = make_nodeid(idx, gen),
                 .fd = TAKE_FD(owned),
+                .name = TAKE_PTR(name_copy),
+                .recent = true,
                 .dev = st->st_dev,
                 .ino = st->st_ino,
                 .type = st->st_mode & S_IFMT,
@@ -341,7 +470,7 @@ int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_ent
                 r = fs_open_child(dir, name, &fd, &st);
                 if (r < 0)
                         return r;
-                r = fs_inode_add(fs, dir, fd, &st, &nodeid);
+                r = fs_inode_add(fs, dir, name, fd, &st, &nodeid);
                 if (r < 0)
                         return r;
         }
@@ -350,4 +479,24 @@ int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_ent
         fs_set_timeouts(fs, ret_entry);
         fs_fill_attr(fs, &st, &ret_entry->attr);
         return 0;
+}
+
+void fs_inode_renamed(smolvm_fs *fs, fs_inode *olddir, const char *oldname, fs_inode *newdir,
+                      const char *newname, bool exchange)
+{
+        struct stat moved, swapped;
+        bool have_moved = fstatat(newdir->fd, newname, &moved, AT_SYMLINK_NOFOLLOW) == 0;
+        bool have_swapped = exchange && fstatat(olddir->fd, oldname, &swapped, AT_SYMLINK_NOFOLLOW) == 0;
+
+        pthread_mutex_lock(&fs->lock);
+        uint32_t oidx = fs_inode_idx(fs, olddir), nidx = fs_inode_idx(fs, newdir);
+        fs_inode *e = have_moved ? find_by_key_locked(fs, moved.st_dev, moved.st_ino) : NULL;
+        fs_inode *x = have_swapped ? find_by_key_locked(fs, swapped.st_dev, swapped.st_ino) : NULL;
+        /* Only entries that were known under the old name: a hard link found
+         * elsewhere keeps its own. */
+        if (e && e->parent_idx == oidx && e->name && strcmp(e->name, oldname) == 0)
+                (void)relink_locked(fs, e, nidx, newname);
+        if (x && x != e && x->parent_idx == nidx && x->name && strcmp(x->name, newname) == 0)
+                (void)relink_locked(fs, x, oidx, oldname);
+        pthread_mutex_unlock(&fs->lock);
 }

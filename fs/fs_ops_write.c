@@ -306,6 +306,7 @@ ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r, bool v2)
                 return fs_reply_err(r, -ESTALE);
         if (renameat2(olddir.ino->fd, oldname, nd.ino->fd, newname, flags) < 0)
                 return fs_reply_err(r, negative_errno());
+        fs_inode_renamed(fs, olddir.ino, oldname, nd.ino, newname, flags & RENAME_EXCHANGE);
         return fs_reply(r, NULL, 0);
 }
 

@@ -479,6 +479,8 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;
         fs->fd_budget = fd_budget_from_rlimit(fs->max_inodes + fs->max_handles);
+        if (cfg->max_fds)
+                fs->fd_budget = MIN(fs->fd_budget, MAX(cfg->max_fds, 4u));
         fs->proc_fd_dir = -1;
         pthread_mutex_init(&fs->lock, NULL);
 
@@ -513,6 +515,8 @@ void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret)
         pthread_mutex_lock(&m->lock);
         ret->n_inodes = fs->n_inodes;
         ret->n_handles = fs->n_handles;
+        ret->n_fds = fs->n_fds;
+        ret->n_evictions = fs->n_evictions;
         pthread_mutex_unlock(&m->lock);
         ret->n_requests = __atomic_load_n(&fs->n_requests, __ATOMIC_RELAXED);
         ret->n_erofs = __atomic_load_n(&fs->n_erofs, __ATOMIC_RELAXED);

@@ -27,6 +27,7 @@ typedef struct smolvm_fs_config {
         uint32_t max_inodes;   /* 0 = default (65536) */
         uint32_t max_handles;  /* 0 = default (4096) */
         uint32_t max_write;    /* largest READ/WRITE payload negotiated in INIT; 0 = 1 MiB */
+        uint32_t max_fds;      /* fds the tables may hold; 0 = 3/4 of RLIMIT_NOFILE */
 } smolvm_fs_config;
 
 /* Returns 0 or negative errno (-ENOENT/-ENOTDIR for a bad root). */
@@ -46,6 +47,8 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
 typedef struct smolvm_fs_stats {
         uint32_t n_inodes;
         uint32_t n_handles;
+        uint32_t n_fds;        /* fds held: at most max_fds */
+        uint64_t n_evictions;  /* idle inode fds closed to stay within max_fds */
         uint64_t n_requests;
         uint64_t n_erofs;      /* mutations refused */
         uint64_t n_errors;     /* malformed requests */

@@ -29,12 +29,16 @@
 /* Out iovec arrays longer than this are refused (Linux's UIO_MAXIOV). */
 #define FS_MAX_IOV 1024
 
-/* One known inode: an O_PATH|O_NOFOLLOW fd that pins it. nodeid encodes the slot
- * and a generation so a stale nodeid never reaches a reused slot. Slot 0 is the
- * root (FUSE_ROOT_ID), never freed. */
+/* One known inode: an O_PATH|O_NOFOLLOW fd that pins it, or, when the fd budget
+ * ran short and nobody was using it, no fd (-1) but the name it was found under,
+ * to re-resolve it (see "Bounded fds" in fs_inode.c). nodeid encodes the slot and
+ * a generation so a stale nodeid never reaches a reused slot. Slot 0 is the root
+ * (FUSE_ROOT_ID), never freed and never evicted. */
 typedef struct fs_inode {
         uint64_t nodeid;        /* 0 = slot free */
-        int fd;                 /* O_PATH|O_NOFOLLOW|O_CLOEXEC */
+        int fd;                 /* O_PATH|O_NOFOLLOW|O_CLOEXEC; -1 = evicted */
+        char *name;             /* component under parent_idx (root: NULL) */
+        bool recent;            /* used since the eviction clock last passed */
         dev_t dev;
         ino_t ino;
         mode_t type;            /* S_IFMT bits: fixed for the inode's life */
@@ -81,6 +85,8 @@ struct smolvm_fs {
         uint32_t handle_unused; /* protected by fs->lock */
         uint32_t n_handles;     /* protected by fs->lock */
         uint32_t n_fds;         /* fds held by the tables, protected by fs->lock */
+        uint32_t clock_hand;    /* next slot the eviction clock looks at, fs->lock */
+        uint64_t n_evictions;   /* inode fds closed to stay in budget, fs->lock */
 
         /* Negotiated in INIT, protected by fs->lock (read unlocked after INIT). */
         bool initialized;
@@ -110,15 +116,26 @@ typedef struct fs_req {
 /* --- fs_inode.c --- */
 int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st);
 void fs_inode_table_free(smolvm_fs *fs);
-/* Take an in-flight reference on a live nodeid. NULL if unknown/stale. */
+/* Take an in-flight reference on a live nodeid, re-resolving its fd if it was
+ * evicted: while the reference is held, ino->fd is valid. NULL if unknown, stale,
+ * or the inode can no longer be found where it was (renamed or removed behind
+ * our back while evicted). */
 fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid);
 void fs_inode_put(smolvm_fs *fs, fs_inode *ino);
 /* Drop one in-flight ref by slot; fs->lock held. */
 void fs_inode_put_locked(smolvm_fs *fs, uint32_t idx);
 uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino);
-/* Register fd (consumed on every path) found under parent; adds one nlookup.
- * Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE. */
-int fs_inode_add(smolvm_fs *fs, fs_inode *parent, int fd, const struct stat *st, uint64_t *ret_nodeid);
+/* Register fd (consumed on every path) found as name under parent; adds one
+ * nlookup. Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE/-ENOMEM. */
+int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, const struct stat *st,
+                 uint64_t *ret_nodeid);
+/* After a successful rename, point the moved inode(s) at their new names so an
+ * evicted one is re-resolved where it now lives. Best effort: a miss costs an
+ * ESTALE later, never a wrong inode (re-resolution checks dev and ino). */
+void fs_inode_renamed(smolvm_fs *fs, fs_inode *olddir, const char *oldname, fs_inode *newdir,
+                      const char *newname, bool exchange);
+/* Take one fd of budget, evicting an idle inode's fd if the budget is spent. */
+bool fs_fd_reserve_locked(smolvm_fs *fs);
 /* Returns 0, or -ENOENT for an unknown nodeid. */
 int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup);
 /* DESTROY: drop every kernel reference. */

@@ -114,14 +114,19 @@ static int do_init_minor(uint32_t major, uint32_t minor, struct fuse_init_out *r
         return reply_error();
 }
 
-static void make_fs(bool read_only, uint32_t max_inodes, uint32_t max_handles)
+static void make_fs_fds(bool read_only, uint32_t max_inodes, uint32_t max_handles, uint32_t max_fds)
 {
         smolvm_fs_free(fs);
         fs = NULL;
         smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_inodes = max_inodes,
-                                 .max_handles = max_handles, .max_write = 128 * 1024 };
+                                 .max_handles = max_handles, .max_write = 128 * 1024, .max_fds = max_fds };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
         ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
+}
+
+static void make_fs(bool read_only, uint32_t max_inodes, uint32_t max_handles)
+{
+        make_fs_fds(read_only, max_inodes, max_handles, 0);
 }
 
 static void setup(void)
@@ -533,6 +538,143 @@ START_TEST(test_inode_exhaustion)
         forget((uint64_t)a, 2);
         ck_assert_int_gt(lookup(1, "fifo", NULL), 1);
         ck_assert_uint_eq(stats().n_inodes, 4);
+}
+END_TEST
+
+/* GETATTR: 0 with *ret_ino, or the error. */
+static int getattr_ino(uint64_t nodeid, uint64_t *ret_ino)
+{
+        req q;
+        req_init(&q, FUSE_GETATTR, nodeid);
+        struct fuse_getattr_in gi = { 0 };
+        req_add(&q, &gi, sizeof(gi));
+        ck_assert_int_ge(req_send(&q), 16);
+        if (reply_error())
+                return reply_error();
+        struct fuse_attr_out ao;
+        memcpy(&ao, reply_body(), sizeof(ao));
+        *ret_ino = ao.attr.ino;
+        return 0;
+}
+
+#define EVICT_FILES 200
+#define EVICT_FDS 16
+
+static void make_many(char ret_dir[static PATH_MAX])
+{
+        snprintf(ret_dir, PATH_MAX, "%s/many", tree.share);
+        ck_assert_int_eq(mkdir(ret_dir, 0755), 0);
+        for (int i = 0; i < EVICT_FILES; i++) {
+                char name[32], body[32];
+                snprintf(name, sizeof(name), "f%d", i);
+                snprintf(body, sizeof(body), "file-%d", i);
+                ck_assert_int_eq(fs_test_write_file(ret_dir, name, body, strlen(body)), 0);
+        }
+}
+
+/* A guest that looks up more files than the fd budget: idle inode fds are
+ * closed and re-resolved on use; the server never holds more than max_fds, every
+ * file stays readable, and a name replaced on the host while evicted yields
+ * ESTALE, never the other inode. */
+START_TEST(test_fd_eviction)
+{
+        char dir[PATH_MAX];
+        make_many(dir);
+        make_fs_fds(true, 0, 0, EVICT_FDS);
+        int64_t many = lookup(1, "many", NULL);
+        ck_assert_int_gt(many, 1);
+        uint64_t node[EVICT_FILES], ino[EVICT_FILES];
+        for (int i = 0; i < EVICT_FILES; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "f%d", i);
+                struct fuse_entry_out e;
+                int64_t n = lookup((uint64_t)many, name, &e);
+                ck_assert_int_gt(n, 1);
+                node[i] = (uint64_t)n;
+                ino[i] = e.attr.ino;
+                ck_assert_uint_le(stats().n_fds, EVICT_FDS);
+        }
+        ck_assert_uint_eq(stats().n_inodes, EVICT_FILES + 2);
+        ck_assert_uint_ge(stats().n_evictions, EVICT_FILES - EVICT_FDS);
+        /* Every one still works, in an order that defeats any recency. */
+        for (int k = 0; k < 2 * EVICT_FILES; k++) {
+                int i = (k * 37) % EVICT_FILES;
+                uint64_t got;
+                ck_assert_int_eq(getattr_ino(node[i], &got), 0);
+                ck_assert_uint_eq(got, ino[i]);
+                int64_t fh = open_op(FUSE_OPEN, node[i], O_RDONLY);
+                ck_assert_int_gt(fh, 0);
+                char want[32];
+                snprintf(want, sizeof(want), "file-%d", i);
+                ck_assert_int_eq(read_op((uint64_t)fh, 0, 64), (ssize_t)strlen(want));
+                ck_assert_int_eq(memcmp(reply_body(), want, strlen(want)), 0);
+                ck_assert_int_eq(release_op(FUSE_RELEASE, (uint64_t)fh), 0);
+                ck_assert_uint_le(stats().n_fds, EVICT_FDS);
+        }
+        /* Swap every name on the host for a new inode. */
+        for (int i = 0; i < EVICT_FILES; i++) {
+                char from[PATH_MAX + 32], to[PATH_MAX + 32];
+                snprintf(from, sizeof(from), "%s/f%d", dir, i);
+                snprintf(to, sizeof(to), "%s/moved%d", dir, i);
+                ck_assert_int_eq(rename(from, to), 0);
+                ck_assert_int_eq(fs_test_write_file(dir, from + strlen(dir) + 1, "impostor", 8), 0);
+        }
+        int stale = 0;
+        for (int i = 0; i < EVICT_FILES; i++) {
+                uint64_t got;
+                int err = getattr_ino(node[i], &got);
+                if (err == -ESTALE)
+                        stale++;
+                else
+                        ck_assert_uint_eq(got, ino[i]); /* still pinned: the original inode */
+                ck_assert_int_eq(err == 0 || err == -ESTALE, 1);
+        }
+        ck_assert_int_ge(stale, EVICT_FILES - EVICT_FDS);
+        /* A fresh lookup of a moved file finds it under its new name and revives
+         * the old nodeid there. */
+        struct fuse_entry_out e;
+        ck_assert_uint_eq((uint64_t)lookup((uint64_t)many, "moved7", &e), node[7]);
+        uint64_t got;
+        ck_assert_int_eq(getattr_ino(node[7], &got), 0);
+        ck_assert_uint_eq(got, ino[7]);
+}
+END_TEST
+
+/* In rw mode a RENAME through the server moves the entry with it: the evicted
+ * inode is re-resolved under its new name. */
+START_TEST(test_fd_eviction_rename)
+{
+        char dir[PATH_MAX];
+        make_many(dir);
+        make_fs_fds(false, 0, 0, EVICT_FDS);
+        int64_t many = lookup(1, "many", NULL);
+        struct fuse_entry_out e;
+        int64_t f0 = lookup((uint64_t)many, "f0", &e);
+        ck_assert_int_gt(f0, 1);
+        req q;
+        struct fuse_rename_in ri = { .newdir = 1 };
+        req_init(&q, FUSE_RENAME, (uint64_t)many);
+        req_add(&q, &ri, sizeof(ri));
+        req_str(&q, "f0");
+        req_str(&q, "renamed");
+        ck_assert_int_eq(req_send(&q), 16);
+        ck_assert_int_eq(reply_error(), 0);
+        uint64_t evictions = stats().n_evictions;
+        for (int i = 1; i < EVICT_FILES; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "f%d", i);
+                ck_assert_int_gt(lookup((uint64_t)many, name, NULL), 1);
+        }
+        ck_assert_uint_gt(stats().n_evictions, evictions);
+        uint64_t got;
+        ck_assert_int_eq(getattr_ino((uint64_t)f0, &got), 0);
+        ck_assert_uint_eq(got, e.attr.ino);
+        int64_t fh = open_op(FUSE_OPEN, (uint64_t)f0, O_RDONLY);
+        ck_assert_int_gt(fh, 0);
+        ck_assert_int_eq(read_op((uint64_t)fh, 0, 64), 6);
+        ck_assert_int_eq(memcmp(reply_body(), "file-0", 6), 0);
+        ck_assert_int_eq(release_op(FUSE_RELEASE, (uint64_t)fh), 0);
+        ck_assert_uint_le(stats().n_fds, EVICT_FDS);
 }
 END_TEST
 
@@ -1230,6 +1372,8 @@ int main(void)
         tcase_add_test(tc, test_default_handle_limit);
         tcase_add_test(tc, test_inode_exhaustion);
         tcase_add_test(tc, test_threads);
+        tcase_add_test(tc, test_fd_eviction);
+        tcase_add_test(tc, test_fd_eviction_rename);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("security");
