@@ -403,6 +403,32 @@ int cli_pending_signal(int sfd)
         return 0;
 }
 
+int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, smolvm_result *res, int *ret_err)
+{
+        int r, code = CLI_EXIT_ERROR;
+        if (res) {
+                r = smolvm_run(vm, opts, res);
+                if (r == 0)
+                        code = cli_status_exit_code(&res->status);
+        } else {
+                smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };
+                smolvm_exec_status st = { 0 };
+                r = smolvm_exec(vm, opts, &cbs, &st);
+                if (r == 0)
+                        code = cli_status_exit_code(&st);
+        }
+        if (r == -ECANCELED) {
+                int sig = cli_pending_signal(sfd);
+                code = 128 + (sig ? sig : SIGINT);
+        } else if (r == -EPIPE) {
+                code = 128 + SIGPIPE; /* as in a shell pipeline: quiet 141 */
+        } else if (r < 0) {
+                code = cli_exec_error_exit(r);
+        }
+        *ret_err = r;
+        return code;
+}
+
 /* A JSON string from bytes that may hold anything (guest output): invalid UTF-8
  * becomes U+FFFD, as cli_json_string() does. */
 static json_t *json_bytes(const char *s, size_t len)

@@ -71,6 +71,13 @@ int cli_status_exit_code(const smolvm_exec_status *st);
 /* Exit code for a failed exec: 127/126 when the guest says the command could not
  * be run (docker's), 124 when the host safety net fired, else 125. */
 int cli_exec_error_exit(int r);
+/* Run opts in vm: streamed to our stdout/stderr, or, when res is given (--json),
+ * collected into *res (the caller prints it and calls smolvm_result_free). Sets
+ * *ret_err to the library's result (0 or negative errno; on failure the library
+ * error is set for cli_print_lib_error) and returns the command's exit code: its
+ * own, 124 on timeout, 128+N when it or we were signalled (cancellation through
+ * cancel_fd = sfd), 141 when our stdout reader went away, else cli_exec_error_exit. */
+int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, smolvm_result *res, int *ret_err);
 /* Streaming callbacks: the command's stdout/stderr to ours. */
 int cli_on_stdout(void *ud, const void *data, size_t len);
 int cli_on_stderr(void *ud, const void *data, size_t len);

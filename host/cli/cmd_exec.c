@@ -145,35 +145,18 @@ int cmd_exec(int argc, char **argv)
         if (r < 0)
                 return cli_fail("exec", a.json, r);
 
-        int exit_code = CLI_EXIT_ERROR;
-        if (a.json) {
-                smolvm_result res = { 0 };
-                r = smolvm_run(vm, &a.opts, &res);
-                if (r == 0) {
-                        exit_code = cli_status_exit_code(&res.status);
-                        cli_json_ok("exec", exit_code, cli_result_json(&res));
-                        smolvm_result_free(&res);
-                }
-        } else {
-                smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };
-                smolvm_exec_status st = { 0 };
-                r = smolvm_exec(vm, &a.opts, &cbs, &st);
-                if (r == 0)
-                        exit_code = cli_status_exit_code(&st);
-        }
-        if (r == -ECANCELED) {
-                int sig = cli_pending_signal(sfd);
-                exit_code = 128 + (sig ? sig : SIGINT);
-        } else if (r == -EPIPE) {
-                exit_code = 128 + SIGPIPE;
-        } else if (r < 0) {
-                exit_code = cli_exec_error_exit(r);
+        smolvm_result res = { 0 };
+        int exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &res : NULL, &r);
+        if (r == 0 && a.json) {
+                cli_json_ok("exec", exit_code, cli_result_json(&res));
+        } else if (r < 0 && r != -ECANCELED && r != -EPIPE) {
                 if (a.json) {
                         const smolvm_error *e = smolvm_last_error();
                         cli_json_error("exec", exit_code, cli_error_code_name(r), e->message, e->hint, NULL);
                 }
                 cli_print_lib_error();
         }
+        smolvm_result_free(&res);
         smolvm_free(vm);
         return exit_code;
 }

@@ -268,33 +268,16 @@ int cmd_run(int argc, char **argv)
         (void)smolvm_boot_info_get(vm, &boot);
         uint64_t boot_ms = boot.boot_ms ? boot.boot_ms : boot.host_boot_ms;
 
-        if (a.json) {
-                smolvm_result res = { 0 };
-                r = smolvm_run(vm, &a.opts, &res);
-                if (r == 0) {
-                        exit_code = cli_status_exit_code(&res.status);
-                        print_json_result(&res, boot_ms);
-                        smolvm_result_free(&res);
-                }
-        } else {
-                smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };
-                smolvm_exec_status st = { 0 };
-                r = smolvm_exec(vm, &a.opts, &cbs, &st);
-                if (r == 0)
-                        exit_code = cli_status_exit_code(&st);
-        }
-        if (r == -ECANCELED) {
-                int sig = cli_pending_signal(sfd);
-                exit_code = 128 + (sig ? sig : SIGINT);
-        } else if (r == -EPIPE) {
-                /* Our stdout reader went away, as with a shell pipeline: quiet 141. */
-                exit_code = 128 + SIGPIPE;
-        } else if (r < 0) {
-                exit_code = cli_exec_error_exit(r);
+        smolvm_result res = { 0 };
+        exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &res : NULL, &r);
+        if (r == 0 && a.json) {
+                print_json_result(&res, boot_ms);
+        } else if (r < 0 && r != -ECANCELED && r != -EPIPE) {
                 cli_print_lib_error();
                 if (a.json)
                         print_json_error(exit_code);
         }
+        smolvm_result_free(&res);
         /* Removing the VM is part of the command: report if it failed. */
         if (smolvm_destroy(vm) < 0) {
                 cli_print_lib_error();
