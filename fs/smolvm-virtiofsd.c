@@ -31,9 +31,14 @@
  *  - rlimits: no core dumps. (Not PR_SET_DUMPABLE 0: it makes /proc/self/fd
  *    owned by a root that is unmapped in a user namespace, breaking reopen.)
  *    RLIMIT_NOFILE is raised by the file server to what its tables can hold.
- *    RLIMIT_NPROC is per real uid and counts threads: not set.
- * Read-only is enforced by the file server (EROFS), the read-only bind mount is
- * defence in depth. */
+ *    RLIMIT_NPROC is per real uid and counts threads: not set;
+ *  - last, once the file server is set up and before READY: a seccomp filter
+ *    (sandbox_seccomp.c) allowing only the syscalls serving needs, the
+ *    mutating ones only with --rw. It needs no namespace: --sandbox=none gets
+ *    it too. In namespace mode only the serving child is filtered; the parent
+ *    outside the PID namespace only waits for it and reads nothing.
+ * Read-only is enforced by the file server (EROFS); the read-only bind mount and
+ * the filter's EROFS for every mutating syscall are defence in depth. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -56,6 +61,7 @@
 
 #include "evloop.h"
 #include "fs_server.h"
+#include "sandbox_seccomp.h"
 #include "util.h"
 #include "virtiofs.h"
 
@@ -352,6 +358,15 @@ int main(int argc, char **argv)
         int r = smolvm_fs_new(&fcfg, &fs);
         if (r < 0) {
                 fprintf(stderr, "smolvm-virtiofsd: file server on %s: %s\n", o.shared_dir, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        /* The last step of the sandbox, before READY: a filter that cannot be
+         * installed fails the VM's start, it never runs unfiltered. */
+        const char *what = NULL;
+        r = sandbox_seccomp_install(o.read_only, &what);
+        if (r < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: seccomp: %s: %s\n", what, strerror(-r));
+                smolvm_fs_free(fs);
                 return EXIT_FAILURE;
         }
 

@@ -46,6 +46,21 @@ check "vm.json keeps the mounts, host path resolved to its realpath" jq_true --a
         '.mounts[0] == {"host": $t, "guest": "/workspace", "writable": false} and
          .mounts[1] == {"host": $r, "guest": "/rw", "writable": true} and .mount_transport == "virtiofs"' "$vmdir/vm.json"
 check "one virtiofsd per mount, owned by the supervisor" test "$(pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $T/" | wc -l)" -ge 2
+# The back-end that serves a share is PID 1 of its own PID namespace (its parent
+# outside only waits for it). It must run under its seccomp filter, which the
+# rest of this test then exercises: every read, git, and every :rw write below.
+fsd_filtered() { # label shared-dir
+        local pid f="$T/fsd-status" found=""
+        rm -f "$f"
+        for pid in $(pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $2 "); do
+                awk '$1 == "NSpid:" && NF >= 3 && $NF == 1 { ns1 = 1 } END { exit !ns1 }' "/proc/$pid/status" 2>/dev/null || continue
+                cat "/proc/$pid/status" >"$f" 2>/dev/null && found=$pid && break
+        done
+        check "$1: the serving back-end (pid ${found:-none}) has a seccomp filter (Seccomp: 2)" grep -Eq '^Seccomp:[[:space:]]+2$' "$f"
+        check "$1: ... and no_new_privs (NoNewPrivs: 1)" grep -Eq '^NoNewPrivs:[[:space:]]+1$' "$f"
+}
+fsd_filtered "read-only share" "$(realpath "$TREE")"
+fsd_filtered ":rw share" "$(realpath "$RW")"
 "$SMOLVM" exec m1 -- cat /proc/mounts >"$T/mounts"
 check "guest: /workspace is virtiofs, read-only" grep -Eq '^smolvm-fs-0 /workspace virtiofs ro,nosuid,nodev' "$T/mounts"
 check "guest: /rw is virtiofs, read-write" grep -Eq '^smolvm-fs-1 /rw virtiofs rw,nosuid,nodev' "$T/mounts"
@@ -157,6 +172,59 @@ check "'..' at the :rw share root is the guest's /" sh -c "echo '$out' | grep -q
 check "no device node appears on the host through a :rw share" sh -c "[ ! -c '$RW/dev' ]"
 "$SMOLVM" exec m1 -- sh -c 'cp /bin/true /rw/suid && chmod 4755 /rw/suid' 2>/dev/null
 check "no setuid file appears on the host through a :rw share" sh -c "[ -e '$RW/suid' ] && [ ! -u '$RW/suid' ]"
+# Every other kind of change the server makes, each a syscall its seccomp filter
+# must allow with --rw. (A refused one answers ENOSYS, which the guest kernel
+# hides for some ops, e.g. fsync: what lands on the host is checked too, and
+# test_sandbox_seccomp tries each syscall directly.)
+xattrs=0
+touch "$RW/probe" && python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.p", b"1")' "$RW/probe" 2>/dev/null && xattrs=1
+rm -f "$RW/probe"
+"$SMOLVM" exec m1 -- python3 -c '
+import os, sys
+d, xattrs = "/rw/sc", sys.argv[1] == "1"
+os.mkdir(d)
+with open(d + "/f", "wb") as f:
+    f.write(b"0123456789")
+    f.flush()
+    os.fsync(f.fileno())
+    os.fdatasync(f.fileno())
+    os.ftruncate(f.fileno(), 4)
+# fallocate(2) itself: glibc would emulate posix_fallocate with writes.
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+with open(d + "/alloc", "wb") as f:
+    if libc.fallocate(f.fileno(), 1, ctypes.c_long(0), ctypes.c_long(1 << 20)) != 0:  # FALLOC_FL_KEEP_SIZE
+        raise OSError(ctypes.get_errno(), "fallocate")
+os.link(d + "/f", d + "/hard")
+os.truncate(d + "/hard", 3)
+os.utime(d + "/f", (1000000000, 1000000000))
+if xattrs:
+    os.setxattr(d + "/f", "user.smolvm", b"yes")
+    os.setxattr(d + "/f", "user.gone", b"x")
+    os.removexattr(d + "/f", "user.gone")
+    assert os.listxattr(d + "/f") == ["user.smolvm"], os.listxattr(d + "/f")
+os.mkfifo(d + "/fifo")
+os.rename(d + "/fifo", d + "/fifo2")
+os.unlink(d + "/fifo2")
+os.mkdir(d + "/gone")
+os.rmdir(d + "/gone")
+os.statvfs(d)
+fd = os.open(d + "/f", os.O_RDONLY)
+assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+os.close(fd)
+' "$xattrs" 2>"$T/err"; rc=$?
+check "guest: fsync, fallocate, truncate, link, utime, xattrs, mkfifo, rename, unlink, rmdir, statfs, SEEK_DATA on /rw (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+check "... they landed on the host" python3 -c '
+import os, sys
+d = sys.argv[1]
+st = os.stat(d + "/f")
+assert (st.st_size, st.st_nlink, int(st.st_mtime)) == (3, 2, 1000000000), st
+assert sys.argv[2] == "0" or os.getxattr(d + "/f", "user.smolvm") == b"yes"
+assert os.stat(d + "/alloc").st_blocks * 512 >= 1 << 20, os.stat(d + "/alloc")
+assert sorted(os.listdir(d)) == ["alloc", "f", "hard"], os.listdir(d)
+' "$RW/sc" "$xattrs"
+[ "$xattrs" = 1 ] || diag "no user xattrs on $T's file system: setxattr/removexattr on /rw not tried"
 
 # ---- persistence: stop/start re-creates the mounts ----
 "$SMOLVM" stop m1 >/dev/null 2>"$T/err"; rc=$?
@@ -167,6 +235,7 @@ check "start again (rc $rc)" test "$rc" -eq 0
 out=$("$SMOLVM" exec m1 -- cat /workspace/file.txt /rw/new.txt)
 check "after start: both mounts are back" test "$out" = "$(printf 'hello world\nlanded')"
 check "after start: /workspace read-only again" sh -c "'$SMOLVM' exec m1 -- grep -q ' /workspace virtiofs ro' /proc/mounts"
+fsd_filtered "after start, read-only share" "$(realpath "$TREE")"
 
 # ---- a back-end that dies is logged; the VM keeps running ----
 kill -9 $(pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $RW") 2>/dev/null
