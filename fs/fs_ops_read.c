@@ -170,7 +170,7 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
                         return fs_reply_err(r, -ENOMEM);
                 iov = big;
         }
-        int cnt = fs_out_slice(r, hdr, want, iov, MAX(r->out_cnt, 1));
+        int cnt = fs_iov_slice(r->out, r->out_cnt, hdr, want, iov, MAX(r->out_cnt, 1));
         if (cnt < 0)
                 return fs_reply_err(r, -EINVAL);
 

@@ -72,21 +72,9 @@ ssize_t fs_op_write(smolvm_fs *fs, fs_req *r)
                         return fs_reply_err(r, -ENOMEM);
                 v = big;
         }
-        int cnt = 0;
-        size_t skip = r->data_off, left = in.size;
-        for (int i = 0; i < r->in_cnt && left > 0; i++) {
-                size_t l = r->in[i].iov_len;
-                if (skip >= l) {
-                        skip -= l;
-                        continue;
-                }
-                size_t take = MIN(l - skip, left);
-                v[cnt].iov_base = (uint8_t *)r->in[i].iov_base + skip;
-                v[cnt].iov_len = take;
-                cnt++;
-                left -= take;
-                skip = 0;
-        }
+        int cnt = fs_iov_slice(r->in, r->in_cnt, r->data_off, in.size, v, MAX(r->in_cnt, 1));
+        if (cnt < 0)
+                return fs_reply_err(r, -EINVAL);
         ssize_t n = cnt > 0 ? pwritev(h.h->fd, v, cnt, (off_t)in.offset) : 0;
         if (n < 0)
                 return fs_reply_err(r, negative_errno());

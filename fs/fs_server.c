@@ -83,11 +83,11 @@ void fs_out_write(const fs_req *r, size_t off, const void *src, size_t len)
         }
 }
 
-int fs_out_slice(const fs_req *r, size_t off, size_t len, struct iovec *ret, int max)
+int fs_iov_slice(const struct iovec *src, int src_cnt, size_t off, size_t len, struct iovec *ret, int max)
 {
         int n = 0;
-        for (int i = 0; i < r->out_cnt && len > 0; i++) {
-                size_t l = r->out[i].iov_len;
+        for (int i = 0; i < src_cnt && len > 0; i++) {
+                size_t l = src[i].iov_len;
                 if (off >= l) {
                         off -= l;
                         continue;
@@ -95,7 +95,7 @@ int fs_out_slice(const fs_req *r, size_t off, size_t len, struct iovec *ret, int
                 if (n >= max)
                         return -EINVAL;
                 size_t take = MIN(l - off, len);
-                ret[n].iov_base = (uint8_t *)r->out[i].iov_base + off;
+                ret[n].iov_base = (uint8_t *)src[i].iov_base + off;
                 ret[n].iov_len = take;
                 n++;
                 len -= take;

@@ -170,8 +170,10 @@ ssize_t fs_reply(fs_req *r, const void *body, size_t body_len);
 ssize_t fs_reply_err(fs_req *r, int neg_errno);
 /* Scatter len bytes at byte offset off of the out iovecs. */
 void fs_out_write(const fs_req *r, size_t off, const void *src, size_t len);
-/* Build an iovec array covering out[off .. off+len). Returns count or -EINVAL. */
-int fs_out_slice(const fs_req *r, size_t off, size_t len, struct iovec *ret, int max);
+/* Build in ret (room for max) an iovec array covering bytes [off, off+len) of
+ * src: the READ reply buffers, the WRITE payload. Returns the count, or -EINVAL
+ * when src is too short or the slice needs more than max entries. */
+int fs_iov_slice(const struct iovec *src, int src_cnt, size_t off, size_t len, struct iovec *ret, int max);
 /* Validate a NUL-terminated component at args+off; returns its length (1..255)
  * and sets *ret_next to the byte after the NUL, or negative errno. */
 int fs_arg_name(const fs_req *r, size_t off, const char **ret_name, size_t *ret_next);
