@@ -22,6 +22,7 @@
 #include "agent_proto.h"
 #include "fuse_stream.h"
 #include "init.h"
+#include "mountinfo.h"
 #include "util.h"
 
 /* Like mkdir -p: create path and its missing ancestors (0755). An existing
@@ -49,48 +50,18 @@ static int mkdir_p(const char *path)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space, ...) in place. */
-static void unescape_octal(char *s)
-{
-        char *w = s;
-        for (char *r = s; *r; r++) {
-                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
-                    r[3] <= '7') {
-                        *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-                        r += 3;
-                } else {
-                        *w++ = *r;
-                }
-        }
-        *w = '\0';
-}
-
 /* Id of the topmost mount whose mount point is path (canonical), or -1. Read
  * from /proc/self/mountinfo, never from the mount itself: a stat of a fresh
  * FUSE mount waits for its server, which is our own client, not answering yet. */
 static long top_mount_id(const char *path)
 {
+        mountinfo_entry e;
         FILE *f = fopen("/proc/self/mountinfo", "re");
         if (!f)
                 return -1;
-        char *line = NULL;
-        size_t cap = 0;
-        long id = -1;
-        while (getline(&line, &cap, f) > 0) {
-                /* id parent maj:min root mountpoint ... */
-                char *save = NULL, *tok[5];
-                size_t n = 0;
-                for (char *t = strtok_r(line, " \n", &save); t && n < 5; t = strtok_r(NULL, " \n", &save))
-                        tok[n++] = t;
-                if (n < 5)
-                        continue;
-                unescape_octal(tok[4]);
-                if (strcmp(tok[4], path) == 0)
-                        id = strtol(tok[0], NULL, 10); /* later lines are mounted on top */
-        }
-        free(line);
+        int r = mountinfo_find(f, path, &e);
         fclose(f);
-        return id;
+        return r < 0 ? -1 : e.id;
 }
 
 int agent_fuse_mount(int fd, const agent_path_spec *spec)

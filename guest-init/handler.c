@@ -201,6 +201,9 @@ int agent_handle_stream(int fd)
         case AGENT_OP_FUSE_SERVE:
                 r = agent_fuse_serve(fd, &req.file);
                 break;
+        case AGENT_OP_FUSE_ABORT:
+                r = agent_fuse_abort(fd, &req.file);
+                break;
         case AGENT_OP_PING:
                 r = agent_send_json(fd, SMOLVM_FRAME_RESULT,
                                     json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));

@@ -55,6 +55,19 @@ int agent_list_tree(int fd, const agent_path_spec *spec);
 int agent_fuse_mount(int fd, const agent_path_spec *spec);
 int agent_fuse_serve(int fd, const agent_path_spec *spec);
 
+/* fuseabort.c: fuse_abort: the file server of the mount at spec->path is gone;
+ * make accesses fail (ENOTCONN) instead of hanging: abort its FUSE connection
+ * through fusectl (mounted if needed), or for virtio-fs, which has no fusectl
+ * entry, cover the mount with an aborted FUSE mount. Answers RESULT {"ok":
+ * true, "method": "abort"|"fence", "fstype": ..., ...} or ERROR; returns 0 or
+ * negative errno. */
+int agent_fuse_abort(int fd, const agent_path_spec *spec);
+/* What fuse_abort reads and opens: "/proc/self/mountinfo",
+ * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
+extern const char *agent_mountinfo_path;
+extern const char *agent_fusectl_dir;
+extern const char *agent_fuse_dev;
+
 /* envstore.c: the persistent environment (env_set/env_unset/env_list). */
 /* Where "/etc" is: <agent_etc_dir>/smolvm/env.json and <agent_etc_dir>/profile.d/
  * smolvm-env.sh. "/etc" except in tests. */

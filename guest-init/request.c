@@ -442,8 +442,10 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
                         return r;
         } else if (strcmp(op, "env_list") == 0) {
                 req.op = AGENT_OP_ENV_LIST;
-        } else if (strcmp(op, "fuse_mount") == 0 || strcmp(op, "fuse_serve") == 0) {
-                req.op = strcmp(op, "fuse_mount") == 0 ? AGENT_OP_FUSE_MOUNT : AGENT_OP_FUSE_SERVE;
+        } else if (strcmp(op, "fuse_mount") == 0 || strcmp(op, "fuse_serve") == 0 || strcmp(op, "fuse_abort") == 0) {
+                req.op = strcmp(op, "fuse_mount") == 0   ? AGENT_OP_FUSE_MOUNT
+                         : strcmp(op, "fuse_serve") == 0 ? AGENT_OP_FUSE_SERVE
+                                                         : AGENT_OP_FUSE_ABORT;
                 int r = parse_path_op(root, req.op, &req.file, errbuf, errbuf_len);
                 if (r < 0)
                         return r;

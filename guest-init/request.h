@@ -34,6 +34,7 @@ typedef enum agent_op {
         AGENT_OP_ENV_LIST,
         AGENT_OP_FUSE_MOUNT,
         AGENT_OP_FUSE_SERVE,
+        AGENT_OP_FUSE_ABORT,
 } agent_op;
 
 typedef struct agent_exec_spec {
@@ -49,7 +50,7 @@ typedef struct agent_exec_spec {
         bool keep_background; /* true: do not kill the process group when the command exits */
 } agent_exec_spec;
 
-/* write_file, read_file, mkdir, list_tree, fuse_mount, fuse_serve. */
+/* write_file, read_file, mkdir, list_tree, fuse_mount, fuse_serve, fuse_abort. */
 typedef struct agent_path_spec {
         char *path;    /* absolute, at most AGENT_MAX_PATH bytes */
         uint32_t mode; /* permission bits (<= 07777): write_file (default 0644), mkdir (0755) */

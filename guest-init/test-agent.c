@@ -58,6 +58,8 @@ START_TEST(parse_malformed)
         ASSERT_PARSE_FAILS("{\"op\": \"exec\", \"argv\": [\"ls\"], \"timeout_ms\": -1}", -EINVAL, "'timeout_ms'");
         ASSERT_PARSE_FAILS("{\"op\": \"exec\", \"argv\": [\"ls\"], \"timeout_ms\": 1.5}", -EINVAL, "'timeout_ms'");
         ASSERT_PARSE_FAILS("{\"op\": \"exec\", \"argv\": [\"ls\"], \"stdin\": 1}", -EINVAL, "'stdin'");
+        ASSERT_PARSE_FAILS("{\"op\": \"fuse_abort\"}", -EINVAL, "missing field 'path'");
+        ASSERT_PARSE_FAILS("{\"op\": \"fuse_abort\", \"path\": \"workspace\"}", -EINVAL, "absolute");
 }
 END_TEST
 
@@ -142,6 +144,17 @@ START_TEST(parse_valid)
         ck_assert_uint_eq(req.exec.n_envp, 5);
         ck_assert_str_eq(req.exec.envp[1], "HOME=/tmp");
         ck_assert_str_eq(req.exec.envp[4], "X=1=2");
+        agent_request_done(&req);
+
+        ck_assert_int_eq(parse("{\"op\":\"fuse_mount\",\"path\":\"/w\",\"read_only\":false}", &req, err, sizeof(err)),
+                         0);
+        ck_assert_int_eq(req.op, AGENT_OP_FUSE_MOUNT);
+        ck_assert_str_eq(req.file.path, "/w");
+        ck_assert(!req.file.read_only);
+        agent_request_done(&req);
+        ck_assert_int_eq(parse("{\"op\":\"fuse_abort\",\"path\":\"/workspace\"}", &req, err, sizeof(err)), 0);
+        ck_assert_int_eq(req.op, AGENT_OP_FUSE_ABORT);
+        ck_assert_str_eq(req.file.path, "/workspace");
         agent_request_done(&req);
 }
 END_TEST

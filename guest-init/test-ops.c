@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -872,7 +873,7 @@ END_TEST
 
 START_TEST(malformed_requests)
 {
-        static const char *const ops[] = { "write_file", "read_file", "mkdir", "list_tree" };
+        static const char *const ops[] = { "write_file", "read_file", "mkdir", "list_tree", "fuse_abort" };
         for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
                 reply *rp = runf("{\"op\":\"%s\"}", ops[i]);
                 ASSERT_ERROR(rp, EINVAL, "missing field 'path'");
@@ -999,6 +1000,107 @@ START_TEST(ext4_superblock)
 }
 END_TEST
 
+/* fuse_abort against a fake mount table and a fake fusectl (a real one needs
+ * root and a FUSE mount): the connection is found by the mount's device
+ * number, without touching the mount point, and its abort file written. A
+ * virtio-fs mount (no fusectl entry) is fenced: a real, aborted FUSE mount on
+ * top, when we may mount. */
+START_TEST(fuse_abort_op)
+{
+        static char mountinfo[4608], fusectl[4608], vfs[4608];
+        snprintf(fusectl, sizeof(fusectl), "%s", tp("fusectl"));
+        snprintf(mountinfo, sizeof(mountinfo), "%s", tp("mountinfo"));
+        snprintf(vfs, sizeof(vfs), "%s", tp("vfs"));
+        char *table;
+        ck_assert_int_ge(asprintf(&table,
+                                  "1 0 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+                                  "22 1 0:21 / /sys rw,nosuid,nodev,noexec - sysfs sysfs rw\n"
+                                  "40 22 0:41 / %s rw,relatime - fusectl fusectl rw\n"
+                                  "50 1 0:45 / /fuse-a rw,nosuid,nodev,relatime - fuse.sshfs host:/x rw\n"
+                                  "51 1 0:46 / /with\\040space rw,relatime shared:7 - fuse.smolvm smolvm rw\n"
+                                  "52 1 0:47 / /scratch rw - tmpfs tmpfs rw\n"
+                                  "53 1 8:1 / /blk rw - fuseblk /dev/sda1 rw\n"
+                                  "54 1 0:48 / %s ro,nosuid,nodev,relatime - virtiofs smolvm-fs-0 rw\n",
+                                  fusectl, vfs),
+                         0);
+        put_file(mountinfo, table, 0644);
+        free(table);
+        agent_mountinfo_path = mountinfo;
+        agent_fusectl_dir = fusectl;
+        ck_assert_int_eq(mkdir(fusectl, 0755), 0);
+        ck_assert_int_eq(mkdir(vfs, 0755), 0);
+        ck_assert_int_eq(mkdir(tp("fusectl/45"), 0755), 0);
+        put_file(tp("fusectl/45/abort"), "", 0600);
+        put_file(tp("fusectl/45/waiting"), "3\n", 0600);
+        ck_assert_int_eq(mkdir(tp("fusectl/8388609"), 0755), 0);
+        put_file(tp("fusectl/8388609/abort"), "", 0600);
+
+        reply *rp = run("{\"op\":\"fuse_abort\",\"path\":\"/fuse-a\"}");
+        assert_ok(rp);
+        ck_assert_str_eq(jstr(rp->result, "method"), "abort");
+        ck_assert_int_eq(jint(rp->result, "connection"), 45);
+        ck_assert_str_eq(jstr(rp->result, "fstype"), "fuse.sshfs");
+        ck_assert_int_eq(jint(rp->result, "waiting"), 3);
+        reply_free(rp);
+        char *written = slurp(tp("fusectl/45/abort"), NULL);
+        ck_assert_ptr_nonnull(written);
+        ck_assert_str_eq(written, "1");
+        free(written);
+
+        /* A fuseblk's connection is named by the full dev_t (major 8). */
+        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/blk\"}");
+        assert_ok(rp);
+        ck_assert_int_eq(jint(rp->result, "connection"), (8 << 20) | 1);
+        ck_assert_int_eq(jint(rp->result, "waiting"), -1);
+        reply_free(rp);
+
+        /* Escaped mount point found; its connection is missing from fusectl. */
+        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/with space\"}");
+        ASSERT_ERROR(rp, ENOENT, "/46/abort");
+        reply_free(rp);
+        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/scratch\"}");
+        ASSERT_ERROR(rp, EINVAL, "not a FUSE mount (tmpfs)");
+        reply_free(rp);
+        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/nonexistent-smolvm/x\"}");
+        ASSERT_ERROR(rp, ENOENT, "fuse_abort /nonexistent-smolvm/x: nothing is mounted there");
+        reply_free(rp);
+        /* A directory that exists but is no mount point. */
+        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", fusectl);
+        ASSERT_ERROR(rp, EINVAL, "not a FUSE mount (fusectl)");
+        reply_free(rp);
+        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", tmpdir);
+        ASSERT_ERROR(rp, ENOENT, "nothing is mounted there");
+        reply_free(rp);
+
+        /* virtio-fs: fenced, not aborted through fusectl. */
+        agent_fuse_dev = "/nonexistent-smolvm/fuse";
+        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", vfs);
+        ASSERT_ERROR(rp, ENOENT, "open /nonexistent-smolvm/fuse");
+        reply_free(rp);
+        agent_fuse_dev = "/dev/fuse";
+        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", vfs);
+        if (rp->result) {
+                assert_ok(rp);
+                ck_assert_str_eq(jstr(rp->result, "method"), "fence");
+                ck_assert_str_eq(jstr(rp->result, "fstype"), "virtiofs");
+                struct stat st;
+                errno = 0;
+                ck_assert_int_lt(stat(vfs, &st), 0);
+                ck_assert_int_eq(errno, ENOTCONN);
+                errno = 0;
+                ck_assert_int_lt(open(tp("vfs/file"), O_RDONLY | O_CLOEXEC), 0);
+                ck_assert_int_eq(errno, ENOTCONN);
+                ck_assert_int_eq(umount2(vfs, MNT_DETACH), 0);
+        } else {
+                /* Not allowed to mount here (not root, no /dev/fuse): the step is named. */
+                ck_assert_msg(strstr(jstr(rp->error, "message"), "mount fuse.smolvm-gone on ") ||
+                                      strstr(jstr(rp->error, "message"), "open /dev/fuse"),
+                              "message: %s", jstr(rp->error, "message"));
+        }
+        reply_free(rp);
+}
+END_TEST
+
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
         (void)remove(path);
@@ -1029,6 +1131,7 @@ static Suite *ops_suite(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, malformed_requests);
         tcase_add_test(tc, ext4_superblock);
+        tcase_add_test(tc, fuse_abort_op);
         suite_add_tcase(s, tc);
         return s;
 }

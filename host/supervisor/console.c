@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@ struct sup_console {
         size_t log_bytes;
         uint8_t ring[SUP_CONSOLE_TAIL_BYTES];
         size_t ring_head; /* next write position */
+        bool mid_line;    /* the last byte saved was not a newline */
         bool ring_full;
         uint64_t first_byte_ms;
 };
@@ -120,6 +122,7 @@ static void console_read(sup_console *con, size_t budget)
                         con->first_byte_ms = now_ms();
                 ring_append(con, buf, (size_t)n);
                 log_write(con, buf, (size_t)n);
+                con->mid_line = buf[n - 1] != '\n';
                 budget -= MIN(budget, (size_t)n);
         }
 }
@@ -202,6 +205,24 @@ size_t sup_console_tail(const sup_console *con, char *buf, size_t buf_len)
         }
         buf[out] = '\0';
         return out;
+}
+
+void sup_console_note(sup_console *con, const char *text)
+{
+        char line[1024];
+
+        if (!con)
+                return;
+        /* What the guest printed so far goes first. */
+        console_read(con, 64u * 1024u);
+        int n = snprintf(line, sizeof(line), "%s[smolvm-supervisor] %s\n", con->mid_line ? "\n" : "", text);
+        if (n < 0)
+                return;
+        size_t len = MIN((size_t)n, sizeof(line) - 1);
+        line[len - 1] = '\n'; /* also when the text was cut */
+        ring_append(con, (const uint8_t *)line, len);
+        log_write(con, (const uint8_t *)line, len);
+        con->mid_line = false;
 }
 
 uint64_t sup_console_first_byte_ms(const sup_console *con)

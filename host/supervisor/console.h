@@ -30,5 +30,11 @@ void sup_console_drain(sup_console *con);
  * wrapped), NUL-terminated. Returns the length. */
 size_t sup_console_tail(const sup_console *con, char *buf, size_t buf_len);
 
+/* Append a line of the host's own to console.log and the tail, on a line of
+ * its own: "[smolvm-supervisor] <text>". `smolvm logs` shows the console, so
+ * what the host saw happen to the VM (a mount's server dying) appears there
+ * next to what the guest printed; the guest itself never sees it. */
+void sup_console_note(sup_console *con, const char *text);
+
 /* Monotonic ms of the first console byte, 0 if none yet. */
 uint64_t sup_console_first_byte_ms(const sup_console *con);

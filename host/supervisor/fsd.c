@@ -32,7 +32,7 @@ struct sup_fsd {
         char desc[160];         /* "mount N (HOST at GUEST)", for log lines */
         char *socket_path;
         pid_t pid;              /* 0 once reaped */
-        bool stopping;          /* sup_fsd_free(): its death is ours, not news */
+        int wstatus;            /* once reaped by sup_fsd_poll() */
         int log_pipe;           /* read end of the child's stdout+stderr, or -1 */
         int log_fd;
         uint64_t log_bytes;
@@ -345,28 +345,49 @@ int sup_fsd_poll(sup_fsd *f)
         if (p <= 0)
                 return 0;
         f->pid = 0;
+        f->wstatus = st;
         drain_log(f);
-        if (!f->stopping) {
-                char how[48];
-                if (WIFSIGNALED(st))
-                        snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(st));
-                else
-                        snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(st));
-                /* QEMU (7.2) neither fails nor completes the requests of a
-                 * vhost-user-fs back-end that went away: guest accesses to the
-                 * mount hang from now on. The rest of the VM is unaffected. */
-                sup_log("the virtio-fs server for %s exited (%s)%s%s: guest accesses to that mount will hang; "
-                        "the VM keeps running",
-                        f->desc, how, f->last[0] ? ": " : "", f->last);
-        }
         return 1;
+}
+
+static const char *sig_name(int sig)
+{
+        const char *n = sigabbrev_np(sig);
+        return n ? n : "?";
+}
+
+bool sup_fsd_describe_exit(const sup_fsd *f, char *buf, size_t len)
+{
+        int st = f->wstatus;
+        int n;
+
+        if (WIFSIGNALED(st))
+                n = snprintf(buf, len, "killed by signal %d (SIG%s)", WTERMSIG(st), sig_name(WTERMSIG(st)));
+        else if (WEXITSTATUS(st) > 128 && WEXITSTATUS(st) < 128 + 65)
+                /* Ours relays its sandboxed server's death as 128 + signal. */
+                n = snprintf(buf, len, "exit status %d: its server was killed by signal %d (SIG%s)", WEXITSTATUS(st),
+                             WEXITSTATUS(st) - 128, sig_name(WEXITSTATUS(st) - 128));
+        else
+                n = snprintf(buf, len, "exit status %d", WEXITSTATUS(st));
+        if (n >= 0 && (size_t)n < len && f->last[0])
+                snprintf(buf + n, len - (size_t)n, ": %s", f->last);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+const char *sup_fsd_desc(const sup_fsd *f)
+{
+        return f->desc;
+}
+
+pid_t sup_fsd_pid(const sup_fsd *f)
+{
+        return f->pid;
 }
 
 void sup_fsd_free(sup_fsd *f)
 {
         if (!f)
                 return;
-        f->stopping = true;
         if (f->pid > 0) {
                 /* Its group: our back-end forks a PID-namespace child of its own. */
                 if (kill(-f->pid, SIGKILL) < 0)

@@ -11,8 +11,10 @@
  * stdout and stderr come through a pipe into DIR/virtiofsd-N.log, capped. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "evloop.h"
@@ -41,10 +43,24 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
  * line it printed. */
 int sup_fsd_wait_ready(sup_fsd *f, uint64_t deadline_ms, char *err, size_t err_len);
 
-/* Reap without blocking; logs (once) when the back-end has exited: guest
- * accesses under that mount then hang (QEMU does not fail them), the VM keeps
- * running. Returns 1 once it has exited, 0 while it runs. */
+/* Reap without blocking. Returns 1 once the back-end has exited, 0 while it
+ * runs. The caller reports it (sup_fsd_describe_exit): while the VM runs,
+ * QEMU 7.2 neither fails nor completes the requests of a back-end that went
+ * away, so the guest must be told (fsabort.h). */
 int sup_fsd_poll(sup_fsd *f);
+
+/* After sup_fsd_poll() returned 1: how it ended, e.g. "killed by signal 9
+ * (SIGKILL)", "exit status 137: its server was killed by signal 9 (SIGKILL)"
+ * or "exit status 1", then ": " and the last line it printed, if any. Returns
+ * true if it exited with status 0, which it does when QEMU disconnects (QEMU
+ * going away, not the back-end failing). */
+bool sup_fsd_describe_exit(const sup_fsd *f, char *buf, size_t len);
+
+/* "mount N (HOST at GUEST)", for messages. */
+const char *sup_fsd_desc(const sup_fsd *f);
+
+/* The back-end's pid (the process the supervisor started), 0 once reaped. */
+pid_t sup_fsd_pid(const sup_fsd *f);
 
 /* Kill the back-end's process group (SIGKILL), reap it, close its pipes and
  * remove its socket. Accepts NULL. */

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "console.h"
 #include "evloop.h"
+#include "fsabort.h"
 #include "fsd.h"
 #include "hvsock.h"
 #include "log.h"
@@ -40,6 +41,10 @@
  * panicking guest closes the channel a moment before QEMU is reaped, and "kernel
  * stopped" with the console tail is the more useful message. */
 #define BROKEN_GRACE_MS 1000u
+/* A virtio-fs back-end exits 0 when QEMU disconnects from it: QEMU going away
+ * (reported as such once reaped), or a guest reset. Wait that long for QEMU's
+ * exit before taking it for the back-end failing. */
+#define FSD_CLEAN_EXIT_GRACE_MS 1000u
 /* The files we may create in the VM dir; with --ephemeral, also what we delete
  * (only these: never a recursive delete of a directory someone configured). */
 static const char *const vm_dir_files[] = {
@@ -74,7 +79,14 @@ typedef struct sup {
         sup_vmm *vmm;
         smolvm_mux *mux;
         sup_fsd *fsd[SUP_MAX_MOUNTS]; /* cfg.n_mounts virtio-fs back-ends */
-        bool fsd_exited[SUP_MAX_MOUNTS];
+        bool fsd_exited[SUP_MAX_MOUNTS];     /* reaped */
+        uint64_t fsd_due_ms[SUP_MAX_MOUNTS]; /* when to act on that exit */
+        bool fsd_reported[SUP_MAX_MOUNTS];   /* acted on: boot failed, or the guest told */
+        sup_fsabort *fsabort[SUP_MAX_MOUNTS]; /* fuse_abort sent for a dead back-end's mount */
+        struct fsabort_ctx {
+                struct sup *s;
+                size_t index;
+        } fsabort_ctx[SUP_MAX_MOUNTS];
         sup_vsockfs *vfs[SUP_MAX_MOUNTS]; /* cfg.n_mounts FUSE-over-vsock mounts */
         bool mounting;                     /* HELLO seen, vsock mounts not all answered */
         uint64_t mount_deadline_ms;
@@ -458,6 +470,8 @@ static void teardown(sup *s, bool failed)
         for (size_t i = 0; i < SUP_MAX_MOUNTS; i++) {
                 sup_vsockfs_free(s->vfs[i]); /* ends the stream, joins its thread */
                 s->vfs[i] = NULL;
+                sup_fsabort_free(s->fsabort[i]);
+                s->fsabort[i] = NULL;
         }
         sup_vmm_free(s->vmm); /* SIGKILL + reap */
         s->vmm = NULL;
@@ -561,6 +575,90 @@ static int vsock_mounts_step(sup *s, uint64_t now)
         return 0;
 }
 
+/* Descendants reparented to us (we are a child subreaper): a back-end's
+ * sandboxed server outlives its parent by a moment when that parent dies.
+ * Reap them as they come, so no zombie waits for teardown (reap_orphans), but
+ * never the children we track, whose owners want their exit status: peek
+ * first (WNOWAIT). */
+static void reap_strays(sup *s)
+{
+        for (;;) {
+                siginfo_t si = { 0 };
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+                        return;
+                if (s->vmm && si.si_pid == sup_vmm_pid(s->vmm))
+                        return;
+                for (size_t i = 0; i < s->cfg.n_mounts; i++)
+                        if (s->fsd[i] && si.si_pid == sup_fsd_pid(s->fsd[i]))
+                                return;
+                (void)waitpid(si.si_pid, NULL, WNOHANG);
+        }
+}
+
+static void fsabort_done(void *userdata, int err, const char *msg)
+{
+        struct fsabort_ctx *c = userdata;
+        sup *s = c->s;
+        const sup_mount *m = &s->cfg.mounts[c->index];
+        char line[1024];
+
+        if (err == 0)
+                snprintf(line, sizeof(line),
+                         "mount %zu (%s at %s): guest accesses to %s now fail with ENOTCONN (Transport endpoint "
+                         "is not connected) instead of hanging: %s",
+                         c->index, m->host, m->guest, m->guest, msg);
+        else
+                snprintf(line, sizeof(line),
+                         "error: mount %zu (%s at %s): the guest could not abort the mount (%s)%s: guest accesses "
+                         "to %s hang until the VM stops",
+                         c->index, m->host, m->guest, msg,
+                         err == -EOPNOTSUPP ? "; its smolvm-init predates fuse_abort: rebuild the image with "
+                                              "`smolvm image build`"
+                                            : "",
+                         m->guest);
+        sup_log("%s", line);
+        sup_console_note(s->con, line);
+}
+
+/* Mount i's back-end died. During boot the boot fails: the user asked for the
+ * mount and would get a VM where it hangs. Afterwards the VM keeps running:
+ * we say so (supervisor.log, and console.log, which `smolvm logs` shows) and
+ * send the agent fuse_abort, which makes accesses to the mount fail: QEMU 7.2
+ * never fails the requests the guest sends to a back-end that went away, and
+ * cannot be given a new one. Returns -1 after fail() when the boot fails,
+ * else 0. */
+static int fsd_died(sup *s, size_t i)
+{
+        const sup_mount *m = &s->cfg.mounts[i];
+        const char *id = strrchr(s->vm_dir, '/') ? strrchr(s->vm_dir, '/') + 1 : s->vm_dir;
+        char how[400], line[1536];
+        int r;
+
+        sup_fsd_describe_exit(s->fsd[i], how, sizeof(how));
+        if (!s->running) {
+                fail(s, false,
+                     "the server must run as long as the VM: if something killed it (the OOM killer: see dmesg), "
+                     "start the VM again",
+                     "the virtio-fs server for %s exited during boot (%s)", sup_fsd_desc(s->fsd[i]), how);
+                return -1;
+        }
+        snprintf(line, sizeof(line),
+                 "error: the virtio-fs server for %s exited (%s); the guest is told to fail accesses to %s "
+                 "(ENOTCONN) instead of hanging. To serve %s again, restart the VM (smolvm stop %s; smolvm "
+                 "start %s; an ephemeral VM must be run again); the server's log: %s/virtiofsd-%zu.log",
+                 sup_fsd_desc(s->fsd[i]), how, m->guest, m->host, id, id, s->vm_dir, i);
+        sup_log("%s", line);
+        sup_console_note(s->con, line);
+        s->fsabort_ctx[i] = (struct fsabort_ctx){ .s = s, .index = i };
+        r = sup_fsabort_start(s->loop, s->mux, m->guest, fsabort_done, &s->fsabort_ctx[i], &s->fsabort[i]);
+        if (r < 0) {
+                char why[128];
+                snprintf(why, sizeof(why), "cannot open a stream to the guest agent: %s", strerror(-r));
+                fsabort_done(&s->fsabort_ctx[i], r, why);
+        }
+        return 0;
+}
+
 /* One pass of the state machine after the loop dispatched. Returns -1 to keep
  * running, else the exit code. */
 static int step(sup *s)
@@ -609,12 +707,17 @@ static int step(sup *s)
                 return EXIT_VM_FAILED;
         }
 
-        /* A dead back-end is logged, not fatal: only its mount breaks. Checked
-         * after QEMU, so the back-ends' own exit when QEMU goes away (they exit 0
-         * when the front-end disconnects) is not reported as a failure. */
-        for (size_t i = 0; i < s->cfg.n_mounts; i++)
-                if (s->fsd[i] && !s->fsd_exited[i])
-                        s->fsd_exited[i] = sup_fsd_poll(s->fsd[i]) > 0;
+        /* Back-ends: reaped after QEMU, so that their own exit when QEMU goes
+         * away is not taken for a failure (fsd_died, below). */
+        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                if (s->fsd[i] && !s->fsd_exited[i] && sup_fsd_poll(s->fsd[i]) > 0) {
+                        char desc[8]; /* only the verdict is needed here */
+                        bool clean = sup_fsd_describe_exit(s->fsd[i], desc, sizeof(desc));
+                        s->fsd_exited[i] = true;
+                        s->fsd_due_ms[i] = now + (clean ? FSD_CLEAN_EXIT_GRACE_MS : 0);
+                }
+        }
+        reap_strays(s);
 
         if (s->stop) {
                 if (!s->running)
@@ -629,6 +732,14 @@ static int step(sup *s)
                 }
                 fail(s, true, "see the guest console below", "guest channel broke during boot: %s", s->mux_why);
                 return EXIT_VM_FAILED;
+        }
+
+        for (size_t i = 0; i < s->cfg.n_mounts; i++) {
+                if (!s->fsd_exited[i] || s->fsd_reported[i] || now < s->fsd_due_ms[i])
+                        continue;
+                s->fsd_reported[i] = true;
+                if (fsd_died(s, i) < 0)
+                        return EXIT_VM_FAILED;
         }
 
         if (!s->running && !s->mounting && now >= s->deadline_ms) {
@@ -648,6 +759,9 @@ static int loop_timeout_ms(const sup *s)
         until = s->running ? UINT64_MAX : s->mounting ? s->mount_deadline_ms : s->deadline_ms;
         if (s->mux_broken && s->broken_deadline_ms < until)
                 until = s->broken_deadline_ms;
+        for (size_t i = 0; i < s->cfg.n_mounts; i++)
+                if (s->fsd_exited[i] && !s->fsd_reported[i] && s->fsd_due_ms[i] < until)
+                        until = s->fsd_due_ms[i];
         if (until == UINT64_MAX)
                 return -1;
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# A --mount's virtio-fs server (smolvm-virtiofsd) dying. QEMU 7.2 never fails the
+# requests of a vhost-user-fs back-end that went away, so guest processes touching
+# the mount used to hang for ever in D state. Now: the supervisor notices, names
+# the mount (host and guest path) and the fix in supervisor.log and `smolvm logs`,
+# and has the guest agent make accesses fail with ENOTCONN; the rest of the VM
+# keeps working; stop/start serves the mount again; rm -f leaves nothing. A server
+# that dies while the VM boots fails the boot with a clear error.
+# Boots: one persistent VM (twice: create, start after stop), one failed create.
+. "$(dirname "$0")/lib.sh"
+for tool in jq timeout pgrep; do
+        command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 77; }
+done
+
+SHARE="$T/share"
+mkdir -p "$SHARE/sub"
+printf 'hello from the host\n' >"$SHARE/file.txt"
+printf 'deep\n' >"$SHARE/sub/deep.txt"
+# The server(s) of our share: the supervisor's child and its sandboxed child.
+fsd_pids() { pgrep -f -- "smolvm-virtiofsd --fd=3 --ready-fd=4 --shared-dir $SHARE " || true; }
+# Guest errno of a stat, by name (ENOTCONN, ...) or OK; bounded in time.
+guest_errno() {
+        timeout 60 "$SMOLVM" exec md1 -- python3 -c '
+import errno, os, sys
+try:
+    os.stat(sys.argv[1])
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))' "$1" 2>&1
+}
+
+# ---- a persistent VM with one read-only mount ----
+id=$("$SMOLVM" create --name md1 --mount "$SHARE:/mnt/host" 2>"$T/err"); rc=$?
+check "create with --mount (rc $rc)" test "$rc" -eq 0
+if [ "$rc" -ne 0 ]; then
+        sed 's/^/# /' "$T/err"
+        finish
+        exit 1
+fi
+vmdir="$SMOLVM_HOME/vms/$id"
+sup=$(cat "$vmdir/supervisor.pid")
+out=$("$SMOLVM" exec md1 -- cat /mnt/host/file.txt 2>"$T/err")
+check "the guest reads the share ($out)" test "$out" = "hello from the host"
+check "its virtio-fs server is a child of the supervisor" test -n "$(pgrep -P "$sup" -f -- "smolvm-virtiofsd .*--shared-dir $SHARE ")"
+
+# ---- kill -9 the server ----
+pids=$(fsd_pids)
+diag "killing smolvm-virtiofsd: $(echo $pids)"
+kill -9 $pids
+check "the server is gone" wait_for '[ -z "$(fsd_pids)" ]' 10
+check "the supervisor reports the guest was told, within 30 s" \
+        wait_for "grep -q 'now fail with ENOTCONN' '$vmdir/supervisor.log'" 30
+grep -E 'virtio-fs server|mount 0' "$vmdir/supervisor.log" | sed 's/^/# supervisor.log: /'
+
+# An access to the mount fails at once with ENOTCONN, it does not hang.
+start=$(date +%s)
+timeout 60 "$SMOLVM" exec md1 -- cat /mnt/host/file.txt >"$T/out" 2>"$T/err"; rc=$?
+took=$(( $(date +%s) - start ))
+check "exec cat on the dead mount fails (rc $rc: not 0, not a 124 timeout)" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+check "... promptly (${took}s < 60s)" test "$took" -lt 60
+check "... saying ENOTCONN: $(head -c 200 "$T/err")" grep -q 'Transport endpoint is not connected' "$T/err"
+check "... and printing none of the file" test ! -s "$T/out"
+timeout 60 "$SMOLVM" exec md1 -- ls /mnt/host/sub >/dev/null 2>"$T/err"; rc=$?
+check "ls of a directory under it fails too (rc $rc)" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'not connected' '$T/err'"
+out=$(guest_errno /mnt/host)
+check "stat of the mount point: ENOTCONN ($out)" test "$out" = ENOTCONN
+out=$(guest_errno /mnt/host/sub/deep.txt)
+check "stat of a file deep in it: ENOTCONN ($out)" test "$out" = ENOTCONN
+out=$(timeout 60 "$SMOLVM" exec md1 -- grep ' /mnt/host ' /proc/mounts 2>&1)
+check "guest /proc/mounts shows the mount covered by an aborted one" sh -c "echo '$out' | grep -q '^smolvm-gone /mnt/host fuse.smolvm-gone ro'"
+
+# The rest of the VM works.
+out=$(timeout 60 "$SMOLVM" exec md1 -- sh -c 'echo data > /root/x && cat /root/x && ls / >/dev/null && echo fine' 2>&1)
+check "other commands still work ($(echo $out))" test "$out" = "$(printf 'data\nfine')"
+out=$(timeout 60 "$SMOLVM" exec md1 -- sh -c 'sync && df -a >/dev/null 2>&1; echo synced' 2>&1)
+check "sync (as at poweroff) and df do not hang ($out)" test "$out" = synced
+check "the VM is still running" jq_true '.data.vms[0].state == "running"' <("$SMOLVM" ls --json)
+
+# The logs name the mount and the fix.
+"$SMOLVM" logs md1 >"$T/logs" 2>&1
+check "smolvm logs names the mount (host and guest path)" \
+        grep -qF "the virtio-fs server for mount 0 ($SHARE at /mnt/host) exited (killed by signal 9" "$T/logs"
+check "... and the fix (restart the VM)" grep -qF "smolvm stop $id; smolvm start $id" "$T/logs"
+check "... and the outcome" grep -qF "guest accesses to /mnt/host now fail with ENOTCONN" "$T/logs"
+check "supervisor.log names it too" grep -qF "mount 0 ($SHARE at /mnt/host)" "$vmdir/supervisor.log"
+check "no zombie of the server under the supervisor" sh -c "! ps --ppid '$sup' -o stat= | grep -q Z"
+
+# ---- stop + start: a new server, the mount works again ----
+"$SMOLVM" stop md1 >/dev/null 2>"$T/err"; rc=$?
+check "stop exits 0 (rc $rc)" test "$rc" -eq 0
+"$SMOLVM" start md1 >/dev/null 2>"$T/err"; rc=$?
+check "start exits 0 (rc $rc)" test "$rc" -eq 0
+out=$("$SMOLVM" exec md1 -- cat /mnt/host/sub/deep.txt 2>&1)
+check "after start the share is served again ($out)" test "$out" = deep
+
+# ---- only the sandboxed server dies (as in a crash): its parent exits 128 + signal ----
+inner=""
+for pid in $(fsd_pids); do
+        awk '$1 == "NSpid:" && NF >= 3 && $NF == 1 { f = 1 } END { exit !f }' "/proc/$pid/status" 2>/dev/null && inner=$pid
+done
+check "found the sandboxed server, PID 1 of its namespace (pid ${inner:-none})" test -n "$inner"
+[ -n "$inner" ] && kill -9 "$inner"
+check "the supervisor reports it with the relayed signal, within 30 s" wait_for \
+        "grep -qF 'mount 0 ($SHARE at /mnt/host) exited (exit status 137: its server was killed by signal 9' '$vmdir/supervisor.log'" 30
+check "... and the guest was told" wait_for "grep -q 'now fail with ENOTCONN' '$vmdir/supervisor.log'" 30
+timeout 60 "$SMOLVM" exec md1 -- cat /mnt/host/file.txt >/dev/null 2>"$T/err"; rc=$?
+check "exec cat fails with ENOTCONN again (rc $rc)" sh -c "[ $rc -eq 1 ] && grep -q 'Transport endpoint is not connected' '$T/err'"
+
+# ---- rm -f: nothing left ----
+"$SMOLVM" rm -f md1 >/dev/null 2>"$T/err"; rc=$?
+check "rm -f exits 0 (rc $rc)" test "$rc" -eq 0
+assert_no_leftovers "rm -f after the server died"
+
+# ---- the server dies while the VM boots: the boot fails, saying so ----
+# SMOLVM_VIRTIOFSD swaps the back-end; named smolvm-virtiofsd, this wrapper is
+# treated as ours: it execs the real server and kills it a second later (after
+# READY, long before the guest is up under TCG).
+mkdir -p "$T/wrap"
+cat >"$T/wrap/smolvm-virtiofsd" <<EOF
+#!/bin/sh
+(exec 3>&- 4>&-; sleep 1; kill -9 \$\$) >/dev/null 2>&1 &
+exec "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "\$@"
+EOF
+chmod +x "$T/wrap/smolvm-virtiofsd"
+start=$(date +%s)
+SMOLVM_VIRTIOFSD="$T/wrap/smolvm-virtiofsd" timeout 120 "$SMOLVM" create --name md2 --mount "$SHARE:/mnt/host" \
+        >/dev/null 2>"$T/err"; rc=$?
+took=$(( $(date +%s) - start ))
+if [ "$rc" -eq 0 ]; then
+        ok "boot fails when the server dies # SKIP the VM booted within 1 s (KVM): the server died after boot"
+        "$SMOLVM" rm -f md2 >/dev/null 2>&1
+else
+        check "create fails with 125 (rc $rc, ${took}s)" test "$rc" -eq 125
+        check "... naming the mount and the cause: $(head -c 300 "$T/err")" grep -qF \
+                "the virtio-fs server for mount 0 ($SHARE at /mnt/host) exited during boot (killed by signal 9" "$T/err"
+        check "... promptly, not at the boot timeout (${took}s < 30s)" test "$took" -lt 30
+fi
+assert_no_leftovers "boot failed"
+
+finish
