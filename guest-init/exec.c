@@ -331,20 +331,20 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                                 break;
                 }
 
-                enum { P_STREAM, P_OUT, P_ERR, P_IN, P_PID, P_N };
-                struct pollfd pfd[P_N];
+                enum { PFD_STREAM, PFD_OUT, PFD_ERR, PFD_IN, PFD_PID, PFD_N };
+                struct pollfd pfd[PFD_N];
                 bool out_pending = rl->out_off < rl->out_len;
-                pfd[P_STREAM] = (struct pollfd){ .fd = rl->stream_dead ? -1 : rl->stream };
+                pfd[PFD_STREAM] = (struct pollfd){ .fd = rl->stream_dead ? -1 : rl->stream };
                 if (!rl->stream_eof && rl->stdin_pending_len == 0)
-                        pfd[P_STREAM].events |= POLLIN;
+                        pfd[PFD_STREAM].events |= POLLIN;
                 if (out_pending)
-                        pfd[P_STREAM].events |= POLLOUT;
-                pfd[P_OUT] = (struct pollfd){ .fd = out_pending ? -1 : rl->out_fd, .events = POLLIN };
-                pfd[P_ERR] = (struct pollfd){ .fd = out_pending ? -1 : rl->err_fd, .events = POLLIN };
-                pfd[P_IN] = (struct pollfd){ .fd = rl->stdin_pending_len ? rl->in_fd : -1, .events = POLLOUT };
-                pfd[P_PID] = (struct pollfd){ .fd = rl->exited ? -1 : rl->pidfd, .events = POLLIN };
+                        pfd[PFD_STREAM].events |= POLLOUT;
+                pfd[PFD_OUT] = (struct pollfd){ .fd = out_pending ? -1 : rl->out_fd, .events = POLLIN };
+                pfd[PFD_ERR] = (struct pollfd){ .fd = out_pending ? -1 : rl->err_fd, .events = POLLIN };
+                pfd[PFD_IN] = (struct pollfd){ .fd = rl->stdin_pending_len ? rl->in_fd : -1, .events = POLLOUT };
+                pfd[PFD_PID] = (struct pollfd){ .fd = rl->exited ? -1 : rl->pidfd, .events = POLLIN };
 
-                int n = poll(pfd, P_N, poll_timeout(rl, now, deadline_ms));
+                int n = poll(pfd, PFD_N, poll_timeout(rl, now, deadline_ms));
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -358,19 +358,19 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                 }
                 now = now_ms();
 
-                if (pfd[P_PID].revents)
+                if (pfd[PFD_PID].revents)
                         on_child_exit(rl, now);
-                if (pfd[P_STREAM].revents & (POLLERR | POLLHUP)) {
+                if (pfd[PFD_STREAM].revents & (POLLERR | POLLHUP)) {
                         /* POLLHUP on a socket: the client closed both directions. */
                         mark_stream_dead(rl);
                         continue;
                 }
-                if (pfd[P_STREAM].revents & POLLOUT)
+                if (pfd[PFD_STREAM].revents & POLLOUT)
                         flush_out(rl);
-                if (pfd[P_STREAM].revents & POLLIN)
+                if (pfd[PFD_STREAM].revents & POLLIN)
                         read_stream(rl);
-                if (pfd[P_IN].revents) {
-                        if (pfd[P_IN].revents & (POLLERR | POLLHUP))
+                if (pfd[PFD_IN].revents) {
+                        if (pfd[PFD_IN].revents & (POLLERR | POLLHUP))
                                 close_stdin(rl);
                         else
                                 write_stdin(rl);
@@ -379,16 +379,16 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                                 read_stream(rl);
                 }
                 /* One output chunk at a time, alternating between the pipes. */
-                int first = rl->prefer_stderr ? P_ERR : P_OUT;
+                int first = rl->prefer_stderr ? PFD_ERR : PFD_OUT;
                 for (int k = 0; k < 2; k++) {
-                        int i = k == 0 ? first : (first == P_OUT ? P_ERR : P_OUT);
+                        int i = k == 0 ? first : (first == PFD_OUT ? PFD_ERR : PFD_OUT);
                         if (rl->out_off < rl->out_len || !pfd[i].revents)
                                 continue;
-                        if (i == P_OUT)
+                        if (i == PFD_OUT)
                                 read_pipe(rl, &rl->out_fd, SMOLVM_FRAME_STDOUT, now);
                         else
                                 read_pipe(rl, &rl->err_fd, SMOLVM_FRAME_STDERR, now);
-                        rl->prefer_stderr = i == P_OUT;
+                        rl->prefer_stderr = i == PFD_OUT;
                 }
         }
         /* The command has exited (or we gave up waiting for it: never, see above). */

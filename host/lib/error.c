@@ -23,6 +23,7 @@ void sanitize_text(char *s)
                         *p = '?';
 }
 
+__attribute__((format(printf, 4, 0)))
 static int record(int code, const char *hint, const char *console, const char *fmt, va_list ap)
 {
         if (code >= 0)

@@ -74,8 +74,9 @@ static void rm_rf(const char *dir)
 static smolvm_fs *new_fs(const char *root, bool ro)
 {
         smolvm_fs *fs = NULL;
+        /* Few fds: inode fds are evicted and re-resolved all the time. */
         smolvm_fs_config cfg = { .root = root, .read_only = ro, .max_inodes = 64, .max_handles = 16,
-                                 .max_write = 64 * 1024 };
+                                 .max_write = 64 * 1024, .max_fds = 6 };
         if (smolvm_fs_new(&cfg, &fs) < 0)
                 abort();
         struct {
