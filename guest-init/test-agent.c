@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "check_main.h"
 #include "init.h"
 #include "request.h"
+#include "test_harness.h"
 #include "util.h"
 
 /* ---- request parsing ---- */
@@ -189,126 +191,6 @@ END_TEST
 
 /* ---- the handler, for real, over a socketpair ---- */
 
-typedef struct result {
-        char out[1 << 16];
-        size_t out_len;
-        uint64_t out_total;
-        char err[4096];
-        size_t err_len;
-        json_t *started, *exit, *error, *result;
-        uint32_t max_frame;
-        uint64_t ms;
-} result;
-
-static pid_t start_handler(int *ret_fd)
-{
-        int sv[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(sv[0]);
-                _exit(agent_handle_stream(sv[1]));
-        }
-        close(sv[1]);
-        *ret_fd = sv[0];
-        return pid;
-}
-
-static void send_frame(int fd, uint16_t type, const void *p, uint32_t len)
-{
-        ck_assert_int_eq(smolvm_frame_send(fd, type, p, len), 0);
-}
-
-static void send_json(int fd, const char *json)
-{
-        send_frame(fd, SMOLVM_FRAME_REQUEST, json, (uint32_t)strlen(json));
-}
-
-/* Read frames until EOF. */
-static void collect(int fd, result *res)
-{
-        smolvm_frame_reader rd;
-        ck_assert_int_eq(smolvm_frame_reader_init(&rd, SMOLVM_FRAME_MAX_PAYLOAD), 0);
-        for (;;) {
-                uint16_t type;
-                const uint8_t *p;
-                uint32_t len;
-                int r = smolvm_frame_reader_next(&rd, &type, &p, &len);
-                ck_assert_int_ge(r, 0);
-                if (r == 1) {
-                        json_t **slot = NULL;
-                        res->max_frame = MAX(res->max_frame, len);
-                        switch (type) {
-                        case SMOLVM_FRAME_STDOUT: {
-                                size_t k = MIN(len, sizeof(res->out) - 1 - res->out_len);
-                                memcpy(res->out + res->out_len, p, k);
-                                res->out_len += k;
-                                res->out[res->out_len] = '\0';
-                                res->out_total += len;
-                                break;
-                        }
-                        case SMOLVM_FRAME_STDERR: {
-                                size_t k = MIN(len, sizeof(res->err) - 1 - res->err_len);
-                                memcpy(res->err + res->err_len, p, k);
-                                res->err_len += k;
-                                res->err[res->err_len] = '\0';
-                                break;
-                        }
-                        case SMOLVM_FRAME_STARTED: slot = &res->started; break;
-                        case SMOLVM_FRAME_EXIT: slot = &res->exit; break;
-                        case SMOLVM_FRAME_ERROR: slot = &res->error; break;
-                        case SMOLVM_FRAME_RESULT: slot = &res->result; break;
-                        default: ck_abort_msg("unexpected frame type %u", type);
-                        }
-                        if (slot) {
-                                ck_assert_ptr_null(*slot);
-                                *slot = json_loadb((const char *)p, len, 0, NULL);
-                                ck_assert_ptr_nonnull(*slot);
-                        }
-                        continue;
-                }
-                size_t space = smolvm_frame_reader_space(&rd);
-                ck_assert_uint_gt(space, 0);
-                ssize_t n = read(fd, smolvm_frame_reader_tail(&rd), space);
-                ck_assert_int_ge(n, 0);
-                if (n == 0)
-                        break;
-                smolvm_frame_reader_commit(&rd, (size_t)n);
-        }
-        smolvm_frame_reader_done(&rd);
-}
-
-static result *run(const char *json)
-{
-        result *res = calloc(1, sizeof(*res));
-        int fd;
-        uint64_t t0 = now_ms();
-        pid_t pid = start_handler(&fd);
-        send_json(fd, json);
-        collect(fd, res);
-        close(fd);
-        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
-        res->ms = now_ms() - t0;
-        return res;
-}
-
-static void result_free(result *res)
-{
-        json_decref(res->started);
-        json_decref(res->exit);
-        json_decref(res->error);
-        json_decref(res->result);
-        free(res);
-}
-
-static json_int_t jint(json_t *o, const char *k)
-{
-        json_t *v = json_object_get(o, k);
-        ck_assert_msg(json_is_integer(v), "field %s missing", k);
-        return json_integer_value(v);
-}
-
 static bool process_gone(pid_t pid)
 {
         char path[64], buf[512];
@@ -323,7 +205,7 @@ static bool process_gone(pid_t pid)
 
 START_TEST(exec_echo)
 {
-        result *res = run("{\"op\":\"exec\",\"argv\":[\"echo\",\"hello\"],\"cwd\":\"/\"}");
+        reply *res = run("{\"op\":\"exec\",\"argv\":[\"echo\",\"hello\"],\"cwd\":\"/\"}");
         ck_assert_ptr_nonnull(res->started);
         ck_assert_int_gt(jint(res->started, "pid"), 0);
         ck_assert_str_eq(res->out, "hello\n");
@@ -332,75 +214,57 @@ START_TEST(exec_echo)
         ck_assert_int_eq(jint(res->exit, "signal"), 0);
         ck_assert(json_is_false(json_object_get(res->exit, "timed_out")));
         ck_assert_int_ge(jint(res->exit, "duration_ms"), 0);
-        result_free(res);
+        reply_free(res);
 }
 END_TEST
 
 START_TEST(exec_status_and_stderr)
 {
-        result *res = run("{\"op\":\"exec\",\"shell\":\"echo oops >&2; echo $FOO $HOME $PWD; exit 3\","
-                          "\"env\":[\"FOO=bar\"],\"cwd\":\"/tmp\"}");
+        reply *res = run("{\"op\":\"exec\",\"shell\":\"echo oops >&2; echo $FOO $HOME $PWD; exit 3\","
+                         "\"env\":[\"FOO=bar\"],\"cwd\":\"/tmp\"}");
         ck_assert_str_eq(res->err, "oops\n");
         ck_assert_str_eq(res->out, "bar /root /tmp\n");
         ck_assert_int_eq(jint(res->exit, "exit_code"), 3);
-        result_free(res);
+        reply_free(res);
 
         res = run("{\"op\":\"exec\",\"shell\":\"kill -SEGV $$\",\"cwd\":\"/\"}");
         ck_assert_int_eq(jint(res->exit, "exit_code"), -1);
         ck_assert_int_eq(jint(res->exit, "signal"), SIGSEGV);
-        result_free(res);
+        reply_free(res);
 }
 END_TEST
 
 START_TEST(exec_errors)
 {
-        result *res = run("{\"op\":\"exec\",\"argv\":[\"true\"],\"cwd\":\"/nonexistent-dir-xyz\"}");
+        reply *res = run("{\"op\":\"exec\",\"argv\":[\"true\"],\"cwd\":\"/nonexistent-dir-xyz\"}");
         ck_assert_ptr_null(res->started);
         ck_assert_ptr_null(res->exit);
-        ck_assert_ptr_nonnull(res->error);
-        ck_assert_int_eq(jint(res->error, "errno"), ENOENT);
-        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(res->error, "message")),
-                                     "/nonexistent-dir-xyz"));
-        result_free(res);
+        ASSERT_ERROR(res, ENOENT, "/nonexistent-dir-xyz");
+        reply_free(res);
 
-        res = run("{\"op\":\"exec\",\"argv\":[\"no-such-command-xyz\"],\"cwd\":\"/\"}");
-        ck_assert_ptr_nonnull(res->error);
-        ck_assert_int_eq(jint(res->error, "errno"), ENOENT);
-        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(res->error, "message")),
-                                     "no-such-command-xyz"));
-        result_free(res);
-
-        res = run("{\"op\":\"frobnicate\"}");
-        ck_assert_int_eq(jint(res->error, "errno"), EOPNOTSUPP);
-        result_free(res);
-
-        res = run("{\"op\":\"exec\",\"argv\":[1]}");
-        ck_assert_int_eq(jint(res->error, "errno"), EINVAL);
-        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(res->error, "message")), "argv[0]"));
-        result_free(res);
+        ASSERT_RUN_FAILS(ENOENT, "no-such-command-xyz", "{\"op\":\"exec\",\"argv\":[\"no-such-command-xyz\"],\"cwd\":\"/\"}");
+        ASSERT_RUN_FAILS(EOPNOTSUPP, "frobnicate", "{\"op\":\"frobnicate\"}");
+        ASSERT_RUN_FAILS(EINVAL, "argv[0]", "{\"op\":\"exec\",\"argv\":[1]}");
 
         res = run("{\"op\":\"ping\"}");
-        ck_assert(json_is_true(json_object_get(res->result, "ok")));
+        ASSERT_OK(res);
         ck_assert_int_gt(jint(res->result, "uptime_ms"), 0);
-        result_free(res);
+        reply_free(res);
 
         /* First frame not a REQUEST. */
         int fd;
         pid_t pid = start_handler(&fd);
         send_frame(fd, SMOLVM_FRAME_STDIN, "x", 1);
-        res = calloc(1, sizeof(*res));
-        collect(fd, res);
+        res = finish(fd, pid);
         ck_assert_int_eq(jint(res->error, "errno"), EPROTO);
-        result_free(res);
-        close(fd);
-        waitpid(pid, NULL, 0);
+        reply_free(res);
 }
 END_TEST
 
 START_TEST(exec_timeout_kills_group)
 {
-        result *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!; sleep 1000\",\"timeout_ms\":500,"
-                          "\"cwd\":\"/\"}");
+        reply *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!; sleep 1000\",\"timeout_ms\":500,"
+                         "\"cwd\":\"/\"}");
         ck_assert_msg(res->ms < 3000, "took %llu ms", (unsigned long long)res->ms);
         ck_assert(json_is_true(json_object_get(res->exit, "timed_out")));
         ck_assert_int_eq(jint(res->exit, "signal"), SIGKILL);
@@ -408,20 +272,20 @@ START_TEST(exec_timeout_kills_group)
         ck_assert_int_gt(bg, 0);
         usleep(100 * 1000);
         ck_assert_msg(process_gone(bg), "background sleep %d survived", (int)bg);
-        result_free(res);
+        reply_free(res);
 }
 END_TEST
 
 START_TEST(exec_background_does_not_hang)
 {
         /* The command exits at once but leaves a child holding stdout. */
-        result *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\"}");
+        reply *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\"}");
         ck_assert_msg(res->ms < 2000, "took %llu ms", (unsigned long long)res->ms);
         ck_assert_int_eq(jint(res->exit, "exit_code"), 0);
         pid_t bg = atoi(res->out);
         usleep(100 * 1000);
         ck_assert_msg(process_gone(bg), "background sleep %d survived", (int)bg);
-        result_free(res);
+        reply_free(res);
 
         /* On request, it survives (but does not hold the exec open). */
         res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\",\"keep_background\":true}");
@@ -430,7 +294,7 @@ START_TEST(exec_background_does_not_hang)
         ck_assert_int_gt(bg, 0);
         ck_assert(!process_gone(bg));
         kill(bg, SIGKILL);
-        result_free(res);
+        reply_free(res);
 }
 END_TEST
 
@@ -438,53 +302,44 @@ START_TEST(exec_stdin_and_signal)
 {
         int fd;
         pid_t pid = start_handler(&fd);
-        send_json(fd, "{\"op\":\"exec\",\"argv\":[\"cat\"],\"stdin\":true,\"cwd\":\"/\"}");
+        send_req(fd, "{\"op\":\"exec\",\"argv\":[\"cat\"],\"stdin\":true,\"cwd\":\"/\"}");
         send_frame(fd, SMOLVM_FRAME_STDIN, "abc", 3);
         send_frame(fd, SMOLVM_FRAME_STDIN, "def\n", 4);
         send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
-        result *res = calloc(1, sizeof(*res));
-        collect(fd, res);
+        reply *res = finish(fd, pid);
         ck_assert_str_eq(res->out, "abcdef\n");
         ck_assert_int_eq(jint(res->exit, "exit_code"), 0);
-        result_free(res);
-        close(fd);
-        waitpid(pid, NULL, 0);
+        reply_free(res);
 
         /* Client half-close also ends stdin. */
         pid = start_handler(&fd);
-        send_json(fd, "{\"op\":\"exec\",\"argv\":[\"wc\",\"-c\"],\"stdin\":true,\"cwd\":\"/\"}");
+        send_req(fd, "{\"op\":\"exec\",\"argv\":[\"wc\",\"-c\"],\"stdin\":true,\"cwd\":\"/\"}");
         send_frame(fd, SMOLVM_FRAME_STDIN, "12345", 5);
         shutdown(fd, SHUT_WR);
-        res = calloc(1, sizeof(*res));
-        collect(fd, res);
+        res = finish(fd, pid);
         ck_assert_int_eq(atoi(res->out), 5);
-        result_free(res);
-        close(fd);
-        waitpid(pid, NULL, 0);
+        reply_free(res);
 
         pid = start_handler(&fd);
-        send_json(fd, "{\"op\":\"exec\",\"shell\":\"sleep 1000\",\"cwd\":\"/\"}");
+        send_req(fd, "{\"op\":\"exec\",\"shell\":\"sleep 1000\",\"cwd\":\"/\"}");
         uint8_t sig[4];
         put_le32(sig, SIGTERM);
         usleep(200 * 1000);
         send_frame(fd, SMOLVM_FRAME_SIGNAL, sig, 4);
-        res = calloc(1, sizeof(*res));
-        collect(fd, res);
+        res = finish(fd, pid);
         ck_assert_int_eq(jint(res->exit, "signal"), SIGTERM);
-        result_free(res);
-        close(fd);
-        waitpid(pid, NULL, 0);
+        reply_free(res);
 }
 END_TEST
 
 START_TEST(exec_large_output)
 {
-        result *res = run("{\"op\":\"exec\",\"shell\":\"head -c 5000000 /dev/zero; echo done >&2\",\"cwd\":\"/\"}");
-        ck_assert_uint_eq(res->out_total, 5000000);
+        reply *res = run("{\"op\":\"exec\",\"shell\":\"head -c 5000000 /dev/zero; echo done >&2\",\"cwd\":\"/\"}");
+        ck_assert_uint_eq(res->out_len, 5000000);
         ck_assert_uint_le(res->max_frame, SMOLVM_FRAME_DATA_CHUNK);
         ck_assert_str_eq(res->err, "done\n");
         ck_assert_int_eq(jint(res->exit, "exit_code"), 0);
-        result_free(res);
+        reply_free(res);
 }
 END_TEST
 
@@ -492,7 +347,7 @@ START_TEST(exec_client_gone_kills)
 {
         int fd;
         pid_t pid = start_handler(&fd);
-        send_json(fd, "{\"op\":\"exec\",\"shell\":\"echo $$; exec sleep 1000\",\"cwd\":\"/\"}");
+        send_req(fd, "{\"op\":\"exec\",\"shell\":\"echo $$; exec sleep 1000\",\"cwd\":\"/\"}");
         /* Read STARTED, then hang up. */
         smolvm_frame_reader rd;
         smolvm_frame_reader_init(&rd, SMOLVM_FRAME_MAX_PAYLOAD);
@@ -544,10 +399,5 @@ int main(void)
 {
         /* Hermetic: never merge a stored env (env.json) from the machine running the tests. */
         agent_etc_dir = "/nonexistent/smolvm-test-etc";
-        SRunner *sr = srunner_create(agent_suite());
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(agent_suite());
 }

@@ -18,8 +18,10 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "check_main.h"
 #include "init.h"
 #include "request.h"
+#include "test_harness.h"
 #include "util.h"
 
 static char tmpdir[256];
@@ -38,171 +40,6 @@ static const char *tp(const char *fmt, ...)
         vsnprintf(b + n, sizeof(bufs[0]) - (size_t)n, fmt, ap);
         va_end(ap);
         return b;
-}
-
-/* ---- client side ---- */
-
-typedef struct reply {
-        uint8_t *out; /* STDOUT bytes */
-        size_t out_len;
-        json_t *result, *error, *exit;
-        int n_frames;
-        int result_index; /* frame index of RESULT */
-        int first_data_index;
-        uint32_t max_data_frame;
-        int handler_status;
-} reply;
-
-static pid_t start_handler(int *ret_fd)
-{
-        int sv[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(sv[0]);
-                _exit(agent_handle_stream(sv[1]));
-        }
-        close(sv[1]);
-        *ret_fd = sv[0];
-        return pid;
-}
-
-static void send_frame(int fd, uint16_t type, const void *p, uint32_t len)
-{
-        ck_assert_int_eq(smolvm_frame_send(fd, type, p, len), 0);
-}
-
-static void send_req(int fd, const char *json)
-{
-        send_frame(fd, SMOLVM_FRAME_REQUEST, json, (uint32_t)strlen(json));
-}
-
-static void send_reqf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void send_reqf(int fd, const char *fmt, ...)
-{
-        char *s;
-        va_list ap;
-        va_start(ap, fmt);
-        ck_assert_int_ge(vasprintf(&s, fmt, ap), 0);
-        va_end(ap);
-        send_req(fd, s);
-        free(s);
-}
-
-/* Read frames until EOF, then reap the handler. */
-static reply *finish(int fd, pid_t pid)
-{
-        reply *rp = calloc(1, sizeof(*rp));
-        rp->result_index = rp->first_data_index = -1;
-        smolvm_frame_reader rd;
-        ck_assert_int_eq(smolvm_frame_reader_init(&rd, SMOLVM_FRAME_MAX_PAYLOAD), 0);
-        for (;;) {
-                uint16_t type;
-                const uint8_t *p;
-                uint32_t len;
-                int r = smolvm_frame_reader_next(&rd, &type, &p, &len);
-                ck_assert_int_ge(r, 0);
-                if (r == 1) {
-                        json_t **slot = NULL;
-                        if (type == SMOLVM_FRAME_STDOUT) {
-                                rp->out = realloc(rp->out, rp->out_len + len + 1);
-                                memcpy(rp->out + rp->out_len, p, len);
-                                rp->out_len += len;
-                                rp->out[rp->out_len] = 0;
-                                rp->max_data_frame = MAX(rp->max_data_frame, len);
-                                if (rp->first_data_index < 0)
-                                        rp->first_data_index = rp->n_frames;
-                        } else if (type == SMOLVM_FRAME_RESULT) {
-                                slot = &rp->result;
-                                rp->result_index = rp->n_frames;
-                        } else if (type == SMOLVM_FRAME_ERROR) {
-                                slot = &rp->error;
-                        } else if (type == SMOLVM_FRAME_EXIT) {
-                                slot = &rp->exit;
-                        }
-                        if (slot) {
-                                ck_assert_ptr_null(*slot);
-                                *slot = json_loadb((const char *)p, len, 0, NULL);
-                                ck_assert_ptr_nonnull(*slot);
-                        }
-                        rp->n_frames++;
-                        continue;
-                }
-                size_t space = smolvm_frame_reader_space(&rd);
-                ck_assert_uint_gt(space, 0);
-                ssize_t n = read(fd, smolvm_frame_reader_tail(&rd), space);
-                ck_assert_int_ge(n, 0);
-                if (n == 0)
-                        break;
-                smolvm_frame_reader_commit(&rd, (size_t)n);
-        }
-        smolvm_frame_reader_done(&rd);
-        close(fd);
-        ck_assert_int_eq(waitpid(pid, &rp->handler_status, 0), pid);
-        /* Whatever the client did, the handler exits; it never crashes. */
-        ck_assert_msg(WIFEXITED(rp->handler_status), "handler died: status 0x%x", rp->handler_status);
-        return rp;
-}
-
-static reply *run(const char *json)
-{
-        int fd;
-        pid_t pid = start_handler(&fd);
-        send_req(fd, json);
-        return finish(fd, pid);
-}
-
-static reply *runf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static reply *runf(const char *fmt, ...)
-{
-        char *s;
-        va_list ap;
-        va_start(ap, fmt);
-        ck_assert_int_ge(vasprintf(&s, fmt, ap), 0);
-        va_end(ap);
-        reply *rp = run(s);
-        free(s);
-        return rp;
-}
-
-static void reply_free(reply *rp)
-{
-        json_decref(rp->result);
-        json_decref(rp->error);
-        json_decref(rp->exit);
-        free(rp->out);
-        free(rp);
-}
-
-static json_int_t jint(json_t *o, const char *k)
-{
-        json_t *v = json_object_get(o, k);
-        ck_assert_msg(json_is_integer(v), "field %s missing", k);
-        return json_integer_value(v);
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-        json_t *v = json_object_get(o, k);
-        ck_assert_msg(json_is_string(v), "field %s missing", k);
-        return json_string_value(v);
-}
-
-#define ASSERT_ERROR(rp, want_errno, want_substr)                                                            \
-        do {                                                                                                 \
-                ck_assert_msg((rp)->error, "expected an ERROR frame");                                      \
-                ck_assert_ptr_null((rp)->result);                                                            \
-                ck_assert_int_eq(jint((rp)->error, "errno"), want_errno);                                    \
-                ck_assert_msg(strstr(jstr((rp)->error, "message"), want_substr), "message '%s' lacks '%s'", \
-                              jstr((rp)->error, "message"), want_substr);                                    \
-        } while (0)
-
-static void assert_ok(reply *rp)
-{
-        ck_assert_msg(!rp->error, "ERROR: %s", rp->error ? jstr(rp->error, "message") : "");
-        ck_assert_ptr_nonnull(rp->result);
-        ck_assert(json_is_true(json_object_get(rp->result, "ok")));
 }
 
 static void put_file(const char *path, const char *content, mode_t mode)
@@ -251,6 +88,16 @@ static mode_t mode_of(const char *path)
 
 /* ---- write_file ---- */
 
+/* A write_file of no bytes: the request, then STDIN_EOF at once. */
+static reply *write_empty(const char *path, bool mkdirs)
+{
+        int fd;
+        pid_t pid = start_handler(&fd);
+        send_reqf(fd, "{\"op\":\"write_file\",\"path\":\"%s\"%s}", path, mkdirs ? ",\"mkdirs\":true" : "");
+        send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
+        return finish(fd, pid);
+}
+
 START_TEST(write_file_content_mode_mkdirs)
 {
         (void)umask(077); /* neither the file's nor the parents' mode may depend on it */
@@ -266,7 +113,7 @@ START_TEST(write_file_content_mode_mkdirs)
         send_frame(fd, SMOLVM_FRAME_STDIN, "world\n", 6);
         send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
         reply *rp = finish(fd, pid);
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "bytes"), 12);
         reply_free(rp);
         char *c = slurp(path, NULL);
@@ -288,7 +135,7 @@ START_TEST(write_file_content_mode_mkdirs)
                 send_frame(fd, SMOLVM_FRAME_STDIN, data + off, SMOLVM_FRAME_MAX_PAYLOAD);
         send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
         rp = finish(fd, pid);
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "bytes"), (json_int_t)big);
         reply_free(rp);
         size_t len;
@@ -300,11 +147,8 @@ START_TEST(write_file_content_mode_mkdirs)
         ck_assert_uint_eq(mode_of(path), 0600);
 
         /* Empty file, default mode 0644. */
-        pid = start_handler(&fd);
-        send_reqf(fd, "{\"op\":\"write_file\",\"path\":\"%s\"}", tp("w/empty"));
-        send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
-        rp = finish(fd, pid);
-        assert_ok(rp);
+        rp = write_empty(tp("w/empty"), false);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "bytes"), 0);
         reply_free(rp);
         ck_assert_uint_eq(mode_of(tp("w/empty")), 0644);
@@ -379,27 +223,20 @@ START_TEST(write_file_errors)
 
         /* The path is a directory. */
         ck_assert_int_eq(mkdir(tp("wdir"), 0755), 0);
-        pid = start_handler(&fd);
-        send_reqf(fd, "{\"op\":\"write_file\",\"path\":\"%s\"}", tp("wdir"));
-        send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
-        rp = finish(fd, pid);
+        rp = write_empty(tp("wdir"), false);
         ASSERT_ERROR(rp, EISDIR, tp("wdir"));
         reply_free(rp);
 
         /* mkdirs through a regular file. */
         put_file(tp("plain"), "x", 0644);
-        pid = start_handler(&fd);
-        send_reqf(fd, "{\"op\":\"write_file\",\"path\":\"%s\",\"mkdirs\":true}", tp("plain/sub/f"));
-        send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
-        rp = finish(fd, pid);
+        rp = write_empty(tp("plain/sub/f"), true);
         ASSERT_ERROR(rp, ENOTDIR, tp("plain/sub/f"));
         reply_free(rp);
 
         /* Trailing slash: not a file name. */
-        pid = start_handler(&fd);
-        send_reqf(fd, "{\"op\":\"write_file\",\"path\":\"%s/\"}", tmpdir);
-        send_frame(fd, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
-        rp = finish(fd, pid);
+        char slashed[sizeof(tmpdir) + 1];
+        snprintf(slashed, sizeof(slashed), "%s/", tmpdir);
+        rp = write_empty(slashed, false);
         ASSERT_ERROR(rp, EISDIR, "write_file");
         reply_free(rp);
 }
@@ -418,7 +255,7 @@ START_TEST(read_file_content)
         put_file(path, data, 0600);
         ck_assert_int_eq(chmod(path, 0751), 0);
         reply *rp = runf("{\"op\":\"read_file\",\"path\":\"%s\"}", path);
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "size"), (json_int_t)n);
         ck_assert_int_eq(jint(rp->result, "mode"), 0751);
         ck_assert_int_eq(rp->result_index, 0); /* RESULT first, then the data */
@@ -431,7 +268,7 @@ START_TEST(read_file_content)
 
         put_file(tp("r.empty"), "", 0644);
         rp = runf("{\"op\":\"read_file\",\"path\":\"%s\"}", tp("r.empty"));
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "size"), 0);
         ck_assert_uint_eq(rp->out_len, 0);
         ck_assert_int_eq(rp->n_frames, 1);
@@ -446,18 +283,12 @@ START_TEST(read_file_errors)
         ck_assert_ptr_nonnull(strstr(jstr(rp->error, "message"), "read_file "));
         reply_free(rp);
 
-        rp = runf("{\"op\":\"read_file\",\"path\":\"%s\"}", tmpdir);
-        ASSERT_ERROR(rp, EISDIR, tmpdir);
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EISDIR, tmpdir, "{\"op\":\"read_file\",\"path\":\"%s\"}", tmpdir);
 
         /* A FIFO would block a plain open(): refused, promptly. */
         ck_assert_int_eq(mkfifo(tp("fifo"), 0644), 0);
-        rp = runf("{\"op\":\"read_file\",\"path\":\"%s\"}", tp("fifo"));
-        ASSERT_ERROR(rp, EINVAL, "not a regular file");
-        reply_free(rp);
-        rp = run("{\"op\":\"read_file\",\"path\":\"/dev/null\"}");
-        ASSERT_ERROR(rp, EINVAL, "/dev/null");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EINVAL, "not a regular file", "{\"op\":\"read_file\",\"path\":\"%s\"}", tp("fifo"));
+        ASSERT_RUN_FAILS(EINVAL, "/dev/null", "{\"op\":\"read_file\",\"path\":\"/dev/null\"}");
 }
 END_TEST
 
@@ -466,37 +297,23 @@ END_TEST
 START_TEST(mkdir_op)
 {
         (void)umask(022);
-        reply *rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":511,\"parents\":true}", tp("m/a/b"));
-        assert_ok(rp);
-        reply_free(rp);
+        ASSERT_RUN_OK("{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":511,\"parents\":true}", tp("m/a/b"));
         ck_assert_uint_eq(mode_of(tp("m/a/b")), 0777); /* not 0755: the umask does not apply */
         ck_assert_uint_eq(mode_of(tp("m/a")), 0755);
 
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/a/b"));
-        assert_ok(rp);
-        reply_free(rp);
+        ASSERT_RUN_OK("{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/a/b"));
         ck_assert_uint_eq(mode_of(tp("m/a/b")), 0777); /* an existing dir is left alone */
 
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/a/b"));
-        ASSERT_ERROR(rp, EEXIST, tp("m/a/b"));
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EEXIST, tp("m/a/b"), "{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/a/b"));
 
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/x/y"));
-        ASSERT_ERROR(rp, ENOENT, "mkdir ");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(ENOENT, "mkdir ", "{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/x/y"));
 
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/c"));
-        assert_ok(rp);
-        reply_free(rp);
+        ASSERT_RUN_OK("{\"op\":\"mkdir\",\"path\":\"%s\"}", tp("m/c"));
         ck_assert_uint_eq(mode_of(tp("m/c")), 0755);
 
         put_file(tp("m/file"), "x", 0644);
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/file"));
-        ASSERT_ERROR(rp, EEXIST, tp("m/file"));
-        reply_free(rp);
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/file/sub"));
-        ASSERT_ERROR(rp, ENOTDIR, tp("m/file/sub"));
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EEXIST, tp("m/file"), "{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/file"));
+        ASSERT_RUN_FAILS(ENOTDIR, tp("m/file/sub"), "{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":true}", tp("m/file/sub"));
 }
 END_TEST
 
@@ -532,7 +349,7 @@ START_TEST(list_tree_op)
 
         for (int trailing = 0; trailing < 2; trailing++) {
                 reply *rp = runf("{\"op\":\"list_tree\",\"path\":\"%s%s\"}", tp("t"), trailing ? "/" : "");
-                assert_ok(rp);
+                ASSERT_OK(rp);
                 json_t *entries = json_object_get(rp->result, "entries");
                 ck_assert(json_is_array(entries));
                 ck_assert_uint_eq(json_array_size(entries), 8); /* no root, no FIFO */
@@ -571,7 +388,7 @@ START_TEST(list_tree_op)
 
         /* A file: one entry, path "". A symlink: itself, not its target. */
         reply *rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/f"));
-        assert_ok(rp);
+        ASSERT_OK(rp);
         json_t *entries = json_object_get(rp->result, "entries");
         ck_assert_uint_eq(json_array_size(entries), 1);
         json_t *e = json_array_get(entries, 0);
@@ -580,7 +397,7 @@ START_TEST(list_tree_op)
         ck_assert_int_eq(jint(e, "size"), 5);
         reply_free(rp);
         rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/sub/rootlink"));
-        assert_ok(rp);
+        ASSERT_OK(rp);
         entries = json_object_get(rp->result, "entries");
         ck_assert_uint_eq(json_array_size(entries), 1);
         ck_assert_str_eq(jstr(json_array_get(entries, 0), "type"), "symlink");
@@ -589,16 +406,12 @@ START_TEST(list_tree_op)
         /* An empty directory. */
         ck_assert_int_eq(mkdir(tp("t/empty"), 0755), 0);
         rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/empty"));
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_uint_eq(json_array_size(json_object_get(rp->result, "entries")), 0);
         reply_free(rp);
 
-        rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/missing"));
-        ASSERT_ERROR(rp, ENOENT, tp("t/missing"));
-        reply_free(rp);
-        rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/fifo"));
-        ASSERT_ERROR(rp, EINVAL, tp("t/fifo"));
-        reply_free(rp);
+        ASSERT_RUN_FAILS(ENOENT, tp("t/missing"), "{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/missing"));
+        ASSERT_RUN_FAILS(EINVAL, tp("t/fifo"), "{\"op\":\"list_tree\",\"path\":\"%s\"}", tp("t/fifo"));
 }
 END_TEST
 
@@ -631,7 +444,7 @@ START_TEST(list_tree_too_big)
                 put_file(name, "", 0644);
         }
         rp = runf("{\"op\":\"list_tree\",\"path\":\"%s\"}", dir2);
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_uint_eq(json_array_size(json_object_get(rp->result, "entries")), 5000);
         reply_free(rp);
 }
@@ -687,7 +500,7 @@ START_TEST(env_set_unset_list)
 {
         clear_env_store();
         reply *rp = run("{\"op\":\"env_list\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_uint_eq(json_object_size(json_object_get(rp->result, "env")), 0);
         reply_free(rp);
 
@@ -697,7 +510,7 @@ START_TEST(env_set_unset_list)
         json_decref(req);
         rp = run(s);
         free(s);
-        assert_ok(rp);
+        ASSERT_OK(rp);
         json_t *env = json_object_get(rp->result, "env");
         ck_assert_uint_eq(json_object_size(env), 3);
         ck_assert_str_eq(jstr(env, "FOO"), "bar");
@@ -724,7 +537,7 @@ START_TEST(env_set_unset_list)
         free(sdir);
 
         rp = run("{\"op\":\"env_unset\",\"keys\":[\"FOO\",\"NEVER_SET\"]}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         env = json_object_get(rp->result, "env");
         ck_assert_uint_eq(json_object_size(env), 2);
         ck_assert_ptr_null(json_object_get(env, "FOO"));
@@ -734,7 +547,7 @@ START_TEST(env_set_unset_list)
         free(out);
 
         rp = run("{\"op\":\"env_list\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         env = json_object_get(rp->result, "env");
         ck_assert_uint_eq(json_object_size(env), 2);
         ck_assert_str_eq(jstr(env, "Q"), tricky);
@@ -761,38 +574,18 @@ static reply *env_set_value(const char *key, size_t value_len, char fill)
 START_TEST(env_bad_keys_and_bounds)
 {
         clear_env_store();
-        reply *rp = run("{\"op\":\"env_set\",\"vars\":{\"GOOD\":\"1\",\"1BAD\":\"x\"}}");
-        ASSERT_ERROR(rp, EINVAL, "'1BAD'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":{\"A-B\":\"x\"}}");
-        ASSERT_ERROR(rp, EINVAL, "'A-B'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":{\"\":\"x\"}}");
-        ASSERT_ERROR(rp, EINVAL, "invalid key");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":{\"A=B\":\"x\"}}");
-        ASSERT_ERROR(rp, EINVAL, "'A=B'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":{\"A\":1}}");
-        ASSERT_ERROR(rp, EINVAL, "'vars.A'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":[\"A=1\"]}");
-        ASSERT_ERROR(rp, EINVAL, "'vars'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\"}");
-        ASSERT_ERROR(rp, EINVAL, "'vars'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_unset\",\"keys\":[\"OK\",\"NOT OK\"]}");
-        ASSERT_ERROR(rp, EINVAL, "'NOT OK'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_unset\",\"keys\":\"A\"}");
-        ASSERT_ERROR(rp, EINVAL, "'keys'");
-        reply_free(rp);
-        rp = run("{\"op\":\"env_set\",\"vars\":{\"A\":\"a\\u0000b\"}}");
-        ASSERT_ERROR(rp, EINVAL, "JSON");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EINVAL, "'1BAD'", "{\"op\":\"env_set\",\"vars\":{\"GOOD\":\"1\",\"1BAD\":\"x\"}}");
+        ASSERT_RUN_FAILS(EINVAL, "'A-B'", "{\"op\":\"env_set\",\"vars\":{\"A-B\":\"x\"}}");
+        ASSERT_RUN_FAILS(EINVAL, "invalid key", "{\"op\":\"env_set\",\"vars\":{\"\":\"x\"}}");
+        ASSERT_RUN_FAILS(EINVAL, "'A=B'", "{\"op\":\"env_set\",\"vars\":{\"A=B\":\"x\"}}");
+        ASSERT_RUN_FAILS(EINVAL, "'vars.A'", "{\"op\":\"env_set\",\"vars\":{\"A\":1}}");
+        ASSERT_RUN_FAILS(EINVAL, "'vars'", "{\"op\":\"env_set\",\"vars\":[\"A=1\"]}");
+        ASSERT_RUN_FAILS(EINVAL, "'vars'", "{\"op\":\"env_set\"}");
+        ASSERT_RUN_FAILS(EINVAL, "'NOT OK'", "{\"op\":\"env_unset\",\"keys\":[\"OK\",\"NOT OK\"]}");
+        ASSERT_RUN_FAILS(EINVAL, "'keys'", "{\"op\":\"env_unset\",\"keys\":\"A\"}");
+        ASSERT_RUN_FAILS(EINVAL, "JSON", "{\"op\":\"env_set\",\"vars\":{\"A\":\"a\\u0000b\"}}");
         /* Nothing of the failed requests was stored. */
-        rp = run("{\"op\":\"env_list\"}");
+        reply *rp = run("{\"op\":\"env_list\"}");
         ck_assert_uint_eq(json_object_size(json_object_get(rp->result, "env")), 0);
         reply_free(rp);
 
@@ -801,7 +594,7 @@ START_TEST(env_bad_keys_and_bounds)
         ASSERT_ERROR(rp, E2BIG, "'BIG'");
         reply_free(rp);
         rp = env_set_value("BIG", AGENT_ENV_MAX_VALUE, 'v');
-        assert_ok(rp);
+        ASSERT_OK(rp);
         reply_free(rp);
 
         /* About 1 MiB in all (the answer must fit one frame): 14 more such values
@@ -810,7 +603,7 @@ START_TEST(env_bad_keys_and_bounds)
                 char key[16];
                 snprintf(key, sizeof(key), "V%02d", i);
                 rp = env_set_value(key, AGENT_ENV_MAX_VALUE - 8, 'w');
-                assert_ok(rp);
+                ASSERT_OK(rp);
                 reply_free(rp);
         }
         rp = env_set_value("LAST", AGENT_ENV_MAX_VALUE, 'x');
@@ -818,7 +611,7 @@ START_TEST(env_bad_keys_and_bounds)
         ck_assert_ptr_nonnull(strstr(jstr(rp->error, "message"), "at most"));
         reply_free(rp);
         rp = run("{\"op\":\"env_list\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_uint_eq(json_object_size(json_object_get(rp->result, "env")), 15);
         ck_assert_ptr_null(json_object_get(json_object_get(rp->result, "env"), "LAST"));
         reply_free(rp);
@@ -829,14 +622,14 @@ START_TEST(env_bad_keys_and_bounds)
                 char key[16];
                 snprintf(key, sizeof(key), "C%d", i);
                 rp = env_set_value(key, AGENT_ENV_MAX_VALUE, '\x01');
-                assert_ok(rp);
+                ASSERT_OK(rp);
                 reply_free(rp);
         }
         rp = env_set_value("C2", AGENT_ENV_MAX_VALUE, '\x01');
         ASSERT_ERROR(rp, E2BIG, "too large");
         reply_free(rp);
         rp = run("{\"op\":\"env_list\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_uint_eq(json_object_size(json_object_get(rp->result, "env")), 2);
         reply_free(rp);
         clear_env_store();
@@ -846,13 +639,11 @@ END_TEST
 START_TEST(env_merged_into_exec)
 {
         clear_env_store();
-        reply *rp = run("{\"op\":\"env_set\",\"vars\":{\"STORED\":\"s1\",\"OVER\":\"stored\",\"HOME\":\"/home/x\"}}");
-        assert_ok(rp);
-        reply_free(rp);
-        rp = run("{\"op\":\"exec\",\"shell\":\"printf '%s|%s|%s|%s' \\\"$STORED\\\" \\\"$OVER\\\" \\\"$HOME\\\" "
+        ASSERT_RUN_OK("{\"op\":\"env_set\",\"vars\":{\"STORED\":\"s1\",\"OVER\":\"stored\",\"HOME\":\"/home/x\"}}");
+        reply *rp = run("{\"op\":\"exec\",\"shell\":\"printf '%s|%s|%s|%s' \\\"$STORED\\\" \\\"$OVER\\\" \\\"$HOME\\\" "
                  "\\\"$TERM\\\"\",\"env\":[\"OVER=req\"],\"cwd\":\"/\"}");
         ck_assert_ptr_nonnull(rp->exit);
-        ck_assert_str_eq((char *)rp->out, "s1|req|/home/x|xterm");
+        ck_assert_str_eq(rp->out, "s1|req|/home/x|xterm");
         reply_free(rp);
 
         /* A damaged store is ignored, the command still runs. */
@@ -860,11 +651,9 @@ START_TEST(env_merged_into_exec)
         put_file(store, "{not json", 0600);
         free(store);
         rp = run("{\"op\":\"exec\",\"shell\":\"printf '%s' \\\"$STORED$HOME\\\"\",\"cwd\":\"/\"}");
-        ck_assert_str_eq((char *)rp->out, "/root");
+        ck_assert_str_eq(rp->out, "/root");
         reply_free(rp);
-        rp = run("{\"op\":\"env_list\"}");
-        ASSERT_ERROR(rp, EINVAL, "env.json");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EINVAL, "env.json", "{\"op\":\"env_list\"}");
         clear_env_store();
 }
 END_TEST
@@ -875,56 +664,28 @@ START_TEST(malformed_requests)
 {
         static const char *const ops[] = { "write_file", "read_file", "mkdir", "list_tree", "fuse_abort" };
         for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
-                reply *rp = runf("{\"op\":\"%s\"}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "missing field 'path'");
-                reply_free(rp);
-                rp = runf("{\"op\":\"%s\",\"path\":\"relative/x\"}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "absolute");
-                reply_free(rp);
-                rp = runf("{\"op\":\"%s\",\"path\":\"\"}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "absolute");
-                reply_free(rp);
-                rp = runf("{\"op\":\"%s\",\"path\":\"/tmp/a\\u0000b\"}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "JSON");
-                reply_free(rp);
-                rp = runf("{\"op\":\"%s\",\"path\":42}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "'path'");
-                reply_free(rp);
-                rp = runf("{\"op\":\"%s\",\"path\":[\"/x\"]}", ops[i]);
-                ASSERT_ERROR(rp, EINVAL, "'path'");
-                reply_free(rp);
+                ASSERT_RUN_FAILS(EINVAL, "missing field 'path'", "{\"op\":\"%s\"}", ops[i]);
+                ASSERT_RUN_FAILS(EINVAL, "absolute", "{\"op\":\"%s\",\"path\":\"relative/x\"}", ops[i]);
+                ASSERT_RUN_FAILS(EINVAL, "absolute", "{\"op\":\"%s\",\"path\":\"\"}", ops[i]);
+                ASSERT_RUN_FAILS(EINVAL, "JSON", "{\"op\":\"%s\",\"path\":\"/tmp/a\\u0000b\"}", ops[i]);
+                ASSERT_RUN_FAILS(EINVAL, "'path'", "{\"op\":\"%s\",\"path\":42}", ops[i]);
+                ASSERT_RUN_FAILS(EINVAL, "'path'", "{\"op\":\"%s\",\"path\":[\"/x\"]}", ops[i]);
                 char *longpath = malloc(6000);
                 memset(longpath, 'a', 5999);
                 longpath[0] = '/';
                 longpath[5999] = 0;
-                rp = runf("{\"op\":\"%s\",\"path\":\"%s\"}", ops[i], longpath);
-                ASSERT_ERROR(rp, ENAMETOOLONG, "'path'");
-                reply_free(rp);
+                ASSERT_RUN_FAILS(ENAMETOOLONG, "'path'", "{\"op\":\"%s\",\"path\":\"%s\"}", ops[i], longpath);
                 free(longpath);
         }
-        reply *rp = runf("{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":\"644\"}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'mode'");
-        reply_free(rp);
-        rp = runf("{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":4096}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'mode'");
-        reply_free(rp);
-        rp = runf("{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":-1}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'mode'");
-        reply_free(rp);
-        rp = runf("{\"op\":\"write_file\",\"path\":\"%s\",\"mkdirs\":\"yes\"}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'mkdirs'");
-        reply_free(rp);
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":1}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'parents'");
-        reply_free(rp);
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":1.5}", tp("x"));
-        ASSERT_ERROR(rp, EINVAL, "'mode'");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EINVAL, "'mode'", "{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":\"644\"}", tp("x"));
+        ASSERT_RUN_FAILS(EINVAL, "'mode'", "{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":4096}", tp("x"));
+        ASSERT_RUN_FAILS(EINVAL, "'mode'", "{\"op\":\"write_file\",\"path\":\"%s\",\"mode\":-1}", tp("x"));
+        ASSERT_RUN_FAILS(EINVAL, "'mkdirs'", "{\"op\":\"write_file\",\"path\":\"%s\",\"mkdirs\":\"yes\"}", tp("x"));
+        ASSERT_RUN_FAILS(EINVAL, "'parents'", "{\"op\":\"mkdir\",\"path\":\"%s\",\"parents\":1}", tp("x"));
+        ASSERT_RUN_FAILS(EINVAL, "'mode'", "{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":1.5}", tp("x"));
         ck_assert_int_eq(access(tp("x"), F_OK), -1);
         /* null means default */
-        rp = runf("{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":null,\"parents\":null}", tp("x"));
-        assert_ok(rp);
-        reply_free(rp);
+        ASSERT_RUN_OK("{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":null,\"parents\":null}", tp("x"));
 
         /* The request parser alone, for the unit-level contract. */
         agent_request req;
@@ -1036,7 +797,7 @@ START_TEST(fuse_abort_op)
         put_file(tp("fusectl/8388609/abort"), "", 0600);
 
         reply *rp = run("{\"op\":\"fuse_abort\",\"path\":\"/fuse-a\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_str_eq(jstr(rp->result, "method"), "abort");
         ck_assert_int_eq(jint(rp->result, "connection"), 45);
         ck_assert_str_eq(jstr(rp->result, "fstype"), "fuse.sshfs");
@@ -1049,38 +810,26 @@ START_TEST(fuse_abort_op)
 
         /* A fuseblk's connection is named by the full dev_t (major 8). */
         rp = run("{\"op\":\"fuse_abort\",\"path\":\"/blk\"}");
-        assert_ok(rp);
+        ASSERT_OK(rp);
         ck_assert_int_eq(jint(rp->result, "connection"), (8 << 20) | 1);
         ck_assert_int_eq(jint(rp->result, "waiting"), -1);
         reply_free(rp);
 
         /* Escaped mount point found; its connection is missing from fusectl. */
-        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/with space\"}");
-        ASSERT_ERROR(rp, ENOENT, "/46/abort");
-        reply_free(rp);
-        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/scratch\"}");
-        ASSERT_ERROR(rp, EINVAL, "not a FUSE mount (tmpfs)");
-        reply_free(rp);
-        rp = run("{\"op\":\"fuse_abort\",\"path\":\"/nonexistent-smolvm/x\"}");
-        ASSERT_ERROR(rp, ENOENT, "fuse_abort /nonexistent-smolvm/x: nothing is mounted there");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(ENOENT, "/46/abort", "{\"op\":\"fuse_abort\",\"path\":\"/with space\"}");
+        ASSERT_RUN_FAILS(EINVAL, "not a FUSE mount (tmpfs)", "{\"op\":\"fuse_abort\",\"path\":\"/scratch\"}");
+        ASSERT_RUN_FAILS(ENOENT, "fuse_abort /nonexistent-smolvm/x: nothing is mounted there", "{\"op\":\"fuse_abort\",\"path\":\"/nonexistent-smolvm/x\"}");
         /* A directory that exists but is no mount point. */
-        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", fusectl);
-        ASSERT_ERROR(rp, EINVAL, "not a FUSE mount (fusectl)");
-        reply_free(rp);
-        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", tmpdir);
-        ASSERT_ERROR(rp, ENOENT, "nothing is mounted there");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(EINVAL, "not a FUSE mount (fusectl)", "{\"op\":\"fuse_abort\",\"path\":\"%s\"}", fusectl);
+        ASSERT_RUN_FAILS(ENOENT, "nothing is mounted there", "{\"op\":\"fuse_abort\",\"path\":\"%s\"}", tmpdir);
 
         /* virtio-fs: fenced, not aborted through fusectl. */
         agent_fuse_dev = "/nonexistent-smolvm/fuse";
-        rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", vfs);
-        ASSERT_ERROR(rp, ENOENT, "open /nonexistent-smolvm/fuse");
-        reply_free(rp);
+        ASSERT_RUN_FAILS(ENOENT, "open /nonexistent-smolvm/fuse", "{\"op\":\"fuse_abort\",\"path\":\"%s\"}", vfs);
         agent_fuse_dev = "/dev/fuse";
         rp = runf("{\"op\":\"fuse_abort\",\"path\":\"%s\"}", vfs);
         if (rp->result) {
-                assert_ok(rp);
+                ASSERT_OK(rp);
                 ck_assert_str_eq(jstr(rp->result, "method"), "fence");
                 ck_assert_str_eq(jstr(rp->result, "fstype"), "virtiofs");
                 struct stat st;
@@ -1152,11 +901,7 @@ int main(void)
         }
         agent_etc_dir = etcdir;
 
-        SRunner *sr = srunner_create(ops_suite());
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        int status = run_suite(ops_suite());
         (void)nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        return failed ? 1 : 0;
+        return status;
 }

@@ -29,6 +29,15 @@ jq_true() { jq -e "$@" >/dev/null; }
 # check DESCRIPTION COMMAND...: one TAP line from a command's success.
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 diag() { printf '# %s\n' "$@"; }
+# check_or_bail DESCRIPTION RC: one TAP line for a step that every later check
+# needs (a create): if RC is not 0, its stderr ($T/err) is shown and the test ends.
+check_or_bail() {
+        check "$1" test "$2" -eq 0
+        [ "$2" -eq 0 ] && return 0
+        sed 's/^/# /' "$T/err"
+        finish
+        exit 1
+}
 
 # Processes of this test: anything whose command line names our private home.
 our_pids() { pgrep -f -- "$T/" || true; }

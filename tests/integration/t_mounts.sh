@@ -8,11 +8,6 @@
 # ephemeral `run` for the headline example.
 . "$(dirname "$0")/lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
-for tool in jq git python3 mknod; do
-        command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 77; }
-done
-[ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP needs root (mknod of a device node in the share)"; exit 77; }
-
 . "$here/mounts_fixture.sh"
 
 # ---- usage errors: exit 125, the path named, nothing left behind ----
@@ -35,12 +30,7 @@ assert_no_leftovers "refused --mount"
 
 # ---- one persistent VM: a read-only and a read-write share ----
 id=$(cd "$T" && "$SMOLVM" create --name m1 --mount ./parent/tree:/workspace --mount "$RW:/rw:rw" 2>"$T/err"); rc=$?
-check "create with two mounts (rc $rc)" test "$rc" -eq 0
-if [ "$rc" -ne 0 ]; then
-        sed 's/^/# /' "$T/err"
-        finish
-        exit 1
-fi
+check_or_bail "create with two mounts (rc $rc)" "$rc"
 vmdir="$SMOLVM_HOME/vms/$id"
 check "vm.json keeps the mounts, host path resolved to its realpath" jq_true --arg t "$(realpath "$TREE")" --arg r "$RW" \
         '.mounts[0] == {"host": $t, "guest": "/workspace", "writable": false} and
@@ -65,66 +55,14 @@ fsd_filtered ":rw share" "$(realpath "$RW")"
 check "guest: /workspace is virtiofs, read-only" grep -Eq '^smolvm-fs-0 /workspace virtiofs ro,nosuid,nodev' "$T/mounts"
 check "guest: /rw is virtiofs, read-write" grep -Eq '^smolvm-fs-1 /rw virtiofs rw,nosuid,nodev' "$T/mounts"
 
-guest_py() { # phase -> stdout
-        "$SMOLVM" exec -i m1 -- python3 - /workspace "$host_shadow" "$marker" "$secret" "$bin_sha" "$1" \
-                <"$here/t_mounts_guest.py" 2>"$T/py.err"
-}
-# One TAP line per attempt: REFUSED passes, ALLOWED or ERROR fails.
-report_mutations() { # label file
-        local n=0 line
-        while IFS= read -r line; do
-                case "$line" in
-                REFUSED*) ok "$1: ${line#REFUSED }"; n=$((n + 1)) ;;
-                ALLOWED*) not_ok "$1: ${line#ALLOWED } was ALLOWED" ;;
-                ERROR*) not_ok "$1: broken attempt: ${line#ERROR }" ;;
-                esac
-        done <"$2"
-        check "$1: the whole catalogue ran ($n refused, DONE)" sh -c "[ $n -ge 48 ] && grep -qx DONE '$2'"
-}
-
-# Mounted read-only in the guest: the guest kernel refuses most of it itself.
-guest_py mutations >"$T/mut-ro.txt"
-report_mutations "guest-ro" "$T/mut-ro.txt"
-
-# A compromised guest ignores its own MS_RDONLY: remount read-write, so every
-# request reaches the host server, which must refuse (EROFS) on its own.
-"$SMOLVM" exec m1 -- mount -o remount,rw /workspace 2>"$T/err"; rc=$?
-check "guest root remounts /workspace read-write (rc $rc)" test "$rc" -eq 0
-check "... the guest now believes it is writable" sh -c "'$SMOLVM' exec m1 -- grep -q ' /workspace virtiofs rw' /proc/mounts"
-guest_py mutations >"$T/mut-rw.txt"
-report_mutations "guest-rw" "$T/mut-rw.txt"
-n_erofs=$(grep -c ': EROFS ' "$T/mut-rw.txt")
-check "the host server answered EROFS to $n_erofs attempts (>= 30)" test "$n_erofs" -ge 30
-diag "refusals not answered by the server (guest kernel checks first):" \
-        "$(grep '^REFUSED' "$T/mut-rw.txt" | grep -v ': EROFS ' | sed 's/^REFUSED //' | tr '\n' ';')"
-
-guest_py reads >"$T/reads.txt"
-while IFS= read -r line; do
-        case "$line" in
-        "CHECK "*" PASS"*) l=${line#CHECK }; ok "read: ${l/ PASS/ (pass)}" ;;
-        "CHECK "*) not_ok "read: ${line#CHECK }" ;;
-        INFO*) diag "${line#INFO }" ;;
-        ALLOWED* | ERROR*) not_ok "read: $line" ;;
-        esac
-done <"$T/reads.txt"
-check "reads: all checks ran (DONE)" grep -qx DONE "$T/reads.txt"
-[ -s "$T/py.err" ] && sed 's/^/# guest stderr: /' "$T/py.err"
+run_catalogue m1 virtiofs ""
 
 out=$("$SMOLVM" exec m1 -- git -C /workspace/gitrepo log -1 --format=%s 2>"$T/err")
 check "git -C /workspace/gitrepo log -1 works ($out)" test "$out" = "headline commit for --mount"
 out=$("$SMOLVM" exec m1 -- cat /workspace/sub/inner.txt)
 check "the VM and server are healthy after all that" test "$out" = inner
 
-manifest "$TREE" >"$T/after.txt"
-if cmp -s "$T/before.txt" "$T/after.txt"; then
-        ok "host tree byte-identical: $(wc -l <"$T/before.txt") manifest lines (listing, sha256, xattrs)"
-else
-        not_ok "host tree byte-identical"
-        diff "$T/before.txt" "$T/after.txt" | head -20 | sed 's/^/# /'
-fi
-manifest "$P" | grep -v '\./tree' >"$T/parent-after.txt"
-check "host parent dir unchanged" cmp -s "$T/parent-before.txt" "$T/parent-after.txt"
-check "host /etc/shadow unchanged" test "$(sha /etc/shadow)" = "$host_shadow"
+check_host_unchanged
 
 # ---- a file changed on the host while the guest reads it ----
 "$SMOLVM" exec m1 -- python3 -c '

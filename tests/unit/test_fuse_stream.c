@@ -81,31 +81,62 @@ static void do_init(int fd, uint64_t unique)
 static fs_test_tree tree;
 static smolvm_fs *fs;
 static int sp[2] = { -1, -1 }; /* [0] the test (client), [1] the server */
-static pthread_t server;
-static int server_ret;
+
+/* The fs server on one end of a stream, in a thread of its own. */
+typedef struct server_thread {
+        pthread_t thread;
+        int fd;
+        int ret; /* smolvm_fs_serve_stream()'s, once joined */
+} server_thread;
+
+static server_thread server;
 
 static void *serve_thread(void *arg)
 {
-        (void)arg;
-        server_ret = smolvm_fs_serve_stream(fs, sp[1]);
+        server_thread *st = arg;
+        st->ret = smolvm_fs_serve_stream(fs, st->fd);
         return NULL;
 }
 
-static void setup_serve(void)
+static void start_server(server_thread *st, int fd)
+{
+        st->fd = fd;
+        ck_assert_int_eq(pthread_create(&st->thread, NULL, serve_thread, st), 0);
+}
+
+/* Close the client's sending side and collect the server's return value. */
+static int finish_server(server_thread *st, int client_fd)
+{
+        shutdown(client_fd, SHUT_WR);
+        pthread_join(st->thread, NULL);
+        return st->ret;
+}
+
+/* The read-only share: the test tree and the fs that serves it. */
+static void share_make(void)
 {
         ck_assert_int_eq(fs_test_tree_make(&tree), 0);
         smolvm_fs_config cfg = { .root = tree.share, .read_only = true };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-        ck_assert_int_eq(pthread_create(&server, NULL, serve_thread, NULL), 0);
 }
 
-/* Close our sending side and collect the server's return value. */
+static void share_free(void)
+{
+        smolvm_fs_free(fs);
+        fs = NULL;
+        fs_test_tree_remove(&tree);
+}
+
+static void setup_serve(void)
+{
+        share_make();
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        start_server(&server, sp[1]);
+}
+
 static int finish_serve(void)
 {
-        shutdown(sp[0], SHUT_WR);
-        pthread_join(server, NULL);
-        return server_ret;
+        return finish_server(&server, sp[0]);
 }
 
 static void teardown_serve(void)
@@ -113,9 +144,7 @@ static void teardown_serve(void)
         safe_close(sp[0]);
         safe_close(sp[1]);
         sp[0] = sp[1] = -1;
-        smolvm_fs_free(fs);
-        fs = NULL;
-        fs_test_tree_remove(&tree);
+        share_free();
 }
 
 START_TEST(test_serve_clean_eof)
@@ -150,8 +179,8 @@ START_TEST(test_serve_len_above_max)
 {
         send_raw_len(SMOLVM_FUSE_STREAM_MAX + 1);
         /* Refused from the header alone: no need to send the megabyte. */
-        pthread_join(server, NULL);
-        ck_assert_int_eq(server_ret, -EPROTO);
+        pthread_join(server.thread, NULL);
+        ck_assert_int_eq(server.ret, -EPROTO);
 }
 END_TEST
 
@@ -265,6 +294,15 @@ static void teardown_relay(void)
         }
 }
 
+/* The stream's far end (the server's side) goes away: the relay's return value. */
+static int relay_peer_gone(void)
+{
+        safe_close(strm[1]);
+        strm[1] = -1;
+        pthread_join(relay_t, NULL);
+        return relay_ret;
+}
+
 /* One message from the fake device, with a timeout. */
 static ssize_t dev_recv(uint8_t *buf, size_t cap)
 {
@@ -325,10 +363,7 @@ START_TEST(test_relay_requests_replies_and_init_clamp)
         ck_assert_mem_eq(kb + OUT_HDR, "abcd", 4);
 
         /* The peer goes away between messages: a clean end. */
-        safe_close(strm[1]);
-        strm[1] = -1;
-        pthread_join(relay_t, NULL);
-        ck_assert_int_eq(relay_ret, 0);
+        ck_assert_int_eq(relay_peer_gone(), 0);
 }
 END_TEST
 
@@ -346,10 +381,7 @@ START_TEST(test_relay_small_init_reply_not_overread)
         uint8_t kb[64];
         ck_assert_int_eq(dev_recv(kb, sizeof(kb)), (ssize_t)OUT_HDR);
         ck_assert_int_eq(out_hdr(kb).error, -EPROTO);
-        safe_close(strm[1]);
-        strm[1] = -1;
-        pthread_join(relay_t, NULL);
-        ck_assert_int_eq(relay_ret, 0);
+        ck_assert_int_eq(relay_peer_gone(), 0);
 }
 END_TEST
 
@@ -373,10 +405,7 @@ START_TEST(test_relay_truncated_reply_then_eof)
 {
         struct fuse_out_header oh = { .len = (uint32_t)OUT_HDR + 100, .unique = 3 };
         ck_assert_int_eq(write_all(strm[1], &oh, sizeof(oh)), 0);
-        safe_close(strm[1]);
-        strm[1] = -1;
-        pthread_join(relay_t, NULL);
-        ck_assert_int_eq(relay_ret, -EPIPE);
+        ck_assert_int_eq(relay_peer_gone(), -EPIPE);
 }
 END_TEST
 
@@ -390,15 +419,7 @@ START_TEST(test_relay_cancel)
 END_TEST
 
 /* fake kernel -> relay -> stream -> fs server, and back. */
-static pthread_t chain_server;
-static int chain_server_ret;
-
-static void *chain_serve(void *arg)
-{
-        (void)arg;
-        chain_server_ret = smolvm_fs_serve_stream(fs, strm[1]);
-        return NULL;
-}
+static server_thread chain_server;
 
 static void kernel_call(uint32_t opcode, uint64_t unique, uint64_t nodeid, const void *body, size_t body_len,
                         uint8_t *rep, size_t cap)
@@ -414,10 +435,8 @@ static void kernel_call(uint32_t opcode, uint64_t unique, uint64_t nodeid, const
 
 START_TEST(test_relay_chain_to_server)
 {
-        ck_assert_int_eq(fs_test_tree_make(&tree), 0);
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = true };
-        ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
-        ck_assert_int_eq(pthread_create(&chain_server, NULL, chain_serve, NULL), 0);
+        share_make();
+        start_server(&chain_server, strm[1]);
 
         uint8_t rep[8192];
         struct fuse_init_in in = { .major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION };
@@ -450,12 +469,8 @@ START_TEST(test_relay_chain_to_server)
         ck_assert_int_eq(write(cancel_p[1], "x", 1), 1);
         pthread_join(relay_t, NULL);
         ck_assert_int_eq(relay_ret, -ECANCELED);
-        shutdown(strm[0], SHUT_WR);
-        pthread_join(chain_server, NULL);
-        ck_assert_int_eq(chain_server_ret, 0);
-        smolvm_fs_free(fs);
-        fs = NULL;
-        fs_test_tree_remove(&tree);
+        ck_assert_int_eq(finish_server(&chain_server, strm[0]), 0);
+        share_free();
 }
 END_TEST
 
@@ -478,9 +493,7 @@ START_TEST(test_real_mount_through_relay)
                 fprintf(stderr, "# skipping: needs root and /dev/fuse\n");
                 return;
         }
-        ck_assert_int_eq(fs_test_tree_make(&tree), 0);
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = true };
-        ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
+        share_make();
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, strm), 0);
         ck_assert_int_eq(pipe2(cancel_p, O_CLOEXEC), 0);
         dev[0] = fuse_fd;
@@ -490,7 +503,7 @@ START_TEST(test_real_mount_through_relay)
         snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0,max_read=%u", fuse_fd,
                  SMOLVM_FUSE_STREAM_MAX_WRITE);
         ck_assert_int_eq(mount("smolvm-test", mnt, "fuse.smolvm", MS_NOSUID | MS_NODEV, opts), 0);
-        ck_assert_int_eq(pthread_create(&chain_server, NULL, chain_serve, NULL), 0);
+        start_server(&chain_server, strm[1]);
         ck_assert_int_eq(pthread_create(&relay_t, NULL, relay_thread, NULL), 0);
 
         char p[700], buf[64] = "";
@@ -532,12 +545,8 @@ START_TEST(test_real_mount_through_relay)
         real_mnt[0] = '\0';
         pthread_join(relay_t, NULL);
         ck_assert_int_eq(relay_ret, 0);
-        shutdown(strm[0], SHUT_WR);
-        pthread_join(chain_server, NULL);
-        ck_assert_int_eq(chain_server_ret, 0);
-        smolvm_fs_free(fs);
-        fs = NULL;
-        fs_test_tree_remove(&tree);
+        ck_assert_int_eq(finish_server(&chain_server, strm[0]), 0);
+        share_free();
 }
 END_TEST
 
