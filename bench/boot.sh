@@ -11,7 +11,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${SMOLVM_BUILD_DIR:-$here/build}
 smolvm=${SMOLVM_BIN:-smolvm}
 work=$(mktemp -d /tmp/smolvm-bench.XXXXXX)
-trap 'pkill -f -- "$work/" 2>/dev/null; rm -rf "$work"' EXIT
+# pkill finds nothing once the VMs are gone: '|| true', or set -e ends the trap before rm.
+trap 'pkill -f -- "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
 # A private state dir sharing the image cache, so the VM we inspect is ours.
 real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
 image=$(readlink -f "$real_home/images/default")

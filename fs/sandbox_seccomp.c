@@ -22,10 +22,15 @@
  * The allow list is what the serving process was seen doing (strace -f over
  * tests/integration/t_mounts.sh, after "READY") checked against the code paths.
  * It is installed after smolvm_fs_new() (RLIMIT_NOFILE, /proc/self/fd) and
- * before accept4(), so the one-shot setup that follows is listed too:
+ * before accept4() (stream mode: before the fuse_mount request), so the
+ * one-shot setup that follows is listed too:
  *  - vhost-user: accept4 (the one front-end), recvmsg (messages carrying the
  *    memory-region and eventfd fds), sendto (send() of replies), fcntl
  *    F_GETFL/F_SETFL only (O_NONBLOCK on the socket and the kick fds);
+ *  - stream mode (--stream-fd, FUSE over vsock): write of the fuse_mount
+ *    request, poll/read of the agent's answer and of FUSE requests, sendto
+ *    (send(MSG_NOSIGNAL) of replies), clock_gettime for the answer's deadline:
+ *    all on the lists below already;
  *  - event loop and worker: epoll_create1/epoll_ctl/epoll_wait on the main
  *    thread, poll on the queue worker, eventfd2 (its stop fd), read/write of
  *    eventfd counters (kick, call, err) and of stderr;

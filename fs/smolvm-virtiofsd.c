@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* smolvm-virtiofsd: a vhost-user-fs back-end serving one host directory.
  *
- *   smolvm-virtiofsd --socket-path P | --fd N  --shared-dir D [--read-only|--rw]
+ *   smolvm-virtiofsd --socket-path P | --fd N | --stream-fd N [--fuse-mount=GUEST]
+ *                    --shared-dir D [--read-only|--rw]
  *                    [--ready-fd M] [--trace] [--sandbox=namespace|none]
  *
  * Listens on P (or accepts on the listening Unix socket N it inherited: the
@@ -11,6 +12,16 @@
  * "READY\n" to fd M and closes it once the sandbox and the file server are set
  * up (just before accepting): EOF without it means startup failed (stderr says
  * why). Spawned by the supervisor, one per share.
+ *
+ * Stream mode (--stream-fd N; FUSE over vsock, docs/internals.md): no
+ * vhost-user, fd N is a connected stream socket to the guest agent (the
+ * supervisor relays it over its channel mux). With --fuse-mount=GUEST it first
+ * sends the agent {"op":"fuse_mount","path":GUEST,"read_only":...} on it and
+ * waits (20 s at most) for the answer; READY is written only once the guest
+ * mounted it, and a refusal is printed on stderr ("the guest could not mount
+ * it: ...") with exit status 1. Then it answers the raw FUSE requests arriving
+ * on N until the stream ends (exit 0). The agent's answer and every FUSE
+ * request are parsed inside the same sandbox and filter as in virtio-fs mode.
  *
  * Sandbox (default "namespace"), set up after the socket is bound and before
  * anything from the front-end is read:
@@ -42,6 +53,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -61,16 +73,23 @@
 
 #include "evloop.h"
 #include "fs_server.h"
+#include "fuse_client.h"
+#include "fuse_stream.h"
 #include "sandbox_seccomp.h"
 #include "util.h"
 #include "virtiofs.h"
 
 /* Inside the sandbox root. */
 #define SANDBOX_SHARED "/shared"
+/* How long the guest agent has to answer --fuse-mount (the supervisor's
+ * SUP_VSOCKFS_MOUNT_TIMEOUT_MS; it gives up 1 s after us). */
+#define FUSE_MOUNT_TIMEOUT_MS 20000u
 
 typedef struct options {
         const char *socket_path;
         int listen_fd;   /* --fd, or -1 */
+        int stream_fd;   /* --stream-fd, or -1 */
+        const char *fuse_mount; /* --fuse-mount: the guest path to ask for, or NULL */
         int ready_fd;    /* --ready-fd, or -1 */
         const char *shared_dir;
         bool read_only;
@@ -81,12 +100,14 @@ typedef struct options {
 static void usage(FILE *f)
 {
         fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw]\n"
-                   "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n");
+                   "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n"
+                   "       smolvm-virtiofsd --stream-fd N [--fuse-mount=GUEST_PATH] --shared-dir DIR ...\n");
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
-        enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD };
+        enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD, OPT_STREAM_FD,
+               OPT_FUSE_MOUNT };
         static const struct option longopts[] = {
                 { "socket-path", required_argument, NULL, 's' },
                 { "shared-dir", required_argument, NULL, 'd' },
@@ -97,9 +118,11 @@ static int parse_args(int argc, char **argv, options *o)
                 { "help", no_argument, NULL, OPT_HELP },
                 { "fd", required_argument, NULL, OPT_FD },
                 { "ready-fd", required_argument, NULL, OPT_READY_FD },
+                { "stream-fd", required_argument, NULL, OPT_STREAM_FD },
+                { "fuse-mount", required_argument, NULL, OPT_FUSE_MOUNT },
                 { 0 },
         };
-        *o = (options){ .read_only = true, .sandbox = true, .listen_fd = -1, .ready_fd = -1 };
+        *o = (options){ .read_only = true, .sandbox = true, .listen_fd = -1, .stream_fd = -1, .ready_fd = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
@@ -119,24 +142,33 @@ static int parse_args(int argc, char **argv, options *o)
                         }
                         break;
                 case OPT_HELP: usage(stdout); exit(EXIT_SUCCESS);
+                case OPT_FUSE_MOUNT:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "smolvm-virtiofsd: --fuse-mount %s: not an absolute path\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->fuse_mount = optarg;
+                        break;
                 case OPT_FD:
+                case OPT_STREAM_FD:
                 case OPT_READY_FD: {
+                        const char *name = c == OPT_FD ? "fd" : c == OPT_STREAM_FD ? "stream-fd" : "ready-fd";
                         char *end;
                         long v = strtol(optarg, &end, 10);
                         if (!*optarg || *end || v < 3 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
-                                fprintf(stderr, "smolvm-virtiofsd: --%s %s: not an open fd >= 3\n",
-                                        c == OPT_FD ? "fd" : "ready-fd", optarg);
+                                fprintf(stderr, "smolvm-virtiofsd: --%s %s: not an open fd >= 3\n", name, optarg);
                                 return -EINVAL;
                         }
                         /* Nothing we might exec (nothing) or fork for may keep them. */
                         (void)fcntl((int)v, F_SETFD, FD_CLOEXEC);
-                        *(c == OPT_FD ? &o->listen_fd : &o->ready_fd) = (int)v;
+                        *(c == OPT_FD ? &o->listen_fd : c == OPT_STREAM_FD ? &o->stream_fd : &o->ready_fd) = (int)v;
                         break;
                 }
                 default: usage(stderr); return -EINVAL;
                 }
         }
-        if (optind != argc || !o->shared_dir || (o->socket_path != NULL) == (o->listen_fd >= 0)) {
+        int n_fronts = (o->socket_path != NULL) + (o->listen_fd >= 0) + (o->stream_fd >= 0);
+        if (optind != argc || !o->shared_dir || n_fronts != 1 || (o->fuse_mount && o->stream_fd < 0)) {
                 usage(stderr);
                 return -EINVAL;
         }
@@ -175,6 +207,24 @@ static int check_listening(int fd)
         if (!v || type != SOCK_STREAM || sa.sun_family != AF_UNIX)
                 return -ENOTSOCK;
         return fd;
+}
+
+/* An inherited stream (--stream-fd): a connected stream socket. */
+static int check_stream(int fd)
+{
+        int type = 0;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){ sizeof(type) }) < 0)
+                return errno == ENOTSOCK ? -ENOTSOCK : negative_errno();
+        return type == SOCK_STREAM ? fd : -ENOTSOCK;
+}
+
+/* The fuse_mount REQUEST payload (docs/protocol.md). */
+static char *fuse_mount_request(const char *guest_path, bool read_only)
+{
+        json_t *o = json_pack("{s:s, s:s, s:b}", "op", "fuse_mount", "path", guest_path, "read_only", read_only);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return s;
 }
 
 static int write_file(const char *path, const char *s)
@@ -319,19 +369,74 @@ static void on_broken(void *userdata, int err, const char *why)
         exit_code = EXIT_FAILURE;
 }
 
+static void signal_ready(options *o)
+{
+        if (o->ready_fd < 0)
+                return;
+        int w = write_all(o->ready_fd, "READY\n", 6);
+        if (w < 0)
+                fprintf(stderr, "smolvm-virtiofsd: --ready-fd: %s\n", strerror(-w));
+        o->ready_fd = safe_close(o->ready_fd);
+}
+
+/* Stream mode, under the filter: the guest agent's answer to fuse_mount, READY,
+ * then FUSE until the stream ends. Returns the exit status. */
+static int serve_stream(options *o, smolvm_fs *fs, const char *mount_request, uint64_t deadline_ms)
+{
+        char err[512];
+        int r;
+
+        if (mount_request) {
+                r = smolvm_fuse_client_request(o->stream_fd, mount_request, deadline_ms, err, sizeof(err));
+                if (r < 0) {
+                        /* The supervisor quotes this line in its boot error. */
+                        fprintf(stderr, "smolvm-virtiofsd: the guest could not mount it: %s\n", err);
+                        return EXIT_FAILURE;
+                }
+        }
+        signal_ready(o);
+        r = smolvm_fs_serve_stream(fs, o->stream_fd);
+        /* The guest unmounting, the VM stopping and the supervisor's teardown all
+         * end here; only a broken stream (a hostile or buggy peer) is an error. */
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
+                fprintf(stderr, "smolvm-virtiofsd: FUSE stream: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (o->trace)
+                fprintf(stderr, "smolvm-virtiofsd: the FUSE stream ended\n");
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
         options o;
         if (parse_args(argc, argv, &o) < 0)
                 return EXIT_FAILURE;
+        uint64_t mount_deadline_ms = now_ms() + FUSE_MOUNT_TIMEOUT_MS;
+        _cleanup_free_ char *mount_request = NULL;
+        if (o.stream_fd >= 0) {
+                if (check_stream(o.stream_fd) < 0) {
+                        fprintf(stderr, "smolvm-virtiofsd: --stream-fd %d: not a stream socket\n", o.stream_fd);
+                        return EXIT_FAILURE;
+                }
+                /* A peer gone is an error to report (EPIPE), not a silent death. */
+                (void)signal(SIGPIPE, SIG_IGN);
+                /* Built before the sandbox: jansson seeds its hash function from
+                 * /dev/urandom on first use, which the sandbox no longer has. */
+                if (o.fuse_mount && !(mount_request = fuse_mount_request(o.fuse_mount, o.read_only))) {
+                        fprintf(stderr, "smolvm-virtiofsd: out of memory\n");
+                        return EXIT_FAILURE;
+                }
+        }
 
         _cleanup_close_ int shared_fd = open(o.shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (shared_fd < 0) {
                 fprintf(stderr, "smolvm-virtiofsd: open %s: %s\n", o.shared_dir, strerror(errno));
                 return EXIT_FAILURE;
         }
-        _cleanup_close_ int lfd = o.listen_fd >= 0 ? check_listening(o.listen_fd) : listen_unix(o.socket_path);
-        if (lfd < 0) {
+        _cleanup_close_ int lfd = o.stream_fd >= 0 ? -1
+                                  : o.listen_fd >= 0 ? check_listening(o.listen_fd) : listen_unix(o.socket_path);
+        if (lfd < 0 && o.stream_fd < 0) {
                 if (o.listen_fd >= 0)
                         fprintf(stderr, "smolvm-virtiofsd: --fd %d: %s\n", o.listen_fd,
                                 lfd == -ENOTSOCK ? "not a listening Unix stream socket" : strerror(-lfd));
@@ -370,12 +475,12 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
 
-        if (o.ready_fd >= 0) {
-                int w = write_all(o.ready_fd, "READY\n", 6);
-                if (w < 0)
-                        fprintf(stderr, "smolvm-virtiofsd: --ready-fd: %s\n", strerror(-w));
-                o.ready_fd = safe_close(o.ready_fd);
+        if (o.stream_fd >= 0) {
+                r = serve_stream(&o, fs, mount_request, mount_deadline_ms);
+                smolvm_fs_free(fs);
+                return r;
         }
+        signal_ready(&o);
         int cfd;
         do
                 cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

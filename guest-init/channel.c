@@ -243,7 +243,9 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
         put_le32(ch->hello_extra, init_start_ms);
         put_le32(ch->hello_extra + 4, ready_ms);
 
-        int fd = vsock_listen();
+        /* Our QEMU setup has no virtio-vsock device, so the image left the vsock
+         * modules out: an AF_VSOCK socket would only make the kernel try modprobe. */
+        int fd = module_skipped_at_boot("vsock.ko") ? -EAFNOSUPPORT : vsock_listen();
         if (fd >= 0) {
                 int r = smolvm_evloop_add(loop, fd, EPOLLIN, vsock_ready, ch);
                 if (r < 0) {

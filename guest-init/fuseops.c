@@ -78,6 +78,9 @@ int agent_fuse_mount(int fd, const agent_path_spec *spec)
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
                 return r;
         }
+        /* fuse is loaded at boot only for virtio-fs mounts; otherwise now. A
+         * failure shows as the open error below. */
+        (void)modules_load_demand();
         _cleanup_close_ int dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
         if (dev < 0) {
                 r = negative_errno();
@@ -97,21 +100,25 @@ int agent_fuse_mount(int fd, const agent_path_spec *spec)
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: mount: %s", spec->path, strerror(-r));
                 return r;
         }
-        /* At the end, path is only unmounted if our mount is still the top one
-         * there (someone may have unmounted it and mounted something else). */
+        /* If the result cannot be sent, the mount is undone: path is only
+         * unmounted if our mount is still the top one there. */
         long ours = top_mount_id(canon);
         r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
-        if (r >= 0) {
-                r = smolvm_fuse_relay(dev, fd);
-                if (r < 0 && r != -ECONNRESET && r != -EPIPE)
-                        init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));
+        if (r < 0) {
+                dev = safe_close(dev);
+                if (ours >= 0 && top_mount_id(canon) == ours && umount2(canon, MNT_DETACH) < 0)
+                        init_log("fuse_mount %s: umount: %m", spec->path);
+                return r;
         }
-        /* The server is gone: close /dev/fuse so requests still pending fail with
-         * ENOTCONN instead of hanging, and detach the mount so no one finds it
-         * again. */
+        r = smolvm_fuse_relay(dev, fd);
+        if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+                init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));
+        /* The server is gone (or the guest unmounted it): closing the last
+         * /dev/fuse fd aborts the connection, so pending and later accesses fail
+         * with ENOTCONN instead of hanging. The mount is left in place, like a
+         * dead sshfs: detaching it would let writes meant for a :rw share land
+         * silently in the directory underneath. */
         dev = safe_close(dev);
-        if (ours >= 0 && top_mount_id(canon) == ours && umount2(canon, MNT_DETACH) < 0)
-                init_log("fuse_mount %s: umount: %m", spec->path);
         return r < 0 ? r : 0;
 }
 

@@ -84,6 +84,42 @@ void setup_mounts(void);
 /* Split one smolvm.mount value in place. Returns 0 or -EINVAL. */
 int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bool *ret_ro);
 
+/* modules.c: kernel modules (docs/internals.md, "Initramfs layout"). One line
+ * of the order file: "NAME.ko [virtio:ID...] [demand]". No condition: always
+ * loaded at boot; virtio:ID: at boot if a virtio device of that ID exists;
+ * demand: otherwise kept in agent_modules_dir and loaded on first use. */
+typedef struct module_line {
+        const char *name;     /* points into the parsed line */
+        bool always;
+        bool demand;
+        uint64_t virtio_mask; /* bit N: wanted if virtio device ID N is present */
+} module_line;
+/* Parse one line in place. Returns 1 (ret filled), 0 (blank or comment) or -EINVAL. */
+int module_line_parse(char *line, module_line *ret);
+bool module_wanted_at_boot(const module_line *m, uint64_t virtio_present);
+/* Bit mask of the virtio device IDs under sys_dir (/sys/bus/virtio/devices). */
+uint64_t virtio_devices_present(const char *sys_dir);
+/* Demand modules not loaded at boot, held open across switch_root. */
+typedef struct module_stash {
+        size_t n;
+        int fds[8];
+        char names[8][64];
+} module_stash;
+/* Load the boot modules from dir (fatal if virtio_blk or ext4 fails); open the
+ * demand modules not needed now into ret_stash. */
+void modules_load_boot(const char *dir, module_stash *ret_stash);
+/* Whether modules_load_boot() left name ("vsock.ko") out: then its feature is
+ * absent, and probing it would only make the kernel try to run modprobe. */
+bool module_skipped_at_boot(const char *name);
+/* After /run is mounted: copy the stashed modules to agent_modules_dir (with an
+ * order file) and close them. */
+void modules_keep(module_stash *stash);
+/* Load every kept module not loaded yet, in order (fuse before /dev/fuse is
+ * used). Returns 0 (also when nothing was kept) or the first negative errno. */
+int modules_load_demand(void);
+/* "/run/smolvm/modules" except in tests. */
+extern const char *agent_modules_dir;
+
 /* growfs.c: grow the root ext4 filesystem online when its block device is
  * larger (the host made the overlay bigger). Best effort: logs failures. */
 void grow_root_fs(const char *dev);

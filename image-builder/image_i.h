@@ -119,6 +119,28 @@ void kmod_normalise(char *name);
  * the relpaths, dependencies first (pre-softdeps before their user, post after).
  * A missing root or dependency: -ENOENT with err naming it. A cycle: -ELOOP. */
 int kmod_resolve(const kmod_db *db, const char *const *roots, strv *ret_order, ib_err *err);
+/* Make a module (its bytes in data) cheaper to load under TCG, in place; returns
+ * the new length. Drops the appended signature (the kernel would hash all of it;
+ * unsigned modules load on a kernel that does not enforce signatures, tainting
+ * it 'E', and our guests boot without Secure Boot) and hides the .BTF section
+ * (type info for BPF, which the kernel otherwise parses and checks at load:
+ * measured ~100 ms for ext4 under TCG). Anything that is not such a module is
+ * returned unchanged. */
+size_t kmod_prepare_for_boot(uint8_t *data, size_t len);
+/* A root module and when the guest needs it: when NULL or "" = always (loaded at
+ * boot), else space-separated conditions of the initramfs order file
+ * (docs/internals.md): "virtio:ID" (a virtio device of that ID exists), "demand"
+ * (kept for the agent to load on first use). */
+typedef struct kmod_root {
+        const char *name;
+        const char *when;
+} kmod_root;
+/* For each relpath of order (kmod_resolve over all roots; terminated by name NULL),
+ * ret_when gets its conditions: "" if an unconditional root needs it (so every
+ * dependency of an unconditional module is unconditional), else the union of the
+ * conditions of the roots whose closure holds it. 0, -ENOENT/-ELOOP (as
+ * kmod_resolve), -ENOMEM. */
+int kmod_conditions(const kmod_db *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err);
 
 /* ---- cpio newc writer (cpio.c) ---- */
 typedef struct cpio_writer {
@@ -188,5 +210,5 @@ int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret);
 void ib_rootfs_done(ib_rootfs *r);
 
 /* The root module set every image carries (docs/internals.md). */
-extern const char *const ib_default_module_roots[];
+extern const kmod_root ib_default_module_roots[];
 extern const char *const ib_default_packages[];

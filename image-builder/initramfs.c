@@ -2,7 +2,8 @@
 /* Step 2: the initramfs (docs/internals.md, "Initramfs layout"):
  *   /init                        smolvm-init (static)
  *   /lib/smolvm/modules/ *.ko    the module closure, uncompressed
- *   /lib/smolvm/modules/order    one file name per line, dependencies first
+ *   /lib/smolvm/modules/order    one file name per line, dependencies first, each with
+ *                                the conditions under which the guest loads it
  * Cached under cache/initramfs/<key>/ with key = SHA-256 of (kernel package + release,
  * smolvm-init bytes, module load order, layout version): a new smolvm-init rebuilds only
  * this file, from modules already in the kernel cache. */
@@ -14,11 +15,22 @@
 #include <sys/stat.h>
 
 #define INIT_MAX_BYTES (64u << 20)
-#define INITRAMFS_LAYOUT "smolvm-initramfs-v1"
+#define INITRAMFS_LAYOUT "smolvm-initramfs-v3"
 
-const char *const ib_default_module_roots[] = {
-        "virtio_mmio", "virtio_blk", "ext4", "virtio_console", "vmw_vsock_virtio_transport",
-        "fuse", "virtiofs", NULL,
+/* Each with when the guest loads it (docs/internals.md): the disk, the root
+ * file system and the channel always; the vsock transport only where the VMM
+ * gives a virtio-vsock device (ID 19: Firecracker, vhost-vsock; our QEMU setup
+ * uses virtio-serial); virtio-fs (ID 26) only with mounts; fuse with virtio-fs,
+ * else kept for fuse_mount. */
+const kmod_root ib_default_module_roots[] = {
+        {"virtio_mmio", NULL},
+        {"virtio_blk", NULL},
+        {"ext4", NULL},
+        {"virtio_console", NULL},
+        {"vmw_vsock_virtio_transport", "virtio:19"},
+        {"fuse", "demand"},
+        {"virtiofs", "virtio:26"},
+        {NULL, NULL},
 };
 
 void ib_initramfs_done(ib_initramfs *i)
@@ -61,7 +73,7 @@ static const char *base_name(const char *p)
 }
 
 static int write_cpio(ib_ctx *c, const char *path, const char *init, size_t init_len,
-                      const ib_kernel *k, const strv *uncompressed, const strv *names)
+                      const ib_kernel *k, const strv *uncompressed, const strv *names, const strv *lines)
 {
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
@@ -88,9 +100,10 @@ static int write_cpio(ib_ctx *c, const char *path, const char *init, size_t init
                         return -ENOMEM;
                 if ((r = read_file(src, 256u << 20, &data, &len)) < 0)
                         return ib_errf(&c->err, r, "initramfs: read %s: %m", src);
+                len = kmod_prepare_for_boot((uint8_t *)data, len);
                 r = cpio_add_file(&w, dst, 0644, data, len);
         }
-        _cleanup_free_ char *order = strjoin_sep(names, "\n");
+        _cleanup_free_ char *order = strjoin_sep(lines, "\n");
         _cleanup_free_ char *order_nl = order ? xasprintf("%s\n", order) : NULL;
         if (!order_nl)
                 return -ENOMEM;
@@ -109,7 +122,8 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
         _cleanup_free_ char *init = NULL, *img = NULL, *parent = NULL, *final = NULL;
         size_t init_len = 0;
         kmod_db db = {0};
-        strv roots = {0}, order = {0}, uncompressed = {0};
+        strv roots = {0}, order = {0}, uncompressed = {0}, when = {0}, lines = {0};
+        kmod_root *croots = NULL;
         char *tmp = NULL;
         int r;
 
@@ -123,8 +137,8 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
         if ((r = elf_check_static(init, init_len, init_path, &c->err)) < 0)
                 goto out;
 
-        for (size_t i = 0; ib_default_module_roots[i] && r == 0; i++)
-                r = strv_push(&roots, ib_default_module_roots[i]);
+        for (size_t i = 0; ib_default_module_roots[i].name && r == 0; i++)
+                r = strv_push(&roots, ib_default_module_roots[i].name);
         for (size_t i = 0; extra_modules && extra_modules[i] && r == 0; i++)
                 r = strv_push(&roots, extra_modules[i]);
         if (r < 0)
@@ -133,6 +147,20 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                 goto out;
         ib_err kerr = {0};
         if ((r = kmod_resolve(&db, (const char *const *)roots.v, &order, &kerr)) < 0) {
+                r = ib_errf(&c->err, r, "initramfs: kernel %s: %s", k->release, kerr.msg ? kerr.msg : strerror(-r));
+                free(kerr.msg);
+                goto out;
+        }
+        /* Extra modules the user asked for are loaded at every boot. */
+        if (!(croots = calloc(roots.n + 1, sizeof(*croots)))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < roots.n; i++)
+                croots[i] = (kmod_root){roots.v[i], NULL};
+        for (size_t i = 0; ib_default_module_roots[i].name; i++)
+                croots[i].when = ib_default_module_roots[i].when;
+        if ((r = kmod_conditions(&db, croots, &order, &when, &kerr)) < 0) {
                 r = ib_errf(&c->err, r, "initramfs: kernel %s: %s", k->release, kerr.msg ? kerr.msg : strerror(-r));
                 free(kerr.msg);
                 goto out;
@@ -151,6 +179,8 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                         r = ib_errf(&c->err, -EEXIST, "initramfs: two modules named %s", bn);
                 else
                         r = strv_push(&res.modules, bn);
+                if (r == 0)
+                        r = strv_push_take(&lines, when.v[i][0] ? xasprintf("%s %s", bn, when.v[i]) : strdup(bn));
         }
         if (r < 0)
                 goto out;
@@ -172,8 +202,10 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
         ib_hash_str(h, "kernel", k->key);
         ib_hash_str(h, "release", k->release);
         ib_hash_str(h, "init", res.init_sha256);
-        for (size_t i = 0; i < order.n; i++)
+        for (size_t i = 0; i < order.n; i++) {
                 ib_hash_str(h, "module", order.v[i]);
+                ib_hash_str(h, "when", when.v[i]);
+        }
         char key[65];
         ib_hash_final_hex(h, key);
         if (!(res.key = strdup(key)) || !(res.path = xasprintf("%s/initramfs/%s/initramfs.img", c->cache, key))) {
@@ -199,7 +231,7 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                 r = -ENOMEM;
                 goto out;
         }
-        if ((r = write_cpio(c, img, init, init_len, k, &uncompressed, &res.modules)) < 0)
+        if ((r = write_cpio(c, img, init, init_len, k, &uncompressed, &res.modules, &lines)) < 0)
                 goto out;
         (void)chmod(img, 0444);
         if ((r = mkdir_p(parent, 0755)) < 0) {
@@ -227,5 +259,8 @@ out:
         strv_done(&roots);
         strv_done(&order);
         strv_done(&uncompressed);
+        strv_done(&when);
+        strv_done(&lines);
+        free(croots);
         return r;
 }

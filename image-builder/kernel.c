@@ -345,8 +345,11 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
         strv order = {0};
         ib_kernel tk = *k;
         tk.dir = entry;
+        const char *roots[16] = {0};
+        for (size_t i = 0; ib_default_module_roots[i].name && i + 1 < ARRAY_SIZE(roots); i++)
+                roots[i] = ib_default_module_roots[i].name;
         r = ib_kernel_load_db(c, &tk, &db);
-        if (r == 0 && kmod_resolve(&db, ib_default_module_roots, &order, NULL) == 0)
+        if (r == 0 && kmod_resolve(&db, roots, &order, NULL) == 0)
                 for (size_t i = 0; i < order.n && r == 0; i++)
                         r = take_module(c, moddir, order.v[i], entry);
         strv_done(&order);

@@ -6,6 +6,7 @@
  * metadata (their .modinfo depends= and softdep= fields), which is what depmod reads. */
 #include "image_i.h"
 
+#include <elf.h>
 #include <fnmatch.h>
 #include <stdio.h>
 
@@ -318,4 +319,113 @@ int kmod_resolve(const kmod_db *db, const char *const *roots, strv *ret_order, i
         }
         *ret_order = order;
         return 0;
+}
+
+/* Append the words of when to *acc that it lacks (space-separated). */
+static int add_words(char **acc, const char *when)
+{
+        _cleanup_free_ char *copy = strdup(when);
+        if (!copy)
+                return -ENOMEM;
+        char *save = NULL;
+        for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+                bool have = false;
+                if (*acc) {
+                        size_t wl = strlen(w);
+                        for (const char *p = *acc; (p = strstr(p, w)); p += wl)
+                                if ((p == *acc || p[-1] == ' ') && (p[wl] == ' ' || p[wl] == '\0'))
+                                        have = true;
+                }
+                if (have)
+                        continue;
+                char *n = *acc ? xasprintf("%s %s", *acc, w) : strdup(w);
+                if (!n)
+                        return -ENOMEM;
+                free(*acc);
+                *acc = n;
+        }
+        return 0;
+}
+
+int kmod_conditions(const kmod_db *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err)
+{
+        size_t n = order->n;
+        _cleanup_free_ bool *always = calloc(n ? n : 1, sizeof(bool));
+        char **acc = calloc(n ? n : 1, sizeof(char *));
+        int r = always && acc ? 0 : -ENOMEM;
+        for (size_t i = 0; roots[i].name && r == 0; i++) {
+                const char *one[] = {roots[i].name, NULL};
+                strv closure = {0};
+                if ((r = kmod_resolve(db, one, &closure, err)) < 0)
+                        break;
+                for (size_t c = 0; c < closure.n && r == 0; c++)
+                        for (size_t j = 0; j < n; j++) {
+                                if (strcmp(order->v[j], closure.v[c]) != 0)
+                                        continue;
+                                if (!roots[i].when || !*roots[i].when)
+                                        always[j] = true;
+                                else
+                                        r = add_words(&acc[j], roots[i].when);
+                                break;
+                        }
+                strv_done(&closure);
+        }
+        strv out = {0};
+        for (size_t j = 0; j < n && r == 0; j++)
+                r = strv_push(&out, always[j] || !acc[j] ? "" : acc[j]);
+        for (size_t j = 0; acc && j < n; j++)
+                free(acc[j]);
+        free(acc);
+        if (r < 0) {
+                strv_done(&out);
+                return r;
+        }
+        *ret_when = out;
+        return 0;
+}
+
+#define MODULE_SIG_MAGIC "~Module signature appended~\n"
+/* struct module_signature (include/linux/module_signature.h): 12 bytes before
+ * the magic; its last field is the signature length, big-endian. */
+#define MODULE_SIG_INFO_LEN 12
+
+size_t kmod_prepare_for_boot(uint8_t *data, size_t len)
+{
+        /* 1. The appended signature. */
+        size_t ml = strlen(MODULE_SIG_MAGIC);
+        if (len >= ml + MODULE_SIG_INFO_LEN && memcmp(data + len - ml, MODULE_SIG_MAGIC, ml) == 0) {
+                const uint8_t *info = data + len - ml - MODULE_SIG_INFO_LEN;
+                uint32_t sig_len = (uint32_t)info[8] << 24 | (uint32_t)info[9] << 16 | (uint32_t)info[10] << 8 | info[11];
+                if (sig_len <= len - ml - MODULE_SIG_INFO_LEN)
+                        len -= ml + MODULE_SIG_INFO_LEN + sig_len;
+        }
+        /* 2. The .BTF section: the kernel finds it by name; pointing its name at
+         * the empty string hides it. It is not allocated (SHF_ALLOC clear), so
+         * nothing else of the module refers to it. */
+        if (len < sizeof(Elf64_Ehdr) || memcmp(data, ELFMAG, SELFMAG) != 0 || data[EI_CLASS] != ELFCLASS64 ||
+            data[EI_DATA] != ELFDATA2LSB)
+                return len;
+        uint64_t shoff = get_le64(data + offsetof(Elf64_Ehdr, e_shoff));
+        uint16_t shentsize = get_le16(data + offsetof(Elf64_Ehdr, e_shentsize));
+        uint16_t shnum = get_le16(data + offsetof(Elf64_Ehdr, e_shnum));
+        uint16_t shstrndx = get_le16(data + offsetof(Elf64_Ehdr, e_shstrndx));
+        if (shentsize < sizeof(Elf64_Shdr) || shoff > len || (uint64_t)shnum * shentsize > len - shoff ||
+            shstrndx >= shnum)
+                return len;
+        uint8_t *strh = data + shoff + (uint64_t)shstrndx * shentsize;
+        uint64_t str_off = get_le64(strh + offsetof(Elf64_Shdr, sh_offset));
+        uint64_t str_size = get_le64(strh + offsetof(Elf64_Shdr, sh_size));
+        if (str_off > len || str_size > len - str_off)
+                return len;
+        for (uint16_t i = 1; i < shnum; i++) {
+                uint8_t *sh = data + shoff + (uint64_t)i * shentsize;
+                uint32_t name = get_le32(sh + offsetof(Elf64_Shdr, sh_name));
+                uint64_t flags = get_le64(sh + offsetof(Elf64_Shdr, sh_flags));
+                if (name >= str_size || (flags & SHF_ALLOC))
+                        continue;
+                const char *n = (const char *)data + str_off + name;
+                if (strnlen(n, str_size - name) == 4 && memcmp(n, ".BTF", 4) == 0)
+                        put_le32(sh + offsetof(Elf64_Shdr, sh_name), 0);
+        }
+        return len;
 }

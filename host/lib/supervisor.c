@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <pthread.h>
 
@@ -379,11 +381,25 @@ int supervisor_wait_ready(smolvm_vm *vm, int ready_fd)
         }
 }
 
-/* Poll for the child's exit without reaping it, up to timeout_ms. */
+/* Poll for the child's exit without reaping it, up to timeout_ms. A pidfd
+ * wakes us the moment it exits (every `smolvm run` ends here, so a sleep's
+ * granularity would add to each); without one (old kernels), back off. */
 static bool wait_exited(pid_t pid, unsigned timeout_ms)
 {
         uint64_t deadline = now_ms() + timeout_ms;
         unsigned sleep_us = 1000;
+        _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        for (;;) {
+                uint64_t now = now_ms();
+                if (pidfd < 0 || now >= deadline)
+                        break;
+                struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                int k = poll(&p, 1, (int)MIN(deadline - now, 1000u));
+                if (k > 0)
+                        break;
+                if (k < 0 && errno != EINTR)
+                        break;
+        }
         for (;;) {
                 siginfo_t si = { 0 };
                 if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)

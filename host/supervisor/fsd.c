@@ -20,8 +20,8 @@
 #include "log.h"
 #include "util.h"
 
-/* In the child: the listening socket and the ready pipe. */
-#define CHILD_LISTEN_FD 3
+/* In the child: the listening socket (or the stream) and the ready pipe. */
+#define CHILD_FD3 3
 #define CHILD_READY_FD 4
 #define TAIL_MAX 256u
 /* 65536 inodes + 4096 handles + slack; below the default fs.nr_open (1048576). */
@@ -30,14 +30,20 @@
 struct sup_fsd {
         smolvm_evloop *loop;
         char desc[160];         /* "mount N (HOST at GUEST)", for log lines */
-        char *socket_path;
+        char what[32];          /* "virtio-fs server", "FUSE-over-vsock server" */
+        char *socket_path;      /* NULL for a stream back-end */
         pid_t pid;              /* 0 once reaped */
         int wstatus;            /* once reaped by sup_fsd_poll() */
         int log_pipe;           /* read end of the child's stdout+stderr, or -1 */
         int log_fd;
         uint64_t log_bytes;
         bool log_truncated;
-        int ready_fd;           /* read end of the ready pipe, or -1 */
+        int ready_fd;           /* read end of the ready pipe (non-blocking), or -1 */
+        bool ready_watched;     /* ready_fd is on the loop (stream back-ends) */
+        int ready_state;        /* 0 pending, 1 READY seen, -EIO: ended without */
+        char ready_buf[16];
+        size_t ready_got;
+        char fail_line[TAIL_MAX]; /* its last line when it ended without READY */
         char line[TAIL_MAX];    /* the line being received */
         size_t line_len;
         char last[TAIL_MAX];    /* the last complete non-empty line */
@@ -61,6 +67,18 @@ static bool is_ours(const char *bin)
 {
         const char *base = strrchr(bin, '/');
         return strcmp(base ? base + 1 : bin, SUP_FSD_BINARY) == 0;
+}
+
+/* Stream back-ends need our binary: QEMU's virtiofsd has no stream mode, so
+ * $SMOLVM_VIRTIOFSD is only honoured when it names ours. */
+static const char *stream_binary(char *buf, size_t len)
+{
+        sup_fsd_binary(buf, len);
+        if (is_ours(buf))
+                return buf;
+        const char *e = getenv("SMOLVM_LIBEXECDIR");
+        snprintf(buf, len, "%s/" SUP_FSD_BINARY, e && *e ? e : SMOLVM_LIBEXECDIR);
+        return buf;
 }
 
 static void keep_tail(sup_fsd *f, const char *buf, size_t n)
@@ -152,66 +170,54 @@ fail:;
         return r;
 }
 
-int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
-                  const char *log_path, sup_fsd **ret, char *err, size_t err_len)
+static sup_fsd *fsd_new(unsigned index, const sup_mount *m, const char *socket_path, const char *what)
 {
-        char bin[4096], fd_arg[16], ready_arg[16];
-        _cleanup_close_ int lfd = -1, null_fd = -1, log_w = -1, ready_w = -1, exec_r = -1, exec_w = -1;
-        _cleanup_free_ char *source = NULL; /* before any goto: the cleanup runs at every exit */
-        int pfd[2], r;
-
         sup_fsd *f = calloc(1, sizeof(*f));
-        if (!f || !(f->socket_path = strdup(socket_path))) {
+        if (!f)
+                return NULL;
+        if (socket_path && !(f->socket_path = strdup(socket_path))) {
                 free(f);
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
+                return NULL;
         }
         f->log_pipe = f->log_fd = f->ready_fd = -1;
+        snprintf(f->what, sizeof(f->what), "%s", what);
         snprintf(f->desc, sizeof(f->desc), "mount %u (%s at %s)", index, m->host, m->guest);
-        sup_fsd_binary(bin, sizeof(bin));
-        bool ours = is_ours(bin);
+        return f;
+}
+
+/* Fork and exec argv with fd 3 = fd3 and, with want_ready, fd 4 = the write end
+ * of the ready pipe; stdout/stderr into log_path (created/truncated) through a
+ * pipe on the loop. Returns 0 or a negative errno with err set. */
+static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, bool want_ready,
+                 const char *log_path, char *err, size_t err_len)
+{
+        _cleanup_close_ int null_fd = -1, log_w = -1, ready_w = -1, exec_r = -1, exec_w = -1;
+        int pfd[2], r;
 
         f->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
         if (f->log_fd < 0) {
                 r = negative_errno();
                 snprintf(err, err_len, "%s: %s", log_path, strerror(-r));
-                goto fail;
-        }
-        lfd = listen_at(socket_path, err, err_len);
-        if (lfd < 0) {
-                r = lfd;
-                goto fail;
+                return r;
         }
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0 || pipe2(pfd, O_CLOEXEC) < 0)
                 goto fail_errno;
         f->log_pipe = pfd[0];
         log_w = pfd[1];
-        /* Our end only: the child's stdout/stderr stay blocking. */
+        /* Our ends only: the child's stdout/stderr and ready fd stay blocking. */
         (void)fcntl(f->log_pipe, F_SETFL, O_NONBLOCK);
-        if (ours) {
+        if (want_ready) {
                 if (pipe2(pfd, O_CLOEXEC) < 0)
                         goto fail_errno;
                 f->ready_fd = pfd[0];
                 ready_w = pfd[1];
+                (void)fcntl(f->ready_fd, F_SETFL, O_NONBLOCK);
         }
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 goto fail_errno;
         exec_r = pfd[0];
         exec_w = pfd[1];
-
-        snprintf(fd_arg, sizeof(fd_arg), "--fd=%d", CHILD_LISTEN_FD);
-        snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
-        if (!ours && asprintf(&source, "source=%s", m->host) < 0) {
-                source = NULL;
-                r = -ENOMEM;
-                snprintf(err, err_len, "out of memory");
-                goto fail;
-        }
-        char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
-                              m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
-        char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
-        char *const *argv = ours ? argv_ours : argv_qemu;
 
         /* The back-end pins every inode the guest holds with an O_PATH fd (65536
          * by default) and raises its soft RLIMIT_NOFILE to what its tables need,
@@ -230,7 +236,7 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
                 goto fail_errno;
         if (pid == 0) {
                 /* Child: async-signal-safe calls only. */
-                int src[5] = { null_fd, log_w, log_w, lfd, ready_w };
+                int src[5] = { null_fd, log_w, log_w, fd3, ready_w };
                 int n_fds = ready_w >= 0 ? 5 : 4, e;
                 sigset_t none;
                 (void)setpgid(0, 0);
@@ -266,70 +272,178 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
                 (void)waitpid(pid, NULL, 0);
                 f->pid = 0;
                 r = child_errno > 0 ? -child_errno : -EIO;
-                snprintf(err, err_len, "starting %s: %s", bin, strerror(-r));
-                goto fail;
+                snprintf(err, err_len, "starting %s: %s", argv[0], strerror(-r));
+                return r;
         }
         f->loop = loop;
         r = smolvm_evloop_add(loop, f->log_pipe, EPOLLIN, log_cb, f);
         if (r < 0) {
                 f->loop = NULL;
-                snprintf(err, err_len, "watching the log of %s: %s", bin, strerror(-r));
-                goto fail;
+                snprintf(err, err_len, "watching the log of %s: %s", argv[0], strerror(-r));
+                return r;
         }
-        sup_log("started %s pid %d for %s, socket %s", bin, (int)pid, f->desc, socket_path);
-        *ret = f;
         return 0;
 
 fail_errno:
         r = negative_errno();
-        snprintf(err, err_len, "starting the virtio-fs server for %s: %s", f->desc, strerror(-r));
+        snprintf(err, err_len, "starting the %s for %s: %s", f->what, f->desc, strerror(-r));
+        return r;
+}
+
+int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
+                  const char *log_path, sup_fsd **ret, char *err, size_t err_len)
+{
+        char bin[4096], fd_arg[16], ready_arg[16];
+        _cleanup_close_ int lfd = -1;
+        _cleanup_free_ char *source = NULL;
+        int r;
+
+        sup_fsd *f = fsd_new(index, m, socket_path, "virtio-fs server");
+        if (!f) {
+                snprintf(err, err_len, "out of memory");
+                return -ENOMEM;
+        }
+        sup_fsd_binary(bin, sizeof(bin));
+        bool ours = is_ours(bin);
+
+        lfd = listen_at(socket_path, err, err_len);
+        if (lfd < 0) {
+                r = lfd;
+                goto fail;
+        }
+        snprintf(fd_arg, sizeof(fd_arg), "--fd=%d", CHILD_FD3);
+        snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
+        if (!ours && asprintf(&source, "source=%s", m->host) < 0) {
+                source = NULL;
+                r = -ENOMEM;
+                snprintf(err, err_len, "out of memory");
+                goto fail;
+        }
+        char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
+                              m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
+        char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
+        r = spawn(f, loop, ours ? argv_ours : argv_qemu, lfd, ours, log_path, err, err_len);
+        if (r < 0)
+                goto fail;
+        sup_log("started %s pid %d for %s, socket %s", bin, (int)f->pid, f->desc, socket_path);
+        *ret = f;
+        return 0;
 fail:
         sup_fsd_free(f);
         return r;
 }
 
+/* Read what the ready pipe has. Returns 1 once "READY\n" arrived, 0 while
+ * waiting for more, -EIO when it ended (EOF, garbage) without: fail_line then
+ * has the back-end's last words. */
+static int ready_read(sup_fsd *f)
+{
+        if (f->ready_state != 0 || f->ready_fd < 0)
+                return f->ready_state;
+        for (;;) {
+                ssize_t n = read(f->ready_fd, f->ready_buf + f->ready_got, sizeof(f->ready_buf) - 1 - f->ready_got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return 0;
+                if (n > 0) {
+                        f->ready_got += (size_t)n;
+                        f->ready_buf[f->ready_got] = '\0';
+                        if (strstr(f->ready_buf, "READY\n")) {
+                                f->ready_state = 1;
+                                break;
+                        }
+                        if (f->ready_got < sizeof(f->ready_buf) - 1)
+                                continue;
+                }
+                /* EOF (or garbage) before READY: it failed; its stderr says why. */
+                f->ready_state = -EIO;
+                drain_log(f);
+                if (f->line_len)
+                        f->line[f->line_len] = '\0';
+                snprintf(f->fail_line, sizeof(f->fail_line), "%s", f->line_len ? f->line : f->last);
+                break;
+        }
+        if (f->ready_watched) {
+                (void)smolvm_evloop_del(f->loop, f->ready_fd);
+                f->ready_watched = false;
+        }
+        f->ready_fd = safe_close(f->ready_fd);
+        return f->ready_state;
+}
+
+static void ready_cb(void *userdata, int fd, uint32_t events)
+{
+        (void)ready_read(userdata);
+}
+
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount *m, int stream_fd,
+                         const char *log_path, sup_fsd **ret, char *err, size_t err_len)
+{
+        char bin[4096], fd_arg[24], ready_arg[16];
+        _cleanup_free_ char *mount_arg = NULL;
+        int r;
+
+        sup_fsd *f = fsd_new(index, m, NULL, "FUSE-over-vsock server");
+        if (!f || asprintf(&mount_arg, "--fuse-mount=%s", m->guest) < 0) {
+                mount_arg = NULL;
+                sup_fsd_free(f);
+                snprintf(err, err_len, "out of memory");
+                return -ENOMEM;
+        }
+        stream_binary(bin, sizeof(bin));
+        snprintf(fd_arg, sizeof(fd_arg), "--stream-fd=%d", CHILD_FD3);
+        snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
+        char *argv[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
+                         m->writable ? (char *)"--rw" : (char *)"--read-only", mount_arg, NULL };
+        r = spawn(f, loop, argv, stream_fd, true, log_path, err, err_len);
+        if (r < 0)
+                goto fail;
+        /* The supervisor's loop must keep relaying the stream meanwhile: READY
+         * is watched, not waited for. */
+        r = smolvm_evloop_add(loop, f->ready_fd, EPOLLIN, ready_cb, f);
+        if (r < 0) {
+                snprintf(err, err_len, "watching %s: %s", f->desc, strerror(-r));
+                goto fail;
+        }
+        f->ready_watched = true;
+        sup_log("started %s pid %d for %s over vsock", bin, (int)f->pid, f->desc);
+        *ret = f;
+        return 0;
+fail:
+        sup_fsd_free(f);
+        return r;
+}
+
+int sup_fsd_ready_state(sup_fsd *f, char *why, size_t why_len)
+{
+        int r = ready_read(f);
+        if (r < 0)
+                snprintf(why, why_len, "%s", f->fail_line);
+        return r;
+}
+
 int sup_fsd_wait_ready(sup_fsd *f, uint64_t deadline_ms, char *err, size_t err_len)
 {
-        char buf[16];
-        size_t got = 0;
-
-        while (f->ready_fd >= 0) {
+        for (;;) {
+                int r = ready_read(f);
+                if (r > 0 || (r == 0 && f->ready_fd < 0)) /* no --ready-fd: its socket listens */
+                        return 0;
+                if (r < 0) {
+                        snprintf(err, err_len, "the %s for %s failed to start%s%s", f->what, f->desc,
+                                 f->fail_line[0] ? ": " : "", f->fail_line);
+                        return -EIO;
+                }
                 uint64_t now = now_ms();
                 if (now >= deadline_ms) {
-                        snprintf(err, err_len, "the virtio-fs server for %s did not start within %u s", f->desc,
+                        snprintf(err, err_len, "the %s for %s did not start within %u s", f->what, f->desc,
                                  SUP_FSD_READY_TIMEOUT_MS / 1000);
                         return -ETIMEDOUT;
                 }
                 struct pollfd p = { .fd = f->ready_fd, .events = POLLIN };
-                int pr = poll(&p, 1, (int)MIN(deadline_ms - now, 1000u));
-                if (pr < 0 && errno != EINTR)
+                if (poll(&p, 1, (int)MIN(deadline_ms - now, 1000u)) < 0 && errno != EINTR)
                         return negative_errno();
-                if (pr <= 0)
-                        continue;
-                ssize_t n = read(f->ready_fd, buf + got, sizeof(buf) - 1 - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n > 0) {
-                        got += (size_t)n;
-                        buf[got] = '\0';
-                        if (strstr(buf, "READY\n")) {
-                                f->ready_fd = safe_close(f->ready_fd);
-                                return 0;
-                        }
-                        if (got < sizeof(buf) - 1)
-                                continue;
-                }
-                /* EOF (or garbage) before READY: it failed; its stderr says why. */
-                f->ready_fd = safe_close(f->ready_fd);
-                drain_log(f);
-                const char *why = f->line_len ? f->line : f->last;
-                if (f->line_len)
-                        f->line[f->line_len] = '\0';
-                snprintf(err, err_len, "the virtio-fs server for %s failed to start%s%s", f->desc,
-                         why[0] ? ": " : "", why);
-                return -EIO;
         }
-        return 0;
 }
 
 int sup_fsd_poll(sup_fsd *f)
@@ -379,6 +493,11 @@ const char *sup_fsd_desc(const sup_fsd *f)
         return f->desc;
 }
 
+const char *sup_fsd_what(const sup_fsd *f)
+{
+        return f->what;
+}
+
 pid_t sup_fsd_pid(const sup_fsd *f)
 {
         return f->pid;
@@ -399,6 +518,8 @@ void sup_fsd_free(sup_fsd *f)
         drain_log(f);
         close_log_pipe(f);
         safe_close(f->log_fd);
+        if (f->ready_watched)
+                (void)smolvm_evloop_del(f->loop, f->ready_fd);
         safe_close(f->ready_fd);
         if (f->socket_path)
                 (void)unlink(f->socket_path);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The virtio-fs back-ends of a VM: one smolvm-virtiofsd child per mount, owned
- * by the supervisor (docs/internals.md, "Host directory mounts").
+/* The file servers of a VM's mounts: one sandboxed smolvm-virtiofsd child per
+ * mount, owned by the supervisor (docs/internals.md, "Host directory mounts"):
+ * a virtio-fs back-end (sup_fsd_start), or the server of a FUSE-over-vsock
+ * mount (sup_fsd_start_stream, used by vsockfs.c).
  *
  * The supervisor binds and listens on DIR/fs-N.sock itself and hands the
  * listening socket to the child (--fd 3), so the socket accepts QEMU's connect
@@ -37,6 +39,22 @@ const char *sup_fsd_binary(char *buf, size_t len);
 int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
                   const char *log_path, sup_fsd **ret, char *err, size_t err_len);
 
+/* Start the FUSE-over-vsock server for mount m on stream_fd, a connected
+ * stream to the guest agent (given to it as fd 3; the caller closes its own
+ * copy): `smolvm-virtiofsd --stream-fd=3 --ready-fd=4 --shared-dir HOST
+ * --read-only|--rw --fuse-mount=GUEST`, which asks the agent on the stream to
+ * mount GUEST, says READY once it did, then serves until the stream ends.
+ * Always our binary ($SMOLVM_VIRTIOFSD only if it names smolvm-virtiofsd:
+ * QEMU's has no stream mode). Its ready pipe is watched on loop, so the loop
+ * wakes when it answers. Returns 0 or a negative errno with err set. */
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount *m, int stream_fd,
+                         const char *log_path, sup_fsd **ret, char *err, size_t err_len);
+
+/* Without blocking: 0 while the back-end has not said READY, 1 once it has,
+ * -EIO when its ready pipe ended without (why then has the last line it
+ * printed, possibly empty). */
+int sup_fsd_ready_state(sup_fsd *f, char *why, size_t why_len);
+
 /* Wait until the back-end said READY (a back-end without --ready-fd counts as
  * ready at once: its socket already listens) or deadline_ms (monotonic) passes.
  * Returns 0, -ETIMEDOUT, or -EIO when it exited first; err then has the last
@@ -59,9 +77,12 @@ bool sup_fsd_describe_exit(const sup_fsd *f, char *buf, size_t len);
 /* "mount N (HOST at GUEST)", for messages. */
 const char *sup_fsd_desc(const sup_fsd *f);
 
+/* "virtio-fs server" or "FUSE-over-vsock server", for messages. */
+const char *sup_fsd_what(const sup_fsd *f);
+
 /* The back-end's pid (the process the supervisor started), 0 once reaped. */
 pid_t sup_fsd_pid(const sup_fsd *f);
 
 /* Kill the back-end's process group (SIGKILL), reap it, close its pipes and
- * remove its socket. Accepts NULL. */
+ * remove its socket (if it has one). Accepts NULL. */
 void sup_fsd_free(sup_fsd *f);

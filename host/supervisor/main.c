@@ -468,7 +468,7 @@ static void teardown(sup *s, bool failed)
         s->mux = NULL;
         /* After the mux: a pending connect calls back into its mount. */
         for (size_t i = 0; i < SUP_MAX_MOUNTS; i++) {
-                sup_vsockfs_free(s->vfs[i]); /* ends the stream, joins its thread */
+                sup_vsockfs_free(s->vfs[i]); /* SIGKILL the server + reap: its stream ends */
                 s->vfs[i] = NULL;
                 sup_fsabort_free(s->fsabort[i]);
                 s->fsabort[i] = NULL;
@@ -545,8 +545,11 @@ static int vsock_mounts_step(sup *s, uint64_t now)
                 s->mounting = true;
                 s->mount_deadline_ms = now + SUP_VSOCKFS_MOUNT_TIMEOUT_MS + 1000;
                 for (size_t i = 0; i < s->cfg.n_mounts; i++) {
-                        r = sup_vsockfs_start(s->loop, s->mux, (unsigned)i, &s->cfg.mounts[i], &s->vfs[i], err,
-                                              sizeof(err));
+                        char name[48];
+                        snprintf(name, sizeof(name), "virtiofsd-%zu.log", i);
+                        _cleanup_free_ char *log_path = vm_path(s, name);
+                        r = sup_vsockfs_start(s->loop, s->mux, (unsigned)i, &s->cfg.mounts[i], log_path, &s->vfs[i],
+                                              err, sizeof(err));
                         if (r < 0) {
                                 fail(s, false, NULL, "%s", err);
                                 return -1;
@@ -556,7 +559,10 @@ static int vsock_mounts_step(sup *s, uint64_t now)
         for (size_t i = 0; i < s->cfg.n_mounts; i++) {
                 r = sup_vsockfs_state(s->vfs[i], err, sizeof(err));
                 if (r < 0) {
-                        fail(s, true, "see the guest console below", "%s", err);
+                        char hint[PATH_MAX + 96];
+                        snprintf(hint, sizeof(hint), "see the guest console below and %s/virtiofsd-%zu.log",
+                                 s->vm_dir, i);
+                        fail(s, true, hint, "%s", err);
                         return -1;
                 }
                 n_ok += r;
@@ -565,7 +571,7 @@ static int vsock_mounts_step(sup *s, uint64_t now)
                 sup_log("%d mount(s) served over vsock", n_ok);
                 return 1;
         }
-        /* The threads give up on their own at SUP_VSOCKFS_MOUNT_TIMEOUT_MS; this
+        /* The servers give up on their own at SUP_VSOCKFS_MOUNT_TIMEOUT_MS; this
          * is the backstop. */
         if (now >= s->mount_deadline_ms) {
                 fail(s, true, "see the guest console below", "the guest agent did not mount the vsock mounts within %u s",
@@ -573,6 +579,14 @@ static int vsock_mounts_step(sup *s, uint64_t now)
                 return -1;
         }
         return 0;
+}
+
+/* Mount i's server process, whichever the transport (NULL if none). */
+static sup_fsd *mount_server(const sup *s, size_t i)
+{
+        if (s->cfg.mounts_vsock)
+                return s->vfs[i] ? sup_vsockfs_fsd(s->vfs[i]) : NULL;
+        return s->fsd[i];
 }
 
 /* Descendants reparented to us (we are a child subreaper): a back-end's
@@ -589,7 +603,7 @@ static void reap_strays(sup *s)
                 if (s->vmm && si.si_pid == sup_vmm_pid(s->vmm))
                         return;
                 for (size_t i = 0; i < s->cfg.n_mounts; i++)
-                        if (s->fsd[i] && si.si_pid == sup_fsd_pid(s->fsd[i]))
+                        if (mount_server(s, i) && si.si_pid == sup_fsd_pid(mount_server(s, i)))
                                 return;
                 (void)waitpid(si.si_pid, NULL, WNOHANG);
         }
@@ -631,22 +645,46 @@ static int fsd_died(sup *s, size_t i)
 {
         const sup_mount *m = &s->cfg.mounts[i];
         const char *id = strrchr(s->vm_dir, '/') ? strrchr(s->vm_dir, '/') + 1 : s->vm_dir;
+        sup_fsd *f = mount_server(s, i);
         char how[400], line[1536];
         int r;
 
-        sup_fsd_describe_exit(s->fsd[i], how, sizeof(how));
+        bool clean = sup_fsd_describe_exit(f, how, sizeof(how));
         if (!s->running) {
                 fail(s, false,
                      "the server must run as long as the VM: if something killed it (the OOM killer: see dmesg), "
                      "start the VM again",
-                     "the virtio-fs server for %s exited during boot (%s)", sup_fsd_desc(s->fsd[i]), how);
+                     "the %s for %s exited during boot (%s)", sup_fsd_what(f), sup_fsd_desc(f), how);
                 return -1;
+        }
+        if (s->cfg.mounts_vsock) {
+                /* No fence needed: its end of the stream closed with it, so the
+                 * guest's relay saw EOF and closed /dev/fuse, aborting the FUSE
+                 * connection; the mount stays, and every access to it gets
+                 * ENOTCONN. A clean exit is the stream ending from the guest's
+                 * side (someone unmounted it). */
+                if (clean)
+                        snprintf(line, sizeof(line),
+                                 "%s: the guest closed its FUSE stream (it was unmounted in the guest); its "
+                                 "server exited",
+                                 sup_fsd_desc(f));
+                else
+                        snprintf(line, sizeof(line),
+                                 "error: the %s for %s exited (%s); the guest's accesses to %s now fail with "
+                                 "ENOTCONN (Transport endpoint is not connected). To serve %s again, restart "
+                                 "the VM (smolvm stop %s; smolvm start %s; an ephemeral VM must be run again); "
+                                 "the server's log: %s/virtiofsd-%zu.log",
+                                 sup_fsd_what(f), sup_fsd_desc(f), how, m->guest, m->host, id, id, s->vm_dir, i);
+                sup_log("%s", line);
+                if (!clean)
+                        sup_console_note(s->con, line);
+                return 0;
         }
         snprintf(line, sizeof(line),
                  "error: the virtio-fs server for %s exited (%s); the guest is told to fail accesses to %s "
                  "(ENOTCONN) instead of hanging. To serve %s again, restart the VM (smolvm stop %s; smolvm "
                  "start %s; an ephemeral VM must be run again); the server's log: %s/virtiofsd-%zu.log",
-                 sup_fsd_desc(s->fsd[i]), how, m->guest, m->host, id, id, s->vm_dir, i);
+                 sup_fsd_desc(f), how, m->guest, m->host, id, id, s->vm_dir, i);
         sup_log("%s", line);
         sup_console_note(s->con, line);
         s->fsabort_ctx[i] = (struct fsabort_ctx){ .s = s, .index = i };
@@ -710,9 +748,10 @@ static int step(sup *s)
         /* Back-ends: reaped after QEMU, so that their own exit when QEMU goes
          * away is not taken for a failure (fsd_died, below). */
         for (size_t i = 0; i < s->cfg.n_mounts; i++) {
-                if (s->fsd[i] && !s->fsd_exited[i] && sup_fsd_poll(s->fsd[i]) > 0) {
+                sup_fsd *f = mount_server(s, i);
+                if (f && !s->fsd_exited[i] && sup_fsd_poll(f) > 0) {
                         char desc[8]; /* only the verdict is needed here */
-                        bool clean = sup_fsd_describe_exit(s->fsd[i], desc, sizeof(desc));
+                        bool clean = sup_fsd_describe_exit(f, desc, sizeof(desc));
                         s->fsd_exited[i] = true;
                         s->fsd_due_ms[i] = now + (clean ? FSD_CLEAN_EXIT_GRACE_MS : 0);
                 }
@@ -833,6 +872,7 @@ static int start_vm(sup *s)
         sigset_t mask;
         int r;
 
+        sup_vmm_tsc_begin();
         r = prepare_overlay(s);
         if (r < 0)
                 return r;

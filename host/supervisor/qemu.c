@@ -209,23 +209,41 @@ static void tsc_sample(uint64_t *ret_tsc, uint64_t *ret_ns)
         }
 }
 
-/* The host TSC rate in kHz, measured over 10 ms; 0 if implausible. Under TCG the
- * guest's rdtsc returns the host's, so this is the guest TSC rate too. */
+#define TSC_SPAN_NS (10u * 1000 * 1000)
+static uint64_t tsc_start, tsc_start_ns;
+
+void sup_vmm_tsc_begin(void)
+{
+        tsc_sample(&tsc_start, &tsc_start_ns);
+}
+
+/* The host TSC rate in kHz, measured over at least 10 ms since
+ * sup_vmm_tsc_begin() (the preparation of the VM usually covers them: no sleep
+ * then); 0 if implausible. Under TCG the guest's rdtsc returns the host's, so
+ * this is the guest TSC rate too. */
 static uint32_t host_tsc_khz(void)
 {
-        struct timespec pause = { .tv_nsec = 10 * 1000 * 1000 };
-        uint64_t tsc0, ns0, tsc1, ns1;
+        uint64_t tsc0 = tsc_start, ns0 = tsc_start_ns, tsc1, ns1;
 
-        tsc_sample(&tsc0, &ns0);
-        while (nanosleep(&pause, &pause) < 0 && errno == EINTR)
-                ;
-        tsc_sample(&tsc1, &ns1);
+        if (!ns0)
+                tsc_sample(&tsc0, &ns0);
+        for (;;) {
+                tsc_sample(&tsc1, &ns1);
+                if (ns1 < ns0 || ns1 - ns0 >= TSC_SPAN_NS)
+                        break;
+                struct timespec pause = { .tv_nsec = (long)(TSC_SPAN_NS - (ns1 - ns0)) };
+                (void)nanosleep(&pause, NULL); /* EINTR: sampled again above */
+        }
         if (ns1 <= ns0 || tsc1 <= tsc0)
                 return 0;
         uint64_t khz = (tsc1 - tsc0) * 1000000u / (ns1 - ns0);
         return khz >= 100000 && khz <= 10000000 ? (uint32_t)khz : 0; /* 0.1 .. 10 GHz */
 }
 #else
+void sup_vmm_tsc_begin(void)
+{
+}
+
 static uint32_t host_tsc_khz(void)
 {
         return 0;

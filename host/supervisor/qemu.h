@@ -45,6 +45,10 @@ const char *sup_vmm_binary(void);
 /* Start the VMM: own process group, dies with us (PR_SET_PDEATHSIG), stdin from
  * /dev/null. Returns 0, -ENOENT when the VMM binary is not installed, or another
  * negative errno (exec failures are reported, not discovered later). */
+/* Start timing the host TSC rate (TCG needs it on the kernel command line):
+ * call early, so the VM's preparation covers the measuring interval instead of
+ * a sleep in sup_vmm_start(). Optional. */
+void sup_vmm_tsc_begin(void);
 int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret);
 
 pid_t sup_vmm_pid(const sup_vmm *vmm);

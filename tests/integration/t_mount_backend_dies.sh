@@ -6,7 +6,11 @@
 # and has the guest agent make accesses fail with ENOTCONN; the rest of the VM
 # keeps working; stop/start serves the mount again; rm -f leaves nothing. A server
 # that dies while the VM boots fails the boot with a clear error.
-# Boots: one persistent VM (twice: create, start after stop), one failed create.
+# Over FUSE over vsock (--mount-transport vsock) the server is the same sandboxed
+# smolvm-virtiofsd (stream mode), not code in the supervisor; when it dies the
+# guest detaches the mount, accesses fail at once, and the logs name the mount.
+# Boots: one persistent VM (twice: create, start after stop), one failed create,
+# one persistent vsock VM.
 . "$(dirname "$0")/lib.sh"
 for tool in jq timeout pgrep; do
         command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 77; }
@@ -31,12 +35,7 @@ except OSError as e:
 
 # ---- a persistent VM with one read-only mount ----
 id=$("$SMOLVM" create --name md1 --mount "$SHARE:/mnt/host" 2>"$T/err"); rc=$?
-check "create with --mount (rc $rc)" test "$rc" -eq 0
-if [ "$rc" -ne 0 ]; then
-        sed 's/^/# /' "$T/err"
-        finish
-        exit 1
-fi
+check_or_bail "create with --mount (rc $rc)" "$rc"
 vmdir="$SMOLVM_HOME/vms/$id"
 sup=$(cat "$vmdir/supervisor.pid")
 out=$("$SMOLVM" exec md1 -- cat /mnt/host/file.txt 2>"$T/err")
@@ -136,5 +135,70 @@ else
         check "... promptly, not at the boot timeout (${took}s < 30s)" test "$took" -lt 30
 fi
 assert_no_leftovers "boot failed"
+
+# ---- FUSE over vsock: the server is a sandboxed child, not the supervisor ----
+vsock_pids() { pgrep -f -- "smolvm-virtiofsd --stream-fd=3 --ready-fd=4 --shared-dir $SHARE " || true; }
+id=$("$SMOLVM" create --name mv1 --mount-transport vsock --mount "$SHARE:/mnt/v" 2>"$T/err"); rc=$?
+check_or_bail "create --mount-transport vsock (rc $rc)" "$rc"
+vmdir="$SMOLVM_HOME/vms/$id"
+sup=$(cat "$vmdir/supervisor.pid")
+out=$("$SMOLVM" exec mv1 -- cat /mnt/v/file.txt 2>"$T/err")
+check "vsock: the guest reads the share ($out)" test "$out" = "hello from the host"
+check "vsock: its server is a child process of the supervisor" \
+        test -n "$(pgrep -P "$sup" -f -- "smolvm-virtiofsd --stream-fd=3 .*--shared-dir $SHARE ")"
+inner=""
+for pid in $(vsock_pids); do
+        awk '$1 == "NSpid:" && NF >= 3 && $NF == 1 { f = 1 } END { exit !f }' "/proc/$pid/status" 2>/dev/null && inner=$pid
+done
+check "vsock: the serving process is PID 1 of its own PID namespace (pid ${inner:-none})" test -n "$inner"
+cat "/proc/${inner:-0}/status" >"$T/vstatus" 2>/dev/null
+check "vsock: ... under its seccomp filter (Seccomp: 2)" grep -Eq '^Seccomp:[[:space:]]+2$' "$T/vstatus"
+check "vsock: ... with no_new_privs (NoNewPrivs: 1)" grep -Eq '^NoNewPrivs:[[:space:]]+1$' "$T/vstatus"
+check "vsock: ... in another PID namespace than the supervisor's" \
+        sh -c "[ -n '$inner' ] && [ \"\$(readlink /proc/$inner/ns/pid)\" != \"\$(readlink /proc/$sup/ns/pid)\" ]"
+
+# A guest process that holds its cwd in the mount when the server dies.
+timeout 180 "$SMOLVM" exec mv1 -- sh -c \
+        'cd /mnt/v && touch /tmp/in-mount && while [ ! -e /tmp/go ]; do sleep 0.2; done; cat file.txt' \
+        >"$T/held.out" 2>"$T/held.err" &
+held=$!
+check "vsock: a guest process sits in the mount" wait_for "'$SMOLVM' exec mv1 -- test -e /tmp/in-mount" 60
+
+diag "killing the sandboxed vsock server: ${inner:-none}"
+[ -n "$inner" ] && kill -9 "$inner"
+check "vsock: the server is gone (no leftover outer process either)" wait_for '[ -z "$(vsock_pids)" ]' 10
+check "vsock: the supervisor reports it, naming the mount, within 30 s" wait_for \
+        "grep -qF 'FUSE-over-vsock server for mount 0 ($SHARE at /mnt/v) exited (exit status 137: its server was killed by signal 9' '$vmdir/supervisor.log'" 30
+grep -E 'vsock|mount 0' "$vmdir/supervisor.log" | sed 's/^/# supervisor.log: /'
+
+start=$(date +%s)
+timeout 60 "$SMOLVM" exec mv1 -- cat /mnt/v/file.txt >"$T/out" 2>"$T/err"; rc=$?
+took=$(( $(date +%s) - start ))
+check "vsock: exec cat on the dead mount fails (rc $rc: not 0, not a 124 timeout)" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+check "vsock: ... promptly (${took}s < 60s)" test "$took" -lt 60
+check "vsock: ... printing none of the file" test ! -s "$T/out"
+# The guest's relay closed /dev/fuse, which aborts the FUSE connection, and left
+# the mount in place: a new lookup fails too, nothing falls through to the
+# directory underneath.
+check "vsock: ... saying ENOTCONN: $(head -c 200 "$T/err")" grep -q 'Transport endpoint is not connected' "$T/err"
+out=$(timeout 60 "$SMOLVM" exec mv1 -- grep -c ' /mnt/v fuse.smolvm ' /proc/mounts 2>&1)
+check "vsock: the dead mount stays in place ($out)" test "$out" = 1
+timeout 60 "$SMOLVM" exec mv1 -- touch /tmp/go
+wait "$held"; rc=$?
+check "vsock: the process whose cwd was in it gets ENOTCONN (rc $rc): $(head -c 200 "$T/held.err")" \
+        sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'Transport endpoint is not connected' '$T/held.err' && [ ! -s '$T/held.out' ]"
+
+out=$(timeout 60 "$SMOLVM" exec mv1 -- sh -c 'echo data > /root/x && cat /root/x && ls / >/dev/null && echo fine' 2>&1)
+check "vsock: other commands still work ($(echo $out))" test "$out" = "$(printf 'data\nfine')"
+check "vsock: the VM is still running" jq_true '.data.vms[0].state == "running"' <("$SMOLVM" ls --json)
+"$SMOLVM" logs mv1 >"$T/logs" 2>&1
+check "vsock: smolvm logs names the mount (host and guest path)" \
+        grep -qF "the FUSE-over-vsock server for mount 0 ($SHARE at /mnt/v) exited (exit status 137" "$T/logs"
+check "vsock: ... and the fix (restart the VM)" grep -qF "smolvm stop $id; smolvm start $id" "$T/logs"
+check "vsock: no zombie under the supervisor" sh -c "! ps --ppid '$sup' -o stat= | grep -q Z"
+
+"$SMOLVM" rm -f mv1 >/dev/null 2>"$T/err"; rc=$?
+check "vsock: rm -f exits 0 (rc $rc)" test "$rc" -eq 0
+assert_no_leftovers "vsock: rm -f after the server died"
 
 finish

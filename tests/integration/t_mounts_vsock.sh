@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Host directory mounts over FUSE over vsock (--mount-transport vsock): the
-# supervisor's own file server answers the guest kernel over an agent stream,
-# no virtio-fs device. Same security catalogue as t_mounts.sh (t_mounts_guest.py)
+# Host directory mounts over FUSE over vsock (--mount-transport vsock): our file
+# server, in the same sandboxed smolvm-virtiofsd as virtio-fs (stream mode),
+# answers the guest kernel over an agent stream, no virtio-fs device. Same security catalogue as t_mounts.sh (t_mounts_guest.py)
 # against a read-only share, then the bytes, git, a :rw share, stop/start.
 # Boots: one persistent VM (create, then start again after stop) and two `run`s.
 . "$(dirname "$0")/lib.sh"
@@ -13,7 +13,8 @@ check_or_bail "create --mount-transport vsock with two mounts (rc $rc)" "$rc"
 vmdir="$SMOLVM_HOME/vms/$id"
 check "vm.json and config.json say vsock" sh -c "jq -e '.mount_transport == \"vsock\"' '$vmdir/vm.json' >/dev/null &&
         jq -e '.mount_transport == \"vsock\"' '$vmdir/config.json' >/dev/null"
-check "no virtio-fs back-end, no fs socket" sh -c "! pgrep -f -- 'smolvm-[v]irtiofsd.*$T/' >/dev/null && [ ! -e '$vmdir/fs-0.sock' ]"
+check "no virtio-fs back-end, no fs socket" sh -c "! pgrep -f -- 'smolvm-[v]irtiofsd --fd=3.*$T/' >/dev/null && [ ! -e '$vmdir/fs-0.sock' ]"
+check "two sandboxed stream back-ends serve the mounts" sh -c "[ \$(pgrep -f -- 'smolvm-[v]irtiofsd --stream-fd=3.*$T/' | wc -l) -ge 2 ]"
 qpid=$(pgrep -f -- "qemu-system.*$vmdir" | head -1)
 qargs=$(tr '\0' ' ' <"/proc/$qpid/cmdline" 2>/dev/null)
 check "QEMU has no vhost-user-fs device and no memfd memory" \

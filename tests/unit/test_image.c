@@ -242,6 +242,107 @@ START_TEST(test_kmod_order)
 }
 END_TEST
 
+/* The order file's conditions: a module any unconditional root needs is
+ * unconditional (virtio, virtio_ring: virtio_blk needs them too), one needed only
+ * by conditional roots gets the union of their conditions (fuse: demand from its
+ * own root, virtio:26 from virtiofs). */
+START_TEST(test_kmod_conditions)
+{
+        kmod_db db = {0};
+        load_db(&db);
+        static const kmod_root roots[] = {
+                {"virtio_mmio", NULL}, {"virtio_blk", ""}, {"ext4", NULL},
+                {"fuse", "demand"}, {"virtiofs", "virtio:26"}, {"virtiofs", "virtio:26 demand"}, {NULL, NULL},
+        };
+        const char *names[] = {"virtio_mmio", "virtio_blk", "ext4", "fuse", "virtiofs", NULL};
+        strv order = {0}, when = {0};
+        ib_err e = {0};
+        ck_assert_int_eq(kmod_resolve(&db, names, &order, &e), 0);
+        ck_assert_int_eq(kmod_conditions(&db, roots, &order, &when, &e), 0);
+        ck_assert_ptr_null(e.msg);
+        ck_assert_uint_eq(when.n, order.n);
+        ck_assert_str_eq(when.v[idx(&order, "kernel/drivers/virtio/virtio.ko")], "");
+        ck_assert_str_eq(when.v[idx(&order, "kernel/drivers/virtio/virtio_ring.ko")], "");
+        ck_assert_str_eq(when.v[idx(&order, "kernel/fs/ext4/ext4.ko")], "");
+        ck_assert_str_eq(when.v[idx(&order, "kernel/crypto/crc32c_generic.ko")], "");
+        ck_assert_str_eq(when.v[idx(&order, "kernel/fs/fuse/fuse.ko")], "demand virtio:26");
+        ck_assert_str_eq(when.v[idx(&order, "kernel/fs/fuse/virtiofs.ko")], "virtio:26 demand");
+        strv_done(&when);
+
+        /* A root that is not there: the error of kmod_resolve. */
+        static const kmod_root missing[] = {{"ext4", NULL}, {"nosuchmod", "virtio:1"}, {NULL, NULL}};
+        ck_assert_int_eq(kmod_conditions(&db, missing, &order, &when, &e), -ENOENT);
+        ck_assert_ptr_nonnull(e.msg);
+        free(e.msg);
+        strv_done(&order);
+        kmod_db_done(&db);
+}
+END_TEST
+
+/* A minimal module: ELF header, sections [null, .BTF (flags), .shstrtab], then
+ * (optionally) a signature block as the kernel's sign-file appends it. */
+static size_t fake_module(uint8_t *buf, uint64_t btf_flags, bool signed_)
+{
+        static const char strtab[] = "\0.BTF\0.shstrtab\0";
+        memset(buf, 0, 1024);
+        Elf64_Ehdr *eh = (Elf64_Ehdr *)buf;
+        memcpy(eh->e_ident, ELFMAG, SELFMAG);
+        eh->e_ident[EI_CLASS] = ELFCLASS64;
+        eh->e_ident[EI_DATA] = ELFDATA2LSB;
+        eh->e_type = ET_REL;
+        eh->e_shoff = 256;
+        eh->e_shentsize = sizeof(Elf64_Shdr);
+        eh->e_shnum = 3;
+        eh->e_shstrndx = 2;
+        memcpy(buf + 128, strtab, sizeof(strtab));
+        Elf64_Shdr *sh = (Elf64_Shdr *)(buf + 256);
+        sh[1] = (Elf64_Shdr){ .sh_name = 1, .sh_type = SHT_PROGBITS, .sh_flags = btf_flags, .sh_offset = 64, .sh_size = 8 };
+        sh[2] = (Elf64_Shdr){ .sh_name = 6, .sh_type = SHT_STRTAB, .sh_offset = 128, .sh_size = sizeof(strtab) };
+        size_t len = 256 + 3 * sizeof(Elf64_Shdr);
+        if (signed_) {
+                memset(buf + len, 0xab, 40); /* the PKCS#7 blob */
+                len += 40;
+                uint8_t info[12] = { 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 40 };
+                memcpy(buf + len, info, sizeof(info));
+                len += sizeof(info);
+                memcpy(buf + len, "~Module signature appended~\n", 28);
+                len += 28;
+        }
+        return len;
+}
+
+START_TEST(test_kmod_prepare_for_boot)
+{
+        uint8_t buf[1024], plain[1024];
+        size_t plain_len = fake_module(plain, 0, false);
+        size_t len = fake_module(buf, 0, true);
+        ck_assert_uint_eq(len, plain_len + 80);
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, len), plain_len);
+        const Elf64_Shdr *sh = (const Elf64_Shdr *)(buf + 256);
+        ck_assert_uint_eq(sh[1].sh_name, 0);  /* .BTF hidden */
+        ck_assert_uint_eq(sh[2].sh_name, 6);  /* the rest untouched */
+        ck_assert_uint_eq(sh[1].sh_offset, 64);
+        /* Idempotent: no signature left, nothing named .BTF. */
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, plain_len), plain_len);
+
+        /* An allocated section named .BTF is not ours to hide; no signature: length kept. */
+        len = fake_module(buf, SHF_ALLOC, false);
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, len), len);
+        ck_assert_uint_eq(((const Elf64_Shdr *)(buf + 256))[1].sh_name, 1);
+
+        /* A signature length larger than the file, a truncated section table, not ELF: unchanged. */
+        len = fake_module(buf, 0, true);
+        buf[len - 28 - 1] = 0xff;
+        buf[len - 28 - 2] = 0xff;
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, len), len);
+        len = fake_module(buf, 0, false);
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, len - 8), len - 8);
+        ck_assert_uint_eq(((const Elf64_Shdr *)(buf + 256))[1].sh_name, 1);
+        memcpy(buf, "text", 4);
+        ck_assert_uint_eq(kmod_prepare_for_boot(buf, 100), 100);
+}
+END_TEST
+
 START_TEST(test_kmod_errors)
 {
         kmod_db db = {0};
@@ -573,6 +674,8 @@ int main(void)
         tcase_add_test(tc, test_apt_cache_output);
         tcase_add_test(tc, test_kmod_order);
         tcase_add_test(tc, test_kmod_errors);
+        tcase_add_test(tc, test_kmod_conditions);
+        tcase_add_test(tc, test_kmod_prepare_for_boot);
         tcase_add_test(tc, test_cpio_format);
         tcase_add_test(tc, test_run);
         tcase_add_test(tc, test_tail_lines);

@@ -352,6 +352,55 @@ START_TEST(test_serving)
 }
 END_TEST
 
+/* Stream mode (smolvm-virtiofsd --stream-fd, FUSE over vsock): the fuse_mount
+ * request (write), waiting for the agent's answer (poll, read, clock_gettime),
+ * then FUSE replies with send(MSG_NOSIGNAL), and a peer that went away is an
+ * EPIPE, not a signal. */
+static int stream_fd = -1;
+
+static void stream_child(void)
+{
+        struct timespec ts;
+        EXPECT_OK(syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts));
+        EXPECT_RET(7, syscall(SYS_write, stream_fd, "request", 7L));
+        struct pollfd pf = { .fd = stream_fd, .events = POLLIN };
+        EXPECT_RET(1, syscall(SYS_poll, &pf, 1L, 10000L));
+        char buf[8];
+        EXPECT_RET(6, syscall(SYS_read, stream_fd, buf, 6L));
+        expect(memcmp(buf, "answer", 6) == 0, "read the answer");
+        EXPECT_RET(5, syscall(SYS_sendto, stream_fd, "reply", 5L, (long)MSG_NOSIGNAL, NULL, 0L));
+        /* The peer shut its side: EOF on read, EPIPE on send. */
+        EXPECT_RET(1, syscall(SYS_poll, &pf, 1L, 10000L));
+        EXPECT_RET(0, syscall(SYS_read, stream_fd, buf, 1L));
+        EXPECT_ERRNO(EPIPE, syscall(SYS_sendto, stream_fd, "x", 1L, (long)MSG_NOSIGNAL, NULL, 0L));
+}
+
+START_TEST(test_stream_serving)
+{
+        int sp[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        stream_fd = sp[1];
+        ck_assert_int_eq(write(sp[0], "answer", 6), 6);
+        /* The peer reads the request and the reply, then shuts its end: the
+         * child must then see EOF and EPIPE. */
+        pid_t helper = fork();
+        ck_assert_int_ge(helper, 0);
+        if (helper == 0) {
+                char req[7], rep[5];
+                if (read(sp[0], req, 7) != 7 || read(sp[0], rep, 5) != 5 || memcmp(rep, "reply", 5) != 0)
+                        _exit(1);
+                shutdown(sp[0], SHUT_RDWR);
+                _exit(0);
+        }
+        close(sp[0]);
+        assert_child_ok(true, stream_child);
+        int status;
+        ck_assert_int_eq(waitpid(helper, &status, 0), helper);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "peer: status 0x%x", status);
+        close(sp[1]);
+}
+END_TEST
+
 /* Off the list: ENOSYS, the process lives on. */
 static void refused_child(void)
 {
@@ -501,6 +550,7 @@ int main(void)
         tcase_add_test(tc, test_read_only);
         tcase_add_test(tc, test_read_write);
         tcase_add_test(tc, test_serving);
+        tcase_add_test(tc, test_stream_serving);
         tcase_add_test(tc, test_refused_with_enosys);
         tcase_add_test(tc, test_threads);
         tcase_add_loop_test(tc, test_escape_vectors_kill, 0, N_ESCAPES);
