@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "util.h"
 
+#include <fcntl.h>
+#include <string.h>
 #include <time.h>
 
 int write_all(int fd, const void *buf, size_t len)
@@ -35,6 +37,26 @@ int read_all(int fd, void *buf, size_t len)
                 len -= (size_t)n;
         }
         return 0;
+}
+
+int read_line_file(const char *path, char *buf, size_t size)
+{
+        if (size < 2)
+                return -EINVAL;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        ssize_t n;
+        do
+                n = read(fd, buf, size - 1);
+        while (n < 0 && errno == EINTR);
+        int r = n < 0 ? negative_errno() : 0;
+        safe_close(fd);
+        if (r < 0)
+                return r;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        return buf[0] ? (int)strlen(buf) : -ENODATA;
 }
 
 uint64_t now_ms(void)

@@ -75,5 +75,9 @@ static inline void put_le64(void *p, uint64_t v)
 int write_all(int fd, const void *buf, size_t len);
 /* Read exactly len bytes from a blocking fd. Returns 0, -EPIPE on early EOF, or negative errno. */
 int read_all(int fd, void *buf, size_t len);
+/* Read a small text file (sysfs, procfs) with one read into buf, NUL-terminated
+ * and cut at its first newline. Returns the length (>= 1), -ENODATA when it is
+ * empty, or negative errno. */
+int read_line_file(const char *path, char *buf, size_t size);
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);

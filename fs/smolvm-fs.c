@@ -31,6 +31,7 @@
 
 #include "fuse_client.h"
 #include "fuse_stream.h"
+#include "mountinfo.h"
 #include "smolvm/smolvm.h"
 #include "util.h"
 
@@ -139,60 +140,22 @@ static char *absolute_path(const char *path)
         return out;
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space, ...) in place. */
-static void unescape_octal(char *s)
-{
-        char *w = s;
-        for (char *r = s; *r; r++) {
-                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
-                    r[3] <= '7') {
-                        *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-                        r += 3;
-                } else {
-                        *w++ = *r;
-                }
-        }
-        *w = '\0';
-}
-
-/* The fstype of the mount whose mount point is exactly path (from mountinfo;
- * the last one wins: the top of a stack). Returns 1 and *ret_type (malloc'd),
- * 0 if path is not a mount point, negative errno. */
+/* The fstype of the topmost mount whose mount point is exactly path. Returns 1
+ * and *ret_type (malloc'd), 0 if path is not a mount point, negative errno. */
 static int find_mount(const char *path, char **ret_type)
 {
         FILE *f = fopen("/proc/self/mountinfo", "re");
         if (!f)
                 return negative_errno();
-        char *line = NULL, *found = NULL;
-        size_t cap = 0;
-        int r = 0;
-        while (getline(&line, &cap, f) > 0) {
-                /* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
-                char *tok[64], *save = NULL;
-                size_t n = 0;
-                for (char *t = strtok_r(line, " \n", &save); t && n < ARRAY_SIZE(tok); t = strtok_r(NULL, " \n", &save))
-                        tok[n++] = t;
-                size_t dash = 6;
-                while (dash < n && strcmp(tok[dash], "-") != 0)
-                        dash++;
-                if (n < 5 || dash + 1 >= n)
-                        continue;
-                unescape_octal(tok[4]);
-                if (strcmp(tok[4], path) != 0)
-                        continue;
-                free(found);
-                found = strdup(tok[dash + 1]);
-                if (!found) {
-                        r = -ENOMEM;
-                        break;
-                }
-        }
-        free(line);
+        mountinfo_entry e;
+        int r = mountinfo_find(f, path, &e);
         fclose(f);
-        if (r < 0 || !found)
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
                 return r;
-        *ret_type = found;
-        return 1;
+        *ret_type = strdup(e.fstype);
+        return *ret_type ? 1 : -ENOMEM;
 }
 
 static int cmd_umount(int argc, char **argv)

@@ -91,15 +91,8 @@ static int find_port(const char *name, char *ret_path, size_t ret_len)
                         continue;
                 char p[512], buf[256];
                 snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", de->d_name);
-                int fd = open(p, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
+                if (read_line_file(p, buf, sizeof(buf)) < 0)
                         continue;
-                ssize_t n = read(fd, buf, sizeof(buf) - 1);
-                safe_close(fd);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                buf[strcspn(buf, "\n")] = '\0';
                 if (strcmp(buf, name) == 0) {
                         snprintf(ret_path, ret_len, "/dev/%s", de->d_name);
                         r = 0;

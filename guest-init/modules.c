@@ -82,14 +82,8 @@ uint64_t virtio_devices_present(const char *sys_dir)
                         continue;
                 char p[512], buf[32];
                 snprintf(p, sizeof(p), "%s/%s/device", sys_dir, de->d_name);
-                int fd = open(p, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
+                if (read_line_file(p, buf, sizeof(buf)) < 0)
                         continue;
-                ssize_t n = read(fd, buf, sizeof(buf) - 1);
-                safe_close(fd);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
                 char *end = NULL;
                 unsigned long id = strtoul(buf, &end, 16); /* "0x0013\n" */
                 if (end != buf && id < 64)
