@@ -123,3 +123,9 @@ struct cli_mounts;
  * argv[*i] was one of them (value stored, *i advanced), 0 when it is not, -EINVAL
  * after reporting a bad value. */
 int cli_vm_flag(int argc, char **argv, int *i, smolvm_config *cfg, struct cli_mounts *mounts);
+/* Same convention: --env NAME=VALUE (repeatable) appended to env, which has room
+ * for CLI_MAX_ENV_FLAGS entries and the NULL after them (run, exec, create). */
+#define CLI_MAX_ENV_FLAGS 4096
+int cli_env_flag(int argc, char **argv, int *i, const char **env, size_t *n_env);
+/* Same convention: the command's flags, --timeout, --workdir and --env (run, exec). */
+int cli_exec_flag(int argc, char **argv, int *i, smolvm_exec_opts *opts, const char **env, size_t *n_env);

@@ -11,7 +11,6 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
-#define MAX_ENV_FLAGS 4096
 
 static void create_usage(FILE *f)
 {
@@ -73,14 +72,9 @@ static int parse_args(int argc, char **argv, create_args *a)
                         if (!v || cli_parse_uint("--disk", v, 64, 64ul * 1024 * 1024, &n) < 0)
                                 return -EINVAL;
                         a->cfg.disk_mib = (unsigned)n;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
-                        if (!v || !cli_env_valid(v))
-                                return -EINVAL;
-                        if (a->n_env >= MAX_ENV_FLAGS) {
-                                cli_error("too many --env options (max %d)", MAX_ENV_FLAGS);
-                                return -EINVAL;
-                        }
-                        a->env[a->n_env++] = v;
+                } else if ((r = cli_env_flag(argc, argv, &i, a->env, &a->n_env)) != 0) {
+                        if (r < 0)
+                                return r;
                 } else if ((r = cli_vm_flag(argc, argv, &i, &a->cfg, a->mounts)) != 0) {
                         if (r < 0)
                                 return r;
@@ -96,7 +90,7 @@ static int parse_args(int argc, char **argv, create_args *a)
 
 int cmd_create(int argc, char **argv)
 {
-        _cleanup_free_ const char **env = calloc(MAX_ENV_FLAGS + 1, sizeof(char *));
+        _cleanup_free_ const char **env = calloc(CLI_MAX_ENV_FLAGS + 1, sizeof(char *));
         if (!env) {
                 cli_error("out of memory");
                 return CLI_EXIT_ERROR;

@@ -12,7 +12,6 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
-#define MAX_ENV_FLAGS 4096
 
 static void exec_usage(FILE *f)
 {
@@ -50,9 +49,8 @@ static int parse_args(int argc, char **argv, exec_args *a)
 {
         int i;
         for (i = 1; i < argc; i++) {
-                const char *arg = argv[i], *v;
-                bool m;
-                unsigned long n;
+                const char *arg = argv[i];
+                int r;
                 if (arg[0] != '-' || arg[1] == '\0')
                         break; /* the VM id */
                 if (!strcmp(arg, "--")) {
@@ -65,26 +63,9 @@ static int parse_args(int argc, char **argv, exec_args *a)
                         a->json = true;
                 } else if (!strcmp(arg, "-i") || !strcmp(arg, "--interactive")) {
                         a->interactive = true;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--timeout", &m)) || m) {
-                        if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
-                                return -EINVAL;
-                        a->opts.timeout_ms = (uint32_t)(n * 1000u);
-                } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
-                        if (!v || !cli_env_valid(v))
-                                return -EINVAL;
-                        if (a->n_env >= MAX_ENV_FLAGS) {
-                                cli_error("too many --env options (max %d)", MAX_ENV_FLAGS);
-                                return -EINVAL;
-                        }
-                        a->env[a->n_env++] = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--workdir", &m)) || m) {
-                        if (!v)
-                                return -EINVAL;
-                        if (v[0] != '/') {
-                                cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", v);
-                                return -EINVAL;
-                        }
-                        a->opts.cwd = v;
+                } else if ((r = cli_exec_flag(argc, argv, &i, &a->opts, a->env, &a->n_env)) != 0) {
+                        if (r < 0)
+                                return r;
                 } else {
                         cli_error("unknown option '%s'", arg);
                         cli_hint("run 'smolvm exec --help' for the options");
@@ -111,7 +92,7 @@ static int parse_args(int argc, char **argv, exec_args *a)
 
 int cmd_exec(int argc, char **argv)
 {
-        _cleanup_free_ const char **env = calloc(MAX_ENV_FLAGS + 1, sizeof(char *));
+        _cleanup_free_ const char **env = calloc(CLI_MAX_ENV_FLAGS + 1, sizeof(char *));
         if (!env) {
                 cli_error("out of memory");
                 return CLI_EXIT_ERROR;

@@ -21,7 +21,6 @@
 #include "image.h"
 #endif
 
-#define MAX_ENV_FLAGS 4096
 
 static void run_usage(FILE *f)
 {
@@ -75,9 +74,6 @@ static int parse_args(int argc, char **argv, run_args *a)
         int i;
         for (i = 1; i < argc; i++) {
                 const char *arg = argv[i];
-                const char *v;
-                bool m;
-                unsigned long n;
                 int r;
                 if (!strcmp(arg, "--")) {
                         i++;
@@ -95,31 +91,9 @@ static int parse_args(int argc, char **argv, run_args *a)
                         a->interactive = true;
                         continue;
                 }
-                if ((v = cli_flag_value(argc, argv, &i, "--timeout", &m)) || m) {
-                        if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
-                                return -EINVAL;
-                        a->opts.timeout_ms = (uint32_t)(n * 1000u);
-                } else if ((v = cli_flag_value(argc, argv, &i, "--env", &m)) || m) {
-                        if (!v)
-                                return -EINVAL;
-                        const char *eq = strchr(v, '=');
-                        if (!eq || eq == v) {
-                                cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
-                                return -EINVAL;
-                        }
-                        if (a->n_env >= MAX_ENV_FLAGS) {
-                                cli_error("too many --env options (max %d)", MAX_ENV_FLAGS);
-                                return -EINVAL;
-                        }
-                        a->env[a->n_env++] = v;
-                } else if ((v = cli_flag_value(argc, argv, &i, "--workdir", &m)) || m) {
-                        if (!v)
-                                return -EINVAL;
-                        if (v[0] != '/') {
-                                cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", v);
-                                return -EINVAL;
-                        }
-                        a->opts.cwd = v;
+                if ((r = cli_exec_flag(argc, argv, &i, &a->opts, a->env, &a->n_env)) != 0) {
+                        if (r < 0)
+                                return r;
                 } else if ((r = cli_vm_flag(argc, argv, &i, &a->cfg, a->mounts)) != 0) {
                         if (r < 0)
                                 return r;
@@ -195,7 +169,7 @@ static bool stdin_usable(void)
 
 int cmd_run(int argc, char **argv)
 {
-        _cleanup_free_ const char **env = calloc(MAX_ENV_FLAGS + 1, sizeof(char *));
+        _cleanup_free_ const char **env = calloc(CLI_MAX_ENV_FLAGS + 1, sizeof(char *));
         if (!env) {
                 cli_error("out of memory");
                 return CLI_EXIT_ERROR;

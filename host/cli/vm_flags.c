@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The flags that describe a VM, shared by `run` (ephemeral) and `create`
- * (persistent), so both accept and check them the same way. */
+/* Flags shared by several commands, so each is accepted and checked the same
+ * way everywhere: the VM's (run, create), the command's (run, exec) and --env
+ * (run, exec, create). */
 #include <errno.h>
 #include <string.h>
 
@@ -48,6 +49,46 @@ int cli_vm_flag(int argc, char **argv, int *i, smolvm_config *cfg, cli_mounts *m
                 cfg->image = v;
         } else {
                 return 0;
+        }
+        return 1;
+}
+
+int cli_env_flag(int argc, char **argv, int *i, const char **env, size_t *n_env)
+{
+        bool m;
+        const char *v = cli_flag_value(argc, argv, i, "--env", &m);
+        if (!v && !m)
+                return 0;
+        if (!v || !cli_env_valid(v))
+                return -EINVAL;
+        if (*n_env >= CLI_MAX_ENV_FLAGS) {
+                cli_error("too many --env options (max %d)", CLI_MAX_ENV_FLAGS);
+                return -EINVAL;
+        }
+        env[(*n_env)++] = v;
+        return 1;
+}
+
+int cli_exec_flag(int argc, char **argv, int *i, smolvm_exec_opts *opts, const char **env, size_t *n_env)
+{
+        const char *v;
+        bool m;
+        unsigned long n;
+
+        if ((v = cli_flag_value(argc, argv, i, "--timeout", &m)) || m) {
+                if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
+                        return -EINVAL;
+                opts->timeout_ms = (uint32_t)(n * 1000u);
+        } else if ((v = cli_flag_value(argc, argv, i, "--workdir", &m)) || m) {
+                if (!v)
+                        return -EINVAL;
+                if (v[0] != '/') {
+                        cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", v);
+                        return -EINVAL;
+                }
+                opts->cwd = v;
+        } else {
+                return cli_env_flag(argc, argv, i, env, n_env);
         }
         return 1;
 }
