@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "spawn.h"
 #include "util.h"
 
 /* In the child: the listening socket (or the stream) and the ready pipe. */
@@ -191,7 +191,7 @@ static sup_fsd *fsd_new(unsigned index, const sup_mount *m, const char *socket_p
 static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, bool want_ready,
                  const char *log_path, char *err, size_t err_len)
 {
-        _cleanup_close_ int null_fd = -1, log_w = -1, ready_w = -1, exec_r = -1, exec_w = -1;
+        _cleanup_close_ int null_fd = -1, log_w = -1, ready_w = -1;
         int pfd[2], r;
 
         f->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
@@ -214,10 +214,6 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
                 ready_w = pfd[1];
                 (void)fcntl(f->ready_fd, F_SETFL, O_NONBLOCK);
         }
-        if (pipe2(pfd, O_CLOEXEC) < 0)
-                goto fail_errno;
-        exec_r = pfd[0];
-        exec_w = pfd[1];
 
         /* The back-end pins every inode the guest holds with an O_PATH fd (65536
          * by default) and raises its soft RLIMIT_NOFILE to what its tables need,
@@ -230,51 +226,14 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
         if (raise_nofile)
                 nofile.rlim_max = FSD_NOFILE_HARD;
 
-        pid_t parent = getpid();
-        pid_t pid = fork();
-        if (pid < 0)
-                goto fail_errno;
-        if (pid == 0) {
-                /* Child: async-signal-safe calls only. */
-                int src[5] = { null_fd, log_w, log_w, fd3, ready_w };
-                int n_fds = ready_w >= 0 ? 5 : 4, e;
-                sigset_t none;
-                (void)setpgid(0, 0);
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                        _exit(127);
-                sigemptyset(&none);
-                (void)sigprocmask(SIG_SETMASK, &none, NULL);
-                (void)signal(SIGPIPE, SIG_DFL);
-                if (raise_nofile)
-                        (void)setrlimit(RLIMIT_NOFILE, &nofile); /* EPERM: it makes do */
-                /* Out of the 0..4 range first, so one dup2 cannot clobber another source. */
-                for (int i = 0; i < n_fds; i++)
-                        if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)
-                                goto child_fail;
-                for (int i = 0; i < n_fds; i++)
-                        if (dup2(src[i], i) < 0)
-                                goto child_fail;
-                execvp(argv[0], argv);
-        child_fail:
-                e = errno;
-                (void)!write(exec_w, &e, sizeof(e));
-                _exit(127);
-        }
-        (void)setpgid(pid, pid);
-        f->pid = pid;
-        exec_w = safe_close(exec_w);
-        int child_errno = 0;
-        ssize_t n;
-        do
-                n = read(exec_r, &child_errno, sizeof(child_errno));
-        while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)sizeof(child_errno)) {
-                (void)waitpid(pid, NULL, 0);
-                f->pid = 0;
-                r = child_errno > 0 ? -child_errno : -EIO;
+        int fds[5] = { null_fd, log_w, log_w, fd3, ready_w };
+        pid_t pid;
+        r = sup_spawn(argv, fds, ready_w >= 0 ? 5 : 4, raise_nofile ? &nofile : NULL, &pid);
+        if (r < 0) {
                 snprintf(err, err_len, "starting %s: %s", argv[0], strerror(-r));
                 return r;
         }
+        f->pid = pid;
         f->loop = loop;
         r = smolvm_evloop_add(loop, f->log_pipe, EPOLLIN, log_cb, f);
         if (r < 0) {

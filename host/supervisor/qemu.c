@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #endif
 
 #include "log.h"
+#include "spawn.h"
 #include "util.h"
 
 #define QEMU_BINARY "qemu-system-x86_64"
@@ -54,72 +54,15 @@ static char *qemu_opt_escape(const char *s)
         return out;
 }
 
-/* Fork and exec argv[0] (PATH lookup) with the given stdio and, if keep_fd >= 0,
- * keep_fd as fd 3. All our other fds are O_CLOEXEC. An exec failure comes back
- * through a CLOEXEC pipe as a negative errno, so "not installed" is an error here
- * and not a mysterious exit status later. */
+/* sup_spawn with the given stdio (or /dev/null) and, if keep_fd >= 0, keep_fd
+ * as fd 3. */
 static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
 {
-        _cleanup_close_ int null_fd = -1, pipe_rd = -1, pipe_wr = -1;
-        pid_t parent = getpid(), pid;
-        int pfd[2], child_errno = 0;
-        ssize_t n;
-
-        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0)
                 return negative_errno();
-        if (pipe2(pfd, O_CLOEXEC) < 0)
-                return negative_errno();
-        pipe_rd = pfd[0];
-        pipe_wr = pfd[1];
-
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                /* Child: only async-signal-safe calls from here. */
-                int src[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
-                int n_fds = keep_fd >= 0 ? 4 : 3;
-                sigset_t none;
-
-                /* Our own process group: the supervisor kills the whole group, and a
-                 * terminal's ^C aimed at the CLI does not reach the VMM directly. */
-                (void)setpgid(0, 0);
-                /* Die with the supervisor. The parent may already be gone (the
-                 * signal is only armed for future deaths), hence the getppid check. */
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                        _exit(127);
-                sigemptyset(&none);
-                (void)sigprocmask(SIG_SETMASK, &none, NULL);
-                (void)signal(SIGPIPE, SIG_DFL);
-                /* Move sources out of the 0..3 range first so dup2 cannot clobber one. */
-                for (int i = 0; i < n_fds; i++) {
-                        src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
-                        if (src[i] < 0)
-                                goto fail;
-                }
-                for (int i = 0; i < n_fds; i++)
-                        if (dup2(src[i], i) < 0) /* dup2 clears O_CLOEXEC on the target */
-                                goto fail;
-                execvp(argv[0], argv);
-        fail:
-                child_errno = errno;
-                (void)!write(pipe_wr, &child_errno, sizeof(child_errno));
-                _exit(127);
-        }
-
-        /* Also from the parent, so kill(-pid) works even before the child runs. */
-        (void)setpgid(pid, pid);
-        pipe_wr = safe_close(pipe_wr);
-        do
-                n = read(pipe_rd, &child_errno, sizeof(child_errno));
-        while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)sizeof(child_errno)) {
-                (void)waitpid(pid, NULL, 0);
-                return child_errno > 0 ? -child_errno : -EIO;
-        }
-        *ret_pid = pid;
-        return 0;
+        int fds[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
+        return sup_spawn(argv, fds, keep_fd >= 0 ? 4 : 3, NULL, ret_pid);
 }
 
 static int wait_child(pid_t pid, int *ret_wstatus)
