@@ -60,7 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
                 }                                                                                                  \
         } while (0)
 
-#define MAX_EP (SMOLVM_MUX_MAX_STREAMS + 64u) /* far ends of local streams */
+#define MAX_EP 128u      /* far ends of local streams we drive */
+#define EP_ACCEPT_MAX 96u /* accepted streams beyond this share one socket */
 #define MAX_PAIRS 32u
 #define PEER_BUDGET (4u << 20)                /* bytes the peer writes per input, at most */
 #define FLOOD_MAX 6000u
@@ -109,6 +110,7 @@ static struct world {
         bool oversize_aligned; /* ... and then an oversized header went out whole */
         size_t budget;
         ep eps[MAX_EP];
+        int sink[2]; /* the socket streams beyond EP_ACCEPT_MAX get dups of */
         unsigned n_ep;
         pair pairs[MAX_PAIRS];
         unsigned n_pairs, next_pair;
@@ -451,6 +453,15 @@ static int on_accept(void *userdata, uint32_t local_port, uint32_t peer_port)
         CHECK(w.mux && !smolvm_mux_is_broken(w.mux));
         if (w.accept_mode == 1)
                 return -ECONNREFUSED;
+        if (w.n_ep >= EP_ACCEPT_MAX && w.accept_mode != 4) {
+                /* A REQUEST storm on its way to the 1024-stream limit: dups of one
+                 * socket cost a syscall where a socketpair each would dominate the
+                 * run. Nothing drives them locally. */
+                if (w.sink[0] < 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, w.sink) < 0)
+                        return -errno;
+                int fd = fcntl(w.sink[1], F_DUPFD_CLOEXEC, 3);
+                return fd < 0 ? -errno : fd;
+        }
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 return -errno;
@@ -761,7 +772,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
         (void)argc;
         (void)argv;
-        /* A REQUEST storm opens up to 1024 streams: two fds each. */
+        /* A REQUEST storm opens up to 1024 streams, an fd each. */
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
@@ -777,6 +788,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t cfg = u8(&in);
         memset(&w, 0, sizeof(w));
         w.peer = -1;
+        w.sink[0] = w.sink[1] = -1;
         w.is_host = cfg & 1u;
         w.mux_cid = w.is_host ? SMOLVM_CID_HOST : SMOLVM_CID_GUEST;
         w.peer_cid = w.is_host ? SMOLVM_CID_GUEST : SMOLVM_CID_HOST;
@@ -820,6 +832,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 safe_close(w.eps[i].fd);
         }
         safe_close(w.peer);
+        safe_close(w.sink[0]);
+        safe_close(w.sink[1]);
         smolvm_evloop_free(w.loop);
         CHECK(count_fds() == fd_baseline);
         return 0;
