@@ -11,7 +11,8 @@
  *
  *   raw bytes | a well-formed packet (any op, type, CID, port pair, credit
  *   fields, flags, payload length) | a flood of one packet (up to 6000 times,
- *   ports or fwd_cnt stepping: REQUEST storms, CREDIT_REQUEST floods) | a header
+ *   ports or fwd_cnt stepping: REQUEST storms, CREDIT_REQUEST floods; or up to
+ *   64 full-size RW: data past the credit) | a header
  *   with len above the maximum | HELLO | local connect / write / read /
  *   shutdown / close | loop turns | drain the mux's output, or stop reading it
  *   (back-pressure) | answer the mux's REQUESTs | EOF or close from the peer |
@@ -52,13 +53,12 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                                   \
-        do {                                                                                                       \
-                if (!(c)) {                                                                                        \
-                        fprintf(stderr, "fuzz_mux: invariant failed at line %d: %s\n", __LINE__, #c);              \
-                        abort();                                                                                   \
-                }                                                                                                  \
-        } while (0)
+static _Noreturn void check_failed(int line, const char *what)
+{
+        fprintf(stderr, "fuzz_mux: invariant failed at line %d: %s\n", line, what);
+        abort();
+}
+#define CHECK(c) ((c) ? (void)0 : check_failed(__LINE__, #c))
 
 #define MAX_EP 128u      /* far ends of local streams we drive */
 #define EP_ACCEPT_MAX 96u /* accepted streams beyond this share one socket */
@@ -70,7 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Control packets queued: MUX_CTL_MAX stops reading the channel, but a read
  * already under way finishes its buffer (each input packet answers at most one
  * control packet); a forced read (EPOLLHUP) does up to MUX_CHAN_READS_PER_WAKE.
- * Local events (EOF, credit) add a few per stream. */
+ * Local events add a few per stream: SHUTDOWN at EOF, an RST, CREDIT_UPDATEs as
+ * the local side drains what the ring (one buffer per stream) holds. */
 #define CTL_SLACK_STREAMS (4u * SMOLVM_MUX_MAX_STREAMS + 1u)
 #define CTL_BOUND_OPEN (MUX_CTL_MAX + MUX_INBUF_SIZE / SMOLVM_PKT_HDR_SIZE + CTL_SLACK_STREAMS)
 #define CTL_BOUND_HUP (MUX_CTL_MAX + MUX_CHAN_READS_PER_WAKE * (MUX_INBUF_SIZE / SMOLVM_PKT_HDR_SIZE) + \
@@ -81,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct ep {
         int fd;          /* our (far) end; -1 once closed */
         bool connecting; /* smolvm_mux_connect() returned 0: its callback is owed */
-        int n_cb, cb_err;
+        int n_cb;
 } ep;
 
 typedef struct pair {
@@ -119,7 +120,6 @@ static struct world {
         uint64_t n_pkts_seen;
 } w;
 
-static int fd_baseline;
 static uint8_t scratch[FLOOD_MAX * (SMOLVM_PKT_HDR_SIZE + 64u) + SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD];
 
 /* ---- input ---- */
@@ -143,8 +143,6 @@ static uint32_t u32(input *in)
         uint32_t lo = u16(in);
         return lo | ((uint32_t)u16(in) << 16);
 }
-
-/* ---- helpers ---- */
 
 static int count_fds(void)
 {
@@ -296,32 +294,14 @@ static const uint32_t port_table[] = { SMOLVM_AGENT_PORT, MUX_PORT_FIRST, MUX_PO
                                        UINT32_MAX, 2, 1023 };
 static const uint32_t buf_table[] = { SMOLVM_MUX_STREAM_BUF, 0, 1, 4096, UINT32_MAX, 64u * 1024u, 0x80000000u };
 
-/* The port guest muxes serve in practice; any works. */
-static uint32_t agent_port_default(void)
-{
-        return SMOLVM_AGENT_PORT;
-}
-
-/* A packet header from the input: op, type, CIDs, a port pair (mostly a known
- * one), credit fields and flags. *ret_payload is the payload length to send. */
-static void read_hdr(input *in, smolvm_pkt_hdr *h, uint32_t *ret_payload)
+/* A packet header from the input: op (bit 3: an unknown one), type, CIDs, a
+ * port pair (mostly a known one), credit fields, flags, payload length. */
+static void read_hdr(input *in, smolvm_pkt_hdr *h)
 {
         uint8_t b0 = u8(in), b1 = u8(in), b2 = u8(in);
-        uint16_t op = b0 & 7u;
-        if (b0 & 0x08u)
-                op = (uint16_t)(8u + (b0 >> 4)); /* unknown op */
-        uint16_t type = SMOLVM_PKT_TYPE_STREAM;
-        switch ((b0 >> 4) & 3u) {
-        case 2:
-                type = SMOLVM_PKT_TYPE_CHANNEL;
-                break;
-        case 3:
-                if (b0 & 0x08u)
-                        type = u16(in);
-                break;
-        default:
-                break;
-        }
+        uint16_t op = (b0 & 0x08u) ? (uint16_t)(8u + (b0 >> 4)) : b0 & 7u;
+        unsigned t = (b0 >> 4) & 3u;
+        uint16_t type = t == 2 ? SMOLVM_PKT_TYPE_CHANNEL : t == 3 && (b0 & 0x08u) ? u16(in) : SMOLVM_PKT_TYPE_STREAM;
         uint32_t peer_port, mux_port;
         if (b1 < 0xc0 && w.n_pairs) {
                 pair *p = &w.pairs[b1 % w.n_pairs];
@@ -329,42 +309,22 @@ static void read_hdr(input *in, smolvm_pkt_hdr *h, uint32_t *ret_payload)
                 mux_port = p->mux_port;
         } else if (b1 < 0xf0) {
                 peer_port = port_table[b1 & 7u];
-                mux_port = (b1 & 8u) ? port_table[(b1 >> 4) & 7u] : agent_port_default();
+                mux_port = (b1 & 8u) ? port_table[(b1 >> 4) & 7u] : SMOLVM_AGENT_PORT;
         } else {
                 peer_port = u32(in);
                 mux_port = u32(in);
         }
         pair *p = pair_find(peer_port, mux_port);
         uint32_t buf_alloc = (b2 & 7u) < ARRAY_SIZE(buf_table) ? buf_table[b2 & 7u] : u32(in);
-        uint32_t fwd_cnt;
-        switch ((b2 >> 3) & 3u) {
-        case 0:
-                fwd_cnt = p ? p->rx_bytes : 0;
-                break;
-        case 1:
-                fwd_cnt = 0;
-                break;
-        case 2:
-                fwd_cnt = (p ? p->rx_bytes : 0) + SMOLVM_MUX_STREAM_BUF; /* ahead of what was sent */
-                break;
-        default:
-                fwd_cnt = u32(in);
-                break;
-        }
+        /* fwd_cnt: honest (what the mux sent us), 0, ahead of what was sent, any. */
+        uint32_t acked = p ? p->rx_bytes : 0, f = (b2 >> 3) & 3u;
+        uint32_t fwd_cnt = f == 0 ? acked : f == 1 ? 0 : f == 2 ? acked + SMOLVM_MUX_STREAM_BUF : u32(in);
         uint32_t flags = (b2 >> 5) & 3u;
         if (b2 & 0x80u)
                 flags = u32(in);
-        *h = (smolvm_pkt_hdr){
-                .src_cid = w.peer_cid,
-                .dst_cid = w.mux_cid,
-                .src_port = peer_port,
-                .dst_port = mux_port,
-                .type = type,
-                .op = op,
-                .flags = flags,
-                .buf_alloc = buf_alloc,
-                .fwd_cnt = fwd_cnt,
-        };
+        *h = (smolvm_pkt_hdr){ .src_cid = w.peer_cid, .dst_cid = w.mux_cid, .src_port = peer_port,
+                               .dst_port = mux_port, .type = type, .op = op, .flags = flags,
+                               .buf_alloc = buf_alloc, .fwd_cnt = fwd_cnt };
         if ((b0 & 0xc0u) == 0xc0u) {
                 /* Wrong CIDs: swapped, or arbitrary. */
                 if (b1 & 1u) {
@@ -374,13 +334,10 @@ static void read_hdr(input *in, smolvm_pkt_hdr *h, uint32_t *ret_payload)
                         h->dst_cid = u8(in);
                 }
         }
-        uint32_t len = 0;
         if (op == SMOLVM_OP_RW || type == SMOLVM_PKT_TYPE_CHANNEL || (b0 & 0x08u)) {
                 uint16_t l = u16(in);
-                len = l == 0xffffu ? SMOLVM_PKT_MAX_PAYLOAD : l;
+                h->len = l == 0xffffu ? SMOLVM_PKT_MAX_PAYLOAD : l;
         }
-        h->len = len;
-        *ret_payload = len;
         if (op == SMOLVM_OP_REQUEST && type == SMOLVM_PKT_TYPE_STREAM)
                 pair_add(peer_port, mux_port);
 }
@@ -404,7 +361,6 @@ static void connect_cb(void *userdata, int err, uint32_t local_port)
         CHECK(e->connecting);
         e->n_cb++;
         CHECK(e->n_cb == 1);
-        e->cb_err = err;
         CHECK(err <= 0);
         CHECK(err < 0 || local_port >= MUX_PORT_FIRST);
 }
@@ -618,7 +574,6 @@ static void run_op(input *in)
 {
         uint8_t op = u8(in);
         smolvm_pkt_hdr h;
-        uint32_t plen;
         switch (op % 20) {
         case 0: { /* raw bytes */
                 uint8_t n = u8(in);
@@ -631,14 +586,18 @@ static void run_op(input *in)
         case 1:
         case 2:
         case 3: /* one packet */
-                read_hdr(in, &h, &plen);
+                read_hdr(in, &h);
                 peer_send(scratch, put_pkt(scratch, &h, op), true);
                 break;
-        case 4: { /* flood of one packet, ports and/or fwd_cnt stepping */
-                read_hdr(in, &h, &plen);
+        case 4: { /* flood of one packet, ports and/or fwd_cnt stepping; with bit 3
+                   * full-size payloads (data past any credit), fewer of them */
+                read_hdr(in, &h);
                 uint8_t how = u8(in);
                 unsigned count = 1u + u16(in) % FLOOD_MAX;
-                h.len = MIN(h.len, 64u);
+                if (how & 8u)
+                        count = MIN(count, 64u);
+                else
+                        h.len = MIN(h.len, 64u);
                 size_t off = 0;
                 smolvm_pkt_hdr hi = h;
                 for (unsigned i = 0; i < count; i++) {
@@ -649,6 +608,10 @@ static void run_op(input *in)
                         if (how & 4u)
                                 hi.fwd_cnt = h.fwd_cnt + i * 4096u;
                         off += put_pkt(scratch + off, &hi, i);
+                        if (off > sizeof(scratch) - SMOLVM_PKT_HDR_SIZE - SMOLVM_PKT_MAX_PAYLOAD) {
+                                peer_send(scratch, off, true);
+                                off = 0;
+                        }
                 }
                 if ((how & 3u) && h.op == SMOLVM_OP_REQUEST)
                         pair_add(hi.src_port, hi.dst_port);
@@ -656,7 +619,7 @@ static void run_op(input *in)
                 break;
         }
         case 5: { /* a header whose len is above the maximum: framing is lost */
-                read_hdr(in, &h, &plen);
+                read_hdr(in, &h);
                 uint16_t x = u16(in);
                 h.len = x == 0xffffu ? UINT32_MAX : SMOLVM_PKT_MAX_PAYLOAD + 1u + x;
                 smolvm_pkt_hdr_encode(&h, scratch);
@@ -695,17 +658,14 @@ static void run_op(input *in)
                                 break;
                 break;
         }
-        case 10: { /* local shutdown */
+        case 10:
+        case 11: { /* local shutdown (SHUT_RD, SHUT_WR, SHUT_RDWR) or close */
                 ep *e = pick_ep(in);
-                uint8_t how = u8(in);
-                if (e)
-                        (void)shutdown(e->fd, how % 3u);
-                break;
-        }
-        case 11: { /* local close */
-                ep *e = pick_ep(in);
-                if (e)
+                uint8_t how = u8(in) % 4u;
+                if (e && how == 3)
                         e->fd = safe_close(e->fd);
+                else if (e)
+                        (void)shutdown(e->fd, how);
                 break;
         }
         case 12:
@@ -753,7 +713,7 @@ static void run_op(input *in)
                 pair *p = w.n_pairs ? &w.pairs[count % w.n_pairs] : NULL;
                 h = (smolvm_pkt_hdr){ .src_cid = w.peer_cid, .dst_cid = w.mux_cid,
                                       .src_port = p ? p->peer_port : 5000,
-                                      .dst_port = p ? p->mux_port : agent_port_default(),
+                                      .dst_port = p ? p->mux_port : SMOLVM_AGENT_PORT,
                                       .type = SMOLVM_PKT_TYPE_STREAM, .op = SMOLVM_OP_CREDIT_REQUEST,
                                       .buf_alloc = SMOLVM_MUX_STREAM_BUF };
                 size_t off = 0;
@@ -770,8 +730,6 @@ static void run_op(input *in)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-        (void)argc;
-        (void)argv;
         /* A REQUEST storm opens up to 1024 streams, an fd each. */
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -783,7 +741,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        fd_baseline = count_fds(); /* per input: libFuzzer's own fds come and go */
+        int fd_baseline = count_fds(); /* per input: libFuzzer's own fds come and go */
         input in = { data, size };
         uint8_t cfg = u8(&in);
         memset(&w, 0, sizeof(w));
