@@ -199,6 +199,10 @@ const char *cli_error_code_name(int code)
                 return "corrupt";
         case -ECANCELED:
                 return "cancelled";
+        case -ENOSPC:
+                return "no_space";
+        case -EFBIG:
+                return "too_large";
         default:
                 return "error";
         }

@@ -37,7 +37,7 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 /* The envelope's "error.code" for a negative errno-style code (smolvm.h SMOLVM_E*):
  * "not_found", "already_exists", "invalid_argument", "timeout", "not_running",
  * "paused", "already_running", "exec_unavailable", "image_error", "backend_error",
- * "busy", "corrupt", "cancelled", "error" (docs/cli.md). */
+ * "busy", "corrupt", "cancelled", "no_space", "too_large", "error" (docs/cli.md). */
 const char *cli_error_code_name(int code);
 /* The exit code for a library failure: 124 for a timeout, else CLI_EXIT_ERROR. */
 int cli_exit_code_for(int code);

@@ -51,23 +51,43 @@ const char *smolvm_libexec_dir(void)
         return env && *env ? env : SMOLVM_LIBEXECDIR;
 }
 
-int mkdir_parents(const char *path, mode_t mode)
+int mkdir_p_open(const char *path, mode_t mode)
 {
+        if (!*path)
+                return -ENOENT;
         _cleanup_free_ char *p = strdup(path);
         if (!p)
                 return -ENOMEM;
-        for (char *s = p + 1; ; s++) {
-                if (*s != '/' && *s != '\0')
-                        continue;
-                char c = *s;
-                *s = '\0';
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
+        _cleanup_close_ int cur = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur < 0)
+                return negative_errno();
+        bool created = false;
+        char *save = NULL;
+        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+                int next = -1;
+                /* What exists is the caller's path: resolved as usual, symlinks included. */
+                if (!created)
+                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (next < 0 && (created || errno == ENOENT)) {
+                        if (mkdirat(cur, comp, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        /* What we create is ours: never go through a symlink raced into its place. */
+                        created = true;
+                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                }
+                if (next < 0)
                         return negative_errno();
-                *s = c;
-                if (c == '\0')
-                        break;
+                safe_close(cur);
+                cur = next;
         }
-        return 0;
+        return TAKE_FD(cur);
+}
+
+int mkdir_parents(const char *path, mode_t mode)
+{
+        int fd = mkdir_p_open(path, mode);
+        safe_close(fd);
+        return fd < 0 ? fd : 0;
 }
 
 static int rm_rf_at(int parent_fd, const char *name, unsigned depth)

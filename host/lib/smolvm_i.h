@@ -94,6 +94,10 @@ int smolvm_home_dir(char **ret);
 const char *smolvm_libexec_dir(void);
 /* mkdir -p with mode for each missing component. Returns 0 or negative errno. */
 int mkdir_parents(const char *path, mode_t mode);
+/* mkdir -p, then an O_PATH directory fd of path. Components that exist are the
+ * caller's and are resolved as usual (symlinks followed); those it creates are
+ * opened with O_NOFOLLOW. Returns the fd or a negative errno. */
+int mkdir_p_open(const char *path, mode_t mode);
 /* Remove path recursively without following symlinks. Missing path is fine.
  * Returns 0 or negative errno. */
 int rm_rf(const char *path);

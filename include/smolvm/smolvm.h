@@ -358,7 +358,7 @@ SMOLVM_EXPORT void smolvm_result_free(smolvm_result *r);
 /* Guest paths are absolute. Each call uses its own stream to the guest agent, so
  * these may run concurrently with execs on the same VM. The guest is hostile:
  * sizes and byte counts it reports are checked, and a download never writes
- * outside host_path (see smolvm_download()). */
+ * outside host_path (see smolvm_download_with()). */
 
 /* Write len bytes to guest_path (created or truncated, parents created) with
  * permission bits mode (e.g. 0644). Returns 0, -EINVAL (relative path),
@@ -384,14 +384,57 @@ SMOLVM_EXPORT int smolvm_read_file(smolvm_vm *vm, const char *guest_path, void *
 SMOLVM_EXPORT int smolvm_upload(smolvm_vm *vm, const char *host_path, const char *guest_path);
 
 /* Copy guest_path (a file, or a directory recursively) to host_path, which names
- * the copy itself; its missing parents are created. Files are written to a
- * temporary name and renamed into place, streamed in constant memory. Permission
- * bits are kept except setuid/setgid (never trusted from a guest). Symlinks in a
- * tree are recreated as symlinks and never followed; paths the guest lists are
- * validated (relative, no "..") and resolved component by component below
- * host_path without following any symlink. Returns 0, the guest's error, or
- * -EBADMSG when the guest lists an unsafe path (nothing is written for it). */
+ * the copy itself; its missing parents are created. Same as smolvm_download_with()
+ * with SMOLVM_DOWNLOAD_AS, no size cap and no cancel fd. */
 SMOLVM_EXPORT int smolvm_download(smolvm_vm *vm, const char *guest_path, const char *host_path);
+
+/* What host_path means to smolvm_download_with(). */
+typedef enum smolvm_download_dest {
+        SMOLVM_DOWNLOAD_AS = 0,   /* host_path is the copy itself */
+        SMOLVM_DOWNLOAD_INTO,     /* host_path is a directory (created if missing) that gets
+                                   * the copy under guest_path's last component: cp's DST/ */
+        SMOLVM_DOWNLOAD_AUTO,     /* INTO when host_path is an existing directory, else AS:
+                                   * cp's DST */
+} smolvm_download_dest;
+
+typedef struct smolvm_download_opts {
+        smolvm_download_dest dest;
+        uint64_t max_bytes;       /* > 0: refuse (-EFBIG) a download whose files total more
+                                   * bytes, announced or received; 0: no cap */
+        int cancel_fd;            /* > 0: give up with -ECANCELED once readable (e.g. a
+                                   * signalfd); 0 or -1: none. No signal handler is installed. */
+} smolvm_download_opts;
+
+/* Fill *o with the defaults (SMOLVM_DOWNLOAD_AS, no cap, cancel_fd = -1). */
+SMOLVM_EXPORT void smolvm_download_opts_init(smolvm_download_opts *o);
+
+/* Copy guest_path (a file, or a directory recursively) to the host, where
+ * opts->dest says. Files are written to a temporary name and renamed into place,
+ * streamed in constant memory. Permission bits are kept except setuid/setgid
+ * (never trusted from a guest).
+ *
+ * Symlinks: the directories above host_path's last component are the caller's and
+ * are resolved as usual (missing ones are created). Everything from host_path's
+ * last component down is the copy's: every step is resolved below its parent with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so an existing symlink there (one
+ * a previous download recreated, say) is never followed: where the copy would go
+ * through it the download fails with -EEXIST naming it; a file or symlink of the
+ * copy replaces a symlink at its own name (rename). Symlinks in a tree are
+ * recreated verbatim. Paths the guest lists are validated (relative, no "..").
+ * Modes are applied through fds the download opened, last and deepest first.
+ *
+ * Space: before writing, the announced sizes (the file's, or the sum of a tree's
+ * files) are checked against opts->max_bytes (-EFBIG) and against the free space of
+ * the destination's file system (-ENOSPC); each file is checked again when the guest
+ * announces it, and the guest can never send more bytes than it announced.
+ *
+ * On success *ret_host_path (if not NULL) is the copy's host path, malloc'd. On
+ * failure nothing is left half-written (the temporary file is removed) but earlier
+ * files of a tree stay. Returns 0, -EFBIG, -ENOSPC, -ECANCELED, -EEXIST (a symlink
+ * in the way), -EINVAL (INTO/AUTO with a guest path without a last component, "/"),
+ * the guest's error, or -EBADMSG when the guest lists an unsafe path. */
+SMOLVM_EXPORT int smolvm_download_with(smolvm_vm *vm, const char *guest_path, const char *host_path,
+                                       const smolvm_download_opts *opts, char **ret_host_path);
 
 /* ---- environment ----------------------------------------------------------- */
 /* Persistent environment of a VM, kept by the guest under /etc/profile.d: later

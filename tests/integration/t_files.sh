@@ -38,6 +38,10 @@ mkdir "$T/dl"
 "$SMOLVM" cp files:/opt/new "$T/dl" 2>"$T/err"; rc=$?
 check "cp a guest directory into an existing host dir" test "$rc" -eq 0 -a -f "$T/dl/new/deeper/payload"
 check "downloaded file: same bytes and mode" sh -c "cmp -s '$T/payload' '$T/dl/new/deeper/payload' && [ \$(stat -c %a '$T/dl/new/deeper/payload') = 751 ]"
+"$SMOLVM" exec files -- ln -s deeper/payload /opt/new/link 2>"$T/err"
+"$SMOLVM" cp files:/opt/new "$T/dl" 2>"$T/err" && "$SMOLVM" cp files:/opt/new "$T/dl" 2>>"$T/err"; rc=$?
+check "the same tree downloaded again (merged, its own symlink replaced)" \
+        sh -c "[ $rc -eq 0 ] && [ \"\$(readlink '$T/dl/new/link')\" = deeper/payload ] && cmp -s '$T/payload' '$T/dl/new/deeper/payload'"
 "$SMOLVM" cp --json files:/etc/hostname "$T/dl/hn" >"$T/cp.json" 2>"$T/err"
 check "cp --json: envelope" jq_true '.ok == true and .command == "cp" and .data.direction == "download"
         and .data.destination != null' "$T/cp.json"
@@ -113,7 +117,8 @@ check "--max-size 2X is a usage error" sh -c "[ $rc -eq 125 ] && grep -q 'max-si
 for sig in INT TERM HUP; do
         d="$T/sig-$sig"
         mkdir "$d"
-        "$SMOLVM" cp files:/root/huge "$d/huge" 2>"$T/err.$sig" &
+        json=; [ "$sig" = HUP ] && json=--json
+        "$SMOLVM" cp $json files:/root/huge "$d/huge" >"$T/out.$sig" 2>"$T/err.$sig" &
         pid=$!
         if wait_for "ls -A '$d' | grep -q '^\.smolvm-.*\.tmp\$'" 60; then
                 kill -"$sig" "$pid"
@@ -123,6 +128,8 @@ for sig in INT TERM HUP; do
                 want=$((128 + $(kill -l "$sig")))
                 check "SIG$sig mid-download: exit $want (got $rc)" test "$rc" -eq "$want"
                 check "SIG$sig mid-download: no temporary file left" test -z "$(ls -A "$d")"
+                [ -n "$json" ] && check "SIG$sig with --json: envelope cancelled, exit_code $want" \
+                        jq_true ".ok == false and .error.code == \"cancelled\" and .exit_code == $want" "$T/out.$sig"
         else
                 not_ok "SIG$sig: the download started (a temporary file appeared)"
                 kill -9 "$pid" 2>/dev/null
