@@ -5,8 +5,10 @@
  * Module ordering: test_image_kmod.c. */
 #include <elf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <lzma.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <zstd.h>
@@ -530,6 +532,49 @@ START_TEST(test_vmlinux_malformed)
 }
 END_TEST
 
+/* umount_beneath (what a killed debootstrap leaves: proc, sys mounted in the
+ * target) finds the mounts below a directory in /proc/self/mountinfo, names with
+ * spaces included, and detaches the deepest first; the directory's siblings stay.
+ * In a private mount namespace (a user namespace too when not root). */
+static bool mounted(const char *path)
+{
+        char *text = NULL;
+        ck_assert_int_eq(read_file("/proc/self/mountinfo", 16u << 20, &text, NULL), 0);
+        char *needle = xasprintf(" %s ", path);
+        bool r = strstr(text, needle) != NULL;
+        free(needle);
+        free(text);
+        return r;
+}
+
+START_TEST(test_umount_beneath)
+{
+        ck_assert_int_eq(unshare(geteuid() == 0 ? CLONE_NEWNS : CLONE_NEWUSER | CLONE_NEWNS), 0);
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        char tmpl[] = "/tmp/test-image-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(tmpl));
+        char *root = xasprintf("%s/build root", tmpl), *proc = xasprintf("%s/proc", root);
+        char *sub = xasprintf("%s/proc/sub", root), *sibling = xasprintf("%s/build rootx", tmpl);
+        ck_assert_int_eq(mkdir_p(proc, 0755), 0);
+        ck_assert_int_eq(mkdir_p(sibling, 0755), 0);
+        ck_assert_int_eq(mount("tmpfs", proc, "tmpfs", 0, NULL), 0);
+        ck_assert_int_eq(mkdir(sub, 0755), 0);
+        ck_assert_int_eq(mount("tmpfs", sub, "tmpfs", 0, NULL), 0);
+        ck_assert_int_eq(mount("tmpfs", sibling, "tmpfs", 0, NULL), 0);
+        char *esc_proc = xasprintf("%s/build\\040root/proc", tmpl);
+        char *esc_sub = xasprintf("%s/build\\040root/proc/sub", tmpl);
+        char *esc_sibling = xasprintf("%s/build\\040rootx", tmpl);
+        ck_assert(mounted(esc_proc) && mounted(esc_sub) && mounted(esc_sibling));
+        ck_assert_int_eq(umount_beneath(root), 0);
+        ck_assert(!mounted(esc_proc));
+        ck_assert(!mounted(esc_sub));
+        ck_assert(mounted(esc_sibling));
+        ck_assert_int_eq(umount2(sibling, MNT_DETACH), 0);
+        ck_assert_int_eq(rm_rf(tmpl), 0);
+        free(root), free(proc), free(sub), free(sibling), free(esc_proc), free(esc_sub), free(esc_sibling);
+}
+END_TEST
+
 START_TEST(test_hash_keys)
 {
         char a[65], b[65];
@@ -564,6 +609,7 @@ int main(void)
         tcase_add_test(tc, test_tail_lines);
         tcase_add_test(tc, test_elf_check);
         tcase_add_test(tc, test_hash_keys);
+        tcase_add_test(tc, test_umount_beneath);
         tcase_add_test(tc, test_vmlinux_malformed);
         tcase_set_timeout(tc, 30);
         suite_add_tcase(s, tc);
