@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 #define APT_TIMEOUT_MS (30ull * 60 * 1000)
-/* No module comes near (Debian 6.1's largest is ~20 MiB); a corrupt file must not
+/* No module comes near (Debian 6.1's largest, amdgpu.ko, is 19 MB); a corrupt file must not
  * make us allocate more. */
 #define MODULE_MAX_BYTES (64u << 20)
 

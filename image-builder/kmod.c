@@ -43,11 +43,13 @@ struct ib_kmod {
 };
 
 /* An empty file at dst/<rel> for every module file src/<rel> (a name with
- * ".ko" in it), directories as needed. */
+ * ".ko" in it), directories as needed. Takes src_fd. */
 static int stand_ins(int src_fd, int dst_fd, unsigned depth)
 {
-        if (depth > TREE_DEPTH_MAX)
+        if (depth > TREE_DEPTH_MAX) {
+                close(src_fd);
                 return -ELOOP;
+        }
         DIR *d = fdopendir(src_fd);
         if (!d) {
                 int r = negative_errno();
