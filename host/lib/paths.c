@@ -71,7 +71,8 @@ int mkdir_parents(const char *path, mode_t mode)
         return 0;
 }
 
-static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
+/* In a directory, the entry called last (NULL: none) goes after all the others. */
+static int rm_rf_at(int parent_fd, const char *name, const char *last, unsigned depth)
 {
         if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
                 return 0;
@@ -91,12 +92,14 @@ static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
         int r = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || (last && !strcmp(de->d_name, last)))
                         continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, depth + 1);
+                int k = rm_rf_at(dirfd(d), de->d_name, NULL, depth + 1);
                 if (k < 0 && r == 0)
                         r = k;
         }
+        if (last && r == 0 && unlinkat(dirfd(d), last, 0) < 0 && errno != ENOENT)
+                r = negative_errno();
         closedir(d);
         if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = negative_errno();
@@ -105,7 +108,7 @@ static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
 
 int rm_rf(const char *path)
 {
-        return rm_rf_at(AT_FDCWD, path, 0);
+        return rm_rf_at(AT_FDCWD, path, NULL, 0);
 }
 
 /* ---- restartable removal of a VM dir ---- */
@@ -114,30 +117,7 @@ int rm_rf(const char *path)
  * still removing the rest, and a sweeper must keep out. */
 static int rm_trash(const char *path)
 {
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = negative_errno();
-                safe_close(fd);
-                return r;
-        }
-        int r = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "lock"))
-                        continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, 1);
-                if (k < 0 && r == 0)
-                        r = k;
-        }
-        if (r == 0 && unlinkat(dirfd(d), "lock", 0) < 0 && errno != ENOENT)
-                r = negative_errno();
-        closedir(d);
-        if (r == 0 && rmdir(path) < 0 && errno != ENOENT)
-                r = negative_errno();
-        return r;
+        return rm_rf_at(AT_FDCWD, path, "lock", 0);
 }
 
 static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
@@ -185,6 +165,8 @@ int vm_dir_remove(const char *vms_dir, const char *id)
          * left after a kill has a name the next sweep recognises. */
         if (rename(dir, trash) < 0) {
                 int r = negative_errno();
+                if (r == -ENOENT)
+                        return 0; /* an ephemeral VM's supervisor removes its own dir */
                 if (r != -EEXIST && r != -ENOTEMPTY)
                         return vm_error(r, NULL, "rename %s to %s: %s", dir, trash, strerror(-r));
                 /* An older removal of this id was interrupted: finish it first. */
