@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_proto.h"
 #include "smolvm/smolvm.h"
+#include "util.h"
 
 /* The last message cli_error() printed: the --json envelope of a usage error says
  * what was wrong, not just "see stderr". */
@@ -487,12 +489,20 @@ json_t *cli_vm_info_json(const smolvm_vm_info *v)
 
 bool cli_env_valid(const char *v)
 {
-        const char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
+        size_t klen = 0;
+        /* The guest's own rule (common/agent_proto.c): refused here, before a boot. */
+        int r = agent_env_entry_check(v, &klen);
+        if (r < 0 && !strchr(v, '=')) {
                 cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
-                return false;
+        } else if (r == -EINVAL) {
+                cli_error("invalid variable name '%.*s' in --env", (int)MIN(klen, (size_t)64), v);
+                cli_hint("names are letters, digits and '_', not starting with a digit, at most %u bytes",
+                         AGENT_ENV_MAX_KEY);
+        } else if (r == -E2BIG) {
+                cli_error("--env %.*s: the value is %zu bytes (at most %u)", (int)klen, v, strlen(v + klen + 1),
+                          AGENT_ENV_MAX_VALUE);
         }
-        return true;
+        return r == 0;
 }
 
 /* ---- commands on existing VMs ---- */

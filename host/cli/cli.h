@@ -92,7 +92,8 @@ json_t *cli_result_json(const smolvm_result *res);
 /* One VM as JSON: {"id","name","state","created","supervisor_pid","vcpus",
  * "mem_mib","disk_mib","accel","image","ephemeral"}. */
 json_t *cli_vm_info_json(const smolvm_vm_info *info);
-/* Validate NAME=VALUE for --env; prints the error. */
+/* Validate NAME=VALUE for --env by the guest's rules (agent_env_entry_check):
+ * name [A-Za-z_][A-Za-z0-9_]*, value at most 64 KiB; prints the error. */
 bool cli_env_valid(const char *v);
 
 /* ---- commands on existing VMs ---- */

@@ -125,7 +125,8 @@ typedef enum smolvm_mount_transport {
 
 typedef struct smolvm_config {
         const char *image;        /* NULL: "default"; a name under $SMOLVM_HOME/images/,
-                                   * an image key, or a directory path (contains '/') */
+                                   * an image key ([A-Za-z0-9._-], not starting with '.'),
+                                   * or an absolute directory path; else SMOLVM_EINVAL */
         unsigned vcpus;           /* 0: SMOLVM_DEFAULT_VCPUS; max 64 */
         unsigned mem_mib;         /* 0: SMOLVM_DEFAULT_MEM_MIB; 64..262144 */
         const char *accel;        /* NULL or "auto", "kvm", "tcg" */
@@ -176,8 +177,10 @@ SMOLVM_EXPORT int smolvm_open(const char *id_or_name, smolvm_vm **ret_vm);
  * Ephemeral VMs: the supervisor is our child and dies with this process; on
  * failure the VM directory is removed. Persistent VMs: the supervisor is detached
  * (its own session, reparented to init), so the VM survives this process; stale
- * sockets of a crashed run are removed first; on failure the VM stays, stopped,
- * with its logs. Holds the VM's lock (vms/<id>/lock) while it works.
+ * sockets of a crashed run are removed first; on failure (also one after the boot,
+ * e.g. the guest refusing smolvm_config.env) nothing of it keeps running: the VM
+ * stays, in state ERROR (the reason in smolvm_status_info.error), with its logs.
+ * Holds the VM's lock (vms/<id>/lock) while it works.
  * smolvm_last_error() has the supervisor's message, hint and the console tail.
  * Returns 0, SMOLVM_ETIMEDOUT, -ECANCELED (cancel_fd), SMOLVM_EALREADY (running),
  * SMOLVM_ENOTFOUND (deleted, or supervisor binary missing), SMOLVM_EBUSY (lock),
@@ -206,8 +209,9 @@ SMOLVM_EXPORT int smolvm_resume(smolvm_vm *vm);
 SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags);
 
 /* Delete by full id without opening: also works when the VM's record is corrupt
- * (smolvm_open() fails with SMOLVM_ECORRUPT). Same flags and returns as
- * smolvm_delete(), plus SMOLVM_ENOTFOUND. */
+ * (smolvm_open() fails with SMOLVM_ECORRUPT) and finishes a removal that was
+ * killed part-way (smolvm_open() fails with SMOLVM_ENOTFOUND). Same flags and
+ * returns as smolvm_delete(), plus SMOLVM_ENOTFOUND. */
 SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags);
 
 /* Ephemeral VMs: stop and remove (as smolvm_delete(vm, SMOLVM_DELETE_FORCE)).
@@ -268,6 +272,8 @@ typedef struct smolvm_status_info {
         smolvm_boot_info boot;    /* of the current run, whoever started it */
         pid_t vmm_pid;            /* QEMU, or 0 */
         char dir[4096];           /* the VM directory */
+        char error[512];          /* state ERROR: why (e.g. "QEMU (pid N) died unexpectedly
+                                   * (killed by signal 9)..."); else "" */
 } smolvm_status_info;
 
 /* Current status of the VM. Returns 0 and *ret (a plain struct, nothing to free),
