@@ -494,10 +494,10 @@ static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
         return take;
 }
 
-/* Add output bytes to t, escaped at once: what we hold is what we print. A UTF-8
- * sequence cut by the end of a chunk waits in t->part for the rest of it. */
-static int capture_add(cli_json_text *t, const unsigned char *p, size_t len, bool final)
+/* A UTF-8 sequence cut by the end of a chunk waits in t->part for its rest. */
+int cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final)
 {
+        const unsigned char *p = data;
         bool stopped = false;
         size_t used;
         if (t->oom)
@@ -538,12 +538,12 @@ static int capture_add(cli_json_text *t, const unsigned char *p, size_t len, boo
 
 static int capture_stdout(void *ud, const void *data, size_t len)
 {
-        return capture_add(&((cli_capture *)ud)->out, data, len, false);
+        return cli_json_text_add(&((cli_capture *)ud)->out, data, len, false);
 }
 
 static int capture_stderr(void *ud, const void *data, size_t len)
 {
-        return capture_add(&((cli_capture *)ud)->err, data, len, false);
+        return cli_json_text_add(&((cli_capture *)ud)->err, data, len, false);
 }
 
 void cli_capture_done(cli_capture *c)
@@ -607,9 +607,9 @@ int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, cli_cap
                                               .userdata = cap };
                 r = smolvm_exec(vm, opts, &cbs, &st);
                 if (r == 0)
-                        r = capture_add(&cap->out, NULL, 0, true);
+                        r = cli_json_text_add(&cap->out, NULL, 0, true);
                 if (r == 0)
-                        r = capture_add(&cap->err, NULL, 0, true);
+                        r = cli_json_text_add(&cap->err, NULL, 0, true);
                 if (r == -ENOMEM) {
                         cli_error("out of memory collecting the command's output");
                         r = -ENOMEM;

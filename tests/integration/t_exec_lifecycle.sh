@@ -161,6 +161,28 @@ err=$(cat "$T/to2.err")
 check "--timeout 2 sleep 1000: exit 124 and says it timed out (rc $rc, '$err')" \
         sh -c '[ "$1" -eq 124 ] && printf "%s" "$2" | grep -q "timed out after 2 s"' _ "$rc" "$err"
 
+# The host's own safety net (15 s after the timeout) when the guest cannot report:
+# its vCPUs are paused. The command did time out: that is what it must say.
+t0=$(date +%s)
+"$SMOLVM" exec --timeout 6 life -- sleep 4323 >/dev/null 2>"$T/net.err" &
+pid=$!
+if wait_secs "[ \"\$(guest_count '^slee[p] 4323')\" = 1 ]" 30; then
+        "$SMOLVM" pause life >/dev/null 2>>"$T/net.err"
+        wait "$pid"; rc=$?
+        secs=$(($(date +%s) - t0))
+        "$SMOLVM" resume life >/dev/null 2>>"$T/net.err"
+        err=$(cat "$T/net.err")
+        if [ "$secs" -lt 18 ]; then
+                ok "# SKIP the guest reported its timeout before the pause (${secs} s): machine too slow for this check"
+        else
+                check "paused guest, --timeout 6: the host's safety net exits 124 after ${secs} s and says timed out ('$err')" \
+                        sh -c '[ "$1" -eq 124 ] && printf "%s" "$2" | grep -q "timed out after 6 s"' _ "$rc" "$err"
+        fi
+else
+        not_ok "paused guest: the command runs before the pause"
+        kill -9 "$pid" 2>/dev/null
+fi
+
 # ---- --json: the envelope is bounded ----
 
 # 16 MiB of \x01 on each stream: 96 MiB of JSON text each ("\u0001" per byte),
