@@ -483,7 +483,8 @@ static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
                 ncap = MIN(ncap, (size_t)CLI_JSON_OUTPUT_CAP);
                 char *nb = realloc(t->buf, ncap);
                 if (!nb) {
-                        t->oom = true;
+                        /* Keep what we have: a valid, shorter string marked truncated. */
+                        t->truncated = true;
                         return 0;
                 }
                 t->buf = nb;
@@ -495,15 +496,13 @@ static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
 }
 
 /* A UTF-8 sequence cut by the end of a chunk waits in t->part for its rest. */
-int cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final)
+void cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final)
 {
         const unsigned char *p = data;
         bool stopped = false;
         size_t used;
-        if (t->oom)
-                return -ENOMEM;
         if (t->truncated)
-                return 0;
+                return;
         if (t->part_len > 0) {
                 /* The held bytes with up to 4 new ones: enough to finish any
                  * sequence that starts among them, so what json_escape() holds
@@ -513,37 +512,34 @@ int cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final
                 memcpy(tmp, t->part, k);
                 memcpy(tmp + k, p, add);
                 used = json_escape(tmp, k + add, final && add == len, emit_capture, t, &stopped);
-                if (t->oom)
-                        return -ENOMEM;
                 if (stopped)
-                        return 0;
+                        return;
                 t->part_len = 0;
                 if (used < k) {
                         t->part_len = k + add - used;
                         memcpy(t->part, tmp + used, t->part_len);
-                        return 0;
+                        return;
                 }
                 p += used - k;
                 len -= used - k;
         }
         used = json_escape(p, len, final, emit_capture, t, &stopped);
-        if (t->oom)
-                return -ENOMEM;
         if (!stopped && used < len) {
                 t->part_len = len - used;
                 memcpy(t->part, p + used, t->part_len);
         }
-        return 0;
 }
 
 static int capture_stdout(void *ud, const void *data, size_t len)
 {
-        return cli_json_text_add(&((cli_capture *)ud)->out, data, len, false);
+        cli_json_text_add(&((cli_capture *)ud)->out, data, len, false);
+        return 0;
 }
 
 static int capture_stderr(void *ud, const void *data, size_t len)
 {
-        return cli_json_text_add(&((cli_capture *)ud)->err, data, len, false);
+        cli_json_text_add(&((cli_capture *)ud)->err, data, len, false);
+        return 0;
 }
 
 void cli_capture_done(cli_capture *c)
@@ -606,14 +602,8 @@ int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, cli_cap
                 smolvm_exec_callbacks cbs = { .on_stdout = capture_stdout, .on_stderr = capture_stderr,
                                               .userdata = cap };
                 r = smolvm_exec(vm, opts, &cbs, &st);
-                if (r == 0)
-                        r = cli_json_text_add(&cap->out, NULL, 0, true);
-                if (r == 0)
-                        r = cli_json_text_add(&cap->err, NULL, 0, true);
-                if (r == -ENOMEM) {
-                        cli_error("out of memory collecting the command's output");
-                        r = -ENOMEM;
-                }
+                cli_json_text_add(&cap->out, NULL, 0, true);
+                cli_json_text_add(&cap->err, NULL, 0, true);
                 cap->status = st;
         } else {
                 smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };

@@ -81,18 +81,17 @@ typedef struct cli_json_text {
         size_t len, cap;
         unsigned char part[4]; /* an unfinished UTF-8 sequence at the end of the last chunk */
         size_t part_len;
-        bool truncated;
-        bool oom;
+        bool truncated; /* something was dropped: past the cap (or out of memory) */
 } cli_json_text;
 typedef struct cli_capture {
         cli_json_text out, err;
         smolvm_exec_status status;
 } cli_capture;
 /* Append output bytes to t as JSON string text (invalid UTF-8 as U+FFFD, as
- * cli_json_string() does, also across chunk boundaries), up to the cap. final:
- * no more bytes follow (an unfinished sequence held back becomes U+FFFD).
- * Returns 0, or -ENOMEM (t->oom). */
-int cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final);
+ * cli_json_string() does, also across chunk boundaries), up to the cap; what
+ * does not fit (or finds no memory) is dropped and t->truncated set. final: no
+ * more bytes follow (an unfinished sequence held back becomes U+FFFD). */
+void cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final);
 /* Free the buffers; c may be NULL. */
 void cli_capture_done(cli_capture *c);
 /* Print the success envelope of run/exec from c: data {exit_code, signal,
