@@ -408,9 +408,13 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                 }
                 if (h->flags & SMOLVM_SHUTDOWN_RCV) {
                         /* Nobody reads there any more (the peer's local end is
-                         * gone): we stop reading ours and say so, which lets
-                         * the peer free its side (it waits for our SEND). */
+                         * gone): we stop reading ours, make its writes fail at
+                         * once (EPIPE: it may learn before it takes what we still
+                         * hold for it), and say so, which lets the peer free its
+                         * side (it waits for our SEND). */
                         s->rd_done = true;
+                        if (s->fd_is_sock && !s->local_gone)
+                                (void)shutdown(s->fd, SHUT_RD);
                         stream_shut_send(s, SMOLVM_SHUTDOWN_SEND);
                 }
                 if (h->flags & SMOLVM_SHUTDOWN_SEND) {

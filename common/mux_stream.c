@@ -162,9 +162,11 @@ static void stream_send_gone(stream *s)
  * write to it failed (EPIPE, ECONNRESET). On a Unix socket this is what tells
  * a dead client from one that did shutdown(SHUT_WR), and the peer must learn
  * it: an exec's command is killed when its client is gone (docs/protocol.md,
- * "The channel"). What we hold for the local end is dropped; what it wrote
- * before it went is still read and relayed (stream_read_local), and its EOF
- * then becomes SHUTDOWN(RCV|SEND) instead of SHUTDOWN(SEND). */
+ * "The channel"). What we hold for the local end is dropped. SHUTDOWN(RCV)
+ * goes out at once, so the peer's local end cannot write in vain even while
+ * what ours wrote before it went still waits for credit; that data is still
+ * read and relayed (stream_read_local), and its EOF becomes SHUTDOWN(RCV|SEND)
+ * instead of SHUTDOWN(SEND). */
 static void stream_local_gone(stream *s)
 {
         if (s->dead || s->local_gone || s->state != ST_ESTABLISHED)
@@ -177,6 +179,8 @@ static void stream_local_gone(stream *s)
         s->rx_head = s->rx_len = 0;
         if (s->rd_done)
                 stream_send_gone(s);
+        else
+                stream_shut_send(s, SMOLVM_SHUTDOWN_RCV);
 }
 
 /* A write to the local fd failed with err (not EAGAIN). */
