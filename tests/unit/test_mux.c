@@ -795,6 +795,17 @@ static world *world_raw_guest(raw_peer **ret)
         return w;
 }
 
+/* The host mux under test, the raw peer playing the guest. */
+static world *world_raw_host(raw_peer **ret)
+{
+        world *w = world_new();
+        int c[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
+        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], true, &host_ops, w, NULL, 0, &w->host), 0);
+        *ret = raw_new(w, c[1], false);
+        return w;
+}
+
 static void world_raw_free(world *w, raw_peer *r)
 {
         raw_free(r);
@@ -1365,15 +1376,13 @@ START_TEST(test_raw_local_closed_unread)
 }
 END_TEST
 
-/* The host's client closes: the guest gets SHUTDOWN(RCV|SEND) at once. A guest
- * that never answers it cannot pin the stream: RST after the linger time. */
+/* The host's client closes: the guest gets SHUTDOWN(RCV|SEND) at once (nothing
+ * was left to relay). A guest that never answers cannot pin the stream: RST
+ * after the linger time. */
 START_TEST(test_gone_linger_timeout)
 {
-        world *w = world_new();
-        int c[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], true, &host_ops, w, NULL, 0, &w->host), 0);
-        raw_peer *r = raw_new(w, c[1], false);
+        raw_peer *r;
+        world *w = world_raw_host(&r);
         endpoint *e = client_connect(w, GUEST_PORT, 0);
         e->no_shut = true;
         ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
@@ -1399,19 +1408,15 @@ START_TEST(test_gone_linger_timeout)
         ck_assert_uint_le(dt, 12000);
         smolvm_mux_get_stats(w->host, &hs);
         ck_assert_uint_eq(hs.n_streams, 0);
-        raw_free(r);
-        world_free(w);
+        world_raw_free(w, r);
 }
 END_TEST
 
 /* A guest that never answers a REQUEST: the connect times out after 10 s. */
 START_TEST(test_connect_timeout)
 {
-        world *w = world_new();
-        int c[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], true, &host_ops, w, NULL, 0, &w->host), 0);
-        raw_peer *r = raw_new(w, c[1], false);
+        raw_peer *r;
+        world *w = world_raw_host(&r);
         uint64_t t0 = now_ms();
         endpoint *e = client_connect(w, GUEST_PORT, 0);
         ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
@@ -1425,8 +1430,7 @@ START_TEST(test_connect_timeout)
         raw_send(r, SMOLVM_OP_RESPONSE, GUEST_PORT, 49152, NULL, 0);
         ck_assert(wait_pkt(r, SMOLVM_OP_RST, 49152, GUEST_PORT, 2));
         ck_assert_int_eq(e->n_cb, 1);
-        raw_free(r);
-        world_free(w);
+        world_raw_free(w, r);
 }
 END_TEST
 
