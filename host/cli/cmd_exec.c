@@ -29,6 +29,7 @@ static void exec_usage(FILE *f)
               "  -i, --interactive  forward stdin even when it is a terminal\n"
               "  --json             print the JSON envelope instead of streaming (docs/cli.md):\n"
               "                     data: {exit_code, signal, timed_out, stdout, stderr, ...}\n"
+              "                     (stdout, stderr: at most 64 MiB of JSON text each)\n"
               "  -h, --help         show this help\n"
               "\n"
               "Exit status: the command's; 125 if smolvm failed (e.g. the VM is not running\n"

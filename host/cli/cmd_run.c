@@ -50,6 +50,7 @@ static void run_usage(FILE *f)
                 "  --json               print one JSON envelope instead of streaming (docs/cli.md):\n"
                 "                       {ok, command, exit_code, error, data: {exit_code, signal,\n"
                 "                        timed_out, stdout, stderr, duration_ms, boot_ms, ...}}\n"
+                "                       (stdout, stderr: at most 64 MiB of JSON text each)\n"
                 "  -h, --help           show this help\n"
                 "\n"
                 "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
