@@ -755,14 +755,29 @@ static void raw_send(raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_p
         raw_pkt(r, &h, payload);
 }
 
-static size_t raw_count(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port)
+#define ANY_FLAGS UINT32_MAX
+
+/* Received packets of op from src_port to dst_port (with exactly flags, unless
+ * ANY_FLAGS): how many, and their payload bytes in *ret_bytes (may be NULL). */
+static size_t raw_match(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t flags,
+                        uint64_t *ret_bytes)
 {
         size_t n = 0;
+        uint64_t bytes = 0;
         for (size_t i = 0; i < r->n_rx; i++)
                 if (r->rx[i].type == SMOLVM_PKT_TYPE_STREAM && r->rx[i].op == op && r->rx[i].src_port == src_port &&
-                    r->rx[i].dst_port == dst_port)
+                    r->rx[i].dst_port == dst_port && (flags == ANY_FLAGS || r->rx[i].flags == flags)) {
                         n++;
+                        bytes += r->rx[i].len;
+                }
+        if (ret_bytes)
+                *ret_bytes = bytes;
         return n;
+}
+
+static size_t raw_count(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port)
+{
+        return raw_match(r, op, src_port, dst_port, ANY_FLAGS, NULL);
 }
 
 typedef struct count_arg {
@@ -784,26 +799,23 @@ static bool wait_pkt(raw_peer *r, uint16_t op, uint32_t src, uint32_t dst, size_
         return run_until(r->w, raw_has, &a, 5000);
 }
 
-/* The guest mux under test, the raw peer playing the host. */
-static world *world_raw_guest(raw_peer **ret)
+/* One mux under test (the host's if host, else the guest's), the raw peer
+ * playing the other side. */
+static world *world_raw(bool host, raw_peer **ret)
 {
         world *w = world_new();
         int c[2];
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[1], false, &guest_ops, w, NULL, 0, &w->guest), 0);
-        *ret = raw_new(w, c[0], true);
+        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], host, host ? &host_ops : &guest_ops, w, NULL, 0,
+                                        host ? &w->host : &w->guest),
+                         0);
+        *ret = raw_new(w, c[1], !host);
         return w;
 }
 
-/* The host mux under test, the raw peer playing the guest. */
-static world *world_raw_host(raw_peer **ret)
+static world *world_raw_guest(raw_peer **ret)
 {
-        world *w = world_new();
-        int c[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], true, &host_ops, w, NULL, 0, &w->host), 0);
-        *ret = raw_new(w, c[1], false);
-        return w;
+        return world_raw(false, ret);
 }
 
 static void world_raw_free(world *w, raw_peer *r)
@@ -1284,12 +1296,7 @@ END_TEST
 
 static size_t raw_count_flags(const raw_peer *r, uint16_t op, uint32_t src, uint32_t dst, uint32_t flags)
 {
-        size_t n = 0;
-        for (size_t i = 0; i < r->n_rx; i++)
-                if (r->rx[i].type == SMOLVM_PKT_TYPE_STREAM && r->rx[i].op == op && r->rx[i].src_port == src &&
-                    r->rx[i].dst_port == dst && r->rx[i].flags == flags)
-                        n++;
-        return n;
+        return raw_match(r, op, src, dst, flags, NULL);
 }
 
 typedef struct flags_arg {
@@ -1303,6 +1310,24 @@ static bool raw_has_flags(world *w, void *arg)
         return raw_count_flags(a->r, SMOLVM_OP_SHUTDOWN, a->src, a->dst, a->flags) > 0;
 }
 
+/* SHUTDOWN with flags from raw host port hport to the guest's GUEST_PORT. */
+static void raw_shutdown(raw_peer *r, uint32_t hport, uint32_t flags)
+{
+        smolvm_pkt_hdr h = raw_hdr(r, SMOLVM_OP_SHUTDOWN, hport, GUEST_PORT, 0);
+        h.flags = flags;
+        raw_pkt(r, &h, NULL);
+}
+
+/* The guest mux freed the stream of hport without resetting it; then free all. */
+static void raw_end_closed(world *w, raw_peer *r, uint32_t hport)
+{
+        smolvm_mux_stats gs;
+        smolvm_mux_get_stats(w->guest, &gs);
+        ck_assert_uint_eq(gs.n_streams, 0);
+        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_RST, GUEST_PORT, hport), 0);
+        world_raw_free(w, r);
+}
+
 /* The host's client is gone: SHUTDOWN with both flags. The guest mux closes
  * the server's socket (after what it holds for it) and answers SHUTDOWN(SEND),
  * so the host can free its side. */
@@ -1314,30 +1339,21 @@ START_TEST(test_raw_peer_gone)
         endpoint *s = raw_open(r, 5000);
         s->rx_expect = 3000;
         raw_send_data(r, 5000, 0, 3000);
-        smolvm_pkt_hdr h = raw_hdr(r, SMOLVM_OP_SHUTDOWN, 5000, GUEST_PORT, 0);
-        h.flags = SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND;
-        raw_pkt(r, &h, NULL);
+        raw_shutdown(r, 5000, SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND);
         ck_assert(run_until(w, endpoint_got, s, 5000));
         ck_assert(!s->rx_bad);
         ck_assert(run_until(w, fd_hup, s, 5000));
         ck_assert(wait_pkt(r, SMOLVM_OP_SHUTDOWN, GUEST_PORT, 5000, 1));
         ck_assert_uint_eq(raw_count_flags(r, SMOLVM_OP_SHUTDOWN, GUEST_PORT, 5000, SMOLVM_SHUTDOWN_SEND), 1);
-        smolvm_mux_stats gs;
-        smolvm_mux_get_stats(w->guest, &gs);
-        ck_assert_uint_eq(gs.n_streams, 0);
-        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_RST, GUEST_PORT, 5000), 0);
-        world_raw_free(w, r);
+        raw_end_closed(w, r, 5000);
 }
 END_TEST
 
 static uint64_t raw_rw_bytes(const raw_peer *r, uint32_t src, uint32_t dst)
 {
-        uint64_t n = 0;
-        for (size_t i = 0; i < r->n_rx; i++)
-                if (r->rx[i].type == SMOLVM_PKT_TYPE_STREAM && r->rx[i].op == SMOLVM_OP_RW && r->rx[i].src_port == src &&
-                    r->rx[i].dst_port == dst)
-                        n += r->rx[i].len;
-        return n;
+        uint64_t bytes;
+        (void)raw_match(r, SMOLVM_OP_RW, src, dst, ANY_FLAGS, &bytes);
+        return bytes;
 }
 
 /* The local end (the agent's handler) writes its answer and closes without
@@ -1364,15 +1380,9 @@ START_TEST(test_raw_local_closed_unread)
         /* RW still in flight from the peer is dropped quietly; the peer's
          * SHUTDOWN(SEND) ends the stream. */
         raw_send_data(r, 5000, 1000, 500);
-        smolvm_pkt_hdr h = raw_hdr(r, SMOLVM_OP_SHUTDOWN, 5000, GUEST_PORT, 0);
-        h.flags = SMOLVM_SHUTDOWN_SEND;
-        raw_pkt(r, &h, NULL);
+        raw_shutdown(r, 5000, SMOLVM_SHUTDOWN_SEND);
         run_for(w, 100);
-        smolvm_mux_stats gs;
-        smolvm_mux_get_stats(w->guest, &gs);
-        ck_assert_uint_eq(gs.n_streams, 0);
-        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_RST, GUEST_PORT, 5000), 0);
-        world_raw_free(w, r);
+        raw_end_closed(w, r, 5000);
 }
 END_TEST
 
@@ -1382,7 +1392,7 @@ END_TEST
 START_TEST(test_gone_linger_timeout)
 {
         raw_peer *r;
-        world *w = world_raw_host(&r);
+        world *w = world_raw(true, &r);
         endpoint *e = client_connect(w, GUEST_PORT, 0);
         e->no_shut = true;
         ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
@@ -1416,7 +1426,7 @@ END_TEST
 START_TEST(test_connect_timeout)
 {
         raw_peer *r;
-        world *w = world_raw_host(&r);
+        world *w = world_raw(true, &r);
         uint64_t t0 = now_ms();
         endpoint *e = client_connect(w, GUEST_PORT, 0);
         ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
