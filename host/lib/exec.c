@@ -15,7 +15,6 @@
 #include "util.h"
 
 #define MAX_ARGV 4096u
-#define MAX_ENV 4096u
 
 SMOLVM_EXPORT void smolvm_exec_opts_init(smolvm_exec_opts *o)
 {
@@ -118,16 +117,11 @@ static int build_request(const smolvm_exec_opts *o, char **ret)
                 }
                 json_array_append_new(argv, s);
         }
+        /* The agent's rules, checked here so a bad entry is named before a stream opens. */
+        r = vm_env_check("exec", o->env);
+        if (r < 0)
+                goto out;
         for (n = 0; o->env && o->env[n]; n++) {
-                const char *eq = strchr(o->env[n], '=');
-                if (n >= MAX_ENV) {
-                        r = vm_error(-E2BIG, NULL, "too many environment variables (max %u)", MAX_ENV);
-                        goto out;
-                }
-                if (!eq || eq == o->env[n]) {
-                        r = vm_error(-EINVAL, "use NAME=VALUE", "invalid environment entry '%s'", o->env[n]);
-                        goto out;
-                }
                 json_t *s = json_string(o->env[n]);
                 if (!s) {
                         r = vm_error(-EINVAL, NULL, "environment entry %zu is not valid UTF-8", n);

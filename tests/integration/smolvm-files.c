@@ -390,6 +390,20 @@ static void test_env(void)
         check(smolvm_set_env(vm, bad) == -EINVAL, "set_env with an invalid name: -EINVAL");
         const char *noeq[] = { "JUSTKEY", NULL };
         check(smolvm_set_env(vm, noeq) == -EINVAL, "set_env without '=': -EINVAL");
+
+        /* An exec's env follows the same rules, checked before a stream opens. */
+        const char *argv[] = { "true", NULL };
+        const char *dash[] = { "A-B=1", NULL };
+        smolvm_exec_opts o;
+        smolvm_exec_opts_init(&o);
+        o.argv = argv;
+        o.env = dash;
+        smolvm_result res;
+        r = smolvm_run(vm, &o, &res);
+        check(r == -EINVAL && strstr(smolvm_last_error()->message, "A-B"), "run with env key 'A-B': -EINVAL naming it (%d)",
+              r);
+        if (r == 0)
+                smolvm_result_free(&res);
 }
 
 int main(void)
