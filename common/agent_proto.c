@@ -2,6 +2,7 @@
 #include "agent_proto.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "util.h"
@@ -157,5 +158,36 @@ int smolvm_frame_send(int fd, uint16_t type, const void *payload, uint32_t len)
                         n -= (ssize_t)k;
                 }
         }
+        return 0;
+}
+
+bool agent_env_key_valid_n(const char *key, size_t len)
+{
+        if (!key || len == 0 || len > AGENT_ENV_MAX_KEY)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = key[i];
+                bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+                if (!alpha && (i == 0 || c < '0' || c > '9'))
+                        return false;
+        }
+        return true;
+}
+
+bool agent_env_key_valid(const char *key)
+{
+        return key && agent_env_key_valid_n(key, strlen(key));
+}
+
+int agent_env_entry_check(const char *kv, size_t *ret_key_len)
+{
+        const char *eq = strchr(kv, '=');
+        size_t klen = eq ? (size_t)(eq - kv) : strlen(kv);
+        if (ret_key_len)
+                *ret_key_len = klen;
+        if (!eq || !agent_env_key_valid_n(kv, klen))
+                return -EINVAL;
+        if (strlen(eq + 1) > AGENT_ENV_MAX_VALUE)
+                return -E2BIG;
         return 0;
 }

@@ -78,3 +78,21 @@ int smolvm_frame_reader_next(smolvm_frame_reader *r, uint16_t *ret_type, const u
 /* Blocking helpers for simple users (the agent's handlers, the host library). */
 /* Send one frame on a blocking fd. Returns 0 or negative errno. */
 int smolvm_frame_send(int fd, uint16_t type, const void *payload, uint32_t len);
+
+/* The environment rules of exec's "env" keys and env_set (docs/protocol.md), one
+ * copy for the agent and the host, so that the host refuses at once what the
+ * guest would refuse after a boot. */
+#define AGENT_ENV_MAX_KEY 255u
+/* Persistent env (env_set): per value, and keys + values over the whole store. */
+#define AGENT_ENV_MAX_VALUE (64u * 1024u)
+#define AGENT_ENV_MAX_TOTAL (1024u * 1024u)
+
+/* True when key[0..len) matches [A-Za-z_][A-Za-z0-9_]* and is at most
+ * AGENT_ENV_MAX_KEY bytes. */
+bool agent_env_key_valid_n(const char *key, size_t len);
+/* The same for a C string (false for NULL). */
+bool agent_env_key_valid(const char *key);
+/* One "KEY=VALUE" entry: 0, -EINVAL (no '=' or an invalid key) or -E2BIG (the
+ * value is longer than AGENT_ENV_MAX_VALUE). *ret_key_len gets the length of
+ * what precedes the first '=' (the whole entry without one), for messages. */
+int agent_env_entry_check(const char *kv, size_t *ret_key_len);

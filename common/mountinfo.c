@@ -84,33 +84,52 @@ int mountinfo_parse_line(char *line, mountinfo_entry *ret, const char **ret_moun
         return 0;
 }
 
-int mountinfo_find(FILE *f, const char *path, mountinfo_entry *ret)
+int mountinfo_foreach(FILE *f, mountinfo_fn fn, void *ud)
 {
         char *line = NULL;
         size_t cap = 0;
-        bool found = false;
-        mountinfo_entry best = { 0 };
-        int err = 0;
+        int r = 0;
 
         for (;;) {
                 errno = 0;
                 if (getline(&line, &cap, f) < 0) {
-                        err = errno; /* 0 at the end of the file */
+                        r = errno ? -errno : 0; /* errno 0 at the end of the file */
                         break;
                 }
                 mountinfo_entry e;
                 const char *mp;
-                if (mountinfo_parse_line(line, &e, &mp) == 0 && strcmp(mp, path) == 0) {
-                        best = e; /* later lines are mounted on top */
-                        found = true;
-                }
+                if (mountinfo_parse_line(line, &e, &mp) == 0 && (r = fn(&e, mp, ud)) < 0)
+                        break;
         }
         free(line);
-        if (err == ENOMEM)
-                return -ENOMEM;
-        if (!found)
+        return r;
+}
+
+typedef struct find_state {
+        const char *path;
+        mountinfo_entry best;
+        bool found;
+} find_state;
+
+static int find_one(const mountinfo_entry *e, const char *mountpoint, void *ud)
+{
+        find_state *s = ud;
+        if (strcmp(mountpoint, s->path) == 0) {
+                s->best = *e; /* later lines are mounted on top */
+                s->found = true;
+        }
+        return 0;
+}
+
+int mountinfo_find(FILE *f, const char *path, mountinfo_entry *ret)
+{
+        find_state s = { .path = path };
+        int r = mountinfo_foreach(f, find_one, &s);
+        if (r == -ENOMEM)
+                return r;
+        if (!s.found)
                 return -ENOENT;
-        *ret = best;
+        *ret = s.best;
         return 0;
 }
 

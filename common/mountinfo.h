@@ -23,6 +23,13 @@ typedef struct mountinfo_entry {
  * line is then in an unspecified state; *ret is untouched). */
 int mountinfo_parse_line(char *line, mountinfo_entry *ret, const char **ret_mountpoint);
 
+/* Calls fn for each well-formed line of f, in file order (malformed lines are
+ * skipped), with the entry and its unescaped mount point (valid during the call).
+ * A negative return of fn stops the walk and is returned. Returns 0, the error
+ * of fn, or -ENOMEM / a negative errno of reading f. */
+typedef int (*mountinfo_fn)(const mountinfo_entry *e, const char *mountpoint, void *ud);
+int mountinfo_foreach(FILE *f, mountinfo_fn fn, void *ud);
+
 /* The topmost mount (the last in the file: later mounts are stacked on earlier
  * ones) whose mount point is exactly path. path must be canonical, as mountinfo
  * shows it (no trailing slash, no symlink). Malformed lines are skipped.

@@ -272,13 +272,13 @@ static void chan_flush(smolvm_mux *mux)
         }
 }
 
-/* ---- connect timeouts ---- */
+/* ---- deadlines: connects, and streams lingering for the peer's answer ---- */
 
-static void timer_arm(smolvm_mux *mux)
+void mux_timer_arm(smolvm_mux *mux)
 {
         uint64_t next = 0;
         for (stream *s = mux->streams; s; s = s->next)
-                if (s->state == ST_CONNECTING && (next == 0 || s->deadline_ms < next))
+                if (s->deadline_ms && (next == 0 || s->deadline_ms < next))
                         next = s->deadline_ms;
         if (next == mux->timer_deadline_ms)
                 return;
@@ -304,11 +304,11 @@ static void timer_io(void *userdata, int fd, uint32_t events)
         stream *next;
         for (stream *s = mux->streams; s && !mux->free_requested; s = next) {
                 next = s->next;
-                if (s->state == ST_CONNECTING && s->deadline_ms <= now)
+                if (s->deadline_ms && s->deadline_ms <= now)
                         stream_reset(s, -ETIMEDOUT);
         }
         if (!mux->free_requested)
-                timer_arm(mux);
+                mux_timer_arm(mux);
         mux_leave(mux);
 }
 
@@ -362,6 +362,7 @@ static void handle_response(stream *s)
                 return;
         }
         s->state = ST_ESTABLISHED;
+        s->deadline_ms = 0;
         smolvm_mux_connect_cb cb = s->cb;
         s->cb = NULL;
         /* Before any byte is relayed: the callback may write a preamble to fd. */
@@ -405,8 +406,17 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                         stream_reset(s, -ECONNRESET);
                         return;
                 }
-                if (h->flags & SMOLVM_SHUTDOWN_RCV)
+                if (h->flags & SMOLVM_SHUTDOWN_RCV) {
+                        /* Nobody reads there any more (the peer's local end is
+                         * gone): we stop reading ours, make its writes fail at
+                         * once (EPIPE: it may learn before it takes what we still
+                         * hold for it), and say so, which lets the peer free its
+                         * side (it waits for our SEND). */
                         s->rd_done = true;
+                        if (s->fd_is_sock && !s->local_gone)
+                                (void)shutdown(s->fd, SHUT_RD);
+                        stream_shut_send(s, SMOLVM_SHUTDOWN_SEND);
+                }
                 if (h->flags & SMOLVM_SHUTDOWN_SEND) {
                         s->peer_shut_send = true;
                         if (s->rx_len == 0)
@@ -540,7 +550,7 @@ static void chan_broken(smolvm_mux *mux, int err, const char *why)
         mux->in_len = 0;
         while (mux->streams)
                 stream_kill(mux->streams, -ECONNRESET);
-        timer_arm(mux);
+        mux_timer_arm(mux);
         if (mux->ops.broken && !mux->freeing)
                 mux->ops.broken(mux->userdata, err, why);
 }
@@ -698,7 +708,7 @@ int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_c
         s->deadline_ms = now_ms() + MUX_CONNECT_TIMEOUT_MS;
         stream_queue_ctl(s, SMOLVM_OP_REQUEST, 0);
         if (mux->timer_deadline_ms == 0 || s->deadline_ms < mux->timer_deadline_ms)
-                timer_arm(mux);
+                mux_timer_arm(mux);
         /* No write from here: the REQUEST leaves from the loop (or the enclosing
          * callback's flush), so the callback never runs before we return. */
         if (mux->depth == 0)

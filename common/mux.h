@@ -18,6 +18,16 @@
  *  - queued output to the channel is bounded: control packets are few per stream,
  *    data is bounded by credit.
  *  - a REQUEST for a (port pair) already in use resets the old stream and is refused.
+ *
+ * Closing (docs/protocol.md, "The channel"): a local EOF (the local end did
+ * shutdown(SHUT_WR)) is a half-close, SHUTDOWN(SEND). A local end that is gone
+ * (closed both directions: EPOLLHUP/EPOLLERR on a socket we did not shut for
+ * writing, or a write to it failed) is a close: SHUTDOWN(RCV) at once, what it
+ * wrote is still relayed, then SHUTDOWN(RCV|SEND). The peer shuts its local
+ * fd for reading (its writes fail), answers SHUTDOWN(SEND), and closes the fd
+ * once it has written what it holds for it; both sides then free the stream
+ * (we reset it if no answer comes within 10 s). So a dead host client reaches
+ * the guest as a closed socket, never as a mere half-close.
  */
 #pragma once
 

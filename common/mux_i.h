@@ -24,6 +24,9 @@
 #define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
 #define MUX_ORPHAN_RST_MAX 256u
 #define MUX_CONNECT_TIMEOUT_MS 10000u
+/* After we sent SHUTDOWN(RCV|SEND) for a local end that is gone, how long we
+ * wait for the peer's SHUTDOWN(SEND) (or RST) before we reset the stream. */
+#define MUX_LINGER_MS 10000u
 #define MUX_HASH_SIZE 2048u /* power of two, > 2 * SMOLVM_MUX_MAX_STREAMS */
 #define MUX_PORT_FIRST 49152u
 #define MUX_IOV_MAX 64
@@ -60,9 +63,11 @@ typedef struct stream {
         uint32_t ev_mask; /* registered with the loop */
 
         /* pending connect: set by smolvm_mux_connect(), consumed (and cleared) by
-         * handle_response() or stream_kill(); deadline read by the timer */
+         * handle_response() or stream_kill() */
         smolvm_mux_connect_cb cb;
         void *cb_userdata;
+        /* read by the timer (0 = none): the connect deadline while CONNECTING,
+         * the linger deadline (stream_send_gone) once ESTABLISHED */
         uint64_t deadline_ms;
 
         /* channel -> local fd */
@@ -74,13 +79,17 @@ typedef struct stream {
         uint32_t adv_fwd_cnt; /* fwd_cnt last put on the wire: the peer's credit is based on it;
                                * updated by stream_hdr() */
         bool peer_shut_send;  /* peer sent SHUTDOWN(SEND) */
-        bool wr_done;         /* local fd shut for writing after the flush */
+        bool wr_done;         /* local fd shut for writing after the flush, or gone */
+        bool local_gone;      /* the local end closed both directions (or a write to it
+                               * failed) while we still had to write to it: see
+                               * stream_local_gone() */
 
         /* local fd -> channel */
         uint32_t tx_cnt;
         uint32_t peer_buf_alloc, peer_fwd_cnt; /* from the peer's latest header
                                                 * (handle_request/handle_stream_packet) */
         bool rd_done; /* local EOF (SHUTDOWN(SEND) queued) or peer SHUTDOWN(RCV) */
+        uint32_t shut_sent; /* SMOLVM_SHUTDOWN_* flags we queued (stream_shut_send) */
 } stream;
 
 struct smolvm_mux {
@@ -136,6 +145,7 @@ pkt *mux_pkt_new(uint32_t payload_len);
 void mux_outq_push(smolvm_mux *mux, pkt *p);
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
 void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);
+void mux_timer_arm(smolvm_mux *mux);
 
 /* ---- mux_stream.c ---- */
 
@@ -146,6 +156,7 @@ void stream_kill(stream *s, int err);
 void stream_reset(stream *s, int err);
 void stream_maybe_finish(stream *s);
 void stream_shut_wr(stream *s);
+void stream_shut_send(stream *s, uint32_t flags);
 void stream_update(stream *s);
 void stream_deliver(stream *s, const uint8_t *data, size_t len);
 void stream_start(stream *s);

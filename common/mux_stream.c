@@ -111,13 +111,15 @@ void stream_reset(stream *s, int err)
         stream_kill(s, err);
 }
 
-/* Both directions are done. We close without an RST: the peer reaches the same
- * state on its own (it has sent and received SHUTDOWN(SEND) too), an extra RST
- * would only race with a reuse of the port pair, and any late packet for the
- * pair (a CREDIT_UPDATE in flight) is dropped without reply. */
+/* Both directions are done: we have sent SHUTDOWN(SEND) (or the peer said it
+ * reads no more) and the peer has sent SHUTDOWN(SEND), flushed to the local fd
+ * (or the local end is gone). We close without an RST: the peer reaches the
+ * same state on its own, an extra RST would only race with a reuse of the port
+ * pair, and any late packet for the pair (a CREDIT_UPDATE in flight) is dropped
+ * without reply. */
 void stream_maybe_finish(stream *s)
 {
-        if (!s->dead && s->state == ST_ESTABLISHED && s->rd_done && s->wr_done)
+        if (!s->dead && s->state == ST_ESTABLISHED && s->rd_done && s->wr_done && s->peer_shut_send)
                 stream_kill(s, 0);
 }
 
@@ -129,6 +131,72 @@ void stream_shut_wr(stream *s)
         /* ENOTCONN when the local side is already gone: nothing to tell it. */
         if (s->fd_is_sock)
                 (void)shutdown(s->fd, SHUT_WR);
+}
+
+/* Queue SHUTDOWN with flags added to those already sent (the flags of a
+ * SHUTDOWN are cumulative, as in virtio-vsock); nothing if none is new. */
+void stream_shut_send(stream *s, uint32_t flags)
+{
+        if (!(flags & ~s->shut_sent))
+                return;
+        s->shut_sent |= flags;
+        stream_queue_ctl(s, SMOLVM_OP_SHUTDOWN, s->shut_sent);
+}
+
+/* Our local end is gone and we have relayed all it wrote: SHUTDOWN(RCV|SEND),
+ * a close, not a half-close. The peer answers SHUTDOWN(SEND) (handle_stream_packet)
+ * and we free the stream then; a peer that does not answer gets an RST after
+ * MUX_LINGER_MS. Until then its RW is dropped (wr_done). */
+static void stream_send_gone(stream *s)
+{
+        stream_shut_send(s, SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND);
+        if (!s->peer_shut_send) {
+                s->deadline_ms = now_ms() + MUX_LINGER_MS;
+                mux_timer_arm(s->mux);
+        }
+        stream_maybe_finish(s);
+}
+
+/* The local end went away while we still had to write to it: it closed both
+ * directions (EPOLLHUP/EPOLLERR on a socket we had not shut for writing) or a
+ * write to it failed (EPIPE, ECONNRESET). On a Unix socket this is what tells
+ * a dead client from one that did shutdown(SHUT_WR), and the peer must learn
+ * it: an exec's command is killed when its client is gone (docs/protocol.md,
+ * "The channel"). What we hold for the local end is dropped. SHUTDOWN(RCV)
+ * goes out at once, so the peer's local end cannot write in vain even while
+ * what ours wrote before it went still waits for credit; that data is still
+ * read and relayed (stream_read_local), and its EOF becomes SHUTDOWN(RCV|SEND)
+ * instead of SHUTDOWN(SEND). */
+static void stream_local_gone(stream *s)
+{
+        if (s->dead || s->local_gone || s->state != ST_ESTABLISHED)
+                return;
+        s->local_gone = true;
+        s->wr_done = true;
+        s->mux->rx_buffered -= s->rx_len;
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_head = s->rx_len = 0;
+        if (s->rd_done)
+                stream_send_gone(s);
+        else
+                stream_shut_send(s, SMOLVM_SHUTDOWN_RCV);
+}
+
+/* A write to the local fd failed with err (not EAGAIN). */
+static void stream_write_failed(stream *s, int err)
+{
+        if (s->fd_is_sock && (err == EPIPE || err == ECONNRESET))
+                stream_local_gone(s);
+        else
+                stream_reset(s, -ECONNRESET);
+}
+
+/* A socket we have not shut for writing is watched even while we neither read
+ * nor write it: EPOLLHUP/EPOLLERR there mean its peer is gone. */
+static bool stream_watch_gone(const stream *s)
+{
+        return s->fd_is_sock && s->state == ST_ESTABLISHED && !s->wr_done;
 }
 
 static bool stream_can_read(const stream *s)
@@ -146,6 +214,8 @@ void stream_update(stream *s)
                 ev |= EPOLLIN;
         if (s->rx_len > 0 && !s->wr_done)
                 ev |= EPOLLOUT;
+        if (ev == 0 && stream_watch_gone(s))
+                ev = EPOLLHUP; /* in the set: only EPOLLHUP/EPOLLERR are reported */
         if (ev == s->ev_mask)
                 return;
         int r = smolvm_evloop_mod(s->mux->loop, s->fd, ev);
@@ -193,7 +263,7 @@ static void stream_flush_rx(stream *s)
                 if (w < 0) {
                         if (is_again(errno))
                                 break;
-                        stream_reset(s, -ECONNRESET);
+                        stream_write_failed(s, errno);
                         return;
                 }
                 s->rx_head = (s->rx_head + (size_t)w) % cap;
@@ -220,7 +290,7 @@ void stream_deliver(stream *s, const uint8_t *data, size_t len)
                 ssize_t w = stream_write(s, &iov, 1);
                 if (w < 0) {
                         if (!is_again(errno)) {
-                                stream_reset(s, -ECONNRESET);
+                                stream_write_failed(s, errno);
                                 return;
                         }
                         w = 0;
@@ -264,14 +334,25 @@ static void stream_read_local(stream *s)
         if (r < 0) {
                 int e = errno;
                 free(p);
-                if (e != EAGAIN && e != EWOULDBLOCK)
+                p = NULL;
+                if (e == EAGAIN || e == EWOULDBLOCK)
+                        return;
+                if (!s->fd_is_sock || e != ECONNRESET) {
                         stream_reset(s, -e);
-                return;
+                        return;
+                }
+                /* A Unix socket whose peer closed with our data unread: what it
+                 * wrote came before this error, so this is its EOF too. */
+                stream_local_gone(s);
+                r = 0;
         }
         if (r == 0) {
                 free(p);
                 s->rd_done = true;
-                stream_queue_ctl(s, SMOLVM_OP_SHUTDOWN, SMOLVM_SHUTDOWN_SEND);
+                if (s->local_gone)
+                        stream_send_gone(s);
+                else
+                        stream_shut_send(s, SMOLVM_SHUTDOWN_SEND);
                 stream_maybe_finish(s);
                 return;
         }
@@ -292,6 +373,9 @@ static void stream_io(void *userdata, int fd, uint32_t events)
         stream *s = userdata;
         smolvm_mux *mux = s->mux;
         mux_enter(mux);
+        /* Both directions closed, and not by our SHUT_WR: not a half-close. */
+        if ((events & (EPOLLHUP | EPOLLERR)) && stream_watch_gone(s))
+                stream_local_gone(s);
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
                 if (s->rx_len > 0)
                         stream_flush_rx(s);

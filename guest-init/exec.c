@@ -27,11 +27,13 @@ extern char **environ;
 
 /* After the command exited, output may still sit in the pipes (drained to EOF),
  * but processes outside its group (or kept on request) may hold the pipes open
- * forever. We stop once the pipes were quiet for DRAIN_IDLE_MS while we were
- * ready to read (time spent waiting for a slow client does not count, so no
- * output is lost to backpressure), or after DRAIN_MAX_BYTES more bytes: more
- * than any pipe buffers, so only a leftover writer is cut off. */
+ * forever. We stop once the pipes were quiet for DRAIN_IDLE_MS, or after
+ * DRAIN_MAX_MS of draining in all (a writer trickling a byte every few ms is
+ * never quiet), or after DRAIN_MAX_BYTES more bytes: more than any pipe
+ * buffers, so only a leftover writer is cut off. Time spent waiting for a slow
+ * client counts for neither limit, so no output is lost to backpressure. */
 #define DRAIN_IDLE_MS 100u
+#define DRAIN_MAX_MS 1000u
 #define DRAIN_MAX_BYTES (4u * 1024u * 1024u)
 
 enum { REPORT_CHDIR = 1, REPORT_EXEC = 2, REPORT_SETUP = 3 };
@@ -106,6 +108,9 @@ typedef struct relay {
         int status;
         uint64_t start_ms, exit_ms, last_data_ms;
         uint64_t drained_bytes; /* output read after the command exited */
+        uint64_t drain_ms;      /* time since the exit, less the time spent waiting for the client */
+        uint64_t tick_ms;       /* when drain_ms was last brought up to date */
+        bool waited_for_client; /* the last poll waited for the client to take output */
         smolvm_frame_reader reader;
         const uint8_t *stdin_pending; /* points into reader's buffer */
         size_t stdin_pending_len;
@@ -284,6 +289,7 @@ static void on_child_exit(relay *rl, uint64_t now)
         rl->exited = true;
         rl->exit_ms = now;
         rl->last_data_ms = now;
+        rl->tick_ms = now;
         rl->pidfd = safe_close(rl->pidfd);
         close_stdin(rl);
         /* Whatever the command left running in its group goes with it (unless
@@ -295,13 +301,16 @@ static void on_child_exit(relay *rl, uint64_t now)
         }
 }
 
-static int poll_timeout(const relay *rl, uint64_t now, uint64_t deadline_ms)
+static int poll_timeout(const relay *rl, uint64_t now, uint64_t deadline_ms, bool out_pending)
 {
         uint64_t until = UINT64_MAX;
         if (!rl->exited && deadline_ms && !rl->timed_out)
                 until = deadline_ms;
-        if (rl->exited)
+        if (rl->exited) {
                 until = rl->last_data_ms + DRAIN_IDLE_MS;
+                if (!out_pending)
+                        until = MIN(until, now + DRAIN_MAX_MS - MIN(rl->drain_ms, (uint64_t)DRAIN_MAX_MS));
+        }
         if (!rl->exited && rl->pidfd < 0)
                 until = MIN(until, now + 20); /* no pidfd: poll waitpid */
         if (until == UINT64_MAX)
@@ -321,14 +330,22 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                 if (!rl->exited && rl->pidfd < 0)
                         on_child_exit(rl, now);
                 if (rl->exited) {
+                        if (!rl->waited_for_client)
+                                rl->drain_ms += now - rl->tick_ms;
+                        rl->tick_ms = now;
                         if (rl->out_fd < 0 && rl->err_fd < 0)
                                 break;
                         if (rl->out_off < rl->out_len)
                                 rl->last_data_ms = now; /* backpressure is not idleness */
                         else if (now >= rl->last_data_ms + DRAIN_IDLE_MS)
                                 break;
-                        if (rl->drained_bytes >= DRAIN_MAX_BYTES)
+                        if (rl->drained_bytes >= DRAIN_MAX_BYTES || rl->drain_ms >= DRAIN_MAX_MS) {
+                                init_log("exec: pid %d exited but its output is still being written "
+                                         "(a process outside its group?): closing it after %llu ms, %llu bytes",
+                                         (int)rl->pid, (unsigned long long)rl->drain_ms,
+                                         (unsigned long long)rl->drained_bytes);
                                 break;
+                        }
                 }
 
                 enum { PFD_STREAM, PFD_OUT, PFD_ERR, PFD_IN, PFD_PID, PFD_N };
@@ -344,7 +361,8 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                 pfd[PFD_IN] = (struct pollfd){ .fd = rl->stdin_pending_len ? rl->in_fd : -1, .events = POLLOUT };
                 pfd[PFD_PID] = (struct pollfd){ .fd = rl->exited ? -1 : rl->pidfd, .events = POLLIN };
 
-                int n = poll(pfd, PFD_N, poll_timeout(rl, now, deadline_ms));
+                rl->waited_for_client = out_pending;
+                int n = poll(pfd, PFD_N, poll_timeout(rl, now, deadline_ms, out_pending));
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;

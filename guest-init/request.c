@@ -243,16 +243,6 @@ fail:
         return r;
 }
 
-bool agent_env_key_valid(const char *key)
-{
-        if (!key || !(key[0] == '_' || (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z')))
-                return false;
-        for (const char *p = key + 1; *p; p++)
-                if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
-                        return false;
-        return true;
-}
-
 /* The "path" of the file ops: a string, absolute, bounded. Borrowed from root. */
 static int get_path(json_t *root, const char **ret, char *errbuf, size_t errbuf_len)
 {

@@ -7,15 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent_proto.h" /* agent_env_key_valid, AGENT_ENV_MAX_* */
+
 /* Bounds on what one request may ask us to allocate (the frame itself is
  * bounded by SMOLVM_FRAME_MAX_PAYLOAD). */
 #define AGENT_MAX_ARGV 4096u
 #define AGENT_MAX_ENV 4096u
 /* File ops: longest accepted path, in bytes (PATH_MAX includes the NUL). */
 #define AGENT_MAX_PATH 4096u
-/* Persistent env (env_set): per value, and keys + values over the whole store. */
-#define AGENT_ENV_MAX_VALUE (64u * 1024u)
-#define AGENT_ENV_MAX_TOTAL (1024u * 1024u)
 
 /* The environment every command starts from; "env" entries are added on top. */
 #define AGENT_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -88,9 +87,6 @@ void agent_request_done(agent_request *r);
  * -EINVAL with the index of the bad extra entry in *ret_bad_index, or -ENOMEM. */
 int agent_env_merge(const char *const *base, size_t n_base, const char *const *extra, size_t n_extra,
                     char ***ret, size_t *ret_n, size_t *ret_bad_index);
-
-/* True if key matches [A-Za-z_][A-Za-z0-9_]* (what a POSIX shell can export). */
-bool agent_env_key_valid(const char *key);
 
 /* The base environment (PATH, HOME, TERM, LANG), NULL-terminated. */
 const char *const *agent_base_env(size_t *ret_n);

@@ -14,18 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-void ib_progress(ib_ctx *c, const char *fmt, ...)
-{
-        if (!c->progress)
-                return;
-        char line[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
-        va_end(ap);
-        c->progress(c->ud, line);
-}
-
 char *smolvm_image_home(void)
 {
         const char *h = getenv("SMOLVM_HOME");
@@ -370,13 +358,8 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
                         goto out;
                 }
         } else if (!opts->from_rootfs) {
-                r = apt_find_mirror(NULL, suite, &mirror);
-                if (r < 0) {
-                        r = ib_errf(&c.err, r,
-                                    "rootfs: no apt source for '%s main' in /etc/apt/sources.list{,.d/} (pass --mirror URL)",
-                                    suite);
+                if ((r = apt_find_mirror(suite, &mirror, &c.err)) < 0)
                         goto out;
-                }
         }
 
         if ((r = setup_dirs(&c, opts->home)) < 0 || (r = take_lock(&c, &lock_fd)) < 0)

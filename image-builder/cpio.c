@@ -4,7 +4,9 @@
  * "070701" + 13 eight-digit hex fields, the NUL-terminated name, padding to 4 bytes,
  * the data, padding to 4 bytes; ends with an entry named "TRAILER!!!".
  * Uncompressed on purpose: unpacking is fastest that way under TCG emulation.
- * mtime, uid and gid are 0 so identical inputs give identical bytes. */
+ * mtime, uid and gid are 0 so identical inputs give identical bytes.
+ * Hand-written rather than libarchive: writing newc is this page, libarchive would be a
+ * new dependency for one format we only ever write. */
 #include "image_i.h"
 
 #include <stdio.h>

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Errors, string vectors and file helpers of the image builder. */
+/* String vectors and file helpers of the image builder. Mount points come from
+ * common/mountinfo.c (one parser, one octal unescape for the tree). */
 #include "image_i.h"
+#include "mountinfo.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -8,20 +10,6 @@
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-
-int ib_errf(ib_err *err, int r, const char *fmt, ...)
-{
-        if (err && !err->msg) {
-                va_list ap;
-                va_start(ap, fmt);
-                /* %m in fmt names r, whatever errno became since. */
-                errno = r < 0 ? -r : EIO;
-                if (vasprintf(&err->msg, fmt, ap) < 0)
-                        err->msg = NULL;
-                va_end(ap);
-        }
-        return r;
-}
 
 char *xasprintf(const char *fmt, ...)
 {
@@ -293,42 +281,31 @@ static int cmp_len_desc(const void *a, const void *b)
         return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
-/* /proc/self/mounts escapes space, tab, newline and backslash as \ooo. */
-static void unescape_octal(char *s)
+typedef struct beneath {
+        const char *dir;
+        size_t dir_len;
+        strv *mps;
+} beneath;
+
+static int collect_beneath(const mountinfo_entry *e, const char *mountpoint, void *ud)
 {
-        char *o = s;
-        for (char *p = s; *p; p++) {
-                if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
-                    p[3] <= '7') {
-                        *o++ = (char)(((p[1] - '0') << 6) | ((p[2] - '0') << 3) | (p[3] - '0'));
-                        p += 3;
-                } else
-                        *o++ = *p;
-        }
-        *o = '\0';
+        (void)e;
+        beneath *b = ud;
+        if (strncmp(mountpoint, b->dir, b->dir_len) == 0 && mountpoint[b->dir_len] == '/')
+                return strv_push(b->mps, mountpoint);
+        return 0;
 }
 
 int umount_beneath(const char *dir)
 {
-        _cleanup_free_ char *text = NULL;
-        int r = read_file("/proc/self/mounts", 16u << 20, &text, NULL);
-        if (r < 0)
-                return r;
-        size_t dl = strlen(dir);
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return negative_errno();
         strv mps = {0};
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line && r == 0; line = strtok_r(NULL, "\n", &save)) {
-                char *sp = strchr(line, ' ');
-                if (!sp)
-                        continue;
-                char *mp = sp + 1, *end = strchr(mp, ' ');
-                if (!end)
-                        continue;
-                *end = '\0';
-                unescape_octal(mp);
-                if (strncmp(mp, dir, dl) == 0 && mp[dl] == '/')
-                        r = strv_push(&mps, mp);
-        }
+        beneath b = {.dir = dir, .dir_len = strlen(dir), .mps = &mps};
+        int r = mountinfo_foreach(f, collect_beneath, &b);
+        fclose(f);
+        /* Deepest first: a mount below another must go before it. */
         if (r == 0 && mps.n)
                 qsort(mps.v, mps.n, sizeof(char *), cmp_len_desc);
         for (size_t i = 0; i < mps.n && r == 0; i++)

@@ -17,7 +17,8 @@ typedef struct ib_err {
         char *msg;
 } ib_err;
 
-/* Sets err->msg (if not yet set) to the formatted text; returns r (a negative errno). */
+/* Sets err->msg (if not yet set) to the formatted text; returns r (a negative errno).
+ * progress.c. */
 int ib_errf(ib_err *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- strings ---- */
@@ -76,15 +77,14 @@ void ib_hash_free(ib_hash *h);
 int ib_hash_file(ib_hash *h, const char *path); /* 0 or negative errno */
 
 /* ---- apt sources (aptsrc.c) ---- */
-/* deb822 (.sources) text: the first URIs value of a stanza with Types containing "deb",
- * Suites containing suite and Components containing "main" (Enabled: no is skipped).
+/* `apt-get indextargets --format "$(TARGET_OF) $(IDENTIFIER) $(RELEASE) $(COMPONENT)
+ * $(REPO_URI)"` output: the REPO_URI (trailing '/' dropped) of the first deb Packages
+ * target of suite/main whose scheme debootstrap can fetch (http, https, ftp, file).
  * Returns 0 + malloc'd URI, -ENOENT if none, -ENOMEM. */
-int apt_parse_deb822(const char *text, const char *suite, char **ret_uri);
-/* One-line sources.list text: first "deb [opts] URI suite ... main ..." line. */
-int apt_parse_sources_list(const char *text, const char *suite, char **ret_uri);
-/* Reads <root>/etc/apt/sources.list.d/ *.sources (sorted), then <root>/etc/apt/sources.list
- * and sources.list.d/ *.list. root: "" or NULL for the host. */
-int apt_find_mirror(const char *root, const char *suite, char **ret_uri);
+int apt_parse_indextargets(const char *text, const char *suite, char **ret_uri);
+/* Runs apt-get indextargets (the host's apt configuration, APT_CONFIG honoured) and
+ * picks as apt_parse_indextargets. -ENOENT (err says what to do) if apt lists none. */
+int apt_find_mirror(const char *suite, char **ret_uri, ib_err *err);
 /* Parses `apt-cache depends linux-image-amd64` output: first "Depends: <pkg>" whose pkg
  * starts with "linux-image-"; *ret_version (if not NULL) gets the "(= V)" version or NULL.
  * Returns 0, -ENOENT. */
@@ -92,33 +92,25 @@ int apt_parse_depends(const char *text, char **ret_pkg, char **ret_version);
 /* First "Version: " field of `apt-cache show` output. */
 int apt_parse_version(const char *text, char **ret_version);
 
-/* ---- kernel module metadata (kmod.c) ---- */
-typedef struct kmod_mod {
-        char *name;     /* normalised: '-' -> '_', no directory, no .ko suffix */
-        char *relpath;  /* as in modules.dep, e.g. kernel/fs/ext4/ext4.ko */
-        strv deps;      /* names (normalised) */
-        strv pre, post; /* softdep names (may be aliases) */
-} kmod_mod;
-
-typedef struct kmod_db {
-        kmod_mod *mods;
-        size_t n, cap;
-        strv alias_from, alias_to; /* parallel: alias pattern -> module name */
-        strv builtin;              /* normalised names of built-in modules */
-} kmod_db;
-
-/* Each parser adds to db; text is NUL-terminated. 0, -EINVAL (with line number in err), -ENOMEM. */
-int kmod_parse_dep(kmod_db *db, const char *text, ib_err *err);
-int kmod_parse_softdep(kmod_db *db, const char *text, ib_err *err);
-int kmod_parse_alias(kmod_db *db, const char *text, ib_err *err);
-int kmod_parse_builtin(kmod_db *db, const char *text, ib_err *err);
-void kmod_db_done(kmod_db *db);
-void kmod_normalise(char *name);
-/* Closure of roots over deps and softdeps (softdep names resolve as module names, else
- * through aliases: every provider is taken). Built-in modules are skipped. ret_order gets
- * the relpaths, dependencies first (pre-softdeps before their user, post after).
- * A missing root or dependency: -ENOENT with err naming it. A cycle: -ELOOP. */
-int kmod_resolve(const kmod_db *db, const char *const *roots, strv *ret_order, ib_err *err);
+/* ---- kernel module metadata (kmod.c, over libkmod) ---- */
+/* depmod's indexes of one kernel, opened with libkmod. */
+typedef struct ib_kmod ib_kmod;
+/* Runs `depmod -b root release` (the modules are in root/lib/modules/release/) and
+ * makes dst_dir (must not exist) with the index files libkmod reads and an empty
+ * stand-in for each module file (libkmod stats them). 0 or negative errno (err set). */
+int ib_kmod_index(const char *root, const char *release, const char *dst_dir, ib_err *err);
+/* Does dir hold the indexes ib_kmod_index moves there? */
+bool ib_kmod_has_index(const char *dir);
+/* Opens dir's indexes; the host's modprobe.d is not read. 0, -ENOENT (no index,
+ * err set), -ENOMEM. */
+int ib_kmod_open(const char *dir, ib_kmod **ret, ib_err *err);
+void ib_kmod_free(ib_kmod *db);
+/* Closure of roots over dependencies and softdeps (softdep names resolve as modprobe
+ * does: module names, else aliases, and every provider of an alias is taken). Built-in
+ * modules are skipped. ret_order gets the module paths relative to the index dir
+ * (e.g. kernel/fs/ext4/ext4.ko), dependencies first (pre-softdeps before their user,
+ * post after). A missing root: -ENOENT with err naming it. A cycle: -ELOOP. */
+int ib_kmod_resolve(ib_kmod *db, const char *const *roots, strv *ret_order, ib_err *err);
 /* Make a module (its bytes in data) cheaper to load under TCG, in place; returns
  * the new length. Drops the appended signature (the kernel would hash all of it;
  * unsigned modules load on a kernel that does not enforce signatures, tainting
@@ -135,12 +127,19 @@ typedef struct kmod_root {
         const char *name;
         const char *when;
 } kmod_root;
-/* For each relpath of order (kmod_resolve over all roots; terminated by name NULL),
+/* For each relpath of order (ib_kmod_resolve over all roots; terminated by name NULL),
  * ret_when gets its conditions: "" if an unconditional root needs it (so every
  * dependency of an unconditional module is unconditional), else the union of the
  * conditions of the roots whose closure holds it. 0, -ENOENT/-ELOOP (as
- * kmod_resolve), -ENOMEM. */
-int kmod_conditions(const kmod_db *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err);
+ * ib_kmod_resolve), -ENOMEM. */
+int ib_kmod_conditions(ib_kmod *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err);
+
+/* ---- decompression (decompress.c) ---- */
+/* Decompress an xz (concatenated streams allowed) or zstd buffer into a malloc'd one.
+ * size_hint (0: unknown) sizes the first allocation. 0, -EFBIG (the output would pass
+ * max_bytes), -EBADMSG (corrupt or truncated), -ENOMEM. */
+int ib_unxz(const void *in, size_t in_len, size_t size_hint, size_t max_bytes, void **ret, size_t *ret_len);
+int ib_unzstd(const void *in, size_t in_len, size_t max_bytes, void **ret, size_t *ret_len);
 
 /* ---- cpio newc writer (cpio.c) ---- */
 typedef struct cpio_writer {
@@ -171,6 +170,7 @@ typedef struct ib_ctx {
         void *ud;
         ib_err err;
 } ib_ctx;
+/* A progress line through c->progress (progress.c). */
 void ib_progress(ib_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 typedef struct ib_kernel {
@@ -179,8 +179,9 @@ typedef struct ib_kernel {
         char *dir;       /* cache/kernel/<key> */
 } ib_kernel;
 int ib_kernel_step(ib_ctx *c, ib_kernel *ret);
-/* Loads the kernel's depmod indexes (cache/kernel/<key>/modules.*). */
-int ib_kernel_load_db(ib_ctx *c, const ib_kernel *k, kmod_db *ret);
+/* Opens the kernel's module indexes (cache/kernel/<key>/modules.*), making them
+ * from the kept .deb first if the entry predates them. */
+int ib_kernel_open_kmod(ib_ctx *c, const ib_kernel *k, ib_kmod **ret);
 /* Makes sure cache/kernel/<key>/modules/<relpath minus .xz/.zst> exists for each relpath,
  * re-extracting the kept .deb if a module is missing. */
 int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths);

@@ -121,7 +121,7 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
         ib_initramfs res = {0};
         _cleanup_free_ char *init = NULL, *img = NULL, *parent = NULL, *final = NULL;
         size_t init_len = 0;
-        kmod_db db = {0};
+        ib_kmod *db = NULL;
         strv roots = {0}, order = {0}, uncompressed = {0}, when = {0}, lines = {0};
         kmod_root *croots = NULL;
         char *tmp = NULL;
@@ -143,10 +143,10 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                 r = strv_push(&roots, extra_modules[i]);
         if (r < 0)
                 goto out;
-        if ((r = ib_kernel_load_db(c, k, &db)) < 0)
+        if ((r = ib_kernel_open_kmod(c, k, &db)) < 0)
                 goto out;
         ib_err kerr = {0};
-        if ((r = kmod_resolve(&db, (const char *const *)roots.v, &order, &kerr)) < 0) {
+        if ((r = ib_kmod_resolve(db, (const char *const *)roots.v, &order, &kerr)) < 0) {
                 r = ib_errf(&c->err, r, "initramfs: kernel %s: %s", k->release, kerr.msg ? kerr.msg : strerror(-r));
                 free(kerr.msg);
                 goto out;
@@ -160,7 +160,7 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
                 croots[i] = (kmod_root){roots.v[i], NULL};
         for (size_t i = 0; ib_default_module_roots[i].name; i++)
                 croots[i].when = ib_default_module_roots[i].when;
-        if ((r = kmod_conditions(&db, croots, &order, &when, &kerr)) < 0) {
+        if ((r = ib_kmod_conditions(db, croots, &order, &when, &kerr)) < 0) {
                 r = ib_errf(&c->err, r, "initramfs: kernel %s: %s", k->release, kerr.msg ? kerr.msg : strerror(-r));
                 free(kerr.msg);
                 goto out;
@@ -255,7 +255,7 @@ out:
                 free(tmp);
         }
         ib_initramfs_done(&res);
-        kmod_db_done(&db);
+        ib_kmod_free(db);
         strv_done(&roots);
         strv_done(&order);
         strv_done(&uncompressed);

@@ -3,9 +3,12 @@
  * dpkg-deb -x into the cache (never installed into the host's /boot).
  *
  * cache/kernel/<pkg>_<version>/
- *   vmlinuz, release, kernel.deb           the package is kept (70 MB) so a new module set
- *   modules.{dep,softdep,alias,builtin}    needs no download; the unpacked tree (400 MB)
- *   modules/<relpath>.ko                   is not: only the modules images use, uncompressed. */
+ *   vmlinuz, vmlinux, release, kernel.deb  the package is kept (70 MB) so a new module set
+ *   index/                                 needs no download; the unpacked tree (400 MB)
+ *   modules/<relpath>.ko                   is not: only depmod's index with empty
+ *                                          stand-ins for the module files (kmod.c) and the
+ *                                          modules images use, uncompressed in-process
+ *                                          (decompress.c). */
 #include "image_i.h"
 
 #include <dirent.h>
@@ -14,7 +17,9 @@
 #include <sys/stat.h>
 
 #define APT_TIMEOUT_MS (30ull * 60 * 1000)
-#define MODULE_MAX_BYTES (256u << 20)
+/* No module comes near (Debian 6.1's largest, amdgpu.ko, is 19 MB); a corrupt file must not
+ * make us allocate more. */
+#define MODULE_MAX_BYTES (64u << 20)
 
 void ib_kernel_done(ib_kernel *k)
 {
@@ -107,24 +112,28 @@ static int take_module(ib_ctx *c, const char *moddir, const char *relpath, const
                 return ib_errf(&c->err, r, "kernel: mkdir %s: %m", dst);
 
         size_t l = strlen(relpath);
-        const char *tool = NULL;
-        if (l > 3 && strcmp(relpath + l - 3, ".xz") == 0)
-                tool = "xz";
-        else if (l > 4 && strcmp(relpath + l - 4, ".zst") == 0)
-                tool = "zstd";
-        else if (l > 3 && strcmp(relpath + l - 3, ".gz") == 0)
-                tool = "gzip";
-        if (!tool) {
+        bool xz = l > 3 && strcmp(relpath + l - 3, ".xz") == 0, zst = l > 4 && strcmp(relpath + l - 4, ".zst") == 0;
+        if (l > 3 && strcmp(relpath + l - 3, ".gz") == 0)
+                return ib_errf(&c->err, -ENOTSUP, "kernel: %s is gzip-compressed; only xz and zstd modules are "
+                               "unpacked (what Debian's kernels use)", src);
+        if (!xz && !zst) {
                 (void)unlink(tmp);
                 if ((r = link_or_copy(src, tmp)) < 0)
                         return ib_errf(&c->err, r, "kernel: copy %s: %m", src);
         } else {
-                _cleanup_free_ char *data = NULL;
-                size_t len = 0;
-                const char *argv[] = {tool, "-dc", src, NULL};
-                ib_cmd cmd = {.argv = argv, .stdout_max_bytes = MODULE_MAX_BYTES, .timeout_ms = 120000};
-                if ((r = ib_run(&cmd, "kernel", &data, &len, &c->err)) < 0)
-                        return r;
+                _cleanup_free_ char *packed = NULL;
+                _cleanup_free_ void *data = NULL;
+                size_t packed_len = 0, len = 0;
+                if ((r = read_file(src, MODULE_MAX_BYTES, &packed, &packed_len)) < 0)
+                        return ib_errf(&c->err, r, "kernel: read %s: %m", src);
+                r = xz ? ib_unxz(packed, packed_len, 0, MODULE_MAX_BYTES, &data, &len)
+                       : ib_unzstd(packed, packed_len, MODULE_MAX_BYTES, &data, &len);
+                if (r == -EFBIG)
+                        return ib_errf(&c->err, r, "kernel: %s decompresses to more than %u MiB (corrupt?)", src,
+                                       MODULE_MAX_BYTES >> 20);
+                if (r < 0)
+                        return ib_errf(&c->err, r, "kernel: %s: %s", src,
+                                       r == -EBADMSG ? "corrupt or truncated compressed data" : strerror(-r));
                 if ((r = write_file_atomic(tmp, data, len, 0644)) < 0)
                         return ib_errf(&c->err, r, "kernel: write %s: %m", tmp);
         }
@@ -136,7 +145,8 @@ static int take_module(ib_ctx *c, const char *moddir, const char *relpath, const
         return 0;
 }
 
-/* dpkg-deb -x <deb> <root>; returns root/lib/modules/<release> in *ret_moddir. */
+/* dpkg-deb -x <deb> <root>; returns root/lib/modules/<release> in *ret_moddir, where
+ * depmod -b wants it (usr-merged packages ship usr/lib/modules: moved there). */
 static int unpack_deb(ib_ctx *c, const char *deb, const char *root, const char *release,
                       char **ret_moddir)
 {
@@ -145,54 +155,19 @@ static int unpack_deb(ib_ctx *c, const char *deb, const char *root, const char *
         int r = ib_run(&cmd, "kernel", NULL, NULL, &c->err);
         if (r < 0)
                 return r;
-        /* Older packages ship /lib/modules, usr-merged ones /usr/lib/modules. */
         _cleanup_free_ char *a = xasprintf("%s/lib/modules/%s", root, release);
         _cleanup_free_ char *b = xasprintf("%s/usr/lib/modules/%s", root, release);
-        if (!a || !b)
+        _cleanup_free_ char *lm = xasprintf("%s/lib/modules", root);
+        if (!a || !b || !lm)
                 return -ENOMEM;
         struct stat st;
-        if (stat(a, &st) == 0)
-                *ret_moddir = TAKE_PTR(a);
-        else if (stat(b, &st) == 0)
-                *ret_moddir = TAKE_PTR(b);
-        else
-                return ib_errf(&c->err, -ENOENT, "kernel: %s has no lib/modules/%s", deb, release);
-        return 0;
-}
-
-int ib_kernel_load_db(ib_ctx *c, const ib_kernel *k, kmod_db *ret)
-{
-        static const struct {
-                const char *file;
-                int (*parse)(kmod_db *, const char *, ib_err *);
-                bool required;
-        } idx[] = {
-                /* modules.dep first: softdeps attach to modules it defines. */
-                {"modules.dep", kmod_parse_dep, true},
-                {"modules.softdep", kmod_parse_softdep, false},
-                {"modules.alias", kmod_parse_alias, false},
-                {"modules.builtin", kmod_parse_builtin, false},
-        };
-        kmod_db db = {0};
-        for (size_t i = 0; i < ARRAY_SIZE(idx); i++) {
-                _cleanup_free_ char *p = path_join(k->dir, idx[i].file);
-                _cleanup_free_ char *text = NULL;
-                int r = p ? read_file(p, 64u << 20, &text, NULL) : -ENOMEM;
-                if (r == -ENOENT && !idx[i].required)
-                        continue;
-                if (r < 0) {
-                        kmod_db_done(&db);
-                        return ib_errf(&c->err, r, "kernel: read %s: %m", p ? p : idx[i].file);
-                }
-                ib_err perr = {0};
-                if ((r = idx[i].parse(&db, text, &perr)) < 0) {
-                        kmod_db_done(&db);
-                        r = ib_errf(&c->err, r, "kernel: %s: %s", p, perr.msg ? perr.msg : strerror(-r));
-                        free(perr.msg);
-                        return r;
-                }
+        if (stat(a, &st) < 0) {
+                if (stat(b, &st) < 0)
+                        return ib_errf(&c->err, -ENOENT, "kernel: %s has no lib/modules/%s", deb, release);
+                if ((r = mkdir_p(lm, 0755)) < 0 || rename(b, a) < 0)
+                        return ib_errf(&c->err, r < 0 ? r : negative_errno(), "kernel: move %s: %m", b);
         }
-        *ret = db;
+        *ret_moddir = TAKE_PTR(a);
         return 0;
 }
 
@@ -236,6 +211,34 @@ int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths
                 r = take_module(c, moddir, missing.v[i], k->dir);
         strv_done(&missing);
         return r;
+}
+
+int ib_kernel_open_kmod(ib_ctx *c, const ib_kernel *k, ib_kmod **ret)
+{
+        _cleanup_free_ char *index = path_join(k->dir, "index");
+        if (!index)
+                return -ENOMEM;
+        if (!ib_kmod_has_index(index)) {
+                /* An entry made before the index was kept: make it once from the .deb. */
+                ib_progress(c, "[2/4] initramfs: indexing the modules of %s", k->pkg);
+                _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel-x");
+                if (!tmp)
+                        return ib_errf(&c->err, negative_errno(), "kernel: mkdtemp in %s: %m", c->tmp);
+                _cleanup_free_ char *deb = path_join(k->dir, "kernel.deb");
+                _cleanup_free_ char *root = path_join(tmp, "root");
+                _cleanup_free_ char *tindex = path_join(tmp, "index");
+                _cleanup_free_ char *moddir = NULL;
+                if (!deb || !root || !tindex)
+                        return -ENOMEM;
+                int r = unpack_deb(c, deb, root, k->release, &moddir);
+                if (r == 0)
+                        r = ib_kmod_index(root, k->release, tindex, &c->err);
+                if (r < 0)
+                        return r;
+                if (rename(tindex, index) < 0)
+                        return ib_errf(&c->err, negative_errno(), "kernel: rename into %s: %m", index);
+        }
+        return ib_kmod_open(index, ret, &c->err);
 }
 
 static int find_deb(const char *dir, char **ret)
@@ -306,33 +309,12 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
         (void)chmod(vml_dst, 0444); /* hard-linked into images: read-only everywhere */
 
         /* Debian ships no modules.dep (postinst runs depmod); -b keeps depmod inside the
-         * unpacked tree. depmod wants <base>/lib/modules/<release>. */
-        _cleanup_free_ char *libmod = xasprintf("%s/lib/modules/%s", root, k->release);
-        if (!libmod)
+         * unpacked tree. */
+        _cleanup_free_ char *index = path_join(entry, "index");
+        if (!index)
                 return -ENOMEM;
-        if (strcmp(libmod, moddir) != 0) {
-                _cleanup_free_ char *lm = xasprintf("%s/lib/modules", root);
-                if (!lm)
-                        return -ENOMEM;
-                if ((r = mkdir_p(lm, 0755)) < 0 || rename(moddir, libmod) < 0)
-                        return ib_errf(&c->err, r < 0 ? r : negative_errno(), "kernel: move %s: %m", moddir);
-                free(moddir);
-                moddir = strdup(libmod);
-                if (!moddir)
-                        return -ENOMEM;
-        }
-        const char *dm[] = {"depmod", "-b", root, k->release, NULL};
-        ib_cmd dcmd = {.argv = dm, .timeout_ms = 600000};
-        if ((r = ib_run(&dcmd, "kernel", NULL, NULL, &c->err)) < 0)
+        if ((r = ib_kmod_index(root, k->release, index, &c->err)) < 0)
                 return r;
-        static const char *const idx[] = {"modules.dep", "modules.softdep", "modules.alias", "modules.builtin"};
-        for (size_t i = 0; i < ARRAY_SIZE(idx); i++) {
-                _cleanup_free_ char *s = path_join(moddir, idx[i]), *d = path_join(entry, idx[i]);
-                if (!s || !d)
-                        return -ENOMEM;
-                if (rename(s, d) < 0 && !(errno == ENOENT && i > 0))
-                        return ib_errf(&c->err, negative_errno(), "kernel: %s: %m", s);
-        }
         _cleanup_free_ char *rel = path_join(entry, "release");
         _cleanup_free_ char *reltext = xasprintf("%s\n", k->release);
         if (!rel || !reltext)
@@ -341,19 +323,18 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
                 return ib_errf(&c->err, r, "kernel: write %s: %m", rel);
 
         /* Pre-populate the default module set so the first initramfs needs no second unpack. */
-        kmod_db db = {0};
+        ib_kmod *db = NULL;
         strv order = {0};
-        ib_kernel tk = *k;
-        tk.dir = entry;
         const char *roots[16] = {0};
         for (size_t i = 0; ib_default_module_roots[i].name && i + 1 < ARRAY_SIZE(roots); i++)
                 roots[i] = ib_default_module_roots[i].name;
-        r = ib_kernel_load_db(c, &tk, &db);
-        if (r == 0 && kmod_resolve(&db, roots, &order, NULL) == 0)
+        r = ib_kmod_open(index, &db, &c->err);
+        /* A default root this kernel lacks fails later, with the initramfs step's message. */
+        if (r == 0 && ib_kmod_resolve(db, roots, &order, NULL) == 0)
                 for (size_t i = 0; i < order.n && r == 0; i++)
                         r = take_module(c, moddir, order.v[i], entry);
         strv_done(&order);
-        kmod_db_done(&db);
+        ib_kmod_free(db);
         if (r < 0)
                 return r;
 

@@ -1,321 +1,264 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Kernel module metadata as depmod writes it (modules.dep, modules.softdep, modules.alias,
- * modules.builtin) and the dependency closure + load order for the initramfs.
- * Debian's kernel package ships no modules.dep (its postinst runs depmod), so the kernel
- * step runs `depmod -b <unpacked tree>`: the order then comes from the modules' own
- * metadata (their .modinfo depends= and softdep= fields), which is what depmod reads. */
+/* The initramfs module closure and load order, read from the kernel package's
+ * own metadata through libkmod (the library of modprobe): modules.dep.bin for
+ * hard dependencies, modules.softdep for soft ones, the alias and builtin
+ * indexes to resolve softdep names. libkmod reads indexes but writes none, and
+ * Debian's package ships none (its postinst runs depmod), so the kernel step
+ * runs `depmod -b` over the unpacked tree once (ib_kmod_index) and the kernel
+ * cache keeps, in index/, the index files libkmod reads and an empty stand-in
+ * for each module file: libkmod stat()s a dependency's file before it reports
+ * the dependency (kmod_module_new_from_path), and the cache does not keep the
+ * 400 MB tree, only the modules images use (modules/).
+ *
+ * Hand-written on top, because no library does it: the walk that turns the
+ * closure into one load order (modprobe loads one module and its dependencies;
+ * we list them all once, each after what it needs), taking every provider of a
+ * softdep alias (which one the guest CPU can use is only known in the guest),
+ * the order file's conditions, and kmod_prepare_for_boot (signature, .BTF). */
 #include "image_i.h"
 
+#include <dirent.h>
 #include <elf.h>
-#include <fnmatch.h>
+#include <fcntl.h>
+#include <libkmod.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <syslog.h>
 
-void kmod_normalise(char *name)
-{
-        for (char *p = name; *p; p++)
-                if (*p == '-')
-                        *p = '_';
-}
+#define DEPMOD_TIMEOUT_MS 600000u
+#define KMOD_ERROR_MAX 256u
 
-/* "kernel/fs/ext4/ext4.ko.xz" -> "ext4" (normalised), malloc'd. */
-static char *name_from_path(const char *path, size_t len)
-{
-        const char *b = path;
-        for (size_t i = 0; i < len; i++)
-                if (path[i] == '/')
-                        b = path + i + 1;
-        size_t bl = len - (size_t)(b - path);
-        const char *ko = NULL;
-        for (size_t i = 0; i + 3 <= bl; i++)
-                if (strncmp(b + i, ".ko", 3) == 0 && (i + 3 == bl || b[i + 3] == '.'))
-                        ko = b + i;
-        char *n = strndup(b, ko ? (size_t)(ko - b) : bl);
-        if (n)
-                kmod_normalise(n);
-        return n;
-}
+/* What the lookups read (libkmod's index_files[] plus the softdep config). */
+static const char *const index_files[] = {
+        "modules.dep.bin",     "modules.softdep",           "modules.alias.bin",
+        "modules.symbols.bin", "modules.builtin.bin",       "modules.builtin.alias.bin",
+};
 
-static kmod_mod *db_find(const kmod_db *db, const char *name)
-{
-        for (size_t i = 0; i < db->n; i++)
-                if (strcmp(db->mods[i].name, name) == 0)
-                        return &db->mods[i];
-        return NULL;
-}
+#define TREE_DEPTH_MAX 16
 
-static kmod_mod *db_add(kmod_db *db, char *name, char *relpath)
+struct ib_kmod {
+        struct kmod_ctx *ctx;
+        char *dir;                       /* what libkmod joins module paths to */
+        char last_error[KMOD_ERROR_MAX]; /* libkmod's last complaint, for our messages */
+};
+
+/* An empty file at dst/<rel> for every module file src/<rel> (a name with
+ * ".ko" in it), directories as needed. Takes src_fd. */
+static int stand_ins(int src_fd, int dst_fd, unsigned depth)
 {
-        if (db->n == db->cap) {
-                size_t cap = db->cap ? db->cap * 2 : 256;
-                kmod_mod *m = realloc(db->mods, cap * sizeof(*m));
-                if (!m)
-                        return NULL;
-                db->mods = m;
-                db->cap = cap;
+        if (depth > TREE_DEPTH_MAX) {
+                close(src_fd);
+                return -ELOOP;
         }
-        kmod_mod *m = &db->mods[db->n++];
-        *m = (kmod_mod){.name = name, .relpath = relpath};
-        return m;
-}
-
-void kmod_db_done(kmod_db *db)
-{
-        for (size_t i = 0; i < db->n; i++) {
-                free(db->mods[i].name);
-                free(db->mods[i].relpath);
-                strv_done(&db->mods[i].deps);
-                strv_done(&db->mods[i].pre);
-                strv_done(&db->mods[i].post);
+        DIR *d = fdopendir(src_fd);
+        if (!d) {
+                int r = negative_errno();
+                close(src_fd);
+                return r;
         }
-        free(db->mods);
-        strv_done(&db->alias_from);
-        strv_done(&db->alias_to);
-        strv_done(&db->builtin);
-        *db = (kmod_db){0};
-}
-
-/* Iterate lines; the callback gets a NUL-terminated, comment-stripped copy. */
-typedef int (*line_fn)(kmod_db *db, char *line, unsigned lineno, ib_err *err);
-static int for_lines(kmod_db *db, const char *text, line_fn fn, ib_err *err)
-{
-        unsigned lineno = 0;
-        const char *p = text;
-        for (;;) {
-                const char *eol = strchrnul(p, '\n');
-                lineno++;
-                _cleanup_free_ char *line = strndup(p, (size_t)(eol - p));
-                if (!line)
-                        return -ENOMEM;
-                char *hash = strchr(line, '#');
-                if (hash)
-                        *hash = '\0';
-                int r = fn(db, line, lineno, err);
-                if (r < 0)
-                        return r;
-                if (*eol == '\0')
-                        return 0;
-                p = eol + 1;
-        }
-}
-
-static bool blank(const char *s)
-{
-        return s[strspn(s, " \t\r")] == '\0';
-}
-
-static int dep_line(kmod_db *db, char *line, unsigned lineno, ib_err *err)
-{
-        if (blank(line))
-                return 0;
-        char *colon = strchr(line, ':');
-        if (!colon || colon == line)
-                return ib_errf(err, -EINVAL, "modules.dep line %u: expected \"path: deps\"", lineno);
-        *colon = '\0';
-        char *name = name_from_path(line, strlen(line));
-        char *rel = strdup(line);
-        if (!name || !rel) {
-                free(name);
-                free(rel);
-                return -ENOMEM;
-        }
-        if (db_find(db, name)) {
-                free(name);
-                free(rel);
-                return ib_errf(err, -EINVAL, "modules.dep line %u: duplicate module", lineno);
-        }
-        kmod_mod *m = db_add(db, name, rel);
-        if (!m) {
-                free(name);
-                free(rel);
-                return -ENOMEM;
-        }
-        char *save = NULL;
-        for (char *t = strtok_r(colon + 1, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
-                int r = strv_push_take(&m->deps, name_from_path(t, strlen(t)));
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-int kmod_parse_dep(kmod_db *db, const char *text, ib_err *err)
-{
-        return for_lines(db, text, dep_line, err);
-}
-
-static int softdep_line(kmod_db *db, char *line, unsigned lineno, ib_err *err)
-{
-        char *save = NULL;
-        char *t = strtok_r(line, " \t\r", &save);
-        if (!t)
-                return 0;
-        if (strcmp(t, "softdep") != 0)
-                return 0; /* other modprobe.d verbs are not ours to interpret */
-        char *mod = strtok_r(NULL, " \t\r", &save);
-        if (!mod)
-                return ib_errf(err, -EINVAL, "modules.softdep line %u: missing module name", lineno);
-        kmod_normalise(mod);
-        kmod_mod *m = db_find(db, mod);
-        strv *cur = NULL;
-        for (t = strtok_r(NULL, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
-                if (strcmp(t, "pre:") == 0)
-                        cur = m ? &m->pre : NULL;
-                else if (strcmp(t, "post:") == 0)
-                        cur = m ? &m->post : NULL;
-                else if (!m || !cur)
-                        /* A module this kernel lacks; or a name before any pre:/post:
-                         * (MODULE_SOFTDEP("gcm") in cifs), which kmod ignores too. */
+        int r = 0;
+        struct dirent *de;
+        while (r == 0 && (errno = 0, de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                else {
-                        kmod_normalise(t);
-                        int r = strv_push(cur, t);
-                        if (r < 0)
-                                return r;
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = negative_errno();
+                } else if (S_ISDIR(st.st_mode)) {
+                        int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                        if (sub < 0)
+                                r = negative_errno();
+                        else if (mkdirat(dst_fd, de->d_name, 0755) < 0 && errno != EEXIST) {
+                                r = negative_errno();
+                                close(sub);
+                        } else {
+                                int dsub = openat(dst_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                                if (dsub < 0) {
+                                        r = negative_errno();
+                                        close(sub);
+                                } else {
+                                        r = stand_ins(sub, dsub, depth + 1); /* takes sub */
+                                        close(dsub);
+                                }
+                        }
+                } else if (S_ISREG(st.st_mode) && strstr(de->d_name, ".ko")) {
+                        int fd = openat(dst_fd, de->d_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+                        if (fd < 0)
+                                r = negative_errno();
+                        else
+                                close(fd);
                 }
         }
-        return 0;
-}
-
-int kmod_parse_softdep(kmod_db *db, const char *text, ib_err *err)
-{
-        return for_lines(db, text, softdep_line, err);
-}
-
-static int alias_line(kmod_db *db, char *line, unsigned lineno, ib_err *err)
-{
-        char *save = NULL;
-        char *t = strtok_r(line, " \t\r", &save);
-        if (!t)
-                return 0;
-        char *pat = strtok_r(NULL, " \t\r", &save);
-        char *mod = strtok_r(NULL, " \t\r", &save);
-        if (strcmp(t, "alias") != 0 || !pat || !mod)
-                return ib_errf(err, -EINVAL, "modules.alias line %u: expected \"alias PATTERN MODULE\"", lineno);
-        kmod_normalise(mod);
-        /* Like kmod's alias_normalize: '-' and '_' are equivalent outside [...] ranges;
-         * softdep targets are normalised the same way before matching. */
-        for (char *p = pat, depth = 0; *p; p++) {
-                if (*p == '[')
-                        depth = 1;
-                else if (*p == ']')
-                        depth = 0;
-                else if (*p == '-' && !depth)
-                        *p = '_';
-        }
-        int r = strv_push(&db->alias_from, pat);
-        if (r == 0 && (r = strv_push(&db->alias_to, mod)) < 0) {
-                free(db->alias_from.v[--db->alias_from.n]);
-                db->alias_from.v[db->alias_from.n] = NULL;
-        }
+        if (r == 0 && errno)
+                r = negative_errno();
+        closedir(d);
         return r;
 }
 
-int kmod_parse_alias(kmod_db *db, const char *text, ib_err *err)
+int ib_kmod_index(const char *root, const char *release, const char *dst_dir, ib_err *err)
 {
-        return for_lines(db, text, alias_line, err);
+        const char *argv[] = {"depmod", "-b", root, release, NULL};
+        ib_cmd cmd = {.argv = argv, .timeout_ms = DEPMOD_TIMEOUT_MS};
+        int r = ib_run(&cmd, "kernel", NULL, NULL, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *moddir = xasprintf("%s/lib/modules/%s", root, release);
+        if (!moddir)
+                return -ENOMEM;
+        if (mkdir(dst_dir, 0755) < 0)
+                return ib_errf(err, negative_errno(), "kernel: mkdir %s: %m", dst_dir);
+        int src = open(moddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (src < 0)
+                return ib_errf(err, negative_errno(), "kernel: open %s: %m", moddir);
+        _cleanup_close_ int dst = open(dst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dst < 0) {
+                close(src);
+                return ib_errf(err, negative_errno(), "kernel: open %s: %m", dst_dir);
+        }
+        if ((r = stand_ins(src, dst, 0)) < 0)
+                return ib_errf(err, r, "kernel: mirror the module files of %s into %s: %m", moddir, dst_dir);
+        for (size_t i = 0; i < ARRAY_SIZE(index_files); i++) {
+                _cleanup_free_ char *s = path_join(moddir, index_files[i]), *d = path_join(dst_dir, index_files[i]);
+                if (!s || !d)
+                        return -ENOMEM;
+                /* depmod leaves out an index with nothing to say (no built-in modules). */
+                if (rename(s, d) < 0 && !(errno == ENOENT && i > 0))
+                        return ib_errf(err, negative_errno(), "kernel: move depmod's %s: %m", s);
+        }
+        return 0;
 }
 
-static int builtin_line(kmod_db *db, char *line, unsigned lineno, ib_err *err)
+bool ib_kmod_has_index(const char *dir)
 {
-        (void)lineno;
-        (void)err;
-        char *save = NULL;
-        char *t = strtok_r(line, " \t\r", &save);
-        if (!t)
-                return 0;
-        return strv_push_take(&db->builtin, name_from_path(t, strlen(t)));
+        _cleanup_free_ char *p = path_join(dir, "modules.dep.bin");
+        return p && access(p, F_OK) == 0;
 }
 
-int kmod_parse_builtin(kmod_db *db, const char *text, ib_err *err)
+static void log_to_db(void *data, int priority, const char *file, int line, const char *fn, const char *format,
+                      va_list args)
 {
-        return for_lines(db, text, builtin_line, err);
+        (void)priority, (void)file, (void)line, (void)fn;
+        ib_kmod *db = data;
+        vsnprintf(db->last_error, sizeof(db->last_error), format, args);
+        db->last_error[strcspn(db->last_error, "\n")] = '\0';
 }
 
-enum { UNSEEN = 0, VISITING, DONE };
+void ib_kmod_free(ib_kmod *db)
+{
+        if (!db)
+                return;
+        kmod_unref(db->ctx);
+        free(db->dir);
+        free(db);
+}
+
+int ib_kmod_open(const char *dir, ib_kmod **ret, ib_err *err)
+{
+        if (!ib_kmod_has_index(dir))
+                return ib_errf(err, -ENOENT, "kernel: no modules.dep.bin in %s (depmod's index)", dir);
+        /* No modprobe.d: the host's blacklists and options are not the guest's. */
+        static const char *const no_config[] = {NULL};
+        ib_kmod *db = calloc(1, sizeof(*db));
+        if (!db || !(db->dir = strdup(dir)) || !(db->ctx = kmod_new(dir, no_config))) {
+                ib_kmod_free(db);
+                return -ENOMEM;
+        }
+        kmod_set_log_priority(db->ctx, LOG_ERR);
+        kmod_set_log_fn(db->ctx, log_to_db, db);
+        *ret = db;
+        return 0;
+}
+
+static void module_unrefp(struct kmod_module **m)
+{
+        if (*m)
+                kmod_module_unref(*m);
+}
+
+static void list_unrefp(struct kmod_list **l)
+{
+        if (*l)
+                kmod_module_unref_list(*l);
+}
 
 typedef struct walk {
-        const kmod_db *db;
-        uint8_t *state; /* per db->mods index */
-        strv *order;
+        ib_kmod *db;
+        strv visiting, done; /* module names */
+        strv *order;         /* relpaths */
         ib_err *err;
 } walk;
 
-static int visit(walk *w, const char *name, const char *needed_by, bool soft);
+static int visit(walk *w, struct kmod_module *m, bool soft);
 
-/* Softdep targets may be module names or aliases ("crypto-crc32c"): every provider is
- * taken, because which one loads depends on the guest CPU (crc32c-intel needs SSE4.2). */
-static int visit_soft(walk *w, const char *name, const char *needed_by)
+static int visit_list(walk *w, struct kmod_list *list, bool soft)
 {
-        if (db_find(w->db, name) || strv_contains(&w->db->builtin, name))
-                return visit(w, name, needed_by, true);
-        strv providers = {0};
-        int r = 0;
-        for (size_t i = 0; i < w->db->alias_from.n && r == 0; i++)
-                if (fnmatch(w->db->alias_from.v[i], name, 0) == 0 &&
-                    !strv_contains(&providers, w->db->alias_to.v[i]))
-                        r = strv_push(&providers, w->db->alias_to.v[i]);
-        if (r == 0)
-                strv_sort_uniq(&providers);
-        for (size_t i = 0; i < providers.n && r == 0; i++)
-                r = visit(w, providers.v[i], needed_by, true);
-        strv_done(&providers);
-        return r;
-}
-
-static int visit(walk *w, const char *name, const char *needed_by, bool soft)
-{
-        kmod_mod *m = db_find(w->db, name);
-        if (!m) {
-                if (strv_contains(&w->db->builtin, name) || soft)
-                        return 0; /* built in, or an optional softdep the kernel lacks */
-                if (needed_by)
-                        return ib_errf(w->err, -ENOENT, "module %s (needed by %s) not found", name, needed_by);
-                return ib_errf(w->err, -ENOENT, "module %s not found (neither a module nor built in)", name);
+        struct kmod_list *l;
+        kmod_list_foreach(l, list) {
+                _cleanup_(module_unrefp) struct kmod_module *m = kmod_module_get_module(l);
+                int r = visit(w, m, soft);
+                if (r < 0)
+                        return r;
         }
-        size_t idx = (size_t)(m - w->db->mods);
-        if (w->state[idx] == DONE)
-                return 0;
-        if (w->state[idx] == VISITING) {
-                if (soft)
-                        return 0; /* modprobe breaks softdep loops the same way */
-                return ib_errf(w->err, -ELOOP, "module dependency cycle through %s", name);
-        }
-        w->state[idx] = VISITING;
-        int r;
-        for (size_t i = 0; i < m->pre.n; i++)
-                if ((r = visit_soft(w, m->pre.v[i], m->name)) < 0)
-                        return r;
-        for (size_t i = 0; i < m->deps.n; i++)
-                if ((r = visit(w, m->deps.v[i], m->name, false)) < 0)
-                        return r;
-        w->state[idx] = DONE;
-        if ((r = strv_push(w->order, m->relpath)) < 0)
-                return r;
-        for (size_t i = 0; i < m->post.n; i++)
-                if ((r = visit_soft(w, m->post.v[i], m->name)) < 0)
-                        return r;
         return 0;
 }
 
-int kmod_resolve(const kmod_db *db, const char *const *roots, strv *ret_order, ib_err *err)
+static int visit(walk *w, struct kmod_module *m, bool soft)
 {
-        _cleanup_free_ uint8_t *state = calloc(db->n ? db->n : 1, 1);
-        if (!state)
-                return -ENOMEM;
+        const char *name = kmod_module_get_name(m);
+        const char *path = kmod_module_get_path(m);
+        /* No path: the lookup found it built in (modules.dep lists every module
+         * with a file, a hard dependency always has one). */
+        if (!path || strv_contains(&w->done, name))
+                return 0;
+        if (strv_contains(&w->visiting, name)) {
+                if (soft)
+                        return 0; /* modprobe breaks softdep loops the same way */
+                /* depmod refuses to index one; a hand-made index could still hold it. */
+                return ib_errf(w->err, -ELOOP, "module dependency cycle through %s", name);
+        }
+        size_t dl = strlen(w->db->dir);
+        if (strncmp(path, w->db->dir, dl) != 0 || path[dl] != '/')
+                return ib_errf(w->err, -EINVAL, "module %s: path %s is outside %s", name, path, w->db->dir);
+        int r = strv_push(&w->visiting, name);
+        if (r < 0)
+                return r;
+        _cleanup_(list_unrefp) struct kmod_list *pre = NULL, *post = NULL, *deps = NULL;
+        if ((r = kmod_module_get_softdeps(m, &pre, &post)) < 0)
+                return ib_errf(w->err, r, "module %s: softdeps: %s", name, w->db->last_error);
+        if ((r = visit_list(w, pre, true)) < 0)
+                return r;
+        deps = kmod_module_get_dependencies(m);
+        if ((r = visit_list(w, deps, false)) < 0)
+                return r;
+        free(w->visiting.v[--w->visiting.n]); /* name is the last one pushed */
+        w->visiting.v[w->visiting.n] = NULL;
+        if ((r = strv_push(&w->done, name)) < 0 || (r = strv_push(w->order, path + dl + 1)) < 0)
+                return r;
+        return visit_list(w, post, true);
+}
+
+int ib_kmod_resolve(ib_kmod *db, const char *const *roots, strv *ret_order, ib_err *err)
+{
         strv order = {0};
-        walk w = {.db = db, .state = state, .order = &order, .err = err};
-        for (size_t i = 0; roots[i]; i++) {
-                _cleanup_free_ char *n = strdup(roots[i]);
-                if (!n) {
-                        strv_done(&order);
-                        return -ENOMEM;
-                }
-                kmod_normalise(n);
-                int r = visit(&w, n, NULL, false);
-                if (r < 0) {
-                        strv_done(&order);
-                        return r;
-                }
+        walk w = {.db = db, .order = &order, .err = err};
+        int r = 0;
+        for (size_t i = 0; roots[i] && r == 0; i++) {
+                _cleanup_(module_unrefp) struct kmod_module *m = NULL;
+                db->last_error[0] = '\0';
+                r = kmod_module_new_from_name_lookup(db->ctx, roots[i], &m);
+                if (r < 0)
+                        r = ib_errf(err, r, "module %s: lookup failed: %s", roots[i],
+                                    db->last_error[0] ? db->last_error : strerror(-r));
+                else if (!m)
+                        r = ib_errf(err, -ENOENT, "module %s not found (neither a module nor built in)", roots[i]);
+                else
+                        r = visit(&w, m, false);
+        }
+        strv_done(&w.visiting);
+        strv_done(&w.done);
+        if (r < 0) {
+                strv_done(&order);
+                return r;
         }
         *ret_order = order;
         return 0;
@@ -347,7 +290,7 @@ static int add_words(char **acc, const char *when)
         return 0;
 }
 
-int kmod_conditions(const kmod_db *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err)
+int ib_kmod_conditions(ib_kmod *db, const kmod_root *roots, const strv *order, strv *ret_when, ib_err *err)
 {
         size_t n = order->n;
         _cleanup_free_ bool *always = calloc(n ? n : 1, sizeof(bool));
@@ -356,7 +299,7 @@ int kmod_conditions(const kmod_db *db, const kmod_root *roots, const strv *order
         for (size_t i = 0; roots[i].name && r == 0; i++) {
                 const char *one[] = {roots[i].name, NULL};
                 strv closure = {0};
-                if ((r = kmod_resolve(db, one, &closure, err)) < 0)
+                if ((r = ib_kmod_resolve(db, one, &closure, err)) < 0)
                         break;
                 for (size_t c = 0; c < closure.n && r == 0; c++)
                         for (size_t j = 0; j < n; j++) {

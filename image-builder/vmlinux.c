@@ -10,10 +10,9 @@
  * The payload is found through the boot protocol's setup header (payload_offset
  * and payload_length at 0x248/0x24c), never by scanning for magic bytes, and
  * checked against the uncompressed size the kernel build appends to it. liblzma
- * (Debian's liblzma-dev) does the decompression. */
+ * (Debian's liblzma-dev) does the decompression (ib_unxz, decompress.c). */
 #include <errno.h>
 #include <fcntl.h>
-#include <lzma.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -42,23 +41,15 @@ int ib_vmlinux_from_bzimage(const void *bz, size_t bz_len, void **ret, size_t *r
         if (want < 64 || want > VMLINUX_MAX_BYTES)
                 return ib_errf(err, -EINVAL, "kernel: implausible uncompressed kernel size %u", want);
 
-        _cleanup_free_ uint8_t *out = malloc(want);
-        if (!out)
-                return -ENOMEM;
-        lzma_stream s = LZMA_STREAM_INIT;
-        /* The kernel's xz stream is followed by the 4-byte size: decode one stream only. */
-        if (lzma_stream_decoder(&s, UINT64_MAX, 0) != LZMA_OK)
-                return ib_errf(err, -ENOMEM, "kernel: lzma_stream_decoder failed");
-        s.next_in = payload;
-        s.avail_in = len - 4;
-        s.next_out = out;
-        s.avail_out = want;
-        lzma_ret lr = lzma_code(&s, LZMA_FINISH);
-        size_t got = want - s.avail_out;
-        lzma_end(&s);
-        if (lr != LZMA_STREAM_END || got != want)
-                return ib_errf(err, -EBADMSG, "kernel: xz payload did not decode to %u bytes (lzma %d, got %zu)",
-                               want, (int)lr, got);
+        /* The kernel's xz stream is followed by the 4-byte size. */
+        _cleanup_free_ void *out = NULL;
+        size_t got = 0;
+        int r = ib_unxz(payload, len - 4, want, want, &out, &got);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || got != want)
+                return ib_errf(err, r < 0 ? r : -EBADMSG, "kernel: xz payload did not decode to %u bytes (%s)", want,
+                               r == -EFBIG ? "more" : r < 0 ? "corrupt xz data" : "fewer");
         if (memcmp(out, "\x7f" "ELF", 4) != 0)
                 return ib_errf(err, -EBADMSG, "kernel: unpacked payload is not an ELF vmlinux");
         *ret = TAKE_PTR(out);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <stdarg.h>
@@ -10,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_proto.h"
 #include "smolvm/smolvm.h"
+#include "util.h"
 
 /* The last message cli_error() printed: the --json envelope of a usage error says
  * what was wrong, not just "see stderr". */
@@ -119,48 +122,106 @@ static size_t utf8_len(const unsigned char *p, size_t left)
         return n;
 }
 
-void cli_json_string(FILE *f, const char *s, size_t len)
+/* Where json_escape() puts its output. Returns how many of the n bytes it took:
+ * all, or (only when divisible, a run of plain ASCII) a prefix; fewer stops the
+ * escaping. */
+typedef size_t (*json_emit_fn)(void *ud, const char *s, size_t n, bool divisible);
+
+/* True if p[0..left) (left < the length its lead byte announces) can still
+ * become a valid UTF-8 sequence: a lead byte followed by continuation bytes. */
+static bool utf8_incomplete(const unsigned char *p, size_t left)
 {
-        const unsigned char *p = (const unsigned char *)s;
-        fputc('"', f);
-        for (size_t i = 0; i < len;) {
+        unsigned char c = p[0];
+        size_t n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || left >= n)
+                return false;
+        for (size_t i = 1; i < left; i++)
+                if ((p[i] & 0xc0) != 0x80)
+                        return false;
+        return true;
+}
+
+/* The one JSON string escaper: p[0..len) as the content of a JSON string
+ * (without the quotes), invalid UTF-8 as U+FFFD, through emit. With final
+ * false, bytes at the end that more input may turn into a valid UTF-8 sequence
+ * are left alone (at most 3): the caller passes them again with the next bytes.
+ * Returns the bytes consumed; *ret_stopped when emit refused (output full). */
+static size_t json_escape(const unsigned char *p, size_t len, bool final, json_emit_fn emit, void *ud,
+                          bool *ret_stopped)
+{
+        size_t i = 0;
+        *ret_stopped = false;
+        while (i < len) {
                 unsigned char c = p[i];
-                if (c >= 0x80) {
-                        size_t n = utf8_len(p + i, len - i);
-                        if (n == 0) {
-                                fputs("\\ufffd", f);
-                                i++;
-                        } else {
-                                fwrite(p + i, 1, n, f);
-                                i += n;
+                const char *out;
+                size_t n;
+                char esc[8];
+                if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+                        size_t j = i + 1;
+                        while (j < len && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\')
+                                j++;
+                        size_t run = j - i, took = emit(ud, (const char *)p + i, run, true);
+                        i += took;
+                        if (took < run) {
+                                *ret_stopped = true;
+                                return i;
                         }
+                        continue;
+                }
+                if (c >= 0x80) {
+                        n = utf8_len(p + i, len - i);
+                        if (n == 0 && !final && utf8_incomplete(p + i, len - i))
+                                return i;
+                        out = n ? (const char *)p + i : "\\ufffd";
+                        if (emit(ud, out, n ? n : 6, false) == 0) {
+                                *ret_stopped = true;
+                                return i;
+                        }
+                        i += n ? n : 1;
                         continue;
                 }
                 switch (c) {
                 case '"':
-                        fputs("\\\"", f);
+                        out = "\\\"";
                         break;
                 case '\\':
-                        fputs("\\\\", f);
+                        out = "\\\\";
                         break;
                 case '\n':
-                        fputs("\\n", f);
+                        out = "\\n";
                         break;
                 case '\r':
-                        fputs("\\r", f);
+                        out = "\\r";
                         break;
                 case '\t':
-                        fputs("\\t", f);
+                        out = "\\t";
                         break;
-                default:
-                        if (c < 0x20 || c == 0x7f)
-                                fprintf(f, "\\u%04x", c);
-                        else
-                                fputc(c, f);
+                default: /* other control characters and DEL */
+                        snprintf(esc, sizeof(esc), "\\u%04x", c);
+                        out = esc;
                         break;
+                }
+                if (emit(ud, out, strlen(out), false) == 0) {
+                        *ret_stopped = true;
+                        return i;
                 }
                 i++;
         }
+        return i;
+}
+
+static size_t emit_file(void *ud, const char *s, size_t n, bool divisible)
+{
+        (void)divisible;
+        fwrite(s, 1, n, ud);
+        return n;
+}
+
+void cli_json_string(FILE *f, const char *s, size_t len)
+{
+        bool stopped;
+        fputc('"', f);
+        (void)json_escape((const unsigned char *)s, len, true, emit_file, f, &stopped);
         fputc('"', f);
 }
 
@@ -199,6 +260,10 @@ const char *cli_error_code_name(int code)
                 return "corrupt";
         case -ECANCELED:
                 return "cancelled";
+        case -ENOSPC:
+                return "no_space";
+        case -EFBIG:
+                return "too_large";
         default:
                 return "error";
         }
@@ -403,63 +468,166 @@ int cli_pending_signal(int sfd)
         return 0;
 }
 
-int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, smolvm_result *res, int *ret_err)
+/* ---- --json for run/exec: output collected as JSON text, bounded ---- */
+
+static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
+{
+        cli_json_text *t = ud;
+        size_t take = MIN(n, CLI_JSON_OUTPUT_CAP - t->len);
+        if (take < n && !divisible)
+                take = 0;
+        if (take < n)
+                t->truncated = true;
+        if (take == 0)
+                return 0;
+        if (t->len + take > t->cap) {
+                /* Doubling up to the cap; large reallocs are remaps, not copies. */
+                size_t ncap = MAX(t->cap * 2, (size_t)65536);
+                while (ncap < t->len + take)
+                        ncap *= 2;
+                ncap = MIN(ncap, (size_t)CLI_JSON_OUTPUT_CAP);
+                char *nb = realloc(t->buf, ncap);
+                if (!nb) {
+                        /* Keep what we have: a valid, shorter string marked truncated. */
+                        t->truncated = true;
+                        return 0;
+                }
+                t->buf = nb;
+                t->cap = ncap;
+        }
+        memcpy(t->buf + t->len, s, take);
+        t->len += take;
+        return take;
+}
+
+/* A UTF-8 sequence cut by the end of a chunk waits in t->part for its rest. */
+void cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final)
+{
+        const unsigned char *p = data;
+        bool stopped = false;
+        size_t used;
+        if (t->truncated)
+                return;
+        if (t->part_len > 0) {
+                /* The held bytes with up to 4 new ones: enough to finish any
+                 * sequence that starts among them, so what json_escape() holds
+                 * back again can only be at the very end of the input (<= 3). */
+                unsigned char tmp[sizeof(t->part) + 4];
+                size_t k = t->part_len, add = MIN(len, (size_t)4);
+                memcpy(tmp, t->part, k);
+                memcpy(tmp + k, p, add);
+                used = json_escape(tmp, k + add, final && add == len, emit_capture, t, &stopped);
+                if (stopped)
+                        return;
+                t->part_len = 0;
+                if (used < k) {
+                        t->part_len = k + add - used;
+                        memcpy(t->part, tmp + used, t->part_len);
+                        return;
+                }
+                p += used - k;
+                len -= used - k;
+        }
+        used = json_escape(p, len, final, emit_capture, t, &stopped);
+        if (!stopped && used < len) {
+                t->part_len = len - used;
+                memcpy(t->part, p + used, t->part_len);
+        }
+}
+
+static int capture_stdout(void *ud, const void *data, size_t len)
+{
+        cli_json_text_add(&((cli_capture *)ud)->out, data, len, false);
+        return 0;
+}
+
+static int capture_stderr(void *ud, const void *data, size_t len)
+{
+        cli_json_text_add(&((cli_capture *)ud)->err, data, len, false);
+        return 0;
+}
+
+void cli_capture_done(cli_capture *c)
+{
+        if (!c)
+                return;
+        free(c->out.buf);
+        free(c->err.buf);
+        *c = (cli_capture){ 0 };
+}
+
+static void print_bool(FILE *f, const char *key, bool v)
+{
+        fprintf(f, ",\"%s\":%s", key, v ? "true" : "false");
+}
+
+void cli_json_exec_ok(const char *command, int exit_code, const cli_capture *c, int64_t boot_ms)
+{
+        const smolvm_exec_status *st = &c->status;
+        FILE *f = stdout;
+        /* Printed, not built as a jansson tree: the strings are already JSON text,
+         * and a tree (plus its dump) would hold the output several times over. */
+        fputs("{\"ok\":true,\"command\":", f);
+        cli_json_string(f, command, strlen(command));
+        fprintf(f, ",\"exit_code\":%d,\"data\":{\"exit_code\":%d,\"signal\":", exit_code, cli_status_exit_code(st));
+        if (st->signal)
+                fprintf(f, "%d", st->signal);
+        else
+                fputs("null", f);
+        print_bool(f, "timed_out", st->timed_out);
+        fputs(",\"stdout\":\"", f);
+        fwrite(c->out.buf ? c->out.buf : "", 1, c->out.len, f);
+        fputs("\",\"stderr\":\"", f);
+        fwrite(c->err.buf ? c->err.buf : "", 1, c->err.len, f);
+        fputc('"', f);
+        print_bool(f, "stdout_truncated", c->out.truncated);
+        print_bool(f, "stderr_truncated", c->err.truncated);
+        fprintf(f, ",\"duration_ms\":%" PRIu64, st->duration_ms);
+        if (boot_ms >= 0)
+                fprintf(f, ",\"boot_ms\":%" PRId64, boot_ms);
+        fputs("},\"error\":null}\n", f);
+        fflush(f);
+}
+
+/* The timeout message: the same whether the agent reported the timeout or the
+ * library's safety net fired (exec.c). */
+static void print_timed_out(const smolvm_exec_opts *opts)
+{
+        if (opts->timeout_ms % 1000 == 0)
+                cli_error("command timed out after %u s (--timeout) and was killed", opts->timeout_ms / 1000);
+        else
+                cli_error("command timed out after %u ms and was killed", opts->timeout_ms);
+}
+
+int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, cli_capture *cap, int *ret_err)
 {
         int r, code = CLI_EXIT_ERROR;
-        if (res) {
-                r = smolvm_run(vm, opts, res);
-                if (r == 0)
-                        code = cli_status_exit_code(&res->status);
+        smolvm_exec_status st = { 0 };
+        if (cap) {
+                smolvm_exec_callbacks cbs = { .on_stdout = capture_stdout, .on_stderr = capture_stderr,
+                                              .userdata = cap };
+                r = smolvm_exec(vm, opts, &cbs, &st);
+                cli_json_text_add(&cap->out, NULL, 0, true);
+                cli_json_text_add(&cap->err, NULL, 0, true);
+                cap->status = st;
         } else {
                 smolvm_exec_callbacks cbs = { .on_stdout = cli_on_stdout, .on_stderr = cli_on_stderr };
-                smolvm_exec_status st = { 0 };
                 r = smolvm_exec(vm, opts, &cbs, &st);
-                if (r == 0)
-                        code = cli_status_exit_code(&st);
         }
-        if (r == -ECANCELED) {
+        if (r == 0) {
+                code = cli_status_exit_code(&st);
+                if (st.timed_out)
+                        print_timed_out(opts);
+        } else if (r == -ECANCELED) {
                 int sig = cli_pending_signal(sfd);
                 code = 128 + (sig ? sig : SIGINT);
         } else if (r == -EPIPE) {
                 code = 128 + SIGPIPE; /* as in a shell pipeline: quiet 141 */
-        } else if (r < 0) {
+        } else {
                 code = cli_exec_error_exit(r);
         }
         *ret_err = r;
         return code;
-}
-
-/* A JSON string from bytes that may hold anything (guest output): invalid UTF-8
- * becomes U+FFFD, as cli_json_string() does. */
-static json_t *json_bytes(const char *s, size_t len)
-{
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f = open_memstream(&buf, &size);
-        if (!f)
-                return NULL;
-        cli_json_string(f, s ? s : "", s ? len : 0);
-        fclose(f);
-        json_t *j = buf ? json_loadb(buf, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-        free(buf);
-        return j;
-}
-
-json_t *cli_result_json(const smolvm_result *res)
-{
-        const smolvm_exec_status *st = &res->status;
-        json_t *o = json_object();
-        if (!o)
-                return NULL;
-        json_object_set_new(o, "exit_code", json_integer(cli_status_exit_code(st)));
-        json_object_set_new(o, "signal", st->signal ? json_integer(st->signal) : json_null());
-        json_object_set_new(o, "timed_out", json_boolean(st->timed_out));
-        json_object_set_new(o, "stdout", json_bytes(res->stdout_data, res->stdout_len));
-        json_object_set_new(o, "stderr", json_bytes(res->stderr_data, res->stderr_len));
-        json_object_set_new(o, "stdout_truncated", json_boolean(res->stdout_truncated));
-        json_object_set_new(o, "stderr_truncated", json_boolean(res->stderr_truncated));
-        json_object_set_new(o, "duration_ms", json_integer((json_int_t)st->duration_ms));
-        return o;
 }
 
 json_t *cli_vm_info_json(const smolvm_vm_info *v)
@@ -483,12 +651,20 @@ json_t *cli_vm_info_json(const smolvm_vm_info *v)
 
 bool cli_env_valid(const char *v)
 {
-        const char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
+        size_t klen = 0;
+        /* The guest's own rule (common/agent_proto.c): refused here, before a boot. */
+        int r = agent_env_entry_check(v, &klen);
+        if (r < 0 && !strchr(v, '=')) {
                 cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
-                return false;
+        } else if (r == -EINVAL) {
+                cli_error("invalid variable name '%.*s' in --env", (int)MIN(klen, (size_t)64), v);
+                cli_hint("names are letters, digits and '_', not starting with a digit, at most %u bytes",
+                         AGENT_ENV_MAX_KEY);
+        } else if (r == -E2BIG) {
+                cli_error("--env %.*s: the value is %zu bytes (at most %u)", (int)klen, v, strlen(v + klen + 1),
+                          AGENT_ENV_MAX_VALUE);
         }
-        return true;
+        return r == 0;
 }
 
 /* ---- commands on existing VMs ---- */

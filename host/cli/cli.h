@@ -37,7 +37,7 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 /* The envelope's "error.code" for a negative errno-style code (smolvm.h SMOLVM_E*):
  * "not_found", "already_exists", "invalid_argument", "timeout", "not_running",
  * "paused", "already_running", "exec_unavailable", "image_error", "backend_error",
- * "busy", "corrupt", "cancelled", "error" (docs/cli.md). */
+ * "busy", "corrupt", "cancelled", "no_space", "too_large", "error" (docs/cli.md). */
 const char *cli_error_code_name(int code);
 /* The exit code for a library failure: 124 for a timeout, else CLI_EXIT_ERROR. */
 int cli_exit_code_for(int code);
@@ -71,13 +71,43 @@ int cli_status_exit_code(const smolvm_exec_status *st);
 /* Exit code for a failed exec: 127/126 when the guest says the command could not
  * be run (docker's), 124 when the host safety net fired, else 125. */
 int cli_exec_error_exit(int r);
-/* Run opts in vm: streamed to our stdout/stderr, or, when res is given (--json),
- * collected into *res (the caller prints it and calls smolvm_result_free). Sets
- * *ret_err to the library's result (0 or negative errno; on failure the library
- * error is set for cli_print_lib_error) and returns the command's exit code: its
- * own, 124 on timeout, 128+N when it or we were signalled (cancellation through
- * cancel_fd = sfd), 141 when our stdout reader went away, else cli_exec_error_exit. */
-int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, smolvm_result *res, int *ret_err);
+/* --json of run and exec: each output stream is collected as the text of its JSON
+ * string (escapes included: a control byte takes 6 bytes), at most
+ * CLI_JSON_OUTPUT_CAP bytes each; the rest is dropped and "truncated" set. So
+ * the CLI holds at most twice the cap whatever the output (docs/cli.md). */
+#define CLI_JSON_OUTPUT_CAP SMOLVM_DEFAULT_OUTPUT_CAP
+typedef struct cli_json_text {
+        char *buf; /* JSON string content, without the quotes */
+        size_t len, cap;
+        unsigned char part[4]; /* an unfinished UTF-8 sequence at the end of the last chunk */
+        size_t part_len;
+        bool truncated; /* something was dropped: past the cap (or out of memory) */
+} cli_json_text;
+typedef struct cli_capture {
+        cli_json_text out, err;
+        smolvm_exec_status status;
+} cli_capture;
+/* Append output bytes to t as JSON string text (invalid UTF-8 as U+FFFD, as
+ * cli_json_string() does, also across chunk boundaries), up to the cap; what
+ * does not fit (or finds no memory) is dropped and t->truncated set. final: no
+ * more bytes follow (an unfinished sequence held back becomes U+FFFD). */
+void cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final);
+/* Free the buffers; c may be NULL. */
+void cli_capture_done(cli_capture *c);
+/* Print the success envelope of run/exec from c: data {exit_code, signal,
+ * timed_out, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms
+ * [, boot_ms when >= 0]}. Streams it out: nothing is built in memory. */
+void cli_json_exec_ok(const char *command, int exit_code, const cli_capture *c, int64_t boot_ms);
+
+/* Run opts in vm: streamed to our stdout/stderr, or, when cap is given (--json),
+ * collected into *cap (the caller prints it with cli_json_exec_ok and calls
+ * cli_capture_done). Sets *ret_err to the library's result (0 or negative errno;
+ * on failure the error is set for cli_print_lib_error) and returns the command's
+ * exit code: its own, 124 on timeout (then "command timed out after N s" is
+ * printed on stderr), 128+N when it or we were signalled (cancellation through
+ * cancel_fd = sfd), 141 when our stdout reader went away, else
+ * cli_exec_error_exit. */
+int cli_exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, cli_capture *cap, int *ret_err);
 /* Streaming callbacks: the command's stdout/stderr to ours. */
 int cli_on_stdout(void *ud, const void *data, size_t len);
 int cli_on_stderr(void *ud, const void *data, size_t len);
@@ -86,13 +116,11 @@ int cli_on_stderr(void *ud, const void *data, size_t len);
 int cli_setup_signals(sigset_t *old);
 /* The signal that interrupted us (read from the signalfd), or 0. */
 int cli_pending_signal(int sfd);
-/* {"exit_code","signal","timed_out","stdout","stderr","stdout_truncated",
- *  "stderr_truncated","duration_ms"}: the "data" of run and exec. */
-json_t *cli_result_json(const smolvm_result *res);
 /* One VM as JSON: {"id","name","state","created","supervisor_pid","vcpus",
  * "mem_mib","disk_mib","accel","image","ephemeral"}. */
 json_t *cli_vm_info_json(const smolvm_vm_info *info);
-/* Validate NAME=VALUE for --env; prints the error. */
+/* Validate NAME=VALUE for --env by the guest's rules (agent_env_entry_check):
+ * name [A-Za-z_][A-Za-z0-9_]*, value at most 64 KiB; prints the error. */
 bool cli_env_valid(const char *v);
 
 /* ---- commands on existing VMs ---- */

@@ -3,15 +3,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "cp_spec.h"
 #include "smolvm/smolvm.h"
+#include "util.h"
 
 static const char cp_usage_text[] =
-        "Usage: smolvm cp [--json] SRC DST\n"
+        "Usage: smolvm cp [--json] [--max-size SIZE] SRC DST\n"
         "\n"
         "Copy a file or a directory (recursively) between the host and a running VM.\n"
         "One side is ID:/path (ID = VM id or name), the other a host path.\n"
@@ -20,97 +20,166 @@ static const char cp_usage_text[] =
         "\n"
         "DST names the copy. If DST ends with '/' (or, on the host, is an existing\n"
         "directory) the copy goes inside it under SRC's name. Permission bits are kept\n"
-        "(not setuid/setgid on download); symlinks inside a tree are copied as symlinks\n"
-        "and never followed on the host.\n"
+        "(not setuid/setgid on download); symlinks inside a tree are copied as symlinks.\n"
+        "\n"
+        "Downloads never write through a symlink. The directories above DST's last\n"
+        "component are yours and resolved as usual; DST's last component, the name\n"
+        "added inside it and the directories of a tree are the copy's and must not be\n"
+        "symlinks (such as one an earlier download copied from the guest): the copy\n"
+        "stops and names it; remove it, or give the directory it points to. A file of\n"
+        "the copy replaces a symlink at its own name.\n"
+        "A download is refused before it starts when the sizes the guest announces\n"
+        "exceed the free space of DST's file system or --max-size. Interrupted\n"
+        "(SIGINT, SIGTERM, SIGHUP), it removes its partial file and exits 128+N.\n"
         "\n"
         "Options:\n"
-        "  --json      print the result as a JSON envelope\n"
-        "  -h, --help  show this help\n";
+        "  --max-size SIZE  downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
+        "                   suffixes, powers of 1024: 10M, 2G)\n"
+        "  --json           print the result as a JSON envelope\n"
+        "  -h, --help       show this help\n";
 
-static bool host_is_dir(const char *p)
+typedef struct cp_args {
+        bool json;
+        uint64_t max_bytes;       /* 0: no --max-size */
+        const char *pos[2];
+        int n_pos;
+} cp_args;
+
+/* Returns 0, 1 for --help (printed), or -EINVAL (reported). */
+static int parse_args(int argc, char **argv, cp_args *a)
 {
-        struct stat st;
-        return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+        bool dashdash = false;
+        for (int i = 1; i < argc; i++) {
+                const char *arg = argv[i];
+                if (!dashdash) {
+                        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+                                fputs(cp_usage_text, stdout);
+                                return 1;
+                        }
+                        if (!strcmp(arg, "--json"))
+                                continue;
+                        if (!strcmp(arg, "--")) {
+                                dashdash = true;
+                                continue;
+                        }
+                        bool matched;
+                        const char *v = cli_flag_value(argc, argv, &i, "--max-size", &matched);
+                        if (matched) {
+                                if (!v)
+                                        return -EINVAL;
+                                if (cp_parse_size(v, &a->max_bytes) < 0) {
+                                        cli_error("invalid --max-size '%s': give bytes > 0, or a size like 10M or 2G",
+                                                  v);
+                                        return -EINVAL;
+                                }
+                                continue;
+                        }
+                        if (arg[0] == '-' && arg[1]) {
+                                cli_error("unknown option '%s'", arg);
+                                return -EINVAL;
+                        }
+                }
+                if (a->n_pos < 2)
+                        a->pos[a->n_pos] = arg;
+                a->n_pos++;
+        }
+        if (a->n_pos != 2) {
+                cli_error("cp needs exactly two arguments: SRC DST");
+                fputs(cp_usage_text, stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Upload src to *target (the guest path of the copy, malloc'd; replaced when the
+ * copy goes into an existing guest directory instead). */
+static int upload(smolvm_vm *vm, const cp_spec *src, const cp_spec *dst, char **target)
+{
+        int r = smolvm_upload(vm, src->path, *target);
+        /* `cp file ID:/existing-dir` means into it, as cp(1) does. */
+        if (r == -EISDIR && !cp_ends_with_slash(dst->path)) {
+                char *inner = cp_dest_path(dst->path, src->path, true);
+                if (inner) {
+                        free(*target);
+                        *target = inner;
+                        r = smolvm_upload(vm, src->path, *target);
+                }
+        }
+        return r;
 }
 
 int cmd_cp(int argc, char **argv)
 {
-        bool json = cli_wants_json(argc, argv);
-        const char *pos[2] = { NULL, NULL };
-        int n_pos = 0;
-        bool dashdash = false;
-        for (int i = 1; i < argc; i++) {
-                const char *a = argv[i];
-                if (!dashdash) {
-                        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-                                fputs(cp_usage_text, stdout);
-                                return 0;
-                        }
-                        if (!strcmp(a, "--json"))
-                                continue;
-                        if (!strcmp(a, "--")) {
-                                dashdash = true;
-                                continue;
-                        }
-                        if (a[0] == '-' && a[1]) {
-                                cli_error("unknown option '%s'", a);
-                                return cli_usage_fail("cp", json, "unknown option");
-                        }
-                }
-                if (n_pos < 2)
-                        pos[n_pos] = a;
-                n_pos++;
-        }
-        if (n_pos != 2) {
-                cli_error("cp needs exactly two arguments: SRC DST");
-                fputs(cp_usage_text, stderr);
-                return cli_usage_fail("cp", json, "cp needs exactly two arguments: SRC DST");
-        }
+        cp_args a = { .json = cli_wants_json(argc, argv) };
+        int r = parse_args(argc, argv, &a);
+        if (r == 1)
+                return 0;
+        if (r < 0)
+                return cli_usage_fail("cp", a.json, "invalid arguments (see stderr)");
 
         cp_spec src, dst;
         char err[256];
-        if (cp_args_parse(pos[0], pos[1], &src, &dst, err, sizeof(err)) < 0) {
+        if (cp_args_parse(a.pos[0], a.pos[1], &src, &dst, err, sizeof(err)) < 0) {
                 cli_error("%s", err);
-                return cli_usage_fail("cp", json, err);
+                return cli_usage_fail("cp", a.json, err);
         }
-        bool upload = dst.vm[0] != '\0';
-        const char *vm_name = upload ? dst.vm : src.vm;
-        bool into = cp_ends_with_slash(dst.path) || (!upload && host_is_dir(dst.path));
-        char *target = cp_dest_path(dst.path, src.path, into);
-        if (!target) {
+        bool upload_dir = dst.vm[0] != '\0';
+        const char *vm_name = upload_dir ? dst.vm : src.vm;
+        if (upload_dir && a.max_bytes) {
+                cli_error("--max-size limits downloads (ID:/path -> host)");
+                return cli_usage_fail("cp", a.json, "--max-size limits downloads");
+        }
+        _cleanup_free_ char *target = NULL;
+        if (upload_dir && !(target = cp_dest_path(dst.path, src.path, cp_ends_with_slash(dst.path)))) {
                 cli_error("cannot copy '%s' into a directory: name the destination", src.path);
-                return cli_usage_fail("cp", json, "source has no name to copy into a directory");
+                return cli_usage_fail("cp", a.json, "source has no name to copy into a directory");
+        }
+
+        /* Downloads: Ctrl-C, SIGTERM and SIGHUP cancel through the library, which
+         * removes its partial file. Uploads keep the default actions. */
+        sigset_t old_mask;
+        _cleanup_close_ int sfd = -1;
+        if (!upload_dir) {
+                sfd = cli_setup_signals(&old_mask);
+                if (sfd < 0) {
+                        cli_error("signalfd: %s", strerror(-sfd));
+                        return CLI_EXIT_ERROR;
+                }
         }
 
         smolvm_vm *vm = NULL;
-        int r = smolvm_open(vm_name, &vm);
-        if (r == 0) {
-                r = upload ? smolvm_upload(vm, src.path, target) : smolvm_download(vm, src.path, target);
-                /* `cp file ID:/existing-dir` means into it, as cp(1) does. */
-                if (r == -EISDIR && upload && !into) {
-                        char *inner = cp_dest_path(dst.path, src.path, true);
-                        if (inner) {
-                                free(target);
-                                target = inner;
-                                r = smolvm_upload(vm, src.path, target);
-                        }
-                }
+        r = smolvm_open(vm_name, &vm);
+        if (r == 0 && upload_dir) {
+                r = upload(vm, &src, &dst, &target);
+        } else if (r == 0) {
+                smolvm_download_opts o;
+                smolvm_download_opts_init(&o);
+                o.dest = cp_ends_with_slash(dst.path) ? SMOLVM_DOWNLOAD_INTO : SMOLVM_DOWNLOAD_AUTO;
+                o.max_bytes = a.max_bytes;
+                o.cancel_fd = sfd;
+                r = smolvm_download_with(vm, src.path, dst.path, &o, &target);
         }
         smolvm_free(vm);
-        if (r < 0) {
-                free(target);
-                return cli_fail("cp", json, r);
+        if (r == -ECANCELED) {
+                /* Interrupted by signal N: 128+N, as run and exec exit. */
+                int sig = cli_pending_signal(sfd), code = 128 + (sig ? sig : SIGINT);
+                const smolvm_error *e = smolvm_last_error();
+                if (a.json)
+                        cli_json_error("cp", code, cli_error_code_name(r), e->message, e->hint, NULL);
+                cli_print_lib_error();
+                return code;
         }
-        if (json) {
+        if (r < 0)
+                return cli_fail("cp", a.json, r);
+        if (a.json) {
                 json_t *data = json_object();
                 if (data) {
                         json_object_set_new(data, "vm", json_string(vm_name));
-                        json_object_set_new(data, "direction", json_string(upload ? "upload" : "download"));
+                        json_object_set_new(data, "direction", json_string(upload_dir ? "upload" : "download"));
                         json_object_set_new(data, "source", json_string(src.path));
                         json_object_set_new(data, "destination", json_string(target));
                 }
                 cli_json_ok("cp", 0, data);
         }
-        free(target);
         return 0;
 }

@@ -29,6 +29,7 @@ static void exec_usage(FILE *f)
               "  -i, --interactive  forward stdin even when it is a terminal\n"
               "  --json             print the JSON envelope instead of streaming (docs/cli.md):\n"
               "                     data: {exit_code, signal, timed_out, stdout, stderr, ...}\n"
+              "                     (stdout, stderr: at most 64 MiB of JSON text each)\n"
               "  -h, --help         show this help\n"
               "\n"
               "Exit status: the command's; 125 if smolvm failed (e.g. the VM is not running\n"
@@ -126,10 +127,10 @@ int cmd_exec(int argc, char **argv)
         if (r < 0)
                 return cli_fail("exec", a.json, r);
 
-        smolvm_result res = { 0 };
-        int exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &res : NULL, &r);
+        cli_capture cap = { 0 };
+        int exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &cap : NULL, &r);
         if (r == 0 && a.json) {
-                cli_json_ok("exec", exit_code, cli_result_json(&res));
+                cli_json_exec_ok("exec", exit_code, &cap, -1);
         } else if (r < 0 && r != -ECANCELED && r != -EPIPE) {
                 if (a.json) {
                         const smolvm_error *e = smolvm_last_error();
@@ -137,7 +138,7 @@ int cmd_exec(int argc, char **argv)
                 }
                 cli_print_lib_error();
         }
-        smolvm_result_free(&res);
+        cli_capture_done(&cap);
         smolvm_free(vm);
         return exit_code;
 }

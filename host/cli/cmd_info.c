@@ -10,8 +10,9 @@
 static const char usage[] =
         "Usage: smolvm info [--json] ID\n"
         "\n"
-        "Show a VM: id, name, state, configuration, directory, supervisor pid and,\n"
-        "while it runs, its boot times and accelerator.\n"
+        "Show a VM: id, name, state (with the reason when it is error), configuration,\n"
+        "directory, supervisor and QEMU pids and, while it runs, its boot times and\n"
+        "accelerator.\n"
         "\n"
         "Options:\n"
         "  --json      print the JSON envelope (docs/cli.md)\n"
@@ -35,6 +36,9 @@ int cmd_info(int argc, char **argv)
                 json_t *data = cli_vm_info_json(&st.info);
                 if (data) {
                         json_object_set_new(data, "dir", json_string(st.dir));
+                        json_t *err = st.error[0] ? json_string(st.error) : NULL; /* NULL: not UTF-8 */
+                        json_object_set_new(data, "error", err ? err : json_null());
+                        json_object_set_new(data, "vmm_pid", st.vmm_pid > 0 ? json_integer(st.vmm_pid) : json_null());
                         if (st.have_boot) {
                                 json_t *b = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "boot_ms",
                                                       (json_int_t)st.boot.boot_ms, "host_boot_ms",
@@ -57,6 +61,8 @@ int cmd_info(int argc, char **argv)
                 printf("id:         %s\n", st.info.id);
                 printf("name:       %s\n", st.info.name[0] ? st.info.name : "-");
                 printf("state:      %s\n", smolvm_state_name(st.info.state));
+                if (st.error[0])
+                        printf("error:      %s\n", st.error);
                 printf("created:    %s\n", when);
                 printf("vcpus:      %u\n", st.info.vcpus);
                 printf("memory:     %u MiB\n", st.info.mem_mib);
@@ -70,6 +76,8 @@ int cmd_info(int argc, char **argv)
                 printf("dir:        %s\n", st.dir);
                 if (st.info.supervisor_pid > 0)
                         printf("supervisor: pid %d\n", (int)st.info.supervisor_pid);
+                if (st.vmm_pid > 0)
+                        printf("qemu:       pid %d\n", (int)st.vmm_pid);
                 if (st.have_boot)
                         printf("boot:       %" PRIu64 " ms (%s: %s)\n",
                                st.boot.boot_ms ? st.boot.boot_ms : st.boot.host_boot_ms, st.boot.accel,

@@ -11,6 +11,8 @@ static const char usage[] =
         "\n"
         "Remove VMs: their disk, directory and processes. A running VM is refused\n"
         "unless -f is given (then it is killed: its disk is going away anyway).\n"
+        "A removal that was interrupted (killed) is finished by the next rm, ls or\n"
+        "create.\n"
         "\n"
         "Options:\n"
         "  -f, --force  remove running VMs too\n"
@@ -39,8 +41,12 @@ int cmd_rm(int argc, char **argv)
                 if (r == 0) {
                         removed_id = smolvm_id(vm);
                         r = smolvm_delete(vm, a.force ? SMOLVM_DELETE_FORCE : 0);
-                } else if (r == SMOLVM_ECORRUPT) {
-                        /* A damaged record must not make the VM impossible to remove. */
+                } else if (r == SMOLVM_ECORRUPT ||
+                           (r == SMOLVM_ENOTFOUND && strlen(a.ids[i]) == 12 &&
+                            strspn(a.ids[i], "0123456789abcdef") == 12)) {
+                        /* A damaged record must not make the VM impossible to remove,
+                         * nor a removal that was killed part-way (the library
+                         * finishes it by id). */
                         r = smolvm_delete_id(a.ids[i], a.force ? SMOLVM_DELETE_FORCE : 0);
                 }
                 if (r < 0) {

@@ -39,7 +39,8 @@ static void run_usage(FILE *f)
                 "  --env K=V            set an environment variable (repeatable)\n"
                 "  --workdir DIR        working directory in the guest (default /root)\n"
                 "  --accel auto|kvm|tcg accelerator (default auto)\n"
-                "  --image NAME         image to boot (default: default)\n"
+                "  --image NAME         image to boot: a name from 'smolvm image ls' (default:\n"
+                "                       default) or an absolute directory path\n"
                 "  --mount HOST:GUEST[:ro|:rw]\n"
                 "                       show host directory HOST at GUEST in the VM, read-only\n"
                 "                       unless :rw (enforced on the host; repeatable, max %u)\n"
@@ -50,6 +51,7 @@ static void run_usage(FILE *f)
                 "  --json               print one JSON envelope instead of streaming (docs/cli.md):\n"
                 "                       {ok, command, exit_code, error, data: {exit_code, signal,\n"
                 "                        timed_out, stdout, stderr, duration_ms, boot_ms, ...}}\n"
+                "                       (stdout, stderr: at most 64 MiB of JSON text each)\n"
                 "  -h, --help           show this help\n"
                 "\n"
                 "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
@@ -154,14 +156,6 @@ static void print_json_error(int exit_code)
         cli_json_error("run", exit_code, cli_error_code_name(e->code), e->message, e->hint, data);
 }
 
-static void print_json_result(const smolvm_result *res, uint64_t boot_ms)
-{
-        json_t *data = cli_result_json(res);
-        if (data)
-                json_object_set_new(data, "boot_ms", json_integer((json_int_t)boot_ms));
-        cli_json_ok("run", cli_status_exit_code(&res->status), data);
-}
-
 static bool stdin_usable(void)
 {
         return fcntl(STDIN_FILENO, F_GETFD) >= 0;
@@ -242,16 +236,16 @@ int cmd_run(int argc, char **argv)
         (void)smolvm_boot_info_get(vm, &boot);
         uint64_t boot_ms = boot.boot_ms ? boot.boot_ms : boot.host_boot_ms;
 
-        smolvm_result res = { 0 };
-        exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &res : NULL, &r);
+        cli_capture cap = { 0 };
+        exit_code = cli_exec_in_vm(vm, &a.opts, sfd, a.json ? &cap : NULL, &r);
         if (r == 0 && a.json) {
-                print_json_result(&res, boot_ms);
+                cli_json_exec_ok("run", exit_code, &cap, (int64_t)boot_ms);
         } else if (r < 0 && r != -ECANCELED && r != -EPIPE) {
                 cli_print_lib_error();
                 if (a.json)
                         print_json_error(exit_code);
         }
-        smolvm_result_free(&res);
+        cli_capture_done(&cap);
         /* Removing the VM is part of the command: report if it failed. */
         if (smolvm_destroy(vm) < 0) {
                 cli_print_lib_error();

@@ -2,6 +2,7 @@
 #include "cp_spec.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,4 +80,29 @@ char *cp_dest_path(const char *dst, const char *src, bool into)
         if (asprintf(&out, "%s%s%.*s", dst, cp_ends_with_slash(dst) ? "" : "/", (int)blen, src + start) < 0)
                 return NULL;
         return out;
+}
+
+int cp_parse_size(const char *s, uint64_t *ret)
+{
+        static const char units[] = "KMGT";
+        uint64_t v = 0;
+        const char *p = s;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        if (p == s || v == 0)
+                return -EINVAL;
+        if (*p) {
+                const char *u = strchr(units, toupper((unsigned char)*p));
+                if (!u || (p[1] && strcmp(p + 1, "iB")))
+                        return -EINVAL;
+                unsigned shift = 10u * (unsigned)(u - units + 1);
+                if (v > UINT64_MAX >> shift)
+                        return -ERANGE;
+                v <<= shift;
+        }
+        *ret = v;
+        return 0;
 }

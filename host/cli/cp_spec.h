@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CP_VM_MAX 63
 
@@ -30,3 +31,8 @@ char *cp_dest_path(const char *dst, const char *src, bool into);
 
 /* True when p ends with '/'. */
 bool cp_ends_with_slash(const char *p);
+
+/* A size for --max-size: decimal bytes, or with a binary unit K, M, G or T (any
+ * case, optionally followed by "iB"): "4096", "10M", "2G", "3GiB". Greater than 0.
+ * Returns 0 and *ret, -EINVAL (not a size) or -ERANGE (over 2^64-1). */
+int cp_parse_size(const char *s, uint64_t *ret);

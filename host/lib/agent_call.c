@@ -53,19 +53,25 @@ void agent_call_close(agent_call *c)
         c->held = false;
 }
 
-/* Wait for events on the stream. Returns revents, or -ETIMEDOUT / negative errno. */
+/* Wait for events on the stream. Returns revents, or -ETIMEDOUT / -ECANCELED
+ * (cancel_fd readable, checked first) / negative errno. */
 static int wait_stream(agent_call *c, short events)
 {
         for (;;) {
-                struct pollfd p = { .fd = c->fd, .events = events };
-                int k = poll(&p, 1, (int)AGENT_CALL_IDLE_TIMEOUT_MS);
+                struct pollfd p[2] = {
+                        { .fd = c->fd, .events = events },
+                        { .fd = c->cancel_fd > 0 ? c->cancel_fd : -1, .events = POLLIN },
+                };
+                int k = poll(p, 2, (int)AGENT_CALL_IDLE_TIMEOUT_MS);
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0)
                         return negative_errno();
                 if (k == 0)
                         return -ETIMEDOUT;
-                return p.revents;
+                if (p[1].revents)
+                        return -ECANCELED;
+                return p[0].revents;
         }
 }
 
@@ -135,6 +141,8 @@ static int send_bytes(agent_call *c, const uint8_t *p, size_t len)
                         return vm_error(-ETIMEDOUT, "the guest agent is not responding",
                                         "guest agent did not accept data for %u s",
                                         AGENT_CALL_IDLE_TIMEOUT_MS / 1000u);
+                if (rev == -ECANCELED)
+                        return vm_error(-ECANCELED, NULL, "interrupted");
                 if (rev < 0)
                         return vm_error(rev, NULL, "poll: %s", strerror(-rev));
                 if (rev & (POLLIN | POLLHUP | POLLERR)) {
@@ -185,6 +193,8 @@ int agent_call_next(agent_call *c, uint16_t *ret_type, const uint8_t **ret_paylo
                 if (rev == -ETIMEDOUT)
                         return vm_error(-ETIMEDOUT, "the guest agent is not responding",
                                         "no answer from the guest agent for %u s", AGENT_CALL_IDLE_TIMEOUT_MS / 1000u);
+                if (rev == -ECANCELED)
+                        return vm_error(-ECANCELED, NULL, "interrupted");
                 if (rev < 0)
                         return vm_error(rev, NULL, "poll: %s", strerror(-rev));
                 r = read_some(c);

@@ -18,6 +18,8 @@
 
 typedef struct agent_call {
         int fd;
+        int cancel_fd;            /* > 0: waits give up with -ECANCELED once it is readable;
+                                   * the caller sets it after agent_call_open() */
         smolvm_frame_reader rd;
         bool eof;                 /* the agent closed its sending side */
         bool held;                /* a frame was read while sending: next() returns it first */
@@ -40,7 +42,7 @@ int agent_call_send(agent_call *c, uint16_t type, const void *payload, uint32_t 
 
 /* The next frame from the agent: 1 with type, payload (valid until the next call)
  * and len; 0 when the agent closed the stream cleanly between frames; a negative
- * errno (recorded) on a broken stream or a timeout. */
+ * errno (recorded) on a broken stream, a timeout, or -ECANCELED (cancel_fd). */
 int agent_call_next(agent_call *c, uint16_t *ret_type, const uint8_t **ret_payload, uint32_t *ret_len);
 
 /* Read the operation's answer: RESULT -> 0 and *ret (a JSON object, caller

@@ -30,6 +30,20 @@ static int wait_fd(int fd, short events, uint64_t deadline, int cancel_fd)
         }
 }
 
+/* Nobody answered in time: the guest is hung or stopped, or the supervisor is. A
+ * timeout of its kind, named for what the user can act on. */
+static int not_responding(const char *vm_dir, uint32_t port, const char *step)
+{
+        const char *id = strrchr(vm_dir, '/') ? strrchr(vm_dir, '/') + 1 : vm_dir;
+        char hint[256];
+        snprintf(hint, sizeof(hint),
+                 "the guest may be hung or the host overloaded: `smolvm logs %s` shows its console, "
+                 "`smolvm stop %s && smolvm start %s` restarts it",
+                 id, id, id);
+        return vm_error(SMOLVM_EUNREACHABLE, hint, "VM %s is not responding: %s (port %u) within %u s", id, step,
+                        port, CONNECT_TIMEOUT_MS / 1000u);
+}
+
 int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -55,6 +69,8 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                         if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)
                                 r = -soerr;
                 }
+                if (r == -ETIMEDOUT)
+                        return not_responding(vm_dir, port, "its supervisor did not accept the connection");
                 if (r < 0)
                         return vm_error(r, r == -ENOENT || r == -ECONNREFUSED ? "is the VM running?" : NULL,
                                         "connect %s/vsock.sock: %s", vm_dir, strerror(-r));
@@ -71,6 +87,8 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                                 continue;
                         if (r == -EAGAIN)
                                 r = wait_fd(fd, POLLOUT, deadline, cancel_fd);
+                        if (r == -ETIMEDOUT)
+                                return not_responding(vm_dir, port, "its supervisor took no request");
                         if (r < 0)
                                 return vm_error(r, NULL, "send CONNECT to %s/vsock.sock: %s", vm_dir,
                                                 strerror(-r));
@@ -91,11 +109,18 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                                 continue;
                         if (r == -EAGAIN)
                                 r = wait_fd(fd, POLLIN, deadline, cancel_fd);
+                        if (r == -ETIMEDOUT)
+                                return not_responding(vm_dir, port, "the guest agent did not answer");
                         if (r < 0)
                                 return vm_error(r, NULL, "hybrid vsock handshake on port %u: %s", port,
                                                 strerror(-r));
                         continue;
                 }
+                /* The supervisor closes the stream when the guest refuses it (at
+                 * once) or when the guest never answers (after its own connect
+                 * timeout, as long as ours): the time tells which. */
+                if (k == 0 && now_ms() + CONNECT_TIMEOUT_MS / 2 >= deadline)
+                        return not_responding(vm_dir, port, "the guest agent did not answer");
                 if (k == 0)
                         return vm_error(-ECONNREFUSED, "the guest agent is not listening (did the VM crash?)",
                                         "guest refused the connection to port %u", port);

@@ -5,28 +5,44 @@
 #include <stdio.h>
 
 #include "agent_call_i.h"
+#include "agent_proto.h"
 #include "smolvm_i.h"
 #include "util.h"
 
 /* Same bound as exec's env (docs/protocol.md). */
 #define MAX_VARS 4096u
 
-static bool key_valid(const char *k, size_t len)
-{
-        if (len == 0 || len > 255 || !((k[0] >= 'A' && k[0] <= 'Z') || (k[0] >= 'a' && k[0] <= 'z') || k[0] == '_'))
-                return false;
-        for (size_t i = 1; i < len; i++) {
-                char c = k[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-                        return false;
-        }
-        return true;
-}
-
 static int invalid_key(const char *what, const char *k, size_t len)
 {
-        return vm_error(-EINVAL, "names are letters, digits and '_', not starting with a digit",
+        return vm_error(-EINVAL, "names are letters, digits and '_', not starting with a digit, at most 255 bytes",
                         "%s: invalid variable name '%.*s'", what, (int)MIN(len, (size_t)64), k);
+}
+
+int vm_env_check(const char *what, const char *const *kv)
+{
+        size_t total = 0;
+        for (size_t i = 0; kv && kv[i]; i++) {
+                size_t klen = 0;
+                if (i >= MAX_VARS)
+                        return vm_error(-E2BIG, NULL, "%s: more than %u variables", what, MAX_VARS);
+                int r = agent_env_entry_check(kv[i], &klen);
+                if (r < 0 && !strchr(kv[i], '='))
+                        /* Never echo the entry: it may be a secret missing its '='. */
+                        return vm_error(-EINVAL, "use NAME=VALUE", "%s: entry %zu has no '='", what, i + 1);
+                if (r == -EINVAL)
+                        return invalid_key(what, kv[i], klen);
+                size_t vlen = strlen(kv[i] + klen + 1);
+                if (r == -E2BIG)
+                        return vm_error(-E2BIG, "keep big data in a file (`smolvm cp`)",
+                                        "%s: the value of %.*s is %zu bytes (at most %u)", what, (int)klen, kv[i],
+                                        vlen, AGENT_ENV_MAX_VALUE);
+                total += klen + vlen;
+        }
+        if (total > AGENT_ENV_MAX_TOTAL)
+                return vm_error(-E2BIG, "keep big data in a file (`smolvm cp`)",
+                                "%s: the variables total %zu bytes (keys + values; at most %u)", what, total,
+                                AGENT_ENV_MAX_TOTAL);
+        return 0;
 }
 
 SMOLVM_EXPORT int smolvm_set_env(smolvm_vm *vm, const char *const *kv)
@@ -36,23 +52,12 @@ SMOLVM_EXPORT int smolvm_set_env(smolvm_vm *vm, const char *const *kv)
         json_t *vars = json_object();
         if (!vars)
                 return vm_error(-ENOMEM, NULL, "out of memory");
-        int r = 0;
+        int r = vm_env_check("env_set", kv);
+        if (r < 0)
+                goto out;
         for (size_t i = 0; kv[i]; i++) {
                 const char *eq = strchr(kv[i], '=');
-                if (i >= MAX_VARS) {
-                        r = vm_error(-E2BIG, NULL, "env_set: more than %u variables", MAX_VARS);
-                        goto out;
-                }
-                if (!eq) {
-                        /* Never echo the entry: it may be a secret missing its '='. */
-                        r = vm_error(-EINVAL, "use NAME=VALUE", "env_set: entry %zu has no '='", i + 1);
-                        goto out;
-                }
                 size_t klen = (size_t)(eq - kv[i]);
-                if (!key_valid(kv[i], klen)) {
-                        r = invalid_key("env_set", kv[i], klen);
-                        goto out;
-                }
                 char key[256];
                 memcpy(key, kv[i], klen);
                 key[klen] = '\0';
@@ -94,7 +99,7 @@ SMOLVM_EXPORT int smolvm_unset_env(smolvm_vm *vm, const char *const *keys)
                         r = vm_error(-E2BIG, NULL, "env_unset: more than %u variables", MAX_VARS);
                         goto out;
                 }
-                if (!key_valid(keys[i], strlen(keys[i]))) {
+                if (!agent_env_key_valid(keys[i])) {
                         r = invalid_key("env_unset", keys[i], strlen(keys[i]));
                         goto out;
                 }
@@ -152,7 +157,7 @@ SMOLVM_EXPORT int smolvm_list_env(smolvm_vm *vm, char ***ret_kv)
         json_t *val;
         json_object_foreach(env, key, val) {
                 /* What the guest sends ends up in a C string: no NUL may hide a suffix. */
-                if (!key_valid(key, strlen(key)) || !json_is_string(val) ||
+                if (!agent_env_key_valid(key) || !json_is_string(val) ||
                     json_string_length(val) != strlen(json_string_value(val))) {
                         r = vm_error(-EBADMSG, NULL, "env_list: guest agent sent an invalid variable");
                         goto out;

@@ -80,6 +80,21 @@ int vm_error_set_code(int code)
         return code;
 }
 
+void vm_error_save(vm_error_saved *ret)
+{
+        ret->code = last_error.pub.code;
+        ret->from_guest = last_error.pub.from_guest;
+        snprintf(ret->message, sizeof(ret->message), "%s", last_error.message);
+        snprintf(ret->hint, sizeof(ret->hint), "%s", last_error.hint);
+        snprintf(ret->console, sizeof(ret->console), "%s", last_error.console);
+}
+
+void vm_error_restore(const vm_error_saved *e)
+{
+        (void)vm_error_console(e->code, e->hint[0] ? e->hint : NULL, e->console, "%s", e->message);
+        last_error.pub.from_guest = e->from_guest;
+}
+
 void vm_error_mark_guest(void)
 {
         last_error.pub.from_guest = true;

@@ -15,7 +15,6 @@
 #include "util.h"
 
 #define MAX_ARGV 4096u
-#define MAX_ENV 4096u
 
 SMOLVM_EXPORT void smolvm_exec_opts_init(smolvm_exec_opts *o)
 {
@@ -29,6 +28,7 @@ typedef struct exec_ctx {
         size_t out_len, out_off, out_cap;
         bool stdin_done;          /* STDIN_EOF queued, or nothing to send */
         bool peer_closed;         /* the agent stopped reading (EPIPE): drop what we send */
+        uint64_t last_rx_ms;      /* when the agent last sent us something */
         const uint8_t *stdin_bytes;
         size_t stdin_left;
 } exec_ctx;
@@ -117,16 +117,11 @@ static int build_request(const smolvm_exec_opts *o, char **ret)
                 }
                 json_array_append_new(argv, s);
         }
+        /* The agent's rules, checked here so a bad entry is named before a stream opens. */
+        r = vm_env_check("exec", o->env);
+        if (r < 0)
+                goto out;
         for (n = 0; o->env && o->env[n]; n++) {
-                const char *eq = strchr(o->env[n], '=');
-                if (n >= MAX_ENV) {
-                        r = vm_error(-E2BIG, NULL, "too many environment variables (max %u)", MAX_ENV);
-                        goto out;
-                }
-                if (!eq || eq == o->env[n]) {
-                        r = vm_error(-EINVAL, "use NAME=VALUE", "invalid environment entry '%s'", o->env[n]);
-                        goto out;
-                }
                 json_t *s = json_string(o->env[n]);
                 if (!s) {
                         r = vm_error(-EINVAL, NULL, "environment entry %zu is not valid UTF-8", n);
@@ -316,6 +311,26 @@ static int pump_stdin(exec_ctx *c, const smolvm_exec_opts *o, bool fd_readable)
         return queue_frame(c, SMOLVM_FRAME_STDIN, c->out + SMOLVM_FRAME_HDR_SIZE, (uint32_t)n);
 }
 
+/* The safety net fired: the command's timeout passed EXEC_HOST_MARGIN_MS ago and
+ * the agent has not reported its end. The command did time out, whatever else
+ * went wrong, so say that first (the CLI exits 124, as for a reported timeout). */
+static int timeout_error(const exec_ctx *c, const smolvm_exec_opts *o, uint64_t now)
+{
+        char after[32];
+        if (o->timeout_ms % 1000u == 0)
+                snprintf(after, sizeof(after), "%u s", o->timeout_ms / 1000u);
+        else
+                snprintf(after, sizeof(after), "%u ms", o->timeout_ms);
+        bool talking = c->last_rx_ms && now - c->last_rx_ms < EXEC_HOST_MARGIN_MS / 3;
+        return vm_error(-ETIMEDOUT,
+                        talking ? "its output kept coming: an older guest agent waits for processes that "
+                                  "left the command's process group (setsid) and keep its output open"
+                                : "the VM may be paused, overloaded, or its agent stuck ('smolvm logs' shows "
+                                  "the guest console)",
+                        "command timed out after %s, and the guest did not report its end within %u s more",
+                        after, EXEC_HOST_MARGIN_MS / 1000u);
+}
+
 static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_callbacks *cbs,
                      smolvm_exec_status *st, uint64_t start)
 {
@@ -340,9 +355,7 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                         uint64_t now = now_ms();
                         if (now >= deadline) {
                                 send_kill(c);
-                                return vm_error(-ETIMEDOUT, "the guest agent is not responding",
-                                                "command did not end within %u s of its timeout",
-                                                EXEC_HOST_MARGIN_MS / 1000u);
+                                return timeout_error(c, o, now);
                         }
                         timeout = (int)MIN(deadline - now, 60000u);
                 }
@@ -382,6 +395,7 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                         return vm_error(-ECONNRESET, "the VM may have crashed or run out of memory",
                                         "guest agent closed the stream without an exit status");
                 smolvm_frame_reader_commit(&c->rd, (size_t)n);
+                c->last_rx_ms = now_ms();
                 for (;;) {
                         uint16_t type;
                         const uint8_t *payload;

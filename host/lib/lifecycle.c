@@ -60,11 +60,11 @@ static int lock_vm(smolvm_vm *vm)
 static void save_boot_info(smolvm_vm *vm)
 {
         const smolvm_boot_info *b = &vm->boot;
-        json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "boot_ms", (json_int_t)b->boot_ms,
+        json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I}", "boot_ms", (json_int_t)b->boot_ms,
                               "host_boot_ms", (json_int_t)b->host_boot_ms, "t_vmm_ms", (json_int_t)b->t_vmm_ms,
                               "t_kernel_ms", (json_int_t)b->t_kernel_ms, "t_init_ms", (json_int_t)b->t_init_ms,
                               "t_agent_ms", (json_int_t)b->t_agent_ms, "accel", b->accel, "accel_reason",
-                              b->accel_reason);
+                              b->accel_reason, "vmm_pid", (json_int_t)vm->vmm_pid);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (s) {
@@ -75,7 +75,8 @@ static void save_boot_info(smolvm_vm *vm)
         }
 }
 
-static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret)
+/* ret_vmm_pid (may be NULL): QEMU's pid, 0 if not recorded. */
+static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret, pid_t *ret_vmm_pid)
 {
         char path[PATH_MAX];
         dir_file(vm, "boot.json", path, sizeof(path));
@@ -96,11 +97,31 @@ static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret)
                 *nums[i].v = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
         }
         json_t *a = json_object_get(o, "accel"), *ar = json_object_get(o, "accel_reason");
+        json_t *vp = json_object_get(o, "vmm_pid");
+        if (ret_vmm_pid)
+                *ret_vmm_pid = json_is_integer(vp) && json_integer_value(vp) > 0 &&
+                                               json_integer_value(vp) <= INT32_MAX
+                                       ? (pid_t)json_integer_value(vp)
+                                       : 0;
         snprintf(b.accel, sizeof(b.accel), "%s", json_is_string(a) ? json_string_value(a) : "");
         snprintf(b.accel_reason, sizeof(b.accel_reason), "%s", json_is_string(ar) ? json_string_value(ar) : "");
         json_decref(o);
         *ret = b;
         return true;
+}
+
+/* QEMU's pid if it is still supervisor_pid's child (from the ready line), else 0. */
+static pid_t vm_qemu_pid(smolvm_vm *vm, pid_t supervisor_pid)
+{
+        pthread_mutex_lock(&vm->lock);
+        pid_t qemu = vm->state == VM_RUNNING ? vm->vmm_pid : 0;
+        pthread_mutex_unlock(&vm->lock);
+        smolvm_boot_info b;
+        if (qemu <= 0 && !load_boot_info(vm, &b, &qemu))
+                return 0;
+        char st;
+        pid_t ppid;
+        return qemu > 0 && proc_stat(qemu, &st, &ppid) == 0 && ppid == supervisor_pid ? qemu : 0;
 }
 
 /* "start it with `smolvm start NAME`" */
@@ -126,6 +147,25 @@ static int apply_create_env(smolvm_vm *vm)
 }
 
 /* ---- start ---- */
+
+static int stop_locked(smolvm_vm *vm, pid_t pid, bool graceful);
+
+/* A start that failed leaves nothing running and says why: with pid > 0 the VM
+ * booted and a later step failed, so it is stopped again; then "failed" gets
+ * the reason (state "error", `smolvm info`). Called with the VM's lock held,
+ * vm->lock not; keeps the recorded error. */
+static void start_failed(smolvm_vm *vm, pid_t pid)
+{
+        vm_error_saved e;
+        vm_error_save(&e);
+        if (pid > 0)
+                (void)stop_locked(vm, pid, true);
+        char path[PATH_MAX], line[sizeof(e.message) + 32];
+        dir_file(vm, "failed", path, sizeof(path));
+        int n = snprintf(line, sizeof(line), "start failed: %s\n", e.message);
+        (void)write_file_atomic(path, line, (size_t)MIN(n, (int)sizeof(line) - 1));
+        vm_error_restore(&e);
+}
 
 static int start_ephemeral(smolvm_vm *vm)
 {
@@ -198,8 +238,8 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         }
         if (r < 0) {
                 /* The VM stays (stopped, state "error") with its logs for diagnosis. */
-                (void)write_file_atomic(failed, "start failed\n", 13);
                 pthread_mutex_unlock(&vm->lock);
+                start_failed(vm, 0);
                 return r;
         }
         vm->state = VM_RUNNING;
@@ -207,7 +247,18 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         vm->have_boot_info = true;
         save_boot_info(vm);
         pthread_mutex_unlock(&vm->lock);
-        return apply_create_env(vm);
+        r = apply_create_env(vm);
+        if (r < 0) {
+                /* A start that fails must not leave the VM running: the caller
+                 * (create, a script) takes the failure for "not started". */
+                vm_error_saved e;
+                vm_error_save(&e);
+                (void)vm_error(e.code, e.hint[0] ? e.hint : NULL,
+                               "VM %s booted, but setting its environment failed, so it was stopped again: %s",
+                               vm->id, e.message);
+                start_failed(vm, pid);
+        }
+        return r;
 }
 
 /* ---- stop ---- */
@@ -335,14 +386,13 @@ SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags)
         int r = stop_locked(vm, pid, false);
         if (r < 0)
                 return r;
-        /* The record first: a concurrent open then fails cleanly, and a half-deleted
-         * dir without a record is skipped by `ls`. */
-        char path[PATH_MAX];
-        dir_file(vm, "vm.json", path, sizeof(path));
-        (void)unlink(path);
-        r = rm_rf(vm->dir);
+        /* Renamed aside in one step, then removed: a kill at any point leaves
+         * either the whole VM or a trash dir the next ls/create/rm finishes. */
+        char vms[PATH_MAX];
+        snprintf(vms, sizeof(vms), "%s/vms", vm->home);
+        r = vm_dir_remove(vms, vm->id);
         if (r < 0)
-                return vm_error(r, NULL, "remove %s: %s", vm->dir, strerror(-r));
+                return r;
         pthread_mutex_lock(&vm->lock);
         vm->state = VM_DEAD;
         pthread_mutex_unlock(&vm->lock);
@@ -366,8 +416,16 @@ SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags)
                 vm->dir = NULL;
                 r = vm_error(-ENOMEM, NULL, "out of memory");
         }
-        if (r == 0 && access(vm->dir, F_OK) < 0)
-                r = vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "no such VM: '%s'", id);
+        if (r == 0 && access(vm->dir, F_OK) < 0) {
+                /* Maybe a removal that was killed part-way: finish it. */
+                char vms[PATH_MAX];
+                snprintf(vms, sizeof(vms), "%s/vms", vm->home);
+                r = vm_trash_sweep(vms, id);
+                if (r == 0)
+                        r = vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "no such VM: '%s'", id);
+                vm_free_fields(vm);
+                return r < 0 ? r : 0;
+        }
         if (r == 0)
                 r = smolvm_delete(vm, flags);
         vm_free_fields(vm);
@@ -436,7 +494,7 @@ SMOLVM_EXPORT int smolvm_boot_info_get(const smolvm_vm *vm, smolvm_boot_info *re
         if (have)
                 return 0;
         smolvm_state st = vm_derive_state(vm->dir, NULL);
-        if ((st == SMOLVM_STATE_RUNNING || st == SMOLVM_STATE_PAUSED) && load_boot_info(vm, ret))
+        if ((st == SMOLVM_STATE_RUNNING || st == SMOLVM_STATE_PAUSED) && load_boot_info(vm, ret, NULL))
                 return 0;
         return vm_error(SMOLVM_ENOTRUNNING, NULL, "VM %s is not running", vm->id);
 }
@@ -453,8 +511,12 @@ SMOLVM_EXPORT int smolvm_status(smolvm_vm *vm, smolvm_status_info *ret)
         vm_info_from_record(&rec, &s.info);
         vm_record_done(&rec);
         s.info.state = vm_derive_state(vm->dir, &s.info.supervisor_pid);
-        if (s.info.supervisor_pid > 0)
+        if (s.info.supervisor_pid > 0) {
                 s.have_boot = smolvm_boot_info_get(vm, &s.boot) == 0;
+                s.vmm_pid = vm_qemu_pid(vm, s.info.supervisor_pid);
+        }
+        if (s.info.state == SMOLVM_STATE_ERROR)
+                vm_error_reason(vm->dir, s.error, sizeof(s.error));
         snprintf(s.dir, sizeof(s.dir), "%s", vm->dir);
         *ret = s;
         return 0;
@@ -468,6 +530,8 @@ SMOLVM_EXPORT int smolvm_list(smolvm_vm_info **ret, size_t *ret_n)
                 return r;
         char vms[PATH_MAX];
         snprintf(vms, sizeof(vms), "%s/vms", home);
+        /* Removals a kill interrupted are finished here; what cannot be is listed. */
+        (void)vm_trash_sweep(vms, NULL);
         return vm_list_dir(vms, ret, ret_n);
 }
 
@@ -478,7 +542,7 @@ SMOLVM_EXPORT void smolvm_vm_info_free(smolvm_vm_info *infos)
 
 int vm_check_exec_ready(smolvm_vm *vm)
 {
-        char path[PATH_MAX], hint[128];
+        char path[PATH_MAX], hint[320];
         pid_t pid = vm_live_supervisor(vm->dir, NULL);
         if (pid <= 0) {
                 smolvm_state st = vm_derive_state(vm->dir, NULL);
@@ -492,5 +556,21 @@ int vm_check_exec_ready(smolvm_vm *vm)
         dir_file(vm, "paused", path, sizeof(path));
         if (access(path, F_OK) == 0)
                 return vm_error(SMOLVM_EPAUSED, hint_for(vm, "resume", hint, sizeof(hint)), "VM %s is paused", vm->id);
+        /* A stopped QEMU (SIGSTOP, a debugger) answers nothing: say so now rather
+         * than after the connect timeout. Other hangs end there (vsock_connect). */
+        pid_t qemu = vm_qemu_pid(vm, pid);
+        char st;
+        pid_t ppid;
+        if (qemu > 0 && proc_stat(qemu, &st, &ppid) == 0 && (st == 'T' || st == 't')) {
+                const char *who = vm->rec.name ? vm->rec.name : vm->id;
+                if (vm->ephemeral)
+                        snprintf(hint, sizeof(hint), "continue it: kill -CONT %d", (int)qemu);
+                else
+                        snprintf(hint, sizeof(hint), "continue it (kill -CONT %d), or restart the VM: "
+                                 "`smolvm stop %s && smolvm start %s`", (int)qemu, who, who);
+                return vm_error(SMOLVM_EUNREACHABLE, hint,
+                                "VM %s is not responding: its QEMU (pid %d) is stopped (SIGSTOP?)", vm->id,
+                                (int)qemu);
+        }
         return 0;
 }

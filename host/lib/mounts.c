@@ -60,6 +60,44 @@ bool vm_mount_guest_path_valid(const char *p)
         return guest_relpath_valid(p + 1, n - 1);
 }
 
+/* Where smolvm-init mounts file systems or keeps its own state
+ * (guest-init/setup.c, modules.c, envstore.c): a share at or under one hides
+ * what the guest needs to boot or to run commands (a share at /dev hides the
+ * agent's channel: the boot fails after its timeout). subtree: refused below it
+ * too; a parent of any entry would hide it as well and is refused. */
+static const struct {
+        const char *path;
+        bool subtree;
+} reserved_guest_paths[] = {
+        { "/dev", true },        { "/proc", true },       { "/sys", true },
+        { "/run/smolvm", true }, { "/etc/smolvm", true },
+        { "/tmp", false }, /* init's tmpfs: /tmp/x is an ordinary directory */
+};
+
+bool vm_mount_guest_path_reserved(const char *p, char *why, size_t why_len)
+{
+        size_t n = strlen(p);
+        for (size_t i = 0; i < ARRAY_SIZE(reserved_guest_paths); i++) {
+                const char *r = reserved_guest_paths[i].path;
+                size_t rn = strlen(r);
+                const char *how = NULL;
+                if (n == rn && !memcmp(p, r, n))
+                        how = "is";
+                else if (reserved_guest_paths[i].subtree && n > rn && !memcmp(p, r, rn) && p[rn] == '/')
+                        how = "is under";
+                else if (rn > n && !memcmp(p, r, n) && r[n] == '/')
+                        how = "would hide";
+                if (!how)
+                        continue;
+                snprintf(why, why_len,
+                         "guest path '%s' %s %s, which the guest's init owns (reserved: /dev, /proc, /sys, "
+                         "/run/smolvm, /etc/smolvm and what is under them, their parents, and /tmp itself)",
+                         p, how, r);
+                return true;
+        }
+        return false;
+}
+
 /* Shared by create and the record parser: one wording per problem. why gets the
  * reason, the return is -EINVAL or 0. */
 static int check_mount_list(const vm_mount *m, size_t n, char *why, size_t why_len)
@@ -77,6 +115,8 @@ static int check_mount_list(const vm_mount *m, size_t n, char *why, size_t why_l
                                  m[i].guest_path, VM_MOUNT_GUEST_PATH_MAX);
                         return -EINVAL;
                 }
+                if (vm_mount_guest_path_reserved(m[i].guest_path, why, why_len))
+                        return -EINVAL;
                 if (!m[i].host_path || m[i].host_path[0] != '/') {
                         snprintf(why, why_len, "host path of mount %zu is not absolute", i);
                         return -EINVAL;
@@ -116,6 +156,10 @@ int vm_mounts_from_config(const smolvm_config *cfg, vm_record *rec)
         for (size_t i = 0; i < cfg->n_mounts; i++)
                 probe[i] = (vm_mount){ .host_path = (char *)"/",
                                        .guest_path = (char *)(cfg->mounts[i].guest_path ? cfg->mounts[i].guest_path : "") };
+        for (size_t i = 0; i < cfg->n_mounts; i++)
+                if (vm_mount_guest_path_valid(probe[i].guest_path) &&
+                    vm_mount_guest_path_reserved(probe[i].guest_path, why, sizeof(why)))
+                        return vm_error(-EINVAL, "mount it elsewhere, e.g. at /workspace or /mnt/NAME", "%s", why);
         if (check_mount_list(probe, cfg->n_mounts, why, sizeof(why)) < 0)
                 return vm_error(-EINVAL, "the guest side of --mount HOST:GUEST is an absolute path like /workspace",
                                 "%s", why);

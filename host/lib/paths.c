@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -51,26 +52,47 @@ const char *smolvm_libexec_dir(void)
         return env && *env ? env : SMOLVM_LIBEXECDIR;
 }
 
-int mkdir_parents(const char *path, mode_t mode)
+int mkdir_p_open(const char *path, mode_t mode)
 {
+        if (!*path)
+                return -ENOENT;
         _cleanup_free_ char *p = strdup(path);
         if (!p)
                 return -ENOMEM;
-        for (char *s = p + 1; ; s++) {
-                if (*s != '/' && *s != '\0')
-                        continue;
-                char c = *s;
-                *s = '\0';
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
+        _cleanup_close_ int cur = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur < 0)
+                return negative_errno();
+        bool created = false;
+        char *save = NULL;
+        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+                int next = -1;
+                /* What exists is the caller's path: resolved as usual, symlinks included. */
+                if (!created)
+                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (next < 0 && (created || errno == ENOENT)) {
+                        if (mkdirat(cur, comp, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        /* What we create is ours: never go through a symlink raced into its place. */
+                        created = true;
+                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                }
+                if (next < 0)
                         return negative_errno();
-                *s = c;
-                if (c == '\0')
-                        break;
+                safe_close(cur);
+                cur = next;
         }
-        return 0;
+        return TAKE_FD(cur);
 }
 
-static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
+int mkdir_parents(const char *path, mode_t mode)
+{
+        int fd = mkdir_p_open(path, mode);
+        safe_close(fd);
+        return fd < 0 ? fd : 0;
+}
+
+/* In a directory, the entry called last (NULL: none) goes after all the others. */
+static int rm_rf_at(int parent_fd, const char *name, const char *last, unsigned depth)
 {
         if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
                 return 0;
@@ -90,12 +112,14 @@ static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
         int r = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || (last && !strcmp(de->d_name, last)))
                         continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, depth + 1);
+                int k = rm_rf_at(dirfd(d), de->d_name, NULL, depth + 1);
                 if (k < 0 && r == 0)
                         r = k;
         }
+        if (last && r == 0 && unlinkat(dirfd(d), last, 0) < 0 && errno != ENOENT)
+                r = negative_errno();
         closedir(d);
         if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = negative_errno();
@@ -104,7 +128,77 @@ static int rm_rf_at(int parent_fd, const char *name, unsigned depth)
 
 int rm_rf(const char *path)
 {
-        return rm_rf_at(AT_FDCWD, path, 0);
+        return rm_rf_at(AT_FDCWD, path, NULL, 0);
+}
+
+/* ---- restartable removal of a VM dir ---- */
+
+/* A trash dir's "lock" goes last: while it exists, whoever holds its flock is
+ * still removing the rest, and a sweeper must keep out. */
+static int rm_trash(const char *path)
+{
+        return rm_rf_at(AT_FDCWD, path, "lock", 0);
+}
+
+static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
+{
+        size_t n = strlen(VM_TRASH_PREFIX);
+        if (strncmp(name, VM_TRASH_PREFIX, n) != 0 || !vm_id_valid(name + n))
+                return false;
+        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
+        return true;
+}
+
+int vm_trash_sweep(const char *vms_dir, const char *only_id)
+{
+        DIR *d = opendir(vms_dir);
+        if (!d)
+                return errno == ENOENT ? 0 : vm_error(negative_errno(), NULL, "open %s: %s", vms_dir, strerror(errno));
+        int r = 0, found = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char id[SMOLVM_ID_LEN + 1], path[PATH_MAX], lock[PATH_MAX + 8];
+                if (!trash_id(de->d_name, id) || (only_id && strcmp(id, only_id)))
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", vms_dir, de->d_name);
+                snprintf(lock, sizeof(lock), "%s/lock", path);
+                /* No O_CREAT: a missing lock means the remover got to its last step. */
+                _cleanup_close_ int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        continue; /* a live `smolvm rm` is at work on it */
+                int k = rm_trash(path);
+                if (k < 0 && r == 0)
+                        r = vm_error(k, NULL, "finish removing VM %s: remove %s: %s", id, path, strerror(-k));
+                else if (k == 0)
+                        found = 1;
+        }
+        closedir(d);
+        return r < 0 ? r : found;
+}
+
+int vm_dir_remove(const char *vms_dir, const char *id)
+{
+        char dir[PATH_MAX], trash[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/%s", vms_dir, id);
+        snprintf(trash, sizeof(trash), "%s/" VM_TRASH_PREFIX "%s", vms_dir, id);
+        /* One atomic step takes the VM out of every listing and lookup; what is
+         * left after a kill has a name the next sweep recognises. */
+        if (rename(dir, trash) < 0) {
+                int r = negative_errno();
+                if (r == -ENOENT)
+                        return 0; /* an ephemeral VM's supervisor removes its own dir */
+                if (r != -EEXIST && r != -ENOTEMPTY)
+                        return vm_error(r, NULL, "rename %s to %s: %s", dir, trash, strerror(-r));
+                /* An older removal of this id was interrupted: finish it first. */
+                if ((r = vm_trash_sweep(vms_dir, id)) < 0)
+                        return r;
+                if (rename(dir, trash) < 0)
+                        return vm_error(negative_errno(), NULL, "rename %s to %s: %s", dir, trash, strerror(errno));
+        }
+        int r = rm_trash(trash);
+        if (r < 0)
+                return vm_error(r, "`smolvm ls` or `smolvm rm` tries again", "remove %s: %s", trash, strerror(-r));
+        return 0;
 }
 
 int write_file_atomic(const char *path, const char *data, size_t len)
@@ -157,13 +251,19 @@ int random_id(char ret[SMOLVM_ID_LEN + 1])
         return 0;
 }
 
-static bool valid_image_name(const char *name)
+bool image_name_valid(const char *name)
 {
-        if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || strlen(name) > 255)
+        size_t n = name ? strlen(name) : 0;
+        /* No '/' and no leading '.': neither ".." nor a hidden entry can name a
+         * directory outside the store. */
+        if (n == 0 || n > SMOLVM_IMAGE_NAME_MAX || name[0] == '.')
                 return false;
-        for (const char *p = name; *p; p++)
-                if (*p == '/' || (unsigned char)*p < 0x20)
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-'))
                         return false;
+        }
         return true;
 }
 
@@ -175,12 +275,16 @@ int resolve_image(const char *home, const char *name, char **ret_dir)
         if (!name)
                 name = "default";
 
-        if (strchr(name, '/')) {
+        if (name[0] == '/') {
+                /* An explicit directory, the caller's own choice. */
                 dir = strdup(name);
         } else {
-                if (!valid_image_name(name))
-                        return vm_error(-EINVAL, "image names are single path components",
-                                        "invalid image name '%s'", name);
+                if (!image_name_valid(name))
+                        return vm_error(-EINVAL,
+                                        "give an image name from `smolvm image ls` (letters, digits, '.', '_', "
+                                        "'-', not starting with '.') or an absolute directory path",
+                                        "invalid image name '%.300s': not a name in the image store %s/images",
+                                        name, home);
                 if (asprintf(&dir, "%s/images/%s", home, name) < 0)
                         dir = NULL;
         }

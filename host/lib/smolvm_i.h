@@ -70,6 +70,7 @@ struct smolvm_vm {
         pid_t supervisor_pid;     /* > 0 while we own a live (unreaped) child */
         bool have_boot_info;
         smolvm_boot_info boot;
+        pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
 };
 
 /* ---- error.c ---- */
@@ -81,6 +82,16 @@ int vm_error_console(int code, const char *hint, const char *console, const char
         __attribute__((format(printf, 4, 5)));
 /* Change the last error's code, keeping its message and hint; returns code. */
 int vm_error_set_code(int code);
+/* The last error, kept across cleanup steps that may record their own. */
+typedef struct vm_error_saved {
+        int code;
+        bool from_guest;
+        char message[1024];
+        char hint[512];
+        char console[4096];
+} vm_error_saved;
+void vm_error_save(vm_error_saved *ret);
+void vm_error_restore(const vm_error_saved *e);
 /* Mark the last error as reported by the guest agent. */
 void vm_error_mark_guest(void);
 /* Replace bytes a terminal could interpret (control characters other than \n and
@@ -94,15 +105,36 @@ int smolvm_home_dir(char **ret);
 const char *smolvm_libexec_dir(void);
 /* mkdir -p with mode for each missing component. Returns 0 or negative errno. */
 int mkdir_parents(const char *path, mode_t mode);
+/* mkdir -p, then an O_PATH directory fd of path. Components that exist are the
+ * caller's and are resolved as usual (symlinks followed); those it creates are
+ * opened with O_NOFOLLOW. Returns the fd or a negative errno. */
+int mkdir_p_open(const char *path, mode_t mode);
 /* Remove path recursively without following symlinks. Missing path is fine.
  * Returns 0 or negative errno. */
 int rm_rf(const char *path);
+/* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
+#define VM_TRASH_PREFIX ".removing-"
+/* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
+ * it to vms_dir/.removing-<id> (from then on no lookup or listing sees the
+ * VM), then remove that, its "lock" last. Records the error. */
+int vm_dir_remove(const char *vms_dir, const char *id);
+/* Finish the removals a kill interrupted: each vms_dir/.removing-<id> (only
+ * only_id's if not NULL) whose lock no live remover holds. Returns 1 when one
+ * was removed, 0 when none, or a negative errno (recorded). */
+int vm_trash_sweep(const char *vms_dir, const char *only_id);
 /* Write data to path atomically (temp file + fsync + rename). Records the error. */
 int write_file_atomic(const char *path, const char *data, size_t len);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
-/* Image directory for a name (see smolvm_config.image), checked for the files the
- * supervisor needs. Records the error. */
+/* Longest image name (as `smolvm image build --name` allows; keys are 64). */
+#define SMOLVM_IMAGE_NAME_MAX 128u
+/* A name in the image store: 1..SMOLVM_IMAGE_NAME_MAX of [A-Za-z0-9._-], not
+ * starting with '.'. Pure: unit-tested. */
+bool image_name_valid(const char *name);
+/* Image directory for a name (see smolvm_config.image: a valid name under
+ * home/images, or an absolute path), checked for the files the supervisor
+ * needs. Records the error: -EINVAL for an invalid name, naming it and the
+ * store. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 
 /* ---- state.c ---- */
@@ -123,6 +155,12 @@ int vm_lock_path(const char *path, unsigned timeout_ms);
  * or 0; *ret_stale: a supervisor.pid exists but names no such process. */
 pid_t vm_live_supervisor(const char *dir, bool *ret_stale);
 smolvm_state vm_derive_state(const char *dir, pid_t *ret_pid);
+/* Why a VM is in state ERROR, one sanitised line for `info`: DIR/failed (the
+ * supervisor's or a failed start's reason), else what a stale supervisor.pid means. */
+void vm_error_reason(const char *dir, char *buf, size_t size);
+/* State letter ('R', 'S', 'T', ...) and parent of pid from /proc/PID/stat.
+ * Returns 0 or a negative errno (-ENOENT: no such process). */
+int proc_stat(pid_t pid, char *ret_state, pid_t *ret_ppid);
 void vm_info_from_record(const vm_record *rec, smolvm_vm_info *ret);
 int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n);
 
@@ -141,6 +179,10 @@ const char *vm_mount_transport_name(smolvm_mount_transport t);
 int vm_mount_transport_parse(const char *s, smolvm_mount_transport *ret);
 /* See smolvm_mount.guest_path. */
 bool vm_mount_guest_path_valid(const char *p);
+/* True (and why says which path it collides with) when a valid guest path p is
+ * one the guest's init owns: /dev, /proc, /sys, /run/smolvm, /etc/smolvm, what is
+ * under them, their parents (/run, /etc), and /tmp itself. Pure: unit-tested. */
+bool vm_mount_guest_path_reserved(const char *p, char *why, size_t why_len);
 /* Validate cfg's mounts (host paths exist and are directories: realpath'd) into
  * rec. Records the error (naming the path). Returns 0 or a negative errno. */
 int vm_mounts_from_config(const smolvm_config *cfg, vm_record *rec);
@@ -149,6 +191,12 @@ json_t *vm_mounts_to_json(const vm_record *rec, bool with_tags);
 /* The record's "mounts" and "mount_transport" (both optional) into rec. On
  * failure why says what is wrong; returns 0, -EINVAL or -ENOMEM. */
 int vm_mounts_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
+
+/* ---- env.c ---- */
+/* Check "K=V" entries (NULL-terminated, kv may be NULL) by the guest's env_set
+ * rules (agent_env_entry_check, at most 4096, AGENT_ENV_MAX_TOTAL bytes): 0, or
+ * -EINVAL / -E2BIG recorded, naming the key, prefixed "what: ". */
+int vm_env_check(const char *what, const char *const *kv);
 
 /* ---- vm.c ---- */
 int vm_write_supervisor_config(smolvm_vm *vm);

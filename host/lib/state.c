@@ -435,6 +435,43 @@ smolvm_state vm_derive_state(const char *dir, pid_t *ret_pid)
         return access(path, F_OK) == 0 ? SMOLVM_STATE_STOPPED : SMOLVM_STATE_CREATED;
 }
 
+void vm_error_reason(const char *dir, char *buf, size_t size)
+{
+        char path[PATH_MAX];
+        bool stale = false;
+        snprintf(path, sizeof(path), "%s/failed", dir);
+        /* Written by the supervisor or a failed start; the guest may have had a
+         * say in it (a mount's error): one line, sanitised. */
+        if (read_line_file(path, buf, size) > 0) {
+                sanitize_text(buf);
+                return;
+        }
+        (void)vm_live_supervisor(dir, &stale);
+        if (stale)
+                snprintf(buf, size, "its supervisor died without stopping the VM (killed?); `smolvm start` boots "
+                                    "it again");
+        else
+                snprintf(buf, size, "the last run failed (no reason recorded)");
+}
+
+int proc_stat(pid_t pid, char *ret_state, pid_t *ret_ppid)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        int r = read_line_file(path, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        /* "PID (COMM) S PPID ...": COMM may hold anything, ')' included. */
+        const char *p = strrchr(buf, ')');
+        int ppid;
+        char state;
+        if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2)
+                return -EBADMSG;
+        *ret_state = state;
+        *ret_ppid = (pid_t)ppid;
+        return 0;
+}
+
 SMOLVM_EXPORT const char *smolvm_state_name(smolvm_state s)
 {
         switch (s) {
@@ -494,7 +531,11 @@ int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n)
         struct dirent *de;
         int r = 0;
         while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
+                size_t trash_len = strlen(VM_TRASH_PREFIX);
+                /* A removal in progress, or one a kill interrupted that could not be
+                 * finished: listed (state error, by id) so that it is never invisible. */
+                bool trash = !strncmp(de->d_name, VM_TRASH_PREFIX, trash_len) && vm_id_valid(de->d_name + trash_len);
+                if (de->d_name[0] == '.' && !trash)
                         continue;
                 char dir[PATH_MAX];
                 snprintf(dir, sizeof(dir), "%s/%s", vms_dir, de->d_name);
@@ -511,6 +552,12 @@ int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n)
                         v = nv;
                 }
                 vm_record rec;
+                if (trash) {
+                        v[n] = (smolvm_vm_info){ .state = SMOLVM_STATE_ERROR, .created_unix = st.st_mtime };
+                        memcpy(v[n].id, de->d_name + trash_len, SMOLVM_ID_LEN + 1);
+                        n++;
+                        continue;
+                }
                 if (vm_record_load(dir, &rec) < 0) {
                         /* A VM being created has no record yet; a damaged one is shown as an error. */
                         char path[PATH_MAX + 16];

@@ -314,6 +314,8 @@ static int parse_ready(smolvm_vm *vm, const char *line, size_t len)
                     get_str(o, "accel", b->accel, sizeof(b->accel)) < 0 ||
                     get_str(o, "accel_reason", b->accel_reason, sizeof(b->accel_reason)) < 0)
                         r = vm_error(-EBADMSG, NULL, "invalid ready line from smolvm-supervisor: bad field type");
+                uint64_t vmm_pid = 0;
+                vm->vmm_pid = get_uint(o, "vmm_pid", INT32_MAX, &vmm_pid) == 0 ? (pid_t)vmm_pid : 0;
         }
         json_decref(o);
         return r;

@@ -34,12 +34,8 @@ static int validate_config(const smolvm_config *cfg)
                                 "invalid VM name '%s'", cfg->name);
         if (cfg->disk_mib > 64u * 1024 * 1024)
                 return vm_error(-EINVAL, "use at most 64 TiB", "invalid disk size %u MiB", cfg->disk_mib);
-        for (size_t i = 0; cfg->env && cfg->env[i]; i++) {
-                const char *eq = strchr(cfg->env[i], '=');
-                if (i >= 4096 || !eq || eq == cfg->env[i])
-                        return vm_error(-EINVAL, "use NAME=VALUE", "invalid environment entry '%s'", cfg->env[i]);
-        }
-        return 0;
+        /* What the guest would refuse at the first boot (env_set), refused now. */
+        return vm_env_check("environment", cfg->env);
 }
 
 /* DIR/config.json for the supervisor (docs/internals.md), derived from the record. */
@@ -176,8 +172,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 goto fail;
         r = resolve_image(vm->home, cfg->image, &vm->image_dir);
         if (r < 0) {
-                /* Keep the message and hint; the code says "image error". */
-                r = vm_error_set_code(SMOLVM_EIMAGE);
+                /* Keep the message and hint; the code says "image error" (an
+                 * invalid name stays an invalid argument). */
+                if (r != -EINVAL)
+                        r = vm_error_set_code(SMOLVM_EIMAGE);
                 goto fail;
         }
         r = record_from_config(cfg, vm);
@@ -192,6 +190,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                          "mkdir %s: %s", vms, strerror(-r));
                 goto fail;
         }
+        /* Removals a kill interrupted: finished by whoever comes next. */
+        (void)vm_trash_sweep(vms, NULL);
         if (cfg->name) {
                 /* Check-then-create must be atomic across processes: two creates with one
                  * name race otherwise. Only named creates take this lock. */

@@ -104,6 +104,8 @@ typedef struct sup {
         bool mux_broken;
         int mux_err;
         const char *mux_why;
+
+        char failed_why[512]; /* the first failure: written to DIR/failed (libsmolvm's `info`) */
 } sup;
 
 static char *vm_path(const sup *s, const char *name)
@@ -149,6 +151,8 @@ static void fail(sup *s, bool with_console, const char *hint, const char *fmt, .
         vsnprintf(error, sizeof(error), fmt, ap);
         va_end(ap);
         sup_log("error: %s", error);
+        if (!s->failed_why[0])
+                snprintf(s->failed_why, sizeof(s->failed_why), "%s", error);
         if (s->ready_fd < 0) {
                 if (sup_log_is_open()) /* else sup_log() already wrote it to stderr */
                         fprintf(stderr, "smolvm-supervisor: %s\n", error);
@@ -517,13 +521,16 @@ static void teardown(sup *s, bool failed)
         if (failed) {
                 _cleanup_free_ char *p = vm_path(s, "failed");
                 _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd >= 0 && s->failed_why[0])
+                        (void)write_all(fd, s->failed_why, strlen(s->failed_why));
         }
         const char *gone[] = { "vsock.sock", "chan.sock", "qmp.sock", "paused", "supervisor.pid" };
         for (size_t i = 0; i < ARRAY_SIZE(gone); i++) {
                 _cleanup_free_ char *p = vm_path(s, gone[i]);
                 (void)unlink(p);
         }
-        if (failed && s->created_overlay) {
+        /* Only a boot that never ran: a VM that ran keeps its disk whatever killed it. */
+        if (failed && s->created_overlay && !s->running) {
                 _cleanup_free_ char *p = vm_path(s, "overlay.qcow2");
                 (void)unlink(p);
         }
@@ -723,10 +730,26 @@ static int step(sup *s)
                 }
         }
 
+        pid_t vmm_pid = s->vmm ? sup_vmm_pid(s->vmm) : 0; /* 0 once reaped */
         r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
         if (r > 0) {
                 describe_exit(wstatus, how, sizeof(how));
                 if (s->running) {
+                        /* A guest powering off (or panicking: panic=-1, -no-reboot) makes
+                         * QEMU exit 0; anything else nobody asked for is a failure, and
+                         * the VM's state must say so ("error"), not "stopped". */
+                        if (!s->stop && (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)) {
+                                const char *id = strrchr(s->vm_dir, '/') ? strrchr(s->vm_dir, '/') + 1 : s->vm_dir;
+                                snprintf(s->failed_why, sizeof(s->failed_why),
+                                         "QEMU (pid %d) died unexpectedly (%s): the VM stopped; `smolvm start %s` "
+                                         "boots it again",
+                                         (int)vmm_pid, how, id);
+                                sup_log("error: %s", s->failed_why);
+                                char line[600];
+                                snprintf(line, sizeof(line), "error: %s", s->failed_why);
+                                sup_console_note(s->con, line);
+                                return EXIT_VM_FAILED;
+                        }
                         sup_log("QEMU exited (%s): the VM stopped", how);
                         return EXIT_OK;
                 }
@@ -766,7 +789,8 @@ static int step(sup *s)
 
         if (s->mux_broken && now >= s->broken_deadline_ms) {
                 if (s->running) {
-                        sup_log("the guest channel broke (%s): stopping the VM", s->mux_why);
+                        snprintf(s->failed_why, sizeof(s->failed_why), "the guest channel broke (%s)", s->mux_why);
+                        sup_log("%s: stopping the VM", s->failed_why);
                         return EXIT_VM_FAILED;
                 }
                 fail(s, true, "see the guest console below", "guest channel broke during boot: %s", s->mux_why);

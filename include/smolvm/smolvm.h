@@ -125,7 +125,8 @@ typedef enum smolvm_mount_transport {
 
 typedef struct smolvm_config {
         const char *image;        /* NULL: "default"; a name under $SMOLVM_HOME/images/,
-                                   * an image key, or a directory path (contains '/') */
+                                   * an image key ([A-Za-z0-9._-], not starting with '.'),
+                                   * or an absolute directory path; else SMOLVM_EINVAL */
         unsigned vcpus;           /* 0: SMOLVM_DEFAULT_VCPUS; max 64 */
         unsigned mem_mib;         /* 0: SMOLVM_DEFAULT_MEM_MIB; 64..262144 */
         const char *accel;        /* NULL or "auto", "kvm", "tcg" */
@@ -176,8 +177,10 @@ SMOLVM_EXPORT int smolvm_open(const char *id_or_name, smolvm_vm **ret_vm);
  * Ephemeral VMs: the supervisor is our child and dies with this process; on
  * failure the VM directory is removed. Persistent VMs: the supervisor is detached
  * (its own session, reparented to init), so the VM survives this process; stale
- * sockets of a crashed run are removed first; on failure the VM stays, stopped,
- * with its logs. Holds the VM's lock (vms/<id>/lock) while it works.
+ * sockets of a crashed run are removed first; on failure (also one after the boot,
+ * e.g. the guest refusing smolvm_config.env) nothing of it keeps running: the VM
+ * stays, in state ERROR (the reason in smolvm_status_info.error), with its logs.
+ * Holds the VM's lock (vms/<id>/lock) while it works.
  * smolvm_last_error() has the supervisor's message, hint and the console tail.
  * Returns 0, SMOLVM_ETIMEDOUT, -ECANCELED (cancel_fd), SMOLVM_EALREADY (running),
  * SMOLVM_ENOTFOUND (deleted, or supervisor binary missing), SMOLVM_EBUSY (lock),
@@ -206,8 +209,9 @@ SMOLVM_EXPORT int smolvm_resume(smolvm_vm *vm);
 SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags);
 
 /* Delete by full id without opening: also works when the VM's record is corrupt
- * (smolvm_open() fails with SMOLVM_ECORRUPT). Same flags and returns as
- * smolvm_delete(), plus SMOLVM_ENOTFOUND. */
+ * (smolvm_open() fails with SMOLVM_ECORRUPT) and finishes a removal that was
+ * killed part-way (smolvm_open() fails with SMOLVM_ENOTFOUND). Same flags and
+ * returns as smolvm_delete(), plus SMOLVM_ENOTFOUND. */
 SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags);
 
 /* Ephemeral VMs: stop and remove (as smolvm_delete(vm, SMOLVM_DELETE_FORCE)).
@@ -268,6 +272,8 @@ typedef struct smolvm_status_info {
         smolvm_boot_info boot;    /* of the current run, whoever started it */
         pid_t vmm_pid;            /* QEMU, or 0 */
         char dir[4096];           /* the VM directory */
+        char error[512];          /* state ERROR: why (e.g. "QEMU (pid N) died unexpectedly
+                                   * (killed by signal 9)..."); else "" */
 } smolvm_status_info;
 
 /* Current status of the VM. Returns 0 and *ret (a plain struct, nothing to free),
@@ -358,7 +364,7 @@ SMOLVM_EXPORT void smolvm_result_free(smolvm_result *r);
 /* Guest paths are absolute. Each call uses its own stream to the guest agent, so
  * these may run concurrently with execs on the same VM. The guest is hostile:
  * sizes and byte counts it reports are checked, and a download never writes
- * outside host_path (see smolvm_download()). */
+ * outside host_path (see smolvm_download_with()). */
 
 /* Write len bytes to guest_path (created or truncated, parents created) with
  * permission bits mode (e.g. 0644). Returns 0, -EINVAL (relative path),
@@ -384,14 +390,57 @@ SMOLVM_EXPORT int smolvm_read_file(smolvm_vm *vm, const char *guest_path, void *
 SMOLVM_EXPORT int smolvm_upload(smolvm_vm *vm, const char *host_path, const char *guest_path);
 
 /* Copy guest_path (a file, or a directory recursively) to host_path, which names
- * the copy itself; its missing parents are created. Files are written to a
- * temporary name and renamed into place, streamed in constant memory. Permission
- * bits are kept except setuid/setgid (never trusted from a guest). Symlinks in a
- * tree are recreated as symlinks and never followed; paths the guest lists are
- * validated (relative, no "..") and resolved component by component below
- * host_path without following any symlink. Returns 0, the guest's error, or
- * -EBADMSG when the guest lists an unsafe path (nothing is written for it). */
+ * the copy itself; its missing parents are created. Same as smolvm_download_with()
+ * with SMOLVM_DOWNLOAD_AS, no size cap and no cancel fd. */
 SMOLVM_EXPORT int smolvm_download(smolvm_vm *vm, const char *guest_path, const char *host_path);
+
+/* What host_path means to smolvm_download_with(). */
+typedef enum smolvm_download_dest {
+        SMOLVM_DOWNLOAD_AS = 0,   /* host_path is the copy itself */
+        SMOLVM_DOWNLOAD_INTO,     /* host_path is a directory (created if missing) that gets
+                                   * the copy under guest_path's last component: cp's DST/ */
+        SMOLVM_DOWNLOAD_AUTO,     /* INTO when host_path is an existing directory, else AS:
+                                   * cp's DST */
+} smolvm_download_dest;
+
+typedef struct smolvm_download_opts {
+        smolvm_download_dest dest;
+        uint64_t max_bytes;       /* > 0: refuse (-EFBIG) a download whose files total more
+                                   * bytes, announced or received; 0: no cap */
+        int cancel_fd;            /* > 0: give up with -ECANCELED once readable (e.g. a
+                                   * signalfd); 0 or -1: none. No signal handler is installed. */
+} smolvm_download_opts;
+
+/* Fill *o with the defaults (SMOLVM_DOWNLOAD_AS, no cap, cancel_fd = -1). */
+SMOLVM_EXPORT void smolvm_download_opts_init(smolvm_download_opts *o);
+
+/* Copy guest_path (a file, or a directory recursively) to the host, where
+ * opts->dest says. Files are written to a temporary name and renamed into place,
+ * streamed in constant memory. Permission bits are kept except setuid/setgid
+ * (never trusted from a guest).
+ *
+ * Symlinks: the directories above host_path's last component are the caller's and
+ * are resolved as usual (missing ones are created). Everything from host_path's
+ * last component down is the copy's: every step is resolved below its parent with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so an existing symlink there (one
+ * a previous download recreated, say) is never followed: where the copy would go
+ * through it the download fails with -EEXIST naming it; a file or symlink of the
+ * copy replaces a symlink at its own name (rename). Symlinks in a tree are
+ * recreated verbatim. Paths the guest lists are validated (relative, no "..").
+ * Modes are applied through fds the download opened, last and deepest first.
+ *
+ * Space: before writing, the announced sizes (the file's, or the sum of a tree's
+ * files) are checked against opts->max_bytes (-EFBIG) and against the free space of
+ * the destination's file system (-ENOSPC); each file is checked again when the guest
+ * announces it, and the guest can never send more bytes than it announced.
+ *
+ * On success *ret_host_path (if not NULL) is the copy's host path, malloc'd. On
+ * failure nothing is left half-written (the temporary file is removed) but earlier
+ * files of a tree stay. Returns 0, -EFBIG, -ENOSPC, -ECANCELED, -EEXIST (a symlink
+ * in the way), -EINVAL (INTO/AUTO with a guest path without a last component, "/"),
+ * the guest's error, or -EBADMSG when the guest lists an unsafe path. */
+SMOLVM_EXPORT int smolvm_download_with(smolvm_vm *vm, const char *guest_path, const char *host_path,
+                                       const smolvm_download_opts *opts, char **ret_host_path);
 
 /* ---- environment ----------------------------------------------------------- */
 /* Persistent environment of a VM, kept by the guest under /etc/profile.d: later

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "smolvm/smolvm.h"
@@ -245,6 +247,85 @@ static void test_hostile(void)
         check(access("/etc/pwned", F_OK) != 0, "nothing was written in /etc");
 }
 
+static bool dir_is_empty(const char *path)
+{
+        char *ls = host_sh("ls -A %s", path);
+        bool empty = ls && ls[0] == '\0';
+        if (!empty)
+                printf("# %s holds: %s\n", path, ls ? ls : "(ls failed)");
+        free(ls);
+        return empty;
+}
+
+/* smolvm_download_with(): where the copy goes, the size cap, cancellation, and a
+ * symlink at the destination. */
+static void test_download_opts(void)
+{
+        char dir[512], want[600], link[600], outside[600];
+        snprintf(dir, sizeof(dir), "%s/opts", work);
+        mkdir(dir, 0755);
+        int code = -1;
+        free(guest_sh("head -c 100000 /dev/urandom > /root/hundred && truncate -s 4G /root/huge", &code));
+        smolvm_download_opts o;
+        smolvm_download_opts_init(&o);
+        o.dest = SMOLVM_DOWNLOAD_AUTO;
+        char *got = NULL;
+        int r = smolvm_download_with(vm, "/root/hundred", dir, &o, &got);
+        snprintf(want, sizeof(want), "%s/hundred", dir);
+        check(code == 0 && r == 0 && got && !strcmp(got, want), "AUTO into an existing directory: %s",
+              got ? got : "(none)");
+        free(got);
+        got = NULL;
+        o.dest = SMOLVM_DOWNLOAD_INTO;
+        snprintf(want, sizeof(want), "%s/new", dir);
+        r = smolvm_download_with(vm, "/root/hundred", want, &o, &got);
+        strcat(want, "/hundred");
+        check(r == 0 && got && !strcmp(got, want) && host_mode(want) != 0xffffu, "INTO creates the directory: %s",
+              got ? got : "(none)");
+        free(got);
+
+        o.dest = SMOLVM_DOWNLOAD_AS;
+        o.max_bytes = 99999;
+        snprintf(want, sizeof(want), "%s/capped", dir);
+        r = smolvm_download_with(vm, "/root/hundred", want, &o, NULL);
+        check(r == -EFBIG && access(want, F_OK) != 0, "max_bytes one byte short: -EFBIG, nothing written (%d)", r);
+        o.max_bytes = 100000;
+        r = smolvm_download_with(vm, "/root/hundred", want, &o, NULL);
+        check(r == 0 && host_mode(want) != 0xffffu, "max_bytes equal to the size: copied");
+        o.max_bytes = 0;
+
+        /* Cancelled half-way through 4 GiB: -ECANCELED and no temporary file. */
+        snprintf(want, sizeof(want), "%s/cancel", dir);
+        mkdir(want, 0755);
+        int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+        struct itimerspec its = { .it_value = { .tv_nsec = 500 * 1000 * 1000 } };
+        timerfd_settime(tfd, 0, &its, NULL);
+        o.cancel_fd = tfd;
+        char huge[600];
+        snprintf(huge, sizeof(huge), "%s/huge", want);
+        r = smolvm_download_with(vm, "/root/huge", huge, &o, NULL);
+        check(r == -ECANCELED, "a readable cancel_fd stops the download: -ECANCELED (%d)", r);
+        check(dir_is_empty(want), "cancelled: no temporary file left");
+        close(tfd);
+        int efd = eventfd(1, EFD_CLOEXEC);
+        o.cancel_fd = efd;
+        r = smolvm_download_with(vm, "/root/hundred", huge, &o, NULL);
+        check(r == -ECANCELED && dir_is_empty(want), "cancelled before it starts: -ECANCELED, nothing written");
+        close(efd);
+        o.cancel_fd = -1;
+        free(guest_sh("rm -f /root/huge", NULL));
+
+        /* smolvm_download() too: host_path's last component is the copy's. */
+        snprintf(outside, sizeof(outside), "%s/elsewhere", dir);
+        snprintf(link, sizeof(link), "%s/link", dir);
+        mkdir(outside, 0700);
+        check(symlink(outside, link) == 0, "a symlink as the destination");
+        r = smolvm_download(vm, "/root/wf", link);
+        check(r == -EEXIST && strstr(smolvm_last_error()->message, link), "a tree is not written through it (%d: %s)",
+              r, smolvm_last_error()->message);
+        check(dir_is_empty(outside) && host_mode(outside) == 0700, "its target is untouched");
+}
+
 static bool proc_cmdlines_contain(const char *needle)
 {
         DIR *d = opendir("/proc");
@@ -309,6 +390,20 @@ static void test_env(void)
         check(smolvm_set_env(vm, bad) == -EINVAL, "set_env with an invalid name: -EINVAL");
         const char *noeq[] = { "JUSTKEY", NULL };
         check(smolvm_set_env(vm, noeq) == -EINVAL, "set_env without '=': -EINVAL");
+
+        /* An exec's env follows the same rules, checked before a stream opens. */
+        const char *argv[] = { "true", NULL };
+        const char *dash[] = { "A-B=1", NULL };
+        smolvm_exec_opts o;
+        smolvm_exec_opts_init(&o);
+        o.argv = argv;
+        o.env = dash;
+        smolvm_result res;
+        r = smolvm_run(vm, &o, &res);
+        check(r == -EINVAL && strstr(smolvm_last_error()->message, "A-B"), "run with env key 'A-B': -EINVAL naming it (%d)",
+              r);
+        if (r == 0)
+                smolvm_result_free(&res);
 }
 
 int main(void)
@@ -352,6 +447,7 @@ int main(void)
                 test_big();
                 test_tree();
                 test_hostile();
+                test_download_opts();
                 test_env();
         }
         smolvm_free(vm);

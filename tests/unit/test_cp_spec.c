@@ -90,6 +90,41 @@ START_TEST(test_dest_path)
 }
 END_TEST
 
+START_TEST(test_parse_size)
+{
+        static const struct {
+                const char *in;
+                int r;
+                uint64_t v;
+        } cases[] = {
+                { "4096", 0, 4096 },
+                { "10M", 0, 10ull << 20 },
+                { "2G", 0, 2ull << 30 },
+                { "2g", 0, 2ull << 30 },
+                { "512K", 0, 512ull << 10 },
+                { "3GiB", 0, 3ull << 30 },
+                { "1T", 0, 1ull << 40 },
+                { "", -EINVAL, 0 },
+                { "0", -EINVAL, 0 },
+                { "M", -EINVAL, 0 },
+                { "2X", -EINVAL, 0 },
+                { "2MB", -EINVAL, 0 },
+                { "2Mi", -EINVAL, 0 },
+                { "-1", -EINVAL, 0 },
+                { " 1", -EINVAL, 0 },
+                { "1.5G", -EINVAL, 0 },
+                { "99999999999999999999", -ERANGE, 0 },
+                { "16777216T", -ERANGE, 0 },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                uint64_t v = 7; /* untouched on failure */
+                ck_assert_msg(cp_parse_size(cases[i].in, &v) == cases[i].r, "'%s'", cases[i].in);
+                ck_assert_msg(v == (cases[i].r == 0 ? cases[i].v : 7), "'%s': %llu", cases[i].in,
+                              (unsigned long long)v);
+        }
+}
+END_TEST
+
 static Suite *cp_suite(void)
 {
         Suite *s = suite_create("cp_spec");
@@ -98,6 +133,7 @@ static Suite *cp_suite(void)
         tcase_add_test(tc, test_spec_errors);
         tcase_add_test(tc, test_args);
         tcase_add_test(tc, test_dest_path);
+        tcase_add_test(tc, test_parse_size);
         suite_add_tcase(s, tc);
         return s;
 }

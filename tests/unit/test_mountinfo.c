@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* guest-init/mountinfo.c: parsing /proc/self/mountinfo lines (what fuse_abort
+/* common/mountinfo.c: parsing /proc/self/mountinfo lines (what fuse_abort
  * and fuse_mount rely on to find a mount without touching it). */
 #include <check.h>
 #include <errno.h>
@@ -133,6 +133,59 @@ START_TEST(find_topmost)
 }
 END_TEST
 
+/* Every well-formed line, in file order, mount points unescaped; the
+ * callback's error stops the walk (what the image builder's umount_beneath
+ * uses to find what a killed debootstrap left mounted). */
+typedef struct seen {
+        char mps[8][64];
+        long ids[8];
+        size_t n;
+        size_t stop_after;
+} seen;
+
+static int collect(const mountinfo_entry *e, const char *mountpoint, void *ud)
+{
+        seen *s = ud;
+        if (s->n == s->stop_after)
+                return -ECANCELED;
+        ck_assert_uint_lt(s->n, 8);
+        snprintf(s->mps[s->n], sizeof(s->mps[0]), "%s", mountpoint);
+        s->ids[s->n++] = e->id;
+        return 0;
+}
+
+START_TEST(foreach_lines)
+{
+        static const char text[] = "1 0 254:0 / / rw - ext4 /dev/vda rw\n"
+                                   "garbage that is no mountinfo line\n"
+                                   "30 1 0:20 / /tmp/b\\040uild/root/proc rw - proc proc rw\n"
+                                   "31 30 0:21 / /tmp/b\\040uild/root/sys rw shared:5 - sysfs sysfs rw\n"
+                                   "32 1 0:22 / /other rw - tmpfs tmpfs rw";
+        seen s = { .stop_after = 99 };
+        FILE *f = table(text);
+        ck_assert_int_eq(mountinfo_foreach(f, collect, &s), 0);
+        fclose(f);
+        ck_assert_uint_eq(s.n, 4);
+        ck_assert_str_eq(s.mps[0], "/");
+        ck_assert_str_eq(s.mps[1], "/tmp/b uild/root/proc");
+        ck_assert_str_eq(s.mps[2], "/tmp/b uild/root/sys");
+        ck_assert_int_eq(s.ids[2], 31);
+        ck_assert_str_eq(s.mps[3], "/other"); /* last line without a newline */
+
+        s = (seen){ .stop_after = 2 };
+        f = table(text);
+        ck_assert_int_eq(mountinfo_foreach(f, collect, &s), -ECANCELED);
+        fclose(f);
+        ck_assert_uint_eq(s.n, 2);
+
+        s = (seen){ .stop_after = 99 };
+        f = table("");
+        ck_assert_int_eq(mountinfo_foreach(f, collect, &s), 0);
+        fclose(f);
+        ck_assert_uint_eq(s.n, 0);
+}
+END_TEST
+
 START_TEST(fuse_types)
 {
         static const char *const yes[] = { "virtiofs", "fuse", "fuseblk", "fuse.smolvm", "fuse.sshfs", "fuseblk.ntfs" };
@@ -151,6 +204,7 @@ static Suite *mountinfo_suite(void)
         tcase_add_test(tc, parse_lines);
         tcase_add_test(tc, parse_malformed);
         tcase_add_test(tc, find_topmost);
+        tcase_add_test(tc, foreach_lines);
         tcase_add_test(tc, fuse_types);
         suite_add_tcase(s, tc);
         return s;

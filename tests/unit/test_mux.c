@@ -8,6 +8,7 @@
  * tests replace one mux by hand-written packets (a hostile peer). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -52,6 +53,8 @@ typedef struct endpoint {
         /* sending */
         uint64_t tx_seed, tx_total, tx_done;
         bool tx_after_eof; /* send only once the other side's EOF was read */
+        bool no_shut;        /* never shut the write side (a command that goes on running) */
+        bool close_when_sent; /* close the socket (both directions) once tx_total is sent */
         bool shut_sent;
         int tx_err;
         /* receiving */
@@ -79,6 +82,8 @@ struct world {
         uint64_t server_tx_total;
         bool server_reading;
         bool server_tx_after_eof;
+        bool server_no_shut;
+        bool server_close_when_sent;
         uint32_t n_accepts;
         endpoint *ep[MAX_EP];
         int n_ep;
@@ -90,6 +95,7 @@ static bool ep_tx_pending(const endpoint *e)
 }
 
 static void ep_cb(void *userdata, int fd, uint32_t events);
+static void ep_close(endpoint *e);
 
 static void ep_update(endpoint *e)
 {
@@ -139,7 +145,12 @@ static void ep_io(endpoint *e)
                 }
                 e->tx_done += (uint64_t)w;
         }
-        if (!e->shut_sent && e->tx_err == 0 && e->tx_done == e->tx_total && (!e->tx_after_eof || e->rx_eof)) {
+        if (e->close_when_sent && e->tx_done == e->tx_total) {
+                ep_close(e);
+                return;
+        }
+        if (!e->shut_sent && !e->no_shut && e->tx_err == 0 && e->tx_done == e->tx_total &&
+            (!e->tx_after_eof || e->rx_eof)) {
                 (void)shutdown(e->fd, SHUT_WR);
                 e->shut_sent = true;
         }
@@ -191,6 +202,8 @@ static int on_accept(void *userdata, uint32_t local_port, uint32_t peer_port)
         e->tx_seed = 2000 + peer_port;
         e->tx_total = w->server_tx_total;
         e->tx_after_eof = w->server_tx_after_eof;
+        e->no_shut = w->server_no_shut;
+        e->close_when_sent = w->server_close_when_sent;
         e->reading = w->server_reading;
         e->cb_port = peer_port;
         ep_update(e);
@@ -742,14 +755,29 @@ static void raw_send(raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_p
         raw_pkt(r, &h, payload);
 }
 
-static size_t raw_count(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port)
+#define ANY_FLAGS UINT32_MAX
+
+/* Received packets of op from src_port to dst_port (with exactly flags, unless
+ * ANY_FLAGS): how many, and their payload bytes in *ret_bytes (may be NULL). */
+static size_t raw_match(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t flags,
+                        uint64_t *ret_bytes)
 {
         size_t n = 0;
+        uint64_t bytes = 0;
         for (size_t i = 0; i < r->n_rx; i++)
                 if (r->rx[i].type == SMOLVM_PKT_TYPE_STREAM && r->rx[i].op == op && r->rx[i].src_port == src_port &&
-                    r->rx[i].dst_port == dst_port)
+                    r->rx[i].dst_port == dst_port && (flags == ANY_FLAGS || r->rx[i].flags == flags)) {
                         n++;
+                        bytes += r->rx[i].len;
+                }
+        if (ret_bytes)
+                *ret_bytes = bytes;
         return n;
+}
+
+static size_t raw_count(const raw_peer *r, uint16_t op, uint32_t src_port, uint32_t dst_port)
+{
+        return raw_match(r, op, src_port, dst_port, ANY_FLAGS, NULL);
 }
 
 typedef struct count_arg {
@@ -771,15 +799,23 @@ static bool wait_pkt(raw_peer *r, uint16_t op, uint32_t src, uint32_t dst, size_
         return run_until(r->w, raw_has, &a, 5000);
 }
 
-/* The guest mux under test, the raw peer playing the host. */
-static world *world_raw_guest(raw_peer **ret)
+/* One mux under test (the host's if host, else the guest's), the raw peer
+ * playing the other side. */
+static world *world_raw(bool host, raw_peer **ret)
 {
         world *w = world_new();
         int c[2];
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[1], false, &guest_ops, w, NULL, 0, &w->guest), 0);
-        *ret = raw_new(w, c[0], true);
+        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], host, host ? &host_ops : &guest_ops, w, NULL, 0,
+                                        host ? &w->host : &w->guest),
+                         0);
+        *ret = raw_new(w, c[1], !host);
         return w;
+}
+
+static world *world_raw_guest(raw_peer **ret)
+{
+        return world_raw(false, ret);
 }
 
 static void world_raw_free(world *w, raw_peer *r)
@@ -1097,14 +1133,300 @@ START_TEST(test_raw_max_streams)
 }
 END_TEST
 
+
+/* ---- the local end of a stream goes away (closed, not half-closed) ---- */
+
+
+/* The socket was closed by the mux in both directions (POLLHUP), not just shut
+ * for writing (a half-close shows POLLIN|POLLRDHUP only). */
+static bool fd_hup(world *w, void *arg)
+{
+        endpoint *e = arg;
+        struct pollfd p = { .fd = e->fd, .events = 0 };
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+static bool server_there(world *w, void *arg)
+{
+        return server_for(w, ((endpoint *)arg)->cb_port) != NULL;
+}
+
+/* A client that closes its socket (or dies) while its stream is idle: the
+ * server in the guest must learn that nobody is there any more (its socket is
+ * closed, POLLHUP), not just see a half-close, and both muxes free the stream. */
+START_TEST(test_client_gone)
+{
+        world *w = world_pair();
+        w->server_no_shut = true; /* a command that runs on and prints nothing */
+        endpoint *c = client_connect(w, GUEST_PORT, 0);
+        c->no_shut = true;
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert_int_eq(c->cb_err, 0);
+        ck_assert(run_until(w, server_there, c, 5000));
+        endpoint *s = server_for(w, c->cb_port);
+        run_for(w, 50);
+        ck_assert(!fd_hup(w, s));
+        ep_close(c);
+        ck_assert(run_until(w, fd_hup, s, 5000));
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        ck_assert_int_eq(w->n_broken[0] + w->n_broken[1], 0);
+        world_free(w);
+}
+END_TEST
+
+/* A half-close stays a half-close (the server can still answer, long after
+ * the client's EOF); the client dying later is still noticed. */
+START_TEST(test_half_close_then_gone)
+{
+        world *w = world_pair();
+        w->server_no_shut = true;
+        w->server_tx_after_eof = true;
+        w->server_tx_total = 100000;
+        endpoint *c = client_connect(w, GUEST_PORT, 0); /* sends nothing, shuts at once */
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ep_io(c);
+        ck_assert(run_until(w, server_there, c, 5000));
+        endpoint *s = server_for(w, c->cb_port);
+        ck_assert(run_until(w, client_eof, s, 5000) || s->rx_eof);
+        ck_assert(s->rx_eof);
+        ck_assert_int_eq(s->rx_err, 0);
+        c->rx_expect = 100000;
+        ck_assert(run_until(w, endpoint_got, c, 5000));
+        ck_assert(!c->rx_bad);
+        run_for(w, 300);
+        ck_assert(!fd_hup(w, s)); /* still open for writing */
+        ck_assert_int_eq(s->tx_err, 0);
+        ck_assert(!c->rx_eof);
+        ep_close(c);
+        ck_assert(run_until(w, fd_hup, s, 5000));
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+END_TEST
+
+/* What a client wrote before closing still reaches the server, then the close. */
+START_TEST(test_client_gone_data_first)
+{
+        world *w = world_pair();
+        w->server_no_shut = true;
+        endpoint *c = client_connect(w, GUEST_PORT, 1u << 20);
+        c->close_when_sent = true;
+        c->reading = false;
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert(run_until(w, server_there, c, 5000));
+        endpoint *s = server_for(w, c->cb_port);
+        s->rx_expect = 1u << 20;
+        ck_assert(run_until(w, endpoint_got, s, 10000));
+        ck_assert_uint_eq(s->rx_done, 1u << 20);
+        ck_assert(!s->rx_bad);
+        ck_assert(run_until(w, fd_hup, s, 5000));
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+END_TEST
+
+static bool server_tx_failed(world *w, void *arg)
+{
+        return ((endpoint *)arg)->tx_err != 0;
+}
+
+/* The client goes while the server does not read (an exec whose command ignores
+ * its stdin): the mux cannot close the server's socket before the server took
+ * what the mux holds for it, but the server's writes fail at once (EPIPE), so it
+ * learns as soon as it has something to say. */
+START_TEST(test_client_gone_reader_stuck)
+{
+        world *w = world_pair();
+        w->server_no_shut = true;
+        w->server_reading = false;
+        endpoint *c = client_connect(w, GUEST_PORT, 1u << 20);
+        c->no_shut = true;
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert(run_until(w, server_there, c, 5000));
+        endpoint *s = server_for(w, c->cb_port);
+        run_for(w, 300);
+        ck_assert_uint_lt(c->tx_done, 1u << 20); /* stuck on the server */
+        ep_close(c);
+        run_for(w, 200);
+        s->tx_total = 1u << 20;
+        ep_update(s);
+        ck_assert(run_until(w, server_tx_failed, s, 5000));
+        ck_assert_int_eq(s->tx_err, EPIPE);
+        /* Once it reads, it gets what was in flight, then the close. */
+        s->reading = true;
+        ep_update(s);
+        ck_assert(run_until(w, fd_hup, s, 5000));
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+END_TEST
+
+static bool server_closed(world *w, void *arg)
+{
+        endpoint *s = server_for(w, ((endpoint *)arg)->cb_port);
+        return s && s->fd < 0;
+}
+
+/* The other direction (same code): the server writes its answer and closes
+ * while the client is slow and has sent bytes the server never read. The
+ * client still gets every byte (nothing is reset under it), then EOF. */
+START_TEST(test_server_gone_slow_client)
+{
+        world *w = world_pair();
+        const uint64_t down = 400000;
+        w->server_reading = false;
+        w->server_tx_total = down;
+        w->server_close_when_sent = true;
+        endpoint *c = client_connect(w, GUEST_PORT, 1000);
+        c->no_shut = true;
+        c->reading = false;
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert(run_until(w, server_closed, c, 10000));
+        run_for(w, 300);
+        c->reading = true;
+        ep_update(c);
+        ck_assert(run_until(w, client_eof, c, 10000));
+        ck_assert_int_eq(c->rx_err, 0);
+        ck_assert_uint_eq(c->rx_done, down);
+        ck_assert(!c->rx_bad);
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+END_TEST
+
+static size_t raw_count_flags(const raw_peer *r, uint16_t op, uint32_t src, uint32_t dst, uint32_t flags)
+{
+        return raw_match(r, op, src, dst, flags, NULL);
+}
+
+typedef struct flags_arg {
+        raw_peer *r;
+        uint32_t src, dst, flags;
+} flags_arg;
+
+static bool raw_has_flags(world *w, void *arg)
+{
+        flags_arg *a = arg;
+        return raw_count_flags(a->r, SMOLVM_OP_SHUTDOWN, a->src, a->dst, a->flags) > 0;
+}
+
+/* SHUTDOWN with flags from raw host port hport to the guest's GUEST_PORT. */
+static void raw_shutdown(raw_peer *r, uint32_t hport, uint32_t flags)
+{
+        smolvm_pkt_hdr h = raw_hdr(r, SMOLVM_OP_SHUTDOWN, hport, GUEST_PORT, 0);
+        h.flags = flags;
+        raw_pkt(r, &h, NULL);
+}
+
+/* The guest mux freed the stream of hport without resetting it; then free all. */
+static void raw_end_closed(world *w, raw_peer *r, uint32_t hport)
+{
+        smolvm_mux_stats gs;
+        smolvm_mux_get_stats(w->guest, &gs);
+        ck_assert_uint_eq(gs.n_streams, 0);
+        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_RST, GUEST_PORT, hport), 0);
+        world_raw_free(w, r);
+}
+
+/* The host's client is gone: SHUTDOWN with both flags. The guest mux closes
+ * the server's socket (after what it holds for it) and answers SHUTDOWN(SEND),
+ * so the host can free its side. */
+START_TEST(test_raw_peer_gone)
+{
+        raw_peer *r;
+        world *w = world_raw_guest(&r);
+        w->server_no_shut = true;
+        endpoint *s = raw_open(r, 5000);
+        s->rx_expect = 3000;
+        raw_send_data(r, 5000, 0, 3000);
+        raw_shutdown(r, 5000, SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND);
+        ck_assert(run_until(w, endpoint_got, s, 5000));
+        ck_assert(!s->rx_bad);
+        ck_assert(run_until(w, fd_hup, s, 5000));
+        ck_assert(wait_pkt(r, SMOLVM_OP_SHUTDOWN, GUEST_PORT, 5000, 1));
+        ck_assert_uint_eq(raw_count_flags(r, SMOLVM_OP_SHUTDOWN, GUEST_PORT, 5000, SMOLVM_SHUTDOWN_SEND), 1);
+        raw_end_closed(w, r, 5000);
+}
+END_TEST
+
+static uint64_t raw_rw_bytes(const raw_peer *r, uint32_t src, uint32_t dst)
+{
+        uint64_t bytes;
+        (void)raw_match(r, SMOLVM_OP_RW, src, dst, ANY_FLAGS, &bytes);
+        return bytes;
+}
+
+/* The local end (the agent's handler) writes its answer and closes without
+ * reading what the peer sent: its socket reports ECONNRESET after the data.
+ * The peer gets all the data, then SHUTDOWN(RCV|SEND), not an RST (which
+ * would drop what the peer's side still buffers for its slow reader). */
+START_TEST(test_raw_local_closed_unread)
+{
+        raw_peer *r;
+        world *w = world_raw_guest(&r);
+        w->server_reading = false;
+        endpoint *s = raw_open(r, 5000);
+        raw_send_data(r, 5000, 0, 1000);
+        run_for(w, 100); /* in the server's socket, unread */
+        s->tx_total = 100000;
+        s->close_when_sent = true;
+        ep_update(s);
+        flags_arg fa = { r, GUEST_PORT, 5000, SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND };
+        ck_assert(run_until(w, raw_has_flags, &fa, 5000));
+        ck_assert_uint_eq(raw_rw_bytes(r, GUEST_PORT, 5000), 100000);
+        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_RST, GUEST_PORT, 5000), 0);
+        ck_assert_uint_eq(raw_count_flags(r, SMOLVM_OP_SHUTDOWN, GUEST_PORT, 5000,
+                                          SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND), 1);
+        /* RW still in flight from the peer is dropped quietly; the peer's
+         * SHUTDOWN(SEND) ends the stream. */
+        raw_send_data(r, 5000, 1000, 500);
+        raw_shutdown(r, 5000, SMOLVM_SHUTDOWN_SEND);
+        run_for(w, 100);
+        raw_end_closed(w, r, 5000);
+}
+END_TEST
+
+/* The host's client closes: the guest gets SHUTDOWN(RCV|SEND) at once (nothing
+ * was left to relay). A guest that never answers cannot pin the stream: RST
+ * after the linger time. */
+START_TEST(test_gone_linger_timeout)
+{
+        raw_peer *r;
+        world *w = world_raw(true, &r);
+        endpoint *e = client_connect(w, GUEST_PORT, 0);
+        e->no_shut = true;
+        ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
+        raw_send(r, SMOLVM_OP_RESPONSE, GUEST_PORT, 49152, NULL, 0);
+        ck_assert(run_until(w, client_cb_called, e, 5000));
+        ck_assert_int_eq(e->cb_err, 0);
+        run_for(w, 50);
+        ck_assert_uint_eq(raw_count(r, SMOLVM_OP_SHUTDOWN, 49152, GUEST_PORT), 0);
+        uint64_t t0 = now_ms();
+        ep_close(e);
+        flags_arg fa = { r, 49152, GUEST_PORT, SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND };
+        ck_assert(run_until(w, raw_has_flags, &fa, 5000));
+        ck_assert_uint_lt(now_ms() - t0, 1000);
+        ck_assert_uint_eq(raw_count_flags(r, SMOLVM_OP_SHUTDOWN, 49152, GUEST_PORT,
+                                          SMOLVM_SHUTDOWN_RCV | SMOLVM_SHUTDOWN_SEND), 1);
+        smolvm_mux_stats hs;
+        smolvm_mux_get_stats(w->host, &hs);
+        ck_assert_uint_eq(hs.n_streams, 1); /* waiting for the guest's answer */
+        count_arg a = { r, SMOLVM_OP_RST, 49152, GUEST_PORT, 1 };
+        ck_assert(run_until(w, raw_has, &a, 15000));
+        uint64_t dt = now_ms() - t0;
+        ck_assert_uint_ge(dt, 9900);
+        ck_assert_uint_le(dt, 12000);
+        smolvm_mux_get_stats(w->host, &hs);
+        ck_assert_uint_eq(hs.n_streams, 0);
+        world_raw_free(w, r);
+}
+END_TEST
+
 /* A guest that never answers a REQUEST: the connect times out after 10 s. */
 START_TEST(test_connect_timeout)
 {
-        world *w = world_new();
-        int c[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
-        ck_assert_int_eq(smolvm_mux_new(w->loop, c[0], true, &host_ops, w, NULL, 0, &w->host), 0);
-        raw_peer *r = raw_new(w, c[1], false);
+        raw_peer *r;
+        world *w = world_raw(true, &r);
         uint64_t t0 = now_ms();
         endpoint *e = client_connect(w, GUEST_PORT, 0);
         ck_assert(wait_pkt(r, SMOLVM_OP_REQUEST, 49152, GUEST_PORT, 1));
@@ -1118,8 +1440,7 @@ START_TEST(test_connect_timeout)
         raw_send(r, SMOLVM_OP_RESPONSE, GUEST_PORT, 49152, NULL, 0);
         ck_assert(wait_pkt(r, SMOLVM_OP_RST, 49152, GUEST_PORT, 2));
         ck_assert_int_eq(e->n_cb, 1);
-        raw_free(r);
-        world_free(w);
+        world_raw_free(w, r);
 }
 END_TEST
 
@@ -1135,6 +1456,11 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_many_streams);
         tcase_add_test(tc, test_stalled_reader);
         tcase_add_test(tc, test_broken_on_channel_eof);
+        tcase_add_test(tc, test_client_gone);
+        tcase_add_test(tc, test_half_close_then_gone);
+        tcase_add_test(tc, test_client_gone_data_first);
+        tcase_add_test(tc, test_server_gone_slow_client);
+        tcase_add_test(tc, test_client_gone_reader_stuck);
         tcase_set_timeout(tc, 120);
         suite_add_tcase(s, tc);
 
@@ -1147,11 +1473,14 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_raw_never_reads);
         tcase_add_test(tc, test_raw_ctl_flood);
         tcase_add_test(tc, test_raw_max_streams);
+        tcase_add_test(tc, test_raw_peer_gone);
+        tcase_add_test(tc, test_raw_local_closed_unread);
         tcase_set_timeout(tc, 120);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("timeout");
         tcase_add_test(tc, test_connect_timeout);
+        tcase_add_test(tc, test_gone_linger_timeout);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
         return s;

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent_proto.h"
 #include "check_main.h"
 #include "smolvm_i.h"
 
@@ -209,6 +212,108 @@ START_TEST(test_names)
 }
 END_TEST
 
+/* --mount guest paths: normalised, and none the guest's init owns. */
+START_TEST(test_mount_guest_paths)
+{
+        static const char *const good_paths[] = { "/workspace", "/a/b", "/run/data", "/tmp/x", "/devices",
+                                                  "/etc2", "/etc/x", "/proc2/x", "/root/src" };
+        static const char *const not_normal[] = { "/", "x", "/a/../b", "/a//b", "/a/", "/a/./b", "/..", "//a" };
+        static const char *const reserved[] = { "/dev", "/dev/shm", "/proc", "/proc/1", "/sys", "/sys/kernel",
+                                                "/run", "/run/smolvm", "/run/smolvm/modules", "/etc",
+                                                "/etc/smolvm", "/etc/smolvm/x", "/tmp" };
+        char why[512];
+        for (size_t i = 0; i < sizeof(good_paths) / sizeof(good_paths[0]); i++) {
+                ck_assert_msg(vm_mount_guest_path_valid(good_paths[i]), "%s", good_paths[i]);
+                ck_assert_msg(!vm_mount_guest_path_reserved(good_paths[i], why, sizeof(why)), "%s: %s",
+                              good_paths[i], why);
+        }
+        for (size_t i = 0; i < sizeof(not_normal) / sizeof(not_normal[0]); i++)
+                ck_assert_msg(!vm_mount_guest_path_valid(not_normal[i]), "%s", not_normal[i]);
+        for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+                ck_assert_msg(vm_mount_guest_path_valid(reserved[i]), "%s", reserved[i]);
+                ck_assert_msg(vm_mount_guest_path_reserved(reserved[i], why, sizeof(why)), "%s", reserved[i]);
+                /* The message names the path asked for. */
+                char quoted[64];
+                snprintf(quoted, sizeof(quoted), "'%s'", reserved[i]);
+                ck_assert_msg(strstr(why, quoted), "%s", why);
+        }
+        /* A record naming one is corrupt, like any other invalid mount. */
+        assert_corrupt(MOUNT_RECORD(",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/dev\"}]"));
+        assert_corrupt(MOUNT_RECORD(",\"mounts\":[{\"host\":\"/src\",\"guest\":\"/etc\"}]"));
+}
+END_TEST
+
+/* --image: a name stays inside the image store. */
+START_TEST(test_image_names)
+{
+        ck_assert(image_name_valid("default"));
+        ck_assert(image_name_valid("my-img_2.1"));
+        ck_assert(image_name_valid("2718454e19621f187d115751fe48526b2ced12c40a2965430bd644606b4dad12"));
+        ck_assert(image_name_valid("a..b")); /* one file name: no '/', so not a parent */
+        ck_assert(!image_name_valid(NULL));
+        ck_assert(!image_name_valid(""));
+        ck_assert(!image_name_valid("."));
+        ck_assert(!image_name_valid(".."));
+        ck_assert(!image_name_valid(".hidden"));
+        ck_assert(!image_name_valid("../../../etc"));
+        ck_assert(!image_name_valid("a/b"));
+        ck_assert(!image_name_valid("/abs"));
+        ck_assert(!image_name_valid("a b"));
+        ck_assert(!image_name_valid("a\nb"));
+        char name[SMOLVM_IMAGE_NAME_MAX + 2];
+        memset(name, 'a', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        ck_assert(!image_name_valid(name));
+        name[SMOLVM_IMAGE_NAME_MAX] = '\0';
+        ck_assert(image_name_valid(name));
+
+        /* resolve_image: invalid names fail before any file is looked at, naming
+         * the name and the store. */
+        char *dir = NULL;
+        ck_assert_int_eq(resolve_image("/nonexistent-home", "../../../etc", &dir), -EINVAL);
+        ck_assert_ptr_null(dir);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "'../../../etc'"));
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "/nonexistent-home/images"));
+        ck_assert_int_eq(resolve_image("/nonexistent-home", ".x", &dir), -EINVAL);
+        /* A valid name that is not there: not found, not invalid. */
+        ck_assert_int_eq(resolve_image("/nonexistent-home", "nothere", &dir), -ENOENT);
+}
+END_TEST
+
+/* The guest's env rules, shared with the host (common/agent_proto.c). */
+START_TEST(test_env_entries)
+{
+        size_t klen = 99;
+        ck_assert_int_eq(agent_env_entry_check("A=1", &klen), 0);
+        ck_assert_uint_eq(klen, 1);
+        ck_assert_int_eq(agent_env_entry_check("_x9=", NULL), 0);
+        ck_assert_int_eq(agent_env_entry_check("A=b=c", NULL), 0);
+        ck_assert_int_eq(agent_env_entry_check("A-B=1", &klen), -EINVAL);
+        ck_assert_uint_eq(klen, 3);
+        ck_assert_int_eq(agent_env_entry_check("9A=1", NULL), -EINVAL);
+        ck_assert_int_eq(agent_env_entry_check("=1", NULL), -EINVAL);
+        ck_assert_int_eq(agent_env_entry_check("NOEQ", &klen), -EINVAL);
+        ck_assert_uint_eq(klen, 4);
+        ck_assert_int_eq(agent_env_entry_check("A B=1", NULL), -EINVAL);
+        char *kv = malloc(AGENT_ENV_MAX_VALUE + 8);
+        ck_assert_ptr_nonnull(kv);
+        memcpy(kv, "V=", 2);
+        memset(kv + 2, 'x', AGENT_ENV_MAX_VALUE);
+        kv[2 + AGENT_ENV_MAX_VALUE] = '\0';
+        ck_assert_int_eq(agent_env_entry_check(kv, NULL), 0);
+        kv[2 + AGENT_ENV_MAX_VALUE] = 'x';
+        kv[3 + AGENT_ENV_MAX_VALUE] = '\0';
+        ck_assert_int_eq(agent_env_entry_check(kv, NULL), -E2BIG);
+        free(kv);
+        char key[AGENT_ENV_MAX_KEY + 2];
+        memset(key, 'K', sizeof(key));
+        ck_assert(agent_env_key_valid_n(key, AGENT_ENV_MAX_KEY));
+        ck_assert(!agent_env_key_valid_n(key, AGENT_ENV_MAX_KEY + 1));
+        ck_assert(!agent_env_key_valid(NULL));
+        ck_assert(!agent_env_key_valid(""));
+}
+END_TEST
+
 static char tmpdir[64];
 
 static void make_vm_dir(char *dir, size_t size, const char *id, const char *record)
@@ -317,6 +422,58 @@ START_TEST(test_list)
 }
 END_TEST
 
+/* A removal killed part-way leaves vms/.removing-<id>: listed, then finished by
+ * the next sweep unless a live remover holds its lock. */
+START_TEST(test_trash)
+{
+        char dir[256], vms[256], p[512];
+        snprintf(vms, sizeof(vms), "%s/vms", tmpdir);
+        make_vm_dir(dir, sizeof(dir), "0123456789ab", good);
+        touch(dir, "lock", "");
+        snprintf(p, sizeof(p), "%s/sub", dir);
+        ck_assert_int_eq(mkdir(p, 0700), 0);
+        touch(p, "f", "x");
+        make_vm_dir(dir, sizeof(dir), "dddddddddddd", good);
+
+        /* Held lock: a remover at work. vm_dir_remove keeps the fd across its rename. */
+        snprintf(p, sizeof(p), "%s/vms/0123456789ab/lock", tmpdir);
+        int held = open(p, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(held, 0);
+        ck_assert_int_eq(flock(held, LOCK_EX), 0);
+        char from[512], to[512];
+        snprintf(from, sizeof(from), "%s/0123456789ab", vms);
+        snprintf(to, sizeof(to), "%s/.removing-0123456789ab", vms);
+        ck_assert_int_eq(rename(from, to), 0); /* what a killed vm_dir_remove leaves */
+
+        smolvm_vm_info *v = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(vm_list_dir(vms, &v, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        bool saw_trash = false;
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(v[i].id, "0123456789ab")) {
+                        saw_trash = true;
+                        ck_assert_int_eq(v[i].state, SMOLVM_STATE_ERROR);
+                }
+        ck_assert(saw_trash);
+        free(v);
+        ck_assert_int_eq(vm_trash_sweep(vms, NULL), 0); /* locked: left alone */
+        ck_assert_int_eq(access(to, F_OK), 0);
+        close(held); /* the remover was killed */
+        ck_assert_int_eq(vm_trash_sweep(vms, "dddddddddddd"), 0); /* another id only */
+        ck_assert_int_eq(access(to, F_OK), 0);
+        ck_assert_int_eq(vm_trash_sweep(vms, NULL), 1);
+        ck_assert_int_eq(access(to, F_OK), -1);
+        /* The other VM is untouched; removing it leaves nothing. */
+        ck_assert_int_eq(vm_list_dir(vms, &v, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(v[0].id, "dddddddddddd");
+        free(v);
+        ck_assert_int_eq(vm_dir_remove(vms, "dddddddddddd"), 0);
+        ck_assert_int_eq(rmdir(vms), 0); /* empty */
+}
+END_TEST
+
 static Suite *state_suite(void)
 {
         Suite *s = suite_create("state");
@@ -327,11 +484,15 @@ static Suite *state_suite(void)
         tcase_add_test(tc, test_bad_fields);
         tcase_add_test(tc, test_names);
         tcase_add_test(tc, test_mounts);
+        tcase_add_test(tc, test_mount_guest_paths);
+        tcase_add_test(tc, test_image_names);
+        tcase_add_test(tc, test_env_entries);
         suite_add_tcase(s, tc);
         TCase *fs = tcase_create("dirs");
         tcase_add_checked_fixture(fs, setup_tmp, teardown_tmp);
         tcase_add_test(fs, test_load_and_derive);
         tcase_add_test(fs, test_list);
+        tcase_add_test(fs, test_trash);
         suite_add_tcase(s, fs);
         return s;
 }
