@@ -13,7 +13,7 @@ build=${SMOLVM_FUZZ_BUILD_DIR:-build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
         CC=clang meson setup "$build" -Dfuzz=true >/dev/null
 fi
-ninja -C "$build" >/dev/null
+ninja -C "$build" fuzz >/dev/null
 
 # The targets and their arguments, as registered in meson (tests/fuzz/meson.build):
 # run.sh TARGET SEEDS ARTIFACTS -- LIBFUZZER_ARGS...

@@ -20,7 +20,7 @@ ninja -C build-asan | tail -n 3
 if [ ! -f build-fuzz/build.ninja ]; then
         CC=clang meson setup build-fuzz -Dfuzz=true >/dev/null
 fi
-ninja -C build-fuzz | tail -n 3
+ninja -C build-fuzz fuzz | tail -n 3
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -28,7 +28,7 @@ set +e
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 2>&1 | tee "$log"
 rc_asan=${PIPESTATUS[0]}
-meson test -C build-fuzz --suite fuzz --print-errorlogs --num-processes 2 2>&1 | tee -a "$log"
+meson test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs --num-processes 2 2>&1 | tee -a "$log"
 rc_fuzz=${PIPESTATUS[0]}
 meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}

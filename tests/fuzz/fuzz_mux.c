@@ -16,7 +16,8 @@
  *   with len above the maximum | HELLO | local connect / write / read /
  *   shutdown / close | loop turns | drain the mux's output, or stop reading it
  *   (back-pressure) | answer the mux's REQUESTs | EOF or close from the peer |
- *   connect timeouts (forced through the timerfd: no clock in the outcome).
+ *   connect and linger timeouts (forced through the timerfd: no clock in the
+ *   outcome).
  *
  * Checked after every op against the mux's private state (mux_i.h): the stream
  * table (count, hash, list), every receive ring within the credit we granted,
@@ -534,21 +535,21 @@ static void op_timeout(void)
         smolvm_mux *m = w.mux;
         if (!m || m->broken)
                 return;
+        /* Every deadline (a connect's, a closing stream's linger) is long past. */
         bool any = false;
         for (stream *s = m->streams; s; s = s->next)
-                if (s->state == ST_CONNECTING) {
-                        s->deadline_ms = 1; /* long past */
+                if (s->deadline_ms) {
+                        s->deadline_ms = 1;
                         any = true;
                 }
         if (!any)
                 return;
-        /* Make the mux's own timer fire now; its handler re-reads the clock
-         * only to compare with deadlines that are all in the past. */
+        /* The mux's own timer fires now (its handler reads the clock only to
+         * compare with those deadlines), before the loop looks: it is in the next
+         * batch whatever else is ready. */
         struct itimerspec its = { .it_value = { .tv_nsec = 1 } };
         CHECK(timerfd_settime(m->timer_fd, 0, &its, NULL) == 0);
         m->timer_deadline_ms = 1;
-        /* Expired before the loop looks: the timer is in the next batch whatever
-         * else is ready. */
         struct pollfd pfd = { .fd = m->timer_fd, .events = POLLIN };
         CHECK(poll(&pfd, 1, 5000) == 1);
         for (int i = 0; i < 64 && w.mux && w.mux->timer_deadline_ms == 1; i++) {
@@ -558,7 +559,7 @@ static void op_timeout(void)
         CHECK(!w.mux || w.mux->timer_deadline_ms != 1);
         if (w.mux && !w.mux->broken)
                 for (stream *s = w.mux->streams; s; s = s->next)
-                        CHECK(s->state != ST_CONNECTING || s->deadline_ms > 1);
+                        CHECK(s->deadline_ms != 1);
 }
 
 static ep *pick_ep(input *in)
