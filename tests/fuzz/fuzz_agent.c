@@ -278,11 +278,24 @@ static int count_fds(void)
         return count_entries("/proc/self/fd") - 1; /* the directory's own fd */
 }
 
+static int rm_quiet(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void)(type == FTW_DP ? rmdir(path) : unlink(path));
+        return 0;
+}
+
+/* libFuzzer ends a run with exit(): the fixtures go with it (not after a crash). */
+static void remove_base(void)
+{
+        nftw(base, rm_quiet, 16, FTW_PHYS | FTW_DEPTH);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
         verbose = getenv("FUZZ_VERBOSE") != NULL;
         snprintf(base, sizeof(base), "/tmp/smolvm-fuzz-agent-XXXXXX");
         CHECK(mkdtemp(base));
+        atexit(remove_base);
         char p[192];
         snprintf(p, sizeof(p), "%s/vm", base);
         CHECK(mkdir(p, 0700) == 0);
