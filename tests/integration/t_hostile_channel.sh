@@ -66,12 +66,9 @@ import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(b"CONNECT 1024\n")
-line = b""
-while not line.endswith(b"\n"):
-    c = s.recv(1)
-    if not c:
-        sys.exit("refused")
-    line += c
+line = s.makefile("rb", buffering=0).readline()  # unbuffered: byte by byte, nothing after it
+if not line.startswith(b"OK "):
+    sys.exit("refused: %r" % line)
 print(line.split()[1].decode(), flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.05)
