@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "cli.h"
+#include "cli_json_text.h"
 
 /* cli_json_string() of the whole buffer, without the quotes. */
 static char *one_shot(const unsigned char *p, size_t len, size_t *ret_len)
