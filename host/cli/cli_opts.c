@@ -241,6 +241,10 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, void *args, cli_parsed 
                 cli_usage_fail(cmd->name, ret->json);
                 return -EINVAL;
         }
+        if (cmd->no_args && n_pos > 0) {
+                cli_usage(ret, "unexpected argument '%s'", ret->pos[0]);
+                return -EINVAL;
+        }
         return 0;
 }
 

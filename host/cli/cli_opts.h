@@ -66,6 +66,7 @@ typedef struct cli_cmd {
         const char *footer;    /* printed after the options (exit status...), or NULL */
         bool in_order;         /* the first positional argument ends the options: run and
                                 * exec, whose command line after it is the guest's */
+        bool no_args;          /* options only: a positional argument is a usage error */
 } cli_cmd;
 
 typedef struct cli_parsed {

@@ -46,6 +46,7 @@ static const cli_cmd create_cmd = {
         .opts = create_opts,
         .json_help = "print the JSON envelope (docs/cli.md); data: the VM's\n"
                      "info and boot times",
+        .no_args = true,
 };
 
 int cmd_create(int argc, char **argv)
@@ -56,8 +57,6 @@ int cmd_create(int argc, char **argv)
         int r = cli_parse(&create_cmd, argc, argv, &a, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         a.vm.cfg.env = a.env.v;
         cli_vm_args_finish(&a.vm);
 

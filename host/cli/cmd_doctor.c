@@ -15,6 +15,7 @@ static const cli_cmd doctor_cmd = {
                  "$SMOLVM_HOME, debootstrap. Each check passes, warns or fails, with the fix.\n",
         .json_help = "print the report as a JSON envelope",
         .footer = "Exit status: 0 when no check failed, 1 otherwise, 125 if doctor itself failed.\n",
+        .no_args = true,
 };
 
 int cmd_doctor(int argc, char **argv)
@@ -23,8 +24,6 @@ int cmd_doctor(int argc, char **argv)
         int r = cli_parse(&doctor_cmd, argc, argv, NULL, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         bool json = p.json;
         smolvm_doctor_report *rep = NULL;
         r = smolvm_doctor(&rep);

@@ -137,6 +137,7 @@ static const cli_cmd build_cmd = {
         .json_help = "print the result as a JSON envelope; data: {key, dir, vmlinuz,\n"
                      "initramfs, rootfs, kernel_release, cached, elapsed_ms}",
         .footer = "Needs root for debootstrap (not with --from-rootfs).\n",
+        .no_args = true,
 };
 
 static int cmd_build(int argc, char **argv)
@@ -146,8 +147,6 @@ static int cmd_build(int argc, char **argv)
         int r = cli_parse(&build_cmd, argc, argv, &a, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         bool json = p.json;
         smolvm_image_build_opts o = a.o;
         o.packages = (const char *const *)a.packages;
@@ -201,6 +200,7 @@ static const cli_cmd ls_cmd = {
         .synopsis = "[--json]",
         .about = "List the images: name, key, kernel release.\n",
         .json_help = "print the result as a JSON envelope; data: {\"images\": [...]}",
+        .no_args = true,
 };
 
 static int cmd_ls(int argc, char **argv)
@@ -209,8 +209,6 @@ static int cmd_ls(int argc, char **argv)
         int r = cli_parse(&ls_cmd, argc, argv, NULL, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         ls_state s = { .json = p.json };
         if (s.json && !(s.arr = json_array()))
                 return fail("image ls", true, "out of memory", -ENOMEM);

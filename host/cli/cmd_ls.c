@@ -14,6 +14,7 @@ static const cli_cmd ls_cmd = {
                  "size and age. The state is read from the processes themselves, so it is right\n"
                  "even after a supervisor was killed (then: error; 'smolvm start' works again).\n",
         .json_help = "print the JSON envelope (docs/cli.md); data: {\"vms\": [...]}",
+        .no_args = true,
 };
 
 static void age(int64_t created, char *buf, size_t size)
@@ -37,8 +38,6 @@ int cmd_list(int argc, char **argv)
         int r = cli_parse(&ls_cmd, argc, argv, NULL, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         bool json = p.json;
         smolvm_vm_info *v = NULL;
         size_t n = 0;

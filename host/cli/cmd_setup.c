@@ -31,6 +31,7 @@ static const cli_cmd setup_cmd = {
         .json_help = "print the result as a JSON envelope",
         .footer = "Exit status: 0 when the host is ready, 1 when a check still fails, 125 when\n"
                   "the image could not be built.\n",
+        .no_args = true,
 };
 
 static void progress(void *ud, const char *line)
@@ -46,8 +47,6 @@ int cmd_setup(int argc, char **argv)
         int r = cli_parse(&setup_cmd, argc, argv, &o, &p);
         if (r != 0)
                 return cli_parse_exit(r);
-        if (p.n_pos > 0)
-                return cli_usage(&p, "unexpected argument '%s'", p.pos[0]);
         bool json = p.json;
         FILE *out = json ? stderr : stdout;
 

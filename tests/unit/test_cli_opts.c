@@ -69,6 +69,7 @@ static const cli_opt test_opts[] = {
 
 static const cli_cmd permute_cmd = { .name = "test", .synopsis = "[OPTIONS] ARG...", .opts = test_opts,
                                      .about = "About the test command.\n", .footer = "The footer.\n" };
+static const cli_cmd no_args_cmd = { .name = "test", .synopsis = "[OPTIONS]", .opts = test_opts, .no_args = true };
 static const cli_cmd in_order_cmd = { .name = "test", .synopsis = "[OPTIONS] CMD...", .opts = test_opts,
                                       .in_order = true };
 
@@ -304,6 +305,25 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_no_args)
+{
+        words w;
+        args a;
+        cli_parsed p;
+        captured c;
+        make_argv(&w, "-f", NULL);
+        ck_assert_int_eq(parse(&no_args_cmd, &w, &a, &p, &c), 0);
+        ck_assert(a.flag);
+        make_argv(&w, "-f", "stray", "--json", NULL);
+        ck_assert_int_eq(parse(&no_args_cmd, &w, &a, &p, &c), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(c.err, "smolvm: unexpected argument 'stray'\nhint: usage: smolvm test [OPTIONS]\n"));
+        json_t *o = json_loads(c.out, 0, NULL);
+        ck_assert_msg(o, "no envelope: '%s'", c.out);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "code")), "invalid_argument");
+        json_decref(o);
+}
+END_TEST
+
 START_TEST(test_error_envelope)
 {
         words w;
@@ -427,6 +447,7 @@ static Suite *cli_opts_suite(void)
         tcase_add_test(tc, test_permute_ignores_posixly_correct);
         tcase_add_test(tc, test_in_order);
         tcase_add_test(tc, test_errors);
+        tcase_add_test(tc, test_no_args);
         tcase_add_test(tc, test_error_envelope);
         tcase_add_test(tc, test_help_from_table);
         tcase_add_test(tc, test_family);
