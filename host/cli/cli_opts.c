@@ -159,12 +159,10 @@ static bool spelled_out(const char *arg, const char *name)
 static void option_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void option_error(const cli_cmd *cmd, const char *fmt, ...)
 {
-        char msg[256];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        cli_verror(fmt, ap);
         va_end(ap);
-        cli_error("%s", msg);
         cli_hint("run '%s %s --help' for the options", cli_program(), cmd->name);
 }
 
@@ -250,12 +248,10 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, void *args, cli_parsed 
 
 int cli_usage(const cli_parsed *p, const char *fmt, ...)
 {
-        char msg[512];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        cli_verror(fmt, ap);
         va_end(ap);
-        cli_error("%s", msg);
         cli_hint("usage: %s %s %s", cli_program(), p->cmd->name, p->cmd->synopsis);
         return cli_usage_fail(p->cmd->name, p->json);
 }

@@ -24,13 +24,18 @@ const char *cli_program(void)
         return program;
 }
 
+void cli_verror(const char *fmt, va_list ap)
+{
+        vsnprintf(last_cli_error, sizeof(last_cli_error), fmt, ap);
+        fprintf(stderr, "%s: %s\n", program, last_cli_error);
+}
+
 void cli_error(const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(last_cli_error, sizeof(last_cli_error), fmt, ap);
+        cli_verror(fmt, ap);
         va_end(ap);
-        fprintf(stderr, "%s: %s\n", program, last_cli_error);
 }
 
 void cli_hint(const char *fmt, ...)

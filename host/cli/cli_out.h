@@ -4,6 +4,7 @@
  * to the envelope's error.code and the exit code. docs/cli.md lists them. */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include <jansson.h>
@@ -18,6 +19,7 @@ const char *cli_program(void);
 /* "PROG: message" on stderr. The message is also kept: the envelope of a usage
  * error says what was wrong (cli_usage_fail). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* "hint: ..." on stderr. */
 void cli_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print smolvm_last_error(): "PROG: message", "hint: ...", the console tail. */
