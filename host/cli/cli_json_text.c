@@ -181,7 +181,9 @@ static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
 /* A UTF-8 sequence cut by the end of a chunk waits in t->part for its rest. */
 void cli_json_text_add(cli_json_text *t, const void *data, size_t len, bool final)
 {
-        const unsigned char *p = data;
+        /* The final call may carry no data (NULL): memcpy and pointer arithmetic
+         * on a null pointer are undefined even for 0 bytes. */
+        const unsigned char *p = len ? data : (const unsigned char *)"";
         bool stopped = false;
         size_t used;
         if (t->truncated)

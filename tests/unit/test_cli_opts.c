@@ -118,19 +118,27 @@ static void capture_end(captured *c)
 #define MAX_ARGS 32
 typedef struct words {
         char *argv[MAX_ARGS + 2];
+        char store[MAX_ARGS + 1][128]; /* the words themselves: nothing to free */
         int argc;
 } words;
+
+static void add_word(words *w, const char *s)
+{
+        ck_assert_int_lt(w->argc, MAX_ARGS + 1);
+        ck_assert_uint_lt(strlen(s), sizeof(w->store[0]));
+        strcpy(w->store[w->argc], s);
+        w->argv[w->argc] = w->store[w->argc];
+        w->argc++;
+}
 
 static void make_argv(words *w, ...)
 {
         va_list ap;
         va_start(ap, w);
         w->argc = 0;
-        w->argv[w->argc++] = strdup("test");
-        for (const char *s; (s = va_arg(ap, const char *));) {
-                ck_assert_int_lt(w->argc, MAX_ARGS);
-                w->argv[w->argc++] = strdup(s);
-        }
+        add_word(w, "test");
+        for (const char *s; (s = va_arg(ap, const char *));)
+                add_word(w, s);
         w->argv[w->argc] = NULL;
         va_end(ap);
 }
