@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "spawn.h"
+#include "spawn.h" /* common/ */
 #include "util.h"
 
 /* In the child: the listening socket (or the stream) and the ready pipe. */
@@ -228,7 +228,18 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
 
         int fds[5] = { null_fd, log_w, log_w, fd3, ready_w };
         pid_t pid;
-        r = sup_spawn(argv, fds, ready_w >= 0 ? 5 : 4, raise_nofile ? &nofile : NULL, &pid);
+        /* Its own process group (it forks a sandboxed server: we kill the group),
+         * dying with the supervisor. */
+        smolvm_spawn_opts o = {
+                .argv = argv,
+                .search_path = true,
+                .fds = fds,
+                .n_fds = ready_w >= 0 ? 5 : 4,
+                .new_pgroup = true,
+                .pdeathsig = SIGKILL,
+                .nofile = raise_nofile ? &nofile : NULL,
+        };
+        r = smolvm_spawn(&o, &pid);
         if (r < 0) {
                 snprintf(err, err_len, "starting %s: %s", argv[0], strerror(-r));
                 return r;
