@@ -170,7 +170,7 @@ fail:;
         return r;
 }
 
-static sup_fsd *fsd_new(unsigned index, const sup_mount *m, const char *socket_path, const char *what)
+static sup_fsd *fsd_new(unsigned index, const sup_mount_cfg *m, const char *socket_path, const char *what)
 {
         sup_fsd *f = calloc(1, sizeof(*f));
         if (!f)
@@ -260,7 +260,7 @@ fail_errno:
         return r;
 }
 
-int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
+int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, const char *socket_path,
                   const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
         char bin[4096], fd_arg[16], ready_arg[16];
@@ -347,7 +347,7 @@ static void ready_cb(void *userdata, int fd, uint32_t events)
         (void)ready_read(userdata);
 }
 
-int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount *m, int stream_fd,
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd,
                          const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
         char bin[4096], fd_arg[24], ready_arg[16];
