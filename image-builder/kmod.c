@@ -134,6 +134,9 @@ bool ib_kmod_has_index(const char *dir)
         return p && access(p, F_OK) == 0;
 }
 
+/* libkmod's log callback: the format comes from libkmod itself. */
+static void log_to_db(void *data, int priority, const char *file, int line, const char *fn, const char *format,
+                      va_list args) __attribute__((format(printf, 6, 0)));
 static void log_to_db(void *data, int priority, const char *file, int line, const char *fn, const char *format,
                       va_list args)
 {

@@ -15,6 +15,12 @@ if [ ! -f build-asan/build.ninja ]; then
         meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 ninja -C build-asan | tail -n 3
+# The libFuzzer targets (tests/fuzz/): a clang build; each target runs ~15 s from
+# its committed seeds ($SMOLVM_FUZZ_SECONDS), a crash fails the suite.
+if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=true >/dev/null
+fi
+ninja -C build-fuzz fuzz | tail -n 3
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -22,9 +28,12 @@ set +e
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 2>&1 | tee "$log"
 rc_asan=${PIPESTATUS[0]}
+meson test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs --num-processes 2 2>&1 | tee -a "$log"
+rc_fuzz=${PIPESTATUS[0]}
 meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] && rc=$rc_asan
+[ "$rc" -eq 0 ] && rc=$rc_fuzz
 set -e
 
 # One closing line in the plain form CI reads: 'N passed, N failed, N skipped',

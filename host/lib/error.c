@@ -30,6 +30,10 @@ static int record(int code, const char *hint, const char *console, const char *f
                 code = -EIO;
         vsnprintf(last_error.message, sizeof(last_error.message), fmt, ap);
         snprintf(last_error.hint, sizeof(last_error.hint), "%s", hint ? hint : "");
+        /* Messages name guest paths (a download's list_tree entries) and reach a
+         * terminal: no escape sequence from a hostile guest gets through. */
+        sanitize_text(last_error.message);
+        sanitize_text(last_error.hint);
         last_error.console[0] = '\0';
         if (console && *console) {
                 /* Keep the end: a panic's last lines say why. Start at a line boundary. */

@@ -120,6 +120,12 @@ static uint64_t ro_signature(void)
 
 static uint64_t ro_sig0;
 
+/* libFuzzer ends a run with exit(): the trees go with it (not after a crash). */
+static void remove_base(void)
+{
+        rm_rf(base);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
         (void)argc;
@@ -127,6 +133,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         snprintf(base, sizeof(base), "/tmp/smolvm-fuzz-fs-XXXXXX");
         if (!mkdtemp(base))
                 abort();
+        atexit(remove_base);
         char p[128];
         snprintf(p, sizeof(p), "%s/ro", base);
         make_tree(p);
