@@ -177,7 +177,7 @@ static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
         /* The VM dir is private, but be exact: only our QEMU may be the guest. */
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
             cred.pid != sup_vmm_pid(s->vmm)) {
-                sup_log("chan.sock: connection from pid %d is not our QEMU, closing", (int)cred.pid);
+                sup_log(VMDIR_CHAN ": connection from pid %d is not our QEMU, closing", (int)cred.pid);
                 safe_close(fd);
                 return;
         }
@@ -271,7 +271,7 @@ int sup_boot_step(sup *s)
                 char first[256];
                 sup_dir_qemu_log_first_line(s, first, sizeof(first));
                 if (!s->t_chan || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-                        sup_fail(s, false, "see qemu.log in the VM dir", "%s failed to start (%s)%s%s", sup_vmm_binary(),
+                        sup_fail(s, false, "see " VMDIR_QEMU_LOG " in the VM dir", "%s failed to start (%s)%s%s", sup_vmm_binary(),
                                  how, first[0] ? ": " : "", first);
                 } else {
                         sup_fail(s, true, "see the guest console below; rebuild the image with `smolvm image build`",

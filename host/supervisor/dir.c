@@ -99,7 +99,7 @@ int sup_dir_claim(sup *s)
         struct stat st = {};
 
         if (stat(s->vm_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-                sup_fail(s, false, "libsmolvm creates the VM dir and its config.json first", "VM dir %s: %s",
+                sup_fail(s, false, "libsmolvm creates the VM dir and its " VMDIR_CONFIG " first", "VM dir %s: %s",
                          s->vm_dir,
                          S_ISDIR(st.st_mode) || access(s->vm_dir, F_OK) < 0 ? strerror(errno) : "not a directory");
                 return -1;
