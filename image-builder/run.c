@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-#include "spawn.h"
+#include "spawner.h"
 
 extern char **environ;
 

@@ -16,7 +16,7 @@
 
 #include "accel.h"
 #include "smolvm_i.h"
-#include "spawn.h"
+#include "spawner.h"
 #include "util.h"
 
 #define DOCTOR_CMD_TIMEOUT_MS 10000u

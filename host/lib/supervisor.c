@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 
 #include "smolvm_i.h"
-#include "spawn.h"
+#include "spawner.h"
 #include "util.h"
 #include "vmdir.h"
 

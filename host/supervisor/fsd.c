@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "spawn.h" /* common/ */
+#include "spawner.h" /* common/ */
 #include "util.h"
 
 /* In the child: the listening socket (or the stream) and the ready pipe. */

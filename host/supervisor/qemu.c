@@ -15,7 +15,7 @@
 #endif
 
 #include "log.h"
-#include "spawn.h" /* common/ */
+#include "spawner.h" /* common/ */
 #include "util.h"
 
 #define QEMU_BINARY "qemu-system-x86_64"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The host's one process spawner (common/spawn.c): exec errors through the
+/* The host's one process spawner (common/spawner.c): exec errors through the
  * pipe, the fd map, nothing else inherited, process group, parent-death signal,
  * clean signal state, detaching, env, cwd. Real processes (sh, cat, sleep). */
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "spawn.h"
+#include "spawner.h"
 #include "util.h"
 
 /* Read a pipe to EOF (bounded: 10 s). */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* smolvm_spawn() (spawn.h). */
-#include "spawn.h"
+/* smolvm_spawn() (spawner.h). */
+#include "spawner.h"
 
 #include <errno.h>
 #include <fcntl.h>

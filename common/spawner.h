@@ -13,7 +13,8 @@
  * back as a negative errno through a CLOEXEC pipe, the child reaped: "not
  * installed" is an error at the call, not a mysterious exit status later.
  *
- * What differs per caller are the options below. */
+ * What differs per caller are the options below. (The header is not called
+ * spawn.h: with common/ on the include path it would hide libc's <spawn.h>.) */
 #pragma once
 
 #include <stdbool.h>
