@@ -9,6 +9,7 @@
 
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* Wait for fd to become ready for events, honouring a deadline and a cancel fd.
  * Returns 0, -ETIMEDOUT, -ECANCELED or negative errno. */
@@ -48,13 +49,13 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int dirfd = -1;
-        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/vsock.sock", vm_dir);
+        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" VMDIR_VSOCK, vm_dir);
         if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
                 /* sun_path holds 108 bytes; a deep $SMOLVM_HOME goes through /proc instead. */
                 dirfd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (dirfd < 0)
                         return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
-                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/vsock.sock", dirfd);
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" VMDIR_VSOCK, dirfd);
         }
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
@@ -73,7 +74,7 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                         return not_responding(vm_dir, port, "its supervisor did not accept the connection");
                 if (r < 0)
                         return vm_error(r, r == -ENOENT || r == -ECONNREFUSED ? "is the VM running?" : NULL,
-                                        "connect %s/vsock.sock: %s", vm_dir, strerror(-r));
+                                        "connect %s/" VMDIR_VSOCK ": %s", vm_dir, strerror(-r));
         }
 
         char req[32];
@@ -90,7 +91,7 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                         if (r == -ETIMEDOUT)
                                 return not_responding(vm_dir, port, "its supervisor took no request");
                         if (r < 0)
-                                return vm_error(r, NULL, "send CONNECT to %s/vsock.sock: %s", vm_dir,
+                                return vm_error(r, NULL, "send CONNECT to %s/" VMDIR_VSOCK ": %s", vm_dir,
                                                 strerror(-r));
                         continue;
                 }
