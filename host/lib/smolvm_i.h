@@ -114,6 +114,10 @@ int mkdir_p_open(const char *path, mode_t mode);
 int rm_rf(const char *path);
 /* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
 #define VM_TRASH_PREFIX ".removing-"
+/* A VM dir being created: vms/VM_NEW_PREFIX<id>, renamed to vms/<id> once its
+ * record is complete (its creator holds its lock until then). A kill leaves
+ * only a dir the next sweep removes, never a VM without a record. */
+#define VM_NEW_PREFIX ".creating-"
 /* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
  * it to vms_dir/.removing-<id> (from then on no lookup or listing sees the
  * VM), then remove that, its "lock" last. Records the error. */
