@@ -161,13 +161,13 @@ static bool expected(const smolvm_agent_client *c, uint16_t type)
                 return true;
         switch (c->reply) {
         case SMOLVM_AGENT_REPLY_ANSWER:
+                return type == SMOLVM_FRAME_RESULT;
+        case SMOLVM_AGENT_REPLY_STREAM:
                 return c->answered ? type == SMOLVM_FRAME_STDOUT : type == SMOLVM_FRAME_RESULT;
         case SMOLVM_AGENT_REPLY_EXEC:
                 if (!c->started)
                         return type == SMOLVM_FRAME_STARTED;
                 return type == SMOLVM_FRAME_STDOUT || type == SMOLVM_FRAME_STDERR || type == SMOLVM_FRAME_EXIT;
-        case SMOLVM_AGENT_REPLY_HANDOFF:
-                return type == SMOLVM_FRAME_RESULT;
         default:
                 return false;
         }
@@ -401,7 +401,7 @@ static int on_frame(smolvm_agent_client *c, uint16_t type, const uint8_t *p, uin
                         break;
                 }
                 c->answered = true;
-                if (c->reply == SMOLVM_AGENT_REPLY_HANDOFF)
+                if (c->reply == SMOLVM_AGENT_REPLY_ANSWER)
                         c->finished = true;
                 ev->kind = SMOLVM_AGENT_EV_RESULT;
                 ev->result = c->held = TAKE_PTR(o);
@@ -420,7 +420,7 @@ static int on_eof(smolvm_agent_client *c, smolvm_agent_event *ev)
         if (c->rd.len > 0)
                 return smolvm_agent_client_fail(c, -ECONNRESET,
                                                 "the guest agent closed the stream in the middle of a frame");
-        if (c->reply == SMOLVM_AGENT_REPLY_ANSWER && c->answered) {
+        if (c->reply == SMOLVM_AGENT_REPLY_STREAM && c->answered) {
                 c->finished = true;
                 ev->kind = SMOLVM_AGENT_EV_EOF;
                 return 1;

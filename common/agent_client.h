@@ -46,15 +46,16 @@
 
 /* What the operation answers, which decides the frames expected and when it ends. */
 typedef enum smolvm_agent_reply {
-        /* RESULT or ERROR; after a RESULT, STDOUT frames may follow (read_file),
-         * ended by the agent closing the stream or by an ERROR. */
+        /* RESULT or ERROR, and that is all (mkdir, env_*, list_tree, write_file,
+         * ping, fuse_abort; fuse_mount and fuse_serve, after which the stream
+         * leaves the frame format): the client ends at the answer and never
+         * consumes a byte past it, so the rest of the stream is the caller's. */
         SMOLVM_AGENT_REPLY_ANSWER,
+        /* read_file: RESULT, then STDOUT frames until the agent closes the
+         * stream (EOF) or sends an ERROR. */
+        SMOLVM_AGENT_REPLY_STREAM,
         /* exec: STARTED, then STDOUT/STDERR, then EXIT; ERROR instead at any point. */
         SMOLVM_AGENT_REPLY_EXEC,
-        /* RESULT or ERROR, after which the stream leaves the frame format
-         * (fuse_mount, fuse_serve): the client ends at the answer and never
-         * consumes a byte past it; the rest of the stream is the caller's. */
-        SMOLVM_AGENT_REPLY_HANDOFF,
 } smolvm_agent_reply;
 
 typedef enum smolvm_agent_ev_kind {
@@ -64,8 +65,8 @@ typedef enum smolvm_agent_ev_kind {
         SMOLVM_AGENT_EV_STDERR,  /* data, len */
         SMOLVM_AGENT_EV_EXIT,    /* exit (final) */
         SMOLVM_AGENT_EV_ERROR,   /* error, message (final) */
-        SMOLVM_AGENT_EV_RESULT,  /* result (final for REPLY_HANDOFF) */
-        SMOLVM_AGENT_EV_EOF,     /* the agent closed the stream where that is the normal end (final) */
+        SMOLVM_AGENT_EV_RESULT,  /* result (final for REPLY_ANSWER) */
+        SMOLVM_AGENT_EV_EOF,     /* REPLY_STREAM: the agent closed the stream after its data (final) */
 } smolvm_agent_ev_kind;
 
 typedef struct smolvm_agent_exit {
@@ -98,7 +99,7 @@ typedef struct smolvm_agent_client {
         bool requested;     /* the REQUEST is queued */
         bool tx_closed;     /* the agent stopped reading: output dropped */
         bool started;       /* EXEC: STARTED seen */
-        bool answered;      /* ANSWER: RESULT seen */
+        bool answered;      /* STREAM: RESULT seen */
         bool finished;      /* a final event was returned */
         int error;          /* sticky, 0 or negative errno */
         uint8_t *tx;        /* queued output: tx[tx_off..tx_len) unsent */
@@ -110,7 +111,7 @@ typedef struct smolvm_agent_client {
 
 /* Start a client for one operation whose answer is of the kind reply.
  * max_answer_bytes bounds a RESULT's payload (0: SMOLVM_FRAME_MAX_PAYLOAD;
- * REPLY_HANDOFF callers expect a short one). Returns 0 or -ENOMEM. */
+ * fuse_mount's callers expect a short one). Returns 0 or -ENOMEM. */
 int smolvm_agent_client_init(smolvm_agent_client *c, smolvm_agent_reply reply, uint32_t max_answer_bytes);
 /* Free what the client holds. Idempotent; the struct may be zero-filled. */
 void smolvm_agent_client_done(smolvm_agent_client *c);
@@ -153,7 +154,7 @@ uint8_t *smolvm_agent_client_rx_buf(smolvm_agent_client *c, size_t *ret_len);
 void smolvm_agent_client_rx_commit(smolvm_agent_client *c, size_t n);
 /* Copy bytes in, as far as _rx_buf allows. Returns the bytes consumed; the
  * caller keeps the rest (call _next(), then feed the rest again). After a
- * final event nothing more is consumed: for REPLY_HANDOFF data[consumed..len)
+ * final event nothing more is consumed: for REPLY_ANSWER data[consumed..len)
  * is the first of the stream after the answer. */
 size_t smolvm_agent_client_feed(smolvm_agent_client *c, const void *data, size_t len);
 /* The agent closed its sending side (read returned 0, or ECONNRESET). */
@@ -173,7 +174,7 @@ void smolvm_agent_client_rx_eof(smolvm_agent_client *c);
 int smolvm_agent_client_next(smolvm_agent_client *c, smolvm_agent_event *ret);
 
 /* True once a final event was returned (EXIT, ERROR, EOF; RESULT for
- * REPLY_HANDOFF) or after a sticky error: nothing more is read. */
+ * REPLY_ANSWER) or after a sticky error: nothing more is read. */
 bool smolvm_agent_client_finished(const smolvm_agent_client *c);
 /* True when _next() has something to return without more input (a complete
  * frame, the agent's EOF, or a sticky error). */

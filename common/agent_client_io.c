@@ -79,8 +79,10 @@ int smolvm_agent_client_io(smolvm_agent_client *c, int fd, const smolvm_agent_io
                 if (rev == -ETIMEDOUT) {
                         bool idle = !o->deadline_ms || deadline < o->deadline_ms;
                         const char *what = rx_len ? "no answer from the guest agent" : "the guest agent took no data";
-                        if (idle)
+                        if (idle && o->idle_ms % 1000u == 0)
                                 return smolvm_agent_client_fail(c, -ETIMEDOUT, "%s for %u s", what, o->idle_ms / 1000u);
+                        if (idle)
+                                return smolvm_agent_client_fail(c, -ETIMEDOUT, "%s for %u ms", what, o->idle_ms);
                         return smolvm_agent_client_fail(c, -ETIMEDOUT, "%s in time", what);
                 }
                 if (rev == -ECANCELED)

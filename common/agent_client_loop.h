@@ -43,7 +43,7 @@ int smolvm_agent_loop_call_start(smolvm_evloop *loop, int fd, smolvm_agent_reply
 /* Queue a client frame (STDIN, STDIN_EOF, SIGNAL) as smolvm_agent_client_send(). */
 int smolvm_agent_loop_call_send(smolvm_agent_loop_call *call, uint16_t type, const void *payload, uint32_t len);
 
-/* Take the stream: for REPLY_HANDOFF, from the event callback of the RESULT
+/* Take the stream: for REPLY_ANSWER, from the event callback of the RESULT
  * (the bytes after it are unread). The call stops watching it. Returns the fd
  * (the caller's) or -1 (taken before, or closed). */
 int smolvm_agent_loop_call_take_fd(smolvm_agent_loop_call *call);

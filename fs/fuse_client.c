@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Hybrid vsock + one agent REQUEST, then hand the socket over to FUSE
  * (fuse_client.h). The handshake is common/hvsock_client.c's and the answer
- * common/agent_client.c's (SMOLVM_AGENT_REPLY_HANDOFF): neither reads a byte
+ * common/agent_client.c's (SMOLVM_AGENT_REPLY_ANSWER): neither reads a byte
  * past what it owns, and the guest may start sending FUSE messages right
  * after its answer. */
 #include "fuse_client.h"
@@ -35,7 +35,7 @@ int smolvm_fuse_client_request(int fd, const char *request_json, uint64_t deadli
                                size_t errbuf_len)
 {
         smolvm_agent_client c;
-        int r = smolvm_agent_client_init(&c, SMOLVM_AGENT_REPLY_HANDOFF, ANSWER_MAX);
+        int r = smolvm_agent_client_init(&c, SMOLVM_AGENT_REPLY_ANSWER, ANSWER_MAX);
         if (r == 0)
                 r = smolvm_agent_client_request(&c, request_json, strlen(request_json));
         if (r < 0) {
@@ -52,7 +52,7 @@ int smolvm_fuse_client_request(int fd, const char *request_json, uint64_t deadli
                 r = fail(ev.error, errbuf, errbuf_len, "%s", ev.message);
         else if (r == 1 && ev.kind == SMOLVM_AGENT_EV_RESULT)
                 r = 0;
-        else /* a finished REPLY_HANDOFF client ends at a RESULT or an ERROR */
+        else /* a finished REPLY_ANSWER client ends at a RESULT or an ERROR */
                 r = fail(-EPROTO, errbuf, errbuf_len, "the guest agent sent no answer");
         smolvm_agent_client_done(&c);
         return r;

@@ -28,7 +28,7 @@ int agent_client_record(const smolvm_agent_client *cl, const char *what)
         return vm_error(r, hint, "%s: %s", what, smolvm_agent_client_why(cl));
 }
 
-int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, agent_call *ret)
+int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, smolvm_agent_reply reply, agent_call *ret)
 {
         if (!vm)
                 return vm_error(-EINVAL, NULL, "%s: no VM", what);
@@ -44,7 +44,7 @@ int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, agent_call *re
         if (r < 0)
                 return r;
         agent_call c = { .fd = -1, .what = what };
-        r = smolvm_agent_client_init(&c.cl, SMOLVM_AGENT_REPLY_ANSWER, 0);
+        r = smolvm_agent_client_init(&c.cl, reply, 0);
         if (r == 0)
                 r = smolvm_agent_client_request(&c.cl, s, len);
         if (r < 0) {
@@ -117,7 +117,7 @@ int agent_call_result(agent_call *c, json_t **ret)
         int r = agent_call_next(c, &ev);
         if (r < 0)
                 return r;
-        /* ANSWER: the first event is RESULT or ERROR, never the end. */
+        /* ANSWER, STREAM: the first event is RESULT or ERROR, never the end. */
         if (r == 0 || ev.kind != SMOLVM_AGENT_EV_RESULT)
                 return vm_error(-EPROTO, NULL, "%s: guest agent sent no answer", c->what);
         *ret = json_incref(ev.result);
@@ -127,7 +127,7 @@ int agent_call_result(agent_call *c, json_t **ret)
 int agent_call_simple(smolvm_vm *vm, json_t *req, const char *what, json_t **ret)
 {
         agent_call c;
-        int r = agent_call_open(vm, req, what, &c);
+        int r = agent_call_open(vm, req, what, SMOLVM_AGENT_REPLY_ANSWER, &c);
         if (r < 0)
                 return r;
         r = agent_call_result(&c, ret);

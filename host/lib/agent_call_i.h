@@ -26,10 +26,11 @@ typedef struct agent_call {
 } agent_call;
 
 /* Connect to the agent of vm and send req (borrowed) as the REQUEST frame of an
- * operation answered by RESULT or ERROR (SMOLVM_AGENT_REPLY_ANSWER). what names
- * the operation in error messages (a static string). Returns 0 or a negative
- * errno (recorded). */
-int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, agent_call *ret);
+ * operation answered as reply says (SMOLVM_AGENT_REPLY_ANSWER: RESULT or
+ * ERROR; SMOLVM_AGENT_REPLY_STREAM: read_file's data after it). what names the
+ * operation in error messages (a static string). Returns 0 or a negative
+ * errno (recorded; *ret untouched). */
+int agent_call_open(smolvm_vm *vm, json_t *req, const char *what, smolvm_agent_reply reply, agent_call *ret);
 /* NULL-safe, idempotent. */
 void agent_call_close(agent_call *c);
 
@@ -39,7 +40,8 @@ void agent_call_close(agent_call *c);
 int agent_call_send(agent_call *c, uint16_t type, const void *payload, uint32_t len);
 
 /* The next event of the answer (agent_client.h): 1 with *ret (borrowed until
- * the next call); 0 when the stream ended where it may; a negative errno
+ * the next call); 0 when the operation is over (a REPLY_STREAM's EOF, or after
+ * the final event); a negative errno
  * (recorded) for an ERROR from the agent (marked as from the guest), a
  * broken stream, a timeout, or -ECANCELED (cancel_fd). */
 int agent_call_next(agent_call *c, smolvm_agent_event *ret);

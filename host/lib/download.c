@@ -479,7 +479,7 @@ static int list_tree(const dl_ctx *x, const char *guest_path, json_t **ret)
         if (!req)
                 return smolvm_last_error()->code;
         agent_call c;
-        int r = agent_call_open(x->vm, req, "list_tree", &c);
+        int r = agent_call_open(x->vm, req, "list_tree", SMOLVM_AGENT_REPLY_ANSWER, &c);
         json_decref(req);
         if (r < 0)
                 return r;

@@ -60,7 +60,7 @@ static int write_stream(smolvm_vm *vm, const char *guest_path, unsigned mode, co
         json_object_set_new(req, "mkdirs", json_true());
         const char *what = "write_file";
         agent_call c;
-        int r = agent_call_open(vm, req, what, &c);
+        int r = agent_call_open(vm, req, what, SMOLVM_AGENT_REPLY_ANSWER, &c);
         json_decref(req);
         if (r < 0)
                 return r;
@@ -280,7 +280,7 @@ int read_open(smolvm_vm *vm, const char *guest_path, int cancel_fd, agent_call *
         json_t *req = request_new("read_file", guest_path);
         if (!req)
                 return smolvm_last_error()->code;
-        int r = agent_call_open(vm, req, "read_file", c);
+        int r = agent_call_open(vm, req, "read_file", SMOLVM_AGENT_REPLY_STREAM, c);
         json_decref(req);
         if (r < 0)
                 return r;
