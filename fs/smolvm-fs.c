@@ -9,7 +9,9 @@
  * (op "fuse_serve", docs/protocol.md "FUSE over vsock"); this tool mounts with
  * libfuse3 and relays the kernel's raw FUSE messages to that stream and back.
  * The guest is hostile: the mount is read-only, nosuid, nodev, for the mounting
- * user only, and a misbehaving guest can only end it. */
+ * user only, and a misbehaving guest can only end it. The command line, the
+ * --json envelope, the error codes and exit codes are smolvm's (libsmolvm-cli,
+ * host/cli/cli_opts.h and cli_out.h; docs/cli.md). */
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_opts.h"
 #include "fuse_client.h"
 #include "fuse_stream.h"
 #include "mountinfo.h"
@@ -38,80 +40,52 @@
 /* --background: how long the mount may take to answer its first stat. */
 #define READY_TIMEOUT_MS 60000u
 
-static bool opt_json;
-static const char *json_command = "mount";
+static const char fs_about[] =
+        "Mount a directory of a running sandbox (id, id prefix or name) read-only on the\n"
+        "host. The guest serves it; nothing on the mount can be changed.\n";
 
-static void usage(FILE *f)
-{
-        fputs("Usage: smolvm-fs mount [--json] [--background] SANDBOX:/path MOUNTPOINT\n"
-              "       smolvm-fs umount [--json] MOUNTPOINT\n"
-              "\n"
-              "Mount a directory of a running sandbox (id, id prefix or name) read-only on the\n"
-              "host. The guest serves it; nothing on the mount can be changed.\n"
-              "\n"
-              "  mount       stays in the foreground until the sandbox stops, the mount is\n"
-              "              unmounted, or SIGINT/SIGTERM; then releases the mount point.\n"
-              "  --background  return once the mount answers (a script can use it at once);\n"
-              "              the relay keeps running in the background\n"
-              "  umount      unmount a smolvm-fs mount (its smolvm-fs process then exits)\n"
-              "  --json      print one JSON envelope on stdout\n"
-              "\n"
-              "Exit status: 0 success, 1 failure, 2 usage error.\n",
-              f);
-}
+static const char fs_footer[] =
+        "Exit status: 0 success; 125 when smolvm-fs failed (the message, and error.code\n"
+        "with --json, say why; 124 for a timeout); docs/cli.md.\n";
 
-/* One error line (and the JSON envelope with --json). code: a short stable id. */
-static int fail(int exit_code, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(int exit_code, const char *code, const char *fmt, ...)
-{
-        char msg[4096 + 512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "smolvm-fs: %s\n", msg);
-        if (opt_json) {
-                json_t *o = json_pack("{s:b,s:s,s:i,s:n,s:{s:s,s:s}}", "ok", 0, "command", json_command, "exit_code",
-                                      exit_code, "data", "error", "code", code, "message", msg);
-                if (o) {
-                        json_dumpf(o, stdout, JSON_COMPACT);
-                        json_decref(o);
-                }
-                fputc('\n', stdout);
-                fflush(stdout);
-        }
-        return exit_code;
-}
+typedef struct mount_args {
+        bool background;
+} mount_args;
 
-static const char *code_of(int r)
-{
-        switch (r) {
-        case SMOLVM_ENOTFOUND: return "not_found";
-        case SMOLVM_EINVAL: return "invalid_argument";
-        case SMOLVM_ENOTRUNNING: return "not_running";
-        case SMOLVM_EPAUSED: return "paused";
-        case -ECONNREFUSED: return "exec_unavailable";
-        case -ETIMEDOUT: return "timeout";
-        case -ECANCELED: return "cancelled";
-        case SMOLVM_ECORRUPT: return "corrupt";
-        default: return "error";
-        }
-}
+static const cli_opt mount_opts[] = {
+        CLI_BOOL(mount_args, background, "background", 0,
+                 "return once the mount answers (a script can use it at once);\n"
+                 "the relay keeps running in the background"),
+        CLI_END,
+};
 
-static void print_ok(json_t *data)
+static const cli_cmd mount_cmd = {
+        .name = "mount",
+        .synopsis = "[--json] [--background] SANDBOX:/path MOUNTPOINT",
+        .about = "Mount SANDBOX's directory /path read-only on MOUNTPOINT. Stays in the\n"
+                 "foreground until the sandbox stops, the mount is unmounted, or\n"
+                 "SIGINT/SIGTERM/SIGHUP; then releases the mount point.\n",
+        .opts = mount_opts,
+        .json_help = "print one JSON envelope on stdout; data: {id, path,\n"
+                     "mountpoint, background, pid}",
+        .footer = fs_footer,
+};
+
+static const cli_cmd umount_cmd = {
+        .name = "umount",
+        .synopsis = "[--json] MOUNTPOINT",
+        .about = "Unmount a smolvm-fs mount (its smolvm-fs process then exits).\n",
+        .json_help = "print one JSON envelope on stdout; data: {mountpoint}",
+        .footer = fs_footer,
+};
+
+/* The envelope of a success, with --json. Steals data. */
+static void print_ok(const char *command, bool json, json_t *data)
 {
-        if (!opt_json) {
+        if (json)
+                cli_json_ok(command, 0, data);
+        else
                 json_decref(data);
-                return;
-        }
-        json_t *o = json_pack("{s:b,s:s,s:i,s:o,s:n}", "ok", 1, "command", json_command, "exit_code", 0, "data",
-                              data, "error");
-        if (o) {
-                json_dumpf(o, stdout, JSON_COMPACT);
-                json_decref(o);
-        }
-        fputc('\n', stdout);
-        fflush(stdout);
 }
 
 /* Make path absolute and clean without resolving the last component (it may be
@@ -160,44 +134,37 @@ static int find_mount(const char *path, char **ret_type)
 
 static int cmd_umount(int argc, char **argv)
 {
-        json_command = "umount";
-        const char *mp = NULL;
-        for (int i = 0; i < argc; i++) {
-                if (strcmp(argv[i], "--json") == 0)
-                        opt_json = true;
-                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else if (argv[i][0] == '-' && argv[i][1])
-                        return fail(2, "invalid_argument", "umount: unknown option %s", argv[i]);
-                else if (!mp)
-                        mp = argv[i];
-                else
-                        return fail(2, "invalid_argument", "umount: too many arguments");
-        }
-        if (!mp)
-                return fail(2, "invalid_argument", "umount: missing MOUNTPOINT");
+        cli_parsed p;
+        int r = cli_parse(&umount_cmd, argc, argv, NULL, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        if (p.n_pos != 1)
+                return cli_usage(&p, p.n_pos ? "too many arguments" : "missing MOUNTPOINT");
+        const char *mp = p.pos[0];
+        bool json = p.json;
         _cleanup_free_ char *path = absolute_path(mp);
         if (!path)
-                return fail(1, errno == ENOENT ? "not_found" : "error", "umount %s: %s", mp, strerror(errno));
+                return cli_failf("umount", json, negative_errno(), NULL, NULL, "umount %s: %s", mp, strerror(errno));
         _cleanup_free_ char *type = NULL;
-        int r = find_mount(path, &type);
+        r = find_mount(path, &type);
         if (r < 0)
-                return fail(1, "error", "read /proc/self/mountinfo: %s", strerror(-r));
+                return cli_failf("umount", json, r, NULL, NULL, "read /proc/self/mountinfo: %s", strerror(-r));
         if (r == 0)
-                return fail(1, "not_mounted", "umount %s: not mounted", path);
+                return cli_failf("umount", json, -EINVAL, "not_mounted", NULL, "umount %s: not mounted", path);
         if (strcmp(type, "fuse.smolvm") != 0)
-                return fail(1, "invalid_argument", "umount %s: not a smolvm-fs mount (type %s)", path, type);
+                return cli_failf("umount", json, SMOLVM_EINVAL, NULL, NULL,
+                                 "umount %s: not a smolvm-fs mount (type %s)", path, type);
 
         if (geteuid() == 0) {
                 /* Busy (a shell sits in it): detach it anyway; it is read-only and
                  * its users see it until they leave. */
                 if (umount2(path, UMOUNT_NOFOLLOW) < 0 && (errno != EBUSY || umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0))
-                        return fail(1, "error", "umount %s: %s", path, strerror(errno));
+                        return cli_failf("umount", json, negative_errno(), NULL, NULL, "umount %s: %s", path,
+                                         strerror(errno));
         } else {
                 pid_t pid = fork();
                 if (pid < 0)
-                        return fail(1, "error", "fork: %s", strerror(errno));
+                        return cli_failf("umount", json, negative_errno(), NULL, NULL, "fork: %s", strerror(errno));
                 if (pid == 0) {
                         execlp("fusermount3", "fusermount3", "-u", "-z", "--", path, (char *)NULL);
                         _exit(127);
@@ -206,10 +173,10 @@ static int cmd_umount(int argc, char **argv)
                 while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                         ;
                 if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                        return fail(1, "error", "umount %s: fusermount3 -u failed%s", path,
-                                    WIFEXITED(st) && WEXITSTATUS(st) == 127 ? " (not installed?)" : "");
+                        return cli_failf("umount", json, -EIO, NULL, NULL, "umount %s: fusermount3 -u failed%s", path,
+                                         WIFEXITED(st) && WEXITSTATUS(st) == 127 ? " (not installed?)" : "");
         }
-        print_ok(json_pack("{s:s}", "mountpoint", path));
+        print_ok("umount", json, json_pack("{s:s}", "mountpoint", path));
         return 0;
 }
 
@@ -293,66 +260,59 @@ static void redirect_stdio_to_null(void)
 
 static int cmd_mount(int argc, char **argv)
 {
-        bool background = false;
-        const char *spec = NULL, *mp = NULL;
-        for (int i = 0; i < argc; i++) {
-                if (strcmp(argv[i], "--json") == 0)
-                        opt_json = true;
-                else if (strcmp(argv[i], "--background") == 0)
-                        background = true;
-                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else if (argv[i][0] == '-' && argv[i][1])
-                        return fail(2, "invalid_argument", "mount: unknown option %s", argv[i]);
-                else if (!spec)
-                        spec = argv[i];
-                else if (!mp)
-                        mp = argv[i];
-                else
-                        return fail(2, "invalid_argument", "mount: too many arguments");
-        }
-        if (!spec || !mp)
-                return fail(2, "invalid_argument", "mount: expected SANDBOX:/path MOUNTPOINT");
+        mount_args a = { 0 };
+        cli_parsed p;
+        int r = cli_parse(&mount_cmd, argc, argv, &a, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        if (p.n_pos != 2)
+                return cli_usage(&p, p.n_pos > 2 ? "too many arguments" : "expected SANDBOX:/path MOUNTPOINT");
+        const char *spec = p.pos[0], *mp = p.pos[1];
+        bool background = a.background, json = p.json;
         const char *colon = strchr(spec, ':');
         if (!colon || colon == spec || colon[1] != '/')
-                return fail(2, "invalid_argument", "mount: '%s' is not of the form SANDBOX:/absolute/path", spec);
+                return cli_usage(&p, "'%s' is not of the form SANDBOX:/absolute/path", spec);
         _cleanup_free_ char *sandbox = strndup(spec, (size_t)(colon - spec));
         const char *guest_path = colon + 1;
         if (!sandbox)
-                return fail(1, "error", "out of memory");
+                return cli_failf("mount", json, -ENOMEM, NULL, NULL, "out of memory");
 
         smolvm_vm *vm = NULL;
-        int r = smolvm_open(sandbox, &vm);
+        r = smolvm_open(sandbox, &vm);
         if (r < 0)
-                return fail(1, code_of(r), "%s", smolvm_last_error()->message[0] ? smolvm_last_error()->message
-                                                                                 : smolvm_strerror(r));
+                return cli_fail("mount", json, r);
         smolvm_status_info st;
         r = smolvm_status(vm, &st);
         if (r < 0) {
                 smolvm_free(vm);
-                return fail(1, code_of(r), "%s", smolvm_last_error()->message);
+                return cli_fail("mount", json, r);
         }
         if (st.info.state != SMOLVM_STATE_RUNNING) {
                 smolvm_free(vm);
                 bool paused = st.info.state == SMOLVM_STATE_PAUSED;
-                return fail(1, paused ? "paused" : "not_running", "sandbox %s is %s", sandbox,
-                            smolvm_state_name(st.info.state));
+                char hint[128];
+                snprintf(hint, sizeof(hint), "%s it with `smolvm %s %s`", paused ? "resume" : "start",
+                         paused ? "resume" : "start", sandbox);
+                return cli_failf("mount", json, paused ? SMOLVM_EPAUSED : SMOLVM_ENOTRUNNING, NULL, hint,
+                                 "sandbox %s is %s", sandbox, smolvm_state_name(st.info.state));
         }
         _cleanup_free_ char *id = strdup(smolvm_id(vm));
         _cleanup_free_ char *vm_dir = strdup(smolvm_dir(vm));
         smolvm_free(vm); /* persistent: this never stops it */
         if (!id || !vm_dir)
-                return fail(1, "error", "out of memory");
+                return cli_failf("mount", json, -ENOMEM, NULL, NULL, "out of memory");
 
         struct stat mst;
         if (stat(mp, &mst) < 0)
-                return fail(1, errno == ENOENT ? "not_found" : "error", "mount point %s: %s", mp, strerror(errno));
+                return cli_failf("mount", json, negative_errno(), NULL, NULL, "mount point %s: %s", mp,
+                                 strerror(errno));
         if (!S_ISDIR(mst.st_mode))
-                return fail(1, "invalid_argument", "mount point %s: %s", mp, strerror(ENOTDIR));
+                return cli_failf("mount", json, SMOLVM_EINVAL, NULL, NULL, "mount point %s: %s", mp,
+                                 strerror(ENOTDIR));
         _cleanup_free_ char *mp_abs = realpath(mp, NULL);
         if (!mp_abs)
-                return fail(1, "error", "mount point %s: %s", mp, strerror(errno));
+                return cli_failf("mount", json, negative_errno(), NULL, NULL, "mount point %s: %s", mp,
+                                 strerror(errno));
 
         /* Signals become events of the relay loop; the stream never raises SIGPIPE. */
         sigset_t mask;
@@ -364,17 +324,17 @@ static int cmd_mount(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         _cleanup_close_ int sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
         if (sig_fd < 0)
-                return fail(1, "error", "signalfd: %s", strerror(errno));
+                return cli_failf("mount", json, negative_errno(), NULL, NULL, "signalfd: %s", strerror(errno));
 
         json_t *req = json_pack("{s:s,s:s}", "op", "fuse_serve", "path", guest_path);
         _cleanup_free_ char *req_s = req ? json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         if (!req_s)
-                return fail(2, "invalid_argument", "mount: the path is not valid UTF-8");
+                return cli_failf("mount", json, SMOLVM_EINVAL, NULL, NULL, "mount: the path is not valid UTF-8");
         char err[1024] = "";
         _cleanup_close_ int stream = smolvm_fuse_client_open(vm_dir, req_s, err, sizeof(err));
         if (stream < 0)
-                return fail(1, code_of(stream), "%s:%s: %s", sandbox, guest_path, err);
+                return cli_failf("mount", json, stream, NULL, NULL, "%s:%s: %s", sandbox, guest_path, err);
 
         /* libfuse does the mount (fusermount3 when not root) and gives us the
          * /dev/fuse fd. We do not use its request decoding: the guest already
@@ -384,17 +344,18 @@ static int cmd_mount(int argc, char **argv)
          * INIT's sizes). */
         _cleanup_free_ char *opts = fsname_option(id, guest_path);
         if (!opts)
-                return fail(1, "error", "out of memory");
+                return cli_failf("mount", json, -ENOMEM, NULL, NULL, "out of memory");
         char *fargv[] = { (char *)"smolvm-fs", (char *)"-o", opts, NULL };
         struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
         struct fuse_lowlevel_ops ops;
         memset(&ops, 0, sizeof(ops));
         struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
         if (!se)
-                return fail(1, "error", "fuse_session_new failed (see above)");
+                return cli_failf("mount", json, -EIO, NULL, NULL, "fuse_session_new failed (see above)");
         if (fuse_session_mount(se, mp_abs) != 0) {
                 fuse_session_destroy(se);
-                return fail(1, "error", "mount %s: FUSE mount failed (see above; is /dev/fuse usable?)", mp_abs);
+                return cli_failf("mount", json, -EIO, NULL, "check that /dev/fuse exists and fusermount3 is installed",
+                                 "mount %s: FUSE mount failed (see above)", mp_abs);
         }
         int fuse_fd = fuse_session_fd(se);
 
@@ -408,7 +369,7 @@ static int cmd_mount(int argc, char **argv)
                         fuse_session_unmount(se);
                         fuse_session_destroy(se);
                         json_decref(data);
-                        return fail(1, "error", "fork: %s", strerror(errno));
+                        return cli_failf("mount", json, negative_errno(), NULL, NULL, "fork: %s", strerror(errno));
                 }
                 if (pid > 0) {
                         /* Parent: leave the mount to the child. Without our copies of
@@ -420,12 +381,12 @@ static int cmd_mount(int argc, char **argv)
                         if (r < 0) {
                                 kill(pid, SIGTERM);
                                 json_decref(data);
-                                int code = fail(1, code_of(r), "mount %s: the mount does not answer: %s", mp_abs,
-                                                strerror(-r));
+                                int code = cli_failf("mount", json, r, NULL, NULL,
+                                                     "mount %s: the mount does not answer: %s", mp_abs, strerror(-r));
                                 _exit(code); /* not through libfuse: the child owns the mount */
                         }
                         json_object_set_new(data, "pid", json_integer(pid));
-                        print_ok(data);
+                        print_ok("mount", json, data);
                         _exit(0);
                 }
                 json_decref(data);
@@ -435,8 +396,8 @@ static int cmd_mount(int argc, char **argv)
                 redirect_stdio_to_null();
         } else {
                 json_object_set_new(data, "pid", json_integer(getpid()));
-                print_ok(data);
-                if (!opt_json)
+                print_ok("mount", json, data);
+                if (!json)
                         fprintf(stderr, "smolvm-fs: %s:%s mounted on %s (Ctrl-C to unmount)\n", sandbox, guest_path,
                                 mp_abs);
         }
@@ -455,30 +416,29 @@ static int cmd_mount(int argc, char **argv)
                 fprintf(stderr, "smolvm-fs: %s: unmounted\n", mp_abs);
                 return 0;
         }
-        fprintf(stderr, "smolvm-fs: %s: relay failed: %s; unmounted\n", mp_abs, strerror(-r));
-        return 1;
+        cli_error("%s: relay failed: %s; unmounted", mp_abs, strerror(-r));
+        return CLI_EXIT_ERROR;
 }
+
+static const cli_verb fs_verbs[] = {
+        { "mount", cmd_mount, "mount a sandbox's directory read-only on the host" },
+        { "umount", cmd_umount, "unmount it (its smolvm-fs process then exits)" },
+        { "unmount", cmd_umount, NULL },
+        { NULL, NULL, NULL },
+};
+
+static const cli_family fs_family = {
+        .about = fs_about,
+        .footer = fs_footer,
+        .verbs = fs_verbs,
+};
 
 int main(int argc, char **argv)
 {
-        if (argc < 2) {
-                usage(stderr);
-                return 2;
-        }
-        const char *cmd = argv[1];
-        if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-                usage(stdout);
-                return 0;
-        }
-        if (strcmp(cmd, "--version") == 0) {
+        cli_set_program("smolvm-fs");
+        if (argc >= 2 && !strcmp(argv[1], "--version")) {
                 printf("smolvm-fs %s\n", SMOLVM_VERSION);
                 return 0;
         }
-        if (strcmp(cmd, "mount") == 0)
-                return cmd_mount(argc - 2, argv + 2);
-        if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
-                return cmd_umount(argc - 2, argv + 2);
-        fprintf(stderr, "smolvm-fs: unknown command '%s'\n", cmd);
-        usage(stderr);
-        return 2;
+        return cli_run_family(&fs_family, argc, argv);
 }

@@ -10,86 +10,50 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
-static const char cp_usage_text[] =
-        "Usage: smolvm cp [--json] [--max-size SIZE] SRC DST\n"
-        "\n"
-        "Copy a file or a directory (recursively) between the host and a running VM.\n"
-        "One side is ID:/path (ID = VM id or name), the other a host path.\n"
-        "  smolvm cp ./app ID:/srv/app       upload; missing guest parents are created\n"
-        "  smolvm cp ID:/var/log/x.log .     download into an existing directory\n"
-        "\n"
-        "DST names the copy. If DST ends with '/' (or, on the host, is an existing\n"
-        "directory) the copy goes inside it under SRC's name. Permission bits are kept\n"
-        "(not setuid/setgid on download); symlinks inside a tree are copied as symlinks.\n"
-        "\n"
-        "Downloads never write through a symlink. The directories above DST's last\n"
-        "component are yours and resolved as usual; DST's last component, the name\n"
-        "added inside it and the directories of a tree are the copy's and must not be\n"
-        "symlinks (such as one an earlier download copied from the guest): the copy\n"
-        "stops and names it; remove it, or give the directory it points to. A file of\n"
-        "the copy replaces a symlink at its own name.\n"
-        "A download is refused before it starts when the sizes the guest announces\n"
-        "exceed the free space of DST's file system or --max-size. Interrupted\n"
-        "(SIGINT, SIGTERM, SIGHUP), it removes its partial file and exits 128+N.\n"
-        "\n"
-        "Options:\n"
-        "  --max-size SIZE  downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
-        "                   suffixes, powers of 1024: 10M, 2G)\n"
-        "  --json           print the result as a JSON envelope\n"
-        "  -h, --help       show this help\n";
-
 typedef struct cp_args {
-        bool json;
-        uint64_t max_bytes;       /* 0: no --max-size */
-        const char *pos[2];
-        int n_pos;
+        uint64_t max_bytes; /* 0: no --max-size */
 } cp_args;
 
-/* Returns 0, 1 for --help (printed), or -EINVAL (reported). */
-static int parse_args(int argc, char **argv, cp_args *a)
+static int parse_max_size(const char *arg, void *field)
 {
-        bool dashdash = false;
-        for (int i = 1; i < argc; i++) {
-                const char *arg = argv[i];
-                if (!dashdash) {
-                        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-                                fputs(cp_usage_text, stdout);
-                                return 1;
-                        }
-                        if (!strcmp(arg, "--json"))
-                                continue;
-                        if (!strcmp(arg, "--")) {
-                                dashdash = true;
-                                continue;
-                        }
-                        bool matched;
-                        const char *v = cli_flag_value(argc, argv, &i, "--max-size", &matched);
-                        if (matched) {
-                                if (!v)
-                                        return -EINVAL;
-                                if (cp_parse_size(v, &a->max_bytes) < 0) {
-                                        cli_error("invalid --max-size '%s': give bytes > 0, or a size like 10M or 2G",
-                                                  v);
-                                        return -EINVAL;
-                                }
-                                continue;
-                        }
-                        if (arg[0] == '-' && arg[1]) {
-                                cli_error("unknown option '%s'", arg);
-                                return -EINVAL;
-                        }
-                }
-                if (a->n_pos < 2)
-                        a->pos[a->n_pos] = arg;
-                a->n_pos++;
-        }
-        if (a->n_pos != 2) {
-                cli_error("cp needs exactly two arguments: SRC DST");
-                fputs(cp_usage_text, stderr);
+        if (cp_parse_size(arg, field) < 0) {
+                cli_error("invalid --max-size '%s': give bytes > 0, or a size like 10M or 2G", arg);
                 return -EINVAL;
         }
         return 0;
 }
+
+static const cli_opt cp_opts[] = {
+        CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
+                 "downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
+                 "suffixes, powers of 1024: 10M, 2G)"),
+        CLI_END,
+};
+
+static const cli_cmd cp_cmd = {
+        .name = "cp",
+        .synopsis = "[--json] [--max-size SIZE] SRC DST",
+        .about = "Copy a file or a directory (recursively) between the host and a running VM.\n"
+                 "One side is ID:/path (ID = VM id or name), the other a host path.\n"
+                 "  smolvm cp ./app ID:/srv/app       upload; missing guest parents are created\n"
+                 "  smolvm cp ID:/var/log/x.log .     download into an existing directory\n"
+                 "\n"
+                 "DST names the copy. If DST ends with '/' (or, on the host, is an existing\n"
+                 "directory) the copy goes inside it under SRC's name. Permission bits are kept\n"
+                 "(not setuid/setgid on download); symlinks inside a tree are copied as symlinks.\n"
+                 "\n"
+                 "Downloads never write through a symlink. The directories above DST's last\n"
+                 "component are yours and resolved as usual; DST's last component, the name\n"
+                 "added inside it and the directories of a tree are the copy's and must not be\n"
+                 "symlinks (such as one an earlier download copied from the guest): the copy\n"
+                 "stops and names it; remove it, or give the directory it points to. A file of\n"
+                 "the copy replaces a symlink at its own name.\n"
+                 "A download is refused before it starts when the sizes the guest announces\n"
+                 "exceed the free space of DST's file system or --max-size. Interrupted\n"
+                 "(SIGINT, SIGTERM, SIGHUP), it removes its partial file and exits 128+N.\n",
+        .opts = cp_opts,
+        .json_help = "print the result as a JSON envelope",
+};
 
 /* Upload src to *target (the guest path of the copy, malloc'd; replaced when the
  * copy goes into an existing guest directory instead). */
@@ -110,30 +74,25 @@ static int upload(smolvm_vm *vm, const cp_spec *src, const cp_spec *dst, char **
 
 int cmd_cp(int argc, char **argv)
 {
-        cp_args a = { .json = cli_wants_json(argc, argv) };
-        int r = parse_args(argc, argv, &a);
-        if (r == 1)
-                return 0;
-        if (r < 0)
-                return cli_usage_fail("cp", a.json, "invalid arguments (see stderr)");
+        cp_args a = { 0 };
+        cli_parsed p;
+        int r = cli_parse(&cp_cmd, argc, argv, &a, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        if (p.n_pos != 2)
+                return cli_usage(&p, "cp needs exactly two arguments: SRC DST");
 
         cp_spec src, dst;
         char err[256];
-        if (cp_args_parse(a.pos[0], a.pos[1], &src, &dst, err, sizeof(err)) < 0) {
-                cli_error("%s", err);
-                return cli_usage_fail("cp", a.json, err);
-        }
+        if (cp_args_parse(p.pos[0], p.pos[1], &src, &dst, err, sizeof(err)) < 0)
+                return cli_usage(&p, "%s", err);
         bool upload_dir = dst.vm[0] != '\0';
         const char *vm_name = upload_dir ? dst.vm : src.vm;
-        if (upload_dir && a.max_bytes) {
-                cli_error("--max-size limits downloads (ID:/path -> host)");
-                return cli_usage_fail("cp", a.json, "--max-size limits downloads");
-        }
+        if (upload_dir && a.max_bytes)
+                return cli_usage(&p, "--max-size limits downloads (ID:/path -> host)");
         _cleanup_free_ char *target = NULL;
-        if (upload_dir && !(target = cp_dest_path(dst.path, src.path, cp_ends_with_slash(dst.path)))) {
-                cli_error("cannot copy '%s' into a directory: name the destination", src.path);
-                return cli_usage_fail("cp", a.json, "source has no name to copy into a directory");
-        }
+        if (upload_dir && !(target = cp_dest_path(dst.path, src.path, cp_ends_with_slash(dst.path))))
+                return cli_usage(&p, "cannot copy '%s' into a directory: name the destination", src.path);
 
         /* Downloads: Ctrl-C, SIGTERM and SIGHUP cancel through the library, which
          * removes its partial file. Uploads keep the default actions. */
@@ -141,10 +100,8 @@ int cmd_cp(int argc, char **argv)
         _cleanup_close_ int sfd = -1;
         if (!upload_dir) {
                 sfd = cli_setup_signals(&old_mask);
-                if (sfd < 0) {
-                        cli_error("signalfd: %s", strerror(-sfd));
-                        return CLI_EXIT_ERROR;
-                }
+                if (sfd < 0)
+                        return cli_failf("cp", p.json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
         }
 
         smolvm_vm *vm = NULL;
@@ -162,16 +119,12 @@ int cmd_cp(int argc, char **argv)
         smolvm_free(vm);
         if (r == -ECANCELED) {
                 /* Interrupted by signal N: 128+N, as run and exec exit. */
-                int sig = cli_pending_signal(sfd), code = 128 + (sig ? sig : SIGINT);
-                const smolvm_error *e = smolvm_last_error();
-                if (a.json)
-                        cli_json_error("cp", code, cli_error_code_name(r), e->message, e->hint, NULL);
-                cli_print_lib_error();
-                return code;
+                int sig = cli_pending_signal(sfd);
+                return cli_fail_exit("cp", p.json, r, 128 + (sig ? sig : SIGINT));
         }
         if (r < 0)
-                return cli_fail("cp", a.json, r);
-        if (a.json) {
+                return cli_fail("cp", p.json, r);
+        if (p.json) {
                 json_t *data = json_object();
                 if (data) {
                         json_object_set_new(data, "vm", json_string(vm_name));

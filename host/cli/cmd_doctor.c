@@ -7,36 +7,26 @@
 #include "doctor_out.h"
 #include "smolvm/smolvm.h"
 
-static const char doctor_usage_text[] =
-        "Usage: smolvm doctor [--json]\n"
-        "\n"
-        "Check that this host can run VMs: KVM (or why TCG is used), QEMU and its\n"
-        "microvm machine, qemu-img, the supervisor, the default image, free disk in\n"
-        "$SMOLVM_HOME, debootstrap. Each check passes, warns or fails, with the fix.\n"
-        "\n"
-        "Exit status: 0 when no check failed, 1 otherwise, 125 if doctor itself failed.\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the report as a JSON envelope\n"
-        "  -h, --help  show this help\n";
+static const cli_cmd doctor_cmd = {
+        .name = "doctor",
+        .synopsis = "[--json]",
+        .about = "Check that this host can run VMs: KVM (or why TCG is used), QEMU and its\n"
+                 "microvm machine, qemu-img, the supervisor, the default image, free disk in\n"
+                 "$SMOLVM_HOME, debootstrap. Each check passes, warns or fails, with the fix.\n",
+        .json_help = "print the report as a JSON envelope",
+        .footer = "Exit status: 0 when no check failed, 1 otherwise, 125 if doctor itself failed.\n",
+        .no_args = true,
+};
 
 int cmd_doctor(int argc, char **argv)
 {
-        bool json = false;
-        for (int i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-                        fputs(doctor_usage_text, stdout);
-                        return 0;
-                }
-                if (!strcmp(argv[i], "--json")) {
-                        json = true;
-                        continue;
-                }
-                cli_error("unexpected argument '%s'", argv[i]);
-                return cli_usage_fail("doctor", cli_wants_json(argc, argv), "unexpected argument");
-        }
+        cli_parsed p;
+        int r = cli_parse(&doctor_cmd, argc, argv, NULL, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        bool json = p.json;
         smolvm_doctor_report *rep = NULL;
-        int r = smolvm_doctor(&rep);
+        r = smolvm_doctor(&rep);
         if (r < 0)
                 return cli_fail("doctor", json, r);
         int rc = rep->n_fail ? 1 : 0;

@@ -10,20 +10,33 @@
 #include "commands.h"
 #include "smolvm/smolvm.h"
 
-static const char env_usage_text[] =
-        "Usage: smolvm env set [--json] ID K=V|K...\n"
-        "       smolvm env unset [--json] ID K...\n"
-        "       smolvm env ls [--json] ID\n"
-        "\n"
+static const char env_about[] =
         "Manage a VM's persistent environment, kept in the guest under /etc/profile.d:\n"
         "every later exec and login shell (bash -l, sh -l) sees it.\n"
         "A bare K takes its value from smolvm's own environment, so a secret need not\n"
         "appear on the host command line:  TOKEN=... smolvm env set ID TOKEN\n"
-        "Values never appear in a guest process's command line.\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the result as a JSON envelope\n"
-        "  -h, --help  show this help\n";
+        "Values never appear in a guest process's command line.\n";
+
+static const cli_cmd env_set_cmd = {
+        .name = "env set",
+        .synopsis = "[--json] ID K=V|K...",
+        .about = env_about,
+        .json_help = "print the result as a JSON envelope; data: {\"keys\": [names]}",
+};
+
+static const cli_cmd env_unset_cmd = {
+        .name = "env unset",
+        .synopsis = "[--json] ID K...",
+        .about = env_about,
+        .json_help = "print the result as a JSON envelope; data: {\"keys\": [names]}",
+};
+
+static const cli_cmd env_ls_cmd = {
+        .name = "env ls",
+        .synopsis = "[--json] ID",
+        .about = env_about,
+        .json_help = "print the result as a JSON envelope; data: {\"env\": {K: V}}",
+};
 
 /* Print a guest-supplied string; on a terminal, control characters become '?'
  * so a hostile guest cannot drive the user's terminal. */
@@ -62,60 +75,26 @@ static int env_ls(smolvm_vm *vm, bool json)
         return 0;
 }
 
-int cmd_env(int argc, char **argv)
+/* set, unset, ls: ID, then the entries. */
+static int env_run(const cli_cmd *cmd, int argc, char **argv)
 {
-        bool json = cli_wants_json(argc, argv);
-        if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-                fputs(env_usage_text, argc < 2 ? stderr : stdout);
-                return argc < 2 ? cli_usage_fail("env", json, "missing subcommand") : 0;
-        }
-        const char *sub = argv[1];
-        char command[16];
-        snprintf(command, sizeof(command), "env %s", sub);
-        if (strcmp(sub, "set") && strcmp(sub, "unset") && strcmp(sub, "ls")) {
-                cli_error("unknown env subcommand '%s' (set, unset, ls)", sub);
-                return cli_usage_fail("env", json, "unknown env subcommand");
-        }
-
-        /* ID, then the entries; options anywhere before "--". */
-        const char **pos = calloc((size_t)argc, sizeof(char *));
-        if (!pos) {
-                cli_error("out of memory");
-                return CLI_EXIT_ERROR;
-        }
-        size_t n_pos = 0;
-        bool dashdash = false;
-        for (int i = 2; i < argc; i++) {
-                const char *a = argv[i];
-                if (!dashdash && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
-                        fputs(env_usage_text, stdout);
-                        free(pos);
-                        return 0;
-                }
-                if (!dashdash && !strcmp(a, "--json"))
-                        continue;
-                if (!dashdash && !strcmp(a, "--")) {
-                        dashdash = true;
-                        continue;
-                }
-                if (!dashdash && a[0] == '-' && a[1]) {
-                        cli_error("unknown option '%s'", a);
-                        free(pos);
-                        return cli_usage_fail(command, json, "unknown option");
-                }
-                pos[n_pos++] = a;
-        }
+        cli_parsed p;
+        int r = cli_parse(cmd, argc, argv, NULL, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        const char *command = cmd->name, *sub = argv[0];
+        bool json = p.json;
+        const char **pos = (const char **)p.pos; /* NULL-terminated */
+        size_t n_pos = (size_t)p.n_pos;
         bool is_ls = !strcmp(sub, "ls");
-        if (n_pos < 1 || (is_ls && n_pos != 1) || (!is_ls && n_pos < 2)) {
-                cli_error(is_ls ? "env ls needs exactly one argument: ID" : "env %s needs ID and at least one variable",
-                          sub);
-                free(pos);
-                return cli_usage_fail(command, json, "wrong number of arguments");
-        }
+        if (is_ls && n_pos != 1)
+                return cli_usage(&p, "env ls needs exactly one argument: ID");
+        if (!is_ls && n_pos < 2)
+                return cli_usage(&p, "env %s needs ID and at least one variable", sub);
 
         /* Bare K for set: the value comes from our environment, never from argv. */
         char **owned = calloc(n_pos, sizeof(char *));
-        int r = owned ? 0 : -ENOMEM;
+        r = owned ? 0 : -ENOMEM;
         if (r == 0 && !strcmp(sub, "set")) {
                 for (size_t i = 1; i < n_pos; i++) {
                         if (strchr(pos[i], '='))
@@ -136,12 +115,11 @@ int cmd_env(int argc, char **argv)
         }
         int rc = 0;
         if (r == -EINVAL) {
-                rc = cli_usage_fail(command, json, "a bare variable name must be set in the environment");
+                rc = cli_usage_fail(command, json);
                 goto out;
         }
         if (r < 0) {
-                cli_error("out of memory");
-                rc = CLI_EXIT_ERROR;
+                rc = cli_failf(command, json, r, NULL, NULL, "out of memory");
                 goto out;
         }
 
@@ -154,7 +132,6 @@ int cmd_env(int argc, char **argv)
         if (is_ls) {
                 rc = env_ls(vm, json);
         } else {
-                pos[n_pos] = NULL; /* calloc'd argc >= n_pos + 1 slots */
                 r = !strcmp(sub, "set") ? smolvm_set_env(vm, pos + 1) : smolvm_unset_env(vm, pos + 1);
                 if (r < 0) {
                         rc = cli_fail(command, json, r);
@@ -178,6 +155,38 @@ out:
         for (size_t i = 0; owned && i < n_pos; i++)
                 free(owned[i]);
         free(owned);
-        free(pos);
         return rc;
+}
+
+static int env_set(int argc, char **argv)
+{
+        return env_run(&env_set_cmd, argc, argv);
+}
+
+static int env_unset(int argc, char **argv)
+{
+        return env_run(&env_unset_cmd, argc, argv);
+}
+
+static int env_list(int argc, char **argv)
+{
+        return env_run(&env_ls_cmd, argc, argv);
+}
+
+static const cli_verb env_verbs[] = {
+        { "set", env_set, "set variables: K=V, or a bare K with the value from smolvm's environment" },
+        { "unset", env_unset, "remove variables" },
+        { "ls", env_list, "list the variables" },
+        { NULL, NULL, NULL },
+};
+
+static const cli_family env_family = {
+        .name = "env",
+        .about = env_about,
+        .verbs = env_verbs,
+};
+
+int cmd_env(int argc, char **argv)
+{
+        return cli_run_family(&env_family, argc, argv);
 }

@@ -5,7 +5,7 @@
 #include "commands.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,29 +15,10 @@
 #include "image.h"
 #include "util.h"
 
-static const char usage[] =
-        "Usage: smolvm image build [OPTIONS]\n"
-        "       smolvm image ls [--json]\n"
-        "\n"
+static const char image_about[] =
         "Build a bootable image (Debian kernel, initramfs with smolvm-init, ext4 rootfs)\n"
         "into $SMOLVM_HOME/images/<key>/; the default image is images/default.\n"
-        "A rebuild with the same inputs reuses the cache and takes seconds.\n"
-        "\n"
-        "build options:\n"
-        "  --suite S            Debian suite (default: bookworm)\n"
-        "  --mirror URL         Debian mirror (default: from the host's apt sources)\n"
-        "  --packages a,b       extra packages (default image has python3, git,\n"
-        "                       ca-certificates, procps)\n"
-        "  --no-default-packages  do not add the default packages\n"
-        "  --from-rootfs PATH   use a debootstrap output dir or tarball instead of debootstrap\n"
-        "  --name NAME          also name the image images/NAME (default: 'default' when\n"
-        "                       all options are the defaults)\n"
-        "  --init PATH          smolvm-init binary (default: $SMOLVM_LIBEXECDIR/smolvm-init)\n"
-        "  --size MIB           rootfs size (default: content * 1.3 + 256 MiB)\n"
-        "  --modules a,b        extra kernel modules for the initramfs\n"
-        "  --json               print the result as JSON\n"
-        "\n"
-        "Needs root for debootstrap (not with --from-rootfs).\n";
+        "A rebuild with the same inputs reuses the cache and takes seconds.\n";
 
 static void progress_cb(void *ud, const char *line)
 {
@@ -76,13 +57,11 @@ static const char *hint_for(const char *msg, int r)
         return "see: smolvm image --help";
 }
 
-static int fail(bool json, const char *msg, int r)
+static int fail(const char *command, bool json, const char *msg, int r)
 {
-        const char *hint = hint_for(msg, r);
-        if (json) /* the envelope every command prints (docs/cli.md) */
-                cli_json_error("image", 1, r == -EINVAL ? "invalid_argument" : "image_error", msg, hint, NULL);
-        fprintf(stderr, "smolvm: image: %s\nhint: %s\n", msg, hint);
-        return 1;
+        /* A bad option value is invalid_argument; anything else the image's fault. */
+        return cli_failf(command, json, r, r == -EINVAL ? NULL : "image_error", hint_for(msg, r), "%s: %s", command,
+                         msg);
 }
 
 static json_t *info_json(const smolvm_image_info *i)
@@ -91,84 +70,95 @@ static json_t *info_json(const smolvm_image_info *i)
                          "initramfs", i->initramfs, "rootfs", i->rootfs, "kernel_release", i->kernel_release);
 }
 
+typedef struct build_args {
+        smolvm_image_build_opts o;
+        bool no_default_packages;
+        char **packages, **modules; /* malloc'd arrays into argv's strings */
+} build_args;
+
+static void build_args_done(build_args *a)
+{
+        free(a->packages);
+        free(a->modules);
+}
+
+/* --packages a,b / --modules a,b: the last one given counts. */
+static int parse_list(const char *arg, void *field)
+{
+        char ***list = field;
+        char **v = split_commas((char *)arg); /* argv's string, ours to cut up */
+        if (!v) {
+                cli_error("out of memory");
+                return -ENOMEM;
+        }
+        free(*list);
+        *list = v;
+        return 0;
+}
+
+static int parse_size(const char *arg, void *field)
+{
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(arg, &end, 10);
+        if (!*arg || *arg == '-' || errno || *end || v == 0 || v > (1ull << 22)) {
+                cli_error("--size wants a size in MiB, e.g. --size 2048");
+                return -EINVAL;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+}
+
+static const cli_opt build_opts[] = {
+        CLI_STRING(build_args, o.suite, "suite", 0, "S", "Debian suite (default: bookworm)"),
+        CLI_STRING(build_args, o.mirror, "mirror", 0, "URL", "Debian mirror (default: from the host's apt sources)"),
+        CLI_CALL(build_args, packages, "packages", 0, "a,b", parse_list,
+                 "extra packages (default image has python3, git,\n"
+                 "ca-certificates, procps)"),
+        CLI_BOOL(build_args, no_default_packages, "no-default-packages", 0, "do not add the default packages"),
+        CLI_STRING(build_args, o.from_rootfs, "from-rootfs", 0, "PATH",
+                   "use a debootstrap output dir or tarball instead of\ndebootstrap"),
+        CLI_STRING(build_args, o.name, "name", 0, "NAME",
+                   "also name the image images/NAME (default: 'default' when\n"
+                   "all options are the defaults)"),
+        CLI_STRING(build_args, o.init_path, "init", 0, "PATH",
+                   "smolvm-init binary (default: $SMOLVM_LIBEXECDIR/smolvm-init)"),
+        CLI_CALL(build_args, o.rootfs_size_mib, "size", 0, "MIB", parse_size,
+                 "rootfs size (default: content * 1.3 + 256 MiB)"),
+        CLI_CALL(build_args, modules, "modules", 0, "a,b", parse_list, "extra kernel modules for the initramfs"),
+        CLI_END,
+};
+
+static const cli_cmd build_cmd = {
+        .name = "image build",
+        .synopsis = "[OPTIONS]",
+        .about = image_about,
+        .opts = build_opts,
+        .json_help = "print the result as a JSON envelope; data: {key, dir, vmlinuz,\n"
+                     "initramfs, rootfs, kernel_release, cached, elapsed_ms}",
+        .footer = "Needs root for debootstrap (not with --from-rootfs).\n",
+        .no_args = true,
+};
+
 static int cmd_build(int argc, char **argv)
 {
-        enum { O_SUITE = 256, O_MIRROR, O_PACKAGES, O_NODEF, O_FROM, O_NAME, O_INIT, O_SIZE, O_MODULES, O_JSON };
-        static const struct option longopts[] = {
-                {"suite", required_argument, NULL, O_SUITE},
-                {"mirror", required_argument, NULL, O_MIRROR},
-                {"packages", required_argument, NULL, O_PACKAGES},
-                {"no-default-packages", no_argument, NULL, O_NODEF},
-                {"from-rootfs", required_argument, NULL, O_FROM},
-                {"name", required_argument, NULL, O_NAME},
-                {"init", required_argument, NULL, O_INIT},
-                {"size", required_argument, NULL, O_SIZE},
-                {"modules", required_argument, NULL, O_MODULES},
-                {"json", no_argument, NULL, O_JSON},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
-        };
-        smolvm_image_build_opts o = {0};
-        _cleanup_free_ char **packages = NULL, **modules = NULL;
-        bool json = false;
-        int c;
-
-        for (int i = 1; i < argc; i++)
-                if (strcmp(argv[i], "--json") == 0)
-                        json = true;
-        optind = 0; /* glibc: full re-initialisation, main() may have used getopt */
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-                switch (c) {
-                case O_SUITE: o.suite = optarg; break;
-                case O_MIRROR: o.mirror = optarg; break;
-                case O_PACKAGES:
-                        free(packages);
-                        if (!(packages = split_commas(optarg)))
-                                return fail(json, "out of memory", -ENOMEM);
-                        o.packages = (const char *const *)packages;
-                        break;
-                case O_NODEF: o.no_default_packages = 1; break;
-                case O_FROM: o.from_rootfs = optarg; break;
-                case O_NAME: o.name = optarg; break;
-                case O_INIT: o.init_path = optarg; break;
-                case O_SIZE: {
-                        char *end;
-                        errno = 0;
-                        unsigned long long v = strtoull(optarg, &end, 10);
-                        if (errno || *end || v == 0 || v > (1ull << 22))
-                                return fail(json, "--size wants a size in MiB, e.g. --size 2048", -EINVAL);
-                        o.rootfs_size_mib = v;
-                        break;
-                }
-                case O_MODULES:
-                        free(modules);
-                        if (!(modules = split_commas(optarg)))
-                                return fail(json, "out of memory", -ENOMEM);
-                        o.extra_modules = (const char *const *)modules;
-                        break;
-                case O_JSON: json = true; break;
-                case 'h': fputs(usage, stdout); return 0;
-                case '?': {
-                        char msg[256];
-                        snprintf(msg, sizeof(msg), "build: unknown or incomplete option '%s'", argv[optind - 1]);
-                        return fail(json, msg, -EINVAL);
-                }
-                default: return fail(json, "build: bad option", -EINVAL);
-                }
-        }
-        if (optind < argc) {
-                char msg[256];
-                snprintf(msg, sizeof(msg), "build: unexpected argument '%s'", argv[optind]);
-                return fail(json, msg, -EINVAL);
-        }
+        _cleanup_(build_args_done) build_args a = { 0 };
+        cli_parsed p;
+        int r = cli_parse(&build_cmd, argc, argv, &a, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        bool json = p.json;
+        smolvm_image_build_opts o = a.o;
+        o.packages = (const char *const *)a.packages;
+        o.extra_modules = (const char *const *)a.modules;
+        o.no_default_packages = a.no_default_packages;
 
         smolvm_image_info info = {0};
         _cleanup_free_ char *err = NULL;
         uint64_t t0 = now_ms();
-        int r = smolvm_image_build(&o, progress_cb, NULL, &info, &err);
+        r = smolvm_image_build(&o, progress_cb, NULL, &info, &err);
         if (r < 0)
-                return fail(json, err ? err : strerror(-r), r);
+                return fail("image build", json, err ? err : strerror(-r), r);
         uint64_t ms = now_ms() - t0;
         if (json) {
                 json_t *j = info_json(&info);
@@ -176,7 +166,7 @@ static int cmd_build(int argc, char **argv)
                         json_object_set_new(j, "cached", json_boolean(info.cached));
                         json_object_set_new(j, "elapsed_ms", json_integer((json_int_t)ms));
                 }
-                cli_json_ok("image", 0, j);
+                cli_json_ok("image build", 0, j);
         } else {
                 fprintf(stderr, "%s image %s in %.1f s\n", info.cached ? "cached" : "built", info.key, (double)ms / 1000.0);
                 printf("%s\n", info.dir);
@@ -205,48 +195,49 @@ static int ls_cb(void *ud, const char *key, const char *names, const smolvm_imag
         return 0;
 }
 
+static const cli_cmd ls_cmd = {
+        .name = "image ls",
+        .synopsis = "[--json]",
+        .about = "List the images: name, key, kernel release.\n",
+        .json_help = "print the result as a JSON envelope; data: {\"images\": [...]}",
+        .no_args = true,
+};
+
 static int cmd_ls(int argc, char **argv)
 {
-        ls_state s = {0};
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--json") == 0)
-                        s.json = true;
-                else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-                        fputs(usage, stdout);
-                        return 0;
-                } else {
-                        char msg[256];
-                        snprintf(msg, sizeof(msg), "ls: unexpected argument '%s'", argv[i]);
-                        return fail(s.json, msg, -EINVAL);
-                }
-        }
+        cli_parsed p;
+        int r = cli_parse(&ls_cmd, argc, argv, NULL, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        ls_state s = { .json = p.json };
         if (s.json && !(s.arr = json_array()))
-                return fail(true, "out of memory", -ENOMEM);
+                return fail("image ls", true, "out of memory", -ENOMEM);
         if (!s.json)
                 printf("%-16s %-16s %s\n", "NAME", "KEY", "KERNEL");
-        int r = smolvm_image_list(NULL, ls_cb, &s);
+        r = smolvm_image_list(NULL, ls_cb, &s);
         if (r < 0) {
                 json_decref(s.arr);
-                char msg[256];
-                snprintf(msg, sizeof(msg), "ls: %s", strerror(-r));
-                return fail(s.json, msg, r);
+                return fail("image ls", s.json, strerror(-r), r);
         }
         if (s.json)
-                cli_json_ok("image", 0, json_pack("{s:o}", "images", s.arr));
+                cli_json_ok("image ls", 0, json_pack("{s:o}", "images", s.arr));
         return 0;
 }
 
+static const cli_verb image_verbs[] = {
+        { "build", cmd_build, "build (or find in the cache) an image" },
+        { "ls", cmd_ls, "list the images" },
+        { "list", cmd_ls, NULL },
+        { NULL, NULL, NULL },
+};
+
+static const cli_family image_family = {
+        .name = "image",
+        .about = image_about,
+        .verbs = image_verbs,
+};
+
 int cmd_image(int argc, char **argv)
 {
-        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
-                fputs(usage, argc < 2 ? stderr : stdout);
-                return argc < 2 ? 1 : 0;
-        }
-        if (strcmp(argv[1], "build") == 0)
-                return cmd_build(argc - 1, argv + 1);
-        if (strcmp(argv[1], "ls") == 0 || strcmp(argv[1], "list") == 0)
-                return cmd_ls(argc - 1, argv + 1);
-        char msg[256];
-        snprintf(msg, sizeof(msg), "unknown subcommand '%s' (build, ls)", argv[1]);
-        return fail(false, msg, -EINVAL);
+        return cli_run_family(&image_family, argc, argv);
 }

@@ -7,23 +7,20 @@
 #include "commands.h"
 #include "smolvm/smolvm.h"
 
-static const char usage[] =
-        "Usage: smolvm info [--json] ID\n"
-        "\n"
-        "Show a VM: id, name, state (with the reason when it is error), configuration,\n"
-        "directory, supervisor and QEMU pids and, while it runs, its boot times and\n"
-        "accelerator.\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the JSON envelope (docs/cli.md)\n"
-        "  -h, --help  show this help\n";
+static const cli_cmd info_cmd = {
+        .name = "info",
+        .synopsis = "[--json] ID",
+        .about = "Show a VM: id, name, state (with the reason when it is error), configuration,\n"
+                 "directory, supervisor and QEMU pids and, while it runs, its boot times and\n"
+                 "accelerator.\n",
+};
 
 int cmd_info(int argc, char **argv)
 {
-        cli_ids a;
+        cli_parsed a;
         smolvm_vm *vm = NULL;
         int r;
-        if (!cli_open_vm_arg(argc, argv, "info", usage, &a, &vm, &r))
+        if (!cli_open_vm_arg(&info_cmd, argc, argv, NULL, &a, &vm, &r))
                 return r;
         smolvm_status_info st;
         r = smolvm_status(vm, &st);

@@ -14,22 +14,20 @@
 /* console.log is size-capped by the supervisor; this bounds us anyway. */
 #define LOGS_MAX_BYTES (16u * 1024 * 1024)
 
-static const char usage[] =
-        "Usage: smolvm logs [--json] ID\n"
-        "\n"
-        "Print the guest console of the VM (kernel and init messages; the console of\n"
-        "the current or last run). Command output is not in it: see 'smolvm exec'.\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the JSON envelope (docs/cli.md); data: {\"console\": \"...\"}\n"
-        "  -h, --help  show this help\n";
+static const cli_cmd logs_cmd = {
+        .name = "logs",
+        .synopsis = "[--json] ID",
+        .about = "Print the guest console of the VM (kernel and init messages; the console of\n"
+                 "the current or last run). Command output is not in it: see 'smolvm exec'.\n",
+        .json_help = "print the JSON envelope (docs/cli.md); data: {\"console\": \"...\"}",
+};
 
 int cmd_logs(int argc, char **argv)
 {
-        cli_ids a;
+        cli_parsed a;
         smolvm_vm *vm = NULL;
         int r;
-        if (!cli_open_vm_arg(argc, argv, "logs", usage, &a, &vm, &r))
+        if (!cli_open_vm_arg(&logs_cmd, argc, argv, NULL, &a, &vm, &r))
                 return r;
         char path[4096];
         snprintf(path, sizeof(path), "%s/console.log", smolvm_dir(vm));
@@ -40,17 +38,12 @@ int cmd_logs(int argc, char **argv)
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 && errno != ENOENT) {
                 int e = errno;
-                cli_error("open %s: %s", path, strerror(e));
-                if (a.json)
-                        cli_json_error("logs", CLI_EXIT_ERROR, "error", strerror(e), "", NULL);
-                return CLI_EXIT_ERROR;
+                return cli_failf("logs", a.json, -e, NULL, NULL, "open %s: %s", path, strerror(e));
         }
         if (fd >= 0) {
                 buf = malloc(LOGS_MAX_BYTES);
-                if (!buf) {
-                        cli_error("out of memory");
-                        return CLI_EXIT_ERROR;
-                }
+                if (!buf)
+                        return cli_failf("logs", a.json, -ENOMEM, NULL, NULL, "out of memory");
                 /* Keep the end if it is longer than we hold. */
                 off_t end = lseek(fd, 0, SEEK_END);
                 off_t start = end > (off_t)LOGS_MAX_BYTES ? end - (off_t)LOGS_MAX_BYTES : 0;

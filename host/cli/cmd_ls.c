@@ -7,16 +7,15 @@
 #include "commands.h"
 #include "smolvm/smolvm.h"
 
-static const char usage[] =
-        "Usage: smolvm ls [--json]\n"
-        "\n"
-        "List the VMs: id, name, state (created, running, paused, stopped, error),\n"
-        "size and age. The state is read from the processes themselves, so it is right\n"
-        "even after a supervisor was killed (then: error; 'smolvm start' works again).\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the JSON envelope (docs/cli.md); data: {\"vms\": [...]}\n"
-        "  -h, --help  show this help\n";
+static const cli_cmd ls_cmd = {
+        .name = "ls",
+        .synopsis = "[--json]",
+        .about = "List the VMs: id, name, state (created, running, paused, stopped, error),\n"
+                 "size and age. The state is read from the processes themselves, so it is right\n"
+                 "even after a supervisor was killed (then: error; 'smolvm start' works again).\n",
+        .json_help = "print the JSON envelope (docs/cli.md); data: {\"vms\": [...]}",
+        .no_args = true,
+};
 
 static void age(int64_t created, char *buf, size_t size)
 {
@@ -35,23 +34,14 @@ static void age(int64_t created, char *buf, size_t size)
 
 int cmd_list(int argc, char **argv)
 {
-        bool json = false;
-        for (int i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-                        fputs(usage, stdout);
-                        return 0;
-                }
-                if (!strcmp(argv[i], "--json")) {
-                        json = true;
-                        continue;
-                }
-                cli_error("unexpected argument '%s'", argv[i]);
-                cli_hint("usage: smolvm ls [--json]");
-                return cli_usage_fail("ls", cli_wants_json(argc, argv), "invalid arguments (see stderr)");
-        }
+        cli_parsed p;
+        int r = cli_parse(&ls_cmd, argc, argv, NULL, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        bool json = p.json;
         smolvm_vm_info *v = NULL;
         size_t n = 0;
-        int r = smolvm_list(&v, &n);
+        r = smolvm_list(&v, &n);
         if (r < 0)
                 return cli_fail("ls", json, r);
         if (json) {

@@ -8,16 +8,14 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
-static const char usage[] =
-        "Usage: smolvm ps [--json] ID\n"
-        "\n"
-        "List the processes in the running VM (ps -eo pid,ppid,stat,etime,args in the\n"
-        "guest).\n"
-        "\n"
-        "Options:\n"
-        "  --json      print the JSON envelope (docs/cli.md); data: {\"processes\":\n"
-        "              [{pid, ppid, stat, etime, args}]}\n"
-        "  -h, --help  show this help\n";
+static const cli_cmd ps_cmd = {
+        .name = "ps",
+        .synopsis = "[--json] ID",
+        .about = "List the processes in the running VM (ps -eo pid,ppid,stat,etime,args in the\n"
+                 "guest).\n",
+        .json_help = "print the JSON envelope (docs/cli.md); data: {\"processes\":\n"
+                     "[{pid, ppid, stat, etime, args}]}",
+};
 
 static json_t *parse_ps(const char *out)
 {
@@ -52,10 +50,10 @@ static json_t *parse_ps(const char *out)
 
 int cmd_ps(int argc, char **argv)
 {
-        cli_ids a;
+        cli_parsed a;
         smolvm_vm *vm = NULL;
         int r;
-        if (!cli_open_vm_arg(argc, argv, "ps", usage, &a, &vm, &r))
+        if (!cli_open_vm_arg(&ps_cmd, argc, argv, NULL, &a, &vm, &r))
                 return r;
         static const char *const ps_argv[] = { "ps", "-eo", "pid,ppid,stat,etime,args", NULL };
         smolvm_exec_opts o;
@@ -70,9 +68,8 @@ int cmd_ps(int argc, char **argv)
                 return cli_fail("ps", a.json, r);
         int code = cli_status_exit_code(&res.status);
         if (code != 0) {
-                cli_error("ps in the guest failed (exit %d): %s", code, res.stderr_data ? res.stderr_data : "");
-                if (a.json)
-                        cli_json_error("ps", CLI_EXIT_ERROR, "error", "ps in the guest failed", "", NULL);
+                cli_failf("ps", a.json, 0, "error", NULL, "ps in the guest failed (exit %d): %s", code,
+                          res.stderr_data ? res.stderr_data : "");
                 smolvm_result_free(&res);
                 return CLI_EXIT_ERROR;
         }

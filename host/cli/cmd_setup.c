@@ -12,22 +12,27 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
-static const char setup_usage_text[] =
-        "Usage: smolvm setup [--json] [--mirror URL] [--from-rootfs PATH]\n"
-        "\n"
-        "Get this host ready: run the doctor checks, build the default image (Debian\n"
-        "kernel, initramfs with smolvm-init, rootfs; cached: a rebuild takes seconds),\n"
-        "check again and print the next steps. Building needs root (debootstrap)\n"
-        "unless --from-rootfs is given.\n"
-        "\n"
-        "Options:\n"
-        "  --mirror URL         Debian mirror (default: from the host's apt sources)\n"
-        "  --from-rootfs PATH   a debootstrap output dir or tarball instead of debootstrap\n"
-        "  --json               print the result as a JSON envelope\n"
-        "  -h, --help           show this help\n"
-        "\n"
-        "Exit status: 0 when the host is ready, 1 when a check still fails, 125 when\n"
-        "the image could not be built.\n";
+static const cli_opt setup_opts[] = {
+        CLI_STRING(smolvm_image_build_opts, mirror, "mirror", 0, "URL",
+                   "Debian mirror (default: from the host's apt sources)"),
+        CLI_STRING(smolvm_image_build_opts, from_rootfs, "from-rootfs", 0, "PATH",
+                   "a debootstrap output dir or tarball instead of debootstrap"),
+        CLI_END,
+};
+
+static const cli_cmd setup_cmd = {
+        .name = "setup",
+        .synopsis = "[--json] [--mirror URL] [--from-rootfs PATH]",
+        .about = "Get this host ready: run the doctor checks, build the default image (Debian\n"
+                 "kernel, initramfs with smolvm-init, rootfs; cached: a rebuild takes seconds),\n"
+                 "check again and print the next steps. Building needs root (debootstrap)\n"
+                 "unless --from-rootfs is given.\n",
+        .opts = setup_opts,
+        .json_help = "print the result as a JSON envelope",
+        .footer = "Exit status: 0 when the host is ready, 1 when a check still fails, 125 when\n"
+                  "the image could not be built.\n",
+        .no_args = true,
+};
 
 static void progress(void *ud, const char *line)
 {
@@ -37,36 +42,16 @@ static void progress(void *ud, const char *line)
 
 int cmd_setup(int argc, char **argv)
 {
-        bool json = cli_wants_json(argc, argv);
         smolvm_image_build_opts o = { 0 };
-        for (int i = 1; i < argc; i++) {
-                bool m;
-                const char *v;
-                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-                        fputs(setup_usage_text, stdout);
-                        return 0;
-                }
-                if (!strcmp(argv[i], "--json"))
-                        continue;
-                if ((v = cli_flag_value(argc, argv, &i, "--mirror", &m)) || m) {
-                        if (!v)
-                                return cli_usage_fail("setup", json, "--mirror needs a value");
-                        o.mirror = v;
-                        continue;
-                }
-                if ((v = cli_flag_value(argc, argv, &i, "--from-rootfs", &m)) || m) {
-                        if (!v)
-                                return cli_usage_fail("setup", json, "--from-rootfs needs a value");
-                        o.from_rootfs = v;
-                        continue;
-                }
-                cli_error("unexpected argument '%s'", argv[i]);
-                return cli_usage_fail("setup", json, "unexpected argument");
-        }
+        cli_parsed p;
+        int r = cli_parse(&setup_cmd, argc, argv, &o, &p);
+        if (r != 0)
+                return cli_parse_exit(r);
+        bool json = p.json;
         FILE *out = json ? stderr : stdout;
 
         smolvm_doctor_report *before = NULL;
-        int r = smolvm_doctor(&before);
+        r = smolvm_doctor(&before);
         if (r < 0)
                 return cli_fail("setup", json, r);
         fprintf(out, "Checking the host:\n");
@@ -84,11 +69,7 @@ int cmd_setup(int argc, char **argv)
                 const char *fix = r == -EPERM || r == -EACCES || (err && strstr(err, "root"))
                                           ? "run `sudo smolvm setup`, or pass --from-rootfs PATH"
                                           : "check the message above; `smolvm image build --help` has the options";
-                if (json)
-                        cli_json_error("setup", CLI_EXIT_ERROR, "image_error", msg, fix, NULL);
-                cli_error("image build: %s", msg);
-                cli_hint("%s", fix);
-                return CLI_EXIT_ERROR;
+                return cli_failf("setup", json, SMOLVM_EIMAGE, NULL, fix, "image build: %s", msg);
         }
         double secs = (double)(now_ms() - t0) / 1000.0;
         fprintf(out, "  %s image %.12s in %.1f s (%s)\n", info.cached ? "cached" : "built", info.key, secs, info.dir);

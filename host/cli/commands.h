@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* One entry point per subcommand, each in its own file (cmd_<name>.c).
- * Each receives argv starting at the subcommand name and returns the exit code. */
+/* One entry point per subcommand, each in its own file (cmd_<name>.c; the
+ * lifecycle verbs start, stop, pause, resume in cmd_lifecycle.c). Each receives
+ * argv starting at the subcommand name and returns the exit code. */
 #pragma once
 
 int cmd_run(int argc, char **argv);

@@ -7,13 +7,7 @@
 #include "commands.h"
 #include "smolvm/smolvm.h"
 
-typedef struct command {
-        const char *name;
-        int (*fn)(int argc, char **argv);
-        const char *help;
-} command;
-
-static const command commands[] = {
+static const cli_verb commands[] = {
         { "run", cmd_run, "Run a command in a fresh microVM and remove it afterwards" },
         { "create", cmd_create, "Create (and boot) a persistent VM; print its id" },
         { "exec", cmd_exec, "Run a command in a running VM" },
@@ -33,56 +27,24 @@ static const command commands[] = {
         { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
+        { NULL, NULL, NULL },
 };
 
-static void usage(FILE *f)
-{
-        fprintf(f, "Usage: smolvm [--help] [--version] COMMAND [ARGS...]\n"
-                   "\n"
-                   "Run untrusted commands in disposable, hardware-isolated Linux microVMs.\n"
-                   "\n"
-                   "Commands:\n");
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-        fprintf(f, "\n"
-                   "Run 'smolvm COMMAND --help' for a command's options.\n"
-                   "\n"
-                   "Environment:\n"
-                   "  SMOLVM_HOME        state directory (default ~/.local/state/smolvm)\n"
-                   "  SMOLVM_LIBEXECDIR  where smolvm-supervisor and smolvm-init live\n"
-                   "  SMOLVM_DEBUG=1     show the supervisor's log on stderr\n");
-}
+static const cli_family smolvm = {
+        .about = "Run untrusted commands in disposable, hardware-isolated Linux microVMs.\n",
+        .footer = "Environment:\n"
+                  "  SMOLVM_HOME        state directory (default ~/.local/state/smolvm)\n"
+                  "  SMOLVM_LIBEXECDIR  where smolvm-supervisor and smolvm-init live\n"
+                  "  SMOLVM_DEBUG=1     show the supervisor's log on stderr\n",
+        .verbs = commands,
+};
 
 int main(int argc, char **argv)
 {
-        if (argc < 2) {
-                usage(stderr);
-                return CLI_EXIT_ERROR;
-        }
-        const char *name = argv[1];
-        if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-                if (!strcmp(name, "help") && argc > 2) {
-                        /* "smolvm help run" == "smolvm run --help" */
-                        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                                if (!strcmp(argv[2], commands[i].name)) {
-                                        char *sub[] = { argv[2], (char *)"--help", NULL };
-                                        return commands[i].fn(2, sub);
-                                }
-                }
-                usage(stdout);
-                return 0;
-        }
-        if (!strcmp(name, "--version") || !strcmp(name, "-V") || !strcmp(name, "version")) {
+        cli_set_program("smolvm");
+        if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version"))) {
                 printf("smolvm %s\n", smolvm_version());
                 return 0;
         }
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                if (!strcmp(name, commands[i].name))
-                        return commands[i].fn(argc - 1, argv + 1);
-        if (name[0] == '-')
-                cli_error("unknown option '%s'", name);
-        else
-                cli_error("unknown command '%s'", name);
-        cli_hint("run 'smolvm --help' for the list of commands");
-        return CLI_EXIT_ERROR;
+        return cli_run_family(&smolvm, argc, argv);
 }

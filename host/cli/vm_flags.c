@@ -1,94 +1,170 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Flags shared by several commands, so each is accepted and checked the same
- * way everywhere: the VM's (run, create), the command's (run, exec) and --env
- * (run, exec, create). */
+/* Option fragments shared by several commands, so each option is declared,
+ * accepted and checked once: the VM's shape (run, create), an exec's options
+ * (run, exec) and --env (run, exec, create). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "agent_proto.h"
 #include "cli.h"
-#include "mount_spec.h"
+#include "util.h"
 
-int cli_vm_flag(int argc, char **argv, int *i, smolvm_config *cfg, cli_mounts *mounts)
+/* The help texts say the defaults; these keep them true. */
+_Static_assert(SMOLVM_DEFAULT_MEM_MIB == 512, "update --mem's help");
+_Static_assert(SMOLVM_DEFAULT_VCPUS == 1, "update --cpus's help");
+_Static_assert(SMOLVM_DEFAULT_BOOT_TIMEOUT_MS == 60000, "update --boot-timeout's help");
+_Static_assert(SMOLVM_MAX_MOUNTS == 16, "update --mount's help");
+_Static_assert(CLI_JSON_OUTPUT_CAP == 64u * 1024 * 1024, "update the --json help of run and exec");
+
+/* ---- --env ---- */
+
+bool cli_env_valid(const char *v)
 {
-        const char *v;
-        bool m;
-        unsigned long n;
-
-        if ((v = cli_flag_value(argc, argv, i, "--mem", &m)) || m) {
-                if (!v || cli_parse_uint("--mem", v, 64, 262144, &n) < 0)
-                        return -EINVAL;
-                cfg->mem_mib = (unsigned)n;
-        } else if ((v = cli_flag_value(argc, argv, i, "--cpus", &m)) || m) {
-                if (!v || cli_parse_uint("--cpus", v, 1, 64, &n) < 0)
-                        return -EINVAL;
-                cfg->vcpus = (unsigned)n;
-        } else if ((v = cli_flag_value(argc, argv, i, "--boot-timeout", &m)) || m) {
-                if (!v || cli_parse_uint("--boot-timeout", v, 1, 3600, &n) < 0)
-                        return -EINVAL;
-                cfg->boot_timeout_ms = (unsigned)(n * 1000u);
-        } else if ((v = cli_flag_value(argc, argv, i, "--accel", &m)) || m) {
-                if (!v)
-                        return -EINVAL;
-                if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg")) {
-                        cli_error("invalid value '%s' for --accel (expected auto, kvm or tcg)", v);
-                        return -EINVAL;
-                }
-                cfg->accel = v;
-        } else if ((v = cli_flag_value(argc, argv, i, "--mount", &m)) || m) {
-                if (!v || cli_mounts_add(mounts, v) < 0)
-                        return -EINVAL;
-        } else if ((v = cli_flag_value(argc, argv, i, "--mount-transport", &m)) || m) {
-                if (!v || cli_mounts_set_transport(mounts, v) < 0)
-                        return -EINVAL;
-        } else if ((v = cli_flag_value(argc, argv, i, "--image", &m)) || m) {
-                if (!v || !*v) {
-                        if (v)
-                                cli_error("--image needs a name");
-                        return -EINVAL;
-                }
-                cfg->image = v;
-        } else {
-                return 0;
+        size_t klen = 0;
+        /* The guest's own rule (common/agent_proto.c): refused here, before a boot. */
+        int r = agent_env_entry_check(v, &klen);
+        if (r < 0 && !strchr(v, '=')) {
+                cli_error("invalid value '%s' for --env (expected NAME=VALUE)", v);
+        } else if (r == -EINVAL) {
+                cli_error("invalid variable name '%.*s' in --env", (int)MIN(klen, (size_t)64), v);
+                cli_hint("names are letters, digits and '_', not starting with a digit, at most %u bytes",
+                         AGENT_ENV_MAX_KEY);
+        } else if (r == -E2BIG) {
+                cli_error("--env %.*s: the value is %zu bytes (at most %u)", (int)klen, v, strlen(v + klen + 1),
+                          AGENT_ENV_MAX_VALUE);
         }
-        return 1;
+        return r == 0;
 }
 
-int cli_env_flag(int argc, char **argv, int *i, const char **env, size_t *n_env)
+int cli_env_add(const char *arg, void *field)
 {
-        bool m;
-        const char *v = cli_flag_value(argc, argv, i, "--env", &m);
-        if (!v && !m)
-                return 0;
-        if (!v || !cli_env_valid(v))
+        cli_env *e = field;
+        if (!cli_env_valid(arg))
                 return -EINVAL;
-        if (*n_env >= CLI_MAX_ENV_FLAGS) {
+        if (e->n >= CLI_MAX_ENV_FLAGS) {
                 cli_error("too many --env options (max %d)", CLI_MAX_ENV_FLAGS);
                 return -EINVAL;
         }
-        env[(*n_env)++] = v;
-        return 1;
+        const char **v = realloc(e->v, (e->n + 2) * sizeof(*v));
+        if (!v) {
+                cli_error("out of memory");
+                return -ENOMEM;
+        }
+        v[e->n++] = arg;
+        v[e->n] = NULL;
+        e->v = v;
+        return 0;
 }
 
-int cli_exec_flag(int argc, char **argv, int *i, smolvm_exec_opts *opts, const char **env, size_t *n_env)
+void cli_env_done(cli_env *e)
 {
-        const char *v;
-        bool m;
-        unsigned long n;
+        free(e->v);
+        *e = (cli_env){ 0 };
+}
 
-        if ((v = cli_flag_value(argc, argv, i, "--timeout", &m)) || m) {
-                if (!v || cli_parse_uint("--timeout", v, 1, 31u * 24 * 3600, &n) < 0)
-                        return -EINVAL;
-                opts->timeout_ms = (uint32_t)(n * 1000u);
-        } else if ((v = cli_flag_value(argc, argv, i, "--workdir", &m)) || m) {
-                if (!v)
-                        return -EINVAL;
-                if (v[0] != '/') {
-                        cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", v);
-                        return -EINVAL;
-                }
-                opts->cwd = v;
-        } else {
-                return cli_env_flag(argc, argv, i, env, n_env);
+/* ---- the VM's shape: run, create ---- */
+
+static int parse_accel(const char *arg, void *field)
+{
+        if (strcmp(arg, "auto") && strcmp(arg, "kvm") && strcmp(arg, "tcg")) {
+                cli_error("invalid value '%s' for --accel (expected auto, kvm or tcg)", arg);
+                return -EINVAL;
         }
-        return 1;
+        *(const char **)field = arg;
+        return 0;
+}
+
+static int parse_image(const char *arg, void *field)
+{
+        if (!*arg) {
+                cli_error("--image needs a name");
+                return -EINVAL;
+        }
+        *(const char **)field = arg;
+        return 0;
+}
+
+static int parse_mount(const char *arg, void *field)
+{
+        return cli_mounts_add(field, arg);
+}
+
+static int parse_mount_transport(const char *arg, void *field)
+{
+        return cli_mounts_set_transport(field, arg);
+}
+
+const cli_opt cli_vm_opts[] = {
+        CLI_UINT(cli_vm_args, cfg.mem_mib, "mem", 0, "MIB", 64, 262144, 1, "guest memory (default 512)"),
+        CLI_UINT(cli_vm_args, cfg.vcpus, "cpus", 0, "N", 1, 64, 1, "vCPUs (default 1)"),
+        CLI_CALL(cli_vm_args, cfg.image, "image", 0, "NAME", parse_image,
+                 "image to boot: a name from 'smolvm image ls' (default:\n"
+                 "default) or an absolute directory path"),
+        CLI_CALL(cli_vm_args, mounts, "mount", 0, "HOST:GUEST[:ro|:rw]", parse_mount,
+                 "show host directory HOST at GUEST in the VM, read-only\n"
+                 "unless :rw (enforced on the host; repeatable, max 16)"),
+        CLI_CALL(cli_vm_args, mounts, "mount-transport", 0, "virtiofs|vsock", parse_mount_transport,
+                 "how mounts reach the guest (default virtiofs)"),
+        CLI_CALL(cli_vm_args, cfg.accel, "accel", 0, "auto|kvm|tcg", parse_accel, "accelerator (default auto)"),
+        CLI_UINT(cli_vm_args, cfg.boot_timeout_ms, "boot-timeout", 0, "SEC", 1, 3600, 1000,
+                 "give up booting after SEC seconds (default 60)"),
+        CLI_END,
+};
+
+void cli_vm_args_init(cli_vm_args *a)
+{
+        *a = (cli_vm_args){ 0 };
+        smolvm_config_init(&a->cfg);
+}
+
+void cli_vm_args_finish(cli_vm_args *a)
+{
+        cli_mounts_apply(&a->mounts, &a->cfg);
+}
+
+void cli_vm_args_done(cli_vm_args *a)
+{
+        cli_mounts_done(&a->mounts);
+}
+
+/* ---- an exec's options: run, exec ---- */
+
+static int parse_workdir(const char *arg, void *field)
+{
+        if (arg[0] != '/') {
+                cli_error("invalid value '%s' for --workdir (expected an absolute guest path)", arg);
+                return -EINVAL;
+        }
+        *(const char **)field = arg;
+        return 0;
+}
+
+const cli_opt cli_exec_opts[] = {
+        CLI_CALL(cli_exec_args, env, "env", 'e', "K=V", cli_env_add,
+                 "set an environment variable (repeatable)"),
+        CLI_BOOL(cli_exec_args, interactive, "interactive", 'i', "forward stdin even when it is a terminal"),
+        CLI_UINT(cli_exec_args, opts.timeout_ms, "timeout", 0, "SEC", 1, 31u * 24 * 3600, 1000,
+                 "kill the command after SEC seconds (exit 124)"),
+        CLI_CALL(cli_exec_args, opts.cwd, "workdir", 'w', "DIR", parse_workdir,
+                 "working directory in the guest (default /root)"),
+        CLI_END,
+};
+
+void cli_exec_args_init(cli_exec_args *a)
+{
+        *a = (cli_exec_args){ 0 };
+        smolvm_exec_opts_init(&a->opts);
+}
+
+void cli_exec_args_finish(cli_exec_args *a, char **argv)
+{
+        a->opts.argv = (const char *const *)argv;
+        a->opts.env = a->env.v;
+        cli_exec_stdin(&a->opts, a->interactive);
+}
+
+void cli_exec_args_done(cli_exec_args *a)
+{
+        cli_env_done(&a->env);
 }

@@ -25,7 +25,22 @@ n_fail=0
 ok() { local d="$*"; n_test=$((n_test + 1)); echo "ok $n_test - ${d//$'\n'/ }"; }
 not_ok() { local d="$*"; n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - ${d//$'\n'/ }"; }
 # jq -e as a check: its printed result would be an unknown TAP line.
-jq_true() { jq -e "$@" >/dev/null; }
+# The input must be exactly one JSON document (jq -e alone passes on empty input,
+# so a check on an envelope that was never printed could not fail).
+# Usage: jq_true [--arg N V | --argjson N V]... FILTER [FILE...]
+jq_true() {
+        local opts=()
+        while [ $# -gt 0 ]; do
+                case $1 in
+                --arg | --argjson) opts+=("$1" "$2" "$3"); shift 3 ;;
+                -*) opts+=("$1"); shift ;;
+                *) break ;;
+                esac
+        done
+        local filter=$1
+        shift
+        jq -e -s "${opts[@]}" "length == 1 and (.[0] | $filter)" "$@" >/dev/null
+}
 # check DESCRIPTION COMMAND...: one TAP line from a command's success.
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 diag() { printf '# %s\n' "$@"; }

@@ -57,15 +57,15 @@ check "smolvm-fs umount exits 0 (rc $rc)" test "$rc" -eq 0
 check "umount released the mount point" sh -c "! mountpoint -q '$mnt'"
 check "the relay process exits after umount" wait_for "gone $fs_pid" 10
 "$FS" umount "$mnt" 2>"$T/umount2.err"; rc=$?
-check "umount of what is not mounted: exit 1, clear message" \
-        sh -c "[ $rc -eq 1 ] && grep -q 'not mounted' '$T/umount2.err'"
+check "umount of what is not mounted: exit 125, clear message" \
+        sh -c "[ $rc -eq 125 ] && grep -q 'not mounted' '$T/umount2.err'"
 "$FS" mount "$id:/nonexistent" "$mnt" 2>"$T/enoent.err"; rc=$?
-check "mount of a missing guest path: exit 1 naming it" \
-        sh -c "[ $rc -eq 1 ] && grep -q '/nonexistent.*No such file' '$T/enoent.err' && ! mountpoint -q '$mnt'"
+check "mount of a missing guest path: exit 125 naming it" \
+        sh -c "[ $rc -eq 125 ] && grep -q '/nonexistent.*No such file' '$T/enoent.err' && ! mountpoint -q '$mnt'"
 "$FS" mount nosuchvm:/etc "$mnt" 2>"$T/novm.err"; rc=$?
-check "mount of an unknown sandbox: exit 1" test "$rc" -eq 1
+check "mount of an unknown sandbox: exit 125" test "$rc" -eq 125
 "$FS" mount "$id" "$mnt" 2>/dev/null; rc=$?
-check "mount without :/path is a usage error (2)" test "$rc" -eq 2
+check "mount without :/path is a usage error (125)" test "$rc" -eq 125
 
 # ---- (c) fuse_mount: a host dir in the guest, served from the host ----
 share="$T/share"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The --json output text of run/exec (host/cli/cli.c): collected chunk by chunk
+/* The --json output text of run/exec (host/cli/cli_json_text.c): collected chunk by chunk
  * it is exactly what cli_json_string() makes of the whole output, and the cap
  * counts JSON text, never cutting an escape or a UTF-8 sequence. */
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "cli.h"
+#include "cli_json_text.h"
 
 /* cli_json_string() of the whole buffer, without the quotes. */
 static char *one_shot(const unsigned char *p, size_t len, size_t *ret_len)
