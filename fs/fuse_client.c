@@ -66,7 +66,7 @@ int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *
 
         smolvm_hvsock_conn hc;
         _cleanup_close_ int fd = smolvm_hvsock_connect(&hc, vm_dir, SMOLVM_AGENT_PORT, deadline, -1);
-        if (fd < 0 && hc.step == SMOLVM_HVSOCK_STEP_CONNECT && strcmp(hc.why, "connect") == 0)
+        if (fd < 0 && strcmp(hc.why, "connect") == 0) /* no socket, no supervisor listening */
                 return fail(fd == -ENOENT ? -ECONNREFUSED : fd, errbuf, errbuf_len, "connect %s/vsock.sock: %s", vm_dir,
                             strerror(-fd));
         if (fd == -ECONNREFUSED && hc.step == SMOLVM_HVSOCK_STEP_REPLY)

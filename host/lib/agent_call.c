@@ -78,7 +78,7 @@ void agent_call_close(agent_call *c)
 
 static smolvm_agent_io_opts io_opts(const agent_call *c)
 {
-        return (smolvm_agent_io_opts){ .idle_ms = AGENT_CALL_IDLE_TIMEOUT_MS,
+        return (smolvm_agent_io_opts){ .idle_ms = c->idle_ms ? c->idle_ms : AGENT_CALL_IDLE_TIMEOUT_MS,
                                        .cancel_fd = c->cancel_fd > 0 ? c->cancel_fd : -1 };
 }
 

@@ -21,6 +21,7 @@ typedef struct agent_call {
         int fd;
         int cancel_fd;            /* > 0: waits give up with -ECANCELED once it is readable;
                                    * the caller sets it after agent_call_open() */
+        uint32_t idle_ms;         /* 0: AGENT_CALL_IDLE_TIMEOUT_MS; may be set after agent_call_open() */
         const char *what;         /* names the operation in messages ("write_file"); static */
         smolvm_agent_client cl;
 } agent_call;

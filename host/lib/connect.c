@@ -41,7 +41,7 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
         case SMOLVM_HVSOCK_STEP_SEND:
                 if (r == -ETIMEDOUT)
                         return not_responding(vm_dir, port, "its supervisor took no request");
-                return vm_error(r, NULL, "send CONNECT to %s/vsock.sock: %s", vm_dir, strerror(-r));
+                return vm_error(r, NULL, "send the handshake to %s/vsock.sock: %s", vm_dir, strerror(-r));
         case SMOLVM_HVSOCK_STEP_REPLY:
         case SMOLVM_HVSOCK_STEP_DONE:
         default:
