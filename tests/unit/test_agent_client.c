@@ -148,6 +148,25 @@ static int play(smolvm_agent_reply reply, uint32_t max_answer, const buf *b, boo
         return r;
 }
 
+/* play() of one frame of type whose payload is text. */
+static int play1(smolvm_agent_reply reply, uint16_t type, const char *text, bool eof, run *rn)
+{
+        buf b = { 0 };
+        add(&b, type, text);
+        int r = play(reply, 0, &b, eof, rn);
+        free(b.p);
+        return r;
+}
+
+/* rn saw exactly the events of kinds want[0..n). */
+#define check_kinds(rn, ...)                                                                                        \
+        do {                                                                                                       \
+                static const smolvm_agent_ev_kind want_[] = { __VA_ARGS__ };                                       \
+                ck_assert_uint_eq((rn)->n, ARRAY_SIZE(want_));                                                     \
+                for (size_t i_ = 0; i_ < ARRAY_SIZE(want_); i_++)                                                  \
+                        ck_assert_int_eq((rn)->kinds[i_], want_[i_]);                                              \
+        } while (0)
+
 /* ---- every reply type ---- */
 
 START_TEST(test_answer_ends_at_result)
@@ -157,8 +176,7 @@ START_TEST(test_answer_ends_at_result)
         add(&b, SMOLVM_FRAME_RESULT, "{\"ok\": true}"); /* past the answer: not read */
         run rn = { 0 };
         ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_ANSWER, 0, &b, true, &rn), 0);
-        ck_assert_uint_eq(rn.n, 1);
-        ck_assert_int_eq(rn.kinds[0], SMOLVM_AGENT_EV_RESULT);
+        check_kinds(&rn, SMOLVM_AGENT_EV_RESULT);
         ck_assert_int_eq(json_integer_value(json_object_get(rn.result, "bytes")), 3);
         ck_assert_uint_eq(rn.consumed, SMOLVM_FRAME_HDR_SIZE + strlen("{\"ok\": true, \"bytes\": 3}"));
         json_decref(rn.result);
@@ -172,9 +190,7 @@ START_TEST(test_stream_result_then_eof)
         add(&b, SMOLVM_FRAME_RESULT, "{\"ok\": true, \"env\": {\"A\": \"1\"}}");
         run rn = { 0 };
         ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_STREAM, 0, &b, true, &rn), 0);
-        ck_assert_uint_eq(rn.n, 2);
-        ck_assert_int_eq(rn.kinds[0], SMOLVM_AGENT_EV_RESULT);
-        ck_assert_int_eq(rn.kinds[1], SMOLVM_AGENT_EV_EOF);
+        check_kinds(&rn, SMOLVM_AGENT_EV_RESULT, SMOLVM_AGENT_EV_EOF);
         ck_assert_str_eq(json_string_value(json_object_get(json_object_get(rn.result, "env"), "A")), "1");
         json_decref(rn.result);
         free(b.p);
@@ -191,11 +207,8 @@ START_TEST(test_stream_read_file)
         add(&b, SMOLVM_FRAME_ERROR, "{\"errno\": 5, \"message\": \"read_file /x: the file shrank\"}");
         run rn = { 0 };
         ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_STREAM, 0, &b, false, &rn), 0);
-        ck_assert_uint_eq(rn.n, 4);
-        ck_assert_int_eq(rn.kinds[0], SMOLVM_AGENT_EV_RESULT);
-        ck_assert_int_eq(rn.kinds[1], SMOLVM_AGENT_EV_STDOUT);
-        ck_assert_int_eq(rn.kinds[2], SMOLVM_AGENT_EV_STDOUT);
-        ck_assert_int_eq(rn.kinds[3], SMOLVM_AGENT_EV_ERROR);
+        check_kinds(&rn, SMOLVM_AGENT_EV_RESULT, SMOLVM_AGENT_EV_STDOUT, SMOLVM_AGENT_EV_STDOUT,
+                    SMOLVM_AGENT_EV_ERROR);
         ck_assert_uint_eq(rn.out_len, 5);
         ck_assert(memcmp(rn.out, "abcde", 5) == 0);
         ck_assert_int_eq(rn.error, -EIO);
@@ -215,9 +228,8 @@ START_TEST(test_exec_sequence)
         add_bytes(&b, "trailing"); /* after the final event: not consumed */
         run rn = { 0 };
         ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_EXEC, 0, &b, false, &rn), 0);
-        ck_assert_uint_eq(rn.n, 4);
-        ck_assert_int_eq(rn.kinds[0], SMOLVM_AGENT_EV_STARTED);
-        ck_assert_int_eq(rn.kinds[3], SMOLVM_AGENT_EV_EXIT);
+        check_kinds(&rn, SMOLVM_AGENT_EV_STARTED, SMOLVM_AGENT_EV_STDOUT, SMOLVM_AGENT_EV_STDERR,
+                    SMOLVM_AGENT_EV_EXIT);
         ck_assert_int_eq(rn.pid, 42);
         ck_assert_int_eq(rn.signal, 9);
         ck_assert_int_eq(rn.exit_code, -1);
@@ -230,14 +242,13 @@ END_TEST
 
 START_TEST(test_exec_error_instead)
 {
-        buf b = { 0 };
-        add(&b, SMOLVM_FRAME_ERROR, "{\"errno\": 2, \"message\": \"exec nope: No such file or directory\"}");
         run rn = { 0 };
-        ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_EXEC, 0, &b, false, &rn), 0);
-        ck_assert_uint_eq(rn.n, 1);
+        ck_assert_int_eq(play1(SMOLVM_AGENT_REPLY_EXEC, SMOLVM_FRAME_ERROR,
+                               "{\"errno\": 2, \"message\": \"exec nope: No such file or directory\"}", false, &rn),
+                         0);
+        check_kinds(&rn, SMOLVM_AGENT_EV_ERROR);
         ck_assert_int_eq(rn.error, -ENOENT);
         ck_assert_str_eq(rn.message, "exec nope: No such file or directory");
-        free(b.p);
 }
 END_TEST
 
@@ -396,16 +407,13 @@ START_TEST(test_error_errno_range)
                 { "{\"errno\": 5, \"errno\": 6}", -EBADMSG }, /* duplicate keys */
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-                buf b = { 0 };
-                add(&b, SMOLVM_FRAME_ERROR, cases[i].json);
                 run rn = { 0 };
-                int r = play(SMOLVM_AGENT_REPLY_ANSWER, 0, &b, false, &rn);
+                int r = play1(SMOLVM_AGENT_REPLY_ANSWER, SMOLVM_FRAME_ERROR, cases[i].json, false, &rn);
                 if (cases[i].want > 0) {
                         ck_assert_msg(r == 0 && rn.error == -cases[i].want, "case %zu: %d %d", i, r, rn.error);
                 } else {
                         ck_assert_msg(r == cases[i].want, "case %zu: %d", i, r);
                 }
-                free(b.p);
         }
 }
 END_TEST
@@ -423,12 +431,9 @@ START_TEST(test_error_message_sanitised)
         free(b.p);
 
         /* No message: the errno's text. */
-        b = (buf){ 0 };
-        add(&b, SMOLVM_FRAME_ERROR, "{\"errno\": 2}");
         rn = (run){ 0 };
-        ck_assert_int_eq(play(SMOLVM_AGENT_REPLY_ANSWER, 0, &b, false, &rn), 0);
+        ck_assert_int_eq(play1(SMOLVM_AGENT_REPLY_ANSWER, SMOLVM_FRAME_ERROR, "{\"errno\": 2}", false, &rn), 0);
         ck_assert_str_eq(rn.message, strerror(ENOENT));
-        free(b.p);
 
         /* Too long: cut to SMOLVM_AGENT_MSG_MAX - 1 bytes at most, on a UTF-8 boundary. */
         b = (buf){ 0 };
@@ -458,13 +463,10 @@ START_TEST(test_result_needs_ok)
         };
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 for (int k = 0; k < 2; k++) {
-                        buf b = { 0 };
-                        add(&b, SMOLVM_FRAME_RESULT, bad[i]);
                         run rn = { 0 };
                         smolvm_agent_reply reply = k ? SMOLVM_AGENT_REPLY_STREAM : SMOLVM_AGENT_REPLY_ANSWER;
-                        ck_assert_msg(play(reply, 0, &b, true, &rn) == -EBADMSG, "'%s'", bad[i]);
+                        ck_assert_msg(play1(reply, SMOLVM_FRAME_RESULT, bad[i], true, &rn) == -EBADMSG, "'%s'", bad[i]);
                         ck_assert_uint_eq(rn.n, 0);
-                        free(b.p);
                 }
         }
 }
@@ -489,12 +491,10 @@ START_TEST(test_exit_and_started_ranges)
         }
         static const char *const bad_started[] = { "{\"pid\": -1}", "{\"pid\": 2147483648}", "{\"pid\": \"1\"}", "7" };
         for (size_t i = 0; i < ARRAY_SIZE(bad_started); i++) {
-                buf b = { 0 };
-                add(&b, SMOLVM_FRAME_STARTED, bad_started[i]);
                 run rn = { 0 };
-                ck_assert_msg(play(SMOLVM_AGENT_REPLY_EXEC, 0, &b, false, &rn) == -EBADMSG, "'%s'",
-                              bad_started[i]);
-                free(b.p);
+                ck_assert_msg(play1(SMOLVM_AGENT_REPLY_EXEC, SMOLVM_FRAME_STARTED, bad_started[i], false, &rn) ==
+                                      -EBADMSG,
+                              "'%s'", bad_started[i]);
         }
         /* Exit status without a signal; STARTED without a pid. */
         buf b = { 0 };
