@@ -2,9 +2,9 @@
 /* The client side of one agent operation (docs/protocol.md, "Agent protocol"),
  * as a state machine that does no I/O: the one place that encodes client
  * frames and validates what the guest agent answers. How the bytes move is
- * the caller's business: a blocking loop (agent_blocking.h: libsmolvm,
+ * the caller's business: a blocking loop (agent_client_io.h: libsmolvm,
  * smolvm-fs, smolvm-virtiofsd), a poll loop of its own (libsmolvm's exec), or
- * an event loop (agent_evloop.h: the supervisor, over a socketpair into its
+ * an event loop (agent_client_loop.h: the supervisor, over a socketpair into its
  * mux). How the stream was opened does not matter either (hybrid vsock,
  * hvsock_client.h; a mux stream; AF_VSOCK).
  *
@@ -139,8 +139,6 @@ void smolvm_agent_client_tx_commit(smolvm_agent_client *c, size_t n);
  * output; later sends fail with -EPIPE. Its answer is still read. */
 void smolvm_agent_client_tx_close(smolvm_agent_client *c);
 bool smolvm_agent_client_tx_closed(const smolvm_agent_client *c);
-/* True while part of a frame has been written but not all of it. */
-bool smolvm_agent_client_tx_partial(const smolvm_agent_client *c);
 
 /* ---- input ---- */
 

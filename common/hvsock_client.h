@@ -31,7 +31,9 @@ typedef struct smolvm_hvsock_conn {
         /* read-only for callers */
         smolvm_hvsock_step step; /* after a failure: the step that failed */
         int error;               /* sticky: 0 or the negative errno of the failure */
-        const char *why;         /* static text for the failure ("" when none) */
+        const char *why;         /* static text for the failure ("" when none): the call that
+                                  * failed ("open" of the VM dir, "socket", "connect", ...) or
+                                  * what went wrong ("the guest did not answer", ...) */
         uint32_t port;           /* the guest port asked for */
         uint32_t local_port;     /* from the OK line, once connected */
         /* private */

@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 
 #include "agent_call_i.h"
 #include "agent_client_io.h"
