@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "util.h"
+#include "vmdir.h"
 
 /* A listener whose backlog is full refuses a non-blocking connect with EAGAIN
  * and nothing tells when it has room again: try again after this long. */
@@ -29,13 +30,13 @@ int smolvm_hvsock_conn_start(smolvm_hvsock_conn *c, const char *vm_dir, uint32_t
         *c = (smolvm_hvsock_conn){ .step = SMOLVM_HVSOCK_STEP_CONNECT, .why = "", .port = port, .fd = -1,
                                    .dir_fd = -1, .deadline_ms = deadline_ms };
         c->sa.sun_family = AF_UNIX;
-        int n = snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "%s/vsock.sock", vm_dir);
+        int n = snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "%s/" VMDIR_VSOCK, vm_dir);
         if (n < 0 || (size_t)n >= sizeof(c->sa.sun_path)) {
                 /* sun_path holds 108 bytes; a deep $SMOLVM_HOME goes through /proc. */
                 c->dir_fd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (c->dir_fd < 0)
                         return fail(c, negative_errno(), "open");
-                snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "/proc/self/fd/%d/vsock.sock", c->dir_fd);
+                snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "/proc/self/fd/%d/" VMDIR_VSOCK, c->dir_fd);
         }
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->fd < 0)

@@ -15,6 +15,7 @@
 #include "agent_client_io.h"
 #include "hvsock_client.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* An answer to fuse_mount/fuse_serve is a short JSON object. */
 #define ANSWER_MAX (64u * 1024u)
@@ -67,8 +68,8 @@ int smolvm_fuse_client_open(const char *vm_dir, const char *request_json, char *
         smolvm_hvsock_conn hc;
         _cleanup_close_ int fd = smolvm_hvsock_connect(&hc, vm_dir, SMOLVM_AGENT_PORT, deadline, -1);
         if (fd < 0 && strcmp(hc.why, "connect") == 0) /* no socket, no supervisor listening */
-                return fail(fd == -ENOENT ? -ECONNREFUSED : fd, errbuf, errbuf_len, "connect %s/vsock.sock: %s", vm_dir,
-                            strerror(-fd));
+                return fail(fd == -ENOENT ? -ECONNREFUSED : fd, errbuf, errbuf_len, "connect %s/" VMDIR_VSOCK ": %s",
+                            vm_dir, strerror(-fd));
         if (fd == -ECONNREFUSED && hc.step == SMOLVM_HVSOCK_STEP_REPLY)
                 return fail(fd, errbuf, errbuf_len, "the guest refused the connection to port %u (is the VM running?)",
                             SMOLVM_AGENT_PORT);

@@ -35,7 +35,7 @@ char *strjoin_sep(const strv *s, const char *sep); /* NULL on ENOMEM */
 char *path_join(const char *a, const char *b);     /* NULL on ENOMEM */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ---- running commands (fork/exec, no shell) ---- */
+/* ---- running commands (smolvm_spawn, no shell) ---- */
 typedef struct ib_cmd {
         const char *const *argv;   /* argv[0] is looked up in PATH (+ /usr/sbin:/sbin) */
         const char *cwd;           /* NULL: inherit */

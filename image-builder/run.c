@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Run an external command with fork/exec (never a shell): stdin from /dev/null, stdout
+/* Run an external command (smolvm_spawn, never a shell): stdin from /dev/null, stdout
  * discarded or captured (bounded), stderr kept as a bounded tail for the error message. */
 #include "image_i.h"
 
@@ -7,8 +7,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
+
+#include "spawner.h"
 
 extern char **environ;
 
@@ -32,8 +33,8 @@ static void child_killp(child *c)
 static void strvp_done(strv *s) { strv_done(s); }
 
 /* environ with LC_ALL=C (stable, parseable output) and sbin in PATH (debootstrap, depmod,
- * mkfs.ext4 live there and a user's PATH may lack it). Built before fork: after fork in a
- * threaded program only async-signal-safe calls are allowed. */
+ * mkfs.ext4 live there and a user's PATH may lack it). Built before the spawn: after fork
+ * in a threaded program only async-signal-safe calls are allowed. */
 static int build_env(strv *env)
 {
         int r;
@@ -111,28 +112,26 @@ int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_s
         if (devnull < 0)
                 return ib_errf(err, negative_errno(), "%s: open /dev/null: %m", step);
 
-        pid_t parent = getpid();
+        /* If the builder is killed, debootstrap & co. must not go on writing into a
+         * temp dir the next build (holding the lock) will delete: PDEATHSIG. */
+        int fds[3] = { devnull, out_wr >= 0 ? out_wr : cmd->stdout_in_tail ? err_wr : devnull, err_wr };
+        smolvm_spawn_opts o = {
+                .argv = (char *const *)cmd->argv,
+                .envp = env.v,
+                .search_path = true,
+                .fds = fds,
+                .n_fds = 3,
+                .pdeathsig = SIGKILL,
+                .cwd = cmd->cwd,
+        };
         _cleanup_(child_killp) child ch = {0};
-        ch.pid = fork();
-        if (ch.pid < 0) {
-                ch.pid = 0;
-                return ib_errf(err, negative_errno(), "%s: fork: %m", step);
-        }
-        if (ch.pid == 0) {
-                /* Child: only async-signal-safe calls until exec. If the builder is
-                 * killed, debootstrap & co. must not go on writing into a temp dir the
-                 * next build (holding the lock) will delete. */
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                        _exit(126);
-                if (dup2(devnull, 0) < 0 ||
-                    dup2(out_wr >= 0 ? out_wr : cmd->stdout_in_tail ? err_wr : devnull, 1) < 0 ||
-                    dup2(err_wr, 2) < 0)
-                        _exit(126);
-                if (cmd->cwd && chdir(cmd->cwd) < 0)
-                        _exit(126);
-                execvpe(name, (char *const *)cmd->argv, env.v);
-                _exit(errno == ENOENT ? 127 : 126);
-        }
+        r = smolvm_spawn(&o, &ch.pid);
+        if (r == -ENOENT && (!cmd->cwd || access(cmd->cwd, X_OK) == 0))
+                return ib_errf(err, -ENOENT, "%s: %s: command not found (install it, see scripts/setup.sh)",
+                               step, name);
+        if (r < 0)
+                return ib_errf(err, r, "%s: starting %s%s%s: %s", step, name, cmd->cwd ? " in " : "",
+                               cmd->cwd ? cmd->cwd : "", strerror(-r));
         err_wr = safe_close(err_wr);
         out_wr = safe_close(out_wr);
 

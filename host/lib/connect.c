@@ -6,6 +6,7 @@
 #include "hvsock_client.h"
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* Nobody answered in time: the guest is hung or stopped, or the supervisor is. A
  * timeout of its kind, named for what the user can act on. */
@@ -37,11 +38,11 @@ int vsock_connect(const char *vm_dir, uint32_t port, int cancel_fd)
                 if (strcmp(c.why, "connect") != 0) /* open (of vm_dir, for a long path), socket */
                         return vm_error(r, NULL, "%s %s: %s", c.why, vm_dir, strerror(-r));
                 return vm_error(r, r == -ENOENT || r == -ECONNREFUSED ? "is the VM running?" : NULL,
-                                "connect %s/vsock.sock: %s", vm_dir, strerror(-r));
+                                "connect %s/" VMDIR_VSOCK ": %s", vm_dir, strerror(-r));
         case SMOLVM_HVSOCK_STEP_SEND:
                 if (r == -ETIMEDOUT)
                         return not_responding(vm_dir, port, "its supervisor took no request");
-                return vm_error(r, NULL, "send the handshake to %s/vsock.sock: %s", vm_dir, strerror(-r));
+                return vm_error(r, NULL, "send the handshake to %s/" VMDIR_VSOCK ": %s", vm_dir, strerror(-r));
         case SMOLVM_HVSOCK_STEP_REPLY:
         case SMOLVM_HVSOCK_STEP_DONE:
         default:

@@ -1,25 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* smolvm_doctor(): can VMs run on this host, and how fast? Each check says what
  * it found and how to fix it. The accelerator verdict comes from the
- * supervisor's own smolvm_accel_choose() (accel.c is compiled in), so doctor
- * and the supervisor can never disagree. */
+ * supervisor's own smolvm_accel_choose() (common/accel.c, linked into both), so
+ * doctor and the supervisor can never disagree. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 
-#include "../supervisor/accel.h"
+#include "accel.h"
 #include "smolvm_i.h"
+#include "spawner.h"
 #include "util.h"
-
-extern char **environ;
 
 #define DOCTOR_CMD_TIMEOUT_MS 10000u
 #define DOCTOR_MAX_CHECKS 16u
@@ -80,18 +78,22 @@ static int run_capture(const char *const argv[], char *out, size_t out_len)
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-        posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-        pid_t pid;
-        int r = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        safe_close(p[1]);
-        if (r != 0) {
+        int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null_fd < 0) {
+                int r = negative_errno();
                 safe_close(p[0]);
-                return -r;
+                safe_close(p[1]);
+                return r;
+        }
+        int fds[3] = { null_fd, p[1], p[1] };
+        smolvm_spawn_opts o = { .argv = (char *const *)argv, .search_path = true, .fds = fds, .n_fds = 3 };
+        pid_t pid;
+        int r = smolvm_spawn(&o, &pid);
+        safe_close(null_fd);
+        safe_close(p[1]);
+        if (r < 0) {
+                safe_close(p[0]);
+                return r;
         }
         size_t got = 0;
         uint64_t deadline = now_ms() + DOCTOR_CMD_TIMEOUT_MS;
@@ -127,9 +129,8 @@ static int run_capture(const char *const argv[], char *out, size_t out_len)
                 ;
         if (timed_out)
                 return -ETIMEDOUT;
-        /* posix_spawnp reports a missing program as 127 from the child on some libcs. */
         if (WIFEXITED(ws))
-                return WEXITSTATUS(ws) == 127 && got == 0 ? -ENOENT : WEXITSTATUS(ws);
+                return WEXITSTATUS(ws);
         return -ECHILD;
 }
 

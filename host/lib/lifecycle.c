@@ -15,11 +15,12 @@
 #include "agent_call_i.h"
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* Files of one run of a VM: removed before a start (a SIGKILLed supervisor
  * leaves them) and after a stop. Never the disk, the record or the logs. */
 static const char *const run_files[] = {
-        "supervisor.pid", "vsock.sock", "chan.sock", "qmp.sock", "paused", "boot.json",
+        VMDIR_PID, VMDIR_VSOCK, VMDIR_CHAN, VMDIR_QMP, VMDIR_PAUSED, VMDIR_BOOT,
 };
 
 static void remove_run_files(const char *dir)
@@ -41,11 +42,11 @@ static void dir_file(const smolvm_vm *vm, const char *name, char *buf, size_t si
 static int lock_vm(smolvm_vm *vm)
 {
         char path[PATH_MAX];
-        dir_file(vm, "lock", path, sizeof(path));
+        dir_file(vm, VMDIR_LOCK, path, sizeof(path));
         int fd = vm_lock_path(path, VM_LOCK_TIMEOUT_MS);
         if (fd < 0)
                 return fd;
-        dir_file(vm, "vm.json", path, sizeof(path));
+        dir_file(vm, VMDIR_RECORD, path, sizeof(path));
         if (access(path, F_OK) < 0) {
                 safe_close(fd);
                 return vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "VM %s no longer exists", vm->id);
@@ -67,7 +68,7 @@ static void save_boot_info(smolvm_vm *vm)
         json_decref(o);
         if (s) {
                 char path[PATH_MAX];
-                dir_file(vm, "boot.json", path, sizeof(path));
+                dir_file(vm, VMDIR_BOOT, path, sizeof(path));
                 (void)write_file_atomic(path, s, strlen(s)); /* informational only */
                 free(s);
         }
@@ -77,7 +78,7 @@ static void save_boot_info(smolvm_vm *vm)
 static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret, pid_t *ret_vmm_pid)
 {
         char path[PATH_MAX];
-        dir_file(vm, "boot.json", path, sizeof(path));
+        dir_file(vm, VMDIR_BOOT, path, sizeof(path));
         json_t *o = json_load_file(path, 0, NULL);
         if (!json_is_object(o)) {
                 json_decref(o);
@@ -135,7 +136,7 @@ static const char *hint_for(const smolvm_vm *vm, const char *verb, char *buf, si
 static int apply_create_env(smolvm_vm *vm)
 {
         char marker[PATH_MAX];
-        dir_file(vm, "env.applied", marker, sizeof(marker));
+        dir_file(vm, VMDIR_ENV_APPLIED, marker, sizeof(marker));
         if (!vm->rec.env || !vm->rec.env[0] || access(marker, F_OK) == 0)
                 return 0;
         int r = smolvm_set_env(vm, (const char *const *)vm->rec.env);
@@ -159,7 +160,7 @@ static void start_failed(smolvm_vm *vm, pid_t pid)
         if (pid > 0)
                 (void)stop_locked(vm, pid, true);
         char path[PATH_MAX], line[sizeof(e.message) + 32];
-        dir_file(vm, "failed", path, sizeof(path));
+        dir_file(vm, VMDIR_FAILED, path, sizeof(path));
         int n = snprintf(line, sizeof(line), "start failed: %s\n", e.message);
         (void)write_file_atomic(path, line, (size_t)MIN(n, (int)sizeof(line) - 1));
         vm_error_restore(&e);
@@ -215,7 +216,7 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         /* A killed supervisor leaves its pid file and sockets: they must not block us. */
         remove_run_files(vm->dir);
         char failed[PATH_MAX];
-        dir_file(vm, "failed", failed, sizeof(failed));
+        dir_file(vm, VMDIR_FAILED, failed, sizeof(failed));
         (void)unlink(failed);
         int r = vm_write_supervisor_config(vm);
         if (r < 0)
@@ -284,7 +285,7 @@ static int stop_locked(smolvm_vm *vm, pid_t pid, bool graceful)
 {
         char path[PATH_MAX];
         if (pid > 0) {
-                dir_file(vm, "paused", path, sizeof(path));
+                dir_file(vm, VMDIR_PAUSED, path, sizeof(path));
                 if (access(path, F_OK) == 0) {
                         /* A paused guest cannot power itself off. */
                         if (graceful && qmp_command(vm->dir, "cont") < 0)
@@ -333,7 +334,7 @@ static int pause_resume(smolvm_vm *vm, bool pause)
         if (pause == (st == SMOLVM_STATE_PAUSED))
                 return vm_error(SMOLVM_EALREADY, NULL, "VM %s is already %s", vm->id, pause ? "paused" : "running");
         char path[PATH_MAX];
-        dir_file(vm, "paused", path, sizeof(path));
+        dir_file(vm, VMDIR_PAUSED, path, sizeof(path));
         int r;
         if (pause) {
                 /* Marker first: an exec starting now fails fast instead of hanging. */
@@ -539,14 +540,14 @@ int vm_check_exec_ready(smolvm_vm *vm)
         pid_t pid = vm_live_supervisor(vm->dir, NULL);
         if (pid <= 0) {
                 smolvm_state st = vm_derive_state(vm->dir, NULL);
-                dir_file(vm, "vm.json", path, sizeof(path));
+                dir_file(vm, VMDIR_RECORD, path, sizeof(path));
                 if (access(path, F_OK) < 0)
                         return vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "VM %s no longer exists",
                                         vm->id);
                 return vm_error(SMOLVM_ENOTRUNNING, vm->ephemeral ? NULL : hint_for(vm, "start", hint, sizeof(hint)),
                                 "VM %s is not running (%s)", vm->id, smolvm_state_name(st));
         }
-        dir_file(vm, "paused", path, sizeof(path));
+        dir_file(vm, VMDIR_PAUSED, path, sizeof(path));
         if (access(path, F_OK) == 0)
                 return vm_error(SMOLVM_EPAUSED, hint_for(vm, "resume", hint, sizeof(hint)), "VM %s is paused", vm->id);
         /* A stopped QEMU (SIGSTOP, a debugger) answers nothing: say so now rather

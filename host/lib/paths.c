@@ -12,6 +12,7 @@
 
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 int smolvm_home_dir(char **ret)
 {
@@ -137,7 +138,7 @@ int rm_rf(const char *path)
  * still removing the rest, and a sweeper must keep out. */
 static int rm_trash(const char *path)
 {
-        return rm_rf_at(AT_FDCWD, path, "lock", 0);
+        return rm_rf_at(AT_FDCWD, path, VMDIR_LOCK, 0);
 }
 
 static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
@@ -161,7 +162,7 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id)
                 if (!trash_id(de->d_name, id) || (only_id && strcmp(id, only_id)))
                         continue;
                 snprintf(path, sizeof(path), "%s/%s", vms_dir, de->d_name);
-                snprintf(lock, sizeof(lock), "%s/lock", path);
+                snprintf(lock, sizeof(lock), "%s/" VMDIR_LOCK, path);
                 /* No O_CREAT: a missing lock means the remover got to its last step. */
                 _cleanup_close_ int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
                 if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)

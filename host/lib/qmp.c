@@ -17,6 +17,7 @@
 
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 #define QMP_TIMEOUT_MS 5000u
 #define QMP_LINE_MAX (64u * 1024u)
@@ -103,12 +104,12 @@ int qmp_command(const char *vm_dir, const char *command)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int dirfd = -1;
-        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", vm_dir);
+        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" VMDIR_QMP, vm_dir);
         if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
                 dirfd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (dirfd < 0)
                         return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
-                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/qmp.sock", dirfd);
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" VMDIR_QMP, dirfd);
         }
         _cleanup_free_ qmp_conn *c = calloc(1, sizeof(*c));
         if (!c)
@@ -121,7 +122,7 @@ int qmp_command(const char *vm_dir, const char *command)
         if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int r = negative_errno();
                 return vm_error(SMOLVM_EBACKEND, "the VM was started by an older smolvm without QMP: restart it",
-                                "connect %s/qmp.sock: %s", vm_dir, strerror(-r));
+                                "connect %s/" VMDIR_QMP ": %s", vm_dir, strerror(-r));
         }
         /* Greeting, then capabilities negotiation, then the command. */
         json_t *greeting = qmp_read(c, "greeting");

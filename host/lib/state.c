@@ -15,6 +15,7 @@
 
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 #define RECORD_VERSION 1
 #define RECORD_MAX_BYTES (1024 * 1024)
@@ -287,7 +288,7 @@ static int read_small_file(const char *path, size_t max, char **ret, size_t *ret
 int vm_record_load(const char *dir, vm_record *ret)
 {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/vm.json", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_RECORD, dir);
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         int r = read_small_file(path, RECORD_MAX_BYTES, &text, &len);
@@ -314,7 +315,7 @@ int vm_record_load(const char *dir, vm_record *ret)
 int vm_record_save(const char *dir, const vm_record *rec)
 {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/vm.json", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_RECORD, dir);
         _cleanup_free_ char *s = vm_record_format(rec);
         if (!s)
                 return vm_error(-EINVAL, NULL, "cannot encode %s (names, paths and env must be UTF-8)", path);
@@ -394,7 +395,7 @@ static bool is_our_supervisor(pid_t pid, const char *dir)
 pid_t vm_live_supervisor(const char *dir, bool *ret_stale)
 {
         char path[PATH_MAX], buf[32];
-        snprintf(path, sizeof(path), "%s/supervisor.pid", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_PID, dir);
         if (ret_stale)
                 *ret_stale = false;
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -421,17 +422,17 @@ smolvm_state vm_derive_state(const char *dir, pid_t *ret_pid)
         if (ret_pid)
                 *ret_pid = pid;
         if (pid > 0) {
-                snprintf(path, sizeof(path), "%s/paused", dir);
+                snprintf(path, sizeof(path), "%s/" VMDIR_PAUSED, dir);
                 return access(path, F_OK) == 0 ? SMOLVM_STATE_PAUSED : SMOLVM_STATE_RUNNING;
         }
         /* A supervisor that ends normally removes supervisor.pid; one that was
          * killed cannot. It leaves "failed" when the VM itself failed. */
         if (stale)
                 return SMOLVM_STATE_ERROR;
-        snprintf(path, sizeof(path), "%s/failed", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_FAILED, dir);
         if (access(path, F_OK) == 0)
                 return SMOLVM_STATE_ERROR;
-        snprintf(path, sizeof(path), "%s/overlay.qcow2", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_OVERLAY, dir);
         return access(path, F_OK) == 0 ? SMOLVM_STATE_STOPPED : SMOLVM_STATE_CREATED;
 }
 
@@ -439,7 +440,7 @@ void vm_error_reason(const char *dir, char *buf, size_t size)
 {
         char path[PATH_MAX];
         bool stale = false;
-        snprintf(path, sizeof(path), "%s/failed", dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_FAILED, dir);
         /* Written by the supervisor or a failed start; the guest may have had a
          * say in it (a mount's error): one line, sanitised. */
         if (read_line_file(path, buf, size) > 0) {
@@ -561,7 +562,7 @@ int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n)
                 if (vm_record_load(dir, &rec) < 0) {
                         /* A VM being created has no record yet; a damaged one is shown as an error. */
                         char path[PATH_MAX + 16];
-                        snprintf(path, sizeof(path), "%s/vm.json", dir);
+                        snprintf(path, sizeof(path), "%s/" VMDIR_RECORD, dir);
                         if (access(path, F_OK) < 0)
                                 continue;
                         v[n] = (smolvm_vm_info){ .state = SMOLVM_STATE_ERROR };

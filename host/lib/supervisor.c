@@ -5,36 +5,37 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <pthread.h>
 
 #include "smolvm_i.h"
+#include "spawner.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* The ready line carries a console tail; anything longer is not a ready line. */
 #define READY_LINE_MAX (1024u * 1024u)
 
-extern char **environ;
-
-/* Move fd to >= 10 so the dup2()s onto 0..3 in the child cannot clobber each other. */
-static int move_high(int fd)
+/* Start smolvm-supervisor for vm with its fds: 0 /dev/null, 1 and 2
+ * supervisor.log (its own diagnostics never mix with the command's output;
+ * SMOLVM_DEBUG=1 shows an ephemeral VM's on our stderr instead), 3 the write
+ * end of the ready pipe. Its own process group: a terminal's Ctrl-C reaches
+ * only us, and we can kill everything of the supervisor at once if it lingers.
+ * No PDEATHSIG from here: an ephemeral supervisor arms its own (SIGTERM, so
+ * that it cleans up).
+ *
+ * detached (persistent VMs): the supervisor must outlive us (and our session:
+ * a closed terminal's SIGHUP must not reach it), and must never become our
+ * zombie, so it is a grandchild in a session of its own, reparented to init
+ * (or a subreaper) at once (smolvm_spawn's detach). Its stdout/stderr always
+ * go to supervisor.log: were they ours, `id=$(smolvm create)` would wait for
+ * EOF forever. */
+static int spawn_supervisor(smolvm_vm *vm, bool detached, int *ret_ready_fd, pid_t *ret_pid)
 {
-        if (fd < 0 || fd >= 10)
-                return fd;
-        int n = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-        int r = n < 0 ? negative_errno() : n;
-        safe_close(fd);
-        return r;
-}
-
-int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
-{
-        char path[4096];
+        char path[4096], logpath[4096];
         snprintf(path, sizeof(path), "%s/smolvm-supervisor", smolvm_libexec_dir());
         if (access(path, X_OK) < 0) {
                 int r = negative_errno();
@@ -47,153 +48,55 @@ int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
         if (pipe2(p, O_CLOEXEC) < 0)
                 return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
         _cleanup_close_ int rfd = p[0];
-        _cleanup_close_ int wfd = move_high(p[1]);
-        _cleanup_close_ int nullfd = move_high(open("/dev/null", O_RDWR | O_CLOEXEC));
+        _cleanup_close_ int wfd = p[1];
+        _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
         _cleanup_close_ int logfd = -1;
-        /* The supervisor's own diagnostics go to a file in the VM dir, so they never mix
-         * with the command's output; SMOLVM_DEBUG=1 shows them on our stderr instead. */
         const char *dbg = getenv("SMOLVM_DEBUG");
-        if (!(dbg && *dbg && strcmp(dbg, "0"))) {
-                char logpath[4096];
-                snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
-                logfd = move_high(open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+        if (detached || !(dbg && *dbg && strcmp(dbg, "0"))) {
+                snprintf(logpath, sizeof(logpath), "%s/" VMDIR_SUPERVISOR_LOG, vm->dir);
+                logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                 if (logfd < 0)
-                        return vm_error(logfd, NULL, "open %s: %s", logpath, strerror(-logfd));
+                        return vm_error(negative_errno(), NULL, "open %s: %s", logpath, strerror(errno));
         }
-        if (wfd < 0 || nullfd < 0)
+        if (nullfd < 0)
                 return vm_error(-EMFILE, NULL, "spawn smolvm-supervisor: out of file descriptors");
-
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawnattr_init(&attr);
-        posix_spawn_file_actions_adddup2(&fa, nullfd, 0);
-        if (logfd >= 0) {
-                posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-                posix_spawn_file_actions_adddup2(&fa, logfd, 2);
-        } else {
-                posix_spawn_file_actions_adddup2(&fa, 2, 1);
-        }
-        posix_spawn_file_actions_adddup2(&fa, wfd, 3);
-        /* Callers' fds without O_CLOEXEC must not leak into the VM's owner. */
-        posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-
-        /* Its own process group: a terminal's Ctrl-C reaches only us, and we can
-         * kill everything of the supervisor at once if it lingers. Default signal
-         * dispositions and an empty mask: callers often block signals for a signalfd. */
-        sigset_t none, deflt;
-        sigemptyset(&none);
-        sigemptyset(&deflt);
-        for (int s = 1; s < 32; s++)
-                if (s != SIGKILL && s != SIGSTOP)
-                        sigaddset(&deflt, s);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &deflt);
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
         char *argv[8];
         int n = 0;
         argv[n++] = path;
         argv[n++] = (char *)"--vm-dir";
         argv[n++] = vm->dir;
-        if (vm->ephemeral)
+        if (!detached && vm->ephemeral)
                 argv[n++] = (char *)"--ephemeral";
         argv[n++] = (char *)"--ready-fd";
         argv[n++] = (char *)"3";
         argv[n] = NULL;
 
+        int fds[4] = { nullfd, logfd >= 0 ? logfd : 2, logfd >= 0 ? logfd : 2, wfd };
+        smolvm_spawn_opts o = {
+                .argv = argv,
+                .fds = fds,
+                .n_fds = 4,
+                .new_pgroup = true,
+                .detach = detached,
+        };
         pid_t pid;
-        int e = posix_spawn(&pid, path, &fa, &attr, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (e != 0)
-                return vm_error(-e, NULL, "spawn %s: %s", path, strerror(e));
-        vm->supervisor_pid = pid;
+        int r = smolvm_spawn(&o, &pid);
+        if (r < 0)
+                return vm_error(r, NULL, "spawn %s: %s", path, strerror(-r));
+        *ret_pid = pid;
         *ret_ready_fd = TAKE_FD(rfd);
         return 0;
 }
 
-/* Persistent VMs: the supervisor must outlive us (and our session: a closed
- * terminal's SIGHUP must not reach it), and must never become our zombie, so it
- * is a grandchild in a session of its own, reparented to init (or a subreaper)
- * at once. No PDEATHSIG. Only async-signal-safe calls between fork and exec: the
- * library may live in a multithreaded program. Its stdout/stderr always go to
- * supervisor.log: were they ours, `id=$(smolvm create)` would wait for EOF forever. */
+int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
+{
+        return spawn_supervisor(vm, false, ret_ready_fd, &vm->supervisor_pid);
+}
+
 int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid)
 {
-        char path[4096], logpath[4096];
-        snprintf(path, sizeof(path), "%s/smolvm-supervisor", smolvm_libexec_dir());
-        if (access(path, X_OK) < 0) {
-                int r = negative_errno();
-                return vm_error(r, "install smolvm, or set SMOLVM_LIBEXECDIR to the directory holding "
-                                   "smolvm-supervisor",
-                                "cannot run %s: %s", path, strerror(-r));
-        }
-        snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
-
-        int p[2], q[2];
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
-        _cleanup_close_ int rfd = p[0];
-        _cleanup_close_ int wfd = move_high(p[1]);
-        if (pipe2(q, O_CLOEXEC) < 0)
-                return vm_error(negative_errno(), NULL, "pipe: %s", strerror(errno));
-        _cleanup_close_ int pid_rd = q[0];
-        _cleanup_close_ int pid_wr = q[1];
-        _cleanup_close_ int nullfd = move_high(open("/dev/null", O_RDWR | O_CLOEXEC));
-        _cleanup_close_ int logfd = move_high(open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-        if (logfd < 0)
-                return vm_error(logfd, NULL, "open %s: %s", logpath, strerror(-logfd));
-        if (wfd < 0 || nullfd < 0)
-                return vm_error(-EMFILE, NULL, "spawn smolvm-supervisor: out of file descriptors");
-
-        char *argv[] = { path, (char *)"--vm-dir", vm->dir, (char *)"--ready-fd", (char *)"3", NULL };
-        sigset_t all, old;
-        sigfillset(&all);
-        /* No handler of the caller may run in the children. */
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        pid_t child = fork();
-        if (child == 0) {
-                if (setsid() < 0)
-                        _exit(126);
-                pid_t g = fork();
-                if (g < 0)
-                        _exit(126);
-                if (g > 0) {
-                        (void)!write(pid_wr, &g, sizeof(g));
-                        _exit(0);
-                }
-                struct sigaction dfl = { .sa_handler = SIG_DFL };
-                for (int sig = 1; sig < NSIG; sig++)
-                        if (sig != SIGKILL && sig != SIGSTOP)
-                                (void)sigaction(sig, &dfl, NULL);
-                if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(wfd, 3) < 0)
-                        _exit(126);
-                (void)close_range(4, ~0u, 0);
-                sigset_t none;
-                sigemptyset(&none);
-                (void)sigprocmask(SIG_SETMASK, &none, NULL);
-                execve(path, argv, environ);
-                _exit(127);
-        }
-        int fork_errno = errno;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (child < 0)
-                return vm_error(-fork_errno, NULL, "fork: %s", strerror(fork_errno));
-        pid_wr = safe_close(pid_wr);
-        pid_t g = 0;
-        ssize_t n;
-        do
-                n = read(pid_rd, &g, sizeof(g));
-        while (n < 0 && errno == EINTR);
-        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-                ;
-        if (n != (ssize_t)sizeof(g) || g <= 0)
-                return vm_error(-ECHILD, NULL, "spawn %s: the intermediate process failed", path);
-        *ret_pid = g;
-        *ret_ready_fd = TAKE_FD(rfd);
-        return 0;
+        return spawn_supervisor(vm, true, ret_ready_fd, ret_pid);
 }
 
 /* Not our child: "gone" means no live smolvm-supervisor for this dir (a zombie
@@ -370,8 +273,8 @@ int supervisor_wait_ready(smolvm_vm *vm, int ready_fd)
                                 return parse_ready(vm, buf, len);
                         /* It died without a word: its log and the console are all we have. */
                         char logpath[4096], conpath[4096], last[512], console[4096];
-                        snprintf(logpath, sizeof(logpath), "%s/supervisor.log", vm->dir);
-                        snprintf(conpath, sizeof(conpath), "%s/console.log", vm->dir);
+                        snprintf(logpath, sizeof(logpath), "%s/" VMDIR_SUPERVISOR_LOG, vm->dir);
+                        snprintf(conpath, sizeof(conpath), "%s/" VMDIR_CONSOLE_LOG, vm->dir);
                         file_tail(logpath, last, sizeof(last), true);
                         file_tail(conpath, console, sizeof(console), false);
                         sanitize_text(last);

@@ -8,6 +8,7 @@
 
 #include "smolvm_i.h"
 #include "util.h"
+#include "vmdir.h"
 
 SMOLVM_EXPORT void smolvm_config_init(smolvm_config *cfg)
 {
@@ -46,7 +47,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         snprintf(kernel, sizeof(kernel), "%s/vmlinux", rec->image_dir);
         snprintf(initrd, sizeof(initrd), "%s/initramfs.img", rec->image_dir);
         snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", rec->image_dir);
-        snprintf(path, sizeof(path), "%s/config.json", vm->dir);
+        snprintf(path, sizeof(path), "%s/" VMDIR_CONFIG, vm->dir);
 
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:b}",
                               "id", vm->id, "image", rec->image ? rec->image : "default",
@@ -70,7 +71,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         }
         if (!o)
                 return vm_error(-EINVAL, NULL,
-                                "cannot encode config.json (paths, mount paths and kernel command line must be "
+                                "cannot encode " VMDIR_CONFIG " (paths, mount paths and kernel command line must be "
                                 "UTF-8)");
         char *s = json_dumps(o, JSON_INDENT(2));
         json_decref(o);

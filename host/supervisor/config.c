@@ -99,7 +99,7 @@ static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, 
                                 snprintf(err, err_len, "%s: mount tag %s is used twice", path, json_string_value(t));
                                 return -EINVAL;
                         }
-                sup_mount *m = &c->mounts[c->n_mounts];
+                sup_mount_cfg *m = &c->mounts[c->n_mounts];
                 m->tag = strdup(json_string_value(t));
                 m->host = strdup(json_string_value(h));
                 m->guest = strdup(json_string_value(g));

@@ -11,12 +11,12 @@
  * "mount_transport": "vsock", FUSE over an agent stream. */
 #define SUP_MAX_MOUNTS 16u
 #define SUP_MOUNT_TAG_MAX 36u /* virtio-fs config space: tag[36] */
-typedef struct sup_mount {
+typedef struct sup_mount_cfg {
         char *tag;        /* [a-z0-9-], at most SUP_MOUNT_TAG_MAX bytes */
         char *host;       /* absolute */
         char *guest;      /* absolute, no whitespace, '"' or ':' (kernel command line) */
         bool writable;
-} sup_mount;
+} sup_mount_cfg;
 
 typedef struct sup_config {
         char *kernel;        /* absolute paths */
@@ -28,7 +28,7 @@ typedef struct sup_config {
         uint32_t cpus;       /* default 1 */
         uint64_t boot_timeout_ms; /* 0 = the accelerator's default */
         uint64_t disk_mib;        /* 0 = the base image's size */
-        sup_mount mounts[SUP_MAX_MOUNTS];
+        sup_mount_cfg mounts[SUP_MAX_MOUNTS];
         size_t n_mounts;
         bool mounts_vsock;        /* "mount_transport": "vsock" (FUSE over the agent stream) */
 } sup_config;

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "vmdir.h"
 
 /* A guest can print forever (a loop in userspace, a kernel oops storm); the file
  * must stay bounded. When the cap is reached the file restarts with the tail we
@@ -66,7 +67,7 @@ static void log_write(sup_console *con, const uint8_t *p, size_t n)
         if (con->log_fd < 0)
                 return;
         if (con->log_bytes + n > CONSOLE_LOG_CAP_BYTES) {
-                static const char note[] = "[console.log truncated: size cap reached; newest output follows]\n";
+                static const char note[] = "[" VMDIR_CONSOLE_LOG " truncated: size cap reached; newest output follows]\n";
                 const uint8_t *a, *b;
                 size_t a_len, b_len;
 
@@ -85,7 +86,7 @@ static void log_write(sup_console *con, const uint8_t *p, size_t n)
         con->log_bytes += n;
         return;
 fail:
-        sup_log("console.log: write failed: %m; console output is no longer saved to disk");
+        sup_log(VMDIR_CONSOLE_LOG ": write failed: %m; console output is no longer saved to disk");
         con->log_fd = safe_close(con->log_fd);
 }
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "spawn.h"
+#include "spawner.h" /* common/ */
 #include "util.h"
 
 /* In the child: the listening socket (or the stream) and the ready pipe. */
@@ -170,7 +170,7 @@ fail:;
         return r;
 }
 
-static sup_fsd *fsd_new(unsigned index, const sup_mount *m, const char *socket_path, const char *what)
+static sup_fsd *fsd_new(unsigned index, const sup_mount_cfg *m, const char *socket_path, const char *what)
 {
         sup_fsd *f = calloc(1, sizeof(*f));
         if (!f)
@@ -228,7 +228,18 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
 
         int fds[5] = { null_fd, log_w, log_w, fd3, ready_w };
         pid_t pid;
-        r = sup_spawn(argv, fds, ready_w >= 0 ? 5 : 4, raise_nofile ? &nofile : NULL, &pid);
+        /* Its own process group (it forks a sandboxed server: we kill the group),
+         * dying with the supervisor. */
+        smolvm_spawn_opts o = {
+                .argv = argv,
+                .search_path = true,
+                .fds = fds,
+                .n_fds = ready_w >= 0 ? 5 : 4,
+                .new_pgroup = true,
+                .pdeathsig = SIGKILL,
+                .nofile = raise_nofile ? &nofile : NULL,
+        };
+        r = smolvm_spawn(&o, &pid);
         if (r < 0) {
                 snprintf(err, err_len, "starting %s: %s", argv[0], strerror(-r));
                 return r;
@@ -249,7 +260,7 @@ fail_errno:
         return r;
 }
 
-int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
+int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, const char *socket_path,
                   const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
         char bin[4096], fd_arg[16], ready_arg[16];
@@ -336,7 +347,7 @@ static void ready_cb(void *userdata, int fd, uint32_t events)
         (void)ready_read(userdata);
 }
 
-int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount *m, int stream_fd,
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd,
                          const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
         char bin[4096], fd_arg[24], ready_arg[16];

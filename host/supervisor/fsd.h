@@ -36,7 +36,7 @@ const char *sup_fsd_binary(char *buf, size_t len);
 /* Listen on socket_path (a stale socket there is replaced) and start the
  * back-end for mount m. Does not wait for it (sup_fsd_wait_ready). log_path is
  * created/truncated. Returns 0 or a negative errno with err set. */
-int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const char *socket_path,
+int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, const char *socket_path,
                   const char *log_path, sup_fsd **ret, char *err, size_t err_len);
 
 /* Start the FUSE-over-vsock server for mount m on stream_fd, a connected
@@ -47,7 +47,7 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount *m, const
  * Always our binary ($SMOLVM_VIRTIOFSD only if it names smolvm-virtiofsd:
  * QEMU's has no stream mode). Its ready pipe is watched on loop, so the loop
  * wakes when it answers. Returns 0 or a negative errno with err set. */
-int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount *m, int stream_fd,
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd,
                          const char *log_path, sup_fsd **ret, char *err, size_t err_len);
 
 /* Without blocking: 0 while the back-end has not said READY, 1 once it has,

@@ -15,7 +15,7 @@
 #endif
 
 #include "log.h"
-#include "spawn.h"
+#include "spawner.h" /* common/ */
 #include "util.h"
 
 #define QEMU_BINARY "qemu-system-x86_64"
@@ -54,15 +54,24 @@ static char *qemu_opt_escape(const char *s)
         return out;
 }
 
-/* sup_spawn with the given stdio (or /dev/null) and, if keep_fd >= 0, keep_fd
- * as fd 3. */
+/* Start argv (PATH lookup) with the given stdio (or /dev/null) and, if
+ * keep_fd >= 0, keep_fd as fd 3: in its own process group (we kill whole
+ * groups), dying with the supervisor (PR_SET_PDEATHSIG SIGKILL). */
 static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
 {
         _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0)
                 return negative_errno();
         int fds[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
-        return sup_spawn(argv, fds, keep_fd >= 0 ? 4 : 3, NULL, ret_pid);
+        smolvm_spawn_opts o = {
+                .argv = argv,
+                .search_path = true,
+                .fds = fds,
+                .n_fds = keep_fd >= 0 ? 4 : 3,
+                .new_pgroup = true,
+                .pdeathsig = SIGKILL,
+        };
+        return smolvm_spawn(&o, ret_pid);
 }
 
 static int wait_child(pid_t pid, int *ret_wstatus)

@@ -30,7 +30,7 @@ static void connect_cb(void *userdata, int err, uint32_t local_port)
         v->connect_err = err;
 }
 
-int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount *m,
+int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m,
                       const char *log_path, sup_vsockfs **ret, char *err, size_t err_len)
 {
         int sp[2], r;

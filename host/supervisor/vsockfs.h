@@ -28,7 +28,7 @@ typedef struct sup_vsockfs sup_vsockfs;
  * server's stdout/stderr go to log_path. Does not wait for the guest
  * (sup_vsockfs_state). Returns 0 or a negative errno with err set (no child,
  * no stream). */
-int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount *m,
+int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m,
                       const char *log_path, sup_vsockfs **ret, char *err, size_t err_len);
 
 /* 0 while the guest has not answered yet, 1 once it mounted (the server said

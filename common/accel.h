@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Which accelerator a VM runs on, and why. Shared by the supervisor and (later)
- * `smolvm doctor`, so the reason a user reads is the one the supervisor acted on. */
+/* Which accelerator a VM runs on, and why. Host-only common code (the
+ * smolvm-host-common library): the supervisor decides with it, and libsmolvm's
+ * `smolvm doctor` reports the same verdict, so the reason a user reads is the
+ * one the supervisor acted on. */
 #pragma once
 
 #include <stddef.h>

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The names of the files in a VM directory, $SMOLVM_HOME/vms/<id>/
+ * (docs/internals.md, "Paths"). libsmolvm and smolvm-supervisor both use these:
+ * one spelling, so that neither side can look for a file the other never
+ * writes. Who writes each one is noted; both sides read some of them. */
+#pragma once
+
+/* libsmolvm's: the VM's record (atomic, never changed after create), its
+ * lock (flock) and the config it hands the supervisor before each start. */
+#define VMDIR_RECORD "vm.json"
+#define VMDIR_LOCK "lock"
+#define VMDIR_CONFIG "config.json"
+
+/* The supervisor's, for one run of the VM. */
+#define VMDIR_PID "supervisor.pid"
+#define VMDIR_PID_TMP ".supervisor.pid.tmp" /* renamed to VMDIR_PID */
+#define VMDIR_VSOCK "vsock.sock"            /* hybrid vsock: clients connect here */
+#define VMDIR_CHAN "chan.sock"              /* QEMU's virtio-serial chardev (internal) */
+#define VMDIR_QMP "qmp.sock"                /* QEMU's QMP monitor (libsmolvm's pause/resume) */
+#define VMDIR_OVERLAY "overlay.qcow2"       /* the VM's disk, over the image's rootfs */
+#define VMDIR_CONSOLE_LOG "console.log"     /* the guest's serial console, size-capped */
+#define VMDIR_SUPERVISOR_LOG "supervisor.log"
+#define VMDIR_QEMU_LOG "qemu.log"
+/* Per mount N (0-based, printf formats taking a size_t): the vhost-user socket
+ * of a virtio-fs back-end, and the back-end's stdout+stderr. */
+#define VMDIR_FS_SOCK_FMT "fs-%zu.sock"
+#define VMDIR_FSD_LOG_FMT "virtiofsd-%zu.log"
+
+/* Run state, written by libsmolvm (lifecycle.c) and, for "failed", also by
+ * the supervisor. */
+#define VMDIR_PAUSED "paused"           /* marker: QEMU is stopped (pause) */
+#define VMDIR_BOOT "boot.json"          /* the ready line's numbers and QEMU's pid */
+#define VMDIR_FAILED "failed"           /* the last run ended badly; line 1 says why */
+#define VMDIR_ENV_APPLIED "env.applied" /* the create-time env was set in the guest */

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smolvm-supervisor: one process per VM, one thread, one event loop. Owns
+ * QEMU, the sockets and the VM directory; reports readiness on --ready-fd;
+ * serves hybrid vsock until the VM stops. Contract: docs/internals.md,
+ * "Supervisor".
+ *
+ * The pieces, all sharing `struct sup`:
+ *   main.c    wiring: command line, process set-up, the list of duties, the loop
+ *   dir.c     the VM directory it owns: the pid file and the running-supervisor
+ *             check, the overlay disk, what is left or removed at exit
+ *   vm.c      bringing the VM up (loop, signals, sockets, console, QEMU) and
+ *             tearing it down in a safe order; reaping strays
+ *   boot.c    the boot state machine, the guest channel's events, the ready line
+ *   duty.h    the seam for everything else the supervisor does for a VM;
+ *             mounts.c (virtio-fs and FUSE-over-vsock mounts) is the first duty
+ * and below them: qemu.c (the VMM), console.c, hvsock.c, fsd.c, vsockfs.c,
+ * fsabort.c, config.c, log.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "accel.h"
+#include "config.h"
+#include "console.h"
+#include "duty.h"
+#include "evloop.h"
+#include "hvsock.h"
+#include "mux.h"
+#include "qemu.h"
+
+enum sup_exit_code {
+        SUP_EXIT_OK = 0,
+        SUP_EXIT_VM_FAILED = 1,
+        SUP_EXIT_USAGE = 2,
+};
+
+struct sup {
+        /* The command line (main.c). */
+        const char *vm_dir;
+        bool ephemeral;
+        int ready_fd; /* -1 once the ready line is written (boot.c) */
+
+        /* config.json (vm.c), read-only afterwards. */
+        sup_config cfg;
+        smolvm_accel_choice accel;
+        uint64_t boot_timeout_ms; /* the config's, or the accelerator's default */
+
+        /* Created by sup_vm_start(), freed by sup_vm_teardown() (vm.c). */
+        smolvm_evloop *loop;
+        int sig_fd;
+        int chan_listen_fd;
+        sup_console *con;  /* console.log; sup_console_note() adds a line to it */
+        sup_hvsock *hv;
+        sup_vmm *vmm;
+        smolvm_mux *mux;   /* the guest channel: NULL until QEMU connected chan.sock */
+
+        /* The duties (duty.c). */
+        struct sup_duty_slot {
+                const sup_duty_ops *ops;
+                void *self;
+                bool up; /* guest_up returned 1 */
+        } duties[SUP_MAX_DUTIES];
+        size_t n_duties;
+
+        bool created_overlay; /* dir.c: this run created overlay.qcow2 */
+
+        /* The boot (boot.c). */
+        bool running; /* HELLO seen, every duty up, ready line written */
+        bool stop;    /* termination signal received */
+        int stop_signal;
+        /* boot timeline, monotonic ms */
+        uint64_t t_start, t_spawn, t_chan, t_hello, deadline_ms, broken_deadline_ms;
+        bool hello;
+        uint32_t hello_version, guest_init_start_ms, guest_ready_ms;
+        bool hello_has_times;
+        bool mux_broken;
+        int mux_err;
+        const char *mux_why;
+
+        char failed_why[512]; /* the first failure: written to DIR/failed (libsmolvm's `info`) */
+};
+
+/* Report a failure: to the ready fd if nobody got a ready line yet (with the
+ * console's tail if with_console, and hint if not NULL), always to the log;
+ * the first one is also what DIR/failed will say (boot.c). */
+void sup_fail(sup *s, bool with_console, const char *hint, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
