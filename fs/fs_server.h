@@ -38,9 +38,12 @@ void smolvm_fs_free(smolvm_fs *fs); /* accepts NULL */
  * then data for WRITE), in readable buffers of any split. out/out_cnt: writable
  * reply buffers. Returns the reply length written into out (>= 16, starting with
  * a fuse_out_header whose len equals the return value), 0 when the op takes no
- * reply (FORGET, BATCH_FORGET, INTERRUPT), or negative errno when the request is
- * malformed beyond answering (shorter than fuse_in_header, len mismatch) or out
- * is too small for a header: the transport drops it / marks the stream broken.
+ * reply (FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY: served with or without
+ * reply buffers, out_cnt may be 0, and nothing is ever written into out), or
+ * negative errno when the request is malformed beyond answering (shorter than
+ * fuse_in_header, len mismatch) or needs a reply and out is too small for a
+ * header: the transport drops it (virtio-fs still returns the chain, 0 bytes
+ * written) / marks the stream broken.
  * Never crashes, aborts or allocates without bound on any input. */
 ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, const struct iovec *out, int out_cnt);
 

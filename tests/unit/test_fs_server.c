@@ -474,6 +474,63 @@ START_TEST(test_forget_release)
 }
 END_TEST
 
+/* Send a request with no reply buffer at all (virtio-fs's hiprio queue). */
+static ssize_t send_noreply(req *q)
+{
+        struct fuse_in_header h;
+        memcpy(&h, q->buf, sizeof(h));
+        h.len = (uint32_t)q->len;
+        memcpy(q->buf, &h, sizeof(h));
+        struct iovec in = { q->buf, q->len };
+        return smolvm_fs_handle(fs, &in, 1, NULL, 0);
+}
+
+START_TEST(test_noreply_without_buffer)
+{
+        uint32_t base = stats().n_inodes;
+        int64_t a = lookup(1, "hello.txt", NULL), b = lookup(1, "big.bin", NULL);
+        ck_assert_uint_eq(stats().n_inodes, base + 2);
+        req q;
+        req_init(&q, FUSE_FORGET, (uint64_t)a);
+        struct fuse_forget_in fi = { .nlookup = 1 };
+        req_add(&q, &fi, sizeof(fi));
+        ck_assert_int_eq(send_noreply(&q), 0);
+        ck_assert_uint_eq(stats().n_inodes, base + 1);
+        req_init(&q, FUSE_BATCH_FORGET, 0);
+        struct fuse_batch_forget_in bf = { .count = 1 };
+        struct fuse_forget_one one = { (uint64_t)b, 1 };
+        req_add(&q, &bf, sizeof(bf));
+        req_add(&q, &one, sizeof(one));
+        ck_assert_int_eq(send_noreply(&q), 0);
+        ck_assert_uint_eq(stats().n_inodes, base);
+        req_init(&q, FUSE_INTERRUPT, 0);
+        struct fuse_interrupt_in ii = { .unique = 12345 };
+        req_add(&q, &ii, sizeof(ii));
+        ck_assert_int_eq(send_noreply(&q), 0);
+        req_init(&q, FUSE_NOTIFY_REPLY, 1);
+        ck_assert_int_eq(send_noreply(&q), 0);
+        /* A request that needs a reply and has no room for one: refused. */
+        req_init(&q, FUSE_LOOKUP, 1);
+        req_str(&q, "dir");
+        uint64_t errs = stats().n_errors;
+        ck_assert_int_lt(send_noreply(&q), 0);
+        ck_assert_uint_eq(stats().n_errors, errs + 1);
+        ck_assert_uint_eq(stats().n_inodes, base);
+        /* With a reply buffer after all: still not a byte written back, even
+         * for a malformed one (too short, unknown nodeid). */
+        a = lookup(1, "hello.txt", NULL);
+        static const uint32_t ops[] = { FUSE_FORGET, FUSE_BATCH_FORGET, FUSE_INTERRUPT, FUSE_NOTIFY_REPLY };
+        for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+                req_init(&q, ops[i], i == 0 ? 0xdead0000beefull : (uint64_t)a);
+                req_add(&q, &fi, i == 0 ? sizeof(fi) : 3);
+                ck_assert_int_eq(req_send(&q), 0);
+                for (size_t k = 0; k < 4096; k++)
+                        ck_assert_uint_eq(outbuf[k], 0xa5);
+        }
+        ck_assert_uint_eq(stats().n_inodes, base + 1);
+}
+END_TEST
+
 START_TEST(test_handle_exhaustion)
 {
         make_fs(true, 0, 8);
@@ -1362,6 +1419,7 @@ int main(void)
         tcase_add_test(tc, test_dotdot);
         tcase_add_test(tc, test_read);
         tcase_add_test(tc, test_forget_release);
+        tcase_add_test(tc, test_noreply_without_buffer);
         tcase_add_test(tc, test_unknown_and_misc);
         suite_add_tcase(s, tc);
 
