@@ -487,17 +487,23 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
         if (!fs)
                 return -ENOMEM;
         fs->read_only = cfg->read_only;
-        fs->max_inodes = cfg->max_inodes ? cfg->max_inodes : FS_DEFAULT_MAX_INODES;
-        fs->max_handles = cfg->max_handles ? cfg->max_handles : FS_DEFAULT_MAX_HANDLES;
-        fs->max_inodes = MAX(fs->max_inodes, 2u);
-        fs->max_inodes = MIN(fs->max_inodes, 1u << 24);
-        fs->max_handles = MIN(fs->max_handles, 1u << 20);
         uint32_t mw = cfg->max_write ? cfg->max_write : FS_DEFAULT_MAX_WRITE;
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;
-        fs->fd_budget = fd_budget_from_rlimit(fs->max_inodes + fs->max_handles);
+        /* Limits from the host (docs/internals.md, "File server limits"): fds
+         * from RLIMIT_NOFILE, handles from the fds (half: lookups keep the
+         * rest to evict into), inodes from the memory budget at the smallest
+         * an entry can cost. An inode table may hold far more entries than
+         * fds: idle inode fds are evicted (fs_inode.c). */
+        fs->fd_budget = fd_budget_from_rlimit(FS_FD_WANT);
         if (cfg->max_fds)
                 fs->fd_budget = MIN(fs->fd_budget, MAX(cfg->max_fds, 4u));
+        fs->max_mem_bytes = cfg->max_mem_bytes ? MAX(cfg->max_mem_bytes, FS_MEM_BUDGET_MIN) : fs_default_mem_budget();
+        uint64_t by_mem = fs->max_mem_bytes / (sizeof(fs_inode) + fs_name_cost(1) + sizeof(uint32_t));
+        fs->max_inodes = cfg->max_inodes ? cfg->max_inodes : (uint32_t)MIN(by_mem, (uint64_t)FS_MAX_INODES_CAP);
+        fs->max_inodes = MIN(MAX(fs->max_inodes, 2u), FS_MAX_INODES_CAP);
+        fs->max_handles = cfg->max_handles ? cfg->max_handles : MAX(fs->fd_budget / 2, 16u);
+        fs->max_handles = MIN(fs->max_handles, FS_MAX_HANDLES_CAP);
         fs->proc_fd_dir = -1;
         pthread_mutex_init(&fs->lock, NULL);
 
@@ -534,6 +540,11 @@ void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret)
         ret->n_handles = fs->n_handles;
         ret->n_fds = fs->n_fds;
         ret->n_evictions = fs->n_evictions;
+        ret->mem_bytes = fs->mem_bytes;
+        ret->max_inodes = fs->max_inodes;
+        ret->max_handles = fs->max_handles;
+        ret->max_fds = fs->fd_budget;
+        ret->max_mem_bytes = fs->max_mem_bytes;
         pthread_mutex_unlock(&m->lock);
         ret->n_requests = __atomic_load_n(&fs->n_requests, __ATOMIC_RELAXED);
         ret->n_erofs = __atomic_load_n(&fs->n_erofs, __ATOMIC_RELAXED);
