@@ -30,13 +30,15 @@
  * one host fd per file and run into RLIMIT_NOFILE (QEMU's virtiofsd answers
  * EMFILE there). When the fd budget is spent, an idle inode's O_PATH fd is closed
  * (a clock sweep: each slot has a "recent" bit set on use and cleared as the hand
- * passes) and the slot keeps the name it was found under. Only leaves are
- * evicted: an inode with known children (kids > 0) keeps its fd, so an evicted
- * inode's parent always has one and re-resolution is a single confined
- * openat2(parent, name) (the same call as a lookup, O_PATH: no side effect even on
- * a device node), checked against the recorded (dev, ino, type). If the name now
- * leads elsewhere (renamed or removed on the host while evicted), the request gets
- * ESTALE: never another inode. Names cost at most max_inodes * 256 bytes. */
+ * passes) and the slot keeps the name it was found under. Directories are
+ * evicted too (a big tree has more directories the guest keeps than a budget
+ * has fds); the root never is. Re-resolution is one confined openat2(parent,
+ * name) per evicted level (the same call as a lookup, O_PATH: no side effect
+ * even on a device node), top-down from the nearest ancestor that has an fd,
+ * each checked against the recorded (dev, ino, type). If a name now leads
+ * elsewhere (renamed or removed on the host while evicted), the request gets
+ * ESTALE: never another inode. An inode in use (refs > 0: a request, an open
+ * handle) keeps its fd. Names are charged to the memory budget (fs_table.c). */
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -130,7 +132,7 @@ static fs_inode *find_locked(smolvm_fs *fs, uint64_t nodeid)
         return e->nodeid == nodeid ? e : NULL;
 }
 
-/* Close one idle leaf's fd (see "Bounded fds"). false if none is idle. */
+/* Close one idle inode's fd (see "Bounded fds"). false if none is idle. */
 static bool evict_one_locked(smolvm_fs *fs)
 {
         uint32_t n = fs->inode_unused;
@@ -138,7 +140,7 @@ static bool evict_one_locked(smolvm_fs *fs)
                 uint32_t i = fs->clock_hand;
                 fs->clock_hand = i + 1 >= n ? 1 : i + 1;
                 fs_inode *e = fs_inode_at(fs, i);
-                if (i == 0 || !fs_inode_used(e) || e->fd < 0 || e->refs != 0 || e->kids != 0 || !e->name)
+                if (i == 0 || !fs_inode_used(e) || e->fd < 0 || e->refs != 0 || !e->name)
                         continue;
                 if (e->recent) {
                         e->recent = false;
@@ -160,30 +162,57 @@ bool fs_fd_reserve_locked(smolvm_fs *fs)
         return evict_one_locked(fs) && fs_fd_budget_take_locked(fs);
 }
 
-/* Give an evicted inode its fd back: one confined step beneath its parent, which
- * has an fd because it has a child (this one). */
+/* Give e, evicted, its fd back: one confined step beneath its parent, which has
+ * an fd (the caller saw to it). */
+static int reopen_locked(smolvm_fs *fs, fs_inode *e)
+{
+        fs_inode *parent = fs_inode_at(fs, e->parent_idx);
+        if (!e->name || parent->fd < 0)
+                return -ESTALE;
+        /* The reserve may evict: not the fd we are about to open beneath. */
+        parent->refs++;
+        int fd = -1, r = fs_fd_reserve_locked(fs) ? 0 : -EMFILE;
+        struct stat st;
+        if (r == 0) {
+                r = fs_open_child(parent, e->name, &fd, &st);
+                if (r == 0 && (st.st_dev != e->dev || st.st_ino != e->ino || (st.st_mode & S_IFMT) != e->type)) {
+                        safe_close(fd);
+                        r = -ESTALE; /* the name leads to another inode now */
+                }
+                if (r < 0)
+                        fs_fd_budget_return_locked(fs);
+        }
+        parent->refs--;
+        if (r < 0)
+                return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
+        e->fd = fd;
+        e->recent = true;
+        return 0;
+}
+
+/* Evicted levels re-resolved in one go; a deeper evicted path gets ESTALE. */
+#define MAX_REOPEN_DEPTH 1024u
+
+/* Make e's fd valid: if it was evicted, re-resolve it and every evicted
+ * ancestor, top-down from the nearest one with an fd (the root always has
+ * one; parent links never form a cycle, and the walk is bounded anyway). */
 static int ensure_fd_locked(smolvm_fs *fs, fs_inode *e)
 {
         e->recent = true;
         if (e->fd >= 0)
                 return 0;
-        const fs_inode *parent = fs_inode_at(fs, e->parent_idx);
-        if (!e->name || parent->fd < 0)
-                return -ESTALE;
-        if (!fs_fd_reserve_locked(fs))
-                return -EMFILE;
-        int fd;
-        struct stat st;
-        int r = fs_open_child(parent, e->name, &fd, &st);
-        if (r == 0 && (st.st_dev != e->dev || st.st_ino != e->ino || (st.st_mode & S_IFMT) != e->type)) {
-                safe_close(fd);
-                r = -ESTALE; /* the name leads to another inode now */
+        uint32_t path[MAX_REOPEN_DEPTH];
+        uint32_t depth = 0;
+        for (fs_inode *a = e; a->fd < 0; a = fs_inode_at(fs, a->parent_idx)) {
+                if (depth == MAX_REOPEN_DEPTH)
+                        return -ESTALE;
+                path[depth++] = fs_inode_idx(fs, a);
         }
-        if (r < 0) {
-                fs_fd_budget_return_locked(fs);
-                return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
+        while (depth > 0) {
+                int r = reopen_locked(fs, fs_inode_at(fs, path[--depth]));
+                if (r < 0)
+                        return r;
         }
-        e->fd = fd;
         return 0;
 }
 
@@ -534,10 +563,15 @@ int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, bool speculativ
                         return -ENOTDIR;
                 pthread_mutex_lock(&fs->lock);
                 fs_inode *target = name[1] == '.' ? fs_inode_at(fs, dir->parent_idx) : dir;
-                target->nlookup++;
-                target->refs++;
-                nodeid = target->nodeid;
+                r = ensure_fd_locked(fs, target); /* the parent may be evicted */
+                if (r == 0) {
+                        target->nlookup++;
+                        target->refs++;
+                        nodeid = target->nodeid;
+                }
                 pthread_mutex_unlock(&fs->lock);
+                if (r < 0)
+                        return r;
                 r = fs_stat_fd(target->fd, &st);
                 if (r < 0) {
                         pthread_mutex_lock(&fs->lock);

@@ -298,6 +298,87 @@ START_TEST(test_memory_limit)
 }
 END_TEST
 
+#define N_DIRS 300
+#define DEPTH 100
+#define FEW_FDS 32
+
+static void read_expect(uint64_t nodeid, const char *want)
+{
+        int64_t fh = open_op(FUSE_OPEN, nodeid, O_RDONLY);
+        ck_assert_int_gt(fh, 0);
+        ck_assert_int_eq(read_op((uint64_t)fh, 0, 64), (ssize_t)strlen(want));
+        ck_assert_int_eq(memcmp(reply_body(), want, strlen(want)), 0);
+        ck_assert_int_eq(release_op(FUSE_RELEASE, (uint64_t)fh), 0);
+}
+
+/* Directories give up their fds too: many more known directories than fds
+ * (each with a known child, as the guest's cached dentries keep them) all stay
+ * usable, a file whose directory was evicted as well is re-resolved from the
+ * nearest ancestor that has an fd (here a hundred levels up), and ".." of an
+ * evicted directory's child works. */
+START_TEST(test_dir_eviction)
+{
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof(p), "%s/dirs", tree.share);
+        ck_assert_int_eq(mkdir(p, 0755), 0);
+        for (int i = 0; i < N_DIRS; i++) {
+                char body[16];
+                snprintf(p, sizeof(p), "%s/dirs/d%03d", tree.share, i);
+                ck_assert_int_eq(mkdir(p, 0755), 0);
+                snprintf(body, sizeof(body), "d%03d", i);
+                ck_assert_int_eq(fs_test_write_file(p, "f", body, strlen(body)), 0);
+        }
+        int n = snprintf(p, sizeof(p), "%s/deep", tree.share);
+        ck_assert_int_eq(mkdir(p, 0755), 0);
+        for (int d = 0; d < DEPTH; d++) {
+                n += snprintf(p + n, sizeof(p) - (size_t)n, "/a");
+                ck_assert_int_lt(n, (int)sizeof(p) - 8);
+                ck_assert_int_eq(mkdir(p, 0755), 0);
+        }
+        ck_assert_int_eq(fs_test_write_file(p, "leaf", "bottom", 6), 0);
+        make_fs_fds(true, 0, 0, FEW_FDS);
+
+        /* A chain of a hundred directories, then the 300 directories and their
+         * files push every fd of the chain out. */
+        int64_t deep = quick_lookup(1, "deep"), chain[DEPTH + 1];
+        ck_assert_int_gt(deep, 1);
+        chain[0] = deep;
+        for (int d = 1; d <= DEPTH; d++) {
+                chain[d] = quick_lookup((uint64_t)chain[d - 1], "a");
+                ck_assert_int_gt(chain[d], 1);
+        }
+        int64_t leaf = quick_lookup((uint64_t)chain[DEPTH], "leaf");
+        ck_assert_int_gt(leaf, 1);
+        int64_t dirs = quick_lookup(1, "dirs"), dn[N_DIRS], fn[N_DIRS];
+        for (int i = 0; i < N_DIRS; i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "d%03d", i);
+                dn[i] = quick_lookup((uint64_t)dirs, name);
+                fn[i] = dn[i] > 1 ? quick_lookup((uint64_t)dn[i], "f") : dn[i];
+                if (dn[i] <= 1 || fn[i] <= 1)
+                        ck_abort_msg("lookup of dirs/%s/f: %lld, %lld", name, (long long)dn[i], (long long)fn[i]);
+        }
+        smolvm_fs_stats s = stats();
+        ck_assert_uint_le(s.n_fds, FEW_FDS);
+        ck_assert_uint_eq(s.n_inodes, 3 + DEPTH + 1 + 2 * N_DIRS);
+
+        for (int k = 0; k < N_DIRS; k++) {
+                int i = (k * 37) % N_DIRS;
+                char want[16];
+                snprintf(want, sizeof(want), "d%03d", i);
+                read_expect((uint64_t)fn[i], want);
+                ck_assert_uint_le(stats().n_fds, FEW_FDS);
+        }
+        read_expect((uint64_t)leaf, "bottom");
+        ck_assert_uint_le(stats().n_fds, FEW_FDS);
+        /* ".." of a directory whose parent was evicted again meanwhile. */
+        for (int i = 0; i < N_DIRS; i++)
+                ck_assert_int_eq(lookup((uint64_t)dn[i], "f", NULL), fn[i]);
+        ck_assert_int_eq(lookup((uint64_t)chain[DEPTH], "..", NULL), chain[DEPTH - 1]);
+        ck_assert_int_eq(lookup((uint64_t)chain[DEPTH / 2], "a", NULL), chain[DEPTH / 2 + 1]);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("fs_scale");
@@ -307,6 +388,7 @@ int main(void)
         tcase_add_test(tc, test_inode_table_grows);
         tcase_add_test(tc, test_inode_limit_degrades);
         tcase_add_test(tc, test_memory_limit);
+        tcase_add_test(tc, test_dir_eviction);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }
