@@ -219,3 +219,19 @@ static inline smolvm_fs_stats stats(void)
         smolvm_fs_get_stats(fs, &s);
         return s;
 }
+
+/* GETATTR: 0 with *ret_ino, or the error. */
+static inline int getattr_ino(uint64_t nodeid, uint64_t *ret_ino)
+{
+        req q;
+        req_init(&q, FUSE_GETATTR, nodeid);
+        struct fuse_getattr_in gi = { 0 };
+        req_add(&q, &gi, sizeof(gi));
+        ck_assert_int_ge(req_send(&q), 16);
+        if (reply_error())
+                return reply_error();
+        struct fuse_attr_out ao;
+        memcpy(&ao, reply_body(), sizeof(ao));
+        *ret_ino = ao.attr.ino;
+        return 0;
+}

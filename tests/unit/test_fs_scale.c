@@ -75,21 +75,6 @@ static void quick_forget(uint64_t nodeid, uint64_t n)
                 ck_abort_msg("FORGET %llu answered", (unsigned long long)nodeid);
 }
 
-static int getattr_ino(uint64_t nodeid, uint64_t *ret_ino)
-{
-        req q;
-        req_init(&q, FUSE_GETATTR, nodeid);
-        struct fuse_getattr_in gi = { 0 };
-        req_add(&q, &gi, sizeof(gi));
-        ck_assert_int_ge(req_send(&q), 16);
-        if (reply_error())
-                return reply_error();
-        struct fuse_attr_out ao;
-        memcpy(&ao, reply_body(), sizeof(ao));
-        *ret_ino = ao.attr.ino;
-        return 0;
-}
-
 /* READDIRPLUS over a whole directory, as the kernel reads it (a page or more
  * per request). Returns the entries seen (each name once: offsets advance);
  * *ret_plus counts those that came with a nodeid, which the caller may FORGET. */

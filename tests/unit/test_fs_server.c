@@ -395,22 +395,6 @@ START_TEST(test_inode_exhaustion)
 }
 END_TEST
 
-/* GETATTR: 0 with *ret_ino, or the error. */
-static int getattr_ino(uint64_t nodeid, uint64_t *ret_ino)
-{
-        req q;
-        req_init(&q, FUSE_GETATTR, nodeid);
-        struct fuse_getattr_in gi = { 0 };
-        req_add(&q, &gi, sizeof(gi));
-        ck_assert_int_ge(req_send(&q), 16);
-        if (reply_error())
-                return reply_error();
-        struct fuse_attr_out ao;
-        memcpy(&ao, reply_body(), sizeof(ao));
-        *ret_ino = ao.attr.ino;
-        return 0;
-}
-
 #define EVICT_FILES 200
 #define EVICT_FDS 16
 
