@@ -80,10 +80,13 @@ static int zstd_code(size_t ret)
         return ZSTD_getErrorCode(ret) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
 }
 
+/* zstd's threads pay only with cores to spare: on 2 CPUs they lost to one
+ * thread in wall and CPU time alike (docs/benchmarks.md), the caller's thread
+ * having I/O and hashing of its own to do. */
 static unsigned auto_workers(void)
 {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n >= 2 ? (unsigned)MIN(n, (long)ARCHIVE_MAX_WORKERS) : 0;
+        return n >= ARCHIVE_MIN_CPUS_FOR_WORKERS ? (unsigned)MIN(n - 1, (long)ARCHIVE_MAX_WORKERS) : 0;
 }
 
 /* Bytes into the file as they are, hashed when they belong to the body. */

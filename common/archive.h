@@ -68,7 +68,9 @@
  * levels up to 19 use at most; `zstd --long` or `--ultra` archives need more
  * and are refused (-EFBIG) rather than have a stranger's file size our memory. */
 #define ARCHIVE_WINDOW_LOG_MAX 24u
-/* Most compression threads used when n_workers is automatic. */
+/* n_workers automatic: no zstd threads below this many online CPUs (measured:
+ * on 2 they cost time), else one per CPU but one, at most ARCHIVE_MAX_WORKERS. */
+#define ARCHIVE_MIN_CPUS_FOR_WORKERS 4
 #define ARCHIVE_MAX_WORKERS 4
 
 typedef struct archive_writer archive_writer;
@@ -96,8 +98,8 @@ typedef struct archive_write_opts {
         archive_format format;
         unsigned kind;    /* ARCHIVE_KIND_* for the header */
         int level;        /* 1..ARCHIVE_LEVEL_MAX; 0: ARCHIVE_DEFAULT_LEVEL */
-        int n_workers;    /* zstd threads: -1 automatic (one per online CPU up to
-                           * ARCHIVE_MAX_WORKERS, none on one CPU), 0 none, N */
+        int n_workers;    /* zstd threads: -1 automatic (see ARCHIVE_MIN_CPUS_FOR_WORKERS),
+                           * 0 none (compress in the caller's thread), N */
         int cancel_fd;    /* -1: none; readable: calls fail with -ECANCELED */
         bool no_uring;    /* pwrite even where io_uring works */
 } archive_write_opts;

@@ -27,7 +27,7 @@ static int parse_max_size(const char *arg, void *field)
 static const cli_opt cp_opts[] = {
         CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
                  "downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
-                 "suffixes, powers of 1024: 10M, 2G)"),
+                 "suffixes, powers of 1024: 10M, 2G); with ID:/path -, the tar"),
         CLI_END,
 };
 
@@ -82,7 +82,7 @@ static int upload(smolvm_vm *vm, const cp_spec *src, const cp_spec *dst, char **
 }
 
 /* cp ID:/path - and cp - ID:/dir: the guest's tar on our stdout or stdin. */
-static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *dst)
+static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *dst, uint64_t max_bytes)
 {
         bool out = dst->vm[0] == '\0';
         const cp_spec *guest = out ? src : dst;
@@ -105,6 +105,7 @@ static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *ds
         smolvm_archive_opts o;
         smolvm_archive_opts_init(&o);
         o.guest_path = guest->path;
+        o.max_bytes = max_bytes;
         o.cancel_fd = sfd;
         o.progress = cli_progress_cb;
         o.userdata = &prog;
@@ -149,9 +150,9 @@ int cmd_cp(int argc, char **argv)
         if (cp_args_parse(p.pos[0], p.pos[1], &src, &dst, err, sizeof(err)) < 0)
                 return cli_usage(&p, "%s", err);
         if (!strcmp(src.path, "-") || !strcmp(dst.path, "-")) {
-                if (a.max_bytes)
-                        return cli_usage(&p, "--max-size limits downloads to host files, not tar streams");
-                return tar_stream(&p, &src, &dst);
+                if (a.max_bytes && !strcmp(src.path, "-"))
+                        return cli_usage(&p, "--max-size limits downloads (ID:/path -> host)");
+                return tar_stream(&p, &src, &dst, a.max_bytes);
         }
         bool upload_dir = dst.vm[0] != '\0';
         const char *vm_name = upload_dir ? dst.vm : src.vm;

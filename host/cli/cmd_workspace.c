@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cp_spec.h"
 #include "smolvm/smolvm.h"
 #include "util.h"
 
@@ -23,7 +24,17 @@ typedef struct ws_args {
         const char *path;
         const char *output;
         unsigned level;
+        uint64_t max_bytes;
 } ws_args;
+
+static int parse_max_size(const char *arg, void *field)
+{
+        if (cp_parse_size(arg, field) < 0) {
+                cli_error("invalid --max-size '%s': give bytes > 0, or a size like 500M or 2G", arg);
+                return -EINVAL;
+        }
+        return 0;
+}
 
 static const cli_opt persist_opts[] = {
         CLI_STRING(ws_args, output, "output", 'o', "FILE",
@@ -32,6 +43,9 @@ static const cli_opt persist_opts[] = {
                    "a failure or Ctrl-C leaves no file"),
         CLI_STRING(ws_args, path, "path", 0, "DIR", "the guest directory (default " SMOLVM_WORKSPACE_DIR ")"),
         CLI_UINT(ws_args, level, "level", 0, "N", 1, 19, 1, "zstd level, 1 (fastest) to 19 (default 3)"),
+        CLI_CALL(ws_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
+                 "stop once the archive passes SIZE bytes (K, M, G, T suffixes,\n"
+                 "powers of 1024); the guest decides how much it sends"),
         CLI_END,
 };
 
@@ -43,7 +57,7 @@ static const cli_opt hydrate_opts[] = {
 
 static const cli_cmd persist_cmd = {
         .name = "workspace persist",
-        .synopsis = "[--json] [--path DIR] [--level N] -o FILE|- ID",
+        .synopsis = "[--json] [--path DIR] [--level N] [--max-size SIZE] -o FILE|- ID",
         .about = ws_about,
         .opts = persist_opts,
         .json_help = "print the result as a JSON envelope (not with -o -); data: {\"vm\", \"path\",\n"
@@ -150,6 +164,7 @@ static int cmd_persist(int argc, char **argv)
         smolvm_archive_opts_init(&o);
         o.guest_path = a.path;
         o.level = (int)a.level;
+        o.max_bytes = a.max_bytes;
         return ws_run(&persist_cmd, &p, p.pos[0], a.output, persist_op, &o, false);
 }
 

@@ -52,13 +52,18 @@ static int on_stdout(void *ud, const void *data, size_t len)
         cmd_run *x = ud;
         if (!x->c->out)
                 return 0;
+        uint64_t max = x->c->max_bytes, content, file;
+        archive_writer_progress(x->c->out, &content, &file);
+        /* Raw: checked before a byte too many is written; compressed: as soon as
+         * the archive has passed it (its file is removed, a stream ends there). */
+        if (max && (file > max || (x->c->out_raw && len > max - file)))
+                return x->out_err = -EFBIG;
         int r = archive_writer_write(x->c->out, data, len);
         if (r < 0)
                 return x->out_err = r;
         x->out_bytes += len;
         const smolvm_archive_opts *p = x->c->progress;
         if (p && p->progress) {
-                uint64_t content, file;
                 archive_writer_progress(x->c->out, &content, &file);
                 p->progress(p->userdata, content, file);
         }
@@ -108,6 +113,10 @@ int guest_cmd_run(smolvm_vm *vm, const guest_cmd *c)
         smolvm_exec_callbacks cbs = { .on_stdout = on_stdout, .on_stderr = on_stderr, .userdata = &x };
         smolvm_exec_status st;
         int r = smolvm_exec(vm, &o, &cbs, &st);
+        if (x.out_err == -EFBIG)
+                return vm_error(-EFBIG, "raise the limit (--max-size), or archive less",
+                                "%s: the guest's output passed the limit of %.1f MiB", c->what,
+                                (double)c->max_bytes / (1024.0 * 1024.0));
         if (x.out_err) {
                 const char *why = archive_writer_error(c->out);
                 return vm_error(x.out_err, x.out_err == -ENOSPC ? "free some space, or write elsewhere" : NULL,
@@ -326,7 +335,7 @@ SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_arch
         /* "--" : a name may start with '-'. */
         const char *argv[] = { "tar", "-c", "-f", "-", "--numeric-owner", "--", name, NULL };
         guest_cmd c = { .what = what, .argv = argv, .cwd = parent, .cancel_fd = o->cancel_fd, .out = w,
-                        .stdin_fd = -1, .progress = o };
+                        .stdin_fd = -1, .progress = o, .max_bytes = o->max_bytes, .out_raw = true };
         r = guest_cmd_run(vm, &c);
         archive_stats st;
         if (r == 0 && (r = archive_writer_finish(w, &st)) < 0)

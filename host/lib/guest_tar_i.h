@@ -22,13 +22,16 @@ typedef struct guest_cmd {
                                    * (what it prints is ignored) */
         int stdin_fd;             /* >= 0: fed to the command until EOF; -1: /dev/null */
         const smolvm_archive_opts *progress; /* ->progress called per stdout chunk; NULL: none */
+        uint64_t max_bytes;       /* > 0: -EFBIG once out has written more to its fd */
+        bool out_raw;             /* out passes bytes through: max_bytes is checked before
+                                   * a byte too many is written */
 } guest_cmd;
 
 /* Run c in vm. Returns 0 once the command exited 0; else a negative errno,
  * recorded in words that name c->what: the agent's error (a missing cwd is
  * SMOLVM_ENOTFOUND "no directory X in the guest", a missing program -ENOENT),
  * -EIO quoting its stderr when it exited non-zero or was killed, the writer's
- * error (-ENOSPC, -EPIPE, ...), -ECANCELED. */
+ * error (-ENOSPC, -EPIPE, ...), -EFBIG (max_bytes), -ECANCELED. */
 int guest_cmd_run(smolvm_vm *vm, const guest_cmd *c);
 
 /* A command's stdin fed from a thread: read() gives the bytes (> 0), 0 at the

@@ -77,7 +77,7 @@ static int persist_to(smolvm_vm *vm, int fd, const char *shown, const smolvm_arc
                 return vm_error(r, NULL, "%s: %s: %s", what, shown, strerror(-r));
         const char *argv[] = { "tar", "-c", "-f", "-", "--numeric-owner", ".", NULL };
         guest_cmd c = { .what = what, .argv = argv, .cwd = dir, .cancel_fd = o->cancel_fd, .out = w,
-                        .stdin_fd = -1, .progress = o };
+                        .stdin_fd = -1, .progress = o, .max_bytes = o->max_bytes };
         r = guest_cmd_run(vm, &c);
         archive_stats st;
         if (r == 0 && (r = archive_writer_finish(w, &st)) < 0)

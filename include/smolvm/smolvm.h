@@ -460,6 +460,9 @@ typedef struct smolvm_archive_opts {
         const char *guest_path;   /* the guest directory; NULL: SMOLVM_WORKSPACE_DIR
                                    * (the tar stream calls require one) */
         int level;                /* persist: zstd level 1..19; 0: the default, 3 */
+        uint64_t max_bytes;       /* persist, tar from the guest: > 0 stops with -EFBIG once the
+                                   * guest's output written to the host passes this many bytes
+                                   * (a guest can send without end); 0: no cap */
         int cancel_fd;            /* > 0: give up with -ECANCELED once readable (e.g. a
                                    * signalfd); what was begun is removed; 0 or -1: none */
         /* Called as the transfer moves (tar bytes so far, archive bytes so far), from
@@ -488,7 +491,8 @@ SMOLVM_EXPORT void smolvm_archive_opts_init(smolvm_archive_opts *o);
  * left (SIGKILL may leave the hidden ".NAME.XXXXXXXXXXXX.part"). Returns 0 with
  * *ret (may be NULL) filled, SMOLVM_ENOTFOUND (no such guest directory), -EIO (the
  * guest's tar failed: its stderr is in the message; a file that changed while it
- * was read fails too), -ENOSPC, -ECANCELED, -EISDIR (host_path is a directory). */
+ * was read fails too), -ENOSPC, -EFBIG (o->max_bytes), -ECANCELED, -EISDIR
+ * (host_path is a directory). */
 SMOLVM_EXPORT int smolvm_workspace_persist(smolvm_vm *vm, const char *host_path, const smolvm_archive_opts *o,
                                            smolvm_archive_result *ret);
 /* The same into fd (a file, written at its offset, or a pipe); fd is not closed. On
@@ -515,7 +519,7 @@ SMOLVM_EXPORT int smolvm_workspace_hydrate_fd(smolvm_vm *vm, int fd, const smolv
  * to fd, its entries named from the path's last component ("dir/...") as docker
  * cp's tar streams are. fd is not closed. Returns 0 with *ret (may be NULL),
  * SMOLVM_ENOTFOUND, -EIO (the guest's tar failed), -EPIPE (fd's reader went away),
- * -ECANCELED. */
+ * -EFBIG (o->max_bytes), -ECANCELED. */
 SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
                                         smolvm_archive_result *ret);
 /* Unpack an uncompressed tar read from fd (until EOF) into the existing guest

@@ -132,6 +132,14 @@ check "persist of a missing guest dir: 125, not_found, names it" \
         sh -c "[ $rc -eq 125 ] && jq -e '.error.code == \"not_found\" and (.error.message | test(\"/nope\"))' '$T/e.json' >/dev/null"
 check "... and no file, no temporary" test -z "$(ls -A "$T" | grep -e nope.tar.zst -e '\.part$')"
 
+# The guest decides how much it sends: a cap stops it (random.bin alone is 4 MiB).
+"$SMOLVM" workspace persist --json wsa --max-size 1M -o "$T/cap.tar.zst" >"$T/e.json" 2>"$T/err"; rc=$?
+check "persist --max-size 1M of a 8 MiB tree: 125, too_large, no file" \
+        sh -c "[ $rc -eq 125 ] && jq -e '.error.code == \"too_large\"' '$T/e.json' >/dev/null && [ -z \"\$(ls -A '$T' | grep cap.tar)\" ]"
+"$SMOLVM" cp --max-size 1M wsa:/workspace - 2>"$T/err" | wc -c >"$T/n"; rc=${PIPESTATUS[0]}
+check "cp --max-size 1M VM:/dir -: 125 after at most 1 MiB" \
+        sh -c "[ $rc -eq 125 ] && [ \$(cat '$T/n') -le 1048576 ] && grep -q 'limit of 1.0 MiB' '$T/err'"
+
 "$SMOLVM" exec wsa -- sh -c 'head -c 67108864 /dev/urandom > /workspace/big' 2>"$T/err"
 "$SMOLVM" workspace persist wsa -o "$T/int.tar.zst" 2>"$T/err" &
 pid=$!
