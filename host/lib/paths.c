@@ -141,18 +141,43 @@ static int rm_trash(const char *path)
         return rm_rf_at(AT_FDCWD, path, VMDIR_LOCK, 0);
 }
 
-/* A removal or a creation that was interrupted (or is under way: its lock tells). */
-static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
+/* A removal or a creation that was interrupted, or is under way. */
+static bool left_id(const char *name, const char *prefix, char ret_id[SMOLVM_ID_LEN + 1])
 {
-        static const char *const prefixes[] = { VM_TRASH_PREFIX, VM_NEW_PREFIX };
-        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-                size_t n = strlen(prefixes[i]);
-                if (strncmp(name, prefixes[i], n) == 0 && vm_id_valid(name + n)) {
-                        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
-                        return true;
+        size_t n = strlen(prefix);
+        if (strncmp(name, prefix, n) != 0 || !vm_id_valid(name + n))
+                return false;
+        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
+        return true;
+}
+
+int vm_create_lock(const char *vms_dir)
+{
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s" VM_CREATE_LOCK_SUFFIX, vms_dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return vm_error(negative_errno(), NULL, "open %s: %s", path, strerror(errno));
+        while (flock(fd, LOCK_SH) < 0) {
+                if (errno != EINTR) {
+                        int r = vm_error(negative_errno(), NULL, "flock %s: %s", path, strerror(errno));
+                        safe_close(fd);
+                        return r;
                 }
         }
-        return false;
+        return fd;
+}
+
+/* Exclusive on the create lock without waiting: no creator at work. Returns the
+ * fd, or -1 when one is (or the lock cannot be had: then staging dirs stay). */
+static int no_creator_at_work(const char *vms_dir)
+{
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s" VM_CREATE_LOCK_SUFFIX, vms_dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+                fd = safe_close(fd);
+        return fd;
 }
 
 int vm_trash_sweep(const char *vms_dir, const char *only_id)
@@ -160,16 +185,25 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id)
         DIR *d = opendir(vms_dir);
         if (!d)
                 return errno == ENOENT ? 0 : vm_error(negative_errno(), NULL, "open %s: %s", vms_dir, strerror(errno));
-        int r = 0, found = 0;
+        int r = 0, found = 0, creators = -2; /* -2: not asked yet */
         struct dirent *de;
         while ((de = readdir(d))) {
                 char id[SMOLVM_ID_LEN + 1], path[PATH_MAX], lock[PATH_MAX + 8];
-                if (!trash_id(de->d_name, id) || (only_id && strcmp(id, only_id)))
+                bool staging = left_id(de->d_name, VM_NEW_PREFIX, id);
+                if ((!staging && !left_id(de->d_name, VM_TRASH_PREFIX, id)) || (only_id && strcmp(id, only_id)))
                         continue;
+                if (staging) {
+                        /* A creator holds the create lock shared from before its mkdir
+                         * to after its rename: while any does, staging dirs stay. */
+                        if (creators == -2)
+                                creators = no_creator_at_work(vms_dir);
+                        if (creators < 0)
+                                continue;
+                }
                 snprintf(path, sizeof(path), "%s/%s", vms_dir, de->d_name);
                 snprintf(lock, sizeof(lock), "%s/" VMDIR_LOCK, path);
                 /* No O_CREAT: a missing lock means the remover got to its last step. */
-                _cleanup_close_ int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+                _cleanup_close_ int fd = staging ? -1 : open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
                 if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
                         continue; /* a live `smolvm rm` is at work on it */
                 int k = rm_trash(path);
@@ -179,6 +213,8 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id)
                         found = 1;
         }
         closedir(d);
+        if (creators >= 0)
+                safe_close(creators);
         return r < 0 ? r : found;
 }
 

@@ -118,6 +118,13 @@ int rm_rf(const char *path);
  * record is complete (its creator holds its lock until then). A kill leaves
  * only a dir the next sweep removes, never a VM without a record. */
 #define VM_NEW_PREFIX ".creating-"
+/* <vms dir>VM_CREATE_LOCK_SUFFIX ($SMOLVM_HOME/vms.create.lock, beside
+ * vms.lock): creators hold it shared while a staging dir exists; a sweep
+ * removes staging dirs only when it gets it exclusively (no creator is at
+ * work, so every staging dir there was left by a killed one). */
+#define VM_CREATE_LOCK_SUFFIX ".create.lock"
+/* Take that lock shared (blocking). Returns the fd or a negative errno (recorded). */
+int vm_create_lock(const char *vms_dir);
 /* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
  * it to vms_dir/.removing-<id> (from then on no lookup or listing sees the
  * VM), then remove that, its "lock" last. Records the error. */

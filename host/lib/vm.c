@@ -2,7 +2,6 @@
 /* Creating a VM (directory + record + supervisor config) and opening one by id
  * or name. Starting, stopping and the rest: lifecycle.c. */
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -163,7 +162,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->ephemeral = cfg->ephemeral;
         vm->cancel_fd = cfg->cancel_fd;
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
-        _cleanup_close_ int names_lock = -1, staging_lock = -1;
+        _cleanup_close_ int names_lock = -1, creating = -1;
         _cleanup_free_ char *staging = NULL;
 
         /* Before the image: a bad --mount is the user's to fix first. */
@@ -212,8 +211,14 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         /* The dir is built under a staging name and renamed into place once its
          * record is written: a create killed half-way leaves no VM without a
          * vm.json (invisible to ls, unremovable by rm), only a staging dir the
-         * next sweep removes. Its lock is held meanwhile so no sweep takes it. A
+         * next sweep removes. The create lock is held shared meanwhile so no sweep
+         * takes a staging dir that is still being built. A
          * collision of 48 random bits is unlikely; EEXIST makes it harmless. */
+        creating = vm_create_lock(vms);
+        if (creating < 0) {
+                r = creating;
+                goto fail;
+        }
         for (int attempt = 0;; attempt++) {
                 r = random_id(vm->id);
                 if (r < 0)
@@ -233,13 +238,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                         goto fail;
                 }
         }
-        char lock_path[PATH_MAX];
-        snprintf(lock_path, sizeof(lock_path), "%s/" VMDIR_LOCK, staging);
-        staging_lock = vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
         free(vm->dir);
         vm->dir = strdup(staging);
-        if (staging_lock < 0 || !vm->dir) {
-                r = staging_lock < 0 ? staging_lock : vm_error(-ENOMEM, NULL, "out of memory");
+        if (!vm->dir) {
+                r = vm_error(-ENOMEM, NULL, "out of memory");
                 (void)rm_rf(staging);
                 goto fail;
         }
