@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fileutil.h"
 #include "init.h"
 #include "util.h"
 
@@ -44,34 +45,6 @@ static int next_frame(int fd, smolvm_frame_reader *rd, uint16_t *ret_type, const
                         return 0;
                 smolvm_frame_reader_commit(rd, (size_t)n);
         }
-}
-
-/* Create every missing ancestor of path (not path itself) with mode 0755,
- * whatever the umask. Returns 0 or negative errno. */
-static int mkdir_ancestors(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/' || s[-1] == '/')
-                        continue;
-                *s = '\0';
-                if (mkdir(p, 0755) == 0) {
-                        (void)chmod(p, 0755);
-                } else {
-                        int r = negative_errno();
-                        struct stat st;
-                        if (r != -EEXIST)
-                                return r;
-                        if (stat(p, &st) < 0)
-                                return negative_errno();
-                        if (!S_ISDIR(st.st_mode))
-                                return -ENOTDIR;
-                }
-                *s = '/';
-        }
-        return 0;
 }
 
 static uint32_t random_u32(void)
@@ -134,7 +107,7 @@ int agent_write_file(int fd, const agent_path_spec *spec)
                 goto fail;
         }
         if (spec->parents) {
-                r = mkdir_ancestors(path);
+                r = mkdir_p_exact(dir, 0755);
                 if (r < 0)
                         goto fail;
         }
@@ -284,8 +257,12 @@ int agent_mkdir(int fd, const agent_path_spec *spec)
 {
         const char *path = spec->path;
         int r = 0;
-        if (spec->parents)
-                r = mkdir_ancestors(path);
+        if (spec->parents) {
+                /* The ancestors 0755 whatever the umask; path itself spec->mode. */
+                const char *slash = strrchr(path, '/'); /* absolute: never NULL */
+                _cleanup_free_ char *dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+                r = dir ? mkdir_p_exact(dir, 0755) : -ENOMEM;
+        }
         if (r == 0) {
                 if (mkdir(path, spec->mode) == 0) {
                         /* The mode asked for, not what the umask leaves of it. */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "init.h"
 #include "util.h"
 
@@ -47,28 +48,9 @@ int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bo
         return 0;
 }
 
-static int mkdir_parents_and_self(const char *path)
-{
-        char tmp[512];
-        if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        for (char *p = tmp + 1;; p++) {
-                if (*p == '/' || *p == '\0') {
-                        char saved = *p;
-                        *p = '\0';
-                        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        *p = saved;
-                        if (saved == '\0')
-                                break;
-                }
-        }
-        return 0;
-}
-
 static void mount_one(const char *tag, const char *path, bool ro)
 {
-        int r = mkdir_parents_and_self(path);
+        int r = mkdir_p(path, 0755);
         if (r < 0) {
                 init_log("mount %s: mkdir %s: %s (skipped)", tag, path, strerror(-r));
                 return;

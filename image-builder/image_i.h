@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fileutil.h"
 #include "image.h"
 #include "util.h"
 
@@ -55,13 +56,10 @@ int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_s
 void ib_tail_lines(const char *buf, size_t len, size_t max_lines, char *out, size_t out_size);
 
 /* ---- files ---- */
-int mkdir_p(const char *path, mode_t mode);            /* 0 or negative errno */
-int rm_rf(const char *path);                            /* 0 (also if missing) or negative errno;
-                                                         * never crosses into mount points */
+/* mkdir_p, rm_rf, write_file_atomic: common/fileutil.h. */
 int umount_beneath(const char *dir);                    /* lazy-unmount mounts below dir (a killed
                                                          * debootstrap leaves proc/sys mounted) */
 int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len); /* NUL-terminated */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 int link_or_copy(const char *src, const char *dst);     /* hard link, else copy */
 int dir_usage_bytes(const char *path, uint64_t *ret);   /* du-like: allocated blocks */
 char *mkdtemp_in(const char *parent, const char *prefix); /* NULL + errno */

@@ -53,92 +53,13 @@ const char *smolvm_libexec_dir(void)
         return env && *env ? env : SMOLVM_LIBEXECDIR;
 }
 
-int mkdir_p_open(const char *path, mode_t mode)
-{
-        if (!*path)
-                return -ENOENT;
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        _cleanup_close_ int cur = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (cur < 0)
-                return negative_errno();
-        bool created = false;
-        char *save = NULL;
-        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
-                int next = -1;
-                /* What exists is the caller's path: resolved as usual, symlinks included. */
-                if (!created)
-                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (next < 0 && (created || errno == ENOENT)) {
-                        if (mkdirat(cur, comp, mode) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        /* What we create is ours: never go through a symlink raced into its place. */
-                        created = true;
-                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                }
-                if (next < 0)
-                        return negative_errno();
-                safe_close(cur);
-                cur = next;
-        }
-        return TAKE_FD(cur);
-}
-
-int mkdir_parents(const char *path, mode_t mode)
-{
-        int fd = mkdir_p_open(path, mode);
-        safe_close(fd);
-        return fd < 0 ? fd : 0;
-}
-
-/* In a directory, the entry called last (NULL: none) goes after all the others. */
-static int rm_rf_at(int parent_fd, const char *name, const char *last, unsigned depth)
-{
-        if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
-                return 0;
-        if (errno != EISDIR && errno != EPERM)
-                return negative_errno();
-        if (depth > 16)
-                return -ELOOP;
-        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = negative_errno();
-                safe_close(fd);
-                return r;
-        }
-        int r = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || (last && !strcmp(de->d_name, last)))
-                        continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, NULL, depth + 1);
-                if (k < 0 && r == 0)
-                        r = k;
-        }
-        if (last && r == 0 && unlinkat(dirfd(d), last, 0) < 0 && errno != ENOENT)
-                r = negative_errno();
-        closedir(d);
-        if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-                r = negative_errno();
-        return r;
-}
-
-int rm_rf(const char *path)
-{
-        return rm_rf_at(AT_FDCWD, path, NULL, 0);
-}
-
 /* ---- restartable removal of a VM dir ---- */
 
 /* A trash dir's "lock" goes last: while it exists, whoever holds its flock is
  * still removing the rest, and a sweeper must keep out. */
 static int rm_trash(const char *path)
 {
-        return rm_rf_at(AT_FDCWD, path, VMDIR_LOCK, 0);
+        return rm_rf_last(path, VMDIR_LOCK);
 }
 
 static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
@@ -202,34 +123,14 @@ int vm_dir_remove(const char *vms_dir, const char *id)
         return 0;
 }
 
-int write_file_atomic(const char *path, const char *data, size_t len)
+int vm_write_file_atomic(const char *path, const char *data, size_t len)
 {
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
-                return vm_error(-ENOMEM, NULL, "out of memory");
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return vm_error(negative_errno(), NULL, "open %s: %s", tmp, strerror(errno));
-        int r = write_all(fd, data, len);
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
+        int r = write_file_atomic(path, data, len, 0600);
         if (r < 0) {
-                safe_close(fd);
-                unlink(tmp);
                 char hint[512];
                 snprintf(hint, sizeof(hint), "free some space on the file system of %s, or point SMOLVM_HOME "
                          "elsewhere", path);
                 return vm_error(r, r == -ENOSPC ? hint : NULL, "write %s: %s", path, strerror(-r));
-        }
-        if (close(fd) < 0 && errno != EINTR) {
-                r = negative_errno();
-                unlink(tmp);
-                return vm_error(r, NULL, "write %s: %s", path, strerror(-r));
-        }
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                unlink(tmp);
-                return vm_error(r, NULL, "rename %s: %s", tmp, strerror(-r));
         }
         return 0;
 }

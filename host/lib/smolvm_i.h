@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <sys/types.h>
 
+#include "fileutil.h"
 #include "smolvm/smolvm.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
@@ -103,15 +104,7 @@ void sanitize_text(char *s);
 int smolvm_home_dir(char **ret);
 /* $SMOLVM_LIBEXECDIR or the compile-time default. Never NULL. */
 const char *smolvm_libexec_dir(void);
-/* mkdir -p with mode for each missing component. Returns 0 or negative errno. */
-int mkdir_parents(const char *path, mode_t mode);
-/* mkdir -p, then an O_PATH directory fd of path. Components that exist are the
- * caller's and are resolved as usual (symlinks followed); those it creates are
- * opened with O_NOFOLLOW. Returns the fd or a negative errno. */
-int mkdir_p_open(const char *path, mode_t mode);
-/* Remove path recursively without following symlinks. Missing path is fine.
- * Returns 0 or negative errno. */
-int rm_rf(const char *path);
+/* mkdir_p, mkdir_p_open, rm_rf, write_file_atomic: common/fileutil.h. */
 /* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
 #define VM_TRASH_PREFIX ".removing-"
 /* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
@@ -122,8 +115,8 @@ int vm_dir_remove(const char *vms_dir, const char *id);
  * only_id's if not NULL) whose lock no live remover holds. Returns 1 when one
  * was removed, 0 when none, or a negative errno (recorded). */
 int vm_trash_sweep(const char *vms_dir, const char *only_id);
-/* Write data to path atomically (temp file + fsync + rename). Records the error. */
-int write_file_atomic(const char *path, const char *data, size_t len);
+/* write_file_atomic(path, data, len, 0600), recording the error. */
+int vm_write_file_atomic(const char *path, const char *data, size_t len);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
 /* Longest image name (as `smolvm image build --name` allows; keys are 64). */

@@ -78,7 +78,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         size_t len = strlen(s);
-        int r = write_file_atomic(path, s, len);
+        int r = vm_write_file_atomic(path, s, len);
         free(s);
         return r;
 }
@@ -185,7 +185,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
 
         char vms[4096];
         snprintf(vms, sizeof(vms), "%s/vms", vm->home);
-        r = mkdir_parents(vms, 0700);
+        r = mkdir_p(vms, 0700);
         if (r < 0) {
                 vm_error(r, r == -ENOSPC ? "free some space there, or point SMOLVM_HOME elsewhere" : NULL,
                          "mkdir %s: %s", vms, strerror(-r));
