@@ -220,6 +220,15 @@ char *mkdtemp_in(const char *parent, const char *prefix)
         return t;
 }
 
+void rm_tmpdir_freep(char **p)
+{
+        if (*p) {
+                (void)umount_beneath(*p);
+                (void)rm_rf(*p);
+                free(*p);
+        }
+}
+
 static int cmp_len_desc(const void *a, const void *b)
 {
         size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);

@@ -63,6 +63,9 @@ int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len); 
 int link_or_copy(const char *src, const char *dst);     /* hard link, else copy */
 int dir_usage_bytes(const char *path, uint64_t *ret);   /* du-like: allocated blocks */
 char *mkdtemp_in(const char *parent, const char *prefix); /* NULL + errno */
+/* Cleanup of a work dir from mkdtemp_in: unmount what is below it, remove it, free the path. */
+void rm_tmpdir_freep(char **p);
+#define _cleanup_rmdir_ _cleanup_(rm_tmpdir_freep)
 
 /* ---- hashing (SHA-256, see hash.c) ---- */
 typedef struct ib_hash ib_hash;

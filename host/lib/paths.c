@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Where things live ($SMOLVM_HOME, $SMOLVM_LIBEXECDIR) and the file-system
- * helpers the VM directory needs: atomic writes, recursive removal, ids. */
+/* libsmolvm's side of where things live (common/store.c spells them): $SMOLVM_HOME
+ * and image lookup with errors recorded, the VM directory's atomic writes,
+ * restartable removal and ids. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -16,41 +16,12 @@
 
 int smolvm_home_dir(char **ret)
 {
-        const char *env = getenv("SMOLVM_HOME");
-        char *s = NULL;
-        if (env && *env) {
-                if (env[0] == '/')
-                        s = strdup(env);
-                else {
-                        /* Relative: anchor it now, the supervisor runs with another cwd. */
-                        char cwd[PATH_MAX];
-                        if (!getcwd(cwd, sizeof(cwd)))
-                                return vm_error(negative_errno(), NULL, "getcwd: %s", strerror(errno));
-                        if (asprintf(&s, "%s/%s", cwd, env) < 0)
-                                s = NULL;
-                }
-        } else {
-                const char *home = getenv("HOME");
-                if (!home || !*home) {
-                        struct passwd *pw = getpwuid(getuid());
-                        home = pw ? pw->pw_dir : NULL;
-                }
-                if (!home)
-                        return vm_error(-ENOENT, "set SMOLVM_HOME or HOME",
-                                        "cannot find the home directory");
-                if (asprintf(&s, "%s/.local/state/smolvm", home) < 0)
-                        s = NULL;
-        }
-        if (!s)
-                return vm_error(-ENOMEM, NULL, "out of memory");
-        *ret = s;
+        int r = smolvm_home_path(ret);
+        if (r == -ENOENT)
+                return vm_error(r, "set SMOLVM_HOME or HOME", "cannot find the home directory");
+        if (r < 0)
+                return vm_error(r, NULL, "$SMOLVM_HOME: %s", strerror(-r));
         return 0;
-}
-
-const char *smolvm_libexec_dir(void)
-{
-        const char *env = getenv("SMOLVM_LIBEXECDIR");
-        return env && *env ? env : SMOLVM_LIBEXECDIR;
 }
 
 /* ---- restartable removal of a VM dir ---- */
@@ -153,25 +124,8 @@ int random_id(char ret[SMOLVM_ID_LEN + 1])
         return 0;
 }
 
-bool image_name_valid(const char *name)
-{
-        size_t n = name ? strlen(name) : 0;
-        /* No '/' and no leading '.': neither ".." nor a hidden entry can name a
-         * directory outside the store. */
-        if (n == 0 || n > SMOLVM_IMAGE_NAME_MAX || name[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = name[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
-}
-
 int resolve_image(const char *home, const char *name, char **ret_dir)
 {
-        static const char *const files[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
         _cleanup_free_ char *dir = NULL;
         bool is_default = !name || !strcmp(name, "default");
         if (!name)
@@ -203,15 +157,11 @@ int resolve_image(const char *home, const char *name, char **ret_dir)
                                         "image '%s' not found (%s)", name, dir);
                 return vm_error(r, NULL, "image '%s': %s: %s", name, dir, strerror(-r));
         }
-        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-                char p[PATH_MAX + 32];
-                snprintf(p, sizeof(p), "%s/%s", real, files[i]);
-                if (access(p, R_OK) < 0) {
-                        int r = negative_errno();
-                        return vm_error(r, "rebuild it with `smolvm image build`",
-                                        "image '%s' is incomplete: %s: %s", name, p, strerror(-r));
-                }
-        }
+        const char *missing;
+        int r = image_dir_check(real, &missing);
+        if (r < 0)
+                return vm_error(r, "rebuild it with `smolvm image build`", "image '%s' is incomplete: %s/%s: %s", name,
+                                real, missing, strerror(-r));
         char *s = strdup(real);
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");

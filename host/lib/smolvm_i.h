@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "fileutil.h"
+#include "store.h"
 #include "smolvm/smolvm.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
@@ -100,10 +101,8 @@ void vm_error_mark_guest(void);
 void sanitize_text(char *s);
 
 /* ---- paths.c ---- */
-/* $SMOLVM_HOME or ~/.local/state/smolvm, malloc'd. Returns 0 or negative errno. */
+/* smolvm_home_path() (common/store.h), recording the error. */
 int smolvm_home_dir(char **ret);
-/* $SMOLVM_LIBEXECDIR or the compile-time default. Never NULL. */
-const char *smolvm_libexec_dir(void);
 /* mkdir_p, mkdir_p_open, rm_rf, write_file_atomic: common/fileutil.h. */
 /* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
 #define VM_TRASH_PREFIX ".removing-"
@@ -119,14 +118,8 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id);
 int vm_write_file_atomic(const char *path, const char *data, size_t len);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
-/* Longest image name (as `smolvm image build --name` allows; keys are 64). */
-#define SMOLVM_IMAGE_NAME_MAX 128u
-/* A name in the image store: 1..SMOLVM_IMAGE_NAME_MAX of [A-Za-z0-9._-], not
- * starting with '.'. Pure: unit-tested. */
-bool image_name_valid(const char *name);
 /* Image directory for a name (see smolvm_config.image: a valid name under
- * home/images, or an absolute path), checked for the files the supervisor
- * needs. Records the error: -EINVAL for an invalid name, naming it and the
+ * home/images, or an absolute path), checked by image_dir_check(). Records the error: -EINVAL for an invalid name, naming it and the
  * store. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 

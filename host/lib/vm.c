@@ -44,9 +44,9 @@ int vm_write_supervisor_config(smolvm_vm *vm)
 {
         const vm_record *rec = &vm->rec;
         char kernel[4096], initrd[4096], rootfs[4096], path[4096];
-        snprintf(kernel, sizeof(kernel), "%s/vmlinux", rec->image_dir);
-        snprintf(initrd, sizeof(initrd), "%s/initramfs.img", rec->image_dir);
-        snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", rec->image_dir);
+        snprintf(kernel, sizeof(kernel), "%s/" IMAGE_KERNEL, rec->image_dir);
+        snprintf(initrd, sizeof(initrd), "%s/" IMAGE_INITRD, rec->image_dir);
+        snprintf(rootfs, sizeof(rootfs), "%s/" IMAGE_ROOTFS, rec->image_dir);
         snprintf(path, sizeof(path), "%s/" VMDIR_CONFIG, vm->dir);
 
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:b}",

@@ -355,6 +355,30 @@ static void teardown_tmp(void)
         ck_assert_int_eq(system(cmd), 0);
 }
 
+/* What makes an image (common/store.h): the files a VM boots from, the same
+ * rule as the image builder's resolver (tests/unit/test_image.c). */
+START_TEST(test_image_dir)
+{
+        char dir[256], p[512];
+        snprintf(dir, sizeof(dir), "%s/img", tmpdir);
+        ck_assert_int_eq(mkdir_p(dir, 0755), 0);
+        static const char *const boot[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
+        for (size_t i = 0; i < 3; i++)
+                touch(dir, boot[i], "x");
+        char *got = NULL;
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), 0); /* no vmlinuz: fine */
+        ck_assert_str_eq(got, dir);
+        free(got);
+        got = NULL;
+        snprintf(p, sizeof(p), "%s/initramfs.img", dir);
+        ck_assert_int_eq(unlink(p), 0);
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), -ENOENT);
+        ck_assert_ptr_null(got);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "incomplete"));
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, p));
+}
+END_TEST
+
 START_TEST(test_load_and_derive)
 {
         char dir[256];
@@ -493,6 +517,7 @@ static Suite *state_suite(void)
         tcase_add_test(fs, test_load_and_derive);
         tcase_add_test(fs, test_list);
         tcase_add_test(fs, test_trash);
+        tcase_add_test(fs, test_image_dir);
         suite_add_tcase(s, fs);
         return s;
 }
