@@ -59,6 +59,13 @@ int read_line_file(const char *path, char *buf, size_t size)
         return buf[0] ? (int)strlen(buf) : -ENODATA;
 }
 
+void sanitize_text(char *s)
+{
+        for (unsigned char *p = (unsigned char *)s; *p; p++)
+                if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+                        *p = '?';
+}
+
 uint64_t now_ms(void)
 {
         struct timespec ts;

@@ -79,5 +79,9 @@ int read_all(int fd, void *buf, size_t len);
  * and cut at its first newline. Returns the length (>= 1), -ENODATA when it is
  * empty, or negative errno. */
 int read_line_file(const char *path, char *buf, size_t size);
+/* Replace bytes a terminal could interpret (control characters other than \n and
+ * \t, DEL) with '?', in place. For anything a guest wrote that a user or a log
+ * will see; UTF-8 is kept. */
+void sanitize_text(char *s);
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);

@@ -20,6 +20,7 @@
 #include "agent_proto.h"
 #include "fileutil.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 const char *agent_etc_dir = "/etc";

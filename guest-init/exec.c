@@ -21,6 +21,7 @@
 
 #include "agent_proto.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 extern char **environ;

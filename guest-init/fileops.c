@@ -19,33 +19,11 @@
 #include "agent_proto.h"
 #include "fileutil.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 /* Temp files live next to the target (rename must not cross filesystems). */
 #define TEMP_TRIES 64
-
-/* Read the next frame (blocking). Returns 1 with the frame, 0 on EOF, negative errno. */
-static int next_frame(int fd, smolvm_frame_reader *rd, uint16_t *ret_type, const uint8_t **ret_payload,
-                      uint32_t *ret_len)
-{
-        for (;;) {
-                int r = smolvm_frame_reader_next(rd, ret_type, ret_payload, ret_len);
-                if (r != 0)
-                        return r;
-                size_t space = smolvm_frame_reader_space(rd);
-                if (space == 0)
-                        return rd->error ? rd->error : -EPROTO;
-                ssize_t n = read(fd, smolvm_frame_reader_tail(rd), space);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        return 0;
-                smolvm_frame_reader_commit(rd, (size_t)n);
-        }
-}
 
 static uint32_t random_u32(void)
 {
@@ -79,7 +57,7 @@ static void drain_stdin(int fd, smolvm_frame_reader *rd)
         uint16_t type;
         const uint8_t *p;
         uint32_t len;
-        while (next_frame(fd, rd, &type, &p, &len) == 1)
+        while (agent_read_frame(fd, rd, 0, &type, &p, &len) == 1)
                 if (type == SMOLVM_FRAME_STDIN_EOF)
                         return;
 }
@@ -137,7 +115,7 @@ int agent_write_file(int fd, const agent_path_spec *spec)
                 uint16_t type;
                 const uint8_t *p;
                 uint32_t len;
-                r = next_frame(fd, &rd, &type, &p, &len);
+                r = agent_read_frame(fd, &rd, 0, &type, &p, &len);
                 if (r <= 0) {
                         /* The client went away (or broke framing) before STDIN_EOF:
                          * nothing may appear at path. */

@@ -34,6 +34,7 @@
 
 #include "agent_proto.h"
 #include "init.h"
+#include "stream.h"
 #include "mountinfo.h"
 #include "util.h"
 

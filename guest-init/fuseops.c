@@ -23,6 +23,7 @@
 #include "fileutil.h"
 #include "fuse_stream.h"
 #include "init.h"
+#include "stream.h"
 #include "mountinfo.h"
 #include "util.h"
 

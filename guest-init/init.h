@@ -17,7 +17,10 @@ uint64_t boottime_ms(void);
 void setup_system(void);
 /* Print the message and power the VM off. Only before the line, or from a handler. */
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Value of key=... on /proc/cmdline (malloc'd) or NULL. */
+/* log.c: the kernel command line. fn(value, ud) for each key=value on
+ * /proc/cmdline, in order (value may be changed in place). */
+void cmdline_foreach(const char *key, void (*fn)(char *value, void *ud), void *ud);
+/* Value of the last key=... on /proc/cmdline (malloc'd) or NULL. */
 char *cmdline_get(const char *key);
 
 /* channel.c: the virtio-serial channel and AF_VSOCK listener of PID 1. */
@@ -126,12 +129,3 @@ void grow_root_fs(const char *dev);
 /* Size in bytes of the ext4 filesystem whose superblock (the 1024 bytes at
  * offset 1024 of the device) is sb. Returns 0, or -EINVAL if it is not ext4. */
 int ext4_superblock_fs_bytes(const uint8_t *sb, size_t sb_len, uint64_t *ret_bytes);
-
-/* Send an ERROR frame {"errno": err (positive), "message": msg}. Bytes of msg
- * that are not valid UTF-8 (a truncated path) are sent as '?'. */
-int agent_send_error(int fd, int err, const char *msg);
-/* The same with a printf format; the message is bounded (paths up to AGENT_MAX_PATH fit). */
-int agent_send_errorf(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Send a frame with a JSON object payload (steals obj). */
-struct json_t;
-int agent_send_json(int fd, uint16_t type, struct json_t *obj);

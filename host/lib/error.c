@@ -16,13 +16,6 @@ static __thread struct {
         char console[CONSOLE_TAIL_MAX];
 } last_error;
 
-void sanitize_text(char *s)
-{
-        for (unsigned char *p = (unsigned char *)s; *p; p++)
-                if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
-                        *p = '?';
-}
-
 __attribute__((format(printf, 4, 0)))
 static int record(int code, const char *hint, const char *console, const char *fmt, va_list ap)
 {

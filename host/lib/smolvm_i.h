@@ -9,6 +9,7 @@
 
 #include "fileutil.h"
 #include "store.h"
+#include "util.h"
 #include "smolvm/smolvm.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
@@ -96,9 +97,7 @@ void vm_error_save(vm_error_saved *ret);
 void vm_error_restore(const vm_error_saved *e);
 /* Mark the last error as reported by the guest agent. */
 void vm_error_mark_guest(void);
-/* Replace bytes a terminal could interpret (control characters other than \n and
- * \t, DEL) with '?', in place. For anything the guest wrote. */
-void sanitize_text(char *s);
+/* sanitize_text(): common/util.h. */
 
 /* ---- paths.c ---- */
 /* smolvm_home_path() (common/store.h), recording the error. */
