@@ -280,6 +280,29 @@ START_TEST(test_image_names)
 }
 END_TEST
 
+/* smolvm.h promises smolvm's own wording for every SMOLVM_E* code, whatever
+ * its sign; other codes keep libc's. */
+START_TEST(test_strerror)
+{
+        static const int codes[] = { SMOLVM_ENOTFOUND, SMOLVM_EEXIST, SMOLVM_EINVAL, SMOLVM_ETIMEDOUT,
+                                     SMOLVM_ENOTRUNNING, SMOLVM_EPAUSED, SMOLVM_EALREADY, SMOLVM_EUNREACHABLE,
+                                     SMOLVM_EIMAGE, SMOLVM_EBACKEND, SMOLVM_EBUSY, SMOLVM_ECORRUPT };
+        for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+                const char *s = smolvm_strerror(codes[i]);
+                ck_assert_ptr_nonnull(s);
+                ck_assert_msg(strcmp(s, strerrordesc_np(-codes[i])) != 0, "code %d has libc's wording: %s",
+                              codes[i], s);
+                ck_assert_str_eq(smolvm_strerror(-codes[i]), s);
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_str_ne(smolvm_strerror(codes[j]), s);
+        }
+        ck_assert_str_eq(smolvm_strerror(SMOLVM_ENOTRUNNING), "VM is not running");
+        ck_assert_str_eq(smolvm_strerror(-ENOMEM), strerrordesc_np(ENOMEM));
+        ck_assert_str_eq(smolvm_strerror(-EPROTO), strerrordesc_np(EPROTO));
+        ck_assert_str_eq(smolvm_strerror(-100000), "Unknown error");
+}
+END_TEST
+
 /* The guest's env rules, shared with the host (common/agent_proto.c). */
 START_TEST(test_env_entries)
 {
@@ -511,6 +534,7 @@ static Suite *state_suite(void)
         tcase_add_test(tc, test_mount_guest_paths);
         tcase_add_test(tc, test_image_names);
         tcase_add_test(tc, test_env_entries);
+        tcase_add_test(tc, test_strerror);
         suite_add_tcase(s, tc);
         TCase *fs = tcase_create("dirs");
         tcase_add_checked_fixture(fs, setup_tmp, teardown_tmp);
