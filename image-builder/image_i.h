@@ -211,6 +211,7 @@ typedef struct ib_rootfs {
 int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret);
 void ib_rootfs_done(ib_rootfs *r);
 
-/* The root module set every image carries (docs/internals.md). */
+/* The root module set every image carries (docs/internals.md): kmod.c. */
 extern const kmod_root ib_default_module_roots[];
+/* The packages of the default rootfs: rootfs.c. */
 extern const char *const ib_default_packages[];

@@ -106,6 +106,16 @@ int vm_write_file_atomic(const char *path, const char *data, size_t len)
         return 0;
 }
 
+bool vm_id_valid(const char *s)
+{
+        if (strlen(s) != SMOLVM_ID_LEN)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
 int random_id(char ret[SMOLVM_ID_LEN + 1])
 {
         uint8_t b[SMOLVM_ID_LEN / 2];

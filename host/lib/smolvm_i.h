@@ -117,13 +117,14 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id);
 int vm_write_file_atomic(const char *path, const char *data, size_t len);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
+/* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
+bool vm_id_valid(const char *s);
 /* Image directory for a name (see smolvm_config.image: a valid name under
  * home/images, or an absolute path), checked by image_dir_check(). Records the error: -EINVAL for an invalid name, naming it and the
  * store. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 
 /* ---- state.c ---- */
-bool vm_id_valid(const char *s);
 bool vm_name_valid(const char *s);
 /* Parse a record's text; errors (SMOLVM_ECORRUPT) name path. Pure: unit-tested. */
 int vm_record_parse(const char *path, const char *text, size_t len, vm_record *ret);

@@ -38,16 +38,6 @@ void vm_record_done(vm_record *rec)
         *rec = (vm_record){ 0 };
 }
 
-bool vm_id_valid(const char *s)
-{
-        if (strlen(s) != SMOLVM_ID_LEN)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 bool vm_name_valid(const char *s)
 {
         size_t n = strlen(s);
