@@ -285,10 +285,7 @@ int agent_env_op(int fd, const agent_request *req)
                 r = store_update(req, &answer, err, sizeof(err));
         }
         if (r < 0) {
-                const char *op = req->op == AGENT_OP_ENV_SET     ? "env_set"
-                                 : req->op == AGENT_OP_ENV_UNSET ? "env_unset"
-                                                                 : "env_list";
-                (void)agent_send_errorf(fd, -r, "%s: %s", op, err[0] ? err : strerror(-r));
+                (void)agent_send_errorf(fd, -r, "%s: %s", agent_op_name(req->op), err[0] ? err : strerror(-r));
                 return r;
         }
         return smolvm_frame_send(fd, SMOLVM_FRAME_RESULT, answer, (uint32_t)strlen(answer));

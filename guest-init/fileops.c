@@ -62,8 +62,9 @@ static void drain_stdin(int fd, smolvm_frame_reader *rd)
                         return;
 }
 
-int agent_write_file(int fd, const agent_path_spec *spec)
+int agent_write_file(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         const char *slash = strrchr(path, '/'); /* absolute: never NULL */
         const char *base = slash + 1;
@@ -170,8 +171,9 @@ fail:
         return r;
 }
 
-int agent_read_file(int fd, const agent_path_spec *spec)
+int agent_read_file(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         struct stat st;
         /* O_NONBLOCK: opening a FIFO must not hang the handler (refused below). */
@@ -231,8 +233,9 @@ int agent_read_file(int fd, const agent_path_spec *spec)
         return 0;
 }
 
-int agent_mkdir(int fd, const agent_path_spec *spec)
+int agent_mkdir(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         int r = 0;
         if (spec->parents) {
@@ -380,8 +383,9 @@ static int walk_visit(const char *fpath, const struct stat *st, int typeflag, st
         return 0;
 }
 
-int agent_list_tree(int fd, const agent_path_spec *spec)
+int agent_list_tree(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         _cleanup_free_ char *root = strdup(spec->path);
         if (!root)
                 return -ENOMEM;

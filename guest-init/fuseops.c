@@ -41,8 +41,9 @@ static long top_mount_id(const char *path)
         return r < 0 ? -1 : e.id;
 }
 
-int agent_fuse_mount(int fd, const agent_path_spec *spec)
+int agent_fuse_mount(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         int r = mkdir_p(spec->path, 0755);
         if (r < 0) {
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
@@ -99,8 +100,9 @@ int agent_fuse_mount(int fd, const agent_path_spec *spec)
         return r < 0 ? r : 0;
 }
 
-int agent_fuse_serve(int fd, const agent_path_spec *spec)
+int agent_fuse_serve(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         smolvm_fs_config cfg = { .root = spec->path, .read_only = true,
                                  .max_write = SMOLVM_FUSE_STREAM_MAX_WRITE };
         smolvm_fs *fs = NULL;

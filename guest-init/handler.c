@@ -55,6 +55,40 @@ static int do_poweroff(int fd)
         return 0;
 }
 
+static int serve_exec(int fd, const agent_request *req)
+{
+        return agent_exec(fd, &req->exec);
+}
+
+static int serve_ping(int fd, const agent_request *req)
+{
+        return agent_send_json(fd, SMOLVM_FRAME_RESULT,
+                               json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));
+}
+
+static int serve_poweroff(int fd, const agent_request *req)
+{
+        return do_poweroff(fd);
+}
+
+/* How each op is served (its name and request fields: request.c's table). */
+static int (*const agent_serve[])(int fd, const agent_request *req) = {
+        [AGENT_OP_EXEC] = serve_exec,
+        [AGENT_OP_PING] = serve_ping,
+        [AGENT_OP_POWEROFF] = serve_poweroff,
+        [AGENT_OP_WRITE_FILE] = agent_write_file,
+        [AGENT_OP_READ_FILE] = agent_read_file,
+        [AGENT_OP_MKDIR] = agent_mkdir,
+        [AGENT_OP_LIST_TREE] = agent_list_tree,
+        [AGENT_OP_ENV_SET] = agent_env_op,
+        [AGENT_OP_ENV_UNSET] = agent_env_op,
+        [AGENT_OP_ENV_LIST] = agent_env_op,
+        [AGENT_OP_FUSE_MOUNT] = agent_fuse_mount,
+        [AGENT_OP_FUSE_SERVE] = agent_fuse_serve,
+        [AGENT_OP_FUSE_ABORT] = agent_fuse_abort,
+};
+_Static_assert(ARRAY_SIZE(agent_serve) == AGENT_OP_COUNT, "an op nobody serves");
+
 int agent_handle_stream(int fd)
 {
         smolvm_frame_reader rd;
@@ -97,51 +131,13 @@ int agent_handle_stream(int fd)
                 return 1;
         }
 
-        switch (req.op) {
-        case AGENT_OP_EXEC:
+        if (req.op == AGENT_OP_EXEC) {
                 /* The persistent env (env_set) applies to every command, login shell or not. */
                 r = agent_env_apply_stored(&req.exec);
                 if (r < 0)
                         init_log("exec: not applying the stored env: %s", strerror(-r));
-                r = agent_exec(fd, &req.exec);
-                break;
-        case AGENT_OP_WRITE_FILE:
-                r = agent_write_file(fd, &req.file);
-                break;
-        case AGENT_OP_READ_FILE:
-                r = agent_read_file(fd, &req.file);
-                break;
-        case AGENT_OP_MKDIR:
-                r = agent_mkdir(fd, &req.file);
-                break;
-        case AGENT_OP_LIST_TREE:
-                r = agent_list_tree(fd, &req.file);
-                break;
-        case AGENT_OP_ENV_SET:
-        case AGENT_OP_ENV_UNSET:
-        case AGENT_OP_ENV_LIST:
-                r = agent_env_op(fd, &req);
-                break;
-        case AGENT_OP_FUSE_MOUNT:
-                r = agent_fuse_mount(fd, &req.file);
-                break;
-        case AGENT_OP_FUSE_SERVE:
-                r = agent_fuse_serve(fd, &req.file);
-                break;
-        case AGENT_OP_FUSE_ABORT:
-                r = agent_fuse_abort(fd, &req.file);
-                break;
-        case AGENT_OP_PING:
-                r = agent_send_json(fd, SMOLVM_FRAME_RESULT,
-                                    json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));
-                break;
-        case AGENT_OP_POWEROFF:
-                r = do_poweroff(fd);
-                break;
-        default:
-                r = -EOPNOTSUPP;
-                break;
         }
+        r = agent_serve[req.op](fd, &req);
         agent_request_done(&req);
         return r < 0 ? 1 : 0;
 }

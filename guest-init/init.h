@@ -42,29 +42,31 @@ int agent_spawn_handler(int fd);
 /* exec.c: run one exec request on a stream fd (blocking, the caller's process). */
 int agent_exec(int fd, const agent_exec_spec *spec);
 
-/* fileops.c: write_file, read_file, mkdir, list_tree on a stream fd (blocking).
+/* The ops below take the parsed request (request.h) and are served through
+ * handler.c's table, one per agent_op.
+ * fileops.c: write_file, read_file, mkdir, list_tree on a stream fd (blocking).
  * Each sends its RESULT or ERROR; returns 0 or a negative errno (for the exit
  * status only: the client has been answered if it could be). */
-int agent_write_file(int fd, const agent_path_spec *spec);
-int agent_read_file(int fd, const agent_path_spec *spec);
-int agent_mkdir(int fd, const agent_path_spec *spec);
-int agent_list_tree(int fd, const agent_path_spec *spec);
+int agent_write_file(int fd, const agent_request *req);
+int agent_read_file(int fd, const agent_request *req);
+int agent_mkdir(int fd, const agent_request *req);
+int agent_list_tree(int fd, const agent_request *req);
 
 /* fuseops.c: FUSE over the stream (docs/protocol.md, "FUSE over vsock").
  * fuse_mount: mount a FUSE file system at spec->path whose server is the client,
  * relaying /dev/fuse <-> fd until either ends, then detach the mount.
- * fuse_serve: serve spec->path read-only to the client's FUSE requests on fd.
+ * fuse_serve: serve req->file.path read-only to the client's FUSE requests on fd.
  * Each answers RESULT {"ok":true} (or ERROR) first; returns 0 or negative errno. */
-int agent_fuse_mount(int fd, const agent_path_spec *spec);
-int agent_fuse_serve(int fd, const agent_path_spec *spec);
+int agent_fuse_mount(int fd, const agent_request *req);
+int agent_fuse_serve(int fd, const agent_request *req);
 
-/* fuseabort.c: fuse_abort: the file server of the mount at spec->path is gone;
+/* fuseabort.c: fuse_abort: the file server of the mount at req->file.path is gone;
  * make accesses fail (ENOTCONN) instead of hanging: abort its FUSE connection
  * through fusectl (mounted if needed), or for virtio-fs, which has no fusectl
  * entry, cover the mount with an aborted FUSE mount. Answers RESULT {"ok":
  * true, "method": "abort"|"fence", "fstype": ..., ...} or ERROR; returns 0 or
  * negative errno. */
-int agent_fuse_abort(int fd, const agent_path_spec *spec);
+int agent_fuse_abort(int fd, const agent_request *req);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;
