@@ -53,7 +53,7 @@ int agent_mkdir(int fd, const agent_request *req);
 int agent_list_tree(int fd, const agent_request *req);
 
 /* fuseops.c: FUSE over the stream (docs/protocol.md, "FUSE over vsock").
- * fuse_mount: mount a FUSE file system at spec->path whose server is the client,
+ * fuse_mount: mount a FUSE file system at req->file.path whose server is the client,
  * relaying /dev/fuse <-> fd until either ends, then detach the mount.
  * fuse_serve: serve req->file.path read-only to the client's FUSE requests on fd.
  * Each answers RESULT {"ok":true} (or ERROR) first; returns 0 or negative errno. */
