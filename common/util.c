@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -71,4 +73,29 @@ uint64_t now_ms(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int fd_wait(int fd, short events, uint64_t deadline_ms, int cancel_fd)
+{
+        for (;;) {
+                int timeout = -1;
+                if (deadline_ms) {
+                        uint64_t now = now_ms();
+                        if (now >= deadline_ms)
+                                return -ETIMEDOUT;
+                        timeout = (int)MIN(deadline_ms - now, (uint64_t)INT_MAX);
+                }
+                struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = cancel_fd, .events = POLLIN } };
+                int k = poll(p, 2, timeout);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        continue; /* the deadline check above decides */
+                if (p[1].revents)
+                        return -ECANCELED;
+                if (p[0].revents)
+                        return p[0].revents;
+        }
 }

@@ -85,3 +85,8 @@ int read_line_file(const char *path, char *buf, size_t size);
 void sanitize_text(char *s);
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);
+/* Wait until fd (-1: none) has one of events (poll(2) bits), cancel_fd (-1:
+ * none) is readable, or deadline_ms (now_ms() time, 0: none) passes. Returns
+ * fd's revents (> 0), -ECANCELED (checked before fd), -ETIMEDOUT, or poll's
+ * negative errno; EINTR is retried. */
+int fd_wait(int fd, short events, uint64_t deadline_ms, int cancel_fd);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The handle table: fh -> fd opened for I/O (OPEN/OPENDIR/CREATE). Bounded by
- * max_handles and by the fd budget. A handle in use by a request (refs > 0) is
+/* The handle table: fh -> fd opened for I/O (OPEN/OPENDIR/CREATE). It grows in
+ * chunks (fs_table.c); bounded by max_handles (half the fd budget unless set)
+ * and by the fd budget itself. A handle in use by a request (refs > 0) is
  * only closed when its last user puts it, so a RELEASE racing a READ on another
  * thread can never make that READ use a closed (or reused) fd number. */
 #include <stdatomic.h>
@@ -39,27 +40,20 @@ static uint64_t make_fh(uint32_t idx, uint32_t gen)
 
 int fs_handle_table_init(smolvm_fs *fs)
 {
-        fs->handles = calloc(fs->max_handles, sizeof(*fs->handles));
-        if (!fs->handles)
-                return -ENOMEM;
-        for (uint32_t i = 0; i < fs->max_handles; i++) {
-                fs->handles[i].fd = -1;
-                pthread_mutex_init(&fs->handles[i].dir_lock, NULL);
-        }
-        return 0;
+        return fs_slots_init(&fs->handles, fs->max_handles, sizeof(fs_handle));
 }
 
 void fs_handle_table_free(smolvm_fs *fs)
 {
-        if (!fs->handles)
+        if (!fs->handles.chunks)
                 return;
-        for (uint32_t i = 0; i < fs->max_handles; i++) {
-                if (fs->handles[i].fh != 0)
-                        safe_close(fs->handles[i].fd);
-                pthread_mutex_destroy(&fs->handles[i].dir_lock);
+        for (uint32_t i = 0; i < fs->handle_unused; i++) {
+                fs_handle *h = fs_handle_at(fs, i);
+                if (h->fh != 0)
+                        safe_close(h->fd);
+                pthread_mutex_destroy(&h->dir_lock);
         }
-        free(fs->handles);
-        fs->handles = NULL;
+        fs_slots_free(&fs->handles);
 }
 
 int fs_handle_add(smolvm_fs *fs, fs_inode *ino, int fd, bool is_dir, bool writable, uint64_t *ret_fh)
@@ -68,18 +62,26 @@ int fs_handle_add(smolvm_fs *fs, fs_inode *ino, int fd, bool is_dir, bool writab
         int r = 0;
 
         pthread_mutex_lock(&fs->lock);
-        if (fs->n_handles >= fs->max_handles || !fs_fd_reserve_locked(fs)) {
+        uint32_t idx = fs->handle_free != 0 ? fs->handle_free - 1 : fs->handle_unused;
+        if (fs->n_handles >= fs->max_handles) {
                 r = -EMFILE;
                 goto out;
         }
-        uint32_t idx;
-        if (fs->handle_free != 0) {
-                idx = fs->handle_free - 1;
-                fs->handle_free = fs->handles[idx].free_next;
-        } else {
-                idx = fs->handle_unused++;
+        if (fs->handle_free == 0 && (r = fs_slots_reserve_locked(fs, &fs->handles, idx)) < 0)
+                goto out;
+        if (!fs_fd_reserve_locked(fs)) {
+                r = -EMFILE;
+                goto out;
         }
-        fs_handle *h = &fs->handles[idx];
+        fs_handle *h = fs_handle_at(fs, idx);
+        if (fs->handle_free != 0) {
+                fs->handle_free = h->free_next;
+        } else {
+                /* A slot's lock lives as long as the table (a handle being
+                 * finalized may still be unlocking it). */
+                pthread_mutex_init(&h->dir_lock, NULL);
+                fs->handle_unused++;
+        }
         uint32_t gen = h->gen + 1;
         if (gen == 0)
                 gen = 1;
@@ -105,7 +107,7 @@ static fs_handle *find_locked(smolvm_fs *fs, uint64_t fh)
         uint64_t low = fh & 0xffffffffu;
         if (low == 0 || low > fs->handle_unused)
                 return NULL;
-        fs_handle *h = &fs->handles[low - 1];
+        fs_handle *h = fs_handle_at(fs, (uint32_t)low - 1);
         return h->fh == fh && !h->released ? h : NULL;
 }
 
@@ -123,7 +125,7 @@ fs_handle *fs_handle_get(smolvm_fs *fs, uint64_t fh)
 static int finalize_locked(smolvm_fs *fs, fs_handle *h)
 {
         int fd = h->fd;
-        uint32_t idx = (uint32_t)(h - fs->handles);
+        uint32_t idx = (uint32_t)h->fh - 1; /* in use: the fh names its slot */
         h->fd = -1;
         h->fh = 0;
         h->released = false;
@@ -168,10 +170,13 @@ int fs_handle_release(smolvm_fs *fs, uint64_t fh, bool is_dir)
 
 void fs_handle_release_all(smolvm_fs *fs)
 {
-        for (uint32_t i = 0; i < fs->max_handles; i++) {
+        pthread_mutex_lock(&fs->lock);
+        uint32_t n = fs->handle_unused;
+        pthread_mutex_unlock(&fs->lock);
+        for (uint32_t i = 0; i < n; i++) {
                 int fd = -1;
                 pthread_mutex_lock(&fs->lock);
-                fs_handle *h = &fs->handles[i];
+                fs_handle *h = fs_handle_at(fs, i);
                 if (h->fh != 0 && !h->released) {
                         h->released = true;
                         if (h->refs == 0)

@@ -30,13 +30,15 @@
  * one host fd per file and run into RLIMIT_NOFILE (QEMU's virtiofsd answers
  * EMFILE there). When the fd budget is spent, an idle inode's O_PATH fd is closed
  * (a clock sweep: each slot has a "recent" bit set on use and cleared as the hand
- * passes) and the slot keeps the name it was found under. Only leaves are
- * evicted: an inode with known children (kids > 0) keeps its fd, so an evicted
- * inode's parent always has one and re-resolution is a single confined
- * openat2(parent, name) (the same call as a lookup, O_PATH: no side effect even on
- * a device node), checked against the recorded (dev, ino, type). If the name now
- * leads elsewhere (renamed or removed on the host while evicted), the request gets
- * ESTALE: never another inode. Names cost at most max_inodes * 256 bytes. */
+ * passes) and the slot keeps the name it was found under. Directories are
+ * evicted too (a big tree has more directories the guest keeps than a budget
+ * has fds); the root never is. Re-resolution is one confined openat2(parent,
+ * name) per evicted level (the same call as a lookup, O_PATH: no side effect
+ * even on a device node), top-down from the nearest ancestor that has an fd,
+ * each checked against the recorded (dev, ino, type). If a name now leads
+ * elsewhere (renamed or removed on the host while evicted), the request gets
+ * ESTALE: never another inode. An inode in use (refs > 0: a request, an open
+ * handle) keeps its fd. Names are charged to the memory budget (fs_table.c). */
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -60,30 +62,40 @@ static uint64_t make_nodeid(uint32_t idx, uint32_t gen)
 
 uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino)
 {
-        return (uint32_t)(ino - fs->inodes);
+        (void)fs;
+        return (uint32_t)ino->nodeid - 1; /* in use: the nodeid names its slot */
 }
+
+#define MIN_BUCKETS 1024u
 
 int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st)
 {
-        uint32_t nb = 1;
-        while (nb < fs->max_inodes)
-                nb <<= 1;
-        fs->inodes = calloc(fs->max_inodes, sizeof(*fs->inodes));
-        fs->buckets = calloc(nb, sizeof(*fs->buckets));
-        if (!fs->inodes || !fs->buckets)
-                return -ENOMEM;
-        fs->n_buckets = nb;
+        int r = fs_slots_init(&fs->inodes, fs->max_inodes, sizeof(fs_inode));
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&fs->lock);
+        r = fs_slots_reserve_locked(fs, &fs->inodes, 0);
+        if (r == 0 && !fs_mem_charge_locked(fs, MIN_BUCKETS * sizeof(*fs->buckets)))
+                r = -ENOMEM;
+        if (r == 0) {
+                fs->buckets = calloc(MIN_BUCKETS, sizeof(*fs->buckets));
+                r = fs->buckets ? 0 : -ENOMEM;
+        }
+        if (r < 0) {
+                pthread_mutex_unlock(&fs->lock);
+                return r;
+        }
+        fs->n_buckets = MIN_BUCKETS;
 
-        fs_inode *root = &fs->inodes[0];
+        fs_inode *root = fs_inode_at(fs, 0);
         *root = (fs_inode){
                 .nodeid = FUSE_ROOT_ID,
                 .fd = root_fd,
                 .dev = st->st_dev,
                 .ino = st->st_ino,
-                .type = st->st_mode & S_IFMT,
+                .type = (uint16_t)(st->st_mode & S_IFMT),
                 .nlookup = 1,
                 .parent_idx = 0,
-                .gen = 0,
         };
         uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
         fs->buckets[b] = 1;
@@ -91,21 +103,23 @@ int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st)
         fs->n_inodes = 1;
         fs->clock_hand = 1;
         (void)fs_fd_budget_take_locked(fs); /* the root fd: counted, never refused */
+        pthread_mutex_unlock(&fs->lock);
         return 0;
 }
 
 void fs_inode_table_free(smolvm_fs *fs)
 {
-        if (!fs->inodes)
+        if (!fs->inodes.chunks)
                 return;
-        for (uint32_t i = 0; i < fs->inode_unused; i++)
-                if (fs->inodes[i].nodeid != 0) {
-                        safe_close(fs->inodes[i].fd);
-                        free(fs->inodes[i].name);
+        for (uint32_t i = 0; i < fs->inode_unused; i++) {
+                fs_inode *e = fs_inode_at(fs, i);
+                if (fs_inode_used(e)) {
+                        safe_close(e->fd);
+                        free(e->name);
                 }
-        free(fs->inodes);
+        }
+        fs_slots_free(&fs->inodes);
         free(fs->buckets);
-        fs->inodes = NULL;
         fs->buckets = NULL;
 }
 
@@ -114,19 +128,19 @@ static fs_inode *find_locked(smolvm_fs *fs, uint64_t nodeid)
         uint64_t low = nodeid & 0xffffffffu;
         if (low == 0 || low > fs->inode_unused)
                 return NULL;
-        fs_inode *e = &fs->inodes[low - 1];
+        fs_inode *e = fs_inode_at(fs, (uint32_t)low - 1);
         return e->nodeid == nodeid ? e : NULL;
 }
 
-/* Close one idle leaf's fd (see "Bounded fds"). false if none is idle. */
+/* Close one idle inode's fd (see "Bounded fds"). false if none is idle. */
 static bool evict_one_locked(smolvm_fs *fs)
 {
         uint32_t n = fs->inode_unused;
         for (uint32_t step = 0; n > 1 && step < 2 * n; step++) {
                 uint32_t i = fs->clock_hand;
                 fs->clock_hand = i + 1 >= n ? 1 : i + 1;
-                fs_inode *e = &fs->inodes[i];
-                if (i == 0 || e->nodeid == 0 || e->fd < 0 || e->refs != 0 || e->kids != 0 || !e->name)
+                fs_inode *e = fs_inode_at(fs, i);
+                if (i == 0 || !fs_inode_used(e) || e->fd < 0 || e->refs != 0 || !e->name)
                         continue;
                 if (e->recent) {
                         e->recent = false;
@@ -148,30 +162,57 @@ bool fs_fd_reserve_locked(smolvm_fs *fs)
         return evict_one_locked(fs) && fs_fd_budget_take_locked(fs);
 }
 
-/* Give an evicted inode its fd back: one confined step beneath its parent, which
- * has an fd because it has a child (this one). */
+/* Give e, evicted, its fd back: one confined step beneath its parent, which has
+ * an fd (the caller saw to it). */
+static int reopen_locked(smolvm_fs *fs, fs_inode *e)
+{
+        fs_inode *parent = fs_inode_at(fs, e->parent_idx);
+        if (!e->name || parent->fd < 0)
+                return -ESTALE;
+        /* The reserve may evict: not the fd we are about to open beneath. */
+        parent->refs++;
+        int fd = -1, r = fs_fd_reserve_locked(fs) ? 0 : -EMFILE;
+        struct stat st;
+        if (r == 0) {
+                r = fs_open_child(parent, e->name, &fd, &st);
+                if (r == 0 && (st.st_dev != e->dev || st.st_ino != e->ino || (st.st_mode & S_IFMT) != e->type)) {
+                        safe_close(fd);
+                        r = -ESTALE; /* the name leads to another inode now */
+                }
+                if (r < 0)
+                        fs_fd_budget_return_locked(fs);
+        }
+        parent->refs--;
+        if (r < 0)
+                return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
+        e->fd = fd;
+        e->recent = true;
+        return 0;
+}
+
+/* Evicted levels re-resolved in one go; a deeper evicted path gets ESTALE. */
+#define MAX_REOPEN_DEPTH 1024u
+
+/* Make e's fd valid: if it was evicted, re-resolve it and every evicted
+ * ancestor, top-down from the nearest one with an fd (the root always has
+ * one; parent links never form a cycle, and the walk is bounded anyway). */
 static int ensure_fd_locked(smolvm_fs *fs, fs_inode *e)
 {
         e->recent = true;
         if (e->fd >= 0)
                 return 0;
-        const fs_inode *parent = &fs->inodes[e->parent_idx];
-        if (!e->name || parent->fd < 0)
-                return -ESTALE;
-        if (!fs_fd_reserve_locked(fs))
-                return -EMFILE;
-        int fd;
-        struct stat st;
-        int r = fs_open_child(parent, e->name, &fd, &st);
-        if (r == 0 && (st.st_dev != e->dev || st.st_ino != e->ino || (st.st_mode & S_IFMT) != e->type)) {
-                safe_close(fd);
-                r = -ESTALE; /* the name leads to another inode now */
+        uint32_t path[MAX_REOPEN_DEPTH];
+        uint32_t depth = 0;
+        for (fs_inode *a = e; a->fd < 0; a = fs_inode_at(fs, a->parent_idx)) {
+                if (depth == MAX_REOPEN_DEPTH)
+                        return -ESTALE;
+                path[depth++] = fs_inode_idx(fs, a);
         }
-        if (r < 0) {
-                fs_fd_budget_return_locked(fs);
-                return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
+        while (depth > 0) {
+                int r = reopen_locked(fs, fs_inode_at(fs, path[--depth]));
+                if (r < 0)
+                        return r;
         }
-        e->fd = fd;
         return 0;
 }
 
@@ -189,15 +230,23 @@ fs_inode *fs_inode_get(smolvm_fs *fs, uint64_t nodeid)
 
 static void unhash_locked(smolvm_fs *fs, uint32_t idx)
 {
-        fs_inode *e = &fs->inodes[idx];
+        fs_inode *e = fs_inode_at(fs, idx);
         uint32_t *link = &fs->buckets[hash_key(fs, e->dev, e->ino)];
         while (*link != 0) {
                 if (*link == idx + 1) {
-                        *link = e->hash_next;
+                        *link = e->next;
                         return;
                 }
-                link = &fs->inodes[*link - 1].hash_next;
+                link = &fs_inode_at(fs, *link - 1)->next;
         }
+}
+
+static void set_name_locked(smolvm_fs *fs, fs_inode *e, char *name)
+{
+        if (e->name)
+                fs_mem_uncharge_locked(fs, fs_name_cost(strlen(e->name)));
+        free(e->name);
+        e->name = name;
 }
 
 /* Free the slot when nobody refers to it any more; a freed child drops its pin on
@@ -206,8 +255,8 @@ static void unhash_locked(smolvm_fs *fs, uint32_t idx)
 static void maybe_free_locked(smolvm_fs *fs, uint32_t idx)
 {
         while (idx != 0) {
-                fs_inode *e = &fs->inodes[idx];
-                if (e->nodeid == 0 || e->nlookup != 0 || e->refs != 0 || e->kids != 0)
+                fs_inode *e = fs_inode_at(fs, idx);
+                if (!fs_inode_used(e) || e->nlookup != 0 || e->refs != 0 || e->kids != 0)
                         return;
                 uint32_t parent = e->parent_idx;
                 unhash_locked(fs, idx);
@@ -216,21 +265,21 @@ static void maybe_free_locked(smolvm_fs *fs, uint32_t idx)
                         fs_fd_budget_return_locked(fs);
                 }
                 e->fd = -1;
-                free(e->name);
-                e->name = NULL;
-                e->nodeid = 0;
-                e->free_next = fs->inode_free;
+                set_name_locked(fs, e, NULL);
+                e->nodeid &= ~(uint64_t)0xffffffffu; /* free; the generation stays */
+                e->next = fs->inode_free;
                 fs->inode_free = idx + 1;
                 fs->n_inodes--;
-                if (fs->inodes[parent].kids > 0)
-                        fs->inodes[parent].kids--;
+                fs_inode *p = fs_inode_at(fs, parent);
+                if (p->kids > 0)
+                        p->kids--;
                 idx = parent;
         }
 }
 
 void fs_inode_put_locked(smolvm_fs *fs, uint32_t idx)
 {
-        fs_inode *e = &fs->inodes[idx];
+        fs_inode *e = fs_inode_at(fs, idx);
         if (e->refs > 0)
                 e->refs--;
         maybe_free_locked(fs, idx);
@@ -247,12 +296,42 @@ void fs_inode_put(smolvm_fs *fs, fs_inode *ino)
 
 static fs_inode *find_by_key_locked(smolvm_fs *fs, dev_t dev, ino_t ino)
 {
-        for (uint32_t i = fs->buckets[hash_key(fs, dev, ino)]; i != 0; i = fs->inodes[i - 1].hash_next) {
-                fs_inode *e = &fs->inodes[i - 1];
+        for (uint32_t i = fs->buckets[hash_key(fs, dev, ino)]; i != 0;) {
+                fs_inode *e = fs_inode_at(fs, i - 1);
                 if (e->dev == dev && e->ino == ino)
                         return e;
+                i = e->next;
         }
         return NULL;
+}
+
+/* Keep chains short: double the buckets once there are more inodes than
+ * buckets. Best effort: without memory, chains just get longer. */
+static void maybe_grow_buckets_locked(smolvm_fs *fs)
+{
+        if (fs->n_inodes <= fs->n_buckets || fs->n_buckets >= FS_MAX_INODES_CAP)
+                return;
+        uint32_t nb = fs->n_buckets * 2;
+        size_t bytes = (size_t)nb * sizeof(*fs->buckets);
+        if (!fs_mem_charge_locked(fs, bytes))
+                return;
+        uint32_t *nbk = calloc(nb, sizeof(*nbk));
+        if (!nbk) {
+                fs_mem_uncharge_locked(fs, bytes);
+                return;
+        }
+        fs_mem_uncharge_locked(fs, (size_t)fs->n_buckets * sizeof(*fs->buckets));
+        free(fs->buckets);
+        fs->buckets = nbk;
+        fs->n_buckets = nb;
+        for (uint32_t i = 0; i < fs->inode_unused; i++) {
+                fs_inode *e = fs_inode_at(fs, i);
+                if (!fs_inode_used(e))
+                        continue;
+                uint32_t b = hash_key(fs, e->dev, e->ino);
+                e->next = nbk[b];
+                nbk[b] = i + 1;
+        }
 }
 
 /* Record that e is now known as name under pidx (it was found or moved there).
@@ -262,27 +341,53 @@ static int relink_locked(smolvm_fs *fs, fs_inode *e, uint32_t pidx, const char *
         uint32_t idx = fs_inode_idx(fs, e);
         if (idx == 0 || idx == pidx || (e->parent_idx == pidx && e->name && strcmp(e->name, name) == 0))
                 return 0;
-        char *copy = strdup(name);
-        if (!copy)
+        size_t cost = fs_name_cost(strlen(name));
+        if (!fs_mem_charge_locked(fs, cost))
                 return -ENOMEM;
-        free(e->name);
-        e->name = copy;
+        char *copy = strdup(name);
+        if (!copy) {
+                fs_mem_uncharge_locked(fs, cost);
+                return -ENOMEM;
+        }
+        set_name_locked(fs, e, copy);
         uint32_t old = e->parent_idx;
         if (old != pidx) {
-                fs->inodes[pidx].kids++;
+                fs_inode_at(fs, pidx)->kids++;
                 e->parent_idx = pidx;
-                if (fs->inodes[old].kids > 0)
-                        fs->inodes[old].kids--;
+                fs_inode *o = fs_inode_at(fs, old);
+                if (o->kids > 0)
+                        o->kids--;
                 maybe_free_locked(fs, old);
         }
         return 0;
 }
 
+/* Room for one more inode with a name of name_len bytes? 0, -ENFILE or -ENOMEM.
+ * A speculative add leaves the last 1/16 of each limit to LOOKUPs. */
+static int check_room_locked(const smolvm_fs *fs, size_t name_len, bool speculative)
+{
+        uint32_t max_inodes = fs->max_inodes;
+        uint64_t max_mem = fs->max_mem_bytes;
+        if (speculative) {
+                max_inodes -= max_inodes / 16;
+                max_mem -= max_mem / 16;
+        }
+        if (fs->n_inodes >= max_inodes)
+                return -ENFILE;
+        uint64_t need = fs_name_cost(name_len);
+        if (fs->inode_free == 0 && fs->inode_unused % FS_CHUNK_SLOTS == 0)
+                need += (uint64_t)FS_CHUNK_SLOTS * sizeof(fs_inode);
+        if (fs->mem_bytes + need > max_mem)
+                return -ENOMEM;
+        return 0;
+}
+
 int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, const struct stat *st,
-                 uint64_t *ret_nodeid)
+                 bool speculative, uint64_t *ret_nodeid)
 {
         _cleanup_close_ int owned = fd;
         _cleanup_free_ char *name_copy = NULL;
+        size_t name_cost = 0;
         uint64_t nodeid;
         int r = 0;
 
@@ -301,33 +406,33 @@ int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, cons
                         (void)relink_locked(fs, found, pidx, name);
                 if (found->fd < 0 && fs_fd_budget_take_locked(fs))
                         found->fd = TAKE_FD(owned); /* the same inode: checked by key */
-                goto out; /* otherwise the new fd is closed on return */
-        }
-        if (fs->n_inodes >= fs->max_inodes) {
-                r = -ENFILE;
                 goto out;
         }
+        r = check_room_locked(fs, strlen(name), speculative);
+        if (r < 0)
+                goto out;
+        name_cost = fs_name_cost(strlen(name));
         name_copy = strdup(name);
-        if (!name_copy) {
+        if (!name_copy || !fs_mem_charge_locked(fs, name_cost)) {
                 r = -ENOMEM;
                 goto out;
         }
+        uint32_t idx = fs->inode_free != 0 ? fs->inode_free - 1 : fs->inode_unused;
+        if (fs->inode_free == 0 && (r = fs_slots_reserve_locked(fs, &fs->inodes, idx)) < 0)
+                goto uncharge;
         if (!fs_fd_reserve_locked(fs)) {
                 r = -EMFILE;
-                goto out;
+                goto uncharge;
         }
-        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
-        uint32_t idx;
-        if (fs->inode_free != 0) {
-                idx = fs->inode_free - 1;
-                fs->inode_free = fs->inodes[idx].free_next;
-        } else {
-                idx = fs->inode_unused++;
-        }
-        fs_inode *e = &fs->inodes[idx];
-        uint32_t gen = e->gen + 1;
+        if (fs->inode_free != 0)
+                fs->inode_free = fs_inode_at(fs, idx)->next;
+        else
+                fs->inode_unused++;
+        fs_inode *e = fs_inode_at(fs, idx);
+        uint32_t gen = (uint32_t)(e->nodeid >> 32) + 1;
         if (gen == 0)
                 gen = 1;
+        uint32_t b = hash_key(fs, st->st_dev, st->st_ino);
         *e = (fs_inode){
                 .nodeid = make_nodeid(idx, gen),
                 .fd = TAKE_FD(owned),
@@ -335,16 +440,19 @@ int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, cons
                 .recent = true,
                 .dev = st->st_dev,
                 .ino = st->st_ino,
-                .type = st->st_mode & S_IFMT,
+                .type = (uint16_t)(st->st_mode & S_IFMT),
                 .nlookup = 1,
                 .parent_idx = pidx,
-                .hash_next = fs->buckets[b],
-                .gen = gen,
+                .next = fs->buckets[b],
         };
         fs->buckets[b] = idx + 1;
-        fs->inodes[pidx].kids++;
+        fs_inode_at(fs, pidx)->kids++;
         fs->n_inodes++;
         nodeid = e->nodeid;
+        maybe_grow_buckets_locked(fs);
+        goto out;
+uncharge:
+        fs_mem_uncharge_locked(fs, name_cost);
 out:
         pthread_mutex_unlock(&fs->lock);
         if (r == 0)
@@ -371,9 +479,11 @@ int fs_inode_forget(smolvm_fs *fs, uint64_t nodeid, uint64_t nlookup)
 void fs_inode_forget_all(smolvm_fs *fs)
 {
         pthread_mutex_lock(&fs->lock);
-        for (uint32_t i = 1; i < fs->inode_unused; i++)
-                if (fs->inodes[i].nodeid != 0)
-                        fs->inodes[i].nlookup = 0;
+        for (uint32_t i = 1; i < fs->inode_unused; i++) {
+                fs_inode *e = fs_inode_at(fs, i);
+                if (fs_inode_used(e))
+                        e->nlookup = 0;
+        }
         for (uint32_t i = fs->inode_unused; i-- > 1;)
                 maybe_free_locked(fs, i);
         pthread_mutex_unlock(&fs->lock);
@@ -438,7 +548,8 @@ int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags)
         return TAKE_FD(fd);
 }
 
-int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_entry_out *ret_entry)
+int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, bool speculative,
+                 struct fuse_entry_out *ret_entry)
 {
         struct stat st;
         uint64_t nodeid;
@@ -451,11 +562,16 @@ int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_ent
                 if (dir->type != S_IFDIR)
                         return -ENOTDIR;
                 pthread_mutex_lock(&fs->lock);
-                fs_inode *target = name[1] == '.' ? &fs->inodes[dir->parent_idx] : dir;
-                target->nlookup++;
-                target->refs++;
-                nodeid = target->nodeid;
+                fs_inode *target = name[1] == '.' ? fs_inode_at(fs, dir->parent_idx) : dir;
+                r = ensure_fd_locked(fs, target); /* the parent may be evicted */
+                if (r == 0) {
+                        target->nlookup++;
+                        target->refs++;
+                        nodeid = target->nodeid;
+                }
                 pthread_mutex_unlock(&fs->lock);
+                if (r < 0)
+                        return r;
                 r = fs_stat_fd(target->fd, &st);
                 if (r < 0) {
                         pthread_mutex_lock(&fs->lock);
@@ -470,7 +586,7 @@ int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_ent
                 r = fs_open_child(dir, name, &fd, &st);
                 if (r < 0)
                         return r;
-                r = fs_inode_add(fs, dir, name, fd, &st, &nodeid);
+                r = fs_inode_add(fs, dir, name, fd, &st, speculative, &nodeid);
                 if (r < 0)
                         return r;
         }

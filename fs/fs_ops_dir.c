@@ -35,6 +35,7 @@ typedef struct dir_ctx {
         size_t size;
         bool plus;
         bool full;
+        bool no_room;           /* the inode table refused one: plain entries from here */
 } dir_ctx;
 
 /* Append one entry; false when it does not fit (nothing written, no lookup). */
@@ -63,8 +64,16 @@ static bool emit(dir_ctx *c, const struct dirent64 *d)
                 /* Each entry we return a nodeid for counts as one LOOKUP: the
                  * kernel links it (or forgets it). "." and ".." get nodeid 0 and
                  * no count, as the kernel ignores them; a failed lookup (gone, or
-                 * the table is full) also gets nodeid 0 and costs nothing. */
-                if (fs_is_dot_or_dotdot(d->d_name) || fs_do_lookup(c->fs, c->dir, d->d_name, &e) < 0) {
+                 * the table is near a limit) also gets nodeid 0 and costs
+                 * nothing: the kernel lists the name and LOOKUPs it when it is
+                 * used. Near a limit the rest of the reply skips the attempt. */
+                int r = -ENOENT;
+                if (!fs_is_dot_or_dotdot(d->d_name) && !c->no_room) {
+                        r = fs_do_lookup(c->fs, c->dir, d->d_name, true, &e);
+                        if (r == -ENFILE || r == -ENOMEM || r == -EMFILE)
+                                c->no_room = true;
+                }
+                if (r < 0) {
                         memset(&e, 0, sizeof(e));
                         e.attr.ino = d->d_ino;
                         e.attr.mode = (uint32_t)d->d_type << 12;
@@ -101,7 +110,7 @@ ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r, bool plus)
 
         dir_ctx c = {
                 .fs = fs,
-                .dir = &fs->inodes[h.h->inode_idx], /* pinned by the handle */
+                .dir = fs_inode_at(fs, h.h->inode_idx), /* pinned by the handle */
                 .buf = buf,
                 .size = size,
                 .plus = plus,

@@ -18,7 +18,7 @@ ssize_t fs_op_lookup(smolvm_fs *fs, fs_req *r)
                 return fs_reply_err(r, k);
         INODE_OR_REPLY(dir, fs, r);
         struct fuse_entry_out e;
-        int err = fs_do_lookup(fs, dir.ino, name, &e);
+        int err = fs_do_lookup(fs, dir.ino, name, false, &e);
         if (err < 0)
                 return fs_reply_err(r, err);
         return fs_reply(r, &e, sizeof(e));
@@ -212,7 +212,7 @@ ssize_t fs_op_release(smolvm_fs *fs, fs_req *r, bool is_dir)
 ssize_t fs_op_statfs(smolvm_fs *fs, fs_req *r)
 {
         struct statfs s;
-        if (fstatfs(fs->inodes[0].fd, &s) < 0)
+        if (fstatfs(fs_inode_at(fs, 0)->fd, &s) < 0)
                 return fs_reply_err(r, negative_errno());
         struct fuse_statfs_out out = {0};
         out.st.blocks = s.f_blocks;

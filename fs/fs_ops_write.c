@@ -32,7 +32,7 @@
 static ssize_t reply_entry(smolvm_fs *fs, fs_req *r, fs_inode *dir, const char *name)
 {
         struct fuse_entry_out e;
-        int err = fs_do_lookup(fs, dir, name, &e);
+        int err = fs_do_lookup(fs, dir, name, false, &e);
         if (err < 0)
                 return fs_reply_err(r, err);
         return fs_reply(r, &e, sizeof(e));
@@ -120,7 +120,7 @@ ssize_t fs_op_create(smolvm_fs *fs, fs_req *r)
                                               (mode_t)in.mode & PERM_MASK);
         struct fuse_entry_out e;
         if (fd == -EEXIST && !(in.flags & O_EXCL)) {
-                err = fs_do_lookup(fs, dir.ino, name, &e);
+                err = fs_do_lookup(fs, dir.ino, name, false, &e);
                 if (err < 0)
                         return fs_reply_err(r, err);
                 _cleanup_(inode_putp) fs_req_inode child = { fs, fs_inode_get(fs, e.nodeid) };
@@ -134,7 +134,7 @@ ssize_t fs_op_create(smolvm_fs *fs, fs_req *r)
         } else if (fd < 0) {
                 return fs_reply_err(r, fd);
         } else {
-                err = fs_do_lookup(fs, dir.ino, name, &e);
+                err = fs_do_lookup(fs, dir.ino, name, false, &e);
                 if (err < 0)
                         return fs_reply_err(r, err);
                 struct stat st;

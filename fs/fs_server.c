@@ -267,7 +267,16 @@ static const op_desc op_table[] = {
         [FUSE_COPY_FILE_RANGE] = { 0, OP_MUTATES },
         [FUSE_SYNCFS] = { 0, 0 },
         [FUSE_TMPFILE] = { 0, OP_MUTATES },
+        /* The kernel's answer to a NOTIFY_RETRIEVE, which we never send. */
+        [FUSE_NOTIFY_REPLY] = { 0, OP_NOREPLY },
 };
+
+/* FORGET, BATCH_FORGET, INTERRUPT and NOTIFY_REPLY take no reply: virtio-fs
+ * sends them with no writable buffer at all, a FUSE stream must not see one. */
+static bool op_noreply(uint32_t op)
+{
+        return op < ARRAY_SIZE(op_table) && (op_table[op].flags & OP_NOREPLY);
+}
 
 static ssize_t dispatch(smolvm_fs *fs, fs_req *r)
 {
@@ -319,6 +328,9 @@ static ssize_t dispatch(smolvm_fs *fs, fs_req *r)
         case FUSE_FSYNC: return fs_op_fsync(fs, r, false);
         case FUSE_FSYNCDIR: return fs_op_fsync(fs, r, true);
         case FUSE_INTERRUPT: return 0; /* every op here is short; nothing to interrupt */
+        case FUSE_NOTIFY_REPLY:
+                stat_inc(&fs->n_errors); /* unsolicited */
+                return 0;
         case FUSE_DESTROY: return op_destroy(fs, r);
         case FUSE_SYNCFS: return fs_reply(r, NULL, 0);
         case FUSE_WRITE: return fs_op_write(fs, r);
@@ -375,7 +387,7 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
         size_t in_len, out_cap;
         stat_inc(&fs->n_requests);
         if (iov_total(in, in_cnt, &in_len) < 0 || iov_total(out, out_cnt, &out_cap) < 0 ||
-            in_len < sizeof(struct fuse_in_header) || out_cap < sizeof(struct fuse_out_header)) {
+            in_len < sizeof(struct fuse_in_header)) {
                 stat_inc(&fs->n_errors);
                 return -EINVAL;
         }
@@ -386,9 +398,15 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
         _cleanup_free_ uint8_t *big = NULL;
         struct fuse_in_header hdr;
         iov_copy_out(in, in_cnt, &hdr, sizeof(hdr));
-        if (hdr.len != in_len) {
+        bool noreply = op_noreply(hdr.opcode);
+        if (hdr.len != in_len || (!noreply && out_cap < sizeof(struct fuse_out_header))) {
                 stat_inc(&fs->n_errors);
                 return -EINVAL;
+        }
+        if (noreply) {
+                /* Whatever happens below, not a byte is written back. */
+                out_cnt = 0;
+                out_cap = 0;
         }
         fs_req r = {
                 .hdr = hdr,
@@ -404,21 +422,20 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
                 r.data_off = copy_len;
         } else if (in_len > sizeof(hdr) + FS_ARGS_MAX) {
                 stat_inc(&fs->n_errors);
-                if (hdr.opcode == FUSE_FORGET || hdr.opcode == FUSE_BATCH_FORGET || hdr.opcode == FUSE_INTERRUPT)
-                        return 0;
-                return fs_reply_err(&r, -EINVAL);
+                return noreply ? 0 : fs_reply_err(&r, -EINVAL);
         }
         uint8_t *buf = small;
         if (copy_len > sizeof(small)) {
                 big = malloc(copy_len);
                 if (!big)
-                        return fs_reply_err(&r, -ENOMEM);
+                        return noreply ? 0 : fs_reply_err(&r, -ENOMEM);
                 buf = big;
         }
         iov_copy_out(in, in_cnt, buf, copy_len);
         r.args = buf + sizeof(hdr);
         r.args_len = copy_len - sizeof(hdr);
-        return dispatch(fs, &r);
+        ssize_t n = dispatch(fs, &r);
+        return noreply ? 0 : n;
 }
 
 static uint32_t fd_budget_from_rlimit(uint32_t want)
@@ -470,17 +487,23 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
         if (!fs)
                 return -ENOMEM;
         fs->read_only = cfg->read_only;
-        fs->max_inodes = cfg->max_inodes ? cfg->max_inodes : FS_DEFAULT_MAX_INODES;
-        fs->max_handles = cfg->max_handles ? cfg->max_handles : FS_DEFAULT_MAX_HANDLES;
-        fs->max_inodes = MAX(fs->max_inodes, 2u);
-        fs->max_inodes = MIN(fs->max_inodes, 1u << 24);
-        fs->max_handles = MIN(fs->max_handles, 1u << 20);
         uint32_t mw = cfg->max_write ? cfg->max_write : FS_DEFAULT_MAX_WRITE;
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;
-        fs->fd_budget = fd_budget_from_rlimit(fs->max_inodes + fs->max_handles);
+        /* Limits from the host (docs/internals.md, "File server limits"): fds
+         * from RLIMIT_NOFILE, handles from the fds (half: lookups keep the
+         * rest to evict into), inodes from the memory budget at the smallest
+         * an entry can cost. An inode table may hold far more entries than
+         * fds: idle inode fds are evicted (fs_inode.c). */
+        fs->fd_budget = fd_budget_from_rlimit(FS_FD_WANT);
         if (cfg->max_fds)
                 fs->fd_budget = MIN(fs->fd_budget, MAX(cfg->max_fds, 4u));
+        fs->max_mem_bytes = cfg->max_mem_bytes ? MAX(cfg->max_mem_bytes, FS_MEM_BUDGET_MIN) : fs_default_mem_budget();
+        uint64_t by_mem = fs->max_mem_bytes / (sizeof(fs_inode) + fs_name_cost(1) + sizeof(uint32_t));
+        fs->max_inodes = cfg->max_inodes ? cfg->max_inodes : (uint32_t)MIN(by_mem, (uint64_t)FS_MAX_INODES_CAP);
+        fs->max_inodes = MIN(MAX(fs->max_inodes, 2u), FS_MAX_INODES_CAP);
+        fs->max_handles = cfg->max_handles ? cfg->max_handles : MAX(fs->fd_budget / 2, 16u);
+        fs->max_handles = MIN(fs->max_handles, FS_MAX_HANDLES_CAP);
         fs->proc_fd_dir = -1;
         pthread_mutex_init(&fs->lock, NULL);
 
@@ -517,6 +540,11 @@ void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret)
         ret->n_handles = fs->n_handles;
         ret->n_fds = fs->n_fds;
         ret->n_evictions = fs->n_evictions;
+        ret->mem_bytes = fs->mem_bytes;
+        ret->max_inodes = fs->max_inodes;
+        ret->max_handles = fs->max_handles;
+        ret->max_fds = fs->fd_budget;
+        ret->max_mem_bytes = fs->max_mem_bytes;
         pthread_mutex_unlock(&m->lock);
         ret->n_requests = __atomic_load_n(&fs->n_requests, __ATOMIC_RELAXED);
         ret->n_erofs = __atomic_load_n(&fs->n_erofs, __ATOMIC_RELAXED);

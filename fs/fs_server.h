@@ -10,7 +10,8 @@
  * Confinement: nothing outside the shared directory is ever resolved (O_PATH fd
  * table + openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)); symlinks are returned
  * as symlinks and never followed by the server; special files are never opened.
- * Inode and handle tables are bounded. Every length, offset and name is validated. */
+ * Inode and handle tables grow on demand up to limits derived from the host's
+ * memory and fds. Every length, offset and name is validated. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,10 +25,17 @@ typedef struct smolvm_fs smolvm_fs;
 typedef struct smolvm_fs_config {
         const char *root;      /* host directory to share (must exist, a directory) */
         bool read_only;        /* default true: mutations answer EROFS */
-        uint32_t max_inodes;   /* 0 = default (65536) */
-        uint32_t max_handles;  /* 0 = default (4096) */
+        /* Limits: 0 = derived from the host (docs/internals.md, "File server
+         * limits"). When one is reached, only the request that needs more fails
+         * (LOOKUP: ENFILE or ENOMEM; OPEN: EMFILE) and READDIRPLUS returns
+         * plain entries; the share works again as soon as the guest forgets. */
+        uint32_t max_inodes;   /* 0 = what max_mem_bytes allows, at most 2^26 */
+        uint32_t max_handles;  /* 0 = half of the fd budget */
         uint32_t max_write;    /* largest READ/WRITE payload negotiated in INIT; 0 = 1 MiB */
         uint32_t max_fds;      /* fds the tables may hold; 0 = 3/4 of RLIMIT_NOFILE */
+        uint64_t max_mem_bytes; /* memory for the tables (slots, hash, names);
+                                 * 0 = 1/16 of the host's RAM, at least 64 MiB,
+                                 * at most half of RLIMIT_AS/RLIMIT_DATA */
 } smolvm_fs_config;
 
 /* Returns 0 or negative errno (-ENOENT/-ENOTDIR for a bad root). */
@@ -38,9 +46,12 @@ void smolvm_fs_free(smolvm_fs *fs); /* accepts NULL */
  * then data for WRITE), in readable buffers of any split. out/out_cnt: writable
  * reply buffers. Returns the reply length written into out (>= 16, starting with
  * a fuse_out_header whose len equals the return value), 0 when the op takes no
- * reply (FORGET, BATCH_FORGET, INTERRUPT), or negative errno when the request is
- * malformed beyond answering (shorter than fuse_in_header, len mismatch) or out
- * is too small for a header: the transport drops it / marks the stream broken.
+ * reply (FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY: served with or without
+ * reply buffers, out_cnt may be 0, and nothing is ever written into out), or
+ * negative errno when the request is malformed beyond answering (shorter than
+ * fuse_in_header, len mismatch) or needs a reply and out is too small for a
+ * header: the transport drops it (virtio-fs still returns the chain, 0 bytes
+ * written) / marks the stream broken.
  * Never crashes, aborts or allocates without bound on any input. */
 ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, const struct iovec *out, int out_cnt);
 
@@ -49,6 +60,11 @@ typedef struct smolvm_fs_stats {
         uint32_t n_handles;
         uint32_t n_fds;        /* fds held: at most max_fds */
         uint64_t n_evictions;  /* idle inode fds closed to stay within max_fds */
+        uint64_t mem_bytes;    /* charged to the tables: at most max_mem_bytes */
+        uint32_t max_inodes;   /* the limits in force (config or derived) */
+        uint32_t max_handles;
+        uint32_t max_fds;
+        uint64_t max_mem_bytes;
         uint64_t n_requests;
         uint64_t n_erofs;      /* mutations refused */
         uint64_t n_errors;     /* malformed requests */

@@ -13,8 +13,17 @@
 
 #include "fs_server.h"
 
-#define FS_DEFAULT_MAX_INODES 65536u
-#define FS_DEFAULT_MAX_HANDLES 4096u
+/* Table limits follow the host (fs_table.c, smolvm_fs_new): memory for the
+ * inode table, fds for the handles; these only cap what a limit may be. */
+#define FS_MAX_INODES_CAP (1u << 26)
+#define FS_MAX_HANDLES_CAP (1u << 20)
+#define FS_MEM_BUDGET_FLOOR (64ull << 20)
+#define FS_MEM_BUDGET_MIN (1ull << 20)
+/* Slots per chunk of the inode and handle tables (fs_table.c). */
+#define FS_CHUNK_SLOTS 4096u
+/* The fds worth holding (inode fds past it are evicted, see fs_inode.c): the
+ * soft RLIMIT_NOFILE is raised towards this much plus a reserve. */
+#define FS_FD_WANT (65536u + 4096u)
 #define FS_DEFAULT_MAX_WRITE (1024u * 1024u)
 #define FS_MIN_MAX_WRITE 4096u
 #define FS_MAX_MAX_WRITE (16u * 1024u * 1024u)
@@ -31,25 +40,31 @@
 
 /* One known inode: an O_PATH|O_NOFOLLOW fd that pins it, or, when the fd budget
  * ran short and nobody was using it, no fd (-1) but the name it was found under,
- * to re-resolve it (see "Bounded fds" in fs_inode.c). nodeid encodes the slot and
- * a generation so a stale nodeid never reaches a reused slot. Slot 0 is the root
- * (FUSE_ROOT_ID), never freed and never evicted. */
+ * to re-resolve it (see "Bounded fds" in fs_inode.c). nodeid encodes the slot
+ * (low 32 bits, slot+1) and a generation (high 32 bits) so a stale nodeid never
+ * reaches a reused slot; a free slot keeps its generation with the low bits 0.
+ * Slot 0 is the root (FUSE_ROOT_ID), never freed and never evicted. 64 bytes:
+ * there may be millions (fs_table.c). */
 typedef struct fs_inode {
-        uint64_t nodeid;        /* 0 = slot free */
-        int fd;                 /* O_PATH|O_NOFOLLOW|O_CLOEXEC; -1 = evicted */
-        char *name;             /* component under parent_idx (root: NULL) */
-        bool recent;            /* used since the eviction clock last passed */
+        uint64_t nodeid;        /* low 32 bits 0 = slot free */
+        uint64_t nlookup;       /* kernel references (LOOKUP etc. minus FORGET) */
         dev_t dev;
         ino_t ino;
-        mode_t type;            /* S_IFMT bits: fixed for the inode's life */
-        uint64_t nlookup;       /* kernel references (LOOKUP etc. minus FORGET) */
+        char *name;             /* component under parent_idx (root: NULL) */
+        int fd;                 /* O_PATH|O_NOFOLLOW|O_CLOEXEC; -1 = evicted */
         uint32_t refs;          /* in-flight users + open handles */
         uint32_t kids;          /* children whose parent_idx points here */
         uint32_t parent_idx;    /* slot of the directory it was found in (root: 0) */
-        uint32_t hash_next;     /* slot+1 of next in bucket, 0 = end */
-        uint32_t free_next;     /* slot+1 of next free slot, 0 = end */
-        uint32_t gen;
+        uint32_t next;          /* slot+1, 0 = end: in use, the hash bucket's next;
+                                 * free, the next free slot */
+        uint16_t type;          /* S_IFMT bits: fixed for the inode's life */
+        bool recent;            /* used since the eviction clock last passed */
 } fs_inode;
+
+static inline bool fs_inode_used(const fs_inode *e)
+{
+        return (uint32_t)e->nodeid != 0;
+}
 
 typedef struct fs_handle {
         uint64_t fh;            /* 0 = slot free */
@@ -64,6 +79,21 @@ typedef struct fs_handle {
         pthread_mutex_t dir_lock; /* serializes lseek+getdents on dir handles */
 } fs_handle;
 
+/* Slots in chunks that never move (fs_table.c). */
+typedef struct fs_slots {
+        uint8_t **chunks;       /* [max_chunks], allocated once */
+        uint32_t n_chunks;      /* allocated so far, protected by fs->lock */
+        uint32_t max_chunks;
+        uint32_t slot_bytes;
+} fs_slots;
+
+/* Slot idx of a table; idx must lie in an allocated chunk (it came from the
+ * table, under fs->lock, so the chunk pointer is visible). */
+static inline void *fs_slot(const fs_slots *t, uint32_t idx)
+{
+        return t->chunks[idx / FS_CHUNK_SLOTS] + (size_t)(idx % FS_CHUNK_SLOTS) * t->slot_bytes;
+}
+
 struct smolvm_fs {
         bool read_only;
         uint32_t max_inodes;
@@ -73,14 +103,17 @@ struct smolvm_fs {
         int proc_fd_dir;        /* /proc/self/fd, for re-opening pinned inodes */
         uint32_t timeout_s;     /* entry and attribute cache timeouts */
 
+        uint64_t max_mem_bytes; /* what mem_bytes may reach (fs_table.c) */
+
         pthread_mutex_t lock;
-        fs_inode *inodes;       /* [max_inodes], protected by fs->lock */
+        uint64_t mem_bytes;     /* charged: slot chunks, buckets, names; fs->lock */
+        fs_slots inodes;        /* fs_inode slots, protected by fs->lock */
         uint32_t *buckets;      /* [n_buckets] slot+1, protected by fs->lock */
-        uint32_t n_buckets;     /* power of two */
+        uint32_t n_buckets;     /* power of two, grows with n_inodes, fs->lock */
         uint32_t inode_free;    /* slot+1 free list head, protected by fs->lock */
         uint32_t inode_unused;  /* first never-used slot, protected by fs->lock */
         uint32_t n_inodes;      /* protected by fs->lock */
-        fs_handle *handles;     /* [max_handles], protected by fs->lock */
+        fs_slots handles;       /* fs_handle slots, protected by fs->lock */
         uint32_t handle_free;   /* protected by fs->lock */
         uint32_t handle_unused; /* protected by fs->lock */
         uint32_t n_handles;     /* protected by fs->lock */
@@ -113,6 +146,30 @@ typedef struct fs_req {
         size_t out_cap;
 } fs_req;
 
+/* --- fs_table.c --- */
+int fs_slots_init(fs_slots *t, uint32_t max_slots, uint32_t slot_bytes);
+void fs_slots_free(fs_slots *t);
+/* Make slot idx usable: allocates (and charges) its chunk when idx is the
+ * first slot past the allocated ones. -ENFILE past the limit, -ENOMEM. */
+int fs_slots_reserve_locked(smolvm_fs *fs, fs_slots *t, uint32_t idx);
+/* Charge bytes against max_mem_bytes; false (nothing charged) if over. */
+bool fs_mem_charge_locked(smolvm_fs *fs, size_t bytes);
+void fs_mem_uncharge_locked(smolvm_fs *fs, size_t bytes);
+/* Bytes charged for keeping a name of len bytes. */
+size_t fs_name_cost(size_t len);
+/* The default max_mem_bytes, from the host's RAM and rlimits. */
+uint64_t fs_default_mem_budget(void);
+
+static inline fs_inode *fs_inode_at(const smolvm_fs *fs, uint32_t idx)
+{
+        return fs_slot(&fs->inodes, idx);
+}
+
+static inline fs_handle *fs_handle_at(const smolvm_fs *fs, uint32_t idx)
+{
+        return fs_slot(&fs->handles, idx);
+}
+
 /* --- fs_inode.c --- */
 int fs_inode_table_init(smolvm_fs *fs, int root_fd, const struct stat *st);
 void fs_inode_table_free(smolvm_fs *fs);
@@ -126,9 +183,11 @@ void fs_inode_put(smolvm_fs *fs, fs_inode *ino);
 void fs_inode_put_locked(smolvm_fs *fs, uint32_t idx);
 uint32_t fs_inode_idx(const smolvm_fs *fs, const fs_inode *ino);
 /* Register fd (consumed on every path) found as name under parent; adds one
- * nlookup. Returns 0 with *ret_nodeid, or -ENFILE/-EMFILE/-ENOMEM. */
+ * nlookup. speculative (READDIRPLUS): a new entry is refused while the table
+ * is within 1/16 of a limit, which keeps that much for LOOKUPs. Returns 0 with
+ * *ret_nodeid, or -ENFILE (table full) / -ENOMEM (memory budget) / -EMFILE. */
 int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, const struct stat *st,
-                 uint64_t *ret_nodeid);
+                 bool speculative, uint64_t *ret_nodeid);
 /* After a successful rename, point the moved inode(s) at their new names so an
  * evicted one is re-resolved where it now lives. Best effort: a miss costs an
  * ESTALE later, never a wrong inode (re-resolution checks dev and ino). */
@@ -144,8 +203,9 @@ void fs_inode_forget_all(smolvm_fs *fs);
 int fs_open_child(const fs_inode *dir, const char *name, int *ret_fd, struct stat *ret_st);
 /* Re-open a pinned regular file or directory for I/O (see fs_inode.c). */
 int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags);
-/* Lookup name in dir and register it; fills entry. */
-int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, struct fuse_entry_out *ret_entry);
+/* Lookup name in dir and register it (speculative: see fs_inode_add); fills entry. */
+int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, bool speculative,
+                 struct fuse_entry_out *ret_entry);
 
 /* --- fs_handle.c --- */
 int fs_handle_table_init(smolvm_fs *fs);

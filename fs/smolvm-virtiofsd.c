@@ -465,6 +465,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "smolvm-virtiofsd: file server on %s: %s\n", o.shared_dir, strerror(-r));
                 return EXIT_FAILURE;
         }
+        if (o.trace) {
+                smolvm_fs_stats st;
+                smolvm_fs_get_stats(fs, &st);
+                fprintf(stderr, "smolvm-virtiofsd: limits: %u inodes, %llu MiB of tables, %u fds, %u handles\n",
+                        st.max_inodes, (unsigned long long)(st.max_mem_bytes >> 20), st.max_fds, st.max_handles);
+        }
         /* The last step of the sandbox, before READY: a filter that cannot be
          * installed fails the VM's start, it never runs unfiltered. */
         const char *what = NULL;

@@ -23,17 +23,8 @@ int agent_read_frame(int fd, smolvm_frame_reader *rd, uint64_t deadline_ms, uint
                 size_t space = smolvm_frame_reader_space(rd);
                 if (space == 0)
                         return rd->error ? rd->error : -EPROTO;
-                if (deadline_ms) {
-                        uint64_t now = now_ms();
-                        if (now >= deadline_ms)
-                                return -ETIMEDOUT;
-                        struct pollfd p = { .fd = fd, .events = POLLIN };
-                        r = poll(&p, 1, (int)MIN(deadline_ms - now, (uint64_t)INT32_MAX));
-                        if (r < 0 && errno != EINTR)
-                                return negative_errno();
-                        if (r <= 0)
-                                continue;
-                }
+                if (deadline_ms && (r = fd_wait(fd, POLLIN, deadline_ms, -1)) < 0)
+                        return r;
                 ssize_t n = read(fd, smolvm_frame_reader_tail(rd), space);
                 if (n < 0) {
                         if (errno == EINTR || errno == EAGAIN)

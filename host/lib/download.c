@@ -408,7 +408,7 @@ static int download_entry(dl_ctx *x, int root_fd, const char *guest_root, const 
         case 'l':
                 return download_symlink_entry(pfd, leaf, shown, te->target);
         case 'f': {
-                agent_call c;
+                agent_call c = { .fd = -1 }; /* closed below even when read_open fails before opening it */
                 uint64_t size;
                 unsigned mode;
                 int r = read_open(x->vm, gpath, x->cancel_fd, &c, &size, &mode);
@@ -479,12 +479,12 @@ static int list_tree(const dl_ctx *x, const char *guest_path, json_t **ret)
         if (!req)
                 return smolvm_last_error()->code;
         agent_call c;
-        int r = agent_call_open(x->vm, req, "list_tree", &c);
+        int r = agent_call_open(x->vm, req, "list_tree", SMOLVM_AGENT_REPLY_ANSWER, &c);
         json_decref(req);
         if (r < 0)
                 return r;
         c.cancel_fd = x->cancel_fd;
-        r = agent_call_result(&c, "list_tree", ret);
+        r = agent_call_result(&c, ret);
         agent_call_close(&c);
         return r;
 }

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Running a command in the guest: one hybrid-vsock stream to the agent per exec
  * (agent_proto.h), so concurrent execs share nothing but the immutable VM dir.
- * Everything the agent sends is validated; memory stays bounded by one frame
- * (streaming) or the caller's cap (smolvm_run). */
+ * The poll loop (stdin, output, cancel, the timeout's safety net) is ours; the
+ * frames and their validation are common/agent_client.h's. Memory stays bounded
+ * by one frame (streaming) or the caller's cap (smolvm_run). */
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 
 #include "agent_call_i.h"
+#include "agent_client_io.h"
 #include "agent_proto.h"
 #include "smolvm_i.h"
 #include "util.h"
@@ -23,72 +24,29 @@ SMOLVM_EXPORT void smolvm_exec_opts_init(smolvm_exec_opts *o)
 
 typedef struct exec_ctx {
         int fd;
-        smolvm_frame_reader rd;
-        uint8_t *out;             /* the frame being sent: out[out_off..out_len) pending */
-        size_t out_len, out_off, out_cap;
+        smolvm_agent_client cl;   /* framing and reply validation (common/agent_client.h) */
+        uint8_t *stdin_buf;       /* SMOLVM_STDIN_FD: one chunk read from stdin_fd */
         bool stdin_done;          /* STDIN_EOF queued, or nothing to send */
-        bool peer_closed;         /* the agent stopped reading (EPIPE): drop what we send */
         uint64_t last_rx_ms;      /* when the agent last sent us something */
         const uint8_t *stdin_bytes;
         size_t stdin_left;
 } exec_ctx;
 
-static int queue_frame(exec_ctx *c, uint16_t type, const void *payload, uint32_t len)
-{
-        size_t need = SMOLVM_FRAME_HDR_SIZE + len;
-        if (need > c->out_cap) {
-                uint8_t *nb = realloc(c->out, need);
-                if (!nb)
-                        return -ENOMEM;
-                c->out = nb;
-                c->out_cap = need;
-        }
-        smolvm_frame_hdr_encode(type, len, c->out);
-        if (len && payload != c->out + SMOLVM_FRAME_HDR_SIZE)
-                memcpy(c->out + SMOLVM_FRAME_HDR_SIZE, payload, len);
-        c->out_len = need;
-        c->out_off = 0;
-        return 0;
-}
-
 static bool pending(const exec_ctx *c)
 {
-        return c->out_off < c->out_len;
-}
-
-/* Send what we can without blocking. */
-static int flush(exec_ctx *c)
-{
-        while (pending(c)) {
-                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                return 0;
-                        if (errno == EPIPE || errno == ECONNRESET) {
-                                /* The agent closed its side; keep reading its answer. */
-                                c->peer_closed = true;
-                                c->out_off = c->out_len;
-                                return 0;
-                        }
-                        return negative_errno();
-                }
-                c->out_off += (size_t)n;
-        }
-        return 0;
+        size_t len;
+        (void)smolvm_agent_client_tx_buf(&c->cl, &len);
+        return len > 0;
 }
 
 /* Best effort when we give up: ask the agent to kill the command. Closing the
  * stream must make it do so anyway. */
 static void send_kill(exec_ctx *c)
 {
-        if (c->peer_closed || (pending(c) && c->out_off > 0))
-                return; /* a half-sent frame: another frame would be garbage */
         uint8_t payload[4];
         put_le32(payload, SIGKILL);
-        if (queue_frame(c, SMOLVM_FRAME_SIGNAL, payload, sizeof(payload)) == 0)
-                (void)flush(c);
+        if (smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_SIGNAL, payload, sizeof(payload)) == 0)
+                (void)smolvm_agent_client_write(&c->cl, c->fd);
 }
 
 static int build_request(const smolvm_exec_opts *o, char **ret)
@@ -160,74 +118,6 @@ out:
         return r;
 }
 
-json_t *agent_parse_object(const uint8_t *p, uint32_t len)
-{
-        json_error_t jerr;
-        json_t *o = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (o && !json_is_object(o)) {
-                json_decref(o);
-                return NULL;
-        }
-        return o;
-}
-
-/* An integer field in [lo, hi]; absent -> def (if allowed). */
-static int int_field(json_t *o, const char *key, bool required, int64_t lo, int64_t hi, int64_t def, int64_t *ret)
-{
-        json_t *v = json_object_get(o, key);
-        if (!v || json_is_null(v)) {
-                if (required)
-                        return -EBADMSG;
-                *ret = def;
-                return 0;
-        }
-        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-                return -EBADMSG;
-        *ret = json_integer_value(v);
-        return 0;
-}
-
-static int parse_exit(const uint8_t *p, uint32_t len, smolvm_exec_status *st)
-{
-        json_t *o = agent_parse_object(p, len);
-        if (!o)
-                return vm_error(-EBADMSG, NULL, "guest agent sent an invalid EXIT frame");
-        int64_t code = 0, sig = 0, dur = 0;
-        json_t *to = json_object_get(o, "timed_out");
-        int r = 0;
-        if (int_field(o, "signal", false, 0, 64, 0, &sig) < 0 ||
-            int_field(o, "exit_code", sig == 0, sig ? INT32_MIN : 0, sig ? INT32_MAX : 255, 0, &code) < 0 ||
-            int_field(o, "duration_ms", false, 0, INT64_C(1) << 42, 0, &dur) < 0 ||
-            (to && !json_is_boolean(to)))
-                r = vm_error(-EBADMSG, NULL, "guest agent sent an invalid EXIT frame");
-        else {
-                st->signal = (int)sig;
-                st->exit_code = sig ? 128 + (int)sig : (int)code;
-                st->timed_out = to && json_is_true(to);
-                st->guest_duration_ms = (uint64_t)dur;
-        }
-        json_decref(o);
-        return r;
-}
-
-int agent_parse_error(const uint8_t *p, uint32_t len)
-{
-        json_t *o = agent_parse_object(p, len);
-        if (!o)
-                return vm_error(-EBADMSG, NULL, "guest agent sent an invalid ERROR frame");
-        int64_t e = 0;
-        if (int_field(o, "errno", false, 1, 4095, EIO, &e) < 0)
-                e = EIO;
-        json_t *m = json_object_get(o, "message");
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", json_is_string(m) ? json_string_value(m) : smolvm_strerror((int)e));
-        sanitize_text(msg);
-        json_decref(o);
-        int r = vm_error(-(int)e, NULL, "%s", msg);
-        vm_error_mark_guest();
-        return r;
-}
-
 static int callback_result(int r, const char *what)
 {
         if (r >= 0)
@@ -235,39 +125,29 @@ static int callback_result(int r, const char *what)
         return vm_error(r, NULL, "%s callback: %s", what, smolvm_strerror(r));
 }
 
-static int handle_frame(exec_ctx *c, uint16_t type, const uint8_t *p, uint32_t len,
-                        const smolvm_exec_callbacks *cbs, smolvm_exec_status *st, bool *done)
+static int handle_event(const smolvm_agent_event *ev, const smolvm_exec_callbacks *cbs, smolvm_exec_status *st,
+                        bool *done)
 {
-        int r = 0;
-        switch (type) {
-        case SMOLVM_FRAME_STARTED: {
-                json_t *o = agent_parse_object(p, len);
-                int64_t pid = 0;
-                if (!o || int_field(o, "pid", false, 0, INT32_MAX, 0, &pid) < 0)
-                        r = vm_error(-EBADMSG, NULL, "guest agent sent an invalid STARTED frame");
-                json_decref(o);
-                if (r == 0 && cbs && cbs->on_started)
-                        r = callback_result(cbs->on_started(cbs->userdata, (int)pid), "started");
-                return r;
-        }
-        case SMOLVM_FRAME_STDOUT:
-                if (cbs && cbs->on_stdout && len)
-                        r = callback_result(cbs->on_stdout(cbs->userdata, p, len), "stdout");
-                return r;
-        case SMOLVM_FRAME_STDERR:
-                if (cbs && cbs->on_stderr && len)
-                        r = callback_result(cbs->on_stderr(cbs->userdata, p, len), "stderr");
-                return r;
-        case SMOLVM_FRAME_EXIT:
-                r = parse_exit(p, len, st);
-                if (r == 0)
-                        *done = true;
-                return r;
-        case SMOLVM_FRAME_ERROR:
-                return agent_parse_error(p, len);
-        default:
-                (void)c;
-                return vm_error(-EPROTO, NULL, "guest agent sent an unexpected frame (type %u)", type);
+        switch (ev->kind) {
+        case SMOLVM_AGENT_EV_STARTED:
+                return cbs && cbs->on_started ? callback_result(cbs->on_started(cbs->userdata, ev->pid), "started") : 0;
+        case SMOLVM_AGENT_EV_STDOUT:
+                return cbs && cbs->on_stdout ? callback_result(cbs->on_stdout(cbs->userdata, ev->data, ev->len), "stdout")
+                                             : 0;
+        case SMOLVM_AGENT_EV_STDERR:
+                return cbs && cbs->on_stderr ? callback_result(cbs->on_stderr(cbs->userdata, ev->data, ev->len), "stderr")
+                                             : 0;
+        case SMOLVM_AGENT_EV_EXIT:
+                st->signal = ev->exit.signal;
+                st->exit_code = ev->exit.signal ? 128 + ev->exit.signal : ev->exit.exit_code;
+                st->timed_out = ev->exit.timed_out;
+                st->guest_duration_ms = ev->exit.duration_ms;
+                *done = true;
+                return 0;
+        case SMOLVM_AGENT_EV_ERROR:
+                return agent_error_record(ev);
+        default: /* the client lets nothing else through for an exec */
+                return vm_error(-EPROTO, NULL, "exec: guest agent sent an unexpected answer");
         }
 }
 
@@ -276,39 +156,34 @@ static int pump_stdin(exec_ctx *c, const smolvm_exec_opts *o, bool fd_readable)
 {
         if (c->stdin_done || pending(c))
                 return 0;
-        if (c->peer_closed) {
+        if (smolvm_agent_client_tx_closed(&c->cl)) {
                 c->stdin_done = true;
                 return 0;
         }
         if (o->stdin_mode == SMOLVM_STDIN_BYTES) {
                 if (c->stdin_left == 0) {
                         c->stdin_done = true;
-                        return queue_frame(c, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
+                        return smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
                 }
                 uint32_t n = (uint32_t)MIN(c->stdin_left, (size_t)SMOLVM_FRAME_DATA_CHUNK);
-                int r = queue_frame(c, SMOLVM_FRAME_STDIN, c->stdin_bytes, n);
+                int r = smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_STDIN, c->stdin_bytes, n);
                 c->stdin_bytes += n;
                 c->stdin_left -= n;
                 return r;
         }
         if (o->stdin_mode != SMOLVM_STDIN_FD || !fd_readable)
                 return 0;
-        if (c->out_cap < SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK) {
-                uint8_t *nb = realloc(c->out, SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK);
-                if (!nb)
-                        return -ENOMEM;
-                c->out = nb;
-                c->out_cap = SMOLVM_FRAME_HDR_SIZE + SMOLVM_FRAME_DATA_CHUNK;
-        }
-        ssize_t n = read(o->stdin_fd, c->out + SMOLVM_FRAME_HDR_SIZE, SMOLVM_FRAME_DATA_CHUNK);
+        if (!c->stdin_buf && !(c->stdin_buf = malloc(SMOLVM_FRAME_DATA_CHUNK)))
+                return -ENOMEM;
+        ssize_t n = read(o->stdin_fd, c->stdin_buf, SMOLVM_FRAME_DATA_CHUNK);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 return 0;
         if (n <= 0) {
                 /* EOF, or an unreadable stdin: either way the command sees EOF. */
                 c->stdin_done = true;
-                return queue_frame(c, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
+                return smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_STDIN_EOF, NULL, 0);
         }
-        return queue_frame(c, SMOLVM_FRAME_STDIN, c->out + SMOLVM_FRAME_HDR_SIZE, (uint32_t)n);
+        return smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_STDIN, c->stdin_buf, (uint32_t)n);
 }
 
 /* The safety net fired: the command's timeout passed EXEC_HOST_MARGIN_MS ago and
@@ -340,9 +215,8 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                 int r = pump_stdin(c, o, false);
                 if (r < 0)
                         return vm_error(r, NULL, "stdin: %s", strerror(-r));
-                r = flush(c);
-                if (r < 0)
-                        return vm_error(r, NULL, "send to guest agent: %s", strerror(-r));
+                if (smolvm_agent_client_write(&c->cl, c->fd) < 0)
+                        return agent_client_record(&c->cl, "exec");
 
                 bool want_stdin = o->stdin_mode == SMOLVM_STDIN_FD && !c->stdin_done && !pending(c);
                 struct pollfd p[3] = {
@@ -378,35 +252,20 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                 }
                 if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
                         continue;
-                size_t space = smolvm_frame_reader_space(&c->rd);
-                if (space == 0)
-                        return vm_error(c->rd.error ? c->rd.error : -EPROTO, NULL,
-                                        "reading from guest agent: %s",
-                                        smolvm_strerror(c->rd.error ? c->rd.error : -EPROTO));
-                ssize_t n = read(c->fd, smolvm_frame_reader_tail(&c->rd), space);
-                if (n < 0) {
-                        if (errno == EINTR || errno == EAGAIN)
-                                continue;
-                        if (errno != ECONNRESET)
-                                return vm_error(negative_errno(), NULL, "read from guest agent: %s", strerror(errno));
-                        n = 0;
-                }
-                if (n == 0)
-                        return vm_error(-ECONNRESET, "the VM may have crashed or run out of memory",
-                                        "guest agent closed the stream without an exit status");
-                smolvm_frame_reader_commit(&c->rd, (size_t)n);
+                /* One read of at most the rest of a frame; a read error or the
+                 * agent's EOF comes back from the client below. */
+                (void)smolvm_agent_client_read(&c->cl, c->fd);
                 c->last_rx_ms = now_ms();
                 for (;;) {
-                        uint16_t type;
-                        const uint8_t *payload;
-                        uint32_t len;
-                        r = smolvm_frame_reader_next(&c->rd, &type, &payload, &len);
+                        smolvm_agent_event ev;
+                        r = smolvm_agent_client_next(&c->cl, &ev);
                         if (r == 0)
                                 break;
-                        if (r < 0)
-                                return vm_error(-EPROTO, NULL, "guest agent sent an invalid frame (%s)",
-                                                r == -EMSGSIZE ? "too large" : "bad header");
-                        r = handle_frame(c, type, payload, len, cbs, st, &done);
+                        if (r < 0) {
+                                send_kill(c);
+                                return agent_client_record(&c->cl, "exec");
+                        }
+                        r = handle_event(&ev, cbs, st, &done);
                         if (r < 0) {
                                 send_kill(c);
                                 return r;
@@ -437,9 +296,13 @@ SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const
 
         exec_ctx c = { .fd = -1, .stdin_done = opts->stdin_mode == SMOLVM_STDIN_NONE,
                        .stdin_bytes = opts->stdin_data, .stdin_left = opts->stdin_len };
-        r = smolvm_frame_reader_init(&c.rd, SMOLVM_FRAME_MAX_PAYLOAD);
-        if (r < 0)
-                return vm_error(r, NULL, "out of memory");
+        r = smolvm_agent_client_init(&c.cl, SMOLVM_AGENT_REPLY_EXEC, 0);
+        if (r == 0)
+                r = smolvm_agent_client_request(&c.cl, req, strlen(req));
+        if (r < 0) {
+                vm_error(r, NULL, "out of memory");
+                goto out;
+        }
         /* vm->dir is immutable after create: no lock needed. */
         c.fd = vsock_connect(vm->dir, SMOLVM_AGENT_PORT, opts->cancel_fd);
         if (c.fd < 0) {
@@ -447,11 +310,6 @@ SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const
                 goto out;
         }
         uint64_t start = now_ms();
-        r = queue_frame(&c, SMOLVM_FRAME_REQUEST, req, (uint32_t)strlen(req));
-        if (r < 0) {
-                vm_error(r, NULL, "out of memory");
-                goto out;
-        }
         smolvm_exec_status st = { 0 };
         r = exec_loop(&c, opts, cbs, &st, start);
         if (r == 0) {
@@ -460,8 +318,8 @@ SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const
         }
 out:
         safe_close(c.fd);
-        smolvm_frame_reader_done(&c.rd);
-        free(c.out);
+        smolvm_agent_client_done(&c.cl);
+        free(c.stdin_buf);
         return r;
 }
 

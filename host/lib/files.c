@@ -60,7 +60,7 @@ static int write_stream(smolvm_vm *vm, const char *guest_path, unsigned mode, co
         json_object_set_new(req, "mkdirs", json_true());
         const char *what = "write_file";
         agent_call c;
-        int r = agent_call_open(vm, req, what, &c);
+        int r = agent_call_open(vm, req, what, SMOLVM_AGENT_REPLY_ANSWER, &c);
         json_decref(req);
         if (r < 0)
                 return r;
@@ -109,7 +109,7 @@ static int write_stream(smolvm_vm *vm, const char *guest_path, unsigned mode, co
                 if (r < 0)
                         goto out;
         }
-        r = agent_call_result(&c, what, &res);
+        r = agent_call_result(&c, &res);
         if (r < 0)
                 goto out;
         uint64_t bytes;
@@ -280,13 +280,13 @@ int read_open(smolvm_vm *vm, const char *guest_path, int cancel_fd, agent_call *
         json_t *req = request_new("read_file", guest_path);
         if (!req)
                 return smolvm_last_error()->code;
-        int r = agent_call_open(vm, req, "read_file", c);
+        int r = agent_call_open(vm, req, "read_file", SMOLVM_AGENT_REPLY_STREAM, c);
         json_decref(req);
         if (r < 0)
                 return r;
         c->cancel_fd = cancel_fd;
         json_t *res = NULL;
-        r = agent_call_result(c, "read_file", &res);
+        r = agent_call_result(c, &res);
         uint64_t size = 0, mode = 0;
         if (r == 0 && (uint_field(res, "size", UINT64_MAX >> 1, &size) < 0 ||
                        uint_field(res, "mode", 07777777, &mode) < 0))
@@ -305,24 +305,18 @@ int read_body(agent_call *c, const char *guest_path, uint64_t size, sink_fn sink
 {
         uint64_t got = 0;
         for (;;) {
-                uint16_t type;
-                const uint8_t *p;
-                uint32_t len;
-                int r = agent_call_next(c, &type, &p, &len);
+                /* After the RESULT the client lets only STDOUT, an ERROR or the end through. */
+                smolvm_agent_event ev;
+                int r = agent_call_next(c, &ev);
                 if (r < 0)
                         return r;
                 if (r == 0)
                         break;
-                if (type == SMOLVM_FRAME_ERROR)
-                        return agent_parse_error(p, len);
-                if (type != SMOLVM_FRAME_STDOUT)
-                        return vm_error(-EPROTO, NULL, "read_file %s: guest agent sent an unexpected frame (type %u)",
-                                        guest_path, type);
-                if (len > size - got)
+                if (ev.len > size - got)
                         return vm_error(-EPROTO, NULL, "read_file %s: guest sent more than the %llu bytes it announced",
                                         guest_path, (unsigned long long)size);
-                got += len;
-                r = sink(ud, p, len);
+                got += ev.len;
+                r = sink(ud, ev.data, ev.len);
                 if (r < 0)
                         return r;
         }

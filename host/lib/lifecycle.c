@@ -8,13 +8,11 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "agent_proto.h"
+#include "agent_call_i.h"
 #include "smolvm_i.h"
 #include "util.h"
 #include "vmdir.h"
@@ -269,22 +267,17 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
  * agent accepted. */
 static int agent_poweroff(smolvm_vm *vm)
 {
-        int fd = vsock_connect(vm->dir, SMOLVM_AGENT_PORT, -1);
-        if (fd < 0)
-                return fd;
-        static const char req[] = "{\"op\":\"poweroff\"}";
-        /* The socket is non-blocking; a 25-byte frame always fits an empty buffer. */
-        uint8_t frame[SMOLVM_FRAME_HDR_SIZE + sizeof(req) - 1];
-        smolvm_frame_hdr_encode(SMOLVM_FRAME_REQUEST, sizeof(req) - 1, frame);
-        memcpy(frame + SMOLVM_FRAME_HDR_SIZE, req, sizeof(req) - 1);
-        int r = send(fd, frame, sizeof(frame), MSG_NOSIGNAL) == (ssize_t)sizeof(frame) ? 0 : -EIO;
-        if (r == 0) {
-                /* Wait for the RESULT (or the stream closing): then the agent is on its way. */
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                uint8_t buf[256];
-                r = poll(&p, 1, 5000) > 0 && read(fd, buf, sizeof(buf)) > 0 ? 0 : -ETIMEDOUT;
-        }
-        safe_close(fd);
+        json_t *req = json_pack("{s:s}", "op", "poweroff"), *res = NULL;
+        agent_call c;
+        int r = req ? agent_call_open(vm, req, "poweroff", SMOLVM_AGENT_REPLY_ANSWER, &c) : -ENOMEM;
+        json_decref(req);
+        if (r < 0)
+                return r;
+        /* Its RESULT says the agent is on its way; waiting longer gains nothing. */
+        c.idle_ms = 5000;
+        r = agent_call_result(&c, &res);
+        json_decref(res);
+        agent_call_close(&c);
         return r;
 }
 

@@ -33,13 +33,18 @@ static int rm_trash(const char *path)
         return rm_rf_last(path, VMDIR_LOCK);
 }
 
+/* A removal or a creation that was interrupted (or is under way: its lock tells). */
 static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
 {
-        size_t n = strlen(VM_TRASH_PREFIX);
-        if (strncmp(name, VM_TRASH_PREFIX, n) != 0 || !vm_id_valid(name + n))
-                return false;
-        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
-        return true;
+        static const char *const prefixes[] = { VM_TRASH_PREFIX, VM_NEW_PREFIX };
+        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+                size_t n = strlen(prefixes[i]);
+                if (strncmp(name, prefixes[i], n) == 0 && vm_id_valid(name + n)) {
+                        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
+                        return true;
+                }
+        }
+        return false;
 }
 
 int vm_trash_sweep(const char *vms_dir, const char *only_id)

@@ -105,6 +105,10 @@ int smolvm_home_dir(char **ret);
 /* mkdir_p, mkdir_p_open, rm_rf, write_file_atomic: common/fileutil.h. */
 /* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
 #define VM_TRASH_PREFIX ".removing-"
+/* A VM dir being created: vms/VM_NEW_PREFIX<id>, renamed to vms/<id> once its
+ * record is complete (its creator holds its lock until then). A kill leaves
+ * only a dir the next sweep removes, never a VM without a record. */
+#define VM_NEW_PREFIX ".creating-"
 /* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
  * it to vms_dir/.removing-<id> (from then on no lookup or listing sees the
  * VM), then remove that, its "lock" last. Records the error. */
@@ -120,8 +124,8 @@ int random_id(char ret[SMOLVM_ID_LEN + 1]);
 /* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
 bool vm_id_valid(const char *s);
 /* Image directory for a name (see smolvm_config.image: a valid name under
- * home/images, or an absolute path), checked by image_dir_check(). Records the error: -EINVAL for an invalid name, naming it and the
- * store. */
+ * home/images, or an absolute path), checked by image_dir_check(). Records
+ * the error: -EINVAL for an invalid name, naming it and the store. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 
 /* ---- state.c ---- */

@@ -2,6 +2,7 @@
 /* Creating a VM (directory + record + supervisor config) and opening one by id
  * or name. Starting, stopping and the rest: lifecycle.c. */
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -162,7 +163,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->ephemeral = cfg->ephemeral;
         vm->cancel_fd = cfg->cancel_fd;
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
-        _cleanup_close_ int names_lock = -1;
+        _cleanup_close_ int names_lock = -1, staging_lock = -1;
+        _cleanup_free_ char *staging = NULL;
 
         /* Before the image: a bad --mount is the user's to fix first. */
         r = vm_mounts_from_config(cfg, &vm->rec);
@@ -207,34 +209,55 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 if (r < 0)
                         goto fail;
         }
-        /* A collision of 48 random bits is unlikely; mkdir's EEXIST makes it harmless. */
+        /* The dir is built under a staging name and renamed into place once its
+         * record is written: a create killed half-way leaves no VM without a
+         * vm.json (invisible to ls, unremovable by rm), only a staging dir the
+         * next sweep removes. Its lock is held meanwhile so no sweep takes it. A
+         * collision of 48 random bits is unlikely; EEXIST makes it harmless. */
         for (int attempt = 0;; attempt++) {
                 r = random_id(vm->id);
                 if (r < 0)
                         goto fail;
-                free(vm->dir);
-                if (asprintf(&vm->dir, "%s/%s", vms, vm->id) < 0) {
-                        vm->dir = NULL;
+                free(staging);
+                if (asprintf(&staging, "%s/" VM_NEW_PREFIX "%s", vms, vm->id) < 0) {
+                        staging = NULL;
                         r = vm_error(-ENOMEM, NULL, "out of memory");
                         goto fail;
                 }
-                if (mkdir(vm->dir, 0700) == 0)
+                if (mkdir(staging, 0700) == 0)
                         break;
                 r = negative_errno();
                 if (r != -EEXIST || attempt >= 8) {
                         vm_error(r, r == -ENOSPC ? "free some space there, or point SMOLVM_HOME elsewhere" : NULL,
-                                 "mkdir %s: %s", vm->dir, strerror(-r));
-                        free(vm->dir);
-                        vm->dir = NULL;
+                                 "mkdir %s: %s", staging, strerror(-r));
                         goto fail;
                 }
+        }
+        char lock_path[PATH_MAX];
+        snprintf(lock_path, sizeof(lock_path), "%s/" VMDIR_LOCK, staging);
+        staging_lock = vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
+        free(vm->dir);
+        vm->dir = strdup(staging);
+        if (staging_lock < 0 || !vm->dir) {
+                r = staging_lock < 0 ? staging_lock : vm_error(-ENOMEM, NULL, "out of memory");
+                (void)rm_rf(staging);
+                goto fail;
         }
         memcpy(vm->rec.id, vm->id, sizeof(vm->id));
         r = vm_write_supervisor_config(vm);
         if (r == 0)
                 r = vm_record_save(vm->dir, &vm->rec);
+        free(vm->dir);
+        vm->dir = NULL;
+        if (r == 0 && asprintf(&vm->dir, "%s/%s", vms, vm->id) < 0) {
+                vm->dir = NULL;
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+        }
+        /* rename() refuses to replace a non-empty dir: an id taken meanwhile fails here. */
+        if (r == 0 && rename(staging, vm->dir) < 0)
+                r = vm_error(negative_errno(), NULL, "rename %s to %s: %s", staging, vm->dir, strerror(errno));
         if (r < 0) {
-                (void)rm_rf(vm->dir);
+                (void)rm_rf(staging);
                 goto fail;
         }
         *ret_vm = vm;

@@ -295,6 +295,10 @@ int sup_boot_step(sup *s)
                 if (s->running) {
                         snprintf(s->failed_why, sizeof(s->failed_why), "the guest channel broke (%s)", s->mux_why);
                         sup_log("%s: stopping the VM", s->failed_why);
+                        /* Also where `smolvm logs` looks: the user's first stop after "error". */
+                        char line[600];
+                        snprintf(line, sizeof(line), "error: %s: the VM was stopped", s->failed_why);
+                        sup_console_note(s->con, line);
                         return SUP_EXIT_VM_FAILED;
                 }
                 sup_fail(s, true, "see the guest console below", "guest channel broke during boot: %s", s->mux_why);

@@ -9,9 +9,9 @@
  * anyone abort), covers the mount with an aborted FUSE mount, after which new
  * accesses fail with ENOTCONN.
  *
- * Runs on the supervisor's event loop (no thread): the request is written at
- * once into a socketpair whose other end the mux relays, the answer is read
- * as it arrives, a timerfd bounds the wait. */
+ * Runs on the supervisor's event loop (no thread): common/agent_client_loop.h
+ * writes the request into a socketpair whose other end the mux relays, reads
+ * and validates the answer as it arrives, and a timerfd bounds the wait. */
 #pragma once
 
 #include <stddef.h>

@@ -93,6 +93,27 @@ def agent_seeds():
         write("fuzz_agent", k + "-framed", framed(v))
 
 
+# ---- fuzz_agent_client: flags (reply kind % 3, 0x04 rx_buf, 0x08 EOF, 0x10 small bound), piece size, bytes ----
+ANSWER, STREAM, EXEC = 0, 1, 2
+
+
+def agent_client_seeds():
+    s = {}
+    s["answer-result"] = bytes([ANSWER, 0]) + frame("RESULT", {"ok": True, "bytes": 3})
+    s["answer-handoff"] = bytes([ANSWER | 0x10, 5]) + frame("RESULT", {"ok": True}) + b"\x28\0\0\0\x1a\0\0\0FUSE"
+    s["answer-error"] = bytes([ANSWER | 0x04, 3]) + frame("ERROR", {"errno": 2, "message": "mkdir /x: No such file"})
+    s["stream-read"] = bytes([STREAM | 0x08, 0]) + frame("RESULT", {"ok": True, "size": 5, "mode": 420}) + frame(
+        "STDOUT", b"hel") + frame("STDOUT", b"lo")
+    s["stream-short"] = bytes([STREAM | 0x04, 7]) + frame("RESULT", {"ok": True, "size": 9}) + frame(
+        "STDOUT", b"abc") + frame("ERROR", {"errno": 5, "message": "read_file /x: the file shrank"})
+    s["exec"] = bytes([EXEC, 0]) + exec_ok()
+    s["exec-signal"] = bytes([EXEC | 0x04 | 0x08, 1]) + frame("STARTED", {"pid": 7}) + frame(
+        "EXIT", {"exit_code": -1, "signal": 9, "timed_out": True, "duration_ms": 10})
+    s["exec-eof"] = bytes([EXEC | 0x08, 0]) + frame("STARTED", {"pid": 7}) + frame("STDERR", b"x")
+    for k, v in s.items():
+        write("fuzz_agent_client", k, v)
+
+
 # ---- fuzz_mux: config byte, then ops (see run_op() in fuzz_mux.c) ----
 def mux_seeds():
     s = {}
@@ -120,5 +141,6 @@ def mux_seeds():
 
 if __name__ == "__main__":
     agent_seeds()
+    agent_client_seeds()
     mux_seeds()
     sys.exit(0)

@@ -118,6 +118,7 @@ check "a is in state error" test "$(state a)" = error
 check "a's supervisor logged the broken channel" \
         grep -q 'guest channel broken: packet length above the maximum' "$dir_a/supervisor.log"
 check "a's supervisor stopped the VM itself" grep -q 'the guest channel broke .*: stopping the VM' "$dir_a/supervisor.log"
+check "smolvm logs a says why" bash -c "'$SMOLVM' logs a 2>&1 | grep -q 'error: the guest channel broke .*: the VM was stopped'"
 wait_for 'gone "$sup_a" "$dir_a"' 10
 check "a's supervisor and QEMU are gone" gone "$sup_a" "$dir_a"
 
