@@ -4,6 +4,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,10 @@ int read_line_file(const char *path, char *buf, size_t size);
  * \t, DEL) with '?', in place. For anything a guest wrote that a user or a log
  * will see; UTF-8 is kept. */
 void sanitize_text(char *s);
+/* Set (on) or clear O_NONBLOCK on fd. Returns 0 or negative errno. */
+int fd_set_nonblock(int fd, bool on);
+/* qsort() comparator for an array of C strings (char *), by strcmp. */
+int qsort_strcmp(const void *a, const void *b);
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);
 /* Wait until fd (-1: none) has one of events (poll(2) bits), cancel_fd (-1:

@@ -93,11 +93,6 @@ static int store_load(json_t **ret, char *err, size_t err_len)
         return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The keys of vars, sorted (borrowed from vars), NULL-terminated. */
 static const char **sorted_keys(json_t *vars)
 {
@@ -109,7 +104,7 @@ static const char **sorted_keys(json_t *vars)
         json_t *val;
         json_object_foreach(vars, key, val)
                 keys[i++] = key;
-        qsort(keys, n, sizeof(char *), cmp_str);
+        qsort(keys, n, sizeof(char *), qsort_strcmp);
         return keys;
 }
 

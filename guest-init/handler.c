@@ -172,8 +172,6 @@ int agent_spawn_handler(int fd)
                 fd = 3;
         }
         close_fds_from(4);
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0)
-                (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        (void)fd_set_nonblock(fd, false);
         _exit(agent_handle_stream(fd));
 }

@@ -423,11 +423,6 @@ static const char *base_name_of(const char *p)
         return s ? s + 1 : p;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
 {
         _cleanup_free_ char *home = home_opt ? strdup(home_opt) : smolvm_image_home();
@@ -463,7 +458,7 @@ int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
         }
         closedir(d);
         if (r == 0 && dirs.n)
-                qsort(dirs.v, dirs.n, sizeof(char *), cmp_name);
+                qsort(dirs.v, dirs.n, sizeof(char *), qsort_strcmp);
         for (size_t i = 0; i < dirs.n && r == 0; i++) {
                 _cleanup_free_ char *p = path_join(images, dirs.v[i]);
                 strv names = {0};

@@ -59,16 +59,11 @@ bool strv_contains(const strv *s, const char *str)
         return false;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void strv_sort_uniq(strv *s)
 {
         if (s->n == 0)
                 return;
-        qsort(s->v, s->n, sizeof(char *), cmp_str);
+        qsort(s->v, s->n, sizeof(char *), qsort_strcmp);
         size_t j = 1;
         for (size_t i = 1; i < s->n; i++) {
                 if (strcmp(s->v[i], s->v[j - 1]) == 0)
