@@ -44,9 +44,9 @@ int vm_write_supervisor_config(smolvm_vm *vm)
 {
         const vm_record *rec = &vm->rec;
         char kernel[4096], initrd[4096], rootfs[4096], path[4096];
-        snprintf(kernel, sizeof(kernel), "%s/vmlinux", rec->image_dir);
-        snprintf(initrd, sizeof(initrd), "%s/initramfs.img", rec->image_dir);
-        snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", rec->image_dir);
+        snprintf(kernel, sizeof(kernel), "%s/" IMAGE_KERNEL, rec->image_dir);
+        snprintf(initrd, sizeof(initrd), "%s/" IMAGE_INITRD, rec->image_dir);
+        snprintf(rootfs, sizeof(rootfs), "%s/" IMAGE_ROOTFS, rec->image_dir);
         snprintf(path, sizeof(path), "%s/" VMDIR_CONFIG, vm->dir);
 
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:b}",
@@ -78,7 +78,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         size_t len = strlen(s);
-        int r = write_file_atomic(path, s, len);
+        int r = vm_write_file_atomic(path, s, len);
         free(s);
         return r;
 }
@@ -186,7 +186,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
 
         char vms[4096];
         snprintf(vms, sizeof(vms), "%s/vms", vm->home);
-        r = mkdir_parents(vms, 0700);
+        r = mkdir_p(vms, 0700);
         if (r < 0) {
                 vm_error(r, r == -ENOSPC ? "free some space there, or point SMOLVM_HOME elsewhere" : NULL,
                          "mkdir %s: %s", vms, strerror(-r));
