@@ -73,8 +73,9 @@ static const cli_cmd hydrate_cmd = {
         .json_help = "print the result as a JSON envelope; data: {\"vm\", \"path\", \"file\",\n"
                      "\"tar_bytes\", \"file_bytes\", \"duration_ms\", \"verified\", \"sha256\", \"io\"}",
         .footer = "FILE '-' reads stdin. Existing entries with the archive's names are replaced,\n"
-                  "others stay; DIR keeps its own mode and owner. Nothing is unpacked unless the whole archive passes its checks\n"
-                  "(a damaged or truncated file, a failing tar or Ctrl-C leave DIR as it was).\n"
+                  "others stay; DIR keeps its own mode and owner. Nothing is unpacked unless the\n"
+                  "whole archive passes its checks (a damaged or truncated file, a failing tar\n"
+                  "or Ctrl-C leave DIR as it was).\n"
                   "A plain .tar.zst (tar --zstd -cf) works too, checked by zstd's own checksums.\n",
 };
 
