@@ -2,6 +2,10 @@
 # Workspace archives against the same work done host-local, in one run:
 #   persist   smolvm workspace persist VM -o FILE      vs  tar -C TREE -cf - . | zstd -1 > FILE
 #   hydrate   smolvm workspace hydrate VM FILE --path  vs  zstd -dc FILE | tar -x -C DIR
+# and against the guest's share of that work (under TCG the guest's CPU is the
+# limit): its tar alone inside the guest (tar | cat >/dev/null), its tar
+# streamed to the host by a plain exec; for hydrate, zstd -dc | exec -i tar -x
+# (no archive checks, no staging).
 # and the archive library alone (bench/archive_bench) on the tree's tar, a host
 # file, against zstd(1) on the same bytes: compress at levels 1 and 3 (zstd's
 # threads as the library picks them, and none), pread/pwrite instead of
@@ -11,7 +15,8 @@
 # and hydrate of TREE and of a tree 4x its size: constant memory.
 #
 # usage: bench/workspace.sh [RUNS]   (default 5; TREE=DIR, default /usr/lib/python3.11:
-#                                    ~54 MB of source and bytecode, ~6,000 files)
+#                                    ~54 MB of source and bytecode, ~1,500 entries;
+#                                    LIB=0 skips the library-alone part)
 # Not part of the test suite: run by hand.
 set -euo pipefail
 runs=${1:-5}
@@ -44,6 +49,7 @@ tar -C "$tree" -cf "$work/tree.tar" .
 log "tree $tree: $(find "$tree" | wc -l) entries, tar $(stat -c %s "$work/tree.tar") bytes; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- the library alone ----
+if [ "${LIB:-1}" != 0 ]; then
 hf -n "zstd -1" "zstd -q -f -1 $work/tree.tar -o $work/z.zst" \
    -n "library level 1" "$bench c $work/tree.tar $work/a.zst 1" \
    -n "library level 1, no zstd threads" "$bench c $work/tree.tar $work/a.zst 1 0" \
@@ -56,6 +62,7 @@ hf -n "zstd -d" "zstd -q -f -d $work/a.zst -o $work/z.tar" \
    -n "library read (checks included)" "$bench d $work/a.zst $work/z.tar" \
    -n "library read, pread" "$bench d $work/a.zst $work/z.tar plain"
 log "sizes: zstd -1 $(zstd -q -c -1 "$work/tree.tar" | wc -c), zstd -3 $(zstd -q -c -3 "$work/tree.tar" | wc -c), library level 3 $(stat -c %s "$work/a.zst")"
+fi
 
 # ---- through a VM ----
 "$smolvm" create --name bench-ws --mem 1024 >/dev/null
@@ -64,12 +71,16 @@ log "sizes: zstd -1 $(zstd -q -c -1 "$work/tree.tar" | wc -c), zstd -3 $(zstd -q
 mkdir -p "$work/out"
 hf -n "host tar | zstd -1" "tar -C $tree -cf - . | zstd -q -1 > $work/host.tar.zst" \
    -n "workspace persist (level 3)" "$smolvm workspace persist bench-ws -o $work/ws.tar.zst" \
-   -n "workspace persist --level 1" "$smolvm workspace persist bench-ws --level 1 -o $work/ws1.tar.zst"
+   -n "workspace persist --level 1" "$smolvm workspace persist bench-ws --level 1 -o $work/ws1.tar.zst" \
+   -n "guest: tar | cat >/dev/null" "$smolvm exec bench-ws -- sh -c 'tar -C /workspace -cf - . | cat >/dev/null'" \
+   -n "exec tar -cf - > host /dev/null" "$smolvm exec bench-ws -- tar -C /workspace -cf - . >/dev/null"
 log "archives: host zstd -1 $(stat -c %s "$work/host.tar.zst"), persist $(stat -c %s "$work/ws.tar.zst"), persist --level 1 $(stat -c %s "$work/ws1.tar.zst")"
 hf -n "host zstd -dc | tar -x" --prepare "rm -rf $work/out && mkdir $work/out" \
         "zstd -q -dc $work/host.tar.zst | tar -x -C $work/out" \
    -n "workspace hydrate" --prepare "$smolvm exec bench-ws -- rm -rf /hydrated" \
-        "$smolvm workspace hydrate bench-ws $work/ws.tar.zst --path /hydrated"
+        "$smolvm workspace hydrate bench-ws $work/ws.tar.zst --path /hydrated" \
+   -n "zstd -dc | exec -i tar -x" --prepare "$smolvm exec bench-ws -- sh -c 'rm -rf /plain && mkdir /plain'" \
+        "zstd -q -dc $work/ws.tar.zst | $smolvm exec -i bench-ws -- tar -x -C /plain -f -"
 
 # Peak RSS of the CLI: TREE, then TREE plus three times its size of random bytes.
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
