@@ -21,28 +21,9 @@
 set -euo pipefail
 runs=${1:-5}
 tree=${TREE:-/usr/lib/python3.11}
-here=$(cd "$(dirname "$0")/.." && pwd)
-build=${SMOLVM_BUILD_DIR:-$here/build}
-smolvm="$build/host/smolvm"
+. "$(dirname "$0")/lib.sh"
+bench_env workspace
 bench="$build/bench/archive_bench"
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-ws.XXXXXX)
-cleanup() {
-        local pids
-        pids=$(pgrep -f -- "$work/" || true)
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-        rm -rf "$work"
-}
-trap cleanup EXIT
-export SMOLVM_HOME="$work/home"
-mkdir -p "$SMOLVM_HOME"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
-export SMOLVM_LIBEXECDIR="$work/libexec"
-mkdir -p "$SMOLVM_LIBEXECDIR"
-for b in host/supervisor/smolvm-supervisor guest-init/smolvm-init fs/smolvm-virtiofsd; do
-        ln -s "$build/$b" "$SMOLVM_LIBEXECDIR/"
-done
-log() { echo "workspace.sh: $*" >&2; }
 hf() { hyperfine --style basic --runs "$runs" "$@"; }
 
 tar -C "$tree" -cf "$work/tree.tar" .

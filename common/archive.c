@@ -33,6 +33,8 @@ static bool is_skippable(uint32_t magic)
 }
 
 static int vfail(int *err, char *why, size_t why_len, int code, const char *fmt, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+static int vfail(int *err, char *why, size_t why_len, int code, const char *fmt, va_list ap)
 {
         if (*err)
                 return *err;

@@ -15,7 +15,7 @@ typedef struct cp_args {
         uint64_t max_bytes; /* 0: no --max-size */
 } cp_args;
 
-static int parse_max_size(const char *arg, void *field)
+int cli_opt_max_size(const char *arg, void *field)
 {
         if (cp_parse_size(arg, field) < 0) {
                 cli_error("invalid --max-size '%s': give bytes > 0, or a size like 10M or 2G", arg);
@@ -25,7 +25,7 @@ static int parse_max_size(const char *arg, void *field)
 }
 
 static const cli_opt cp_opts[] = {
-        CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
+        CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", cli_opt_max_size,
                  "downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
                  "suffixes, powers of 1024: 10M, 2G); with ID:/path -, the tar"),
         CLI_END,

@@ -27,15 +27,6 @@ typedef struct ws_args {
         uint64_t max_bytes;
 } ws_args;
 
-static int parse_max_size(const char *arg, void *field)
-{
-        if (cp_parse_size(arg, field) < 0) {
-                cli_error("invalid --max-size '%s': give bytes > 0, or a size like 500M or 2G", arg);
-                return -EINVAL;
-        }
-        return 0;
-}
-
 static const cli_opt persist_opts[] = {
         CLI_STRING(ws_args, output, "output", 'o', "FILE",
                    "the archive to write (replaced if it exists); '-': stdout.\n"
@@ -43,7 +34,7 @@ static const cli_opt persist_opts[] = {
                    "a failure or Ctrl-C leaves no file"),
         CLI_STRING(ws_args, path, "path", 0, "DIR", "the guest directory (default " SMOLVM_WORKSPACE_DIR ")"),
         CLI_UINT(ws_args, level, "level", 0, "N", 1, 19, 1, "zstd level, 1 (fastest) to 19 (default 3)"),
-        CLI_CALL(ws_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
+        CLI_CALL(ws_args, max_bytes, "max-size", 0, "SIZE", cli_opt_max_size,
                  "stop once the archive passes SIZE bytes (K, M, G, T suffixes,\n"
                  "powers of 1024); the guest decides how much it sends"),
         CLI_END,

@@ -46,6 +46,14 @@ static const char merge_sh[] = "set -e\n"
 
 static const char cleanup_sh[] = "cd -- \"$1\" && rm -rf -- \"$2\"\n";
 
+static const smolvm_archive_opts *opts_or_default(const smolvm_archive_opts *o, smolvm_archive_opts *d)
+{
+        if (o)
+                return o;
+        smolvm_archive_opts_init(d);
+        return d;
+}
+
 static const char *workspace_dir(const smolvm_archive_opts *o)
 {
         return o && o->guest_path ? o->guest_path : SMOLVM_WORKSPACE_DIR;
@@ -93,10 +101,7 @@ SMOLVM_EXPORT int smolvm_workspace_persist_fd(smolvm_vm *vm, int fd, const smolv
                                               smolvm_archive_result *ret)
 {
         smolvm_archive_opts d;
-        if (!o) {
-                smolvm_archive_opts_init(&d);
-                o = &d;
-        }
+        o = opts_or_default(o, &d);
         if (!vm || fd < 0)
                 return vm_error(-EINVAL, NULL, "smolvm_workspace_persist_fd: no VM or fd");
         return persist_to(vm, fd, "the archive stream", o, ret);
@@ -106,10 +111,7 @@ SMOLVM_EXPORT int smolvm_workspace_persist(smolvm_vm *vm, const char *host_path,
                                            smolvm_archive_result *ret)
 {
         smolvm_archive_opts d;
-        if (!o) {
-                smolvm_archive_opts_init(&d);
-                o = &d;
-        }
+        o = opts_or_default(o, &d);
         if (!vm || !host_path)
                 return vm_error(-EINVAL, NULL, "smolvm_workspace_persist: no VM or file");
         archive_file f;
@@ -222,10 +224,7 @@ SMOLVM_EXPORT int smolvm_workspace_hydrate_fd(smolvm_vm *vm, int fd, const smolv
                                               smolvm_archive_result *ret)
 {
         smolvm_archive_opts d;
-        if (!o) {
-                smolvm_archive_opts_init(&d);
-                o = &d;
-        }
+        o = opts_or_default(o, &d);
         if (!vm || fd < 0)
                 return vm_error(-EINVAL, NULL, "smolvm_workspace_hydrate_fd: no VM or fd");
         return hydrate_from(vm, fd, "the archive stream", o, ret);
@@ -235,10 +234,7 @@ SMOLVM_EXPORT int smolvm_workspace_hydrate(smolvm_vm *vm, const char *host_path,
                                            smolvm_archive_result *ret)
 {
         smolvm_archive_opts d;
-        if (!o) {
-                smolvm_archive_opts_init(&d);
-                o = &d;
-        }
+        o = opts_or_default(o, &d);
         if (!vm || !host_path)
                 return vm_error(-EINVAL, NULL, "smolvm_workspace_hydrate: no VM or file");
         _cleanup_close_ int fd = open(host_path, O_RDONLY | O_CLOEXEC);
