@@ -68,6 +68,8 @@ rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 p1=$(rss "$smolvm" workspace persist bench-ws -o "$work/r1.tar.zst")
 h1=$(rss "$smolvm" workspace hydrate bench-ws "$work/r1.tar.zst" --path /rss1)
 extra=$(( $(stat -c %s "$work/tree.tar") * 3 / 1048576 ))
+# Room on the guest's disk for TREE x4 and its hydrated copy: the copies so far go.
+"$smolvm" exec bench-ws -- rm -rf /hydrated /plain /rss1
 "$smolvm" exec bench-ws -- sh -c "head -c ${extra}M /dev/urandom > /workspace/big"
 p4=$(rss "$smolvm" workspace persist bench-ws -o "$work/r4.tar.zst")
 h4=$(rss "$smolvm" workspace hydrate bench-ws "$work/r4.tar.zst" --path /rss4)
