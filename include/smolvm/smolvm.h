@@ -505,7 +505,8 @@ SMOLVM_EXPORT int smolvm_workspace_persist_fd(smolvm_vm *vm, int fd, const smolv
 
 /* Unpack the archive host_path (smolvm's, or any .tar.zst) into o->guest_path,
  * created if missing; existing entries with the archive's names are replaced, others
- * stay, and the directory itself keeps its mode and owner. The guest unpacks into a hidden directory inside it and moves the entries
+ * stay, and the directory itself keeps its mode and owner. The guest unpacks into a
+ * hidden directory inside it and moves the entries
  * into place only once the whole archive passed its checks and tar succeeded, so a
  * damaged, truncated or foreign file, a failing tar or a cancellation leaves the
  * directory as it was. Windows over 16 MiB (zstd --long, --ultra) are refused.
