@@ -62,8 +62,10 @@ static bool is_integral(const json_t *j)
                 return true;
         if (!json_is_real(j))
                 return false;
+        /* Without libm: in range, a double converts to long long exactly when
+         * it has no fractional part. */
         double d = json_real_value(j);
-        return isfinite(d) && floor(d) == d && fabs(d) < 9.2e18;
+        return isfinite(d) && d > -9.2e18 && d < 9.2e18 && (double)(long long)d == d;
 }
 
 long long mcp_json_int(const json_t *value, long long def)
