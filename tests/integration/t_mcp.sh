@@ -32,7 +32,7 @@ install_sdk() {
                 cp "$here/mcp-client/package-lock.json" "$sdk/.installed"
 }
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        not_ok "node and npm are on PATH (scripts/deps.txt: nodejs, npm)"
+        not_ok "node and npm are on PATH (scripts/setup.sh installs them: nodejs in scripts/deps.txt, npm)"
         finish
         exit 1
 fi
