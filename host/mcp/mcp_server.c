@@ -212,6 +212,21 @@ static void call_cancel_locked(mcp_call *c)
         (void)!write(c->cancel_fd, &one, sizeof(one));
 }
 
+/* Take c out of the calls in progress (wait_idle may return once none are
+ * left); the caller frees it. */
+static void call_remove(mcp_server *s, mcp_call *c)
+{
+        pthread_mutex_lock(&s->lock);
+        for (mcp_call **p = &s->calls; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        s->n_calls--;
+        pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->lock);
+}
+
 static void *call_thread(void *arg)
 {
         mcp_call *c = arg;
@@ -222,15 +237,7 @@ static void *call_thread(void *arg)
         else
                 send_result(s, c->id, result);
 
-        pthread_mutex_lock(&s->lock);
-        for (mcp_call **p = &s->calls; *p; p = &(*p)->next)
-                if (*p == c) {
-                        *p = c->next;
-                        break;
-                }
-        s->n_calls--;
-        pthread_cond_broadcast(&s->idle);
-        pthread_mutex_unlock(&s->lock);
+        call_remove(s, c);
         /* s may be gone from here on. */
         call_free(c);
         return NULL;
@@ -393,15 +400,7 @@ static void m_tools_call(mcp_server *s, const json_t *id, const json_t *params)
         int r = pthread_create(&th, &attr, call_thread, c);
         pthread_attr_destroy(&attr);
         if (r != 0) {
-                pthread_mutex_lock(&s->lock);
-                for (mcp_call **p = &s->calls; *p; p = &(*p)->next)
-                        if (*p == c) {
-                                *p = c->next;
-                                break;
-                        }
-                s->n_calls--;
-                pthread_cond_broadcast(&s->idle);
-                pthread_mutex_unlock(&s->lock);
+                call_remove(s, c);
                 call_free(c);
                 send_error(s, id, RPC_INTERNAL_ERROR, "Internal error: cannot start a thread: %s", strerror(r));
         }
