@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Every user (issue 13): root builds a system image store (`image build --system`)
+# that a normal user boots from at once; the user's VMs live in the user's own
+# $SMOLVM_HOME and root's are out of the user's reach; the shared image files are
+# read-only to the user and to the user's QEMU; root can rebuild the store while the
+# user's VM runs; doctor names what the user lacks; a non-root --from-rootfs build
+# keeps the rootfs's owners.
+#
+# Runs as root (useradd, runuser). The user is smolvm-test-user: created if missing
+# and removed again at the end (a user that was already there is kept). The user runs
+# copies of this build's binaries from $T (the build dir may sit under a home the user
+# cannot enter), with HOME=$T/uhome, a PATH without /usr/sbin, and
+# SMOLVM_SYSTEM_STORE=$T/system: a system store this test builds (as /var/lib/smolvm
+# is built by scripts/setup.sh) from a busybox rootfs, with the kernel layer copied
+# from the real store's cache. When /var/lib/smolvm holds a default image (CI, after
+# setup.sh), the user also boots from that one.
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" -ne 0 ]; then
+        echo "1..0 # SKIP needs root (useradd, runuser)"
+        exit 0
+fi
+
+U=smolvm-test-user
+made_user=0
+if ! id -u "$U" >/dev/null 2>&1; then
+        useradd -m -s /bin/sh "$U" || { echo "Bail out! useradd $U failed"; exit 1; }
+        made_user=1
+fi
+users_cleanup() {
+        cleanup
+        # Only a user this test made; its processes are gone (cleanup killed every
+        # process whose command line names $T).
+        [ "$made_user" = 1 ] && userdel -r "$U" 2>/dev/null
+        return 0
+}
+trap users_cleanup EXIT
+
+# $T is root's 0700 temp dir: let the user through to its own parts only.
+chmod 0711 "$T"
+UB=$T/ubin
+mkdir -p "$UB/libexec"
+cp -L "$SMOLVM_BUILD_DIR/host/smolvm" "$SMOLVM_BUILD_DIR/host/libsmolvm.so.0" "$UB/"
+cp -L "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_BUILD_DIR/guest-init/smolvm-init" \
+        "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "$UB/libexec/"
+chmod -R a+rX "$UB"
+UH=$T/uhome
+mkdir -m 0700 "$UH"
+chown "$U:" "$UH"
+SYS=$T/system
+UHOME=$UH/.local/state/smolvm
+
+# as_user CMD...: CMD as the user, in a clean environment.
+as_user() {
+        runuser -u "$U" -- env -i HOME="$UH" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
+                SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="${USER_SYS-$SYS}" "$@"
+}
+# usm ARGS...: the user's smolvm.
+usm() { as_user "$UB/smolvm" "$@"; }
+
+# A small root file system: busybox, a file owned by uid/gid 42, a setuid binary.
+mk_rootfs() {
+        local dir=$1 tag=$2
+        mkdir -p "$dir/bin" "$dir/etc" "$dir/var/lib/dpkg" "$dir/tmp" "$dir/root" "$dir/proc" "$dir/sys" "$dir/dev"
+        cp /bin/busybox "$dir/bin/"
+        for a in sh id echo cat stat ls true sleep touch; do ln -sf busybox "$dir/bin/$a"; done
+        : >"$dir/var/lib/dpkg/status"
+        echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
+        echo "$tag" >"$dir/etc/owned"
+        chown 42:42 "$dir/etc/owned"
+        chmod 4755 "$dir/bin/busybox"
+}
+mk_rootfs "$T/bb" one
+tar --numeric-owner -czf "$T/bb.tar.gz" -C "$T/bb" .
+mk_rootfs "$T/bb2" two
+tar --numeric-owner -czf "$T/bb2.tar.gz" -C "$T/bb2" .
+chmod 0755 "$T/bb" "$T/bb2"
+chmod 0644 "$T/bb.tar.gz" "$T/bb2.tar.gz"
+
+# ---- root builds the system store, with a umask that would keep users out ----
+mkdir -p "$SYS/cache"
+if [ -d "$real_home/cache/kernel" ]; then
+        cp -al "$real_home/cache/kernel" "$SYS/cache/" 2>/dev/null || cp -a "$real_home/cache/kernel" "$SYS/cache/"
+fi
+t0=$(date +%s)
+(umask 077; SMOLVM_SYSTEM_STORE=$SYS "$SMOLVM" image build --system --from-rootfs "$T/bb.tar.gz" --name default \
+        >"$T/out" 2>"$T/err")
+check_or_bail "root: image build --system --from-rootfs (umask 077) builds the system store" $?
+diag "system store built in $(($(date +%s) - t0)) s"
+key1=$(basename "$(readlink -f "$SYS/images/default")")
+check "the system default is the image just built: $(cat "$T/out")" test "$SYS/images/$key1" = "$(cat "$T/out")"
+check "system store: every file and dir readable by all, none writable by others" \
+        test -z "$(find "$SYS" ! -type l \( ! -perm -o+r -o -perm -o+w \) -print -quit)"
+
+# ---- the user runs at once from root's store, in the user's own home ----
+out=$(usm run -- id -u 2>"$T/err"); rc=$?
+check "user: run -- id -u prints 0 (root in the guest) from the system image (rc=$rc, out=$out)" \
+        test "$rc" -eq 0 -a "$out" = 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+
+uid=$(usm create 2>"$T/err"); rc=$?
+check_or_bail "user: create" "$rc"
+out=$(usm exec "$uid" -- cat /etc/owned 2>&1)
+check "user: exec in the user's VM ($out)" test "$out" = one
+check "user: the VM lives in the user's home ($UHOME/vms/$uid)" test -f "$UHOME/vms/$uid/vm.json"
+check "user: the VM booted from the system store" \
+        test "$(jq -r .image_dir "$UHOME/vms/$uid/vm.json")" = "$SYS/images/$key1"
+check "user: vms/ is the user's, mode 700" test "$(stat -c '%U %a' "$UHOME/vms")" = "$U 700"
+
+# QEMU holds the shared base open, read-only (the overlay is the user's).
+qpid=$(jq -r .vmm_pid "$UHOME/vms/$uid/boot.json" 2>/dev/null)
+n_img=0 n_rw=0
+if [ -n "$qpid" ] && [ -d "/proc/$qpid" ]; then
+        for fd in /proc/"$qpid"/fd/*; do
+                case $(readlink "$fd") in
+                "$SYS"/*)
+                        n_img=$((n_img + 1))
+                        flags=$(awk '/^flags:/ {print $2}' "/proc/$qpid/fdinfo/${fd##*/}")
+                        [ $((8#$flags & 3)) -eq 0 ] || n_rw=$((n_rw + 1))
+                        ;;
+                esac
+        done
+fi
+check "user's QEMU ($qpid) opens the system image files read-only ($n_img open, $n_rw writable)" \
+        test "$n_img" -gt 0 -a "$n_rw" -eq 0
+
+# ---- the system store is not the user's to change ----
+check "user cannot add to the system store" sh -c "! runuser -u $U -- touch '$SYS/images/x' 2>/dev/null"
+check "user cannot write the shared rootfs" \
+        sh -c "! runuser -u $U -- sh -c ': >>\"$SYS/images/$key1/rootfs.ext4\"' 2>/dev/null"
+usm image build --system --from-rootfs "$T/bb.tar.gz" >/dev/null 2>"$T/err"; rc=$?
+check "user: image build --system fails cleanly (rc=$rc): $(head -c 300 "$T/err")" \
+        sh -c "[ $rc -eq 125 ] && grep -q '$SYS' '$T/err' && grep -qi root '$T/err'"
+
+# ---- root's VMs are out of the user's reach ----
+rid=$("$SMOLVM" create 2>"$T/err"); rc=$?
+check_or_bail "root: create" "$rc"
+usm ls --json >"$T/uls" 2>&1
+check "user: ls lists the user's VM and not root's" \
+        jq_true --arg u "$uid" --arg r "$rid" '[.data.vms[].id] | index($u) != null and index($r) == null' "$T/uls"
+usm exec "$rid" -- true >/dev/null 2>"$T/err"; rc=$?
+check "user: exec ROOT_VM fails with 'no such VM' (rc=$rc)" sh -c "[ $rc -eq 125 ] && grep -q 'no such VM' '$T/err'"
+usm rm -f "$rid" >/dev/null 2>"$T/err"; rc=$?
+check "user: rm ROOT_VM fails with 'no such VM' (rc=$rc)" sh -c "[ $rc -eq 125 ] && grep -q 'no such VM' '$T/err'"
+check "user cannot read root's VM dir" sh -c "! runuser -u $U -- ls '$SMOLVM_HOME/vms/$rid' >/dev/null 2>&1"
+check "user cannot connect to root's VM socket" sh -c "! runuser -u $U -- python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])' '$SMOLVM_HOME/vms/$rid/vsock.sock' 2>/dev/null"
+out=$("$SMOLVM" exec "$rid" -- echo still 2>&1)
+check "root's VM still runs ($out)" test "$out" = still
+check "root: ls does not list the user's VM" sh -c "! '$SMOLVM' ls --json | jq -e --arg u '$uid' '.data.vms[] | select(.id == \$u)' >/dev/null"
+"$SMOLVM" rm -f "$rid" >/dev/null 2>&1
+
+# ---- root rebuilds the system default while the user's VM runs ----
+(umask 077; SMOLVM_SYSTEM_STORE=$SYS "$SMOLVM" image build --system --from-rootfs "$T/bb2.tar.gz" --name default \
+        >"$T/out" 2>"$T/err"); rc=$?
+key2=$(basename "$(readlink -f "$SYS/images/default")")
+check "root: rebuild moves the system default ($key1 -> $key2, rc=$rc)" test "$rc" -eq 0 -a "$key1" != "$key2"
+out=$(usm exec "$uid" -- cat /etc/owned 2>&1)
+check "user's running VM keeps its old image ($out)" test "$out" = one
+check "the old image dir is kept" test -f "$SYS/images/$key1/rootfs.ext4"
+usm image ls --json >"$T/ils" 2>&1
+check "user: image ls shows the new system default with its store" \
+        jq_true --arg k "$key2" --arg s "$SYS/images/$key2" \
+        '[.data.images[] | select(.name == "default")] | length == 1 and .[0].key == $k and .[0].store == "system" and .[0].dir == $s' \
+        "$T/ils"
+usm rm -f "$uid" >/dev/null 2>"$T/err"
+check "user: rm" test ! -e "$UHOME/vms/$uid"
+
+# ---- doctor, as the user ----
+usm doctor --json >"$T/doc" 2>&1; rc=$?
+check "user: doctor --json passes with the system store (rc=$rc)" \
+        jq_true --arg s "$SYS" '.ok and (.data.checks[] | select(.name == "image") | .status == "pass" and (.message | contains($s)))' "$T/doc"
+check "user: doctor's kvm check passes or names its fix" \
+        jq_true '[.data.checks[] | select(.name == "kvm")] | length == 1 and (.[0].status == "pass" or (.[0].fix | length) > 0)' "$T/doc"
+check "user: doctor checks the user's home and what a non-root build needs" \
+        jq_true '[.data.checks[].name] | index("home") != null and index("image-build") != null' "$T/doc"
+USER_SYS=$T/no-such-store usm doctor --json >"$T/doc2" 2>&1; rc=$?
+check "user: doctor names a missing system store and its fix (rc=$rc)" \
+        jq_true --arg s "$T/no-such-store" \
+        '(.ok | not) and (.data.checks[] | select(.name == "image") | .status == "fail" and (.message | contains($s)) and (.fix | contains("--system")))' \
+        "$T/doc2"
+mkdir -m 0700 "$T/private-store"
+cp -a "$SYS/images" "$T/private-store/"
+USER_SYS=$T/private-store usm doctor --json >"$T/doc3" 2>&1
+check "user: doctor names an unreadable system store and its fix" \
+        jq_true '.data.checks[] | select(.name == "image") | .status == "fail" and (.message | test("ermission")) and (.fix | test("chmod"))' \
+        "$T/doc3"
+
+# ---- a non-root build from a rootfs keeps its owners ----
+t0=$(date +%s)
+usm image build --from-rootfs "$T/bb.tar.gz" --name mine >"$T/out" 2>"$T/err"; rc=$?
+check "user: image build --from-rootfs TAR (rc=$rc, $(($(date +%s) - t0)) s)" \
+        sh -c "[ $rc -eq 0 ] && grep -q '^$UHOME/images/' '$T/out'"
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+out=$(usm run --image mine -- stat -c '%u:%g %a' /etc/owned /bin/busybox 2>&1 | tr '\n' ' ')
+check "user's image keeps the tarball's owners and modes ($out)" test "$out" = "42:42 644 0:0 4755 "
+usm image build --from-rootfs "$T/bb" --name mine-dir >"$T/out" 2>"$T/err"; rc=$?
+check "user: image build --from-rootfs DIR (rc=$rc)" test "$rc" -eq 0
+out=$(debugfs -R 'stat /etc/owned' "$(cat "$T/out")/rootfs.ext4" 2>/dev/null | grep -o 'User: *[0-9]* *Group: *[0-9]*' | tr -s ' ')
+check "user's image from a DIR keeps its owners ($out)" test "$out" = "User: 42 Group: 42"
+usm image ls --json >"$T/ils" 2>&1
+check "user: image ls shows the user's images and the system's, each with its store" \
+        jq_true '[.data.images[] | select(.name == "mine") | .store] == ["user"] and ([.data.images[] | select(.store == "system")] | length) >= 2' \
+        "$T/ils"
+
+# ---- the real system store, when setup.sh has made one ----
+if [ -e /var/lib/smolvm/images/default ]; then
+        check "/var/lib/smolvm: nothing in it writable by others" \
+                test -z "$(find /var/lib/smolvm ! -type l -perm -o+w -print -quit)"
+        out=$(USER_SYS='' usm run -- id -u 2>"$T/err"); rc=$?
+        check "user: run -- id -u from /var/lib/smolvm (rc=$rc, out=$out)" test "$rc" -eq 0 -a "$out" = 0
+else
+        n_test=$((n_test + 1))
+        echo "ok $n_test # SKIP no /var/lib/smolvm/images/default (scripts/setup.sh has not run on this host)"
+fi
+
+check "no VM of the user's left" test -z "$(ls -A "$UHOME/vms" 2>/dev/null)"
+assert_no_leftovers "users"
+finish
