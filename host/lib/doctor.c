@@ -134,29 +134,6 @@ static int run_capture(const char *const argv[], char *out, size_t out_len)
         return -ECHILD;
 }
 
-/* Absolute path of name in PATH (plus the sbin dirs, which a user's PATH often
- * lacks), malloc'd, or NULL. */
-static char *find_program(const char *name)
-{
-        if (strchr(name, '/'))
-                return access(name, X_OK) == 0 ? strdup(name) : NULL;
-        const char *path = getenv("PATH");
-        _cleanup_free_ char *dirs = NULL;
-        if (asprintf(&dirs, "%s:/usr/local/sbin:/usr/sbin:/sbin", path && *path ? path : "/usr/bin:/bin") < 0)
-                return NULL;
-        char *save = NULL;
-        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-                char *p = NULL;
-                if (asprintf(&p, "%s/%s", d, name) < 0)
-                        return NULL;
-                struct stat st;
-                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
-                        return p;
-                free(p);
-        }
-        return NULL;
-}
-
 static int check_kvm(smolvm_doctor_report *rep)
 {
         smolvm_accel_choice forced, autoc;
@@ -230,7 +207,7 @@ static int check_qemu(smolvm_doctor_report *rep)
 static int check_program(smolvm_doctor_report *rep, const char *name, const char *check, smolvm_check_status missing,
                          const char *fix, const char *why)
 {
-        _cleanup_free_ char *p = find_program(name);
+        _cleanup_free_ char *p = smolvm_find_program(name);
         if (p)
                 return add_check(rep, check, SMOLVM_CHECK_PASS, NULL, "%s found (%s)", name, p);
         return add_check(rep, check, missing, fix, "%s not found: %s", name, why);
