@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "accel.h"
 #include "smolvm_i.h"
 #include "spawner.h"
+#include "unpriv.h"
 #include "util.h"
 
 #define DOCTOR_CMD_TIMEOUT_MS 10000u
@@ -134,6 +136,14 @@ static int run_capture(const char *const argv[], char *out, size_t out_len)
         return -ECHILD;
 }
 
+/* This user's login name, for the commands doctor suggests. */
+static const char *user_name(void)
+{
+        struct passwd *pw = getpwuid(getuid());
+        const char *env = getenv("USER");
+        return pw ? pw->pw_name : env && *env ? env : "$USER";
+}
+
 static int check_kvm(smolvm_doctor_report *rep)
 {
         smolvm_accel_choice forced, autoc;
@@ -153,8 +163,16 @@ static int check_kvm(smolvm_doctor_report *rep)
                                  "(bare metal, or nested VMX/SVM)",
                                  "nested PVM host (kvm_pvm loaded): KVM is not usable for stock kernels, "
                                  "VMs run under TCG (software emulation, ~10x slower boots)");
-        return add_check(rep, "kvm", SMOLVM_CHECK_WARN,
-                         forced.hint ? forced.hint : "load kvm_intel or kvm_amd and add yourself to group kvm",
+        char fix[256];
+        if (rk == -EACCES || rk == -EPERM)
+                snprintf(fix, sizeof(fix), "sudo usermod -aG kvm %s, then log in again (or run `newgrp kvm`)",
+                         user_name());
+        else if (rk == -ENOENT || rk == -ENXIO || rk == -ENODEV)
+                snprintf(fix, sizeof(fix), "sudo modprobe kvm_intel (or kvm_amd); in a cloud VM, enable nested "
+                         "virtualization");
+        else
+                snprintf(fix, sizeof(fix), "%s", forced.hint ? forced.hint : "check /dev/kvm");
+        return add_check(rep, "kvm", SMOLVM_CHECK_WARN, fix,
                          "%s; VMs run under TCG (software emulation, ~10x slower boots)", forced.reason);
 }
 
@@ -246,16 +264,88 @@ static uint64_t dir_usage(const char *dir)
 static int check_image(smolvm_doctor_report *rep)
 {
         _cleanup_free_ char *dir = NULL;
-        int r = resolve_image(rep->home, "default", &dir);
+        image_store store = IMAGE_STORE_USER;
+        int r = resolve_image(rep->home, "default", &dir, &store);
         if (r < 0) {
                 const smolvm_error *e = smolvm_last_error();
-                return add_check(rep, "image", SMOLVM_CHECK_FAIL, "run `smolvm setup` (or `smolvm image build`)",
-                                 "%s", e->message[0] ? e->message : "default image not built");
+                char fix[512];
+                if (r == -EACCES || r == -EPERM)
+                        snprintf(fix, sizeof(fix), "as root: chmod -R a+rX %s (the system store is for every user)",
+                                 rep->system_store);
+                else
+                        snprintf(fix, sizeof(fix), "as root, `scripts/setup.sh` or `smolvm image build --system` "
+                                 "builds it for every user; or build your own: `smolvm image build`");
+                return add_check(rep, "image", SMOLVM_CHECK_FAIL, fix, "%s",
+                                 e->message[0] ? e->message : "default image not built");
         }
         rep->image_bytes = dir_usage(dir);
+        rep->image_shared = store == IMAGE_STORE_SYSTEM;
         const char *key = strrchr(dir, '/');
-        return add_check(rep, "image", SMOLVM_CHECK_PASS, NULL, "default image built (%.12s, %.1f MiB on disk)",
-                         key ? key + 1 : dir, (double)rep->image_bytes / (1024.0 * 1024.0));
+        return add_check(rep, "image", SMOLVM_CHECK_PASS, NULL, "default image %.12s (%.1f MiB) in %s: %s",
+                         key ? key + 1 : dir, (double)rep->image_bytes / (1024.0 * 1024.0),
+                         store == IMAGE_STORE_SYSTEM ? "the system store" : "your store", dir);
+}
+
+/* $SMOLVM_HOME holds this user's VMs: it must be theirs to write, and vms/
+ * closed to others (their sockets take commands as root in the guest). */
+static int check_home(smolvm_doctor_report *rep)
+{
+        _cleanup_free_ char *p = strdup(rep->home);
+        if (!p)
+                return -ENOMEM;
+        struct stat st;
+        /* Not there yet: the nearest existing ancestor is where it will be made. */
+        while (stat(p, &st) < 0) {
+                char *slash = strrchr(p, '/');
+                if (errno != ENOENT || !slash)
+                        return add_check(rep, "home", SMOLVM_CHECK_FAIL,
+                                         "point SMOLVM_HOME at a directory of yours",
+                                         "%s: %s", p, strerror(errno));
+                *slash = '\0';
+                if (!*p)
+                        strcpy(p, "/");
+        }
+        char fix[512];
+        if (!S_ISDIR(st.st_mode) || access(p, W_OK | X_OK) < 0) {
+                snprintf(fix, sizeof(fix), "sudo chown -R %s %s, or point SMOLVM_HOME at a directory of yours",
+                         user_name(), p);
+                return add_check(rep, "home", SMOLVM_CHECK_FAIL, fix,
+                                 "%s (for your VMs: $SMOLVM_HOME) is not a directory you can write%s%s", rep->home,
+                                 strcmp(p, rep->home) ? ": " : "", strcmp(p, rep->home) ? p : "");
+        }
+        _cleanup_free_ char *vms = NULL;
+        if (asprintf(&vms, "%s/vms", rep->home) < 0)
+                return -ENOMEM;
+        if (stat(vms, &st) == 0 && (st.st_mode & 077)) {
+                snprintf(fix, sizeof(fix), "chmod 700 %s", vms);
+                return add_check(rep, "home", SMOLVM_CHECK_WARN, fix,
+                                 "%s is open to other users (mode %03o): they could reach your VMs' sockets", vms,
+                                 (unsigned)(st.st_mode & 0777));
+        }
+        return add_check(rep, "home", SMOLVM_CHECK_PASS, NULL, "%s is yours: your VMs%s", rep->home,
+                         strcmp(p, rep->home) ? " (created on first use)" : "");
+}
+
+/* What `smolvm image build` needs here: debootstrap as root; without root
+ * fakeroot (--from-rootfs) and mmdebstrap's unshare mode (common/unpriv.c,
+ * the builder's own preflight). Only a warning: VMs run from a built image. */
+static int check_image_build(smolvm_doctor_report *rep)
+{
+        if (geteuid() == 0)
+                return check_program(rep, "debootstrap", "image-build", SMOLVM_CHECK_WARN,
+                                     "apt-get install debootstrap", "needed only to build images");
+        unpriv_lacks l;
+        unpriv_build_check(user_name(), true, &l);
+        if (l.n) {
+                char fix[640];
+                snprintf(fix, sizeof(fix), "as root: %s", l.fix);
+                return add_check(rep, "image-build", SMOLVM_CHECK_WARN, fix,
+                                 "`smolvm image build` without root lacks %s (not needed to run VMs from a built "
+                                 "image)", l.missing);
+        }
+        return add_check(rep, "image-build", SMOLVM_CHECK_PASS, NULL,
+                         "`smolvm image build` works without root: --from-rootfs through fakeroot, a fresh Debian "
+                         "rootfs through mmdebstrap --mode=unshare");
 }
 
 static int check_disk(smolvm_doctor_report *rep)
@@ -300,6 +390,7 @@ SMOLVM_EXPORT void smolvm_doctor_report_free(smolvm_doctor_report *r)
         free(r->accel_reason);
         free(r->qemu_version);
         free(r->home);
+        free(r->system_store);
         free(r);
 }
 
@@ -321,13 +412,16 @@ SMOLVM_EXPORT int smolvm_doctor(smolvm_doctor_report **ret)
                                   "needed to create each VM's disk overlay");
         if (r == 0)
                 r = check_supervisor(rep);
+        if (r == 0 && !(rep->system_store = strdup(smolvm_system_store())))
+                r = -ENOMEM;
         if (r == 0)
                 r = check_image(rep);
         if (r == 0)
+                r = check_home(rep);
+        if (r == 0)
                 r = check_disk(rep);
         if (r == 0)
-                r = check_program(rep, "debootstrap", "debootstrap", SMOLVM_CHECK_WARN, "apt-get install debootstrap",
-                                  "needed only to build images");
+                r = check_image_build(rep);
         if (r == 0 && !rep->qemu_version)
                 rep->qemu_version = strdup("");
         if (r == 0 && !rep->qemu_version)

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "smolvm/smolvm.h"
+#include "store.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
 #define SMOLVM_NAME_MAX 63
@@ -136,10 +137,12 @@ int random_id(char ret[SMOLVM_ID_LEN + 1]);
  * starting with '.'. Pure: unit-tested. */
 bool image_name_valid(const char *name);
 /* Image directory for a name (see smolvm_config.image: a valid name under
- * home/images, or an absolute path), checked for the files the supervisor
- * needs. Records the error: -EINVAL for an invalid name, naming it and the
- * store. */
-int resolve_image(const char *home, const char *name, char **ret_dir);
+ * home/images, else under the system store's images (image_store_entry), or an
+ * absolute path), resolved and checked for the files the supervisor needs;
+ * *ret_store (may be NULL) says which store had it. Records the error:
+ * -EINVAL for an invalid name, naming it and the store; -ENOENT naming both
+ * stores; -EACCES for a store closed to this user. */
+int resolve_image(const char *home, const char *name, char **ret_dir, image_store *ret_store);
 
 /* ---- state.c ---- */
 bool vm_id_valid(const char *s);
