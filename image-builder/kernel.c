@@ -180,7 +180,9 @@ static void rm_rf_freep(char **p)
 }
 #define _cleanup_rmdir_ _cleanup_(rm_rf_freep)
 
-int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths)
+static int build_entry(ib_ctx *c, ib_kernel *k, const char *deb_from);
+
+int ib_kernel_ensure_modules(ib_ctx *c, ib_kernel *k, const strv *relpaths)
 {
         strv missing = {0};
         int r = 0;
@@ -195,6 +197,26 @@ int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths
         if (r < 0 || missing.n == 0) {
                 strv_done(&missing);
                 return r;
+        }
+        if (k->shared) {
+                /* The system store's entry is read-only: this build makes its own
+                 * from the package kept there (no download), then adds to that. */
+                _cleanup_free_ char *deb = path_join(k->dir, "kernel.deb");
+                _cleanup_free_ char *own = xasprintf("%s/kernel/%s", c->cache, k->key);
+                if (!deb || !own)
+                        r = -ENOMEM;
+                else {
+                        free(k->dir);
+                        k->dir = TAKE_PTR(own);
+                        k->shared = false;
+                        r = build_entry(c, k, deb);
+                }
+                if (r < 0) {
+                        strv_done(&missing);
+                        return r;
+                }
+                strv_done(&missing);
+                return ib_kernel_ensure_modules(c, k, relpaths);
         }
         ib_progress(c, "[2/4] initramfs: unpacking %zu more module(s) from %s", missing.n, k->pkg);
         _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel-x");
@@ -266,7 +288,9 @@ static char *release_of(const char *pkg)
         return strdup(pkg + strlen("linux-image-"));
 }
 
-static int build_entry(ib_ctx *c, ib_kernel *k)
+/* Makes cache/kernel/<key> (k->dir): the package downloaded, or copied from
+ * deb_from (a system store's kernel.deb), unpacked, indexed. */
+static int build_entry(ib_ctx *c, ib_kernel *k, const char *deb_from)
 {
         int r;
         _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel");
@@ -280,20 +304,26 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
         if (mkdir(entry, 0755) < 0)
                 return ib_errf(&c->err, negative_errno(), "kernel: mkdir %s: %m", entry);
 
-        ib_progress(c, "[1/4] kernel: downloading %s (%s)", k->pkg, k->version);
-        /* apt-get download writes into its cwd. As root apt warns that the _apt sandbox
-         * user cannot reach the directory; the download itself works. */
-        const char *dl[] = {"apt-get", "download", pkgver, NULL};
-        ib_cmd cmd = {.argv = dl, .cwd = entry, .timeout_ms = APT_TIMEOUT_MS};
-        if ((r = ib_run(&cmd, "kernel", NULL, NULL, &c->err)) < 0)
-                return r;
         _cleanup_free_ char *deb = NULL, *kdeb = path_join(entry, "kernel.deb");
         if (!kdeb)
                 return -ENOMEM;
-        if ((r = find_deb(entry, &deb)) < 0)
-                return ib_errf(&c->err, r, "kernel: apt-get download %s left no .deb in %s", pkgver, entry);
-        if (rename(deb, kdeb) < 0)
-                return ib_errf(&c->err, negative_errno(), "kernel: rename %s: %m", deb);
+        if (deb_from) {
+                ib_progress(c, "[1/4] kernel: copying %s (%s) from %s", k->pkg, k->version, deb_from);
+                if ((r = link_or_copy(deb_from, kdeb)) < 0)
+                        return ib_errf(&c->err, r, "kernel: copy %s: %m", deb_from);
+        } else {
+                ib_progress(c, "[1/4] kernel: downloading %s (%s)", k->pkg, k->version);
+                /* apt-get download writes into its cwd. As root apt warns that the _apt sandbox
+                 * user cannot reach the directory; the download itself works. */
+                const char *dl[] = {"apt-get", "download", pkgver, NULL};
+                ib_cmd cmd = {.argv = dl, .cwd = entry, .timeout_ms = APT_TIMEOUT_MS};
+                if ((r = ib_run(&cmd, "kernel", NULL, NULL, &c->err)) < 0)
+                        return r;
+                if ((r = find_deb(entry, &deb)) < 0)
+                        return ib_errf(&c->err, r, "kernel: apt-get download %s left no .deb in %s", pkgver, entry);
+                if (rename(deb, kdeb) < 0)
+                        return ib_errf(&c->err, negative_errno(), "kernel: rename %s: %m", deb);
+        }
 
         ib_progress(c, "[1/4] kernel: unpacking %s", k->pkg);
         _cleanup_free_ char *moddir = NULL;
@@ -343,10 +373,24 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
         return 0;
 }
 
+/* A system store's entry this build can read as it is: everything the later
+ * steps read from an entry (they write nothing there unless a module is missing). */
+static bool shared_entry_usable(const char *dir)
+{
+        static const char *const files[] = {"vmlinuz", "vmlinux", "kernel.deb", "release"};
+        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+                _cleanup_free_ char *p = path_join(dir, files[i]);
+                if (!p || access(p, R_OK) < 0)
+                        return false;
+        }
+        _cleanup_free_ char *index = path_join(dir, "index");
+        return index && ib_kmod_has_index(index);
+}
+
 int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
 {
         ib_kernel k = {0};
-        _cleanup_free_ char *vml = NULL;
+        _cleanup_free_ char *vml = NULL, *shared = NULL;
         int r;
         ib_progress(c, "[1/4] kernel: resolving linux-image-amd64");
         if ((r = resolve_package(c, &k.pkg, &k.version)) < 0)
@@ -367,9 +411,19 @@ int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
                 r = -ENOMEM;
                 goto fail;
         }
+        if (c->shared && !(shared = xasprintf("%s/kernel/%s", c->shared, k.key))) {
+                r = -ENOMEM;
+                goto fail;
+        }
         if (access(vml, F_OK) == 0) {
                 ib_progress(c, "[1/4] kernel: %s (%s) cached", k.pkg, k.version);
-        } else if ((r = build_entry(c, &k)) < 0)
+        } else if (shared && shared_entry_usable(shared)) {
+                /* Read as it is; a module it lacks makes an own entry (ensure_modules). */
+                ib_progress(c, "[1/4] kernel: %s (%s) cached in the system store", k.pkg, k.version);
+                free(k.dir);
+                k.dir = TAKE_PTR(shared);
+                k.shared = true;
+        } else if ((r = build_entry(c, &k, NULL)) < 0)
                 goto fail;
         if ((r = ib_vmlinux_ensure(k.dir, &c->err)) < 0)
                 goto fail;

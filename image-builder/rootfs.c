@@ -230,18 +230,7 @@ static int extract_tar(ib_ctx *c, rootfs_tree *t, const char *tar)
 static int debian_unprivileged(ib_ctx *c, const ib_rootfs_opts *o, rootfs_tree *t, const char *tmp,
                                const char *packages)
 {
-        struct passwd *pw = getpwuid(geteuid());
-        char uid[32];
-        snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
-        const char *user = pw ? pw->pw_name : uid;
-        unpriv_lacks l;
-        unpriv_build_check(user, true, &l);
-        if (l.n)
-                return ib_errf(&c->err, -EPERM,
-                               "rootfs: a Debian rootfs is made without root by mmdebstrap --mode=unshare and fakeroot, "
-                               "and user %s lacks %s. As root: %s. Or, as root, build it for every user: "
-                               "`smolvm image build --system`; or pass --from-rootfs DIR|TAR",
-                               user, l.missing, l.fix);
+        /* What it needs was checked before the kernel step (ib_rootfs_preflight). */
         _cleanup_free_ char *tar = path_join(tmp, "debian.tar");
         _cleanup_free_ char *inc = xasprintf("--include=%s", packages);
         if (!tar || !inc)
@@ -294,14 +283,6 @@ static int fill_tree(ib_ctx *c, const ib_rootfs_opts *o, bool from_dir, const ch
                 ib_cmd cmd = {.argv = argv, .timeout_ms = DEBOOTSTRAP_TIMEOUT_MS, .stdout_in_tail = true};
                 return ib_run(&cmd, "rootfs", NULL, NULL, &c->err);
         }
-        if (t->db) {
-                unpriv_lacks l;
-                unpriv_build_check("", false, &l);
-                if (l.n)
-                        return ib_errf(&c->err, -EPERM,
-                                       "rootfs: --from-rootfs without root keeps the owners of its files through "
-                                       "fakeroot, which is missing. As root: %s; or build as root", l.fix);
-        }
         if (!from_dir) {
                 ib_progress(c, "[3/4] rootfs: unpacking %s%s", o->from_rootfs, t->db ? " (fakeroot)" : "");
                 return extract_tar(c, t, o->from_rootfs);
@@ -339,16 +320,16 @@ static int fill_tree(ib_ctx *c, const ib_rootfs_opts *o, bool from_dir, const ch
         return ib_run(&cmd, "rootfs", NULL, NULL, &c->err);
 }
 
-int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret)
+/* The cache key of the rootfs o describes. */
+static int rootfs_key(ib_ctx *c, const ib_rootfs_opts *o, char key[65], bool *ret_from_dir)
 {
         int r;
-        bool from_dir = false;
         ib_hash *h = ib_hash_new();
         if (!h)
                 return -ENOMEM;
         ib_hash_str(h, "layout", "smolvm-rootfs-v1");
         if (o->from_rootfs) {
-                if ((r = from_identity(c, h, o->from_rootfs, &from_dir)) < 0) {
+                if ((r = from_identity(c, h, o->from_rootfs, ret_from_dir)) < 0) {
                         ib_hash_free(h);
                         return r;
                 }
@@ -365,19 +346,65 @@ int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret)
         char size[32];
         snprintf(size, sizeof(size), "%llu", (unsigned long long)o->size_mib);
         ib_hash_str(h, "size-mib", size);
-        char key[65];
         ib_hash_final_hex(h, key);
+        return 0;
+}
+
+int ib_rootfs_preflight(ib_ctx *c, const ib_rootfs_opts *o)
+{
+        if (geteuid() == 0)
+                return 0;
+        char key[65];
+        bool from_dir = false, shared = false;
+        int r = rootfs_key(c, o, key, &from_dir);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *rel = xasprintf("rootfs/%s/rootfs.ext4", key);
+        if (!rel)
+                return -ENOMEM;
+        _cleanup_free_ char *found = ib_cache_lookup(c, rel, &shared);
+        if (found)
+                return 0;
+        struct passwd *pw = getpwuid(geteuid());
+        char uid[32];
+        snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+        const char *user = pw ? pw->pw_name : uid;
+        unpriv_lacks l;
+        unpriv_build_check(user, !o->from_rootfs, &l);
+        if (!l.n)
+                return 0;
+        if (o->from_rootfs)
+                return ib_errf(&c->err, -EPERM,
+                               "rootfs: --from-rootfs without root keeps the owners of its files through fakeroot, "
+                               "which is missing. As root: %s; or build as root", l.fix);
+        return ib_errf(&c->err, -EPERM,
+                       "rootfs: a Debian rootfs is made without root by mmdebstrap --mode=unshare and fakeroot, and "
+                       "user %s lacks %s. As root: %s. Or, as root, build it for every user: `smolvm image build "
+                       "--system`; or pass --from-rootfs DIR|TAR",
+                       user, l.missing, l.fix);
+}
+
+int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret)
+{
+        int r;
+        bool from_dir = false;
+        char key[65];
+        if ((r = rootfs_key(c, o, key, &from_dir)) < 0)
+                return r;
 
         _cleanup_free_ char *final = xasprintf("%s/rootfs/%s", c->cache, key);
         _cleanup_free_ char *final_img = final ? path_join(final, "rootfs.ext4") : NULL;
+        _cleanup_free_ char *rel = xasprintf("rootfs/%s/rootfs.ext4", key);
         _cleanup_free_ char *keyd = strdup(key);
-        if (!final_img || !keyd)
+        if (!final_img || !keyd || !rel)
                 return -ENOMEM;
         struct stat st;
-        if (stat(final_img, &st) == 0) {
-                ib_progress(c, "[3/4] rootfs: cached (%s)", o->from_rootfs ? o->from_rootfs : o->suite);
-                *ret = (ib_rootfs){.key = TAKE_PTR(keyd), .path = TAKE_PTR(final_img),
-                                   .size_bytes = (uint64_t)st.st_size};
+        bool shared = false;
+        _cleanup_free_ char *found = ib_cache_lookup(c, rel, &shared);
+        if (found && stat(found, &st) == 0) {
+                ib_progress(c, "[3/4] rootfs: cached%s (%s)", shared ? " in the system store" : "",
+                            o->from_rootfs ? o->from_rootfs : o->suite);
+                *ret = (ib_rootfs){.key = TAKE_PTR(keyd), .path = TAKE_PTR(found), .size_bytes = (uint64_t)st.st_size};
                 return 0;
         }
 

@@ -21,17 +21,22 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 0
 fi
 
+# U gets subordinate ids (Debian's useradd adds a range); N gets none.
 U=smolvm-test-user
-made_user=0
-if ! id -u "$U" >/dev/null 2>&1; then
-        useradd -m -s /bin/sh "$U" || { echo "Bail out! useradd $U failed"; exit 1; }
-        made_user=1
-fi
+N=smolvm-test-nosub
+made_users=()
+for u in "$U" "$N"; do
+        id -u "$u" >/dev/null 2>&1 && continue
+        opts=()
+        [ "$u" = "$N" ] && opts=(-K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0)
+        useradd -m -s /bin/sh "${opts[@]}" "$u" || { echo "Bail out! useradd $u failed"; exit 1; }
+        made_users+=("$u")
+done
 users_cleanup() {
         cleanup
-        # Only a user this test made; its processes are gone (cleanup killed every
-        # process whose command line names $T).
-        [ "$made_user" = 1 ] && userdel -r "$U" 2>/dev/null
+        # Only the users this test made; their processes are gone (cleanup killed
+        # every process whose command line names $T).
+        for u in "${made_users[@]}"; do userdel -r "$u" 2>/dev/null; done
         return 0
 }
 trap users_cleanup EXIT
@@ -45,14 +50,18 @@ cp -L "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_BUILD_DIR/g
         "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "$UB/libexec/"
 chmod -R a+rX "$UB"
 UH=$T/uhome
-mkdir -m 0700 "$UH"
+NH=$T/nhome
+mkdir -m 0700 "$UH" "$NH"
 chown "$U:" "$UH"
+chown "$N:" "$NH"
 SYS=$T/system
 UHOME=$UH/.local/state/smolvm
 
-# as_user CMD...: CMD as the user, in a clean environment.
+# as_user CMD...: CMD as the user ($AS, default U), in a clean environment.
 as_user() {
-        runuser -u "$U" -- env -i HOME="$UH" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
+        local who=${AS:-$U} home=$UH
+        [ "$who" = "$N" ] && home=$NH
+        runuser -u "$who" -- env -i HOME="$home" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
                 SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="${USER_SYS-$SYS}" "$@"
 }
 # usm ARGS...: the user's smolvm.
@@ -187,6 +196,22 @@ USER_SYS=$T/private-store usm doctor --json >"$T/doc3" 2>&1
 check "user: doctor names an unreadable system store and its fix" \
         jq_true '.data.checks[] | select(.name == "image") | .status == "fail" and (.message | test("ermission")) and (.fix | test("chmod"))' \
         "$T/doc3"
+
+# ---- a user without subordinate ids: doctor and the build name what lacks ----
+if grep -q "^$N:" /etc/subuid 2>/dev/null; then
+        n_test=$((n_test + 1))
+        echo "ok $n_test # SKIP $N (not made by this test) has a range in /etc/subuid"
+else
+        AS=$N usm doctor --json >"$T/doc4" 2>&1
+        check "user without subuid: doctor's image-build check names the range and the usermod that adds it" \
+                jq_true --arg n "$N" '.data.checks[] | select(.name == "image-build") | .status == "warn" and
+                        (.message | contains("/etc/subuid")) and (.fix | contains("usermod --add-subuids") and contains($n))' \
+                "$T/doc4"
+        AS=$N USER_SYS=$T/no-such-store usm image build >"$T/out" 2>"$T/err"; rc=$?
+        check "user without subuid: image build fails before any download, naming the fix (rc=$rc): $(tail -c 300 "$T/err")" \
+                sh -c "[ $rc -eq 125 ] && grep -q 'usermod --add-subuids' '$T/err' && grep -q -- '--system' '$T/err' &&
+                        ! grep -q 'kernel:' '$T/err'"
+fi
 
 # ---- a non-root build from a rootfs keeps its owners ----
 t0=$(date +%s)
