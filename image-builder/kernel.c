@@ -171,7 +171,26 @@ static int unpack_deb(ib_ctx *c, const char *deb, const char *root, const char *
         return 0;
 }
 
-static int build_entry(ib_ctx *c, ib_kernel *k, const char *deb_from);
+/* A copy of the system store's entry src at dst, the caller's own (cp -a:
+ * modes kept), made in the work dir and renamed into place complete. */
+static int copy_entry(ib_ctx *c, const char *src, const char *dst)
+{
+        ib_progress(c, "[2/4] initramfs: a module the system store's kernel entry lacks: copying it from %s", src);
+        _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel");
+        if (!tmp)
+                return ib_errf(&c->err, negative_errno(), "kernel: mkdtemp in %s: %m", c->tmp);
+        _cleanup_free_ char *entry = path_join(tmp, "entry");
+        if (!entry)
+                return -ENOMEM;
+        const char *argv[] = {"cp", "-a", "--reflink=auto", "--", src, entry, NULL};
+        ib_cmd cmd = {.argv = argv, .timeout_ms = APT_TIMEOUT_MS};
+        int r = ib_run(&cmd, "kernel", NULL, NULL, &c->err);
+        if (r < 0)
+                return r;
+        if (rename(entry, dst) < 0)
+                return ib_errf(&c->err, negative_errno(), "kernel: rename into %s: %m", dst);
+        return 0;
+}
 
 int ib_kernel_ensure_modules(ib_ctx *c, ib_kernel *k, const strv *relpaths)
 {
@@ -185,29 +204,23 @@ int ib_kernel_ensure_modules(ib_ctx *c, ib_kernel *k, const strv *relpaths)
                 else if (access(p, F_OK) < 0)
                         r = strv_push(&missing, relpaths->v[i]);
         }
+        if (r == 0 && missing.n && k->shared) {
+                /* The system store's entry is read-only: this build adds to a copy
+                 * of its own (no download, no second unpack and index). */
+                char *own = xasprintf("%s/kernel/%s", c->cache, k->key);
+                if (!own)
+                        r = -ENOMEM;
+                else if ((r = copy_entry(c, k->dir, own)) < 0)
+                        free(own);
+                else {
+                        free(k->dir);
+                        k->dir = own;
+                        k->shared = false;
+                }
+        }
         if (r < 0 || missing.n == 0) {
                 strv_done(&missing);
                 return r;
-        }
-        if (k->shared) {
-                /* The system store's entry is read-only: this build makes its own
-                 * from the package kept there (no download), then adds to that. */
-                _cleanup_free_ char *deb = path_join(k->dir, "kernel.deb");
-                _cleanup_free_ char *own = xasprintf("%s/kernel/%s", c->cache, k->key);
-                if (!deb || !own)
-                        r = -ENOMEM;
-                else {
-                        free(k->dir);
-                        k->dir = TAKE_PTR(own);
-                        k->shared = false;
-                        r = build_entry(c, k, deb);
-                }
-                if (r < 0) {
-                        strv_done(&missing);
-                        return r;
-                }
-                strv_done(&missing);
-                return ib_kernel_ensure_modules(c, k, relpaths);
         }
         ib_progress(c, "[2/4] initramfs: unpacking %zu more module(s) from %s", missing.n, k->pkg);
         _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel-x");
@@ -279,9 +292,7 @@ static char *release_of(const char *pkg)
         return strdup(pkg + strlen("linux-image-"));
 }
 
-/* Makes cache/kernel/<key> (k->dir): the package downloaded, or copied from
- * deb_from (a system store's kernel.deb), unpacked, indexed. */
-static int build_entry(ib_ctx *c, ib_kernel *k, const char *deb_from)
+static int build_entry(ib_ctx *c, ib_kernel *k)
 {
         int r;
         _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel");
@@ -295,26 +306,20 @@ static int build_entry(ib_ctx *c, ib_kernel *k, const char *deb_from)
         if (mkdir(entry, 0755) < 0)
                 return ib_errf(&c->err, negative_errno(), "kernel: mkdir %s: %m", entry);
 
+        ib_progress(c, "[1/4] kernel: downloading %s (%s)", k->pkg, k->version);
+        /* apt-get download writes into its cwd. As root apt warns that the _apt sandbox
+         * user cannot reach the directory; the download itself works. */
+        const char *dl[] = {"apt-get", "download", pkgver, NULL};
+        ib_cmd cmd = {.argv = dl, .cwd = entry, .timeout_ms = APT_TIMEOUT_MS};
+        if ((r = ib_run(&cmd, "kernel", NULL, NULL, &c->err)) < 0)
+                return r;
         _cleanup_free_ char *deb = NULL, *kdeb = path_join(entry, "kernel.deb");
         if (!kdeb)
                 return -ENOMEM;
-        if (deb_from) {
-                ib_progress(c, "[1/4] kernel: copying %s (%s) from %s", k->pkg, k->version, deb_from);
-                if ((r = link_or_copy(deb_from, kdeb)) < 0)
-                        return ib_errf(&c->err, r, "kernel: copy %s: %m", deb_from);
-        } else {
-                ib_progress(c, "[1/4] kernel: downloading %s (%s)", k->pkg, k->version);
-                /* apt-get download writes into its cwd. As root apt warns that the _apt sandbox
-                 * user cannot reach the directory; the download itself works. */
-                const char *dl[] = {"apt-get", "download", pkgver, NULL};
-                ib_cmd cmd = {.argv = dl, .cwd = entry, .timeout_ms = APT_TIMEOUT_MS};
-                if ((r = ib_run(&cmd, "kernel", NULL, NULL, &c->err)) < 0)
-                        return r;
-                if ((r = find_deb(entry, &deb)) < 0)
-                        return ib_errf(&c->err, r, "kernel: apt-get download %s left no .deb in %s", pkgver, entry);
-                if (rename(deb, kdeb) < 0)
-                        return ib_errf(&c->err, negative_errno(), "kernel: rename %s: %m", deb);
-        }
+        if ((r = find_deb(entry, &deb)) < 0)
+                return ib_errf(&c->err, r, "kernel: apt-get download %s left no .deb in %s", pkgver, entry);
+        if (rename(deb, kdeb) < 0)
+                return ib_errf(&c->err, negative_errno(), "kernel: rename %s: %m", deb);
 
         ib_progress(c, "[1/4] kernel: unpacking %s", k->pkg);
         _cleanup_free_ char *moddir = NULL;
@@ -414,7 +419,7 @@ int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
                 free(k.dir);
                 k.dir = TAKE_PTR(shared);
                 k.shared = true;
-        } else if ((r = build_entry(c, &k, NULL)) < 0)
+        } else if ((r = build_entry(c, &k)) < 0)
                 goto fail;
         if ((r = ib_vmlinux_ensure(k.dir, &c->err)) < 0)
                 goto fail;

@@ -146,7 +146,7 @@ static const cli_cmd build_cmd = {
         .about = image_about,
         .opts = build_opts,
         .json_help = "print the result as a JSON envelope; data: {key, dir, vmlinuz,\n"
-                     "initramfs, rootfs, kernel_release, cached, elapsed_ms}",
+                     "initramfs, rootfs, kernel_release, store, cached, elapsed_ms}",
         .footer = "Without root: --from-rootfs goes through fakeroot (owners kept); a fresh\n"
                   "Debian rootfs through mmdebstrap --mode=unshare (needs packages mmdebstrap,\n"
                   "uidmap, fakeroot and a subuid/subgid range: `smolvm doctor` names what lacks).\n"

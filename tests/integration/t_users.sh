@@ -197,6 +197,14 @@ check "user: doctor names an unreadable system store and its fix" \
         jq_true '.data.checks[] | select(.name == "image") | .status == "fail" and (.message | test("ermission")) and (.fix | test("chmod"))' \
         "$T/doc3"
 
+# ---- the user's `smolvm setup`: the system default serves, nothing is built ----
+# (An own default would be looked up first and hide root's later rebuilds.)
+as_user timeout 120 "$UB/smolvm" setup >"$T/setup.out" 2>&1; rc=$?
+check "user: setup uses the system store's default, builds nothing (rc=$rc): $(grep -m1 -i 'default image' "$T/setup.out")" \
+        sh -c "[ $rc -eq 0 ] && grep -q '$SYS/images/$key2' '$T/setup.out' && ! grep -q '\[1/4\]' '$T/setup.out' &&
+                test ! -e '$UHOME/images/default'"
+[ "$rc" -eq 0 ] || tail -5 "$T/setup.out" | sed 's/^/# /'
+
 # ---- a user without subordinate ids: doctor and the build name what lacks ----
 if grep -q "^$N:" /etc/subuid 2>/dev/null; then
         n_test=$((n_test + 1))
@@ -225,6 +233,14 @@ usm image build --from-rootfs "$T/bb" --name mine-dir >"$T/out" 2>"$T/err"; rc=$
 check "user: image build --from-rootfs DIR (rc=$rc)" test "$rc" -eq 0
 out=$(debugfs -R 'stat /etc/owned' "$(cat "$T/out")/rootfs.ext4" 2>/dev/null | grep -o 'User: *[0-9]* *Group: *[0-9]*' | tr -s ' ')
 check "user's image from a DIR keeps its owners ($out)" test "$out" = "User: 42 Group: 42"
+# A module the system store's kernel entry lacks: the user's own entry is a copy of it,
+# the module unpacked from its .deb (no download), and complete (vmlinux: failed before,
+# "link .../vmlinux -> ...: No such file or directory").
+t0=$(date +%s)
+usm image build --from-rootfs "$T/bb.tar.gz" --modules dummy --name mine-mod >"$T/out" 2>"$T/err"; rc=$?
+check "user: image build --modules (a kernel entry of the user's own from the system store's; rc=$rc, $(($(date +%s) - t0)) s)" \
+        sh -c "[ $rc -eq 0 ] && test -d '$UHOME/cache/kernel' && grep -q 'from $SYS' '$T/err' && ! grep -q downloading '$T/err'"
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
 usm image ls --json >"$T/ils" 2>&1
 check "user: image ls shows the user's images and the system's, each with its store" \
         jq_true '[.data.images[] | select(.name == "mine") | .store] == ["user"] and ([.data.images[] | select(.store == "system")] | length) >= 2' \
