@@ -214,65 +214,53 @@ static int extract_tar(ib_ctx *c, rootfs_tree *t, const char *tar)
         return 0;
 }
 
-/* Not root: mmdebstrap's unshare mode makes the tree in a user namespace (the
- * user's subordinate ids as its owners) and writes it out as a tarball, whose
- * owners fakeroot then keeps (extract_tar). */
-static int debian_unprivileged(ib_ctx *c, const ib_rootfs_opts *o, rootfs_tree *t, const char *tmp,
-                               const char *packages)
+/* A fresh Debian tree in t->root. Root: debootstrap writes it there. Not root:
+ * mmdebstrap's unshare mode makes it in a user namespace (the user's
+ * subordinate ids as its owners) and writes it out as a tarball, whose owners
+ * fakeroot then keeps (extract_tar). What that needs was checked before the
+ * kernel step (ib_rootfs_preflight). */
+static int debian_tree(ib_ctx *c, const ib_rootfs_opts *o, rootfs_tree *t, const char *tmp)
 {
-        /* What it needs was checked before the kernel step (ib_rootfs_preflight). */
-        _cleanup_free_ char *tar = path_join(tmp, "debian.tar");
-        _cleanup_free_ char *inc = xasprintf("--include=%s", packages);
-        if (!tar || !inc)
+        bool unpriv = t->db != NULL;
+        _cleanup_free_ char *pk = strjoin_sep(o->packages, ",");
+        _cleanup_free_ char *inc = pk ? xasprintf("--include=%s", pk) : NULL;
+        _cleanup_free_ char *tar = unpriv ? path_join(tmp, "debian.tar") : NULL;
+        if (!inc || (unpriv && !tar))
                 return -ENOMEM;
-        ib_progress(c, "[3/4] rootfs: mmdebstrap --mode=unshare %s from %s with %s (not root; a few minutes)",
-                    o->suite, o->mirror, packages[0] ? packages : "no extra packages");
+        if (unpriv)
+                ib_progress(c, "[3/4] rootfs: mmdebstrap --mode=unshare %s from %s with %s (not root; a few minutes)",
+                            o->suite, o->mirror, pk[0] ? pk : "no extra packages");
+        else
+                ib_progress(c, "[3/4] rootfs: debootstrap %s from %s with %s (this takes ~1 min)", o->suite,
+                            o->mirror, pk[0] ? pk : "no extra packages");
         const char *argv[8];
         size_t n = 0;
-        argv[n++] = "mmdebstrap";
-        argv[n++] = "--mode=unshare";
+        argv[n++] = unpriv ? "mmdebstrap" : "debootstrap";
+        if (unpriv)
+                argv[n++] = "--mode=unshare";
         argv[n++] = "--variant=minbase";
-        if (packages[0])
+        if (pk[0])
                 argv[n++] = inc;
         argv[n++] = o->suite;
-        argv[n++] = tar;
+        argv[n++] = unpriv ? tar : t->root;
         argv[n++] = o->mirror;
         argv[n] = NULL;
         ib_cmd cmd = {.argv = argv, .timeout_ms = DEBOOTSTRAP_TIMEOUT_MS, .stdout_in_tail = true};
         int r = ib_run(&cmd, "rootfs", NULL, NULL, &c->err);
-        if (r == 0)
+        if (r == 0 && unpriv)
                 r = extract_tar(c, t, tar);
-        (void)unlink(tar);
+        if (tar)
+                (void)unlink(tar);
         return r;
 }
 
-/* Puts the rootfs's files into t->root: debootstrap (root) or mmdebstrap (not
- * root), a copy of --from-rootfs DIR, or TAR unpacked. */
+/* Puts the rootfs's files into t->root: a fresh Debian tree, a copy of
+ * --from-rootfs DIR, or TAR unpacked. */
 static int fill_tree(ib_ctx *c, const ib_rootfs_opts *o, bool from_dir, const char *tmp, rootfs_tree *t)
 {
         int r;
-        if (!o->from_rootfs) {
-                _cleanup_free_ char *pk = strjoin_sep(o->packages, ",");
-                _cleanup_free_ char *inc = pk ? xasprintf("--include=%s", pk) : NULL;
-                if (!inc)
-                        return -ENOMEM;
-                if (t->db)
-                        return debian_unprivileged(c, o, t, tmp, pk);
-                ib_progress(c, "[3/4] rootfs: debootstrap %s from %s with %s (this takes ~1 min)",
-                            o->suite, o->mirror, pk[0] ? pk : "no extra packages");
-                const char *argv[8];
-                size_t n = 0;
-                argv[n++] = "debootstrap";
-                argv[n++] = "--variant=minbase";
-                if (o->packages->n)
-                        argv[n++] = inc;
-                argv[n++] = o->suite;
-                argv[n++] = t->root;
-                argv[n++] = o->mirror;
-                argv[n] = NULL;
-                ib_cmd cmd = {.argv = argv, .timeout_ms = DEBOOTSTRAP_TIMEOUT_MS, .stdout_in_tail = true};
-                return ib_run(&cmd, "rootfs", NULL, NULL, &c->err);
-        }
+        if (!o->from_rootfs)
+                return debian_tree(c, o, t, tmp);
         if (!from_dir) {
                 ib_progress(c, "[3/4] rootfs: unpacking %s%s", o->from_rootfs, t->db ? " (fakeroot)" : "");
                 return extract_tar(c, t, o->from_rootfs);

@@ -1,105 +1,14 @@
 #!/usr/bin/env bash
 # Every user (issue 13): root builds a system image store (`image build --system`)
-# that a normal user boots from at once; the user's VMs live in the user's own
-# $SMOLVM_HOME and root's are out of the user's reach; the shared image files are
-# read-only to the user and to the user's QEMU; root can rebuild the store while the
-# user's VM runs; doctor names what the user lacks; a non-root --from-rootfs build
-# keeps the rootfs's owners.
-#
-# Runs as root (useradd, runuser). The user is smolvm-test-user: created if missing
-# and removed again at the end (a user that was already there is kept). The user runs
-# copies of this build's binaries from $T (the build dir may sit under a home the user
-# cannot enter), with HOME=$T/uhome, a PATH without /usr/sbin, and
-# SMOLVM_SYSTEM_STORE=$T/system: a system store this test builds (as /var/lib/smolvm
-# is built by scripts/setup.sh) from a busybox rootfs, with the kernel layer copied
-# from the real store's cache. When /var/lib/smolvm holds a default image (CI, after
-# setup.sh), the user also boots from that one.
+# that a normal user boots from at once (`run -- id -u`, create, exec, rm); the user's
+# VMs live in the user's own $SMOLVM_HOME and root's are out of the user's reach; the
+# shared image files are read-only to the user and to the user's QEMU; root can rebuild
+# the store while the user's VM runs; doctor names what the user lacks; the user's
+# setup builds nothing. When /var/lib/smolvm holds a default image (CI, after
+# setup.sh), the user also boots from that one. Runs as root (useradd, runuser):
+# users_lib.sh. Image builds without root: t_users_build.sh.
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-        echo "1..0 # SKIP needs root (useradd, runuser)"
-        exit 0
-fi
-
-# U gets subordinate ids (Debian's useradd adds a range); N gets none.
-U=smolvm-test-user
-N=smolvm-test-nosub
-made_users=()
-for u in "$U" "$N"; do
-        id -u "$u" >/dev/null 2>&1 && continue
-        opts=()
-        [ "$u" = "$N" ] && opts=(-K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0)
-        useradd -m -s /bin/sh "${opts[@]}" "$u" || { echo "Bail out! useradd $u failed"; exit 1; }
-        made_users+=("$u")
-done
-users_cleanup() {
-        cleanup
-        # Only the users this test made; their processes are gone (cleanup killed
-        # every process whose command line names $T).
-        for u in "${made_users[@]}"; do userdel -r "$u" 2>/dev/null; done
-        return 0
-}
-trap users_cleanup EXIT
-
-# $T is root's 0700 temp dir: let the user through to its own parts only.
-chmod 0711 "$T"
-UB=$T/ubin
-mkdir -p "$UB/libexec"
-cp -L "$SMOLVM_BUILD_DIR/host/smolvm" "$SMOLVM_BUILD_DIR/host/libsmolvm.so.0" "$UB/"
-cp -L "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_BUILD_DIR/guest-init/smolvm-init" \
-        "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "$UB/libexec/"
-chmod -R a+rX "$UB"
-UH=$T/uhome
-NH=$T/nhome
-mkdir -m 0700 "$UH" "$NH"
-chown "$U:" "$UH"
-chown "$N:" "$NH"
-SYS=$T/system
-UHOME=$UH/.local/state/smolvm
-
-# as_user CMD...: CMD as the user ($AS, default U), in a clean environment.
-as_user() {
-        local who=${AS:-$U} home=$UH
-        [ "$who" = "$N" ] && home=$NH
-        runuser -u "$who" -- env -i HOME="$home" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
-                SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="${USER_SYS-$SYS}" "$@"
-}
-# usm ARGS...: the user's smolvm.
-usm() { as_user "$UB/smolvm" "$@"; }
-
-# A small root file system: busybox, a file owned by uid/gid 42, a setuid binary.
-mk_rootfs() {
-        local dir=$1 tag=$2
-        mkdir -p "$dir/bin" "$dir/etc" "$dir/var/lib/dpkg" "$dir/tmp" "$dir/root" "$dir/proc" "$dir/sys" "$dir/dev"
-        cp /bin/busybox "$dir/bin/"
-        for a in sh id echo cat stat ls true sleep touch; do ln -sf busybox "$dir/bin/$a"; done
-        : >"$dir/var/lib/dpkg/status"
-        echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
-        echo "$tag" >"$dir/etc/owned"
-        chown 42:42 "$dir/etc/owned"
-        chmod 4755 "$dir/bin/busybox"
-}
-mk_rootfs "$T/bb" one
-tar --numeric-owner -czf "$T/bb.tar.gz" -C "$T/bb" .
-mk_rootfs "$T/bb2" two
-tar --numeric-owner -czf "$T/bb2.tar.gz" -C "$T/bb2" .
-chmod 0755 "$T/bb" "$T/bb2"
-chmod 0644 "$T/bb.tar.gz" "$T/bb2.tar.gz"
-
-# ---- root builds the system store, with a umask that would keep users out ----
-mkdir -p "$SYS/cache"
-if [ -d "$real_home/cache/kernel" ]; then
-        cp -al "$real_home/cache/kernel" "$SYS/cache/" 2>/dev/null || cp -a "$real_home/cache/kernel" "$SYS/cache/"
-fi
-t0=$(date +%s)
-(umask 077; SMOLVM_SYSTEM_STORE=$SYS "$SMOLVM" image build --system --from-rootfs "$T/bb.tar.gz" --name default \
-        >"$T/out" 2>"$T/err")
-check_or_bail "root: image build --system --from-rootfs (umask 077) builds the system store" $?
-diag "system store built in $(($(date +%s) - t0)) s"
-key1=$(basename "$(readlink -f "$SYS/images/default")")
-check "the system default is the image just built: $(cat "$T/out")" test "$SYS/images/$key1" = "$(cat "$T/out")"
-check "system store: every file and dir readable by all, none writable by others" \
-        test -z "$(find "$SYS" ! -type l \( ! -perm -o+r -o -perm -o+w \) -print -quit)"
+. "$(dirname "$0")/users_lib.sh"
 
 # ---- the user runs at once from root's store, in the user's own home ----
 out=$(usm run -- id -u 2>"$T/err"); rc=$?
@@ -204,47 +113,6 @@ check "user: setup uses the system store's default, builds nothing (rc=$rc): $(g
         sh -c "[ $rc -eq 0 ] && grep -q '$SYS/images/$key2' '$T/setup.out' && ! grep -q '\[1/4\]' '$T/setup.out' &&
                 test ! -e '$UHOME/images/default'"
 [ "$rc" -eq 0 ] || tail -5 "$T/setup.out" | sed 's/^/# /'
-
-# ---- a user without subordinate ids: doctor and the build name what lacks ----
-if grep -q "^$N:" /etc/subuid 2>/dev/null; then
-        n_test=$((n_test + 1))
-        echo "ok $n_test # SKIP $N (not made by this test) has a range in /etc/subuid"
-else
-        AS=$N usm doctor --json >"$T/doc4" 2>&1
-        check "user without subuid: doctor's image-build check names the range and the usermod that adds it" \
-                jq_true --arg n "$N" '.data.checks[] | select(.name == "image-build") | .status == "warn" and
-                        (.message | contains("/etc/subuid")) and (.fix | contains("usermod --add-subuids") and contains($n))' \
-                "$T/doc4"
-        AS=$N USER_SYS=$T/no-such-store usm image build >"$T/out" 2>"$T/err"; rc=$?
-        check "user without subuid: image build fails before any download, naming the fix (rc=$rc): $(tail -c 300 "$T/err")" \
-                sh -c "[ $rc -eq 125 ] && grep -q 'usermod --add-subuids' '$T/err' && grep -q -- '--system' '$T/err' &&
-                        ! grep -q 'kernel:' '$T/err'"
-fi
-
-# ---- a non-root build from a rootfs keeps its owners ----
-t0=$(date +%s)
-usm image build --from-rootfs "$T/bb.tar.gz" --name mine >"$T/out" 2>"$T/err"; rc=$?
-check "user: image build --from-rootfs TAR (rc=$rc, $(($(date +%s) - t0)) s)" \
-        sh -c "[ $rc -eq 0 ] && grep -q '^$UHOME/images/' '$T/out'"
-[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
-out=$(usm run --image mine -- stat -c '%u:%g %a' /etc/owned /bin/busybox 2>&1 | tr '\n' ' ')
-check "user's image keeps the tarball's owners and modes ($out)" test "$out" = "42:42 644 0:0 4755 "
-usm image build --from-rootfs "$T/bb" --name mine-dir >"$T/out" 2>"$T/err"; rc=$?
-check "user: image build --from-rootfs DIR (rc=$rc)" test "$rc" -eq 0
-out=$(debugfs -R 'stat /etc/owned' "$(cat "$T/out")/rootfs.ext4" 2>/dev/null | grep -o 'User: *[0-9]* *Group: *[0-9]*' | tr -s ' ')
-check "user's image from a DIR keeps its owners ($out)" test "$out" = "User: 42 Group: 42"
-# A module the system store's kernel entry lacks: the user's own entry is a copy of it,
-# the module unpacked from its .deb (no download), and complete (vmlinux: failed before,
-# "link .../vmlinux -> ...: No such file or directory").
-t0=$(date +%s)
-usm image build --from-rootfs "$T/bb.tar.gz" --modules dummy --name mine-mod >"$T/out" 2>"$T/err"; rc=$?
-check "user: image build --modules (a kernel entry of the user's own from the system store's; rc=$rc, $(($(date +%s) - t0)) s)" \
-        sh -c "[ $rc -eq 0 ] && test -d '$UHOME/cache/kernel' && grep -q 'from $SYS' '$T/err' && ! grep -q downloading '$T/err'"
-[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
-usm image ls --json >"$T/ils" 2>&1
-check "user: image ls shows the user's images and the system's, each with its store" \
-        jq_true '[.data.images[] | select(.name == "mine") | .store] == ["user"] and ([.data.images[] | select(.store == "system")] | length) >= 2' \
-        "$T/ils"
 
 # ---- the real system store, when setup.sh has made one ----
 if [ -e /var/lib/smolvm/images/default ]; then
