@@ -5,6 +5,7 @@
  * doctor and the supervisor can never disagree. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
@@ -164,9 +165,14 @@ static int check_kvm(smolvm_doctor_report *rep)
                                  "nested PVM host (kvm_pvm loaded): KVM is not usable for stock kernels, "
                                  "VMs run under TCG (software emulation, ~10x slower boots)");
         char fix[256];
-        if (rk == -EACCES || rk == -EPERM)
-                snprintf(fix, sizeof(fix), "sudo usermod -aG kvm %s, then log in again (or run `newgrp kvm`)",
-                         user_name());
+        if (rk == -EACCES || rk == -EPERM) {
+                /* The group that may open it (Debian's udev rule: root:kvm 0660). */
+                struct stat st;
+                struct group *gr = stat("/dev/kvm", &st) == 0 && st.st_gid != 0 ? getgrgid(st.st_gid) : NULL;
+                const char *g = gr ? gr->gr_name : "kvm";
+                snprintf(fix, sizeof(fix), "sudo usermod -aG %s %s, then log in again (or run `newgrp %s`)", g,
+                         user_name(), g);
+        }
         else if (rk == -ENOENT || rk == -ENXIO || rk == -ENODEV)
                 snprintf(fix, sizeof(fix), "sudo modprobe kvm_intel (or kvm_amd); in a cloud VM, enable nested "
                          "virtualization");

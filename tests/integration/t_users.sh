@@ -106,6 +106,22 @@ check "user: doctor names an unreadable system store and its fix" \
         jq_true '.data.checks[] | select(.name == "image") | .status == "fail" and (.message | test("ermission")) and (.fix | test("chmod"))' \
         "$T/doc3"
 
+# A /dev/kvm this user may not open, root:GROUP 0660 as udev makes it: a private /dev
+# (and an empty /sys/module: no nested-PVM marker) in a mount namespace of this test's
+# own, the host's untouched. doctor names the device's group and the usermod.
+kgrp=kvm
+getent group kvm >/dev/null || kgrp=disk
+unshare -m --propagation private "$BASH" -c '
+        mount -t tmpfs -o mode=0755 smolvm-test-dev /dev && mount -t tmpfs -o mode=0755 smolvm-test-mod /sys/module &&
+        mknod -m 0666 /dev/null c 1 3 && mknod -m 0666 /dev/zero c 1 5 && mknod -m 0666 /dev/urandom c 1 9 &&
+        mknod -m 0660 /dev/kvm c 10 232 && chgrp "$1" /dev/kvm && shift && exec "$@"' _ "$kgrp" \
+        runuser -u "$U" -- env -i HOME="$UH" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
+        SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="$SYS" "$UB/smolvm" doctor --json >"$T/doc5" 2>&1
+check "user who may not open /dev/kvm (root:$kgrp 0660): doctor names the group and the usermod" \
+        jq_true --arg f "usermod -aG $kgrp $U" \
+        '.data.checks[] | select(.name == "kvm") | .status == "warn" and (.message | test("ermission")) and (.fix | contains($f))' \
+        "$T/doc5"
+
 # ---- the user's `smolvm setup`: the system default serves, nothing is built ----
 # (An own default would be looked up first and hide root's later rebuilds.)
 as_user timeout 120 "$UB/smolvm" setup >"$T/setup.out" 2>&1; rc=$?
