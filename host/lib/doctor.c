@@ -292,6 +292,21 @@ static int check_image(smolvm_doctor_report *rep)
                          store == IMAGE_STORE_SYSTEM ? "the system store" : "your store", dir);
 }
 
+/* Cuts the path p back to its nearest existing ancestor, *st its stat:
+ * $SMOLVM_HOME may not exist yet, and that is where it will be made. Returns
+ * 0, or the negative errno of a failure other than a missing component. */
+static int nearest_existing(char *p, struct stat *st)
+{
+        while (stat(p, st) < 0) {
+                int r = negative_errno();
+                char *slash = strrchr(p, '/');
+                if (r != -ENOENT || !slash || (slash == p && !p[1]))
+                        return r;
+                slash[slash == p] = '\0'; /* "/x" -> "/" */
+        }
+        return 0;
+}
+
 /* $SMOLVM_HOME holds this user's VMs: it must be theirs to write, and vms/
  * closed to others (their sockets take commands as root in the guest). */
 static int check_home(smolvm_doctor_report *rep)
@@ -300,17 +315,10 @@ static int check_home(smolvm_doctor_report *rep)
         if (!p)
                 return -ENOMEM;
         struct stat st;
-        /* Not there yet: the nearest existing ancestor is where it will be made. */
-        while (stat(p, &st) < 0) {
-                char *slash = strrchr(p, '/');
-                if (errno != ENOENT || !slash)
-                        return add_check(rep, "home", SMOLVM_CHECK_FAIL,
-                                         "point SMOLVM_HOME at a directory of yours",
-                                         "%s: %s", p, strerror(errno));
-                *slash = '\0';
-                if (!*p)
-                        strcpy(p, "/");
-        }
+        int r = nearest_existing(p, &st);
+        if (r < 0)
+                return add_check(rep, "home", SMOLVM_CHECK_FAIL, "point SMOLVM_HOME at a directory of yours", "%s: %s",
+                                 p, strerror(-r));
         char fix[512];
         if (!S_ISDIR(st.st_mode) || access(p, W_OK | X_OK) < 0) {
                 snprintf(fix, sizeof(fix), "sudo chown -R %s %s, or point SMOLVM_HOME at a directory of yours",
@@ -360,17 +368,14 @@ static int check_disk(smolvm_doctor_report *rep)
         _cleanup_free_ char *p = strdup(rep->home);
         if (!p)
                 return -ENOMEM;
+        struct stat st;
         struct statvfs sv;
-        while (statvfs(p, &sv) < 0) {
-                char *slash = strrchr(p, '/');
-                if (errno != ENOENT || !slash || slash == p) {
-                        if (errno == ENOENT && slash == p && statvfs("/", &sv) == 0)
-                                break;
-                        return add_check(rep, "disk", SMOLVM_CHECK_WARN, "check that $SMOLVM_HOME is accessible",
-                                         "statvfs %s: %s", rep->home, strerror(errno));
-                }
-                *slash = '\0';
-        }
+        int r = nearest_existing(p, &st);
+        if (r == 0 && statvfs(p, &sv) < 0)
+                r = negative_errno();
+        if (r < 0)
+                return add_check(rep, "disk", SMOLVM_CHECK_WARN, "check that $SMOLVM_HOME is accessible",
+                                 "statvfs %s: %s", rep->home, strerror(-r));
         rep->free_disk_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
         double mib = (double)rep->free_disk_bytes / (1024.0 * 1024.0);
         if (rep->free_disk_bytes < SMOLVM_DOCTOR_DISK_FAIL_BYTES)
