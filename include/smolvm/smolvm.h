@@ -560,7 +560,7 @@ typedef enum smolvm_check_status {
 
 typedef struct smolvm_doctor_check {
         const char *name;         /* stable id: "kvm", "qemu", "qemu-microvm", "qemu-img",
-                                   * "supervisor", "image", "disk", "debootstrap" */
+                                   * "supervisor", "image", "home", "disk", "image-build" */
         smolvm_check_status status;
         char *message;            /* what was found */
         char *fix;                /* what to do about it, "" when nothing */
@@ -578,6 +578,8 @@ typedef struct smolvm_doctor_report {
         char *home;               /* $SMOLVM_HOME */
         uint64_t free_disk_bytes; /* available in $SMOLVM_HOME's file system */
         uint64_t image_bytes;     /* the default image's files, 0 if not built */
+        char *system_store;       /* the system image store looked in (after $SMOLVM_HOME's) */
+        bool image_shared;        /* the default image is the system store's */
 } smolvm_doctor_report;
 
 #define SMOLVM_DOCTOR_DISK_WARN_BYTES ((uint64_t)2 << 30)
