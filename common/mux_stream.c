@@ -91,6 +91,8 @@ void stream_kill(stream *s, int err)
         s->watched = false;
         mux->rx_buffered -= s->rx_len;
         free(s->rx);
+        free(s->first);
+        s->first = NULL;
         s->rx = NULL;
         s->rx_len = 0;
 
