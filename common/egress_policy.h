@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The egress policy (DIR/net.json, docs/internals.md "Egress"): which names and
- * ports a VM may reach, and what is pinned. Pure functions, no I/O but the load. */
+ * ports a VM may reach, and what is pinned. Host-only: libsmolvm checks patterns
+ * with it, the supervisor decides with it. Pure functions, no I/O but the load. */
 #pragma once
 
 #include <stdbool.h>
