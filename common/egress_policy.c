@@ -102,6 +102,13 @@ bool egress_pattern_match(const char *pattern, const char *name, uint16_t port)
         return strcasecmp(host, name) == 0;
 }
 
+bool egress_pattern_same_host(const char *a, const char *b)
+{
+        char ha[EGRESS_NAME_MAX + 1], hb[EGRESS_NAME_MAX + 1];
+        uint16_t pa, pb;
+        return pattern_split(a, ha, sizeof(ha), &pa) && pattern_split(b, hb, sizeof(hb), &pb) && !strcasecmp(ha, hb);
+}
+
 bool egress_explicit(const egress_policy *p, const char *name, uint16_t port)
 {
         for (size_t i = 0; i < p->n_deny; i++)

@@ -36,6 +36,8 @@ void egress_policy_done(egress_policy *p);
 bool egress_pattern_valid(const char *pattern);
 /* Whether pattern matches name (lowercase) and port (0: any port, for DNS). */
 bool egress_pattern_match(const char *pattern, const char *name, uint16_t port);
+/* Whether patterns a and b name the same host (any ports). */
+bool egress_pattern_same_host(const char *a, const char *b);
 /* The verdict for name (a DNS name or an address literal) and port (0: DNS). */
 bool egress_allowed(const egress_policy *p, const char *name, uint16_t port);
 /* Whether name was allowed by an explicit pattern naming it (not by open mode). */

@@ -739,6 +739,17 @@ int smolvm_mux_connect_first(smolvm_mux *mux, uint32_t peer_port, int fd, const 
         return 0;
 }
 
+int smolvm_mux_reset(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
+{
+        stream *s = mux ? stream_lookup(mux, local_port, peer_port) : NULL;
+        if (!s || s->dead)
+                return -ENOENT;
+        mux_enter(mux);
+        stream_reset(s, -ECONNRESET);
+        mux_leave(mux);
+        return 0;
+}
+
 void smolvm_mux_get_stats(const smolvm_mux *mux, smolvm_mux_stats *ret)
 {
         *ret = mux->stats;

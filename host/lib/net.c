@@ -127,11 +127,12 @@ int vm_net_write_policy(const char *dir, const vm_record *rec)
         return vm_write_file_atomic(path, s, strlen(s));
 }
 
-/* Remove every copy of p from the array a. */
+/* Remove from the array a every pattern for p's host (whatever its port):
+ * `net allow example.org:443` undoes an earlier `net deny example.org`. */
 static void list_remove(json_t *a, const char *p)
 {
         for (size_t i = json_array_size(a); i-- > 0;)
-                if (!strcmp(json_string_value(json_array_get(a, i)), p))
+                if (egress_pattern_same_host(json_string_value(json_array_get(a, i)), p))
                         json_array_remove(a, i);
 }
 
@@ -163,7 +164,9 @@ SMOLVM_EXPORT int smolvm_net_change(smolvm_vm *vm, bool allow, const char *patte
         json_t *add = json_object_get(rec.net, allow ? "allow" : "deny");
         json_t *drop = json_object_get(rec.net, allow ? "deny" : "allow");
         list_remove(drop, buf);
-        list_remove(add, buf);
+        for (size_t i = json_array_size(add); i-- > 0;)
+                if (!strcmp(json_string_value(json_array_get(add, i)), buf))
+                        json_array_remove(add, i);
         if (json_array_size(add) >= EGRESS_MAX_RULES)
                 r = vm_error(-EINVAL, NULL, "too many patterns (at most %u)", EGRESS_MAX_RULES);
         else if (json_array_append_new(add, json_string(buf)) < 0)

@@ -43,6 +43,7 @@ typedef struct conn {
         enum conn_state state;
         int gfd; /* our end of the socketpair the mux relays to the guest */
         int tfd; /* the target */
+        uint32_t local_port, peer_port; /* the mux stream */
         uint64_t deadline_ms; /* 0: none */
         char name[EGRESS_NAME_MAX + 1];
         char addr[INET6_ADDRSTRLEN];
@@ -205,17 +206,30 @@ static void conn_free(conn *c)
         free(c);
 }
 
-/* An allowed connection ended: log it with its byte counts. */
+/* A refusal or a failure reaches the guest's program as a reset, not as an
+ * empty answer it could mistake for a server's. */
+static void conn_reset(conn *c)
+{
+        if (c->e->s->mux)
+                (void)smolvm_mux_reset(c->e->s->mux, c->local_port, c->peer_port);
+        conn_free(c);
+}
+
+/* An allowed connection ended: log it with its byte counts. reason: NULL for
+ * a clean end, else why it failed (the stream is reset). */
 static void conn_end(conn *c, const char *reason)
 {
         log_attempt(c->e, "connect", c->name, c->port, true, reason, c);
-        conn_free(c);
+        if (reason)
+                conn_reset(c);
+        else
+                conn_free(c);
 }
 
 static void conn_deny(conn *c, const char *kind, const char *reason)
 {
         log_attempt(c->e, kind, c->name, c->port, false, reason, NULL);
-        conn_free(c);
+        conn_reset(c);
 }
 
 static void conn_events(conn *c)
@@ -478,6 +492,8 @@ static int egress_accept(void *self, uint32_t local_port, uint32_t peer_port)
                 return r;
         }
         c->e = e;
+        c->local_port = local_port;
+        c->peer_port = peer_port;
         c->gfd = sv[1];
         c->tfd = -1;
         c->deadline_ms = now_ms() + HDR_TIMEOUT_MS;
