@@ -109,11 +109,25 @@ bool egress_pattern_same_host(const char *a, const char *b)
         return pattern_split(a, ha, sizeof(ha), &pa) && pattern_split(b, hb, sizeof(hb), &pb) && !strcasecmp(ha, hb);
 }
 
+/* Whether a deny pattern refuses (name, port). For DNS (port 0) only a deny
+ * without a port hides the name: it may still be reached on other ports. */
+static bool denied(const egress_policy *p, const char *name, uint16_t port)
+{
+        for (size_t i = 0; i < p->n_deny; i++) {
+                char host[EGRESS_NAME_MAX + 1];
+                uint16_t dport;
+                if (port == 0 && pattern_split(p->deny[i], host, sizeof(host), &dport) && dport != 0)
+                        continue;
+                if (egress_pattern_match(p->deny[i], name, port))
+                        return true;
+        }
+        return false;
+}
+
 bool egress_explicit(const egress_policy *p, const char *name, uint16_t port)
 {
-        for (size_t i = 0; i < p->n_deny; i++)
-                if (egress_pattern_match(p->deny[i], name, port))
-                        return false;
+        if (denied(p, name, port))
+                return false;
         for (size_t i = 0; i < p->n_allow; i++)
                 if (egress_pattern_match(p->allow[i], name, port))
                         return true;
@@ -122,18 +136,9 @@ bool egress_explicit(const egress_policy *p, const char *name, uint16_t port)
 
 bool egress_allowed(const egress_policy *p, const char *name, uint16_t port)
 {
-        for (size_t i = 0; i < p->n_deny; i++) {
-                /* For DNS (port 0) only a deny without a port hides the name. */
-                char host[EGRESS_NAME_MAX + 1];
-                uint16_t dport;
-                if (port == 0 && pattern_split(p->deny[i], host, sizeof(host), &dport) && dport != 0)
-                        continue;
-                if (egress_pattern_match(p->deny[i], name, port))
-                        return false;
-        }
-        if (egress_explicit(p, name, port))
-                return true;
-        return p->open;
+        if (denied(p, name, port))
+                return false;
+        return egress_explicit(p, name, port) || p->open;
 }
 
 const egress_pin *egress_pin_find(const egress_policy *p, const char *name)
