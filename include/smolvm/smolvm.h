@@ -460,9 +460,10 @@ SMOLVM_EXPORT int smolvm_download_with(smolvm_vm *vm, const char *guest_path, co
 
 /* ---- network ---------------------------------------------------------------- */
 
-/* Add pattern to the VM's allow list (allow true; it leaves the deny list) or
- * to its deny list (allow false), in the record and, if it runs, at once for
- * new connections and DNS questions. Returns 0, SMOLVM_EINVAL (bad pattern, or
+/* Add pattern to the VM's allow list (allow true; every deny pattern for the
+ * same host, whatever its port, is removed) or to its deny list (allow false;
+ * allow patterns for the same host are removed), in the record and, if it
+ * runs, at once for new connections and DNS questions. Returns 0, SMOLVM_EINVAL (bad pattern, or
  * the VM was created without a network: the message says so). */
 SMOLVM_EXPORT int smolvm_net_change(smolvm_vm *vm, bool allow, const char *pattern);
 /* Path of the VM's egress log (JSON lines, docs/cli.md "smolvm net log"; the
