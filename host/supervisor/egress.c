@@ -51,6 +51,7 @@ typedef struct conn {
         uint8_t g2t[CONN_BUF], t2g[CONN_BUF];
         size_t g2t_len, t2g_len;
         bool g_eof, t_eof, t_shut, g_shut;
+        bool g_off, t_off; /* taken out of the loop: that side is done both ways */
         uint64_t bytes_out, bytes_in;
 } conn;
 
@@ -249,8 +250,9 @@ static void conn_events(conn *c)
                 if (c->g2t_len > 0)
                         t |= EPOLLOUT;
         }
-        (void)smolvm_evloop_mod(c->e->s->loop, c->gfd, g);
-        if (c->tfd >= 0)
+        if (!c->g_off)
+                (void)smolvm_evloop_mod(c->e->s->loop, c->gfd, g);
+        if (c->tfd >= 0 && !c->t_off)
                 (void)smolvm_evloop_mod(c->e->s->loop, c->tfd, t);
 }
 
@@ -261,8 +263,10 @@ static int pump_dir(int from, int to, uint8_t *buf, size_t *len, bool *eof, bool
                 ssize_t n = read(from, buf + *len, CONN_BUF - *len);
                 if (n > 0)
                         *len += (size_t)n;
-                else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                else if (n == 0)
                         *eof = true;
+                else if (errno != EAGAIN && errno != EINTR)
+                        return -1; /* a reset: not to be passed on as a clean EOF */
         }
         if (*len > 0) {
                 ssize_t n = send(to, buf, *len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -281,24 +285,38 @@ static int pump_dir(int from, int to, uint8_t *buf, size_t *len, bool *eof, bool
         return 0;
 }
 
-static void conn_splice(conn *c)
+/* Move what can be moved. Returns false if the connection ended (c is freed). */
+static bool conn_splice(conn *c)
 {
         if (pump_dir(c->gfd, c->tfd, c->g2t, &c->g2t_len, &c->g_eof, &c->t_shut, &c->bytes_out) < 0 ||
             pump_dir(c->tfd, c->gfd, c->t2g, &c->t2g_len, &c->t_eof, &c->g_shut, &c->bytes_in) < 0) {
                 conn_end(c, "reset");
-                return;
+                return false;
         }
         if (c->t_shut && c->g_shut) {
                 conn_end(c, NULL);
-                return;
+                return false;
         }
         conn_events(c);
+        return true;
+}
+
+/* A hang-up on one side (both directions closed; level-triggered, so it must
+ * not stay in the loop): done both ways is a side to forget, anything else
+ * ends the connection. */
+static void conn_hangup(conn *c, bool guest_side)
+{
+        if (guest_side ? (c->g_eof && c->g_shut) : (c->t_eof && c->t_shut)) {
+                (void)smolvm_evloop_del(c->e->s->loop, guest_side ? c->gfd : c->tfd);
+                *(guest_side ? &c->g_off : &c->t_off) = true;
+                return;
+        }
+        conn_end(c, guest_side ? "closed by the guest" : "reset by the server");
 }
 
 static void on_target(void *userdata, int fd, uint32_t events)
 {
         conn *c = userdata;
-        (void)events;
         if (c->state == C_CONNECTING) {
                 int err = 0;
                 socklen_t len = sizeof(err);
@@ -315,7 +333,8 @@ static void on_target(void *userdata, int fd, uint32_t events)
                 c->state = C_SPLICE;
                 c->deadline_ms = 0;
         }
-        conn_splice(c);
+        if (conn_splice(c) && (events & (EPOLLHUP | EPOLLERR)))
+                conn_hangup(c, false);
 }
 
 /* Decide where an allowed (name, port) goes. Returns 0 with *ret filled, or a
@@ -429,9 +448,15 @@ static void handle_connect(conn *c, const char *addr, uint16_t port)
 static void on_guest(void *userdata, int fd, uint32_t events)
 {
         conn *c = userdata;
-        (void)events;
-        if (c->state != C_HDR) {
-                conn_splice(c);
+        if (c->state == C_CONNECTING) {
+                /* The guest gave up before the target answered. */
+                if (events & (EPOLLHUP | EPOLLERR))
+                        conn_end(c, "closed by the guest");
+                return;
+        }
+        if (c->state == C_SPLICE) {
+                if (conn_splice(c) && (events & (EPOLLHUP | EPOLLERR)))
+                        conn_hangup(c, true);
                 return;
         }
         /* Read no further than the header: what follows is the connection's. */
