@@ -51,7 +51,8 @@ typedef struct conn {
         uint8_t g2t[CONN_BUF], t2g[CONN_BUF];
         size_t g2t_len, t2g_len;
         bool g_eof, t_eof, t_shut, g_shut;
-        bool g_off, t_off; /* taken out of the loop: that side is done both ways */
+        bool g_hup, t_hup; /* that side hung up (reported even with no events asked for) */
+        bool g_off, t_off; /* taken out of the loop while hung up with nothing to wait for */
         uint64_t bytes_out, bytes_in;
 } conn;
 
@@ -233,6 +234,26 @@ static void conn_deny(conn *c, const char *kind, const char *reason)
         conn_reset(c);
 }
 
+static void on_guest(void *userdata, int fd, uint32_t events);
+static void on_target(void *userdata, int fd, uint32_t events);
+
+/* Ask the loop for mask on one side. A hung-up fd is reported whatever we ask
+ * for (level-triggered), so while it has nothing to wait for it leaves the loop. */
+static void conn_watch(conn *c, bool guest_side, uint32_t mask)
+{
+        int fd = guest_side ? c->gfd : c->tfd;
+        bool *off = guest_side ? &c->g_off : &c->t_off;
+        if (mask == 0 && (guest_side ? c->g_hup : c->t_hup)) {
+                if (!*off)
+                        (void)smolvm_evloop_del(c->e->s->loop, fd);
+                *off = true;
+        } else if (*off) {
+                *off = smolvm_evloop_add(c->e->s->loop, fd, mask, guest_side ? on_guest : on_target, c) < 0;
+        } else {
+                (void)smolvm_evloop_mod(c->e->s->loop, fd, mask);
+        }
+}
+
 static void conn_events(conn *c)
 {
         uint32_t g = 0, t = 0;
@@ -250,10 +271,9 @@ static void conn_events(conn *c)
                 if (c->g2t_len > 0)
                         t |= EPOLLOUT;
         }
-        if (!c->g_off)
-                (void)smolvm_evloop_mod(c->e->s->loop, c->gfd, g);
-        if (c->tfd >= 0 && !c->t_off)
-                (void)smolvm_evloop_mod(c->e->s->loop, c->tfd, t);
+        conn_watch(c, true, g);
+        if (c->tfd >= 0)
+                conn_watch(c, false, t);
 }
 
 /* Move bytes from -> buf -> to. Returns 0, or -1 when the connection is over. */
@@ -301,19 +321,6 @@ static bool conn_splice(conn *c)
         return true;
 }
 
-/* A hang-up on one side (both directions closed; level-triggered, so it must
- * not stay in the loop): done both ways is a side to forget, anything else
- * ends the connection. */
-static void conn_hangup(conn *c, bool guest_side)
-{
-        if (guest_side ? (c->g_eof && c->g_shut) : (c->t_eof && c->t_shut)) {
-                (void)smolvm_evloop_del(c->e->s->loop, guest_side ? c->gfd : c->tfd);
-                *(guest_side ? &c->g_off : &c->t_off) = true;
-                return;
-        }
-        conn_end(c, guest_side ? "closed by the guest" : "reset by the server");
-}
-
 static void on_target(void *userdata, int fd, uint32_t events)
 {
         conn *c = userdata;
@@ -333,8 +340,20 @@ static void on_target(void *userdata, int fd, uint32_t events)
                 c->state = C_SPLICE;
                 c->deadline_ms = 0;
         }
-        if (conn_splice(c) && (events & (EPOLLHUP | EPOLLERR)))
-                conn_hangup(c, false);
+        if (events & EPOLLERR) {
+                conn_end(c, "reset by the server");
+                return;
+        }
+        if (events & EPOLLHUP) {
+                /* TCP hangs up once both directions are shut: after our
+                 * shutdown that is the server's FIN, before it a reset. */
+                if (!c->t_shut) {
+                        conn_end(c, "reset by the server");
+                        return;
+                }
+                c->t_hup = true;
+        }
+        (void)conn_splice(c);
 }
 
 /* Decide where an allowed (name, port) goes. Returns 0 with *ret filled, or a
@@ -455,8 +474,17 @@ static void on_guest(void *userdata, int fd, uint32_t events)
                 return;
         }
         if (c->state == C_SPLICE) {
-                if (conn_splice(c) && (events & (EPOLLHUP | EPOLLERR)))
-                        conn_hangup(c, true);
+                /* Our end hangs up once both directions are shut: after our
+                 * shutdown that is the guest's EOF; before it, the guest's
+                 * program is gone: pass on what it sent, then end. */
+                if ((events & EPOLLERR) || ((events & EPOLLHUP) && !c->g_shut)) {
+                        if (conn_splice(c))
+                                conn_end(c, "closed by the guest");
+                        return;
+                }
+                if (events & EPOLLHUP)
+                        c->g_hup = true;
+                (void)conn_splice(c);
                 return;
         }
         /* Read no further than the header: what follows is the connection's. */
