@@ -296,9 +296,8 @@ static void on_tcp(void *userdata, int lfd, uint32_t events)
                                 init_log("egress: accept: %m");
                         return;
                 }
-                /* A refusal must reach the program as a reset, not as a clean EOF. */
-                struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-                (void)setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+                /* A refusal reaches the program as a reset: the host resets the
+                 * stream and the mux closes a reset TCP end abortively. */
                 struct sockaddr_storage dst;
                 socklen_t dlen = sizeof(dst);
                 char addr[INET6_ADDRSTRLEN], line[128];
