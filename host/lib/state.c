@@ -191,15 +191,8 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
         {
                 char why[512];
                 r = vm_mounts_parse(root, &rec, why, sizeof(why));
-                if (r == -ENOMEM) {
-                        r = vm_error(-ENOMEM, NULL, "out of memory");
-                        goto fail;
-                }
-                if (r < 0) {
-                        r = corrupt(path, "%s", why);
-                        goto fail;
-                }
-                r = vm_net_parse(root, &rec, why, sizeof(why));
+                if (r == 0)
+                        r = vm_net_parse(root, &rec, why, sizeof(why));
                 if (r == -ENOMEM) {
                         r = vm_error(-ENOMEM, NULL, "out of memory");
                         goto fail;
