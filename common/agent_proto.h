@@ -18,6 +18,11 @@
 #include <stdint.h>
 
 #define SMOLVM_AGENT_PORT 1024u
+/* Egress by name (docs/protocol.md, "Egress"): the host port guest-initiated
+ * streams go to, and the guest's resolver address (inside the synthetic range
+ * 198.18.0.0/15 the host hands out addresses from). */
+#define SMOLVM_EGRESS_PORT 1025u
+#define SMOLVM_EGRESS_RESOLVER "198.18.0.53"
 
 #define SMOLVM_FRAME_HDR_SIZE 8u
 /* Largest payload in one frame. Data frames are sent in chunks of at most

@@ -360,6 +360,24 @@ static void handle_response(stream *s)
                 cb(s->cb_userdata, 0, s->local_port);
         if (mux->free_requested || mux->broken || s->dead)
                 return;
+        if (s->first) {
+                /* The peer's RESPONSE granted buf_alloc bytes; a peer granting
+                 * less than our header cannot take this stream. */
+                uint32_t n = s->first_len;
+                pkt *p = n <= s->peer_buf_alloc ? mux_pkt_new(n) : NULL;
+                if (!p) {
+                        stream_reset(s, n <= s->peer_buf_alloc ? -ENOMEM : -EPROTO);
+                        return;
+                }
+                memcpy(p->data + SMOLVM_PKT_HDR_SIZE, s->first, n);
+                stream_hdr(s, SMOLVM_OP_RW, 0, n, p->data);
+                s->tx_cnt += n;
+                mux->stats.tx_bytes += n;
+                mux_outq_push(mux, p);
+                free(s->first);
+                s->first = NULL;
+                s->first_len = 0;
+        }
         stream_start(s);
 }
 
@@ -672,8 +690,14 @@ void smolvm_mux_free(smolvm_mux *mux)
 
 int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_connect_cb cb, void *userdata)
 {
+        return smolvm_mux_connect_first(mux, peer_port, fd, NULL, 0, cb, userdata);
+}
+
+int smolvm_mux_connect_first(smolvm_mux *mux, uint32_t peer_port, int fd, const void *first, size_t first_len,
+                             smolvm_mux_connect_cb cb, void *userdata)
+{
         _cleanup_close_ int cfd = fd;
-        if (!mux || fd < 0 || !cb)
+        if (!mux || fd < 0 || !cb || first_len > SMOLVM_MUX_FIRST_MAX || (first_len > 0 && !first))
                 return -EINVAL;
         if (mux->broken || mux->freeing || mux->free_requested)
                 return -ECONNRESET;
@@ -689,10 +713,19 @@ int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_c
                 mux->next_port = mux->next_port == UINT32_MAX ? MUX_PORT_FIRST : mux->next_port + 1;
         } while (stream_lookup(mux, port, peer_port));
 
+        _cleanup_free_ uint8_t *copy = NULL;
+        if (first_len > 0) {
+                copy = malloc(first_len);
+                if (!copy)
+                        return -ENOMEM;
+                memcpy(copy, first, first_len);
+        }
         stream *s = stream_new(mux, port, peer_port, cfd, ST_CONNECTING);
         if (!s)
                 return -ENOMEM;
         TAKE_FD(cfd);
+        s->first = TAKE_PTR(copy);
+        s->first_len = (uint32_t)first_len;
         s->cb = cb;
         s->cb_userdata = userdata;
         s->deadline_ms = now_ms() + MUX_CONNECT_TIMEOUT_MS;
@@ -703,6 +736,17 @@ int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_c
          * callback's flush), so the callback never runs before we return. */
         if (mux->depth == 0)
                 chan_update_events(mux);
+        return 0;
+}
+
+int smolvm_mux_reset(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
+{
+        stream *s = mux ? stream_lookup(mux, local_port, peer_port) : NULL;
+        if (!s || s->dead)
+                return -ENOENT;
+        mux_enter(mux);
+        stream_reset(s, -ECONNRESET);
+        mux_leave(mux);
         return 0;
 }
 

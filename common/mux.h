@@ -84,6 +84,21 @@ typedef void (*smolvm_mux_connect_cb)(void *userdata, int err, uint32_t local_po
  * after a successful callback returns. */
 int smolvm_mux_connect(smolvm_mux *mux, uint32_t peer_port, int fd, smolvm_mux_connect_cb cb, void *userdata);
 
+/* Like smolvm_mux_connect(), but once the peer accepts, first_len bytes of first
+ * (copied; 1..SMOLVM_MUX_FIRST_MAX) are sent on the stream before anything read
+ * from fd: a header the accepting side reads before the relayed bytes (the
+ * guest's egress proxy names the destination this way, docs/protocol.md).
+ * -EINVAL for a bad length; otherwise as smolvm_mux_connect(). */
+#define SMOLVM_MUX_FIRST_MAX 1024u
+int smolvm_mux_connect_first(smolvm_mux *mux, uint32_t peer_port, int fd, const void *first, size_t first_len,
+                             smolvm_mux_connect_cb cb, void *userdata);
+
+/* Reset the stream (local_port, peer_port) at once: the peer gets RST (its
+ * local end is closed without the usual half-close, e.g. a refused egress
+ * connection shows its program a reset, not an empty answer), our fd is
+ * closed. Returns 0 or -ENOENT (no such stream). */
+int smolvm_mux_reset(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port);
+
 /* Counters for tests, diagnostics and benchmarks. */
 typedef struct smolvm_mux_stats {
         uint32_t n_streams;

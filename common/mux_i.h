@@ -66,6 +66,10 @@ typedef struct stream {
          * handle_response() or stream_kill() */
         smolvm_mux_connect_cb cb;
         void *cb_userdata;
+        /* smolvm_mux_connect_first(): bytes sent to the peer before any of fd's
+         * (at most SMOLVM_MUX_FIRST_MAX; freed by handle_response() or stream_kill()) */
+        uint8_t *first;
+        uint32_t first_len;
         /* read by the timer (0 = none): the connect deadline while CONNECTING,
          * the linger deadline (stream_send_gone) once ESTABLISHED */
         uint64_t deadline_ms;

@@ -91,6 +91,8 @@ void stream_kill(stream *s, int err)
         s->watched = false;
         mux->rx_buffered -= s->rx_len;
         free(s->rx);
+        free(s->first);
+        s->first = NULL;
         s->rx = NULL;
         s->rx_len = 0;
 
@@ -98,6 +100,13 @@ void stream_kill(stream *s, int err)
                 smolvm_mux_connect_cb cb = s->cb;
                 s->cb = NULL;
                 cb(s->cb_userdata, err, 0);
+        }
+        /* A reset shows as one on a TCP local end (the guest's egress proxy
+         * relays a program's connection): an abortive close sends RST, not
+         * FIN. Unix sockets ignore it. A clean end (err 0) closes as usual. */
+        if (err < 0 && s->fd >= 0 && s->fd_is_sock) {
+                struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+                (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         }
         s->fd = safe_close(s->fd);
 

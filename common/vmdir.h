@@ -32,3 +32,6 @@
 #define VMDIR_BOOT "boot.json"          /* the ready line's numbers and QEMU's pid */
 #define VMDIR_FAILED "failed"           /* the last run ended badly; line 1 says why */
 #define VMDIR_ENV_APPLIED "env.applied" /* the create-time env was set in the guest */
+#define VMDIR_NET_POLICY "net.json" /* egress policy: libsmolvm writes it, the supervisor re-reads it when it changes */
+#define VMDIR_NET_LOG "net.log"     /* egress attempts, JSON lines, size-capped (net.log.1 holds the previous part) */
+#define VMDIR_NET_LOG_OLD "net.log.1"

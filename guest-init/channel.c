@@ -174,6 +174,11 @@ int agent_channel_tick(agent_channel *ch)
         return (int)(ch->next_try_ms > now ? ch->next_try_ms - now : 0);
 }
 
+smolvm_mux *agent_channel_mux(agent_channel *ch)
+{
+        return ch->mux && !smolvm_mux_is_broken(ch->mux) ? ch->mux : NULL;
+}
+
 void agent_channel_sigio(agent_channel *ch)
 {
         /* The host connected (or went away: the mux sees EOF by itself). */

@@ -29,8 +29,18 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
 /* Called from PID 1's loop between dispatch rounds: reopen a broken or not yet
  * connected channel. Returns the poll timeout (ms) the channel wants, or -1. */
 int agent_channel_tick(agent_channel *ch);
+/* The channel's mux while the host is connected, else NULL. */
+struct smolvm_mux;
+struct smolvm_mux *agent_channel_mux(agent_channel *ch);
 /* A SIGIO arrived: the host side of the port connected or disconnected. */
 void agent_channel_sigio(agent_channel *ch);
+
+/* net_egress.c: egress by name (docs/protocol.md, "Egress"), when the kernel
+ * command line says smolvm.net=1: every TCP connection and DNS question goes to
+ * the host's egress port. *ret stays NULL when off. Failures are logged (the
+ * guest then has no network); returns 0 or -ENOMEM. */
+typedef struct net_egress net_egress;
+int net_egress_start(smolvm_evloop *loop, agent_channel *ch, net_egress **ret);
 
 /* handler.c: serve one stream (one operation) in a child process of PID 1.
  * Runs in the forked child; returns the exit status for _exit(). */

@@ -115,6 +115,9 @@ int main(int argc, char **argv)
         r = agent_channel_new(loop, (uint32_t)init_start_ms, (uint32_t)ready_ms, &channel);
         if (r < 0)
                 fatal("agent channel: %s", strerror(-r));
+        net_egress *egress = NULL;
+        if (net_egress_start(loop, channel, &egress) < 0)
+                fatal("egress: out of memory");
         init_log("ready: init started at %llu ms, agent ready at %llu ms (boot time)",
                  (unsigned long long)init_start_ms, (unsigned long long)ready_ms);
 

@@ -35,9 +35,17 @@ bool cli_env_valid(const char *v);
 
 /* The VM's shape (run, create): --mem, --cpus, --image, --mount,
  * --mount-transport, --accel, --boot-timeout. */
+/* --allow-host, --deny-host, --add-host (repeatable), --net open. */
+typedef struct cli_net {
+        const char **v[3]; /* allow, deny, hosts: NULL-terminated, pointing into argv */
+        size_t n[3];
+        bool open, any;
+        smolvm_net net;
+} cli_net;
 typedef struct cli_vm_args {
         smolvm_config cfg;
         cli_mounts mounts;
+        cli_net net;
 } cli_vm_args;
 extern const cli_opt cli_vm_opts[];
 void cli_vm_args_init(cli_vm_args *a);

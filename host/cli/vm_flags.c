@@ -95,6 +95,58 @@ static int parse_mount_transport(const char *arg, void *field)
         return cli_mounts_set_transport(field, arg);
 }
 
+/* ---- the network: --allow-host, --deny-host, --add-host, --net ---- */
+
+#define CLI_MAX_NET_FLAGS 256
+
+static int net_add(cli_vm_args *a, size_t which, const char *arg)
+{
+        cli_net *n = &a->net;
+        if (n->n[which] >= CLI_MAX_NET_FLAGS) {
+                cli_error("too many network options (max %d of each)", CLI_MAX_NET_FLAGS);
+                return -EINVAL;
+        }
+        const char **v = realloc(n->v[which], (n->n[which] + 2) * sizeof(*v));
+        if (!v) {
+                cli_error("out of memory");
+                return -ENOMEM;
+        }
+        v[n->n[which]++] = arg;
+        v[n->n[which]] = NULL;
+        n->v[which] = v;
+        n->any = true;
+        return 0;
+}
+
+/* The field is cli_vm_args.net: the parser gets the whole args back from it. */
+#define NET_ARGS(field) ((cli_vm_args *)((char *)(field) - offsetof(cli_vm_args, net)))
+
+static int parse_allow_host(const char *arg, void *field)
+{
+        return net_add(NET_ARGS(field), 0, arg);
+}
+
+static int parse_deny_host(const char *arg, void *field)
+{
+        return net_add(NET_ARGS(field), 1, arg);
+}
+
+static int parse_add_host(const char *arg, void *field)
+{
+        return net_add(NET_ARGS(field), 2, arg);
+}
+
+static int parse_net(const char *arg, void *field)
+{
+        cli_net *n = field;
+        if (strcmp(arg, "open") != 0) {
+                cli_error("invalid value '%s' for --net (expected open)", arg);
+                return -EINVAL;
+        }
+        n->open = n->any = true;
+        return 0;
+}
+
 const cli_opt cli_vm_opts[] = {
         CLI_UINT(cli_vm_args, cfg.mem_mib, "mem", 0, "MIB", 64, 262144, 1, "guest memory (default 512)"),
         CLI_UINT(cli_vm_args, cfg.vcpus, "cpus", 0, "N", 1, 64, 1, "vCPUs (default 1)"),
@@ -109,6 +161,19 @@ const cli_opt cli_vm_opts[] = {
         CLI_CALL(cli_vm_args, cfg.accel, "accel", 0, "auto|kvm|tcg", parse_accel, "accelerator (default auto)"),
         CLI_UINT(cli_vm_args, cfg.boot_timeout_ms, "boot-timeout", 0, "SEC", 1, 3600, 1000,
                  "give up booting after SEC seconds (default 60)"),
+        CLI_CALL(cli_vm_args, net, "allow-host", 0, "PATTERN", parse_allow_host,
+                 "let the guest reach PATTERN over TCP, by name: NAME,\n"
+                 "*.SUFFIX or an IP address, each optionally :PORT\n"
+                 "(repeatable; the host decides at connect time; no\n"
+                 "network without a network option)"),
+        CLI_CALL(cli_vm_args, net, "net", 0, "open", parse_net,
+                 "let the guest reach every public name (--deny-host\n"
+                 "subtracts)"),
+        CLI_CALL(cli_vm_args, net, "deny-host", 0, "PATTERN", parse_deny_host,
+                 "refuse PATTERN even if allowed (repeatable)"),
+        CLI_CALL(cli_vm_args, net, "add-host", 0, "NAME:IP", parse_add_host,
+                 "connect NAME to IP (may be private or loopback), like\n"
+                 "/etc/hosts but on the host side (repeatable)"),
         CLI_END,
 };
 
@@ -121,11 +186,18 @@ void cli_vm_args_init(cli_vm_args *a)
 void cli_vm_args_finish(cli_vm_args *a)
 {
         cli_mounts_apply(&a->mounts, &a->cfg);
+        if (a->net.any) {
+                a->net.net = (smolvm_net){ .open = a->net.open, .allow = a->net.v[0], .deny = a->net.v[1],
+                                           .hosts = a->net.v[2] };
+                a->cfg.net = &a->net.net;
+        }
 }
 
 void cli_vm_args_done(cli_vm_args *a)
 {
         cli_mounts_done(&a->mounts);
+        for (size_t i = 0; i < 3; i++)
+                free(a->net.v[i]);
 }
 
 /* ---- an exec's options: run, exec ---- */

@@ -55,6 +55,7 @@ typedef struct vm_record {
         vm_mount *mounts;         /* n_mounts, or NULL */
         size_t n_mounts;
         smolvm_mount_transport mount_transport;
+        json_t *net;              /* the egress policy (net.c), or NULL: no network */
 } vm_record;
 
 struct smolvm_vm {
@@ -191,6 +192,14 @@ json_t *vm_mounts_to_json(const vm_record *rec, bool with_tags);
 /* The record's "mounts" and "mount_transport" (both optional) into rec. On
  * failure why says what is wrong; returns 0, -EINVAL or -ENOMEM. */
 int vm_mounts_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
+
+/* ---- net.c ---- */
+/* cfg->net (patterns and pins checked) into rec->net. */
+int vm_net_from_config(const smolvm_config *cfg, vm_record *rec);
+/* The record's optional "net" into rec. Returns 0, -ENOMEM, or -EINVAL with why. */
+int vm_net_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
+/* DIR/net.json from rec->net for the supervisor (removed when there is none). */
+int vm_net_write_policy(const char *dir, const vm_record *rec);
 
 /* ---- env.c ---- */
 /* Check "K=V" entries (NULL-terminated, kv may be NULL) by the guest's env_set

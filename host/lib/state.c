@@ -35,6 +35,7 @@ void vm_record_done(vm_record *rec)
                         free(rec->env[i]);
         free(rec->env);
         vm_mounts_free(rec->mounts, rec->n_mounts);
+        json_decref(rec->net);
         *rec = (vm_record){ 0 };
 }
 
@@ -190,6 +191,8 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
         {
                 char why[512];
                 r = vm_mounts_parse(root, &rec, why, sizeof(why));
+                if (r == 0)
+                        r = vm_net_parse(root, &rec, why, sizeof(why));
                 if (r == -ENOMEM) {
                         r = vm_error(-ENOMEM, NULL, "out of memory");
                         goto fail;
@@ -238,6 +241,8 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||
                       json_object_set_new(o, "mount_transport",
                                           json_string(vm_mount_transport_name(rec->mount_transport))) < 0;
+        if (!bad && rec->net)
+                bad = json_object_set(o, "net", rec->net) < 0;
         char *s = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(o);
         return s;

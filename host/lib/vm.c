@@ -80,7 +80,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         size_t len = strlen(s);
         int r = vm_write_file_atomic(path, s, len);
         free(s);
-        return r;
+        return r < 0 ? r : vm_net_write_policy(vm->dir, rec);
 }
 
 void vm_free_fields(smolvm_vm *vm)
@@ -167,6 +167,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
 
         /* Before the image: a bad --mount is the user's to fix first. */
         r = vm_mounts_from_config(cfg, &vm->rec);
+        if (r == 0)
+                r = vm_net_from_config(cfg, &vm->rec);
         if (r < 0)
                 goto fail;
         r = smolvm_home_dir(&vm->home);

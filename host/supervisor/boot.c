@@ -158,8 +158,14 @@ static void on_broken(void *userdata, int err, const char *why)
         sup_log("guest channel broken: %s (%s)", why, strerror(err < 0 ? -err : err));
 }
 
+/* Streams the guest opens go to the duty serving that host port (egress.c). */
+static int on_guest_stream(void *userdata, uint32_t local_port, uint32_t peer_port)
+{
+        return sup_duties_accept(userdata, local_port, peer_port);
+}
+
 static const smolvm_mux_ops mux_ops = {
-        .accept = NULL, /* the guest may not open streams to the host (yet) */
+        .accept = on_guest_stream,
         .hello = on_hello,
         .broken = on_broken,
 };

@@ -121,6 +121,18 @@ bool sup_duties_own_pid(const sup *s, pid_t pid)
         return false;
 }
 
+int sup_duties_accept(sup *s, uint32_t local_port, uint32_t peer_port)
+{
+        for (size_t i = 0; i < s->n_duties; i++) {
+                if (!s->duties[i].ops->accept)
+                        continue;
+                int fd = s->duties[i].ops->accept(s->duties[i].self, local_port, peer_port);
+                if (fd != -ECONNREFUSED)
+                        return fd;
+        }
+        return -ECONNREFUSED;
+}
+
 void sup_duties_detach(sup *s)
 {
         for (size_t i = 0; i < s->n_duties; i++)

@@ -30,6 +30,10 @@
  *             the loop and reap brought (e.g. a back-end that died).
  *   deadline  the earliest monotonic ms at which guest_up or step must run
  *             again, UINT64_MAX for none: the loop sleeps at most until then.
+ *   accept    the guest opens a stream to host port local_port (guest-initiated
+ *             streams: egress.c): return a connected fd the mux relays, or
+ *             -ECONNREFUSED when the port is not this duty's (the next duty is
+ *             asked; the guest gets RST if none takes it), or another negative errno.
  *   owns_pid  true for a child the duty reaps itself. The supervisor is a child
  *             subreaper and reaps every other descendant as a stray.
  *   detach    teardown, after the guest channel (mux) was freed (a pending
@@ -78,6 +82,7 @@ typedef struct sup_duty_ops {
         void (*reap)(void *self, uint64_t now_ms);
         int (*step)(void *self, uint64_t now_ms);
         uint64_t (*deadline)(const void *self);
+        int (*accept)(void *self, uint32_t local_port, uint32_t peer_port);
         bool (*owns_pid)(const void *self, pid_t pid);
         void (*detach)(void *self);
         void (*destroy)(void *self);
@@ -100,6 +105,9 @@ int sup_duties_step(sup *s, uint64_t now_ms);
 /* The earliest of the duties' deadlines, UINT64_MAX for none. */
 uint64_t sup_duties_deadline(const sup *s);
 bool sup_duties_own_pid(const sup *s, pid_t pid);
+/* A guest-initiated stream to local_port: the first duty that takes it. Returns
+ * an fd or a negative errno (-ECONNREFUSED: nobody serves that port). */
+int sup_duties_accept(sup *s, uint32_t local_port, uint32_t peer_port);
 void sup_duties_detach(sup *s);
 /* Destroys and unregisters every duty. */
 void sup_duties_destroy(sup *s);

@@ -15,6 +15,7 @@
 #include "boot.h"
 #include "dir.h"
 #include "log.h"
+#include "egress.h"
 #include "mounts.h"
 #include "sup.h"
 #include "util.h"
@@ -25,6 +26,7 @@
  * their hooks are called. A new duty is one more entry here. */
 static const sup_duty_ops *const duties[] = {
         &sup_mounts_duty,
+        &sup_egress_duty,
 };
 
 static void usage(FILE *f)

@@ -154,7 +154,20 @@ typedef struct smolvm_config {
                                    * record); NULL when n_mounts is 0 */
         size_t n_mounts;          /* at most SMOLVM_MAX_MOUNTS */
         smolvm_mount_transport mount_transport;
+        const struct smolvm_net *net; /* egress by name; NULL: no network (see below) */
 } smolvm_config;
+
+/* Egress by name (docs/cli.md, "Network"): the guest resolves and connects as
+ * usual, the host decides per name and port at connect time, resolves and
+ * connects itself. A pattern is NAME, *.SUFFIX (names below SUFFIX) or an IP
+ * address, each optionally followed by :PORT. Kept in the record. */
+typedef struct smolvm_net {
+        bool open;                /* every public name, minus deny; else only allow */
+        const char *const *allow; /* NULL-terminated patterns, or NULL */
+        const char *const *deny;  /* NULL-terminated patterns, or NULL */
+        const char *const *hosts; /* NULL-terminated "NAME:IP" pins (may be private or
+                                   * loopback: a pinned name is reached as pinned), or NULL */
+} smolvm_net;
 
 /* Fill *cfg with the defaults (equivalent to zeroing it, with cancel_fd = -1). */
 SMOLVM_EXPORT void smolvm_config_init(smolvm_config *cfg);
@@ -533,6 +546,18 @@ SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_arch
  * stream that is not a tar), -ECANCELED. */
 SMOLVM_EXPORT int smolvm_tar_to_guest(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
                                       smolvm_archive_result *ret);
+
+/* ---- network ---------------------------------------------------------------- */
+
+/* Add pattern to the VM's allow list (allow true; every deny pattern for the
+ * same host, whatever its port, is removed) or to its deny list (allow false;
+ * allow patterns for the same host are removed), in the record and, if it
+ * runs, at once for new connections and DNS questions. Returns 0, SMOLVM_EINVAL (bad pattern, or
+ * the VM was created without a network: the message says so). */
+SMOLVM_EXPORT int smolvm_net_change(smolvm_vm *vm, bool allow, const char *pattern);
+/* Path of the VM's egress log (JSON lines, docs/cli.md "smolvm net log"; the
+ * previous part is the same path with ".1"). Free with free(). NULL on ENOMEM. */
+SMOLVM_EXPORT char *smolvm_net_log_path(smolvm_vm *vm);
 
 /* ---- environment ----------------------------------------------------------- */
 /* Persistent environment of a VM, kept by the guest under /etc/profile.d: later

@@ -1444,6 +1444,117 @@ START_TEST(test_connect_timeout)
 }
 END_TEST
 
+/* ---- a first header (smolvm_mux_connect_first) and smolvm_mux_reset ---- */
+
+typedef struct first_world {
+        smolvm_evloop *loop;
+        smolvm_mux *a, *b;
+        int kept; /* our end of what b's accept returned */
+        int n_cb, cb_err;
+        uint32_t cb_port;
+} first_world;
+
+static int first_accept(void *userdata, uint32_t local_port, uint32_t peer_port)
+{
+        first_world *f = userdata;
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        f->kept = sv[0];
+        return sv[1];
+}
+
+static void first_cb(void *userdata, int err, uint32_t local_port)
+{
+        first_world *f = userdata;
+        f->n_cb++;
+        f->cb_err = err;
+        f->cb_port = local_port;
+}
+
+static void first_turn(first_world *f, unsigned ms)
+{
+        uint64_t end = now_ms() + ms;
+        while (now_ms() < end)
+                ck_assert_int_ge(smolvm_evloop_run_once(f->loop, 10), 0);
+}
+
+/* Read fd (non-blocking) until EOF or an error, turning the loop. */
+static size_t first_read_all(first_world *f, int fd, char *buf, size_t cap, int *ret_err)
+{
+        size_t n = 0;
+        *ret_err = 0;
+        (void)fd_set_nonblock(fd, true);
+        uint64_t end = now_ms() + 5000;
+        while (now_ms() < end) {
+                ssize_t r = read(fd, buf + n, cap - n);
+                if (r == 0)
+                        return n;
+                if (r < 0 && errno != EAGAIN) {
+                        *ret_err = errno;
+                        return n;
+                }
+                if (r > 0)
+                        n += (size_t)r;
+                ck_assert_int_ge(smolvm_evloop_run_once(f->loop, 10), 0);
+        }
+        ck_abort_msg("no EOF within 5 s");
+        return n;
+}
+
+START_TEST(test_connect_first)
+{
+        first_world f = { .kept = -1 };
+        ck_assert_int_eq(smolvm_evloop_new(&f.loop), 0);
+        int ch[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch), 0);
+        smolvm_mux_ops aops = { 0 }, bops = { .accept = first_accept };
+        ck_assert_int_eq(smolvm_mux_new(f.loop, ch[0], false, &aops, &f, NULL, 0, &f.a), 0);
+        ck_assert_int_eq(smolvm_mux_new(f.loop, ch[1], true, &bops, &f, NULL, 0, &f.b), 0);
+
+        /* Too long a header is refused; a good one arrives before the fd's bytes. */
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        static char big[SMOLVM_MUX_FIRST_MAX + 1];
+        ck_assert_int_eq(smolvm_mux_connect_first(f.a, 1025, dup(sv[1]), big, sizeof(big), first_cb, &f), -EINVAL);
+        ck_assert_int_eq(write(sv[0], "body", 4), 4);
+        ck_assert_int_eq(shutdown(sv[0], SHUT_WR), 0);
+        ck_assert_int_eq(smolvm_mux_connect_first(f.a, 1025, sv[1], "connect 1.2.3.4 80\n", 19, first_cb, &f), 0);
+        first_turn(&f, 200);
+        ck_assert_int_eq(f.n_cb, 1);
+        ck_assert_int_eq(f.cb_err, 0);
+        ck_assert_int_ge(f.kept, 0);
+        char buf[128];
+        int err;
+        size_t n = first_read_all(&f, f.kept, buf, sizeof(buf), &err);
+        ck_assert_int_eq(err, 0);
+        ck_assert_uint_eq(n, 23);
+        ck_assert(!memcmp(buf, "connect 1.2.3.4 80\nbody", 23));
+        safe_close(f.kept);
+        safe_close(sv[0]);
+
+        /* smolvm_mux_reset: the peer's local end is closed at once, with no
+         * half-close first; an unknown pair is -ENOENT. */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(smolvm_mux_connect_first(f.a, 1025, sv[1], "x\n", 2, first_cb, &f), 0);
+        first_turn(&f, 200);
+        ck_assert_int_eq(f.n_cb, 2);
+        ck_assert_int_eq(f.cb_err, 0);
+        ck_assert_int_eq(smolvm_mux_reset(f.b, 1026, f.cb_port), -ENOENT);
+        ck_assert_int_eq(smolvm_mux_reset(f.b, 1025, f.cb_port), 0);
+        n = first_read_all(&f, sv[0], buf, sizeof(buf), &err);
+        ck_assert_uint_eq(n, 0);
+        smolvm_mux_stats as, bs;
+        smolvm_mux_get_stats(f.a, &as);
+        smolvm_mux_get_stats(f.b, &bs);
+        ck_assert_uint_eq(as.n_streams + bs.n_streams, 0);
+        safe_close(f.kept);
+        safe_close(sv[0]);
+        smolvm_mux_free(f.a);
+        smolvm_mux_free(f.b);
+        smolvm_evloop_free(f.loop);
+}
+END_TEST
+
 static Suite *mux_suite(void)
 {
         Suite *s = suite_create("mux");
@@ -1461,6 +1572,7 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_client_gone_data_first);
         tcase_add_test(tc, test_server_gone_slow_client);
         tcase_add_test(tc, test_client_gone_reader_stuck);
+        tcase_add_test(tc, test_connect_first);
         tcase_set_timeout(tc, 120);
         suite_add_tcase(s, tc);
 

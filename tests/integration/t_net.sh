@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Egress by name (docs/cli.md, "Network"): servers on the host's loopback that
+# this test starts, names pinned with --add-host. Allowed names work (HTTP with
+# urllib, a raw TCP echo with half-close); denied names fail at once and are
+# logged; DNS for an unlisted name is NXDOMAIN without a host resolution; what
+# guest root tries around it (raw addresses, another resolver, UDP, IPv6, the
+# metadata address, the host's loopback) fails; net suggest, net allow/deny
+# while running; a connection flood leaves the VM's network working.
+# One VM, one boot.
+. "$(dirname "$0")/lib.sh"
+
+# ---- host servers: HTTP and echo on 127.0.0.1, a second echo on every address ----
+mkdir -p "$T/www"
+head -c 1048576 /dev/urandom >"$T/www/blob"
+sum=$(sha256sum "$T/www/blob" | cut -d' ' -f1)
+cat >"$T/servers.py" <<'EOF'
+import http.server, socket, socketserver, sys, threading, functools, os
+www, portfile = sys.argv[1], sys.argv[2]
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        # Echo until EOF, then close: a half-close must reach us for this to end.
+        while True:
+            d = self.request.recv(65536)
+            if not d:
+                break
+            self.request.sendall(d)
+class TS(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+h = TS(("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=www))
+e = TS(("127.0.0.1", 0), Echo)
+a = TS(("0.0.0.0", 0), Echo)
+for s in (h, e, a):
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+with open(portfile + ".tmp", "w") as f:
+    f.write("%d %d %d\n" % (h.server_address[1], e.server_address[1], a.server_address[1]))
+os.rename(portfile + ".tmp", portfile)
+threading.Event().wait()
+EOF
+python3 "$T/servers.py" "$T/www" "$T/ports" 2>"$T/servers.log" &
+wait_for "test -s '$T/ports'" 10
+read -r hport eport aport <"$T/ports"
+hostip=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+diag "http $hport, echo $eport, echo on all addresses $aport, host address ${hostip:-none}"
+
+id=$("$SMOLVM" create --name net1 --allow-host "web.test:$hport" --allow-host echo.test \
+        --allow-host "host.smolvm.internal:$eport" \
+        --add-host web.test:127.0.0.1 --add-host echo.test:127.0.0.1 --add-host denied.test:127.0.0.1 \
+        2>"$T/err"); rc=$?
+check_or_bail "create with --allow-host/--add-host (rc $rc)" "$rc"
+
+# Run python in the guest; its stdout is key=value lines.
+gpy() { "$SMOLVM" exec net1 -- python3 -c "$1" 2>>"$T/gerr"; }
+val() { sed -n "s/^$1=//p" "$T/out" | head -1; }
+
+# ---- one guest run: HTTP and a raw echo by allowed names, DNS for two unlisted ones ----
+gpy "
+import hashlib, socket, urllib.request
+d = urllib.request.urlopen('http://web.test:$hport/blob', timeout=30).read()
+print('len=%d' % len(d)); print('sha=' + hashlib.sha256(d).hexdigest())
+s = socket.create_connection(('echo.test', $eport), timeout=20)
+s.sendall(b'x' * 200000); s.shutdown(socket.SHUT_WR)
+n = 0
+while True:
+    d = s.recv(65536)
+    if not d: break
+    n += len(d)
+print('echoed=%d' % n)
+for n in ('denied.test', 'other.test'):
+    try:
+        print(n + '=' + socket.gethostbyname(n))
+    except socket.gaierror as e:
+        print(n + '=err%d' % e.errno)
+" >"$T/out"
+check "allowed name: urllib fetches 1 MiB intact ($(val len) bytes)" test "$(val sha)" = "$sum"
+check "allowed name: raw TCP echo of 200000 bytes after a half-close (got $(val echoed))" test "$(val echoed)" = 200000
+noname=$(python3 -c 'import socket; print(socket.EAI_NONAME)')
+check "unlisted (even if pinned) name: NXDOMAIN ($(val denied.test))" test "$(val denied.test)" = "err$noname"
+check "another unlisted name: NXDOMAIN ($(val other.test))" test "$(val other.test)" = "err$noname"
+"$SMOLVM" net suggest net1 >"$T/suggest" 2>"$T/err"
+check "net suggest prints exactly the two denied names" \
+        test "$(cat "$T/suggest")" = "$(printf -- '--allow-host denied.test\n--allow-host other.test')"
+"$SMOLVM" net log --json net1 >"$T/log.json"
+check "net log: denied.test only as denied DNS questions, never resolved or connected" \
+        jq_true '[.data.entries[] | select(.name == "denied.test")] | length > 0 and
+                 all(.kind == "dns" and .verdict == "denied" and (has("address") | not))' "$T/log.json"
+check "net log: the fetch is logged with its address and bytes" \
+        jq_true --argjson p "$hport" 'any(.data.entries[]; .kind == "connect" and .name == "web.test" and
+                 .port == $p and .verdict == "allowed" and .address == "127.0.0.1" and .bytes_in > 1048576)' "$T/log.json"
+
+# ---- one guest run: an allowed name on another port, guest root around the
+# policy (raw addresses, UDP and another resolver, IPv6, metadata), the host's
+# loopback through host.smolvm.internal ----
+gpy "
+import socket, time
+def tcp(addr, port, fam=socket.AF_INET):
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(10)
+        s.connect((addr, port)); s.sendall(b'ping')
+        d = s.recv(10)
+        return 'open' if d else 'closed'
+    except OSError as e:
+        return type(e).__name__
+t = time.monotonic()
+print('port=' + tcp('web.test', $eport))
+print('secs=%.1f' % (time.monotonic() - t))
+print('rawhost=' + tcp('${hostip:-192.0.2.1}', $aport))
+print('metadata=' + tcp('169.254.169.254', 80))
+print('v6=' + tcp('2001:db8::1', 80, socket.AF_INET6))
+print('internal_other=' + tcp('10.0.2.2', $eport))
+print('hostother=' + tcp('host.smolvm.internal', $hport))
+s = socket.create_connection(('host.smolvm.internal', $eport), timeout=20)
+s.sendall(b'hello'); s.shutdown(socket.SHUT_WR); print('internal=' + s.recv(10).decode())
+try:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+    u.sendto(b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01', ('8.8.8.8', 53))
+    print('udp=answer%d' % len(u.recv(512)))
+except OSError as e:
+    print('udp=' + type(e).__name__)
+conf = open('/etc/resolv.conf').read()
+open('/etc/resolv.conf', 'w').write('nameserver 8.8.8.8\n')
+try:
+    print('resolv=' + socket.gethostbyname('web.test'))
+except OSError as e:
+    print('resolv=' + type(e).__name__)
+open('/etc/resolv.conf', 'w').write(conf)
+" >"$T/out"
+check "allowed name, port not allowed: reset ($(val port))" test "$(val port)" = ConnectionResetError
+check "... at once ($(val secs) s)" python3 -c "import sys; sys.exit(not float('$(val secs)' or 99) < 5)"
+for k in rawhost metadata v6 internal_other hostother; do
+        check "guest root: TCP $k is reset ($(val $k))" test "$(val $k)" = ConnectionResetError
+done
+check "host.smolvm.internal:PORT reaches the host's loopback ($(val internal))" test "$(val internal)" = hello
+check "guest root: UDP to an outside resolver gets nothing ($(val udp))" sh -c "case '$(val udp)' in answer*|'') exit 1;; esac"
+check "guest root: another resolver in resolv.conf resolves nothing ($(val resolv))" sh -c "case '$(val resolv)' in gaierror|timeout|OSError) exit 0;; *) exit 1;; esac"
+"$SMOLVM" net log --json net1 >"$T/log.json"
+for a in "${hostip:-192.0.2.1}" 169.254.169.254 2001:db8::1 10.0.2.2; do
+        check "net log: $a denied" jq_true --arg a "$a" \
+                'any(.data.entries[]; .kind == "connect" and .name == $a and .verdict == "denied")' "$T/log.json"
+done
+check "net log: web.test on a port not allowed denied" jq_true --argjson p "$eport" \
+        'any(.data.entries[]; .kind == "connect" and .name == "web.test" and .port == $p and .verdict == "denied")' "$T/log.json"
+
+# ---- net deny / net allow while it runs ----
+fetch="
+import urllib.request
+try:
+    print('fetch=%d' % len(urllib.request.urlopen('http://web.test:$hport/blob', timeout=30).read()))
+except Exception as e:
+    print('fetch=' + type(e).__name__)
+"
+"$SMOLVM" net deny net1 web.test 2>"$T/err"; rc=$?
+check "net deny exits 0 (rc $rc)" test "$rc" -eq 0
+gpy "$fetch" >"$T/out"
+check "after net deny the name is gone ($(val fetch))" test "$(val fetch)" = URLError
+"$SMOLVM" net allow net1 "web.test:$hport" 2>"$T/err"; rc=$?
+gpy "$fetch" >"$T/out"
+check "after net allow it works again ($(val fetch))" test "$(val fetch)" = 1048576
+check "the record keeps the change" jq_true --arg p "web.test:$hport" \
+        '.net.allow | index($p) != null' "$SMOLVM_HOME/vms/$id/vm.json"
+"$SMOLVM" net allow net1 'bad pattern!' >/dev/null 2>"$T/err"; rc=$?
+check "net allow refuses a bad pattern (rc $rc)" test "$rc" -ne 0
+
+# ---- a flood: 400 connections at once (more than the host takes), 200 DNS
+# questions; then, in the same guest run, a fetch still works ----
+gpy "
+import socket, urllib.request
+socks = []
+for i in range(400):
+    s = socket.socket(); s.setblocking(False)
+    try: s.connect_ex(('198.18.1.0', $hport))
+    except OSError: pass
+    socks.append(s)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    u.sendto(b'\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05flood\x04test\x00\x00\x01\x00\x01', ('198.18.0.53', 53))
+print('flooded=1')
+for s in socks: s.close()
+try:
+    print('fetch=%d' % len(urllib.request.urlopen('http://web.test:$hport/blob', timeout=60).read()))
+except Exception as e:
+    print('fetch=' + type(e).__name__)
+" >"$T/out"
+check "the guest floods connections and DNS" test "$(val flooded)" = 1
+check "after the flood the network still works ($(val fetch))" test "$(val fetch)" = 1048576
+sup=$(pgrep -f -- "smolvm-supervisor --vm-dir $SMOLVM_HOME/vms/$id" | head -1)
+rss=$(awk '/VmHWM/ {print $2}' /proc/"$sup"/status 2>/dev/null)
+check "the supervisor's peak RSS stays bounded (${rss:-?} kB < 65536)" test "${rss:-999999}" -lt 65536
+
+"$SMOLVM" rm -f net1 >/dev/null 2>&1
+kill %1 2>/dev/null
+grep -q . "$T/gerr" && sed 's/^/# guest stderr: /' "$T/gerr" | head -20
+assert_no_leftovers "rm"
+finish
