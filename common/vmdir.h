@@ -32,3 +32,7 @@
 #define VMDIR_BOOT "boot.json"          /* the ready line's numbers and QEMU's pid */
 #define VMDIR_FAILED "failed"           /* the last run ended badly; line 1 says why */
 #define VMDIR_ENV_APPLIED "env.applied" /* the create-time env was set in the guest */
+/* libsmolvm's: the port forwards (smolvm_port_expose), changed under the
+ * flock of VMDIR_PORTS_LOCK; the supervisor gets them by control lines. */
+#define VMDIR_PORTS "ports.json"
+#define VMDIR_PORTS_LOCK "ports.lock"

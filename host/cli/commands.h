@@ -19,5 +19,6 @@ int cmd_ps(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_env(int argc, char **argv);
+int cmd_port(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_setup(int argc, char **argv);

@@ -26,6 +26,7 @@ static const cli_verb commands[] = {
 #endif
         { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
+        { "port", cmd_port, "Forward host TCP ports to a VM's guest ports" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
         { NULL, NULL, NULL },
 };

@@ -16,6 +16,7 @@
 #include "dir.h"
 #include "log.h"
 #include "mounts.h"
+#include "port.h"
 #include "sup.h"
 #include "util.h"
 #include "vm.h"
@@ -25,6 +26,7 @@
  * their hooks are called. A new duty is one more entry here. */
 static const sup_duty_ops *const duties[] = {
         &sup_mounts_duty,
+        &sup_port_duty,
 };
 
 static void usage(FILE *f)
