@@ -17,8 +17,10 @@
  * connection is closed at once (and logged). Each holds two relay buffers
  * (2 x 64 KiB) here and a mux stream. */
 #define SUP_PORT_MAX_CONNS 128u
-/* How long the guest agent has to connect to the guest port and answer. */
-#define SUP_PORT_CONNECT_TIMEOUT_MS 10000u
+/* How long the guest agent has to connect to the guest port and answer: a
+ * refused port answers at once, but a server whose accept queue is full (python's
+ * http.server has 5) makes the guest kernel retry its SYN for a while. */
+#define SUP_PORT_CONNECT_TIMEOUT_MS 60000u
 
 extern const sup_duty_ops sup_port_duty;
 
