@@ -94,22 +94,41 @@ static json_t *port_json(uint16_t guest, uint16_t host, const char *bind)
         return json_pack("{s:i,s:i,s:s}", "guest_port", (int)guest, "host_port", (int)host, "bind", bind);
 }
 
+/* `port expose|close [OPTIONS] ID GUEST_PORT`: parse, then open the VM. Returns
+ * true with *ret_vm and *ret_guest; false with the exit code in *ret_exit. */
+static bool open_vm_port(const cli_cmd *cmd, int argc, char **argv, void *args, cli_parsed *p, smolvm_vm **ret_vm,
+                         uint16_t *ret_guest, int *ret_exit)
+{
+        int r = cli_parse(cmd, argc, argv, args, p);
+        if (r != 0) {
+                *ret_exit = cli_parse_exit(r);
+                return false;
+        }
+        if (p->n_pos != 2) {
+                *ret_exit = cli_usage(p, "%s needs exactly two arguments: ID GUEST_PORT", cmd->name);
+                return false;
+        }
+        if (parse_port("GUEST_PORT", p->pos[1], 1, ret_guest) < 0) {
+                *ret_exit = cli_usage_fail(cmd->name, p->json);
+                return false;
+        }
+        r = smolvm_open(p->pos[0], ret_vm);
+        if (r < 0) {
+                *ret_exit = cli_fail(cmd->name, p->json, r);
+                return false;
+        }
+        return true;
+}
+
 static int port_expose(int argc, char **argv)
 {
         port_args a = { 0 };
         cli_parsed p;
-        int r = cli_parse(&expose_cmd, argc, argv, &a, &p);
-        if (r != 0)
-                return cli_parse_exit(r);
-        if (p.n_pos != 2)
-                return cli_usage(&p, "port expose needs exactly two arguments: ID GUEST_PORT");
-        uint16_t guest = 0, bound = 0;
-        if (parse_port("GUEST_PORT", p.pos[1], 1, &guest) < 0)
-                return cli_usage_fail(expose_cmd.name, p.json);
         smolvm_vm *vm = NULL;
-        r = smolvm_open(p.pos[0], &vm);
-        if (r < 0)
-                return cli_fail(expose_cmd.name, p.json, r);
+        uint16_t guest = 0, bound = 0;
+        int r;
+        if (!open_vm_port(&expose_cmd, argc, argv, &a, &p, &vm, &guest, &r))
+                return r;
         const char *bind = a.bind ? a.bind : "127.0.0.1";
         r = smolvm_port_expose(vm, guest, (uint16_t)a.host_port, bind, &bound);
         smolvm_free(vm);
@@ -161,18 +180,11 @@ static int port_ls(int argc, char **argv)
 static int port_close(int argc, char **argv)
 {
         cli_parsed p;
-        int r = cli_parse(&close_cmd, argc, argv, NULL, &p);
-        if (r != 0)
-                return cli_parse_exit(r);
-        if (p.n_pos != 2)
-                return cli_usage(&p, "port close needs exactly two arguments: ID GUEST_PORT");
-        uint16_t guest = 0;
-        if (parse_port("GUEST_PORT", p.pos[1], 1, &guest) < 0)
-                return cli_usage_fail(close_cmd.name, p.json);
         smolvm_vm *vm = NULL;
-        r = smolvm_open(p.pos[0], &vm);
-        if (r < 0)
-                return cli_fail(close_cmd.name, p.json, r);
+        uint16_t guest = 0;
+        int r;
+        if (!open_vm_port(&close_cmd, argc, argv, NULL, &p, &vm, &guest, &r))
+                return r;
         r = smolvm_port_close(vm, guest);
         smolvm_free(vm);
         if (r < 0)
