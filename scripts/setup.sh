@@ -22,6 +22,8 @@ missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
+# npm: Debian's package, unless the installed nodejs bundles it (NodeSource's conflicts with it).
+command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
         step "installing Debian packages: ${missing[*]}"
         "${as_root[@]}" apt-get update -qq

@@ -22,3 +22,4 @@ int cmd_env(int argc, char **argv);
 int cmd_port(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);

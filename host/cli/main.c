@@ -28,6 +28,7 @@ static const cli_verb commands[] = {
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
         { "port", cmd_port, "Forward host TCP ports to a VM's guest ports" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
+        { "mcp", cmd_mcp, "Serve MCP on stdio: tools that run code in microVMs" },
         { NULL, NULL, NULL },
 };
 
