@@ -25,15 +25,21 @@ if [ -z "${SMOLVM_LIBEXECDIR:-}" ]; then
         done
 fi
 
-"$smolvm" create --name benchport --publish 9100 >/dev/null
+"$smolvm" create --name benchport --publish 9100 --boot-timeout 300 >/dev/null
 hp=$("$smolvm" port ls --json benchport | jq '.data.ports[0].host_port')
-"$smolvm" exec benchport -- sh -c "head -c $((mib * 1048576)) /dev/urandom >/tmp/bench.bin && cat /tmp/bench.bin >/dev/null &&
-        setsid perl -MIO::Socket::INET -e '
+"$smolvm" exec benchport -- sh -c "head -c $((mib * 1048576)) /dev/urandom >/tmp/bench.bin && cat /tmp/bench.bin >/dev/null"
+# Started by itself: a '&' after the line above would put it in the background too.
+"$smolvm" exec benchport -- sh -c "setsid perl -MIO::Socket::INET -e '
+          \$SIG{PIPE} = \"IGNORE\";
           my \$s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1\", LocalPort => 9100, Listen => 8, ReuseAddr => 1) or die;
           while (my \$c = \$s->accept) { open(my \$f, \"<\", \"/tmp/bench.bin\") or die; my \$b;
-            while (my \$n = sysread(\$f, \$b, 262144)) { my \$o = 0; while (\$o < \$n) { my \$w = syswrite(\$c, \$b, \$n - \$o, \$o); die unless defined \$w; \$o += \$w } }
+            FILE: while (my \$n = sysread(\$f, \$b, 262144)) { my \$o = 0; while (\$o < \$n) { my \$w = syswrite(\$c, \$b, \$n - \$o, \$o); last FILE unless defined \$w; \$o += \$w } }
             close \$c }' >/dev/null 2>&1 </dev/null & sleep 1"
-for _ in $(seq 100); do bash -c "exec 3<>/dev/tcp/127.0.0.1/$hp; head -c1 <&3 >/dev/null" 2>/dev/null && break; sleep 0.2; done
+# The supervisor accepts at once; wait until a byte comes from the guest's server.
+for _ in $(seq 300); do
+        [ "$(bash -c "exec 3<>/dev/tcp/127.0.0.1/$hp; head -c1 <&3" 2>/dev/null | wc -c)" -eq 1 ] && break
+        sleep 0.5
+done
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 tot_port=0 tot_exec=0
