@@ -86,13 +86,14 @@ static int step_send(smolvm_hvsock_conn *c)
         return 1;
 }
 
-/* "OK " and 1-10 digits that fit a uint32. */
-static bool parse_ok(const char *s, size_t len, uint32_t *ret)
+/* prefix ("OK ", "ERR ") and 1-10 digits that fit a uint32. */
+static bool parse_reply(const char *s, size_t len, const char *prefix, uint32_t *ret)
 {
-        if (len < 4 || len > 13 || memcmp(s, "OK ", 3) != 0)
+        size_t plen = strlen(prefix);
+        if (len < plen + 1 || len > plen + 10 || memcmp(s, prefix, plen) != 0)
                 return false;
         uint64_t v = 0;
-        for (size_t i = 3; i < len; i++) {
+        for (size_t i = plen; i < len; i++) {
                 if (s[i] < '0' || s[i] > '9')
                         return false;
                 v = v * 10 + (uint64_t)(s[i] - '0');
@@ -108,7 +109,7 @@ static int step_reply(smolvm_hvsock_conn *c)
 {
         for (;;) {
                 char peek[SMOLVM_HVSOCK_REPLY_MAX];
-                size_t room = sizeof(c->line) - c->line_len;
+                size_t room = SMOLVM_HVSOCK_REPLY_MAX - c->line_len;
                 ssize_t n = recv(c->fd, peek, room, MSG_PEEK | MSG_DONTWAIT);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -129,10 +130,14 @@ static int step_reply(smolvm_hvsock_conn *c)
                 c->line_len += take;
                 if (nl)
                         break;
-                if (c->line_len == sizeof(c->line))
+                if (c->line_len == SMOLVM_HVSOCK_REPLY_MAX)
                         return fail(c, -EPROTO, "the reply to CONNECT is too long");
         }
-        if (!parse_ok(c->line, c->line_len - 1, &c->local_port))
+        uint32_t err;
+        if (parse_reply(c->line, c->line_len - 1, "ERR ", &err) &&
+            err > 0 && err < 4096)
+                return fail(c, -(int)err, "the supervisor refused");
+        if (!parse_reply(c->line, c->line_len - 1, "OK ", &c->local_port))
                 return fail(c, -EPROTO, "the reply to CONNECT is not \"OK <port>\"");
         c->step = SMOLVM_HVSOCK_STEP_DONE;
         return 1;
@@ -229,23 +234,51 @@ void smolvm_hvsock_conn_done(smolvm_hvsock_conn *c)
         c->dir_fd = safe_close(c->dir_fd);
 }
 
-int smolvm_hvsock_connect(smolvm_hvsock_conn *c, const char *vm_dir, uint32_t port, uint64_t deadline_ms,
-                          int cancel_fd)
+/* Drive c to the end, blocking. Returns 1 when connected or a negative errno. */
+static int drive(smolvm_hvsock_conn *c, int cancel_fd)
 {
-        int r = smolvm_hvsock_conn_start(c, vm_dir, port, deadline_ms);
-        while (r == 0) {
-                r = smolvm_hvsock_conn_step(c);
+        for (;;) {
+                int r = smolvm_hvsock_conn_step(c);
                 if (r != 0)
-                        break;
+                        return r;
                 int t = smolvm_hvsock_conn_timeout_ms(c);
                 short events = smolvm_hvsock_conn_events(c);
                 int rev = fd_wait(events ? c->fd : -1, events, t < 0 ? 0 : now_ms() + (uint64_t)t, cancel_fd);
                 if (rev == -ECANCELED)
-                        r = fail(c, -ECANCELED, "cancelled");
-                else if (rev < 0 && rev != -ETIMEDOUT)
-                        r = fail(c, rev, "poll");
+                        return fail(c, -ECANCELED, "cancelled");
+                if (rev < 0 && rev != -ETIMEDOUT)
+                        return fail(c, rev, "poll");
         }
+}
+
+int smolvm_hvsock_connect(smolvm_hvsock_conn *c, const char *vm_dir, uint32_t port, uint64_t deadline_ms,
+                          int cancel_fd)
+{
+        int r = smolvm_hvsock_conn_start(c, vm_dir, port, deadline_ms);
+        if (r == 0)
+                r = drive(c, cancel_fd);
         int fd = r == 1 ? smolvm_hvsock_conn_take_fd(c) : r;
         smolvm_hvsock_conn_done(c);
         return fd;
+}
+
+int smolvm_hvsock_control(smolvm_hvsock_conn *c, const char *vm_dir, const char *line, uint64_t deadline_ms,
+                          uint32_t *ret_n)
+{
+        size_t len = strlen(line);
+        if (len < 2 || len > SMOLVM_HVSOCK_LINE_MAX || line[len - 1] != '\n' || memchr(line, '\n', len - 1)) {
+                *c = (smolvm_hvsock_conn){ .why = "", .fd = -1, .dir_fd = -1 };
+                return fail(c, -EINVAL, "bad control line");
+        }
+        int r = smolvm_hvsock_conn_start(c, vm_dir, 0, deadline_ms);
+        if (r == 0) {
+                memcpy(c->line, line, len);
+                c->line_len = len;
+                r = drive(c, -1);
+        }
+        smolvm_hvsock_conn_done(c);
+        if (r < 0)
+                return r;
+        *ret_n = c->local_port;
+        return 0;
 }

@@ -18,6 +18,8 @@
 
 /* Longest reply line accepted, '\n' included ("OK 4294967295\n" is 14). */
 #define SMOLVM_HVSOCK_REPLY_MAX 32u
+/* Longest request line, '\n' included (the supervisor reads at most 64). */
+#define SMOLVM_HVSOCK_LINE_MAX 64u
 
 /* Where a connection is, or where it failed. */
 typedef enum smolvm_hvsock_step {
@@ -42,7 +44,7 @@ typedef struct smolvm_hvsock_conn {
         uint64_t deadline_ms;
         uint64_t retry_ms;       /* connect() found the listener's backlog full: try again then */
         struct sockaddr_un sa;
-        char line[SMOLVM_HVSOCK_REPLY_MAX];
+        char line[SMOLVM_HVSOCK_LINE_MAX];
         size_t line_len;         /* STEP_SEND: bytes of the CONNECT line; STEP_REPLY: bytes of the reply */
         size_t line_off;         /* STEP_SEND: bytes sent */
 } smolvm_hvsock_conn;
@@ -84,3 +86,13 @@ void smolvm_hvsock_conn_done(smolvm_hvsock_conn *c);
  * holds nothing (no _done() needed). */
 int smolvm_hvsock_connect(smolvm_hvsock_conn *c, const char *vm_dir, uint32_t port, uint64_t deadline_ms,
                           int cancel_fd);
+/* A control request to the supervisor itself (docs/internals.md, "Hybrid
+ * vsock"): send line (one line, '\n' included, at most SMOLVM_HVSOCK_LINE_MAX
+ * bytes), read "OK <n>\n" or "ERR <errno>\n"; the supervisor then closes.
+ * Blocking, with a deadline (0: none). Returns 0 with n in *ret_n, the
+ * supervisor's negative errno after ERR (c->why "the supervisor refused"),
+ * -EINVAL for a bad line, or a failure as smolvm_hvsock_connect()'s
+ * (-ENOENT/-ECONNREFUSED: no supervisor, -ECONNREFUSED also: a supervisor that
+ * does not know the request). c holds nothing afterwards. */
+int smolvm_hvsock_control(smolvm_hvsock_conn *c, const char *vm_dir, const char *line, uint64_t deadline_ms,
+                          uint32_t *ret_n);

@@ -35,3 +35,7 @@
 #define VMDIR_NET_POLICY "net.json" /* egress policy: libsmolvm writes it, the supervisor re-reads it when it changes */
 #define VMDIR_NET_LOG "net.log"     /* egress attempts, JSON lines, size-capped (net.log.1 holds the previous part) */
 #define VMDIR_NET_LOG_OLD "net.log.1"
+/* libsmolvm's: the port forwards (smolvm_port_expose), changed under the
+ * flock of VMDIR_PORTS_LOCK; the supervisor gets them by control lines. */
+#define VMDIR_PORTS "ports.json"
+#define VMDIR_PORTS_LOCK "ports.lock"

@@ -77,6 +77,12 @@ int agent_fuse_serve(int fd, const agent_request *req);
  * true, "method": "abort"|"fence", "fstype": ..., ...} or ERROR; returns 0 or
  * negative errno. */
 int agent_fuse_abort(int fd, const agent_request *req);
+
+/* net_port.c: port_connect (docs/protocol.md): connect to the guest's
+ * 127.0.0.1:req->port (::1 if that is refused), answer RESULT, then relay raw
+ * bytes stream <-> TCP until both directions ended (half-close passed through).
+ * Returns 0 or a negative errno. */
+int agent_port_connect(int fd, const agent_request *req);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;

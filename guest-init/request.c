@@ -313,6 +313,17 @@ static int parse_path_op(json_t *root, agent_request *req, char *errbuf, size_t 
         return 0;
 }
 
+static int parse_port_connect(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
+{
+        json_t *j = json_object_get(root, "port");
+        if (!j || json_is_null(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'port'");
+        if (!json_is_integer(j) || json_integer_value(j) < 1 || json_integer_value(j) > 65535)
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'port' must be an integer from 1 to 65535");
+        req->port = (uint16_t)json_integer_value(j);
+        return 0;
+}
+
 static void env_spec_free(agent_env_spec *e)
 {
         agent_strv_free(e->keys);
@@ -409,6 +420,7 @@ static const struct {
         [AGENT_OP_FUSE_MOUNT] = { "fuse_mount", parse_path_op },
         [AGENT_OP_FUSE_SERVE] = { "fuse_serve", parse_path_op },
         [AGENT_OP_FUSE_ABORT] = { "fuse_abort", parse_path_op },
+        [AGENT_OP_PORT_CONNECT] = { "port_connect", parse_port_connect },
 };
 _Static_assert(ARRAY_SIZE(agent_ops) == AGENT_OP_COUNT, "an op without a name");
 

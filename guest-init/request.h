@@ -34,6 +34,7 @@ typedef enum agent_op {
         AGENT_OP_FUSE_MOUNT,
         AGENT_OP_FUSE_SERVE,
         AGENT_OP_FUSE_ABORT,
+        AGENT_OP_PORT_CONNECT,
         AGENT_OP_COUNT
 } agent_op;
 /* Its name on the wire ("exec", "env_set", ...). */
@@ -72,6 +73,7 @@ typedef struct agent_request {
         agent_exec_spec exec; /* AGENT_OP_EXEC only */
         agent_path_spec file; /* the file ops */
         agent_env_spec env;   /* the env ops */
+        uint16_t port;        /* port_connect: the guest TCP port, 1..65535 */
 } agent_request;
 
 /* Parse a REQUEST frame payload. Returns 0 and fills *ret (free with

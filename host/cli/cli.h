@@ -34,7 +34,7 @@ void cli_env_done(cli_env *e);
 bool cli_env_valid(const char *v);
 
 /* The VM's shape (run, create): --mem, --cpus, --image, --mount,
- * --mount-transport, --accel, --boot-timeout. */
+ * --mount-transport, --publish, --accel, --boot-timeout. */
 /* --allow-host, --deny-host, --add-host (repeatable), --net open. */
 typedef struct cli_net {
         const char **v[3]; /* allow, deny, hosts: NULL-terminated, pointing into argv */
@@ -42,10 +42,19 @@ typedef struct cli_net {
         bool open, any;
         smolvm_net net;
 } cli_net;
+/* --publish [HOST_PORT:]GUEST_PORT, repeatable (cmd_port.c). */
+typedef struct cli_ports {
+        smolvm_port v[SMOLVM_MAX_PORTS];
+        size_t n;
+} cli_ports;
+/* A CLI_OPT_CALL parser: append one --publish to the cli_ports at field. */
+int cli_publish_add(const char *arg, void *field);
+
 typedef struct cli_vm_args {
         smolvm_config cfg;
         cli_mounts mounts;
         cli_net net;
+        cli_ports ports;
 } cli_vm_args;
 extern const cli_opt cli_vm_opts[];
 void cli_vm_args_init(cli_vm_args *a);

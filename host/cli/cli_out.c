@@ -92,6 +92,7 @@ static const error_kind error_kinds[] = {
         { -ECANCELED, "cancelled", CLI_EXIT_ERROR }, /* callers exit 128+N for signal N */
         { -ENOSPC, "no_space", CLI_EXIT_ERROR },
         { -EFBIG, "too_large", CLI_EXIT_ERROR },
+        { -EADDRINUSE, "port_in_use", CLI_EXIT_ERROR },
 };
 
 static const error_kind *find_kind(int code)

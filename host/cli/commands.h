@@ -20,6 +20,7 @@ int cmd_image(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_env(int argc, char **argv);
 int cmd_net(int argc, char **argv);
+int cmd_port(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);

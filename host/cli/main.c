@@ -26,6 +26,7 @@ static const cli_verb commands[] = {
 #endif
         { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
+        { "port", cmd_port, "Forward host TCP ports to a VM's guest ports" },
         { "workspace", cmd_workspace, "Save a guest directory to a .tar.zst, or unpack one" },
         { "net", cmd_net, "A VM's egress: log, suggest, allow, deny" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },

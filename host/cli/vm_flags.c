@@ -158,6 +158,9 @@ const cli_opt cli_vm_opts[] = {
                  "unless :rw (enforced on the host; repeatable, max 16)"),
         CLI_CALL(cli_vm_args, mounts, "mount-transport", 0, "virtiofs|vsock", parse_mount_transport,
                  "how mounts reach the guest (default virtiofs)"),
+        CLI_CALL(cli_vm_args, ports, "publish", 'p', "[HOST_PORT:]GUEST_PORT", cli_publish_add,
+                 "forward host 127.0.0.1:HOST_PORT (default: a free port)\n"
+                 "to the guest's TCP port (repeatable; see 'smolvm port')"),
         CLI_CALL(cli_vm_args, cfg.accel, "accel", 0, "auto|kvm|tcg", parse_accel, "accelerator (default auto)"),
         CLI_UINT(cli_vm_args, cfg.boot_timeout_ms, "boot-timeout", 0, "SEC", 1, 3600, 1000,
                  "give up booting after SEC seconds (default 60)"),
@@ -191,6 +194,8 @@ void cli_vm_args_finish(cli_vm_args *a)
                                            .hosts = a->net.v[2] };
                 a->cfg.net = &a->net.net;
         }
+        a->cfg.ports = a->ports.n ? a->ports.v : NULL;
+        a->cfg.n_ports = a->ports.n;
 }
 
 void cli_vm_args_done(cli_vm_args *a)

@@ -196,8 +196,15 @@ static int start_ephemeral(smolvm_vm *vm)
         vm->boot.host_boot_ms = now_ms() - t0;
         vm->have_boot_info = true;
         save_boot_info(vm);
+        r = vm_ports_apply(vm);
+        if (r < 0) {
+                /* e.g. --publish on a taken host port: the run must not go on without it. */
+                supervisor_stop(vm);
+                (void)rm_rf(vm->dir);
+                vm->state = VM_DEAD;
+        }
         pthread_mutex_unlock(&vm->lock);
-        return 0;
+        return r;
 }
 
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
@@ -247,6 +254,19 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         save_boot_info(vm);
         pthread_mutex_unlock(&vm->lock);
         r = apply_create_env(vm);
+        if (r == 0) {
+                r = vm_ports_apply(vm);
+                if (r < 0) {
+                        vm_error_saved e;
+                        vm_error_save(&e);
+                        (void)vm_error(e.code, e.hint[0] ? e.hint : NULL,
+                                       "VM %s booted, but setting up its port forwards failed, so it was stopped "
+                                       "again: %s",
+                                       vm->id, e.message);
+                        start_failed(vm, pid);
+                }
+                return r;
+        }
         if (r < 0) {
                 /* A start that fails must not leave the VM running: the caller
                  * (create, a script) takes the failure for "not started". */

@@ -209,6 +209,14 @@ int vm_env_check(const char *what, const char *const *kv);
 
 /* ---- vm.c ---- */
 int vm_write_supervisor_config(smolvm_vm *vm);
+/* ---- port.c ---- */
+/* Check smolvm_config.ports (recorded error). */
+int vm_ports_check_config(const smolvm_config *cfg);
+/* Write dir/ports.json from smolvm_config.ports (create). */
+int vm_ports_write_config(const char *dir, const smolvm_config *cfg);
+/* After a boot: set up every recorded forward in the running supervisor,
+ * recording host ports chosen for 0. Returns 0 or a recorded error. */
+int vm_ports_apply(smolvm_vm *vm);
 void vm_free_fields(smolvm_vm *vm);
 
 /* ---- lifecycle.c ---- */

@@ -169,6 +169,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         r = vm_mounts_from_config(cfg, &vm->rec);
         if (r == 0)
                 r = vm_net_from_config(cfg, &vm->rec);
+        if (r == 0)
+                r = vm_ports_check_config(cfg);
         if (r < 0)
                 goto fail;
         r = smolvm_home_dir(&vm->home);
@@ -249,6 +251,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         }
         memcpy(vm->rec.id, vm->id, sizeof(vm->id));
         r = vm_write_supervisor_config(vm);
+        if (r == 0)
+                r = vm_ports_write_config(vm->dir, cfg);
         if (r == 0)
                 r = vm_record_save(vm->dir, &vm->rec);
         free(vm->dir);

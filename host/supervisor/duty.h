@@ -2,7 +2,7 @@
 /* Duties: where the supervisor's jobs besides running the VM plug in.
  *
  * A duty is one job the supervisor does for a VM: serving its host directory
- * mounts today (mounts.c); a port-forward listener, an egress proxy or
+ * mounts (mounts.c), its port forwards (port.c); an egress proxy or
  * snapshots next. Each is an object behind a table of hooks (sup_duty_ops),
  * listed once in main.c (`duties[]`) and called at fixed points of the VM's
  * life, in that order, on the supervisor's one thread. A duty never owns the

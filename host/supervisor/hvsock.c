@@ -28,6 +28,8 @@ struct sup_hvsock {
         smolvm_mux *mux;
         hv_client *pending;
         unsigned n_pending;
+        sup_hvsock_control_cb control;
+        void *control_userdata;
 };
 
 /* Carried through smolvm_mux_connect to its callback. */
@@ -103,6 +105,15 @@ static void client_line_done(hv_client *c)
         hv_connect *hc;
         int fd = c->fd, r;
 
+        if (hv->control && c->len > 0 && strncmp(c->line, "CONNECT ", 8) != 0) {
+                char answer[SUP_HVSOCK_LINE_MAX] = "";
+                hv->control(hv->control_userdata, c->line, c->len, answer, sizeof(answer));
+                /* A fresh socket has room for one short line; a client gone meanwhile
+                 * just misses its answer. */
+                (void)send(fd, answer, strlen(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
+                client_free(c, true);
+                return;
+        }
         if (sup_hvsock_parse_connect(c->line, c->len, &port) < 0) {
                 sup_log("hvsock: malformed CONNECT line (%zu bytes), closing", c->len);
                 client_free(c, true);
@@ -260,6 +271,12 @@ int sup_hvsock_new(smolvm_evloop *loop, const char *path, sup_hvsock **ret)
 void sup_hvsock_set_mux(sup_hvsock *hv, smolvm_mux *mux)
 {
         hv->mux = mux;
+}
+
+void sup_hvsock_set_control(sup_hvsock *hv, sup_hvsock_control_cb cb, void *userdata)
+{
+        hv->control = cb;
+        hv->control_userdata = userdata;
 }
 
 void sup_hvsock_free(sup_hvsock *hv)

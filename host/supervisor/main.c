@@ -17,6 +17,7 @@
 #include "log.h"
 #include "egress.h"
 #include "mounts.h"
+#include "port.h"
 #include "sup.h"
 #include "util.h"
 #include "vm.h"
@@ -27,6 +28,7 @@
 static const sup_duty_ops *const duties[] = {
         &sup_mounts_duty,
         &sup_egress_duty,
+        &sup_port_duty,
 };
 
 static void usage(FILE *f)

@@ -127,6 +127,16 @@ typedef enum smolvm_mount_transport {
                                     * over vsock") */
 } smolvm_mount_transport;
 
+/* A port forward (smolvm_config.ports, smolvm_port_expose()): connections to the
+ * host's bind_addr:host_port reach the guest's 127.0.0.1:guest_port (or ::1).
+ * docs/internals.md, "Port forwarding". */
+#define SMOLVM_MAX_PORTS 64u
+typedef struct smolvm_port {
+        uint16_t guest_port;      /* 1..65535 */
+        uint16_t host_port;       /* 0: a free port, chosen when the forward is set up */
+        const char *bind_addr;    /* a numeric IPv4/IPv6 address of the host; NULL: 127.0.0.1 */
+} smolvm_port;
+
 typedef struct smolvm_config {
         const char *image;        /* NULL: "default"; a name under $SMOLVM_HOME/images/,
                                    * an image key ([A-Za-z0-9._-], not starting with '.'),
@@ -155,6 +165,9 @@ typedef struct smolvm_config {
         size_t n_mounts;          /* at most SMOLVM_MAX_MOUNTS */
         smolvm_mount_transport mount_transport;
         const struct smolvm_net *net; /* egress by name; NULL: no network (see below) */
+        const smolvm_port *ports; /* n_ports forwards set up at every boot (kept in the
+                                   * VM dir, ports.json; see smolvm_port_expose()) */
+        size_t n_ports;           /* at most SMOLVM_MAX_PORTS */
 } smolvm_config;
 
 /* Egress by name (docs/cli.md, "Network"): the guest resolves and connects as
@@ -573,6 +586,37 @@ SMOLVM_EXPORT int smolvm_unset_env(smolvm_vm *vm, const char *const *keys);
  * key; free with smolvm_env_free(). Returns 0 or a negative errno. */
 SMOLVM_EXPORT int smolvm_list_env(smolvm_vm *vm, char ***ret_kv);
 SMOLVM_EXPORT void smolvm_env_free(char **kv);
+
+/* ---- port forwarding -------------------------------------------------------- */
+
+/* Forward host bind_addr:host_port (NULL: 127.0.0.1; 0: a free port) to the
+ * guest's TCP port guest_port. The listener lives in the VM's supervisor (it
+ * outlives this process and dies with the VM); the forward is recorded in the
+ * VM dir and set up again at every start, on the same host port. A VM that is
+ * not running only gets the record (host_port 0 is then chosen at start).
+ * Each connection is relayed to the guest's 127.0.0.1:guest_port, or ::1 when
+ * that refuses; if neither listens, the host connection is closed at once.
+ * Returns 0 and the host port in *ret_host_port (may be NULL; 0 for a stopped
+ * VM asked for any port), -EADDRINUSE (the host port is taken: the message
+ * names it), -EEXIST (guest_port is forwarded already), -EINVAL, -ENOSPC
+ * (SMOLVM_MAX_PORTS), -EADDRNOTAVAIL (bind_addr is not the host's), ... */
+SMOLVM_EXPORT int smolvm_port_expose(smolvm_vm *vm, uint16_t guest_port, uint16_t host_port, const char *bind_addr,
+                                     uint16_t *ret_host_port);
+
+typedef struct smolvm_port_info {
+        uint16_t guest_port;
+        uint16_t host_port;       /* 0: not chosen yet (the VM has not run since) */
+        char bind_addr[46];       /* INET6_ADDRSTRLEN */
+} smolvm_port_info;
+
+/* The recorded forwards, in the order they were added. *ret is malloc'd (free()),
+ * NULL when *ret_n is 0. Returns 0, SMOLVM_ECORRUPT (ports.json unreadable), ... */
+SMOLVM_EXPORT int smolvm_port_list(smolvm_vm *vm, smolvm_port_info **ret, size_t *ret_n);
+
+/* Stop forwarding guest_port: the listener closes at once (connections already
+ * relayed go on until they end) and the record goes. Returns 0,
+ * SMOLVM_ENOTFOUND (not forwarded), ... */
+SMOLVM_EXPORT int smolvm_port_close(smolvm_vm *vm, uint16_t guest_port);
 
 /* ---- doctor ---------------------------------------------------------------- */
 /* Host checks: can VMs run here, and how fast. Nothing is changed on the host. */
