@@ -142,6 +142,7 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
             (r = get_uint(path, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout, err, err_len)) < 0 ||
             (r = get_uint(path, root, "disk_mib", 0, 64 * 1024 * 1024, &disk, err, err_len)) < 0 ||
             (r = get_string(path, root, "mount_transport", false, false, &transport, err, err_len)) < 0 ||
+            (r = get_string(path, root, "snapshot_dir", false, true, &c.snapshot_dir, err, err_len)) < 0 ||
             (r = get_mounts(path, root, &c, err, err_len)) < 0) {
                 free(transport);
                 json_decref(root);
@@ -172,6 +173,7 @@ void sup_config_done(sup_config *c)
         free(c->rootfs);
         free(c->cmdline_extra);
         free(c->accel);
+        free(c->snapshot_dir);
         for (size_t i = 0; i < c->n_mounts; i++) {
                 free(c->mounts[i].tag);
                 free(c->mounts[i].host);

@@ -20,8 +20,10 @@
 
 #define QEMU_BINARY "qemu-system-x86_64"
 #define QEMU_IMG_BINARY "qemu-img"
-/* In the VMM, the console socket is always this fd (named in -chardev fd=). */
+/* In the VMM, the console socket is always this fd (named in -chardev fd=), and
+ * a restore's device state file this one (-incoming fd:). */
 #define VMM_CONSOLE_FD 3
+#define VMM_INCOMING_FD 4
 
 struct sup_vmm {
         pid_t pid; /* 0 once reaped */
@@ -55,23 +57,29 @@ static char *qemu_opt_escape(const char *s)
 }
 
 /* Start argv (PATH lookup) with the given stdio (or /dev/null) and, if
- * keep_fd >= 0, keep_fd as fd 3: in its own process group (we kill whole
- * groups), dying with the supervisor (PR_SET_PDEATHSIG SIGKILL). */
-static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
+ * keep_fd >= 0, keep_fd as fd 3 (and keep_fd2, if >= 0, as fd 4): in its own
+ * process group (we kill whole groups), dying with the supervisor
+ * (PR_SET_PDEATHSIG SIGKILL). */
+static int spawn2(char *const argv[], int out_fd, int err_fd, int keep_fd, int keep_fd2, pid_t *ret_pid)
 {
         _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0)
                 return negative_errno();
-        int fds[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
+        int fds[5] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd, keep_fd2 };
         smolvm_spawn_opts o = {
                 .argv = argv,
                 .search_path = true,
                 .fds = fds,
-                .n_fds = keep_fd >= 0 ? 4 : 3,
+                .n_fds = keep_fd2 >= 0 ? 5 : keep_fd >= 0 ? 4 : 3,
                 .new_pgroup = true,
                 .pdeathsig = SIGKILL,
         };
         return smolvm_spawn(&o, ret_pid);
+}
+
+static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
+{
+        return spawn2(argv, out_fd, err_fd, keep_fd, -1, ret_pid);
 }
 
 static int wait_child(pid_t pid, int *ret_wstatus)
@@ -87,6 +95,12 @@ static int wait_child(pid_t pid, int *ret_wstatus)
 int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
                            size_t err_len)
 {
+        return sup_vmm_create_overlay_fmt(base_path, "raw", overlay_path, size_bytes, err, err_len);
+}
+
+int sup_vmm_create_overlay_fmt(const char *base_path, const char *base_format, const char *overlay_path,
+                               uint64_t size_bytes, char *err, size_t err_len)
+{
         _cleanup_free_ char *backing = NULL;
         _cleanup_close_ int rd = -1, wr = -1;
         char size_arg[32], msg[512];
@@ -100,7 +114,7 @@ int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint
                 return -ENOMEM;
         snprintf(size_arg, sizeof(size_arg), "%llu", (unsigned long long)size_bytes);
         char *argv[] = { (char *)QEMU_IMG_BINARY, (char *)"create", (char *)"-q", (char *)"-f", (char *)"qcow2",
-                         (char *)"-F", (char *)"raw", (char *)"-b", backing, (char *)overlay_path,
+                         (char *)"-F", (char *)base_format, (char *)"-b", backing, (char *)overlay_path,
                          size_bytes ? size_arg : NULL, NULL };
 
         if (err && err_len)
@@ -255,12 +269,30 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
         snprintf(smp, sizeof(smp), "%u", spec->cpus);
         snprintf(chardev_console, sizeof(chardev_console), "socket,id=console,fd=%d", VMM_CONSOLE_FD);
 
-        /* vhost-user back-ends map guest memory: it must be a shared memfd. Only
-         * then (docs/internals.md has the measurement). */
-        char machine[128], memobj[96];
-        snprintf(machine, sizeof(machine), "microvm,x-option-roms=off,rtc=on%s",
-                 spec->n_fs ? ",memory-backend=mem" : "");
-        snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,size=%uM,share=on", spec->mem_mib);
+        /* Guest RAM is a file in the VM dir, always: a snapshot freezes it by
+         * copying the file while the VM is paused, and migrates only the device
+         * state (x-ignore-shared skips shared RAM); vhost-user back-ends map it
+         * too. A restored VM maps the snapshot's frozen copy privately. */
+        _cleanup_free_ char *ram = qemu_opt_escape(spec->ram_path ? spec->ram_path : "");
+        _cleanup_free_ char *memobj = NULL, *incoming = NULL;
+        char machine[128];
+        if (!ram || asprintf(&memobj, "memory-backend-file,id=mem,size=%uM,mem-path=%s,share=%s", spec->mem_mib, ram,
+                             spec->ram_private ? "off" : "on") < 0)
+                return -ENOMEM;
+        snprintf(machine, sizeof(machine), "microvm,x-option-roms=off,rtc=on,memory-backend=mem");
+        if (spec->incoming_fd >= 0 && asprintf(&incoming, "fd:%d", VMM_INCOMING_FD) < 0)
+                return -ENOMEM;
+        /* A restored guest must learn that its host side is new: the supervisor
+         * drops QEMU's first connection to chan.sock, the guest sees its port
+         * close (it drops every stream and reopens it), and QEMU connects again
+         * a second later (reconnect=1, QEMU's smallest step). */
+        if (spec->incoming_fd >= 0) {
+                free(chardev_chan);
+                if (asprintf(&chardev_chan, "socket,id=chan,path=%s,reconnect=1", chan) < 0) {
+                        chardev_chan = NULL;
+                        return -ENOMEM;
+                }
+        }
 
         bool kvm = spec->accel == SMOLVM_ACCEL_KVM;
         char *base_argv[] = {
@@ -293,18 +325,27 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 NULL,
         };
         /* base_argv plus, per virtio-fs device, -chardev and -device (4), plus the
-         * memory backend (2). */
+         * memory backend (2) and the restore arguments (6). */
         enum { MAX_FS = 16 };
         if (spec->n_fs > MAX_FS)
                 return -E2BIG;
-        char *argv[ARRAY_SIZE(base_argv) + 2 + 4 * MAX_FS];
+        char *argv[ARRAY_SIZE(base_argv) + 8 + 4 * MAX_FS];
         char *fs_args[2 * MAX_FS] = { 0 };
         size_t argc = 0;
         for (char **a = base_argv; *a; a++)
                 argv[argc++] = *a;
-        if (spec->n_fs) {
-                argv[argc++] = (char *)"-object";
-                argv[argc++] = memobj;
+        argv[argc++] = (char *)"-object";
+        argv[argc++] = memobj;
+        /* Without the runstate in the stream, a restore starts running as soon
+         * as the state is loaded (a snapshot is taken with the VM paused, which
+         * the destination would otherwise keep). Harmless for a plain boot. */
+        argv[argc++] = (char *)"-global";
+        argv[argc++] = (char *)"migration.store-global-state=off";
+        if (incoming) {
+                argv[argc++] = (char *)"-global";
+                argv[argc++] = (char *)"migration.x-ignore-shared=on";
+                argv[argc++] = (char *)"-incoming";
+                argv[argc++] = incoming;
         }
         r = 0;
         for (size_t i = 0; i < spec->n_fs && r == 0; i++) {
@@ -336,7 +377,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 }
                 sup_log("exec: %s", cmd);
         }
-        r = spawn(argv, spec->log_fd, spec->log_fd, spec->console_fd, &vmm->pid);
+        r = spawn2(argv, spec->log_fd, spec->log_fd, spec->console_fd, spec->incoming_fd, &vmm->pid);
         for (size_t i = 0; i < ARRAY_SIZE(fs_args); i++)
                 free(fs_args[i]);
         if (r < 0)
