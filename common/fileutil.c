@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,5 +170,48 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         }
         /* The rename itself reaches the disk with the directory. */
         (void)fsync(dfd);
+        return 0;
+}
+
+int copy_file_sparse(int in_fd, int out_fd, unsigned long long *ret_data_bytes)
+{
+        struct stat st;
+        unsigned long long copied = 0;
+
+        if (fstat(in_fd, &st) < 0)
+                return negative_errno();
+        if (ioctl(out_fd, FICLONE, in_fd) == 0) {
+                if (ret_data_bytes)
+                        *ret_data_bytes = 0;
+                return 0;
+        }
+        off_t pos = 0;
+        while (pos < st.st_size) {
+                off_t data = lseek(in_fd, pos, SEEK_DATA);
+                if (data < 0) {
+                        if (errno == ENXIO)
+                                break; /* only a hole is left */
+                        return negative_errno();
+                }
+                off_t hole = lseek(in_fd, data, SEEK_HOLE);
+                if (hole < 0)
+                        return negative_errno();
+                loff_t in_off = data, out_off = data;
+                while (in_off < hole) {
+                        ssize_t n = copy_file_range(in_fd, &in_off, out_fd, &out_off, (size_t)(hole - in_off), 0);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return negative_errno();
+                        if (n == 0)
+                                return -EIO; /* the file shrank under us */
+                        copied += (unsigned long long)n;
+                }
+                pos = hole;
+        }
+        if (ftruncate(out_fd, st.st_size) < 0)
+                return negative_errno();
+        if (ret_data_bytes)
+                *ret_data_bytes = copied;
         return 0;
 }

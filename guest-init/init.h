@@ -67,6 +67,13 @@ int agent_fuse_serve(int fd, const agent_request *req);
  * true, "method": "abort"|"fence", "fstype": ..., ...} or ERROR; returns 0 or
  * negative errno. */
 int agent_fuse_abort(int fd, const agent_request *req);
+
+/* restore.c: restored: the VM was just restored from a snapshot (a fork or a
+ * clone): mix the host's entropy into the kernel RNG and reseed it, step the
+ * wall clock to the host's, take the new hostname and machine-id. Answers
+ * RESULT {"ok": true, "reseeded": bool, "clock_stepped": bool} or ERROR;
+ * returns 0 or negative errno. */
+int agent_restored(int fd, const agent_request *req);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;

@@ -26,6 +26,8 @@ static const cli_verb commands[] = {
 #endif
         { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
+        { "snapshot", cmd_snapshot, "Snapshot a VM; list, show and remove snapshots" },
+        { "fork", cmd_fork, "Make running copies of a VM at its present instant" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
         { NULL, NULL, NULL },
 };

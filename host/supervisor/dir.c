@@ -130,7 +130,7 @@ int sup_dir_write_pid(sup *s)
 
 int sup_dir_prepare_overlay(sup *s)
 {
-        _cleanup_free_ char *overlay = sup_dir_path(s, VMDIR_OVERLAY), *layer = NULL;
+        _cleanup_free_ char *overlay = sup_dir_path(s, VMDIR_OVERLAY);
         const char *base = s->cfg.rootfs, *format = "raw";
         uint64_t size_bytes = 0;
         struct stat st;
@@ -140,11 +140,10 @@ int sup_dir_prepare_overlay(sup *s)
         if (access(overlay, F_OK) == 0)
                 return 0; /* a persistent VM restarting keeps its disk */
         if (s->cfg.snapshot_dir) {
-                /* A VM made from a snapshot starts on its own overlay over the
-                 * snapshot's disk layer; the first start is the restore. */
-                if (asprintf(&layer, "%s/" SNAPDIR_DISK, s->cfg.snapshot_dir) < 0)
-                        return -ENOMEM;
-                base = layer;
+                /* A VM made from a snapshot starts on its own overlay over its
+                 * hard link of the snapshot's disk layer (relative: the VM's
+                 * layers live beside it); the first start is the restore. */
+                base = s->cfg.disk_layer;
                 format = "qcow2";
                 s->restoring = true;
         } else if (s->cfg.disk_mib && stat(s->cfg.rootfs, &st) == 0 &&
