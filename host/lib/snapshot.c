@@ -343,19 +343,20 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                          const char *id, unsigned flags, smolvm_snapshot_info *ret)
 {
         char path[PATH_MAX], hint[256];
+        if (vm->rec.n_mounts)
+                return vm_error(SMOLVM_EINVAL,
+                                "create the VM without --mount to snapshot it: virtio-fs (vhost-user) devices are "
+                                "not migratable in QEMU 7.2, and the FUSE mounts of `--mount-transport vsock` are "
+                                "not carried by snapshots yet",
+                                "VM %s has host directory mounts (%s): it cannot be snapshotted", vm->id,
+                                vm->rec.mount_transport == SMOLVM_MOUNT_VSOCK ? "--mount-transport vsock"
+                                                                               : "virtio-fs; see --mount-transport vsock");
         smolvm_state st = vm_derive_state(vm->dir, NULL);
         if (st != SMOLVM_STATE_RUNNING && st != SMOLVM_STATE_PAUSED) {
                 snprintf(hint, sizeof(hint), "start it with `smolvm start %s`", vm->rec.name ? vm->rec.name : vm->id);
                 return vm_error(SMOLVM_ENOTRUNNING, hint, "VM %s is not running (%s): only a running or paused VM can "
                                 "be snapshotted", vm->id, smolvm_state_name(st));
         }
-        if (vm->rec.n_mounts)
-                return vm_error(SMOLVM_EINVAL,
-                                "create the VM without --mount to snapshot it; the FUSE mounts of "
-                                "`--mount-transport vsock` are the ones snapshots will carry",
-                                "VM %s has host directory mounts: %s devices cannot be snapshotted",
-                                vm->id, vm->rec.mount_transport == SMOLVM_MOUNT_VSOCK ? "FUSE-over-vsock"
-                                                                                       : "virtio-fs (vhost-user)");
         pathf(path, sizeof(path), "%s/" VMDIR_RAM, vm->dir);
         if (access(path, F_OK) < 0)
                 return vm_error(SMOLVM_EINVAL, "stop and start it (a cold boot), or snapshot the VM it came from",
@@ -368,9 +369,17 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 return r;
         bool was_paused = st == SMOLVM_STATE_PAUSED, stopped = false;
         uint64_t t0 = now_ms(), ram_bytes = 0;
+        char paused[PATH_MAX];
+        pathf(paused, sizeof(paused), "%s/" VMDIR_PAUSED, vm->dir);
         if (!was_paused) {
-                r = qmp_call(q, "stop", NULL, -1, NULL);
+                /* The marker first, as smolvm_pause() does: a CLI killed mid-snapshot
+                 * leaves a VM that says "paused" (and `smolvm resume` works). */
+                r = vm_write_file_atomic(paused, "", 0);
+                if (r == 0)
+                        r = qmp_call(q, "stop", NULL, -1, NULL);
                 stopped = r == 0;
+                if (!stopped)
+                        (void)unlink(paused);
         }
         if (r == 0)
                 r = save_disk(vm->dir, staging);
@@ -436,6 +445,8 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 vm_error_saved e;
                 vm_error_save(&e);
                 int k = qmp_call(q, "cont", NULL, -1, NULL);
+                if (k == 0)
+                        (void)unlink(paused);
                 vm_error_restore(&e);
                 if (k < 0 && r == 0)
                         r = k;
