@@ -12,11 +12,12 @@ sh_in() { local vm=$1; shift; "$SMOLVM" exec "$vm" -- sh -c "$*"; }
 
 # ---- the parent: a counter in RAM (/dev/shm), a file on disk ----
 "$SMOLVM" create --name par >/dev/null 2>"$T/err"; rc=$?
-check_or_bail "create the parent (rc $rc)" test "$rc" -eq 0
+check_or_bail "create the parent (rc $rc)" "$rc"
+# The counter runs in its own session (setsid), so the agent does not kill it
+# with the exec's process group; the exec returns once it has counted.
 sh_in par 'echo on-disk > /root/disk.txt; sync; echo in-shm > /dev/shm/shm.txt
-setsid sh -c "i=0; while :; do i=\$((i+1)); echo \$i > /dev/shm/count; sleep 0.1; done" </dev/null >/dev/null 2>&1 &
-echo $! > /dev/shm/counter.pid'
-wait_for "[ \"\$(sh_in par 'cat /dev/shm/count 2>/dev/null')\" -ge 3 ] 2>/dev/null" 60
+setsid sh -c "echo \$\$ > /dev/shm/counter.pid; i=0; while :; do i=\$((i+1)); echo \$i > /dev/shm/count; sleep 0.1; done" </dev/null >/dev/null 2>&1 &
+n=0; while [ "$(cat /dev/shm/count 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done'
 counter_pid=$(sh_in par 'cat /dev/shm/counter.pid')
 before=$(sh_in par 'cat /dev/shm/count')
 diag "counter pid $counter_pid at $before"
