@@ -90,9 +90,9 @@ for v in par "${kids[@]}"; do
         r=$(sh_in "$v" 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"')
         h=$(sh_in "$v" hostname)
         m=$(sh_in "$v" 'cat /etc/machine-id 2>/dev/null || echo none')
-        [ -n "${seen_rand[$r]}" ] && uniq_ok=0
-        [ -n "${seen_host[$h]}" ] && uniq_ok=0
-        [ -n "${seen_mid[$m]}" ] && [ "$m" != none ] && uniq_ok=0
+        [ -n "${seen_rand[$r]:-}" ] && uniq_ok=0
+        [ -n "${seen_host[$h]:-}" ] && uniq_ok=0
+        [ -n "${seen_mid[$m]:-}" ] && [ "$m" != none ] && uniq_ok=0
         seen_rand[$r]=1; seen_host[$h]=1; seen_mid[$m]=1
         diag "$v: host $h, machine-id $m, urandom ${r:0:16}..."
 done
