@@ -33,7 +33,7 @@ char *qemu_opt_escape(const char *s)
 }
 
 int qemu_img_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
-                            uint64_t size_bytes, bool unsafe, char *err, size_t err_len)
+                            uint64_t size_bytes, char *err, size_t err_len)
 {
         _cleanup_free_ char *backing = NULL;
         _cleanup_close_ int rd = -1, wr = -1, null_fd = -1;
@@ -58,8 +58,6 @@ int qemu_img_create_overlay(const char *base_path, const char *base_format, cons
         argv[argc++] = (char *)"qcow2";
         argv[argc++] = (char *)"-F";
         argv[argc++] = (char *)base_format;
-        if (unsafe)
-                argv[argc++] = (char *)"-u";
         argv[argc++] = (char *)"-b";
         argv[argc++] = backing;
         argv[argc++] = (char *)overlay_path;

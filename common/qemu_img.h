@@ -14,9 +14,8 @@ char *qemu_opt_escape(const char *s);
 /* qemu-img create -f qcow2 -F base_format -b base_path overlay_path [size]:
  * a copy-on-write disk over base_path (never written). A relative base_path is
  * taken relative to overlay_path's directory (and stored so). size_bytes 0 =
- * the base's size; unsafe (-u): do not open the base (size_bytes is then
- * required). Returns 0, -ENOENT (qemu-img not installed), -ENOSPC (no space
+ * the base's size. Returns 0, -ENOENT (qemu-img not installed), -ENOSPC (no space
  * left), or another negative errno; err (may be NULL) gets qemu-img's message.
  * A partial overlay is removed. */
 int qemu_img_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
-                            uint64_t size_bytes, bool unsafe, char *err, size_t err_len);
+                            uint64_t size_bytes, char *err, size_t err_len);

@@ -226,6 +226,30 @@ static int vm_layers(const char *vm_dir, char ***ret, size_t *ret_n)
         return 0;
 }
 
+/* from_dir/from_name copied sparse to a new to_dir/to_name; *ret_bytes (may be
+ * NULL) gets the data bytes copied. */
+static int copy_into(const char *from_dir, const char *from_name, const char *to_dir, const char *to_name,
+                     uint64_t *ret_bytes)
+{
+        char from[PATH_MAX], to[PATH_MAX];
+        pathf(from, sizeof(from), "%s/%s", from_dir, from_name);
+        pathf(to, sizeof(to), "%s/%s", to_dir, to_name);
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return vm_error(negative_errno(), NULL, "open %s: %s", from, strerror(errno));
+        _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out < 0)
+                return vm_error(negative_errno(), NULL, "create %s: %s", to, strerror(errno));
+        unsigned long long bytes = 0;
+        int r = copy_file_sparse(in, out, &bytes);
+        if (r < 0)
+                return vm_error(r, r == -ENOSPC ? "free some space in $SMOLVM_HOME" : NULL, "copy %s to %s: %s", from,
+                                to, strerror(-r));
+        if (ret_bytes)
+                *ret_bytes = bytes;
+        return 0;
+}
+
 /* Freeze the disk: a copy of the VM's overlay (holes kept; a reflink where the
  * file system shares extents), taken while the vCPUs are stopped, when QEMU
  * has flushed its caches to the file. The VM keeps its overlay.
@@ -235,20 +259,7 @@ static int vm_layers(const char *vm_dir, char ***ret, size_t *ret_n)
  * measured here. The copy is proportional to what the VM wrote to its disk. */
 static int save_disk(const char *vm_dir, const char *staging)
 {
-        char from[PATH_MAX], to[PATH_MAX];
-        pathf(from, sizeof(from), "%s/" VMDIR_OVERLAY, vm_dir);
-        pathf(to, sizeof(to), "%s/" SNAPDIR_DISK, staging);
-        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return vm_error(negative_errno(), NULL, "open %s: %s", from, strerror(errno));
-        _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0)
-                return vm_error(negative_errno(), NULL, "create %s: %s", to, strerror(errno));
-        int r = copy_file_sparse(in, out, NULL);
-        if (r < 0)
-                return vm_error(r, r == -ENOSPC ? "free some space in $SMOLVM_HOME" : NULL, "copy %s to %s: %s", from,
-                                to, strerror(-r));
-        return 0;
+        return copy_into(vm_dir, VMDIR_OVERLAY, staging, SNAPDIR_DISK, NULL);
 }
 
 /* Device state to staging/state: a migration to an fd with x-ignore-shared, so
@@ -307,22 +318,7 @@ static int save_state(qmp_conn *q, const char *staging)
 /* Freeze the RAM: the shared file, copied while the vCPUs are stopped. */
 static int save_ram(const char *vm_dir, const char *staging, uint64_t *ret_bytes)
 {
-        char from[PATH_MAX], to[PATH_MAX];
-        pathf(from, sizeof(from), "%s/" VMDIR_RAM, vm_dir);
-        pathf(to, sizeof(to), "%s/" SNAPDIR_RAM, staging);
-        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return vm_error(negative_errno(), NULL, "open %s: %s", from, strerror(errno));
-        _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0)
-                return vm_error(negative_errno(), NULL, "create %s: %s", to, strerror(errno));
-        unsigned long long bytes = 0;
-        int r = copy_file_sparse(in, out, &bytes);
-        if (r < 0)
-                return vm_error(r, r == -ENOSPC ? "free some space in $SMOLVM_HOME" : NULL, "copy %s to %s: %s", from,
-                                to, strerror(-r));
-        *ret_bytes = bytes;
-        return 0;
+        return copy_into(vm_dir, VMDIR_RAM, staging, SNAPDIR_RAM, ret_bytes);
 }
 
 struct name_ctx {
