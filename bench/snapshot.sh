@@ -20,15 +20,20 @@ ln -s "$real_home/images" "$SMOLVM_HOME/images"
 ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-"$smolvm" create --name par >/dev/null
+"$smolvm" create --boot-timeout 300 --name par >/dev/null
 # A guest-side clock ticking every 10 ms: the largest gap is the pause it saw.
-"$smolvm" exec par -- sh -c 'setsid python3 -c "
-import time
+"$smolvm" exec par -- sh -c 'cat > /root/gap.py' <<'PY'
+import os, time
 last = time.monotonic(); worst = 0
 while True:
-    time.sleep(0.01); now = time.monotonic(); worst = max(worst, now - last); last = now
-    open(\"/dev/shm/gap.tmp\", \"w\").write(str(int(worst * 1000))); __import__(\"os\").replace(\"/dev/shm/gap.tmp\", \"/dev/shm/gap\")
-" </dev/null >/dev/null 2>&1 &'
+    time.sleep(0.01)
+    now = time.monotonic(); worst = max(worst, now - last); last = now
+    with open("/dev/shm/gap.tmp", "w") as f:
+        f.write(str(int(worst * 1000)))
+    os.replace("/dev/shm/gap.tmp", "/dev/shm/gap")
+PY
+"$smolvm" exec par -- sh -c 'setsid python3 /root/gap.py </dev/null >/dev/null 2>&1 &
+n=0; while [ ! -e /dev/shm/gap ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done'
 sleep 3
 g0=$("$smolvm" exec par -- cat /dev/shm/gap)
 "$smolvm" snapshot create --json --name s par >"$work/snap.json"
@@ -40,7 +45,7 @@ ram=$(jq .data.ram_bytes "$work/snap.json")
 
 cold=(); warm=()
 for _ in $(seq "$runs"); do
-        t=$(ms); "$smolvm" run -- true; cold+=($(( $(ms) - t )))
+        t=$(ms); "$smolvm" run --boot-timeout 300 -- true; cold+=($(( $(ms) - t )))
         t=$(ms); "$smolvm" run --from-snapshot s -- true; warm+=($(( $(ms) - t )))
 done
 cold_med=$(printf '%s\n' "${cold[@]}" | median)
@@ -48,7 +53,7 @@ warm_med=$(printf '%s\n' "${warm[@]}" | median)
 
 t=$(ms); "$smolvm" fork -n 4 par >"$work/kids"; fork_ms=$(( $(ms) - t ))
 "$smolvm" rm -f $(cat "$work/kids") >/dev/null
-t=$(ms); for i in 1 2 3 4; do "$smolvm" create >>"$work/cold"; done; cold4_ms=$(( $(ms) - t ))
+t=$(ms); for i in 1 2 3 4; do "$smolvm" create --boot-timeout 300 >>"$work/cold"; done; cold4_ms=$(( $(ms) - t ))
 "$smolvm" rm -f $(cat "$work/cold") par >/dev/null
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cpus, runs $runs"
