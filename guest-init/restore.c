@@ -29,14 +29,13 @@ static int reseed(const agent_restore_spec *r)
         _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        struct {
-                struct rand_pool_info info;
-                uint8_t buf[AGENT_RESTORE_ENTROPY_MAX];
-        } p;
-        p.info.entropy_count = (int)(r->entropy_len * 8);
-        p.info.buf_size = (int)r->entropy_len;
-        memcpy(p.buf, r->entropy, r->entropy_len);
-        if (ioctl(fd, RNDADDENTROPY, &p) < 0)
+        /* struct rand_pool_info ends in a flexible array: the bytes follow it. */
+        _Alignas(struct rand_pool_info) uint8_t raw[sizeof(struct rand_pool_info) + AGENT_RESTORE_ENTROPY_MAX];
+        struct rand_pool_info *p = (struct rand_pool_info *)raw;
+        p->entropy_count = (int)(r->entropy_len * 8);
+        p->buf_size = (int)r->entropy_len;
+        memcpy(raw + sizeof(*p), r->entropy, r->entropy_len);
+        if (ioctl(fd, RNDADDENTROPY, p) < 0)
                 return negative_errno();
         if (ioctl(fd, RNDRESEEDCRNG) < 0)
                 return negative_errno();
