@@ -196,7 +196,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                         goto fail;
                 have_snap = true;
         }
-        r = resolve_image(vm->home, have_snap ? snap.image_dir : cfg->image, &vm->image_dir);
+        r = resolve_image(vm->home, have_snap ? snap.image_dir : cfg->image, &vm->image_dir, NULL);
         if (r < 0 && have_snap) {
                 vm_error_saved e;
                 vm_error_save(&e);
