@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,5 +170,82 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         }
         /* The rename itself reaches the disk with the directory. */
         (void)fsync(dfd);
+        return 0;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+        while (len > 0) {
+                ssize_t n = pwrite(fd, buf, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -1;
+                buf += n;
+                len -= (size_t)n;
+                off += n;
+        }
+        return 0;
+}
+
+int copy_file_sparse(int in_fd, int out_fd, unsigned long long *ret_data_bytes)
+{
+        struct stat st;
+        unsigned long long copied = 0;
+
+        if (fstat(in_fd, &st) < 0)
+                return negative_errno();
+        if (ioctl(out_fd, FICLONE, in_fd) == 0) {
+                if (ret_data_bytes)
+                        *ret_data_bytes = 0;
+                return 0;
+        }
+        off_t pos = 0;
+        bool use_read = false;
+        while (pos < st.st_size) {
+                off_t data = lseek(in_fd, pos, SEEK_DATA);
+                if (data < 0) {
+                        if (errno == ENXIO)
+                                break; /* only a hole is left */
+                        return negative_errno();
+                }
+                off_t hole = lseek(in_fd, data, SEEK_HOLE);
+                if (hole < 0)
+                        return negative_errno();
+                loff_t in_off = data, out_off = data;
+                while (in_off < hole) {
+                        size_t want = (size_t)(hole - in_off);
+                        ssize_t n = use_read ? -1 : copy_file_range(in_fd, &in_off, out_fd, &out_off, want, 0);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0 && !use_read && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
+                                                   errno == EINVAL)) {
+                                use_read = true; /* across file systems, or not offered */
+                                continue;
+                        }
+                        if (use_read) {
+                                char buf[64 * 1024];
+                                n = pread(in_fd, buf, MIN(want, sizeof(buf)), in_off);
+                                if (n > 0 && pwrite_all(out_fd, buf, (size_t)n, out_off) < 0)
+                                        return negative_errno();
+                                if (n > 0) {
+                                        in_off += n;
+                                        out_off += n;
+                                }
+                        }
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return negative_errno();
+                        if (n == 0)
+                                return -EIO; /* the file shrank under us */
+                        copied += (unsigned long long)n;
+                }
+                pos = hole;
+        }
+        if (ftruncate(out_fd, st.st_size) < 0)
+                return negative_errno();
+        if (ret_data_bytes)
+                *ret_data_bytes = copied;
         return 0;
 }

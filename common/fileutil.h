@@ -34,3 +34,11 @@ int rm_rf_last(const char *path, const char *last);
  * new content, never a part; nothing is left behind on failure. Returns 0 or
  * a negative errno. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Copy in_fd's whole content to out_fd (an empty regular file) keeping holes:
+ * a reflink (FICLONE) where the file system shares extents, else the data
+ * extents only (SEEK_DATA/SEEK_HOLE) with copy_file_range (pread/pwrite across
+ * file systems), then out_fd is
+ * sized like in_fd. *ret_data_bytes (may be NULL) gets the bytes copied (0 for
+ * a reflink). Returns 0 or a negative errno (-ENOSPC: disk full). */
+int copy_file_sparse(int in_fd, int out_fd, unsigned long long *ret_data_bytes);

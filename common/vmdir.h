@@ -18,6 +18,7 @@
 #define VMDIR_CHAN "chan.sock"              /* QEMU's virtio-serial chardev (internal) */
 #define VMDIR_QMP "qmp.sock"                /* QEMU's QMP monitor (libsmolvm's pause/resume) */
 #define VMDIR_OVERLAY "overlay.qcow2"       /* the VM's disk, over the image's rootfs */
+#define VMDIR_RAM "ram"                     /* guest RAM (memory-backend-file, shared) */
 #define VMDIR_CONSOLE_LOG "console.log"     /* the guest's serial console, size-capped */
 #define VMDIR_SUPERVISOR_LOG "supervisor.log"
 #define VMDIR_QEMU_LOG "qemu.log"
@@ -39,3 +40,11 @@
  * flock of VMDIR_PORTS_LOCK; the supervisor gets them by control lines. */
 #define VMDIR_PORTS "ports.json"
 #define VMDIR_PORTS_LOCK "ports.lock"
+
+/* A snapshot's directory, $SMOLVM_HOME/snapshots/<id>/ (docs/internals.md,
+ * "Snapshots"): written by libsmolvm (snapshot.c), read by the supervisor of a
+ * VM restored from it. Never changed once the snapshot exists. */
+#define SNAPDIR_RECORD "snapshot.json"
+#define SNAPDIR_RAM "ram"          /* the guest RAM at the instant (sparse) */
+#define SNAPDIR_STATE "state"      /* QEMU's device state (migration stream, no RAM) */
+#define SNAPDIR_DISK "disk.qcow2"  /* the disk at the instant: a read-only qcow2 layer */

@@ -83,6 +83,12 @@ int agent_fuse_abort(int fd, const agent_request *req);
  * bytes stream <-> TCP until both directions ended (half-close passed through).
  * Returns 0 or a negative errno. */
 int agent_port_connect(int fd, const agent_request *req);
+/* restore.c: restored: the VM was just restored from a snapshot (a fork or a
+ * clone): mix the host's entropy into the kernel RNG and reseed it, step the
+ * wall clock to the host's, take the new hostname and machine-id. Answers
+ * RESULT {"ok": true, "reseeded": bool, "clock_stepped": bool} or ERROR;
+ * returns 0 or negative errno. */
+int agent_restored(int fd, const agent_request *req);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;

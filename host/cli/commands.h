@@ -29,3 +29,5 @@ int cmd_workspace(int argc, char **argv);
 /* --max-size SIZE (cp, workspace persist): a cli_opt CLI_CALL parser into a
  * uint64_t (cmd_cp.c). */
 int cli_opt_max_size(const char *arg, void *field);
+int cmd_snapshot(int argc, char **argv);
+int cmd_fork(int argc, char **argv); /* in cmd_snapshot.c */

@@ -29,6 +29,8 @@ static const cli_verb commands[] = {
         { "port", cmd_port, "Forward host TCP ports to a VM's guest ports" },
         { "workspace", cmd_workspace, "Save a guest directory to a .tar.zst, or unpack one" },
         { "net", cmd_net, "A VM's egress: log, suggest, allow, deny" },
+        { "snapshot", cmd_snapshot, "Snapshot a VM; list, show and remove snapshots" },
+        { "fork", cmd_fork, "Make running copies of a VM at its present instant" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
         { "mcp", cmd_mcp, "Serve MCP on stdio: tools that run code in microVMs" },
         { NULL, NULL, NULL },

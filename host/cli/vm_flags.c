@@ -75,10 +75,11 @@ static int parse_accel(const char *arg, void *field)
         return 0;
 }
 
+/* --image and --from-snapshot: a non-empty name. */
 static int parse_image(const char *arg, void *field)
 {
         if (!*arg) {
-                cli_error("--image needs a name");
+                cli_error("--image and --from-snapshot need a name");
                 return -EINVAL;
         }
         *(const char **)field = arg;
@@ -153,6 +154,9 @@ const cli_opt cli_vm_opts[] = {
         CLI_CALL(cli_vm_args, cfg.image, "image", 0, "NAME", parse_image,
                  "image to boot: a name from 'smolvm image ls' (default:\n"
                  "default) or an absolute directory path"),
+        CLI_CALL(cli_vm_args, cfg.from_snapshot, "from-snapshot", 0, "NAME", parse_image,
+                 "continue from a snapshot (`smolvm snapshot ls`): its\n"
+                 "processes, memory and disk; image and shape are its own"),
         CLI_CALL(cli_vm_args, mounts, "mount", 0, "HOST:GUEST[:ro|:rw]", parse_mount,
                  "show host directory HOST at GUEST in the VM, read-only\n"
                  "unless :rw (enforced on the host; repeatable, max 16)"),

@@ -20,7 +20,7 @@
 /* Files of one run of a VM: removed before a start (a SIGKILLed supervisor
  * leaves them) and after a stop. Never the disk, the record or the logs. */
 static const char *const run_files[] = {
-        VMDIR_PID, VMDIR_VSOCK, VMDIR_CHAN, VMDIR_QMP, VMDIR_PAUSED, VMDIR_BOOT,
+        VMDIR_PID, VMDIR_VSOCK, VMDIR_CHAN, VMDIR_QMP, VMDIR_PAUSED, VMDIR_BOOT, VMDIR_RAM,
 };
 
 static void remove_run_files(const char *dir)
@@ -37,9 +37,8 @@ static void dir_file(const smolvm_vm *vm, const char *name, char *buf, size_t si
         snprintf(buf, size, "%s/%s", vm->dir, name);
 }
 
-/* Lock the VM and check it still exists (a delete may have won the race).
- * Returns the lock fd or a negative errno (recorded). */
-static int lock_vm(smolvm_vm *vm)
+/* vm_lock(): a delete may have won the race, hence the check. */
+int vm_lock(smolvm_vm *vm)
 {
         char path[PATH_MAX];
         dir_file(vm, VMDIR_LOCK, path, sizeof(path));
@@ -175,6 +174,7 @@ static int start_ephemeral(smolvm_vm *vm)
         }
         uint64_t t0 = now_ms();
         int ready_fd = -1;
+        bool restores = vm_start_restores(vm);
         int r = supervisor_spawn(vm, &ready_fd);
         if (r < 0) {
                 vm->state = VM_DEAD;
@@ -204,7 +204,15 @@ static int start_ephemeral(smolvm_vm *vm)
                 vm->state = VM_DEAD;
         }
         pthread_mutex_unlock(&vm->lock);
-        return r;
+        if (r < 0)
+                return r;
+        /* A clone must not share its RNG state, clock, hostname or machine-id
+         * with its siblings: without them it does not run. */
+        if (restores && (r = vm_tell_restored(vm)) < 0) {
+                (void)smolvm_destroy(vm);
+                return r;
+        }
+        return 0;
 }
 
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
@@ -212,7 +220,7 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         if (vm->ephemeral)
                 return start_ephemeral(vm);
 
-        _cleanup_close_ int lock = lock_vm(vm);
+        _cleanup_close_ int lock = vm_lock(vm);
         if (lock < 0)
                 return lock;
         pid_t pid = 0;
@@ -232,6 +240,7 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         pthread_mutex_lock(&vm->lock);
         uint64_t t0 = now_ms();
         int ready_fd = -1;
+        bool restores = vm_start_restores(vm);
         r = supervisor_spawn_detached(vm, &ready_fd, &pid);
         if (r == 0) {
                 r = supervisor_wait_ready(vm, ready_fd);
@@ -253,6 +262,16 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         vm->have_boot_info = true;
         save_boot_info(vm);
         pthread_mutex_unlock(&vm->lock);
+        r = restores ? vm_tell_restored(vm) : 0;
+        if (r < 0) {
+                vm_error_saved e;
+                vm_error_save(&e);
+                (void)vm_error(e.code, e.hint[0] ? e.hint : NULL,
+                               "VM %s was restored, but the guest did not take its new identity (RNG seed, clock, "
+                               "hostname), so it was stopped again: %s", vm->id, e.message);
+                start_failed(vm, pid);
+                return r;
+        }
         r = apply_create_env(vm);
         if (r == 0) {
                 r = vm_ports_apply(vm);
@@ -330,7 +349,7 @@ SMOLVM_EXPORT int smolvm_stop(smolvm_vm *vm)
 {
         if (vm->ephemeral && vm->supervisor_pid > 0)
                 return smolvm_destroy(vm);
-        _cleanup_close_ int lock = lock_vm(vm);
+        _cleanup_close_ int lock = vm_lock(vm);
         if (lock < 0)
                 return lock;
         pid_t pid = vm_live_supervisor(vm->dir, NULL);
@@ -344,7 +363,7 @@ SMOLVM_EXPORT int smolvm_stop(smolvm_vm *vm)
 static int pause_resume(smolvm_vm *vm, bool pause)
 {
         char hint[128];
-        _cleanup_close_ int lock = lock_vm(vm);
+        _cleanup_close_ int lock = vm_lock(vm);
         if (lock < 0)
                 return lock;
         smolvm_state st = vm_derive_state(vm->dir, NULL);
@@ -390,7 +409,7 @@ SMOLVM_EXPORT int smolvm_delete(smolvm_vm *vm, unsigned flags)
                 return 0;
         if (vm->ephemeral && vm->supervisor_pid > 0)
                 return smolvm_destroy(vm);
-        _cleanup_close_ int lock = lock_vm(vm);
+        _cleanup_close_ int lock = vm_lock(vm);
         if (lock < 0)
                 return lock;
         pid_t pid = vm_live_supervisor(vm->dir, NULL);

@@ -22,12 +22,12 @@
 #define QMP_TIMEOUT_MS 5000u
 #define QMP_LINE_MAX (64u * 1024u)
 
-typedef struct qmp_conn {
+struct qmp_conn {
         int fd;
         char buf[QMP_LINE_MAX];
         size_t len;
         uint64_t deadline;
-} qmp_conn;
+};
 
 /* Next JSON message that is not an asynchronous event. Returns it (decref it) or
  * NULL with the error recorded. */
@@ -78,29 +78,68 @@ static json_t *qmp_read(qmp_conn *c, const char *what)
         }
 }
 
-static int qmp_execute(qmp_conn *c, const char *command)
+/* Send {"execute": command, "arguments": args} (args may be NULL; borrowed),
+ * with fd passed along (SCM_RIGHTS) if >= 0, and wait for its answer.
+ * *ret_return (may be NULL) gets the "return" value (decref it). */
+int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **ret_return)
 {
-        char req[128];
-        int n = snprintf(req, sizeof(req), "{\"execute\":\"%s\"}\n", command);
-        if (write_all(c->fd, req, (size_t)n) < 0)
+        json_t *req = json_pack("{s:s}", "execute", command);
+        if (req && args)
+                json_object_set(req, "arguments", args);
+        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!text)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        size_t len = strlen(text);
+        int r = 0;
+        if (fd >= 0) {
+                /* The fd rides with the first byte; the rest follows as usual. */
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int))];
+                } u = { 0 };
+                struct iovec iov = { .iov_base = text, .iov_len = 1 };
+                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                                    .msg_controllen = sizeof(u.buf) };
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+                ssize_t n;
+                while ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+                        ;
+                if (n != 1)
+                        r = -errno;
+                else
+                        r = write_all(c->fd, text + 1, len - 1);
+        } else {
+                r = write_all(c->fd, text, len);
+        }
+        r = r < 0 ? r : write_all(c->fd, "\n", 1);
+        free(text);
+        if (r < 0)
                 return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(errno));
+        c->deadline = now_ms() + QMP_TIMEOUT_MS;
         json_t *o = qmp_read(c, command);
         if (!o)
                 return smolvm_last_error()->code;
         json_t *err = json_object_get(o, "error");
-        int r = 0;
+        json_t *ret = json_object_get(o, "return");
         if (err) {
                 json_t *desc = json_object_get(err, "desc");
                 r = vm_error(SMOLVM_EBACKEND, NULL, "QMP %s failed: %s", command,
                              json_is_string(desc) ? json_string_value(desc) : "unknown error");
-        } else if (!json_object_get(o, "return")) {
+        } else if (!ret) {
                 r = vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: unexpected reply from QEMU", command);
+        } else if (ret_return) {
+                *ret_return = json_incref(ret);
         }
         json_decref(o);
         return r;
 }
 
-int qmp_command(const char *vm_dir, const char *command)
+int qmp_open(const char *vm_dir, qmp_conn **ret)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int dirfd = -1;
@@ -111,26 +150,52 @@ int qmp_command(const char *vm_dir, const char *command)
                         return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
                 snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" VMDIR_QMP, dirfd);
         }
-        _cleanup_free_ qmp_conn *c = calloc(1, sizeof(*c));
+        qmp_conn *c = calloc(1, sizeof(*c));
         if (!c)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0)
+        if (c->fd < 0) {
+                free(c);
                 return vm_error(negative_errno(), NULL, "socket: %s", strerror(errno));
-        _cleanup_close_ int fd = c->fd;
+        }
         c->deadline = now_ms() + QMP_TIMEOUT_MS;
         if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int r = negative_errno();
+                qmp_close(c);
                 return vm_error(SMOLVM_EBACKEND, "the VM was started by an older smolvm without QMP: restart it",
                                 "connect %s/" VMDIR_QMP ": %s", vm_dir, strerror(-r));
         }
-        /* Greeting, then capabilities negotiation, then the command. */
+        /* Greeting, then capabilities negotiation. */
         json_t *greeting = qmp_read(c, "greeting");
-        if (!greeting)
+        if (!greeting) {
+                qmp_close(c);
                 return smolvm_last_error()->code;
+        }
         json_decref(greeting);
-        int r = qmp_execute(c, "qmp_capabilities");
-        if (r == 0)
-                r = qmp_execute(c, command);
+        int r = qmp_call(c, "qmp_capabilities", NULL, -1, NULL);
+        if (r < 0) {
+                qmp_close(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+void qmp_close(qmp_conn *c)
+{
+        if (!c)
+                return;
+        safe_close(c->fd);
+        free(c);
+}
+
+int qmp_command(const char *vm_dir, const char *command)
+{
+        qmp_conn *c;
+        int r = qmp_open(vm_dir, &c);
+        if (r < 0)
+                return r;
+        r = qmp_call(c, command, NULL, -1, NULL);
+        qmp_close(c);
         return r;
 }

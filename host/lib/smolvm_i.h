@@ -56,6 +56,7 @@ typedef struct vm_record {
         size_t n_mounts;
         smolvm_mount_transport mount_transport;
         json_t *net;              /* the egress policy (net.c), or NULL: no network */
+        char *from_snapshot;      /* the snapshot id it was made from, or NULL */
 } vm_record;
 
 struct smolvm_vm {
@@ -165,9 +166,58 @@ int proc_stat(pid_t pid, char *ret_state, pid_t *ret_ppid);
 void vm_info_from_record(const vm_record *rec, smolvm_vm_info *ret);
 int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n);
 
+/* ---- lifecycle.c ---- */
+/* Lock the VM (vms/<id>/lock) and check it still exists. Returns the lock fd or
+ * a negative errno (recorded). */
+int vm_lock(smolvm_vm *vm);
+
+/* ---- snapshot.c, snapshot_record.c ---- */
+#define SNAPSHOT_MAX_LAYERS 32u
+/* snapshots/<id>/snapshot.json: a snapshot's record. Input (the file can be
+ * damaged or planted): parsed bounded and checked. */
+typedef struct snap_record {
+        char id[SMOLVM_ID_LEN + 1];
+        char *name;               /* NULL if none */
+        int64_t created_unix;
+        char vm_id[SMOLVM_ID_LEN + 1]; /* the VM it was taken of */
+        char *image;              /* as the VM was configured */
+        char *image_dir;          /* absolute: kernel and initrd of a restore */
+        char *accel;
+        char *kernel_cmdline;     /* NULL if none */
+        unsigned vcpus, mem_mib, disk_mib;
+        bool internal;            /* fork's own, removed once its children started */
+        uint64_t pause_ms;        /* how long the VM was paused for it */
+        uint64_t ram_bytes;       /* RAM data copied */
+        char **layers;            /* NULL-terminated: the disk's lower layers in the
+                                   * snapshot dir ("layer-<id>.qcow2"), <= SNAPSHOT_MAX_LAYERS */
+        size_t n_layers;
+} snap_record;
+int snap_record_parse(const char *path, const char *text, size_t len, snap_record *ret);
+char *snap_record_format(const snap_record *rec);
+void snap_record_done(snap_record *rec);
+/* "layer-<12 hex>.qcow2" */
+bool snap_layer_name_valid(const char *s);
+/* home/snapshots/<id> of the snapshot named or with that id (or unique id
+ * prefix >= 4), its record loaded. SMOLVM_ENOTFOUND, SMOLVM_ECORRUPT, ... */
+int snapshot_find(const char *home, const char *id_or_name, char **ret_dir, snap_record *ret);
+/* Hard-link the snapshot's disk and layers into a new VM's (staging) dir as its
+ * layers; *ret_top (malloc'd) is the file its overlay goes over. */
+/* The next start of vm restores its snapshot (made from one, never started). */
+bool vm_start_restores(const smolvm_vm *vm);
+/* After a restore: the "restored" agent op (fresh RNG seed, the host's clock, the
+ * VM's own hostname smolvm-<id> and a new machine-id). Returns 0 or negative errno. */
+int vm_tell_restored(smolvm_vm *vm);
+int snapshot_link_layers(const char *snap_dir, const snap_record *rec, const char *vm_dir, char **ret_top);
+
 /* ---- qmp.c ---- */
 /* Run one QMP command ("stop", "cont") on DIR/qmp.sock. Records the error. */
 int qmp_command(const char *vm_dir, const char *command);
+/* A session, for a sequence of commands (snapshot.c). Each returns 0 or a
+ * negative errno (recorded). */
+typedef struct qmp_conn qmp_conn;
+int qmp_open(const char *vm_dir, qmp_conn **ret);
+int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **ret_return);
+void qmp_close(qmp_conn *c);
 
 /* ---- mounts.c ---- */
 #define VM_MOUNT_GUEST_PATH_MAX 255u

@@ -30,6 +30,7 @@ void vm_record_done(vm_record *rec)
         free(rec->image_dir);
         free(rec->accel);
         free(rec->kernel_cmdline);
+        free(rec->from_snapshot);
         if (rec->env)
                 for (size_t i = 0; rec->env[i]; i++)
                         free(rec->env[i]);
@@ -136,11 +137,16 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
             (r = get_str(path, root, "image_dir", true, &rec.image_dir)) < 0 ||
             (r = get_str(path, root, "accel", false, &rec.accel)) < 0 ||
             (r = get_str(path, root, "kernel_cmdline", false, &rec.kernel_cmdline)) < 0 ||
+            (r = get_str(path, root, "from_snapshot", false, &rec.from_snapshot)) < 0 ||
             (r = get_uint(path, root, "vcpus", true, 64, &rec.vcpus)) < 0 ||
             (r = get_uint(path, root, "mem_mib", true, 262144, &rec.mem_mib)) < 0 ||
             (r = get_uint(path, root, "disk_mib", false, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
             (r = get_uint(path, root, "boot_timeout_ms", false, 3600u * 1000u, &rec.boot_timeout_ms)) < 0)
                 goto fail;
+        if (rec.from_snapshot && !vm_id_valid(rec.from_snapshot)) {
+                r = corrupt(path, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
+                goto fail;
+        }
         if (rec.name && !vm_name_valid(rec.name)) {
                 r = corrupt(path, "field 'name' is not a valid VM name");
                 goto fail;
@@ -236,6 +242,8 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "name", json_null()) < 0;
         if (!bad && rec->kernel_cmdline)
                 bad = json_object_set_new(o, "kernel_cmdline", json_string(rec->kernel_cmdline)) < 0;
+        if (!bad && rec->from_snapshot)
+                bad = json_object_set_new(o, "from_snapshot", json_string(rec->from_snapshot)) < 0;
         /* Only when there are mounts: records without them stay as they were. */
         if (!bad && rec->n_mounts)
                 bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||

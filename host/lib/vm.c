@@ -69,6 +69,16 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 json_decref(o);
                 o = NULL;
         }
+        if (o && rec->from_snapshot) {
+                char snap[4096], layer[64];
+                snprintf(snap, sizeof(snap), "%s/snapshots/%s", vm->home, rec->from_snapshot);
+                snprintf(layer, sizeof(layer), "layer-%s.qcow2", rec->from_snapshot);
+                if (json_object_set_new(o, "snapshot_dir", json_string(snap)) < 0 ||
+                    json_object_set_new(o, "disk_layer", json_string(layer)) < 0) {
+                        json_decref(o);
+                        o = NULL;
+                }
+        }
         if (!o)
                 return vm_error(-EINVAL, NULL,
                                 "cannot encode " VMDIR_CONFIG " (paths, mount paths and kernel command line must be "
@@ -163,7 +173,9 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->cancel_fd = cfg->cancel_fd;
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
         _cleanup_close_ int names_lock = -1, creating = -1;
-        _cleanup_free_ char *staging = NULL;
+        _cleanup_free_ char *staging = NULL, *snap_dir = NULL;
+        snap_record snap = { 0 };
+        bool have_snap = false;
 
         /* Before the image: a bad --mount is the user's to fix first. */
         r = vm_mounts_from_config(cfg, &vm->rec);
@@ -176,7 +188,27 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         r = smolvm_home_dir(&vm->home);
         if (r < 0)
                 goto fail;
-        r = resolve_image(vm->home, cfg->image, &vm->image_dir, NULL);
+        if (cfg->from_snapshot) {
+                if (cfg->n_mounts || cfg->image || cfg->vcpus || cfg->mem_mib || cfg->disk_mib || cfg->kernel_cmdline) {
+                        r = vm_error(SMOLVM_EINVAL, "leave them out: they come from the snapshot",
+                                     "--from-snapshot takes the image, vCPUs, memory, disk size and kernel command "
+                                     "line of the snapshot, and allows no mounts");
+                        goto fail;
+                }
+                r = snapshot_find(vm->home, cfg->from_snapshot, &snap_dir, &snap);
+                if (r < 0)
+                        goto fail;
+                have_snap = true;
+        }
+        r = resolve_image(vm->home, have_snap ? snap.image_dir : cfg->image, &vm->image_dir, NULL);
+        if (r < 0 && have_snap) {
+                vm_error_saved e;
+                vm_error_save(&e);
+                r = vm_error(SMOLVM_EIMAGE, "the snapshot cannot be restored without it: remove it with `smolvm snapshot rm`",
+                             "snapshot %s was taken of a VM on image '%s' (%s), which is gone: %s", snap.id,
+                             snap.image ? snap.image : "default", snap.image_dir, e.message);
+                goto fail;
+        }
         if (r < 0) {
                 /* Keep the message and hint; the code says "image error" (an
                  * invalid name stays an invalid argument). */
@@ -187,6 +219,23 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         r = record_from_config(cfg, vm);
         if (r < 0)
                 goto fail;
+        if (have_snap) {
+                vm_record *rec = &vm->rec;
+                free(rec->image);
+                free(rec->accel);
+                free(rec->kernel_cmdline);
+                rec->image = strdup(snap.image ? snap.image : "default");
+                rec->accel = strdup(snap.accel ? snap.accel : "auto");
+                rec->kernel_cmdline = snap.kernel_cmdline ? strdup(snap.kernel_cmdline) : NULL;
+                rec->from_snapshot = strdup(snap.id);
+                rec->vcpus = snap.vcpus;
+                rec->mem_mib = snap.mem_mib;
+                rec->disk_mib = snap.disk_mib;
+                if (!rec->image || !rec->accel || (snap.kernel_cmdline && !rec->kernel_cmdline) || !rec->from_snapshot) {
+                        r = vm_error(-ENOMEM, NULL, "out of memory");
+                        goto fail;
+                }
+        }
 
         char vms[4096];
         snprintf(vms, sizeof(vms), "%s/vms", vm->home);
@@ -250,7 +299,15 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 goto fail;
         }
         memcpy(vm->rec.id, vm->id, sizeof(vm->id));
-        r = vm_write_supervisor_config(vm);
+        r = 0;
+        if (have_snap) {
+                /* The VM's own hard links of the snapshot's disk layers: removing
+                 * the snapshot later never takes its disk away. */
+                _cleanup_free_ char *top = NULL;
+                r = snapshot_link_layers(snap_dir, &snap, staging, &top);
+        }
+        if (r == 0)
+                r = vm_write_supervisor_config(vm);
         if (r == 0)
                 r = vm_ports_write_config(vm->dir, cfg);
         if (r == 0)
@@ -268,9 +325,13 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 (void)rm_rf(staging);
                 goto fail;
         }
+        if (have_snap)
+                snap_record_done(&snap);
         *ret_vm = vm;
         return 0;
 fail:
+        if (have_snap)
+                snap_record_done(&snap);
         vm_free_fields(vm);
         return r;
 }

@@ -26,6 +26,9 @@
  * panicking guest closes the channel a moment before QEMU is reaped, and "kernel
  * stopped" with the console tail is the more useful message. */
 #define BROKEN_GRACE_MS 1000u
+/* A restore: how long a channel connection may go without the guest's HELLO
+ * before it is dropped again (the guest then resets its end). */
+#define RESTORE_HELLO_MS 3000u
 
 /* ---- the ready line ---- */
 
@@ -149,6 +152,11 @@ static void on_broken(void *userdata, int err, const char *why)
 
         if (s->mux_broken)
                 return;
+        if (s->restoring && !s->hello) {
+                /* Before the fresh HELLO this is still the old session's channel. */
+                s->chan_hello_deadline_ms = 1;
+                return;
+        }
         s->mux_broken = true;
         s->mux_err = err;
         s->mux_why = why;
@@ -188,8 +196,28 @@ static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
                 return;
         }
         s->t_chan = now_ms();
-        (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
-        s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        if (s->restoring) {
+                /* The restored guest still holds the streams of the VM it was
+                 * snapshotted from, and maybe half a packet of them. Its first
+                 * connection is dropped: the guest sees its port close, drops
+                 * every stream and reopens it; QEMU connects again a second later
+                 * (reconnect=1) and the guest says HELLO on a fresh channel. The
+                 * listener stays: a connection without HELLO is dropped again. */
+                if (!s->chan_dropped) {
+                        s->chan_dropped = true;
+                        sup_log("restore: dropping the first channel connection so the guest resets it");
+                        safe_close(fd);
+                        return;
+                }
+                if (s->mux) {
+                        safe_close(fd); /* only one at a time */
+                        return;
+                }
+                s->chan_hello_deadline_ms = s->t_chan + RESTORE_HELLO_MS;
+        } else {
+                (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
+                s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        }
         r = smolvm_mux_new(s->loop, fd, true, &mux_ops, s, NULL, 0, &s->mux);
         if (r < 0) {
                 sup_log("creating the channel mux: %s", strerror(-r));
@@ -231,6 +259,15 @@ int sup_boot_step(sup *s)
         char how[64];
         int wstatus, r;
 
+        if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms && now >= s->chan_hello_deadline_ms) {
+                /* The guest did not reset on that connection (it saw the port
+                 * close and open again at once): drop it, it sees the close now. */
+                sup_log("restore: no HELLO on the channel within %u ms, dropping it again", RESTORE_HELLO_MS);
+                smolvm_mux_free(s->mux);
+                s->mux = NULL;
+                s->mux_broken = false;
+                s->chan_hello_deadline_ms = 0;
+        }
         if (s->hello && !s->running) {
                 if (s->hello_version != SMOLVM_CHAN_VERSION) {
                         sup_fail(s, false, "rebuild the image with `smolvm image build` so smolvm-init matches this smolvm",
@@ -333,6 +370,8 @@ int sup_boot_timeout_ms(const sup *s)
         if (s->mux_broken && s->broken_deadline_ms < until)
                 until = s->broken_deadline_ms;
         until = MIN(until, sup_duties_deadline(s));
+        if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms)
+                until = MIN(until, s->chan_hello_deadline_ms);
         if (until == UINT64_MAX)
                 return -1;
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;

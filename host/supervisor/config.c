@@ -142,6 +142,8 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
             (r = get_uint(path, root, "boot_timeout_ms", 0, 3600 * 1000, &timeout, err, err_len)) < 0 ||
             (r = get_uint(path, root, "disk_mib", 0, 64 * 1024 * 1024, &disk, err, err_len)) < 0 ||
             (r = get_string(path, root, "mount_transport", false, false, &transport, err, err_len)) < 0 ||
+            (r = get_string(path, root, "snapshot_dir", false, true, &c.snapshot_dir, err, err_len)) < 0 ||
+            (r = get_string(path, root, "disk_layer", false, false, &c.disk_layer, err, err_len)) < 0 ||
             (r = get_mounts(path, root, &c, err, err_len)) < 0) {
                 free(transport);
                 json_decref(root);
@@ -151,6 +153,14 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
         json_decref(root);
         if (transport && strcmp(transport, "virtiofs") != 0 && strcmp(transport, "vsock") != 0) {
                 snprintf(err, err_len, "%s: \"mount_transport\" must be \"virtiofs\" or \"vsock\"", path);
+                free(transport);
+                sup_config_done(&c);
+                return -EINVAL;
+        }
+        if (!c.snapshot_dir != !c.disk_layer ||
+            (c.disk_layer && (strchr(c.disk_layer, '/') || strncmp(c.disk_layer, "layer-", 6) != 0))) {
+                snprintf(err, err_len, "%s: \"snapshot_dir\" and \"disk_layer\" (a layer-*.qcow2 file name) go together",
+                         path);
                 free(transport);
                 sup_config_done(&c);
                 return -EINVAL;
@@ -172,6 +182,8 @@ void sup_config_done(sup_config *c)
         free(c->rootfs);
         free(c->cmdline_extra);
         free(c->accel);
+        free(c->snapshot_dir);
+        free(c->disk_layer);
         for (size_t i = 0; i < c->n_mounts; i++) {
                 free(c->mounts[i].tag);
                 free(c->mounts[i].host);

@@ -31,6 +31,10 @@ typedef struct sup_config {
         sup_mount_cfg mounts[SUP_MAX_MOUNTS];
         size_t n_mounts;
         bool mounts_vsock;        /* "mount_transport": "vsock" (FUSE over the agent stream) */
+        char *snapshot_dir;       /* optional "snapshot_dir": the VM was made from this
+                                   * snapshot (absolute); its first start restores it */
+        char *disk_layer;         /* with it, "disk_layer": the file in the VM dir (a hard
+                                   * link of the snapshot's disk) its overlay goes over */
 } sup_config;
 
 /* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a

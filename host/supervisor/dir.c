@@ -22,7 +22,7 @@
  * (only these: never a recursive delete of a directory someone configured).
  * A duty removes its own (duty.h, destroy). */
 static const char *const vm_dir_files[] = {
-        VMDIR_VSOCK, VMDIR_CHAN, VMDIR_CONSOLE_LOG, VMDIR_QEMU_LOG, VMDIR_OVERLAY,
+        VMDIR_VSOCK, VMDIR_CHAN, VMDIR_CONSOLE_LOG, VMDIR_QEMU_LOG, VMDIR_OVERLAY, VMDIR_RAM,
         VMDIR_CONFIG, VMDIR_PID, VMDIR_SUPERVISOR_LOG,
         /* libsmolvm's: the record, its lock, run state (lifecycle.c) */
         VMDIR_QMP, VMDIR_RECORD, VMDIR_LOCK, VMDIR_BOOT, VMDIR_PAUSED, VMDIR_FAILED, VMDIR_ENV_APPLIED,
@@ -31,7 +31,7 @@ static const char *const vm_dir_files[] = {
 /* What a persistent VM's supervisor removes at exit: nothing may connect any
  * more, and the VM no longer runs (or is paused). */
 static const char *const run_files[] = {
-        VMDIR_VSOCK, VMDIR_CHAN, VMDIR_QMP, VMDIR_PAUSED, VMDIR_PID,
+        VMDIR_VSOCK, VMDIR_CHAN, VMDIR_QMP, VMDIR_PAUSED, VMDIR_PID, VMDIR_RAM,
 };
 
 static _Noreturn void out_of_memory(void)
@@ -131,6 +131,7 @@ int sup_dir_write_pid(sup *s)
 int sup_dir_prepare_overlay(sup *s)
 {
         _cleanup_free_ char *overlay = sup_dir_path(s, VMDIR_OVERLAY);
+        const char *base = s->cfg.rootfs, *format = "raw";
         uint64_t size_bytes = 0;
         struct stat st;
         char err[512];
@@ -138,9 +139,18 @@ int sup_dir_prepare_overlay(sup *s)
 
         if (access(overlay, F_OK) == 0)
                 return 0; /* a persistent VM restarting keeps its disk */
-        if (s->cfg.disk_mib && stat(s->cfg.rootfs, &st) == 0 && s->cfg.disk_mib * 1024 * 1024 > (uint64_t)st.st_size)
+        if (s->cfg.snapshot_dir) {
+                /* A VM made from a snapshot starts on its own overlay over its
+                 * hard link of the snapshot's disk layer (relative: the VM's
+                 * layers live beside it); the first start is the restore. */
+                base = s->cfg.disk_layer;
+                format = "qcow2";
+                s->restoring = true;
+        } else if (s->cfg.disk_mib && stat(s->cfg.rootfs, &st) == 0 &&
+                   s->cfg.disk_mib * 1024 * 1024 > (uint64_t)st.st_size) {
                 size_bytes = s->cfg.disk_mib * 1024 * 1024;
-        r = sup_vmm_create_overlay(s->cfg.rootfs, overlay, size_bytes, err, sizeof(err));
+        }
+        r = sup_vmm_create_overlay_fmt(base, format, overlay, size_bytes, err, sizeof(err));
         if (r == -ENOENT)
                 sup_fail(s, false, "install it: apt-get install qemu-utils", "qemu-img not found");
         else if (r == -ENOSPC)

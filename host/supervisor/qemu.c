@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,13 +18,17 @@
 #endif
 
 #include "log.h"
+#include "qemu_img.h" /* common/ */
 #include "spawner.h" /* common/ */
 #include "util.h"
 
 #define QEMU_BINARY "qemu-system-x86_64"
-#define QEMU_IMG_BINARY "qemu-img"
-/* In the VMM, the console socket is always this fd (named in -chardev fd=). */
+/* In the VMM, the console socket is always this fd (named in -chardev fd=); a
+ * restore's device state file is fd 4 and its QMP monitor (ours) fd 5. */
 #define VMM_CONSOLE_FD 3
+#define VMM_INCOMING_FD 4
+#define VMM_RESTORE_QMP_FD 5
+#define RESTORE_QMP_TIMEOUT_MS 30000u
 
 struct sup_vmm {
         pid_t pid; /* 0 once reaped */
@@ -36,43 +43,30 @@ const char *sup_vmm_binary(void)
         return e && *e ? e : QEMU_BINARY;
 }
 
-/* QEMU's option parser splits on ','; a literal comma is written ",,". */
-static char *qemu_opt_escape(const char *s)
-{
-        size_t n = strlen(s), commas = 0;
-        for (size_t i = 0; i < n; i++)
-                commas += s[i] == ',';
-        char *out = malloc(n + commas + 1), *p = out;
-        if (!out)
-                return NULL;
-        for (size_t i = 0; i < n; i++) {
-                *p++ = s[i];
-                if (s[i] == ',')
-                        *p++ = ',';
-        }
-        *p = '\0';
-        return out;
-}
-
 /* Start argv (PATH lookup) with the given stdio (or /dev/null) and, if
- * keep_fd >= 0, keep_fd as fd 3: in its own process group (we kill whole
- * groups), dying with the supervisor (PR_SET_PDEATHSIG SIGKILL). */
-static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, pid_t *ret_pid)
+ * keep_fd >= 0, keep_fd as fd 3 (and keep_fd2 as fd 4, keep_fd3 as fd 5, when
+ * >= 0): in its own
+ * process group (we kill whole groups), dying with the supervisor
+ * (PR_SET_PDEATHSIG SIGKILL). */
+static int spawn(char *const argv[], int out_fd, int err_fd, int keep_fd, int keep_fd2, int keep_fd3,
+                 pid_t *ret_pid)
 {
         _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0)
                 return negative_errno();
-        int fds[4] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd };
+        int fds[6] = { null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd, keep_fd, keep_fd2,
+                       keep_fd3 };
         smolvm_spawn_opts o = {
                 .argv = argv,
                 .search_path = true,
                 .fds = fds,
-                .n_fds = keep_fd >= 0 ? 4 : 3,
+                .n_fds = keep_fd3 >= 0 ? 6 : keep_fd2 >= 0 ? 5 : keep_fd >= 0 ? 4 : 3,
                 .new_pgroup = true,
                 .pdeathsig = SIGKILL,
         };
         return smolvm_spawn(&o, ret_pid);
 }
+
 
 static int wait_child(pid_t pid, int *ret_wstatus)
 {
@@ -87,58 +81,13 @@ static int wait_child(pid_t pid, int *ret_wstatus)
 int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
                            size_t err_len)
 {
-        _cleanup_free_ char *backing = NULL;
-        _cleanup_close_ int rd = -1, wr = -1;
-        char size_arg[32], msg[512];
-        size_t msg_len = 0;
-        int pfd[2], st, r;
-        pid_t pid;
+        return qemu_img_create_overlay(base_path, "raw", overlay_path, size_bytes, err, err_len);
+}
 
-        /* -b is parsed as an option value inside qemu-img too: escape commas. */
-        backing = qemu_opt_escape(base_path);
-        if (!backing)
-                return -ENOMEM;
-        snprintf(size_arg, sizeof(size_arg), "%llu", (unsigned long long)size_bytes);
-        char *argv[] = { (char *)QEMU_IMG_BINARY, (char *)"create", (char *)"-q", (char *)"-f", (char *)"qcow2",
-                         (char *)"-F", (char *)"raw", (char *)"-b", backing, (char *)overlay_path,
-                         size_bytes ? size_arg : NULL, NULL };
-
-        if (err && err_len)
-                err[0] = '\0';
-        if (pipe2(pfd, O_CLOEXEC) < 0)
-                return negative_errno();
-        rd = pfd[0];
-        wr = pfd[1];
-        r = spawn(argv, wr, wr, -1, &pid);
-        if (r < 0)
-                return r;
-        wr = safe_close(wr);
-        /* qemu-img prints a line or two at most; keep the first bytes, drain the rest. */
-        for (;;) {
-                char buf[512];
-                ssize_t n = read(rd, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                size_t take = MIN((size_t)n, sizeof(msg) - 1 - msg_len);
-                memcpy(msg + msg_len, buf, take);
-                msg_len += take;
-        }
-        msg[msg_len] = '\0';
-        while (msg_len > 0 && (msg[msg_len - 1] == '\n' || msg[msg_len - 1] == '\r'))
-                msg[--msg_len] = '\0';
-        r = wait_child(pid, &st);
-        if (r < 0)
-                return r;
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-                return 0;
-        if (err && err_len)
-                snprintf(err, err_len, "%s", msg_len ? msg : "qemu-img create failed");
-        (void)unlink(overlay_path); /* a partial file would be taken for a valid disk next time */
-        if (strstr(msg, "No space left on device") || strstr(msg, "Disk quota exceeded"))
-                return -ENOSPC;
-        return -EIO;
+int sup_vmm_create_overlay_fmt(const char *base_path, const char *base_format, const char *overlay_path,
+                               uint64_t size_bytes, char *err, size_t err_len)
+{
+        return qemu_img_create_overlay(base_path, base_format, overlay_path, size_bytes, err, err_len);
 }
 
 #if defined(__x86_64__)
@@ -202,6 +151,75 @@ static uint32_t host_tsc_khz(void)
 }
 #endif
 
+/* One QMP command on a blocking monitor socket: 0 on "return", -EPROTO on
+ * "error" (logged), -ETIMEDOUT, -ECONNRESET. Events are skipped. */
+static int restore_qmp(int fd, const char *cmd, char *buf, size_t size, size_t *len, uint64_t deadline)
+{
+        if (cmd && write_all(fd, cmd, strlen(cmd)) < 0)
+                return negative_errno();
+        for (;;) {
+                char *nl = memchr(buf, '\n', *len);
+                if (nl) {
+                        size_t line = (size_t)(nl - buf) + 1;
+                        json_t *o = json_loadb(buf, line - 1, 0, NULL);
+                        memmove(buf, buf + line, *len - line);
+                        *len -= line;
+                        bool ret = o && json_object_get(o, "return"), greet = o && json_object_get(o, "QMP");
+                        json_t *err = o ? json_object_get(o, "error") : NULL;
+                        if (err) {
+                                json_t *d = json_object_get(err, "desc");
+                                sup_log("restore: QMP %s: %s", cmd ? cmd : "greeting",
+                                        json_is_string(d) ? json_string_value(d) : "error");
+                        }
+                        json_decref(o);
+                        if (err)
+                                return -EPROTO;
+                        if (ret || (greet && !cmd))
+                                return 0;
+                        continue;
+                }
+                if (*len == size)
+                        return -EMSGSIZE;
+                int r = fd_wait(fd, POLLIN, deadline, -1);
+                if (r < 0)
+                        return r;
+                ssize_t n = read(fd, buf + *len, size - *len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -ECONNRESET;
+                *len += (size_t)n;
+        }
+}
+
+/* -incoming defer: x-ignore-shared (the RAM is the snapshot's file, mapped),
+ * then the state from fd 4; QEMU starts the guest once it is loaded (the
+ * snapshot carries no runstate: store-global-state=off). */
+static int restore_incoming(int fd)
+{
+        _cleanup_free_ char *buf = malloc(64 * 1024);
+        size_t len = 0;
+        uint64_t deadline = now_ms() + RESTORE_QMP_TIMEOUT_MS;
+        char incoming[128];
+        snprintf(incoming, sizeof(incoming),
+                 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}\n", VMM_INCOMING_FD);
+        const char *cmds[] = {
+                NULL, /* the greeting */
+                "{\"execute\":\"qmp_capabilities\"}\n",
+                "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+                "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}\n",
+                incoming,
+        };
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+                int r = restore_qmp(fd, cmds[i], buf, 64 * 1024, &len, deadline);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
 {
         _cleanup_free_ sup_vmm *vmm = calloc(1, sizeof(*vmm));
@@ -255,12 +273,38 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
         snprintf(smp, sizeof(smp), "%u", spec->cpus);
         snprintf(chardev_console, sizeof(chardev_console), "socket,id=console,fd=%d", VMM_CONSOLE_FD);
 
-        /* vhost-user back-ends map guest memory: it must be a shared memfd. Only
-         * then (docs/internals.md has the measurement). */
-        char machine[128], memobj[96];
-        snprintf(machine, sizeof(machine), "microvm,x-option-roms=off,rtc=on%s",
-                 spec->n_fs ? ",memory-backend=mem" : "");
-        snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,size=%uM,share=on", spec->mem_mib);
+        /* Guest RAM is a file in the VM dir, always: a snapshot freezes it by
+         * copying the file while the VM is paused, and migrates only the device
+         * state (x-ignore-shared skips shared RAM); vhost-user back-ends map it
+         * too. A restored VM maps the snapshot's frozen copy privately. */
+        _cleanup_free_ char *ram = qemu_opt_escape(spec->ram_path ? spec->ram_path : "");
+        _cleanup_free_ char *memobj = NULL;
+        char machine[128];
+        if (!ram || asprintf(&memobj, "memory-backend-file,id=mem,size=%uM,mem-path=%s,share=%s", spec->mem_mib, ram,
+                             spec->ram_private ? "off" : "on") < 0)
+                return -ENOMEM;
+        snprintf(machine, sizeof(machine), "microvm,x-option-roms=off,rtc=on,memory-backend=mem");
+        char restore_mon[64];
+        snprintf(restore_mon, sizeof(restore_mon), "socket,id=restore,fd=%d", VMM_RESTORE_QMP_FD);
+        _cleanup_close_ int qmp_ours = -1, qmp_theirs = -1;
+        if (spec->incoming_fd >= 0) {
+                int sv[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                        return negative_errno();
+                qmp_ours = sv[0];
+                qmp_theirs = sv[1];
+        }
+        /* A restored guest must learn that its host side is new: the supervisor
+         * drops QEMU's first connection to chan.sock, the guest sees its port
+         * close (it drops every stream and reopens it), and QEMU connects again
+         * a second later (reconnect=1, QEMU's smallest step). */
+        if (spec->incoming_fd >= 0) {
+                free(chardev_chan);
+                if (asprintf(&chardev_chan, "socket,id=chan,path=%s,reconnect=1", chan) < 0) {
+                        chardev_chan = NULL;
+                        return -ENOMEM;
+                }
+        }
 
         bool kvm = spec->accel == SMOLVM_ACCEL_KVM;
         char *base_argv[] = {
@@ -293,18 +337,31 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 NULL,
         };
         /* base_argv plus, per virtio-fs device, -chardev and -device (4), plus the
-         * memory backend (2). */
+         * memory backend (2) and the restore arguments (6). */
         enum { MAX_FS = 16 };
         if (spec->n_fs > MAX_FS)
                 return -E2BIG;
-        char *argv[ARRAY_SIZE(base_argv) + 2 + 4 * MAX_FS];
+        char *argv[ARRAY_SIZE(base_argv) + 8 + 4 * MAX_FS];
         char *fs_args[2 * MAX_FS] = { 0 };
         size_t argc = 0;
         for (char **a = base_argv; *a; a++)
                 argv[argc++] = *a;
-        if (spec->n_fs) {
-                argv[argc++] = (char *)"-object";
-                argv[argc++] = memobj;
+        argv[argc++] = (char *)"-object";
+        argv[argc++] = memobj;
+        /* Without the runstate in the stream, a restore starts running as soon
+         * as the state is loaded (a snapshot is taken with the VM paused, which
+         * the destination would otherwise keep). Harmless for a plain boot. */
+        argv[argc++] = (char *)"-global";
+        argv[argc++] = (char *)"migration.store-global-state=off";
+        if (qmp_theirs >= 0) {
+                /* x-ignore-shared is no -global property in QEMU 7.2: it is set over
+                 * a monitor of our own before the incoming migration starts. */
+                argv[argc++] = (char *)"-chardev";
+                argv[argc++] = restore_mon;
+                argv[argc++] = (char *)"-mon";
+                argv[argc++] = (char *)"chardev=restore,mode=control";
+                argv[argc++] = (char *)"-incoming";
+                argv[argc++] = (char *)"defer";
         }
         r = 0;
         for (size_t i = 0; i < spec->n_fs && r == 0; i++) {
@@ -336,13 +393,22 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 }
                 sup_log("exec: %s", cmd);
         }
-        r = spawn(argv, spec->log_fd, spec->log_fd, spec->console_fd, &vmm->pid);
+        r = spawn(argv, spec->log_fd, spec->log_fd, spec->console_fd, spec->incoming_fd, qmp_theirs, &vmm->pid);
         for (size_t i = 0; i < ARRAY_SIZE(fs_args); i++)
                 free(fs_args[i]);
         if (r < 0)
                 return r;
         sup_log("started %s pid %d (accel %s, %u MiB, %u cpus)", sup_vmm_binary(), (int)vmm->pid,
                 smolvm_accel_name(spec->accel), spec->mem_mib, spec->cpus);
+        if (qmp_ours >= 0) {
+                qmp_theirs = safe_close(qmp_theirs);
+                r = restore_incoming(qmp_ours);
+                if (r < 0) {
+                        sup_log("restore: QEMU refused the incoming state (see qemu.log): %s", strerror(-r));
+                        (void)sup_vmm_stop(vmm); /* kill and reap */
+                        return r;
+                }
+        }
         *ret = TAKE_PTR(vmm);
         return 0;
 }

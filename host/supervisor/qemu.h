@@ -32,9 +32,18 @@ typedef struct sup_vm_spec {
         const char *qmp_path;   /* QMP monitor socket (libsmolvm's pause/resume), or NULL */
         int console_fd;         /* connected socket the guest serial console is written to */
         int log_fd;             /* receives the VMM's stdout and stderr */
-        const sup_vm_fs *fs;    /* n_fs virtio-fs devices; guest memory becomes a shared
-                                 * memfd (vhost-user back-ends map it) when n_fs > 0 */
+        const sup_vm_fs *fs;    /* n_fs virtio-fs devices (vhost-user back-ends map the
+                                 * guest RAM file: it is always shared when n_fs > 0) */
         size_t n_fs;
+        /* Guest RAM lives in this file (memory-backend-file): shared (MAP_SHARED,
+         * the VM's own RAM, which a snapshot freezes by copying it) or, for a VM
+         * restored from a snapshot, the snapshot's frozen RAM mapped privately
+         * (copy-on-write: the file is never written). */
+        const char *ram_path;
+        bool ram_private;
+        /* Restore: an fd open on the device state file to load (-incoming), or
+         * -1 for a boot. */
+        int incoming_fd;
 } sup_vm_spec;
 
 typedef struct sup_vmm sup_vmm;
@@ -70,3 +79,6 @@ void sup_vmm_free(sup_vmm *vmm);
  * NULL) gets qemu-img's message. */
 int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
                            size_t err_len);
+/* The same over a qcow2 base (a snapshot's read-only disk layer). */
+int sup_vmm_create_overlay_fmt(const char *base_path, const char *base_format, const char *overlay_path,
+                               uint64_t size_bytes, char *err, size_t err_len);

@@ -64,6 +64,9 @@ struct sup {
         size_t n_duties;
 
         bool created_overlay; /* dir.c: this run created overlay.qcow2 */
+        bool restoring;       /* dir.c: this run restores cfg.snapshot_dir (first start) */
+        bool chan_dropped;    /* boot.c: a restore's first channel connection was dropped */
+        uint64_t chan_hello_deadline_ms; /* boot.c: a restore's connection must say HELLO by then */
 
         /* The boot (boot.c). */
         bool running; /* HELLO seen, every duty up, ready line written */

@@ -144,8 +144,9 @@ int sup_vm_start(sup *s)
 {
         _cleanup_free_ char *overlay = sup_dir_path(s, VMDIR_OVERLAY), *chan = sup_dir_path(s, VMDIR_CHAN),
                             *vsock = sup_dir_path(s, VMDIR_VSOCK), *console_log = sup_dir_path(s, VMDIR_CONSOLE_LOG),
-                            *qemu_log = sup_dir_path(s, VMDIR_QEMU_LOG), *qmp = sup_dir_path(s, VMDIR_QMP);
-        _cleanup_close_ int vmm_console_fd = -1, qemu_log_fd = -1;
+                            *qemu_log = sup_dir_path(s, VMDIR_QEMU_LOG), *qmp = sup_dir_path(s, VMDIR_QMP),
+                            *ram = sup_dir_path(s, VMDIR_RAM), *snap_ram = NULL, *snap_state = NULL;
+        _cleanup_close_ int vmm_console_fd = -1, qemu_log_fd = -1, incoming_fd = -1;
         _cleanup_(extra_done) sup_vm_extra extra = {};
         sigset_t mask;
         int r;
@@ -154,6 +155,23 @@ int sup_vm_start(sup *s)
         r = sup_dir_prepare_overlay(s);
         if (r < 0)
                 return r;
+        /* A killed run's RAM must not show through in this one. */
+        (void)unlink(ram);
+        if (s->restoring) {
+                if (asprintf(&snap_ram, "%s/" SNAPDIR_RAM, s->cfg.snapshot_dir) < 0 ||
+                    asprintf(&snap_state, "%s/" SNAPDIR_STATE, s->cfg.snapshot_dir) < 0) {
+                        sup_fail(s, false, NULL, "out of memory");
+                        return -ENOMEM;
+                }
+                incoming_fd = open(snap_state, O_RDONLY | O_CLOEXEC);
+                if (incoming_fd < 0 || access(snap_ram, R_OK) < 0) {
+                        r = negative_errno();
+                        sup_fail(s, false, "the snapshot is damaged: remove it with `smolvm snapshot rm`",
+                                 "%s: %s", incoming_fd < 0 ? snap_state : snap_ram, strerror(-r));
+                        return r;
+                }
+                sup_log("restoring the snapshot in %s", s->cfg.snapshot_dir);
+        }
 
         r = smolvm_evloop_new(&s->loop);
         if (r < 0)
@@ -218,7 +236,10 @@ int sup_vm_start(sup *s)
                 .console_fd = vmm_console_fd,
                 .log_fd = qemu_log_fd,
                 .fs = extra.fs,
-                .n_fs = extra.n_fs, /* 0: no memfd either */
+                .n_fs = extra.n_fs,
+                .ram_path = s->restoring ? snap_ram : ram,
+                .ram_private = s->restoring,
+                .incoming_fd = incoming_fd,
         };
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);

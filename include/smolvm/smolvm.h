@@ -168,6 +168,10 @@ typedef struct smolvm_config {
         const smolvm_port *ports; /* n_ports forwards set up at every boot (kept in the
                                    * VM dir, ports.json; see smolvm_port_expose()) */
         size_t n_ports;           /* at most SMOLVM_MAX_PORTS */
+        const char *from_snapshot; /* NULL, or a snapshot's name or id: the VM continues from
+                                   * it (its first start restores it); image, vcpus, mem_mib,
+                                   * disk_mib, accel and kernel_cmdline come from the snapshot
+                                   * and must be left 0/NULL; no mounts */
 } smolvm_config;
 
 /* Egress by name (docs/cli.md, "Network"): the guest resolves and connects as
@@ -319,6 +323,54 @@ SMOLVM_EXPORT void smolvm_vm_info_free(smolvm_vm_info *infos);
 
 /* The VM's name, or "" if it has none. Valid as long as the handle. */
 SMOLVM_EXPORT const char *smolvm_name(const smolvm_vm *vm);
+
+/* ---- snapshots (docs/cli.md, "snapshot") ----------------------------------- */
+
+typedef struct smolvm_snapshot_info {
+        char id[16];
+        char name[64];            /* "" if none */
+        int64_t created_unix;
+        char vm_id[16];           /* the VM it was taken of */
+        char image[256];
+        unsigned vcpus, mem_mib;
+        bool internal;            /* smolvm_fork()'s own */
+        uint64_t pause_ms;        /* how long the VM was paused for it */
+        uint64_t ram_bytes;       /* guest RAM data kept (the RAM file's non-hole bytes) */
+        uint64_t disk_bytes;      /* bytes on disk of the whole snapshot dir (st_blocks) */
+        unsigned depth;           /* disk layers, its own included */
+        char dir[4096];
+} smolvm_snapshot_info;
+
+/* Flags of smolvm_snapshot_create(). */
+#define SMOLVM_SNAPSHOT_STOP 1u     /* stop the VM afterwards instead of resuming it */
+
+/* Snapshot a running or paused VM: memory, devices and disk at one instant. The
+ * VM is paused meanwhile (ret->pause_ms) and then resumed (a paused VM stays
+ * paused; with SMOLVM_SNAPSHOT_STOP it is stopped). name: NULL or unique among
+ * snapshots (the VM name rule). Nothing is left of a snapshot that failed; the
+ * VM carries on. Returns 0 and *ret (may be NULL), SMOLVM_ENOTRUNNING,
+ * SMOLVM_EEXIST (name), SMOLVM_EINVAL (the VM has mounts, or runs on a
+ * snapshot's RAM: see docs/cli.md), -ENOSPC, SMOLVM_EBACKEND (QEMU refused). */
+SMOLVM_EXPORT int smolvm_snapshot_create(smolvm_vm *vm, const char *name, unsigned flags,
+                                         smolvm_snapshot_info *ret);
+/* All snapshots, oldest first: one malloc'd array (free()), NULL when none. */
+SMOLVM_EXPORT int smolvm_snapshot_list(smolvm_snapshot_info **ret, size_t *ret_n);
+/* By name, id or unique id prefix (>= 4). SMOLVM_ENOTFOUND, SMOLVM_ECORRUPT. */
+SMOLVM_EXPORT int smolvm_snapshot_info_get(const char *id_or_name, smolvm_snapshot_info *ret);
+/* Remove a snapshot. VMs made from it keep running and keep their disks (they
+ * hold hard links of its layers and map its RAM); only a VM created from it and
+ * never started can no longer start (its start names the snapshot).
+ * SMOLVM_ENOTFOUND. */
+SMOLVM_EXPORT int smolvm_snapshot_rm(const char *id_or_name);
+
+/* N new persistent VMs continuing from vm's present instant, each started, with
+ * its own copy-on-write disk and memory, a reseeded RNG, its own hostname
+ * (smolvm-<id>) and machine-id, the host's wall clock. vm carries on (a paused
+ * VM stays paused). ret_ids gets n ids (16 bytes each). On failure the children
+ * made so far are deleted. Returns 0 or as smolvm_snapshot_create() and
+ * smolvm_start(). */
+#define SMOLVM_FORK_MAX 64u
+SMOLVM_EXPORT int smolvm_fork(smolvm_vm *vm, unsigned n, char (*ret_ids)[16]);
 
 /* ---- running commands ------------------------------------------------------ */
 

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* QEMU's disk tool and option syntax, for the supervisor (a VM's first disk)
+ * and libsmolvm (a snapshot's new overlay). Host only. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* QEMU's option parser splits on ','; a literal comma is written ",,".
+ * Returns a malloc'd copy, or NULL (ENOMEM). */
+char *qemu_opt_escape(const char *s);
+
+/* qemu-img create -f qcow2 -F base_format -b base_path overlay_path [size]:
+ * a copy-on-write disk over base_path (never written). A relative base_path is
+ * taken relative to overlay_path's directory (and stored so). size_bytes 0 =
+ * the base's size. Returns 0, -ENOENT (qemu-img not installed), -ENOSPC (no space
+ * left), or another negative errno; err (may be NULL) gets qemu-img's message.
+ * A partial overlay is removed. */
+int qemu_img_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
+                            uint64_t size_bytes, char *err, size_t err_len);

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The snapshot record (snapshot.json) parser: bounded, checked, round trip
+ * (host/lib/snapshot_record.c). The record is input: a damaged or planted
+ * file must give SMOLVM_ECORRUPT naming it, never a path outside the dir. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "smolvm_i.h"
+
+static const char *const good =
+        "{\"version\":1,\"id\":\"0123456789ab\",\"vm_id\":\"ba9876543210\",\"created\":1700000000,"
+        "\"image\":\"default\",\"image_dir\":\"/img\",\"accel\":\"tcg\",\"vcpus\":2,\"mem_mib\":512,"
+        "\"disk_mib\":0,\"internal\":false,\"pause_ms\":12,\"ram_bytes\":4096,\"name\":\"s1\","
+        "\"layers\":[\"layer-aaaaaaaaaaaa.qcow2\"]}";
+
+static int parse(const char *text, snap_record *rec)
+{
+        return snap_record_parse("/s/snapshot.json", text, strlen(text), rec);
+}
+
+static void assert_corrupt(const char *text)
+{
+        snap_record rec;
+        int r = parse(text, &rec);
+        ck_assert_msg(r == SMOLVM_ECORRUPT, "expected corrupt for <%s>, got %d", text, r);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "/s/snapshot.json"));
+}
+
+/* good with one field replaced (key and its value, as JSON text). */
+static char *with(const char *key, const char *value)
+{
+        char *out = NULL, pat[64];
+        snprintf(pat, sizeof(pat), "\"%s\":", key);
+        const char *at = strstr(good, pat);
+        ck_assert_ptr_nonnull(at);
+        const char *v = at + strlen(pat), *end = v;
+        int depth = 0;
+        while (*end && (depth > 0 || (*end != ',' && *end != '}'))) {
+                depth += *end == '[' ? 1 : *end == ']' ? -1 : 0;
+                end++;
+        }
+        ck_assert_int_ge(asprintf(&out, "%.*s%s%s", (int)(v - good), good, value, end), 0);
+        return out;
+}
+
+START_TEST(test_parse_good)
+{
+        snap_record rec;
+        ck_assert_int_eq(parse(good, &rec), 0);
+        ck_assert_str_eq(rec.id, "0123456789ab");
+        ck_assert_str_eq(rec.vm_id, "ba9876543210");
+        ck_assert_str_eq(rec.name, "s1");
+        ck_assert_str_eq(rec.image_dir, "/img");
+        ck_assert_uint_eq(rec.vcpus, 2);
+        ck_assert_uint_eq(rec.mem_mib, 512);
+        ck_assert_uint_eq(rec.n_layers, 1);
+        ck_assert_str_eq(rec.layers[0], "layer-aaaaaaaaaaaa.qcow2");
+        ck_assert_ptr_null(rec.layers[1]);
+        ck_assert(!rec.internal);
+        snap_record_done(&rec);
+}
+END_TEST
+
+START_TEST(test_round_trip)
+{
+        snap_record rec, back;
+        ck_assert_int_eq(parse(good, &rec), 0);
+        char *text = snap_record_format(&rec);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_int_eq(parse(text, &back), 0);
+        ck_assert_str_eq(back.id, rec.id);
+        ck_assert_str_eq(back.name, rec.name);
+        ck_assert_str_eq(back.layers[0], rec.layers[0]);
+        ck_assert_uint_eq(back.pause_ms, 12);
+        ck_assert_uint_eq(back.ram_bytes, 4096);
+        free(text);
+        snap_record_done(&rec);
+        snap_record_done(&back);
+}
+END_TEST
+
+START_TEST(test_bad)
+{
+        static const struct {
+                const char *key, *value;
+        } bad[] = {
+                { "version", "2" },
+                { "id", "\"../../etc\"" },
+                { "vm_id", "\"0123\"" },
+                { "image_dir", "\"relative/dir\"" },
+                { "vcpus", "0" },
+                { "mem_mib", "1" },
+                { "mem_mib", "\"512\"" },
+                { "accel", "\"xen\"" },
+                { "internal", "1" },
+                { "name", "\"bad name\"" },
+                { "layers", "[\"../../etc/passwd\"]" },
+                { "layers", "[\"layer-ZZZZZZZZZZZZ.qcow2\"]" },
+                { "layers", "[1]" },
+                { "layers", "\"layer-aaaaaaaaaaaa.qcow2\"" },
+                { "pause_ms", "-1" },
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char *t = with(bad[i].key, bad[i].value);
+                assert_corrupt(t);
+                free(t);
+        }
+        assert_corrupt("");
+        assert_corrupt("[]");
+        assert_corrupt("{\"version\":1");
+        assert_corrupt("{\"version\":1,\"version\":1}");
+}
+END_TEST
+
+START_TEST(test_bounds)
+{
+        /* More layers than a chain may have. */
+        char layers[4096] = "[";
+        for (unsigned i = 0; i <= SNAPSHOT_MAX_LAYERS; i++)
+                snprintf(layers + strlen(layers), sizeof(layers) - strlen(layers), "%s\"layer-%012x.qcow2\"",
+                         i ? "," : "", i);
+        strcat(layers, "]");
+        char *t = with("layers", layers);
+        assert_corrupt(t);
+        free(t);
+        /* An oversized file is refused before it is parsed. */
+        size_t n = 70 * 1024;
+        char *big = malloc(n + 1);
+        memset(big, ' ', n);
+        big[n] = '\0';
+        memcpy(big, good, strlen(good));
+        snap_record rec;
+        ck_assert_int_eq(snap_record_parse("/s/snapshot.json", big, n, &rec), SMOLVM_ECORRUPT);
+        free(big);
+        ck_assert(snap_layer_name_valid("layer-0123456789ab.qcow2"));
+        ck_assert(!snap_layer_name_valid("layer-0123456789ab.qcow2x"));
+        ck_assert(!snap_layer_name_valid("layer-0123456789a/.qcow2"));
+        ck_assert(!snap_layer_name_valid("disk.qcow2"));
+}
+END_TEST
+
+static Suite *snapshot_record_suite(void)
+{
+        Suite *s = suite_create("snapshot_record");
+        TCase *tc = tcase_create("record");
+        tcase_add_test(tc, test_parse_good);
+        tcase_add_test(tc, test_round_trip);
+        tcase_add_test(tc, test_bad);
+        tcase_add_test(tc, test_bounds);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return run_suite(snapshot_record_suite());
+}
