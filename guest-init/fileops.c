@@ -46,9 +46,7 @@ static int next_frame(int fd, smolvm_frame_reader *rd, uint16_t *ret_type, const
         }
 }
 
-/* Create every missing ancestor of path (not path itself) with mode 0755,
- * whatever the umask. Returns 0 or negative errno. */
-static int mkdir_ancestors(const char *path)
+int agent_mkdir_ancestors(const char *path)
 {
         _cleanup_free_ char *p = strdup(path);
         if (!p)
@@ -134,7 +132,7 @@ int agent_write_file(int fd, const agent_path_spec *spec)
                 goto fail;
         }
         if (spec->parents) {
-                r = mkdir_ancestors(path);
+                r = agent_mkdir_ancestors(path);
                 if (r < 0)
                         goto fail;
         }
@@ -285,7 +283,7 @@ int agent_mkdir(int fd, const agent_path_spec *spec)
         const char *path = spec->path;
         int r = 0;
         if (spec->parents)
-                r = mkdir_ancestors(path);
+                r = agent_mkdir_ancestors(path);
         if (r == 0) {
                 if (mkdir(path, spec->mode) == 0) {
                         /* The mode asked for, not what the umask leaves of it. */
