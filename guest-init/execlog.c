@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fileutil.h"
 #include "init.h"
 #include "util.h"
 
@@ -38,7 +39,7 @@ int agent_exec_log_open(pid_t pid)
         int r = agent_exec_log_path(pid, path, sizeof(path));
         if (r < 0)
                 return r;
-        r = agent_mkdir_ancestors(path);
+        r = mkdir_p_exact(agent_exec_log_dir, 0755);
         if (r < 0)
                 return r;
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);

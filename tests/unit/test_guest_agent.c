@@ -15,7 +15,7 @@
 #include "check_main.h"
 #include "init.h"
 #include "request.h"
-#include "test_harness.h"
+#include "guest_harness.h"
 #include "util.h"
 
 /* ---- request parsing ---- */
@@ -280,7 +280,7 @@ START_TEST(exec_background_does_not_hang)
 {
         /* The command exits at once but leaves a child holding stdout; with
          * keep_background false it is killed. (Kept, the default, it runs on:
-         * test-exec.c.) */
+         * test_guest_exec.c.) */
         reply *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\","
                          "\"keep_background\":false}");
         ck_assert_msg(res->ms < 2000, "took %llu ms", (unsigned long long)res->ms);

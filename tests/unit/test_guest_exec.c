@@ -21,7 +21,7 @@
 #include "check_main.h"
 #include "init.h"
 #include "request.h"
-#include "test_harness.h"
+#include "guest_harness.h"
 #include "util.h"
 
 static char logdir[256];
