@@ -5,13 +5,11 @@
 #    open; --timeout, SIGKILL of the client and Ctrl-C still end the whole group;
 #  - `exec -d` starts a command, prints its pid and returns; `logs --pid` shows
 #    its output (and what background processes wrote after their exec ended);
-#  - terminals, driven by tmux: `exec -it VM -- bash` (typing, the window size
-#    and its changes, Ctrl-C, the exit code, the host terminal restored),
-#    `smolvm shell` (a login shell), `run -it -- python3` (Ctrl-D);
+#  - (terminals: t_shell_tty.sh)
 #  - `logs -f` follows the console until Ctrl-C or the VM stops.
 . "$(dirname "$0")/lib.sh"
 
-for tool in jq python3 tmux; do
+for tool in jq python3; do
         command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
 done
 
@@ -105,80 +103,6 @@ signalled_client_check() {
 }
 signalled_client_check KILL 4716 4717
 signalled_client_check INT 4718 4719
-
-# ---- terminals, driven by tmux ----
-
-"$SMOLVM" exec -t sh -- true </dev/null >/dev/null 2>"$T/nottty.err"; rc=$?
-check "exec -t without a terminal: exit 125, 'the input device is not a TTY' (rc $rc)" \
-        sh -c '[ "$1" -eq 125 ] && grep -q "the input device is not a TTY" "$2"' _ "$rc" "$T/nottty.err"
-
-tm() { tmux -S "$T/tmux.sock" "$@"; }
-# A private server, no config, no status line (a pane is its whole window).
-# Each step runs its command line as a session of its own, with no shell around
-# it: keys typed there reach smolvm or nothing, never a host shell.
-tm -f /dev/null new-session -d -s base 'sleep 100000'
-tm set-option -g status off
-# in_pane NAME COMMAND-LINE
-in_pane() { tm new-session -d -s "$1" -x 100 -y 30 "$2"; }
-pane() { tm capture-pane -p -J -t "$1" -S -1000 2>/dev/null; }
-# type_line NAME TEXT: type a line into the pane.
-type_line() { tm send-keys -t "$1" -l "$2"; tm send-keys -t "$1" Enter; }
-# pane_has NAME REGEX SECS: wait for the pane to show a line matching REGEX.
-pane_has() {
-        local end=$(($(date +%s) + $3))
-        until pane "$1" | grep -Eq -- "$2"; do
-                [ "$(date +%s)" -ge "$end" ] && return 1
-                sleep 0.2
-        done
-}
-pane_diag() { pane "$1" | grep -v '^$' | tail -n 15 | sed 's/^/# pane: /'; }
-
-in_pane it "stty -a >$T/stty.before; $SMOLVM exec -it sh -- bash --norc 2>$T/it.err; echo \$? >$T/rc; stty -a >$T/stty.after"
-if pane_has it '^bash-[0-9.]+# ' 60; then
-        ok "exec -it sh -- bash: the guest's bash prompt"
-else
-        not_ok "exec -it sh -- bash: the guest's bash prompt"
-        pane_diag it
-        sed 's/^/# /' "$T/it.err"
-fi
-type_line it 'echo MARK$((6*7))'
-check "a typed command runs and its output shows" pane_has it '^MARK42' 20
-type_line it 'stty size; tty'
-check "the pty has the window's size (30 100)" pane_has it '^30 100' 20
-check "... and is a terminal in the guest" pane_has it '^/dev/pts/[0-9]+' 5
-tm resize-window -t it -x 120 -y 40
-sleep 1
-type_line it 'stty size'
-check "a resize reaches the guest (40 120)" pane_has it '^40 120' 20
-type_line it 'sleep 100'
-sleep 2
-tm send-keys -t it C-c
-type_line it 'echo INT$((2+3))'
-check "Ctrl-C interrupts sleep 100 in the guest" pane_has it '^INT5' 20
-type_line it 'exit 3'
-wait_secs "[ -s '$T/stty.after' ]" 30
-check "exit 3 in the guest: smolvm exits 3 ($(cat "$T/rc" 2>/dev/null))" test "$(cat "$T/rc" 2>/dev/null)" = 3
-check "the host terminal is as before (stty -a identical)" cmp -s "$T/stty.before" "$T/stty.after"
-[ -s "$T/stty.after" ] || pane_diag it
-
-in_pane login "$SMOLVM shell sh 2>$T/login.err; echo \$? >$T/rc2"
-pane_has login '^root@' 60 || { pane_diag login; sed 's/^/# /' "$T/login.err"; }
-type_line login 'shopt -q login_shell && echo LOGIN$((4+4))'
-check "smolvm shell: a login shell" pane_has login '^LOGIN8' 20
-type_line login 'exit'
-wait_secs "[ -s '$T/rc2' ]" 30
-check "smolvm shell: exit 0 ($(cat "$T/rc2" 2>/dev/null))" test "$(cat "$T/rc2" 2>/dev/null)" = 0
-out=$(echo 'shopt -q login_shell && echo login-yes' | "$SMOLVM" shell sh 2>&1)
-check "smolvm shell with commands on stdin (no terminal): a login shell runs them ('$out')" test "$out" = login-yes
-
-in_pane py "$SMOLVM run -it -- python3 -q 2>$T/py.err; echo \$? >$T/rc3"
-pane_has py '^>>> ' 120 || { pane_diag py; sed 's/^/# /' "$T/py.err"; }
-type_line py 'print(6*7)'
-check "run -it -- python3: the REPL answers" pane_has py '^42$' 20
-tm send-keys -t py C-d
-wait_secs "[ -s '$T/rc3' ]" 60
-check "run -it: Ctrl-D ends python3, exit 0 ($(cat "$T/rc3" 2>/dev/null))" test "$(cat "$T/rc3" 2>/dev/null)" = 0
-tm kill-server
 
 # ---- logs -f ----
 
