@@ -35,6 +35,19 @@ typedef struct reply {
         uint64_t ms;             /* run()/runf(): request to the end of the stream */
 } reply;
 
+/* pid has exited (gone, or a zombie nobody reaped yet). */
+static inline bool process_gone(pid_t pid)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+                return true;
+        bool zombie = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
+        fclose(f);
+        return zombie;
+}
+
 static inline pid_t start_handler(int *ret_fd)
 {
         int sv[2];

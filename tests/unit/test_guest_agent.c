@@ -191,18 +191,6 @@ END_TEST
 
 /* ---- the handler, for real, over a socketpair ---- */
 
-static bool process_gone(pid_t pid)
-{
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-                return true;
-        bool zombie = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
-        fclose(f);
-        return zombie;
-}
-
 START_TEST(exec_echo)
 {
         reply *res = run("{\"op\":\"exec\",\"argv\":[\"echo\",\"hello\"],\"cwd\":\"/\"}");
