@@ -112,6 +112,7 @@ int smolvm_agent_client_send(smolvm_agent_client *c, uint16_t type, const void *
                         return -EINVAL;
                 break;
         case SMOLVM_FRAME_SIGNAL:
+        case SMOLVM_FRAME_RESIZE:
                 if (len != 4)
                         return -EINVAL;
                 break;

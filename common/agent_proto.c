@@ -14,6 +14,7 @@ bool smolvm_frame_type_known(uint16_t type)
         case SMOLVM_FRAME_STDIN:
         case SMOLVM_FRAME_STDIN_EOF:
         case SMOLVM_FRAME_SIGNAL:
+        case SMOLVM_FRAME_RESIZE:
         case SMOLVM_FRAME_STARTED:
         case SMOLVM_FRAME_STDOUT:
         case SMOLVM_FRAME_STDERR:

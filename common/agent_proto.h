@@ -36,6 +36,7 @@ enum smolvm_frame_type {
         SMOLVM_FRAME_STDIN = 2,     /* bytes */
         SMOLVM_FRAME_STDIN_EOF = 3, /* empty */
         SMOLVM_FRAME_SIGNAL = 4,    /* le32 signal number, delivered to the process group */
+        SMOLVM_FRAME_RESIZE = 5,    /* le16 rows, le16 cols: the terminal's new size (exec with "tty") */
         /* agent -> client */
         SMOLVM_FRAME_STARTED = 16,  /* JSON {"pid": N} */
         SMOLVM_FRAME_STDOUT = 17,   /* bytes */
@@ -44,6 +45,11 @@ enum smolvm_frame_type {
         SMOLVM_FRAME_ERROR = 20,    /* JSON {"errno": N, "message": "..."} */
         SMOLVM_FRAME_RESULT = 21,   /* JSON, op-specific */
 };
+
+/* Where the guest agent keeps exec logs: <dir>/<pid>.log holds the output of a
+ * detached exec, and what the background processes of an exec wrote to its
+ * stdout/stderr after it ended (docs/protocol.md, "exec"). */
+#define SMOLVM_EXEC_LOG_DIR "/run/smolvm/exec"
 
 /* True for the types defined above. */
 bool smolvm_frame_type_known(uint16_t type);

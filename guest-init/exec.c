@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The "exec" operation: run one command and relay its stdio over the stream.
+/* The "exec" operation: run one command and relay its stdio over the stream
+ * (or, detached, start it and hand its output to the exec log: execlog.c).
  *
  * Memory is constant: at most one output frame is pending towards the stream
  * and at most one STDIN frame towards the command. While the stream does not
@@ -14,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,12 +29,14 @@
 extern char **environ;
 
 /* After the command exited, output may still sit in the pipes (drained to EOF),
- * but processes outside its group (or kept on request) may hold the pipes open
- * forever. We stop once the pipes were quiet for DRAIN_IDLE_MS, or after
- * DRAIN_MAX_MS of draining in all (a writer trickling a byte every few ms is
- * never quiet), or after DRAIN_MAX_BYTES more bytes: more than any pipe
- * buffers, so only a leftover writer is cut off. Time spent waiting for a slow
- * client counts for neither limit, so no output is lost to backpressure. */
+ * but its background processes (kept by default, as over SSH) or processes
+ * outside its group may hold the pipes open forever. We stop once the pipes
+ * were quiet for DRAIN_IDLE_MS, or after DRAIN_MAX_MS of draining in all (a
+ * writer trickling a byte every few ms is never quiet), or after
+ * DRAIN_MAX_BYTES more bytes: more than any pipe buffers, so only a leftover
+ * writer is cut off; what it writes later goes to the exec log. Time spent
+ * waiting for a slow client counts for neither limit, so no output is lost to
+ * backpressure. */
 #define DRAIN_IDLE_MS 100u
 #define DRAIN_MAX_MS 1000u
 #define DRAIN_MAX_BYTES (4u * 1024u * 1024u)
@@ -51,11 +55,18 @@ static void exec_child(const agent_exec_spec *spec, int in_fd, int out_fd, int e
         sigset_t all;
 
         /* The handler dies with PID 1's stream; the command must not outlive a
-         * handler that was killed (it would run unobserved). */
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+         * handler that was killed (it would run unobserved). A detached one is
+         * meant to outlive it. */
+        if (!spec->detach)
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* Own session and process group: timeouts and SIGNAL frames hit the whole
-         * group, and the command has no controlling terminal. */
+         * group. Without a tty the command has no controlling terminal; with
+         * one, the pty's slave becomes it (the session leader's first open of
+         * a terminal does not, O_NOCTTY: hence TIOCSCTTY), with the command's
+         * group in the foreground. */
         if (setsid() < 0)
+                goto fail;
+        if (spec->tty && ioctl(out_fd, TIOCSCTTY, 0) < 0)
                 goto fail;
         if (in_fd < 0) {
                 in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -94,6 +105,8 @@ typedef struct relay {
         int stream;
         pid_t pid;
         int out_fd, err_fd, in_fd, pidfd;
+        int master;        /* tty: the pty master (window size), else -1 */
+        bool tty;
         bool stream_eof;   /* client sent no more (half-close or gone) */
         bool stream_dead;  /* client can no longer receive: stop everything */
         bool exited, timed_out, group_killed, keep_background;
@@ -114,9 +127,12 @@ typedef struct relay {
 static void kill_group(relay *rl, int sig)
 {
         /* The group is the command's session; after the command was reaped its
-         * pid may be reused, but not as a process group id while any member of
-         * the group is alive. */
-        if (kill(-rl->pid, sig) < 0 && errno == ESRCH && !rl->exited)
+         * pid may be reused, but not as a process group id (or session id)
+         * while any member is alive. On a terminal the session is killed: a
+         * shell there gives each job a group of its own. */
+        if (rl->tty)
+                agent_kill_session(rl->pid, sig);
+        else if (kill(-rl->pid, sig) < 0 && errno == ESRCH && !rl->exited)
                 (void)kill(rl->pid, sig);
 }
 
@@ -135,7 +151,11 @@ static void mark_stream_dead(relay *rl)
         rl->stream_eof = true;
         rl->out_len = rl->out_off = 0;
         close_stdin(rl);
-        /* Nobody is listening any more: the command's output has nowhere to go. */
+        /* Nobody is listening any more: the command's output has nowhere to go.
+         * What it left in the background after it exited was released then:
+         * its output goes to the exec log (relay_loop stops at once). */
+        if (rl->exited && rl->keep_background)
+                return;
         if (!rl->group_killed) {
                 kill_group(rl, SIGKILL);
                 rl->group_killed = true;
@@ -197,6 +217,10 @@ static void handle_frame(relay *rl, uint16_t type, const uint8_t *payload, uint3
                         if (sig >= 1 && sig < (uint32_t)NSIG && !rl->group_killed)
                                 kill_group(rl, (int)sig);
                 }
+                return;
+        case SMOLVM_FRAME_RESIZE:
+                if (len == 4 && rl->master >= 0)
+                        (void)agent_pty_set_size(rl->master, get_le16(payload), get_le16(payload + 2));
                 return;
         default:
                 return; /* not meaningful here: ignored */
@@ -322,6 +346,8 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                 if (!rl->exited && rl->pidfd < 0)
                         on_child_exit(rl, now);
                 if (rl->exited) {
+                        if (rl->stream_dead)
+                                break;
                         if (!rl->waited_for_client)
                                 rl->drain_ms += now - rl->tick_ms;
                         rl->tick_ms = now;
@@ -401,9 +427,8 @@ static void relay_loop(relay *rl, uint64_t deadline_ms)
                         rl->prefer_stderr = i == PFD_OUT;
                 }
         }
-        /* The command has exited (or we gave up waiting for it: never, see above). */
-        rl->out_fd = safe_close(rl->out_fd);
-        rl->err_fd = safe_close(rl->err_fd);
+        /* The command has exited. Output fds still open are held by processes
+         * it left: agent_exec() hands them to the exec log. */
         close_stdin(rl);
 }
 
@@ -421,15 +446,118 @@ static int send_exit(relay *rl)
         return agent_send_json(rl->stream, SMOLVM_FRAME_EXIT, o);
 }
 
+/* The command's ends of its stdio (the same fd for several on a pty; in -1:
+ * /dev/null) and ours. */
+typedef struct exec_stdio {
+        int in, out, err;
+        int in_w, out_r, err_r; /* ours: stdin (-1 without "stdin"), stdout, stderr (-1: merged) */
+        int master;             /* tty: the pty master, for its window size */
+} exec_stdio;
+
+static void close_child_ends(exec_stdio *io)
+{
+        if (io->err != io->out)
+                safe_close(io->err);
+        if (io->in != io->out)
+                safe_close(io->in);
+        safe_close(io->out);
+        io->in = io->out = io->err = -1;
+}
+
+static void exec_stdio_done(exec_stdio *io)
+{
+        close_child_ends(io);
+        io->in_w = safe_close(io->in_w);
+        io->out_r = safe_close(io->out_r);
+        io->err_r = safe_close(io->err_r);
+        io->master = safe_close(io->master);
+}
+
+/* A pty (tty), or pipes: stdout and stderr apart, or one pipe for both
+ * (detach: one log), stdin if asked for. Returns 0 or a negative errno. */
+static int exec_stdio_open(const agent_exec_spec *spec, exec_stdio *io)
+{
+        int p[2];
+        *io = (exec_stdio){ -1, -1, -1, -1, -1, -1, -1 };
+        if (spec->tty) {
+                int r = agent_pty_open(spec->rows, spec->cols, &io->master, &io->out);
+                if (r < 0)
+                        return r;
+                io->in = io->err = io->out;
+                /* Our reads, writes and window size each on their own fd: the
+                 * relay closes them one by one. */
+                io->out_r = fcntl(io->master, F_DUPFD_CLOEXEC, 3);
+                if (io->out_r < 0)
+                        return negative_errno();
+                if (spec->want_stdin && (io->in_w = fcntl(io->master, F_DUPFD_CLOEXEC, 3)) < 0)
+                        return negative_errno();
+                return 0;
+        }
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        io->out_r = p[0];
+        io->out = io->err = p[1];
+        if (!spec->detach) {
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return negative_errno();
+                io->err_r = p[0];
+                io->err = p[1];
+        }
+        if (spec->want_stdin) {
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return negative_errno();
+                io->in = p[0];
+                io->in_w = p[1];
+        }
+        return 0;
+}
+
+/* A detached command runs: answer RESULT {pid, log}, close the stream and write
+ * its output to its log until nothing holds it open. */
+static int exec_detached(int fd, pid_t pid, exec_stdio *io)
+{
+        char path[512];
+        int r = agent_exec_log_path(pid, path, sizeof(path));
+        int log_fd = r < 0 ? r : agent_exec_log_open(pid);
+        if (log_fd < 0) {
+                (void)kill(-pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                (void)agent_send_errorf(fd, -log_fd, "exec: cannot create the log %s: %s", path, strerror(-log_fd));
+                return log_fd;
+        }
+        /* It may end long before its output does (a child keeps it open):
+         * nobody waits for it here, so let the kernel reap it. */
+        (void)signal(SIGCHLD, SIG_IGN);
+        (void)waitpid(pid, NULL, WNOHANG);
+        r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b,s:i,s:s}", "ok", 1, "pid", (int)pid, "log", path));
+        close(fd);
+        agent_exec_log_pump(pid, log_fd, &io->out_r, 1);
+        return r;
+}
+
+/* Why the command could not start, from the child's report. */
+static int report_error(int fd, const agent_exec_spec *spec, const struct exec_report *rep)
+{
+        char msg[600];
+        if (rep->step == REPORT_CHDIR)
+                snprintf(msg, sizeof(msg), "cwd %.256s: %s", spec->cwd, strerror(rep->err));
+        else if (rep->step == REPORT_EXEC)
+                snprintf(msg, sizeof(msg), "exec %.256s: %s", spec->argv[0], strerror(rep->err));
+        else
+                snprintf(msg, sizeof(msg), "exec: setting up the command failed: %s", strerror(rep->err));
+        (void)agent_send_error(fd, rep->err, msg);
+        return -rep->err;
+}
+
 int agent_exec(int fd, const agent_exec_spec *spec)
 {
-        int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, in_p[2] = { -1, -1 }, rep_p[2] = { -1, -1 };
-        int r = 0;
-
-        if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 || pipe2(rep_p, O_CLOEXEC) < 0 ||
-            (spec->want_stdin && pipe2(in_p, O_CLOEXEC) < 0)) {
-                r = negative_errno();
-                (void)agent_send_error(fd, -r, "exec: cannot create pipes");
+        exec_stdio io;
+        int rep_p[2] = { -1, -1 };
+        int r = exec_stdio_open(spec, &io);
+        if (r < 0 || pipe2(rep_p, O_CLOEXEC) < 0) {
+                r = r < 0 ? r : negative_errno();
+                (void)agent_send_errorf(fd, -r, "exec: cannot create %s: %s", spec->tty ? "a pty" : "pipes",
+                                        strerror(-r));
                 goto out;
         }
 
@@ -441,11 +569,9 @@ int agent_exec(int fd, const agent_exec_spec *spec)
                 goto out;
         }
         if (pid == 0)
-                exec_child(spec, in_p[0], out_p[1], err_p[1], rep_p[1]);
+                exec_child(spec, io.in, io.out, io.err, rep_p[1]);
 
-        out_p[1] = safe_close(out_p[1]);
-        err_p[1] = safe_close(err_p[1]);
-        in_p[0] = safe_close(in_p[0]);
+        close_child_ends(&io);
         rep_p[1] = safe_close(rep_p[1]);
 
         /* The report pipe closes on a successful exec (O_CLOEXEC) or carries why not. */
@@ -455,16 +581,12 @@ int agent_exec(int fd, const agent_exec_spec *spec)
                 n = read(rep_p[0], &rep, sizeof(rep));
         while (n < 0 && errno == EINTR);
         if (n == (ssize_t)sizeof(rep)) {
-                char msg[600];
                 (void)waitpid(pid, NULL, 0);
-                if (rep.step == REPORT_CHDIR)
-                        snprintf(msg, sizeof(msg), "cwd %.256s: %s", spec->cwd, strerror(rep.err));
-                else if (rep.step == REPORT_EXEC)
-                        snprintf(msg, sizeof(msg), "exec %.256s: %s", spec->argv[0], strerror(rep.err));
-                else
-                        snprintf(msg, sizeof(msg), "exec: setting up the command failed: %s", strerror(rep.err));
-                r = -rep.err;
-                (void)agent_send_error(fd, rep.err, msg);
+                r = report_error(fd, spec, &rep);
+                goto out;
+        }
+        if (spec->detach) {
+                r = exec_detached(fd, pid, &io);
                 goto out;
         }
 
@@ -477,7 +599,8 @@ int agent_exec(int fd, const agent_exec_spec *spec)
         }
         *rl = (relay){
                 .stream = fd, .pid = pid, .start_ms = start,
-                .out_fd = TAKE_FD(out_p[0]), .err_fd = TAKE_FD(err_p[0]), .in_fd = TAKE_FD(in_p[1]),
+                .out_fd = TAKE_FD(io.out_r), .err_fd = TAKE_FD(io.err_r), .in_fd = TAKE_FD(io.in_w),
+                .master = TAKE_FD(io.master), .tty = spec->tty,
                 .pidfd = pidfd_open_(pid), .keep_background = spec->keep_background,
         };
         r = smolvm_frame_reader_init(&rl->reader, SMOLVM_FRAME_MAX_PAYLOAD);
@@ -491,7 +614,8 @@ int agent_exec(int fd, const agent_exec_spec *spec)
         if (rl->in_fd >= 0)
                 (void)fd_set_nonblock(rl->in_fd, true);
         (void)fd_set_nonblock(rl->out_fd, true);
-        (void)fd_set_nonblock(rl->err_fd, true);
+        if (rl->err_fd >= 0)
+                (void)fd_set_nonblock(rl->err_fd, true);
         (void)fd_set_nonblock(fd, true);
 
         uint64_t deadline = spec->timeout_ms ? start + spec->timeout_ms : 0;
@@ -507,15 +631,18 @@ int agent_exec(int fd, const agent_exec_spec *spec)
                         r = send_exit(rl);
         }
         rl->pidfd = safe_close(rl->pidfd);
+        rl->master = safe_close(rl->master);
         smolvm_frame_reader_done(&rl->reader);
+        int left[2] = { rl->out_fd, rl->err_fd };
         free(rl);
+        if (left[0] >= 0 || left[1] >= 0) {
+                /* The command is over for the client; what it left running
+                 * still holds its output: from now on that goes to its log. */
+                close(fd);
+                agent_exec_log_pump(pid, -1, left, 2);
+        }
 out:
-        safe_close(out_p[0]);
-        safe_close(out_p[1]);
-        safe_close(err_p[0]);
-        safe_close(err_p[1]);
-        safe_close(in_p[0]);
-        safe_close(in_p[1]);
+        exec_stdio_done(&io);
         safe_close(rep_p[0]);
         safe_close(rep_p[1]);
         return r;

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "evloop.h"
 #include "request.h"
@@ -51,6 +52,32 @@ int agent_spawn_handler(int fd);
 
 /* exec.c: run one exec request on a stream fd (blocking, the caller's process). */
 int agent_exec(int fd, const agent_exec_spec *spec);
+
+/* execlog.c: exec logs, <agent_exec_log_dir>/<pid>.log (SMOLVM_EXEC_LOG_DIR
+ * except in tests): a detached command's output, and what an exec's background
+ * processes write after it ended. */
+extern const char *agent_exec_log_dir;
+/* The log's path for pid. Returns 0 or -ENAMETOOLONG. */
+int agent_exec_log_path(pid_t pid, char *buf, size_t len);
+/* Create (or truncate) pid's log, mode 0644, and its directory. Returns the
+ * fd (O_APPEND) or a negative errno. */
+int agent_exec_log_open(pid_t pid);
+/* Append what fds[0..n_fds) (at most 4) deliver to pid's log until each one
+ * reaches EOF, then close them. log_fd: the open log (taken), or -1 to create
+ * it at the first byte (no output, no file). Bounded: the log is rotated to
+ * <pid>.log.1 at 4 MiB. Blocks; errors are logged and the output dropped. */
+void agent_exec_log_pump(pid_t pid, int log_fd, int *fds, size_t n_fds);
+
+/* pty.c: terminals for exec's "tty". */
+/* Open a pty pair (both O_CLOEXEC, the slave O_NOCTTY) of rows x cols (0:
+ * left as the kernel makes it). Returns 0 or a negative errno. */
+int agent_pty_open(uint16_t rows, uint16_t cols, int *ret_master, int *ret_slave);
+/* Set the window size (TIOCSWINSZ; ignored when rows or cols is 0): the
+ * foreground process group gets SIGWINCH. Returns 0 or a negative errno. */
+int agent_pty_set_size(int master, uint16_t rows, uint16_t cols);
+/* Send sig to every process of session sid (its process groups: a shell's
+ * jobs each have their own). */
+void agent_kill_session(pid_t sid, int sig);
 
 /* The ops below take the parsed request (request.h) and are served through
  * handler.c's table, one per agent_op.

@@ -139,6 +139,31 @@ static int dup_strv(const char *const *src, size_t n, char ***ret)
         return 0;
 }
 
+static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *j = json_object_get(root, field);
+        if (!j || json_is_null(j)) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_boolean(j))
+                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be a boolean", field);
+        *ret = json_is_true(j);
+        return 0;
+}
+
+/* An optional integer field in 0..65535 (missing or null: *ret untouched). */
+static int get_u16(json_t *root, const char *field, uint16_t *ret, char *errbuf, size_t errbuf_len)
+{
+        json_t *j = json_object_get(root, field);
+        if (!j || json_is_null(j))
+                return 0;
+        if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > UINT16_MAX)
+                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an integer from 0 to 65535", field);
+        *ret = (uint16_t)json_integer_value(j);
+        return 0;
+}
+
 static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
         agent_exec_spec *ret = &req->exec;
@@ -199,23 +224,26 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
                 timeout_ms = (uint64_t)json_integer_value(jt);
         }
 
-        bool want_stdin = false, keep_background = false;
-        json_t *js = json_object_get(root, "stdin");
-        if (js && !json_is_null(js)) {
-                if (!json_is_boolean(js))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'stdin' must be a boolean");
-                want_stdin = json_is_true(js);
-        }
-        json_t *jk = json_object_get(root, "keep_background");
-        if (jk && !json_is_null(jk)) {
-                if (!json_is_boolean(jk))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'keep_background' must be a boolean");
-                keep_background = json_is_true(jk);
-        }
+        /* Background processes outlive their command by default, as over SSH. */
+        bool want_stdin = false, keep_background = true, tty = false, detach = false;
+        if ((r = get_bool(root, "stdin", false, &want_stdin, errbuf, errbuf_len)) < 0 ||
+            (r = get_bool(root, "keep_background", true, &keep_background, errbuf, errbuf_len)) < 0 ||
+            (r = get_bool(root, "tty", false, &tty, errbuf, errbuf_len)) < 0 ||
+            (r = get_bool(root, "detach", false, &detach, errbuf, errbuf_len)) < 0)
+                return r;
+        uint16_t rows = 0, cols = 0;
+        if ((r = get_u16(root, "rows", &rows, errbuf, errbuf_len)) < 0 ||
+            (r = get_u16(root, "cols", &cols, errbuf, errbuf_len)) < 0)
+                return r;
+        /* A detached command has nobody to type into it or to time it. */
+        if (detach && (tty || want_stdin || timeout_ms))
+                return fail(-EINVAL, errbuf, errbuf_len, "field 'detach' cannot be combined with '%s'",
+                            tty ? "tty" : want_stdin ? "stdin" : "timeout_ms");
 
         /* All validated; now allocate the result. */
         agent_exec_spec spec = { .timeout_ms = timeout_ms, .want_stdin = want_stdin,
-                                 .keep_background = keep_background, .n_argv = n_argv };
+                                 .keep_background = keep_background, .tty = tty, .rows = rows, .cols = cols,
+                                 .detach = detach, .n_argv = n_argv };
         size_t n_base, bad = 0;
         const char *const *base = agent_base_env(&n_base);
         r = agent_env_merge(base, n_base, env_extra, n_env_extra, &spec.envp, &spec.n_envp, &bad);
@@ -263,19 +291,6 @@ static int get_path(json_t *root, const char **ret, char *errbuf, size_t errbuf_
                 return fail(-ENAMETOOLONG, errbuf, errbuf_len, "field 'path' is longer than %u bytes",
                             AGENT_MAX_PATH);
         *ret = p;
-        return 0;
-}
-
-static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *errbuf, size_t errbuf_len)
-{
-        json_t *j = json_object_get(root, field);
-        if (!j || json_is_null(j)) {
-                *ret = def;
-                return 0;
-        }
-        if (!json_is_boolean(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be a boolean", field);
-        *ret = json_is_true(j);
         return 0;
 }
 

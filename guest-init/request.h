@@ -52,6 +52,9 @@ typedef struct agent_exec_spec {
         uint64_t timeout_ms;  /* 0 = none */
         bool want_stdin;      /* false: the command reads /dev/null */
         bool keep_background; /* true: do not kill the process group when the command exits */
+        bool tty;             /* run on a pty (stdin, stdout, stderr: its slave; one output stream) */
+        uint16_t rows, cols;  /* tty: the window size at start (0: left to the kernel) */
+        bool detach;          /* answer RESULT {pid, log} at once; the output goes to the log */
 } agent_exec_spec;
 
 /* write_file, read_file, mkdir, list_tree, fuse_mount, fuse_serve, fuse_abort. */

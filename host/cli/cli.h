@@ -62,17 +62,21 @@ void cli_vm_args_init(cli_vm_args *a);
 void cli_vm_args_finish(cli_vm_args *a);
 void cli_vm_args_done(cli_vm_args *a);
 
-/* An exec's options (run, exec): -e/--env, -i/--interactive, --timeout,
- * -w/--workdir. */
+/* An exec's options (run, exec): -e/--env, -w/--workdir (also alone:
+ * cli_exec_env_opts, for shell), -i/--interactive, -t/--tty, --timeout. */
 typedef struct cli_exec_args {
         smolvm_exec_opts opts;
         cli_env env;
         bool interactive;
+        bool tty;
 } cli_exec_args;
 extern const cli_opt cli_exec_opts[];
+extern const cli_opt cli_exec_env_opts[];
 void cli_exec_args_init(cli_exec_args *a);
-/* Fill opts: the command argv (NULL-terminated), the env, stdin (cli_exec_stdin). */
-void cli_exec_args_finish(cli_exec_args *a, char **argv);
+/* Fill opts: the command argv (NULL-terminated), the env, tty, stdin
+ * (cli_exec_stdin). Returns 0, or CLI_EXIT_ERROR after reporting a usage error
+ * of p's command: -t without a terminal on stdin. */
+int cli_exec_args_finish(cli_exec_args *a, const cli_parsed *p, char **argv);
 void cli_exec_args_done(cli_exec_args *a);
 
 /* ---- cli_vm.c: commands on existing VMs ---- */

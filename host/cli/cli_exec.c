@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "agent_proto.h"
 #include "cli_json_text.h"
 #include "cli_out.h"
 #include "util.h"
@@ -81,6 +83,49 @@ int cli_pending_signal(int sfd)
         return 0;
 }
 
+/* ---- -t: our terminal for the guest's ---- */
+
+typedef struct host_tty {
+        int winch_fd;           /* signalfd for SIGWINCH, or -1 */
+        bool raw;               /* saved holds what to restore */
+        struct termios saved;
+} host_tty;
+
+/* For a tty exec: the guest's terminal gets ours' TERM and size, and every
+ * change of size (SIGWINCH); with stdin forwarded from our terminal, that one
+ * goes raw, so every key (Ctrl-C, Ctrl-Z, Ctrl-D too) reaches the guest's line
+ * discipline, which does what ours would have done. */
+static void host_tty_begin(host_tty *t, smolvm_exec_opts *o)
+{
+        *t = (host_tty){ .winch_fd = -1 };
+        o->term = getenv("TERM");
+        if (isatty(STDIN_FILENO))
+                o->tty_size_fd = STDIN_FILENO;
+        else if (isatty(STDOUT_FILENO))
+                o->tty_size_fd = STDOUT_FILENO;
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGWINCH);
+        if (o->tty_size_fd >= 0 && sigprocmask(SIG_BLOCK, &set, NULL) == 0) {
+                t->winch_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+                o->resize_fd = t->winch_fd;
+        }
+        if (o->stdin_mode == SMOLVM_STDIN_FD && isatty(o->stdin_fd) && tcgetattr(o->stdin_fd, &t->saved) == 0) {
+                struct termios raw = t->saved;
+                cfmakeraw(&raw);
+                t->raw = tcsetattr(o->stdin_fd, TCSANOW, &raw) == 0;
+        }
+}
+
+/* Before anything is printed: our messages need the terminal as it was. */
+static void host_tty_end(host_tty *t, const smolvm_exec_opts *o)
+{
+        if (t->raw)
+                (void)tcsetattr(o->stdin_fd, TCSADRAIN, &t->saved);
+        t->raw = false;
+        t->winch_fd = safe_close(t->winch_fd);
+}
+
 /* ---- --json: output collected as JSON text, bounded ---- */
 
 typedef struct capture {
@@ -129,6 +174,10 @@ static void print_exec_ok(const char *command, int exit_code, const capture *c, 
         else
                 fputs("null", f);
         print_bool(f, "timed_out", st->timed_out);
+        if (st->pid > 0)
+                fprintf(f, ",\"pid\":%d", st->pid);
+        else
+                fputs(",\"pid\":null", f);
         fputs(",\"stdout\":\"", f);
         fwrite(c->out.buf ? c->out.buf : "", 1, c->out.len, f);
         fputs("\",\"stderr\":\"", f);
@@ -160,17 +209,22 @@ static int exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, capt
 {
         int r, code = CLI_EXIT_ERROR;
         smolvm_exec_status st = { 0 };
+        smolvm_exec_opts o = *opts;
+        host_tty tty = { .winch_fd = -1 };
+        if (o.tty)
+                host_tty_begin(&tty, &o);
         if (cap) {
                 smolvm_exec_callbacks cbs = { .on_stdout = capture_stdout, .on_stderr = capture_stderr,
                                               .userdata = cap };
-                r = smolvm_exec(vm, opts, &cbs, &st);
+                r = smolvm_exec(vm, &o, &cbs, &st);
                 cli_json_text_add(&cap->out, NULL, 0, true);
                 cli_json_text_add(&cap->err, NULL, 0, true);
                 cap->status = st;
         } else {
                 smolvm_exec_callbacks cbs = { .on_stdout = on_stdout, .on_stderr = on_stderr };
-                r = smolvm_exec(vm, opts, &cbs, &st);
+                r = smolvm_exec(vm, &o, &cbs, &st);
         }
+        host_tty_end(&tty, &o);
         if (r == 0) {
                 code = cli_status_exit_code(&st);
                 if (st.timed_out)
@@ -198,4 +252,20 @@ int cli_exec_relay(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, const c
                 cli_fail_exit(command, json, r, exit_code);
         capture_done(&cap);
         return exit_code;
+}
+
+int cli_exec_detached(smolvm_vm *vm, const smolvm_exec_opts *opts, const char *command, bool json)
+{
+        smolvm_exec_status st = { 0 };
+        int r = smolvm_exec(vm, opts, NULL, &st);
+        if (r < 0)
+                return cli_fail_exit(command, json, r, exec_error_exit(r));
+        if (json) {
+                char log[sizeof(SMOLVM_EXEC_LOG_DIR) + 32];
+                snprintf(log, sizeof(log), SMOLVM_EXEC_LOG_DIR "/%d.log", st.pid);
+                cli_json_ok(command, 0, json_pack("{s:i,s:s}", "pid", st.pid, "log", log));
+        } else {
+                printf("%d\n", st.pid);
+        }
+        return 0;
 }

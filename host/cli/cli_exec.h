@@ -25,8 +25,11 @@ void cli_exec_stdin(smolvm_exec_opts *opts, bool interactive);
 
 /* Run opts in vm and relay it: streamed to our stdout/stderr, or with json
  * collected and printed as one envelope named command (data: {exit_code, signal,
- * timed_out, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms
- * [, boot_ms when >= 0]}; docs/cli.md). A failure is reported on stderr (and as
+ * timed_out, pid, stdout, stderr, stdout_truncated, stderr_truncated,
+ * duration_ms [, boot_ms when >= 0]}; docs/cli.md). With opts->tty, the guest's
+ * terminal gets ours' TERM and window size (and its changes), and our terminal
+ * is raw while its stdin is forwarded, restored before anything is printed and
+ * whatever ends the exec. A failure is reported on stderr (and as
  * the envelope with json). Returns the exit code: the command's own, 124 on
  * timeout (then "command timed out after N s" is printed on stderr), 128+N when
  * it or we were signalled (cancellation through cancel_fd = sfd), 141 when our
@@ -34,3 +37,8 @@ void cli_exec_stdin(smolvm_exec_opts *opts, bool interactive);
  * CLI_EXIT_ERROR. */
 int cli_exec_relay(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, const char *command, bool json,
                    int64_t boot_ms);
+
+/* Start opts (detach) in vm: print the command's guest pid (with json, the
+ * envelope, data: {pid, log}). Returns 0 or the exit code of the failure
+ * (reported): 127/126 when the guest could not run it, else CLI_EXIT_ERROR. */
+int cli_exec_detached(smolvm_vm *vm, const smolvm_exec_opts *opts, const char *command, bool json);

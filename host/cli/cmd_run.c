@@ -38,7 +38,8 @@ static const cli_cmd run_cmd = {
         .about = "Boot an ephemeral microVM, run CMD in it, stream its stdout and stderr, and\n"
                  "exit with its exit code (128+N if killed by signal N, 124 on timeout).\n"
                  "The VM is removed afterwards, also on Ctrl-C. stdin is forwarded unless it is\n"
-                 "a terminal. The options end at CMD: what follows is CMD's.\n",
+                 "a terminal (-it: a terminal in the guest, e.g. for a REPL). The options end\n"
+                 "at CMD: what follows is CMD's.\n",
         .opts = run_opts,
         .json_help = "print one JSON envelope instead of streaming (docs/cli.md):\n"
                      "{ok, command, exit_code, error, data: {exit_code, signal,\n"
@@ -92,7 +93,9 @@ int cmd_run(int argc, char **argv)
         if (p.n_pos == 0)
                 return cli_usage(&p, "no command given");
         cli_vm_args_finish(&a.vm);
-        cli_exec_args_finish(&a.exec, p.pos);
+        r = cli_exec_args_finish(&a.exec, &p, p.pos);
+        if (r != 0)
+                return r;
 
         sigset_t old_mask;
         _cleanup_close_ int sfd = cli_setup_signals(&old_mask);

@@ -14,6 +14,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_list(int argc, char **argv); /* smolvm ls */
 int cmd_info(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_image(int argc, char **argv);

@@ -11,6 +11,7 @@ static const cli_verb commands[] = {
         { "run", cmd_run, "Run a command in a fresh microVM and remove it afterwards" },
         { "create", cmd_create, "Create (and boot) a persistent VM; print its id" },
         { "exec", cmd_exec, "Run a command in a running VM" },
+        { "shell", cmd_shell, "Open a login shell in a running VM" },
         { "start", cmd_start, "Boot a stopped VM" },
         { "stop", cmd_stop, "Power a VM off (its disk stays)" },
         { "pause", cmd_pause, "Freeze a running VM" },

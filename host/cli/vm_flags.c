@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Option fragments shared by several commands, so each option is declared,
  * accepted and checked once: the VM's shape (run, create), an exec's options
- * (run, exec) and --env (run, exec, create). */
+ * (run, exec; -e and -w also shell) and --env (run, exec, shell, create). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_proto.h"
 #include "cli.h"
@@ -221,14 +222,22 @@ static int parse_workdir(const char *arg, void *field)
         return 0;
 }
 
-const cli_opt cli_exec_opts[] = {
+const cli_opt cli_exec_env_opts[] = {
         CLI_CALL(cli_exec_args, env, "env", 'e', "K=V", cli_env_add,
                  "set an environment variable (repeatable)"),
-        CLI_BOOL(cli_exec_args, interactive, "interactive", 'i', "forward stdin even when it is a terminal"),
-        CLI_UINT(cli_exec_args, opts.timeout_ms, "timeout", 0, "SEC", 1, 31u * 24 * 3600, 1000,
-                 "kill the command after SEC seconds (exit 124)"),
         CLI_CALL(cli_exec_args, opts.cwd, "workdir", 'w', "DIR", parse_workdir,
                  "working directory in the guest (default /root)"),
+        CLI_END,
+};
+
+const cli_opt cli_exec_opts[] = {
+        { .kind = CLI_OPT_INCLUDE, .offset = 0, .include = cli_exec_env_opts },
+        CLI_BOOL(cli_exec_args, interactive, "interactive", 'i', "forward stdin even when it is a terminal"),
+        CLI_BOOL(cli_exec_args, tty, "tty", 't',
+                 "run CMD on a terminal in the guest (stdin must be one:\n"
+                 "-it for a shell; Ctrl-C goes to CMD)"),
+        CLI_UINT(cli_exec_args, opts.timeout_ms, "timeout", 0, "SEC", 1, 31u * 24 * 3600, 1000,
+                 "kill the command after SEC seconds (exit 124)"),
         CLI_END,
 };
 
@@ -238,11 +247,19 @@ void cli_exec_args_init(cli_exec_args *a)
         smolvm_exec_opts_init(&a->opts);
 }
 
-void cli_exec_args_finish(cli_exec_args *a, char **argv)
+int cli_exec_args_finish(cli_exec_args *a, const cli_parsed *p, char **argv)
 {
         a->opts.argv = (const char *const *)argv;
         a->opts.env = a->env.v;
+        /* docker's rule and words: a terminal in the guest needs one here. */
+        if (a->tty && !isatty(STDIN_FILENO)) {
+                cli_error("the input device is not a TTY");
+                cli_hint("-t needs stdin to be a terminal; without -t, stdin is forwarded as it is");
+                return cli_usage_fail(p->cmd->name, p->json);
+        }
+        a->opts.tty = a->tty;
         cli_exec_stdin(&a->opts, a->interactive);
+        return 0;
 }
 
 void cli_exec_args_done(cli_exec_args *a)

@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 
 #include "agent_call_i.h"
 #include "agent_client_io.h"
@@ -19,7 +21,7 @@
 
 SMOLVM_EXPORT void smolvm_exec_opts_init(smolvm_exec_opts *o)
 {
-        *o = (smolvm_exec_opts){ .stdin_fd = -1, .cancel_fd = -1 };
+        *o = (smolvm_exec_opts){ .stdin_fd = -1, .cancel_fd = -1, .tty_size_fd = -1, .resize_fd = -1 };
 }
 
 typedef struct exec_ctx {
@@ -30,6 +32,8 @@ typedef struct exec_ctx {
         uint64_t last_rx_ms;      /* when the agent last sent us something */
         const uint8_t *stdin_bytes;
         size_t stdin_left;
+        bool resize_pending;      /* the window size changed: a RESIZE is to be sent */
+        bool resize_gone;         /* resize_fd hung up or failed: no longer watched */
 } exec_ctx;
 
 static bool pending(const exec_ctx *c)
@@ -49,7 +53,20 @@ static void send_kill(exec_ctx *c)
                 (void)smolvm_agent_client_write(&c->cl, c->fd);
 }
 
-static int build_request(const smolvm_exec_opts *o, char **ret)
+/* The terminal's size: tty_size_fd's, else the options'. */
+static void tty_size(const smolvm_exec_opts *o, uint16_t *ret_rows, uint16_t *ret_cols)
+{
+        struct winsize ws;
+        if (o->tty_size_fd >= 0 && ioctl(o->tty_size_fd, TIOCGWINSZ, &ws) == 0) {
+                *ret_rows = ws.ws_row;
+                *ret_cols = ws.ws_col;
+        } else {
+                *ret_rows = o->rows;
+                *ret_cols = o->cols;
+        }
+}
+
+static int build_request(const smolvm_exec_opts *o, json_t **ret)
 {
         if (!o->argv || !o->argv[0])
                 return vm_error(-EINVAL, NULL, "no command given");
@@ -57,6 +74,7 @@ static int build_request(const smolvm_exec_opts *o, char **ret)
                 return vm_error(-EINVAL, "give an absolute guest path", "working directory '%s' is not absolute",
                                 o->cwd);
         json_t *req = json_object(), *argv = json_array(), *env = json_array();
+        _cleanup_free_ char *text = NULL; /* the request as sent: its size is bounded */
         int r = 0;
         if (!req || !argv || !env) {
                 r = vm_error(-ENOMEM, NULL, "out of memory");
@@ -79,6 +97,17 @@ static int build_request(const smolvm_exec_opts *o, char **ret)
         r = vm_env_check("exec", o->env);
         if (r < 0)
                 goto out;
+        if (o->tty && o->term && o->term[0]) {
+                /* First, so that a TERM in env replaces it. */
+                _cleanup_free_ char *kv = NULL;
+                json_t *s = asprintf(&kv, "TERM=%s", o->term) < 0 ? NULL : json_string(kv);
+                if (!s || agent_env_entry_check(kv, NULL) < 0) {
+                        json_decref(s);
+                        r = vm_error(-EINVAL, "set TERM to a terminal type's name", "invalid TERM '%.64s'", o->term);
+                        goto out;
+                }
+                json_array_append_new(env, s);
+        }
         for (n = 0; o->env && o->env[n]; n++) {
                 json_t *s = json_string(o->env[n]);
                 if (!s) {
@@ -100,17 +129,26 @@ static int build_request(const smolvm_exec_opts *o, char **ret)
         }
         json_object_set_new(req, "timeout_ms", json_integer(o->timeout_ms));
         json_object_set_new(req, "stdin", json_boolean(o->stdin_mode != SMOLVM_STDIN_NONE));
-        char *s = json_dumps(req, JSON_COMPACT);
-        if (!s) {
+        json_object_set_new(req, "keep_background", json_boolean(!o->kill_background));
+        if (o->detach)
+                json_object_set_new(req, "detach", json_true());
+        if (o->tty) {
+                uint16_t rows, cols;
+                tty_size(o, &rows, &cols);
+                json_object_set_new(req, "tty", json_true());
+                json_object_set_new(req, "rows", json_integer(rows));
+                json_object_set_new(req, "cols", json_integer(cols));
+        }
+        text = json_dumps(req, JSON_COMPACT);
+        if (!text) {
                 r = vm_error(-ENOMEM, NULL, "out of memory");
                 goto out;
         }
-        if (strlen(s) > SMOLVM_FRAME_MAX_PAYLOAD) {
-                free(s);
+        if (strlen(text) > SMOLVM_FRAME_MAX_PAYLOAD) {
                 r = vm_error(-E2BIG, NULL, "command line and environment exceed %u bytes", SMOLVM_FRAME_MAX_PAYLOAD);
                 goto out;
         }
-        *ret = s;
+        *ret = TAKE_PTR(req);
 out:
         json_decref(argv);
         json_decref(env);
@@ -130,6 +168,7 @@ static int handle_event(const smolvm_agent_event *ev, const smolvm_exec_callback
 {
         switch (ev->kind) {
         case SMOLVM_AGENT_EV_STARTED:
+                st->pid = ev->pid;
                 return cbs && cbs->on_started ? callback_result(cbs->on_started(cbs->userdata, ev->pid), "started") : 0;
         case SMOLVM_AGENT_EV_STDOUT:
                 return cbs && cbs->on_stdout ? callback_result(cbs->on_stdout(cbs->userdata, ev->data, ev->len), "stdout")
@@ -206,6 +245,31 @@ static int timeout_error(const exec_ctx *c, const smolvm_exec_opts *o, uint64_t 
                         after, EXEC_HOST_MARGIN_MS / 1000u);
 }
 
+/* resize_fd woke us: take what woke us (a signalfd's siginfo, a pipe's
+ * bytes) and have the new size sent. */
+static void on_resize(exec_ctx *c, const smolvm_exec_opts *o)
+{
+        uint8_t buf[4096];
+        ssize_t n = read(o->resize_fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                c->resize_gone = true; /* a closed pipe would wake us forever */
+        c->resize_pending = true;
+}
+
+/* Queue a RESIZE with the terminal's current size, when there is room. */
+static void send_resize(exec_ctx *c, const smolvm_exec_opts *o)
+{
+        uint8_t ws[4];
+        uint16_t rows, cols;
+        tty_size(o, &rows, &cols);
+        put_le16(ws, rows);
+        put_le16(ws + 2, cols);
+        /* -ENOBUFS: behind a full STDIN frame; sent once it is written. Any
+         * other failure (the agent stopped reading) is not worth an error. */
+        if (smolvm_agent_client_send(&c->cl, SMOLVM_FRAME_RESIZE, ws, sizeof(ws)) != -ENOBUFS)
+                c->resize_pending = false;
+}
+
 static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_callbacks *cbs,
                      smolvm_exec_status *st, uint64_t start)
 {
@@ -215,14 +279,18 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                 int r = pump_stdin(c, o, false);
                 if (r < 0)
                         return vm_error(r, NULL, "stdin: %s", strerror(-r));
+                if (c->resize_pending)
+                        send_resize(c, o);
                 if (smolvm_agent_client_write(&c->cl, c->fd) < 0)
                         return agent_client_record(&c->cl, "exec");
 
                 bool want_stdin = o->stdin_mode == SMOLVM_STDIN_FD && !c->stdin_done && !pending(c);
-                struct pollfd p[3] = {
+                bool want_resize = o->tty && o->resize_fd > 0 && !c->resize_gone;
+                struct pollfd p[4] = {
                         { .fd = c->fd, .events = POLLIN | (pending(c) ? POLLOUT : 0) },
                         { .fd = want_stdin ? o->stdin_fd : -1, .events = POLLIN },
                         { .fd = o->cancel_fd > 0 ? o->cancel_fd : -1, .events = POLLIN },
+                        { .fd = want_resize ? o->resize_fd : -1, .events = POLLIN },
                 };
                 int timeout = -1;
                 if (deadline) {
@@ -233,7 +301,7 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                         }
                         timeout = (int)MIN(deadline - now, 60000u);
                 }
-                int k = poll(p, 3, timeout);
+                int k = poll(p, 4, timeout);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -250,6 +318,8 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
                         if (r < 0)
                                 return vm_error(r, NULL, "stdin: %s", strerror(-r));
                 }
+                if (p[3].revents)
+                        on_resize(c, o);
                 if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
                         continue;
                 /* One read of at most the rest of a frame; a read error or the
@@ -276,6 +346,33 @@ static int exec_loop(exec_ctx *c, const smolvm_exec_opts *o, const smolvm_exec_c
         }
 }
 
+/* Detached: a request/answer operation; RESULT {"ok", "pid", "log"}. */
+static int exec_detached(smolvm_vm *vm, json_t *req, const smolvm_exec_opts *o, const smolvm_exec_callbacks *cbs,
+                         smolvm_exec_status *ret_status)
+{
+        agent_call c;
+        int r = agent_call_open(vm, req, "exec", SMOLVM_AGENT_REPLY_ANSWER, &c);
+        if (r < 0)
+                return r;
+        c.cancel_fd = o->cancel_fd;
+        json_auto_t *res = NULL;
+        r = agent_call_result(&c, &res);
+        agent_call_close(&c);
+        if (r < 0)
+                return r;
+        json_t *jpid = json_object_get(res, "pid");
+        if (!json_is_integer(jpid) || json_integer_value(jpid) < 1 || json_integer_value(jpid) > INT32_MAX)
+                return vm_error(-EBADMSG, NULL, "exec: the guest agent's answer to a detached exec has no valid pid");
+        int pid = (int)json_integer_value(jpid);
+        if (cbs && cbs->on_started) {
+                r = callback_result(cbs->on_started(cbs->userdata, pid), "started");
+                if (r < 0)
+                        return r;
+        }
+        *ret_status = (smolvm_exec_status){ .pid = pid };
+        return 0;
+}
+
 SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const smolvm_exec_callbacks *cbs,
                               smolvm_exec_status *ret_status)
 {
@@ -285,14 +382,24 @@ SMOLVM_EXPORT int smolvm_exec(smolvm_vm *vm, const smolvm_exec_opts *opts, const
                 return vm_error(-EBADF, NULL, "smolvm_exec: invalid stdin fd");
         if (opts->stdin_mode == SMOLVM_STDIN_BYTES && opts->stdin_len && !opts->stdin_data)
                 return vm_error(-EINVAL, NULL, "smolvm_exec: no stdin data");
+        if (opts->detach && (opts->tty || opts->stdin_mode != SMOLVM_STDIN_NONE || opts->timeout_ms))
+                return vm_error(-EINVAL, "a detached command has no terminal, no stdin and no timeout",
+                                "smolvm_exec: detach cannot be combined with %s",
+                                opts->tty ? "tty" : opts->timeout_ms ? "a timeout" : "stdin");
 
-        int r = vm_check_exec_ready(vm);
+        /* A detached exec's call checks this itself. */
+        int r = opts->detach ? 0 : vm_check_exec_ready(vm);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *req = NULL;
-        r = build_request(opts, &req);
+        json_auto_t *jreq = NULL;
+        r = build_request(opts, &jreq);
         if (r < 0)
                 return r;
+        if (opts->detach)
+                return exec_detached(vm, jreq, opts, cbs, ret_status);
+        _cleanup_free_ char *req = json_dumps(jreq, JSON_COMPACT);
+        if (!req)
+                return vm_error(-ENOMEM, NULL, "out of memory");
 
         exec_ctx c = { .fd = -1, .stdin_done = opts->stdin_mode == SMOLVM_STDIN_NONE,
                        .stdin_bytes = opts->stdin_data, .stdin_left = opts->stdin_len };
@@ -410,4 +517,41 @@ SMOLVM_EXPORT void smolvm_result_free(smolvm_result *r)
         free(r->stdout_data);
         free(r->stderr_data);
         r->stdout_data = r->stderr_data = NULL;
+}
+
+/* ---- exec logs ---- */
+
+SMOLVM_EXPORT int smolvm_exec_log(smolvm_vm *vm, int pid, void **ret_data, size_t *ret_len, size_t max_bytes)
+{
+        if (pid < 1)
+                return vm_error(-EINVAL, NULL, "exec log: invalid pid %d", pid);
+        char path[sizeof(SMOLVM_EXEC_LOG_DIR) + 32], old[sizeof(path) + 2];
+        snprintf(path, sizeof(path), SMOLVM_EXEC_LOG_DIR "/%d.log", pid);
+        snprintf(old, sizeof(old), "%s.1", path);
+        /* The newest file first: if it is missing, so is the log. */
+        _cleanup_free_ char *cur = NULL, *prev = NULL;
+        size_t cur_len = 0, prev_len = 0;
+        int r = smolvm_read_file(vm, path, (void **)&cur, &cur_len, max_bytes);
+        if (r == -ENOENT && smolvm_last_error()->from_guest)
+                return vm_error(-ENOENT, "only detached commands (exec -d) and execs whose background processes "
+                                         "wrote after they ended have one; it lasts until the VM stops",
+                                "no exec log for pid %d in the VM (%s)", pid, path);
+        if (r < 0)
+                return r;
+        r = smolvm_read_file(vm, old, (void **)&prev, &prev_len, max_bytes);
+        if (r == -ENOENT)
+                prev_len = 0;
+        else if (r < 0)
+                return r;
+        char *all = malloc(prev_len + cur_len + 1);
+        if (!all)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        if (prev_len)
+                memcpy(all, prev, prev_len);
+        if (cur_len)
+                memcpy(all + prev_len, cur, cur_len);
+        all[prev_len + cur_len] = '\0';
+        *ret_data = all;
+        *ret_len = prev_len + cur_len;
+        return 0;
 }

@@ -100,6 +100,45 @@ wait_for() {
         done
 }
 
+# Wait up to $2 seconds of wall time until the condition $1 (evaluated) holds
+# (wait_for counts its own sleeps: right only for a condition that costs nothing).
+wait_secs() {
+        local end=$(($(date +%s) + $2))
+        until eval "$1"; do
+                [ "$(date +%s)" -ge "$end" ] && return 1
+                sleep 0.2
+        done
+}
+
+# How many processes in VM $1 match the extended regex $2 (anchor it or use the
+# [x] trick: the sh -c running pgrep must not match). "err" if the exec failed.
+guest_count() {
+        local n
+        n=$("$SMOLVM" exec "$1" -- sh -c "pgrep -f '$2' | wc -l" 2>>"$T/guest_count.err") || { echo err; return; }
+        echo "$n"
+}
+
+# after_ready CMD...: runs CMD; prints its exit code and the ms from "ready" on
+# its stdout (the command's last words before it exits) to its end (-1: never).
+after_ready() {
+        [ -f "$T/after_ready.py" ] || cat >"$T/after_ready.py" <<'PYEOF'
+import subprocess, sys, time
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+tail, t_ready = b"", None
+while True:
+    d = p.stdout.read1(65536)
+    if not d:
+        break
+    w = tail + d
+    if t_ready is None and b"ready" in w:
+        t_ready = time.monotonic()
+    tail = w[-8:]
+rc = p.wait()
+print(rc, -1 if t_ready is None else int((time.monotonic() - t_ready) * 1000))
+PYEOF
+        python3 "$T/after_ready.py" "$@"
+}
+
 finish() {
         echo "1..$n_test"
         [ "$n_fail" -eq 0 ]

@@ -15,23 +15,6 @@ id=$("$SMOLVM" create --name life 2>"$T/err"); rc=$?
 check_or_bail "create a VM (rc $rc)" "$rc"
 sock="$SMOLVM_HOME/vms/$id/vsock.sock"
 
-# How many guest processes match the extended regex $1 (anchor it or use the [x]
-# trick: the sh -c running pgrep must not match). "err" if the exec failed.
-guest_count() {
-        local n
-        n=$("$SMOLVM" exec life -- sh -c "pgrep -f '$1' | wc -l" 2>>"$T/guest_count.err") || { echo err; return; }
-        echo "$n"
-}
-
-# Wait up to $2 seconds of wall time until the condition $1 (evaluated) holds.
-wait_secs() {
-        local end=$(($(date +%s) + $2))
-        until eval "$1"; do
-                [ "$(date +%s)" -ge "$end" ] && return 1
-                sleep 0.2
-        done
-}
-
 # A raw agent client (not our library), in python: CONNECT, an exec REQUEST (the
 # JSON in argv[3]), then, if argv[2] is "halfclose", shutdown(SHUT_WR) at once.
 # Prints STDOUT frames to stdout and "EXIT <json>" for the EXIT frame.
@@ -80,7 +63,7 @@ killed_client_check() {
         local what=$1 re=$2 pid n
         eval "exec $3" &
         pid=$!
-        if ! wait_secs "[ \"\$(guest_count '$re')\" = 1 ]" 60; then
+        if ! wait_secs "[ \"\$(guest_count life '$re')\" = 1 ]" 60; then
                 not_ok "$what: the command runs in the guest"
                 kill -9 "$pid" 2>/dev/null
                 return
@@ -89,8 +72,8 @@ killed_client_check() {
         kill -9 "$pid"
         wait "$pid" 2>/dev/null
         # The guest learns at once; 20 s only covers a loaded TCG guest.
-        wait_secs "[ \"\$(guest_count '$re')\" = 0 ]" 20
-        n=$(guest_count "$re")
+        wait_secs "[ \"\$(guest_count life '$re')\" = 0 ]" 20
+        n=$(guest_count life "$re")
         check "$what: SIGKILL of the client kills the guest command (left: $n)" test "$n" = 0
 }
 
@@ -123,32 +106,14 @@ printf '%s\n' 'import os, time' 'open("/tmp/tr", "w").close()' \
 start_trickler='rm -f /tmp/tr; setsid python3 /root/trickle.py & while [ ! -e /tmp/tr ]; do sleep 0.1; done'
 stop_tricklers() { "$SMOLVM" exec life -- sh -c "pkill -f '^python3 /root/trickl[e]'; exit 0"; }
 
-# Runs argv; prints its exit code and the ms from "ready" on its stdout (the
-# command's last words before it exits) to its end.
-cat >"$T/after_ready.py" <<'PYEOF'
-import subprocess, sys, time
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
-tail, t_ready = b"", None
-while True:
-    d = p.stdout.read1(65536)
-    if not d:
-        break
-    w = tail + d
-    if t_ready is None and b"ready" in w:
-        t_ready = time.monotonic()
-    tail = w[-8:]
-rc = p.wait()
-print(rc, -1 if t_ready is None else int((time.monotonic() - t_ready) * 1000))
-PYEOF
-
-read -r rc ms < <(python3 "$T/after_ready.py" timeout 60 "$SMOLVM" exec life -- \
+read -r rc ms < <(after_ready timeout 60 "$SMOLVM" exec life -- \
         sh -c "$start_trickler; echo ready; exit 0" 2>"$T/trickle.err")
 check "a setsid trickler does not hold the exec open (rc $rc, ends ${ms} ms after the command, < 5000)" \
         test "$rc" -eq 0 -a "$ms" -ge 0 -a "$ms" -lt 5000
 stop_tricklers
 
 # 8 s: the trickler (python) must be running before the timeout, also on a loaded TCG guest.
-read -r rc ms < <(python3 "$T/after_ready.py" timeout 90 "$SMOLVM" exec --timeout 8 life -- \
+read -r rc ms < <(after_ready timeout 90 "$SMOLVM" exec --timeout 8 life -- \
         sh -c "$start_trickler; echo ready; sleep 1000" 2>"$T/to.err")
 err=$(cat "$T/to.err")
 check "--timeout 8 with a setsid trickler: exit 124 < 14 s after ready, not 8 + 15 s (rc $rc, ${ms} ms)" \
@@ -167,7 +132,7 @@ check "--timeout 2 sleep 1000: exit 124 and says it timed out (rc $rc, '$err')" 
 t0=$(date +%s)
 "$SMOLVM" exec --timeout 6 life -- sleep 4323 >/dev/null 2>"$T/net.err" &
 pid=$!
-if wait_secs "[ \"\$(guest_count '^slee[p] 4323')\" = 1 ]" 30; then
+if wait_secs "[ \"\$(guest_count life '^slee[p] 4323')\" = 1 ]" 30; then
         "$SMOLVM" pause life >/dev/null 2>>"$T/net.err"
         wait "$pid"; rc=$?
         secs=$(($(date +%s) - t0))

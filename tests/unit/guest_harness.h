@@ -30,9 +30,23 @@ typedef struct reply {
         int first_data_index;    /* frame index of the first STDOUT, or -1 */
         uint32_t max_frame;      /* largest payload of any frame, bytes */
         uint32_t max_data_frame; /* largest STDOUT payload, bytes */
-        int handler_status;      /* from waitpid */
-        uint64_t ms;             /* run()/runf(): request to handler exit */
+        int handler_status;      /* from waitpid (finish() only) */
+        uint64_t eof_ms;         /* now_ms() when the handler closed the stream */
+        uint64_t ms;             /* run()/runf(): request to the end of the stream */
 } reply;
+
+/* pid has exited (gone, or a zombie nobody reaped yet). */
+static inline bool process_gone(pid_t pid)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+                return true;
+        bool zombie = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
+        fclose(f);
+        return zombie;
+}
 
 static inline pid_t start_handler(int *ret_fd)
 {
@@ -80,10 +94,10 @@ static inline void reply_append(char **buf, size_t *buf_len, const uint8_t *p, u
         (*buf)[*buf_len] = '\0';
 }
 
-/* Read frames until EOF, close fd, then reap the handler. Whatever the client
- * did, the handler exits: it never crashes, and it sends no frame type the
- * protocol does not name. */
-static inline reply *finish(int fd, pid_t pid)
+/* Read frames until EOF and close fd; the handler is not waited for (it may
+ * live on after closing the stream: an exec's output log). It sends no frame
+ * type the protocol does not name. */
+static inline reply *collect(int fd)
 {
         reply *rp = calloc(1, sizeof(*rp));
         ck_assert_ptr_nonnull(rp);
@@ -134,8 +148,17 @@ static inline reply *finish(int fd, pid_t pid)
                         break;
                 smolvm_frame_reader_commit(&rd, (size_t)n);
         }
+        rp->eof_ms = now_ms();
         smolvm_frame_reader_done(&rd);
         close(fd);
+        return rp;
+}
+
+/* collect(), then reap the handler. Whatever the client did, the handler
+ * exits: it never crashes. */
+static inline reply *finish(int fd, pid_t pid)
+{
+        reply *rp = collect(fd);
         ck_assert_int_eq(waitpid(pid, &rp->handler_status, 0), pid);
         ck_assert_msg(WIFEXITED(rp->handler_status), "handler died: status 0x%x", rp->handler_status);
         return rp;
@@ -149,7 +172,7 @@ static inline reply *run(const char *json)
         pid_t pid = start_handler(&fd);
         send_req(fd, json);
         reply *rp = finish(fd, pid);
-        rp->ms = now_ms() - t0;
+        rp->ms = rp->eof_ms - t0;
         return rp;
 }
 

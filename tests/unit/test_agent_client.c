@@ -244,8 +244,9 @@ START_TEST(test_unexpected_frames)
                 { SMOLVM_AGENT_REPLY_ANSWER, SMOLVM_FRAME_REQUEST, 0 },
                 { SMOLVM_AGENT_REPLY_EXEC, SMOLVM_FRAME_STDIN, 0 },
                 { SMOLVM_AGENT_REPLY_EXEC, SMOLVM_FRAME_SIGNAL, 0 },
+                { SMOLVM_AGENT_REPLY_EXEC, SMOLVM_FRAME_STARTED, SMOLVM_FRAME_RESIZE },
                 { SMOLVM_AGENT_REPLY_ANSWER, 0, 0 },
-                { SMOLVM_AGENT_REPLY_ANSWER, 5, 0 },
+                { SMOLVM_AGENT_REPLY_ANSWER, 6, 0 },
                 { SMOLVM_AGENT_REPLY_ANSWER, 22, 0 },
                 { SMOLVM_AGENT_REPLY_ANSWER, 0xffff, 0 },
         };
@@ -597,6 +598,11 @@ START_TEST(test_output_frames)
         put_le32(sig, 9);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_SIGNAL, sig, 3), -EINVAL);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_SIGNAL, sig, 4), 0);
+        uint8_t ws[4];
+        put_le16(ws, 40);
+        put_le16(ws + 2, 120);
+        ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_RESIZE, ws, 5), -EINVAL);
+        ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_RESIZE, ws, 4), 0);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_STDIN_EOF, "x", 1), -EINVAL);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_STDIN_EOF, NULL, 0), 0);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_REQUEST, "{}", 2), -EINVAL);
@@ -604,13 +610,13 @@ START_TEST(test_output_frames)
 
         size_t len;
         const uint8_t *p = smolvm_agent_client_tx_buf(&c, &len);
-        size_t want = 4 * SMOLVM_FRAME_HDR_SIZE + strlen(req) + 2 + 4;
+        size_t want = 5 * SMOLVM_FRAME_HDR_SIZE + strlen(req) + 2 + 4 + 4;
         ck_assert_uint_eq(len, want);
         /* A frame reader sees the four frames, in order. */
         smolvm_frame_reader rd;
         ck_assert_int_eq(smolvm_frame_reader_init(&rd, SMOLVM_FRAME_MAX_PAYLOAD), 0);
         static const uint16_t types[] = { SMOLVM_FRAME_REQUEST, SMOLVM_FRAME_STDIN, SMOLVM_FRAME_SIGNAL,
-                                          SMOLVM_FRAME_STDIN_EOF };
+                                          SMOLVM_FRAME_RESIZE, SMOLVM_FRAME_STDIN_EOF };
         size_t off = 0;
         for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
                 uint16_t type;
@@ -625,6 +631,8 @@ START_TEST(test_output_frames)
                         ck_assert(plen == strlen(req) && memcmp(pl, req, plen) == 0);
                 if (i == 2)
                         ck_assert_uint_eq(get_le32(pl), 9);
+                if (i == 3)
+                        ck_assert(plen == 4 && get_le16(pl) == 40 && get_le16(pl + 2) == 120);
         }
         ck_assert_uint_eq(off, len);
         smolvm_frame_reader_done(&rd);
@@ -650,9 +658,10 @@ START_TEST(test_output_bounds)
         memset(big, ' ', SMOLVM_FRAME_MAX_PAYLOAD + 1);
         ck_assert_int_eq(smolvm_agent_client_request(&c, big, SMOLVM_FRAME_MAX_PAYLOAD + 1), -E2BIG);
         ck_assert_int_eq(smolvm_agent_client_request(&c, big, SMOLVM_FRAME_MAX_PAYLOAD), 0);
-        /* A SIGNAL still fits behind a full frame; another full frame does not. */
+        /* A SIGNAL and a RESIZE still fit behind a full frame; another full frame does not. */
         uint8_t sig[4] = { 9 };
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_SIGNAL, sig, 4), 0);
+        ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_RESIZE, sig, 4), 0);
         ck_assert_int_eq(smolvm_agent_client_send(&c, SMOLVM_FRAME_STDIN, big, 4096), -ENOBUFS);
         size_t len;
         smolvm_agent_client_tx_buf(&c, &len);

@@ -34,7 +34,8 @@ START_TEST(test_hdr_encode)
         ck_assert_uint_eq(get_le16(h + 6), 0);
         ck_assert(smolvm_frame_type_known(SMOLVM_FRAME_RESULT));
         ck_assert(!smolvm_frame_type_known(0));
-        ck_assert(!smolvm_frame_type_known(5));
+        ck_assert(smolvm_frame_type_known(SMOLVM_FRAME_RESIZE));
+        ck_assert(!smolvm_frame_type_known(6));
         ck_assert(!smolvm_frame_type_known(22));
 }
 END_TEST
@@ -116,7 +117,7 @@ END_TEST
 
 START_TEST(test_unknown_type)
 {
-        static const uint16_t bad[] = { 0, 5, 15, 22, 0xffff };
+        static const uint16_t bad[] = { 0, 6, 15, 22, 0xffff };
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 smolvm_frame_reader r;
                 ck_assert_int_eq(smolvm_frame_reader_init(&r, 4096), 0);

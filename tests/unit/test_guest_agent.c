@@ -191,18 +191,6 @@ END_TEST
 
 /* ---- the handler, for real, over a socketpair ---- */
 
-static bool process_gone(pid_t pid)
-{
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-                return true;
-        bool zombie = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
-        fclose(f);
-        return zombie;
-}
-
 START_TEST(exec_echo)
 {
         reply *res = run("{\"op\":\"exec\",\"argv\":[\"echo\",\"hello\"],\"cwd\":\"/\"}");
@@ -278,22 +266,16 @@ END_TEST
 
 START_TEST(exec_background_does_not_hang)
 {
-        /* The command exits at once but leaves a child holding stdout. */
-        reply *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\"}");
+        /* The command exits at once but leaves a child holding stdout; with
+         * keep_background false it is killed. (Kept, the default, it runs on:
+         * test_guest_exec.c.) */
+        reply *res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\","
+                         "\"keep_background\":false}");
         ck_assert_msg(res->ms < 2000, "took %llu ms", (unsigned long long)res->ms);
         ck_assert_int_eq(jint(res->exit, "exit_code"), 0);
         pid_t bg = atoi(res->out);
         usleep(100 * 1000);
         ck_assert_msg(process_gone(bg), "background sleep %d survived", (int)bg);
-        reply_free(res);
-
-        /* On request, it survives (but does not hold the exec open). */
-        res = run("{\"op\":\"exec\",\"shell\":\"sleep 1000 & echo $!\",\"cwd\":\"/\",\"keep_background\":true}");
-        ck_assert_msg(res->ms < 2000, "took %llu ms", (unsigned long long)res->ms);
-        bg = atoi(res->out);
-        ck_assert_int_gt(bg, 0);
-        ck_assert(!process_gone(bg));
-        kill(bg, SIGKILL);
         reply_free(res);
 }
 END_TEST
