@@ -149,7 +149,7 @@ class SmolVM:
             raise _from_library(e, vm_id=vm_id) from None
 
     @classmethod
-    def from_id(cls, vm_id: str) -> "SmolVM":
+    def from_id(cls, vm_id: str) -> SmolVM:
         """Reconnect to an existing VM by id, unique id prefix (4+ digits) or name,
         from any process. The VM is left as it is (running or not); ``with`` on
         it starts it if needed and only releases it on exit.
@@ -206,7 +206,7 @@ class SmolVM:
 
     # ---- lifecycle ----
 
-    def start(self) -> "SmolVM":
+    def start(self) -> SmolVM:
         """Boot the VM and wait until commands can run. A running VM is left
         alone. Returns self.
 
@@ -217,18 +217,18 @@ class SmolVM:
         self._call(self._h.start, already_ok=True)
         return self
 
-    def stop(self) -> "SmolVM":
+    def stop(self) -> SmolVM:
         """Power the VM off gracefully (disks synced); its disk stays. A stopped
         VM is left alone. Returns self."""
         self._call(self._h.stop)
         return self
 
-    def pause(self) -> "SmolVM":
+    def pause(self) -> SmolVM:
         """Freeze the VM's vCPUs; commands fail at once until :meth:`resume`."""
         self._call(self._h.pause, already_ok=True)
         return self
 
-    def resume(self) -> "SmolVM":
+    def resume(self) -> SmolVM:
         """Thaw a paused VM."""
         self._call(self._h.resume, already_ok=True)
         return self
@@ -243,7 +243,8 @@ class SmolVM:
         Calls still in flight on other threads finish first. Idempotent."""
         self._h.close()
 
-    def __enter__(self) -> "SmolVM":
+    def __enter__(self) -> SmolVM:
+        """Start the VM (if it is not running) and return it."""
         try:
             self.start()
         except BaseException:
@@ -253,6 +254,7 @@ class SmolVM:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """Delete the VM if this object created it, else just close the handle."""
         self._dispose()
 
     def _dispose(self) -> None:
@@ -313,7 +315,7 @@ class SmolVM:
         return result
 
     def stream(self, cmd: Command, timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
-               cwd: Optional[str] = None, *, input: Union[str, bytes, None] = None) -> "CommandStream":
+               cwd: Optional[str] = None, *, input: Union[str, bytes, None] = None) -> CommandStream:
         """Start a command and iterate over its output as it comes::
 
             with vm.stream("make -j2") as s:
@@ -386,13 +388,13 @@ class SmolVM:
 
     # ---- files ----
 
-    def upload_file(self, local_path: Union[str, "os.PathLike[str]"], remote_path: str) -> None:
+    def upload_file(self, local_path: Union[str, os.PathLike], remote_path: str) -> None:
         """Copy a host file or directory (recursively) to ``remote_path`` in the
         guest, which names the copy itself. Permission bits are kept; missing
         guest parents are created."""
         self._call(self._h.upload, local_path, remote_path)
 
-    def download_file(self, remote_path: str, local_path: Union[str, "os.PathLike[str]"], *,
+    def download_file(self, remote_path: str, local_path: Union[str, os.PathLike], *,
                       max_bytes: Optional[int] = None) -> str:
         """Copy a guest file or directory to the host, like ``cp``: into
         ``local_path`` if it is an existing directory, else as ``local_path``.
@@ -407,10 +409,10 @@ class SmolVM:
         return self._call(self._h.download, remote_path, local_path, 2, max_bytes or 0)  # SMOLVM_DOWNLOAD_AUTO
 
     @overload
-    def read_file(self, path: str, *, binary: "Literal[False]" = ..., max_bytes: Optional[int] = ...) -> str: ...
+    def read_file(self, path: str, *, binary: Literal[False] = ..., max_bytes: Optional[int] = ...) -> str: ...
 
     @overload
-    def read_file(self, path: str, *, binary: "Literal[True]", max_bytes: Optional[int] = ...) -> bytes: ...
+    def read_file(self, path: str, *, binary: Literal[True], max_bytes: Optional[int] = ...) -> bytes: ...
 
     def read_file(self, path: str, *, binary: bool = False, max_bytes: Optional[int] = None) -> Union[str, bytes]:
         """The content of a guest file: str (UTF-8, invalid bytes replaced), or
@@ -436,11 +438,11 @@ class SmolVM:
         raise _unavailable("snapshot", "snapshots")
 
     @classmethod
-    def from_snapshot(cls, *args: Any, **kwargs: Any) -> "SmolVM":
+    def from_snapshot(cls, *args: Any, **kwargs: Any) -> SmolVM:
         """A VM from a snapshot. Not available yet."""
         raise _unavailable("from_snapshot", "snapshots")
 
-    def fork(self, n: int = 1) -> List["SmolVM"]:
+    def fork(self, n: int = 1) -> List[SmolVM]:
         """Copies of a running VM. Not available yet."""
         raise _unavailable("fork", "forking VMs")
 
@@ -542,7 +544,8 @@ class CommandStream:
         self._x.close()
         self._it.close()
 
-    def __enter__(self) -> "CommandStream":
+    def __enter__(self) -> CommandStream:
+        """The stream itself; on exit the command is killed if it still runs."""
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -124,6 +124,11 @@ static void exec_join(exec_object *x)
         Py_END_ALLOW_THREADS
         x->joinable = false;
         vm_leave(x->vm);
+        /* The thread is gone: its fds are not needed any more (an unclosed
+         * stream object must not hold fds until it is collected). */
+        close(x->data_fd);
+        close(x->cancel_fd);
+        x->data_fd = x->cancel_fd = -1;
 }
 
 /* Stop the command if it still runs, and end the thread. */
@@ -221,7 +226,8 @@ static PyObject *exec_next(exec_object *x)
         if (x->closed)
                 return NULL;
         for (;;) {
-                eventfd_drain(x->data_fd);
+                if (x->data_fd >= 0)
+                        eventfd_drain(x->data_fd);
                 pthread_mutex_lock(&x->mu);
                 chunk *c = x->head;
                 if (c) {

@@ -150,7 +150,9 @@ static int add_ref(PyObject *m, const char *name, PyObject *o)
         return 0;
 }
 
-PyMODINIT_FUNC PyInit__smolvm(void)
+/* Exported explicitly: 3.8's PyMODINIT_FUNC has no visibility attribute, and the
+ * extension is built with hidden visibility. */
+__attribute__((visibility("default"))) PyMODINIT_FUNC PyInit__smolvm(void)
 {
         if (PyType_Ready(&binding_vm_type) < 0 || PyType_Ready(&binding_exec_type) < 0)
                 return NULL;
