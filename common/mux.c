@@ -45,16 +45,6 @@ static void mux_destroy(smolvm_mux *mux);
 
 /* ---- small helpers ---- */
 
-int mux_set_nonblock(int fd)
-{
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0)
-                return negative_errno();
-        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return negative_errno();
-        return 0;
-}
-
 bool mux_fd_is_socket(int fd)
 {
         struct stat st;
@@ -564,7 +554,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         if (!loop || chan_fd < 0 || !ret || hello_extra_len > MUX_HELLO_EXTRA_MAX ||
             (hello_extra_len && !hello_extra))
                 return -EINVAL;
-        int r = mux_set_nonblock(cfd);
+        int r = fd_set_nonblock(cfd, true);
         if (r < 0)
                 return r;
 

@@ -134,7 +134,6 @@ struct smolvm_mux {
 
 /* ---- mux.c ---- */
 
-int mux_set_nonblock(int fd);
 bool mux_fd_is_socket(int fd);
 ssize_t mux_writev_nosig(int fd, bool is_sock, struct iovec *iov, int n);
 

@@ -390,7 +390,7 @@ static void stream_io(void *userdata, int fd, uint32_t events)
 /* Start relaying s: make the fd non-blocking and watch it. */
 void stream_start(stream *s)
 {
-        int r = mux_set_nonblock(s->fd);
+        int r = fd_set_nonblock(s->fd, true);
         if (r >= 0) {
                 s->fd_is_sock = mux_fd_is_socket(s->fd);
                 r = smolvm_evloop_add(s->mux->loop, s->fd, 0, stream_io, s);

@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +31,57 @@ static ssize_t read_retry(int fd, void *buf, size_t len)
                 n = read(fd, buf, len);
         while (n < 0 && errno == EINTR);
         return n;
+}
+
+/* execvpe() searches the caller's PATH (glibc reads it with getenv), not the
+ * PATH the child is given: a caller that adds /usr/sbin for its children would
+ * still get "command not found". So the lookup is done here, over envp's PATH
+ * (glibc's default "/bin:/usr/bin" without one), with execvp's rules: an entry
+ * where the file is missing or not a directory is passed over, EACCES is kept
+ * for the end, any other failure stops the search. Async-signal-safe: no
+ * allocation, the candidate is built on the stack. Returns only on failure,
+ * with errno set. */
+static void exec_search(char *const *argv, char *const *envp)
+{
+        const char *file = argv[0], *path = "/bin:/usr/bin";
+        size_t file_len = strlen(file);
+        bool eacces = false;
+
+        if (!*file) {
+                errno = ENOENT;
+                return;
+        }
+        if (strchr(file, '/')) {
+                execve(file, argv, envp);
+                return;
+        }
+        for (char *const *e = envp; e && *e; e++)
+                if (strncmp(*e, "PATH=", 5) == 0) {
+                        path = *e + 5;
+                        break;
+                }
+        for (const char *p = path;; p++) {
+                const char *end = strchrnul(p, ':');
+                size_t dir_len = (size_t)(end - p);
+                char buf[PATH_MAX];
+                if (dir_len + 1 + file_len < sizeof(buf)) {
+                        /* An empty entry is the current directory. */
+                        memcpy(buf, p, dir_len);
+                        if (dir_len)
+                                buf[dir_len++] = '/';
+                        memcpy(buf + dir_len, file, file_len + 1);
+                        execve(buf, argv, envp);
+                        if (errno == EACCES)
+                                eacces = true;
+                        else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV &&
+                                 errno != ETIMEDOUT)
+                                return;
+                }
+                if (!*end)
+                        break;
+                p = end;
+        }
+        errno = eacces ? EACCES : ENOENT;
 }
 
 /* Between fork and exec: async-signal-safe calls only (the caller may be
@@ -91,7 +144,7 @@ static _Noreturn void child(const smolvm_spawn_opts *o, char *const *envp, pid_t
         sigemptyset(&none);
         (void)sigprocmask(SIG_SETMASK, &none, NULL);
         if (o->search_path)
-                execvpe(o->argv[0], o->argv, envp);
+                exec_search(o->argv, envp);
         else
                 execve(o->argv[0], o->argv, envp);
 fail:

@@ -26,8 +26,9 @@
 typedef struct smolvm_spawn_opts {
         char *const *argv;    /* argv[0] is the program */
         char *const *envp;    /* NULL: the caller's environ */
-        /* argv[0] without a '/' is looked up in the caller's PATH (execvpe;
-         * the PATH of envp is not used for the lookup). */
+        /* argv[0] without a '/' is looked up in the child's PATH: the PATH=
+         * of envp (of the caller's environ when envp is NULL), as execvp does
+         * it, but never in the caller's own PATH when envp has another. */
         bool search_path;
         const int *fds;       /* fds[i] becomes the child's fd i */
         int n_fds;            /* 0..SMOLVM_SPAWN_MAX_FDS */

@@ -61,6 +61,29 @@ int read_line_file(const char *path, char *buf, size_t size)
         return buf[0] ? (int)strlen(buf) : -ENODATA;
 }
 
+int fd_set_nonblock(int fd, bool on)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+                return negative_errno();
+        int want = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+        if (want != fl && fcntl(fd, F_SETFL, want) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int qsort_strcmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void sanitize_text(char *s)
+{
+        for (unsigned char *p = (unsigned char *)s; *p; p++)
+                if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+                        *p = '?';
+}
+
 uint64_t now_ms(void)
 {
         struct timespec ts;

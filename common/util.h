@@ -4,6 +4,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,14 @@ int read_all(int fd, void *buf, size_t len);
  * and cut at its first newline. Returns the length (>= 1), -ENODATA when it is
  * empty, or negative errno. */
 int read_line_file(const char *path, char *buf, size_t size);
+/* Replace bytes a terminal could interpret (control characters other than \n and
+ * \t, DEL) with '?', in place. For anything a guest wrote that a user or a log
+ * will see; UTF-8 is kept. */
+void sanitize_text(char *s);
+/* Set (on) or clear O_NONBLOCK on fd. Returns 0 or negative errno. */
+int fd_set_nonblock(int fd, bool on);
+/* qsort() comparator for an array of C strings (char *), by strcmp. */
+int qsort_strcmp(const void *a, const void *b);
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);
 /* Wait until fd (-1: none) has one of events (poll(2) bits), cancel_fd (-1:

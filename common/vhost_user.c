@@ -369,7 +369,7 @@ static int handle_vring_fd(smolvm_vu_dev *dev, msg *m)
         switch (m->request) {
         case SMOLVM_VHOST_USER_SET_VRING_KICK:
                 /* A worker must never block reading it (QEMU's is non-blocking anyway). */
-                if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                if (fd_set_nonblock(fd, true) < 0) {
                         safe_close(fd);
                         return -EBADF;
                 }
@@ -635,14 +635,13 @@ int smolvm_vu_dev_new(smolvm_evloop *loop, int sock_fd, const smolvm_vu_ops *ops
         dev->userdata = userdata;
         for (unsigned q = 0; q < ops->n_queues; q++)
                 dev->queues[q] = (vu_queue){ .kick_fd = -1, .call_fd = -1, .err_fd = -1 };
-        int fl = fcntl(sock_fd, F_GETFL);
-        if (fl < 0 || fcntl(sock_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-                int r = negative_errno();
+        int r = fd_set_nonblock(sock_fd, true);
+        if (r < 0) {
                 free(dev->queues);
                 free(dev);
                 return r;
         }
-        int r = smolvm_evloop_add(loop, sock_fd, EPOLLIN, on_socket, dev);
+        r = smolvm_evloop_add(loop, sock_fd, EPOLLIN, on_socket, dev);
         if (r < 0) {
                 free(dev->queues);
                 free(dev);

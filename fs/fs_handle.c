@@ -4,34 +4,8 @@
  * and by the fd budget itself. A handle in use by a request (refs > 0) is
  * only closed when its last user puts it, so a RELEASE racing a READ on another
  * thread can never make that READ use a closed (or reused) fd number. */
-#include <stdatomic.h>
-#include <sys/resource.h>
-
 #include "fs_server_i.h"
 #include "util.h"
-
-/* Every smolvm_fs in the process shares one fd table, so the budget is counted
- * process-wide; fs->fd_budget is the limit derived from RLIMIT_NOFILE. */
-static _Atomic uint32_t g_fds_held;
-
-bool fs_fd_budget_take_locked(smolvm_fs *fs)
-{
-        uint32_t cur = atomic_load(&g_fds_held);
-        do {
-                if (cur >= fs->fd_budget)
-                        return false;
-        } while (!atomic_compare_exchange_weak(&g_fds_held, &cur, cur + 1));
-        fs->n_fds++;
-        return true;
-}
-
-void fs_fd_budget_return_locked(smolvm_fs *fs)
-{
-        if (fs->n_fds > 0) {
-                fs->n_fds--;
-                atomic_fetch_sub(&g_fds_held, 1);
-        }
-}
 
 static uint64_t make_fh(uint32_t idx, uint32_t gen)
 {
@@ -185,10 +159,4 @@ void fs_handle_release_all(smolvm_fs *fs)
                 pthread_mutex_unlock(&fs->lock);
                 safe_close(fd);
         }
-}
-
-void fs_fd_budget_release_all(smolvm_fs *fs)
-{
-        atomic_fetch_sub(&g_fds_held, fs->n_fds);
-        fs->n_fds = 0;
 }

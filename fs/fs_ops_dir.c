@@ -87,8 +87,9 @@ static bool emit(dir_ctx *c, const struct dirent64 *d)
         return true;
 }
 
-ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r, bool plus)
+ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r)
 {
+        bool plus = r->hdr.opcode == FUSE_READDIRPLUS;
         struct fuse_read_in in;
         memcpy(&in, r->args, sizeof(in));
         if (in.offset > (uint64_t)INT64_MAX)

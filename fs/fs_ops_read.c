@@ -197,8 +197,9 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
         return (ssize_t)(hdr + done);
 }
 
-ssize_t fs_op_release(smolvm_fs *fs, fs_req *r, bool is_dir)
+ssize_t fs_op_release(smolvm_fs *fs, fs_req *r)
 {
+        bool is_dir = r->hdr.opcode == FUSE_RELEASEDIR;
         struct fuse_release_in in;
         memcpy(&in, r->args, sizeof(in));
         int err = fs_handle_release(fs, in.fh, is_dir);
@@ -248,8 +249,9 @@ ssize_t fs_op_flush(smolvm_fs *fs, fs_req *r)
         return fs_reply_err(r, -ENOSYS);
 }
 
-ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r, bool is_dir)
+ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r)
 {
+        bool is_dir = r->hdr.opcode == FUSE_FSYNCDIR;
         struct fuse_fsync_in in;
         memcpy(&in, r->args, sizeof(in));
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };

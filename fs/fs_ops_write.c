@@ -247,9 +247,10 @@ ssize_t fs_op_link(smolvm_fs *fs, fs_req *r)
         return reply_entry(fs, r, dir.ino, name);
 }
 
-ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir)
+ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r)
 {
         REFUSE_IF_READ_ONLY(fs, r);
+        bool is_dir = r->hdr.opcode == FUSE_RMDIR;
         const char *name;
         size_t next;
         int err = new_name(r, 0, &name, &next);
@@ -261,9 +262,10 @@ ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir)
         return fs_reply(r, NULL, 0);
 }
 
-ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r, bool v2)
+ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r)
 {
         REFUSE_IF_READ_ONLY(fs, r);
+        bool v2 = r->hdr.opcode == FUSE_RENAME2;
         uint64_t newdir;
         uint32_t flags = 0;
         size_t off;

@@ -70,3 +70,7 @@ typedef struct smolvm_fs_stats {
         uint64_t n_errors;     /* malformed requests */
 } smolvm_fs_stats;
 void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret);
+
+/* The name of a FUSE opcode for traces ("LOOKUP", "READDIRPLUS"), from the
+ * server's one opcode table; "?" for one it does not know. */
+const char *smolvm_fs_opcode_name(uint32_t opcode);

@@ -217,13 +217,24 @@ void fs_handle_put(smolvm_fs *fs, fs_handle *h);
 /* Returns 0, or -EBADF for an unknown / already released fh or wrong kind. */
 int fs_handle_release(smolvm_fs *fs, uint64_t fh, bool is_dir);
 void fs_handle_release_all(smolvm_fs *fs);
-/* Reserve / return fd budget (fs->lock must be held). */
+
+/* --- fs_fd_budget.c --- */
+/* The budget for an instance wanting want fds: the soft RLIMIT_NOFILE is raised
+ * towards want plus a reserve where the hard limit allows; a quarter of it (at
+ * least 64) is left to the rest of the process. */
+uint32_t fs_fd_budget_from_rlimit(uint32_t want);
+/* Reserve / return one fd of budget (fs->lock must be held). */
 bool fs_fd_budget_take_locked(smolvm_fs *fs);
 void fs_fd_budget_return_locked(smolvm_fs *fs);
 /* smolvm_fs_free: give back everything this instance held. */
 void fs_fd_budget_release_all(smolvm_fs *fs);
 
-/* --- fs_server.c: reply helpers --- */
+static inline void fs_stat_inc(uint64_t *counter)
+{
+        __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* --- fs_reply.c: reply helpers --- */
 /* Reply with header + body (body may be NULL/0). Returns total length or an
  * error reply when out is too small. */
 ssize_t fs_reply(fs_req *r, const void *body, size_t body_len);
@@ -244,7 +255,10 @@ void fs_set_attr_timeout(const smolvm_fs *fs, struct fuse_attr_out *a);
 int fs_stat_fd(int fd, struct stat *ret);
 ssize_t fs_erofs(smolvm_fs *fs, fs_req *r);
 
-/* --- fs_ops_read.c / fs_ops_dir.c / fs_ops_write.c --- */
+/* --- fs_ops_read.c / fs_ops_dir.c / fs_ops_write.c ---
+ * One per opcode (fs_server.c's table says which, how long its fixed
+ * arguments are and whether it mutates); an op serving two opcodes tells them
+ * apart by r->hdr.opcode. */
 ssize_t fs_op_lookup(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_forget(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_batch_forget(smolvm_fs *fs, fs_req *r);
@@ -252,22 +266,22 @@ ssize_t fs_op_getattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_readlink(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_open(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_read(smolvm_fs *fs, fs_req *r);
-ssize_t fs_op_release(smolvm_fs *fs, fs_req *r, bool is_dir);
+ssize_t fs_op_release(smolvm_fs *fs, fs_req *r); /* RELEASE, RELEASEDIR */
 ssize_t fs_op_statfs(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_flush(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_getxattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_listxattr(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_access(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_lseek(smolvm_fs *fs, fs_req *r);
-ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r, bool is_dir);
+ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r);   /* FSYNC, FSYNCDIR */
 ssize_t fs_op_opendir(smolvm_fs *fs, fs_req *r);
-ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r, bool plus);
+ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r); /* READDIR, READDIRPLUS */
 ssize_t fs_op_write(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_create(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_mknod(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_mkdir(smolvm_fs *fs, fs_req *r);
-ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r, bool is_dir);
-ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r, bool v2);
+ssize_t fs_op_unlink(smolvm_fs *fs, fs_req *r);  /* UNLINK, RMDIR */
+ssize_t fs_op_rename(smolvm_fs *fs, fs_req *r);  /* RENAME, RENAME2 */
 ssize_t fs_op_link(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_symlink(smolvm_fs *fs, fs_req *r);
 ssize_t fs_op_setattr(smolvm_fs *fs, fs_req *r);

@@ -121,14 +121,6 @@ typedef struct relay {
         uint64_t init_unique;
 } relay;
 
-static int set_nonblock(int fd)
-{
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return negative_errno();
-        return 0;
-}
-
 /* Our stream carries at most SMOLVM_FUSE_STREAM_MAX per message. The kernel
  * sizes WRITE requests by max_write and READ replies by max_pages, both from the
  * server's INIT reply, so a server (possibly hostile, possibly raised by a
@@ -263,10 +255,10 @@ int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd)
                 return -ENOMEM;
         /* Non-blocking /dev/fuse: a request can vanish (interrupted) between poll
          * and read, and a blocking read would then stall the relay. */
-        int r = set_nonblock(dev_fuse_fd);
+        int r = fd_set_nonblock(dev_fuse_fd, true);
         if (r < 0)
                 return r;
-        r = set_nonblock(stream_fd);
+        r = fd_set_nonblock(stream_fd, true);
         if (r < 0)
                 return r;
         relay rl = { .dev_fd = dev_fuse_fd, .stream_fd = stream_fd, .req = req, .rep = rep };

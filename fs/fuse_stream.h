@@ -7,11 +7,22 @@
  *
  * Two ends:
  *   - smolvm_fs_serve_stream(): the file server answering requests from a stream
- *     (the host supervisor for FUSE-over-vsock mounts; the guest agent for
- *     `smolvm-fs mount SANDBOX:/path`);
+ *     (smolvm-virtiofsd --stream-fd, sandboxed, for FUSE-over-vsock mounts; the
+ *     guest agent for `smolvm-fs mount SANDBOX:/path`);
  *   - smolvm_fuse_relay(): a kernel FUSE connection (/dev/fuse) <-> a stream (the
  *     guest agent for fuse_mount; `smolvm-fs` on the host).
- * Pure C, no libfuse: this file is linked into the static guest init too. */
+ *
+ * Why not libfuse's session loop (it could be linked, statically too: Debian
+ * ships libfuse3.a, and 3.14 has fuse_session_custom_io for a stream): it
+ * decodes each request and calls a fuse_lowlevel_ops callback that must answer
+ * it. The serving end already has its decoder, fs_server.c, which takes raw
+ * messages because virtio-fs hands them over straight from guest memory; a
+ * session in front would be a second decoder and op table for the same
+ * protocol. The relay decodes nothing: it moves whole messages both ways at
+ * once (replies drained while a request is still being sent), which a
+ * request->callback->reply loop cannot do. What libfuse does well, mounting
+ * (fusermount3 for a non-root user), smolvm-fs uses; the guest agent is root
+ * and mounts /dev/fuse with mount(2). */
 #pragma once
 
 #include "fs_server.h"

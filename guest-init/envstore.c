@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fileutil.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 const char *agent_etc_dir = "/etc";
@@ -91,11 +93,6 @@ static int store_load(json_t **ret, char *err, size_t err_len)
         return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The keys of vars, sorted (borrowed from vars), NULL-terminated. */
 static const char **sorted_keys(json_t *vars)
 {
@@ -107,37 +104,8 @@ static const char **sorted_keys(json_t *vars)
         json_t *val;
         json_object_foreach(vars, key, val)
                 keys[i++] = key;
-        qsort(keys, n, sizeof(char *), cmp_str);
+        qsort(keys, n, sizeof(char *), qsort_strcmp);
         return keys;
-}
-
-/* Write data to dir/name atomically: temp file in dir, fsync, rename, fsync dir. */
-static int write_atomic(const char *dir, const char *name, const char *data, size_t len, mode_t mode)
-{
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        char tmp[128];
-        snprintf(tmp, sizeof(tmp), ".%s.tmp-%d", name, (int)getpid());
-        (void)unlinkat(dfd, tmp, 0); /* a leftover from a crash with the same pid */
-        _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (fd < 0)
-                return negative_errno();
-        int r = write_all(fd, data, len);
-        if (r == 0 && fchmod(fd, mode) < 0)
-                r = negative_errno();
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r == 0 && close(TAKE_FD(fd)) < 0)
-                r = negative_errno();
-        if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void)unlinkat(dfd, tmp, 0);
-                return r;
-        }
-        (void)fsync(dfd);
-        return 0;
 }
 
 /* Append s to a growing buffer. */
@@ -232,10 +200,14 @@ static int result_json(json_t *vars, char **ret, char *err, size_t err_len)
 /* Apply req to the store under the lock and persist; the RESULT payload in *ret_json. */
 static int store_update(const agent_request *req, char **ret_json, char *err, size_t err_len)
 {
-        char dir[AGENT_MAX_PATH], pdir[AGENT_MAX_PATH];
+        char dir[AGENT_MAX_PATH], pdir[AGENT_MAX_PATH], store[AGENT_MAX_PATH], profile_path[AGENT_MAX_PATH];
         int r = etc_path(dir, sizeof(dir), STORE_DIR, NULL);
         if (r == 0)
                 r = etc_path(pdir, sizeof(pdir), PROFILE_DIR, NULL);
+        if (r == 0)
+                r = etc_path(store, sizeof(store), STORE_DIR, STORE_FILE);
+        if (r == 0)
+                r = etc_path(profile_path, sizeof(profile_path), PROFILE_DIR, PROFILE_FILE);
         if (r < 0)
                 return r;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -277,17 +249,17 @@ static int store_update(const agent_request *req, char **ret_json, char *err, si
                 return -ENOMEM;
         /* The secrets a user stores here are root's: env.json is 0600; the
          * profile script must be readable by every login shell. */
-        r = write_atomic(dir, STORE_FILE, json, strlen(json), 0600);
+        r = write_file_atomic(store, json, strlen(json), 0600);
         if (r < 0) {
-                snprintf(err, err_len, "%s/%s: %s", dir, STORE_FILE, strerror(-r));
+                snprintf(err, err_len, "%s: %s", store, strerror(-r));
                 return r;
         }
         if (mkdir(pdir, 0755) < 0 && errno != EEXIST)
                 r = negative_errno();
         if (r == 0)
-                r = write_atomic(pdir, PROFILE_FILE, profile, profile_len, 0644);
+                r = write_file_atomic(profile_path, profile, profile_len, 0644);
         if (r < 0) {
-                snprintf(err, err_len, "%s/%s: %s (" STORE_FILE " was updated)", pdir, PROFILE_FILE, strerror(-r));
+                snprintf(err, err_len, "%s: %s (" STORE_FILE " was updated)", profile_path, strerror(-r));
                 return r;
         }
         *ret_json = TAKE_PTR(answer);
@@ -308,10 +280,7 @@ int agent_env_op(int fd, const agent_request *req)
                 r = store_update(req, &answer, err, sizeof(err));
         }
         if (r < 0) {
-                const char *op = req->op == AGENT_OP_ENV_SET     ? "env_set"
-                                 : req->op == AGENT_OP_ENV_UNSET ? "env_unset"
-                                                                 : "env_list";
-                (void)agent_send_errorf(fd, -r, "%s: %s", op, err[0] ? err : strerror(-r));
+                (void)agent_send_errorf(fd, -r, "%s: %s", agent_op_name(req->op), err[0] ? err : strerror(-r));
                 return r;
         }
         return smolvm_frame_send(fd, SMOLVM_FRAME_RESULT, answer, (uint32_t)strlen(answer));

@@ -21,6 +21,7 @@
 
 #include "agent_proto.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 extern char **environ;
@@ -87,15 +88,6 @@ fail:
 static int pidfd_open_(pid_t pid)
 {
         return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static int set_nonblock(int fd, bool on)
-{
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0)
-                return negative_errno();
-        fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-        return fcntl(fd, F_SETFL, fl) < 0 ? negative_errno() : 0;
 }
 
 typedef struct relay {
@@ -497,10 +489,10 @@ int agent_exec(int fd, const agent_exec_spec *spec)
                 rl->group_killed = true;
         }
         if (rl->in_fd >= 0)
-                (void)set_nonblock(rl->in_fd, true);
-        (void)set_nonblock(rl->out_fd, true);
-        (void)set_nonblock(rl->err_fd, true);
-        (void)set_nonblock(fd, true);
+                (void)fd_set_nonblock(rl->in_fd, true);
+        (void)fd_set_nonblock(rl->out_fd, true);
+        (void)fd_set_nonblock(rl->err_fd, true);
+        (void)fd_set_nonblock(fd, true);
 
         uint64_t deadline = spec->timeout_ms ? start + spec->timeout_ms : 0;
         relay_loop(rl, deadline);
@@ -508,7 +500,7 @@ int agent_exec(int fd, const agent_exec_spec *spec)
                 /* Only after a poll failure: reaped there. */
                 rl->exit_ms = now_ms();
         }
-        (void)set_nonblock(fd, false);
+        (void)fd_set_nonblock(fd, false);
         if (!rl->stream_dead) {
                 flush_out(rl);
                 if (!rl->stream_dead)

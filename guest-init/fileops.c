@@ -17,62 +17,13 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fileutil.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 /* Temp files live next to the target (rename must not cross filesystems). */
 #define TEMP_TRIES 64
-
-/* Read the next frame (blocking). Returns 1 with the frame, 0 on EOF, negative errno. */
-static int next_frame(int fd, smolvm_frame_reader *rd, uint16_t *ret_type, const uint8_t **ret_payload,
-                      uint32_t *ret_len)
-{
-        for (;;) {
-                int r = smolvm_frame_reader_next(rd, ret_type, ret_payload, ret_len);
-                if (r != 0)
-                        return r;
-                size_t space = smolvm_frame_reader_space(rd);
-                if (space == 0)
-                        return rd->error ? rd->error : -EPROTO;
-                ssize_t n = read(fd, smolvm_frame_reader_tail(rd), space);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        return 0;
-                smolvm_frame_reader_commit(rd, (size_t)n);
-        }
-}
-
-/* Create every missing ancestor of path (not path itself) with mode 0755,
- * whatever the umask. Returns 0 or negative errno. */
-static int mkdir_ancestors(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/' || s[-1] == '/')
-                        continue;
-                *s = '\0';
-                if (mkdir(p, 0755) == 0) {
-                        (void)chmod(p, 0755);
-                } else {
-                        int r = negative_errno();
-                        struct stat st;
-                        if (r != -EEXIST)
-                                return r;
-                        if (stat(p, &st) < 0)
-                                return negative_errno();
-                        if (!S_ISDIR(st.st_mode))
-                                return -ENOTDIR;
-                }
-                *s = '/';
-        }
-        return 0;
-}
 
 static uint32_t random_u32(void)
 {
@@ -106,13 +57,14 @@ static void drain_stdin(int fd, smolvm_frame_reader *rd)
         uint16_t type;
         const uint8_t *p;
         uint32_t len;
-        while (next_frame(fd, rd, &type, &p, &len) == 1)
+        while (agent_read_frame(fd, rd, 0, &type, &p, &len) == 1)
                 if (type == SMOLVM_FRAME_STDIN_EOF)
                         return;
 }
 
-int agent_write_file(int fd, const agent_path_spec *spec)
+int agent_write_file(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         const char *slash = strrchr(path, '/'); /* absolute: never NULL */
         const char *base = slash + 1;
@@ -134,7 +86,7 @@ int agent_write_file(int fd, const agent_path_spec *spec)
                 goto fail;
         }
         if (spec->parents) {
-                r = mkdir_ancestors(path);
+                r = mkdir_p_exact(dir, 0755);
                 if (r < 0)
                         goto fail;
         }
@@ -164,7 +116,7 @@ int agent_write_file(int fd, const agent_path_spec *spec)
                 uint16_t type;
                 const uint8_t *p;
                 uint32_t len;
-                r = next_frame(fd, &rd, &type, &p, &len);
+                r = agent_read_frame(fd, &rd, 0, &type, &p, &len);
                 if (r <= 0) {
                         /* The client went away (or broke framing) before STDIN_EOF:
                          * nothing may appear at path. */
@@ -219,8 +171,9 @@ fail:
         return r;
 }
 
-int agent_read_file(int fd, const agent_path_spec *spec)
+int agent_read_file(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         struct stat st;
         /* O_NONBLOCK: opening a FIFO must not hang the handler (refused below). */
@@ -280,12 +233,17 @@ int agent_read_file(int fd, const agent_path_spec *spec)
         return 0;
 }
 
-int agent_mkdir(int fd, const agent_path_spec *spec)
+int agent_mkdir(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         const char *path = spec->path;
         int r = 0;
-        if (spec->parents)
-                r = mkdir_ancestors(path);
+        if (spec->parents) {
+                /* The ancestors 0755 whatever the umask; path itself spec->mode. */
+                const char *slash = strrchr(path, '/'); /* absolute: never NULL */
+                _cleanup_free_ char *dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+                r = dir ? mkdir_p_exact(dir, 0755) : -ENOMEM;
+        }
         if (r == 0) {
                 if (mkdir(path, spec->mode) == 0) {
                         /* The mode asked for, not what the umask leaves of it. */
@@ -425,8 +383,9 @@ static int walk_visit(const char *fpath, const struct stat *st, int typeflag, st
         return 0;
 }
 
-int agent_list_tree(int fd, const agent_path_spec *spec)
+int agent_list_tree(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         _cleanup_free_ char *root = strdup(spec->path);
         if (!root)
                 return -ENOMEM;

@@ -34,6 +34,7 @@
 
 #include "agent_proto.h"
 #include "init.h"
+#include "stream.h"
 #include "mountinfo.h"
 #include "util.h"
 
@@ -192,8 +193,9 @@ static int fence(int fd, const char *path, const char *mountpoint, const mountin
                                json_pack("{s:b,s:s,s:s}", "ok", 1, "method", "fence", "fstype", e->fstype));
 }
 
-int agent_fuse_abort(int fd, const agent_path_spec *spec)
+int agent_fuse_abort(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         mountinfo_entry e;
         _cleanup_free_ char *mountpoint = NULL;
         int r = resolve_mount(spec->path, &e, &mountpoint);

@@ -20,35 +20,12 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fileutil.h"
 #include "fuse_stream.h"
 #include "init.h"
+#include "stream.h"
 #include "mountinfo.h"
 #include "util.h"
-
-/* Like mkdir -p: create path and its missing ancestors (0755). An existing
- * directory is fine. Returns 0 or negative errno. */
-static int mkdir_p(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        size_t n = strlen(p);
-        for (size_t i = 1; i <= n; i++) {
-                if (p[i] != '/' && p[i] != '\0')
-                        continue;
-                if (p[i - 1] == '/')
-                        continue;
-                char saved = p[i];
-                p[i] = '\0';
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return negative_errno();
-                p[i] = saved;
-        }
-        struct stat st;
-        if (stat(path, &st) < 0)
-                return negative_errno();
-        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
 
 /* Id of the topmost mount whose mount point is path (canonical), or -1. Read
  * from /proc/self/mountinfo, never from the mount itself: a stat of a fresh
@@ -64,9 +41,10 @@ static long top_mount_id(const char *path)
         return r < 0 ? -1 : e.id;
 }
 
-int agent_fuse_mount(int fd, const agent_path_spec *spec)
+int agent_fuse_mount(int fd, const agent_request *req)
 {
-        int r = mkdir_p(spec->path);
+        const agent_path_spec *spec = &req->file;
+        int r = mkdir_p(spec->path, 0755);
         if (r < 0) {
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
                 return r;
@@ -122,8 +100,9 @@ int agent_fuse_mount(int fd, const agent_path_spec *spec)
         return r < 0 ? r : 0;
 }
 
-int agent_fuse_serve(int fd, const agent_path_spec *spec)
+int agent_fuse_serve(int fd, const agent_request *req)
 {
+        const agent_path_spec *spec = &req->file;
         smolvm_fs_config cfg = { .root = spec->path, .read_only = true,
                                  .max_write = SMOLVM_FUSE_STREAM_MAX_WRITE };
         smolvm_fs *fs = NULL;

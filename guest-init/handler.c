@@ -7,7 +7,6 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/reboot.h>
@@ -17,6 +16,7 @@
 
 #include "agent_proto.h"
 #include "init.h"
+#include "stream.h"
 #include "util.h"
 
 /* A client that connects must send its request promptly. */
@@ -24,79 +24,6 @@
 /* After the poweroff RESULT, how long we wait for the client to close (so the
  * answer leaves the VM before the power does). */
 #define POWEROFF_LINGER_MS 1000
-
-int agent_send_json(int fd, uint16_t type, json_t *obj)
-{
-        if (!obj)
-                return -ENOMEM;
-        char *s = json_dumps(obj, JSON_COMPACT);
-        json_decref(obj);
-        if (!s)
-                return -ENOMEM;
-        int r = smolvm_frame_send(fd, type, s, (uint32_t)strlen(s));
-        free(s);
-        return r;
-}
-
-int agent_send_error(int fd, int err, const char *msg)
-{
-        json_t *o = json_pack("{s:i,s:s}", "errno", err, "message", msg);
-        if (!o) {
-                /* Not UTF-8 (jansson refuses it): a client must still learn why. */
-                _cleanup_free_ char *clean = strdup(msg);
-                if (!clean)
-                        return -ENOMEM;
-                for (char *p = clean; *p; p++)
-                        if ((unsigned char)*p >= 0x80)
-                                *p = '?';
-                o = json_pack("{s:i,s:s}", "errno", err, "message", clean);
-        }
-        return agent_send_json(fd, SMOLVM_FRAME_ERROR, o);
-}
-
-int agent_send_errorf(int fd, int err, const char *fmt, ...)
-{
-        char msg[AGENT_MAX_PATH + 512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return agent_send_error(fd, err, msg);
-}
-
-/* Read the first frame (blocking, bounded in size and time). Returns 1 with the
- * payload in the reader, 0 on EOF, negative errno. */
-static int read_request(int fd, smolvm_frame_reader *rd, uint16_t *ret_type, const uint8_t **ret_payload,
-                        uint32_t *ret_len)
-{
-        uint64_t deadline = now_ms() + REQUEST_TIMEOUT_MS;
-        for (;;) {
-                int r = smolvm_frame_reader_next(rd, ret_type, ret_payload, ret_len);
-                if (r != 0)
-                        return r;
-                size_t space = smolvm_frame_reader_space(rd);
-                if (space == 0)
-                        return rd->error ? rd->error : -EPROTO;
-                uint64_t now = now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                r = poll(&p, 1, (int)(deadline - now));
-                if (r < 0 && errno != EINTR)
-                        return negative_errno();
-                if (r <= 0)
-                        continue;
-                ssize_t n = read(fd, smolvm_frame_reader_tail(rd), space);
-                if (n < 0) {
-                        if (errno == EINTR || errno == EAGAIN)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        return 0;
-                smolvm_frame_reader_commit(rd, (size_t)n);
-        }
-}
 
 static int do_poweroff(int fd)
 {
@@ -128,6 +55,40 @@ static int do_poweroff(int fd)
         return 0;
 }
 
+static int serve_exec(int fd, const agent_request *req)
+{
+        return agent_exec(fd, &req->exec);
+}
+
+static int serve_ping(int fd, const agent_request *req)
+{
+        return agent_send_json(fd, SMOLVM_FRAME_RESULT,
+                               json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));
+}
+
+static int serve_poweroff(int fd, const agent_request *req)
+{
+        return do_poweroff(fd);
+}
+
+/* How each op is served (its name and request fields: request.c's table). */
+static int (*const agent_serve[])(int fd, const agent_request *req) = {
+        [AGENT_OP_EXEC] = serve_exec,
+        [AGENT_OP_PING] = serve_ping,
+        [AGENT_OP_POWEROFF] = serve_poweroff,
+        [AGENT_OP_WRITE_FILE] = agent_write_file,
+        [AGENT_OP_READ_FILE] = agent_read_file,
+        [AGENT_OP_MKDIR] = agent_mkdir,
+        [AGENT_OP_LIST_TREE] = agent_list_tree,
+        [AGENT_OP_ENV_SET] = agent_env_op,
+        [AGENT_OP_ENV_UNSET] = agent_env_op,
+        [AGENT_OP_ENV_LIST] = agent_env_op,
+        [AGENT_OP_FUSE_MOUNT] = agent_fuse_mount,
+        [AGENT_OP_FUSE_SERVE] = agent_fuse_serve,
+        [AGENT_OP_FUSE_ABORT] = agent_fuse_abort,
+};
+_Static_assert(ARRAY_SIZE(agent_serve) == AGENT_OP_COUNT, "an op nobody serves");
+
 int agent_handle_stream(int fd)
 {
         smolvm_frame_reader rd;
@@ -143,7 +104,7 @@ int agent_handle_stream(int fd)
         r = smolvm_frame_reader_init(&rd, SMOLVM_FRAME_MAX_PAYLOAD);
         if (r < 0)
                 return 1;
-        r = read_request(fd, &rd, &type, &payload, &len);
+        r = agent_read_frame(fd, &rd, now_ms() + REQUEST_TIMEOUT_MS, &type, &payload, &len);
         if (r <= 0) {
                 if (r == -EMSGSIZE)
                         (void)agent_send_error(fd, EMSGSIZE, "request frame too large");
@@ -170,51 +131,13 @@ int agent_handle_stream(int fd)
                 return 1;
         }
 
-        switch (req.op) {
-        case AGENT_OP_EXEC:
+        if (req.op == AGENT_OP_EXEC) {
                 /* The persistent env (env_set) applies to every command, login shell or not. */
                 r = agent_env_apply_stored(&req.exec);
                 if (r < 0)
                         init_log("exec: not applying the stored env: %s", strerror(-r));
-                r = agent_exec(fd, &req.exec);
-                break;
-        case AGENT_OP_WRITE_FILE:
-                r = agent_write_file(fd, &req.file);
-                break;
-        case AGENT_OP_READ_FILE:
-                r = agent_read_file(fd, &req.file);
-                break;
-        case AGENT_OP_MKDIR:
-                r = agent_mkdir(fd, &req.file);
-                break;
-        case AGENT_OP_LIST_TREE:
-                r = agent_list_tree(fd, &req.file);
-                break;
-        case AGENT_OP_ENV_SET:
-        case AGENT_OP_ENV_UNSET:
-        case AGENT_OP_ENV_LIST:
-                r = agent_env_op(fd, &req);
-                break;
-        case AGENT_OP_FUSE_MOUNT:
-                r = agent_fuse_mount(fd, &req.file);
-                break;
-        case AGENT_OP_FUSE_SERVE:
-                r = agent_fuse_serve(fd, &req.file);
-                break;
-        case AGENT_OP_FUSE_ABORT:
-                r = agent_fuse_abort(fd, &req.file);
-                break;
-        case AGENT_OP_PING:
-                r = agent_send_json(fd, SMOLVM_FRAME_RESULT,
-                                    json_pack("{s:b,s:I}", "ok", 1, "uptime_ms", (json_int_t)boottime_ms()));
-                break;
-        case AGENT_OP_POWEROFF:
-                r = do_poweroff(fd);
-                break;
-        default:
-                r = -EOPNOTSUPP;
-                break;
         }
+        r = agent_serve[req.op](fd, &req);
         agent_request_done(&req);
         return r < 0 ? 1 : 0;
 }
@@ -249,8 +172,6 @@ int agent_spawn_handler(int fd)
                 fd = 3;
         }
         close_fds_from(4);
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0)
-                (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        (void)fd_set_nonblock(fd, false);
         _exit(agent_handle_stream(fd));
 }

@@ -17,7 +17,10 @@ uint64_t boottime_ms(void);
 void setup_system(void);
 /* Print the message and power the VM off. Only before the line, or from a handler. */
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Value of key=... on /proc/cmdline (malloc'd) or NULL. */
+/* log.c: the kernel command line. fn(value, ud) for each key=value on
+ * /proc/cmdline, in order (value may be changed in place). */
+void cmdline_foreach(const char *key, void (*fn)(char *value, void *ud), void *ud);
+/* Value of the last key=... on /proc/cmdline (malloc'd) or NULL. */
 char *cmdline_get(const char *key);
 
 /* channel.c: the virtio-serial channel and AF_VSOCK listener of PID 1. */
@@ -39,29 +42,31 @@ int agent_spawn_handler(int fd);
 /* exec.c: run one exec request on a stream fd (blocking, the caller's process). */
 int agent_exec(int fd, const agent_exec_spec *spec);
 
-/* fileops.c: write_file, read_file, mkdir, list_tree on a stream fd (blocking).
+/* The ops below take the parsed request (request.h) and are served through
+ * handler.c's table, one per agent_op.
+ * fileops.c: write_file, read_file, mkdir, list_tree on a stream fd (blocking).
  * Each sends its RESULT or ERROR; returns 0 or a negative errno (for the exit
  * status only: the client has been answered if it could be). */
-int agent_write_file(int fd, const agent_path_spec *spec);
-int agent_read_file(int fd, const agent_path_spec *spec);
-int agent_mkdir(int fd, const agent_path_spec *spec);
-int agent_list_tree(int fd, const agent_path_spec *spec);
+int agent_write_file(int fd, const agent_request *req);
+int agent_read_file(int fd, const agent_request *req);
+int agent_mkdir(int fd, const agent_request *req);
+int agent_list_tree(int fd, const agent_request *req);
 
 /* fuseops.c: FUSE over the stream (docs/protocol.md, "FUSE over vsock").
- * fuse_mount: mount a FUSE file system at spec->path whose server is the client,
+ * fuse_mount: mount a FUSE file system at req->file.path whose server is the client,
  * relaying /dev/fuse <-> fd until either ends, then detach the mount.
- * fuse_serve: serve spec->path read-only to the client's FUSE requests on fd.
+ * fuse_serve: serve req->file.path read-only to the client's FUSE requests on fd.
  * Each answers RESULT {"ok":true} (or ERROR) first; returns 0 or negative errno. */
-int agent_fuse_mount(int fd, const agent_path_spec *spec);
-int agent_fuse_serve(int fd, const agent_path_spec *spec);
+int agent_fuse_mount(int fd, const agent_request *req);
+int agent_fuse_serve(int fd, const agent_request *req);
 
-/* fuseabort.c: fuse_abort: the file server of the mount at spec->path is gone;
+/* fuseabort.c: fuse_abort: the file server of the mount at req->file.path is gone;
  * make accesses fail (ENOTCONN) instead of hanging: abort its FUSE connection
  * through fusectl (mounted if needed), or for virtio-fs, which has no fusectl
  * entry, cover the mount with an aborted FUSE mount. Answers RESULT {"ok":
  * true, "method": "abort"|"fence", "fstype": ..., ...} or ERROR; returns 0 or
  * negative errno. */
-int agent_fuse_abort(int fd, const agent_path_spec *spec);
+int agent_fuse_abort(int fd, const agent_request *req);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;
@@ -126,12 +131,3 @@ void grow_root_fs(const char *dev);
 /* Size in bytes of the ext4 filesystem whose superblock (the 1024 bytes at
  * offset 1024 of the device) is sb. Returns 0, or -EINVAL if it is not ext4. */
 int ext4_superblock_fs_bytes(const uint8_t *sb, size_t sb_len, uint64_t *ret_bytes);
-
-/* Send an ERROR frame {"errno": err (positive), "message": msg}. Bytes of msg
- * that are not valid UTF-8 (a truncated path) are sent as '?'. */
-int agent_send_error(int fd, int err, const char *msg);
-/* The same with a printf format; the message is bounded (paths up to AGENT_MAX_PATH fit). */
-int agent_send_errorf(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Send a frame with a JSON object payload (steals obj). */
-struct json_t;
-int agent_send_json(int fd, uint16_t type, struct json_t *obj);

@@ -52,24 +52,30 @@ _Noreturn void fatal(const char *fmt, ...)
         _exit(1);
 }
 
-char *cmdline_get(const char *key)
+void cmdline_foreach(const char *key, void (*fn)(char *value, void *ud), void *ud)
 {
         char buf[4096];
-        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return NULL;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        safe_close(fd);
-        if (n <= 0)
-                return NULL;
-        buf[n] = '\0';
+        if (read_line_file("/proc/cmdline", buf, sizeof(buf)) < 0)
+                return;
         size_t klen = strlen(key);
         char *save = NULL;
-        const char *found = NULL;
-        /* The last occurrence wins, as for the kernel's own parameters: extra
-         * arguments appended by the host override the defaults before them. */
-        for (char *tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+        for (char *tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
                 if (strncmp(tok, key, klen) == 0 && tok[klen] == '=')
-                        found = tok + klen + 1;
-        return found ? strdup(found) : NULL;
+                        fn(tok + klen + 1, ud);
+}
+
+/* The last occurrence wins, as for the kernel's own parameters: extra
+ * arguments appended by the host override the defaults before them. */
+static void keep_last(char *value, void *ud)
+{
+        char **last = ud;
+        free(*last);
+        *last = strdup(value);
+}
+
+char *cmdline_get(const char *key)
+{
+        char *value = NULL;
+        cmdline_foreach(key, keep_last, &value);
+        return value;
 }

@@ -18,10 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "init.h"
 #include "util.h"
 
-#define MOUNT_KEY "smolvm.mount="
+#define MOUNT_KEY "smolvm.mount"
 /* The device may still be probing when we get here on a slow boot. */
 #define MOUNT_RETRY_MS 2000
 
@@ -47,28 +48,9 @@ int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bo
         return 0;
 }
 
-static int mkdir_parents_and_self(const char *path)
-{
-        char tmp[512];
-        if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        for (char *p = tmp + 1;; p++) {
-                if (*p == '/' || *p == '\0') {
-                        char saved = *p;
-                        *p = '\0';
-                        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        *p = saved;
-                        if (saved == '\0')
-                                break;
-                }
-        }
-        return 0;
-}
-
 static void mount_one(const char *tag, const char *path, bool ro)
 {
-        int r = mkdir_parents_and_self(path);
+        int r = mkdir_p(path, 0755);
         if (r < 0) {
                 init_log("mount %s: mkdir %s: %s (skipped)", tag, path, strerror(-r));
                 return;
@@ -90,27 +72,21 @@ static void mount_one(const char *tag, const char *path, bool ro)
         init_log("mount -t virtiofs %s %s: %s (skipped)", tag, path, strerror(-r));
 }
 
+static void mount_arg(char *value, void *ud)
+{
+        (void)ud;
+        char orig[512];
+        snprintf(orig, sizeof(orig), "%s", value);
+        const char *tag, *path;
+        bool ro;
+        if (mount_arg_parse(value, &tag, &path, &ro) < 0) {
+                init_log("ignoring malformed kernel argument '" MOUNT_KEY "=%s'", orig);
+                return;
+        }
+        mount_one(tag, path, ro);
+}
+
 void setup_mounts(void)
 {
-        char buf[4096];
-        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        safe_close(fd);
-        if (n <= 0)
-                return;
-        buf[n] = '\0';
-        char *save = NULL;
-        for (char *tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
-                if (strncmp(tok, MOUNT_KEY, strlen(MOUNT_KEY)) != 0)
-                        continue;
-                const char *tag, *path;
-                bool ro;
-                if (mount_arg_parse(tok + strlen(MOUNT_KEY), &tag, &path, &ro) < 0) {
-                        init_log("ignoring malformed kernel argument '%s'", tok);
-                        continue;
-                }
-                mount_one(tag, path, ro);
-        }
+        cmdline_foreach(MOUNT_KEY, mount_arg, NULL);
 }

@@ -139,8 +139,9 @@ static int dup_strv(const char *const *src, size_t n, char ***ret)
         return 0;
 }
 
-static int parse_exec(json_t *root, agent_exec_spec *ret, char *errbuf, size_t errbuf_len)
+static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
+        agent_exec_spec *ret = &req->exec;
         json_t *jargv = json_object_get(root, "argv");
         json_t *jshell = json_object_get(root, "shell");
         _cleanup_free_ const char **argv_borrowed = NULL;
@@ -278,8 +279,10 @@ static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *
         return 0;
 }
 
-static int parse_path_op(json_t *root, agent_op op, agent_path_spec *ret, char *errbuf, size_t errbuf_len)
+static int parse_path_op(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
+        agent_op op = req->op;
+        agent_path_spec *ret = &req->file;
         const char *path = NULL;
         int r = get_path(root, &path, errbuf, errbuf_len);
         if (r < 0)
@@ -317,8 +320,9 @@ static void env_spec_free(agent_env_spec *e)
         *e = (agent_env_spec){ 0 };
 }
 
-static int parse_env_set(json_t *root, agent_env_spec *ret, char *errbuf, size_t errbuf_len)
+static int parse_env_set(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
+        agent_env_spec *ret = &req->env;
         json_t *jv = json_object_get(root, "vars");
         if (!jv || json_is_null(jv))
                 return fail(-EINVAL, errbuf, errbuf_len, "missing field 'vars'");
@@ -362,8 +366,9 @@ oom:
         return -ENOMEM;
 }
 
-static int parse_env_unset(json_t *root, agent_env_spec *ret, char *errbuf, size_t errbuf_len)
+static int parse_env_unset(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
+        agent_env_spec *ret = &req->env;
         json_t *jk = json_object_get(root, "keys");
         if (!jk || json_is_null(jk))
                 return fail(-EINVAL, errbuf, errbuf_len, "missing field 'keys'");
@@ -384,6 +389,34 @@ static int parse_env_unset(json_t *root, agent_env_spec *ret, char *errbuf, size
         return 0;
 }
 
+/* Every op: its name on the wire and what its request carries (NULL: nothing
+ * but "op"). Indexed by agent_op; the handler's table (handler.c) says how
+ * each is served. */
+static const struct {
+        const char *name;
+        int (*parse)(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len);
+} agent_ops[] = {
+        [AGENT_OP_EXEC] = { "exec", parse_exec },
+        [AGENT_OP_PING] = { "ping", NULL },
+        [AGENT_OP_POWEROFF] = { "poweroff", NULL },
+        [AGENT_OP_WRITE_FILE] = { "write_file", parse_path_op },
+        [AGENT_OP_READ_FILE] = { "read_file", parse_path_op },
+        [AGENT_OP_MKDIR] = { "mkdir", parse_path_op },
+        [AGENT_OP_LIST_TREE] = { "list_tree", parse_path_op },
+        [AGENT_OP_ENV_SET] = { "env_set", parse_env_set },
+        [AGENT_OP_ENV_UNSET] = { "env_unset", parse_env_unset },
+        [AGENT_OP_ENV_LIST] = { "env_list", NULL },
+        [AGENT_OP_FUSE_MOUNT] = { "fuse_mount", parse_path_op },
+        [AGENT_OP_FUSE_SERVE] = { "fuse_serve", parse_path_op },
+        [AGENT_OP_FUSE_ABORT] = { "fuse_abort", parse_path_op },
+};
+_Static_assert(ARRAY_SIZE(agent_ops) == AGENT_OP_COUNT, "an op without a name");
+
+const char *agent_op_name(agent_op op)
+{
+        return (size_t)op < ARRAY_SIZE(agent_ops) ? agent_ops[op].name : "?";
+}
+
 int agent_request_parse(const void *json, size_t len, agent_request *ret, char *errbuf, size_t errbuf_len)
 {
         json_error_t jerr;
@@ -402,46 +435,17 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
         const char *op = json_string_value(jop);
 
         agent_request req = { 0 };
-        if (strcmp(op, "exec") == 0) {
-                req.op = AGENT_OP_EXEC;
-                int r = parse_exec(root, &req.exec, errbuf, errbuf_len);
-                if (r < 0)
-                        return r;
-        } else if (strcmp(op, "ping") == 0) {
-                req.op = AGENT_OP_PING;
-        } else if (strcmp(op, "poweroff") == 0) {
-                req.op = AGENT_OP_POWEROFF;
-        } else if (strcmp(op, "write_file") == 0 || strcmp(op, "read_file") == 0 || strcmp(op, "mkdir") == 0 ||
-                   strcmp(op, "list_tree") == 0) {
-                req.op = strcmp(op, "write_file") == 0 ? AGENT_OP_WRITE_FILE
-                         : strcmp(op, "read_file") == 0 ? AGENT_OP_READ_FILE
-                         : strcmp(op, "mkdir") == 0    ? AGENT_OP_MKDIR
-                                                       : AGENT_OP_LIST_TREE;
-                int r = parse_path_op(root, req.op, &req.file, errbuf, errbuf_len);
-                if (r < 0)
-                        return r;
-        } else if (strcmp(op, "env_set") == 0) {
-                req.op = AGENT_OP_ENV_SET;
-                int r = parse_env_set(root, &req.env, errbuf, errbuf_len);
-                if (r < 0)
-                        return r;
-        } else if (strcmp(op, "env_unset") == 0) {
-                req.op = AGENT_OP_ENV_UNSET;
-                int r = parse_env_unset(root, &req.env, errbuf, errbuf_len);
-                if (r < 0)
-                        return r;
-        } else if (strcmp(op, "env_list") == 0) {
-                req.op = AGENT_OP_ENV_LIST;
-        } else if (strcmp(op, "fuse_mount") == 0 || strcmp(op, "fuse_serve") == 0 || strcmp(op, "fuse_abort") == 0) {
-                req.op = strcmp(op, "fuse_mount") == 0   ? AGENT_OP_FUSE_MOUNT
-                         : strcmp(op, "fuse_serve") == 0 ? AGENT_OP_FUSE_SERVE
-                                                         : AGENT_OP_FUSE_ABORT;
-                int r = parse_path_op(root, req.op, &req.file, errbuf, errbuf_len);
-                if (r < 0)
-                        return r;
-        } else {
+        size_t i = 0;
+        while (i < ARRAY_SIZE(agent_ops) && strcmp(op, agent_ops[i].name) != 0)
+                i++;
+        if (i == ARRAY_SIZE(agent_ops))
                 /* Bounded: an op name may be up to a frame long. */
                 return fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);
+        req.op = (agent_op)i;
+        if (agent_ops[i].parse) {
+                int r = agent_ops[i].parse(root, &req, errbuf, errbuf_len);
+                if (r < 0)
+                        return r;
         }
         *ret = req;
         return 0;

@@ -34,7 +34,10 @@ typedef enum agent_op {
         AGENT_OP_FUSE_MOUNT,
         AGENT_OP_FUSE_SERVE,
         AGENT_OP_FUSE_ABORT,
+        AGENT_OP_COUNT
 } agent_op;
+/* Its name on the wire ("exec", "env_set", ...). */
+const char *agent_op_name(agent_op op);
 
 typedef struct agent_exec_spec {
         char **argv;          /* NULL-terminated, n_argv >= 1 */

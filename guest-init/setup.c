@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "init.h"
 #include "util.h"
 
@@ -29,24 +30,10 @@
 #define ROOT_WAIT_MS 10000
 #define HOSTNAME "smolvm"
 
-static void mkdir_p(const char *path, mode_t mode)
-{
-        char tmp[256];
-        snprintf(tmp, sizeof(tmp), "%s", path);
-        for (char *p = tmp + 1; *p; p++) {
-                if (*p == '/') {
-                        *p = '\0';
-                        (void)mkdir(tmp, mode);
-                        *p = '/';
-                }
-        }
-        (void)mkdir(tmp, mode);
-}
-
 static int do_mount(const char *src, const char *target, const char *type, unsigned long flags,
                     const char *data)
 {
-        mkdir_p(target, 0755);
+        (void)mkdir_p(target, 0755);
         if (mount(src, target, type, flags, data) < 0) {
                 int r = negative_errno();
                 init_log("mount %s on %s (%s): %s", src, target, type ? type : "-", strerror(-r));
@@ -120,7 +107,7 @@ static void switch_root(void)
         for (size_t i = 0; i < ARRAY_SIZE(moves); i++) {
                 char target[64];
                 snprintf(target, sizeof(target), NEWROOT "%s", moves[i]);
-                mkdir_p(target, 0755);
+                (void)mkdir_p(target, 0755);
                 if (mount(moves[i], target, NULL, MS_MOVE, NULL) < 0)
                         fatal("move %s to %s: %m", moves[i], target);
         }
@@ -170,7 +157,7 @@ static void setup_new_root(void)
         link_if_missing("/proc/self/fd/0", "/dev/stdin");
         link_if_missing("/proc/self/fd/1", "/dev/stdout");
         link_if_missing("/proc/self/fd/2", "/dev/stderr");
-        mkdir_p("/root", 0700);
+        (void)mkdir_p("/root", 0700);
 
         if (sethostname(HOSTNAME, strlen(HOSTNAME)) < 0)
                 init_log("sethostname: %m");
@@ -218,7 +205,7 @@ void setup_system(void)
         t[1] = boottime_ms();
         wait_for_root();
         t[2] = boottime_ms();
-        mkdir_p(NEWROOT, 0755);
+        (void)mkdir_p(NEWROOT, 0755);
         if (mount(ROOT_DEV, NEWROOT, "ext4", 0, NULL) < 0)
                 fatal("mount " ROOT_DEV " (ext4) on " NEWROOT ": %m");
         t[3] = boottime_ms();

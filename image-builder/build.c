@@ -4,11 +4,11 @@
  * Every step builds into cache/tmp/ and renames into place, so a failed or killed build
  * leaves no half-built entry; stale temp dirs are removed by the next build (under the lock). */
 #include "image_i.h"
+#include "store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,17 +16,8 @@
 
 char *smolvm_image_home(void)
 {
-        const char *h = getenv("SMOLVM_HOME");
-        if (h && *h)
-                return strdup(h);
-        const char *home = getenv("HOME");
-        if (!home || !*home) {
-                struct passwd *pw = getpwuid(getuid());
-                home = pw ? pw->pw_dir : NULL;
-        }
-        if (!home)
-                return NULL;
-        return xasprintf("%s/.local/state/smolvm", home);
+        char *home = NULL;
+        return smolvm_home_path(&home) < 0 ? NULL : home;
 }
 
 void smolvm_image_info_done(smolvm_image_info *info)
@@ -58,17 +49,6 @@ static bool valid_package(const char *p)
                 return false;
         for (const char *s = p; *s; s++)
                 if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || strchr("+.-", *s)))
-                        return false;
-        return true;
-}
-
-static bool valid_name(const char *n)
-{
-        if (!n[0] || n[0] == '.' || strlen(n) > 128)
-                return false;
-        for (const char *s = n; *s; s++)
-                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                      strchr("._-", *s)))
                         return false;
         return true;
 }
@@ -188,12 +168,17 @@ static int set_symlink(ib_ctx *c, const char *images, const char *name, const ch
 static int fill_info(const char *dir, const char *key, smolvm_image_info *ret)
 {
         smolvm_image_info i = {0};
-        if (!(i.key = strdup(key)) || !(i.dir = strdup(dir)) || !(i.vmlinuz = path_join(dir, "vmlinuz")) ||
-            !(i.initramfs = path_join(dir, "initramfs.img")) || !(i.rootfs = path_join(dir, "rootfs.ext4"))) {
+        if (!(i.key = strdup(key)) || !(i.dir = strdup(dir)) || !(i.vmlinuz = path_join(dir, IMAGE_BZIMAGE)) ||
+            !(i.initramfs = path_join(dir, IMAGE_INITRD)) || !(i.rootfs = path_join(dir, IMAGE_ROOTFS))) {
                 smolvm_image_info_done(&i);
                 return -ENOMEM;
         }
-        _cleanup_free_ char *jp = path_join(dir, "image.json");
+        /* Optional (store.h): an image made by hand may come without it. */
+        if (access(i.vmlinuz, F_OK) < 0) {
+                free(i.vmlinuz);
+                i.vmlinuz = NULL;
+        }
+        _cleanup_free_ char *jp = path_join(dir, IMAGE_JSON);
         json_t *j = jp ? json_load_file(jp, 0, NULL) : NULL;
         const char *rel = NULL;
         if (j && json_unpack(j, "{s:{s:s}}", "kernel", "release", &rel) == 0 && rel)
@@ -218,7 +203,7 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
 
         _cleanup_free_ char *images = path_join(c->home, "images");
         _cleanup_free_ char *dir = images ? path_join(images, key) : NULL;
-        _cleanup_free_ char *json = dir ? path_join(dir, "image.json") : NULL;
+        _cleanup_free_ char *json = dir ? path_join(dir, IMAGE_JSON) : NULL;
         if (!json)
                 return -ENOMEM;
         int r;
@@ -226,7 +211,7 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
         if (cached) {
                 ib_progress(c, "[4/4] image: %s cached", key);
                 /* Images assembled before vmlinux existed: add it in place (a new file, atomic). */
-                _cleanup_free_ char *src = path_join(k->dir, "vmlinux"), *dst = path_join(dir, "vmlinux");
+                _cleanup_free_ char *src = path_join(k->dir, IMAGE_KERNEL), *dst = path_join(dir, IMAGE_KERNEL);
                 if (!src || !dst)
                         return -ENOMEM;
                 if (access(dst, R_OK) < 0 && (r = link_or_copy(src, dst)) < 0)
@@ -239,10 +224,10 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
                 const struct {
                         const char *src, *dst;
                 } files[] = {
-                        {k->dir, "vmlinuz"},
-                        {k->dir, "vmlinux"},
-                        {ini->path, "initramfs.img"},
-                        {rf->path, "rootfs.ext4"},
+                        {k->dir, IMAGE_BZIMAGE},
+                        {k->dir, IMAGE_KERNEL},
+                        {ini->path, IMAGE_INITRD},
+                        {rf->path, IMAGE_ROOTFS},
                 };
                 r = 0;
                 for (size_t i = 0; i < ARRAY_SIZE(files) && r == 0; i++) {
@@ -255,7 +240,7 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
                         else if ((r = link_or_copy(src, dst)) < 0)
                                 r = ib_errf(&c->err, r, "image: link %s -> %s: %m", src, dst);
                 }
-                _cleanup_free_ char *tjson = path_join(tmp, "image.json");
+                _cleanup_free_ char *tjson = path_join(tmp, IMAGE_JSON);
                 if (r == 0 && !tjson)
                         r = -ENOMEM;
                 if (r == 0)
@@ -301,7 +286,7 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
                         r = ib_errf(&c.err, -EINVAL, "invalid suite '%s'", suite);
                         goto out;
                 }
-        if (opts->name && !valid_name(opts->name)) {
+        if (opts->name && !image_name_valid(opts->name)) {
                 r = ib_errf(&c.err, -EINVAL, "invalid image name '%s' (letters, digits, '.', '_', '-')", opts->name);
                 goto out;
         }
@@ -321,10 +306,8 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
 
         if (opts->init_path)
                 init = strdup(opts->init_path);
-        else if (getenv("SMOLVM_LIBEXECDIR") && *getenv("SMOLVM_LIBEXECDIR"))
-                init = path_join(getenv("SMOLVM_LIBEXECDIR"), "smolvm-init");
         else
-                init = strdup(SMOLVM_LIBEXECDIR "/smolvm-init");
+                init = path_join(smolvm_libexec_dir(), "smolvm-init");
         if (!init) {
                 r = -ENOMEM;
                 goto out;
@@ -411,16 +394,11 @@ int smolvm_image_resolve_ex(const char *home_opt, const char *name, smolvm_image
         dir = strchr(name, '/') ? strdup(name) : xasprintf("%s/images/%s", home, name);
         if (!dir)
                 return -ENOMEM;
-        static const char *const need[] = {"vmlinuz", "vmlinux", "initramfs.img", "rootfs.ext4"};
         real = realpath(dir, NULL);
-        for (size_t i = 0; real && i < ARRAY_SIZE(need); i++) {
-                _cleanup_free_ char *p = path_join(real, need[i]);
-                if (!p)
-                        return -ENOMEM;
-                if (access(p, R_OK) < 0) {
-                        free(real);
-                        real = NULL;
-                }
+        const char *missing;
+        if (real && image_dir_check(real, &missing) < 0) {
+                free(real);
+                real = NULL;
         }
         if (!real) {
                 if (ret_error)
@@ -443,11 +421,6 @@ static const char *base_name_of(const char *p)
 {
         const char *s = strrchr(p, '/');
         return s ? s + 1 : p;
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
@@ -485,7 +458,7 @@ int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
         }
         closedir(d);
         if (r == 0 && dirs.n)
-                qsort(dirs.v, dirs.n, sizeof(char *), cmp_name);
+                qsort(dirs.v, dirs.n, sizeof(char *), qsort_strcmp);
         for (size_t i = 0; i < dirs.n && r == 0; i++) {
                 _cleanup_free_ char *p = path_join(images, dirs.v[i]);
                 strv names = {0};

@@ -59,16 +59,11 @@ bool strv_contains(const strv *s, const char *str)
         return false;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void strv_sort_uniq(strv *s)
 {
         if (s->n == 0)
                 return;
-        qsort(s->v, s->n, sizeof(char *), cmp_str);
+        qsort(s->v, s->n, sizeof(char *), qsort_strcmp);
         size_t j = 1;
         for (size_t i = 1; i < s->n; i++) {
                 if (strcmp(s->v[i], s->v[j - 1]) == 0)
@@ -103,43 +98,6 @@ char *strjoin_sep(const strv *s, const char *sep)
                 p = stpcpy(p, s->v[i]);
         }
         return out;
-}
-
-int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = '\0';
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return negative_errno();
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
-}
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)ftw;
-        int r = (flag == FTW_DP) ? rmdir(path) : unlink(path);
-        return (r < 0 && errno != ENOENT) ? -1 : 0;
-}
-
-int rm_rf(const char *path)
-{
-        struct stat st;
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        /* FTW_PHYS: never follow symlinks out of the tree (rootfs trees are full of them). */
-        if (nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-                return negative_errno();
-        return 0;
 }
 
 int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len)
@@ -181,24 +139,6 @@ int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len)
                 *ret_len = len;
         *ret = TAKE_PTR(buf);
         return 0;
-}
-
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
-{
-        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-        if (!tmp)
-                return -ENOMEM;
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-        if (fd < 0)
-                return negative_errno();
-        int r = write_all(fd, data, len);
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r == 0 && rename(tmp, path) < 0)
-                r = negative_errno();
-        if (r < 0)
-                (void)unlink(tmp);
-        return r;
 }
 
 static int copy_file(const char *src, const char *dst)
@@ -273,6 +213,15 @@ char *mkdtemp_in(const char *parent, const char *prefix)
                 return NULL;
         }
         return t;
+}
+
+void rm_tmpdir_freep(char **p)
+{
+        if (*p) {
+                (void)umount_beneath(*p);
+                (void)rm_rf(*p);
+                free(*p);
+        }
 }
 
 static int cmp_len_desc(const void *a, const void *b)

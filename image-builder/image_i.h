@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fileutil.h"
 #include "image.h"
 #include "util.h"
 
@@ -55,16 +56,16 @@ int ib_run(const ib_cmd *cmd, const char *step, char **ret_stdout, size_t *ret_s
 void ib_tail_lines(const char *buf, size_t len, size_t max_lines, char *out, size_t out_size);
 
 /* ---- files ---- */
-int mkdir_p(const char *path, mode_t mode);            /* 0 or negative errno */
-int rm_rf(const char *path);                            /* 0 (also if missing) or negative errno;
-                                                         * never crosses into mount points */
+/* mkdir_p, rm_rf, write_file_atomic: common/fileutil.h. */
 int umount_beneath(const char *dir);                    /* lazy-unmount mounts below dir (a killed
                                                          * debootstrap leaves proc/sys mounted) */
 int read_file(const char *path, size_t max_bytes, char **ret, size_t *ret_len); /* NUL-terminated */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 int link_or_copy(const char *src, const char *dst);     /* hard link, else copy */
 int dir_usage_bytes(const char *path, uint64_t *ret);   /* du-like: allocated blocks */
 char *mkdtemp_in(const char *parent, const char *prefix); /* NULL + errno */
+/* Cleanup of a work dir from mkdtemp_in: unmount what is below it, remove it, free the path. */
+void rm_tmpdir_freep(char **p);
+#define _cleanup_rmdir_ _cleanup_(rm_tmpdir_freep)
 
 /* ---- hashing (SHA-256, see hash.c) ---- */
 typedef struct ib_hash ib_hash;
@@ -210,6 +211,7 @@ typedef struct ib_rootfs {
 int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret);
 void ib_rootfs_done(ib_rootfs *r);
 
-/* The root module set every image carries (docs/internals.md). */
+/* The root module set every image carries (docs/internals.md): kmod.c. */
 extern const kmod_root ib_default_module_roots[];
+/* The packages of the default rootfs: rootfs.c. */
 extern const char *const ib_default_packages[];

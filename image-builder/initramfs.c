@@ -17,22 +17,6 @@
 #define INIT_MAX_BYTES (64u << 20)
 #define INITRAMFS_LAYOUT "smolvm-initramfs-v3"
 
-/* Each with when the guest loads it (docs/internals.md): the disk, the root
- * file system and the channel always; the vsock transport only where the VMM
- * gives a virtio-vsock device (ID 19: Firecracker, vhost-vsock; our QEMU setup
- * uses virtio-serial); virtio-fs (ID 26) only with mounts; fuse with virtio-fs,
- * else kept for fuse_mount. */
-const kmod_root ib_default_module_roots[] = {
-        {"virtio_mmio", NULL},
-        {"virtio_blk", NULL},
-        {"ext4", NULL},
-        {"virtio_console", NULL},
-        {"vmw_vsock_virtio_transport", "virtio:19"},
-        {"fuse", "demand"},
-        {"virtiofs", "virtio:26"},
-        {NULL, NULL},
-};
-
 void ib_initramfs_done(ib_initramfs *i)
 {
         free(i->key);

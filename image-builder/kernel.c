@@ -171,15 +171,6 @@ static int unpack_deb(ib_ctx *c, const char *deb, const char *root, const char *
         return 0;
 }
 
-static void rm_rf_freep(char **p)
-{
-        if (*p) {
-                (void)rm_rf(*p);
-                free(*p);
-        }
-}
-#define _cleanup_rmdir_ _cleanup_(rm_rf_freep)
-
 int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths)
 {
         strv missing = {0};

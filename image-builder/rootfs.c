@@ -22,16 +22,6 @@ void ib_rootfs_done(ib_rootfs *r)
         *r = (ib_rootfs){0};
 }
 
-static void rm_rf_freep(char **p)
-{
-        if (*p) {
-                (void)umount_beneath(*p);
-                (void)rm_rf(*p);
-                free(*p);
-        }
-}
-#define _cleanup_rmdir_ _cleanup_(rm_rf_freep)
-
 /* Identity of a user-given rootfs: cheap (no hashing of 200 MB) but changes when the
  * tarball is replaced or packages are installed into the directory. */
 static int from_identity(ib_ctx *c, ib_hash *h, const char *from, bool *ret_is_dir)

@@ -66,7 +66,7 @@ static int fail(const char *command, bool json, const char *msg, int r)
 
 static json_t *info_json(const smolvm_image_info *i)
 {
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "key", i->key, "dir", i->dir, "vmlinuz", i->vmlinuz,
+        return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?}", "key", i->key, "dir", i->dir, "vmlinuz", i->vmlinuz,
                          "initramfs", i->initramfs, "rootfs", i->rootfs, "kernel_release", i->kernel_release);
 }
 

@@ -16,13 +16,6 @@ static __thread struct {
         char console[CONSOLE_TAIL_MAX];
 } last_error;
 
-void sanitize_text(char *s)
-{
-        for (unsigned char *p = (unsigned char *)s; *p; p++)
-                if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
-                        *p = '?';
-}
-
 __attribute__((format(printf, 4, 0)))
 static int record(int code, const char *hint, const char *console, const char *fmt, va_list ap)
 {
@@ -110,30 +103,35 @@ SMOLVM_EXPORT const smolvm_error *smolvm_last_error(void)
         return &last_error.pub;
 }
 
+/* smolvm's wording of its codes (smolvm.h, "Error codes"). Several alias plain
+ * errnos that also come back from the guest (a command's ENOENT), so the words
+ * cover both meanings. */
+static const struct {
+        int code;
+        const char *text;
+} smolvm_codes[] = {
+        { SMOLVM_ENOTFOUND, "Not found: no such VM, command, file or directory" },
+        { SMOLVM_EEXIST, "Already exists" },
+        { SMOLVM_EINVAL, "Invalid argument or configuration" },
+        { SMOLVM_ETIMEDOUT, "Timed out" },
+        { SMOLVM_ENOTRUNNING, "VM is not running" },
+        { SMOLVM_EPAUSED, "VM is paused" },
+        { SMOLVM_EALREADY, "VM is already in that state" },
+        { SMOLVM_EUNREACHABLE, "Guest agent unreachable" },
+        { SMOLVM_EIMAGE, "Image missing or unusable" },
+        { SMOLVM_EBACKEND, "VM backend (supervisor or QEMU) failed" },
+        { SMOLVM_EBUSY, "Busy: the VM is running, or another process holds its lock" },
+        { SMOLVM_ECORRUPT, "State file corrupt" },
+};
+
 SMOLVM_EXPORT const char *smolvm_strerror(int code)
 {
         if (code > 0)
                 code = -code;
-        switch (code) {
-        case SMOLVM_ENOTRUNNING:
-                return "VM is not running";
-        case SMOLVM_EPAUSED:
-                return "VM is paused";
-        case SMOLVM_EUNREACHABLE:
-                return "Guest agent unreachable";
-        case SMOLVM_EIMAGE:
-                return "Image missing or unusable";
-        case SMOLVM_EBACKEND:
-                return "VM backend (supervisor or QEMU) failed";
-        case SMOLVM_ECORRUPT:
-                return "State file corrupt";
-        case SMOLVM_EALREADY:
-                return "VM is already in that state";
-        default:
-                break;
-        }
-        code = -code;
-        const char *s = strerrordesc_np(code);
+        for (size_t i = 0; i < ARRAY_SIZE(smolvm_codes); i++)
+                if (smolvm_codes[i].code == code)
+                        return smolvm_codes[i].text;
+        const char *s = strerrordesc_np(-code);
         return s ? s : "Unknown error";
 }
 

@@ -69,7 +69,7 @@ static void save_boot_info(smolvm_vm *vm)
         if (s) {
                 char path[PATH_MAX];
                 dir_file(vm, VMDIR_BOOT, path, sizeof(path));
-                (void)write_file_atomic(path, s, strlen(s)); /* informational only */
+                (void)vm_write_file_atomic(path, s, strlen(s)); /* informational only */
                 free(s);
         }
 }
@@ -142,7 +142,7 @@ static int apply_create_env(smolvm_vm *vm)
         int r = smolvm_set_env(vm, (const char *const *)vm->rec.env);
         if (r < 0)
                 return r; /* the VM runs; the next start tries again */
-        return write_file_atomic(marker, "", 0);
+        return vm_write_file_atomic(marker, "", 0);
 }
 
 /* ---- start ---- */
@@ -162,7 +162,7 @@ static void start_failed(smolvm_vm *vm, pid_t pid)
         char path[PATH_MAX], line[sizeof(e.message) + 32];
         dir_file(vm, VMDIR_FAILED, path, sizeof(path));
         int n = snprintf(line, sizeof(line), "start failed: %s\n", e.message);
-        (void)write_file_atomic(path, line, (size_t)MIN(n, (int)sizeof(line) - 1));
+        (void)vm_write_file_atomic(path, line, (size_t)MIN(n, (int)sizeof(line) - 1));
         vm_error_restore(&e);
 }
 
@@ -343,7 +343,7 @@ static int pause_resume(smolvm_vm *vm, bool pause)
         int r;
         if (pause) {
                 /* Marker first: an exec starting now fails fast instead of hanging. */
-                r = write_file_atomic(path, "", 0);
+                r = vm_write_file_atomic(path, "", 0);
                 if (r < 0)
                         return r;
                 r = qmp_command(vm->dir, "stop");

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Where things live ($SMOLVM_HOME, $SMOLVM_LIBEXECDIR) and the file-system
- * helpers the VM directory needs: atomic writes, recursive removal, ids. */
+/* libsmolvm's side of where things live (common/store.c spells them): $SMOLVM_HOME
+ * and image lookup with errors recorded, the VM directory's atomic writes,
+ * restartable removal and ids. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -16,120 +16,12 @@
 
 int smolvm_home_dir(char **ret)
 {
-        const char *env = getenv("SMOLVM_HOME");
-        char *s = NULL;
-        if (env && *env) {
-                if (env[0] == '/')
-                        s = strdup(env);
-                else {
-                        /* Relative: anchor it now, the supervisor runs with another cwd. */
-                        char cwd[PATH_MAX];
-                        if (!getcwd(cwd, sizeof(cwd)))
-                                return vm_error(negative_errno(), NULL, "getcwd: %s", strerror(errno));
-                        if (asprintf(&s, "%s/%s", cwd, env) < 0)
-                                s = NULL;
-                }
-        } else {
-                const char *home = getenv("HOME");
-                if (!home || !*home) {
-                        struct passwd *pw = getpwuid(getuid());
-                        home = pw ? pw->pw_dir : NULL;
-                }
-                if (!home)
-                        return vm_error(-ENOENT, "set SMOLVM_HOME or HOME",
-                                        "cannot find the home directory");
-                if (asprintf(&s, "%s/.local/state/smolvm", home) < 0)
-                        s = NULL;
-        }
-        if (!s)
-                return vm_error(-ENOMEM, NULL, "out of memory");
-        *ret = s;
+        int r = smolvm_home_path(ret);
+        if (r == -ENOENT)
+                return vm_error(r, "set SMOLVM_HOME or HOME", "cannot find the home directory");
+        if (r < 0)
+                return vm_error(r, NULL, "$SMOLVM_HOME: %s", strerror(-r));
         return 0;
-}
-
-const char *smolvm_libexec_dir(void)
-{
-        const char *env = getenv("SMOLVM_LIBEXECDIR");
-        return env && *env ? env : SMOLVM_LIBEXECDIR;
-}
-
-int mkdir_p_open(const char *path, mode_t mode)
-{
-        if (!*path)
-                return -ENOENT;
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        _cleanup_close_ int cur = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (cur < 0)
-                return negative_errno();
-        bool created = false;
-        char *save = NULL;
-        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
-                int next = -1;
-                /* What exists is the caller's path: resolved as usual, symlinks included. */
-                if (!created)
-                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (next < 0 && (created || errno == ENOENT)) {
-                        if (mkdirat(cur, comp, mode) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        /* What we create is ours: never go through a symlink raced into its place. */
-                        created = true;
-                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                }
-                if (next < 0)
-                        return negative_errno();
-                safe_close(cur);
-                cur = next;
-        }
-        return TAKE_FD(cur);
-}
-
-int mkdir_parents(const char *path, mode_t mode)
-{
-        int fd = mkdir_p_open(path, mode);
-        safe_close(fd);
-        return fd < 0 ? fd : 0;
-}
-
-/* In a directory, the entry called last (NULL: none) goes after all the others. */
-static int rm_rf_at(int parent_fd, const char *name, const char *last, unsigned depth)
-{
-        if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
-                return 0;
-        if (errno != EISDIR && errno != EPERM)
-                return negative_errno();
-        if (depth > 16)
-                return -ELOOP;
-        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = negative_errno();
-                safe_close(fd);
-                return r;
-        }
-        int r = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || (last && !strcmp(de->d_name, last)))
-                        continue;
-                int k = rm_rf_at(dirfd(d), de->d_name, NULL, depth + 1);
-                if (k < 0 && r == 0)
-                        r = k;
-        }
-        if (last && r == 0 && unlinkat(dirfd(d), last, 0) < 0 && errno != ENOENT)
-                r = negative_errno();
-        closedir(d);
-        if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-                r = negative_errno();
-        return r;
-}
-
-int rm_rf(const char *path)
-{
-        return rm_rf_at(AT_FDCWD, path, NULL, 0);
 }
 
 /* ---- restartable removal of a VM dir ---- */
@@ -138,21 +30,46 @@ int rm_rf(const char *path)
  * still removing the rest, and a sweeper must keep out. */
 static int rm_trash(const char *path)
 {
-        return rm_rf_at(AT_FDCWD, path, VMDIR_LOCK, 0);
+        return rm_rf_last(path, VMDIR_LOCK);
 }
 
-/* A removal or a creation that was interrupted (or is under way: its lock tells). */
-static bool trash_id(const char *name, char ret_id[SMOLVM_ID_LEN + 1])
+/* A removal or a creation that was interrupted, or is under way. */
+static bool left_id(const char *name, const char *prefix, char ret_id[SMOLVM_ID_LEN + 1])
 {
-        static const char *const prefixes[] = { VM_TRASH_PREFIX, VM_NEW_PREFIX };
-        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-                size_t n = strlen(prefixes[i]);
-                if (strncmp(name, prefixes[i], n) == 0 && vm_id_valid(name + n)) {
-                        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
-                        return true;
+        size_t n = strlen(prefix);
+        if (strncmp(name, prefix, n) != 0 || !vm_id_valid(name + n))
+                return false;
+        memcpy(ret_id, name + n, SMOLVM_ID_LEN + 1);
+        return true;
+}
+
+int vm_create_lock(const char *vms_dir)
+{
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s" VM_CREATE_LOCK_SUFFIX, vms_dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return vm_error(negative_errno(), NULL, "open %s: %s", path, strerror(errno));
+        while (flock(fd, LOCK_SH) < 0) {
+                if (errno != EINTR) {
+                        int r = vm_error(negative_errno(), NULL, "flock %s: %s", path, strerror(errno));
+                        safe_close(fd);
+                        return r;
                 }
         }
-        return false;
+        return fd;
+}
+
+/* Exclusive on the create lock without waiting: no creator at work. Returns the
+ * fd, or -1 when one is (or the lock cannot be had: then staging dirs stay). */
+static int no_creator_at_work(const char *vms_dir)
+{
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s" VM_CREATE_LOCK_SUFFIX, vms_dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+                fd = safe_close(fd);
+        return fd;
 }
 
 int vm_trash_sweep(const char *vms_dir, const char *only_id)
@@ -160,16 +77,25 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id)
         DIR *d = opendir(vms_dir);
         if (!d)
                 return errno == ENOENT ? 0 : vm_error(negative_errno(), NULL, "open %s: %s", vms_dir, strerror(errno));
-        int r = 0, found = 0;
+        int r = 0, found = 0, creators = -2; /* -2: not asked yet */
         struct dirent *de;
         while ((de = readdir(d))) {
                 char id[SMOLVM_ID_LEN + 1], path[PATH_MAX], lock[PATH_MAX + 8];
-                if (!trash_id(de->d_name, id) || (only_id && strcmp(id, only_id)))
+                bool staging = left_id(de->d_name, VM_NEW_PREFIX, id);
+                if ((!staging && !left_id(de->d_name, VM_TRASH_PREFIX, id)) || (only_id && strcmp(id, only_id)))
                         continue;
+                if (staging) {
+                        /* A creator holds the create lock shared from before its mkdir
+                         * to after its rename: while any does, staging dirs stay. */
+                        if (creators == -2)
+                                creators = no_creator_at_work(vms_dir);
+                        if (creators < 0)
+                                continue;
+                }
                 snprintf(path, sizeof(path), "%s/%s", vms_dir, de->d_name);
                 snprintf(lock, sizeof(lock), "%s/" VMDIR_LOCK, path);
                 /* No O_CREAT: a missing lock means the remover got to its last step. */
-                _cleanup_close_ int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+                _cleanup_close_ int fd = staging ? -1 : open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
                 if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
                         continue; /* a live `smolvm rm` is at work on it */
                 int k = rm_trash(path);
@@ -179,6 +105,8 @@ int vm_trash_sweep(const char *vms_dir, const char *only_id)
                         found = 1;
         }
         closedir(d);
+        if (creators >= 0)
+                safe_close(creators);
         return r < 0 ? r : found;
 }
 
@@ -207,36 +135,26 @@ int vm_dir_remove(const char *vms_dir, const char *id)
         return 0;
 }
 
-int write_file_atomic(const char *path, const char *data, size_t len)
+int vm_write_file_atomic(const char *path, const char *data, size_t len)
 {
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
-                return vm_error(-ENOMEM, NULL, "out of memory");
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return vm_error(negative_errno(), NULL, "open %s: %s", tmp, strerror(errno));
-        int r = write_all(fd, data, len);
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
+        int r = write_file_atomic(path, data, len, 0600);
         if (r < 0) {
-                safe_close(fd);
-                unlink(tmp);
                 char hint[512];
                 snprintf(hint, sizeof(hint), "free some space on the file system of %s, or point SMOLVM_HOME "
                          "elsewhere", path);
                 return vm_error(r, r == -ENOSPC ? hint : NULL, "write %s: %s", path, strerror(-r));
         }
-        if (close(fd) < 0 && errno != EINTR) {
-                r = negative_errno();
-                unlink(tmp);
-                return vm_error(r, NULL, "write %s: %s", path, strerror(-r));
-        }
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                unlink(tmp);
-                return vm_error(r, NULL, "rename %s: %s", tmp, strerror(-r));
-        }
         return 0;
+}
+
+bool vm_id_valid(const char *s)
+{
+        if (strlen(s) != SMOLVM_ID_LEN)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
 }
 
 int random_id(char ret[SMOLVM_ID_LEN + 1])
@@ -257,25 +175,8 @@ int random_id(char ret[SMOLVM_ID_LEN + 1])
         return 0;
 }
 
-bool image_name_valid(const char *name)
-{
-        size_t n = name ? strlen(name) : 0;
-        /* No '/' and no leading '.': neither ".." nor a hidden entry can name a
-         * directory outside the store. */
-        if (n == 0 || n > SMOLVM_IMAGE_NAME_MAX || name[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = name[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
-}
-
 int resolve_image(const char *home, const char *name, char **ret_dir)
 {
-        static const char *const files[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
         _cleanup_free_ char *dir = NULL;
         bool is_default = !name || !strcmp(name, "default");
         if (!name)
@@ -307,15 +208,11 @@ int resolve_image(const char *home, const char *name, char **ret_dir)
                                         "image '%s' not found (%s)", name, dir);
                 return vm_error(r, NULL, "image '%s': %s: %s", name, dir, strerror(-r));
         }
-        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-                char p[PATH_MAX + 32];
-                snprintf(p, sizeof(p), "%s/%s", real, files[i]);
-                if (access(p, R_OK) < 0) {
-                        int r = negative_errno();
-                        return vm_error(r, "rebuild it with `smolvm image build`",
-                                        "image '%s' is incomplete: %s: %s", name, p, strerror(-r));
-                }
-        }
+        const char *missing;
+        int r = image_dir_check(real, &missing);
+        if (r < 0)
+                return vm_error(r, "rebuild it with `smolvm image build`", "image '%s' is incomplete: %s/%s: %s", name,
+                                real, missing, strerror(-r));
         char *s = strdup(real);
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");

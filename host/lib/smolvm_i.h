@@ -7,6 +7,9 @@
 #include <stdarg.h>
 #include <sys/types.h>
 
+#include "fileutil.h"
+#include "store.h"
+#include "util.h"
 #include "smolvm/smolvm.h"
 
 #define SMOLVM_ID_LEN 12 /* hex characters */
@@ -94,30 +97,25 @@ void vm_error_save(vm_error_saved *ret);
 void vm_error_restore(const vm_error_saved *e);
 /* Mark the last error as reported by the guest agent. */
 void vm_error_mark_guest(void);
-/* Replace bytes a terminal could interpret (control characters other than \n and
- * \t, DEL) with '?', in place. For anything the guest wrote. */
-void sanitize_text(char *s);
+/* sanitize_text(): common/util.h. */
 
 /* ---- paths.c ---- */
-/* $SMOLVM_HOME or ~/.local/state/smolvm, malloc'd. Returns 0 or negative errno. */
+/* smolvm_home_path() (common/store.h), recording the error. */
 int smolvm_home_dir(char **ret);
-/* $SMOLVM_LIBEXECDIR or the compile-time default. Never NULL. */
-const char *smolvm_libexec_dir(void);
-/* mkdir -p with mode for each missing component. Returns 0 or negative errno. */
-int mkdir_parents(const char *path, mode_t mode);
-/* mkdir -p, then an O_PATH directory fd of path. Components that exist are the
- * caller's and are resolved as usual (symlinks followed); those it creates are
- * opened with O_NOFOLLOW. Returns the fd or a negative errno. */
-int mkdir_p_open(const char *path, mode_t mode);
-/* Remove path recursively without following symlinks. Missing path is fine.
- * Returns 0 or negative errno. */
-int rm_rf(const char *path);
+/* mkdir_p, mkdir_p_open, rm_rf, write_file_atomic: common/fileutil.h. */
 /* A VM dir being removed: vms/VM_TRASH_PREFIX<id> (docs/internals.md). */
 #define VM_TRASH_PREFIX ".removing-"
 /* A VM dir being created: vms/VM_NEW_PREFIX<id>, renamed to vms/<id> once its
  * record is complete (its creator holds its lock until then). A kill leaves
  * only a dir the next sweep removes, never a VM without a record. */
 #define VM_NEW_PREFIX ".creating-"
+/* <vms dir>VM_CREATE_LOCK_SUFFIX ($SMOLVM_HOME/vms.create.lock, beside
+ * vms.lock): creators hold it shared while a staging dir exists; a sweep
+ * removes staging dirs only when it gets it exclusively (no creator is at
+ * work, so every staging dir there was left by a killed one). */
+#define VM_CREATE_LOCK_SUFFIX ".create.lock"
+/* Take that lock shared (blocking). Returns the fd or a negative errno (recorded). */
+int vm_create_lock(const char *vms_dir);
 /* Remove vms_dir/id restartably, with its lock held (the fd survives): rename
  * it to vms_dir/.removing-<id> (from then on no lookup or listing sees the
  * VM), then remove that, its "lock" last. Records the error. */
@@ -126,23 +124,18 @@ int vm_dir_remove(const char *vms_dir, const char *id);
  * only_id's if not NULL) whose lock no live remover holds. Returns 1 when one
  * was removed, 0 when none, or a negative errno (recorded). */
 int vm_trash_sweep(const char *vms_dir, const char *only_id);
-/* Write data to path atomically (temp file + fsync + rename). Records the error. */
-int write_file_atomic(const char *path, const char *data, size_t len);
+/* write_file_atomic(path, data, len, 0600), recording the error. */
+int vm_write_file_atomic(const char *path, const char *data, size_t len);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
-/* Longest image name (as `smolvm image build --name` allows; keys are 64). */
-#define SMOLVM_IMAGE_NAME_MAX 128u
-/* A name in the image store: 1..SMOLVM_IMAGE_NAME_MAX of [A-Za-z0-9._-], not
- * starting with '.'. Pure: unit-tested. */
-bool image_name_valid(const char *name);
+/* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
+bool vm_id_valid(const char *s);
 /* Image directory for a name (see smolvm_config.image: a valid name under
- * home/images, or an absolute path), checked for the files the supervisor
- * needs. Records the error: -EINVAL for an invalid name, naming it and the
- * store. */
+ * home/images, or an absolute path), checked by image_dir_check(). Records
+ * the error: -EINVAL for an invalid name, naming it and the store. */
 int resolve_image(const char *home, const char *name, char **ret_dir);
 
 /* ---- state.c ---- */
-bool vm_id_valid(const char *s);
 bool vm_name_valid(const char *s);
 /* Parse a record's text; errors (SMOLVM_ECORRUPT) name path. Pure: unit-tested. */
 int vm_record_parse(const char *path, const char *text, size_t len, vm_record *ret);

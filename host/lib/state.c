@@ -38,16 +38,6 @@ void vm_record_done(vm_record *rec)
         *rec = (vm_record){ 0 };
 }
 
-bool vm_id_valid(const char *s)
-{
-        if (strlen(s) != SMOLVM_ID_LEN)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 bool vm_name_valid(const char *s)
 {
         size_t n = strlen(s);
@@ -319,7 +309,7 @@ int vm_record_save(const char *dir, const vm_record *rec)
         _cleanup_free_ char *s = vm_record_format(rec);
         if (!s)
                 return vm_error(-EINVAL, NULL, "cannot encode %s (names, paths and env must be UTF-8)", path);
-        return write_file_atomic(path, s, strlen(s));
+        return vm_write_file_atomic(path, s, strlen(s));
 }
 
 /* ---- lock ---- */

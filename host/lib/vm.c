@@ -2,7 +2,6 @@
 /* Creating a VM (directory + record + supervisor config) and opening one by id
  * or name. Starting, stopping and the rest: lifecycle.c. */
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -45,9 +44,9 @@ int vm_write_supervisor_config(smolvm_vm *vm)
 {
         const vm_record *rec = &vm->rec;
         char kernel[4096], initrd[4096], rootfs[4096], path[4096];
-        snprintf(kernel, sizeof(kernel), "%s/vmlinux", rec->image_dir);
-        snprintf(initrd, sizeof(initrd), "%s/initramfs.img", rec->image_dir);
-        snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", rec->image_dir);
+        snprintf(kernel, sizeof(kernel), "%s/" IMAGE_KERNEL, rec->image_dir);
+        snprintf(initrd, sizeof(initrd), "%s/" IMAGE_INITRD, rec->image_dir);
+        snprintf(rootfs, sizeof(rootfs), "%s/" IMAGE_ROOTFS, rec->image_dir);
         snprintf(path, sizeof(path), "%s/" VMDIR_CONFIG, vm->dir);
 
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:b}",
@@ -79,7 +78,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         size_t len = strlen(s);
-        int r = write_file_atomic(path, s, len);
+        int r = vm_write_file_atomic(path, s, len);
         free(s);
         return r;
 }
@@ -163,7 +162,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         vm->ephemeral = cfg->ephemeral;
         vm->cancel_fd = cfg->cancel_fd;
         vm->boot_timeout_ms = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SMOLVM_DEFAULT_BOOT_TIMEOUT_MS;
-        _cleanup_close_ int names_lock = -1, staging_lock = -1;
+        _cleanup_close_ int names_lock = -1, creating = -1;
         _cleanup_free_ char *staging = NULL;
 
         /* Before the image: a bad --mount is the user's to fix first. */
@@ -187,7 +186,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
 
         char vms[4096];
         snprintf(vms, sizeof(vms), "%s/vms", vm->home);
-        r = mkdir_parents(vms, 0700);
+        r = mkdir_p(vms, 0700);
         if (r < 0) {
                 vm_error(r, r == -ENOSPC ? "free some space there, or point SMOLVM_HOME elsewhere" : NULL,
                          "mkdir %s: %s", vms, strerror(-r));
@@ -212,8 +211,14 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         /* The dir is built under a staging name and renamed into place once its
          * record is written: a create killed half-way leaves no VM without a
          * vm.json (invisible to ls, unremovable by rm), only a staging dir the
-         * next sweep removes. Its lock is held meanwhile so no sweep takes it. A
+         * next sweep removes. The create lock is held shared meanwhile so no sweep
+         * takes a staging dir that is still being built. A
          * collision of 48 random bits is unlikely; EEXIST makes it harmless. */
+        creating = vm_create_lock(vms);
+        if (creating < 0) {
+                r = creating;
+                goto fail;
+        }
         for (int attempt = 0;; attempt++) {
                 r = random_id(vm->id);
                 if (r < 0)
@@ -233,13 +238,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                         goto fail;
                 }
         }
-        char lock_path[PATH_MAX];
-        snprintf(lock_path, sizeof(lock_path), "%s/" VMDIR_LOCK, staging);
-        staging_lock = vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
         free(vm->dir);
         vm->dir = strdup(staging);
-        if (staging_lock < 0 || !vm->dir) {
-                r = staging_lock < 0 ? staging_lock : vm_error(-ENOMEM, NULL, "out of memory");
+        if (!vm->dir) {
+                r = vm_error(-ENOMEM, NULL, "out of memory");
                 (void)rm_rf(staging);
                 goto fail;
         }

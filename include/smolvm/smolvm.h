@@ -120,7 +120,10 @@ typedef struct smolvm_mount {
 
 typedef enum smolvm_mount_transport {
         SMOLVM_MOUNT_VIRTIOFS = 0, /* vhost-user-fs device (QEMU), one server process per mount */
-        SMOLVM_MOUNT_VSOCK,        /* FUSE over the agent stream: not available yet */
+        SMOLVM_MOUNT_VSOCK,        /* FUSE over an agent stream: the same sandboxed server
+                                    * process per mount, no virtio-fs device and no shared
+                                    * guest memory (docs/internals.md, "Mounts over FUSE
+                                    * over vsock") */
 } smolvm_mount_transport;
 
 typedef struct smolvm_config {
@@ -160,9 +163,9 @@ SMOLVM_EXPORT void smolvm_config_init(smolvm_config *cfg);
  * yet. A persistent VM (!cfg->ephemeral) outlives the handle and this process:
  * any process can smolvm_open() it; only smolvm_delete() removes it.
  * Returns 0 and *ret_vm (free with smolvm_free()), SMOLVM_EIMAGE (image not built
- * or incomplete), SMOLVM_EEXIST (name taken), SMOLVM_EINVAL (bad config),
- * SMOLVM_ENOTFOUND / -ENOTDIR (a mount's host_path is missing / not a directory;
- * the message names it), -EOPNOTSUPP (mount transport not available), -ENOSPC,
+ * or incomplete), SMOLVM_EEXIST (name taken), SMOLVM_EINVAL (bad config,
+ * an unknown mount_transport included), SMOLVM_ENOTFOUND / -ENOTDIR (a mount's
+ * host_path is missing / not a directory; the message names it), -ENOSPC,
  * -EACCES, ... */
 SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm);
 

@@ -191,5 +191,20 @@ else
         ok "create killed part-way # SKIP no strace with syscall delay injection"
 fi
 
+# 6. Creates at the same time: none takes another's half-built dir for a
+#    leftover (each create sweeps leftovers first).
+for i in 1 2 3 4 5 6 7 8; do
+        ( "$SMOLVM" create --no-start --name "par$i" >/dev/null 2>"$T/par$i.err"; echo $? >"$T/par$i.rc" ) &
+done
+wait
+bad=""
+for i in 1 2 3 4 5 6 7 8; do
+        [ "$(cat "$T/par$i.rc")" = 0 ] || bad="$bad par$i:$(head -c 200 "$T/par$i.err")"
+done
+check "8 concurrent creates all succeed${bad:+ (failed:$bad)}" test -z "$bad"
+n=$("$SMOLVM" ls --json | jq '[.data.vms[] | select(.name | startswith("par"))] | length')
+check "ls shows the 8 ($n)" test "$n" = 8
+for i in 1 2 3 4 5 6 7 8; do "$SMOLVM" rm -f "par$i" >/dev/null 2>&1; done
+
 assert_no_leftovers "state faults"
 finish

@@ -984,6 +984,25 @@ START_TEST(test_unknown_and_misc)
 }
 END_TEST
 
+/* Names for traces come from the same opcode table that serves the requests:
+ * an opcode served has its name, one answered ENOSYS above has "?" unless
+ * the table knows it (POLL: known, not served). */
+START_TEST(test_opcode_names)
+{
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_LOOKUP), "LOOKUP");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_READDIRPLUS), "READDIRPLUS");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_RMDIR), "RMDIR");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_RENAME2), "RENAME2");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_INIT), "INIT");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_NOTIFY_REPLY), "NOTIFY_REPLY");
+        ck_assert_str_eq(smolvm_fs_opcode_name(FUSE_POLL), "POLL");
+        static const uint32_t unknown[] = { 0, 7, 19, FUSE_GETLK, FUSE_IOCTL, FUSE_SETUPMAPPING, 52, 999,
+                                            CUSE_INIT, 0xffffffffu };
+        for (size_t i = 0; i < ARRAY_SIZE(unknown); i++)
+                ck_assert_str_eq(smolvm_fs_opcode_name(unknown[i]), "?");
+}
+END_TEST
+
 /* ---- read-write mode: mutations land, confinement holds ---- */
 
 START_TEST(test_rw_mode)
@@ -1202,6 +1221,7 @@ int main(void)
         tcase_add_test(tc, test_forget_release);
         tcase_add_test(tc, test_noreply_without_buffer);
         tcase_add_test(tc, test_unknown_and_misc);
+        tcase_add_test(tc, test_opcode_names);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("limits");

@@ -575,6 +575,52 @@ START_TEST(test_umount_beneath)
 }
 END_TEST
 
+static int count_image(void *ud, const char *key, const char *names, const smolvm_image_info *info)
+{
+        (void)key, (void)names, (void)info;
+        ++*(int *)ud;
+        return 0;
+}
+
+/* One rule for what an image is (common/store.h), the same as libsmolvm's
+ * resolve_image (tests/unit/test_state.c): the three files a VM boots from.
+ * Debian's bzImage is optional: a directory made by hand may come without. */
+START_TEST(test_image_dir_rule)
+{
+        char home[] = "/tmp/test-image-home-XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(home));
+        char *dir = xasprintf("%s/images/hand", home);
+        ck_assert_int_eq(mkdir_p(dir, 0755), 0);
+        static const char *const boot[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
+        for (size_t i = 0; i < 3; i++) {
+                char *p = path_join(dir, boot[i]);
+                ck_assert_int_eq(write_file_atomic(p, "x", 1, 0644), 0);
+                free(p);
+        }
+        smolvm_image_info info = {0};
+        char *err = NULL;
+        ck_assert_int_eq(smolvm_image_resolve_ex(home, "hand", &info, &err), 0);
+        ck_assert_ptr_null(err);
+        ck_assert_str_eq(info.key, "hand");
+        ck_assert_ptr_null(info.vmlinuz); /* not there: not claimed */
+        ck_assert_ptr_nonnull(strstr(info.rootfs, "/images/hand/rootfs.ext4"));
+        smolvm_image_info_done(&info);
+        /* Listed too (smolvm image ls). */
+        int seen = 0;
+        ck_assert_int_eq(smolvm_image_list(home, count_image, &seen), 0);
+        ck_assert_int_eq(seen, 1);
+        /* Without its rootfs it is not an image. */
+        char *rootfs = path_join(dir, "rootfs.ext4");
+        ck_assert_int_eq(unlink(rootfs), 0);
+        ck_assert_int_eq(smolvm_image_resolve_ex(home, "hand", &info, &err), -ENOENT);
+        ck_assert_ptr_nonnull(err);
+        free(err);
+        free(rootfs);
+        free(dir);
+        ck_assert_int_eq(rm_rf(home), 0);
+}
+END_TEST
+
 START_TEST(test_hash_keys)
 {
         char a[65], b[65];
@@ -609,6 +655,7 @@ int main(void)
         tcase_add_test(tc, test_tail_lines);
         tcase_add_test(tc, test_elf_check);
         tcase_add_test(tc, test_hash_keys);
+        tcase_add_test(tc, test_image_dir_rule);
         tcase_add_test(tc, test_umount_beneath);
         tcase_add_test(tc, test_vmlinux_malformed);
         tcase_set_timeout(tc, 30);

@@ -115,6 +115,50 @@ START_TEST(search_path)
 }
 END_TEST
 
+/* The lookup uses the child's PATH (envp), not the caller's: the image
+ * builder adds /usr/sbin:/sbin to its children's PATH for depmod and mkfs,
+ * which a non-root user's own PATH often lacks. */
+START_TEST(search_path_child_env)
+{
+        char dir[] = "/tmp/smolvm-spawn-path.XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        char prog[sizeof(dir) + 32], path_var[sizeof(dir) + 32];
+        snprintf(prog, sizeof(prog), "%s/smolvm-only-here", dir);
+        int fd = open(prog, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        ck_assert_int_ge(fd, 0);
+        static const char script[] = "#!/bin/sh\necho found \"$0\"\n";
+        ck_assert_int_eq(write(fd, script, sizeof(script) - 1), (ssize_t)(sizeof(script) - 1));
+        ck_assert_int_eq(close(fd), 0);
+        /* An entry that does not exist and a file that is not a directory come
+         * first: the lookup goes on past them, as execvp's does. */
+        snprintf(path_var, sizeof(path_var), "PATH=/nonexistent:/etc/passwd:%s", dir);
+
+        char *argv[] = { (char *)"smolvm-only-here", NULL };
+        char *envp[] = { path_var, NULL };
+        smolvm_spawn_opts o = { .argv = argv, .envp = envp, .search_path = true };
+        char out[256], want[sizeof(dir) + 64];
+        int st = run_out(&o, out, sizeof(out));
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        snprintf(want, sizeof(want), "found %s\n", prog);
+        ck_assert_str_eq(out, want);
+
+        /* The caller's PATH is not searched when envp has one. */
+        char *envp_no[] = { (char *)"PATH=/nonexistent", NULL };
+        char *argv_true[] = { (char *)"true", NULL };
+        pid_t pid;
+        o = (smolvm_spawn_opts){ .argv = argv_true, .envp = envp_no, .search_path = true };
+        ck_assert_int_eq(smolvm_spawn(&o, &pid), -ENOENT);
+        /* A found file without an x bit (not even root runs one): EACCES,
+         * as execvp reports it, not the ENOENT of the entries after it. */
+        ck_assert_int_eq(chmod(prog, 0644), 0);
+        o = (smolvm_spawn_opts){ .argv = argv, .envp = envp, .search_path = true };
+        ck_assert_int_eq(smolvm_spawn(&o, &pid), -EACCES);
+        ck_assert_int_eq(unlink(prog), 0);
+        ck_assert_int_eq(rmdir(dir), 0);
+        assert_no_children();
+}
+END_TEST
+
 /* In a child of the test (fds 3 and 4 may be Check's own): returns the exit
  * code, 0 when the child's fd 3 became what was our fd 4 and the other way
  * round, sources that are each other's targets. */
@@ -360,6 +404,7 @@ int main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, exec_error_through_pipe);
         tcase_add_test(tc, search_path);
+        tcase_add_test(tc, search_path_child_env);
         tcase_add_test(tc, fd_map_swapped);
         tcase_add_test(tc, other_fds_closed);
         tcase_add_test(tc, pgroup);

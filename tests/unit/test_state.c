@@ -280,6 +280,29 @@ START_TEST(test_image_names)
 }
 END_TEST
 
+/* smolvm.h promises smolvm's own wording for every SMOLVM_E* code, whatever
+ * its sign; other codes keep libc's. */
+START_TEST(test_strerror)
+{
+        static const int codes[] = { SMOLVM_ENOTFOUND, SMOLVM_EEXIST, SMOLVM_EINVAL, SMOLVM_ETIMEDOUT,
+                                     SMOLVM_ENOTRUNNING, SMOLVM_EPAUSED, SMOLVM_EALREADY, SMOLVM_EUNREACHABLE,
+                                     SMOLVM_EIMAGE, SMOLVM_EBACKEND, SMOLVM_EBUSY, SMOLVM_ECORRUPT };
+        for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+                const char *s = smolvm_strerror(codes[i]);
+                ck_assert_ptr_nonnull(s);
+                ck_assert_msg(strcmp(s, strerrordesc_np(-codes[i])) != 0, "code %d has libc's wording: %s",
+                              codes[i], s);
+                ck_assert_str_eq(smolvm_strerror(-codes[i]), s);
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_str_ne(smolvm_strerror(codes[j]), s);
+        }
+        ck_assert_str_eq(smolvm_strerror(SMOLVM_ENOTRUNNING), "VM is not running");
+        ck_assert_str_eq(smolvm_strerror(-ENOMEM), strerrordesc_np(ENOMEM));
+        ck_assert_str_eq(smolvm_strerror(-EPROTO), strerrordesc_np(EPROTO));
+        ck_assert_str_eq(smolvm_strerror(-100000), "Unknown error");
+}
+END_TEST
+
 /* The guest's env rules, shared with the host (common/agent_proto.c). */
 START_TEST(test_env_entries)
 {
@@ -354,6 +377,30 @@ static void teardown_tmp(void)
         snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
         ck_assert_int_eq(system(cmd), 0);
 }
+
+/* What makes an image (common/store.h): the files a VM boots from, the same
+ * rule as the image builder's resolver (tests/unit/test_image.c). */
+START_TEST(test_image_dir)
+{
+        char dir[256], p[512];
+        snprintf(dir, sizeof(dir), "%s/img", tmpdir);
+        ck_assert_int_eq(mkdir_p(dir, 0755), 0);
+        static const char *const boot[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
+        for (size_t i = 0; i < 3; i++)
+                touch(dir, boot[i], "x");
+        char *got = NULL;
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), 0); /* no vmlinuz: fine */
+        ck_assert_str_eq(got, dir);
+        free(got);
+        got = NULL;
+        snprintf(p, sizeof(p), "%s/initramfs.img", dir);
+        ck_assert_int_eq(unlink(p), 0);
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), -ENOENT);
+        ck_assert_ptr_null(got);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "incomplete"));
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, p));
+}
+END_TEST
 
 START_TEST(test_load_and_derive)
 {
@@ -487,12 +534,14 @@ static Suite *state_suite(void)
         tcase_add_test(tc, test_mount_guest_paths);
         tcase_add_test(tc, test_image_names);
         tcase_add_test(tc, test_env_entries);
+        tcase_add_test(tc, test_strerror);
         suite_add_tcase(s, tc);
         TCase *fs = tcase_create("dirs");
         tcase_add_checked_fixture(fs, setup_tmp, teardown_tmp);
         tcase_add_test(fs, test_load_and_derive);
         tcase_add_test(fs, test_list);
         tcase_add_test(fs, test_trash);
+        tcase_add_test(fs, test_image_dir);
         suite_add_tcase(s, fs);
         return s;
 }

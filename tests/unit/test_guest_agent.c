@@ -15,7 +15,7 @@
 #include "check_main.h"
 #include "init.h"
 #include "request.h"
-#include "test_harness.h"
+#include "guest_harness.h"
 #include "util.h"
 
 /* ---- request parsing ---- */

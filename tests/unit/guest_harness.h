@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Shared by the guest agent's suites (test-agent.c, test-ops.c): the real
+/* Shared by the guest agent's suites (test_guest_*.c): the real
  * handler (agent_handle_stream) in a forked child behind a socketpair, a client
  * that sends it frames, and one reader that keeps every frame of its answer. */
 #pragma once

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mkdir -p, rm -rf, atomic writes (fileutil.h). */
+#include "fileutil.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Each level holds one directory fd while it is emptied. */
+#define RM_RF_MAX_DEPTH 256u
+
+static int mkdir_p_impl(const char *path, mode_t mode, bool exact)
+{
+        if (!*path)
+                return -ENOENT;
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        _cleanup_close_ int cur = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur < 0)
+                return negative_errno();
+        bool created = false;
+        char *save = NULL;
+        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+                int next = -1;
+                /* What exists is the caller's path: resolved as usual, symlinks included. */
+                if (!created)
+                        next = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (next < 0 && (created || errno == ENOENT)) {
+                        bool made = mkdirat(cur, comp, mode) == 0;
+                        if (!made && errno != EEXIST)
+                                return negative_errno();
+                        /* What we create is ours: never go through a symlink raced into its place. */
+                        created = true;
+                        if (made && exact) {
+                                next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                if (next >= 0 && fchmod(next, mode) < 0) {
+                                        int r = negative_errno();
+                                        safe_close(next);
+                                        return r;
+                                }
+                        } else
+                                next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                }
+                if (next < 0)
+                        return negative_errno();
+                safe_close(cur);
+                cur = next;
+        }
+        return TAKE_FD(cur);
+}
+
+int mkdir_p_open(const char *path, mode_t mode)
+{
+        return mkdir_p_impl(path, mode, false);
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+        int fd = mkdir_p_impl(path, mode, false);
+        safe_close(fd);
+        return fd < 0 ? fd : 0;
+}
+
+int mkdir_p_exact(const char *path, mode_t mode)
+{
+        int fd = mkdir_p_impl(path, mode, true);
+        safe_close(fd);
+        return fd < 0 ? fd : 0;
+}
+
+/* Remove name in parent_fd; in a directory, the entry called last (NULL: none)
+ * goes after all the others. dev: the file system it must stay on (0: the one
+ * name is on, the top level). */
+static int rm_rf_at(int parent_fd, const char *name, const char *last, dev_t dev, unsigned depth)
+{
+        if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
+                return 0;
+        if (errno != EISDIR && errno != EPERM)
+                return negative_errno();
+        if (depth >= RM_RF_MAX_DEPTH)
+                return -ELOOP;
+        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                int r = negative_errno();
+                safe_close(fd);
+                return r;
+        }
+        if (depth > 0 && st.st_dev != dev) {
+                /* A mount point (a killed debootstrap's /proc): its content is not ours. */
+                safe_close(fd);
+                return -EBUSY;
+        }
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = negative_errno();
+                safe_close(fd);
+                return r;
+        }
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || (last && !strcmp(de->d_name, last)))
+                        continue;
+                int k = rm_rf_at(dirfd(d), de->d_name, NULL, st.st_dev, depth + 1);
+                if (k < 0 && r == 0)
+                        r = k;
+        }
+        if (last && r == 0 && unlinkat(dirfd(d), last, 0) < 0 && errno != ENOENT)
+                r = negative_errno();
+        closedir(d);
+        if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+                r = negative_errno();
+        return r;
+}
+
+int rm_rf(const char *path)
+{
+        return rm_rf_at(AT_FDCWD, path, NULL, 0, 0);
+}
+
+int rm_rf_last(const char *path, const char *last)
+{
+        return rm_rf_at(AT_FDCWD, path, last, 0, 0);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+        const char *slash = strrchr(path, '/');
+        const char *base = slash ? slash + 1 : path;
+        if (!*base)
+                return -EISDIR;
+        _cleanup_free_ char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        if (!dir)
+                return -ENOMEM;
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        /* Hidden, short enough for NAME_MAX whatever base is, and one per thread. */
+        char tmp[256];
+        snprintf(tmp, sizeof(tmp), ".%.200s.tmp-%d", base, (int)gettid());
+        (void)unlinkat(dfd, tmp, 0); /* a leftover of a crash with the same id */
+        _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0)
+                return negative_errno();
+        int r = write_all(fd, data, len);
+        if (r == 0 && fchmod(fd, mode) < 0)
+                r = negative_errno();
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        /* Never retried: on EINTR Linux has closed it already. */
+        if (r == 0 && close(TAKE_FD(fd)) < 0 && errno != EINTR)
+                r = negative_errno();
+        if (r == 0 && renameat(dfd, tmp, dfd, base) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void)unlinkat(dfd, tmp, 0);
+                return r;
+        }
+        /* The rename itself reaches the disk with the directory. */
+        (void)fsync(dfd);
+        return 0;
+}

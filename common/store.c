@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* $SMOLVM_HOME, $SMOLVM_LIBEXECDIR and the image directory (store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int smolvm_home_path(char **ret)
+{
+        const char *env = getenv("SMOLVM_HOME");
+        char *s = NULL;
+        if (env && *env) {
+                if (env[0] == '/')
+                        s = strdup(env);
+                else {
+                        char cwd[PATH_MAX];
+                        if (!getcwd(cwd, sizeof(cwd)))
+                                return negative_errno();
+                        if (asprintf(&s, "%s/%s", cwd, env) < 0)
+                                s = NULL;
+                }
+        } else {
+                const char *home = getenv("HOME");
+                if (!home || !*home) {
+                        struct passwd *pw = getpwuid(getuid());
+                        home = pw ? pw->pw_dir : NULL;
+                }
+                if (!home)
+                        return -ENOENT;
+                if (asprintf(&s, "%s/.local/state/smolvm", home) < 0)
+                        s = NULL;
+        }
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+const char *smolvm_libexec_dir(void)
+{
+        const char *env = getenv("SMOLVM_LIBEXECDIR");
+        return env && *env ? env : SMOLVM_LIBEXECDIR;
+}
+
+bool image_name_valid(const char *name)
+{
+        size_t n = name ? strlen(name) : 0;
+        if (n == 0 || n > SMOLVM_IMAGE_NAME_MAX || name[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+int image_dir_check(const char *dir, const char **ret_missing)
+{
+        static const char *const need[] = { IMAGE_KERNEL, IMAGE_INITRD, IMAGE_ROOTFS };
+        for (size_t i = 0; i < ARRAY_SIZE(need); i++) {
+                char p[PATH_MAX];
+                int r = 0;
+                if (snprintf(p, sizeof(p), "%s/%s", dir, need[i]) >= (int)sizeof(p))
+                        r = -ENAMETOOLONG;
+                else if (access(p, R_OK) < 0)
+                        r = negative_errno();
+                if (r < 0) {
+                        *ret_missing = need[i];
+                        return r;
+                }
+        }
+        return 0;
+}
