@@ -122,6 +122,26 @@ def _compile(out_dir: Path) -> Path:
     return target
 
 
+def _source_paths() -> List[str]:
+    """Every file a build reads, relative to python/ (an sdist holds them)."""
+    paths = ["pyproject.toml", "build_backend/smolvm_build.py", *(f"{PACKAGE}/{f}" for f in PACKAGE_FILES)]
+    return paths + sorted(str(x.relative_to(HERE)) for x in (HERE / "src").iterdir() if x.suffix in (".c", ".h"))
+
+
+def source_id() -> str:
+    """What an install is built from: this backend, the package's files and
+    sources, and the libsmolvm pkg-config finds (version and flags). The wheel
+    carries it as ``smolvm._build.SOURCE_ID``, so scripts/install-python.sh
+    rebuilds only what changed."""
+    h = hashlib.sha256()
+    for rel in _source_paths():
+        data = (HERE / rel).read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode() + data)
+    for args in (("--modversion",), ("--cflags", "--libs")):
+        h.update(" ".join(_pkg_config(*args)).encode() + b"\0")
+    return h.hexdigest()
+
+
 def _record_line(arcname: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"{arcname},sha256={digest},{len(data)}"
@@ -167,6 +187,8 @@ def build_wheel(wheel_directory: str, config_settings: Optional[dict] = None,
         for f in PACKAGE_FILES:
             entries.append((f"{PACKAGE}/{f}", (HERE / PACKAGE / f).read_bytes()))
         entries.append((f"{PACKAGE}/{ext.name}", ext.read_bytes()))
+        build_py = f'"""Written by smolvm_build."""\nSOURCE_ID = "{source_id()}"\n'
+        entries.append((f"{PACKAGE}/_build.py", build_py.encode()))
         for name, data in _write_dist_info(Path(tmp) / dist_info).items():
             entries.append((f"{dist_info}/{name}", data))
         record = [_record_line(a, d) for a, d in entries] + [f"{dist_info}/RECORD,,"]
@@ -185,9 +207,7 @@ def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) ->
     p = _project()
     base = f"{p['name']}-{p['version']}"
     os.makedirs(sdist_directory, exist_ok=True)
-    paths = ["pyproject.toml", "build_backend/smolvm_build.py"]
-    paths += [f"{PACKAGE}/{f}" for f in PACKAGE_FILES]
-    paths += sorted(str(x.relative_to(HERE)) for x in (HERE / "src").iterdir() if x.suffix in (".c", ".h"))
+    paths = _source_paths()
     with tempfile.TemporaryDirectory() as tmp:
         pkg_info = Path(tmp) / "PKG-INFO"
         pkg_info.write_text(_metadata())
@@ -199,9 +219,13 @@ def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) ->
 
 
 if __name__ == "__main__":
-    # python3 build_backend/smolvm_build.py DIR: build a wheel into DIR (no pip).
+    # python3 build_backend/smolvm_build.py DIR: build a wheel into DIR (no pip);
+    # --source-id: print what an install of the tree as it is now would carry.
     try:
-        print(build_wheel(sys.argv[1] if len(sys.argv) > 1 else "."))
+        if sys.argv[1:2] == ["--source-id"]:
+            print(source_id())
+        else:
+            print(build_wheel(sys.argv[1] if len(sys.argv) > 1 else "."))
     except BuildError as e:
         print(f"smolvm_build: {e}", file=sys.stderr)
         sys.exit(1)

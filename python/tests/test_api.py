@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The API without booting: arguments, errors and their types, handles."""
+import concurrent.futures
 import errno
 import os
 import pydoc
@@ -131,6 +132,18 @@ class TestAPI(unittest.TestCase):
                     call()
         finally:
             vm.delete()
+
+    def test_concurrent_creates(self) -> None:
+        # Many threads creating (and deleting) VMs at once: each create sweeps
+        # interrupted creations, and must never take another's for one.
+        def one(i: int) -> str:
+            vm = SmolVM(vm_id=f"c{i}" if i % 2 else None)
+            vm.delete()
+            return vm.id
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            ids = list(pool.map(one, range(200)))
+        self.assertEqual(len(set(ids)), 200)
 
     def test_command_result(self) -> None:
         r = CommandResult(0, "  hi\n", "")
