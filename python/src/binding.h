@@ -94,6 +94,9 @@ extern PyMethodDef binding_vm_functions[]; /* module-level create(), open(), lis
  * the library handle, or NULL with an exception set when it is closed. */
 smolvm_vm *vm_enter(vm_object *self);
 void vm_leave(vm_object *self);
+/* call_run(c) on the handle vm_enter() gave, then vm_leave(). Returns 0, or -1
+ * with an exception set (the call was interrupted, or the library's error). */
+int vm_call(vm_object *self, call *c);
 
 /* The handle's methods on the guest (ops.c); vm.c's method table lists them. */
 PyObject *vm_run(vm_object *self, PyObject *args, PyObject *kwargs);

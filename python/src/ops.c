@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The VM handle's guest operations: run a command, files, environment. Each is
- * one libsmolvm call through call_run() (vm.c has the lifecycle). */
+ * one libsmolvm call through vm_call() (vm.c has the lifecycle). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,14 +95,8 @@ PyObject *vm_run(vm_object *self, PyObject *args, PyObject *kwargs)
         if (exec_args_parse(args, kwargs, &a.args) < 0 || !(a.vm = vm_enter(self)))
                 goto out;
         call c = { .fn = run_fn, .arg = &a, .cancellable = true };
-        int r = call_run(&c);
-        vm_leave(self);
-        if (r < 0)
+        if (vm_call(self, &c) < 0)
                 goto out;
-        if (c.rc < 0) {
-                lib_err_raise(&c.err);
-                goto out;
-        }
         const smolvm_exec_status *st = &a.res.status;
         ret = Py_BuildValue("(iiOKy#y#OO)", st->exit_code, st->signal, st->timed_out ? Py_True : Py_False,
                             (unsigned long long)st->duration_ms, a.res.stdout_data, (Py_ssize_t)a.res.stdout_len,
@@ -183,12 +177,7 @@ static int io_run(vm_object *self, io_call *a)
         if (!(a->vm = vm_enter(self)))
                 return -1;
         call c = { .fn = io_fn, .arg = a, .cancellable = a->op == IO_DOWNLOAD };
-        int r = call_run(&c);
-        vm_leave(self);
-        if (r == 0 && c.rc < 0) {
-                lib_err_raise(&c.err);
-                r = -1;
-        }
+        int r = vm_call(self, &c);
         if (r < 0)
                 io_out_free(a);
         return r;

@@ -70,6 +70,17 @@ void vm_leave(vm_object *self)
         smolvm_free(vm);
 }
 
+int vm_call(vm_object *self, call *c)
+{
+        int r = call_run(c);
+        vm_leave(self);
+        if (r == 0 && c->rc < 0) {
+                lib_err_raise(&c->err);
+                r = -1;
+        }
+        return r;
+}
+
 static void vm_dealloc(vm_object *self)
 {
         /* Calls in flight hold a reference: nothing is busy here. */
@@ -283,12 +294,8 @@ static PyObject *lifecycle(vm_object *self, enum lifecycle_op op)
         if (!a.vm)
                 return NULL;
         call c = { .fn = lifecycle_fn, .arg = &a, .cancellable = op == OP_START };
-        int r = call_run(&c);
-        vm_leave(self);
-        if (r < 0)
+        if (vm_call(self, &c) < 0)
                 return NULL;
-        if (c.rc < 0)
-                return lib_err_raise(&c.err);
         Py_RETURN_NONE;
 }
 
@@ -350,12 +357,8 @@ static PyObject *vm_status(vm_object *self, PyObject *unused)
         if (!a.vm)
                 return NULL;
         call c = { .fn = status_fn, .arg = &a };
-        int r = call_run(&c);
-        vm_leave(self);
-        if (r < 0)
+        if (vm_call(self, &c) < 0)
                 return NULL;
-        if (c.rc < 0)
-                return lib_err_raise(&c.err);
         const smolvm_status_info *s = &a.st;
         PyObject *boot;
         if (s->have_boot)
