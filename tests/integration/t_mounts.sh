@@ -67,7 +67,7 @@ check_host_unchanged
 # ---- a file changed on the host while the guest reads it ----
 "$SMOLVM" exec m1 -- python3 -c '
 import time
-seen, end = None, time.time() + 30
+seen, end = None, time.time() + 120
 while time.time() < end:
     try:
         v = open("/workspace/changing.txt").read()
@@ -81,7 +81,9 @@ while time.time() < end:
     time.sleep(0.2)
 ' >"$T/changing.txt" 2>&1 &
 reader=$!
-sleep 3
+# Replace the file only once the guest has read the first version (a loaded
+# machine may take seconds to start python in the guest).
+wait_for "grep -q '^SAW' '$T/changing.txt'" 100
 printf 'v2-is-longer\n' >"$TREE/changing.txt.tmp" && mv "$TREE/changing.txt.tmp" "$TREE/changing.txt"
 wait "$reader"; rc=$?
 check "guest reader exits 0 while the host replaces the file (rc $rc)" test "$rc" -eq 0
