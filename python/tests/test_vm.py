@@ -185,10 +185,14 @@ class TestThreads(SharedVM):
     def test_close_while_a_call_runs(self) -> None:
         h = SmolVM.from_id(self.vm.id)
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            f = pool.submit(h.run, "sleep 2; echo finished")
-            self.assertTrue(wait_until(lambda: guest_pids(self.vm, "sleep") != [], 30))
+            # Events, not durations: the command runs until we let it end.
+            f = pool.submit(h.run, "touch /tmp/close-started; while [ ! -e /tmp/close-go ]; do sleep 0.1; done; "
+                            "echo finished")
+            self.assertTrue(wait_until(lambda: self.vm.run("test -e /tmp/close-started").ok, 120))
             h.close()  # returns at once; the handle is freed when the run ends
-            self.assertEqual(f.result(timeout=60).stdout, "finished\n")
+            self.assertFalse(f.done())
+            self.vm.run("touch /tmp/close-go")
+            self.assertEqual(f.result(timeout=120).stdout, "finished\n")
         with self.assertRaises(SmolVMError):
             h.run("true")
         self.assertEqual(self.vm.status, VMState.RUNNING)  # close never stops the VM
