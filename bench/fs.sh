@@ -24,7 +24,12 @@
 #            packages it (golang-1.19-src, ~11,700 files; apt-get download, cached,
 #            committed into a fresh git repository on the host)
 #   grep     grep -r over that repository
+#   ra128    not a peer: ours with the guest's readahead window put back to the
+#            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
+#            measure that change in the same run
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
+# BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
+# the fixed table then gives way to one line per backend).
 # Prints the median and the minimum of RUNS per cell and the ratios (peer time / our
 # time: > 1 means ours is faster).
 #
@@ -34,28 +39,17 @@
 set -euo pipefail
 runs=${1:-3}
 files=${FILES:-20000}
-here=$(cd "$(dirname "$0")/.." && pwd)
-build=${SMOLVM_BUILD_DIR:-$here/build}
-smolvm="$build/host/smolvm"
+. "$(dirname "$0")/lib.sh"
+bench_env fs
 qemu_virtiofsd=${QEMU_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-fs.XXXXXX)
-cleanup() {
-        local pids
-        pids=$(pgrep -f -- "$work/" || true)
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-        rm -rf "$work"
-}
-trap cleanup EXIT
-export SMOLVM_HOME="$work/home"
-mkdir -p "$SMOLVM_HOME"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
-export SMOLVM_LIBEXECDIR="$work/libexec"
-mkdir -p "$SMOLVM_LIBEXECDIR"
-for b in host/supervisor/smolvm-supervisor guest-init/smolvm-init fs/smolvm-virtiofsd; do
-        ln -s "$build/$b" "$SMOLVM_LIBEXECDIR/"
-done
-log() { echo "fs.sh: $*" >&2; }
+
+read -r -a backends <<<"${BACKENDS:-ours vsock qemu 9p}"
+read -r -a workloads <<<"${WORKLOADS:-seq rand stat git grep}"
+read -r -a backends <<<"ours $(printf '%s\n' "${backends[@]}" | grep -vx ours | tr '\n' ' ')"
+full=false
+[ "${backends[*]}" = "ours vsock qemu 9p" ] && [ "${workloads[*]}" = "seq rand stat git grep" ] && full=true
+needs_repo=false
+case " ${workloads[*]} " in *" stat "* | *" git "* | *" grep "*) needs_repo=true ;; esac
 
 # ---- the share ----
 share="$work/share"
@@ -72,6 +66,7 @@ for d in range(int(sys.argv[2]) // 100):
         with open(os.path.join(p, "f%03d.txt" % f), "w") as fh:
             fh.write("file %d/%d\n" % (d, f))
 EOF
+if $needs_repo; then
 cache="$real_home/cache/bench"
 mkdir -p "$cache"
 if ! ls "$cache"/golang-1.19-src_*.deb >/dev/null 2>&1; then
@@ -85,6 +80,7 @@ mv "$work/src/usr/share/go-1.19" "$share/repo"
 git -C "$share/repo" init -q
 git -C "$share/repo" add -A
 git -C "$share/repo" -c user.name=bench -c user.email=bench@localhost commit -qm import
+fi
 log "share: $(du -sh "$share" | cut -f1), $(find "$share" | wc -l) entries"
 
 # ---- 9p: modules from the image's kernel package, and a QEMU wrapper ----
@@ -144,8 +140,6 @@ if libc.syscall(313, fd, b"", 0) != 0 and ctypes.get_errno() != errno.EEXIST:
 # All VMs run at once and the workloads interleave (each round runs every backend),
 # so drift in the host's load (a shared machine) hits all of them alike.
 declare -A times
-backends=(ours vsock qemu 9p)
-workloads=(seq rand stat git grep)
 for be in "${backends[@]}"; do
         log "booting the $be VM"
         case $be in
@@ -153,15 +147,19 @@ for be in "${backends[@]}"; do
         vsock) "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock --mount "$share:/share" >/dev/null ;;
         qemu) SMOLVM_VIRTIOFSD="$qemu_virtiofsd" "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         9p) SMOLVM_QEMU="$work/qemu-9p" "$smolvm" create --name "b-$be" --mem 1024 >/dev/null && load_9p "b-$be" ;;
+        ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
+                "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac
         "$smolvm" cp "$work/guest.sh" "b-$be:/root/bench.sh" >/dev/null
         "$smolvm" exec "b-$be" -- sh -c 'grep " /share " /proc/mounts' >&2
 done
+if $needs_repo; then
 log "booting the local VM: the tree and the repository copied into its tmpfs (the floor)"
 "$smolvm" create --name b-local --mem 1024 --mount "$share:/share" >/dev/null
 "$smolvm" cp "$work/guest.sh" "b-local:/root/bench.sh" >/dev/null
 "$smolvm" exec b-local -- sh -c 'mkdir -p /tmp/local && cp -a /share/tree /share/repo /tmp/local/ &&
         git -c safe.directory="*" -C /tmp/local/repo status --porcelain >/dev/null && umount /share'
+fi
 for w in "${workloads[@]}"; do
         for r in $(seq "$runs"); do
                 for be in "${backends[@]}"; do
@@ -178,12 +176,15 @@ for w in "${workloads[@]}"; do
                                 { log "local $w failed: $(head -3 "$work/err" | tr '\n' ' ')"; t=fail; } ;;
                 esac
                 times[local,$w]="${times[local,$w]:-} $t"
-                log "$w round $r: ours${times[ours,$w]##* } vsock${times[vsock,$w]##* }" \
-                        "qemu${times[qemu,$w]##* } 9p${times[9p,$w]##* } local${times[local,$w]##* } ms"
+                line=
+                for be in "${backends[@]}" local; do
+                        line+=" $be${times[$be,$w]##* }"
+                done
+                log "$w round $r:$line ms"
         done
 done
 for be in "${backends[@]}" local; do
-        "$smolvm" rm -f "b-$be" >/dev/null
+        "$smolvm" rm -f "b-$be" >/dev/null 2>&1 || true
 done
 
 stat_of() { # which(median|min) "t1 t2 ...": "fail" if any run failed
@@ -202,6 +203,22 @@ ratio() {
         *) awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }' ;;
         esac
 }
+if ! $full; then
+        for which in median min; do
+                echo
+                echo "$which of $runs runs (ms), and peer time / ours"
+                for w in "${workloads[@]}"; do
+                        o=$(stat_of $which "${times[ours,$w]}")
+                        line="$w: ours $o"
+                        for be in "${backends[@]:1}" local; do
+                                t=$(stat_of $which "${times[$be,$w]}")
+                                line+=", $be $t ($(ratio "$t" "$o"))"
+                        done
+                        echo "$line"
+                done
+        done
+        exit 0
+fi
 for which in median min; do
         printf '\n%s of %s runs (ms)\n%-6s %8s %8s %10s %8s %8s %11s %15s %8s\n' "$which" "$runs" workload ours \
                 vsock virtiofsd 9p local vsock/ours virtiofsd/ours 9p/ours

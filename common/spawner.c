@@ -7,8 +7,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,4 +218,27 @@ int smolvm_spawn(const smolvm_spawn_opts *o, pid_t *ret_pid)
         }
         *ret_pid = child_pid;
         return 0;
+}
+
+char *smolvm_find_program(const char *name)
+{
+        if (strchr(name, '/'))
+                return access(name, X_OK) == 0 ? strdup(name) : NULL;
+        const char *path = getenv("PATH");
+        char *dirs = NULL;
+        if (asprintf(&dirs, "%s:" SMOLVM_SBIN_PATH, path && *path ? path : "/usr/bin:/bin") < 0)
+                return NULL;
+        char *save = NULL, *found = NULL;
+        for (char *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+                char *p = NULL;
+                struct stat st;
+                if (asprintf(&p, "%s/%s", d, name) < 0)
+                        break;
+                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
+                        found = p;
+                else
+                        free(p);
+        }
+        free(dirs);
+        return found;
 }

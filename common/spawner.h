@@ -55,3 +55,15 @@ typedef struct smolvm_spawn_opts {
  * (-ENOENT: no such program, -EACCES, a chdir failure, ...). Only
  * async-signal-safe calls run in the child: callable from threaded programs. */
 int smolvm_spawn(const smolvm_spawn_opts *o, pid_t *ret_pid);
+
+/* Where the tools in /sbin live (depmod, mkfs.ext4, debootstrap): a user's
+ * PATH often lacks them, so the image builder appends them to its children's
+ * PATH and smolvm_find_program() searches them too. */
+#define SMOLVM_SBIN_PATH "/usr/local/sbin:/usr/sbin:/sbin"
+
+/* Absolute path of the executable name, searched in the caller's PATH
+ * ("/usr/bin:/bin" without one), then SMOLVM_SBIN_PATH; a name with a '/' is
+ * taken as it is. malloc'd, or NULL when there is none (or on ENOMEM). For
+ * checks that name a missing tool before it is needed (doctor, the image
+ * builder's preflight); smolvm_spawn() does its own lookup. */
+char *smolvm_find_program(const char *name);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Where smolvm keeps things on the host, spelled once for libsmolvm, the image
  * builder and smolvm-supervisor (docs/internals.md, "Paths"): $SMOLVM_HOME,
- * $SMOLVM_LIBEXECDIR, and what an image directory holds. Host-only common code
- * (the smolvm-host-common library); the VM directory's names are vmdir.h's. */
+ * $SMOLVM_LIBEXECDIR, what an image directory holds, and the system image
+ * store. Host-only common code (the smolvm-host-common library); the VM
+ * directory's names are vmdir.h's. */
 #pragma once
 
 #include <stdbool.h>
@@ -35,3 +36,28 @@ bool image_name_valid(const char *name);
  * IMAGE_ROOTFS readable. Returns 0, or the negative errno of the first one
  * that is not, its name in *ret_missing. */
 int image_dir_check(const char *dir, const char **ret_missing);
+
+/* The system image store (docs/internals.md, "Paths"): images and layer caches
+ * laid out as in $SMOLVM_HOME (images/, cache/; no vms/), built by root
+ * (`smolvm image build --system`, scripts/setup.sh), readable by every user,
+ * writable by none. $SMOLVM_SYSTEM_STORE when set and not empty (tests,
+ * packagers), else the compile-time SMOLVM_SYSTEM_STORE (/var/lib/smolvm).
+ * Never NULL. */
+const char *smolvm_system_store(void);
+
+/* Where an image was found: a name is looked up in the user's own store
+ * ($SMOLVM_HOME/images) first, then in the system store's. */
+typedef enum image_store {
+        IMAGE_STORE_USER = 0,
+        IMAGE_STORE_SYSTEM,
+} image_store;
+
+/* The entry called name (a valid image name: image_name_valid) in
+ * home/images, else in the system store's images (skipped when it is the same
+ * directory): the first that exists (stat: a dangling link counts as
+ * missing). Returns 0 with *ret_path (malloc'd, home/images/NAME or
+ * SYSTEM/images/NAME, not resolved) and *ret_store; -ENOENT when neither store
+ * has it; -ENOMEM; or the negative errno of an entry that could not be looked
+ * at (e.g. -EACCES: a system store closed to this user), with *ret_path and
+ * *ret_store naming that entry all the same, for the message. */
+int image_store_entry(const char *home, const char *name, char **ret_path, image_store *ret_store);

@@ -58,7 +58,11 @@ static ssize_t op_init(smolvm_fs *fs, fs_req *r)
         out.major = FUSE_KERNEL_VERSION;
         out.minor = fs->proto_minor;
         out.flags = in.flags & want;
-        out.max_readahead = in.max_readahead;
+        /* The kernel keeps the smaller of its window and ours, so ours never
+         * shrinks it: at least what one READ may carry. The guest raises the
+         * window itself (smolvm-init, mounts.c: the bdi's read_ahead_kb), and a
+         * window set before this reply arrives then stays. */
+        out.max_readahead = MAX(in.max_readahead, fs->max_write);
         out.max_background = 64;
         out.congestion_threshold = 48;
         out.max_write = fs->max_write;

@@ -158,6 +158,10 @@ static void setup_new_root(void)
         link_if_missing("/proc/self/fd/1", "/dev/stdout");
         link_if_missing("/proc/self/fd/2", "/dev/stderr");
         (void)mkdir_p("/root", 0700);
+        /* The default directory of `smolvm workspace persist/hydrate` (the Agents
+         * SDK's workspace): on the root disk, so it lasts as the VM does; a share
+         * mounted there later covers it. */
+        (void)mkdir_p("/workspace", 0755);
 
         if (sethostname(HOSTNAME, strlen(HOSTNAME)) < 0)
                 init_log("sethostname: %m");

@@ -36,6 +36,7 @@ void smolvm_image_info_done(smolvm_image_info *info)
 static void ctx_done(ib_ctx *c)
 {
         free(c->home);
+        free(c->shared);
         free(c->cache);
         free(c->tmp);
         free(c->err.msg);
@@ -72,25 +73,65 @@ static int clean_tmp(const char *dir)
         return 0;
 }
 
-static int setup_dirs(ib_ctx *c, const char *home_opt)
+/* The store this build writes: opts->home, the system store (opts->system) or
+ * $SMOLVM_HOME; and the system store's cache to read layers from, when that
+ * is another store. */
+static int setup_dirs(ib_ctx *c, const smolvm_image_build_opts *opts)
 {
-        _cleanup_free_ char *home = home_opt ? strdup(home_opt) : smolvm_image_home();
+        _cleanup_free_ char *home = opts->home     ? strdup(opts->home)
+                                    : opts->system ? strdup(smolvm_system_store())
+                                                   : smolvm_image_home();
         if (!home)
                 return ib_errf(&c->err, -ENOENT, "cannot find the state dir: set SMOLVM_HOME or HOME");
         int r;
-        static const char *const sub[] = {"cache/kernel", "cache/initramfs", "cache/rootfs", "cache/tmp", "images"};
+        static const char *const sub[] = {"", "cache", "cache/kernel", "cache/initramfs", "cache/rootfs",
+                                          "cache/tmp", "images"};
         for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
-                _cleanup_free_ char *p = path_join(home, sub[i]);
+                _cleanup_free_ char *p = sub[i][0] ? path_join(home, sub[i]) : strdup(home);
                 if (!p)
                         return -ENOMEM;
-                if ((r = mkdir_p(p, 0755)) < 0)
+                r = mkdir_p(p, 0755);
+                /* Every user reads the system store: whatever umask made it before. */
+                if (r == 0 && opts->system && chmod(p, 0755) < 0)
+                        r = negative_errno();
+                if (r < 0 && opts->system && (r == -EACCES || r == -EPERM || r == -EROFS))
+                        return ib_errf(&c->err, r, "image: the system store %s is not yours to write (%s): "
+                                       "build it as root, `sudo smolvm image build --system`", home, strerror(-r));
+                if (r < 0)
                         return ib_errf(&c->err, r, "mkdir %s: %m", p);
         }
         if (!(c->home = realpath(home, NULL)))
                 return ib_errf(&c->err, negative_errno(), "realpath %s: %m", home);
         if (!(c->cache = path_join(c->home, "cache")) || !(c->tmp = path_join(c->cache, "tmp")))
                 return -ENOMEM;
+        _cleanup_free_ char *shared = opts->system ? NULL : path_join(smolvm_system_store(), "cache");
+        c->shared = shared ? realpath(shared, NULL) : NULL;
+        if (c->shared && strcmp(c->shared, c->cache) == 0) {
+                free(c->shared);
+                c->shared = NULL;
+        }
         return 0;
+}
+
+char *ib_cache_lookup(ib_ctx *c, const char *rel, bool *ret_shared)
+{
+        const char *roots[] = {c->cache, c->shared};
+        for (size_t i = 0; i < ARRAY_SIZE(roots); i++) {
+                if (!roots[i])
+                        continue;
+                char *p = path_join(roots[i], rel);
+                if (!p) {
+                        errno = ENOMEM;
+                        return NULL;
+                }
+                if (access(p, R_OK) == 0) {
+                        *ret_shared = i == 1;
+                        return p;
+                }
+                free(p);
+        }
+        errno = ENOENT;
+        return NULL;
 }
 
 static int take_lock(ib_ctx *c, int *ret_fd)
@@ -278,6 +319,8 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
         _cleanup_close_ int lock_fd = -1;
         smolvm_image_info info = {0};
         const char *suite = opts->suite ? opts->suite : "bookworm";
+        mode_t old_umask = 0;
+        bool umask_set = false;
         int r;
 
         /* Inputs first: a typo should fail before any download. */
@@ -345,14 +388,27 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
                         goto out;
         }
 
-        if ((r = setup_dirs(&c, opts->home)) < 0 || (r = take_lock(&c, &lock_fd)) < 0)
+        /* Built for every user: readable by all, whatever the caller's umask (its
+         * children, tar and mkfs among them, inherit this one). Process-wide: the
+         * caller is the CLI, one thread. */
+        if (opts->system) {
+                old_umask = umask(022);
+                umask_set = true;
+        }
+        r = setup_dirs(&c, opts);
+        if (r == 0 && opts->system && access(c.home, W_OK) < 0)
+                r = ib_errf(&c.err, negative_errno(), "image: the system store %s is not yours to write (%m): build "
+                            "it as root, `sudo smolvm image build --system`", c.home);
+        if (r == 0)
+                r = take_lock(&c, &lock_fd);
+        if (r < 0)
                 goto out;
         /* Under the lock nobody else is building: whatever is in tmp is from a dead build. */
         (void)clean_tmp(c.tmp);
 
         ib_rootfs_opts ro = {.suite = suite, .mirror = mirror, .from_rootfs = opts->from_rootfs,
                              .packages = &packages, .size_mib = opts->rootfs_size_mib};
-        if ((r = ib_kernel_step(&c, &k)) < 0 ||
+        if ((r = ib_rootfs_preflight(&c, &ro)) < 0 || (r = ib_kernel_step(&c, &k)) < 0 ||
             (r = ib_initramfs_step(&c, &k, init, opts->extra_modules, &ini)) < 0 ||
             (r = ib_rootfs_step(&c, &ro, &rf)) < 0)
                 goto out;
@@ -368,6 +424,8 @@ int smolvm_image_build(const smolvm_image_build_opts *opts, smolvm_image_progres
         info = (smolvm_image_info){0};
         r = 0;
 out:
+        if (umask_set)
+                umask(old_umask);
         if (r < 0 && ret_error) {
                 if (c.err.msg)
                         *ret_error = TAKE_PTR(c.err.msg);
@@ -387,13 +445,26 @@ int smolvm_image_resolve_ex(const char *home_opt, const char *name, smolvm_image
 {
         _cleanup_free_ char *home = home_opt ? strdup(home_opt) : smolvm_image_home();
         _cleanup_free_ char *dir = NULL, *real = NULL;
+        image_store store = IMAGE_STORE_USER;
         if (!home)
                 return -ENOMEM;
         if (!name)
                 name = "default";
-        dir = strchr(name, '/') ? strdup(name) : xasprintf("%s/images/%s", home, name);
-        if (!dir)
+        int r = 0;
+        if (strchr(name, '/'))
+                dir = strdup(name);
+        else if ((r = image_store_entry(home, name, &dir, &store)) == -ENOENT)
+                dir = xasprintf("%s/images/%s", home, name);
+        if (!dir || r == -ENOMEM)
                 return -ENOMEM;
+        if (r < 0) {
+                if (ret_error)
+                        *ret_error = xasprintf("image '%s': %s: %s%s", name, dir, strerror(-r),
+                                               store == IMAGE_STORE_SYSTEM ? " (as root: chmod -R a+rX the system "
+                                                                             "store, it is for every user)"
+                                                                           : "");
+                return r;
+        }
         real = realpath(dir, NULL);
         const char *missing;
         if (real && image_dir_check(real, &missing) < 0) {
@@ -403,13 +474,19 @@ int smolvm_image_resolve_ex(const char *home_opt, const char *name, smolvm_image
         if (!real) {
                 if (ret_error)
                         *ret_error = strcmp(name, "default") == 0
-                                             ? xasprintf("image 'default' is not built (no %s); run: smolvm image build", dir)
+                                             ? xasprintf("image 'default' is not built (not in %s, nor in the system "
+                                                         "store %s/images); as root, `smolvm image build --system` "
+                                                         "builds it for every user, `smolvm image build` your own",
+                                                         dir, smolvm_system_store())
                                              : xasprintf("image '%s' is not built (no %s); run: smolvm image build --name %s",
                                                          name, dir, name);
                 return -ENOENT;
         }
         const char *key = strrchr(real, '/') + 1;
-        return fill_info(real, key, ret);
+        r = fill_info(real, key, ret);
+        if (r == 0)
+                ret->system = store == IMAGE_STORE_SYSTEM;
+        return r;
 }
 
 int smolvm_image_resolve(const char *home, const char *name, smolvm_image_info *ret)
@@ -423,12 +500,9 @@ static const char *base_name_of(const char *p)
         return s ? s + 1 : p;
 }
 
-int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
+/* The images of one store's images/ dir, sorted by key. */
+static int list_store(const char *images, bool system, smolvm_image_list_fn fn, void *ud)
 {
-        _cleanup_free_ char *home = home_opt ? strdup(home_opt) : smolvm_image_home();
-        _cleanup_free_ char *images = home ? path_join(home, "images") : NULL;
-        if (!images)
-                return -ENOMEM;
         DIR *d = opendir(images);
         if (!d)
                 return errno == ENOENT ? 0 : negative_errno();
@@ -473,8 +547,9 @@ int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
                 _cleanup_free_ char *joined = r == 0 && names.n ? strjoin_sep(&names, ",") : NULL;
                 strv_done(&names);
                 smolvm_image_info info = {0};
-                if (r < 0 || smolvm_image_resolve(home, p, &info) < 0)
+                if (r < 0 || smolvm_image_resolve(NULL, p, &info) < 0)
                         continue; /* half-removed or foreign dir */
+                info.system = system;
                 r = fn(ud, dirs.v[i], joined, &info);
                 smolvm_image_info_done(&info);
         }
@@ -482,4 +557,23 @@ int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
         strv_done(&link_names);
         strv_done(&link_keys);
         return r;
+}
+
+int smolvm_image_list(const char *home_opt, smolvm_image_list_fn fn, void *ud)
+{
+        _cleanup_free_ char *home = home_opt ? strdup(home_opt) : smolvm_image_home();
+        _cleanup_free_ char *images = home ? path_join(home, "images") : NULL;
+        _cleanup_free_ char *sys = path_join(smolvm_system_store(), "images");
+        if (!images || !sys)
+                return -ENOMEM;
+        int r = list_store(images, false, fn, ud);
+        if (r != 0)
+                return r;
+        /* The system store after the user's, unless they are one (root building it). */
+        _cleanup_free_ char *real_home = realpath(images, NULL), *real_sys = realpath(sys, NULL);
+        if (real_home && real_sys && strcmp(real_home, real_sys) == 0)
+                return 0;
+        r = list_store(sys, true, fn, ud);
+        /* A system store closed to this user is doctor's to report, not a reason to list nothing. */
+        return r == -EACCES ? 0 : r;
 }

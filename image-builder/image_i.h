@@ -167,25 +167,35 @@ int elf_check_static(const void *buf, size_t len, const char *path, ib_err *err)
 /* ---- build steps ---- */
 typedef struct ib_ctx {
         char *home, *cache, *tmp;            /* absolute */
+        /* The system store's cache (read-only: its entries are used as they are,
+         * copied where an image needs them); NULL when building into the system
+         * store or when it has none. */
+        char *shared;
         smolvm_image_progress_fn progress;
         void *ud;
         ib_err err;
 } ib_ctx;
+/* The cache entry file rel (e.g. "rootfs/<key>/rootfs.ext4") in this build's cache,
+ * else in c->shared (*ret_shared true): malloc'd, or NULL (neither has it, or ENOMEM
+ * with errno set). build.c. */
+char *ib_cache_lookup(ib_ctx *c, const char *rel, bool *ret_shared);
 /* A progress line through c->progress (progress.c). */
 void ib_progress(ib_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 typedef struct ib_kernel {
         char *key;       /* <pkg>_<version> */
         char *pkg, *version, *release;
-        char *dir;       /* cache/kernel/<key> */
+        char *dir;       /* cache/kernel/<key>, this build's or (shared) the system store's */
+        bool shared;     /* dir is the system store's: read it, never write it */
 } ib_kernel;
 int ib_kernel_step(ib_ctx *c, ib_kernel *ret);
 /* Opens the kernel's module indexes (cache/kernel/<key>/modules.*), making them
  * from the kept .deb first if the entry predates them. */
 int ib_kernel_open_kmod(ib_ctx *c, const ib_kernel *k, ib_kmod **ret);
 /* Makes sure cache/kernel/<key>/modules/<relpath minus .xz/.zst> exists for each relpath,
- * re-extracting the kept .deb if a module is missing. */
-int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths);
+ * re-extracting the kept .deb if a module is missing (from a shared entry: into an own
+ * entry made from its .deb, which k then names). */
+int ib_kernel_ensure_modules(ib_ctx *c, ib_kernel *k, const strv *relpaths);
 /* "kernel/fs/ext4/ext4.ko.xz" -> "kernel/fs/ext4/ext4.ko" (malloc'd). */
 char *kmod_uncompressed_path(const char *relpath);
 void ib_kernel_done(ib_kernel *k);
@@ -195,7 +205,7 @@ typedef struct ib_initramfs {
         strv modules;   /* file names in load order */
         char init_sha256[65];
 } ib_initramfs;
-int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
+int ib_initramfs_step(ib_ctx *c, ib_kernel *k, const char *init_path,
                       const char *const *extra_modules, ib_initramfs *ret);
 void ib_initramfs_done(ib_initramfs *i);
 
@@ -209,6 +219,10 @@ typedef struct ib_rootfs {
         uint64_t size_bytes;
 } ib_rootfs;
 int ib_rootfs_step(ib_ctx *c, const ib_rootfs_opts *o, ib_rootfs *ret);
+/* Without root, and the layer not cached here or in the system store: what
+ * ib_rootfs_step will need (unpriv.h), checked before anything is downloaded.
+ * 0, or -EPERM with err naming what lacks and the commands that supply it. */
+int ib_rootfs_preflight(ib_ctx *c, const ib_rootfs_opts *o);
 void ib_rootfs_done(ib_rootfs *r);
 
 /* The root module set every image carries (docs/internals.md): kmod.c. */

@@ -99,11 +99,11 @@ static int write_cpio(ib_ctx *c, const char *path, const char *init, size_t init
         return 0;
 }
 
-int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
+int ib_initramfs_step(ib_ctx *c, ib_kernel *k, const char *init_path,
                       const char *const *extra_modules, ib_initramfs *ret)
 {
         ib_initramfs res = {0};
-        _cleanup_free_ char *init = NULL, *img = NULL, *parent = NULL, *final = NULL;
+        _cleanup_free_ char *init = NULL, *img = NULL, *parent = NULL, *final = NULL, *rel = NULL;
         size_t init_len = 0;
         ib_kmod *db = NULL;
         strv roots = {0}, order = {0}, uncompressed = {0}, when = {0}, lines = {0};
@@ -192,13 +192,19 @@ int ib_initramfs_step(ib_ctx *c, const ib_kernel *k, const char *init_path,
         }
         char key[65];
         ib_hash_final_hex(h, key);
-        if (!(res.key = strdup(key)) || !(res.path = xasprintf("%s/initramfs/%s/initramfs.img", c->cache, key))) {
+        if (!(res.key = strdup(key)) || !(rel = xasprintf("initramfs/%s/initramfs.img", key))) {
                 r = -ENOMEM;
                 goto out;
         }
-        if (access(res.path, F_OK) == 0) {
-                ib_progress(c, "[2/4] initramfs: cached (%zu modules)", res.modules.n);
+        bool shared = false;
+        if ((res.path = ib_cache_lookup(c, rel, &shared))) {
+                ib_progress(c, "[2/4] initramfs: cached%s (%zu modules)", shared ? " in the system store" : "",
+                            res.modules.n);
                 goto done;
+        }
+        if (errno == ENOMEM || !(res.path = path_join(c->cache, rel))) {
+                r = -ENOMEM;
+                goto out;
         }
 
         ib_progress(c, "[2/4] initramfs: packing smolvm-init + %zu modules for %s", res.modules.n, k->release);

@@ -171,7 +171,28 @@ static int unpack_deb(ib_ctx *c, const char *deb, const char *root, const char *
         return 0;
 }
 
-int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths)
+/* A copy of the system store's entry src at dst, the caller's own (cp -a:
+ * modes kept), made in the work dir and renamed into place complete. */
+static int copy_entry(ib_ctx *c, const char *src, const char *dst)
+{
+        ib_progress(c, "[2/4] initramfs: a module the system store's kernel entry lacks: copying it from %s", src);
+        _cleanup_rmdir_ char *tmp = mkdtemp_in(c->tmp, "kernel");
+        if (!tmp)
+                return ib_errf(&c->err, negative_errno(), "kernel: mkdtemp in %s: %m", c->tmp);
+        _cleanup_free_ char *entry = path_join(tmp, "entry");
+        if (!entry)
+                return -ENOMEM;
+        const char *argv[] = {"cp", "-a", "--reflink=auto", "--", src, entry, NULL};
+        ib_cmd cmd = {.argv = argv, .timeout_ms = APT_TIMEOUT_MS};
+        int r = ib_run(&cmd, "kernel", NULL, NULL, &c->err);
+        if (r < 0)
+                return r;
+        if (rename(entry, dst) < 0)
+                return ib_errf(&c->err, negative_errno(), "kernel: rename into %s: %m", dst);
+        return 0;
+}
+
+int ib_kernel_ensure_modules(ib_ctx *c, ib_kernel *k, const strv *relpaths)
 {
         strv missing = {0};
         int r = 0;
@@ -182,6 +203,20 @@ int ib_kernel_ensure_modules(ib_ctx *c, const ib_kernel *k, const strv *relpaths
                         r = -ENOMEM;
                 else if (access(p, F_OK) < 0)
                         r = strv_push(&missing, relpaths->v[i]);
+        }
+        if (r == 0 && missing.n && k->shared) {
+                /* The system store's entry is read-only: this build adds to a copy
+                 * of its own (no download, no second unpack and index). */
+                char *own = xasprintf("%s/kernel/%s", c->cache, k->key);
+                if (!own)
+                        r = -ENOMEM;
+                else if ((r = copy_entry(c, k->dir, own)) < 0)
+                        free(own);
+                else {
+                        free(k->dir);
+                        k->dir = own;
+                        k->shared = false;
+                }
         }
         if (r < 0 || missing.n == 0) {
                 strv_done(&missing);
@@ -334,10 +369,24 @@ static int build_entry(ib_ctx *c, ib_kernel *k)
         return 0;
 }
 
+/* A system store's entry this build can read as it is: everything the later
+ * steps read from an entry (they write nothing there unless a module is missing). */
+static bool shared_entry_usable(const char *dir)
+{
+        static const char *const files[] = {"vmlinuz", "vmlinux", "kernel.deb", "release"};
+        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+                _cleanup_free_ char *p = path_join(dir, files[i]);
+                if (!p || access(p, R_OK) < 0)
+                        return false;
+        }
+        _cleanup_free_ char *index = path_join(dir, "index");
+        return index && ib_kmod_has_index(index);
+}
+
 int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
 {
         ib_kernel k = {0};
-        _cleanup_free_ char *vml = NULL;
+        _cleanup_free_ char *vml = NULL, *shared = NULL;
         int r;
         ib_progress(c, "[1/4] kernel: resolving linux-image-amd64");
         if ((r = resolve_package(c, &k.pkg, &k.version)) < 0)
@@ -358,8 +407,18 @@ int ib_kernel_step(ib_ctx *c, ib_kernel *ret)
                 r = -ENOMEM;
                 goto fail;
         }
+        if (c->shared && !(shared = xasprintf("%s/kernel/%s", c->shared, k.key))) {
+                r = -ENOMEM;
+                goto fail;
+        }
         if (access(vml, F_OK) == 0) {
                 ib_progress(c, "[1/4] kernel: %s (%s) cached", k.pkg, k.version);
+        } else if (shared && shared_entry_usable(shared)) {
+                /* Read as it is; a module it lacks makes an own entry (ensure_modules). */
+                ib_progress(c, "[1/4] kernel: %s (%s) cached in the system store", k.pkg, k.version);
+                free(k.dir);
+                k.dir = TAKE_PTR(shared);
+                k.shared = true;
         } else if ((r = build_entry(c, &k)) < 0)
                 goto fail;
         if ((r = ib_vmlinux_ensure(k.dir, &c->err)) < 0)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: install what smolvm needs (Debian packages only), build with
 # meson into build/, install to /usr/local, install the Python package for each
-# python3 (scripts/install-python.sh), build the default image if it is not
-# cached. Idempotent: a second run only rebuilds what changed.
+# python3 (scripts/install-python.sh), build the default image into the system
+# store every user reads if it is not cached. Idempotent: a second run only
+# rebuilds what changed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +24,8 @@ missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
+# npm: Debian's package, unless the installed nodejs bundles it (NodeSource's conflicts with it).
+command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
         step "installing Debian packages: ${missing[*]}"
         "${as_root[@]}" apt-get update -qq
@@ -45,8 +48,17 @@ step "installing to /usr/local"
 # offline against the libsmolvm just installed; skipped when already current.
 bash scripts/install-python.sh
 
-# 4. The default image (kernel, initramfs with this build's smolvm-init, Debian rootfs).
-# A no-op when the cache already holds it; rebuilds only the initramfs when the init changed.
-step "building the default image (first time: a few minutes)"
-smolvm image build >&2
+# 4. The default image (kernel, initramfs with this build's smolvm-init, Debian rootfs),
+# in the system store every user reads (/var/lib/smolvm; docs/internals.md "Paths"), so
+# any user can `smolvm run` at once. A no-op when the cache already holds it; rebuilds
+# only the initramfs when the init changed.
+step "building the default image into the system store (first time: a few minutes)"
+"${as_root[@]}" smolvm image build --system >&2
+# A default image in the caller's own store is looked up before the system one: keep it
+# current too (seconds: its layers are cached), or it would shadow the new one.
+own=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
+if [ -e "$own/images/default" ]; then
+        step "refreshing your own default image ($own/images/default)"
+        smolvm image build >&2
+fi
 step "ready: try  smolvm run -- uname -a"

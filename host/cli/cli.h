@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -71,3 +72,19 @@ bool cli_open_vm_arg(const cli_cmd *cmd, int argc, char **argv, void *args, cli_
 /* start/stop/pause/resume: open the one VM, call op, print its id (or the
  * envelope with the VM's info as data). Returns the exit code. */
 int cli_vm_op(const cli_cmd *cmd, int (*op)(smolvm_vm *vm), int argc, char **argv);
+
+/* ---- cli_progress.c: a long transfer's bytes so far ---- */
+
+/* On stderr when it is a terminal, redrawn at most every 200 ms; nothing when
+ * it is not. Its callback may be called from another thread (hydrate): one
+ * transfer at a time. */
+typedef struct cli_progress {
+        const char *label;
+        bool on, shown, compressed;
+        uint64_t start_ms, last_ms;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *label, bool compressed);
+/* smolvm_archive_opts.progress, with the cli_progress as userdata. */
+void cli_progress_cb(void *userdata, uint64_t tar_bytes, uint64_t file_bytes);
+/* Erase the line if one was drawn. */
+void cli_progress_end(cli_progress *p);

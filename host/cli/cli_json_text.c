@@ -151,7 +151,8 @@ void cli_json_string(FILE *f, const char *s, size_t len)
 static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
 {
         cli_json_text *t = ud;
-        size_t take = MIN(n, CLI_JSON_OUTPUT_CAP - t->len);
+        size_t max = t->max_len ? t->max_len : CLI_JSON_OUTPUT_CAP;
+        size_t take = MIN(n, max - t->len);
         if (take < n && !divisible)
                 take = 0;
         if (take < n)
@@ -163,7 +164,7 @@ static size_t emit_capture(void *ud, const char *s, size_t n, bool divisible)
                 size_t ncap = MAX(t->cap * 2, (size_t)65536);
                 while (ncap < t->len + take)
                         ncap *= 2;
-                ncap = MIN(ncap, (size_t)CLI_JSON_OUTPUT_CAP);
+                ncap = MIN(ncap, max);
                 char *nb = realloc(t->buf, ncap);
                 if (!nb) {
                         /* Keep what we have: a valid, shorter string marked truncated. */

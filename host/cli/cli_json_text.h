@@ -12,10 +12,11 @@
 /* Write s[0..len) as a JSON string literal (invalid UTF-8 becomes U+FFFD). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
-/* --json of run and exec: each output stream is collected as the text of its JSON
- * string (escapes included: a control byte takes 6 bytes), at most
- * CLI_JSON_OUTPUT_CAP bytes each; the rest is dropped and "truncated" set. So
- * the CLI holds at most twice the cap whatever the output (docs/cli.md). */
+/* --json of run and exec (and smolvm mcp's results): each output stream is
+ * collected as the text of its JSON string (escapes included: a control byte
+ * takes 6 bytes), at most max_len (CLI_JSON_OUTPUT_CAP) bytes each; the rest is
+ * dropped and "truncated" set. So the CLI holds at most twice the cap whatever
+ * the output (docs/cli.md). */
 #define CLI_JSON_OUTPUT_CAP SMOLVM_DEFAULT_OUTPUT_CAP
 typedef struct cli_json_text {
         char *buf; /* JSON string content, without the quotes */
@@ -23,6 +24,8 @@ typedef struct cli_json_text {
         unsigned char part[4]; /* an unfinished UTF-8 sequence at the end of the last chunk */
         size_t part_len;
         bool truncated; /* something was dropped: past the cap (or out of memory) */
+        size_t max_len; /* the cap in bytes of JSON text; 0: CLI_JSON_OUTPUT_CAP (smolvm mcp
+                         * sets its own, --max-output) */
 } cli_json_text;
 
 /* Append output bytes to t as JSON string text (invalid UTF-8 as U+FFFD, as

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -14,7 +15,7 @@ typedef struct cp_args {
         uint64_t max_bytes; /* 0: no --max-size */
 } cp_args;
 
-static int parse_max_size(const char *arg, void *field)
+int cli_opt_max_size(const char *arg, void *field)
 {
         if (cp_parse_size(arg, field) < 0) {
                 cli_error("invalid --max-size '%s': give bytes > 0, or a size like 10M or 2G", arg);
@@ -24,15 +25,16 @@ static int parse_max_size(const char *arg, void *field)
 }
 
 static const cli_opt cp_opts[] = {
-        CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", parse_max_size,
+        CLI_CALL(cp_args, max_bytes, "max-size", 0, "SIZE", cli_opt_max_size,
                  "downloads: refuse more than SIZE bytes in all (K, M, G, T\n"
-                 "suffixes, powers of 1024: 10M, 2G)"),
+                 "suffixes, powers of 1024: 10M, 2G); with ID:/path -, the tar"),
         CLI_END,
 };
 
 static const cli_cmd cp_cmd = {
         .name = "cp",
-        .synopsis = "[--json] [--max-size SIZE] SRC DST",
+        .synopsis = "[--json] [--max-size SIZE] SRC DST\n"
+                    "       smolvm cp ID:/path -    |    smolvm cp - ID:/dir",
         .about = "Copy a file or a directory (recursively) between the host and a running VM.\n"
                  "One side is ID:/path (ID = VM id or name), the other a host path.\n"
                  "  smolvm cp ./app ID:/srv/app       upload; missing guest parents are created\n"
@@ -50,7 +52,14 @@ static const cli_cmd cp_cmd = {
                  "the copy replaces a symlink at its own name.\n"
                  "A download is refused before it starts when the sizes the guest announces\n"
                  "exceed the free space of DST's file system or --max-size. Interrupted\n"
-                 "(SIGINT, SIGTERM, SIGHUP), it removes its partial file and exits 128+N.\n",
+                 "(SIGINT, SIGTERM, SIGHUP), it removes its partial file and exits 128+N.\n"
+                 "\n"
+                 "Tar streams, as docker cp: '-' as DST writes an uncompressed tar of the guest\n"
+                 "file or directory to stdout (entries named from its last component: dir/...);\n"
+                 "'-' as SRC unpacks a tar read from stdin into the existing guest directory\n"
+                 "(the guest's GNU tar, in place). A host file named '-' is ./-.\n"
+                 "  smolvm cp ID:/var/log - | tar -tv\n"
+                 "  tar -C src -cf - . | smolvm cp - ID:/srv/app\n",
         .opts = cp_opts,
         .json_help = "print the result as a JSON envelope",
 };
@@ -72,6 +81,60 @@ static int upload(smolvm_vm *vm, const cp_spec *src, const cp_spec *dst, char **
         return r;
 }
 
+/* cp ID:/path - and cp - ID:/dir: the guest's tar on our stdout or stdin. */
+static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *dst, uint64_t max_bytes)
+{
+        bool out = dst->vm[0] == '\0';
+        const cp_spec *guest = out ? src : dst;
+        if (out && p->json)
+                return cli_usage(p, "--json and a tar on stdout would share stdout: leave out --json");
+        if (out && isatty(STDOUT_FILENO))
+                return cli_usage(p, "refusing to write a tar to a terminal: redirect stdout, or pipe it into tar");
+        if (!out && isatty(STDIN_FILENO))
+                return cli_usage(p, "stdin is a terminal: pipe a tar in (tar -cf - ... | smolvm cp - ID:/dir)");
+        sigset_t old_mask;
+        _cleanup_close_ int sfd = cli_setup_signals(&old_mask);
+        if (sfd < 0)
+                return cli_failf("cp", p->json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
+        smolvm_vm *vm = NULL;
+        int r = smolvm_open(guest->vm, &vm);
+        if (r < 0)
+                return cli_fail("cp", p->json, r);
+        cli_progress prog;
+        cli_progress_init(&prog, "cp", false);
+        smolvm_archive_opts o;
+        smolvm_archive_opts_init(&o);
+        o.guest_path = guest->path;
+        o.max_bytes = max_bytes;
+        o.cancel_fd = sfd;
+        o.progress = cli_progress_cb;
+        o.userdata = &prog;
+        smolvm_archive_result res;
+        r = out ? smolvm_tar_from_guest(vm, STDOUT_FILENO, &o, &res) : smolvm_tar_to_guest(vm, STDIN_FILENO, &o, &res);
+        cli_progress_end(&prog);
+        smolvm_free(vm);
+        if (r == -ECANCELED) {
+                int sig = cli_pending_signal(sfd);
+                return cli_fail_exit("cp", p->json, r, 128 + (sig ? sig : SIGINT));
+        }
+        if (r == -EPIPE) /* our reader went away, as a shell pipeline's writer exits */
+                return cli_fail_exit("cp", p->json, r, 141);
+        if (r < 0)
+                return cli_fail("cp", p->json, r);
+        if (p->json) {
+                json_t *data = json_object();
+                if (data) {
+                        json_object_set_new(data, "vm", cli_json_str(guest->vm));
+                        json_object_set_new(data, "direction", json_string("upload"));
+                        json_object_set_new(data, "source", json_string("-"));
+                        json_object_set_new(data, "destination", cli_json_str(guest->path));
+                        json_object_set_new(data, "bytes", json_integer((json_int_t)res.tar_bytes));
+                }
+                cli_json_ok("cp", 0, data);
+        }
+        return 0;
+}
+
 int cmd_cp(int argc, char **argv)
 {
         cp_args a = { 0 };
@@ -86,6 +149,11 @@ int cmd_cp(int argc, char **argv)
         char err[256];
         if (cp_args_parse(p.pos[0], p.pos[1], &src, &dst, err, sizeof(err)) < 0)
                 return cli_usage(&p, "%s", err);
+        if (!strcmp(src.path, "-") || !strcmp(dst.path, "-")) {
+                if (a.max_bytes && !strcmp(src.path, "-"))
+                        return cli_usage(&p, "--max-size limits downloads (ID:/path -> host)");
+                return tar_stream(&p, &src, &dst, a.max_bytes);
+        }
         bool upload_dir = dst.vm[0] != '\0';
         const char *vm_name = upload_dir ? dst.vm : src.vm;
         if (upload_dir && a.max_bytes)

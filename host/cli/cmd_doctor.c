@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* smolvm doctor: check the host (KVM, QEMU, image, disk) and say how to fix it. */
+/* smolvm doctor: check the host and this user (KVM, QEMU, image, home, disk, image
+ * build) and say how to fix it. */
 #include <string.h>
 
 #include "cli.h"
@@ -10,9 +11,12 @@
 static const cli_cmd doctor_cmd = {
         .name = "doctor",
         .synopsis = "[--json]",
-        .about = "Check that this host can run VMs: KVM (or why TCG is used), QEMU and its\n"
-                 "microvm machine, qemu-img, the supervisor, the default image, free disk in\n"
-                 "$SMOLVM_HOME, debootstrap. Each check passes, warns or fails, with the fix.\n",
+        .about = "Check that this host, for this user, can run VMs: KVM (or why TCG is used;\n"
+                 "group kvm), QEMU and its microvm machine, qemu-img, the supervisor, the default\n"
+                 "image (yours, else the system store's), $SMOLVM_HOME (yours to write) and its\n"
+                 "free disk, and what `smolvm image build` needs (as root debootstrap; without\n"
+                 "root fakeroot, mmdebstrap, uidmap, subuid ranges). Each check passes, warns\n"
+                 "or fails, with the command that fixes it.\n",
         .json_help = "print the report as a JSON envelope",
         .footer = "Exit status: 0 when no check failed, 1 otherwise, 125 if doctor itself failed.\n",
         .no_args = true,

@@ -13,12 +13,16 @@
 #include <string.h>
 
 #include "image.h"
+#include "store.h"
 #include "util.h"
 
 static const char image_about[] =
         "Build a bootable image (Debian kernel, initramfs with smolvm-init, ext4 rootfs)\n"
-        "into $SMOLVM_HOME/images/<key>/; the default image is images/default.\n"
-        "A rebuild with the same inputs reuses the cache and takes seconds.\n";
+        "into $SMOLVM_HOME/images/<key>/, or with --system (as root) into the system\n"
+        "store every user reads (/var/lib/smolvm, $SMOLVM_SYSTEM_STORE); the default\n"
+        "image is images/default. A name is looked up in your store, then the system's.\n"
+        "A rebuild with the same inputs reuses the cache (the system store's too) and\n"
+        "takes seconds.\n";
 
 static void progress_cb(void *ud, const char *line)
 {
@@ -46,7 +50,11 @@ static const char *hint_for(const char *msg, int r)
 {
         if (strstr(msg, "smolvm-init"))
                 return "build guest-init (ninja -C build) and pass --init PATH or set SMOLVM_LIBEXECDIR";
-        if (strstr(msg, "needs root") || r == -EPERM || r == -EACCES)
+        if (strstr(msg, "system store"))
+                return "the system store is root's: sudo smolvm image build --system";
+        if (strstr(msg, " lacks ") || strstr(msg, "fakeroot"))
+                return "`smolvm doctor` names what a build without root needs (check image-build)";
+        if (r == -EPERM || r == -EACCES)
                 return "run as root, or pass --from-rootfs with an existing debootstrap output";
         if (strstr(msg, "debootstrap") || strstr(msg, "apt-"))
                 return "check that the Debian mirror is reachable (apt-get update), or pass --mirror URL";
@@ -66,13 +74,14 @@ static int fail(const char *command, bool json, const char *msg, int r)
 
 static json_t *info_json(const smolvm_image_info *i)
 {
-        return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?}", "key", i->key, "dir", i->dir, "vmlinuz", i->vmlinuz,
-                         "initramfs", i->initramfs, "rootfs", i->rootfs, "kernel_release", i->kernel_release);
+        return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:s}", "key", i->key, "dir", i->dir, "vmlinuz", i->vmlinuz,
+                         "initramfs", i->initramfs, "rootfs", i->rootfs, "kernel_release", i->kernel_release,
+                         "store", i->system ? "system" : "user");
 }
 
 typedef struct build_args {
         smolvm_image_build_opts o;
-        bool no_default_packages;
+        bool no_default_packages, system;
         char **packages, **modules; /* malloc'd arrays into argv's strings */
 } build_args;
 
@@ -118,6 +127,8 @@ static const cli_opt build_opts[] = {
         CLI_BOOL(build_args, no_default_packages, "no-default-packages", 0, "do not add the default packages"),
         CLI_STRING(build_args, o.from_rootfs, "from-rootfs", 0, "PATH",
                    "use a debootstrap output dir or tarball instead of\ndebootstrap"),
+        CLI_BOOL(build_args, system, "system", 0,
+                 "build into the system store, for every user (root)"),
         CLI_STRING(build_args, o.name, "name", 0, "NAME",
                    "also name the image images/NAME (default: 'default' when\n"
                    "all options are the defaults)"),
@@ -135,8 +146,11 @@ static const cli_cmd build_cmd = {
         .about = image_about,
         .opts = build_opts,
         .json_help = "print the result as a JSON envelope; data: {key, dir, vmlinuz,\n"
-                     "initramfs, rootfs, kernel_release, cached, elapsed_ms}",
-        .footer = "Needs root for debootstrap (not with --from-rootfs).\n",
+                     "initramfs, rootfs, kernel_release, store, cached, elapsed_ms}",
+        .footer = "Without root: --from-rootfs goes through fakeroot (owners kept); a fresh\n"
+                  "Debian rootfs through mmdebstrap --mode=unshare (needs packages mmdebstrap,\n"
+                  "uidmap, fakeroot and a subuid/subgid range: `smolvm doctor` names what lacks).\n"
+                  "Layers the system store holds are used from there, not rebuilt.\n",
         .no_args = true,
 };
 
@@ -152,6 +166,7 @@ static int cmd_build(int argc, char **argv)
         o.packages = (const char *const *)a.packages;
         o.extra_modules = (const char *const *)a.modules;
         o.no_default_packages = a.no_default_packages;
+        o.system = a.system;
 
         smolvm_image_info info = {0};
         _cleanup_free_ char *err = NULL;
@@ -190,16 +205,19 @@ static int ls_cb(void *ud, const char *key, const char *names, const smolvm_imag
                         json_array_append_new(s->arr, j);
                 }
         } else
-                printf("%-16s %-16.16s %s\n", names ? names : "-", key,
-                       info->kernel_release ? info->kernel_release : "?");
+                printf("%-16s %-16.16s %-18s %s\n", names ? names : "-", key,
+                       info->kernel_release ? info->kernel_release : "?", info->system ? "system" : "user");
         return 0;
 }
 
 static const cli_cmd ls_cmd = {
         .name = "image ls",
         .synopsis = "[--json]",
-        .about = "List the images: name, key, kernel release.\n",
-        .json_help = "print the result as a JSON envelope; data: {\"images\": [...]}",
+        .about = "List the images: name, key, kernel release, store: yours ($SMOLVM_HOME/images)\n"
+                 "first, then the system store's (every user's, built by root). A name in both\n"
+                 "is yours when used.\n",
+        .json_help = "print the result as a JSON envelope; data: {\"images\": [{name, key,\n"
+                     "dir, ..., store: \"user\"|\"system\"}], home, system_store}",
         .no_args = true,
 };
 
@@ -213,14 +231,19 @@ static int cmd_ls(int argc, char **argv)
         if (s.json && !(s.arr = json_array()))
                 return fail("image ls", true, "out of memory", -ENOMEM);
         if (!s.json)
-                printf("%-16s %-16s %s\n", "NAME", "KEY", "KERNEL");
+                printf("%-16s %-16s %-18s %s\n", "NAME", "KEY", "KERNEL", "STORE");
         r = smolvm_image_list(NULL, ls_cb, &s);
         if (r < 0) {
                 json_decref(s.arr);
                 return fail("image ls", s.json, strerror(-r), r);
         }
+        _cleanup_free_ char *home = smolvm_image_home();
+        const char *sys = smolvm_system_store();
         if (s.json)
-                cli_json_ok("image ls", 0, json_pack("{s:o}", "images", s.arr));
+                cli_json_ok("image ls", 0,
+                            json_pack("{s:o, s:s?, s:s}", "images", s.arr, "home", home, "system_store", sys));
+        else
+                printf("\nuser: %s/images\nsystem: %s/images\n", home ? home : "?", sys);
         return 0;
 }
 

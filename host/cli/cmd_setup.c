@@ -12,21 +12,31 @@
 #include "smolvm/smolvm.h"
 #include "util.h"
 
+typedef struct setup_args {
+        smolvm_image_build_opts o;
+        bool system;
+} setup_args;
+
 static const cli_opt setup_opts[] = {
-        CLI_STRING(smolvm_image_build_opts, mirror, "mirror", 0, "URL",
+        CLI_STRING(setup_args, o.mirror, "mirror", 0, "URL",
                    "Debian mirror (default: from the host's apt sources)"),
-        CLI_STRING(smolvm_image_build_opts, from_rootfs, "from-rootfs", 0, "PATH",
+        CLI_STRING(setup_args, o.from_rootfs, "from-rootfs", 0, "PATH",
                    "a debootstrap output dir or tarball instead of debootstrap"),
+        CLI_BOOL(setup_args, system, "system", 0,
+                 "build into the system store, for every user (root;\nscripts/setup.sh does)"),
         CLI_END,
 };
 
 static const cli_cmd setup_cmd = {
         .name = "setup",
-        .synopsis = "[--json] [--mirror URL] [--from-rootfs PATH]",
+        .synopsis = "[--json] [--system] [--mirror URL] [--from-rootfs PATH]",
         .about = "Get this host ready: run the doctor checks, build the default image (Debian\n"
                  "kernel, initramfs with smolvm-init, rootfs; cached: a rebuild takes seconds),\n"
-                 "check again and print the next steps. Building needs root (debootstrap)\n"
-                 "unless --from-rootfs is given.\n",
+                 "check again and print the next steps. The image goes into $SMOLVM_HOME, or\n"
+                 "with --system into the system store every user reads. Without --system or\n"
+                 "options, a user with no default image of their own whom the system store's\n"
+                 "default serves builds nothing (a build of their own would shadow root's\n"
+                 "later rebuilds). Without root see `smolvm image build --help`.\n",
         .opts = setup_opts,
         .json_help = "print the result as a JSON envelope",
         .footer = "Exit status: 0 when the host is ready, 1 when a check still fails, 125 when\n"
@@ -40,13 +50,29 @@ static void progress(void *ud, const char *line)
         fprintf(stderr, "  %s\n", line);
 }
 
+/* The system store's default serves this caller as it is (then *ret is it):
+ * no options that ask for another image, no default of the caller's own
+ * (which would be looked up first), and the system store has one. */
+static bool system_default_serves(const setup_args *a, smolvm_image_info *ret)
+{
+        if (a->system || a->o.mirror || a->o.from_rootfs || smolvm_image_resolve(NULL, "default", ret) < 0)
+                return false;
+        if (ret->system)
+                return true;
+        smolvm_image_info_done(ret);
+        *ret = (smolvm_image_info){ 0 };
+        return false;
+}
+
 int cmd_setup(int argc, char **argv)
 {
-        smolvm_image_build_opts o = { 0 };
+        setup_args a = { 0 };
         cli_parsed p;
-        int r = cli_parse(&setup_cmd, argc, argv, &o, &p);
+        int r = cli_parse(&setup_cmd, argc, argv, &a, &p);
         if (r != 0)
                 return cli_parse_exit(r);
+        smolvm_image_build_opts o = a.o;
+        o.system = a.system;
         bool json = p.json;
         FILE *out = json ? stderr : stdout;
 
@@ -58,21 +84,28 @@ int cmd_setup(int argc, char **argv)
         doctor_print(out, before);
         smolvm_doctor_report_free(before);
 
-        fprintf(out, "\nBuilding the default image:\n");
-        fflush(out);
         smolvm_image_info info = { 0 };
-        _cleanup_free_ char *err = NULL;
-        uint64_t t0 = now_ms();
-        r = smolvm_image_build(&o, progress, NULL, &info, &err);
-        if (r < 0) {
-                const char *msg = err ? err : strerror(-r);
-                const char *fix = r == -EPERM || r == -EACCES || (err && strstr(err, "root"))
-                                          ? "run `sudo smolvm setup`, or pass --from-rootfs PATH"
-                                          : "check the message above; `smolvm image build --help` has the options";
-                return cli_failf("setup", json, SMOLVM_EIMAGE, NULL, fix, "image build: %s", msg);
+        double secs = 0;
+        if (system_default_serves(&a, &info)) {
+                info.cached = 1;
+                fprintf(out, "\nThe default image: the system store's, every user's (%s)\n", info.dir);
+        } else {
+                fprintf(out, "\nBuilding the default image%s:\n", o.system ? " into the system store" : "");
+                fflush(out);
+                _cleanup_free_ char *err = NULL;
+                uint64_t t0 = now_ms();
+                r = smolvm_image_build(&o, progress, NULL, &info, &err);
+                if (r < 0) {
+                        const char *msg = err ? err : strerror(-r);
+                        const char *fix = r == -EPERM || r == -EACCES || (err && strstr(err, "root"))
+                                                  ? "`smolvm doctor` names what lacks; or, as root, `smolvm setup --system`"
+                                                  : "check the message above; `smolvm image build --help` has the options";
+                        return cli_failf("setup", json, SMOLVM_EIMAGE, NULL, fix, "image build: %s", msg);
+                }
+                secs = (double)(now_ms() - t0) / 1000.0;
+                fprintf(out, "  %s image %.12s in %.1f s (%s)\n", info.cached ? "cached" : "built", info.key, secs,
+                        info.dir);
         }
-        double secs = (double)(now_ms() - t0) / 1000.0;
-        fprintf(out, "  %s image %.12s in %.1f s (%s)\n", info.cached ? "cached" : "built", info.key, secs, info.dir);
 
         smolvm_doctor_report *after = NULL;
         r = smolvm_doctor(&after);
@@ -82,8 +115,9 @@ int cmd_setup(int argc, char **argv)
         }
         int rc = after->n_fail ? 1 : 0;
         if (json) {
-                json_t *data = json_object(), *img = json_pack("{s:s,s:s,s:b,s:f}", "key", info.key, "dir", info.dir,
-                                                               "cached", info.cached, "elapsed_s", secs);
+                json_t *data = json_object(),
+                       *img = json_pack("{s:s,s:s,s:b,s:f,s:s}", "key", info.key, "dir", info.dir, "cached",
+                                        info.cached, "elapsed_s", secs, "store", info.system ? "system" : "user");
                 if (data) {
                         json_object_set_new(data, "image", img ? img : json_null());
                         json_t *d = doctor_json(after);

@@ -21,3 +21,9 @@ int cmd_cp(int argc, char **argv);
 int cmd_env(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
+int cmd_workspace(int argc, char **argv);
+
+/* --max-size SIZE (cp, workspace persist): a cli_opt CLI_CALL parser into a
+ * uint64_t (cmd_cp.c). */
+int cli_opt_max_size(const char *arg, void *field);

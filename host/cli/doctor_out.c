@@ -39,9 +39,11 @@ json_t *doctor_json(const smolvm_doctor_report *rep)
                         return NULL;
                 }
         }
-        return json_pack("{s:o,s:b,s:b,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:I}", "checks", checks, "kvm_usable",
-                         rep->kvm_usable, "nested_pvm", rep->nested_pvm, "accel", rep->accel, "accel_reason",
-                         rep->accel_reason, "qemu_version", rep->qemu_version, "home", rep->home, "free_disk_bytes",
+        const char *image_store = rep->image_bytes ? rep->image_shared ? "system" : "user" : NULL;
+        return json_pack("{s:o,s:b,s:b,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:I}", "checks", checks,
+                         "kvm_usable", rep->kvm_usable, "nested_pvm", rep->nested_pvm, "accel", rep->accel,
+                         "accel_reason", rep->accel_reason, "qemu_version", rep->qemu_version, "home", rep->home,
+                         "system_store", rep->system_store, "image_store", image_store, "free_disk_bytes",
                          (json_int_t)rep->free_disk_bytes, "image_bytes", (json_int_t)rep->image_bytes, "n_warn",
                          (json_int_t)rep->n_warn, "n_fail", (json_int_t)rep->n_fail);
 }

@@ -26,7 +26,9 @@ static const cli_verb commands[] = {
 #endif
         { "cp", cmd_cp, "Copy files or directories between the host and a VM" },
         { "env", cmd_env, "Set, unset or list a VM's persistent environment" },
+        { "workspace", cmd_workspace, "Save a guest directory to a .tar.zst, or unpack one" },
         { "doctor", cmd_doctor, "Check that this host can run VMs, with fixes" },
+        { "mcp", cmd_mcp, "Serve MCP on stdio: tools that run code in microVMs" },
         { NULL, NULL, NULL },
 };
 

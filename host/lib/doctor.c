@@ -5,8 +5,10 @@
  * doctor and the supervisor can never disagree. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include "accel.h"
 #include "smolvm_i.h"
 #include "spawner.h"
+#include "unpriv.h"
 #include "util.h"
 
 #define DOCTOR_CMD_TIMEOUT_MS 10000u
@@ -134,27 +137,12 @@ static int run_capture(const char *const argv[], char *out, size_t out_len)
         return -ECHILD;
 }
 
-/* Absolute path of name in PATH (plus the sbin dirs, which a user's PATH often
- * lacks), malloc'd, or NULL. */
-static char *find_program(const char *name)
+/* This user's login name, for the commands doctor suggests. */
+static const char *user_name(void)
 {
-        if (strchr(name, '/'))
-                return access(name, X_OK) == 0 ? strdup(name) : NULL;
-        const char *path = getenv("PATH");
-        _cleanup_free_ char *dirs = NULL;
-        if (asprintf(&dirs, "%s:/usr/local/sbin:/usr/sbin:/sbin", path && *path ? path : "/usr/bin:/bin") < 0)
-                return NULL;
-        char *save = NULL;
-        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-                char *p = NULL;
-                if (asprintf(&p, "%s/%s", d, name) < 0)
-                        return NULL;
-                struct stat st;
-                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
-                        return p;
-                free(p);
-        }
-        return NULL;
+        struct passwd *pw = getpwuid(getuid());
+        const char *env = getenv("USER");
+        return pw ? pw->pw_name : env && *env ? env : "$USER";
 }
 
 static int check_kvm(smolvm_doctor_report *rep)
@@ -176,8 +164,21 @@ static int check_kvm(smolvm_doctor_report *rep)
                                  "(bare metal, or nested VMX/SVM)",
                                  "nested PVM host (kvm_pvm loaded): KVM is not usable for stock kernels, "
                                  "VMs run under TCG (software emulation, ~10x slower boots)");
-        return add_check(rep, "kvm", SMOLVM_CHECK_WARN,
-                         forced.hint ? forced.hint : "load kvm_intel or kvm_amd and add yourself to group kvm",
+        char fix[256];
+        if (rk == -EACCES || rk == -EPERM) {
+                /* The group that may open it (Debian's udev rule: root:kvm 0660). */
+                struct stat st;
+                struct group *gr = stat("/dev/kvm", &st) == 0 && st.st_gid != 0 ? getgrgid(st.st_gid) : NULL;
+                const char *g = gr ? gr->gr_name : "kvm";
+                snprintf(fix, sizeof(fix), "sudo usermod -aG %s %s, then log in again (or run `newgrp %s`)", g,
+                         user_name(), g);
+        }
+        else if (rk == -ENOENT || rk == -ENXIO || rk == -ENODEV)
+                snprintf(fix, sizeof(fix), "sudo modprobe kvm_intel (or kvm_amd); in a cloud VM, enable nested "
+                         "virtualization");
+        else
+                snprintf(fix, sizeof(fix), "%s", forced.hint ? forced.hint : "check /dev/kvm");
+        return add_check(rep, "kvm", SMOLVM_CHECK_WARN, fix,
                          "%s; VMs run under TCG (software emulation, ~10x slower boots)", forced.reason);
 }
 
@@ -230,7 +231,7 @@ static int check_qemu(smolvm_doctor_report *rep)
 static int check_program(smolvm_doctor_report *rep, const char *name, const char *check, smolvm_check_status missing,
                          const char *fix, const char *why)
 {
-        _cleanup_free_ char *p = find_program(name);
+        _cleanup_free_ char *p = smolvm_find_program(name);
         if (p)
                 return add_check(rep, check, SMOLVM_CHECK_PASS, NULL, "%s found (%s)", name, p);
         return add_check(rep, check, missing, fix, "%s not found: %s", name, why);
@@ -269,16 +270,96 @@ static uint64_t dir_usage(const char *dir)
 static int check_image(smolvm_doctor_report *rep)
 {
         _cleanup_free_ char *dir = NULL;
-        int r = resolve_image(rep->home, "default", &dir);
+        image_store store = IMAGE_STORE_USER;
+        int r = resolve_image(rep->home, "default", &dir, &store);
         if (r < 0) {
                 const smolvm_error *e = smolvm_last_error();
-                return add_check(rep, "image", SMOLVM_CHECK_FAIL, "run `smolvm setup` (or `smolvm image build`)",
-                                 "%s", e->message[0] ? e->message : "default image not built");
+                char fix[512];
+                if (r == -EACCES || r == -EPERM)
+                        snprintf(fix, sizeof(fix), "as root: chmod -R a+rX %s (the system store is for every user)",
+                                 rep->system_store);
+                else
+                        snprintf(fix, sizeof(fix), "as root, `scripts/setup.sh` or `smolvm image build --system` "
+                                 "builds it for every user; or build your own: `smolvm image build`");
+                return add_check(rep, "image", SMOLVM_CHECK_FAIL, fix, "%s",
+                                 e->message[0] ? e->message : "default image not built");
         }
         rep->image_bytes = dir_usage(dir);
+        rep->image_shared = store == IMAGE_STORE_SYSTEM;
         const char *key = strrchr(dir, '/');
-        return add_check(rep, "image", SMOLVM_CHECK_PASS, NULL, "default image built (%.12s, %.1f MiB on disk)",
-                         key ? key + 1 : dir, (double)rep->image_bytes / (1024.0 * 1024.0));
+        return add_check(rep, "image", SMOLVM_CHECK_PASS, NULL, "default image %.12s (%.1f MiB) in %s: %s",
+                         key ? key + 1 : dir, (double)rep->image_bytes / (1024.0 * 1024.0),
+                         store == IMAGE_STORE_SYSTEM ? "the system store" : "your store", dir);
+}
+
+/* Cuts the path p back to its nearest existing ancestor, *st its stat:
+ * $SMOLVM_HOME may not exist yet, and that is where it will be made. Returns
+ * 0, or the negative errno of a failure other than a missing component. */
+static int nearest_existing(char *p, struct stat *st)
+{
+        while (stat(p, st) < 0) {
+                int r = negative_errno();
+                char *slash = strrchr(p, '/');
+                if (r != -ENOENT || !slash || (slash == p && !p[1]))
+                        return r;
+                slash[slash == p] = '\0'; /* "/x" -> "/" */
+        }
+        return 0;
+}
+
+/* $SMOLVM_HOME holds this user's VMs: it must be theirs to write, and vms/
+ * closed to others (their sockets take commands as root in the guest). */
+static int check_home(smolvm_doctor_report *rep)
+{
+        _cleanup_free_ char *p = strdup(rep->home);
+        if (!p)
+                return -ENOMEM;
+        struct stat st;
+        int r = nearest_existing(p, &st);
+        if (r < 0)
+                return add_check(rep, "home", SMOLVM_CHECK_FAIL, "point SMOLVM_HOME at a directory of yours", "%s: %s",
+                                 p, strerror(-r));
+        char fix[512];
+        if (!S_ISDIR(st.st_mode) || access(p, W_OK | X_OK) < 0) {
+                snprintf(fix, sizeof(fix), "sudo chown -R %s %s, or point SMOLVM_HOME at a directory of yours",
+                         user_name(), p);
+                return add_check(rep, "home", SMOLVM_CHECK_FAIL, fix,
+                                 "%s (for your VMs: $SMOLVM_HOME) is not a directory you can write%s%s", rep->home,
+                                 strcmp(p, rep->home) ? ": " : "", strcmp(p, rep->home) ? p : "");
+        }
+        _cleanup_free_ char *vms = NULL;
+        if (asprintf(&vms, "%s/vms", rep->home) < 0)
+                return -ENOMEM;
+        if (stat(vms, &st) == 0 && (st.st_mode & 077)) {
+                snprintf(fix, sizeof(fix), "chmod 700 %s", vms);
+                return add_check(rep, "home", SMOLVM_CHECK_WARN, fix,
+                                 "%s is open to other users (mode %03o): they could reach your VMs' sockets", vms,
+                                 (unsigned)(st.st_mode & 0777));
+        }
+        return add_check(rep, "home", SMOLVM_CHECK_PASS, NULL, "%s is yours: your VMs%s", rep->home,
+                         strcmp(p, rep->home) ? " (created on first use)" : "");
+}
+
+/* What `smolvm image build` needs here: debootstrap as root; without root
+ * fakeroot (--from-rootfs) and mmdebstrap's unshare mode (common/unpriv.c,
+ * the builder's own preflight). Only a warning: VMs run from a built image. */
+static int check_image_build(smolvm_doctor_report *rep)
+{
+        if (geteuid() == 0)
+                return check_program(rep, "debootstrap", "image-build", SMOLVM_CHECK_WARN,
+                                     "apt-get install debootstrap", "needed only to build images");
+        unpriv_lacks l;
+        unpriv_build_check(user_name(), true, &l);
+        if (l.n) {
+                char fix[640];
+                snprintf(fix, sizeof(fix), "as root: %s", l.fix);
+                return add_check(rep, "image-build", SMOLVM_CHECK_WARN, fix,
+                                 "`smolvm image build` without root lacks %s (not needed to run VMs from a built "
+                                 "image)", l.missing);
+        }
+        return add_check(rep, "image-build", SMOLVM_CHECK_PASS, NULL,
+                         "`smolvm image build` works without root: --from-rootfs through fakeroot, a fresh Debian "
+                         "rootfs through mmdebstrap --mode=unshare");
 }
 
 static int check_disk(smolvm_doctor_report *rep)
@@ -287,17 +368,14 @@ static int check_disk(smolvm_doctor_report *rep)
         _cleanup_free_ char *p = strdup(rep->home);
         if (!p)
                 return -ENOMEM;
+        struct stat st;
         struct statvfs sv;
-        while (statvfs(p, &sv) < 0) {
-                char *slash = strrchr(p, '/');
-                if (errno != ENOENT || !slash || slash == p) {
-                        if (errno == ENOENT && slash == p && statvfs("/", &sv) == 0)
-                                break;
-                        return add_check(rep, "disk", SMOLVM_CHECK_WARN, "check that $SMOLVM_HOME is accessible",
-                                         "statvfs %s: %s", rep->home, strerror(errno));
-                }
-                *slash = '\0';
-        }
+        int r = nearest_existing(p, &st);
+        if (r == 0 && statvfs(p, &sv) < 0)
+                r = negative_errno();
+        if (r < 0)
+                return add_check(rep, "disk", SMOLVM_CHECK_WARN, "check that $SMOLVM_HOME is accessible",
+                                 "statvfs %s: %s", rep->home, strerror(-r));
         rep->free_disk_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
         double mib = (double)rep->free_disk_bytes / (1024.0 * 1024.0);
         if (rep->free_disk_bytes < SMOLVM_DOCTOR_DISK_FAIL_BYTES)
@@ -323,6 +401,7 @@ SMOLVM_EXPORT void smolvm_doctor_report_free(smolvm_doctor_report *r)
         free(r->accel_reason);
         free(r->qemu_version);
         free(r->home);
+        free(r->system_store);
         free(r);
 }
 
@@ -344,13 +423,16 @@ SMOLVM_EXPORT int smolvm_doctor(smolvm_doctor_report **ret)
                                   "needed to create each VM's disk overlay");
         if (r == 0)
                 r = check_supervisor(rep);
+        if (r == 0 && !(rep->system_store = strdup(smolvm_system_store())))
+                r = -ENOMEM;
         if (r == 0)
                 r = check_image(rep);
         if (r == 0)
+                r = check_home(rep);
+        if (r == 0)
                 r = check_disk(rep);
         if (r == 0)
-                r = check_program(rep, "debootstrap", "debootstrap", SMOLVM_CHECK_WARN, "apt-get install debootstrap",
-                                  "needed only to build images");
+                r = check_image_build(rep);
         if (r == 0 && !rep->qemu_version)
                 rep->qemu_version = strdup("");
         if (r == 0 && !rep->qemu_version)

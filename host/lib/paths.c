@@ -175,16 +175,18 @@ int random_id(char ret[SMOLVM_ID_LEN + 1])
         return 0;
 }
 
-int resolve_image(const char *home, const char *name, char **ret_dir)
+int resolve_image(const char *home, const char *name, char **ret_dir, image_store *ret_store)
 {
         _cleanup_free_ char *dir = NULL;
+        image_store store = IMAGE_STORE_USER;
         bool is_default = !name || !strcmp(name, "default");
         if (!name)
                 name = "default";
 
         if (name[0] == '/') {
                 /* An explicit directory, the caller's own choice. */
-                dir = strdup(name);
+                if (!(dir = strdup(name)))
+                        return vm_error(-ENOMEM, NULL, "out of memory");
         } else {
                 if (!image_name_valid(name))
                         return vm_error(-EINVAL,
@@ -192,21 +194,29 @@ int resolve_image(const char *home, const char *name, char **ret_dir)
                                         "'-', not starting with '.') or an absolute directory path",
                                         "invalid image name '%.300s': not a name in the image store %s/images",
                                         name, home);
-                if (asprintf(&dir, "%s/images/%s", home, name) < 0)
-                        dir = NULL;
+                int r = image_store_entry(home, name, &dir, &store);
+                if (r == -ENOENT)
+                        return vm_error(r, is_default ? "as root, `scripts/setup.sh` or `smolvm image build --system` "
+                                                        "builds it for every user; or build your own: "
+                                                        "`smolvm image build`"
+                                                      : "run `smolvm image build --name NAME` to build it, "
+                                                        "or `smolvm image ls` to see what is there",
+                                        "image '%s' not found (not in %s/images, nor in the system store %s/images)",
+                                        name, home, smolvm_system_store());
+                if (r == -ENOMEM)
+                        return vm_error(r, NULL, "out of memory");
+                if (r < 0)
+                        return vm_error(r, store == IMAGE_STORE_SYSTEM ? "as root: chmod -R a+rX the system store "
+                                                                         "(it is for every user)"
+                                                                       : NULL,
+                                        "image '%s': %s: %s", name, dir, strerror(-r));
         }
-        if (!dir)
-                return vm_error(-ENOMEM, NULL, "out of memory");
 
         char real[PATH_MAX];
         if (!realpath(dir, real)) {
                 int r = negative_errno();
-                if (r == -ENOENT)
-                        return vm_error(r, is_default ? "run `smolvm image build` to build it"
-                                                      : "run `smolvm image build --name NAME` to build it, "
-                                                        "or `smolvm image ls` to see what is there",
-                                        "image '%s' not found (%s)", name, dir);
-                return vm_error(r, NULL, "image '%s': %s: %s", name, dir, strerror(-r));
+                return vm_error(r, r == -ENOENT ? "`smolvm image ls` lists the images" : NULL, "image '%s': %s: %s",
+                                name, dir, strerror(-r));
         }
         const char *missing;
         int r = image_dir_check(real, &missing);
@@ -217,5 +227,7 @@ int resolve_image(const char *home, const char *name, char **ret_dir)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         *ret_dir = s;
+        if (ret_store)
+                *ret_store = store;
         return 0;
 }

@@ -131,9 +131,12 @@ int random_id(char ret[SMOLVM_ID_LEN + 1]);
 /* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
 bool vm_id_valid(const char *s);
 /* Image directory for a name (see smolvm_config.image: a valid name under
- * home/images, or an absolute path), checked by image_dir_check(). Records
- * the error: -EINVAL for an invalid name, naming it and the store. */
-int resolve_image(const char *home, const char *name, char **ret_dir);
+ * home/images, else under the system store's images (image_store_entry), or an
+ * absolute path), resolved and checked by image_dir_check(); *ret_store (may
+ * be NULL) says which store had it. Records the error: -EINVAL for an invalid
+ * name, naming it and the store; -ENOENT naming both stores; -EACCES for a
+ * store closed to this user. */
+int resolve_image(const char *home, const char *name, char **ret_dir, image_store *ret_store);
 
 /* ---- state.c ---- */
 bool vm_name_valid(const char *s);

@@ -172,7 +172,7 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         r = smolvm_home_dir(&vm->home);
         if (r < 0)
                 goto fail;
-        r = resolve_image(vm->home, cfg->image, &vm->image_dir);
+        r = resolve_image(vm->home, cfg->image, &vm->image_dir, NULL);
         if (r < 0) {
                 /* Keep the message and hint; the code says "image error" (an
                  * invalid name stays an invalid argument). */

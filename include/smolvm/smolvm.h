@@ -92,7 +92,8 @@ typedef struct smolvm_error {
 #define SMOLVM_EBACKEND     (-ECHILD)       /* the supervisor or QEMU failed */
 #define SMOLVM_EBUSY        (-EBUSY)        /* the VM is running (delete without force), or
                                              * another process holds its lock too long */
-#define SMOLVM_ECORRUPT     (-EUCLEAN)      /* a state file (vm.json) is corrupt or half-written */
+#define SMOLVM_ECORRUPT     (-EUCLEAN)      /* a state file (vm.json) is corrupt or half-written,
+                                             * or an archive is damaged or truncated */
 
 /* The detail of the last failure on this thread. Never NULL; the strings stay
  * valid until the next failing libsmolvm call on this thread. */
@@ -451,6 +452,94 @@ SMOLVM_EXPORT void smolvm_download_opts_init(smolvm_download_opts *o);
 SMOLVM_EXPORT int smolvm_download_with(smolvm_vm *vm, const char *guest_path, const char *host_path,
                                        const smolvm_download_opts *opts, char **ret_host_path);
 
+/* ---- workspace archives and tar streams ------------------------------------ */
+/* A guest directory as a tar stream made and unpacked by the guest's own GNU tar
+ * (run through the agent like any command, as root, --numeric-owner), so names of
+ * any bytes, modes, owners, symlinks, hard links and empty directories are tar's
+ * business; the host never parses the tar, it compresses, decompresses or passes
+ * it through, in constant memory. Archives are smolvm's .tar.zst: a zstd stream
+ * with a checksummed header and trailer (`tar --zstd -tf FILE` lists it), read and
+ * written on the host with io_uring where the kernel allows. */
+
+/* Where workspace persist and hydrate look by default; the guest's init creates it
+ * at boot when it is missing. */
+#define SMOLVM_WORKSPACE_DIR "/workspace"
+
+typedef struct smolvm_archive_opts {
+        const char *guest_path;   /* the guest directory; NULL: SMOLVM_WORKSPACE_DIR
+                                   * (the tar stream calls require one) */
+        int level;                /* persist: zstd level 1..19; 0: the default, 3 */
+        uint64_t max_bytes;       /* persist, tar from the guest: > 0 stops with -EFBIG once the
+                                   * guest's output written to the host passes this many bytes
+                                   * (a guest can send without end); 0: no cap */
+        int cancel_fd;            /* > 0: give up with -ECANCELED once readable (e.g. a
+                                   * signalfd); what was begun is removed; 0 or -1: none */
+        /* Called as the transfer moves (tar bytes so far, archive bytes so far), from
+         * the calling thread, or for hydrate from a thread of the library. May be NULL. */
+        void (*progress)(void *userdata, uint64_t tar_bytes, uint64_t file_bytes);
+        void *userdata;
+} smolvm_archive_opts;
+
+typedef struct smolvm_archive_result {
+        uint64_t tar_bytes;       /* the tar stream's size */
+        uint64_t file_bytes;      /* the archive's (or the raw stream's) size */
+        uint64_t duration_ms;
+        bool verified;            /* hydrate: smolvm's trailer was there and matched (false:
+                                   * a plain .tar.zst, checked by zstd's frame checksums only) */
+        char sha256[65];          /* persist, verified hydrate: the trailer's SHA-256, hex */
+        char io[16];              /* how the host file was read or written: "io_uring",
+                                   * "pread", "pwrite", "read", "write" */
+} smolvm_archive_result;
+
+/* Fill *o with the defaults (zeroes, cancel_fd = -1). */
+SMOLVM_EXPORT void smolvm_archive_opts_init(smolvm_archive_opts *o);
+
+/* Archive o->guest_path (the directory's contents, as "./...") into host_path, a
+ * new or replaced file (its directory must exist), written under a temporary name
+ * and renamed into place when complete: on any failure or cancellation no file is
+ * left (SIGKILL may leave the hidden ".NAME.XXXXXXXXXXXX.part"). Returns 0 with
+ * *ret (may be NULL) filled, SMOLVM_ENOTFOUND (no such guest directory), -EIO (the
+ * guest's tar failed: its stderr is in the message; a file that changed while it
+ * was read fails too), -ENOSPC, -EFBIG (o->max_bytes), -ECANCELED, -EISDIR
+ * (host_path is a directory). */
+SMOLVM_EXPORT int smolvm_workspace_persist(smolvm_vm *vm, const char *host_path, const smolvm_archive_opts *o,
+                                           smolvm_archive_result *ret);
+/* The same into fd (a file, written at its offset, or a pipe); fd is not closed. On
+ * failure what was written stays in fd: it has no trailer, so hydrate refuses it. */
+SMOLVM_EXPORT int smolvm_workspace_persist_fd(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
+                                              smolvm_archive_result *ret);
+
+/* Unpack the archive host_path (smolvm's, or any .tar.zst) into o->guest_path,
+ * created if missing; existing entries with the archive's names are replaced, others
+ * stay, and the directory itself keeps its mode and owner. The guest unpacks into a
+ * hidden directory inside it and moves the entries
+ * into place only once the whole archive passed its checks and tar succeeded, so a
+ * damaged, truncated or foreign file, a failing tar or a cancellation leaves the
+ * directory as it was. Windows over 16 MiB (zstd --long, --ultra) are refused.
+ * Returns 0 with *ret (may be NULL), SMOLVM_ECORRUPT (damaged or truncated: the
+ * message says where), -EPROTONOSUPPORT (made by a newer smolvm), -EFBIG (window
+ * too large), -EIO (the guest's tar failed, with its stderr), -ECANCELED. */
+SMOLVM_EXPORT int smolvm_workspace_hydrate(smolvm_vm *vm, const char *host_path, const smolvm_archive_opts *o,
+                                           smolvm_archive_result *ret);
+/* The same from fd (a file from its offset, or a pipe); fd is not closed. */
+SMOLVM_EXPORT int smolvm_workspace_hydrate_fd(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
+                                              smolvm_archive_result *ret);
+
+/* Write an uncompressed tar of the guest path o->guest_path (a directory or a file)
+ * to fd, its entries named from the path's last component ("dir/...") as docker
+ * cp's tar streams are. fd is not closed. Returns 0 with *ret (may be NULL),
+ * SMOLVM_ENOTFOUND, -EIO (the guest's tar failed), -EPIPE (fd's reader went away),
+ * -EFBIG (o->max_bytes), -ECANCELED. */
+SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
+                                        smolvm_archive_result *ret);
+/* Unpack an uncompressed tar read from fd (until EOF) into the existing guest
+ * directory o->guest_path, as `tar -x` does there (unlike hydrate, in place: a
+ * failure may leave part of it). Returns 0 with *ret (may be NULL),
+ * SMOLVM_ENOTFOUND (no such directory), -EIO (the guest's tar failed, e.g. on a
+ * stream that is not a tar), -ECANCELED. */
+SMOLVM_EXPORT int smolvm_tar_to_guest(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
+                                      smolvm_archive_result *ret);
+
 /* ---- environment ----------------------------------------------------------- */
 /* Persistent environment of a VM, kept by the guest under /etc/profile.d: later
  * execs and login shells see it. Values travel inside the request, never on a
@@ -477,7 +566,7 @@ typedef enum smolvm_check_status {
 
 typedef struct smolvm_doctor_check {
         const char *name;         /* stable id: "kvm", "qemu", "qemu-microvm", "qemu-img",
-                                   * "supervisor", "image", "disk", "debootstrap" */
+                                   * "supervisor", "image", "home", "disk", "image-build" */
         smolvm_check_status status;
         char *message;            /* what was found */
         char *fix;                /* what to do about it, "" when nothing */
@@ -495,6 +584,8 @@ typedef struct smolvm_doctor_report {
         char *home;               /* $SMOLVM_HOME */
         uint64_t free_disk_bytes; /* available in $SMOLVM_HOME's file system */
         uint64_t image_bytes;     /* the default image's files, 0 if not built */
+        char *system_store;       /* the system image store looked in (after $SMOLVM_HOME's) */
+        bool image_shared;        /* the default image is the system store's */
 } smolvm_doctor_report;
 
 #define SMOLVM_DOCTOR_DISK_WARN_BYTES ((uint64_t)2 << 30)

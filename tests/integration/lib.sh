@@ -5,11 +5,18 @@
 set -u
 
 : "${SMOLVM_BUILD_DIR:?run through meson test (sets SMOLVM_BUILD_DIR)}"
+# The images the tests boot: $SMOLVM_REAL_HOME, else root's own store, else the system
+# store scripts/setup.sh builds (/var/lib/smolvm).
 real_home=${SMOLVM_REAL_HOME:-${HOME}/.local/state/smolvm}
+if [ -z "${SMOLVM_REAL_HOME:-}" ] && [ ! -e "$real_home/images/default" ]; then
+        real_home=${SMOLVM_SYSTEM_STORE:-/var/lib/smolvm}
+fi
 [ -e "$real_home/images/default" ] || { echo "1..0 # SKIP no default image: run scripts/setup.sh"; exit 0; }  # meson reads TAP skips, not exit 77
 
 T=$(mktemp -d /tmp/smolvm-test.XXXXXX)
 export SMOLVM_HOME="$T/home"
+# Hermetic: the tests' images are $SMOLVM_HOME's, never the host's system store.
+export SMOLVM_SYSTEM_STORE="$T/no-system-store"
 mkdir -p "$SMOLVM_HOME"
 ln -s "$real_home/images" "$SMOLVM_HOME/images"
 export SMOLVM_LIBEXECDIR="$T/libexec"

@@ -2,7 +2,8 @@
 /* Files and environment through libsmolvm against a real VM (TAP): boots one
  * ephemeral VM (TCG here: ~10 s) and checks upload/download of a 20 MiB file and
  * of a tree with modes and symlinks, read/write_file, a hostile tree, the
- * persistent environment (execs, login shells, never in a cmdline), errors.
+ * persistent environment (execs, login shells, never in a cmdline), errors,
+ * workspace archives and tar streams.
  * Private $SMOLVM_HOME sharing the real image cache; skips (77) without an image. */
 #include <dirent.h>
 #include <errno.h>
@@ -406,6 +407,99 @@ static void test_env(void)
                 smolvm_result_free(&res);
 }
 
+/* Workspace archives and tar streams through the C API (t_workspace.sh has the
+ * CLI and the tricky names): persist -> hydrate round trip, progress, the
+ * trailer's SHA-256, damage refused, cancel and max_bytes leave no file, the
+ * raw tar both ways. */
+static void count_progress(void *ud, uint64_t tar_bytes, uint64_t file_bytes)
+{
+        (void)tar_bytes;
+        (void)file_bytes;
+        (*(unsigned *)ud)++;
+}
+
+static void test_workspace(void)
+{
+        static const char listing[] = "find . -printf '%p %m %y %l %n %s\\n' | LC_ALL=C sort";
+        char file[512], cut[512], raw[512], cmd[1200];
+        snprintf(file, sizeof(file), "%s/ws.tar.zst", work);
+        snprintf(cut, sizeof(cut), "%s/cut.tar.zst", work);
+        snprintf(raw, sizeof(raw), "%s/raw.tar", work);
+        char *out = guest_sh("cd /workspace && mkdir -p 'a b/c' empty && echo hi > 'a b/f' && chmod 640 'a b/f' && "
+                             "ln -s 'a b/f' sl && ln 'a b/f' hard && head -c 300000 /dev/urandom > rnd && echo ok",
+                             NULL);
+        check(out && !strcmp(out, "ok\n"), "populate /workspace (it exists at boot)");
+        free(out);
+
+        unsigned calls = 0;
+        smolvm_archive_opts o;
+        smolvm_archive_opts_init(&o);
+        o.progress = count_progress;
+        o.userdata = &calls;
+        smolvm_archive_result res;
+        int r = smolvm_workspace_persist(vm, file, &o, &res);
+        check(r == 0 && res.tar_bytes > 300000 && res.file_bytes > 0 && strlen(res.sha256) == 64 && calls > 0,
+              "workspace_persist: %d, tar %llu bytes, sha256 '%s', %u progress calls", r,
+              (unsigned long long)res.tar_bytes, res.sha256, calls);
+        char sha[65];
+        snprintf(sha, sizeof(sha), "%s", res.sha256);
+        char *list = host_sh("tar --zstd -tf %s | grep -cx -e './a b/f' -e ./hard -e ./empty/", file);
+        check(list && !strcmp(list, "3\n"), "the host's tar --zstd -t lists it (got '%s')", list ? list : "");
+        free(list);
+
+        o.guest_path = "/ws2";
+        r = smolvm_workspace_hydrate(vm, file, &o, &res);
+        check(r == 0 && res.verified && !strcmp(res.sha256, sha), "workspace_hydrate into a new dir: verified, same sha256");
+        snprintf(cmd, sizeof(cmd), "cd /workspace && %s", listing);
+        char *a = guest_sh(cmd, NULL);
+        snprintf(cmd, sizeof(cmd), "cd /ws2 && %s", listing);
+        char *b = guest_sh(cmd, NULL);
+        check(a && b && strstr(a, "./hard 640 f  2 3") && !strcmp(a, b), "same names, modes, types, links, sizes");
+        if (a && b && strcmp(a, b))
+                printf("# source:\n%s# hydrated:\n%s", a, b);
+        free(a);
+        free(b);
+
+        free(host_sh("head -c $(($(stat -c %%s %s) - 10)) %s > %s", file, file, cut));
+        o.guest_path = "/ws3";
+        r = smolvm_workspace_hydrate(vm, cut, &o, NULL);
+        check(r == SMOLVM_ECORRUPT && strstr(smolvm_last_error()->message, "truncated"),
+              "a truncated archive: SMOLVM_ECORRUPT, says truncated (%d)", r);
+        check(guest_out_is("ls -A /ws3 2>/dev/null; echo end", "end\n"), "... and nothing unpacked (found before the guest is asked)");
+
+        /* A cancel fd readable before the start, and a cap: no file either way. */
+        int efd = eventfd(1, EFD_CLOEXEC);
+        smolvm_archive_opts_init(&o);
+        o.cancel_fd = efd;
+        snprintf(cmd, sizeof(cmd), "%s/never.tar.zst", work);
+        r = smolvm_workspace_persist(vm, cmd, &o, NULL);
+        check(r == -ECANCELED, "persist with a readable cancel fd: -ECANCELED (%d)", r);
+        close(efd);
+        smolvm_archive_opts_init(&o);
+        o.max_bytes = 65536;
+        r = smolvm_workspace_persist(vm, cmd, &o, NULL);
+        check(r == -EFBIG, "persist over max_bytes: -EFBIG (%d)", r);
+        list = host_sh("ls -A %s | grep -c never", work);
+        check(list && !strcmp(list, "0\n"), "no archive and no temporary left");
+        free(list);
+
+        int fd = open(raw, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        smolvm_archive_opts_init(&o);
+        o.guest_path = "/workspace/a b";
+        r = fd >= 0 ? smolvm_tar_from_guest(vm, fd, &o, &res) : -errno;
+        if (fd >= 0)
+                close(fd);
+        list = host_sh("tar -tf %s | grep -cx -e 'a b/f' -e 'a b/c/'", raw);
+        check(r == 0 && list && !strcmp(list, "2\n"), "tar_from_guest: a plain tar named 'a b/...' (%d)", r);
+        free(list);
+        fd = open(raw, O_RDONLY | O_CLOEXEC);
+        o.guest_path = "/ws4";
+        r = guest_out_is("mkdir /ws4 && echo ok", "ok\n") && fd >= 0 ? smolvm_tar_to_guest(vm, fd, &o, &res) : -1;
+        if (fd >= 0)
+                close(fd);
+        check(r == 0 && guest_out_is("stat -c '%a %s' '/ws4/a b/f'", "640 3\n"), "tar_to_guest unpacks it (%d)", r);
+}
+
 int main(void)
 {
         const char *real = getenv("SMOLVM_REAL_HOME");
@@ -449,6 +543,7 @@ int main(void)
                 test_hostile();
                 test_download_opts();
                 test_env();
+                test_workspace();
         }
         smolvm_free(vm);
         char *left = host_sh("ls -A %s/vms 2>/dev/null", vhome);

@@ -15,6 +15,8 @@ include/smolvm
 common            common
 host/lib          host/lib common include/smolvm
 host/cli          host/cli common include/smolvm image-builder/image.h
+host/cli/cmd_mcp.c host/mcp
+host/mcp          host/mcp common include/smolvm host/cli/cli_*.h
 host/supervisor   host/supervisor common
 fs                fs common
 fs/smolvm-fs.c    include/smolvm host/cli/cli_*.h

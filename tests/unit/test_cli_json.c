@@ -127,6 +127,34 @@ START_TEST(test_cap_counts_escapes)
 }
 END_TEST
 
+/* A cap of the user's own (smolvm mcp --max-output): the same rules at that size,
+ * never more memory than the cap. */
+START_TEST(test_cap_of_its_own)
+{
+        cli_json_text t = { .max_len = 1024 };
+        char a[700];
+        memset(a, 'a', sizeof(a));
+        cli_json_text_add(&t, a, sizeof(a), false);
+        ck_assert(!t.truncated);
+        cli_json_text_add(&t, "\xc3\xa9\n", 3, false);
+        ck_assert_uint_eq(t.len, 700 + 2 + 2);
+        cli_json_text_add(&t, a, sizeof(a), false);
+        cli_json_text_add(&t, NULL, 0, true);
+        ck_assert(t.truncated);
+        ck_assert_uint_eq(t.len, 1024);
+        ck_assert_uint_le(t.cap, 1024);
+        free(t.buf);
+
+        /* An escape that does not fit whole is left out. */
+        t = (cli_json_text){ .max_len = 8 };
+        cli_json_text_add(&t, "ab\x01\x02", 4, true);
+        ck_assert(t.truncated);
+        ck_assert_uint_eq(t.len, 8);
+        ck_assert(memcmp(t.buf, "ab\\u0001", 8) == 0);
+        free(t.buf);
+}
+END_TEST
+
 static Suite *cli_json_suite(void)
 {
         Suite *s = suite_create("cli_json");
@@ -134,6 +162,7 @@ static Suite *cli_json_suite(void)
         tcase_add_test(tc, test_chunks_match_one_shot);
         tcase_add_test(tc, test_unfinished_at_end);
         tcase_add_test(tc, test_cap_counts_escapes);
+        tcase_add_test(tc, test_cap_of_its_own);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
         return s;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -270,13 +271,97 @@ START_TEST(test_image_names)
         /* resolve_image: invalid names fail before any file is looked at, naming
          * the name and the store. */
         char *dir = NULL;
-        ck_assert_int_eq(resolve_image("/nonexistent-home", "../../../etc", &dir), -EINVAL);
+        ck_assert_int_eq(resolve_image("/nonexistent-home", "../../../etc", &dir, NULL), -EINVAL);
         ck_assert_ptr_null(dir);
         ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "'../../../etc'"));
         ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "/nonexistent-home/images"));
-        ck_assert_int_eq(resolve_image("/nonexistent-home", ".x", &dir), -EINVAL);
+        ck_assert_int_eq(resolve_image("/nonexistent-home", ".x", &dir, NULL), -EINVAL);
         /* A valid name that is not there: not found, not invalid. */
-        ck_assert_int_eq(resolve_image("/nonexistent-home", "nothere", &dir), -ENOENT);
+        ck_assert_int_eq(resolve_image("/nonexistent-home", "nothere", &dir, NULL), -ENOENT);
+}
+END_TEST
+
+/* An image dir with the three files a VM boots from, under root/images/key. */
+static void make_image(const char *root, const char *key)
+{
+        char p[PATH_MAX];
+        static const char *const files[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
+        snprintf(p, sizeof(p), "%s/images/%s", root, key);
+        ck_assert_int_eq(mkdir_p(p, 0755), 0);
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                snprintf(p, sizeof(p), "%s/images/%s/%s", root, key, files[i]);
+                int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+                ck_assert_int_ge(fd, 0);
+                close(fd);
+        }
+}
+
+static void link_image(const char *root, const char *name, const char *key)
+{
+        char p[PATH_MAX];
+        snprintf(p, sizeof(p), "%s/images/%s", root, name);
+        ck_assert_int_eq(symlink(key, p), 0);
+}
+
+/* Image lookup: the user's store first, then the system store
+ * ($SMOLVM_SYSTEM_STORE here); a name in neither is named with both. */
+START_TEST(test_image_stores)
+{
+        char tmpl[] = "/tmp/test_state_stores.XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(tmpl));
+        char home[256], sys[256], want[PATH_MAX];
+        snprintf(home, sizeof(home), "%s/home", tmpl);
+        snprintf(sys, sizeof(sys), "%s/sys", tmpl);
+        make_image(home, "k-user");
+        link_image(home, "both", "k-user");
+        link_image(home, "dangling", "k-gone");
+        make_image(sys, "k-sys");
+        link_image(sys, "both", "k-sys");
+        link_image(sys, "default", "k-sys");
+        link_image(sys, "dangling", "k-sys");
+        ck_assert_int_eq(setenv("SMOLVM_SYSTEM_STORE", sys, 1), 0);
+        ck_assert_str_eq(smolvm_system_store(), sys);
+
+        char *dir = NULL;
+        image_store store = IMAGE_STORE_SYSTEM;
+        /* In both: the user's wins. */
+        ck_assert_int_eq(resolve_image(home, "both", &dir, &store), 0);
+        snprintf(want, sizeof(want), "%s/images/k-user", home);
+        ck_assert_str_eq(dir, want);
+        ck_assert_int_eq(store, IMAGE_STORE_USER);
+        free(dir);
+        /* Only in the system store, and a user's link to nothing: the system's. */
+        static const char *const sys_names[] = { "default", "dangling", "k-sys" };
+        for (size_t i = 0; i < sizeof(sys_names) / sizeof(sys_names[0]); i++) {
+                store = IMAGE_STORE_USER;
+                ck_assert_int_eq(resolve_image(home, sys_names[i], &dir, &store), 0);
+                snprintf(want, sizeof(want), "%s/images/k-sys", sys);
+                ck_assert_str_eq(dir, want);
+                ck_assert_int_eq(store, IMAGE_STORE_SYSTEM);
+                free(dir);
+        }
+        /* The store passed as home is the system store itself: found once, as the user's. */
+        ck_assert_int_eq(resolve_image(sys, "default", &dir, &store), 0);
+        ck_assert_int_eq(store, IMAGE_STORE_USER);
+        free(dir);
+        /* In neither: both stores named, and how to build it for everyone. */
+        dir = NULL;
+        ck_assert_int_eq(resolve_image(home, "nothere", &dir, NULL), -ENOENT);
+        ck_assert_ptr_null(dir);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, home));
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, sys));
+        /* No system store at all: the user's own still resolve. */
+        snprintf(want, sizeof(want), "%s/none", tmpl);
+        ck_assert_int_eq(setenv("SMOLVM_SYSTEM_STORE", want, 1), 0);
+        ck_assert_int_eq(resolve_image(home, "default", &dir, NULL), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(smolvm_last_error()->hint, "--system"));
+        ck_assert_int_eq(resolve_image(home, "both", &dir, NULL), 0);
+        free(dir);
+        /* Empty: the compile-time default. */
+        ck_assert_int_eq(setenv("SMOLVM_SYSTEM_STORE", "", 1), 0);
+        ck_assert_str_eq(smolvm_system_store(), SMOLVM_SYSTEM_STORE);
+        unsetenv("SMOLVM_SYSTEM_STORE");
+        ck_assert_int_eq(rm_rf(tmpl), 0);
 }
 END_TEST
 
@@ -389,13 +474,13 @@ START_TEST(test_image_dir)
         for (size_t i = 0; i < 3; i++)
                 touch(dir, boot[i], "x");
         char *got = NULL;
-        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), 0); /* no vmlinuz: fine */
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got, NULL), 0); /* no vmlinuz: fine */
         ck_assert_str_eq(got, dir);
         free(got);
         got = NULL;
         snprintf(p, sizeof(p), "%s/initramfs.img", dir);
         ck_assert_int_eq(unlink(p), 0);
-        ck_assert_int_eq(resolve_image(tmpdir, dir, &got), -ENOENT);
+        ck_assert_int_eq(resolve_image(tmpdir, dir, &got, NULL), -ENOENT);
         ck_assert_ptr_null(got);
         ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, "incomplete"));
         ck_assert_ptr_nonnull(strstr(smolvm_last_error()->message, p));
@@ -533,6 +618,7 @@ static Suite *state_suite(void)
         tcase_add_test(tc, test_mounts);
         tcase_add_test(tc, test_mount_guest_paths);
         tcase_add_test(tc, test_image_names);
+        tcase_add_test(tc, test_image_stores);
         tcase_add_test(tc, test_env_entries);
         tcase_add_test(tc, test_strerror);
         suite_add_tcase(s, tc);
