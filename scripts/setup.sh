@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: install what smolvm needs (Debian packages only), build with
-# meson into build/, install to /usr/local, build the default image into the system
-# store every user reads if it is not cached. Idempotent: a second run only rebuilds
-# what changed.
+# meson into build/, install to /usr/local, install the Python package for each
+# python3 (scripts/install-python.sh), build the default image into the system
+# store every user reads if it is not cached. Idempotent: a second run only
+# rebuilds what changed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +43,12 @@ step "installing to /usr/local"
 "${as_root[@]}" meson install -C build --quiet >&2
 "${as_root[@]}" ldconfig
 
-# 3. The default image (kernel, initramfs with this build's smolvm-init, Debian rootfs),
+# 3. The Python package (docs/python.md), for Debian's /usr/bin/python3 and for
+# the python3 first on PATH when that is another one (pyenv, a virtualenv): built
+# offline against the libsmolvm just installed; skipped when already current.
+bash scripts/install-python.sh
+
+# 4. The default image (kernel, initramfs with this build's smolvm-init, Debian rootfs),
 # in the system store every user reads (/var/lib/smolvm; docs/internals.md "Paths"), so
 # any user can `smolvm run` at once. A no-op when the cache already holds it; rebuilds
 # only the initramfs when the init changed.

@@ -165,7 +165,7 @@ static void start_failed(smolvm_vm *vm, pid_t pid)
         vm_error_restore(&e);
 }
 
-static int start_ephemeral(smolvm_vm *vm)
+static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
 {
         pthread_mutex_lock(&vm->lock);
         if (vm->state != VM_CREATED) {
@@ -183,7 +183,7 @@ static int start_ephemeral(smolvm_vm *vm)
                 return r;
         }
         vm->state = VM_RUNNING;
-        r = supervisor_wait_ready(vm, ready_fd);
+        r = supervisor_wait_ready(vm, ready_fd, cancel_fd);
         safe_close(ready_fd);
         if (r < 0) {
                 /* Keep the recorded error; stopping does not touch it. */
@@ -217,8 +217,13 @@ static int start_ephemeral(smolvm_vm *vm)
 
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
 {
+        return smolvm_start_with_cancel(vm, vm->cancel_fd);
+}
+
+SMOLVM_EXPORT int smolvm_start_with_cancel(smolvm_vm *vm, int cancel_fd)
+{
         if (vm->ephemeral)
-                return start_ephemeral(vm);
+                return start_ephemeral(vm, cancel_fd);
 
         _cleanup_close_ int lock = vm_lock(vm);
         if (lock < 0)
@@ -243,7 +248,7 @@ SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
         bool restores = vm_start_restores(vm);
         r = supervisor_spawn_detached(vm, &ready_fd, &pid);
         if (r == 0) {
-                r = supervisor_wait_ready(vm, ready_fd);
+                r = supervisor_wait_ready(vm, ready_fd, cancel_fd);
                 safe_close(ready_fd);
                 if (r < 0) {
                         /* The recorded error stays; killing does not touch it. */

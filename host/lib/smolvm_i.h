@@ -281,8 +281,9 @@ int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid);
 /* Terminate a detached supervisor: wait up to grace_ms for it to exit by itself
  * (a guest powering off), then SIGTERM, wait up to timeout_ms, then SIGKILL. */
 void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, unsigned timeout_ms);
-/* Read and validate the ready line. Records the error. */
-int supervisor_wait_ready(smolvm_vm *vm, int ready_fd);
+/* Read and validate the ready line; give up with -ECANCELED once cancel_fd (> 0)
+ * is readable. Records the error. */
+int supervisor_wait_ready(smolvm_vm *vm, int ready_fd, int cancel_fd);
 /* Terminate and reap the supervisor (called with vm->lock held). */
 void supervisor_stop(smolvm_vm *vm);
 

@@ -224,7 +224,7 @@ static int parse_ready(smolvm_vm *vm, const char *line, size_t len)
         return r;
 }
 
-int supervisor_wait_ready(smolvm_vm *vm, int ready_fd)
+int supervisor_wait_ready(smolvm_vm *vm, int ready_fd, int cancel_fd)
 {
         uint64_t deadline = now_ms() + vm->boot_timeout_ms + SUPERVISOR_READY_MARGIN_MS;
         size_t cap = 4096, len = 0;
@@ -242,7 +242,7 @@ int supervisor_wait_ready(smolvm_vm *vm, int ready_fd)
                                         "smolvm-supervisor did not report within %u s",
                                         (vm->boot_timeout_ms + SUPERVISOR_READY_MARGIN_MS) / 1000u);
                 struct pollfd pfd[2] = { { .fd = ready_fd, .events = POLLIN },
-                                         { .fd = vm->cancel_fd > 0 ? vm->cancel_fd : -1, .events = POLLIN } };
+                                         { .fd = cancel_fd > 0 ? cancel_fd : -1, .events = POLLIN } };
                 int k = poll(pfd, 2, (int)MIN(deadline - now, 1000u));
                 if (k < 0) {
                         if (errno == EINTR)

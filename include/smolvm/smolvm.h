@@ -220,6 +220,12 @@ SMOLVM_EXPORT int smolvm_open(const char *id_or_name, smolvm_vm **ret_vm);
  * SMOLVM_ENOTFOUND (deleted, or supervisor binary missing), SMOLVM_EBUSY (lock),
  * or the error the supervisor reported. */
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm);
+/* smolvm_start() watching cancel_fd (> 0; 0 or -1: none) instead of
+ * smolvm_config.cancel_fd: for a handle from smolvm_open(), which has none, and for
+ * callers that interrupt each start on its own (a language binding's Ctrl-C).
+ * A cancelled persistent VM is left in state ERROR ("interrupted while the VM was
+ * booting"); the next start works. */
+SMOLVM_EXPORT int smolvm_start_with_cancel(smolvm_vm *vm, int cancel_fd);
 
 /* Stop a running (or paused) VM gracefully: ask the guest agent to power off
  * (disks synced), wait up to SMOLVM_STOP_TIMEOUT_MS for the supervisor to exit,

@@ -22,6 +22,7 @@ fs                fs common
 fs/smolvm-fs.c    include/smolvm host/cli/cli_*.h
 guest-init        guest-init common fs/fs_server.h fs/fuse_stream.h
 image-builder     image-builder common
+python/src        python/src include/smolvm
 '
 declare -A allow
 while read -r from targets; do
