@@ -589,6 +589,10 @@ START_TEST(test_image_dir_rule)
 {
         char home[] = "/tmp/test-image-home-XXXXXX";
         ck_assert_ptr_nonnull(mkdtemp(home));
+        /* Hermetic: only this home's images, not a system store the machine has. */
+        char *no_system = xasprintf("%s/no-system-store", home);
+        ck_assert_int_eq(setenv("SMOLVM_SYSTEM_STORE", no_system, 1), 0);
+        free(no_system);
         char *dir = xasprintf("%s/images/hand", home);
         ck_assert_int_eq(mkdir_p(dir, 0755), 0);
         static const char *const boot[] = { "vmlinux", "initramfs.img", "rootfs.ext4" };
