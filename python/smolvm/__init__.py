@@ -15,7 +15,7 @@ the ``smolvm`` command lists and drives. docs/python.md has the details.
 from . import _smolvm
 from .exceptions import (CommandExecutionUnavailableError, FeatureUnavailableError, OperationTimeoutError,
                          SmolVMError, VMNotFoundError)
-from .types import CommandResult, VMConfig, VMInfo, VMState
+from .types import ArchiveResult, CommandResult, PortForward, SnapshotInfo, VMConfig, VMInfo, VMState
 from .vm import CommandStream, SmolVM
 
 __version__ = "0.1.0"
@@ -28,6 +28,9 @@ __all__ = [
     "VMState",
     "VMInfo",
     "CommandResult",
+    "SnapshotInfo",
+    "PortForward",
+    "ArchiveResult",
     "CommandStream",
     "SmolVMError",
     "VMNotFoundError",

@@ -93,8 +93,8 @@ class CommandExecutionUnavailableError(SmolVMError):
 
 
 class FeatureUnavailableError(SmolVMError, NotImplementedError):
-    """A SmolVM feature this version of smolvm does not have yet (e.g.
-    ``allow_hosts``). Also a :class:`NotImplementedError`.
+    """A SmolVM feature this version of smolvm does not have yet (none of
+    today's methods raises it). Also a :class:`NotImplementedError`.
 
     Attributes:
         feature: the feature's name as the API spells it.

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["VMState", "CommandResult", "VMInfo", "VMConfig", "Mount"]
+__all__ = ["VMState", "CommandResult", "VMInfo", "VMConfig", "Mount", "SnapshotInfo", "PortForward", "ArchiveResult"]
 
 #: A host directory shown in the guest: ``(host_path, guest_path, "ro" | "rw")``;
 #: ``(host_path, guest_path)`` is read-only.
@@ -100,5 +100,43 @@ class VMConfig:
     disk_size_mib: Optional[int] = None  #: None: the image's size
     env_vars: Optional[Dict[str, str]] = None  #: set in the guest at the first start
     mounts: Optional[List[Mount]] = None  #: host directories, read-only unless "rw"
-    allow_hosts: Optional[Sequence[str]] = None  #: not available yet: must be None
+    allow_hosts: Optional[Sequence[str]] = None  #: egress allowlist; None: no network
     image: Optional[str] = None  #: an image name or directory; None: "default"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot made by :meth:`SmolVM.snapshot`."""
+
+    id: str  #: 12 hex digits; SmolVM.from_snapshot() takes it (or the name)
+    name: str  #: "" if none
+    created_unix: int
+    vm_id: str  #: the id of the VM it was taken of
+    vcpus: int
+    mem_mib: int
+    pause_ms: int  #: how long the VM was paused for it
+    ram_bytes: int  #: guest RAM data kept
+    disk_bytes: int  #: bytes on disk of the whole snapshot
+    depth: int  #: disk layers, its own included
+    dir: str  #: its directory on the host
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A host port forwarded to a guest port (:meth:`SmolVM.list_exposed`)."""
+
+    guest_port: int
+    host_port: int  #: 0: not chosen yet (the VM has not run since)
+    bind_addr: str
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """What :meth:`SmolVM.persist_workspace` or ``hydrate_workspace`` moved."""
+
+    tar_bytes: int  #: the tar stream's size
+    file_bytes: int  #: the archive's size
+    duration_ms: int
+    verified: bool  #: hydrate: smolvm's checksum trailer was there and matched
+    sha256: str  #: persist, verified hydrate: the archive's SHA-256 (hex)
+    io: str  #: how the host file was read or written ("io_uring", "pread", ...)

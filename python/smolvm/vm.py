@@ -9,8 +9,9 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapp
                     Tuple, Union, overload)
 
 from . import _smolvm
-from .exceptions import (FeatureUnavailableError, OperationTimeoutError, SmolVMError, _from_library)
-from .types import _STATES, CommandResult, Mount, VMConfig, VMInfo, VMState, _info_from_dict
+from .exceptions import OperationTimeoutError, SmolVMError, _from_library
+from .types import (_STATES, ArchiveResult, CommandResult, Mount, PortForward, SnapshotInfo, VMConfig, VMInfo, VMState,
+                    _info_from_dict)
 
 __all__ = ["SmolVM", "CommandStream"]
 
@@ -62,6 +63,24 @@ def _mount_tuples(mounts: Optional[Iterable[Mount]]) -> Optional[List[Tuple[str,
     return out
 
 
+def _hosts(add_hosts: Union[Mapping[str, str], Sequence[str], None]) -> Optional[List[str]]:
+    if add_hosts is None:
+        return None
+    if isinstance(add_hosts, Mapping):
+        return [f"{name}:{ip}" for name, ip in add_hosts.items()]
+    if isinstance(add_hosts, str):
+        raise TypeError("add_hosts: a mapping {name: ip} or a list of 'NAME:IP', not a str")
+    return [str(h) for h in add_hosts]
+
+
+def _patterns(allow_hosts: Optional[Sequence[str]]) -> Optional[List[str]]:
+    if allow_hosts is None:
+        return None
+    if isinstance(allow_hosts, str):
+        raise TypeError("allow_hosts: a list of patterns, not a str")
+    return [str(h) for h in allow_hosts]
+
+
 def _describe(cmd: Command) -> str:
     text = cmd if isinstance(cmd, str) else " ".join(cmd)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -98,7 +117,8 @@ class SmolVM:
                  vcpu_count: int = 1, mem_size_mib: int = 512, disk_size_mib: Optional[int] = None,
                  env_vars: Optional[Mapping[str, str]] = None, mounts: Optional[Sequence[Mount]] = None,
                  allow_hosts: Optional[Sequence[str]] = None, image: Optional[str] = None,
-                 host_mounts: Optional[Sequence[Mount]] = None) -> None:
+                 host_mounts: Optional[Sequence[Mount]] = None,
+                 add_hosts: Union[Mapping[str, str], Sequence[str], None] = None) -> None:
         """Create a VM (it is not started: ``start()`` or ``with`` does that).
 
         Args:
@@ -114,39 +134,79 @@ class SmolVM:
             mounts: host directories shown in the guest, each
                 ``(host_path, guest_path, "ro" | "rw")``; read-only ones are
                 enforced by the host. ``host_mounts`` is another name for it.
-            allow_hosts: an egress allowlist. Not available in this version:
-                anything but None raises FeatureUnavailableError.
+            allow_hosts: the egress allowlist: host patterns the guest may
+                connect to by name (``NAME``, ``*.SUFFIX`` or an IP, each with an
+                optional ``:PORT``); the host resolves and connects for it.
+                None (and no ``add_hosts``): the VM has no network at all.
+            add_hosts: names the host connects to a fixed IP instead of
+                resolving them (``{"name": "ip"}`` or ``["NAME:IP"]``); the IP may be
+                loopback or private. A pinned name must still be allowed.
             image: the image: a name under ``$SMOLVM_HOME/images`` or a directory;
                 None: "default".
 
         Raises:
             SmolVMError: the configuration is invalid, the image is missing, the
-                name is taken, a mount's host directory does not exist, ...
-            FeatureUnavailableError: ``allow_hosts`` was given.
+                name is taken, a mount's host directory does not exist, a host
+                pattern is malformed, ...
         """
         if host_mounts is not None:
             if mounts is not None:
                 raise TypeError("give mounts or host_mounts, not both")
             mounts = host_mounts
         if config is not None:
-            given = (vm_id, disk_size_mib, env_vars, mounts, allow_hosts, image)
+            given = (vm_id, disk_size_mib, env_vars, mounts, allow_hosts, image, add_hosts)
             if any(v is not None for v in given) or vcpu_count != 1 or mem_size_mib != 512:
                 raise TypeError("give either config or keyword arguments, not both")
             vm_id, vcpu_count, mem_size_mib = config.vm_id, config.vcpu_count, config.mem_size_mib
             disk_size_mib, env_vars, mounts = config.disk_size_mib, config.env_vars, config.mounts
             allow_hosts, image = config.allow_hosts, config.image
-        if allow_hosts is not None:
-            raise FeatureUnavailableError(
-                "allow_hosts", "allow_hosts: egress filtering is not available in this version of smolvm "
-                "(guests have no network yet); leave allow_hosts=None",
-                hint="drop allow_hosts: the guest cannot reach any host meanwhile")
         self._owned = True
         try:
             self._h = _smolvm.create(image=image, vcpus=vcpu_count, mem_mib=mem_size_mib,
                                      disk_mib=disk_size_mib or 0, name=vm_id,
-                                     env=_kv(env_vars, "env_vars"), mounts=_mount_tuples(mounts))
+                                     env=_kv(env_vars, "env_vars"), mounts=_mount_tuples(mounts),
+                                     allow=_patterns(allow_hosts), hosts=_hosts(add_hosts))
         except _smolvm.LibraryError as e:
             raise _from_library(e, vm_id=vm_id) from None
+
+    @classmethod
+    def from_snapshot(cls, name: str, *, vm_id: Optional[str] = None,
+                      env_vars: Optional[Mapping[str, str]] = None, allow_hosts: Optional[Sequence[str]] = None,
+                      add_hosts: Union[Mapping[str, str], Sequence[str], None] = None) -> SmolVM:
+        """A new VM that continues from a snapshot (see :meth:`snapshot`): its
+        first start restores the snapshot's memory, devices and disk, so
+        processes, files and the page cache are as they were. Not started yet
+        (``start()`` or ``with``); image, CPUs and memory are the snapshot's.
+        Like ``SmolVM()``, ``with`` deletes it on exit.
+
+        Args:
+            name: the snapshot's name, id or unique id prefix (4+ digits).
+            vm_id, env_vars, allow_hosts, add_hosts: as for ``SmolVM()``.
+
+        Raises:
+            SmolVMError: no such snapshot (``code`` -ENOENT), the name is taken, ...
+        """
+        self = cls.__new__(cls)
+        self._owned = True
+        try:
+            self._h = _smolvm.create(name=vm_id, env=_kv(env_vars, "env_vars"), from_snapshot=name,
+                                     allow=_patterns(allow_hosts), hosts=_hosts(add_hosts))
+        except _smolvm.LibraryError as e:
+            raise _from_library(e, vm_id=vm_id) from None
+        return self
+
+    @staticmethod
+    def delete_snapshot(name: str) -> None:
+        """Remove a snapshot by name, id or unique id prefix. VMs made from it
+        keep running and keep their disks.
+
+        Raises:
+            SmolVMError: no such snapshot (``code`` -ENOENT).
+        """
+        try:
+            _smolvm.snapshot_rm(name)
+        except _smolvm.LibraryError as e:
+            raise _from_library(e) from None
 
     @classmethod
     def from_id(cls, vm_id: str) -> SmolVM:
@@ -427,32 +487,140 @@ class SmolVM:
         data = content.encode() if isinstance(content, str) else bytes(content)
         self._call(self._h.write_file, path, data, mode)
 
-    # ---- features that are not in libsmolvm yet ----
+    # ---- snapshots and forks ----
 
-    def expose_local(self, guest_port: int, host_port: Optional[int] = None) -> int:
-        """Forward a host port to a guest port. Not available yet."""
-        raise _unavailable("expose_local", "port forwarding")
+    def snapshot(self, name: Optional[str] = None, *, stop: bool = False) -> SnapshotInfo:
+        """Snapshot the running (or paused) VM: memory, devices and disk at one
+        instant. The VM is paused meanwhile and then carries on (``stop=True``:
+        it is stopped instead). :meth:`from_snapshot` makes new VMs from it.
 
-    def snapshot(self, *args: Any, **kwargs: Any) -> Any:
-        """Snapshot the VM. Not available yet."""
-        raise _unavailable("snapshot", "snapshots")
+        Args:
+            name: a unique snapshot name (the ``vm_id`` rule); None: the
+                snapshot is known by its id only.
 
-    @classmethod
-    def from_snapshot(cls, *args: Any, **kwargs: Any) -> SmolVM:
-        """A VM from a snapshot. Not available yet."""
-        raise _unavailable("from_snapshot", "snapshots")
+        Returns:
+            SnapshotInfo: ``id``, ``name``, ``pause_ms``, sizes, ``dir``.
+
+        Raises:
+            CommandExecutionUnavailableError: the VM is not running.
+            SmolVMError: the name is taken, the VM has mounts (not snapshottable),
+                the disk is full, ...
+        """
+        return SnapshotInfo(**self._call(self._h.snapshot, name, stop))
 
     def fork(self, n: int = 1) -> List[SmolVM]:
-        """Copies of a running VM. Not available yet."""
-        raise _unavailable("fork", "forking VMs")
+        """``n`` new running VMs continuing from this VM's present instant, each
+        with its own copy-on-write disk and memory, a reseeded RNG, its own
+        hostname and machine-id. This VM carries on. The children are persistent
+        VMs owned by the returned objects: ``with child:`` (or ``delete()``)
+        removes each.
 
-    def persist_workspace(self, *args: Any, **kwargs: Any) -> Any:
-        """Save the workspace as an archive. Not available yet."""
-        raise _unavailable("persist_workspace", "workspace archives")
+        Raises:
+            ValueError: ``n`` is not 1..64.
+            SmolVMError: as :meth:`snapshot` and :meth:`start`; on failure no
+                child is left.
+        """
+        ids = self._call(self._h.fork, n)
+        children = []
+        for child_id in ids:
+            child = SmolVM.from_id(child_id)
+            child._owned = True
+            children.append(child)
+        return children
 
-    def hydrate_workspace(self, *args: Any, **kwargs: Any) -> Any:
-        """Restore a workspace archive. Not available yet."""
-        raise _unavailable("hydrate_workspace", "workspace archives")
+    # ---- port forwarding ----
+
+    def expose_local(self, guest_port: int, host_port: Optional[int] = None, *,
+                     bind_addr: Optional[str] = None) -> int:
+        """Forward a host TCP port to the guest's ``guest_port`` (on its
+        127.0.0.1, or ::1). The forward lives as long as the VM (not this
+        object), and is set up again on the same host port at every start.
+
+        Args:
+            guest_port: the guest's port (1-65535).
+            host_port: the host port; None: a free one is chosen.
+            bind_addr: the host address to listen on (numeric); None: 127.0.0.1.
+
+        Returns:
+            The host port (0 if the VM is not running and host_port was None:
+            it is chosen at start).
+
+        Raises:
+            SmolVMError: the host port is taken (``errno`` EADDRINUSE), the guest
+                port is forwarded already (EEXIST), ...
+        """
+        return self._call(self._h.port_expose, guest_port, host_port or 0, bind_addr)
+
+    def unexpose_local(self, guest_port: int) -> None:
+        """Stop forwarding ``guest_port``: the host listener closes at once
+        (relayed connections go on until they end).
+
+        Raises:
+            SmolVMError: ``guest_port`` is not forwarded (``code`` -ENOENT).
+        """
+        self._call(self._h.port_close, guest_port)
+
+    def list_exposed(self) -> List[PortForward]:
+        """The VM's port forwards, in the order they were added."""
+        return [PortForward(*t) for t in self._call(self._h.port_list)]
+
+    # ---- workspace archives ----
+
+    def persist_workspace(self, path_or_file: Union[str, os.PathLike, Any], guest_path: str = "/workspace", *,
+                          level: int = 0, max_bytes: Optional[int] = None) -> ArchiveResult:
+        """Save a guest directory (default ``/workspace``) as a .tar.zst archive
+        on the host: modes, owners, links and empty directories included; the
+        file is complete or absent (written under a temporary name).
+
+        Args:
+            path_or_file: a host file path (created or replaced), or an open
+                binary file (anything with ``fileno()``), written at its offset.
+            guest_path: the guest directory to archive.
+            level: zstd level 1-19; 0: the default (3).
+            max_bytes: stop with an error once the guest has sent this many bytes
+                (None: no cap).
+
+        Returns:
+            ArchiveResult: sizes, duration and the archive's ``sha256``.
+
+        Raises:
+            SmolVMError: no such guest directory (``code`` -ENOENT), the guest's
+                tar failed (its stderr in the message), the disk is full, ...
+        """
+        return self._workspace(True, path_or_file, guest_path, level, max_bytes)
+
+    def hydrate_workspace(self, path_or_file: Union[str, os.PathLike, Any], guest_path: str = "/workspace"
+                          ) -> ArchiveResult:
+        """Unpack an archive from :meth:`persist_workspace` (or any .tar.zst)
+        into a guest directory (default ``/workspace``, created if missing).
+        Entries of the archive replace those of the same name, others stay. The
+        whole archive is checked before anything is moved into place, so a
+        damaged file leaves the directory as it was.
+
+        Args:
+            path_or_file: a host file path, or an open binary file (anything
+                with ``fileno()``), read from its offset.
+            guest_path: the guest directory to unpack into.
+
+        Returns:
+            ArchiveResult: sizes, duration, ``verified`` (smolvm's checksum
+            trailer was there and matched) and ``sha256``.
+
+        Raises:
+            SmolVMError: the archive is damaged or truncated (``code``
+                SMOLVM_ECORRUPT), the guest's tar failed, ...
+        """
+        return self._workspace(False, path_or_file, guest_path, 0, None)
+
+    def _workspace(self, persist: bool, target: Any, guest_path: str, level: int,
+                   max_bytes: Optional[int]) -> ArchiveResult:
+        if not isinstance(target, (str, bytes, os.PathLike)) and hasattr(target, "fileno"):
+            if hasattr(target, "flush"):
+                target.flush()
+            fd = target.fileno()
+        else:
+            fd = os.fspath(target)
+        return ArchiveResult(**self._call(self._h.workspace, persist, fd, guest_path, level, max_bytes or 0))
 
     # ---- the library ----
 
@@ -476,10 +644,6 @@ class SmolVM:
         except _smolvm.LibraryError as e:
             return e.args[0] != _smolvm.ENOTFOUND
         return True
-
-
-def _unavailable(method: str, feature: str) -> FeatureUnavailableError:
-    return FeatureUnavailableError(method, f"{method}: {feature} is not available in this version of smolvm")
 
 
 class CommandStream:

@@ -108,6 +108,14 @@ PyObject *vm_download(vm_object *self, PyObject *args);
 PyObject *vm_set_env(vm_object *self, PyObject *kv);
 PyObject *vm_unset_env(vm_object *self, PyObject *keys);
 PyObject *vm_list_env(vm_object *self, PyObject *unused);
+/* Snapshots, fork, port forwards, workspace archives (features.c). */
+PyObject *vm_snapshot(vm_object *self, PyObject *args);
+PyObject *vm_fork(vm_object *self, PyObject *args);
+PyObject *vm_port_expose(vm_object *self, PyObject *args);
+PyObject *vm_port_close(vm_object *self, PyObject *args);
+PyObject *vm_port_list(vm_object *self, PyObject *unused);
+PyObject *vm_workspace(vm_object *self, PyObject *args);
+PyObject *mod_snapshot_rm(PyObject *mod, PyObject *args);
 
 /* What smolvm_exec_opts points to, owned (the command may outlive the Python
  * objects it came from when it runs on a thread of its own). */

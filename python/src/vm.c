@@ -176,12 +176,13 @@ fail:
 
 static PyObject *mod_create(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-        static char *kw[] = { "image", "vcpus", "mem_mib", "disk_mib", "name", "env", "mounts", NULL };
-        const char *image = NULL, *name = NULL;
+        static char *kw[] = { "image", "vcpus", "mem_mib", "disk_mib", "name", "env", "mounts", "from_snapshot",
+                              "allow", "hosts", NULL };
+        const char *image = NULL, *name = NULL, *from_snapshot = NULL;
         unsigned vcpus = 0, mem_mib = 0, disk_mib = 0;
-        PyObject *env = Py_None, *mounts = Py_None;
-        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|zIIIzOO:create", kw, &image, &vcpus, &mem_mib, &disk_mib,
-                                         &name, &env, &mounts))
+        PyObject *env = Py_None, *mounts = Py_None, *allow = Py_None, *hosts = Py_None;
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|zIIIzOOzOO:create", kw, &image, &vcpus, &mem_mib,
+                                         &disk_mib, &name, &env, &mounts, &from_snapshot, &allow, &hosts))
                 return NULL;
         create_call a = { 0 };
         smolvm_config_init(&a.cfg);
@@ -190,15 +191,26 @@ static PyObject *mod_create(PyObject *mod, PyObject *args, PyObject *kwargs)
         a.cfg.mem_mib = mem_mib;
         a.cfg.disk_mib = disk_mib;
         a.cfg.name = name;
-        char **envv = NULL, **mount_strings = NULL;
+        a.cfg.from_snapshot = from_snapshot;
+        char **envv = NULL, **mount_strings = NULL, **allowv = NULL, **hostsv = NULL;
         smolvm_mount *m = NULL;
+        smolvm_net net = { 0 };
         PyObject *res = NULL;
-        if (strv_from_seq(env, "env", &envv) < 0 || mounts_parse(mounts, &m, &a.cfg.n_mounts, &mount_strings) < 0)
+        if (strv_from_seq(env, "env", &envv) < 0 || mounts_parse(mounts, &m, &a.cfg.n_mounts, &mount_strings) < 0 ||
+            strv_from_seq(allow, "allow", &allowv) < 0 || strv_from_seq(hosts, "hosts", &hostsv) < 0)
                 goto out;
         a.cfg.env = (const char *const *)envv;
         a.cfg.mounts = m;
+        if (allow != Py_None || hosts != Py_None) {
+                /* An empty allow list is a network that reaches nothing (yet). */
+                net.allow = (const char *const *)allowv;
+                net.hosts = (const char *const *)hostsv;
+                a.cfg.net = &net;
+        }
         res = run_handle_call(create_fn, &a);
 out:
+        strv_free(allowv);
+        strv_free(hostsv);
         strv_free(envv);
         strv_free(mount_strings);
         free(m);
@@ -251,8 +263,11 @@ static PyObject *mod_list(PyObject *mod, PyObject *unused)
 
 PyMethodDef binding_vm_functions[] = {
         { "create", (PyCFunction)(void (*)(void))mod_create, METH_VARARGS | METH_KEYWORDS,
-          "create(image=None, vcpus=0, mem_mib=0, disk_mib=0, name=None, env=None, mounts=None) -> VM\n"
-          "smolvm_create() of a persistent VM; mounts: [(host, guest, writable)]." },
+          "create(image=None, vcpus=0, mem_mib=0, disk_mib=0, name=None, env=None, mounts=None,\n"
+          "       from_snapshot=None, allow=None, hosts=None) -> VM\n"
+          "smolvm_create() of a persistent VM; mounts: [(host, guest, writable)]; allow or hosts\n"
+          "(not None) give it a network (smolvm_net: allow patterns, \"NAME:IP\" pins)." },
+        { "snapshot_rm", mod_snapshot_rm, METH_VARARGS, "snapshot_rm(id_or_name): smolvm_snapshot_rm()." },
         { "open", mod_open, METH_O, "open(id_or_name) -> VM: smolvm_open()." },
         { "list", mod_list, METH_NOARGS, "list() -> [dict]: smolvm_list()." },
         { NULL, NULL, 0, NULL },
@@ -432,6 +447,14 @@ static PyMethodDef vm_methods[] = {
         METH(set_env, METH_O, "set_env([\"K=V\", ...]): smolvm_set_env()."),
         METH(unset_env, METH_O, "unset_env([\"K\", ...]): smolvm_unset_env()."),
         METH(list_env, METH_NOARGS, "list_env() -> [\"K=V\", ...]: smolvm_list_env()."),
+        METH(snapshot, METH_VARARGS, "snapshot(name, stop) -> dict: smolvm_snapshot_create()."),
+        METH(fork, METH_VARARGS, "fork(n) -> [id, ...]: smolvm_fork()."),
+        METH(port_expose, METH_VARARGS, "port_expose(guest_port, host_port, bind_addr) -> int: smolvm_port_expose()."),
+        METH(port_close, METH_VARARGS, "port_close(guest_port): smolvm_port_close()."),
+        METH(port_list, METH_NOARGS, "port_list() -> [(guest_port, host_port, bind_addr)]: smolvm_port_list()."),
+        METH(workspace, METH_VARARGS,
+             "workspace(persist, host_path_or_fd, guest_path, level, max_bytes) -> dict:\n"
+             "smolvm_workspace_persist/_hydrate(_fd)(), interruptible."),
         { NULL, NULL, 0, NULL },
 };
 
