@@ -17,7 +17,7 @@ fi
 check "doctor: QEMU version and microvm" jq_true '(.data.qemu_version | test("^[0-9]+\\.[0-9]+"))
         and (.data.checks[] | select(.name == "qemu-microvm") | .status == "pass")' "$T/doctor.json"
 SMOLVM_HOME="$T/empty-home" "$SMOLVM" doctor >"$T/doctor.txt" 2>&1; rc=$?
-check "doctor without an image: exit 1 and the fix named" sh -c "[ $rc -eq 1 ] && grep -q '^fail  image' '$T/doctor.txt' && grep -q 'smolvm setup' '$T/doctor.txt'"
+check "doctor without an image: exit 1 and the fix named" sh -c "[ $rc -eq 1 ] && grep -q '^fail  image' '$T/doctor.txt' && grep -q 'smolvm image build' '$T/doctor.txt'"
 
 id=$("$SMOLVM" create --name files 2>"$T/err"); rc=$?
 check "create a VM" test "$rc" -eq 0 -a -n "$id"
