@@ -40,6 +40,11 @@
  * flock of VMDIR_PORTS_LOCK; the supervisor gets them by control lines. */
 #define VMDIR_PORTS "ports.json"
 #define VMDIR_PORTS_LOCK "ports.lock"
+/* A VM made from a snapshot: hard links of the snapshot's disk layers,
+ * VMDIR_LAYER_PREFIX <12 hex digits> VMDIR_LAYER_SUFFIX (host/lib/snapshot.c). */
+#define VMDIR_LAYER_PREFIX "layer-"
+#define VMDIR_LAYER_SUFFIX ".qcow2"
+#define VMDIR_LAYER_ID_LEN 12 /* = SMOLVM_ID_LEN */
 
 /* A snapshot's directory, $SMOLVM_HOME/snapshots/<id>/ (docs/internals.md,
  * "Snapshots"): written by libsmolvm (snapshot.c), read by the supervisor of a

@@ -8,6 +8,10 @@
 #include <string.h>
 
 #include "smolvm_i.h"
+#include "vmdir.h"
+
+/* The supervisor removes an ephemeral VM's layers by this form (common/vmdir.h). */
+_Static_assert(VMDIR_LAYER_ID_LEN == SMOLVM_ID_LEN, "layer names carry a VM id");
 
 #define SNAP_RECORD_VERSION 1
 #define SNAP_RECORD_MAX_BYTES (64u * 1024u)

@@ -2,6 +2,7 @@
 /* The VM directory the supervisor owns (dir.h). */
 #include "dir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,6 +27,8 @@ static const char *const vm_dir_files[] = {
         VMDIR_CONFIG, VMDIR_PID, VMDIR_SUPERVISOR_LOG,
         /* libsmolvm's: the record, its lock, run state (lifecycle.c) */
         VMDIR_QMP, VMDIR_RECORD, VMDIR_LOCK, VMDIR_BOOT, VMDIR_PAUSED, VMDIR_FAILED, VMDIR_ENV_APPLIED,
+        /* ... its port forwards (port.c) and egress policy and log (net.c, egress.c) */
+        VMDIR_PORTS, VMDIR_PORTS_LOCK, VMDIR_NET_POLICY, VMDIR_NET_LOG, VMDIR_NET_LOG_OLD,
 };
 
 /* What a persistent VM's supervisor removes at exit: nothing may connect any
@@ -183,12 +186,31 @@ static void unlink_in_dir(const sup *s, const char *name)
         (void)unlink(p);
 }
 
+/* The disk layers a VM made from a snapshot links into its dir
+ * (layer-<id>.qcow2, host/lib/snapshot.c): only names of exactly that form. */
+static void unlink_layers(const sup *s)
+{
+        DIR *d = opendir(s->vm_dir);
+        if (!d)
+                return;
+        size_t prefix = strlen(VMDIR_LAYER_PREFIX), suffix = strlen(VMDIR_LAYER_SUFFIX);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                size_t n = strlen(de->d_name);
+                if (n == prefix + VMDIR_LAYER_ID_LEN + suffix && !strncmp(de->d_name, VMDIR_LAYER_PREFIX, prefix) &&
+                    !strcmp(de->d_name + n - suffix, VMDIR_LAYER_SUFFIX))
+                        (void)unlinkat(dirfd(d), de->d_name, 0);
+        }
+        closedir(d);
+}
+
 void sup_dir_release(sup *s, bool failed)
 {
         if (s->ephemeral) {
                 sup_log_close();
                 for (size_t i = 0; i < ARRAY_SIZE(vm_dir_files); i++)
                         unlink_in_dir(s, vm_dir_files[i]);
+                unlink_layers(s);
                 if (rmdir(s->vm_dir) < 0)
                         fprintf(stderr, "smolvm-supervisor: rmdir %s: %m\n", s->vm_dir);
                 return;
