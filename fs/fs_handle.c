@@ -4,6 +4,8 @@
  * and by the fd budget itself. A handle in use by a request (refs > 0) is
  * only closed when its last user puts it, so a RELEASE racing a READ on another
  * thread can never make that READ use a closed (or reused) fd number. */
+#include <fcntl.h>
+
 #include "fs_server_i.h"
 #include "util.h"
 
@@ -89,6 +91,8 @@ fs_handle *fs_handle_get(smolvm_fs *fs, uint64_t fh)
 {
         pthread_mutex_lock(&fs->lock);
         fs_handle *h = find_locked(fs, fh);
+        if (h && h->fd < 0)
+                h = NULL; /* restored stale: fs_handle_missing() says ESTALE */
         if (h)
                 h->refs++;
         pthread_mutex_unlock(&fs->lock);
@@ -106,7 +110,8 @@ static int finalize_locked(smolvm_fs *fs, fs_handle *h)
         h->free_next = fs->handle_free;
         fs->handle_free = idx + 1;
         fs->n_handles--;
-        fs_fd_budget_return_locked(fs);
+        if (fd >= 0) /* a stale restored handle (fs_handle_restore_locked) has none */
+                fs_fd_budget_return_locked(fs);
         fs_inode_put_locked(fs, h->inode_idx);
         return fd;
 }
@@ -158,5 +163,71 @@ void fs_handle_release_all(smolvm_fs *fs)
                 }
                 pthread_mutex_unlock(&fs->lock);
                 safe_close(fd);
+        }
+}
+
+int fs_handle_missing(smolvm_fs *fs, uint64_t fh)
+{
+        pthread_mutex_lock(&fs->lock);
+        uint64_t low = fh & 0xffffffffu;
+        bool stale = low != 0 && low <= fs->handle_unused && fs_handle_at(fs, (uint32_t)low - 1)->fh == fh &&
+                     fs_handle_at(fs, (uint32_t)low - 1)->fd < 0;
+        pthread_mutex_unlock(&fs->lock);
+        return stale ? -ESTALE : -EBADF;
+}
+
+int fs_handle_restore_prepare_locked(smolvm_fs *fs, uint32_t n_slots)
+{
+        if (n_slots > fs->max_handles)
+                return -E2BIG;
+        for (uint32_t i = 0; i < n_slots; i++) {
+                int r = fs_slots_reserve_locked(fs, &fs->handles, i);
+                if (r < 0)
+                        return r;
+                pthread_mutex_init(&fs_handle_at(fs, i)->dir_lock, NULL);
+                fs->handle_unused = i + 1;
+        }
+        return 0;
+}
+
+int fs_handle_restore_locked(smolvm_fs *fs, uint32_t idx, uint32_t gen, fs_inode *ino, bool is_dir, bool writable)
+{
+        if (idx >= fs->handle_unused || gen == 0)
+                return -EINVAL;
+        fs_handle *h = fs_handle_at(fs, idx);
+        if (h->fh != 0)
+                return -EEXIST;
+        if (is_dir != (ino->type == S_IFDIR) || (is_dir && writable))
+                return -EINVAL;
+        /* Re-opened now, through the confined re-resolution of its inode (checked
+         * against the saved dev, ino and type) and the same re-open as OPEN: a
+         * file replaced on the host since leaves the handle stale (ESTALE on
+         * use), never open on the new file. Read-only servers never reopen for
+         * writing: such a handle stays stale too. */
+        int fd = -1;
+        if (fs_inode_ensure_fd_locked(fs, ino) == 0 && !(writable && fs->read_only) &&
+            fs_fd_reserve_locked(fs)) {
+                fd = fs_reopen(fs, ino, writable ? O_RDWR : O_RDONLY);
+                if (fd == -EACCES && writable)
+                        fd = fs_reopen(fs, ino, O_WRONLY);
+                if (fd < 0)
+                        fs_fd_budget_return_locked(fs);
+        }
+        *h = (fs_handle){ .fh = make_fh(idx, gen), .fd = fd < 0 ? -1 : fd, .inode_idx = fs_inode_idx(fs, ino),
+                          .is_dir = is_dir, .writable = writable, .gen = gen, .dir_lock = h->dir_lock };
+        ino->refs++;
+        fs->n_handles++;
+        return 0;
+}
+
+void fs_handle_restore_finish_locked(smolvm_fs *fs)
+{
+        fs->handle_free = 0;
+        for (uint32_t i = fs->handle_unused; i-- > 0;) {
+                fs_handle *h = fs_handle_at(fs, i);
+                if (h->fh != 0)
+                        continue;
+                h->free_next = fs->handle_free;
+                fs->handle_free = i + 1;
         }
 }

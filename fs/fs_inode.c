@@ -616,3 +616,101 @@ void fs_inode_renamed(smolvm_fs *fs, fs_inode *olddir, const char *oldname, fs_i
                 (void)relink_locked(fs, x, oidx, oldname);
         pthread_mutex_unlock(&fs->lock);
 }
+
+/* ---- rebuilding the table from a saved state (fs_state.c) ---- */
+
+int fs_inode_restore_locked(smolvm_fs *fs, uint32_t idx, uint32_t gen, uint32_t parent_idx, uint16_t type,
+                            uint64_t nlookup, dev_t dev, ino_t ino, const char *name)
+{
+        if (idx == 0 || idx >= fs->inode_unused || gen == 0)
+                return -EINVAL;
+        fs_inode *e = fs_inode_at(fs, idx);
+        if (fs_inode_used(e) || find_by_key_locked(fs, dev, ino))
+                return -EEXIST; /* a slot or an identity twice */
+        size_t cost = fs_name_cost(strlen(name));
+        if (fs->n_inodes >= fs->max_inodes)
+                return -ENFILE;
+        if (!fs_mem_charge_locked(fs, cost))
+                return -ENOMEM;
+        char *copy = strdup(name);
+        if (!copy) {
+                fs_mem_uncharge_locked(fs, cost);
+                return -ENOMEM;
+        }
+        uint32_t b = hash_key(fs, dev, ino);
+        /* No fd: an evicted entry, re-resolved by name and checked against
+         * (dev, ino, type) on first use, exactly as after an eviction. */
+        *e = (fs_inode){
+                .nodeid = make_nodeid(idx, gen),
+                .fd = -1,
+                .name = copy,
+                .dev = dev,
+                .ino = ino,
+                .type = type,
+                .nlookup = nlookup,
+                .parent_idx = parent_idx,
+                .next = fs->buckets[b],
+        };
+        fs->buckets[b] = idx + 1;
+        fs->n_inodes++;
+        maybe_grow_buckets_locked(fs);
+        return 0;
+}
+
+/* Every parent must be a live directory and every chain must reach the root:
+ * state[] marks 0 unseen, 1 on the walk being checked, 2 known good. */
+static int check_parents_locked(smolvm_fs *fs, uint8_t *state)
+{
+        state[0] = 2;
+        for (uint32_t i = 1; i < fs->inode_unused; i++) {
+                uint32_t j = i;
+                while (fs_inode_used(fs_inode_at(fs, j)) && state[j] == 0) {
+                        state[j] = 1;
+                        uint32_t p = fs_inode_at(fs, j)->parent_idx;
+                        if (p >= fs->inode_unused || !fs_inode_used(fs_inode_at(fs, p)) ||
+                            fs_inode_at(fs, p)->type != S_IFDIR)
+                                return -EINVAL;
+                        j = p;
+                }
+                if (fs_inode_used(fs_inode_at(fs, j)) && state[j] == 1)
+                        return -ELOOP; /* a cycle that never reaches the root */
+                for (j = i; fs_inode_used(fs_inode_at(fs, j)) && state[j] == 1; j = fs_inode_at(fs, j)->parent_idx)
+                        state[j] = 2;
+        }
+        return 0;
+}
+
+int fs_inode_restore_finish_locked(smolvm_fs *fs)
+{
+        _cleanup_free_ uint8_t *state = calloc(fs->inode_unused, 1);
+        if (!state)
+                return -ENOMEM;
+        int r = check_parents_locked(fs, state);
+        if (r < 0)
+                return r;
+        fs->inode_free = 0;
+        for (uint32_t i = fs->inode_unused; i-- > 1;) {
+                fs_inode *e = fs_inode_at(fs, i);
+                if (fs_inode_used(e)) {
+                        fs_inode_at(fs, e->parent_idx)->kids++;
+                        continue;
+                }
+                e->nodeid = 0;
+                e->next = fs->inode_free;
+                fs->inode_free = i + 1;
+        }
+        return 0;
+}
+
+void fs_inode_restore_trim_locked(smolvm_fs *fs)
+{
+        /* Entries the kernel no longer refers to (nlookup 0, no handle, no
+         * child) go, as they would have after their FORGET. */
+        for (uint32_t i = fs->inode_unused; i-- > 1;)
+                maybe_free_locked(fs, i);
+}
+
+int fs_inode_ensure_fd_locked(smolvm_fs *fs, fs_inode *e)
+{
+        return ensure_fd_locked(fs, e);
+}

@@ -96,7 +96,7 @@ ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r)
                 return fs_reply_err(r, -EINVAL);
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
         if (!h.h->is_dir)
                 return fs_reply_err(r, -ENOTDIR);
 

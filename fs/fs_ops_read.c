@@ -155,7 +155,7 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
         }
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
         if (h.h->is_dir)
                 return fs_reply_err(r, -EISDIR);
 
@@ -245,7 +245,7 @@ ssize_t fs_op_flush(smolvm_fs *fs, fs_req *r)
         memcpy(&in, r->args, sizeof(in));
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
         return fs_reply_err(r, -ENOSYS);
 }
 
@@ -256,7 +256,7 @@ ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r)
         memcpy(&in, r->args, sizeof(in));
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h || h.h->is_dir != is_dir)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, h.h ? -EBADF : fs_handle_missing(fs, in.fh));
         if (fs->read_only)
                 return fs_reply(r, NULL, 0); /* nothing of ours to make durable */
         int rc = (in.fsync_flags & FUSE_FSYNC_FDATASYNC) ? fdatasync(h.h->fd) : fsync(h.h->fd);
@@ -352,7 +352,7 @@ ssize_t fs_op_lseek(smolvm_fs *fs, fs_req *r)
                 return fs_reply_err(r, -EINVAL);
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
         if (h.h->is_dir)
                 return fs_reply_err(r, -EINVAL); /* would move READDIR's cursor */
         off_t o = lseek(h.h->fd, (off_t)in.offset, (int)in.whence);

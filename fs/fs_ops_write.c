@@ -60,7 +60,7 @@ ssize_t fs_op_write(smolvm_fs *fs, fs_req *r)
         }
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h || h.h->is_dir || !h.h->writable)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, h.h ? -EBADF : fs_handle_missing(fs, in.fh));
 
         /* The payload stays in the caller's buffers: slice the in iovecs. */
         struct iovec iov[64];
@@ -441,7 +441,7 @@ ssize_t fs_op_fallocate(smolvm_fs *fs, fs_req *r)
                 return fs_reply_err(r, -EINVAL);
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h || h.h->is_dir || !h.h->writable)
-                return fs_reply_err(r, -EBADF);
+                return fs_reply_err(r, h.h ? -EBADF : fs_handle_missing(fs, in.fh));
         if (fallocate(h.h->fd, (int)in.mode, (off_t)in.offset, (off_t)in.length) < 0)
                 return fs_reply_err(r, negative_errno());
         return fs_reply(r, NULL, 0);

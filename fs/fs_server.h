@@ -71,6 +71,18 @@ typedef struct smolvm_fs_stats {
 } smolvm_fs_stats;
 void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret);
 
+/* The server's state across a VM snapshot (fs_state.c; docs/internals.md,
+ * "Mounts across snapshots"): the nodeids and open handles the guest kernel
+ * holds, and its INIT. Save returns a malloc'd buffer (the caller frees it), or
+ * -EFBIG when it would exceed max_bytes. Load rebuilds them into a fresh server
+ * (nothing served yet: -EBUSY otherwise) from bytes it treats as hostile; every
+ * entry is re-checked against the host's (dev, ino, type) before use, so a file
+ * replaced on the host since gives ESTALE, never another file. On failure
+ * (err says why) the server is left unusable: free it. */
+#define SMOLVM_FS_STATE_MAX (64u << 20)
+int smolvm_fs_state_save(smolvm_fs *fs, size_t max_bytes, uint8_t **ret, size_t *ret_len);
+int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err, size_t err_len);
+
 /* The name of a FUSE opcode for traces ("LOOKUP", "READDIRPLUS"), from the
  * server's one opcode table; "?" for one it does not know. */
 const char *smolvm_fs_opcode_name(uint32_t opcode);

@@ -217,6 +217,23 @@ void fs_handle_put(smolvm_fs *fs, fs_handle *h);
 /* Returns 0, or -EBADF for an unknown / already released fh or wrong kind. */
 int fs_handle_release(smolvm_fs *fs, uint64_t fh, bool is_dir);
 void fs_handle_release_all(smolvm_fs *fs);
+/* What a request naming an fh that fs_handle_get() refused gets: -ESTALE for a
+ * handle restored stale (its file changed on the host), else -EBADF. */
+int fs_handle_missing(smolvm_fs *fs, uint64_t fh);
+
+/* --- rebuilding from a saved state (fs_state.c; fs->lock held, fresh server) ---
+ * inode slots [0, n) are reserved and inode_unused = n by fs_state.c; then one
+ * fs_inode_restore_locked() per saved entry (no fd: re-resolved by name on
+ * first use, as after an eviction), fs_inode_restore_finish_locked() (parents
+ * checked, free list built), the handles, fs_inode_restore_trim_locked(). */
+int fs_inode_restore_locked(smolvm_fs *fs, uint32_t idx, uint32_t gen, uint32_t parent_idx, uint16_t type,
+                            uint64_t nlookup, dev_t dev, ino_t ino, const char *name);
+int fs_inode_restore_finish_locked(smolvm_fs *fs);
+void fs_inode_restore_trim_locked(smolvm_fs *fs);
+int fs_inode_ensure_fd_locked(smolvm_fs *fs, fs_inode *e);
+int fs_handle_restore_prepare_locked(smolvm_fs *fs, uint32_t n_slots);
+int fs_handle_restore_locked(smolvm_fs *fs, uint32_t idx, uint32_t gen, fs_inode *ino, bool is_dir, bool writable);
+void fs_handle_restore_finish_locked(smolvm_fs *fs);
 
 /* --- fs_fd_budget.c --- */
 /* The budget for an instance wanting want fds: the soft RLIMIT_NOFILE is raised
