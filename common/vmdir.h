@@ -26,6 +26,9 @@
  * of a virtio-fs back-end, and the back-end's stdout+stderr. */
 #define VMDIR_FS_SOCK_FMT "fs-%zu.sock"
 #define VMDIR_FSD_LOG_FMT "virtiofsd-%zu.log"
+/* A FUSE-over-vsock mount's file server state, saved for a snapshot (the
+ * supervisor writes it on FSSTATE; libsmolvm moves it into the snapshot). */
+#define VMDIR_FS_STATE_FMT "fs-%zu.state"
 
 /* Run state, written by libsmolvm (lifecycle.c) and, for "failed", also by
  * the supervisor. */
@@ -53,3 +56,7 @@
 #define SNAPDIR_RAM "ram"          /* the guest RAM at the instant (sparse) */
 #define SNAPDIR_STATE "state"      /* QEMU's device state (migration stream, no RAM) */
 #define SNAPDIR_DISK "disk.qcow2"  /* the disk at the instant: a read-only qcow2 layer */
+/* Per vsock mount N (0-based, the record's mounts order): its file server's
+ * state at the instant (fs/fs_state.c; hostile on reload). An export must
+ * carry these too: one per mount of the snapshot's VM record. */
+#define SNAPDIR_FS_STATE_FMT "fs-%zu.state"

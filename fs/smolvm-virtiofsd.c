@@ -23,6 +23,15 @@
  * on N until the stream ends (exit 0). The agent's answer and every FUSE
  * request are parsed inside the same sandbox and filter as in virtio-fs mode.
  *
+ * Snapshots (docs/internals.md, "Mounts across snapshots"): with
+ * --control-fd=C, a byte 'S' on C makes a thread answer on C with le32 errno
+ * (0 on success), le64 length and the server's saved state (fs_server.h,
+ * smolvm_fs_state_save: nodeids, handles, INIT; at most SMOLVM_FS_STATE_MAX).
+ * With --state-fd=F the server starts from such a state, read from F (a
+ * snapshot's file: parsed as hostile, under the filter), and --fuse-reattach
+ * asks the agent to reattach the stream to the guest's existing FUSE mount at
+ * GUEST (fuse_mount with "reattach": true) instead of mounting a new one.
+ *
  * Sandbox (default "namespace"), set up after the socket is bound and before
  * anything from the front-end is read:
  *  - PR_SET_NO_NEW_PRIVS;
@@ -54,6 +63,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -91,6 +101,9 @@ typedef struct options {
         int stream_fd;   /* --stream-fd, or -1 */
         const char *fuse_mount; /* --fuse-mount: the guest path to ask for, or NULL */
         int ready_fd;    /* --ready-fd, or -1 */
+        int control_fd;  /* --control-fd, or -1 */
+        int state_fd;    /* --state-fd, or -1 */
+        bool reattach;   /* --fuse-reattach */
         const char *shared_dir;
         bool read_only;
         bool trace;
@@ -101,13 +114,14 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw]\n"
                    "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n"
-                   "       smolvm-virtiofsd --stream-fd N [--fuse-mount=GUEST_PATH] --shared-dir DIR ...\n");
+                   "       smolvm-virtiofsd --stream-fd N [--fuse-mount=GUEST_PATH [--fuse-reattach]]\n"
+                   "                        [--control-fd N] [--state-fd N] --shared-dir DIR ...\n");
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
         enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD, OPT_STREAM_FD,
-               OPT_FUSE_MOUNT };
+               OPT_FUSE_MOUNT, OPT_CONTROL_FD, OPT_STATE_FD, OPT_REATTACH };
         static const struct option longopts[] = {
                 { "socket-path", required_argument, NULL, 's' },
                 { "shared-dir", required_argument, NULL, 'd' },
@@ -120,9 +134,13 @@ static int parse_args(int argc, char **argv, options *o)
                 { "ready-fd", required_argument, NULL, OPT_READY_FD },
                 { "stream-fd", required_argument, NULL, OPT_STREAM_FD },
                 { "fuse-mount", required_argument, NULL, OPT_FUSE_MOUNT },
+                { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+                { "state-fd", required_argument, NULL, OPT_STATE_FD },
+                { "fuse-reattach", no_argument, NULL, OPT_REATTACH },
                 { 0 },
         };
-        *o = (options){ .read_only = true, .sandbox = true, .listen_fd = -1, .stream_fd = -1, .ready_fd = -1 };
+        *o = (options){ .read_only = true, .sandbox = true, .listen_fd = -1, .stream_fd = -1, .ready_fd = -1,
+                        .control_fd = -1, .state_fd = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
@@ -142,6 +160,7 @@ static int parse_args(int argc, char **argv, options *o)
                         }
                         break;
                 case OPT_HELP: usage(stdout); exit(EXIT_SUCCESS);
+                case OPT_REATTACH: o->reattach = true; break;
                 case OPT_FUSE_MOUNT:
                         if (optarg[0] != '/') {
                                 fprintf(stderr, "smolvm-virtiofsd: --fuse-mount %s: not an absolute path\n", optarg);
@@ -151,8 +170,12 @@ static int parse_args(int argc, char **argv, options *o)
                         break;
                 case OPT_FD:
                 case OPT_STREAM_FD:
+                case OPT_CONTROL_FD:
+                case OPT_STATE_FD:
                 case OPT_READY_FD: {
-                        const char *name = c == OPT_FD ? "fd" : c == OPT_STREAM_FD ? "stream-fd" : "ready-fd";
+                        const char *name = c == OPT_FD ? "fd" : c == OPT_STREAM_FD ? "stream-fd"
+                                         : c == OPT_CONTROL_FD ? "control-fd" : c == OPT_STATE_FD ? "state-fd"
+                                         : "ready-fd";
                         char *end;
                         long v = strtol(optarg, &end, 10);
                         if (!*optarg || *end || v < 3 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
@@ -161,14 +184,17 @@ static int parse_args(int argc, char **argv, options *o)
                         }
                         /* Nothing we might exec (nothing) or fork for may keep them. */
                         (void)fcntl((int)v, F_SETFD, FD_CLOEXEC);
-                        *(c == OPT_FD ? &o->listen_fd : c == OPT_STREAM_FD ? &o->stream_fd : &o->ready_fd) = (int)v;
+                        *(c == OPT_FD ? &o->listen_fd : c == OPT_STREAM_FD ? &o->stream_fd
+                          : c == OPT_CONTROL_FD ? &o->control_fd : c == OPT_STATE_FD ? &o->state_fd
+                          : &o->ready_fd) = (int)v;
                         break;
                 }
                 default: usage(stderr); return -EINVAL;
                 }
         }
         int n_fronts = (o->socket_path != NULL) + (o->listen_fd >= 0) + (o->stream_fd >= 0);
-        if (optind != argc || !o->shared_dir || n_fronts != 1 || (o->fuse_mount && o->stream_fd < 0)) {
+        if (optind != argc || !o->shared_dir || n_fronts != 1 || (o->fuse_mount && o->stream_fd < 0) ||
+            (o->reattach && !o->fuse_mount) || ((o->control_fd >= 0 || o->state_fd >= 0) && o->stream_fd < 0)) {
                 usage(stderr);
                 return -EINVAL;
         }
@@ -219,9 +245,12 @@ static int check_stream(int fd)
 }
 
 /* The fuse_mount REQUEST payload (docs/protocol.md). */
-static char *fuse_mount_request(const char *guest_path, bool read_only)
+static char *fuse_mount_request(const char *guest_path, bool read_only, bool reattach)
 {
-        json_t *o = json_pack("{s:s, s:s, s:b}", "op", "fuse_mount", "path", guest_path, "read_only", read_only);
+        json_t *o = reattach ? json_pack("{s:s, s:s, s:b, s:b}", "op", "fuse_mount", "path", guest_path, "read_only",
+                                         read_only, "reattach", 1)
+                             : json_pack("{s:s, s:s, s:b}", "op", "fuse_mount", "path", guest_path, "read_only",
+                                         read_only);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         return s;
@@ -379,6 +408,82 @@ static void signal_ready(options *o)
         o->ready_fd = safe_close(o->ready_fd);
 }
 
+/* --state-fd, under the filter: the whole file (bounded), then the tables. */
+static int load_state(smolvm_fs *fs, int fd)
+{
+        size_t cap = SMOLVM_FS_STATE_MAX + 1, len = 0;
+        _cleanup_free_ uint8_t *buf = malloc(cap);
+        if (!buf) {
+                fprintf(stderr, "smolvm-virtiofsd: --state-fd: out of memory\n");
+                return -ENOMEM;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf + len, cap - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        fprintf(stderr, "smolvm-virtiofsd: --state-fd: %s\n", strerror(errno));
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len == cap) {
+                        fprintf(stderr, "smolvm-virtiofsd: --state-fd: the saved file server state is larger "
+                                        "than %u MiB\n", SMOLVM_FS_STATE_MAX >> 20);
+                        return -EFBIG;
+                }
+        }
+        char err[256];
+        int r = smolvm_fs_state_load(fs, buf, len, err, sizeof(err));
+        if (r < 0)
+                fprintf(stderr, "smolvm-virtiofsd: restoring the mount's state from the snapshot: %s\n", err);
+        return r;
+}
+
+/* --control-fd: one thread answering 'S' with the saved state (see the top). */
+static void *control_main(void *arg)
+{
+        smolvm_fs *fs = ((void **)arg)[0];
+        int fd = (int)(intptr_t)((void **)arg)[1];
+        free(arg);
+        for (;;) {
+                uint8_t c;
+                ssize_t n = read(fd, &c, 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return NULL; /* the supervisor is gone: so are we, soon */
+                if (c != 'S')
+                        continue;
+                uint8_t *state = NULL, hdr[12];
+                size_t len = 0;
+                int r = smolvm_fs_state_save(fs, SMOLVM_FS_STATE_MAX, &state, &len);
+                put_le32(hdr, (uint32_t)(r < 0 ? -r : 0));
+                put_le64(hdr + 4, r < 0 ? 0 : len);
+                if (write_all(fd, hdr, sizeof(hdr)) == 0 && r == 0)
+                        (void)write_all(fd, state, len);
+                free(state);
+        }
+}
+
+static int start_control(smolvm_fs *fs, int fd)
+{
+        void **arg = malloc(2 * sizeof(void *));
+        if (!arg)
+                return -ENOMEM;
+        arg[0] = fs;
+        arg[1] = (void *)(intptr_t)fd;
+        pthread_t t;
+        int r = pthread_create(&t, NULL, control_main, arg);
+        if (r != 0) {
+                free(arg);
+                return -r;
+        }
+        pthread_detach(t);
+        return 0;
+}
+
 /* Stream mode, under the filter: the guest agent's answer to fuse_mount, READY,
  * then FUSE until the stream ends. Returns the exit status. */
 static int serve_stream(options *o, smolvm_fs *fs, const char *mount_request, uint64_t deadline_ms)
@@ -423,7 +528,7 @@ int main(int argc, char **argv)
                 (void)signal(SIGPIPE, SIG_IGN);
                 /* Built before the sandbox: jansson seeds its hash function from
                  * /dev/urandom on first use, which the sandbox no longer has. */
-                if (o.fuse_mount && !(mount_request = fuse_mount_request(o.fuse_mount, o.read_only))) {
+                if (o.fuse_mount && !(mount_request = fuse_mount_request(o.fuse_mount, o.read_only, o.reattach))) {
                         fprintf(stderr, "smolvm-virtiofsd: out of memory\n");
                         return EXIT_FAILURE;
                 }
@@ -471,6 +576,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "smolvm-virtiofsd: limits: %u inodes, %llu MiB of tables, %u fds, %u handles\n",
                         st.max_inodes, (unsigned long long)(st.max_mem_bytes >> 20), st.max_fds, st.max_handles);
         }
+        if (o.control_fd >= 0 && (r = start_control(fs, o.control_fd)) < 0) {
+                fprintf(stderr, "smolvm-virtiofsd: --control-fd: %s\n", strerror(-r));
+                smolvm_fs_free(fs);
+                return EXIT_FAILURE;
+        }
         /* The last step of the sandbox, before READY: a filter that cannot be
          * installed fails the VM's start, it never runs unfiltered. */
         const char *what = NULL;
@@ -481,6 +591,10 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
 
+        if (o.state_fd >= 0 && load_state(fs, o.state_fd) < 0) {
+                smolvm_fs_free(fs);
+                return EXIT_FAILURE;
+        }
         if (o.stream_fd >= 0) {
                 r = serve_stream(&o, fs, mount_request, mount_deadline_ms);
                 smolvm_fs_free(fs);

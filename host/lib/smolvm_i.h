@@ -191,6 +191,10 @@ typedef struct snap_record {
         char **layers;            /* NULL-terminated: the disk's lower layers in the
                                    * snapshot dir ("layer-<id>.qcow2"), <= SNAPSHOT_MAX_LAYERS */
         size_t n_layers;
+        /* The VM's FUSE-over-vsock mounts ("mounts", "mount_transport": "vsock"
+         * in snapshot.json); mount N's server state is SNAPDIR_FS_STATE_FMT. */
+        vm_mount *mounts;
+        size_t n_mounts;
 } snap_record;
 int snap_record_parse(const char *path, const char *text, size_t len, snap_record *ret);
 char *snap_record_format(const snap_record *rec);
@@ -242,6 +246,10 @@ json_t *vm_mounts_to_json(const vm_record *rec, bool with_tags);
 /* The record's "mounts" and "mount_transport" (both optional) into rec. On
  * failure why says what is wrong; returns 0, -EINVAL or -ENOMEM. */
 int vm_mounts_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
+/* A snapshot of a paused VM with vsock mounts: each mount's file server state
+ * (FSSTATE, docs/internals.md "Hybrid vsock") into staging/fs-N.state. */
+#define VM_MOUNT_STATE_TIMEOUT_MS 15000u
+int vm_mounts_save_states(smolvm_vm *vm, const char *staging);
 
 /* ---- net.c ---- */
 /* cfg->net (patterns and pins checked) into rec->net. */

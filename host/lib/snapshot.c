@@ -339,14 +339,11 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                          const char *id, unsigned flags, smolvm_snapshot_info *ret)
 {
         char path[PATH_MAX], hint[256];
-        if (vm->rec.n_mounts)
+        if (vm->rec.n_mounts && vm->rec.mount_transport != SMOLVM_MOUNT_VSOCK)
                 return vm_error(SMOLVM_EINVAL,
-                                "create the VM without --mount to snapshot it: virtio-fs (vhost-user) devices are "
-                                "not migratable in QEMU 7.2, and the FUSE mounts of `--mount-transport vsock` are "
-                                "not carried by snapshots yet",
-                                "VM %s has host directory mounts (%s): it cannot be snapshotted", vm->id,
-                                vm->rec.mount_transport == SMOLVM_MOUNT_VSOCK ? "--mount-transport vsock"
-                                                                               : "virtio-fs; see --mount-transport vsock");
+                                "create the VM with `--mount-transport vsock` to snapshot it: its FUSE mounts are "
+                                "carried by snapshots; virtio-fs (vhost-user) devices are not migratable in QEMU 7.2",
+                                "VM %s has virtio-fs host directory mounts: it cannot be snapshotted", vm->id);
         smolvm_state st = vm_derive_state(vm->dir, NULL);
         if (st != SMOLVM_STATE_RUNNING && st != SMOLVM_STATE_PAUSED) {
                 snprintf(hint, sizeof(hint), "start it with `smolvm start %s`", vm->rec.name ? vm->rec.name : vm->id);
@@ -383,6 +380,8 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 r = save_state(q, staging);
         if (r == 0)
                 r = save_ram(vm->dir, staging, &ram_bytes);
+        if (r == 0)
+                r = vm_mounts_save_states(vm, staging);
 
         snap_record rec = {
                 .name = (char *)name,
@@ -396,6 +395,8 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 .disk_mib = vm->rec.disk_mib,
                 .internal = internal,
                 .ram_bytes = ram_bytes,
+                .mounts = vm->rec.mounts,
+                .n_mounts = vm->rec.n_mounts,
         };
         memcpy(rec.id, id, SMOLVM_ID_LEN + 1);
         memcpy(rec.vm_id, vm->id, SMOLVM_ID_LEN + 1);

@@ -133,6 +133,20 @@ int snap_record_parse(const char *path, const char *text, size_t len, snap_recor
                 goto fail;
         }
         rec.internal = json_is_true(internal);
+        /* Mounts: the VM record's own parser and checks; only vsock ones are
+         * ever snapshotted (their state files: SNAPDIR_FS_STATE_FMT). */
+        vm_record mr = { 0 };
+        char why[256];
+        if (vm_mounts_parse(root, &mr, why, sizeof(why)) < 0) {
+                r = corrupt(path, "%s", why);
+                goto fail;
+        }
+        rec.mounts = mr.mounts;
+        rec.n_mounts = mr.n_mounts;
+        if (rec.n_mounts && mr.mount_transport != SMOLVM_MOUNT_VSOCK) {
+                r = corrupt(path, "field 'mount_transport' must be \"vsock\" for a snapshot with mounts");
+                goto fail;
+        }
         json_t *layers = json_object_get(root, "layers");
         if (!json_is_array(layers) || json_array_size(layers) > SNAPSHOT_MAX_LAYERS) {
                 r = corrupt(path, "field 'layers' must be an array of at most %u file names", SNAPSHOT_MAX_LAYERS);
@@ -193,6 +207,14 @@ char *snap_record_format(const snap_record *rec)
                 json_decref(o);
                 o = NULL;
         }
+        if (o && rec->n_mounts) {
+                vm_record mr = { .mounts = rec->mounts, .n_mounts = rec->n_mounts };
+                if (json_object_set_new(o, "mounts", vm_mounts_to_json(&mr, false)) < 0 ||
+                    json_object_set_new(o, "mount_transport", json_string("vsock")) < 0) {
+                        json_decref(o);
+                        o = NULL;
+                }
+        }
         char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         json_decref(o);
         return s;
@@ -208,5 +230,6 @@ void snap_record_done(snap_record *rec)
         for (size_t i = 0; rec->layers && rec->layers[i]; i++)
                 free(rec->layers[i]);
         free(rec->layers);
+        vm_mounts_free(rec->mounts, rec->n_mounts);
         *rec = (snap_record){ 0 };
 }

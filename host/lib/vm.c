@@ -191,8 +191,8 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
         if (cfg->from_snapshot) {
                 if (cfg->n_mounts || cfg->image || cfg->vcpus || cfg->mem_mib || cfg->disk_mib || cfg->kernel_cmdline) {
                         r = vm_error(SMOLVM_EINVAL, "leave them out: they come from the snapshot",
-                                     "--from-snapshot takes the image, vCPUs, memory, disk size and kernel command "
-                                     "line of the snapshot, and allows no mounts");
+                                     "--from-snapshot takes the image, vCPUs, memory, disk size, kernel command "
+                                     "line and mounts of the snapshot");
                         goto fail;
                 }
                 r = snapshot_find(vm->home, cfg->from_snapshot, &snap_dir, &snap);
@@ -231,6 +231,13 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 rec->vcpus = snap.vcpus;
                 rec->mem_mib = snap.mem_mib;
                 rec->disk_mib = snap.disk_mib;
+                /* Its mounts continue (vsock: the guest kernel holds them). */
+                vm_mounts_free(rec->mounts, rec->n_mounts);
+                rec->mounts = snap.mounts;
+                rec->n_mounts = snap.n_mounts;
+                rec->mount_transport = snap.n_mounts ? SMOLVM_MOUNT_VSOCK : rec->mount_transport;
+                snap.mounts = NULL;
+                snap.n_mounts = 0;
                 if (!rec->image || !rec->accel || (snap.kernel_cmdline && !rec->kernel_cmdline) || !rec->from_snapshot) {
                         r = vm_error(-ENOMEM, NULL, "out of memory");
                         goto fail;

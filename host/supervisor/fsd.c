@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fileutil.h" /* common/ */
 #include "log.h"
 #include "spawner.h" /* common/ */
 #include "util.h"
@@ -23,6 +24,11 @@
 /* In the child: the listening socket (or the stream) and the ready pipe. */
 #define CHILD_FD3 3
 #define CHILD_READY_FD 4
+/* Stream back-ends only: the control socket and the state to start from. */
+#define CHILD_CONTROL_FD 5
+#define CHILD_STATE_FD 6
+/* The state's header from the child: le32 errno, le64 length. */
+#define STATE_HDR 12u
 #define TAIL_MAX 256u
 /* 65536 inodes + 4096 handles + slack; below the default fs.nr_open (1048576). */
 #define FSD_NOFILE_HARD ((rlim_t)131072)
@@ -47,6 +53,7 @@ struct sup_fsd {
         char line[TAIL_MAX];    /* the line being received */
         size_t line_len;
         char last[TAIL_MAX];    /* the last complete non-empty line */
+        int control_fd;         /* stream back-ends: our end of --control-fd, or -1 */
 };
 
 const char *sup_fsd_binary(char *buf, size_t len)
@@ -179,7 +186,7 @@ static sup_fsd *fsd_new(unsigned index, const sup_mount_cfg *m, const char *sock
                 free(f);
                 return NULL;
         }
-        f->log_pipe = f->log_fd = f->ready_fd = -1;
+        f->log_pipe = f->log_fd = f->ready_fd = f->control_fd = -1;
         snprintf(f->what, sizeof(f->what), "%s", what);
         snprintf(f->desc, sizeof(f->desc), "mount %u (%s at %s)", index, m->host, m->guest);
         return f;
@@ -188,7 +195,7 @@ static sup_fsd *fsd_new(unsigned index, const sup_mount_cfg *m, const char *sock
 /* Fork and exec argv with fd 3 = fd3 and, with want_ready, fd 4 = the write end
  * of the ready pipe; stdout/stderr into log_path (created/truncated) through a
  * pipe on the loop. Returns 0 or a negative errno with err set. */
-static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, bool want_ready,
+static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, bool want_ready, int fd5, int fd6,
                  const char *log_path, char *err, size_t err_len)
 {
         _cleanup_close_ int null_fd = -1, log_w = -1, ready_w = -1;
@@ -226,7 +233,7 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
         if (raise_nofile)
                 nofile.rlim_max = FSD_NOFILE_HARD;
 
-        int fds[5] = { null_fd, log_w, log_w, fd3, ready_w };
+        int fds[7] = { null_fd, log_w, log_w, fd3, ready_w, fd5, fd6 };
         pid_t pid;
         /* Its own process group (it forks a sandboxed server: we kill the group),
          * dying with the supervisor. */
@@ -234,7 +241,7 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
                 .argv = argv,
                 .search_path = true,
                 .fds = fds,
-                .n_fds = ready_w >= 0 ? 5 : 4,
+                .n_fds = fd6 >= 0 ? 7 : fd5 >= 0 ? 6 : ready_w >= 0 ? 5 : 4,
                 .new_pgroup = true,
                 .pdeathsig = SIGKILL,
                 .nofile = raise_nofile ? &nofile : NULL,
@@ -292,7 +299,7 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
         char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
                               m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
         char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
-        r = spawn(f, loop, ours ? argv_ours : argv_qemu, lfd, ours, log_path, err, err_len);
+        r = spawn(f, loop, ours ? argv_ours : argv_qemu, lfd, ours, -1, -1, log_path, err, err_len);
         if (r < 0)
                 goto fail;
         sup_log("started %s pid %d for %s, socket %s", bin, (int)f->pid, f->desc, socket_path);
@@ -347,12 +354,13 @@ static void ready_cb(void *userdata, int fd, uint32_t events)
         (void)ready_read(userdata);
 }
 
-int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd,
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd, int state_fd,
                          const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
-        char bin[4096], fd_arg[24], ready_arg[16];
+        char bin[4096], fd_arg[24], ready_arg[16], control_arg[24], state_arg[24];
         _cleanup_free_ char *mount_arg = NULL;
-        int r;
+        _cleanup_close_ int control_theirs = -1;
+        int r, sp[2];
 
         sup_fsd *f = fsd_new(index, m, NULL, "FUSE-over-vsock server");
         if (!f || asprintf(&mount_arg, "--fuse-mount=%s", m->guest) < 0) {
@@ -364,9 +372,21 @@ int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cf
         stream_binary(bin, sizeof(bin));
         snprintf(fd_arg, sizeof(fd_arg), "--stream-fd=%d", CHILD_FD3);
         snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
+        snprintf(control_arg, sizeof(control_arg), "--control-fd=%d", CHILD_CONTROL_FD);
+        snprintf(state_arg, sizeof(state_arg), "--state-fd=%d", CHILD_STATE_FD);
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                r = negative_errno();
+                snprintf(err, err_len, "%s: socketpair: %s", f->desc, strerror(-r));
+                goto fail;
+        }
+        f->control_fd = sp[0];
+        control_theirs = sp[1];
+        /* With a state (a restore): the guest's mount exists, the stream is
+         * reattached to it rather than mounted anew. */
         char *argv[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
-                         m->writable ? (char *)"--rw" : (char *)"--read-only", mount_arg, NULL };
-        r = spawn(f, loop, argv, stream_fd, true, log_path, err, err_len);
+                         m->writable ? (char *)"--rw" : (char *)"--read-only", mount_arg, control_arg,
+                         state_fd >= 0 ? state_arg : NULL, (char *)"--fuse-reattach", NULL };
+        r = spawn(f, loop, argv, stream_fd, true, control_theirs, state_fd, log_path, err, err_len);
         if (r < 0)
                 goto fail;
         /* The supervisor's loop must keep relaying the stream meanwhile: READY
@@ -383,6 +403,78 @@ int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cf
 fail:
         sup_fsd_free(f);
         return r;
+}
+
+/* Read exactly len bytes from the control socket by deadline_ms. */
+static int control_read(int fd, uint8_t *buf, size_t len, uint64_t deadline_ms)
+{
+        size_t got = 0;
+        while (got < len) {
+                uint64_t now = now_ms();
+                if (now >= deadline_ms)
+                        return -ETIMEDOUT;
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int k = poll(&p, 1, (int)MIN(deadline_ms - now, 1000u));
+                if (k < 0 && errno != EINTR)
+                        return negative_errno();
+                if (k <= 0)
+                        continue;
+                ssize_t n = read(fd, buf + got, len - got);
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return -EPIPE;
+                got += (size_t)n;
+        }
+        return 0;
+}
+
+int sup_fsd_save_state(sup_fsd *f, const char *path, size_t *ret_bytes, char *err, size_t err_len)
+{
+        uint8_t hdr[STATE_HDR];
+        uint64_t deadline = now_ms() + SUP_FSD_STATE_TIMEOUT_MS;
+        int r;
+
+        if (f->control_fd < 0 || f->pid == 0) {
+                snprintf(err, err_len, "the %s for %s is not running", f->what, f->desc);
+                return -ESRCH;
+        }
+        /* A reply left over from a save that timed out would be taken for this one. */
+        char junk[4096];
+        while (recv(f->control_fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+                ;
+        r = write_all(f->control_fd, "S", 1);
+        if (r == 0)
+                r = control_read(f->control_fd, hdr, sizeof(hdr), deadline);
+        if (r < 0) {
+                snprintf(err, err_len, "asking the %s for %s for its state: %s", f->what, f->desc, strerror(-r));
+                return r;
+        }
+        uint32_t e = get_le32(hdr);
+        uint64_t len = get_le64(hdr + 4);
+        if (e != 0 || len > SUP_FSD_STATE_MAX_BYTES) {
+                r = e != 0 && e < 4096 ? -(int)e : -EPROTO;
+                snprintf(err, err_len, "the %s for %s could not save its state: %s", f->what, f->desc,
+                         e == EFBIG ? "it holds too many files for a snapshot" : strerror(-r));
+                return r;
+        }
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf) {
+                snprintf(err, err_len, "out of memory");
+                return -ENOMEM;
+        }
+        r = control_read(f->control_fd, buf, len, deadline);
+        if (r == 0)
+                r = write_file_atomic(path, buf, len, 0600);
+        if (r < 0) {
+                snprintf(err, err_len, "saving the state of the %s for %s to %s: %s", f->what, f->desc, path,
+                         strerror(-r));
+                return r;
+        }
+        *ret_bytes = len;
+        return 0;
 }
 
 int sup_fsd_ready_state(sup_fsd *f, char *why, size_t why_len)
@@ -488,6 +580,7 @@ void sup_fsd_free(sup_fsd *f)
         drain_log(f);
         close_log_pipe(f);
         safe_close(f->log_fd);
+        safe_close(f->control_fd);
         if (f->ready_watched)
                 (void)smolvm_evloop_del(f->loop, f->ready_fd);
         safe_close(f->ready_fd);

@@ -24,6 +24,10 @@
 #define SUP_FSD_LOG_MAX_BYTES (1024u * 1024u)
 #define SUP_FSD_READY_TIMEOUT_MS 10000u
 #define SUP_FSD_BINARY "smolvm-virtiofsd"
+/* A stream back-end's saved state: how long it may take, how big it may be
+ * (fs_server.h's SMOLVM_FS_STATE_MAX, which the child enforces itself). */
+#define SUP_FSD_STATE_TIMEOUT_MS 10000u
+#define SUP_FSD_STATE_MAX_BYTES (64u << 20)
 
 typedef struct sup_fsd sup_fsd;
 
@@ -42,13 +46,23 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
 /* Start the FUSE-over-vsock server for mount m on stream_fd, a connected
  * stream to the guest agent (given to it as fd 3; the caller closes its own
  * copy): `smolvm-virtiofsd --stream-fd=3 --ready-fd=4 --shared-dir HOST
- * --read-only|--rw --fuse-mount=GUEST`, which asks the agent on the stream to
- * mount GUEST, says READY once it did, then serves until the stream ends.
+ * --read-only|--rw --fuse-mount=GUEST --control-fd=5`, which asks the agent
+ * on the stream to mount GUEST, says READY once it did, then serves until the
+ * stream ends. With state_fd >= 0 (a restore: a snapshot's fs-N.state, given
+ * as --state-fd=6; the caller closes its copy) it starts from that state and
+ * reattaches the stream to the guest's existing mount (--fuse-reattach).
  * Always our binary ($SMOLVM_VIRTIOFSD only if it names smolvm-virtiofsd:
  * QEMU's has no stream mode). Its ready pipe is watched on loop, so the loop
  * wakes when it answers. Returns 0 or a negative errno with err set. */
-int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd,
+int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, int stream_fd, int state_fd,
                          const char *log_path, sup_fsd **ret, char *err, size_t err_len);
+
+/* Stream back-ends: ask the server for its state (the nodeids and handles the
+ * guest kernel holds: docs/internals.md, "Mounts across snapshots") and write
+ * it to path (atomically, 0600). Blocks, SUP_FSD_STATE_TIMEOUT_MS at most:
+ * called while the VM is paused for a snapshot. Returns 0 with *ret_bytes, or
+ * a negative errno with err set. */
+int sup_fsd_save_state(sup_fsd *f, const char *path, size_t *ret_bytes, char *err, size_t err_len);
 
 /* Without blocking: 0 while the back-end has not said READY, 1 once it has,
  * -EIO when its ready pipe ended without (why then has the last line it

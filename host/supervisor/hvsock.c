@@ -28,8 +28,10 @@ struct sup_hvsock {
         smolvm_mux *mux;
         hv_client *pending;
         unsigned n_pending;
-        sup_hvsock_control_cb control;
-        void *control_userdata;
+        struct {
+                sup_hvsock_control_cb cb;
+                void *userdata;
+        } control[SUP_HVSOCK_MAX_CONTROL];
 };
 
 /* Carried through smolvm_mux_connect to its callback. */
@@ -105,9 +107,17 @@ static void client_line_done(hv_client *c)
         hv_connect *hc;
         int fd = c->fd, r;
 
-        if (hv->control && c->len > 0 && strncmp(c->line, "CONNECT ", 8) != 0) {
+        if (c->len > 0 && strncmp(c->line, "CONNECT ", 8) != 0) {
                 char answer[SUP_HVSOCK_LINE_MAX] = "";
-                hv->control(hv->control_userdata, c->line, c->len, answer, sizeof(answer));
+                bool taken = false;
+                for (size_t i = 0; i < SUP_HVSOCK_MAX_CONTROL && !taken; i++)
+                        taken = hv->control[i].cb &&
+                                hv->control[i].cb(hv->control[i].userdata, c->line, c->len, answer, sizeof(answer));
+                if (!taken) {
+                        sup_log("hvsock: malformed control line (%zu bytes), refused", c->len);
+                        client_free(c, true);
+                        return;
+                }
                 /* A fresh socket has room for one short line; a client gone meanwhile
                  * just misses its answer. */
                 (void)send(fd, answer, strlen(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -273,10 +283,22 @@ void sup_hvsock_set_mux(sup_hvsock *hv, smolvm_mux *mux)
         hv->mux = mux;
 }
 
-void sup_hvsock_set_control(sup_hvsock *hv, sup_hvsock_control_cb cb, void *userdata)
+int sup_hvsock_add_control(sup_hvsock *hv, sup_hvsock_control_cb cb, void *userdata)
 {
-        hv->control = cb;
-        hv->control_userdata = userdata;
+        for (size_t i = 0; i < SUP_HVSOCK_MAX_CONTROL; i++)
+                if (!hv->control[i].cb) {
+                        hv->control[i].cb = cb;
+                        hv->control[i].userdata = userdata;
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+void sup_hvsock_remove_control(sup_hvsock *hv, void *userdata)
+{
+        for (size_t i = 0; i < SUP_HVSOCK_MAX_CONTROL; i++)
+                if (hv->control[i].cb && hv->control[i].userdata == userdata)
+                        hv->control[i].cb = NULL;
 }
 
 void sup_hvsock_free(sup_hvsock *hv)

@@ -20,12 +20,17 @@ int sup_hvsock_new(smolvm_evloop *loop, const char *path, sup_hvsock **ret);
 /* The mux streams go to; NULL (the default) refuses every CONNECT by closing. */
 void sup_hvsock_set_mux(sup_hvsock *hv, smolvm_mux *mux);
 /* Control requests (docs/internals.md, "Hybrid vsock"): a line that is not
- * "CONNECT ..." goes to cb, which writes one answer line ("OK <n>\n" or
- * "ERR <errno>\n", '\n' included, NUL-terminated) into answer; the listener
- * sends it and closes the connection. Without a cb such lines are refused
- * (closed) as malformed. The port forwards' EXPOSE/UNEXPOSE use it (port.c). */
-typedef void (*sup_hvsock_control_cb)(void *userdata, const char *line, size_t len, char *answer, size_t answer_size);
-void sup_hvsock_set_control(sup_hvsock *hv, sup_hvsock_control_cb cb, void *userdata);
+ * "CONNECT ..." goes to each added cb in turn until one returns true, having
+ * written one answer line ("OK <n>\n" or "ERR <errno>\n", '\n' included,
+ * NUL-terminated) into answer; the listener sends it and closes the
+ * connection. A line no cb takes is refused (closed) as malformed. The port
+ * forwards' EXPOSE/UNEXPOSE (port.c) and the mounts' FSSTATE (mounts.c) use
+ * it. At most SUP_HVSOCK_MAX_CONTROL callbacks (-ENOSPC past it). */
+#define SUP_HVSOCK_MAX_CONTROL 4
+typedef bool (*sup_hvsock_control_cb)(void *userdata, const char *line, size_t len, char *answer, size_t answer_size);
+int sup_hvsock_add_control(sup_hvsock *hv, sup_hvsock_control_cb cb, void *userdata);
+/* Remove the callback added with userdata (nothing if none). */
+void sup_hvsock_remove_control(sup_hvsock *hv, void *userdata);
 /* Closes the listener and pending clients (not the path). Accepts NULL. */
 void sup_hvsock_free(sup_hvsock *hv);
 

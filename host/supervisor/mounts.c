@@ -3,6 +3,7 @@
 #include "mounts.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "dir.h"
 #include "fsabort.h"
 #include "fsd.h"
+#include "hvsock.h"
 #include "log.h"
 #include "sup.h"
 #include "util.h"
@@ -102,15 +104,68 @@ static int mount_wait_virtiofs(sup_mount *m, uint64_t deadline_ms)
         return r;
 }
 
+/* A restore: the snapshot's saved state of mount N (docs/internals.md,
+ * "Mounts across snapshots"); the guest's FUSE mount is reattached to a server
+ * rebuilt from it. Returns the open file or -1 after sup_fail(). */
+static int open_saved_state(sup_mount *m)
+{
+        sup *s = m->all->s;
+        _cleanup_free_ char *name = NULL, *path = NULL;
+        if (asprintf(&name, SNAPDIR_FS_STATE_FMT, m->index) < 0 ||
+            asprintf(&path, "%s/%s", s->cfg.snapshot_dir, name) < 0) {
+                sup_fail(s, false, NULL, "out of memory");
+                return -1;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                sup_fail(s, false, "take the snapshot again with this smolvm",
+                         "mount %zu (%s at %s): the snapshot has no saved file server state %s: %s", m->index,
+                         m->cfg->host, m->cfg->guest, path, strerror(errno));
+        return fd;
+}
+
 static int mount_start_vsock(sup_mount *m)
 {
         sup *s = m->all->s;
         _cleanup_free_ char *log_path = mount_log_path(m);
+        _cleanup_close_ int state_fd = -1;
         char err[768];
-        int r = sup_vsockfs_start(s->loop, s->mux, (unsigned)m->index, m->cfg, log_path, &m->vfs, err, sizeof(err));
+        if (s->restoring && (state_fd = open_saved_state(m)) < 0)
+                return -ENOENT;
+        int r = sup_vsockfs_start(s->loop, s->mux, (unsigned)m->index, m->cfg, state_fd, log_path, &m->vfs, err,
+                                  sizeof(err));
         if (r < 0)
                 sup_fail(s, false, NULL, "%s", err);
         return r;
+}
+
+/* "FSSTATE <mount index>\n" (docs/internals.md, "Hybrid vsock"): a snapshot
+ * being taken (the VM is paused) asks for a vsock mount's server state; it is
+ * written to DIR/fs-N.state and the answer is "OK <bytes>". */
+static bool control_cb(void *userdata, const char *line, size_t len, char *answer, size_t answer_size)
+{
+        sup_mounts *all = userdata;
+        char *end;
+        if (strncmp(line, "FSSTATE ", 8) != 0)
+                return false;
+        unsigned long i = strtoul(line + 8, &end, 10);
+        int r;
+        if (end == line + 8 || *end != '\n' || i >= all->n || !all->m[i].vfs) {
+                r = -ENOENT;
+        } else {
+                _cleanup_free_ char *path = sup_dir_pathf(all->s, VMDIR_FS_STATE_FMT, (size_t)i);
+                char err[768];
+                size_t bytes = 0;
+                r = path ? sup_fsd_save_state(sup_vsockfs_fsd(all->m[i].vfs), path, &bytes, err, sizeof(err))
+                         : -ENOMEM;
+                if (r < 0)
+                        sup_log("snapshot: %s", path ? err : "out of memory");
+                else
+                        snprintf(answer, answer_size, "OK %zu\n", bytes);
+        }
+        if (r < 0)
+                snprintf(answer, answer_size, "ERR %d\n", -r);
+        return true;
 }
 
 /* 1 once the guest mounted it, 0 while waiting, negative after sup_fail(). */
@@ -251,8 +306,8 @@ static int mounts_prepare(void *self, sup_vm_extra *x)
         sup_mounts *all = self;
         int r;
 
-        if (all->vsock)
-                return 0; /* no device, no kernel argument: served after HELLO */
+        if (all->vsock) /* no device, no kernel argument: served after HELLO */
+                return sup_hvsock_add_control(all->s->hv, control_cb, all);
         for (size_t i = 0; i < all->n; i++)
                 if ((r = mount_start_virtiofs(&all->m[i], x)) < 0)
                         return r;
@@ -349,6 +404,8 @@ static bool mounts_owns_pid(const void *self, pid_t pid)
 static void mounts_detach(void *self)
 {
         sup_mounts *all = self;
+        if (all->vsock && all->s->hv)
+                sup_hvsock_remove_control(all->s->hv, all);
         for (size_t i = 0; i < all->n; i++) {
                 sup_vsockfs_free(all->m[i].vfs); /* SIGKILL the server + reap: its stream ends */
                 all->m[i].vfs = NULL;

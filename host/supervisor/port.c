@@ -381,8 +381,10 @@ static int expose(sup_port *p, uint16_t guest_port, uint16_t host_port, const ch
         return 0;
 }
 
-static void control_cb(void *userdata, const char *line, size_t len, char *answer, size_t answer_size)
+static bool control_cb(void *userdata, const char *line, size_t len, char *answer, size_t answer_size)
 {
+        if (strncmp(line, "EXPOSE ", 7) != 0 && strncmp(line, "UNEXPOSE ", 9) != 0)
+                return false; /* another duty's line, or nobody's */
         sup_port *p = userdata;
         uint16_t guest = 0, host = 0, bound = 0;
         char addr[INET6_ADDRSTRLEN];
@@ -408,6 +410,7 @@ static void control_cb(void *userdata, const char *line, size_t len, char *answe
                 snprintf(answer, answer_size, "ERR %d\n", -r);
         else
                 snprintf(answer, answer_size, "OK %u\n", (unsigned)bound);
+        return true;
 }
 
 /* ---- the duty ---- */
@@ -427,15 +430,14 @@ static int port_create(sup *s, void **ret)
 static int port_prepare(void *self, sup_vm_extra *x)
 {
         sup_port *p = self;
-        sup_hvsock_set_control(p->s->hv, control_cb, p);
-        return 0;
+        return sup_hvsock_add_control(p->s->hv, control_cb, p);
 }
 
 static void port_detach(void *self)
 {
         sup_port *p = self;
         if (p->s->hv)
-                sup_hvsock_set_control(p->s->hv, NULL, NULL);
+                sup_hvsock_remove_control(p->s->hv, p);
         while (p->conns)
                 conn_free(p->conns);
         for (size_t i = 0; i < SUP_PORT_MAX_FORWARDS; i++)

@@ -30,7 +30,7 @@ static void connect_cb(void *userdata, int err, uint32_t local_port)
         v->connect_err = err;
 }
 
-int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m,
+int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m, int state_fd,
                       const char *log_path, sup_vsockfs **ret, char *err, size_t err_len)
 {
         int sp[2], r;
@@ -47,7 +47,7 @@ int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, cons
                 snprintf(err, err_len, "mount %u: socketpair: %s", index, strerror(-r));
                 goto fail;
         }
-        r = sup_fsd_start_stream(loop, index, m, sp[1], log_path, &v->fsd, err, err_len);
+        r = sup_fsd_start_stream(loop, index, m, sp[1], state_fd, log_path, &v->fsd, err, err_len);
         safe_close(sp[1]);
         if (r < 0) {
                 safe_close(sp[0]);

@@ -24,11 +24,12 @@
 
 typedef struct sup_vsockfs sup_vsockfs;
 
-/* Start serving mount m (index for messages) to the guest through mux; the
+/* Start serving mount m (index for messages) to the guest through mux (from
+ * a snapshot's saved state when state_fd >= 0: see sup_fsd_start_stream); the
  * server's stdout/stderr go to log_path. Does not wait for the guest
  * (sup_vsockfs_state). Returns 0 or a negative errno with err set (no child,
  * no stream). */
-int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m,
+int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, const sup_mount_cfg *m, int state_fd,
                       const char *log_path, sup_vsockfs **ret, char *err, size_t err_len);
 
 /* 0 while the guest has not answered yet, 1 once it mounted (the server said
