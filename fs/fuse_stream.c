@@ -119,7 +119,41 @@ typedef struct relay {
         size_t rep_len;
         bool have_init;        /* an INIT request went out: clamp its reply */
         uint64_t init_unique;
+        smolvm_fuse_pending *pending; /* may be NULL */
 } relay;
+
+static void pending_add(smolvm_fuse_pending *p, const struct fuse_in_header *ih)
+{
+        if (!p || ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET || ih->opcode == FUSE_INTERRUPT ||
+            ih->opcode == FUSE_NOTIFY_REPLY)
+                return;
+        if (p->n < SMOLVM_FUSE_PENDING_MAX)
+                p->unique[p->n++] = ih->unique;
+        else
+                p->n_untracked++;
+}
+
+static void pending_done(smolvm_fuse_pending *p, uint64_t unique)
+{
+        for (uint32_t i = 0; p && i < p->n; i++)
+                if (p->unique[i] == unique) {
+                        p->unique[i] = p->unique[--p->n];
+                        return;
+                }
+}
+
+unsigned smolvm_fuse_pending_fail(smolvm_fuse_pending *p, int dev_fuse_fd, int err)
+{
+        unsigned n = 0;
+        for (uint32_t i = 0; i < p->n; i++) {
+                struct fuse_out_header oh = { .len = OUT_HDR, .error = err, .unique = p->unique[i] };
+                /* ENOENT: interrupted meanwhile, no longer waited for. */
+                if (write(dev_fuse_fd, &oh, sizeof(oh)) == (ssize_t)sizeof(oh))
+                        n++;
+        }
+        p->n = 0;
+        return n;
+}
 
 /* Our stream carries at most SMOLVM_FUSE_STREAM_MAX per message. The kernel
  * sizes WRITE requests by max_write and READ replies by max_pages, both from the
@@ -175,6 +209,7 @@ static int relay_read_dev(relay *rl)
                 rl->have_init = true;
                 rl->init_unique = ih.unique;
         }
+        pending_add(rl->pending, &ih);
         rl->req_len = (size_t)n;
         rl->req_sent = 0;
         return 1;
@@ -225,6 +260,7 @@ static int relay_recv(relay *rl)
                         break;
                 struct fuse_out_header oh;
                 memcpy(&oh, m, sizeof(oh));
+                pending_done(rl->pending, oh.unique);
                 if (rl->have_init && oh.unique == rl->init_unique) {
                         clamp_init_reply(m, len);
                         rl->have_init = false;
@@ -249,6 +285,11 @@ static int relay_recv(relay *rl)
 
 int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd)
 {
+        return smolvm_fuse_relay_tracked(dev_fuse_fd, stream_fd, cancel_fd, NULL);
+}
+
+int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smolvm_fuse_pending *pending)
+{
         _cleanup_free_ uint8_t *req = malloc(SMOLVM_FUSE_STREAM_MAX);
         _cleanup_free_ uint8_t *rep = malloc(SMOLVM_FUSE_STREAM_MAX);
         if (!req || !rep)
@@ -261,7 +302,7 @@ int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd)
         r = fd_set_nonblock(stream_fd, true);
         if (r < 0)
                 return r;
-        relay rl = { .dev_fd = dev_fuse_fd, .stream_fd = stream_fd, .req = req, .rep = rep };
+        relay rl = { .dev_fd = dev_fuse_fd, .stream_fd = stream_fd, .req = req, .rep = rep, .pending = pending };
 
         for (;;) {
                 /* Take the next request only when the previous one is on its way:

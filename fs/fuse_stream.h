@@ -56,4 +56,24 @@ int smolvm_fs_serve_stream(smolvm_fs *fs, int fd);
  * message, or another negative errno. The kernel's pending requests are not
  * answered: the caller unmounts / closes dev_fuse_fd, which fails them. */
 int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd);
+
+/* The requests a relay sent and has not seen answered, across relay runs: a
+ * stream lost under a live FUSE connection (the guest after a snapshot
+ * restore, docs/internals.md "Mounts across snapshots") leaves them waiting in
+ * the kernel; smolvm_fuse_pending_fail() answers each with an error so no
+ * process hangs, before the relay goes on over a new stream. Requests without
+ * a reply (FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY) are not kept. At most
+ * SMOLVM_FUSE_PENDING_MAX are tracked (the kernel's own limits keep far fewer
+ * in flight); past it n_untracked counts the ones that could not be. */
+#define SMOLVM_FUSE_PENDING_MAX 4096u
+typedef struct smolvm_fuse_pending {
+        uint64_t unique[SMOLVM_FUSE_PENDING_MAX];
+        uint32_t n;
+        uint32_t n_untracked;
+} smolvm_fuse_pending;
+/* smolvm_fuse_relay_cancellable() keeping pending (may be NULL) up to date. */
+int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smolvm_fuse_pending *pending);
+/* Answer every pending request with err (negative errno) on dev_fuse_fd and
+ * forget them. Returns how many were answered. */
+unsigned smolvm_fuse_pending_fail(smolvm_fuse_pending *pending, int dev_fuse_fd, int err);
 int smolvm_fuse_relay(int dev_fuse_fd, int stream_fd);

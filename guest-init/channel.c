@@ -68,6 +68,8 @@ static int stream_accept(void *userdata, uint32_t local_port, uint32_t peer_port
 static void mux_broken(void *userdata, int err, const char *why)
 {
         agent_channel *ch = userdata;
+        /* Before the streams are closed (agent_channel_tick frees the mux). */
+        agent_channel_generation_bump();
         ch->mux_broken = true;
         init_log("channel %s closed (%s%s%s); reopening", ch->name, why, err ? ": " : "",
                  err ? strerror(err < 0 ? -err : err) : "");
@@ -225,6 +227,7 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
         agent_channel *ch = calloc(1, sizeof(*ch));
         if (!ch)
                 return -ENOMEM;
+        agent_channel_generation_init();
         ch->loop = loop;
         ch->wait_fd = -1;
         ch->vsock_fd = -1;

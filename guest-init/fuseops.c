@@ -15,7 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,9 +47,179 @@ static long top_mount_id(const char *path)
         return r < 0 ? -1 : e.id;
 }
 
+/* ---- reattaching after a snapshot restore (docs/internals.md, "Mounts
+ * across snapshots") ----
+ * The relay of a mount listens on an abstract socket named after the guest
+ * path as the host gave it (never resolved: a stat of the mount would wait for
+ * the very relay that is waiting). When its stream ends because the channel
+ * was reset (a restore), it keeps /dev/fuse open, so the kernel's connection
+ * lives on, and waits for the host's new server: a fuse_mount with "reattach"
+ * arrives on a new stream, whose handler passes that stream here (SCM_RIGHTS). */
+#define REATTACH_WAIT_MS 60000
+
+/* agent_channel_generation(): NULL until agent_channel_generation_init(). */
+static _Atomic uint32_t *chan_generation;
+
+void agent_channel_generation_init(void)
+{
+        if (chan_generation)
+                return;
+        void *p = mmap(NULL, sizeof(*chan_generation), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        chan_generation = p == MAP_FAILED ? NULL : p;
+}
+
+void agent_channel_generation_bump(void)
+{
+        if (chan_generation)
+                atomic_fetch_add(chan_generation, 1);
+}
+
+uint32_t agent_channel_generation(void)
+{
+        return chan_generation ? atomic_load(chan_generation) : 0;
+}
+
+static void reattach_addr(const char *path, struct sockaddr_un *sa, socklen_t *len)
+{
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const char *p = path; *p; p++)
+                h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+        *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "smolvm-fuse-%016llx", (unsigned long long)h);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static int reattach_listen(const char *path)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+        reattach_addr(path, &sa, &len);
+        _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0 || bind(s, (struct sockaddr *)&sa, len) < 0 || listen(s, 4) < 0)
+                return negative_errno();
+        return TAKE_FD(s);
+}
+
+/* Accept one reattach (from root) and receive its stream. */
+static int reattach_accept(int lfd)
+{
+        _cleanup_close_ int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        struct ucred cred;
+        socklen_t cl = sizeof(cred);
+        if (c < 0)
+                return negative_errno();
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0)
+                return -EPERM;
+        struct pollfd p = { .fd = c, .events = POLLIN };
+        if (poll(&p, 1, 5000) <= 0)
+                return -ETIMEDOUT;
+        char byte;
+        struct iovec iov = { &byte, 1 };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+        if (recvmsg(c, &mh, MSG_CMSG_CLOEXEC) != 1)
+                return -EPROTO;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+                return -EPROTO;
+        int nfd;
+        memcpy(&nfd, CMSG_DATA(cm), sizeof(nfd));
+        return nfd;
+}
+
+/* fuse_mount with "reattach": hand this stream to the mount's waiting relay. */
+static int fuse_reattach(int fd, const agent_path_spec *spec)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+        reattach_addr(spec->path, &sa, &len);
+        _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0 || connect(s, (struct sockaddr *)&sa, len) < 0) {
+                int r = negative_errno();
+                (void)agent_send_errorf(fd, -r, "fuse_mount %s: no FUSE mount there waiting to be reattached (%s)",
+                                        spec->path, strerror(-r));
+                return r;
+        }
+        /* The answer first: once the relay has the stream, FUSE flows on it. */
+        int r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
+        if (r < 0)
+                return r;
+        char byte = 'F';
+        struct iovec iov = { &byte, 1 };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        memset(&u, 0, sizeof(u));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+        if (sendmsg(s, &mh, MSG_NOSIGNAL) != 1) {
+                r = negative_errno();
+                init_log("fuse_mount %s: reattach: %s", spec->path, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/* Relay until the mount ends; across a channel reset, park and take the new
+ * stream (into fd's number). Returns the last relay result. */
+static int relay_with_reattach(int dev, int fd, const char *path)
+{
+        static smolvm_fuse_pending pending; /* one mount per handler process */
+        _cleanup_close_ int lfd = reattach_listen(path);
+        if (lfd < 0)
+                init_log("fuse_mount %s: no reattach listener (%s): the mount will not survive a snapshot restore",
+                         path, strerror(-lfd));
+        for (;;) {
+                uint32_t gen = agent_channel_generation();
+                int r = smolvm_fuse_relay_tracked(dev, fd, lfd, &pending);
+                bool reset = r == -ECANCELED ||
+                             ((r == 0 || r == -ECONNRESET || r == -EPIPE) && agent_channel_generation() != gen);
+                if (lfd < 0 || !reset)
+                        return r == -ECANCELED ? 0 : r;
+                /* Park: /dev/fuse stays open (the kernel's connection lives, its
+                 * requests wait) until the new server's stream comes. */
+                struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = dev, .events = 0 } };
+                int k;
+                do
+                        k = poll(p, 2, REATTACH_WAIT_MS);
+                while (k < 0 && errno == EINTR);
+                if (k <= 0 || !(p[0].revents & POLLIN)) {
+                        init_log("fuse_mount %s: %s", path, k == 0 ? "no server came back within 60 s after the "
+                                 "channel reset: aborting the mount" : "the mount went away while waiting");
+                        return k < 0 ? negative_errno() : -ETIMEDOUT;
+                }
+                int nfd = reattach_accept(lfd);
+                if (nfd < 0) {
+                        init_log("fuse_mount %s: reattach: %s", path, strerror(-nfd));
+                        continue;
+                }
+                /* The requests the old server never answered: the kernel must
+                 * not wait for ever (docs/internals.md). */
+                unsigned failed = smolvm_fuse_pending_fail(&pending, dev, -EIO);
+                if (dup3(nfd, fd, O_CLOEXEC) < 0) {
+                        r = negative_errno();
+                        safe_close(nfd);
+                        return r;
+                }
+                safe_close(nfd);
+                init_log("fuse_mount %s: reattached to a new server%s", path,
+                         failed ? " (requests in flight at the snapshot failed with EIO)" : "");
+        }
+}
+
 int agent_fuse_mount(int fd, const agent_request *req)
 {
         const agent_path_spec *spec = &req->file;
+        if (spec->reattach)
+                return fuse_reattach(fd, spec);
         int r = mkdir_p(spec->path, 0755);
         if (r < 0) {
                 (void)agent_send_errorf(fd, -r, "fuse_mount %s: %s", spec->path, strerror(-r));
@@ -88,7 +264,7 @@ int agent_fuse_mount(int fd, const agent_request *req)
                         init_log("fuse_mount %s: umount: %m", spec->path);
                 return r;
         }
-        r = smolvm_fuse_relay(dev, fd);
+        r = relay_with_reattach(dev, fd, spec->path);
         if (r < 0 && r != -ECONNRESET && r != -EPIPE)
                 init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));
         /* The server is gone (or the guest unmounted it): closing the last

@@ -35,6 +35,14 @@ struct smolvm_mux;
 struct smolvm_mux *agent_channel_mux(agent_channel *ch);
 /* A SIGIO arrived: the host side of the port connected or disconnected. */
 void agent_channel_sigio(agent_channel *ch);
+/* How many times the channel broke since boot (a restored VM's first thing:
+ * every stream of the old session ends). Shared with the handler processes
+ * (a MAP_SHARED page made by agent_channel_new, before any handler forks), so
+ * a fuse_mount relay whose stream ended can tell a channel reset, after which
+ * its mount is reattached, from its server ending. */
+uint32_t agent_channel_generation(void);
+void agent_channel_generation_init(void); /* agent_channel_new: the shared page */
+void agent_channel_generation_bump(void); /* the channel broke (channel.c) */
 
 /* net_egress.c: egress by name (docs/protocol.md, "Egress"), when the kernel
  * command line says smolvm.net=1: every TCP connection and DNS question goes to

@@ -318,6 +318,8 @@ static int parse_path_op(json_t *root, agent_request *req, char *errbuf, size_t 
         }
         if (op == AGENT_OP_FUSE_MOUNT) {
                 r = get_bool(root, "read_only", true, &spec.read_only, errbuf, errbuf_len);
+                if (r == 0)
+                        r = get_bool(root, "reattach", false, &spec.reattach, errbuf, errbuf_len);
                 if (r < 0)
                         return r;
         }

@@ -63,6 +63,7 @@ typedef struct agent_path_spec {
         uint32_t mode; /* permission bits (<= 07777): write_file (default 0644), mkdir (0755) */
         bool parents;  /* write_file "mkdirs", mkdir "parents" */
         bool read_only; /* fuse_mount "read_only" (default true) */
+        bool reattach;  /* fuse_mount "reattach": a new stream for the existing mount at path */
 } agent_path_spec;
 
 /* env_set (keys + values), env_unset (keys), env_list (empty). Keys are valid names. */
