@@ -72,6 +72,16 @@ static inline void put_le64(void *p, uint64_t v)
         put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
 }
 
+/* 64-bit FNV-1a of n bytes (a damage check or a short name: not for hostile keys). */
+#define FNV1A64_INIT 0xcbf29ce484222325ull
+static inline uint64_t fnv1a64(uint64_t h, const void *p, size_t n)
+{
+        const uint8_t *b = p;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ b[i]) * 0x100000001b3ull;
+        return h;
+}
+
 /* Write all of buf to a blocking fd. Returns 0 or negative errno. */
 int write_all(int fd, const void *buf, size_t len);
 /* Read exactly len bytes from a blocking fd. Returns 0, -EPIPE on early EOF, or negative errno. */

@@ -334,6 +334,18 @@ static void maybe_grow_buckets_locked(smolvm_fs *fs)
         }
 }
 
+/* A copy of name charged to the memory budget (set_name_locked uncharges it). */
+static char *charged_strdup_locked(smolvm_fs *fs, const char *name)
+{
+        size_t cost = fs_name_cost(strlen(name));
+        if (!fs_mem_charge_locked(fs, cost))
+                return NULL;
+        char *copy = strdup(name);
+        if (!copy)
+                fs_mem_uncharge_locked(fs, cost);
+        return copy;
+}
+
 /* Record that e is now known as name under pidx (it was found or moved there).
  * The old parent loses a child and may be freed. */
 static int relink_locked(smolvm_fs *fs, fs_inode *e, uint32_t pidx, const char *name)
@@ -341,14 +353,9 @@ static int relink_locked(smolvm_fs *fs, fs_inode *e, uint32_t pidx, const char *
         uint32_t idx = fs_inode_idx(fs, e);
         if (idx == 0 || idx == pidx || (e->parent_idx == pidx && e->name && strcmp(e->name, name) == 0))
                 return 0;
-        size_t cost = fs_name_cost(strlen(name));
-        if (!fs_mem_charge_locked(fs, cost))
+        char *copy = charged_strdup_locked(fs, name);
+        if (!copy)
                 return -ENOMEM;
-        char *copy = strdup(name);
-        if (!copy) {
-                fs_mem_uncharge_locked(fs, cost);
-                return -ENOMEM;
-        }
         set_name_locked(fs, e, copy);
         uint32_t old = e->parent_idx;
         if (old != pidx) {
@@ -627,16 +634,11 @@ int fs_inode_restore_locked(smolvm_fs *fs, uint32_t idx, uint32_t gen, uint32_t 
         fs_inode *e = fs_inode_at(fs, idx);
         if (fs_inode_used(e) || find_by_key_locked(fs, dev, ino))
                 return -EEXIST; /* a slot or an identity twice */
-        size_t cost = fs_name_cost(strlen(name));
         if (fs->n_inodes >= fs->max_inodes)
                 return -ENFILE;
-        if (!fs_mem_charge_locked(fs, cost))
+        char *copy = charged_strdup_locked(fs, name);
+        if (!copy)
                 return -ENOMEM;
-        char *copy = strdup(name);
-        if (!copy) {
-                fs_mem_uncharge_locked(fs, cost);
-                return -ENOMEM;
-        }
         uint32_t b = hash_key(fs, dev, ino);
         /* No fd: an evicted entry, re-resolved by name and checked against
          * (dev, ino, type) on first use, exactly as after an eviction. */

@@ -42,14 +42,6 @@
 #define HFLAG_DIR 1u
 #define HFLAG_WRITABLE 2u
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ p[i]) * 0x100000001b3ull;
-        return h;
-}
-
 static bool type_ok(uint16_t t)
 {
         switch ((mode_t)t << 12) {
@@ -128,7 +120,7 @@ int smolvm_fs_state_save(smolvm_fs *fs, size_t max_bytes, uint8_t **ret, size_t 
                 p += HANDLE_BYTES;
         }
         pthread_mutex_unlock(&fs->lock);
-        put_le64(p, fnv1a(buf, (size_t)(p - buf)));
+        put_le64(p, fnv1a64(FNV1A64_INIT, buf, (size_t)(p - buf)));
         *ret = buf;
         *ret_len = need;
         return 0;
@@ -155,7 +147,7 @@ static int load_locked(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err,
         if (get_le32(buf + 8) != STATE_VERSION)
                 FAIL(-EPROTONOSUPPORT, "file server state version %u (this build reads %u)", get_le32(buf + 8),
                      STATE_VERSION);
-        if (get_le64(buf + len - TRAILER_BYTES) != fnv1a(buf, len - TRAILER_BYTES))
+        if (get_le64(buf + len - TRAILER_BYTES) != fnv1a64(FNV1A64_INIT, buf, len - TRAILER_BYTES))
                 FAIL(-EBADMSG, "file server state checksum mismatch (damaged)");
         uint32_t flags = get_le32(buf + 12), minor = get_le32(buf + 16);
         uint32_t n_inodes = get_le32(buf + 20), n_handles = get_le32(buf + 24);

@@ -81,9 +81,7 @@ uint32_t agent_channel_generation(void)
 
 static void reattach_addr(const char *path, struct sockaddr_un *sa, socklen_t *len)
 {
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (const char *p = path; *p; p++)
-                h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+        uint64_t h = fnv1a64(FNV1A64_INIT, path, strlen(path));
         *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
         int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "smolvm-fuse-%016llx", (unsigned long long)h);
         *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);

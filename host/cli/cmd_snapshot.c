@@ -13,7 +13,8 @@ static const char snapshot_about[] =
         "Snapshots: a VM's memory, devices and disk at one instant, in\n"
         "$SMOLVM_HOME/snapshots/<id>/. `smolvm create --from-snapshot NAME` and\n"
         "`smolvm run --from-snapshot NAME -- CMD` continue from it; `smolvm fork`\n"
-        "makes running copies of a VM at once. VMs with mounts cannot be snapshotted.\n";
+        "makes running copies of a VM at once. Mounts made with --mount-transport vsock\n"
+        "continue in every restored VM; VMs with virtio-fs mounts cannot be snapshotted.\n";
 
 static json_t *snapshot_json(const smolvm_snapshot_info *s)
 {

@@ -171,7 +171,8 @@ typedef struct smolvm_config {
         const char *from_snapshot; /* NULL, or a snapshot's name or id: the VM continues from
                                    * it (its first start restores it); image, vcpus, mem_mib,
                                    * disk_mib, accel and kernel_cmdline come from the snapshot
-                                   * and must be left 0/NULL; no mounts */
+                                   * and must be left 0/NULL; so do the mounts (a snapshot's
+                                   * vsock mounts continue in the new VM) */
 } smolvm_config;
 
 /* Egress by name (docs/cli.md, "Network"): the guest resolves and connects as
@@ -355,7 +356,8 @@ typedef struct smolvm_snapshot_info {
  * paused; with SMOLVM_SNAPSHOT_STOP it is stopped). name: NULL or unique among
  * snapshots (the VM name rule). Nothing is left of a snapshot that failed; the
  * VM carries on. Returns 0 and *ret (may be NULL), SMOLVM_ENOTRUNNING,
- * SMOLVM_EEXIST (name), SMOLVM_EINVAL (the VM has mounts, or runs on a
+ * SMOLVM_EEXIST (name), SMOLVM_EINVAL (the VM has virtio-fs mounts: vsock ones
+ * are carried; or it runs on a
  * snapshot's RAM: see docs/cli.md), -ENOSPC, SMOLVM_EBACKEND (QEMU refused). */
 SMOLVM_EXPORT int smolvm_snapshot_create(smolvm_vm *vm, const char *name, unsigned flags,
                                          smolvm_snapshot_info *ret);

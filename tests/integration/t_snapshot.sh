@@ -152,7 +152,8 @@ check "... and works again" "$SMOLVM" exec par -- true
 check "a later snapshot works (rc $rc) and no staging dir is left" \
         sh -c "[ $rc -eq 0 ] && ! ls -A '$SMOLVM_HOME/snapshots' | grep -q '^\.creating-'"
 
-# ---- a VM with mounts cannot be snapshotted (refused before it is looked at) ----
+# ---- a VM with virtio-fs mounts cannot be snapshotted (refused before it is looked at;
+# vsock mounts are carried: t_snapshot_mounts) ----
 mkdir -p "$T/share"
 "$SMOLVM" create --no-start --name mnt --mount "$T/share:/mnt/share" >/dev/null 2>"$T/err"; rc=$?
 if [ "$rc" -eq 0 ]; then

@@ -42,17 +42,9 @@ static int load_into_fresh(const uint8_t *buf, size_t len, bool read_only)
         return r;
 }
 
-static uint64_t fnv(const uint8_t *p, size_t n)
-{
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ p[i]) * 0x100000001b3ull;
-        return h;
-}
-
 static void reseal(uint8_t *buf, size_t len)
 {
-        put_le64(buf + len - 8, fnv(buf, len - 8));
+        put_le64(buf + len - 8, fnv1a64(FNV1A64_INIT, buf, len - 8));
 }
 
 static int64_t in_sub, in_inner, fh_inner, fh_dir;

@@ -115,6 +115,43 @@ START_TEST(test_bad)
 }
 END_TEST
 
+/* Mounts (vsock only): kept through a round trip; a virtio-fs or bad list refused. */
+START_TEST(test_mounts)
+{
+        char *t = NULL;
+        const char *m = "[{\"host\":\"/srv/a\",\"guest\":\"/mnt/a\",\"writable\":false},"
+                        "{\"host\":\"/srv/b\",\"guest\":\"/mnt/b\",\"writable\":true}]";
+        ck_assert_int_ge(asprintf(&t, "%.*s,\"mounts\":%s,\"mount_transport\":\"vsock\"}", (int)strlen(good) - 1,
+                                  good, m), 0);
+        snap_record rec;
+        ck_assert_int_eq(parse(t, &rec), 0);
+        ck_assert_uint_eq(rec.n_mounts, 2);
+        ck_assert_str_eq(rec.mounts[1].guest_path, "/mnt/b");
+        ck_assert(rec.mounts[1].writable && !rec.mounts[0].writable);
+        char *again = snap_record_format(&rec);
+        ck_assert_ptr_nonnull(again);
+        snap_record back;
+        ck_assert_int_eq(parse(again, &back), 0);
+        ck_assert_uint_eq(back.n_mounts, 2);
+        ck_assert_str_eq(back.mounts[0].host_path, "/srv/a");
+        snap_record_done(&back);
+        snap_record_done(&rec);
+        free(again);
+        free(t);
+        ck_assert_int_ge(asprintf(&t, "%.*s,\"mounts\":%s}", (int)strlen(good) - 1, good, m), 0);
+        assert_corrupt(t); /* no transport: virtio-fs, never snapshotted */
+        free(t);
+        ck_assert_int_ge(asprintf(&t, "%.*s,\"mounts\":[{\"host\":\"rel\",\"guest\":\"/mnt/a\"}],"
+                                  "\"mount_transport\":\"vsock\"}", (int)strlen(good) - 1, good), 0);
+        assert_corrupt(t);
+        free(t);
+        ck_assert_int_ge(asprintf(&t, "%.*s,\"mounts\":7,\"mount_transport\":\"vsock\"}", (int)strlen(good) - 1,
+                                  good), 0);
+        assert_corrupt(t);
+        free(t);
+}
+END_TEST
+
 START_TEST(test_bounds)
 {
         /* More layers than a chain may have. */
@@ -150,6 +187,7 @@ static Suite *snapshot_record_suite(void)
         tcase_add_test(tc, test_round_trip);
         tcase_add_test(tc, test_bad);
         tcase_add_test(tc, test_bounds);
+        tcase_add_test(tc, test_mounts);
         suite_add_tcase(s, tc);
         return s;
 }
