@@ -418,6 +418,80 @@ START_TEST(test_relay_cancel)
 }
 END_TEST
 
+/* A stream lost under a live connection (a restored VM): what was sent and not
+ * answered is kept across relay runs and failed with EIO; no-reply ops are not
+ * kept; the relay goes on over a new stream. */
+static smolvm_fuse_pending pend;
+
+static void *tracked_thread(void *arg)
+{
+        relay_ret = smolvm_fuse_relay_tracked(dev[0], *(int *)arg, -1, &pend);
+        return NULL;
+}
+
+static void setup_pending(void)
+{
+        memset(&pend, 0, sizeof(pend));
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, dev), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, strm), 0);
+}
+
+static void stream_recv_req(int fd, uint64_t want_unique)
+{
+        struct fuse_in_header ih;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ck_assert_int_eq(poll(&p, 1, 5000), 1);
+        ck_assert_int_eq(read(fd, &ih, sizeof(ih)), (ssize_t)sizeof(ih));
+        ck_assert_uint_eq(ih.unique, want_unique);
+        uint8_t rest[256];
+        if (ih.len > sizeof(ih))
+                ck_assert_int_eq(read(fd, rest, ih.len - sizeof(ih)), (ssize_t)(ih.len - sizeof(ih)));
+}
+
+START_TEST(test_relay_pending_across_streams)
+{
+        int s1 = strm[0];
+        ck_assert_int_eq(pthread_create(&relay_t, NULL, tracked_thread, &s1), 0);
+        uint8_t req[256], got[256];
+        struct fuse_getattr_in gi = { 0 };
+        struct fuse_forget_in fi = { .nlookup = 1 };
+        size_t n = make_req(req, FUSE_GETATTR, 11, 1, &gi, sizeof(gi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        stream_recv_req(strm[1], 11);
+        n = make_req(req, FUSE_FORGET, 12, 5, &fi, sizeof(fi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        stream_recv_req(strm[1], 12);
+        n = make_req(req, FUSE_GETATTR, 13, 1, &gi, sizeof(gi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        stream_recv_req(strm[1], 13);
+        struct fuse_out_header oh = { .len = OUT_HDR, .unique = 13 };
+        ck_assert_int_eq(write_all(strm[1], &oh, sizeof(oh)), 0);
+        ck_assert_int_eq(dev_recv(got, sizeof(got)), (ssize_t)OUT_HDR);
+        ck_assert_uint_eq(out_hdr(got).unique, 13);
+        ck_assert_int_eq(relay_peer_gone(), 0);
+        /* 11 waits for ever unless failed; 12 (FORGET) never had a reply. */
+        ck_assert_uint_eq(pend.n, 1);
+        ck_assert_uint_eq(pend.unique[0], 11);
+        ck_assert_uint_eq(smolvm_fuse_pending_fail(&pend, dev[0], -EIO), 1);
+        ck_assert_int_eq(dev_recv(got, sizeof(got)), (ssize_t)OUT_HDR);
+        ck_assert_uint_eq(out_hdr(got).unique, 11);
+        ck_assert_int_eq(out_hdr(got).error, -EIO);
+        ck_assert_uint_eq(pend.n, 0);
+        /* A new stream: the relay goes on. */
+        int s2[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2), 0);
+        safe_close(strm[0]);
+        strm[0] = s2[0];
+        strm[1] = s2[1];
+        ck_assert_int_eq(pthread_create(&relay_t, NULL, tracked_thread, &strm[0]), 0);
+        n = make_req(req, FUSE_GETATTR, 14, 1, &gi, sizeof(gi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        stream_recv_req(strm[1], 14);
+        ck_assert_int_eq(relay_peer_gone(), 0);
+        ck_assert_uint_eq(pend.n, 1);
+}
+END_TEST
+
 /* fake kernel -> relay -> stream -> fs server, and back. */
 static server_thread chain_server;
 
@@ -572,6 +646,10 @@ static Suite *suite(void)
         tcase_add_test(tc, test_relay_truncated_reply_then_eof);
         tcase_add_test(tc, test_relay_cancel);
         tcase_add_test(tc, test_relay_chain_to_server);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("pending");
+        tcase_add_checked_fixture(tc, setup_pending, teardown_relay);
+        tcase_add_test(tc, test_relay_pending_across_streams);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("mount");
