@@ -5,7 +5,7 @@
 # answers after EOF, a python client on the host that shuts its write side); a
 # guest port nobody listens on closes the host connection at once; a taken host
 # port is an error naming it; port ls, close, and the forward back on the same
-# host port after stop/start. One VM, two boots.
+# host port after stop/start. One VM, two boots; then --publish on an ephemeral run.
 . "$(dirname "$0")/lib.sh"
 
 # Wait until `curl URL` succeeds (python takes ~20 s of CPU to start under TCG).
@@ -139,4 +139,22 @@ check "and reaches a guest server on 8000 again ($(head -c 80 "$T/half2"))" grep
 grep -i 'relay\|error' "$SMOLVM_HOME/vms/$id/supervisor.log" | head -5 | sed 's/^/# supervisor.log: /'
 "$SMOLVM" rm -f pf >/dev/null 2>&1
 assert_no_leftovers "after rm"
+
+# ---- --publish on an ephemeral run: the guest's one-shot server is reached on the
+# host port asked for; once run returns the port is free and nothing is left ----
+rp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SMOLVM" run --publish "$rp:7000" -- python3 -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 7000)); s.listen(1)
+c, _ = s.accept(); c.sendall(b'hello from run\\n'); c.close()" >"$T/run.out" 2>"$T/run.err" &
+run_pid=$!
+# The supervisor accepts at once and closes while nothing listens in the guest yet.
+wait_secs "[ \"\$(bash -c 'exec 3<>/dev/tcp/127.0.0.1/$rp; head -c 15 <&3' 2>/dev/null)\" = 'hello from run' ]" 120
+check "run --publish $rp:7000: the host reaches the guest's server on $rp" test $? -eq 0
+wait "$run_pid"; rc=$?
+check "run --publish exits 0 once its command did (rc $rc)" test "$rc" -eq 0
+check "after the run, host port $rp is free again" \
+        python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', $rp))"
+assert_no_leftovers "after run --publish"
 finish
