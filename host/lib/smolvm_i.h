@@ -186,6 +186,7 @@ typedef struct snap_record {
         char *kernel_cmdline;     /* NULL if none */
         unsigned vcpus, mem_mib, disk_mib;
         bool internal;            /* fork's own, removed once its children started */
+        bool net;                 /* the VM had a network: its guest set up egress at boot */
         uint64_t pause_ms;        /* how long the VM was paused for it */
         uint64_t ram_bytes;       /* RAM data copied */
         char **layers;            /* NULL-terminated: the disk's lower layers in the
@@ -250,6 +251,9 @@ int vm_net_from_config(const smolvm_config *cfg, vm_record *rec);
 int vm_net_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
 /* DIR/net.json from rec->net for the supervisor (removed when there is none). */
 int vm_net_write_policy(const char *dir, const vm_record *rec);
+/* Give a created, never started VM (a fork's child) a copy of the policy net
+ * (a vm_record's "net") and save its record. Returns 0 or a negative errno. */
+int vm_net_inherit(smolvm_vm *vm, const json_t *net);
 
 /* ---- env.c ---- */
 /* Check "K=V" entries (NULL-terminated, kv may be NULL) by the guest's env_set

@@ -395,6 +395,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 .mem_mib = vm->rec.mem_mib,
                 .disk_mib = vm->rec.disk_mib,
                 .internal = internal,
+                .net = vm->rec.net != NULL,
                 .ram_bytes = ram_bytes,
         };
         memcpy(rec.id, id, SMOLVM_ID_LEN + 1);
@@ -683,6 +684,11 @@ SMOLVM_EXPORT int smolvm_fork(smolvm_vm *vm, unsigned n, char (*ret_ids)[16])
                 smolvm_config_init(&cfg);
                 cfg.from_snapshot = snap.id;
                 r = smolvm_create(&cfg, &kids[i]);
+                /* The child's guest goes on with the parent's egress set-up: it
+                 * gets the parent's policy too (not its port forwards: their host
+                 * ports are the parent's). */
+                if (r == 0 && vm->rec.net)
+                        r = vm_net_inherit(kids[i], vm->rec.net);
                 if (r == 0)
                         r = smolvm_start(kids[i]);
         }

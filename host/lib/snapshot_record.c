@@ -111,6 +111,12 @@ int snap_record_parse(const char *path, const char *text, size_t len, snap_recor
             (r = get_str(path, root, "accel", false, 16, &rec.accel)) < 0 ||
             (r = get_str(path, root, "kernel_cmdline", false, 2048, &rec.kernel_cmdline)) < 0)
                 goto fail;
+        json_t *net = json_object_get(root, "net");
+        if (net && !json_is_boolean(net)) {
+                r = corrupt(path, "field 'net' must be true or false");
+                goto fail;
+        }
+        rec.net = json_is_true(net);
         rec.created_unix = (int64_t)created;
         rec.vcpus = (unsigned)vcpus;
         rec.mem_mib = (unsigned)mem;
@@ -185,6 +191,10 @@ char *snap_record_format(const snap_record *rec)
                               (json_int_t)rec->vcpus, "mem_mib", (json_int_t)rec->mem_mib, "disk_mib",
                               (json_int_t)rec->disk_mib, "internal", rec->internal, "pause_ms",
                               (json_int_t)rec->pause_ms, "ram_bytes", (json_int_t)rec->ram_bytes, "layers", layers);
+        if (o && json_object_set_new(o, "net", json_boolean(rec->net)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
         if (o && rec->name && json_object_set_new(o, "name", json_string(rec->name)) < 0) {
                 json_decref(o);
                 o = NULL;

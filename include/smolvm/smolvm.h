@@ -704,10 +704,14 @@ typedef struct smolvm_port_info {
         uint16_t guest_port;
         uint16_t host_port;       /* 0: not chosen yet (the VM has not run since) */
         char bind_addr[46];       /* INET6_ADDRSTRLEN */
+        bool active;              /* the supervisor listens on host_port now */
+        unsigned connections;     /* connections it relays now (0 when not active) */
 } smolvm_port_info;
 
-/* The recorded forwards, in the order they were added. *ret is malloc'd (free()),
- * NULL when *ret_n is 0. Returns 0, SMOLVM_ECORRUPT (ports.json unreadable), ... */
+/* The recorded forwards, in the order they were added, with whether each is
+ * listening and how many connections it relays (asked of the running VM's
+ * supervisor). *ret is malloc'd (free()), NULL when *ret_n is 0. Returns 0,
+ * SMOLVM_ECORRUPT (ports.json unreadable), ... */
 SMOLVM_EXPORT int smolvm_port_list(smolvm_vm *vm, smolvm_port_info **ret, size_t *ret_n);
 
 /* Stop forwarding guest_port: the listener closes at once (connections already

@@ -238,6 +238,47 @@ sup=$(pgrep -f -- "smolvm-supervisor --vm-dir $SMOLVM_HOME/vms/$id" | head -1)
 rss=$(awk '/VmHWM/ {print $2}' /proc/"$sup"/status 2>/dev/null)
 check "the supervisor's peak RSS stays bounded (${rss:-?} kB < 65536)" test "${rss:-999999}" -lt 65536
 
+# ---- fork: the child keeps the parent's policy, and its guest's redirection and
+# DNS work with the child's own supervisor ----
+kid=$("$SMOLVM" fork net1 2>"$T/err"); rc=$?
+check "fork of a VM with a network policy (rc $rc $(head -c 200 "$T/err"))" test "$rc" -eq 0
+if [ "$rc" -eq 0 ]; then
+        "$SMOLVM" exec "$kid" -- python3 -c "
+import hashlib, urllib.request
+try:
+    print('sha=' + hashlib.sha256(urllib.request.urlopen('http://web.test:$hport/blob', timeout=60).read()).hexdigest())
+except Exception as e:
+    print('sha=' + repr(e))
+import socket
+try:
+    print('other=' + socket.gethostbyname('other.test'))
+except socket.gaierror:
+    print('other=nxdomain')
+" >"$T/out" 2>>"$T/gerr"
+        check "the child fetches from the allowed, pinned name ($(val sha | head -c 80))" test "$(val sha)" = "$sum"
+        check "the child still answers NXDOMAIN for a name not allowed ($(val other))" test "$(val other)" = nxdomain
+        check "the child's net.json is the parent's policy" \
+                cmp -s "$SMOLVM_HOME/vms/$id/net.json" "$SMOLVM_HOME/vms/$kid/net.json"
+        check "the child's net log has its fetch" jq_true --argjson p "$hport" \
+                'any(.data.entries[]; .kind == "connect" and .name == "web.test" and .port == $p and .verdict == "allowed")' \
+                <("$SMOLVM" net log --json "$kid")
+        gpy "$fetch" >"$T/out"
+        check "the parent still fetches after the fork ($(val fetch))" test "$(val fetch)" = 1048576
+        "$SMOLVM" rm -f "$kid" >/dev/null 2>&1
+fi
+
+# A snapshot of a VM without a network cannot give a restored VM one: its guest
+# never set up egress (a record as `smolvm snapshot` writes it, without "net").
+mkdir -p "$SMOLVM_HOME/snapshots/0123456789ab"
+imgdir=$(readlink -f "$SMOLVM_HOME/images/default")
+jq -n --arg d "$imgdir" '{version: 1, id: "0123456789ab", vm_id: "ba9876543210", created: 1, image: "default",
+        image_dir: $d, accel: "auto", vcpus: 1, mem_mib: 512, disk_mib: 0, internal: false, pause_ms: 0,
+        ram_bytes: 0, layers: []}' >"$SMOLVM_HOME/snapshots/0123456789ab/snapshot.json"
+"$SMOLVM" create --from-snapshot 0123456789ab --allow-host web.test >/dev/null 2>"$T/err"; rc=$?
+check "create --from-snapshot of a VM without a network, with --allow-host: refused, saying why (rc $rc: $(head -c 160 "$T/err"))" \
+        sh -c "[ $rc -ne 0 ] && grep -q 'without a network' '$T/err'"
+rm -rf "$SMOLVM_HOME/snapshots/0123456789ab"
+
 "$SMOLVM" rm -f net1 >/dev/null 2>&1
 check "net log -f ends once the VM is gone" wait_secs "! kill -0 $follow_pid 2>/dev/null" 15
 wait "$follow_pid"; rc=$?
