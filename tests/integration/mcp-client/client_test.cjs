@@ -40,9 +40,12 @@ async function main() {
 
         const { tools } = await client.listTools();
         const names = tools.map((t) => t.name).sort();
-        const want = ['run', 'sandbox_create', 'sandbox_delete', 'sandbox_exec', 'sandbox_list', 'sandbox_read_file',
-                      'sandbox_write_file'];
-        check('tools/list: the seven tools', JSON.stringify(names) === JSON.stringify(want), names);
+        // Without --workspace-dir and --allow-expose, their tools are not offered.
+        const want = ['run', 'sandbox_create', 'sandbox_delete', 'sandbox_exec', 'sandbox_fork', 'sandbox_from_snapshot',
+                      'sandbox_list', 'sandbox_read_file', 'sandbox_snapshot', 'sandbox_write_file', 'snapshot_delete',
+                      'snapshot_list'];
+        check('tools/list: the twelve tools of a server without --workspace-dir and --allow-expose',
+              JSON.stringify(names) === JSON.stringify(want), names);
         const run = tools.find((t) => t.name === 'run');
         check('run declares its input schema (code, language required)',
               JSON.stringify(run?.inputSchema?.required) === JSON.stringify(['code', 'language']), run?.inputSchema);
