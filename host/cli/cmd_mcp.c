@@ -132,7 +132,8 @@ static void make_instructions(const mcp_args *a, const mcp_limits *lim, char *bu
         if (lim->vm.n_mounts)
                 appendf(buf, size, &n, ".");
         const smolvm_net *net = lim->vm.net;
-        if (!net) {
+        /* Pinned names alone (--add-host) reach nothing: they must be allowed too. */
+        if (!net || (!net->open && !(net->allow && net->allow[0]))) {
                 appendf(buf, size, &n, " No network.");
         } else {
                 appendf(buf, size, &n, net->open ? " Network: every public host" : " Network: only ");

@@ -196,49 +196,6 @@ static json_t *archive_file(const char *name, char *buf, size_t size)
         return NULL;
 }
 
-static void archive_opts(mcp_call *call, const json_t *args, smolvm_archive_opts *o)
-{
-        const mcp_ctx *ctx = mcp_call_userdata(call);
-        smolvm_archive_opts_init(o);
-        o->guest_path = json_string_value(json_object_get(args, "guest_path"));
-        o->max_bytes = ctx->lim.workspace_max_bytes;
-        o->cancel_fd = mcp_call_cancel_fd(call);
-}
-
-json_t *mcp_tool_sandbox_persist_workspace(mcp_call *call, const json_t *args)
-{
-        mcp_ctx *ctx = mcp_call_userdata(call);
-        const char *id = json_string_value(json_object_get(args, "sandbox_id"));
-        const char *name = json_string_value(json_object_get(args, "archive"));
-        char file[SMOLVM_IMAGE_NAME_MAX + sizeof(ARCHIVE_SUFFIX)], path[4096 + sizeof(file)];
-        json_t *res = archive_file(name, file, sizeof(file));
-        if (res)
-                return res;
-        /* Written under a hidden temporary name and renamed into place: a link
-         * planted at the name is replaced, never followed. */
-        snprintf(path, sizeof(path), "%s/%s", ctx->lim.workspace_dir, file);
-        mcp_sandbox *sb = mcp_sandbox_get(&ctx->sandboxes, id);
-        if (!sb)
-                return mcp_no_sandbox(id);
-        smolvm_archive_opts o;
-        archive_opts(call, args, &o);
-        smolvm_archive_result ar = { 0 };
-        int r = smolvm_workspace_persist(sb->vm, path, &o, &ar);
-        if (r == -EFBIG)
-                res = mcp_result_errorf("the archive would pass the server's limit of %llu MiB (smolvm mcp "
-                                        "--workspace-max): persist a smaller directory",
-                                        (unsigned long long)(ctx->lim.workspace_max_bytes >> 20));
-        else if (r < 0)
-                res = mcp_lib_error(call, "persist the workspace", r);
-        else
-                res = mcp_result_structured(json_pack("{s:s, s:I, s:I, s:s, s:I}", "archive", name, "file_bytes",
-                                                      (json_int_t)ar.file_bytes, "tar_bytes", (json_int_t)ar.tar_bytes,
-                                                      "sha256", ar.sha256, "duration_ms", (json_int_t)ar.duration_ms),
-                                            false);
-        mcp_sandbox_put(&ctx->sandboxes, sb);
-        return res;
-}
-
 /* Open the archive for reading: a regular file directly in the workspace
  * directory (no link followed, and a FIFO planted there cannot block us). */
 static int open_archive(const mcp_ctx *ctx, const char *file)
@@ -256,34 +213,61 @@ static int open_archive(const mcp_ctx *ctx, const char *file)
         return TAKE_FD(fd);
 }
 
-json_t *mcp_tool_sandbox_hydrate_workspace(mcp_call *call, const json_t *args)
+/* sandbox_persist_workspace (persist) and sandbox_hydrate_workspace. */
+static json_t *workspace_tool(mcp_call *call, const json_t *args, bool persist)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
         const char *id = json_string_value(json_object_get(args, "sandbox_id"));
         const char *name = json_string_value(json_object_get(args, "archive"));
-        char file[SMOLVM_IMAGE_NAME_MAX + sizeof(ARCHIVE_SUFFIX)];
+        char file[SMOLVM_IMAGE_NAME_MAX + sizeof(ARCHIVE_SUFFIX)], path[4096 + sizeof(file)];
         json_t *res = archive_file(name, file, sizeof(file));
         if (res)
                 return res;
-        _cleanup_close_ int fd = open_archive(ctx, file);
-        if (fd < 0)
+        /* persist: written under a hidden temporary name and renamed into
+         * place, so a link planted at the name is replaced, never followed. */
+        snprintf(path, sizeof(path), "%s/%s", ctx->lim.workspace_dir, file);
+        _cleanup_close_ int fd = persist ? -1 : open_archive(ctx, file);
+        if (!persist && fd < 0)
                 return mcp_result_errorf("no archive '%.100s' in the server's workspace directory%s", name,
                                          fd == -ENOENT ? ": sandbox_persist_workspace makes one" : "");
         mcp_sandbox *sb = mcp_sandbox_get(&ctx->sandboxes, id);
         if (!sb)
                 return mcp_no_sandbox(id);
         smolvm_archive_opts o;
-        archive_opts(call, args, &o);
+        smolvm_archive_opts_init(&o);
+        o.guest_path = json_string_value(json_object_get(args, "guest_path"));
+        o.max_bytes = ctx->lim.workspace_max_bytes;
+        o.cancel_fd = mcp_call_cancel_fd(call);
         smolvm_archive_result ar = { 0 };
-        int r = smolvm_workspace_hydrate_fd(sb->vm, fd, &o, &ar);
-        res = r < 0 ? mcp_lib_error(call, "hydrate the workspace", r)
-                    : mcp_result_structured(json_pack("{s:s, s:I, s:I, s:b, s:I}", "archive", name, "file_bytes",
-                                                      (json_int_t)ar.file_bytes, "tar_bytes", (json_int_t)ar.tar_bytes,
-                                                      "verified", ar.verified, "duration_ms",
-                                                      (json_int_t)ar.duration_ms),
-                                            false);
+        int r = persist ? smolvm_workspace_persist(sb->vm, path, &o, &ar)
+                        : smolvm_workspace_hydrate_fd(sb->vm, fd, &o, &ar);
+        if (r == -EFBIG && persist) {
+                res = mcp_result_errorf("the archive would pass the server's limit of %llu MiB (smolvm mcp "
+                                        "--workspace-max): persist a smaller directory",
+                                        (unsigned long long)(ctx->lim.workspace_max_bytes >> 20));
+        } else if (r < 0) {
+                res = mcp_lib_error(call, persist ? "persist the workspace" : "hydrate the workspace", r);
+        } else {
+                json_t *sc = json_pack("{s:s, s:I, s:I, s:I}", "archive", name, "file_bytes",
+                                       (json_int_t)ar.file_bytes, "tar_bytes", (json_int_t)ar.tar_bytes,
+                                       "duration_ms", (json_int_t)ar.duration_ms);
+                if (sc)
+                        json_object_set_new(sc, persist ? "sha256" : "verified",
+                                            persist ? json_string(ar.sha256) : json_boolean(ar.verified));
+                res = sc ? mcp_result_structured(sc, false) : NULL;
+        }
         mcp_sandbox_put(&ctx->sandboxes, sb);
         return res;
+}
+
+json_t *mcp_tool_sandbox_persist_workspace(mcp_call *call, const json_t *args)
+{
+        return workspace_tool(call, args, true);
+}
+
+json_t *mcp_tool_sandbox_hydrate_workspace(mcp_call *call, const json_t *args)
+{
+        return workspace_tool(call, args, false);
 }
 
 /* ---- port forwards ---- */

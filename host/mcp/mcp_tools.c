@@ -47,6 +47,8 @@ static const mcp_fragment fragments[MCP_N_FRAGMENTS] = {
                                  "description": "a snapshot's name or snapshot_id, from sandbox_snapshot or snapshot_list" }) },
         { "archive", MCP_JSON({ "type": "string", "minLength": 1, "maxLength": 128,
                                 "description": "a plain name (letters, digits, '.', '_', '-'; not starting with '.')" }) },
+        { "guest_dir", MCP_JSON({ "type": "string", "minLength": 1, "maxLength": 4096,
+                                  "description": "absolute directory in the sandbox (default /workspace)" }) },
         { "timeout", NULL }, /* mcp_fragments_make(): it carries the server's --timeout */
 };
 
@@ -548,9 +550,7 @@ const mcp_tool mcp_tools[] = {
                 .input_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
-                                "sandbox_id": "@sandbox_id", "archive": "@archive",
-                                "guest_path": { "type": "string", "minLength": 1, "maxLength": 4096,
-                                                "description": "absolute directory in the sandbox (default /workspace)" }
+                                "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir"
                         },
                         "required": [ "sandbox_id", "archive" ],
                         "additionalProperties": false
@@ -576,9 +576,7 @@ const mcp_tool mcp_tools[] = {
                 .input_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
-                                "sandbox_id": "@sandbox_id", "archive": "@archive",
-                                "guest_path": { "type": "string", "minLength": 1, "maxLength": 4096,
-                                                "description": "absolute directory in the sandbox (default /workspace)" }
+                                "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir"
                         },
                         "required": [ "sandbox_id", "archive" ],
                         "additionalProperties": false

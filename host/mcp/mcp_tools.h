@@ -112,7 +112,7 @@ typedef struct mcp_ctx {
  * buf (buf_size >= 1024). */
 extern const mcp_tool mcp_tools[];
 extern const size_t mcp_n_tools;
-#define MCP_N_FRAGMENTS 9
+#define MCP_N_FRAGMENTS 10
 void mcp_fragments_make(const mcp_limits *lim, mcp_fragment *frags, char *buf, size_t buf_size);
 /* The tools this server offers (its flags decide: the workspace tools need
  * --workspace-dir, sandbox_expose_port --allow-expose), copied into out

@@ -77,6 +77,7 @@ assert_no_leftovers "after every server"
 mkdir -p "$T/www" "$T/ws"
 echo "hello from the host" >"$T/www/hello.txt"
 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$T/www" >"$T/http.log" 2>&1 &
+hpid=$!
 wait_for "grep -q 'Serving HTTP' '$T/http.log'" 10
 wport=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/http.log" | head -1)
 echo secret >"$T/outside.txt"
@@ -91,6 +92,7 @@ rc=$?
 relay "$T/state.out" state
 check "the SDK client (state tools) finished (exit $rc)" test "$rc" -eq 0
 [ "$rc" -ne 0 ] && tail -20 "$T/state.err" | sed 's/^/# /'
+kill "$hpid" && wait "$hpid" 2>/dev/null
 assert_no_leftovers "after the state client disconnected"
 snaps=$("$SMOLVM" snapshot ls --json | jq -r '[.data.snapshots[] | .name] | sort | join(" ")')
 check "only the other process's snapshot is left (the server's own were removed at exit): '$snaps'" \
