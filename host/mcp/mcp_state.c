@@ -19,17 +19,18 @@
 
 /* ---- snapshots ---- */
 
-/* The snapshot the model named, if it may use it: *ret filled, or NULL and the
- * tool error in *ret_err. A snapshot of another server, of the user or a
- * fork's own is "not found": the model learns nothing about it. */
-static int find_snapshot(mcp_ctx *ctx, const char *name, smolvm_snapshot_info *ret, json_t **ret_err)
+/* The snapshot args name, if the model may use it: NULL and *ret filled, or
+ * the tool error. A snapshot of another server, of the user or a fork's own
+ * is "not found": the model learns nothing about it. */
+static json_t *find_snapshot(mcp_call *call, const json_t *args, smolvm_snapshot_info *ret)
 {
+        mcp_ctx *ctx = mcp_call_userdata(call);
+        const char *name = json_string_value(json_object_get(args, "snapshot"));
         int r = smolvm_snapshot_info_get(name, ret);
         if (r == 0 && !ret->internal && (ctx->lim.all_snapshots || mcp_snapshot_is_own(&ctx->snapshots, ret->id)))
-                return 0;
-        *ret_err = mcp_result_errorf("no snapshot '%.64s'%s: snapshot_list shows the ones that can be used", name,
-                                     ctx->lim.all_snapshots ? "" : " made by this server");
-        return -ENOENT;
+                return NULL;
+        return mcp_result_errorf("no snapshot '%.64s'%s: snapshot_list shows the ones that can be used", name,
+                                 ctx->lim.all_snapshots ? "" : " made by this server");
 }
 
 static const char *snapshot_label(const smolvm_snapshot_info *s)
@@ -69,10 +70,9 @@ json_t *mcp_tool_sandbox_snapshot(mcp_call *call, const json_t *args)
 json_t *mcp_tool_sandbox_from_snapshot(mcp_call *call, const json_t *args)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
-        const char *name = json_string_value(json_object_get(args, "snapshot"));
         smolvm_snapshot_info s;
-        json_t *err = NULL;
-        if (find_snapshot(ctx, name, &s, &err) < 0)
+        json_t *err = find_snapshot(call, args, &s);
+        if (err)
                 return err;
         /* The snapshot's shape; the server's network, ports and boot timeout:
          * a snapshot never widens what the server allows. */
@@ -165,16 +165,17 @@ json_t *mcp_tool_snapshot_list(mcp_call *call, const json_t *args)
 json_t *mcp_tool_snapshot_delete(mcp_call *call, const json_t *args)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
-        const char *name = json_string_value(json_object_get(args, "snapshot"));
         smolvm_snapshot_info s;
-        json_t *err = NULL;
-        if (find_snapshot(ctx, name, &s, &err) < 0)
+        json_t *err = find_snapshot(call, args, &s);
+        if (err)
                 return err;
         int r = smolvm_snapshot_rm(s.id);
         if (r < 0)
                 return mcp_lib_error(call, "delete the snapshot", r);
         mcp_snapshot_disown(&ctx->snapshots, s.id);
-        return mcp_result_structured(json_pack("{s:s, s:b}", "snapshot", name, "deleted", 1), false);
+        return mcp_result_structured(json_pack("{s:s, s:b}", "snapshot", json_string_value(json_object_get(args, "snapshot")),
+                                               "deleted", 1),
+                                     false);
 }
 
 /* ---- workspace archives ---- */

@@ -264,6 +264,14 @@ static json_t *tool_sandbox_delete(mcp_call *call, const json_t *args)
         return res;
 }
 
+/* sandbox_persist_workspace's and sandbox_hydrate_workspace's. */
+static const char workspace_input[] = MCP_JSON({
+        "type": "object",
+        "properties": { "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir" },
+        "required": [ "sandbox_id", "archive" ],
+        "additionalProperties": false
+});
+
 const mcp_tool mcp_tools[] = {
         {
                 .name = "run",
@@ -547,14 +555,7 @@ const mcp_tool mcp_tools[] = {
                                "empty directories as a named archive kept by the server (replacing one of the same "
                                "name). sandbox_hydrate_workspace puts it into any sandbox, later or in another "
                                "session.",
-                .input_schema = MCP_JSON({
-                        "type": "object",
-                        "properties": {
-                                "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir"
-                        },
-                        "required": [ "sandbox_id", "archive" ],
-                        "additionalProperties": false
-                }),
+                .input_schema = workspace_input,
                 .output_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
@@ -573,14 +574,7 @@ const mcp_tool mcp_tools[] = {
                 .description = "Unpack an archive from sandbox_persist_workspace into a sandbox directory (default "
                                "/workspace, created if missing): its entries replace those of the same names, others "
                                "stay. A damaged archive is refused and leaves the directory as it was.",
-                .input_schema = MCP_JSON({
-                        "type": "object",
-                        "properties": {
-                                "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir"
-                        },
-                        "required": [ "sandbox_id", "archive" ],
-                        "additionalProperties": false
-                }),
+                .input_schema = workspace_input,
                 .output_schema = MCP_JSON({
                         "type": "object",
                         "properties": {

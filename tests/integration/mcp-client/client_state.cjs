@@ -10,25 +10,13 @@
 //   web.test:WEB_PORT, --add-host web.test/other.test:127.0.0.1, --workspace-dir,
 //   --allow-expose)
 'use strict';
-const path = require('node:path');
-const { createRequire } = require('node:module');
+const { loadSdk, check, text, runMain } = require('./witness.cjs');
 
 const [sdkDir, smolvm, webPort, foreign, ...smolvmArgs] = process.argv.slice(2);
-const sdk = createRequire(path.join(sdkDir, 'package.json'));
-const { Client } = sdk('@modelcontextprotocol/sdk/client/index.js');
-const { StdioClientTransport } = sdk('@modelcontextprotocol/sdk/client/stdio.js');
+const { Client, StdioClientTransport } = loadSdk(sdkDir);
 
+// A boot under TCG on a loaded host can take a while: the SDK's default is 60 s.
 const LONG = { timeout: 300000 };
-let failed = 0;
-function check(desc, cond, detail) {
-        if (cond) {
-                console.log(`ok - ${desc}`);
-        } else {
-                failed++;
-                console.log(`not ok - ${desc}${detail !== undefined ? ': ' + JSON.stringify(detail).slice(0, 400) : ''}`);
-        }
-}
-const text = (res) => (res.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 
 async function main() {
@@ -178,7 +166,4 @@ async function main() {
         await client.close();
 }
 
-main().then(() => process.exit(failed ? 1 : 0), (e) => {
-        console.log(`not ok - unexpected exception: ${(e && e.stack || String(e)).replace(/\n/g, ' | ')}`);
-        process.exit(1);
-});
+runMain(main);
