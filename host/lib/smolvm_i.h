@@ -208,6 +208,13 @@ bool vm_start_restores(const smolvm_vm *vm);
  * VM's own hostname smolvm-<id> and a new machine-id). Returns 0 or negative errno. */
 int vm_tell_restored(smolvm_vm *vm);
 int snapshot_link_layers(const char *snap_dir, const snap_record *rec, const char *vm_dir, char **ret_top);
+/* home/snapshots into buf (-ENAMETOOLONG, recorded). */
+int snapshots_dir(const char *home, char *buf, size_t size);
+/* SMOLVM_EEXIST (recorded) when a snapshot is called name, else 0. */
+int snapshot_name_check(const char *home, const char *name);
+/* The lock that makes check-then-create of a snapshot name atomic
+ * (home/snapshots.lock): the fd, or a negative errno (recorded). */
+int snapshot_names_lock(const char *home);
 
 /* ---- qmp.c ---- */
 /* Run one QMP command ("stop", "cont") on DIR/qmp.sock. Records the error. */
