@@ -7,18 +7,13 @@
 # compresses: `zstd -d` of the archive gives them). MB/s are of content bytes
 # (the snapshot's data, holes excluded), medians of the runs.
 #
-# usage: bench/snapshot_xport.sh [RUNS]      (needs jq and zstd; a built tree)
-# SMOLVM_BIN (default smolvm), SMOLVM_HOME (default ~/.local/state/smolvm: only its
-# images are used; the VMs live in a private home).
+# usage: bench/snapshot_xport.sh [RUNS]      (needs jq and zstd; a built tree in build/)
+# SMOLVM_HOME (default ~/.local/state/smolvm): only its images are used (bench/lib.sh).
 set -euo pipefail
 runs=${1:-3}
-smolvm=${SMOLVM_BIN:-smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-xport.XXXXXX)
-trap 'pkill -9 -f -- "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-export SMOLVM_HOME="$work/home"
-mkdir -p "$SMOLVM_HOME" "$work/home2"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
+. "$(dirname "$0")/lib.sh"
+bench_env snapshot_xport
+mkdir -p "$work/home2"
 ln -s "$real_home/images" "$work/home2/images"
 
 ms() { date +%s%3N; }

@@ -32,16 +32,7 @@ static int efail(char *err, size_t err_len, int code, const char *fmt, ...)
 
 bool archive_entry_name_valid(const char *name)
 {
-        size_t n = strlen(name);
-        if (n == 0 || n > ARCHIVE_ENTRY_NAME_MAX || name[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = name[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
+        return plain_name_valid(name, ARCHIVE_ENTRY_NAME_MAX);
 }
 
 /* ---- writing ---- */

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* smolvm snapshot export | import: a snapshot as one checksummed .zst file
  * (host/lib/snapshot_archive.c). */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,7 +8,6 @@
 #include "cli.h"
 #include "commands.h"
 #include "smolvm/smolvm.h"
-#include "util.h"
 
 typedef struct xport_args {
         const char *name;
@@ -75,10 +72,24 @@ static json_t *result_json(const char *file, const smolvm_archive_result *res, j
         return d;
 }
 
-static int interrupted(const cli_cmd *cmd, bool json, int sfd, int r)
+typedef struct xport_call {
+        const char *snapshot, *file, *name;
+        smolvm_archive_result res;
+        smolvm_snapshot_info info;
+} xport_call;
+
+static int export_fn(void *userdata, smolvm_archive_opts *o)
 {
-        int sig = cli_pending_signal(sfd);
-        return cli_fail_exit(cmd->name, json, r, 128 + (sig ? sig : SIGINT));
+        xport_call *c = userdata;
+        return strcmp(c->file, "-") ? smolvm_snapshot_export(c->snapshot, c->file, o, &c->res)
+                                    : smolvm_snapshot_export_fd(c->snapshot, STDOUT_FILENO, o, &c->res);
+}
+
+static int import_fn(void *userdata, smolvm_archive_opts *o)
+{
+        xport_call *c = userdata;
+        return strcmp(c->file, "-") ? smolvm_snapshot_import(c->file, c->name, o, &c->info, &c->res)
+                                    : smolvm_snapshot_import_fd(STDIN_FILENO, c->name, o, &c->info, &c->res);
 }
 
 int cmd_snapshot_export(int argc, char **argv)
@@ -90,35 +101,19 @@ int cmd_snapshot_export(int argc, char **argv)
                 return cli_parse_exit(r);
         if (p.n_pos != 2)
                 return cli_usage(&p, "snapshot export takes a snapshot and a file (or - for stdout)");
-        const char *file = p.pos[1];
-        bool to_stdout = !strcmp(file, "-");
+        xport_call c = { .snapshot = p.pos[0], .file = p.pos[1] };
+        bool to_stdout = !strcmp(c.file, "-");
         if (to_stdout && p.json)
                 return cli_usage(&p, "--json and FILE - would share stdout: name a file");
         if (to_stdout && isatty(STDOUT_FILENO))
                 return cli_usage(&p, "refusing to write an archive to a terminal: redirect stdout, or name a file");
-        sigset_t old;
-        _cleanup_close_ int sfd = cli_setup_signals(&old);
-        if (sfd < 0)
-                return cli_failf(export_cmd.name, p.json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
-        cli_progress prog;
-        cli_progress_init(&prog, export_cmd.name, true);
         smolvm_archive_opts o;
         smolvm_archive_opts_init(&o);
         o.level = (int)a.level;
-        o.cancel_fd = sfd;
-        o.progress = cli_progress_cb;
-        o.userdata = &prog;
-        smolvm_archive_result res;
-        r = to_stdout ? smolvm_snapshot_export_fd(p.pos[0], STDOUT_FILENO, &o, &res)
-                      : smolvm_snapshot_export(p.pos[0], file, &o, &res);
-        cli_progress_end(&prog);
-        if (r == -ECANCELED)
-                return interrupted(&export_cmd, p.json, sfd, r);
-        if (r < 0)
-                return cli_fail(export_cmd.name, p.json, r);
-        if (p.json)
-                cli_json_ok(export_cmd.name, 0, result_json(file, &res, json_string(p.pos[0])));
-        return 0;
+        r = cli_transfer(export_cmd.name, p.json, true, &o, export_fn, &c);
+        if (r == 0 && p.json)
+                cli_json_ok(export_cmd.name, 0, result_json(c.file, &c.res, json_string(c.snapshot)));
+        return r;
 }
 
 int cmd_snapshot_import(int argc, char **argv)
@@ -130,33 +125,15 @@ int cmd_snapshot_import(int argc, char **argv)
                 return cli_parse_exit(r);
         if (p.n_pos != 1)
                 return cli_usage(&p, "snapshot import takes one file (or - for stdin)");
-        const char *file = p.pos[0];
-        bool from_stdin = !strcmp(file, "-");
-        if (from_stdin && isatty(STDIN_FILENO))
+        xport_call c = { .file = p.pos[0], .name = a.name };
+        if (!strcmp(c.file, "-") && isatty(STDIN_FILENO))
                 return cli_usage(&p, "stdin is a terminal: pipe the archive in, or name its file");
-        sigset_t old;
-        _cleanup_close_ int sfd = cli_setup_signals(&old);
-        if (sfd < 0)
-                return cli_failf(import_cmd.name, p.json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
-        cli_progress prog;
-        cli_progress_init(&prog, import_cmd.name, true);
         smolvm_archive_opts o;
         smolvm_archive_opts_init(&o);
-        o.cancel_fd = sfd;
-        o.progress = cli_progress_cb;
-        o.userdata = &prog;
-        smolvm_archive_result res;
-        smolvm_snapshot_info info;
-        r = from_stdin ? smolvm_snapshot_import_fd(STDIN_FILENO, a.name, &o, &info, &res)
-                       : smolvm_snapshot_import(file, a.name, &o, &info, &res);
-        cli_progress_end(&prog);
-        if (r == -ECANCELED)
-                return interrupted(&import_cmd, p.json, sfd, r);
-        if (r < 0)
-                return cli_fail(import_cmd.name, p.json, r);
-        if (p.json)
-                cli_json_ok(import_cmd.name, 0, result_json(file, &res, snapshot_info_json(&info)));
-        else
-                printf("%s\n", info.id);
-        return 0;
+        r = cli_transfer(import_cmd.name, p.json, true, &o, import_fn, &c);
+        if (r == 0 && p.json)
+                cli_json_ok(import_cmd.name, 0, result_json(c.file, &c.res, snapshot_info_json(&c.info)));
+        else if (r == 0)
+                printf("%s\n", c.info.id);
+        return r;
 }
