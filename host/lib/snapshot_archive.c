@@ -290,6 +290,7 @@ static int read_meta(import_ctx *c, const char *name, char *buf, size_t *ret_len
 /* The manifest: find the image on this host, or say which one is missing. */
 static int take_manifest(import_ctx *c, const char *home, char *buf)
 {
+        _cleanup_free_ char *entry = NULL;
         size_t len;
         int r = read_meta(c, MANIFEST_NAME, buf, &len);
         if (r < 0)
@@ -314,7 +315,6 @@ static int take_manifest(import_ctx *c, const char *home, char *buf)
                              MANIFEST_NAME);
                 goto out;
         }
-        _cleanup_free_ char *entry = NULL;
         image_store store;
         char real[PATH_MAX], rootfs[PATH_MAX + 32];
         struct stat st;
