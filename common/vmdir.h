@@ -60,3 +60,4 @@
  * state at the instant (fs/fs_state.c; hostile on reload). An export must
  * carry these too: one per mount of the snapshot's VM record. */
 #define SNAPDIR_FS_STATE_FMT "fs-%zu.state"
+#define SNAPDIR_FS_STATE_MAX_BYTES (64ull << 20) /* = fs_server.h's SMOLVM_FS_STATE_MAX */

@@ -82,6 +82,17 @@ for kid in $(jq -r '.data.ids[]?' "$T/fork.json" 2>/dev/null); do
 done
 check "two fork children were checked" test "$i" -eq 2
 
+# Export and import carry the mount's state: a VM from the imported copy reads on.
+"$SMOLVM" snapshot export ms "$T/ms.smolvm" >/dev/null 2>"$T/err" &&
+        "$SMOLVM" snapshot import --name ms2 "$T/ms.smolvm" >/dev/null 2>>"$T/err"; rc=$?
+check "export + import of the mounted snapshot (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+"$SMOLVM" create --from-snapshot ms2 --name c2 >/dev/null 2>"$T/err"; rc=$?
+check "create from the imported copy (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+check "imported: the mount reads on" test "$(sh_in c2 'cat /mnt/s/sub/b.txt' 2>&1)" = bravo
+"$SMOLVM" rm -f c2 >/dev/null 2>&1
+
 check "the host tree is unchanged by the guests" test "$(tree_sum)" = "$sum_before"
 
 for vm in $("$SMOLVM" ls --json | jq -r '.data.vms[]?.id // empty' 2>/dev/null); do "$SMOLVM" rm -f "$vm" >/dev/null 2>&1; done
