@@ -556,6 +556,8 @@ static void chan_broken(smolvm_mux *mux, int err, const char *why)
         mux->chan_events = 0;
         outq_clear(mux);
         mux->in_len = 0;
+        if (mux->ops.resetting && !mux->freeing)
+                mux->ops.resetting(mux->userdata);
         while (mux->streams)
                 stream_kill(mux->streams, -ECONNRESET);
         mux_timer_arm(mux);

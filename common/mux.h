@@ -54,6 +54,11 @@ typedef struct smolvm_mux_ops {
         /* The channel is unusable (EOF, I/O error, framing violation): every stream
          * has been reset and their fds closed. why is a short static description. */
         void (*broken)(void *userdata, int err, const char *why);
+        /* The channel broke, called just before its streams are reset (so that
+         * whoever holds a stream's other end can tell a reset from its peer
+         * closing it: the guest's FUSE relays across a snapshot restore). May be
+         * NULL. No mux call may be made from it. */
+        void (*resetting)(void *userdata);
 } smolvm_mux_ops;
 
 /* Create a mux on chan_fd (made non-blocking; ownership passes to the mux even on

@@ -68,16 +68,22 @@ static int stream_accept(void *userdata, uint32_t local_port, uint32_t peer_port
 static void mux_broken(void *userdata, int err, const char *why)
 {
         agent_channel *ch = userdata;
-        /* Before the streams are closed (agent_channel_tick frees the mux). */
-        agent_channel_generation_bump();
         ch->mux_broken = true;
         init_log("channel %s closed (%s%s%s); reopening", ch->name, why, err ? ": " : "",
                  err ? strerror(err < 0 ? -err : err) : "");
 }
 
+/* Before the mux resets the streams: a FUSE relay seeing its stream end then
+ * knows it was the channel (fuseops.c), not its server. */
+static void mux_resetting(void *userdata)
+{
+        agent_channel_generation_bump();
+}
+
 static const smolvm_mux_ops mux_ops = {
         .accept = stream_accept,
         .broken = mux_broken,
+        .resetting = mux_resetting,
 };
 
 /* /dev path of the virtio-serial port named name, or -ENOENT. */

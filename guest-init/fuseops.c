@@ -178,16 +178,10 @@ static int relay_with_reattach(int dev, int fd, const char *path)
         for (;;) {
                 uint32_t gen = agent_channel_generation();
                 int r = smolvm_fuse_relay_tracked(dev, fd, lfd, &pending);
-                bool reset = r == -ECANCELED;
-                /* The mux kills its streams just before it reports the channel
-                 * broken (common/mux.c, chan_broken), so the counter may move a
-                 * moment after our EOF: give it a second before taking the end
-                 * for the server's. */
-                for (int i = 0; !reset && lfd >= 0 && (r == 0 || r == -ECONNRESET || r == -EPIPE) && i < 100; i++) {
-                        reset = agent_channel_generation() != gen;
-                        if (!reset)
-                                usleep(10000);
-                }
+                /* The counter moves before the mux resets the streams (its
+                 * "resetting" op), so it has moved by the time we see our EOF. */
+                bool reset = r == -ECANCELED ||
+                             ((r == 0 || r == -ECONNRESET || r == -EPIPE) && agent_channel_generation() != gen);
                 if (lfd < 0 || !reset)
                         return r == -ECANCELED ? 0 : r;
                 /* Park: /dev/fuse stays open (the kernel's connection lives, its

@@ -42,7 +42,7 @@ void agent_channel_sigio(agent_channel *ch);
  * its mount is reattached, from its server ending. */
 uint32_t agent_channel_generation(void);
 void agent_channel_generation_init(void); /* agent_channel_new: the shared page */
-void agent_channel_generation_bump(void); /* the channel broke (channel.c) */
+void agent_channel_generation_bump(void); /* the channel breaks (channel.c), before its streams are reset */
 
 /* net_egress.c: egress by name (docs/protocol.md, "Egress"), when the kernel
  * command line says smolvm.net=1: every TCP connection and DNS question goes to
