@@ -21,6 +21,11 @@
 #define RECORD_MAX_BYTES (1024 * 1024)
 #define MAX_RECORD_ENV 4096u
 
+bool vm_template_key_valid(const char *s)
+{
+        return s && strlen(s) == VM_TEMPLATE_KEY_LEN && strspn(s, "0123456789abcdef") == VM_TEMPLATE_KEY_LEN;
+}
+
 void vm_record_done(vm_record *rec)
 {
         if (!rec)
@@ -31,6 +36,7 @@ void vm_record_done(vm_record *rec)
         free(rec->accel);
         free(rec->kernel_cmdline);
         free(rec->from_snapshot);
+        free(rec->from_template);
         if (rec->env)
                 for (size_t i = 0; rec->env[i]; i++)
                         free(rec->env[i]);
@@ -138,6 +144,7 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
             (r = get_str(path, root, "accel", false, &rec.accel)) < 0 ||
             (r = get_str(path, root, "kernel_cmdline", false, &rec.kernel_cmdline)) < 0 ||
             (r = get_str(path, root, "from_snapshot", false, &rec.from_snapshot)) < 0 ||
+            (r = get_str(path, root, "from_template", false, &rec.from_template)) < 0 ||
             (r = get_uint(path, root, "vcpus", true, 64, &rec.vcpus)) < 0 ||
             (r = get_uint(path, root, "mem_mib", true, 262144, &rec.mem_mib)) < 0 ||
             (r = get_uint(path, root, "disk_mib", false, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
@@ -145,6 +152,10 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
                 goto fail;
         if (rec.from_snapshot && !vm_id_valid(rec.from_snapshot)) {
                 r = corrupt(path, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
+                goto fail;
+        }
+        if (rec.from_template && (!rec.from_snapshot || !vm_template_key_valid(rec.from_template))) {
+                r = corrupt(path, "field 'from_template' is not a template key, or has no 'from_snapshot'");
                 goto fail;
         }
         if (rec.name && !vm_name_valid(rec.name)) {
@@ -244,6 +255,8 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "kernel_cmdline", json_string(rec->kernel_cmdline)) < 0;
         if (!bad && rec->from_snapshot)
                 bad = json_object_set_new(o, "from_snapshot", json_string(rec->from_snapshot)) < 0;
+        if (!bad && rec->from_template)
+                bad = json_object_set_new(o, "from_template", json_string(rec->from_template)) < 0;
         /* Only when there are mounts: records without them stay as they were. */
         if (!bad && rec->n_mounts)
                 bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||
