@@ -189,7 +189,19 @@ static json_t *file_ident(const char *dir, const char *name)
                          "mtime_s", (json_int_t)st.st_mtim.tv_sec, "mtime_ns", (json_int_t)st.st_mtim.tv_nsec);
 }
 
-static int write_info(const char *dir, const char *key)
+/* The "net" of dir's template.json: -1 if unreadable. */
+static int info_net(const char *dir)
+{
+        char p[PATH_MAX];
+        pathf(p, sizeof(p), "%s/" TEMPLATE_INFO, dir);
+        json_t *o = json_load_file(p, 0, NULL);
+        json_t *v = json_object_get(o, "net");
+        int r = json_is_boolean(v) ? json_is_true(v) : -1;
+        json_decref(o);
+        return r;
+}
+
+static int write_info(const char *dir, const char *key, bool net)
 {
         char p[PATH_MAX], sha[2 * SHA256_DIGEST_SIZE + 1];
         pathf(p, sizeof(p), "%s/" SNAPDIR_STATE, dir);
@@ -204,8 +216,8 @@ static int write_info(const char *dir, const char *key)
                         files = NULL;
                 }
         }
-        json_t *o = files ? json_pack("{s:s, s:s, s:o, s:s}", "format", TEMPLATE_FORMAT, "key", key, "files", files,
-                                      "state_sha256", sha)
+        json_t *o = files ? json_pack("{s:s, s:s, s:o, s:s, s:b}", "format", TEMPLATE_FORMAT, "key", key, "files",
+                                      files, "state_sha256", sha, "net", net)
                           : NULL;
         char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
@@ -290,6 +302,39 @@ static void discard(const char *tdir, const char *key)
                 (void)rm_rf(to);
 }
 
+/* Templates superseded by key's: made for the same image dir and shape (so
+ * their image files, QEMU or supervisor changed since), or for an image dir
+ * that is gone. Each under its own lock, skipped when busy. */
+static void sweep_superseded(const char *tdir, const char *key, const vm_record *rec)
+{
+        DIR *d = opendir(tdir);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!vm_template_key_valid(de->d_name) || !strcmp(de->d_name, key))
+                        continue;
+                char dir[PATH_MAX], lock_path[PATH_MAX];
+                pathf(dir, sizeof(dir), "%s/%s", tdir, de->d_name);
+                pathf(lock_path, sizeof(lock_path), "%s/%s.lock", tdir, de->d_name);
+                snap_record snap;
+                _cleanup_close_ int lock = vm_lock_path(lock_path, 0);
+                if (lock < 0 || snapshot_load_record(dir, &snap) < 0)
+                        continue;
+                bool same = snap.image_dir && !strcmp(snap.image_dir, rec->image_dir) && snap.vcpus == rec->vcpus &&
+                            snap.mem_mib == rec->mem_mib && !strcmp(snap.accel ? snap.accel : "auto",
+                                                                    rec->accel ? rec->accel : "auto") &&
+                            !strcmp(snap.kernel_cmdline ? snap.kernel_cmdline : "",
+                                    rec->kernel_cmdline ? rec->kernel_cmdline : "") &&
+                            info_net(dir) == net_wanted(rec);
+                bool gone = !snap.image_dir || access(snap.image_dir, F_OK) < 0;
+                snap_record_done(&snap);
+                if (same || gone)
+                        discard(tdir, de->d_name); /* the lock file stays: a waiter may hold it open */
+        }
+        closedir(d);
+}
+
 static int build(smolvm_vm *user, const char *tdir, const char *key)
 {
         char bhome[PATH_MAX], final[PATH_MAX];
@@ -329,13 +374,15 @@ static int build(smolvm_vm *user, const char *tdir, const char *key)
                 vm_error_restore(&e);
         }
         if (r == 0)
-                r = write_info(info.dir, key);
+                r = write_info(info.dir, key, net_wanted(rec));
         if (r == 0) {
                 discard(tdir, key);
                 if (rename(info.dir, final) < 0)
                         r = vm_error(negative_errno(), NULL, "rename %s to %s: %s", info.dir, final, strerror(errno));
         }
         (void)rm_rf(bhome);
+        if (r == 0)
+                sweep_superseded(tdir, key, rec);
         return r;
 }
 
