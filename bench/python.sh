@@ -6,7 +6,8 @@
 #  - Python: the build tree's package (build/python): vm.run(["true"]), the same
 #            request, and vm.run("true"), the seeds' form (/bin/sh -c true)
 #  - CLI:    `smolvm exec ID -- true`, fork+exec of the CLI included
-# usage: bench/python.sh [N]     (default 200)
+# usage: bench/python.sh [N]     (default 200; SMOLVM_HOME: where the images are,
+#        SMOLVM_LIBEXECDIR: default the build's own supervisor and init)
 set -euo pipefail
 n=${1:-200}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,13 @@ real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
 export SMOLVM_HOME="$work/home" PYTHONPATH="$build/python"
 mkdir -p "$SMOLVM_HOME"
 ln -s "$real_home/images" "$SMOLVM_HOME/images"
+# The build's supervisor, init and virtiofsd unless told otherwise (as the tests do).
+if [ -z "${SMOLVM_LIBEXECDIR:-}" ]; then
+        export SMOLVM_LIBEXECDIR="$work/libexec"
+        mkdir -p "$SMOLVM_LIBEXECDIR"
+        ln -s "$build/host/supervisor/smolvm-supervisor" "$build/guest-init/smolvm-init" \
+                "$build/fs/smolvm-virtiofsd" "$SMOLVM_LIBEXECDIR/"
+fi
 id=
 trap '[ -n "$id" ] && "$smolvm" rm -f "$id" >/dev/null 2>&1; rm -rf "$work"' EXIT
 

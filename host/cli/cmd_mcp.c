@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,9 @@ typedef struct mcp_args {
         unsigned timeout_s;
         unsigned max_sandboxes;
         unsigned output_bytes;
-        bool keep;
+        const char *workspace_dir;
+        unsigned workspace_max_mib;
+        bool keep, all_snapshots, allow_expose;
 } mcp_args;
 
 static const cli_opt mcp_opts[] = {
@@ -41,13 +44,27 @@ static const cli_opt mcp_opts[] = {
         CLI_UINT(mcp_args, output_bytes, "max-output", 0, "KIB", 1, 65536, 1024,
                  "cut stdout and stderr at KIB KiB of text each, and refuse\n"
                  "to read larger files (default 64)"),
+        CLI_STRING(mcp_args, workspace_dir, "workspace-dir", 0, "DIR",
+                 "offer sandbox_persist_workspace and\n"
+                 "sandbox_hydrate_workspace, with archives kept in DIR as\n"
+                 "NAME.tar.zst (the model gives a plain NAME, never a path)"),
+        CLI_UINT(mcp_args, workspace_max_mib, "workspace-max", 0, "MIB", 1, 1048576, 1,
+                 "the largest archive sandbox_persist_workspace writes\n"
+                 "(default 1024)"),
+        CLI_BOOL(mcp_args, all_snapshots, "all-snapshots", 0,
+                 "let the model list, use and delete every snapshot of the\n"
+                 "store (default: only those this server made)"),
+        CLI_BOOL(mcp_args, allow_expose, "allow-expose", 0,
+                 "offer sandbox_expose_port: forward a sandbox's TCP port to\n"
+                 "a free port on the host's 127.0.0.1"),
         CLI_BOOL(mcp_args, keep, "keep-sandboxes", 0,
-                 "leave the sandboxes running when the server exits\n"
-                 "(default: delete them)"),
+                 "leave the sandboxes running and the snapshots in place\n"
+                 "when the server exits (default: delete them)"),
         CLI_END,
 };
 
-_Static_assert(MCP_DEFAULT_TIMEOUT_S == 300 && MCP_DEFAULT_MAX_SANDBOXES == 4 && MCP_DEFAULT_OUTPUT_KIB == 64,
+_Static_assert(MCP_DEFAULT_TIMEOUT_S == 300 && MCP_DEFAULT_MAX_SANDBOXES == 4 && MCP_DEFAULT_OUTPUT_KIB == 64 &&
+                       MCP_DEFAULT_WORKSPACE_MAX_MIB == 1024,
                "update the help of smolvm mcp");
 
 static const cli_cmd mcp_cmd = {
@@ -56,11 +73,16 @@ static const cli_cmd mcp_cmd = {
         .about = "Serve the Model Context Protocol on stdin and stdout (for Claude, Cursor and\n"
                  "other MCP clients; protocol revisions 2025-06-18 and 2025-11-25). Tools: run\n"
                  "(code in a fresh VM, deleted afterwards), sandbox_create, sandbox_exec,\n"
-                 "sandbox_read_file, sandbox_write_file, sandbox_list, sandbox_delete.\n"
-                 "The options set what the model cannot change: every VM's shape and host\n"
-                 "mounts (read-only unless :rw), the longest command, the output cap, how\n"
-                 "many VMs may live at once. The server's sandboxes are deleted when the\n"
-                 "client disconnects (stdin closed) or on SIGTERM/SIGINT/SIGHUP, unless\n"
+                 "sandbox_read_file, sandbox_write_file, sandbox_list, sandbox_delete,\n"
+                 "sandbox_snapshot, sandbox_from_snapshot, sandbox_fork, snapshot_list,\n"
+                 "snapshot_delete; with --workspace-dir sandbox_persist_workspace and\n"
+                 "sandbox_hydrate_workspace; with --allow-expose sandbox_expose_port.\n"
+                 "The options set what the model cannot change: every VM's shape, host\n"
+                 "mounts (read-only unless :rw) and network (none unless --allow-host or\n"
+                 "--net open; no tool widens it), the longest command, the output cap, how\n"
+                 "many VMs may live at once (forks and sandboxes from snapshots included).\n"
+                 "The server's sandboxes and snapshots are deleted when the client\n"
+                 "disconnects (stdin closed) or on SIGTERM/SIGINT/SIGHUP, unless\n"
                  "--keep-sandboxes. Logs go to stderr; stdout carries only MCP messages.\n",
         .opts = mcp_opts,
         .json_help = "report a start-up error as a JSON envelope (docs/cli.md)",
@@ -72,23 +94,60 @@ static const cli_cmd mcp_cmd = {
         .no_args = true,
 };
 
+static void appendf(char *buf, size_t size, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t size, size_t *n, const char *fmt, ...)
+{
+        if (*n >= size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vsnprintf(buf + *n, size - *n, fmt, ap);
+        va_end(ap);
+        *n = r < 0 ? size : MIN(size, *n + (size_t)r);
+}
+
+static void append_list(char *buf, size_t size, size_t *n, const char *const *v)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                appendf(buf, size, n, "%s%s", i ? ", " : "", v[i]);
+}
+
 /* What the model is told at initialize: the tools and the server's limits. */
 static void make_instructions(const mcp_args *a, const mcp_limits *lim, char *buf, size_t size)
 {
-        int n = snprintf(buf, size,
-                         "Linux microVMs (Debian 12 with python3, git and bash). run: one piece of code in a fresh "
-                         "VM that is deleted afterwards. sandbox_create, then sandbox_exec, sandbox_read_file, "
-                         "sandbox_write_file: a VM that keeps its files between calls; sandbox_delete it when "
-                         "done. Set by the server: a command runs at most %u s; stdout and stderr are cut at %zu "
-                         "KiB each; at most %u VMs at once; %u MiB of memory and %u vCPUs each.",
-                         lim->timeout_max_s, lim->output_max_bytes / 1024, a->max_sandboxes,
-                         lim->vm.mem_mib ? lim->vm.mem_mib : SMOLVM_DEFAULT_MEM_MIB,
-                         lim->vm.vcpus ? lim->vm.vcpus : SMOLVM_DEFAULT_VCPUS);
-        for (size_t i = 0; i < lim->vm.n_mounts && n > 0 && (size_t)n < size; i++)
-                n += snprintf(buf + n, size - (size_t)n, "%s%s (%s)", i ? ", " : " Host directories in every VM: ",
-                              lim->vm.mounts[i].guest_path, lim->vm.mounts[i].writable ? "writable" : "read-only");
-        if (lim->vm.n_mounts && n > 0 && (size_t)n < size)
-                snprintf(buf + n, size - (size_t)n, ".");
+        size_t n = 0;
+        appendf(buf, size, &n,
+                "Linux microVMs (Debian 12 with python3, git and bash). run: one piece of code in a fresh "
+                "VM that is deleted afterwards. sandbox_create, then sandbox_exec, sandbox_read_file, "
+                "sandbox_write_file: a VM that keeps its files between calls; sandbox_delete it when "
+                "done. sandbox_snapshot, sandbox_from_snapshot and sandbox_fork branch a sandbox's state. "
+                "Set by the server: a command runs at most %u s; stdout and stderr are cut at %zu "
+                "KiB each; at most %u VMs at once; %u MiB of memory and %u vCPUs each.",
+                lim->timeout_max_s, lim->output_max_bytes / 1024, a->max_sandboxes,
+                lim->vm.mem_mib ? lim->vm.mem_mib : SMOLVM_DEFAULT_MEM_MIB,
+                lim->vm.vcpus ? lim->vm.vcpus : SMOLVM_DEFAULT_VCPUS);
+        for (size_t i = 0; i < lim->vm.n_mounts; i++)
+                appendf(buf, size, &n, "%s%s (%s)", i ? ", " : " Host directories in every VM: ",
+                        lim->vm.mounts[i].guest_path, lim->vm.mounts[i].writable ? "writable" : "read-only");
+        if (lim->vm.n_mounts)
+                appendf(buf, size, &n, ".");
+        const smolvm_net *net = lim->vm.net;
+        /* Pinned names alone (--add-host) reach nothing: they must be allowed too. */
+        if (!net || (!net->open && !(net->allow && net->allow[0]))) {
+                appendf(buf, size, &n, " No network.");
+        } else {
+                appendf(buf, size, &n, net->open ? " Network: every public host" : " Network: only ");
+                if (!net->open)
+                        append_list(buf, size, &n, net->allow);
+                if (net->deny && net->deny[0]) {
+                        appendf(buf, size, &n, ", except ");
+                        append_list(buf, size, &n, net->deny);
+                }
+                appendf(buf, size, &n, ".");
+        }
+        if (lim->workspace_dir)
+                appendf(buf, size, &n, " sandbox_persist_workspace and sandbox_hydrate_workspace keep a sandbox "
+                                       "directory as a named archive, across sandboxes and sessions.");
 }
 
 /* Protocol fds of our own; fd 1 becomes stderr and fd 0 /dev/null, so nothing
@@ -166,7 +225,8 @@ int cmd_mcp(int argc, char **argv)
 {
         mcp_args a = { .timeout_s = MCP_DEFAULT_TIMEOUT_S,
                        .max_sandboxes = MCP_DEFAULT_MAX_SANDBOXES,
-                       .output_bytes = MCP_DEFAULT_OUTPUT_KIB * 1024 };
+                       .output_bytes = MCP_DEFAULT_OUTPUT_KIB * 1024,
+                       .workspace_max_mib = MCP_DEFAULT_WORKSPACE_MAX_MIB };
         cli_vm_args_init(&a.vm);
         cli_parsed p;
         int r = cli_parse(&mcp_cmd, argc, argv, &a, &p);
@@ -177,12 +237,20 @@ int cmd_mcp(int argc, char **argv)
         }
         cli_vm_args_finish(&a.vm);
         int rc = CLI_EXIT_ERROR;
+        _cleanup_free_ char *ws_dir = NULL;
+        _cleanup_close_ int ws_fd = -1;
         mcp_ctx ctx = { .lim = { .vm = a.vm.cfg,
                                  .env = a.env.v,
                                  .timeout_max_s = a.timeout_s,
-                                 .output_max_bytes = a.output_bytes } };
+                                 .output_max_bytes = a.output_bytes,
+                                 .workspace_dir_fd = -1,
+                                 .workspace_max_bytes = (uint64_t)a.workspace_max_mib << 20,
+                                 .all_snapshots = a.all_snapshots,
+                                 .expose_ports = a.allow_expose } };
         mcp_sandboxes_init(&ctx.sandboxes, a.max_sandboxes);
+        mcp_snapshots_init(&ctx.snapshots);
         mcp_server *s = NULL;
+        mcp_tool *tools = NULL;
         int in_fd = -1, out_fd = -1;
         sigset_t old_mask;
         /* Before any thread: every thread inherits the blocked signals. */
@@ -193,6 +261,18 @@ int cmd_mcp(int argc, char **argv)
         }
         if (check_config(&ctx.lim.vm, p.json) < 0)
                 goto out;
+        if (a.workspace_dir) {
+                /* Resolved once: archives are named under this directory only. */
+                ws_dir = realpath(a.workspace_dir, NULL);
+                ws_fd = ws_dir ? open(ws_dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+                if (ws_fd < 0) {
+                        cli_failf("mcp", p.json, negative_errno(), NULL, "create the directory, or name another",
+                                  "--workspace-dir %s: %s", a.workspace_dir, strerror(errno));
+                        goto out;
+                }
+                ctx.lim.workspace_dir = ws_dir;
+                ctx.lim.workspace_dir_fd = ws_fd;
+        }
 
         static char frag_buf[1024], instructions[2048];
         mcp_fragment frags[MCP_N_FRAGMENTS];
@@ -204,9 +284,15 @@ int cmd_mcp(int argc, char **argv)
                           "cannot take stdin and stdout: %s", strerror(-r));
                 goto out;
         }
+        tools = calloc(mcp_n_tools, sizeof(*tools));
+        if (!tools) {
+                cli_error("mcp: out of memory");
+                goto out;
+        }
+        size_t n_tools = mcp_tools_select(&ctx.lim, tools);
         mcp_server_config scfg = {
-                .tools = mcp_tools,
-                .n_tools = mcp_n_tools,
+                .tools = tools,
+                .n_tools = n_tools,
                 .fragments = frags,
                 .n_fragments = MCP_N_FRAGMENTS,
                 .name = "smolvm",
@@ -221,7 +307,7 @@ int cmd_mcp(int argc, char **argv)
                 cli_error("mcp: %s", err[0] ? err : strerror(-r));
                 goto out;
         }
-        fprintf(stderr, "smolvm mcp %s: serving on stdin/stdout (%zu tools)\n", smolvm_version(), mcp_n_tools);
+        fprintf(stderr, "smolvm mcp %s: serving on stdin/stdout (%zu tools)\n", smolvm_version(), n_tools);
 
         int sig = serve(s, in_fd, sfd);
         /* The client is gone (or going): its calls are of no use any more. */
@@ -229,8 +315,11 @@ int cmd_mcp(int argc, char **argv)
         mcp_server_wait_idle(s);
         rc = sig ? 128 + sig : 0;
 out:
+        /* Sandboxes first: a snapshot's removal waits for none of them anyway. */
         mcp_sandboxes_done(&ctx.sandboxes, a.keep);
+        mcp_snapshots_done(&ctx.snapshots, a.keep);
         mcp_server_free(s);
+        free(tools);
         safe_close(in_fd);
         safe_close(out_fd);
         cli_vm_args_done(&a.vm);

@@ -101,14 +101,29 @@ int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid)
 
 /* Not our child: "gone" means no live smolvm-supervisor for this dir (a zombie
  * waiting for init to reap it counts as gone). */
-static bool wait_gone(const char *dir, pid_t pid, unsigned timeout_ms)
+/* Wait until the supervisor has exited. Its pid file goes a moment before the
+ * process does (teardown's last step), so with a pidfd we wait for the exit
+ * itself: whoever removes the VM dir next must not race a live supervisor. */
+static bool wait_gone(const char *dir, pid_t pid, int pidfd, unsigned timeout_ms)
 {
         uint64_t deadline = now_ms() + timeout_ms;
         unsigned sleep_us = 2000;
         for (;;) {
+                uint64_t now = now_ms();
+                if (pidfd >= 0) {
+                        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                        int k = poll(&p, 1, now >= deadline ? 0 : (int)MIN(deadline - now, 1000u));
+                        if (k > 0)
+                                return true;
+                        if (k < 0 && errno != EINTR)
+                                pidfd = -1; /* back to the pid file */
+                        else if (k == 0 && now >= deadline)
+                                return false;
+                        continue;
+                }
                 if (kill(pid, 0) < 0 || vm_live_supervisor(dir, NULL) != pid)
                         return true;
-                if (now_ms() >= deadline)
+                if (now >= deadline)
                         return false;
                 usleep(sleep_us);
                 sleep_us = MIN(sleep_us * 2, 50000u);
@@ -117,15 +132,21 @@ static bool wait_gone(const char *dir, pid_t pid, unsigned timeout_ms)
 
 void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, unsigned timeout_ms)
 {
-        if (pid <= 0 || wait_gone(dir, pid, grace_ms))
+        if (pid <= 0)
+                return;
+        _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        /* The pidfd is of our supervisor only if it still holds the pid file. */
+        if (vm_live_supervisor(dir, NULL) != pid)
+                return;
+        if (wait_gone(dir, pid, pidfd, grace_ms))
                 return;
         (void)kill(pid, SIGTERM);
-        if (wait_gone(dir, pid, timeout_ms))
+        if (wait_gone(dir, pid, pidfd, timeout_ms))
                 return;
         /* Its process group is its session (setsid); QEMU dies by PDEATHSIG. */
         (void)kill(-pid, SIGKILL);
         (void)kill(pid, SIGKILL);
-        (void)wait_gone(dir, pid, 5000);
+        (void)wait_gone(dir, pid, pidfd, 5000);
 }
 
 /* Last line of a small file, for "why did the supervisor die". */

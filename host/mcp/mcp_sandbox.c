@@ -16,21 +16,31 @@ void mcp_sandboxes_init(mcp_sandboxes *t, unsigned max_vms)
         pthread_mutex_init(&t->lock, NULL);
 }
 
-int mcp_vm_slot_take(mcp_sandboxes *t)
+int mcp_vm_slots_take(mcp_sandboxes *t, unsigned n)
 {
         pthread_mutex_lock(&t->lock);
-        int r = t->n_vms < t->max_vms ? 0 : -EUSERS;
+        int r = n <= t->max_vms - t->n_vms ? 0 : -EUSERS;
         if (r == 0)
-                t->n_vms++;
+                t->n_vms += n;
         pthread_mutex_unlock(&t->lock);
         return r;
 }
 
-void mcp_vm_slot_give(mcp_sandboxes *t)
+void mcp_vm_slots_give(mcp_sandboxes *t, unsigned n)
 {
         pthread_mutex_lock(&t->lock);
-        t->n_vms--;
+        t->n_vms -= n;
         pthread_mutex_unlock(&t->lock);
+}
+
+int mcp_vm_slot_take(mcp_sandboxes *t)
+{
+        return mcp_vm_slots_take(t, 1);
+}
+
+void mcp_vm_slot_give(mcp_sandboxes *t)
+{
+        mcp_vm_slots_give(t, 1);
 }
 
 int mcp_sandbox_add(mcp_sandboxes *t, smolvm_vm *vm)
@@ -142,5 +152,78 @@ void mcp_sandboxes_done(mcp_sandboxes *t, bool keep)
                 }
                 mcp_sandbox_put(t, sb);
         }
+        pthread_mutex_destroy(&t->lock);
+}
+
+/* ---- the snapshots this server made ---- */
+
+void mcp_snapshots_init(mcp_snapshots *t)
+{
+        *t = (mcp_snapshots){ 0 };
+        pthread_mutex_init(&t->lock, NULL);
+}
+
+int mcp_snapshot_own(mcp_snapshots *t, const char *id)
+{
+        int r = 0;
+        pthread_mutex_lock(&t->lock);
+        if (t->n >= MCP_MAX_SNAPSHOTS) {
+                r = -ENOSPC;
+        } else {
+                char(*ids)[16] = realloc(t->ids, (t->n + 1) * sizeof(*ids));
+                if (!ids) {
+                        r = -ENOMEM;
+                } else {
+                        t->ids = ids;
+                        snprintf(ids[t->n++], sizeof(ids[0]), "%s", id);
+                }
+        }
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+/* The index of id in t, or t->n. Under t's lock. */
+static size_t snapshot_index(const mcp_snapshots *t, const char *id)
+{
+        size_t i = 0;
+        while (i < t->n && strcmp(t->ids[i], id) != 0)
+                i++;
+        return i;
+}
+
+bool mcp_snapshot_is_own(mcp_snapshots *t, const char *id)
+{
+        pthread_mutex_lock(&t->lock);
+        bool own = snapshot_index(t, id) < t->n;
+        pthread_mutex_unlock(&t->lock);
+        return own;
+}
+
+void mcp_snapshot_disown(mcp_snapshots *t, const char *id)
+{
+        pthread_mutex_lock(&t->lock);
+        size_t i = snapshot_index(t, id);
+        if (i < t->n) {
+                memmove(t->ids[i], t->ids[i + 1], (t->n - i - 1) * sizeof(t->ids[0]));
+                t->n--;
+        }
+        pthread_mutex_unlock(&t->lock);
+}
+
+void mcp_snapshots_done(mcp_snapshots *t, bool keep)
+{
+        for (size_t i = 0; i < t->n; i++) {
+                if (keep) {
+                        fprintf(stderr, "smolvm mcp: keeping snapshot %s (remove it with: smolvm snapshot rm %s)\n",
+                                t->ids[i], t->ids[i]);
+                } else if (smolvm_snapshot_rm(t->ids[i]) < 0 && smolvm_last_error()->code != SMOLVM_ENOTFOUND) {
+                        /* Gone already (smolvm snapshot rm by hand) is fine. */
+                        fprintf(stderr, "smolvm mcp: deleting snapshot %s: %s\n", t->ids[i],
+                                smolvm_last_error()->message);
+                }
+        }
+        free(t->ids);
+        t->ids = NULL;
+        t->n = 0;
         pthread_mutex_destroy(&t->lock);
 }

@@ -43,6 +43,12 @@ static const mcp_fragment fragments[MCP_N_FRAGMENTS] = {
                   "required": [ "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated",
                                 "stderr_truncated", "duration_ms" ]
           }) },
+        { "snapshot", MCP_JSON({ "type": "string", "minLength": 1, "maxLength": 64,
+                                 "description": "a snapshot's name or snapshot_id, from sandbox_snapshot or snapshot_list" }) },
+        { "archive", MCP_JSON({ "type": "string", "minLength": 1, "maxLength": 128,
+                                "description": "a plain name (letters, digits, '.', '_', '-'; not starting with '.')" }) },
+        { "guest_dir", MCP_JSON({ "type": "string", "minLength": 1, "maxLength": 4096,
+                                  "description": "absolute directory in the sandbox (default /workspace)" }) },
         { "timeout", NULL }, /* mcp_fragments_make(): it carries the server's --timeout */
 };
 
@@ -61,14 +67,14 @@ void mcp_fragments_make(const mcp_limits *lim, mcp_fragment *frags, char *buf, s
 
 /* ---- the tools ---- */
 
-static json_t *slot_error(const mcp_ctx *ctx)
+json_t *mcp_slot_error(const mcp_ctx *ctx)
 {
         return mcp_result_errorf("the server's limit of %u live VMs is reached (smolvm mcp --max-sandboxes): "
                                  "delete a sandbox with sandbox_delete, or wait for a run to finish",
                                  ctx->sandboxes.max_vms);
 }
 
-static json_t *no_sandbox(const char *id)
+json_t *mcp_no_sandbox(const char *id)
 {
         return mcp_result_errorf("no sandbox '%.64s' in this server: sandbox_list shows the ones it has (only "
                                  "sandboxes this server created can be used)",
@@ -79,7 +85,7 @@ static json_t *tool_run(mcp_call *call, const json_t *args)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
         if (mcp_vm_slot_take(&ctx->sandboxes) < 0)
-                return slot_error(ctx);
+                return mcp_slot_error(ctx);
         smolvm_config cfg = ctx->lim.vm;
         cfg.ephemeral = true; /* dies with this thread's process, whatever happens */
         cfg.cancel_fd = mcp_call_cancel_fd(call);
@@ -96,19 +102,18 @@ static json_t *tool_run(mcp_call *call, const json_t *args)
         return res;
 }
 
-static json_t *tool_sandbox_create(mcp_call *call, const json_t *args)
+json_t *mcp_sandbox_boot(mcp_call *call, smolvm_config *cfg)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
         if (mcp_vm_slot_take(&ctx->sandboxes) < 0)
-                return slot_error(ctx);
+                return mcp_slot_error(ctx);
         /* Persistent (a detached supervisor): it outlives this call's thread,
          * and --keep-sandboxes can leave it running after the server. */
-        smolvm_config cfg = ctx->lim.vm;
-        cfg.ephemeral = false;
-        cfg.env = ctx->lim.env;
-        cfg.cancel_fd = mcp_call_cancel_fd(call);
+        cfg->ephemeral = false;
+        cfg->env = ctx->lim.env;
+        cfg->cancel_fd = mcp_call_cancel_fd(call);
         smolvm_vm *vm = NULL;
-        int r = smolvm_create(&cfg, &vm);
+        int r = smolvm_create(cfg, &vm);
         if (r == 0)
                 r = smolvm_start(vm);
         json_t *res = NULL;
@@ -128,13 +133,20 @@ static json_t *tool_sandbox_create(mcp_call *call, const json_t *args)
         return res;
 }
 
+static json_t *tool_sandbox_create(mcp_call *call, const json_t *args)
+{
+        mcp_ctx *ctx = mcp_call_userdata(call);
+        smolvm_config cfg = ctx->lim.vm;
+        return mcp_sandbox_boot(call, &cfg);
+}
+
 static json_t *tool_sandbox_exec(mcp_call *call, const json_t *args)
 {
         mcp_ctx *ctx = mcp_call_userdata(call);
         const char *id = json_string_value(json_object_get(args, "sandbox_id"));
         mcp_sandbox *sb = mcp_sandbox_get(&ctx->sandboxes, id);
         if (!sb)
-                return no_sandbox(id);
+                return mcp_no_sandbox(id);
         json_t *res = mcp_exec_code(call, sb->vm, args);
         mcp_sandbox_put(&ctx->sandboxes, sb);
         return res;
@@ -150,7 +162,7 @@ static json_t *tool_sandbox_read_file(mcp_call *call, const json_t *args)
         size_t max = ctx->lim.output_max_bytes;
         mcp_sandbox *sb = mcp_sandbox_get(&ctx->sandboxes, id);
         if (!sb)
-                return no_sandbox(id);
+                return mcp_no_sandbox(id);
         void *data = NULL;
         size_t len = 0;
         int r = smolvm_read_file(sb->vm, path, &data, &len, max);
@@ -199,7 +211,7 @@ static json_t *tool_sandbox_write_file(mcp_call *call, const json_t *args)
         json_t *res;
         mcp_sandbox *sb = mcp_sandbox_get(&ctx->sandboxes, id);
         if (!sb) {
-                res = no_sandbox(id);
+                res = mcp_no_sandbox(id);
         } else {
                 int r = smolvm_write_file(sb->vm, path, data, len, mode);
                 res = r < 0 ? mcp_lib_error(call, "write the file", r)
@@ -243,7 +255,7 @@ static json_t *tool_sandbox_delete(mcp_call *call, const json_t *args)
         const char *id = json_string_value(json_object_get(args, "sandbox_id"));
         mcp_sandbox *sb = mcp_sandbox_unlist(&ctx->sandboxes, id);
         if (!sb)
-                return no_sandbox(id);
+                return mcp_no_sandbox(id);
         /* Calls still using it fail from here on; the last one frees the handle. */
         int r = smolvm_delete(sb->vm, SMOLVM_DELETE_FORCE);
         json_t *res = r < 0 ? mcp_lib_error(call, "delete the sandbox", r)
@@ -251,6 +263,14 @@ static json_t *tool_sandbox_delete(mcp_call *call, const json_t *args)
         mcp_sandbox_put(&ctx->sandboxes, sb);
         return res;
 }
+
+/* sandbox_persist_workspace's and sandbox_hydrate_workspace's. */
+static const char workspace_input[] = MCP_JSON({
+        "type": "object",
+        "properties": { "sandbox_id": "@sandbox_id", "archive": "@archive", "guest_path": "@guest_dir" },
+        "required": [ "sandbox_id", "archive" ],
+        "additionalProperties": false
+});
 
 const mcp_tool mcp_tools[] = {
         {
@@ -400,6 +420,214 @@ const mcp_tool mcp_tools[] = {
                 .annotations = MCP_JSON({ "destructiveHint": true, "openWorldHint": false }),
                 .fn = tool_sandbox_delete,
         },
+        {
+                .name = "sandbox_snapshot",
+                .title = "Snapshot a sandbox",
+                .description = "Save a running sandbox's whole state (memory, processes, files) as a snapshot; the "
+                               "sandbox carries on. sandbox_from_snapshot starts new sandboxes from it, each as the "
+                               "sandbox was at this instant. Not possible for sandboxes with host directories "
+                               "mounted. Snapshots are deleted when this MCP server stops.",
+                .input_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "sandbox_id": "@sandbox_id",
+                                "name": { "type": "string", "minLength": 1, "maxLength": 63,
+                                          "description": "a unique name (default: none, use the snapshot_id)" }
+                        },
+                        "required": [ "sandbox_id" ],
+                        "additionalProperties": false
+                }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "snapshot": { "type": "string", "description": "its name, or its id if unnamed" },
+                                "snapshot_id": { "type": "string" }, "sandbox_id": { "type": "string" },
+                                "pause_ms": { "type": "integer" }, "ram_bytes": { "type": "integer" },
+                                "disk_bytes": { "type": "integer" }
+                        },
+                        "required": [ "snapshot", "snapshot_id", "sandbox_id" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_snapshot,
+        },
+        {
+                .name = "sandbox_from_snapshot",
+                .title = "Create a sandbox from a snapshot",
+                .description = "Create a sandbox that continues from a snapshot: its processes, memory and files as "
+                               "they were when the snapshot was taken. Returns its sandbox_id; counts toward the "
+                               "server's limit of live VMs.",
+                .input_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": { "snapshot": "@snapshot" },
+                        "required": [ "snapshot" ],
+                        "additionalProperties": false
+                }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": { "sandbox_id": { "type": "string" } },
+                        "required": [ "sandbox_id" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_from_snapshot,
+        },
+        {
+                .name = "sandbox_fork",
+                .title = "Fork a sandbox",
+                .description = "Make n new sandboxes that continue from a sandbox's present state (processes, "
+                               "memory, files), each with its own copy and hostname; the sandbox carries on. Each "
+                               "counts toward the server's limit of live VMs. Not possible for sandboxes with host "
+                               "directories mounted.",
+                .input_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "sandbox_id": "@sandbox_id",
+                                "n": { "type": "integer", "minimum": 1, "maximum": 64,
+                                       "description": "how many sandboxes (default 1)" }
+                        },
+                        "required": [ "sandbox_id" ],
+                        "additionalProperties": false
+                }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "sandbox_id": { "type": "string" },
+                                "sandbox_ids": { "type": "array", "items": { "type": "string" } }
+                        },
+                        "required": [ "sandbox_id", "sandbox_ids" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_fork,
+        },
+        {
+                .name = "snapshot_list",
+                .title = "List snapshots",
+                .description = "List the snapshots this MCP server may use (those it made, unless the server "
+                               "shares every snapshot), oldest first.",
+                .input_schema = MCP_JSON({ "type": "object", "properties": {}, "additionalProperties": false }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "snapshots": {
+                                        "type": "array",
+                                        "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                        "snapshot": { "type": "string" },
+                                                        "snapshot_id": { "type": "string" },
+                                                        "sandbox_id": { "type": "string",
+                                                                        "description": "the sandbox it was taken of" },
+                                                        "created": { "type": "integer",
+                                                                     "description": "seconds since the epoch" },
+                                                        "disk_bytes": { "type": "integer" }
+                                                },
+                                                "required": [ "snapshot", "snapshot_id", "sandbox_id", "created" ]
+                                        }
+                                },
+                                "truncated": { "type": "boolean" }
+                        },
+                        "required": [ "snapshots", "truncated" ]
+                }),
+                .annotations = MCP_JSON({ "readOnlyHint": true, "openWorldHint": false }),
+                .fn = mcp_tool_snapshot_list,
+        },
+        {
+                .name = "snapshot_delete",
+                .title = "Delete a snapshot",
+                .description = "Delete a snapshot. Sandboxes made from it keep running.",
+                .input_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": { "snapshot": "@snapshot" },
+                        "required": [ "snapshot" ],
+                        "additionalProperties": false
+                }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": { "snapshot": { "type": "string" }, "deleted": { "type": "boolean" } },
+                        "required": [ "snapshot", "deleted" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": true, "openWorldHint": false }),
+                .fn = mcp_tool_snapshot_delete,
+        },
+        {
+                .name = "sandbox_persist_workspace",
+                .title = "Save a sandbox directory as an archive",
+                .description = "Save a directory of a sandbox (default /workspace) with its modes, symlinks and "
+                               "empty directories as a named archive kept by the server (replacing one of the same "
+                               "name). sandbox_hydrate_workspace puts it into any sandbox, later or in another "
+                               "session.",
+                .input_schema = workspace_input,
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "archive": { "type": "string" }, "file_bytes": { "type": "integer" },
+                                "tar_bytes": { "type": "integer" }, "sha256": { "type": "string" },
+                                "duration_ms": { "type": "integer" }
+                        },
+                        "required": [ "archive", "file_bytes", "tar_bytes", "sha256" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": true, "idempotentHint": true, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_persist_workspace,
+        },
+        {
+                .name = "sandbox_hydrate_workspace",
+                .title = "Restore an archive into a sandbox",
+                .description = "Unpack an archive from sandbox_persist_workspace into a sandbox directory (default "
+                               "/workspace, created if missing): its entries replace those of the same names, others "
+                               "stay. A damaged archive is refused and leaves the directory as it was.",
+                .input_schema = workspace_input,
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "archive": { "type": "string" }, "file_bytes": { "type": "integer" },
+                                "tar_bytes": { "type": "integer" }, "verified": { "type": "boolean" },
+                                "duration_ms": { "type": "integer" }
+                        },
+                        "required": [ "archive", "file_bytes", "tar_bytes", "verified" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": true, "idempotentHint": true, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_hydrate_workspace,
+        },
+        {
+                .name = "sandbox_expose_port",
+                .title = "Forward a sandbox port to the host",
+                .description = "Make a TCP port of a sandbox (a server listening in it, e.g. a web app on port "
+                               "8000) reachable on the user's machine at 127.0.0.1:host_port, for the user to open. "
+                               "The forward lasts as long as the sandbox.",
+                .input_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "sandbox_id": "@sandbox_id",
+                                "guest_port": { "type": "integer", "minimum": 1, "maximum": 65535 }
+                        },
+                        "required": [ "sandbox_id", "guest_port" ],
+                        "additionalProperties": false
+                }),
+                .output_schema = MCP_JSON({
+                        "type": "object",
+                        "properties": {
+                                "sandbox_id": { "type": "string" }, "guest_port": { "type": "integer" },
+                                "host": { "type": "string" }, "host_port": { "type": "integer" }
+                        },
+                        "required": [ "sandbox_id", "guest_port", "host", "host_port" ]
+                }),
+                .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
+                .fn = mcp_tool_sandbox_expose_port,
+        },
 };
 
 const size_t mcp_n_tools = sizeof(mcp_tools) / sizeof(mcp_tools[0]);
+
+size_t mcp_tools_select(const mcp_limits *lim, mcp_tool *out)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < mcp_n_tools; i++) {
+                mcp_tool_fn fn = mcp_tools[i].fn;
+                if ((fn == mcp_tool_sandbox_persist_workspace || fn == mcp_tool_sandbox_hydrate_workspace) &&
+                    lim->workspace_dir_fd < 0)
+                        continue;
+                if (fn == mcp_tool_sandbox_expose_port && !lim->expose_ports)
+                        continue;
+                out[n++] = mcp_tools[i];
+        }
+        return n;
+}

@@ -15,7 +15,7 @@ the ``smolvm`` command lists and drives. docs/python.md has the details.
 from . import _smolvm
 from .exceptions import (CommandExecutionUnavailableError, FeatureUnavailableError, OperationTimeoutError,
                          SmolVMError, VMNotFoundError)
-from .types import ArchiveResult, CommandResult, PortForward, SnapshotInfo, VMConfig, VMInfo, VMState
+from .types import ArchiveResult, CommandResult, NetLogEntry, PortForward, SnapshotInfo, VMConfig, VMInfo, VMState
 from .vm import CommandStream, SmolVM
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ __all__ = [
     "CommandResult",
     "SnapshotInfo",
     "PortForward",
+    "NetLogEntry",
     "ArchiveResult",
     "CommandStream",
     "SmolVMError",

@@ -122,6 +122,23 @@ class SnapshotInfo:
 
 
 @dataclass(frozen=True)
+class NetLogEntry:
+    """One egress attempt of a VM (:meth:`SmolVM.net_log`): a DNS question or a
+    connection, allowed or denied. Names come from the guest: treat them as
+    untrusted text."""
+
+    time: str  #: UTC, ISO 8601 with milliseconds ("2026-01-02T03:04:05.678Z")
+    kind: str  #: "dns" or "connect"
+    name: str  #: the name asked for, or the address connected to without DNS
+    port: int  #: 0 for DNS
+    verdict: str  #: "allowed" or "denied"
+    reason: Optional[str] = None  #: why it was denied
+    address: Optional[str] = None  #: the address the host connected to
+    bytes_out: Optional[int] = None  #: allowed connections, logged when they end
+    bytes_in: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class PortForward:
     """A host port forwarded to a guest port (:meth:`SmolVM.list_exposed`)."""
 

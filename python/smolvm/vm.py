@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import codecs
 import errno
+import json
 import os
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence,
                     Tuple, Union, overload)
 
 from . import _smolvm
 from .exceptions import OperationTimeoutError, SmolVMError, _from_library
-from .types import (_STATES, ArchiveResult, CommandResult, Mount, PortForward, SnapshotInfo, VMConfig, VMInfo, VMState,
-                    _info_from_dict)
+from .types import (_STATES, ArchiveResult, CommandResult, Mount, NetLogEntry, PortForward, SnapshotInfo, VMConfig,
+                    VMInfo, VMState, _info_from_dict)
 
 __all__ = ["SmolVM", "CommandStream"]
 
 Command = Union[str, Sequence[str]]
 _DEFAULT_OUTPUT_CAP = 64 * 1024 * 1024  # libsmolvm's SMOLVM_DEFAULT_OUTPUT_CAP
 _STREAM_NAMES = {1: "stdout", 2: "stderr"}
+# The supervisor keeps each part of a VM's egress log under ~1 MiB; a part
+# larger than this is not read past it.
+_NET_LOG_PART_MAX = 4 * 1024 * 1024
+_NET_LOG_FIELDS = ("time", "kind", "name", "port", "verdict", "reason", "address", "bytes_out", "bytes_in")
 
 
 def _argv(cmd: Command) -> List[str]:
@@ -208,6 +213,16 @@ class SmolVM:
         """
         try:
             _smolvm.snapshot_rm(name)
+        except _smolvm.LibraryError as e:
+            raise _from_library(e) from None
+
+    @staticmethod
+    def list_snapshots() -> List[SnapshotInfo]:
+        """Every snapshot of this host (``$SMOLVM_HOME``), oldest first, as
+        ``smolvm snapshot ls`` shows them (the ones :meth:`fork` makes for
+        itself are not listed)."""
+        try:
+            return [SnapshotInfo(**d) for d in _smolvm.snapshot_list()]
         except _smolvm.LibraryError as e:
             raise _from_library(e) from None
 
@@ -531,6 +546,49 @@ class SmolVM:
             children.append(child)
         return children
 
+    # ---- network ----
+
+    def allow_host(self, pattern: str) -> None:
+        """Let the guest reach ``pattern`` from now on: ``NAME``, ``*.SUFFIX`` or
+        an IP address, each optionally ``:PORT`` (as ``allow_hosts=``). Kept in
+        the VM's record; a running VM applies it at once to new DNS questions
+        and connections. Deny patterns for the same host are removed.
+
+        Raises:
+            SmolVMError: a bad pattern, or the VM was created without a
+                network (no ``allow_hosts``/``add_hosts``) (``code`` -EINVAL).
+        """
+        self._call(self._h.net_change, True, pattern)
+
+    def deny_host(self, pattern: str) -> None:
+        """Refuse ``pattern`` from now on, even if an allow pattern matches (as
+        :meth:`allow_host`; allow patterns for the same host are removed).
+        Connections already open go on.
+
+        Raises:
+            SmolVMError: as :meth:`allow_host`.
+        """
+        self._call(self._h.net_change, False, pattern)
+
+    def net_log(self) -> List[NetLogEntry]:
+        """The VM's egress attempts, oldest first: every DNS question and
+        connection with its verdict (as ``smolvm net log``). The log holds the
+        last ~2 MiB of entries; a VM without a network has none."""
+        path = self._call(self._h.net_log_path)
+        entries: List[NetLogEntry] = []
+        for part in (path + ".1", path):
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(_NET_LOG_PART_MAX)
+            for line in data.splitlines():
+                entry = _net_log_entry(line)
+                if entry is not None:
+                    entries.append(entry)
+        return entries
+
     # ---- port forwarding ----
 
     def expose_local(self, guest_port: int, host_port: Optional[int] = None, *,
@@ -647,6 +705,18 @@ class SmolVM:
         except _smolvm.LibraryError as e:
             return e.args[0] != _smolvm.ENOTFOUND
         return True
+
+
+def _net_log_entry(line: bytes) -> Optional[NetLogEntry]:
+    """One line of a VM's egress log, or None for a line that is not an entry
+    (the log's last line may be cut by the size cap)."""
+    try:
+        d = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(d, dict) or not all(k in d for k in ("time", "kind", "name", "port", "verdict")):
+        return None
+    return NetLogEntry(**{k: d[k] for k in _NET_LOG_FIELDS if k in d})
 
 
 class CommandStream:

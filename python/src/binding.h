@@ -116,6 +116,9 @@ PyObject *vm_port_close(vm_object *self, PyObject *args);
 PyObject *vm_port_list(vm_object *self, PyObject *unused);
 PyObject *vm_workspace(vm_object *self, PyObject *args);
 PyObject *mod_snapshot_rm(PyObject *mod, PyObject *args);
+PyObject *mod_snapshot_list(PyObject *mod, PyObject *unused);
+PyObject *vm_net_change(vm_object *self, PyObject *args);
+PyObject *vm_net_log_path(vm_object *self, PyObject *unused);
 
 /* What smolvm_exec_opts points to, owned (the command may outlive the Python
  * objects it came from when it runs on a thread of its own). */

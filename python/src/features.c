@@ -27,7 +27,20 @@ typedef struct feature_call {
         const char *host_path;
         smolvm_archive_opts ao;
         smolvm_archive_result ar;
+        smolvm_snapshot_info *snaps;
+        size_t n_snaps;
+        bool allow;
 } feature_call;
+
+/* A snapshot as the dict smolvm.SnapshotInfo is made of. */
+static PyObject *snapshot_dict(const smolvm_snapshot_info *s)
+{
+        return Py_BuildValue("{s:s, s:s, s:L, s:s, s:I, s:I, s:K, s:K, s:K, s:I, s:N}", "id", s->id, "name", s->name,
+                             "created_unix", (long long)s->created_unix, "vm_id", s->vm_id, "vcpus", s->vcpus,
+                             "mem_mib", s->mem_mib, "pause_ms", (unsigned long long)s->pause_ms, "ram_bytes",
+                             (unsigned long long)s->ram_bytes, "disk_bytes", (unsigned long long)s->disk_bytes,
+                             "depth", s->depth, "dir", PyUnicode_DecodeFSDefault(s->dir));
+}
 
 static int snapshot_fn(call *c)
 {
@@ -47,13 +60,7 @@ PyObject *vm_snapshot(vm_object *self, PyObject *args)
         call c = { .fn = snapshot_fn, .arg = &a };
         if (vm_call(self, &c) < 0)
                 return NULL;
-        const smolvm_snapshot_info *s = &a.snap;
-        return Py_BuildValue("{s:s, s:s, s:L, s:s, s:I, s:I, s:K, s:K, s:K, s:I, s:N}", "id", s->id, "name",
-                             s->name, "created_unix", (long long)s->created_unix, "vm_id", s->vm_id, "vcpus",
-                             s->vcpus, "mem_mib", s->mem_mib, "pause_ms", (unsigned long long)s->pause_ms,
-                             "ram_bytes", (unsigned long long)s->ram_bytes, "disk_bytes",
-                             (unsigned long long)s->disk_bytes, "depth", s->depth, "dir",
-                             PyUnicode_DecodeFSDefault(s->dir));
+        return snapshot_dict(&a.snap);
 }
 
 static int fork_fn(call *c)
@@ -107,6 +114,73 @@ PyObject *mod_snapshot_rm(PyObject *mod, PyObject *args)
         if (c.rc < 0)
                 return lib_err_raise(&c.err);
         Py_RETURN_NONE;
+}
+
+static int snapshot_list_fn(call *c)
+{
+        feature_call *a = c->arg;
+        return smolvm_snapshot_list(&a->snaps, &a->n_snaps);
+}
+
+PyObject *mod_snapshot_list(PyObject *mod, PyObject *unused)
+{
+        feature_call a = { 0 };
+        call c = { .fn = snapshot_list_fn, .arg = &a };
+        if (call_run(&c) < 0) {
+                free(a.snaps);
+                return NULL;
+        }
+        if (c.rc < 0)
+                return lib_err_raise(&c.err);
+        /* fork()'s own snapshots are the library's business: not listed. */
+        PyObject *res = PyList_New(0);
+        for (size_t i = 0; res && i < a.n_snaps; i++) {
+                if (a.snaps[i].internal)
+                        continue;
+                PyObject *d = snapshot_dict(&a.snaps[i]);
+                if (!d || PyList_Append(res, d) < 0)
+                        Py_CLEAR(res);
+                Py_XDECREF(d);
+        }
+        free(a.snaps);
+        return res;
+}
+
+/* ---- network ---- */
+
+static int net_change_fn(call *c)
+{
+        feature_call *a = c->arg;
+        return smolvm_net_change(a->vm, a->allow, a->name);
+}
+
+PyObject *vm_net_change(vm_object *self, PyObject *args)
+{
+        feature_call a = { 0 };
+        int allow = 0;
+        if (!PyArg_ParseTuple(args, "ps:net_change", &allow, &a.name))
+                return NULL;
+        a.allow = allow;
+        if (!(a.vm = vm_enter(self)))
+                return NULL;
+        call c = { .fn = net_change_fn, .arg = &a };
+        if (vm_call(self, &c) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+PyObject *vm_net_log_path(vm_object *self, PyObject *unused)
+{
+        smolvm_vm *vm = vm_enter(self);
+        if (!vm)
+                return NULL;
+        char *path = smolvm_net_log_path(vm);
+        vm_leave(self);
+        if (!path)
+                return PyErr_NoMemory();
+        PyObject *res = PyUnicode_DecodeFSDefault(path);
+        free(path);
+        return res;
 }
 
 /* ---- port forwarding ---- */

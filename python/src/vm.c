@@ -270,6 +270,8 @@ PyMethodDef binding_vm_functions[] = {
           "smolvm_create() of a persistent VM; mounts: [(host, guest, writable)]; allow or hosts\n"
           "(not None) give it a network (smolvm_net: allow patterns, \"NAME:IP\" pins)." },
         { "snapshot_rm", mod_snapshot_rm, METH_VARARGS, "snapshot_rm(id_or_name): smolvm_snapshot_rm()." },
+        { "snapshot_list", mod_snapshot_list, METH_NOARGS,
+          "snapshot_list() -> [dict]: smolvm_snapshot_list(), without fork's own." },
         { "open", mod_open, METH_O, "open(id_or_name) -> VM: smolvm_open()." },
         { "list", mod_list, METH_NOARGS, "list() -> [dict]: smolvm_list()." },
         { NULL, NULL, 0, NULL },
@@ -453,6 +455,8 @@ static PyMethodDef vm_methods[] = {
         METH(fork, METH_VARARGS, "fork(n) -> [id, ...]: smolvm_fork()."),
         METH(port_expose, METH_VARARGS, "port_expose(guest_port, host_port, bind_addr) -> int: smolvm_port_expose()."),
         METH(port_close, METH_VARARGS, "port_close(guest_port): smolvm_port_close()."),
+        METH(net_change, METH_VARARGS, "net_change(allow, pattern): smolvm_net_change()."),
+        METH(net_log_path, METH_NOARGS, "net_log_path() -> str: smolvm_net_log_path()."),
         METH(port_list, METH_NOARGS, "port_list() -> [(guest_port, host_port, bind_addr)]: smolvm_port_list()."),
         METH(workspace, METH_VARARGS,
              "workspace(persist, host_path_or_fd, guest_path, level, max_bytes) -> dict:\n"

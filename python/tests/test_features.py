@@ -11,7 +11,7 @@ import unittest
 import urllib.request
 
 from helpers import wait_until
-from smolvm import ArchiveResult, PortForward, SmolVM, SnapshotInfo
+from smolvm import ArchiveResult, NetLogEntry, PortForward, SmolVM, SnapshotInfo
 from smolvm.exceptions import SmolVMError
 
 
@@ -60,6 +60,49 @@ class TestFeatures(unittest.TestCase):
         for url in (f"http://127.0.0.1:{self.port}/", "http://example.com/"):
             r = self.fetch_in_guest(self.vm, url)
             self.assertNotEqual(r.exit_code, 0, f"{url} was reached: {r.stdout!r}")
+
+    def test_net_allow_deny_and_log(self) -> None:
+        vm, url = self.vm, f"http://pinned.test:{self.port}/"
+        try:
+            vm.deny_host("pinned.test")
+            r = self.fetch_in_guest(vm, url)
+            self.assertNotEqual(r.exit_code, 0, f"reached after deny_host: {r.stdout!r}")
+        finally:
+            vm.allow_host(f"pinned.test:{self.port}")
+        r = self.fetch_in_guest(vm, url)
+        self.assertEqual((r.exit_code, r.stdout), (0, "hello from the host\n"), r.stderr)
+        log = vm.net_log()
+        self.assertTrue(all(isinstance(e, NetLogEntry) for e in log))
+        # Denied while denied (at the DNS question: NXDOMAIN), then connected.
+        mine = [e for e in log if e.name == "pinned.test"]
+        self.assertIn(("dns", "denied"), [(e.kind, e.verdict) for e in mine], log[-10:])
+        self.assertIn(("connect", "allowed", self.port, "127.0.0.1"),
+                      [(e.kind, e.verdict, e.port, e.address) for e in mine], log[-10:])
+        with self.assertRaises(SmolVMError) as cm:
+            vm.allow_host("bad pattern!")
+        self.assertEqual(cm.exception.errno, errno.EINVAL, str(cm.exception))
+        # A VM created without a network has no policy to change (not started: no boot).
+        offline = SmolVM()
+        try:
+            with self.assertRaises(SmolVMError) as cm:
+                offline.allow_host("example.com")
+            self.assertEqual(cm.exception.errno, errno.EINVAL, str(cm.exception))
+            self.assertEqual(offline.net_log(), [])
+        finally:
+            offline.delete()
+            offline.close()
+
+    def test_list_snapshots(self) -> None:
+        snap = self.vm.snapshot("py-listed")
+        try:
+            listed = SmolVM.list_snapshots()
+            self.assertTrue(all(isinstance(s, SnapshotInfo) for s in listed))
+            mine = [s for s in listed if s.id == snap.id]
+            self.assertEqual(len(mine), 1, listed)
+            self.assertEqual((mine[0].name, mine[0].vm_id, mine[0].dir), ("py-listed", self.vm.id, snap.dir))
+        finally:
+            SmolVM.delete_snapshot("py-listed")
+        self.assertNotIn(snap.id, [s.id for s in SmolVM.list_snapshots()])
 
     def test_expose_local(self) -> None:
         vm = self.vm

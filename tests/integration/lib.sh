@@ -33,9 +33,16 @@ export SMOLVM_COLD=${SMOLVM_COLD-1}
 
 n_test=0
 n_fail=0
-# A TAP line is one line: newlines in a description (e.g. captured output) become spaces.
-ok() { local d="$*"; n_test=$((n_test + 1)); echo "ok $n_test - ${d//$'\n'/ }"; }
-not_ok() { local d="$*"; n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - ${d//$'\n'/ }"; }
+# A TAP line is one short line: control characters in a description (captured
+# output) become spaces, and past 1000 characters it is cut (meson splits a line
+# over 64 KiB in two, and the second half is an unknown TAP line).
+tap_desc() {
+        local d=${1//[[:cntrl:]]/ }
+        [ "${#d}" -gt 1000 ] && d="${d:0:1000}... (cut: ${#d} characters)"
+        printf '%s' "$d"
+}
+ok() { n_test=$((n_test + 1)); echo "ok $n_test - $(tap_desc "$*")"; }
+not_ok() { n_test=$((n_test + 1)); n_fail=$((n_fail + 1)); echo "not ok $n_test - $(tap_desc "$*")"; }
 # jq -e as a check: its printed result would be an unknown TAP line.
 # The input must be exactly one JSON document (jq -e alone passes on empty input,
 # so a check on an envelope that was never printed could not fail).
@@ -55,7 +62,8 @@ jq_true() {
 }
 # check DESCRIPTION COMMAND...: one TAP line from a command's success.
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-diag() { printf '# %s\n' "$@"; }
+# diag LINE...: TAP comments; every line of a multi-line argument gets its '#'.
+diag() { local a; for a in "$@"; do printf '# %s\n' "${a//$'\n'/$'\n'# }"; done; }
 # check_or_bail DESCRIPTION RC: one TAP line for a step that every later check
 # needs (a create): if RC is not 0, its stderr ($T/err) is shown and the test ends.
 check_or_bail() {

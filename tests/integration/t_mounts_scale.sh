@@ -51,7 +51,7 @@ big_listing() {
         n=$(cat "$T/big.out")
         check "$1: $3 over $BIG_N files: rc $rc, $n lines, $(wc -l <"$T/big.err") error lines, $(($(date +%s) - t0)) s" \
                 sh -c "[ $rc -eq 0 ] && [ '$n' = $5 ] && [ ! -s '$T/big.err' ]"
-        head -3 "$T/big.err" | sed 's/^/# /'
+        head -3 "$T/big.err" | cut -c1-1000 | sed 's/^/# /'
 }
 
 scale_run() { # label transport-args...
@@ -67,11 +67,20 @@ scale_run() { # label transport-args...
         n=$("$SMOLVM" exec "$id" -- sh -c 'ls -l /workspace/small | wc -l' 2>"$T/err")
         check "$label: ls -l of $SMALL_N files lists them all ($n lines)" test "$n" = $((SMALL_N + 1))
         after_ls=$(nfds "$pid")
-        "$SMOLVM" exec "$id" -- sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches' 2>"$T/err"; rc=$?
+        # One drop_caches is best effort in the guest (the kernel's shrink loop
+        # stops once a pass frees little: CI once saw 1,243 of 3,000 inodes stay
+        # cached), so drop again while the fds have not come back.
+        local drops=0
+        while :; do
+                "$SMOLVM" exec "$id" -- sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches' 2>"$T/err"; rc=$?
+                drops=$((drops + 1))
+                [ "$rc" -ne 0 ] && break
+                wait_secs "[ \$(nfds $pid) -le $((base + 64)) ]" 10 && break
+                [ "$drops" -ge 5 ] && break
+        done
         check "$label: guest drop_caches (rc $rc)" test "$rc" -eq 0
-        wait_for "[ \$(nfds $pid) -le $((base + 64)) ]" 30
         after_drop=$(nfds "$pid")
-        diag "$label: back-end fds: $base at boot, $after_ls after ls -l, $after_drop after drop_caches"
+        diag "$label: back-end fds: $base at boot, $after_ls after ls -l, $after_drop after $drops drop_caches"
         check "$label: after drop_caches the back-end holds $after_drop fds, near its $base at boot (<= +64)" \
                 test "$after_drop" -le $((base + 64))
 

@@ -188,6 +188,35 @@ START_TEST(test_smolvm_tool_table_loads)
 }
 END_TEST
 
+/* The server's flags decide which tools the model is offered: the workspace
+ * tools only with a workspace directory, the port tool only with
+ * --allow-expose; the others always. */
+static bool has_tool(const mcp_tool *t, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(t[i].name, name))
+                        return true;
+        return false;
+}
+
+START_TEST(test_tools_offered_by_flags)
+{
+        mcp_tool t[64];
+        ck_assert_uint_le(mcp_n_tools, 64);
+        mcp_limits lim = { .workspace_dir_fd = -1 };
+        size_t n = mcp_tools_select(&lim, t);
+        ck_assert_uint_eq(n, mcp_n_tools - 3);
+        ck_assert(has_tool(t, n, "sandbox_snapshot") && has_tool(t, n, "sandbox_fork") && has_tool(t, n, "run"));
+        ck_assert(!has_tool(t, n, "sandbox_persist_workspace") && !has_tool(t, n, "sandbox_hydrate_workspace"));
+        ck_assert(!has_tool(t, n, "sandbox_expose_port"));
+        lim.workspace_dir_fd = 3;
+        lim.expose_ports = true;
+        n = mcp_tools_select(&lim, t);
+        ck_assert_uint_eq(n, mcp_n_tools);
+        ck_assert(has_tool(t, n, "sandbox_persist_workspace") && has_tool(t, n, "sandbox_expose_port"));
+}
+END_TEST
+
 /* A broken declaration is found at start-up, naming the tool. */
 static json_t *no_fn(mcp_call *c, const json_t *a)
 {
@@ -226,6 +255,7 @@ static Suite *schema_suite(void)
         tcase_add_test(tc, test_enum_and_nul);
         tcase_add_test(tc, test_objects_and_paths);
         tcase_add_test(tc, test_smolvm_tool_table_loads);
+        tcase_add_test(tc, test_tools_offered_by_flags);
         tcase_add_test(tc, test_bad_declaration_names_the_tool);
         suite_add_tcase(s, tc);
         return s;

@@ -5,26 +5,13 @@
 // exception, "not ok - ..." with it and exit 1.
 // Usage: node client_test.cjs SDK_DIR SMOLVM [ARGS...]  (SDK_DIR holds node_modules)
 'use strict';
-const path = require('node:path');
-const { createRequire } = require('node:module');
+const { loadSdk, check, text, runMain } = require('./witness.cjs');
 
 const [sdkDir, smolvm, ...smolvmArgs] = process.argv.slice(2);
-const sdk = createRequire(path.join(sdkDir, 'package.json'));
-const { Client } = sdk('@modelcontextprotocol/sdk/client/index.js');
-const { StdioClientTransport } = sdk('@modelcontextprotocol/sdk/client/stdio.js');
+const { Client, StdioClientTransport } = loadSdk(sdkDir);
 
 // A boot under TCG on a loaded host can take a while: the SDK's default is 60 s.
 const LONG = { timeout: 240000 };
-let failed = 0;
-function check(desc, cond, detail) {
-        if (cond) {
-                console.log(`ok - ${desc}`);
-        } else {
-                failed++;
-                console.log(`not ok - ${desc}${detail !== undefined ? ': ' + JSON.stringify(detail).slice(0, 300) : ''}`);
-        }
-}
-const text = (res) => (res.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
 
 async function main() {
         const transport = new StdioClientTransport({
@@ -40,9 +27,12 @@ async function main() {
 
         const { tools } = await client.listTools();
         const names = tools.map((t) => t.name).sort();
-        const want = ['run', 'sandbox_create', 'sandbox_delete', 'sandbox_exec', 'sandbox_list', 'sandbox_read_file',
-                      'sandbox_write_file'];
-        check('tools/list: the seven tools', JSON.stringify(names) === JSON.stringify(want), names);
+        // Without --workspace-dir and --allow-expose, their tools are not offered.
+        const want = ['run', 'sandbox_create', 'sandbox_delete', 'sandbox_exec', 'sandbox_fork', 'sandbox_from_snapshot',
+                      'sandbox_list', 'sandbox_read_file', 'sandbox_snapshot', 'sandbox_write_file', 'snapshot_delete',
+                      'snapshot_list'];
+        check('tools/list: the twelve tools of a server without --workspace-dir and --allow-expose',
+              JSON.stringify(names) === JSON.stringify(want), names);
         const run = tools.find((t) => t.name === 'run');
         check('run declares its input schema (code, language required)',
               JSON.stringify(run?.inputSchema?.required) === JSON.stringify(['code', 'language']), run?.inputSchema);
@@ -148,7 +138,4 @@ async function main() {
         await client.close();
 }
 
-main().then(() => process.exit(failed ? 1 : 0), (e) => {
-        console.log(`not ok - unexpected exception: ${(e && e.stack || String(e)).replace(/\n/g, ' | ')}`);
-        process.exit(1);
-});
+runMain(main);
