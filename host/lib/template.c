@@ -36,6 +36,7 @@
 #define TEMPLATE_FORMAT "smolvm-template 1"
 #define TEMPLATE_INFO "template.json"
 #define TEMPLATE_INFO_MAX 4096
+#define TEMPLATE_STATE_MAX (64 * 1024 * 1024)
 /* A waiter gives up on another process's build after this, and boots cold. */
 #define TEMPLATE_WAIT_MS (180u * 1000u)
 
@@ -159,19 +160,21 @@ static int state_sha(const char *path, char out[2 * SHA256_DIGEST_SIZE + 1])
         _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
+        /* QEMU's device state without RAM: ~150 KB; a bigger one is not ours. */
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_size <= 0 || st.st_size > TEMPLATE_STATE_MAX)
+                return -EFBIG;
+        _cleanup_free_ uint8_t *buf = malloc((size_t)st.st_size);
+        if (!buf)
+                return -ENOMEM;
+        int r = read_all(fd, buf, (size_t)st.st_size);
+        if (r < 0)
+                return r;
         struct sha256_ctx c;
         sha256_init(&c);
-        uint8_t buf[64 * 1024];
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                sha256_update(&c, (size_t)n, buf);
-        }
+        sha256_update(&c, (size_t)st.st_size, buf);
         uint8_t d[SHA256_DIGEST_SIZE];
         sha256_digest(&c, sizeof(d), d);
         hex(d, sizeof(d), out);
