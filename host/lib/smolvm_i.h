@@ -154,6 +154,8 @@ int rec_get_str(const rec_reader *rr, json_t *root, const char *key, bool requir
 /* key as an integer from min to max; absent or null: 0, or corrupt when required. */
 int rec_get_u64(const rec_reader *rr, json_t *root, const char *key, bool required, uint64_t min, uint64_t max,
                 uint64_t *ret);
+/* An optional boolean (absent: false). */
+int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret);
 int rec_get_uint(const rec_reader *rr, json_t *root, const char *key, bool required, unsigned min, unsigned max,
                  unsigned *ret);
 /* "version" must be version; another gives SMOLVM_ECORRUPT with other_hint. */

@@ -120,12 +120,8 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
         }
         if ((r = rec_check_image(rr, rec.image_dir, rec.accel)) < 0)
                 goto fail;
-        json_t *eph = json_object_get(root, "ephemeral");
-        if (eph && !json_is_boolean(eph)) {
-                r = rec_corrupt(rr, "field 'ephemeral' must be a boolean");
+        if ((r = rec_get_bool(rr, root, "ephemeral", &rec.ephemeral)) < 0)
                 goto fail;
-        }
-        rec.ephemeral = json_is_true(eph);
         json_t *env = json_object_get(root, "env");
         if (env && !json_is_null(env)) {
                 if (!json_is_array(env) || json_array_size(env) > MAX_RECORD_ENV) {
