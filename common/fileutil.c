@@ -173,14 +173,17 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         return 0;
 }
 
-static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+int pwrite_all(int fd, const void *data, size_t len, off_t off)
 {
+        const char *buf = data;
         while (len > 0) {
                 ssize_t n = pwrite(fd, buf, len, off);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return -1;
+                        return negative_errno();
+                if (n == 0)
+                        return -EIO;
                 buf += n;
                 len -= (size_t)n;
                 off += n;
@@ -226,8 +229,9 @@ int copy_file_sparse(int in_fd, int out_fd, unsigned long long *ret_data_bytes)
                         if (use_read) {
                                 char buf[64 * 1024];
                                 n = pread(in_fd, buf, MIN(want, sizeof(buf)), in_off);
-                                if (n > 0 && pwrite_all(out_fd, buf, (size_t)n, out_off) < 0)
-                                        return negative_errno();
+                                int w = n > 0 ? pwrite_all(out_fd, buf, (size_t)n, out_off) : 0;
+                                if (w < 0)
+                                        return w;
                                 if (n > 0) {
                                         in_off += n;
                                         out_off += n;

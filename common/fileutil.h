@@ -35,6 +35,10 @@ int rm_rf_last(const char *path, const char *last);
  * a negative errno. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* All len bytes at offset off (EINTR and short writes retried). 0 or a
+ * negative errno. */
+int pwrite_all(int fd, const void *data, size_t len, off_t off);
+
 /* Copy in_fd's whole content to out_fd (an empty regular file) keeping holes:
  * a reflink (FICLONE) where the file system shares extents, else the data
  * extents only (SEEK_DATA/SEEK_HOLE) with copy_file_range (pread/pwrite across

@@ -19,3 +19,17 @@ char *qemu_opt_escape(const char *s);
  * A partial overlay is removed. */
 int qemu_img_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
                             uint64_t size_bytes, char *err, size_t err_len);
+
+/* qemu-img rebase -u: path's backing file becomes base_path (format
+ * base_format), its data untouched (the caller knows the new base holds the
+ * same bytes). 0, -ENOENT (no qemu-img), -ENOSPC or -EIO (message in err). */
+int qemu_img_rebase_unsafe(const char *path, const char *base_path, const char *base_format, char *err,
+                           size_t err_len);
+
+/* The backing file name recorded in the qcow2 file fd (read from its header,
+ * no qemu-img: the file may be a stranger's). Returns 1 with the name in ret,
+ * 0 when it has none (ret ""), -EBADMSG (not a qcow2 file of version 2 or 3,
+ * or an incompatible feature we do not know), -EXDEV (its data lives in an
+ * external file), -ENAMETOOLONG (a name over 1023 bytes or ret_len), or
+ * pread's negative errno. */
+int qcow2_backing_name(int fd, char *ret, size_t ret_len);

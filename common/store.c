@@ -52,16 +52,7 @@ const char *smolvm_libexec_dir(void)
 
 bool image_name_valid(const char *name)
 {
-        size_t n = name ? strlen(name) : 0;
-        if (n == 0 || n > SMOLVM_IMAGE_NAME_MAX || name[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = name[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
+        return plain_name_valid(name, SMOLVM_IMAGE_NAME_MAX);
 }
 
 int image_dir_check(const char *dir, const char **ret_missing)

@@ -77,6 +77,20 @@ int qsort_strcmp(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+bool plain_name_valid(const char *name, size_t max_len)
+{
+        size_t n = name ? strlen(name) : 0;
+        if (n == 0 || n > max_len || name[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
 void sanitize_text(char *s)
 {
         for (unsigned char *p = (unsigned char *)s; *p; p++)

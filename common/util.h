@@ -84,6 +84,9 @@ int read_line_file(const char *path, char *buf, size_t size);
  * \t, DEL) with '?', in place. For anything a guest wrote that a user or a log
  * will see; UTF-8 is kept. */
 void sanitize_text(char *s);
+/* name is 1..max_len of [A-Za-z0-9._-], not starting with '.': one entry of a
+ * directory that is never "..", hidden, or a path (image names, archive entries). */
+bool plain_name_valid(const char *name, size_t max_len);
 /* Set (on) or clear O_NONBLOCK on fd. Returns 0 or negative errno. */
 int fd_set_nonblock(int fd, bool on);
 /* qsort() comparator for an array of C strings (char *), by strcmp. */

@@ -109,3 +109,16 @@ void cli_progress_init(cli_progress *p, const char *label, bool compressed);
 void cli_progress_cb(void *userdata, uint64_t tar_bytes, uint64_t file_bytes);
 /* Erase the line if one was drawn. */
 void cli_progress_end(cli_progress *p);
+/* One archive or tar transfer from the CLI (workspace, cp streams, snapshot
+ * export/import): fn runs with o->cancel_fd a signalfd of SIGINT, SIGTERM and
+ * SIGHUP and o->progress drawing on stderr (labelled command; compressed: also
+ * the file's bytes). Returns 0 when fn did (the caller prints its result), else
+ * the exit code after reporting the error: 128+N for a signal, 141 for -EPIPE
+ * (our reader went away, as a pipeline writer's), the error's otherwise. */
+typedef int (*cli_transfer_fn)(void *userdata, smolvm_archive_opts *o);
+int cli_transfer(const char *command, bool json, bool compressed, smolvm_archive_opts *o, cli_transfer_fn fn,
+                 void *userdata);
+/* The same for a transfer to or from the VM vm_name (opened first, freed after). */
+typedef int (*cli_vm_transfer_fn)(smolvm_vm *vm, void *userdata, smolvm_archive_opts *o);
+int cli_transfer_vm(const char *command, bool json, bool compressed, const char *vm_name, smolvm_archive_opts *o,
+                    cli_vm_transfer_fn fn, void *userdata);

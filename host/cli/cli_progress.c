@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Bytes so far of a long transfer, on stderr when it is a terminal: one line
  * redrawn at most every PROGRESS_INTERVAL_MS, erased at the end. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "util.h"
 
 #define PROGRESS_INTERVAL_MS 200u
 #define MIB(b) ((double)(b) / (1024.0 * 1024.0))
@@ -47,4 +51,55 @@ void cli_progress_end(cli_progress *p)
         if (p->shown)
                 fputs("\r\033[K", stderr);
         p->shown = false;
+}
+
+int cli_transfer(const char *command, bool json, bool compressed, smolvm_archive_opts *o, cli_transfer_fn fn,
+                 void *userdata)
+{
+        sigset_t old;
+        _cleanup_close_ int sfd = cli_setup_signals(&old);
+        if (sfd < 0)
+                return cli_failf(command, json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
+        cli_progress prog;
+        cli_progress_init(&prog, command, compressed);
+        o->cancel_fd = sfd;
+        o->progress = cli_progress_cb;
+        o->userdata = &prog;
+        int r = fn(userdata, o);
+        cli_progress_end(&prog);
+        o->progress = NULL;
+        o->userdata = NULL;
+        o->cancel_fd = -1;
+        if (r == -ECANCELED) {
+                int sig = cli_pending_signal(sfd);
+                return cli_fail_exit(command, json, r, 128 + (sig ? sig : SIGINT));
+        }
+        if (r == -EPIPE)
+                return cli_fail_exit(command, json, r, 141);
+        return r < 0 ? cli_fail(command, json, r) : 0;
+}
+
+typedef struct vm_transfer {
+        const char *vm_name;
+        cli_vm_transfer_fn fn;
+        void *userdata;
+} vm_transfer;
+
+static int vm_transfer_fn(void *userdata, smolvm_archive_opts *o)
+{
+        vm_transfer *t = userdata;
+        smolvm_vm *vm = NULL;
+        int r = smolvm_open(t->vm_name, &vm);
+        if (r < 0)
+                return r;
+        r = t->fn(vm, t->userdata, o);
+        smolvm_free(vm);
+        return r;
+}
+
+int cli_transfer_vm(const char *command, bool json, bool compressed, const char *vm_name, smolvm_archive_opts *o,
+                    cli_vm_transfer_fn fn, void *userdata)
+{
+        vm_transfer t = { .vm_name = vm_name, .fn = fn, .userdata = userdata };
+        return cli_transfer(command, json, compressed, o, vm_transfer_fn, &t);
 }

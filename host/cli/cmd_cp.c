@@ -82,6 +82,18 @@ static int upload(smolvm_vm *vm, const cp_spec *src, const cp_spec *dst, char **
 }
 
 /* cp ID:/path - and cp - ID:/dir: the guest's tar on our stdout or stdin. */
+typedef struct cp_stream_call {
+        bool out;
+        smolvm_archive_result res;
+} cp_stream_call;
+
+static int cp_stream_fn(smolvm_vm *vm, void *userdata, smolvm_archive_opts *o)
+{
+        cp_stream_call *c = userdata;
+        return c->out ? smolvm_tar_from_guest(vm, STDOUT_FILENO, o, &c->res)
+                      : smolvm_tar_to_guest(vm, STDIN_FILENO, o, &c->res);
+}
+
 static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *dst, uint64_t max_bytes)
 {
         bool out = dst->vm[0] == '\0';
@@ -92,35 +104,14 @@ static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *ds
                 return cli_usage(p, "refusing to write a tar to a terminal: redirect stdout, or pipe it into tar");
         if (!out && isatty(STDIN_FILENO))
                 return cli_usage(p, "stdin is a terminal: pipe a tar in (tar -cf - ... | smolvm cp - ID:/dir)");
-        sigset_t old_mask;
-        _cleanup_close_ int sfd = cli_setup_signals(&old_mask);
-        if (sfd < 0)
-                return cli_failf("cp", p->json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
-        smolvm_vm *vm = NULL;
-        int r = smolvm_open(guest->vm, &vm);
-        if (r < 0)
-                return cli_fail("cp", p->json, r);
-        cli_progress prog;
-        cli_progress_init(&prog, "cp", false);
+        cp_stream_call c = { .out = out };
         smolvm_archive_opts o;
         smolvm_archive_opts_init(&o);
         o.guest_path = guest->path;
         o.max_bytes = max_bytes;
-        o.cancel_fd = sfd;
-        o.progress = cli_progress_cb;
-        o.userdata = &prog;
-        smolvm_archive_result res;
-        r = out ? smolvm_tar_from_guest(vm, STDOUT_FILENO, &o, &res) : smolvm_tar_to_guest(vm, STDIN_FILENO, &o, &res);
-        cli_progress_end(&prog);
-        smolvm_free(vm);
-        if (r == -ECANCELED) {
-                int sig = cli_pending_signal(sfd);
-                return cli_fail_exit("cp", p->json, r, 128 + (sig ? sig : SIGINT));
-        }
-        if (r == -EPIPE) /* our reader went away, as a shell pipeline's writer exits */
-                return cli_fail_exit("cp", p->json, r, 141);
-        if (r < 0)
-                return cli_fail("cp", p->json, r);
+        int r = cli_transfer_vm("cp", p->json, false, guest->vm, &o, cp_stream_fn, &c);
+        if (r != 0)
+                return r;
         if (p->json) {
                 json_t *data = json_object();
                 if (data) {
@@ -128,7 +119,7 @@ static int tar_stream(const cli_parsed *p, const cp_spec *src, const cp_spec *ds
                         json_object_set_new(data, "direction", json_string("upload"));
                         json_object_set_new(data, "source", json_string("-"));
                         json_object_set_new(data, "destination", cli_json_str(guest->path));
-                        json_object_set_new(data, "bytes", json_integer((json_int_t)res.tar_bytes));
+                        json_object_set_new(data, "bytes", json_integer((json_int_t)c.res.tar_bytes));
                 }
                 cli_json_ok("cp", 0, data);
         }

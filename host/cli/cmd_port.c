@@ -43,7 +43,8 @@ static const cli_cmd ls_cmd = {
         .synopsis = "[--json] ID",
         .about = port_about,
         .json_help = "print the result as a JSON envelope; data: {\"ports\": [{\"guest_port\", \"host_port\",\n"
-                     "\"bind\"}]} (host_port 0: chosen at the next start)",
+                     "\"bind\", \"active\", \"connections\"}]} (host_port 0: chosen at the next start;\n"
+                     "active: listening now; connections: relayed now)",
 };
 
 static const cli_cmd close_cmd = {
@@ -156,12 +157,16 @@ static int port_ls(int argc, char **argv)
                 return cli_fail(ls_cmd.name, p.json, r);
         if (p.json) {
                 json_t *arr = json_array();
-                for (size_t i = 0; arr && i < n; i++)
-                        json_array_append_new(arr, port_json(v[i].guest_port, v[i].host_port, v[i].bind_addr));
+                for (size_t i = 0; arr && i < n; i++) {
+                        json_t *o = port_json(v[i].guest_port, v[i].host_port, v[i].bind_addr);
+                        json_object_set_new(o, "active", json_boolean(v[i].active));
+                        json_object_set_new(o, "connections", json_integer(v[i].connections));
+                        json_array_append_new(arr, o);
+                }
                 cli_json_ok(ls_cmd.name, 0, arr ? json_pack("{s:o}", "ports", arr) : NULL);
         } else {
                 if (n)
-                        printf("%-10s %s\n", "GUEST", "HOST");
+                        printf("%-10s %-24s %-7s %s\n", "GUEST", "HOST", "ACTIVE", "CONNS");
                 for (size_t i = 0; i < n; i++) {
                         bool v6 = strchr(v[i].bind_addr, ':') != NULL;
                         char host[16];
@@ -169,8 +174,11 @@ static int port_ls(int argc, char **argv)
                                 snprintf(host, sizeof(host), "%u", (unsigned)v[i].host_port);
                         else
                                 snprintf(host, sizeof(host), "(at start)");
-                        printf("%-10u %s%s%s:%s\n", (unsigned)v[i].guest_port, v6 ? "[" : "", v[i].bind_addr,
-                               v6 ? "]" : "", host);
+                        char where[80];
+                        snprintf(where, sizeof(where), "%s%s%s:%s", v6 ? "[" : "", v[i].bind_addr, v6 ? "]" : "",
+                                 host);
+                        printf("%-10u %-24s %-7s %u\n", (unsigned)v[i].guest_port, where, v[i].active ? "yes" : "no",
+                               v[i].connections);
                 }
         }
         free(v);

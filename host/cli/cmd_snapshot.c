@@ -15,7 +15,7 @@ static const char snapshot_about[] =
         "`smolvm run --from-snapshot NAME -- CMD` continue from it; `smolvm fork`\n"
         "makes running copies of a VM at once. VMs with mounts cannot be snapshotted.\n";
 
-static json_t *snapshot_json(const smolvm_snapshot_info *s)
+json_t *snapshot_info_json(const smolvm_snapshot_info *s)
 {
         json_t *o = json_pack("{s:s, s:s?, s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:s}", "id", s->id,
                               "name", s->name[0] ? s->name : NULL, "created", (json_int_t)s->created_unix, "vm_id",
@@ -61,7 +61,7 @@ static int snap_create(int argc, char **argv)
         if (r < 0)
                 return cli_fail("snapshot create", p.json, r);
         if (p.json)
-                cli_json_ok("snapshot create", 0, snapshot_json(&info));
+                cli_json_ok("snapshot create", 0, snapshot_info_json(&info));
         else
                 printf("%s\n", info.id);
         return 0;
@@ -98,7 +98,7 @@ static int snap_ls(int argc, char **argv)
         if (p.json) {
                 json_t *arr = json_array();
                 for (size_t i = 0; arr && i < n; i++)
-                        json_array_append_new(arr, snapshot_json(&v[i]));
+                        json_array_append_new(arr, snapshot_info_json(&v[i]));
                 cli_json_ok("snapshot ls", 0, json_pack("{s:o}", "snapshots", arr));
         } else {
                 printf("%-12s  %-20s  %-12s  %-20s  %10s\n", "ID", "NAME", "VM", "CREATED", "DISK");
@@ -138,7 +138,7 @@ static int snap_info(int argc, char **argv)
         if (r < 0)
                 return cli_fail("snapshot info", p.json, r);
         if (p.json) {
-                cli_json_ok("snapshot info", 0, snapshot_json(&s));
+                cli_json_ok("snapshot info", 0, snapshot_info_json(&s));
                 return 0;
         }
         char ram[32], disk[32];
@@ -191,6 +191,8 @@ static const cli_verb snapshot_verbs[] = {
         { "ls", snap_ls, "list the snapshots" },
         { "info", snap_info, "show one snapshot" },
         { "rm", snap_rm, "remove snapshots" },
+        { "export", cmd_snapshot_export, "write a snapshot to one file (FILE or stdout)" },
+        { "import", cmd_snapshot_import, "make a snapshot from an exported file (FILE or stdin)" },
         { NULL, NULL, NULL },
 };
 

@@ -92,35 +92,28 @@ static json_t *result_json(const char *vm, const char *dir, const char *file, co
 /* Run op with Ctrl-C, SIGTERM and SIGHUP as its cancel fd; the exit code. */
 typedef int (*ws_op)(smolvm_vm *vm, const char *file, const smolvm_archive_opts *o, smolvm_archive_result *ret);
 
+typedef struct ws_call {
+        const char *file;
+        ws_op op;
+        smolvm_archive_result res;
+} ws_call;
+
+static int ws_fn(smolvm_vm *vm, void *userdata, smolvm_archive_opts *o)
+{
+        ws_call *c = userdata;
+        return c->op(vm, c->file, o, &c->res);
+}
+
 static int ws_run(const cli_cmd *cmd, const cli_parsed *p, const char *vm_name, const char *file, ws_op op,
                   smolvm_archive_opts *o, bool hydrate)
 {
-        sigset_t old;
-        _cleanup_close_ int sfd = cli_setup_signals(&old);
-        if (sfd < 0)
-                return cli_failf(cmd->name, p->json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
-        smolvm_vm *vm = NULL;
-        int r = smolvm_open(vm_name, &vm);
-        if (r < 0)
-                return cli_fail(cmd->name, p->json, r);
-        cli_progress prog;
-        cli_progress_init(&prog, cmd->name, true);
-        o->cancel_fd = sfd;
-        o->progress = cli_progress_cb;
-        o->userdata = &prog;
-        smolvm_archive_result res;
-        r = op(vm, file, o, &res);
-        cli_progress_end(&prog);
-        smolvm_free(vm);
-        if (r == -ECANCELED) {
-                int sig = cli_pending_signal(sfd);
-                return cli_fail_exit(cmd->name, p->json, r, 128 + (sig ? sig : SIGINT));
-        }
-        if (r < 0)
-                return cli_fail(cmd->name, p->json, r);
+        ws_call c = { .file = file, .op = op };
+        int r = cli_transfer_vm(cmd->name, p->json, true, vm_name, o, ws_fn, &c);
+        if (r != 0)
+                return r;
         const char *dir = o->guest_path ? o->guest_path : SMOLVM_WORKSPACE_DIR;
         if (p->json)
-                cli_json_ok(cmd->name, 0, result_json(vm_name, dir, file, &res, hydrate));
+                cli_json_ok(cmd->name, 0, result_json(vm_name, dir, file, &c.res, hydrate));
         return 0;
 }
 

@@ -32,3 +32,10 @@ int cmd_workspace(int argc, char **argv);
 int cli_opt_max_size(const char *arg, void *field);
 int cmd_snapshot(int argc, char **argv);
 int cmd_fork(int argc, char **argv); /* in cmd_snapshot.c */
+/* smolvm snapshot export | import (cmd_snapshot_xport.c). */
+int cmd_snapshot_export(int argc, char **argv);
+int cmd_snapshot_import(int argc, char **argv);
+/* A snapshot as `snapshot info --json` shows it (cmd_snapshot.c). */
+#include <jansson.h>
+struct smolvm_snapshot_info;
+json_t *snapshot_info_json(const struct smolvm_snapshot_info *s);

@@ -127,6 +127,16 @@ int vm_net_write_policy(const char *dir, const vm_record *rec)
         return vm_write_file_atomic(path, s, strlen(s));
 }
 
+int vm_net_inherit(smolvm_vm *vm, const json_t *net)
+{
+        json_t *copy = json_deep_copy(net);
+        if (!copy)
+                return vm_error(-ENOMEM, NULL, "out of memory");
+        json_decref(vm->rec.net);
+        vm->rec.net = copy;
+        return vm_record_save(vm->dir, &vm->rec);
+}
+
 /* Remove from the array a every pattern for p's host (whatever its port):
  * `net allow example.org:443` undoes an earlier `net deny example.org`. */
 static void list_remove(json_t *a, const char *p)

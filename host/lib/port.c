@@ -330,6 +330,18 @@ SMOLVM_EXPORT int smolvm_port_list(smolvm_vm *vm, smolvm_port_info **ret, size_t
                 snprintf(v[i].bind_addr, sizeof(v[i].bind_addr), "%s", json_string_value(json_object_get(e, "bind")));
         }
         json_decref(ports);
+        /* Live state: a stopped VM, or a forward its supervisor does not have
+         * (ERR), is not active; a supervisor that does not answer neither. */
+        bool live = n && running(vm);
+        for (i = 0; live && i < n; i++) {
+                char line[SMOLVM_HVSOCK_LINE_MAX + 1];
+                uint32_t conns = 0;
+                snprintf(line, sizeof(line), "PORTSTAT %u\n", v[i].guest_port);
+                if (sup_request(vm, line, &conns) == 0) {
+                        v[i].active = true;
+                        v[i].connections = conns;
+                }
+        }
         *ret = v;
         *ret_n = n;
         return 0;

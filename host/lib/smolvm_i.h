@@ -146,6 +146,29 @@ bool vm_id_valid(const char *s);
  * store closed to this user. */
 int resolve_image(const char *home, const char *name, char **ret_dir, image_store *ret_store);
 
+/* ---- record_json.c: fields of vm.json and snapshot.json ---- */
+typedef struct rec_reader {
+        const char *path; /* the file, for messages */
+        const char *what; /* "VM record", "snapshot record" */
+        const char *hint; /* the fix a user sees */
+} rec_reader;
+/* SMOLVM_ECORRUPT: "<what> <path> is corrupt: <fmt...>" with the hint. */
+int rec_corrupt(const rec_reader *rr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* key as a malloc'd string of at most max bytes (SIZE_MAX: any); absent or
+ * null: NULL, or corrupt when required. */
+int rec_get_str(const rec_reader *rr, json_t *root, const char *key, bool required, size_t max, char **ret);
+/* key as an integer from min to max; absent or null: 0, or corrupt when required. */
+int rec_get_u64(const rec_reader *rr, json_t *root, const char *key, bool required, uint64_t min, uint64_t max,
+                uint64_t *ret);
+/* An optional boolean (absent: false). */
+int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret);
+int rec_get_uint(const rec_reader *rr, json_t *root, const char *key, bool required, unsigned min, unsigned max,
+                 unsigned *ret);
+/* "version" must be version; another gives SMOLVM_ECORRUPT with other_hint. */
+int rec_check_version(const rec_reader *rr, json_t *root, unsigned version, const char *other_hint);
+/* image_dir absolute; accel NULL, auto, kvm or tcg. */
+int rec_check_image(const rec_reader *rr, const char *image_dir, const char *accel);
+
 /* ---- state.c ---- */
 bool vm_name_valid(const char *s);
 /* Parse a record's text; errors (SMOLVM_ECORRUPT) name path. Pure: unit-tested. */
@@ -192,6 +215,7 @@ typedef struct snap_record {
         char *kernel_cmdline;     /* NULL if none */
         unsigned vcpus, mem_mib, disk_mib;
         bool internal;            /* fork's own, removed once its children started */
+        bool net;                 /* the VM had a network: its guest set up egress at boot */
         uint64_t pause_ms;        /* how long the VM was paused for it */
         uint64_t ram_bytes;       /* RAM data copied */
         char **layers;            /* NULL-terminated: the disk's lower layers in the
@@ -214,6 +238,13 @@ bool vm_start_restores(const smolvm_vm *vm);
  * VM's own hostname smolvm-<id> and a new machine-id). Returns 0 or negative errno. */
 int vm_tell_restored(smolvm_vm *vm);
 int snapshot_link_layers(const char *snap_dir, const snap_record *rec, const char *vm_dir, char **ret_top);
+/* home/snapshots into buf (-ENAMETOOLONG, recorded). */
+int snapshots_dir(const char *home, char *buf, size_t size);
+/* SMOLVM_EEXIST (recorded) when a snapshot is called name, else 0. */
+int snapshot_name_check(const char *home, const char *name);
+/* The lock that makes check-then-create of a snapshot name atomic
+ * (home/snapshots.lock): the fd, or a negative errno (recorded). */
+int snapshot_names_lock(const char *home);
 /* dir/snapshot.json. SMOLVM_ENOTFOUND, SMOLVM_ECORRUPT, ... (recorded). */
 int snapshot_load_record(const char *dir, snap_record *ret);
 /* smolvm_snapshot_create() without its checks, into vm->home/snapshots;
@@ -286,6 +317,9 @@ int vm_net_from_config(const smolvm_config *cfg, vm_record *rec);
 int vm_net_parse(json_t *root, vm_record *rec, char *why, size_t why_len);
 /* DIR/net.json from rec->net for the supervisor (removed when there is none). */
 int vm_net_write_policy(const char *dir, const vm_record *rec);
+/* Give a created, never started VM (a fork's child) a copy of the policy net
+ * (a vm_record's "net") and save its record. Returns 0 or a negative errno. */
+int vm_net_inherit(smolvm_vm *vm, const json_t *net);
 
 /* ---- env.c ---- */
 /* Check "K=V" entries (NULL-terminated, kv may be NULL) by the guest's env_set

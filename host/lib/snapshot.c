@@ -29,7 +29,7 @@
 
 #define MIGRATE_TIMEOUT_MS 120000u
 
-static int snapshots_dir(const char *home, char *buf, size_t size)
+int snapshots_dir(const char *home, char *buf, size_t size)
 {
         int n = snprintf(buf, size, "%s/snapshots", home);
         return n > 0 && (size_t)n < size ? 0 : vm_error(-ENAMETOOLONG, NULL, "%s/snapshots: path too long", home);
@@ -323,6 +323,19 @@ static int name_visit(void *userdata, const char *dir, const snap_record *rec)
         return 0;
 }
 
+int snapshot_name_check(const char *home, const char *name)
+{
+        struct name_ctx c = { .name = name };
+        return for_each_snapshot(home, name_visit, &c);
+}
+
+int snapshot_names_lock(const char *home)
+{
+        char lock_path[PATH_MAX];
+        pathf(lock_path, sizeof(lock_path), "%s/snapshots.lock", home);
+        return vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
+}
+
 /* The lock-held part: pause, disk, state, RAM, record, rename, resume. */
 static int create_locked(smolvm_vm *vm, const char *name, bool internal, const char *snaps, const char *staging,
                          const char *id, unsigned flags, smolvm_snapshot_info *ret)
@@ -384,6 +397,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 .mem_mib = vm->rec.mem_mib,
                 .disk_mib = vm->rec.disk_mib,
                 .internal = internal,
+                .net = vm->rec.net != NULL,
                 .ram_bytes = ram_bytes,
         };
         memcpy(rec.id, id, SMOLVM_ID_LEN + 1);
@@ -458,13 +472,10 @@ int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags
 
         _cleanup_close_ int names_lock = -1;
         if (name) {
-                char lock_path[PATH_MAX];
-                pathf(lock_path, sizeof(lock_path), "%s/snapshots.lock", vm->home);
-                names_lock = vm_lock_path(lock_path, VM_LOCK_TIMEOUT_MS);
+                names_lock = snapshot_names_lock(vm->home);
                 if (names_lock < 0)
                         return names_lock;
-                struct name_ctx c = { .name = name };
-                r = for_each_snapshot(vm->home, name_visit, &c);
+                r = snapshot_name_check(vm->home, name);
                 if (r < 0)
                         return r;
         }
@@ -671,6 +682,11 @@ SMOLVM_EXPORT int smolvm_fork(smolvm_vm *vm, unsigned n, char (*ret_ids)[16])
                 smolvm_config_init(&cfg);
                 cfg.from_snapshot = snap.id;
                 r = smolvm_create(&cfg, &kids[i]);
+                /* The child's guest goes on with the parent's egress set-up: it
+                 * gets the parent's policy too (not its port forwards: their host
+                 * ports are the parent's). */
+                if (r == 0 && vm->rec.net)
+                        r = vm_net_inherit(kids[i], vm->rec.net);
                 if (r == 0)
                         r = smolvm_start(kids[i]);
         }

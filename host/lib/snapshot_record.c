@@ -16,18 +16,6 @@ _Static_assert(VMDIR_LAYER_ID_LEN == SMOLVM_ID_LEN, "layer names carry a VM id")
 #define SNAP_RECORD_VERSION 1
 #define SNAP_RECORD_MAX_BYTES (64u * 1024u)
 
-static int corrupt(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int corrupt(const char *path, const char *fmt, ...)
-{
-        char why[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, sizeof(why), fmt, ap);
-        va_end(ap);
-        return vm_error(SMOLVM_ECORRUPT, "the snapshot is damaged: remove it with `smolvm snapshot rm ID`",
-                        "snapshot record %s is corrupt: %s", path, why);
-}
-
 bool snap_layer_name_valid(const char *s)
 {
         return strlen(s) == 6 + SMOLVM_ID_LEN + 6 && !strncmp(s, "layer-", 6) &&
@@ -40,102 +28,68 @@ bool snap_layer_name_valid(const char *s)
                });
 }
 
-static int get_str(const char *path, json_t *root, const char *key, bool required, size_t max, char **ret)
-{
-        json_t *v = json_object_get(root, key);
-        *ret = NULL;
-        if (!v || json_is_null(v))
-                return required ? corrupt(path, "missing field '%s'", key) : 0;
-        if (!json_is_string(v) || json_string_length(v) > max)
-                return corrupt(path, "field '%s' must be a string of at most %zu bytes", key, max);
-        *ret = strdup(json_string_value(v));
-        return *ret ? 0 : vm_error(-ENOMEM, NULL, "out of memory");
-}
-
-static int get_u64(const char *path, json_t *root, const char *key, uint64_t min, uint64_t max, uint64_t *ret)
-{
-        json_t *v = json_object_get(root, key);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
-            (uint64_t)json_integer_value(v) > max)
-                return corrupt(path, "field '%s' must be an integer from %llu to %llu", key, (unsigned long long)min,
-                               (unsigned long long)max);
-        *ret = (uint64_t)json_integer_value(v);
-        return 0;
-}
-
-static int get_id(const char *path, json_t *root, const char *key, char ret[SMOLVM_ID_LEN + 1])
+static int get_id(const rec_reader *rr, json_t *root, const char *key, char ret[SMOLVM_ID_LEN + 1])
 {
         json_t *v = json_object_get(root, key);
         if (!json_is_string(v) || !vm_id_valid(json_string_value(v)))
-                return corrupt(path, "field '%s' must be %d hex digits", key, SMOLVM_ID_LEN);
+                return rec_corrupt(rr, "field '%s' must be %d hex digits", key, SMOLVM_ID_LEN);
         memcpy(ret, json_string_value(v), SMOLVM_ID_LEN + 1);
         return 0;
 }
 
-int snap_record_parse(const char *path, const char *text, size_t len, snap_record *ret)
+int snap_record_parse(const char *file, const char *text, size_t len, snap_record *ret)
 {
         snap_record rec = { 0 };
         json_error_t jerr;
-        uint64_t version = 0, created = 0, vcpus = 0, mem = 0, disk = 0;
+        uint64_t created = 0, vcpus = 0, mem = 0, disk = 0;
         int r;
+        const rec_reader src = { .path = file, .what = "snapshot record",
+                                 .hint = "the snapshot is damaged: remove it with `smolvm snapshot rm ID`" };
+        const rec_reader *rr = &src;
 
         if (len == 0)
-                return corrupt(path, "the file is empty");
+                return rec_corrupt(rr, "the file is empty");
         if (len > SNAP_RECORD_MAX_BYTES)
-                return corrupt(path, "%zu bytes (at most %u)", len, SNAP_RECORD_MAX_BYTES);
+                return rec_corrupt(rr, "%zu bytes (at most %u)", len, SNAP_RECORD_MAX_BYTES);
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                return corrupt(path, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+                return rec_corrupt(rr, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         if (!json_is_object(root)) {
-                r = corrupt(path, "not a JSON object");
+                r = rec_corrupt(rr, "not a JSON object");
                 goto fail;
         }
-        if ((r = get_u64(path, root, "version", 0, 1000, &version)) < 0)
+        r = rec_check_version(rr, root, SNAP_RECORD_VERSION, "this snapshot was taken by another smolvm version");
+        if (r < 0)
                 goto fail;
-        if (version != SNAP_RECORD_VERSION) {
-                r = vm_error(SMOLVM_ECORRUPT, "this snapshot was taken by another smolvm version",
-                             "snapshot record %s has version %llu, this smolvm reads version %d", path,
-                             (unsigned long long)version, SNAP_RECORD_VERSION);
+        if ((r = get_id(rr, root, "id", rec.id)) < 0 || (r = get_id(rr, root, "vm_id", rec.vm_id)) < 0 ||
+            (r = rec_get_u64(rr, root, "created", true, 0, INT64_MAX, &created)) < 0 ||
+            (r = rec_get_u64(rr, root, "vcpus", true, 1, 64, &vcpus)) < 0 ||
+            (r = rec_get_u64(rr, root, "mem_mib", true, 64, 262144, &mem)) < 0 ||
+            (r = rec_get_u64(rr, root, "disk_mib", true, 0, 64u * 1024 * 1024, &disk)) < 0 ||
+            (r = rec_get_u64(rr, root, "pause_ms", true, 0, UINT32_MAX, &rec.pause_ms)) < 0 ||
+            (r = rec_get_u64(rr, root, "ram_bytes", true, 0, UINT64_MAX / 2, &rec.ram_bytes)) < 0 ||
+            (r = rec_get_str(rr, root, "name", false, SMOLVM_NAME_MAX, &rec.name)) < 0 ||
+            (r = rec_get_str(rr, root, "image", false, 4096, &rec.image)) < 0 ||
+            (r = rec_get_str(rr, root, "image_dir", true, 4096, &rec.image_dir)) < 0 ||
+            (r = rec_get_str(rr, root, "accel", false, 16, &rec.accel)) < 0 ||
+            (r = rec_get_str(rr, root, "kernel_cmdline", false, 2048, &rec.kernel_cmdline)) < 0)
                 goto fail;
-        }
-        if ((r = get_id(path, root, "id", rec.id)) < 0 || (r = get_id(path, root, "vm_id", rec.vm_id)) < 0 ||
-            (r = get_u64(path, root, "created", 0, INT64_MAX, &created)) < 0 ||
-            (r = get_u64(path, root, "vcpus", 1, 64, &vcpus)) < 0 ||
-            (r = get_u64(path, root, "mem_mib", 64, 262144, &mem)) < 0 ||
-            (r = get_u64(path, root, "disk_mib", 0, 64u * 1024 * 1024, &disk)) < 0 ||
-            (r = get_u64(path, root, "pause_ms", 0, UINT32_MAX, &rec.pause_ms)) < 0 ||
-            (r = get_u64(path, root, "ram_bytes", 0, UINT64_MAX / 2, &rec.ram_bytes)) < 0 ||
-            (r = get_str(path, root, "name", false, SMOLVM_NAME_MAX, &rec.name)) < 0 ||
-            (r = get_str(path, root, "image", false, 4096, &rec.image)) < 0 ||
-            (r = get_str(path, root, "image_dir", true, 4096, &rec.image_dir)) < 0 ||
-            (r = get_str(path, root, "accel", false, 16, &rec.accel)) < 0 ||
-            (r = get_str(path, root, "kernel_cmdline", false, 2048, &rec.kernel_cmdline)) < 0)
+        if ((r = rec_get_bool(rr, root, "net", &rec.net)) < 0 ||
+            (r = rec_get_bool(rr, root, "internal", &rec.internal)) < 0)
                 goto fail;
         rec.created_unix = (int64_t)created;
         rec.vcpus = (unsigned)vcpus;
         rec.mem_mib = (unsigned)mem;
         rec.disk_mib = (unsigned)disk;
         if (rec.name && !vm_name_valid(rec.name)) {
-                r = corrupt(path, "field 'name' is not a valid name");
+                r = rec_corrupt(rr, "field 'name' is not a valid name");
                 goto fail;
         }
-        if (rec.image_dir[0] != '/') {
-                r = corrupt(path, "field 'image_dir' must be an absolute path");
+        if ((r = rec_check_image(rr, rec.image_dir, rec.accel)) < 0)
                 goto fail;
-        }
-        if (rec.accel && strcmp(rec.accel, "auto") && strcmp(rec.accel, "kvm") && strcmp(rec.accel, "tcg")) {
-                r = corrupt(path, "field 'accel' must be auto, kvm or tcg");
-                goto fail;
-        }
-        json_t *internal = json_object_get(root, "internal");
-        if (internal && !json_is_boolean(internal)) {
-                r = corrupt(path, "field 'internal' must be a boolean");
-                goto fail;
-        }
-        rec.internal = json_is_true(internal);
         json_t *layers = json_object_get(root, "layers");
         if (!json_is_array(layers) || json_array_size(layers) > SNAPSHOT_MAX_LAYERS) {
-                r = corrupt(path, "field 'layers' must be an array of at most %u file names", SNAPSHOT_MAX_LAYERS);
+                r = rec_corrupt(rr, "field 'layers' must be an array of at most %u file names", SNAPSHOT_MAX_LAYERS);
                 goto fail;
         }
         rec.layers = calloc(json_array_size(layers) + 1, sizeof(char *));
@@ -149,7 +103,7 @@ int snap_record_parse(const char *path, const char *text, size_t len, snap_recor
                 /* Only our own names: a layer is opened in the snapshot dir, never a
                  * path the file chooses. */
                 if (!json_is_string(v) || !snap_layer_name_valid(json_string_value(v))) {
-                        r = corrupt(path, "field 'layers[%zu]' must be a name layer-<%d hex digits>.qcow2", i,
+                        r = rec_corrupt(rr, "field 'layers[%zu]' must be a name layer-<%d hex digits>.qcow2", i,
                                     SMOLVM_ID_LEN);
                         goto fail;
                 }
@@ -185,6 +139,10 @@ char *snap_record_format(const snap_record *rec)
                               (json_int_t)rec->vcpus, "mem_mib", (json_int_t)rec->mem_mib, "disk_mib",
                               (json_int_t)rec->disk_mib, "internal", rec->internal, "pause_ms",
                               (json_int_t)rec->pause_ms, "ram_bytes", (json_int_t)rec->ram_bytes, "layers", layers);
+        if (o && json_object_set_new(o, "net", json_boolean(rec->net)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
         if (o && rec->name && json_object_set_new(o, "name", json_string(rec->name)) < 0) {
                 json_decref(o);
                 o = NULL;

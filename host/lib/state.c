@@ -62,42 +62,11 @@ bool vm_name_valid(const char *s)
 
 /* ---- parse ---- */
 
-static int corrupt(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int corrupt(const char *path, const char *fmt, ...)
+static rec_reader vm_rec_reader(const char *path)
 {
-        char why[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, sizeof(why), fmt, ap);
-        va_end(ap);
-        return vm_error(SMOLVM_ECORRUPT,
-                        "the VM's record is damaged: remove the VM with `smolvm rm -f ID` (or its directory)",
-                        "VM record %s is corrupt: %s", path, why);
-}
-
-static int get_str(const char *path, json_t *root, const char *key, bool required, char **ret)
-{
-        json_t *v = json_object_get(root, key);
-        *ret = NULL;
-        if (!v || json_is_null(v))
-                return required ? corrupt(path, "missing field '%s'", key) : 0;
-        if (!json_is_string(v))
-                return corrupt(path, "field '%s' must be a string", key);
-        *ret = strdup(json_string_value(v));
-        return *ret ? 0 : vm_error(-ENOMEM, NULL, "out of memory");
-}
-
-static int get_uint(const char *path, json_t *root, const char *key, bool required, uint64_t max, unsigned *ret)
-{
-        json_t *v = json_object_get(root, key);
-        if (!v || json_is_null(v)) {
-                *ret = 0;
-                return required ? corrupt(path, "missing field '%s'", key) : 0;
-        }
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
-                return corrupt(path, "field '%s' must be an integer from 0 to %llu", key, (unsigned long long)max);
-        *ret = (unsigned)json_integer_value(v);
-        return 0;
+        return (rec_reader){ .path = path, .what = "VM record",
+                             .hint = "the VM's record is damaged: remove the VM with `smolvm rm -f ID` (or its "
+                                     "directory)" };
 }
 
 int vm_record_parse(const char *path, const char *text, size_t len, vm_record *ret)
@@ -106,84 +75,68 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
         json_error_t jerr;
         char *id = NULL;
         int r;
+        const rec_reader src = vm_rec_reader(path), *rr = &src;
 
         if (len == 0)
-                return corrupt(path, "the file is empty (a write was interrupted?)");
+                return rec_corrupt(rr, "the file is empty (a write was interrupted?)");
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                return corrupt(path, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+                return rec_corrupt(rr, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         if (!json_is_object(root)) {
                 json_decref(root);
-                return corrupt(path, "not a JSON object");
+                return rec_corrupt(rr, "not a JSON object");
         }
-        unsigned version = 0;
-        if ((r = get_uint(path, root, "version", true, 1000, &version)) < 0)
+        if ((r = rec_check_version(rr, root, RECORD_VERSION, "this VM was created by another smolvm version")) < 0)
                 goto fail;
-        if (version != RECORD_VERSION) {
-                r = vm_error(SMOLVM_ECORRUPT, "this VM was created by another smolvm version",
-                             "VM record %s has version %u, this smolvm reads version %d", path, version,
-                             RECORD_VERSION);
-                goto fail;
-        }
-        if ((r = get_str(path, root, "id", true, &id)) < 0)
+        if ((r = rec_get_str(rr, root, "id", true, SIZE_MAX, &id)) < 0)
                 goto fail;
         if (!vm_id_valid(id)) {
-                r = corrupt(path, "field 'id' is not %d hex digits", SMOLVM_ID_LEN);
+                r = rec_corrupt(rr, "field 'id' is not %d hex digits", SMOLVM_ID_LEN);
                 goto fail;
         }
         memcpy(rec.id, id, SMOLVM_ID_LEN + 1);
         json_t *created_v = json_object_get(root, "created");
         if (!json_is_integer(created_v) || json_integer_value(created_v) < 0) {
-                r = corrupt(path, "field 'created' must be a non-negative integer");
+                r = rec_corrupt(rr, "field 'created' must be a non-negative integer");
                 goto fail;
         }
         rec.created_unix = json_integer_value(created_v);
-        if ((r = get_str(path, root, "name", false, &rec.name)) < 0 ||
-            (r = get_str(path, root, "image", false, &rec.image)) < 0 ||
-            (r = get_str(path, root, "image_dir", true, &rec.image_dir)) < 0 ||
-            (r = get_str(path, root, "accel", false, &rec.accel)) < 0 ||
-            (r = get_str(path, root, "kernel_cmdline", false, &rec.kernel_cmdline)) < 0 ||
-            (r = get_str(path, root, "from_snapshot", false, &rec.from_snapshot)) < 0 ||
-            (r = get_str(path, root, "from_template", false, &rec.from_template)) < 0 ||
-            (r = get_uint(path, root, "vcpus", true, 64, &rec.vcpus)) < 0 ||
-            (r = get_uint(path, root, "mem_mib", true, 262144, &rec.mem_mib)) < 0 ||
-            (r = get_uint(path, root, "disk_mib", false, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
-            (r = get_uint(path, root, "boot_timeout_ms", false, 3600u * 1000u, &rec.boot_timeout_ms)) < 0)
+        if ((r = rec_get_str(rr, root, "name", false, SIZE_MAX, &rec.name)) < 0 ||
+            (r = rec_get_str(rr, root, "image", false, SIZE_MAX, &rec.image)) < 0 ||
+            (r = rec_get_str(rr, root, "image_dir", true, SIZE_MAX, &rec.image_dir)) < 0 ||
+            (r = rec_get_str(rr, root, "accel", false, SIZE_MAX, &rec.accel)) < 0 ||
+            (r = rec_get_str(rr, root, "kernel_cmdline", false, SIZE_MAX, &rec.kernel_cmdline)) < 0 ||
+            (r = rec_get_str(rr, root, "from_snapshot", false, SIZE_MAX, &rec.from_snapshot)) < 0 ||
+            (r = rec_get_str(rr, root, "from_template", false, SIZE_MAX, &rec.from_template)) < 0 ||
+            (r = rec_get_uint(rr, root, "vcpus", true, 0, 64, &rec.vcpus)) < 0 ||
+            (r = rec_get_uint(rr, root, "mem_mib", true, 0, 262144, &rec.mem_mib)) < 0 ||
+            (r = rec_get_uint(rr, root, "disk_mib", false, 0, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
+            (r = rec_get_uint(rr, root, "boot_timeout_ms", false, 0, 3600u * 1000u, &rec.boot_timeout_ms)) < 0)
                 goto fail;
         if (rec.from_snapshot && !vm_id_valid(rec.from_snapshot)) {
-                r = corrupt(path, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
+                r = rec_corrupt(rr, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
                 goto fail;
         }
         if (rec.from_template && (!rec.from_snapshot || !vm_template_key_valid(rec.from_template))) {
-                r = corrupt(path, "field 'from_template' is not a template key, or has no 'from_snapshot'");
+                r = rec_corrupt(rr, "field 'from_template' is not a template key, or has no 'from_snapshot'");
                 goto fail;
         }
         if (rec.name && !vm_name_valid(rec.name)) {
-                r = corrupt(path, "field 'name' is not a valid VM name");
-                goto fail;
-        }
-        if (rec.image_dir[0] != '/') {
-                r = corrupt(path, "field 'image_dir' must be an absolute path");
+                r = rec_corrupt(rr, "field 'name' is not a valid VM name");
                 goto fail;
         }
         if (rec.vcpus == 0 || rec.mem_mib < 64) {
-                r = corrupt(path, "fields 'vcpus' and 'mem_mib' must be at least 1 and 64");
+                r = rec_corrupt(rr, "fields 'vcpus' and 'mem_mib' must be at least 1 and 64");
                 goto fail;
         }
-        if (rec.accel && strcmp(rec.accel, "auto") && strcmp(rec.accel, "kvm") && strcmp(rec.accel, "tcg")) {
-                r = corrupt(path, "field 'accel' must be auto, kvm or tcg");
+        if ((r = rec_check_image(rr, rec.image_dir, rec.accel)) < 0)
                 goto fail;
-        }
-        json_t *eph = json_object_get(root, "ephemeral");
-        if (eph && !json_is_boolean(eph)) {
-                r = corrupt(path, "field 'ephemeral' must be a boolean");
+        if ((r = rec_get_bool(rr, root, "ephemeral", &rec.ephemeral)) < 0)
                 goto fail;
-        }
-        rec.ephemeral = json_is_true(eph);
         json_t *env = json_object_get(root, "env");
         if (env && !json_is_null(env)) {
                 if (!json_is_array(env) || json_array_size(env) > MAX_RECORD_ENV) {
-                        r = corrupt(path, "field 'env' must be an array of at most %u strings", MAX_RECORD_ENV);
+                        r = rec_corrupt(rr, "field 'env' must be an array of at most %u strings", MAX_RECORD_ENV);
                         goto fail;
                 }
                 rec.env = calloc(json_array_size(env) + 1, sizeof(char *));
@@ -196,7 +149,7 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
                         const char *s = json_is_string(e) ? json_string_value(e) : NULL;
                         const char *eq = s ? strchr(s, '=') : NULL;
                         if (!eq || eq == s) {
-                                r = corrupt(path, "field 'env[%zu]' must be a string KEY=VALUE", i);
+                                r = rec_corrupt(rr, "field 'env[%zu]' must be a string KEY=VALUE", i);
                                 goto fail;
                         }
                         if (!(rec.env[i] = strdup(s))) {
@@ -215,7 +168,7 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
                         goto fail;
                 }
                 if (r < 0) {
-                        r = corrupt(path, "%s", why);
+                        r = rec_corrupt(rr, "%s", why);
                         goto fail;
                 }
         }
@@ -305,13 +258,14 @@ int vm_record_load(const char *dir, vm_record *ret)
 {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/" VMDIR_RECORD, dir);
+        const rec_reader src = vm_rec_reader(path), *rr = &src;
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         int r = read_small_file(path, RECORD_MAX_BYTES, &text, &len);
         if (r == -ENOENT)
                 return vm_error(SMOLVM_ENOTFOUND, "`smolvm ls` lists the VMs", "no VM record %s", path);
         if (r == -EFBIG)
-                return corrupt(path, "not a regular file of at most %d bytes", RECORD_MAX_BYTES);
+                return rec_corrupt(rr, "not a regular file of at most %d bytes", RECORD_MAX_BYTES);
         if (r < 0)
                 return vm_error(r, NULL, "read %s: %s", path, strerror(-r));
         vm_record rec;
@@ -322,7 +276,7 @@ int vm_record_load(const char *dir, vm_record *ret)
         base = base ? base + 1 : dir;
         if (strcmp(base, rec.id) != 0) {
                 vm_record_done(&rec);
-                return corrupt(path, "its id does not match its directory");
+                return rec_corrupt(rr, "its id does not match its directory");
         }
         *ret = rec;
         return 0;

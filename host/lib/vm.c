@@ -215,6 +215,15 @@ int vm_create_in(const char *home, const smolvm_config *cfg, smolvm_vm **ret_vm)
                 if (r < 0)
                         goto fail;
                 have_snap = true;
+                if (vm->rec.net && !snap.net) {
+                        r = vm_error(SMOLVM_EINVAL,
+                                     "give the VM its network (--allow-host or --net open) before taking the snapshot, "
+                                     "or leave these options out",
+                                     "snapshot %s was taken of a VM without a network: its guest never set up egress "
+                                     "(that happens at boot), so --allow-host/--net open cannot work in a VM restored "
+                                     "from it", snap.id);
+                        goto fail;
+                }
         }
         r = resolve_image(vm->home, have_snap ? snap.image_dir : cfg->image, &vm->image_dir, NULL);
         if (r < 0 && have_snap) {

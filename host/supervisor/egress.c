@@ -20,6 +20,7 @@
 #include "dir.h"
 #include "egress_policy.h"
 #include "log.h"
+#include "resolve.h"
 #include "sup.h"
 #include "util.h"
 #include "vmdir.h"
@@ -29,11 +30,14 @@
 #define HDR_MAX 320u               /* "resolve NAME\n" / "connect ADDR PORT\n" */
 #define HDR_TIMEOUT_MS 10000u
 #define CONNECT_TIMEOUT_MS 10000u
+#define RESOLVE_TIMEOUT_MS 10000u /* the host's lookup of a name */
+#define RESOLVE_RETRY_MS 50u     /* a lookup waiting for a free slot tries again */
 #define SYNTH_BASE 0xc6120100u /* 198.18.1.0: the synthetic addresses */
 #define SYNTH_MAX 4096u
 #define LOG_MAX_BYTES (1024u * 1024u)
 
-enum conn_state { C_HDR, C_CONNECTING, C_SPLICE };
+/* C_RESOLVING: the host looks the name up (rfd, or -1 while waiting for a slot). */
+enum conn_state { C_HDR, C_RESOLVING, C_CONNECTING, C_SPLICE };
 
 typedef struct egress egress;
 
@@ -43,6 +47,7 @@ typedef struct conn {
         enum conn_state state;
         int gfd; /* our end of the socketpair the mux relays to the guest */
         int tfd; /* the target */
+        int rfd; /* the host's lookup in flight (resolve.h); closing it cancels */
         uint32_t local_port, peer_port; /* the mux stream */
         uint64_t deadline_ms; /* 0: none */
         char name[EGRESS_NAME_MAX + 1];
@@ -197,6 +202,10 @@ static void conn_free(conn *c)
         if (c->tfd >= 0) {
                 (void)smolvm_evloop_del(e->s->loop, c->tfd);
                 safe_close(c->tfd);
+        }
+        if (c->rfd >= 0) {
+                (void)smolvm_evloop_del(e->s->loop, c->rfd);
+                safe_close(c->rfd);
         }
         if (c->prev)
                 c->prev->next = c->next;
@@ -356,7 +365,10 @@ static void on_target(void *userdata, int fd, uint32_t events)
         (void)conn_splice(c);
 }
 
-/* Decide where an allowed (name, port) goes. Returns 0 with *ret filled, or a
+static void target_set(conn *c, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* Decide where an allowed (name, port) goes without a lookup. Returns NULL with
+ * *ret filled (ss_family AF_UNSPEC: the host must look the name up), or a
  * reason for refusing it. */
 static const char *pick_address(egress *e, conn *c, bool literal, struct sockaddr_storage *ret, socklen_t *ret_len)
 {
@@ -382,21 +394,15 @@ static const char *pick_address(egress *e, conn *c, bool literal, struct sockadd
                 if (!egress_explicit(&e->policy, c->name, c->port) && !egress_addr_public((struct sockaddr *)ret))
                         return "address is not public (allow it explicitly)";
         } else {
-                /* The host resolves; the guest's DNS never left the VM. */
-                struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-                int r = getaddrinfo(c->name, NULL, &hints, &res);
-                if (r != 0)
-                        return r == EAI_NONAME ? "host cannot resolve the name" : "host resolution failed";
-                bool found = false;
-                for (struct addrinfo *a = res; a && !found; a = a->ai_next)
-                        if (egress_addr_public(a->ai_addr)) {
-                                memcpy(ret, a->ai_addr, a->ai_addrlen);
-                                found = true;
-                        }
-                freeaddrinfo(res);
-                if (!found)
-                        return "resolves only to loopback, private, link-local or host addresses (pin it with --add-host)";
+                return NULL; /* the host looks the name up: ss_family stays AF_UNSPEC */
         }
+        target_set(c, ret, ret_len);
+        return NULL;
+}
+
+/* Set the port of *ret (an address of c's target) and note the address in c. */
+static void target_set(conn *c, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
         if (ret->ss_family == AF_INET) {
                 ((struct sockaddr_in *)ret)->sin_port = htons(c->port);
                 inet_ntop(AF_INET, &((struct sockaddr_in *)ret)->sin_addr, c->addr, sizeof(c->addr));
@@ -406,7 +412,6 @@ static const char *pick_address(egress *e, conn *c, bool literal, struct sockadd
                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ret)->sin6_addr, c->addr, sizeof(c->addr));
                 *ret_len = sizeof(struct sockaddr_in6);
         }
-        return NULL;
 }
 
 static void handle_resolve(conn *c, const char *name)
@@ -429,6 +434,58 @@ static void handle_resolve(conn *c, const char *name)
         conn_free(c);
 }
 
+static void connect_to(conn *c, const struct sockaddr_storage *to, socklen_t to_len);
+
+/* The host's answer for c->name: connect to its first public address. */
+static void on_resolved(void *userdata, int fd, uint32_t events)
+{
+        conn *c = userdata;
+        sup_resolve_result res;
+        (void)events;
+        int r = sup_resolve_read(fd, &res);
+        if (r == -EAGAIN)
+                return;
+        (void)smolvm_evloop_del(c->e->s->loop, c->rfd);
+        c->rfd = safe_close(c->rfd);
+        if (r < 0 || res.status != 0) {
+                conn_deny(c, "connect", r == 0 && (res.status == EAI_NONAME || res.status == EAI_NODATA)
+                                                ? "host cannot resolve the name"
+                                                : "host resolution failed");
+                return;
+        }
+        struct sockaddr_storage to;
+        socklen_t to_len = 0;
+        unsigned i = 0;
+        while (i < res.n && !egress_addr_public((struct sockaddr *)&res.addrs[i]))
+                i++;
+        if (i == res.n) {
+                conn_deny(c, "connect",
+                          "resolves only to loopback, private, link-local or host addresses (pin it with --add-host)");
+                return;
+        }
+        to = res.addrs[i];
+        target_set(c, &to, &to_len);
+        connect_to(c, &to, to_len);
+}
+
+/* Start the host's lookup of c->name (C_RESOLVING). With every slot taken it
+ * waits (rfd -1) and egress_step tries again; the lookup's deadline runs. */
+static void resolve_begin(conn *c)
+{
+        int fd = sup_resolve_start(c->name);
+        if (fd == -EAGAIN)
+                return;
+        if (fd < 0) {
+                conn_deny(c, "connect", "host resolution failed");
+                return;
+        }
+        c->rfd = fd;
+        if (smolvm_evloop_add(c->e->s->loop, fd, EPOLLIN, on_resolved, c) < 0) {
+                c->rfd = safe_close(c->rfd);
+                conn_deny(c, "connect", "host resolution failed");
+        }
+}
+
 static void handle_connect(conn *c, const char *addr, uint16_t port)
 {
         egress *e = c->e;
@@ -447,12 +504,25 @@ static void handle_connect(conn *c, const char *addr, uint16_t port)
                 conn_deny(c, "connect", why);
                 return;
         }
-        c->tfd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (to.ss_family == AF_UNSPEC) {
+                c->state = C_RESOLVING;
+                c->deadline_ms = now_ms() + RESOLVE_TIMEOUT_MS;
+                resolve_begin(c);
+                return;
+        }
+        connect_to(c, &to, to_len);
+}
+
+/* Connect to the target at to. */
+static void connect_to(conn *c, const struct sockaddr_storage *to, socklen_t to_len)
+{
+        egress *e = c->e;
+        c->tfd = socket(to->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->tfd < 0 || smolvm_evloop_add(e->s->loop, c->tfd, 0, on_target, c) < 0) {
                 conn_end(c, "no socket");
                 return;
         }
-        if (connect(c->tfd, (struct sockaddr *)&to, to_len) < 0 && errno != EINPROGRESS) {
+        if (connect(c->tfd, (const struct sockaddr *)to, to_len) < 0 && errno != EINPROGRESS) {
                 char r[128];
                 snprintf(r, sizeof(r), "connect %s: %s", c->addr, strerror(errno));
                 conn_end(c, r);
@@ -467,7 +537,7 @@ static void handle_connect(conn *c, const char *addr, uint16_t port)
 static void on_guest(void *userdata, int fd, uint32_t events)
 {
         conn *c = userdata;
-        if (c->state == C_CONNECTING) {
+        if (c->state == C_RESOLVING || c->state == C_CONNECTING) {
                 /* The guest gave up before the target answered. */
                 if (events & (EPOLLHUP | EPOLLERR))
                         conn_end(c, "closed by the guest");
@@ -549,6 +619,7 @@ static int egress_accept(void *self, uint32_t local_port, uint32_t peer_port)
         c->peer_port = peer_port;
         c->gfd = sv[1];
         c->tfd = -1;
+        c->rfd = -1;
         c->deadline_ms = now_ms() + HDR_TIMEOUT_MS;
         int r = smolvm_evloop_add(e->s->loop, c->gfd, EPOLLIN, on_guest, c);
         if (r < 0) {
@@ -603,12 +674,16 @@ static int egress_step(void *self, uint64_t now)
         egress *e = self;
         for (conn *c = e->conns, *next; c; c = next) {
                 next = c->next;
-                if (c->deadline_ms == 0 || now < c->deadline_ms)
-                        continue;
-                if (c->state == C_HDR)
-                        conn_free(c);
-                else
-                        conn_end(c, "connect timed out");
+                if (c->deadline_ms && now >= c->deadline_ms) {
+                        if (c->state == C_HDR)
+                                conn_free(c);
+                        else if (c->state == C_RESOLVING)
+                                conn_deny(c, "connect", "host resolution timed out");
+                        else
+                                conn_end(c, "connect timed out");
+                } else if (c->state == C_RESOLVING && c->rfd < 0) {
+                        resolve_begin(c);
+                }
         }
         return 0;
 }
@@ -617,9 +692,12 @@ static uint64_t egress_deadline(const void *self)
 {
         const egress *e = self;
         uint64_t until = UINT64_MAX;
-        for (const conn *c = e->conns; c; c = c->next)
+        for (const conn *c = e->conns; c; c = c->next) {
                 if (c->deadline_ms && c->deadline_ms < until)
                         until = c->deadline_ms;
+                if (c->state == C_RESOLVING && c->rfd < 0 && now_ms() + RESOLVE_RETRY_MS < until)
+                        until = now_ms() + RESOLVE_RETRY_MS;
+        }
         return until;
 }
 

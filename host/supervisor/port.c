@@ -96,11 +96,11 @@ int sup_port_parse_line(const char *line, size_t len, uint16_t *ret_guest, uint1
                         return -EINVAL; /* trailing space */
         }
         uint16_t g, h;
-        if (n == 2 && wl[0] == 8 && memcmp(w[0], "UNEXPOSE", 8) == 0) {
+        if (n == 2 && wl[0] == 8 && (memcmp(w[0], "UNEXPOSE", 8) == 0 || memcmp(w[0], "PORTSTAT", 8) == 0)) {
                 if (!parse_u16(w[1], wl[1], &g) || g == 0)
                         return -EINVAL;
                 *ret_guest = g;
-                return 2;
+                return w[0][0] == 'U' ? 2 : 3;
         }
         if (n != 4 || wl[0] != 6 || memcmp(w[0], "EXPOSE", 6) != 0)
                 return -EINVAL;
@@ -392,6 +392,11 @@ static void control_cb(void *userdata, const char *line, size_t len, char *answe
                 r = expose(p, guest, host, addr, &bound);
                 if (r < 0)
                         sup_log("port %u: EXPOSE on %s:%u: %s", guest, addr, host, strerror(-r));
+        } else if (r == 3) {
+                /* The connections this forward relays (or is setting up). */
+                r = fwd_find(p, guest) ? 0 : -ENOENT;
+                for (port_conn *c = p->conns; r == 0 && c; c = c->next)
+                        bound += c->guest_port == guest;
         } else if (r == 2) {
                 port_fwd *f = fwd_find(p, guest);
                 if (f) {

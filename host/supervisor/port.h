@@ -3,7 +3,8 @@
  * whose connections are relayed to guest TCP ports through agent streams
  * (port_connect). A duty; forwards are added and removed at run time by
  * control lines on the hybrid-vsock socket ("EXPOSE", "UNEXPOSE"), which
- * libsmolvm sends after each boot and on `smolvm port expose|close`. */
+ * libsmolvm sends after each boot and on `smolvm port expose|close`;
+ * "PORTSTAT" asks how many connections a forward relays (`smolvm port ls`). */
 #pragma once
 
 #include <stddef.h>
@@ -26,8 +27,9 @@ extern const sup_duty_ops sup_port_duty;
 
 /* Parse a control line ('\n' included): "EXPOSE <guest> <host> <addr>\n"
  * (ports decimal, guest 1..65535, host 0..65535 with 0 for any free one, addr
- * a numeric IPv4 or IPv6 address) or "UNEXPOSE <guest>\n". Returns 1 for
- * EXPOSE, 2 for UNEXPOSE (host and addr untouched), -EINVAL otherwise.
+ * a numeric IPv4 or IPv6 address), "UNEXPOSE <guest>\n" or "PORTSTAT <guest>\n".
+ * Returns 1 for EXPOSE, 2 for UNEXPOSE, 3 for PORTSTAT (host and addr untouched
+ * for both), -EINVAL otherwise.
  * addr gets at most addr_size - 1 bytes. */
 int sup_port_parse_line(const char *line, size_t len, uint16_t *ret_guest, uint16_t *ret_host, char *addr,
                         size_t addr_size);

@@ -667,6 +667,39 @@ SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_arch
 SMOLVM_EXPORT int smolvm_tar_to_guest(smolvm_vm *vm, int fd, const smolvm_archive_opts *o,
                                       smolvm_archive_result *ret);
 
+/* ---- snapshot export and import (docs/cli.md, "snapshot export") ----------- */
+/* A snapshot as one self-contained file: a smolvm archive (zstd, SHA-256
+ * trailer, io_uring) holding its record, device state, RAM (holes stay holes)
+ * and every disk layer, plus the key of the image it needs. The smolvm_archive_opts
+ * used: level (0: 1, the fastest), cancel_fd, progress (bytes of content, bytes of
+ * file) and userdata; ret (may be NULL): tar_bytes is the content's size. */
+
+/* Write the snapshot id_or_name to host_path (replaced if it exists), under a
+ * temporary name renamed into place when complete (no file is left on failure).
+ * Returns 0, SMOLVM_ENOTFOUND, SMOLVM_ECORRUPT (a damaged snapshot), SMOLVM_EIMAGE
+ * (its image is gone), SMOLVM_EINVAL (its image is no image-store entry), -ENOSPC,
+ * -ECANCELED, -EISDIR. */
+SMOLVM_EXPORT int smolvm_snapshot_export(const char *id_or_name, const char *host_path,
+                                         const smolvm_archive_opts *o, smolvm_archive_result *ret);
+/* The same into fd (a file at its offset, or a pipe); fd is not closed. */
+SMOLVM_EXPORT int smolvm_snapshot_export_fd(const char *id_or_name, int fd, const smolvm_archive_opts *o,
+                                            smolvm_archive_result *ret);
+/* A new snapshot (a new id) from an exported one, named name (NULL: the name it
+ * had, if any). Everything is checked before it appears (checksum, sizes, record,
+ * names, the disk chain): it is unpacked into a hidden staging dir removed on any
+ * failure or cancellation (one a SIGKILL leaves is swept by the next snapshot
+ * create or import). Its image must be here (same key: built by the same smolvm
+ * with the same options). Returns 0 with *ret_info and *ret (each may be NULL),
+ * SMOLVM_ECORRUPT (damaged, truncated, or not a snapshot export), SMOLVM_EIMAGE
+ * (the image is missing: the message names it and how to build it), SMOLVM_EEXIST
+ * (the name is taken), -EPROTONOSUPPORT, -ENOSPC, -ECANCELED. Only import archives
+ * from sources you trust like the VM itself: QEMU loads the device state. */
+SMOLVM_EXPORT int smolvm_snapshot_import(const char *host_path, const char *name, const smolvm_archive_opts *o,
+                                         smolvm_snapshot_info *ret_info, smolvm_archive_result *ret);
+/* The same from fd (a file from its offset, or a pipe); fd is not closed. */
+SMOLVM_EXPORT int smolvm_snapshot_import_fd(int fd, const char *name, const smolvm_archive_opts *o,
+                                            smolvm_snapshot_info *ret_info, smolvm_archive_result *ret);
+
 /* ---- network ---------------------------------------------------------------- */
 
 /* Add pattern to the VM's allow list (allow true; every deny pattern for the
@@ -714,10 +747,14 @@ typedef struct smolvm_port_info {
         uint16_t guest_port;
         uint16_t host_port;       /* 0: not chosen yet (the VM has not run since) */
         char bind_addr[46];       /* INET6_ADDRSTRLEN */
+        bool active;              /* the supervisor listens on host_port now */
+        unsigned connections;     /* connections it relays now (0 when not active) */
 } smolvm_port_info;
 
-/* The recorded forwards, in the order they were added. *ret is malloc'd (free()),
- * NULL when *ret_n is 0. Returns 0, SMOLVM_ECORRUPT (ports.json unreadable), ... */
+/* The recorded forwards, in the order they were added, with whether each is
+ * listening and how many connections it relays (asked of the running VM's
+ * supervisor). *ret is malloc'd (free()), NULL when *ret_n is 0. Returns 0,
+ * SMOLVM_ECORRUPT (ports.json unreadable), ... */
 SMOLVM_EXPORT int smolvm_port_list(smolvm_vm *vm, smolvm_port_info **ret, size_t *ret_n);
 
 /* Stop forwarding guest_port: the listener closes at once (connections already

@@ -5,7 +5,7 @@
 # answers after EOF, a python client on the host that shuts its write side); a
 # guest port nobody listens on closes the host connection at once; a taken host
 # port is an error naming it; port ls, close, and the forward back on the same
-# host port after stop/start. One VM, two boots.
+# host port after stop/start. One VM, two boots; then --publish on an ephemeral run.
 . "$(dirname "$0")/lib.sh"
 
 # Wait until `curl URL` succeeds (python takes ~20 s of CPU to start under TCG).
@@ -18,7 +18,9 @@ check_or_bail "create --publish 8000 exits 0" "$rc"
 check "port ls --json: guest 8000 on 127.0.0.1, a host port chosen" jq_true '.ok and (.data.ports | length) == 1 and
         .data.ports[0].guest_port == 8000 and .data.ports[0].bind == "127.0.0.1" and .data.ports[0].host_port > 0' "$T/ls.json"
 hp=$(jq '.data.ports[0].host_port' "$T/ls.json")
-check "port ls (text) shows it" sh -c "'$SMOLVM' port ls pf | grep -Eq '^8000 +127\\.0\\.0\\.1:$hp\$'"
+check "port ls (text) shows it, listening, no connection" \
+        sh -c "'$SMOLVM' port ls pf | grep -Eq '^8000 +127\\.0\\.0\\.1:$hp +yes +0\$'"
+check "port ls --json: active, 0 connections" jq_true '.data.ports[0].active == true and .data.ports[0].connections == 0' "$T/ls.json"
 
 # ---- nothing listens in the guest yet: the host client is closed at once ----
 t0=$(date +%s%N)
@@ -80,6 +82,15 @@ PY
 check "50 concurrent urllib fetches all get the file ($(head -1 "$T/conc"))" grep -qx 'good 50 of 50' "$T/conc"
 grep '^bad' "$T/conc" | head -3 | sed 's/^/# /'
 
+# ---- port ls counts the connections being relayed: two held open, then closed ----
+exec 7<>"/dev/tcp/127.0.0.1/$hp" 8<>"/dev/tcp/127.0.0.1/$hp"
+check "port ls --json: two connections held open are counted" \
+        wait_secs "jq -e '.data.ports[0] | .active and .connections == 2' <(\"$SMOLVM\" port ls --json pf) >/dev/null" 30
+check "port ls (text): ACTIVE yes, CONNS 2" sh -c "'$SMOLVM' port ls pf | grep -Eq '^8000 +127\\.0\\.0\\.1:$hp +yes +2\$'"
+exec 7>&- 8>&-
+check "... and no longer once closed" \
+        wait_secs "jq -e '.data.ports[0].connections == 0' <(\"$SMOLVM\" port ls --json pf) >/dev/null" 30
+
 # ---- port expose at run time, half-close both ways ----
 ep=$("$SMOLVM" port expose pf 9000 2>"$T/err"); rc=$?
 check "port expose pf 9000 prints a host port ($ep)" sh -c "[ $rc -eq 0 ] && [ '$ep' -gt 0 ] 2>/dev/null"
@@ -128,9 +139,12 @@ check "closing it again: not found (125)" sh -c "[ $rc -eq 125 ] && grep -q 'not
 # ---- stop/start: the forward comes back on the same host port ----
 "$SMOLVM" stop pf >/dev/null 2>"$T/err"
 check "after stop, nothing listens on $hp" sh -c "! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$hp' 2>/dev/null"
+check "after stop, port ls keeps the forward, not active" jq_true --argjson hp "$hp" \
+        '.data.ports == [{"guest_port": 8000, "host_port": $hp, "bind": "127.0.0.1", "active": false, "connections": 0}]' \
+        <("$SMOLVM" port ls --json pf)
 "$SMOLVM" start pf >/dev/null 2>"$T/err"; rc=$?
 check_or_bail "start again" "$rc"
-check "after start, port ls has the same host port" jq_true --argjson hp "$hp" '.data.ports == [{"guest_port": 8000, "host_port": $hp, "bind": "127.0.0.1"}]' <("$SMOLVM" port ls --json pf)
+check "after start, port ls has the same host port, active" jq_true --argjson hp "$hp" '.data.ports == [{"guest_port": 8000, "host_port": $hp, "bind": "127.0.0.1", "active": true, "connections": 0}]' <("$SMOLVM" port ls --json pf)
 check "after start, the supervisor listens on $hp again" bash -c "exec 3<>/dev/tcp/127.0.0.1/$hp"
 "$SMOLVM" exec pf -- sh -c 'setsid perl /root/echo.pl 8000 >/tmp/echo.log 2>&1 </dev/null & sleep 1'
 wait_for "half_close $hp >'$T/half2' 2>&1; grep -q 'after EOF' '$T/half2'" 60
@@ -139,4 +153,23 @@ check "and reaches a guest server on 8000 again ($(head -c 80 "$T/half2"))" grep
 grep -i 'relay\|error' "$SMOLVM_HOME/vms/$id/supervisor.log" | head -5 | sed 's/^/# supervisor.log: /'
 "$SMOLVM" rm -f pf >/dev/null 2>&1
 assert_no_leftovers "after rm"
+
+# ---- --publish on an ephemeral run: the guest's one-shot server is reached on the
+# host port asked for; once run returns the port is free and nothing is left ----
+rp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SMOLVM" run --publish "$rp:7000" -- python3 -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 7000)); s.listen(1)
+c, _ = s.accept(); c.sendall(b'hello from run\\n'); c.close()" >"$T/run.out" 2>"$T/run.err" &
+run_pid=$!
+# The supervisor accepts at once and closes while nothing listens in the guest yet.
+wait_secs "[ \"\$(bash -c 'exec 3<>/dev/tcp/127.0.0.1/$rp; head -c 15 <&3' 2>/dev/null)\" = 'hello from run' ]" 120
+check "run --publish $rp:7000: the host reaches the guest's server on $rp" test $? -eq 0
+wait "$run_pid"; rc=$?
+check "run --publish exits 0 once its command did (rc $rc)" test "$rc" -eq 0
+# (SO_REUSEADDR: the relayed connection's TIME_WAIT may hold the port, no listener does.)
+check "after the run, nothing listens on $rp and it can be listened on again" \
+        python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $rp)); s.listen()"
+assert_no_leftovers "after run --publish"
 finish

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Network: our egress path (guest BPF redirection -> agent -> channel -> the
+# supervisor's egress duty, by name) against QEMU user-mode networking
+# (`-netdev user`, slirp, behind a virtio-net device) in the same VM shape, in the
+# same run, against the same loopback server on the host:
+#   - download: MIB MiB per connection, read by python in the guest (timed in the guest);
+#   - connect latency: 200 connections, each until the server's first byte
+#     (time to first byte), and connect() alone, p50/p99;
+#   - then bench/port.sh MIB RUNS (port forward guest -> host vs `exec -- cat`).
+# The slirp peer is the same image, kernel, init, memory and CPUs; it is made with
+# SMOLVM_QEMU set to a wrapper that appends `-netdev user -device virtio-net-device`,
+# and the guest loads virtio_net (from the cached kernel .deb: our image carries no
+# NIC driver) and configures eth0 10.0.2.15/24 with python ioctls (no iproute2 in
+# the image). The ours VM reaches the server as bench.test (--add-host to
+# 127.0.0.1, --allow-host), the slirp VM as 10.0.2.2 (slirp's alias of the host's
+# loopback).
+#
+# usage: bench/net.sh [MIB] [RUNS]      (default 256 MiB, 3 runs each, alternating)
+set -euo pipefail
+mib=${1:-256}
+runs=${2:-3}
+. "$(dirname "$0")/lib.sh"
+orig_home=${SMOLVM_HOME:-}
+bench_env net
+cleanup_vms() {
+        "$smolvm" rm -f benchours >/dev/null 2>&1 || true
+        "$smolvm" rm -f benchslirp >/dev/null 2>&1 || true
+        bench_cleanup
+}
+trap cleanup_vms EXIT
+echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The host server: port P sends MIB MiB and closes; port P+1 sends one byte and
+# closes (latency). Threads: a connection never waits for another.
+cat >"$work/server.py" <<'PY'
+import os, socket, sys, threading
+mib, port = int(sys.argv[1]), int(sys.argv[2])
+chunk = os.urandom(1 << 20)
+def serve(ls, big):
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=one, args=(c, big), daemon=True).start()
+def one(c, big):
+    try:
+        if big:
+            for _ in range(mib):
+                c.sendall(chunk)
+        else:
+            c.sendall(b"x")
+            c.shutdown(socket.SHUT_WR)
+            c.recv(1)
+    except OSError:
+        pass
+    c.close()
+socks = []
+for p, big in ((port, True), (port + 1, False)):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", p))
+    s.listen(256)
+    socks.append((s, big))
+for s, big in socks[1:]:
+    threading.Thread(target=serve, args=(s, big), daemon=True).start()
+serve(*socks[0])
+PY
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 "$work/server.py" "$mib" "$port" &
+disown
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
+
+# The guest's client: "dl HOST PORT MIB" prints seconds; "lat HOST PORT N" prints
+# the sorted connect() and first-byte times in ms.
+cat >"$work/client.py" <<'PY'
+import socket, sys, time
+mode, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+if mode == "dl":
+    buf = bytearray(256 << 10)
+    mv = memoryview(buf)
+    t0 = time.monotonic()
+    s = socket.create_connection(addr)
+    got = 0
+    while True:
+        r = s.recv_into(mv)
+        if r == 0:
+            break
+        got += r
+    t = time.monotonic() - t0
+    if got != n << 20:
+        sys.exit("got %d bytes" % got)
+    print("%.3f" % t)
+else:
+    conn, first = [], []
+    for _ in range(n):
+        t0 = time.monotonic()
+        s = socket.create_connection(addr)
+        t1 = time.monotonic()
+        if s.recv(1) != b"x":
+            sys.exit("no first byte")
+        t2 = time.monotonic()
+        s.close()
+        conn.append((t1 - t0) * 1e3)
+        first.append((t2 - t0) * 1e3)
+    conn.sort(); first.sort()
+    pick = lambda v, q: v[min(len(v) - 1, int(q * len(v)))]
+    print("%.2f %.2f %.2f %.2f" % (pick(conn, .5), pick(conn, .99), pick(first, .5), pick(first, .99)))
+PY
+
+# The slirp peer's QEMU: ours plus one user-mode NIC.
+mkdir -p "$work/bin"
+printf '#!/bin/sh\nexec %s "$@" -netdev user,id=bn0 -device virtio-net-device,netdev=bn0\n' \
+        "${SMOLVM_QEMU:-qemu-system-x86_64}" >"$work/bin/qemu-slirp"
+chmod +x "$work/bin/qemu-slirp"
+deb=$(ls "$real_home"/cache/kernel/*/kernel.deb 2>/dev/null | head -1)
+[ -n "$deb" ] || { log "no cached kernel .deb under $real_home/cache/kernel (build the image first)"; exit 1; }
+mkdir -p "$work/ko"
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/ko" --wildcards \
+        '*/net/core/failover.ko' '*/drivers/net/net_failover.ko' '*/drivers/net/virtio_net.ko'
+cat >"$work/slirpnet.py" <<'PY'
+import ctypes, fcntl, os, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+for m in ("failover", "net_failover", "virtio_net"):
+    fd = os.open("/tmp/%s.ko" % m, os.O_RDONLY)
+    if libc.syscall(313, fd, b"", 0) != 0 and ctypes.get_errno() != 17:  # finit_module
+        raise OSError(ctypes.get_errno(), "finit_module " + m)
+    os.close(fd)
+name = [n for n in os.listdir("/sys/class/net") if n != "lo"][0].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sin = lambda a: struct.pack("16sH2s4s8s", name, socket.AF_INET, b"\0\0", socket.inet_aton(a), b"\0" * 8)
+fcntl.ioctl(s, 0x8916, sin("10.0.2.15"))      # SIOCSIFADDR
+fcntl.ioctl(s, 0x891c, sin("255.255.255.0"))  # SIOCSIFNETMASK
+flags = struct.unpack_from("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH22s", name, 0, b"")))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sH22s", name, flags | 1, b""))  # SIOCSIFFLAGS |= IFF_UP
+PY
+
+shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
+"$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
+SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
+for f in "$work"/ko/lib/modules/*/kernel/net/core/failover.ko "$work"/ko/lib/modules/*/kernel/drivers/net/*.ko; do
+        "$smolvm" exec benchslirp -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
+done
+"$smolvm" exec benchslirp -- python3 - <"$work/slirpnet.py"
+for vm in benchours benchslirp; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$work/client.py"; done
+
+peer() { [ "$1" = benchours ] && echo bench.test || echo 10.0.2.2; }
+# Warm-up: one small download each (page cache, python, the first connection).
+for vm in benchours benchslirp; do "$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 5 >/dev/null; done
+
+declare -A dl_sum
+for i in $(seq "$runs"); do
+        for vm in benchours benchslirp; do
+                t=$("$smolvm" exec $vm -- python3 /tmp/client.py dl "$(peer $vm)" "$port" "$mib")
+                dl_sum[$vm]=$(echo "${dl_sum[$vm]:-0} + $t" | bc -l)
+                printf 'run %d: %-10s download %d MiB in %6.2f s (%6.1f MiB/s)\n' "$i" "${vm#bench}" "$mib" "$t" \
+                        "$(echo "$mib / $t" | bc -l)"
+        done
+done
+o=$(echo "$mib * $runs / ${dl_sum[benchours]}" | bc -l)
+s=$(echo "$mib * $runs / ${dl_sum[benchslirp]}" | bc -l)
+printf 'download, mean of %d: ours %.1f MiB/s, slirp %.1f MiB/s, ratio ours/slirp %.2f\n' "$runs" "$o" "$s" \
+        "$(echo "$o / $s" | bc -l)"
+
+for vm in benchours benchslirp; do
+        read -r c50 c99 f50 f99 < <("$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 200)
+        printf 'latency, 200 connections, %-5s: first byte p50 %6.2f ms p99 %6.2f ms; connect() p50 %6.2f ms p99 %6.2f ms\n' \
+                "${vm#bench}" "$f50" "$f99" "$c50" "$c99"
+done
+"$smolvm" rm -f benchours >/dev/null
+"$smolvm" rm -f benchslirp >/dev/null
+echo "load after the network part: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Port forwarding, same invocation: bench/port.sh with its own VM.
+SMOLVM_HOME=$real_home "$here/bench/port.sh" "$mib" "$runs"
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
