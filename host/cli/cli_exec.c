@@ -160,7 +160,7 @@ static void print_bool(FILE *f, const char *key, bool v)
 }
 
 /* The success envelope of run/exec: streamed out, nothing is built in memory. */
-static void print_exec_ok(const char *command, int exit_code, const capture *c, int64_t boot_ms)
+static void print_exec_ok(const char *command, int exit_code, const capture *c, const smolvm_boot_info *boot)
 {
         const smolvm_exec_status *st = &c->status;
         FILE *f = stdout;
@@ -186,8 +186,15 @@ static void print_exec_ok(const char *command, int exit_code, const capture *c, 
         print_bool(f, "stdout_truncated", c->out.truncated);
         print_bool(f, "stderr_truncated", c->err.truncated);
         fprintf(f, ",\"duration_ms\":%" PRIu64, st->duration_ms);
-        if (boot_ms >= 0)
-                fprintf(f, ",\"boot_ms\":%" PRId64, boot_ms);
+        if (boot) {
+                fprintf(f, ",\"boot_ms\":%" PRIu64 ",\"start\":", boot->boot_ms ? boot->boot_ms : boot->host_boot_ms);
+                cli_json_string(f, boot->start, strlen(boot->start));
+                fputs(",\"start_note\":", f);
+                if (boot->start_note[0])
+                        cli_json_string(f, boot->start_note, strlen(boot->start_note));
+                else
+                        fputs("null", f);
+        }
         fputs("},\"error\":null}\n", f);
         fflush(f);
 }
@@ -242,12 +249,12 @@ static int exec_in_vm(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, capt
 }
 
 int cli_exec_relay(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, const char *command, bool json,
-                   int64_t boot_ms)
+                   const smolvm_boot_info *boot)
 {
         capture cap = { 0 };
         int r, exit_code = exec_in_vm(vm, opts, sfd, json ? &cap : NULL, &r);
         if (r == 0 && json)
-                print_exec_ok(command, exit_code, &cap, boot_ms);
+                print_exec_ok(command, exit_code, &cap, boot);
         else if (r < 0 && r != -ECANCELED && r != -EPIPE)
                 cli_fail_exit(command, json, r, exit_code);
         capture_done(&cap);

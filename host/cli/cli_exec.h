@@ -26,7 +26,7 @@ void cli_exec_stdin(smolvm_exec_opts *opts, bool interactive);
 /* Run opts in vm and relay it: streamed to our stdout/stderr, or with json
  * collected and printed as one envelope named command (data: {exit_code, signal,
  * timed_out, pid, stdout, stderr, stdout_truncated, stderr_truncated,
- * duration_ms [, boot_ms when >= 0]}; docs/cli.md). With opts->tty, the guest's
+ * duration_ms [, boot_ms, start, start_note: a run, boot not NULL]}; docs/cli.md). With opts->tty, the guest's
  * terminal gets ours' TERM and window size (and its changes), and our terminal
  * is raw while its stdin is forwarded, restored before anything is printed and
  * whatever ends the exec. A failure is reported on stderr (and as
@@ -36,7 +36,7 @@ void cli_exec_stdin(smolvm_exec_opts *opts, bool interactive);
  * stdout reader went away, 127/126 when the guest could not run it, else
  * CLI_EXIT_ERROR. */
 int cli_exec_relay(smolvm_vm *vm, const smolvm_exec_opts *opts, int sfd, const char *command, bool json,
-                   int64_t boot_ms);
+                   const smolvm_boot_info *boot);
 
 /* Start opts (detach) in vm: print the command's guest pid (with json, the
  * envelope, data: {pid, log}). Returns 0 or the exit code of the failure

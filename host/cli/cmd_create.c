@@ -92,6 +92,9 @@ int cmd_create(int argc, char **argv)
                                             json_integer((json_int_t)(st.boot.boot_ms ? st.boot.boot_ms
                                                                                       : st.boot.host_boot_ms)));
                         json_object_set_new(data, "accel_used", json_string(st.boot.accel));
+                        json_object_set_new(data, "start", json_string(st.boot.start));
+                        json_object_set_new(data, "start_note",
+                                            st.boot.start_note[0] ? cli_json_str(st.boot.start_note) : json_null());
                 }
                 cli_json_ok("create", 0, data);
         } else {

@@ -89,7 +89,7 @@ int cmd_exec(int argc, char **argv)
                 a.exec.opts.stdin_mode = SMOLVM_STDIN_NONE;
                 exit_code = cli_exec_detached(vm, &a.exec.opts, "exec", p.json);
         } else {
-                exit_code = cli_exec_relay(vm, &a.exec.opts, sfd, "exec", p.json, -1);
+                exit_code = cli_exec_relay(vm, &a.exec.opts, sfd, "exec", p.json, NULL);
         }
         smolvm_free(vm);
         return exit_code;

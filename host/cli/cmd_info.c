@@ -44,6 +44,12 @@ int cmd_info(int argc, char **argv)
                                                       (json_int_t)st.boot.t_kernel_ms, "t_init_ms",
                                                       (json_int_t)st.boot.t_init_ms, "accel", st.boot.accel,
                                                       "accel_reason", st.boot.accel_reason);
+                                if (b) {
+                                        json_object_set_new(b, "start", json_string(st.boot.start));
+                                        json_object_set_new(b, "start_note", st.boot.start_note[0]
+                                                                                     ? json_string(st.boot.start_note)
+                                                                                     : json_null());
+                                }
                                 json_object_set_new(data, "boot", b ? b : json_null());
                         } else {
                                 json_object_set_new(data, "boot", json_null());
@@ -76,9 +82,9 @@ int cmd_info(int argc, char **argv)
                 if (st.vmm_pid > 0)
                         printf("qemu:       pid %d\n", (int)st.vmm_pid);
                 if (st.have_boot)
-                        printf("boot:       %" PRIu64 " ms (%s: %s)\n",
-                               st.boot.boot_ms ? st.boot.boot_ms : st.boot.host_boot_ms, st.boot.accel,
-                               st.boot.accel_reason);
+                        printf("boot:       %" PRIu64 " ms, %s (%s: %s)\n",
+                               st.boot.boot_ms ? st.boot.boot_ms : st.boot.host_boot_ms,
+                               st.boot.start[0] ? st.boot.start : "cold", st.boot.accel, st.boot.accel_reason);
         }
         smolvm_free(vm);
         return 0;

@@ -43,7 +43,8 @@ static const cli_cmd run_cmd = {
         .opts = run_opts,
         .json_help = "print one JSON envelope instead of streaming (docs/cli.md):\n"
                      "{ok, command, exit_code, error, data: {exit_code, signal,\n"
-                     " timed_out, stdout, stderr, duration_ms, boot_ms, ...}}\n"
+                     " timed_out, stdout, stderr, duration_ms, boot_ms, start:\n"
+                     " warm|cold, start_note, ...}}\n"
                      "(stdout, stderr: at most 64 MiB of JSON text each)",
         .footer = "Exit status: the command's; 125 if smolvm itself failed; 127 if CMD was not\n"
                   "found; 126 if it could not be executed.\n",
@@ -131,9 +132,8 @@ int cmd_run(int argc, char **argv)
         }
         smolvm_boot_info boot = { 0 };
         (void)smolvm_boot_info_get(vm, &boot);
-        uint64_t boot_ms = boot.boot_ms ? boot.boot_ms : boot.host_boot_ms;
 
-        int exit_code = cli_exec_relay(vm, &a.exec.opts, sfd, "run", p.json, (int64_t)boot_ms);
+        int exit_code = cli_exec_relay(vm, &a.exec.opts, sfd, "run", p.json, &boot);
         /* Removing the VM is part of the command: report if it failed. */
         if (smolvm_destroy(vm) < 0) {
                 cli_print_lib_error();

@@ -56,7 +56,7 @@ int cmd_shell(int argc, char **argv)
                 return cli_failf("shell", p.json, sfd, NULL, NULL, "signalfd: %s", strerror(-sfd));
         }
         a.opts.cancel_fd = sfd;
-        int exit_code = cli_exec_relay(vm, &a.opts, sfd, "shell", p.json, -1);
+        int exit_code = cli_exec_relay(vm, &a.opts, sfd, "shell", p.json, NULL);
         smolvm_free(vm);
         return exit_code;
 }

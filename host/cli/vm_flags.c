@@ -166,6 +166,10 @@ const cli_opt cli_vm_opts[] = {
         CLI_CALL(cli_vm_args, ports, "publish", 'p', "[HOST_PORT:]GUEST_PORT", cli_publish_add,
                  "forward host 127.0.0.1:HOST_PORT (default: a free port)\n"
                  "to the guest's TCP port (repeatable; see 'smolvm port')"),
+        CLI_BOOL(cli_vm_args, cfg.cold, "cold", 0,
+                 "boot from scratch instead of from the image's boot\n"
+                 "template (warm start, the default where the options\n"
+                 "allow it: see docs/cli.md, \"Warm start\")"),
         CLI_CALL(cli_vm_args, cfg.accel, "accel", 0, "auto|kvm|tcg", parse_accel, "accelerator (default auto)"),
         CLI_UINT(cli_vm_args, cfg.boot_timeout_ms, "boot-timeout", 0, "SEC", 1, 3600, 1000,
                  "give up booting after SEC seconds (default 60)"),

@@ -63,6 +63,11 @@ static void save_boot_info(smolvm_vm *vm)
                               "t_kernel_ms", (json_int_t)b->t_kernel_ms, "t_init_ms", (json_int_t)b->t_init_ms,
                               "t_agent_ms", (json_int_t)b->t_agent_ms, "accel", b->accel, "accel_reason",
                               b->accel_reason, "vmm_pid", (json_int_t)vm->vmm_pid);
+        if (o && (json_object_set_new(o, "start", json_string(b->start)) < 0 ||
+                  json_object_set_new(o, "start_note", json_string(b->start_note)) < 0)) {
+                json_decref(o);
+                o = NULL;
+        }
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (s) {
@@ -103,6 +108,11 @@ static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret, pid_t *re
                                        : 0;
         snprintf(b.accel, sizeof(b.accel), "%s", json_is_string(a) ? json_string_value(a) : "");
         snprintf(b.accel_reason, sizeof(b.accel_reason), "%s", json_is_string(ar) ? json_string_value(ar) : "");
+        json_t *sk = json_object_get(o, "start"), *sn = json_object_get(o, "start_note");
+        snprintf(b.start, sizeof(b.start), "%s", json_is_string(sk) ? json_string_value(sk) : "");
+        snprintf(b.start_note, sizeof(b.start_note), "%s", json_is_string(sn) ? json_string_value(sn) : "");
+        sanitize_text(b.start);
+        sanitize_text(b.start_note);
         json_decref(o);
         *ret = b;
         return true;
@@ -148,6 +158,33 @@ static int apply_create_env(smolvm_vm *vm)
 
 static int stop_locked(smolvm_vm *vm, pid_t pid, bool graceful);
 
+/* How this start went, for smolvm_boot_info: warm (from the boot template),
+ * restore (from a snapshot) or cold. */
+static void note_start(smolvm_vm *vm, bool restores)
+{
+        snprintf(vm->boot.start, sizeof(vm->boot.start), "%s",
+                 !restores ? "cold" : vm->rec.from_template ? "warm" : "restore");
+        snprintf(vm->boot.start_note, sizeof(vm->boot.start_note), "%s", vm->start_note);
+}
+
+/* A warm start whose restore failed: the template goes (the next warm start
+ * rebuilds it) and this VM boots cold instead. Tells whether to retry. */
+static bool warm_failed(smolvm_vm *vm, bool restores, int r)
+{
+        if (!restores || !vm->rec.from_template || r == -ECANCELED)
+                return false;
+        vm_error_saved e;
+        vm_error_save(&e);
+        char why[sizeof(vm->start_note) + 64];
+        snprintf(why, sizeof(why), "the restore from the boot template failed (%.160s); it was removed", e.message);
+        vm_template_drop(vm);
+        if (vm_template_go_cold(vm, why) < 0) {
+                vm_error_restore(&e);
+                return false;
+        }
+        return true;
+}
+
 /* A start that failed leaves nothing running and says why: with pid > 0 the VM
  * booted and a later step failed, so it is stopped again; then "failed" gets
  * the reason (state "error", `smolvm info`). Called with the VM's lock held,
@@ -165,6 +202,22 @@ static void start_failed(smolvm_vm *vm, pid_t pid)
         vm_error_restore(&e);
 }
 
+/* An ephemeral VM's dir goes with its supervisor: to boot it cold after a
+ * failed warm start, it is made again (ports.json kept from before). */
+static int remake_dir(smolvm_vm *vm, const char *ports, size_t ports_len)
+{
+        if (mkdir(vm->dir, 0700) < 0)
+                return vm_error(negative_errno(), NULL, "mkdir %s: %s", vm->dir, strerror(errno));
+        if (ports) {
+                char path[PATH_MAX];
+                dir_file(vm, VMDIR_PORTS, path, sizeof(path));
+                int r = vm_write_file_atomic(path, ports, ports_len);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
 {
         pthread_mutex_lock(&vm->lock);
@@ -174,8 +227,23 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
         }
         uint64_t t0 = now_ms();
         int ready_fd = -1;
+        int r = vm_template_precheck(vm);
+        if (r < 0) {
+                pthread_mutex_unlock(&vm->lock);
+                return r;
+        }
         bool restores = vm_start_restores(vm);
-        int r = supervisor_spawn(vm, &ready_fd);
+        _cleanup_free_ char *ports = NULL;
+        size_t ports_len = 0;
+        if (restores && vm->rec.from_template) {
+                char path[PATH_MAX];
+                dir_file(vm, VMDIR_PORTS, path, sizeof(path));
+                json_t *o = json_load_file(path, 0, NULL);
+                ports = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                ports_len = ports ? strlen(ports) : 0;
+                json_decref(o);
+        }
+        r = supervisor_spawn(vm, &ready_fd);
         if (r < 0) {
                 vm->state = VM_DEAD;
                 (void)rm_rf(vm->dir);
@@ -190,10 +258,18 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
                 supervisor_stop(vm);
                 (void)rm_rf(vm->dir);
                 vm->state = VM_DEAD;
+                if (restores && vm->rec.from_template && r != -ECANCELED &&
+                    remake_dir(vm, ports, ports_len) == 0 && warm_failed(vm, restores, r)) {
+                        vm->state = VM_CREATED;
+                        vm->supervisor_pid = 0;
+                        pthread_mutex_unlock(&vm->lock);
+                        return start_ephemeral(vm, cancel_fd);
+                }
                 pthread_mutex_unlock(&vm->lock);
                 return r;
         }
         vm->boot.host_boot_ms = now_ms() - t0;
+        note_start(vm, restores);
         vm->have_boot_info = true;
         save_boot_info(vm);
         r = vm_ports_apply(vm);
@@ -238,14 +314,18 @@ SMOLVM_EXPORT int smolvm_start_with_cancel(smolvm_vm *vm, int cancel_fd)
         char failed[PATH_MAX];
         dir_file(vm, VMDIR_FAILED, failed, sizeof(failed));
         (void)unlink(failed);
-        int r = vm_write_supervisor_config(vm);
+        int r = vm_template_precheck(vm);
+        if (r == 0)
+                r = vm_write_supervisor_config(vm);
         if (r < 0)
                 return r;
 
+        bool restores;
+again:
         pthread_mutex_lock(&vm->lock);
         uint64_t t0 = now_ms();
         int ready_fd = -1;
-        bool restores = vm_start_restores(vm);
+        restores = vm_start_restores(vm);
         r = supervisor_spawn_detached(vm, &ready_fd, &pid);
         if (r == 0) {
                 r = supervisor_wait_ready(vm, ready_fd, cancel_fd);
@@ -257,13 +337,18 @@ SMOLVM_EXPORT int smolvm_start_with_cancel(smolvm_vm *vm, int cancel_fd)
                 }
         }
         if (r < 0) {
-                /* The VM stays (stopped, state "error") with its logs for diagnosis. */
                 pthread_mutex_unlock(&vm->lock);
+                if (warm_failed(vm, restores, r)) {
+                        remove_run_files(vm->dir);
+                        goto again;
+                }
+                /* The VM stays (stopped, state "error") with its logs for diagnosis. */
                 start_failed(vm, 0);
                 return r;
         }
         vm->state = VM_RUNNING;
         vm->boot.host_boot_ms = now_ms() - t0;
+        note_start(vm, restores);
         vm->have_boot_info = true;
         save_boot_info(vm);
         pthread_mutex_unlock(&vm->lock);

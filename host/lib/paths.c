@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -230,4 +231,12 @@ int resolve_image(const char *home, const char *name, char **ret_dir, image_stor
         if (ret_store)
                 *ret_store = store;
         return 0;
+}
+
+void pathf(char *buf, size_t size, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        (void)vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
 }

@@ -60,6 +60,15 @@ int rec_get_uint(const rec_reader *rr, json_t *root, const char *key, bool requi
         return r;
 }
 
+int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret)
+{
+        json_t *v = json_object_get(root, key);
+        if (v && !json_is_boolean(v))
+                return rec_corrupt(rr, "field '%s' must be a boolean", key);
+        *ret = json_is_true(v);
+        return 0;
+}
+
 int rec_check_version(const rec_reader *rr, json_t *root, unsigned version, const char *other_hint)
 {
         uint64_t v;

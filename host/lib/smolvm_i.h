@@ -57,6 +57,8 @@ typedef struct vm_record {
         smolvm_mount_transport mount_transport;
         json_t *net;              /* the egress policy (net.c), or NULL: no network */
         char *from_snapshot;      /* the snapshot id it was made from, or NULL */
+        char *from_template;      /* warm start: the boot template's key (template.c;
+                                   * from_snapshot is its snapshot id), or NULL */
 } vm_record;
 
 struct smolvm_vm {
@@ -76,6 +78,7 @@ struct smolvm_vm {
         bool have_boot_info;
         smolvm_boot_info boot;
         pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
+        char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
 };
 
 /* ---- error.c ---- */
@@ -128,6 +131,9 @@ int vm_dir_remove(const char *vms_dir, const char *id);
 int vm_trash_sweep(const char *vms_dir, const char *only_id);
 /* write_file_atomic(path, data, len, 0600), recording the error. */
 int vm_write_file_atomic(const char *path, const char *data, size_t len);
+/* snprintf for paths built from $SMOLVM_HOME (bounded by the callers' checks)
+ * and our own fixed names: a truncated one fails to open, never aliases. */
+void pathf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
 /* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
@@ -154,6 +160,8 @@ int rec_get_str(const rec_reader *rr, json_t *root, const char *key, bool requir
 /* key as an integer from min to max; absent or null: 0, or corrupt when required. */
 int rec_get_u64(const rec_reader *rr, json_t *root, const char *key, bool required, uint64_t min, uint64_t max,
                 uint64_t *ret);
+/* An optional boolean (absent: false). */
+int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret);
 int rec_get_uint(const rec_reader *rr, json_t *root, const char *key, bool required, unsigned min, unsigned max,
                  unsigned *ret);
 /* "version" must be version; another gives SMOLVM_ECORRUPT with other_hint. */
@@ -241,6 +249,36 @@ int snapshot_name_check(const char *home, const char *name);
 /* The lock that makes check-then-create of a snapshot name atomic
  * (home/snapshots.lock): the fd, or a negative errno (recorded). */
 int snapshot_names_lock(const char *home);
+/* dir/snapshot.json. SMOLVM_ENOTFOUND, SMOLVM_ECORRUPT, ... (recorded). */
+int snapshot_load_record(const char *dir, snap_record *ret);
+/* smolvm_snapshot_create() without its checks, into vm->home/snapshots;
+ * internal: fork's and the templates' own. */
+#define SNAPSHOT_LEAVE_PAUSED (1u << 30) /* neither resume nor stop the VM afterwards */
+int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags, smolvm_snapshot_info *ret);
+
+/* ---- vm.c ---- */
+/* smolvm_create() in home (NULL: $SMOLVM_HOME): the templates build their VM in
+ * a home of their own. */
+int vm_create_in(const char *home, const smolvm_config *cfg, smolvm_vm **ret_vm);
+
+/* ---- template.c: warm start (boot templates) ---- */
+#define VM_TEMPLATE_KEY_LEN 64 /* hex SHA-256 */
+bool vm_template_key_valid(const char *s);
+/* Called by smolvm_create for a VM not made from a snapshot nor asked cold:
+ * find (or build, on first use) the boot template for vm->rec and link its disk
+ * into staging; then vm->rec.from_snapshot/from_template name it. Returns 1
+ * (warm), 0 (cold: vm->start_note says why, if there is a reason to tell) or
+ * -ECANCELED (cancel_fd during a build). Never fails the create otherwise. */
+int vm_template_attach(smolvm_vm *vm, const char *staging);
+/* Before a first start that restores a template: if the template changed or was
+ * rebuilt since the VM was created, the VM boots cold (vm_template_go_cold). */
+int vm_template_precheck(smolvm_vm *vm);
+/* Make the VM (its dir, record, config) one that boots cold; why goes to
+ * vm->start_note. Returns 0 or a negative errno (recorded). */
+int vm_template_go_cold(smolvm_vm *vm, const char *why);
+/* The restore from vm's template failed: remove that template (the next warm
+ * start builds a new one). */
+void vm_template_drop(smolvm_vm *vm);
 
 /* ---- qmp.c ---- */
 /* Run one QMP command ("stop", "cont") on DIR/qmp.sock. Records the error. */

@@ -29,24 +29,13 @@
 
 #define MIGRATE_TIMEOUT_MS 120000u
 
-/* Paths here are built from $SMOLVM_HOME (bounded by the callers' checks)
- * and our own fixed names; a truncated one fails to open, never aliases. */
-static void pathf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void pathf(char *buf, size_t size, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        (void)vsnprintf(buf, size, fmt, ap);
-        va_end(ap);
-}
-
 int snapshots_dir(const char *home, char *buf, size_t size)
 {
         int n = snprintf(buf, size, "%s/snapshots", home);
         return n > 0 && (size_t)n < size ? 0 : vm_error(-ENAMETOOLONG, NULL, "%s/snapshots: path too long", home);
 }
 
-static int load_record(const char *dir, snap_record *ret)
+int snapshot_load_record(const char *dir, snap_record *ret)
 {
         char path[PATH_MAX];
         pathf(path, sizeof(path), "%s/" SNAPDIR_RECORD, dir);
@@ -114,7 +103,7 @@ static int for_each_snapshot(const char *home, snap_visit visit, void *userdata)
                 char dir[PATH_MAX];
                 pathf(dir, sizeof(dir), "%s/%s", snaps, de->d_name);
                 snap_record rec;
-                if (load_record(dir, &rec) < 0)
+                if (snapshot_load_record(dir, &rec) < 0)
                         continue; /* listed by nobody; `snapshot rm ID` removes it */
                 r = visit(userdata, dir, &rec);
                 snap_record_done(&rec);
@@ -148,7 +137,7 @@ static int find_visit(void *userdata, const char *dir, const snap_record *rec)
         if (!c->dir)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         /* Re-load: the visitor's record is borrowed. */
-        int r = load_record(dir, &c->rec);
+        int r = snapshot_load_record(dir, &c->rec);
         return r < 0 ? r : exact ? 1 : 0;
 }
 
@@ -452,7 +441,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
 
         /* The VM carries on whatever happened (a failed migration leaves it
          * paused, a completed one in "postmigrate": cont resumes both). */
-        if (stopped && !(flags & SMOLVM_SNAPSHOT_STOP)) {
+        if (stopped && !(flags & (SMOLVM_SNAPSHOT_STOP | SNAPSHOT_LEAVE_PAUSED))) {
                 vm_error_saved e;
                 vm_error_save(&e);
                 int k = qmp_call(q, "cont", NULL, -1, NULL);
@@ -468,8 +457,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
         return r;
 }
 
-static int snapshot_create(smolvm_vm *vm, const char *name, bool internal, unsigned flags,
-                           smolvm_snapshot_info *ret)
+int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags, smolvm_snapshot_info *ret)
 {
         if (name && !vm_name_valid(name))
                 return vm_error(SMOLVM_EINVAL, "1..63 of [A-Za-z0-9_.-], starting with a letter or digit",
@@ -530,7 +518,7 @@ SMOLVM_EXPORT int smolvm_snapshot_create(smolvm_vm *vm, const char *name, unsign
         if (vm->ephemeral)
                 return vm_error(SMOLVM_EINVAL, "create the VM with `smolvm create` to snapshot it",
                                 "VM %s is ephemeral: its disk dies with it", vm->id);
-        return snapshot_create(vm, name, false, flags, ret);
+        return snapshot_take(vm, name, false, flags, ret);
 }
 
 /* ---- list, info, rm ---- */
@@ -684,7 +672,7 @@ SMOLVM_EXPORT int smolvm_fork(smolvm_vm *vm, unsigned n, char (*ret_ids)[16])
                 return vm_error(SMOLVM_EINVAL, "create the VM with `smolvm create` to fork it",
                                 "VM %s is ephemeral", vm->id);
         smolvm_snapshot_info snap;
-        int r = snapshot_create(vm, NULL, true, 0, &snap);
+        int r = snapshot_take(vm, NULL, true, 0, &snap);
         if (r < 0)
                 return r;
         smolvm_vm **kids = calloc(n, sizeof(*kids));

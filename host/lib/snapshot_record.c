@@ -74,12 +74,9 @@ int snap_record_parse(const char *file, const char *text, size_t len, snap_recor
             (r = rec_get_str(rr, root, "accel", false, 16, &rec.accel)) < 0 ||
             (r = rec_get_str(rr, root, "kernel_cmdline", false, 2048, &rec.kernel_cmdline)) < 0)
                 goto fail;
-        json_t *net = json_object_get(root, "net");
-        if (net && !json_is_boolean(net)) {
-                r = rec_corrupt(rr, "field 'net' must be true or false");
+        if ((r = rec_get_bool(rr, root, "net", &rec.net)) < 0 ||
+            (r = rec_get_bool(rr, root, "internal", &rec.internal)) < 0)
                 goto fail;
-        }
-        rec.net = json_is_true(net);
         rec.created_unix = (int64_t)created;
         rec.vcpus = (unsigned)vcpus;
         rec.mem_mib = (unsigned)mem;
@@ -90,12 +87,6 @@ int snap_record_parse(const char *file, const char *text, size_t len, snap_recor
         }
         if ((r = rec_check_image(rr, rec.image_dir, rec.accel)) < 0)
                 goto fail;
-        json_t *internal = json_object_get(root, "internal");
-        if (internal && !json_is_boolean(internal)) {
-                r = rec_corrupt(rr, "field 'internal' must be a boolean");
-                goto fail;
-        }
-        rec.internal = json_is_true(internal);
         /* Mounts: the VM record's own parser and checks; only vsock ones are
          * ever snapshotted (their state files: SNAPDIR_FS_STATE_FMT). */
         vm_record mr = { 0 };

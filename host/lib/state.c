@@ -21,6 +21,11 @@
 #define RECORD_MAX_BYTES (1024 * 1024)
 #define MAX_RECORD_ENV 4096u
 
+bool vm_template_key_valid(const char *s)
+{
+        return s && strlen(s) == VM_TEMPLATE_KEY_LEN && strspn(s, "0123456789abcdef") == VM_TEMPLATE_KEY_LEN;
+}
+
 void vm_record_done(vm_record *rec)
 {
         if (!rec)
@@ -31,6 +36,7 @@ void vm_record_done(vm_record *rec)
         free(rec->accel);
         free(rec->kernel_cmdline);
         free(rec->from_snapshot);
+        free(rec->from_template);
         if (rec->env)
                 for (size_t i = 0; rec->env[i]; i++)
                         free(rec->env[i]);
@@ -101,6 +107,7 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
             (r = rec_get_str(rr, root, "accel", false, SIZE_MAX, &rec.accel)) < 0 ||
             (r = rec_get_str(rr, root, "kernel_cmdline", false, SIZE_MAX, &rec.kernel_cmdline)) < 0 ||
             (r = rec_get_str(rr, root, "from_snapshot", false, SIZE_MAX, &rec.from_snapshot)) < 0 ||
+            (r = rec_get_str(rr, root, "from_template", false, SIZE_MAX, &rec.from_template)) < 0 ||
             (r = rec_get_uint(rr, root, "vcpus", true, 0, 64, &rec.vcpus)) < 0 ||
             (r = rec_get_uint(rr, root, "mem_mib", true, 0, 262144, &rec.mem_mib)) < 0 ||
             (r = rec_get_uint(rr, root, "disk_mib", false, 0, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
@@ -108,6 +115,10 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
                 goto fail;
         if (rec.from_snapshot && !vm_id_valid(rec.from_snapshot)) {
                 r = rec_corrupt(rr, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
+                goto fail;
+        }
+        if (rec.from_template && (!rec.from_snapshot || !vm_template_key_valid(rec.from_template))) {
+                r = rec_corrupt(rr, "field 'from_template' is not a template key, or has no 'from_snapshot'");
                 goto fail;
         }
         if (rec.name && !vm_name_valid(rec.name)) {
@@ -120,12 +131,8 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
         }
         if ((r = rec_check_image(rr, rec.image_dir, rec.accel)) < 0)
                 goto fail;
-        json_t *eph = json_object_get(root, "ephemeral");
-        if (eph && !json_is_boolean(eph)) {
-                r = rec_corrupt(rr, "field 'ephemeral' must be a boolean");
+        if ((r = rec_get_bool(rr, root, "ephemeral", &rec.ephemeral)) < 0)
                 goto fail;
-        }
-        rec.ephemeral = json_is_true(eph);
         json_t *env = json_object_get(root, "env");
         if (env && !json_is_null(env)) {
                 if (!json_is_array(env) || json_array_size(env) > MAX_RECORD_ENV) {
@@ -201,6 +208,8 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "kernel_cmdline", json_string(rec->kernel_cmdline)) < 0;
         if (!bad && rec->from_snapshot)
                 bad = json_object_set_new(o, "from_snapshot", json_string(rec->from_snapshot)) < 0;
+        if (!bad && rec->from_template)
+                bad = json_object_set_new(o, "from_template", json_string(rec->from_template)) < 0;
         /* Only when there are mounts: records without them stay as they were. */
         if (!bad && rec->n_mounts)
                 bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||

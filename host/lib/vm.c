@@ -71,10 +71,18 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         }
         if (o && rec->from_snapshot) {
                 char snap[4096], layer[64];
-                snprintf(snap, sizeof(snap), "%s/snapshots/%s", vm->home, rec->from_snapshot);
+                if (rec->from_template)
+                        snprintf(snap, sizeof(snap), "%s/templates/%s", vm->home, rec->from_template);
+                else
+                        snprintf(snap, sizeof(snap), "%s/snapshots/%s", vm->home, rec->from_snapshot);
                 snprintf(layer, sizeof(layer), "layer-%s.qcow2", rec->from_snapshot);
+                /* A persistent VM started warm gets its own copy of the template's
+                 * RAM (so that it can be snapshotted, as a cold one); a run's VM
+                 * maps it privately (copy-on-write: nothing copied). */
                 if (json_object_set_new(o, "snapshot_dir", json_string(snap)) < 0 ||
-                    json_object_set_new(o, "disk_layer", json_string(layer)) < 0) {
+                    json_object_set_new(o, "disk_layer", json_string(layer)) < 0 ||
+                    (rec->from_template && !rec->ephemeral &&
+                     json_object_set_new(o, "ram_copy", json_true()) < 0)) {
                         json_decref(o);
                         o = NULL;
                 }
@@ -155,6 +163,11 @@ static int name_taken(const char *vms, const char *name)
 
 SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
 {
+        return vm_create_in(NULL, cfg, ret_vm);
+}
+
+int vm_create_in(const char *home, const smolvm_config *cfg, smolvm_vm **ret_vm)
+{
         smolvm_config defaults;
         if (!cfg) {
                 smolvm_config_init(&defaults);
@@ -185,7 +198,10 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                 r = vm_ports_check_config(cfg);
         if (r < 0)
                 goto fail;
-        r = smolvm_home_dir(&vm->home);
+        if (home && !(vm->home = strdup(home)))
+                r = vm_error(-ENOMEM, NULL, "out of memory");
+        else if (!home)
+                r = smolvm_home_dir(&vm->home);
         if (r < 0)
                 goto fail;
         if (cfg->from_snapshot) {
@@ -321,6 +337,9 @@ SMOLVM_EXPORT int smolvm_create(const smolvm_config *cfg, smolvm_vm **ret_vm)
                  * the snapshot later never takes its disk away. */
                 _cleanup_free_ char *top = NULL;
                 r = snapshot_link_layers(snap_dir, &snap, staging, &top);
+        } else if (!cfg->cold) {
+                r = vm_template_attach(vm, staging);
+                r = r > 0 ? 0 : r;
         }
         if (r == 0)
                 r = vm_write_supervisor_config(vm);

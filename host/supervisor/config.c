@@ -150,6 +150,15 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
                 sup_config_done(&c);
                 return r;
         }
+        json_t *rc = json_object_get(root, "ram_copy");
+        if (rc && !json_is_boolean(rc)) {
+                snprintf(err, err_len, "%s: \"ram_copy\" must be true or false", path);
+                free(transport);
+                json_decref(root);
+                sup_config_done(&c);
+                return -EINVAL;
+        }
+        c.ram_copy = json_is_true(rc);
         json_decref(root);
         if (transport && strcmp(transport, "virtiofs") != 0 && strcmp(transport, "vsock") != 0) {
                 snprintf(err, err_len, "%s: \"mount_transport\" must be \"virtiofs\" or \"vsock\"", path);

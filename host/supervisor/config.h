@@ -35,6 +35,9 @@ typedef struct sup_config {
                                    * snapshot (absolute); its first start restores it */
         char *disk_layer;         /* with it, "disk_layer": the file in the VM dir (a hard
                                    * link of the snapshot's disk) its overlay goes over */
+        bool ram_copy;            /* "ram_copy": true: the restore copies the snapshot's RAM
+                                   * into the VM dir and maps it shared (a VM that can be
+                                   * snapshotted), instead of mapping it private */
 } sup_config;
 
 /* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a

@@ -13,6 +13,7 @@
 
 #include "boot.h"
 #include "dir.h"
+#include "fileutil.h"
 #include "log.h"
 #include "sup.h"
 #include "util.h"
@@ -171,6 +172,18 @@ int sup_vm_start(sup *s)
                         return r;
                 }
                 sup_log("restoring the snapshot in %s", s->cfg.snapshot_dir);
+                if (s->cfg.ram_copy) {
+                        /* The VM's own RAM file, shared as a cold boot's. */
+                        _cleanup_close_ int in = open(snap_ram, O_RDONLY | O_CLOEXEC);
+                        _cleanup_close_ int out = open(ram, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                        r = in < 0 || out < 0 ? negative_errno() : copy_file_sparse(in, out, NULL);
+                        if (r < 0) {
+                                (void)unlink(ram);
+                                sup_fail(s, false, r == -ENOSPC ? "free some space in $SMOLVM_HOME" : NULL,
+                                         "copying %s to %s: %s", snap_ram, ram, strerror(-r));
+                                return r;
+                        }
+                }
         }
 
         r = smolvm_evloop_new(&s->loop);
@@ -237,8 +250,8 @@ int sup_vm_start(sup *s)
                 .log_fd = qemu_log_fd,
                 .fs = extra.fs,
                 .n_fs = extra.n_fs,
-                .ram_path = s->restoring ? snap_ram : ram,
-                .ram_private = s->restoring,
+                .ram_path = s->restoring && !s->cfg.ram_copy ? snap_ram : ram,
+                .ram_private = s->restoring && !s->cfg.ram_copy,
                 .incoming_fd = incoming_fd,
         };
         s->t_spawn = now_ms();

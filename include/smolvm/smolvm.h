@@ -173,6 +173,13 @@ typedef struct smolvm_config {
                                    * disk_mib, accel and kernel_cmdline come from the snapshot
                                    * and must be left 0/NULL; so do the mounts (a snapshot's
                                    * vsock mounts continue in the new VM) */
+        bool cold;                /* boot from scratch. Default (false): a warm start from
+                                   * the image's boot template when the config allows it
+                                   * (docs/architecture.md, "Warm start"): the template is
+                                   * built on first use (a cold boot plus a snapshot); a VM
+                                   * it cannot serve boots cold and says why
+                                   * (smolvm_boot_info.start_note). $SMOLVM_COLD=1 makes
+                                   * every start cold */
 } smolvm_config;
 
 /* Egress by name (docs/cli.md, "Network"): the guest resolves and connects as
@@ -273,6 +280,9 @@ typedef struct smolvm_boot_info {
         uint64_t t_vmm_ms, t_kernel_ms, t_init_ms, t_agent_ms; /* split, 0 if unknown */
         char accel[16];           /* "kvm", "tcg" */
         char accel_reason[256];
+        char start[8];            /* "warm" (restored from the boot template) or "cold" */
+        char start_note[256];     /* why a start was cold although warm was allowed, or
+                                   * what happened to the template; "" if nothing to say */
 } smolvm_boot_info;
 
 /* Boot info of a running VM (also one started by another process). Returns 0 or

@@ -123,7 +123,7 @@ class SmolVM:
                  env_vars: Optional[Mapping[str, str]] = None, mounts: Optional[Sequence[Mount]] = None,
                  allow_hosts: Optional[Sequence[str]] = None, image: Optional[str] = None,
                  host_mounts: Optional[Sequence[Mount]] = None,
-                 add_hosts: Union[Mapping[str, str], Sequence[str], None] = None) -> None:
+                 add_hosts: Union[Mapping[str, str], Sequence[str], None] = None, cold: bool = False) -> None:
         """Create a VM (it is not started: ``start()`` or ``with`` does that).
 
         Args:
@@ -148,6 +148,9 @@ class SmolVM:
                 loopback or private. A pinned name must still be allowed.
             image: the image: a name under ``$SMOLVM_HOME/images`` or a directory;
                 None: "default".
+            cold: boot from scratch; False (default): the first start restores
+                the image's boot template where the configuration allows it (a
+                warm start; docs/cli.md, "Warm start").
 
         Raises:
             SmolVMError: the configuration is invalid, the image is missing, the
@@ -170,7 +173,7 @@ class SmolVM:
             self._h = _smolvm.create(image=image, vcpus=vcpu_count, mem_mib=mem_size_mib,
                                      disk_mib=disk_size_mib or 0, name=vm_id,
                                      env=_kv(env_vars, "env_vars"), mounts=_mount_tuples(mounts),
-                                     allow=_patterns(allow_hosts), hosts=_hosts(add_hosts))
+                                     allow=_patterns(allow_hosts), hosts=_hosts(add_hosts), cold=cold)
         except _smolvm.LibraryError as e:
             raise _from_library(e, vm_id=vm_id) from None
 

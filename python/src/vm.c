@@ -177,12 +177,13 @@ fail:
 static PyObject *mod_create(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
         static char *kw[] = { "image", "vcpus", "mem_mib", "disk_mib", "name", "env", "mounts", "from_snapshot",
-                              "allow", "hosts", NULL };
+                              "allow", "hosts", "cold", NULL };
         const char *image = NULL, *name = NULL, *from_snapshot = NULL;
         unsigned vcpus = 0, mem_mib = 0, disk_mib = 0;
+        int cold = 0;
         PyObject *env = Py_None, *mounts = Py_None, *allow = Py_None, *hosts = Py_None;
-        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|zIIIzOOzOO:create", kw, &image, &vcpus, &mem_mib,
-                                         &disk_mib, &name, &env, &mounts, &from_snapshot, &allow, &hosts))
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|zIIIzOOzOOp:create", kw, &image, &vcpus, &mem_mib,
+                                         &disk_mib, &name, &env, &mounts, &from_snapshot, &allow, &hosts, &cold))
                 return NULL;
         create_call a = { 0 };
         smolvm_config_init(&a.cfg);
@@ -192,6 +193,7 @@ static PyObject *mod_create(PyObject *mod, PyObject *args, PyObject *kwargs)
         a.cfg.disk_mib = disk_mib;
         a.cfg.name = name;
         a.cfg.from_snapshot = from_snapshot;
+        a.cfg.cold = cold;
         char **envv = NULL, **mount_strings = NULL, **allowv = NULL, **hostsv = NULL;
         smolvm_mount *m = NULL;
         smolvm_net net = { 0 };
@@ -264,7 +266,7 @@ static PyObject *mod_list(PyObject *mod, PyObject *unused)
 PyMethodDef binding_vm_functions[] = {
         { "create", (PyCFunction)(void (*)(void))mod_create, METH_VARARGS | METH_KEYWORDS,
           "create(image=None, vcpus=0, mem_mib=0, disk_mib=0, name=None, env=None, mounts=None,\n"
-          "       from_snapshot=None, allow=None, hosts=None) -> VM\n"
+          "       from_snapshot=None, allow=None, hosts=None, cold=False) -> VM\n"
           "smolvm_create() of a persistent VM; mounts: [(host, guest, writable)]; allow or hosts\n"
           "(not None) give it a network (smolvm_net: allow patterns, \"NAME:IP\" pins)." },
         { "snapshot_rm", mod_snapshot_rm, METH_VARARGS, "snapshot_rm(id_or_name): smolvm_snapshot_rm()." },

@@ -25,6 +25,11 @@ ln -s "$SMOLVM_BUILD_DIR/host/supervisor/smolvm-supervisor" "$SMOLVM_LIBEXECDIR/
 ln -s "$SMOLVM_BUILD_DIR/guest-init/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-init"
 ln -s "$SMOLVM_BUILD_DIR/fs/smolvm-virtiofsd" "$SMOLVM_LIBEXECDIR/smolvm-virtiofsd"
 SMOLVM="$SMOLVM_BUILD_DIR/host/smolvm"
+# Cold boots unless a test asks for warm starts (t_warm unsets it): each test
+# has its own home, so a warm default would build one template per test (a cold
+# boot and a snapshot), and many tests look at what a boot does (console, timing).
+# SMOLVM_COLD=0 runs the suite warm.
+export SMOLVM_COLD=${SMOLVM_COLD-1}
 
 n_test=0
 n_fail=0

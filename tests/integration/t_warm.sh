@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Warm start with real VMs: the first run builds the image's boot template and
+# restores it; later runs and creates restore it (--json says "warm"), --cold
+# boots from scratch; two warm VMs differ in env, hostname, machine-id and
+# urandom; a warm persistent VM can be snapshotted; a damaged template is not
+# used (rebuilt); the template is rebuilt when the initramfs changes and a new
+# one is made for another VM shape; mounts boot cold and say why; two
+# concurrent first runs both succeed and build one template.
+# The image is a private copy (hard links, the initramfs copied) so that
+# touching its initramfs changes nothing for other tests.
+. "$(dirname "$0")/lib.sh"
+unset SMOLVM_COLD
+
+img="$T/img"
+mkdir "$img"
+src=$(readlink -f "$SMOLVM_HOME/images/default")
+for f in "$src"/*; do
+        case ${f##*/} in
+        initramfs.img) cp "$f" "$img/" ;;
+        *) ln "$f" "$img/" 2>/dev/null || cp "$f" "$img/" ;;
+        esac
+done
+tdir="$SMOLVM_HOME/templates"
+templates() { ls "$tdir" 2>/dev/null | grep -E '^[0-9a-f]{64}$' || true; }
+n_templates() { templates | grep -c . || true; }
+run_json() { "$SMOLVM" run --json --image "$img" "$@"; }
+
+# ---- first use: the template is built, then used ----
+run_json -- true >"$T/first.json" 2>"$T/err"; rc=$?
+check_or_bail "first run exits 0 (rc $rc)" "$rc"
+check "first run: started warm (its template built on the way)" jq_true '.ok and .data.start == "warm"' "$T/first.json"
+key=$(templates)
+check "one template, with its record, RAM, device state, disk and template.json" sh -c "
+        [ \$(echo '$key' | grep -c .) -eq 1 ] && for f in snapshot.json ram state disk.qcow2 template.json; do
+        [ -s '$tdir/$key/'\$f ] || exit 1; done"
+check "no build dir left" test -z "$(ls -A "$tdir" | grep '^\.')"
+
+# ---- warm vs --cold ----
+run_json -- true >"$T/warm.json" 2>"$T/err"; rc_w=$?
+run_json --cold -- true >"$T/cold.json" 2>"$T/err"; rc_c=$?
+check "run: warm (rc $rc_w), nothing to explain" jq_true '.ok and .data.start == "warm" and .data.start_note == null' "$T/warm.json"
+check "run --cold: cold (rc $rc_c), nothing to explain" jq_true '.ok and .data.start == "cold" and .data.start_note == null' "$T/cold.json"
+diag "boot_ms warm $(jq .data.boot_ms "$T/warm.json"), cold $(jq .data.boot_ms "$T/cold.json")"
+
+# ---- two warm VMs are different machines ----
+probe='echo "$X"; hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"; echo'
+run_json -e X=one -- sh -c "$probe" >"$T/a.json" 2>"$T/err"
+run_json -e X=two -- sh -c "$probe" >"$T/b.json" 2>"$T/err"
+check "both warm" jq_true '.data.start == "warm"' "$T/a.json"
+check "... (the second too)" jq_true '.data.start == "warm"' "$T/b.json"
+mapfile -t A < <(jq -r .data.stdout "$T/a.json")
+mapfile -t B < <(jq -r .data.stdout "$T/b.json")
+check "env: each its own (${A[0]-} / ${B[0]-})" sh -c "[ '${A[0]-}' = one ] && [ '${B[0]-}' = two ]"
+check "hostnames differ, smolvm-<id> (${A[1]-} / ${B[1]-})" sh -c "[ '${A[1]-}' != '${B[1]-}' ] && case '${A[1]-}' in smolvm-*) ;; *) exit 1;; esac"
+check "machine-ids differ" sh -c "[ -n '${A[2]-}' ] && [ '${A[2]-}' != '${B[2]-}' ]"
+check "32 bytes of urandom differ" sh -c "[ \"\$(printf %s '${A[3]-}' | wc -c)\" -eq 64 ] && [ '${A[3]-}' != '${B[3]-}' ]"
+
+# ---- a warm persistent VM: own RAM copy, so it can be snapshotted ----
+"$SMOLVM" create --json --image "$img" --name w1 >"$T/create.json" 2>"$T/err"; rc=$?
+check "create: warm (rc $rc)" jq_true '.ok and .data.start == "warm"' "$T/create.json"
+check "exec in it" test "$("$SMOLVM" exec w1 -- echo hi 2>&1)" = hi
+"$SMOLVM" snapshot create --name ws w1 >/dev/null 2>"$T/err"; rc=$?
+check "a warm VM can be snapshotted (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+"$SMOLVM" stop w1 >/dev/null 2>&1
+"$SMOLVM" start w1 >/dev/null 2>"$T/err"; rc=$?
+check "stop + start: it boots (cold, on its own disk) (rc $rc)" sh -c "[ $rc -eq 0 ] && [ \"\$('$SMOLVM' exec w1 -- echo ok)\" = ok ]"
+"$SMOLVM" rm -f w1 >/dev/null 2>&1
+"$SMOLVM" snapshot rm ws >/dev/null 2>&1
+
+# ---- a damaged template is not used: rebuilt ----
+printf 'X' | dd of="$tdir/$key/state" bs=1 seek=4096 conv=notrunc status=none
+run_json -- true >"$T/bad1.json" 2>"$T/err"; rc=$?
+check "a bit flipped in the device state: not used, rebuilt (rc $rc)" jq_true '.ok and .data.start == "warm" and
+        (.data.start_note | test("rebuilt.*state"))' "$T/bad1.json"
+truncate -s 1M "$tdir/$key/ram"
+run_json -- true >"$T/bad2.json" 2>"$T/err"; rc=$?
+check "a truncated RAM file (a partial template): not used, rebuilt (rc $rc)" jq_true '.ok and .data.start == "warm" and
+        (.data.start_note | test("rebuilt.*ram"))' "$T/bad2.json"
+check "still one template" test "$(n_templates)" -eq 1
+
+# ---- the initramfs changes: a new template, the old one goes ----
+touch "$img/initramfs.img"
+run_json -- true >"$T/init.json" 2>"$T/err"; rc=$?
+new_key=$(templates)
+check "after the initramfs changed: warm (rc $rc) from a new template (${key:0:8} -> ${new_key:0:8})" sh -c "
+        jq -e '.data.start == \"warm\"' '$T/init.json' >/dev/null && [ '$new_key' != '$key' ] && [ \$(echo '$new_key' | grep -c .) -eq 1 ]"
+
+# ---- another VM shape: a template of its own ----
+run_json --mem 384 -- sh -c 'grep MemTotal /proc/meminfo' >"$T/mem.json" 2>"$T/err"; rc=$?
+check "--mem 384: warm (rc $rc), with 384 MiB" jq_true '.data.start == "warm" and
+        (.data.stdout | capture("MemTotal: +(?<k>[0-9]+)").k | tonumber) < 400000' "$T/mem.json"
+check "two templates now (one per shape)" test "$(n_templates)" -eq 2
+
+# ---- mounts: cold, and --json says why ----
+mkdir -p "$T/share" && echo shared >"$T/share/f"
+run_json --mount "$T/share:/mnt" -- cat /mnt/f >"$T/mnt.json" 2>"$T/err"; rc=$?
+check "--mount works (rc $rc): cold, the note names the mounts" jq_true '.ok and .data.stdout == "shared\n" and
+        .data.start == "cold" and (.data.start_note | test("mounts"))' "$T/mnt.json"
+
+# ---- two concurrent first uses of a new shape ----
+run_json --cpus 2 -- nproc >"$T/c1.json" 2>"$T/c1.err" &
+p1=$!
+run_json --cpus 2 -- nproc >"$T/c2.json" 2>"$T/c2.err" &
+p2=$!
+wait $p1; rc1=$?
+wait $p2; rc2=$?
+check "two concurrent first runs both succeed (rc $rc1, $rc2)" sh -c "[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] &&
+        jq -e '.data.stdout == \"2\n\"' '$T/c1.json' >/dev/null && jq -e '.data.stdout == \"2\n\"' '$T/c2.json' >/dev/null"
+diag "concurrent: $(jq -c '[.data.start, .data.start_note]' "$T/c1.json") $(jq -c '[.data.start, .data.start_note]' "$T/c2.json")"
+check "... and one template was built for it (three in all), no build dir left" sh -c "
+        [ $(n_templates) -eq 3 ] && [ -z \"\$(ls -A '$tdir' | grep '^\.')\" ]"
+
+assert_no_leftovers "t_warm"
+finish
