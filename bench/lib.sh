@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared set-up of the VM benchmarks (source it): bench_env NAME sets here, build,
-# smolvm and real_home (the image store: $SMOLVM_HOME, default ~/.local/state/smolvm),
+# smolvm ($SMOLVM_BIN, default the build's CLI) and real_home (the image store: $SMOLVM_HOME, default ~/.local/state/smolvm),
 # makes a private $SMOLVM_HOME in work=/tmp/smolvm-bench-NAME.XXXXXX sharing
 # real_home's images, a $SMOLVM_LIBEXECDIR of this build's binaries, and a trap
 # that kills what runs from work and removes it; log() prints "NAME.sh: ...".
@@ -8,7 +8,7 @@ bench_env() {
         bench_name=$1
         here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
         build=${SMOLVM_BUILD_DIR:-$here/build}
-        smolvm="$build/host/smolvm"
+        smolvm=${SMOLVM_BIN:-$build/host/smolvm}
         real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
         work=$(mktemp -d "/tmp/smolvm-bench-$bench_name.XXXXXX")
         trap bench_cleanup EXIT
@@ -29,3 +29,5 @@ bench_cleanup() {
         rm -rf "$work"
 }
 log() { echo "$bench_name.sh: $*" >&2; }
+ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -5,20 +5,13 @@
 # gap, and the host's pause_ms), and the snapshot's bytes on disk.
 #
 # usage: bench/snapshot.sh [RUNS]      (needs jq; a built tree in build/)
-# SMOLVM_BIN (default smolvm), SMOLVM_HOME (default ~/.local/state/smolvm: only its
-# images are used; the VMs live in a private home).
+# SMOLVM_HOME (default ~/.local/state/smolvm): only its images are used (bench/lib.sh);
+# SMOLVM_BIN: another CLI than the build's.
 set -euo pipefail
 runs=${1:-3}
-smolvm=${SMOLVM_BIN:-smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-snap.XXXXXX)
-trap 'pkill -9 -f -- "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-export SMOLVM_HOME="$work/home"
-mkdir -p "$SMOLVM_HOME"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
+. "$(dirname "$0")/lib.sh"
+bench_env snapshot
 
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 "$smolvm" create --boot-timeout 300 --name par >/dev/null
 # A guest-side clock ticking every 10 ms: the largest gap is the pause it saw.
@@ -45,7 +38,7 @@ ram=$(jq .data.ram_bytes "$work/snap.json")
 
 cold=(); warm=()
 for _ in $(seq "$runs"); do
-        t=$(ms); "$smolvm" run --boot-timeout 300 -- true; cold+=($(( $(ms) - t )))
+        t=$(ms); "$smolvm" run --cold --boot-timeout 300 -- true; cold+=($(( $(ms) - t )))
         t=$(ms); "$smolvm" run --from-snapshot s -- true; warm+=($(( $(ms) - t )))
 done
 cold_med=$(printf '%s\n' "${cold[@]}" | median)
@@ -53,7 +46,7 @@ warm_med=$(printf '%s\n' "${warm[@]}" | median)
 
 t=$(ms); "$smolvm" fork -n 4 par >"$work/kids"; fork_ms=$(( $(ms) - t ))
 "$smolvm" rm -f $(cat "$work/kids") >/dev/null
-t=$(ms); for i in 1 2 3 4; do "$smolvm" create --boot-timeout 300 >>"$work/cold"; done; cold4_ms=$(( $(ms) - t ))
+t=$(ms); for i in 1 2 3 4; do "$smolvm" create --cold --boot-timeout 300 >>"$work/cold"; done; cold4_ms=$(( $(ms) - t ))
 "$smolvm" rm -f $(cat "$work/cold") par >/dev/null
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cpus, runs $runs"

@@ -8,27 +8,21 @@
 #    dir, a fresh overlay on the snapshot's disk layer), the device state loaded by
 #    `migrate-incoming exec:cat STATE`, timed from exec to QEMU reporting
 #    "running". No supervisor, no agent, no guest work.
-#  - fork: `fork -n N` of a VM to N children answering, against N cold creates
-#    in a row; then the same workload in every VM (python3 allocating and touching
-#    64 MiB, left running) and the host memory (PSS, /proc/PID/smaps_rollup) of
-#    the N children's QEMUs summed against the N cold VMs' QEMUs summed.
+#  - fork: `fork -n N` of a VM to N children answering, against N `create
+#    --cold` in a row (boots, not warm starts); then the same workload in every
+#    VM (python3 allocating and touching 64 MiB, left running) and the host
+#    memory (PSS, /proc/PID/smaps_rollup) of the N children's QEMUs summed
+#    against the N cold VMs' QEMUs summed.
 #
 # usage: bench/snapshot_floor.sh [RUNS] [N]     (defaults 3 and 8; needs python3)
-# SMOLVM_BIN (default smolvm), SMOLVM_HOME (default ~/.local/state/smolvm: only its
-# images are used; the VMs live in a private home).
+# SMOLVM_HOME (default ~/.local/state/smolvm): only its images are used (bench/lib.sh);
+# SMOLVM_BIN: another CLI than the build's.
 set -euo pipefail
 runs=${1:-3}
 nkids=${2:-8}
-smolvm=${SMOLVM_BIN:-smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-floor.XXXXXX)
-trap 'pkill -9 -f -- "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-export SMOLVM_HOME="$work/home"
-mkdir -p "$SMOLVM_HOME"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
+. "$(dirname "$0")/lib.sh"
+bench_env floor
 
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 qemu_of() { pgrep -f -- "qemu-system.*$SMOLVM_HOME/vms/$1/" | head -1; }
 pss_kb() { awk '$1 == "Pss:" {print $2}' "/proc/$1/smaps_rollup"; }
 
@@ -117,7 +111,7 @@ ours_med=$(printf '%s\n' "${ours[@]}" | median)
 work_cmd='setsid python3 -c "import time; b = bytearray(64 << 20); b[::4096] = b\"x\" * (len(b) // 4096); time.sleep(3600)" </dev/null >/dev/null 2>&1 &'
 t=$(ms); "$smolvm" fork -n "$nkids" par >"$work/kids"; "$smolvm" exec "$(tail -1 "$work/kids")" -- true
 fork_ms=$(( $(ms) - t ))
-t=$(ms); for _ in $(seq "$nkids"); do "$smolvm" create --boot-timeout 300 >>"$work/cold"; done
+t=$(ms); for _ in $(seq "$nkids"); do "$smolvm" create --cold --boot-timeout 300 >>"$work/cold"; done
 cold_ms=$(( $(ms) - t ))
 for id in $(cat "$work/kids" "$work/cold"); do "$smolvm" exec "$id" -- sh -c "$work_cmd"; done
 sleep 5

@@ -16,8 +16,6 @@ bench_env snapshot_xport
 mkdir -p "$work/home2"
 ln -s "$real_home/images" "$work/home2/images"
 
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / 1e6 / (t / 1000)}'; }
 
 "$smolvm" create --boot-timeout 300 --name par >/dev/null

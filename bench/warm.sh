@@ -5,21 +5,13 @@
 # which builds the template (a cold boot and a snapshot) on the way.
 #
 # usage: bench/warm.sh [RUNS]      (a built tree in build/)
-# SMOLVM_BIN (default smolvm), SMOLVM_HOME (default ~/.local/state/smolvm: only its
-# images are used; the VMs and the template live in a private home).
+# SMOLVM_HOME (default ~/.local/state/smolvm): only its images are used (bench/lib.sh);
+# SMOLVM_BIN: another CLI than the build's.
 set -euo pipefail
 runs=${1:-5}
-smolvm=${SMOLVM_BIN:-smolvm}
-work=$(mktemp -d /tmp/smolvm-bench-warm.XXXXXX)
-trap 'pkill -9 -f -- "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
-real_home=${SMOLVM_HOME:-$HOME/.local/state/smolvm}
-export SMOLVM_HOME="$work/home"
+. "$(dirname "$0")/lib.sh"
+bench_env warm
 unset SMOLVM_COLD
-mkdir -p "$SMOLVM_HOME"
-ln -s "$real_home/images" "$SMOLVM_HOME/images"
-
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 t=$(ms); "$smolvm" run --boot-timeout 300 -- true; first_ms=$(( $(ms) - t ))
 cold=(); warm=()
