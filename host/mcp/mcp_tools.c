@@ -425,8 +425,9 @@ const mcp_tool mcp_tools[] = {
                 .title = "Snapshot a sandbox",
                 .description = "Save a running sandbox's whole state (memory, processes, files) as a snapshot; the "
                                "sandbox carries on. sandbox_from_snapshot starts new sandboxes from it, each as the "
-                               "sandbox was at this instant. Not possible for sandboxes with host directories "
-                               "mounted. Snapshots are deleted when this MCP server stops.",
+                               "sandbox was at this instant. Not possible when this server mounts host directories "
+                               "over virtio-fs (its default; --mount-transport vsock allows it). Snapshots are "
+                               "deleted when this MCP server stops.",
                 .input_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
@@ -475,8 +476,8 @@ const mcp_tool mcp_tools[] = {
                 .title = "Fork a sandbox",
                 .description = "Make n new sandboxes that continue from a sandbox's present state (processes, "
                                "memory, files), each with its own copy and hostname; the sandbox carries on. Each "
-                               "counts toward the server's limit of live VMs. Not possible for sandboxes with host "
-                               "directories mounted.",
+                               "counts toward the server's limit of live VMs. Not possible when this server mounts "
+                               "host directories over virtio-fs (its default; --mount-transport vsock allows it).",
                 .input_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
