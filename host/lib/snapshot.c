@@ -82,6 +82,7 @@ static void info_from_record(const snap_record *rec, const char *dir, smolvm_sna
         ret->ram_bytes = rec->ram_bytes;
         ret->disk_bytes = dir_bytes(dir);
         ret->depth = (unsigned)rec->n_layers + 1;
+        ret->n_mounts = (unsigned)rec->n_mounts;
 }
 
 /* Each complete snapshot (staging and trash dirs skipped), records loaded. */

@@ -74,6 +74,12 @@ json_t *mcp_tool_sandbox_from_snapshot(mcp_call *call, const json_t *args)
         json_t *err = find_snapshot(call, args, &s);
         if (err)
                 return err;
+        /* A restore takes the snapshot's host mounts: only this server's own
+         * snapshots may bring any (--all-snapshots opens the store, not the host). */
+        if (s.n_mounts > 0 && !mcp_snapshot_is_own(&ctx->snapshots, s.id))
+                return mcp_result_errorf("snapshot '%.64s' carries host directory mounts this server did not make: "
+                                         "refused (a snapshot never widens what the server allows)",
+                                         snapshot_label(&s));
         /* The snapshot's shape; the server's network, ports and boot timeout:
          * a snapshot never widens what the server allows. */
         smolvm_config cfg;

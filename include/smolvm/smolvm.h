@@ -356,6 +356,7 @@ typedef struct smolvm_snapshot_info {
         uint64_t disk_bytes;      /* bytes on disk of the whole snapshot dir (st_blocks) */
         unsigned depth;           /* disk layers, its own included */
         char dir[4096];
+        unsigned n_mounts;        /* host directory mounts it carries (vsock) */
 } smolvm_snapshot_info;
 
 /* Flags of smolvm_snapshot_create(). */

@@ -4,7 +4,7 @@
 hostile client would (malformed JSON-RPC, split and oversized lines, requests
 out of order) and checks every answer against the JSON-RPC 2.0 and MCP rules,
 then the server's own limits (--max-sandboxes, --max-output, --mount, --env),
-cancellation, SIGTERM and --keep-sandboxes with real VMs. Prints "ok - ..." or
+cancellation, SIGTERM, --keep-sandboxes and --all-snapshots with real VMs. Prints "ok - ..." or
 "not ok - ..." per check (t_mcp.sh makes TAP of them).
 
 Usage: mcp_raw.py SMOLVM WORKDIR"""
@@ -282,7 +282,31 @@ def session_keep():
     print(f"# kept {sid}")
 
 
-for session in (session_protocol, session_versions, session_limits, session_keep):
+def session_foreign_mounts():
+    """--all-snapshots opens the store, not the host: another's snapshot that
+    carries a host directory mount is refused, and nothing is started."""
+    share = os.path.join(WORK, "foreign-share")
+    os.makedirs(share, exist_ok=True)
+    made = subprocess.run([SMOLVM, "create", "--mount", share + ":/m", "--mount-transport", "vsock"],
+                          capture_output=True, text=True)
+    vid = made.stdout.strip()
+    snap = subprocess.run([SMOLVM, "snapshot", "create", "--name", "foreign-mount", vid], capture_output=True, text=True)
+    subprocess.run([SMOLVM, "rm", "-f", vid], capture_output=True)
+    check("another process snapshotted a VM with a vsock mount", made.returncode == 0 and snap.returncode == 0,
+          made.stderr + snap.stderr)
+    before = vm_dirs()  # session_keep's sandbox is still there
+    s = Server("--all-snapshots")
+    s.init("2025-11-25")
+    text = tool_error_text(s.tool(1, "sandbox_from_snapshot", {"snapshot": "foreign-mount"}))
+    check("--all-snapshots: a foreign snapshot with a host mount is refused",
+          text is not None and "carries host directory mounts" in text, text)
+    check("... and no sandbox was started", vm_dirs() == before, vm_dirs())
+    s.p.stdin.close()
+    check("... the server exits 0 at EOF", s.p.wait(60) == 0)
+    subprocess.run([SMOLVM, "snapshot", "rm", "foreign-mount"], capture_output=True)
+
+
+for session in (session_protocol, session_versions, session_limits, session_keep, session_foreign_mounts):
     try:
         session()
     except Exception as e:  # one broken session must not hide the others' results
