@@ -27,8 +27,10 @@
  * stopped" with the console tail is the more useful message. */
 #define BROKEN_GRACE_MS 1000u
 /* A restore: how long a channel connection may go without the guest's HELLO
- * before it is dropped again (the guest then resets its end). */
+ * before it is dropped again (the guest then resets its end), and how long to
+ * wait for the guest to close its port before connecting anyway. */
 #define RESTORE_HELLO_MS 3000u
+#define RESTORE_GUEST_CLOSE_MS 3000u
 
 /* ---- the ready line ---- */
 
@@ -178,14 +180,24 @@ static const smolvm_mux_ops mux_ops = {
         .broken = on_broken,
 };
 
+/* The guest channel is fd: a mux over it (the HELLO comes through mux_ops). */
+static void chan_start(sup *s, int fd)
+{
+        s->t_chan = now_ms();
+        int r = smolvm_mux_new(s->loop, fd, true, &mux_ops, s, NULL, 0, &s->mux);
+        if (r < 0) {
+                sup_log("creating the channel mux: %s", strerror(-r));
+                on_broken(s, r, "cannot create the channel mux");
+        }
+}
+
 static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
 {
         sup *s = userdata;
         struct ucred cred;
         socklen_t cred_len = sizeof(cred);
-        int fd, r;
 
-        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
                 return;
         /* The VM dir is private, but be exact: only our QEMU may be the guest. */
@@ -195,34 +207,53 @@ static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
                 safe_close(fd);
                 return;
         }
-        s->t_chan = now_ms();
-        if (s->restoring) {
-                /* The restored guest still holds the streams of the VM it was
-                 * snapshotted from, and maybe half a packet of them. Its first
-                 * connection is dropped: the guest sees its port close, drops
-                 * every stream and reopens it; QEMU connects again a second later
-                 * (reconnect=1) and the guest says HELLO on a fresh channel. The
-                 * listener stays: a connection without HELLO is dropped again. */
-                if (!s->chan_dropped) {
-                        s->chan_dropped = true;
-                        sup_log("restore: dropping the first channel connection so the guest resets it");
-                        safe_close(fd);
-                        return;
-                }
-                if (s->mux) {
-                        safe_close(fd); /* only one at a time */
-                        return;
-                }
-                s->chan_hello_deadline_ms = s->t_chan + RESTORE_HELLO_MS;
-        } else {
-                (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
-                s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        (void)smolvm_evloop_del(s->loop, s->chan_listen_fd);
+        s->chan_listen_fd = safe_close(s->chan_listen_fd);
+        chan_start(s, fd);
+}
+
+/* ---- a restore: QEMU listens on chan.sock, we connect once the guest let go ---- */
+
+/* What guest-init prints when it drops its channel and reopens the port
+ * (guest-init/channel.c). The guest's own say, about its own channel: at worst
+ * a lying guest gets the fallback's timing. */
+#define GUEST_CHAN_RESET_LINE "); reopening"
+
+static void restore_guest_reset(void *userdata)
+{
+        sup *s = userdata;
+        if (s->restoring && !s->mux && !s->hello) {
+                sup_log("restore: the guest reset its channel; connecting");
+                s->chan_connect_ms = 1;
         }
-        r = smolvm_mux_new(s->loop, fd, true, &mux_ops, s, NULL, 0, &s->mux);
-        if (r < 0) {
-                sup_log("creating the channel mux: %s", strerror(-r));
-                on_broken(s, r, "cannot create the channel mux");
+}
+
+int sup_boot_restore_begin(sup *s)
+{
+        s->chan_connect_ms = now_ms() + RESTORE_GUEST_CLOSE_MS;
+        sup_console_watch(s->con, GUEST_CHAN_RESET_LINE, restore_guest_reset, s);
+        return 0;
+}
+
+static void restore_connect(sup *s)
+{
+        _cleanup_free_ char *path = sup_dir_path(s, VMDIR_CHAN);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        s->chan_connect_ms = 0;
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                on_broken(s, -ENAMETOOLONG, "chan.sock path too long");
+                return;
         }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                sup_log("restore: connecting %s: %m (again in %u ms)", path, RESTORE_GUEST_CLOSE_MS);
+                safe_close(fd);
+                s->chan_connect_ms = now_ms() + RESTORE_GUEST_CLOSE_MS;
+                return;
+        }
+        s->chan_hello_deadline_ms = now_ms() + RESTORE_HELLO_MS;
+        chan_start(s, fd);
 }
 
 int sup_boot_listen_chan(sup *s)
@@ -260,14 +291,18 @@ int sup_boot_step(sup *s)
         int wstatus, r;
 
         if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms && now >= s->chan_hello_deadline_ms) {
-                /* The guest did not reset on that connection (it saw the port
-                 * close and open again at once): drop it, it sees the close now. */
+                /* No HELLO on that connection (we connected before the guest let
+                 * go, on the fallback): drop it; the guest sees the close now. */
                 sup_log("restore: no HELLO on the channel within %u ms, dropping it again", RESTORE_HELLO_MS);
                 smolvm_mux_free(s->mux);
                 s->mux = NULL;
                 s->mux_broken = false;
                 s->chan_hello_deadline_ms = 0;
+                s->chan_connect_ms = now + RESTORE_GUEST_CLOSE_MS;
+                sup_console_watch(s->con, GUEST_CHAN_RESET_LINE, restore_guest_reset, s);
         }
+        if (s->restoring && !s->mux && !s->hello && s->chan_connect_ms && now >= s->chan_connect_ms)
+                restore_connect(s);
         if (s->hello && !s->running) {
                 if (s->hello_version != SMOLVM_CHAN_VERSION) {
                         sup_fail(s, false, "rebuild the image with `smolvm image build` so smolvm-init matches this smolvm",
@@ -372,6 +407,8 @@ int sup_boot_timeout_ms(const sup *s)
         until = MIN(until, sup_duties_deadline(s));
         if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms)
                 until = MIN(until, s->chan_hello_deadline_ms);
+        if (s->restoring && !s->mux && !s->hello && s->chan_connect_ms)
+                until = MIN(until, s->chan_connect_ms);
         if (until == UINT64_MAX)
                 return -1;
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;

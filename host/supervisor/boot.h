@@ -13,6 +13,9 @@ typedef struct sup sup;
 /* Listen on DIR/chan.sock for QEMU's channel connection (only our QEMU may
  * connect: SO_PEERCRED). Returns 0 or a negative errno. */
 int sup_boot_listen_chan(sup *s);
+/* A restore, once QEMU runs: watch its monitor for the guest closing the
+ * channel port, then connect chan.sock (QEMU listens there on a restore). */
+int sup_boot_restore_begin(sup *s);
 
 /* One pass of the state machine after the loop dispatched. Returns -1 to keep
  * running, else the supervisor's exit code (sup.h). */

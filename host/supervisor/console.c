@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,7 +28,44 @@ struct sup_console {
         bool mid_line;    /* the last byte saved was not a newline */
         bool ring_full;
         uint64_t first_byte_ms;
+        /* sup_console_watch(): a needle looked for across reads, once. */
+        char watch[64];
+        size_t watch_len;
+        char carry[64]; /* the last watch_len - 1 bytes seen */
+        size_t carry_len;
+        void (*watch_fn)(void *userdata);
+        void *watch_userdata;
 };
+
+void sup_console_watch(sup_console *con, const char *needle, void (*fn)(void *userdata), void *userdata)
+{
+        size_t n = needle ? strlen(needle) : 0;
+        if (!con || n >= sizeof(con->watch)) /* 0 or too long: the watch ends */
+                n = 0;
+        memcpy(con->watch, needle ? needle : "", n);
+        con->watch_len = n;
+        con->carry_len = 0;
+        con->watch_fn = n ? fn : NULL;
+        con->watch_userdata = userdata;
+}
+
+static void watch_scan(sup_console *con, const uint8_t *p, size_t n)
+{
+        if (!con->watch_fn)
+                return;
+        uint8_t buf[sizeof(con->carry) + 4096];
+        size_t len = con->carry_len + n;
+        memcpy(buf, con->carry, con->carry_len);
+        memcpy(buf + con->carry_len, p, n);
+        if (memmem(buf, len, con->watch, con->watch_len)) {
+                void (*fn)(void *) = con->watch_fn;
+                con->watch_fn = NULL; /* once */
+                fn(con->watch_userdata);
+                return;
+        }
+        con->carry_len = MIN(len, con->watch_len - 1);
+        memcpy(con->carry, buf + len - con->carry_len, con->carry_len);
+}
 
 static void ring_append(sup_console *con, const uint8_t *p, size_t n)
 {
@@ -123,6 +161,7 @@ static void console_read(sup_console *con, size_t budget)
                         con->first_byte_ms = now_ms();
                 ring_append(con, buf, (size_t)n);
                 log_write(con, buf, (size_t)n);
+                watch_scan(con, buf, (size_t)n);
                 con->mid_line = buf[n - 1] != '\n';
                 budget -= MIN(budget, (size_t)n);
         }

@@ -20,6 +20,10 @@ typedef struct sup_console sup_console;
 int sup_console_new(smolvm_evloop *loop, const char *log_path, sup_console **ret, int *ret_vmm_fd);
 /* Accepts NULL. */
 void sup_console_free(sup_console *con);
+/* Call fn once when the guest prints needle (< 64 bytes; found across reads);
+ * NULL needle ends the watch. What the guest prints is its own say: use it
+ * only for what the guest may decide anyway. */
+void sup_console_watch(sup_console *con, const char *needle, void (*fn)(void *userdata), void *userdata);
 
 /* Read whatever is still buffered in the socket (call after the VMM exited, so
  * a panic message is in the tail). Never blocks. */

@@ -294,13 +294,15 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 qmp_ours = sv[0];
                 qmp_theirs = sv[1];
         }
-        /* A restored guest must learn that its host side is new: the supervisor
-         * drops QEMU's first connection to chan.sock, the guest sees its port
-         * close (it drops every stream and reopens it), and QEMU connects again
-         * a second later (reconnect=1, QEMU's smallest step). */
+        /* A restored guest must learn that its host side is new. QEMU listens
+         * on chan.sock: at the load nobody is connected, so virtio-serial tells
+         * the guest its host side closed (the migrated state said connected);
+         * the guest drops every stream, says so on the console, and reopens its
+         * port; the supervisor connects on that line (boot.c), so the close
+         * and the reopen never merge. */
         if (spec->incoming_fd >= 0) {
                 free(chardev_chan);
-                if (asprintf(&chardev_chan, "socket,id=chan,path=%s,reconnect=1", chan) < 0) {
+                if (asprintf(&chardev_chan, "socket,id=chan,path=%s,server=on,wait=off", chan) < 0) {
                         chardev_chan = NULL;
                         return -ENOMEM;
                 }

@@ -73,6 +73,7 @@ int sup_vmm_stop(sup_vmm *vmm);
 /* Stops the VMM if still running. Accepts NULL. */
 void sup_vmm_free(sup_vmm *vmm);
 
+
 /* Create the copy-on-write disk at overlay_path backed by the raw base image
  * (never written). size_bytes 0 = the base's size. Returns 0, -ENOENT (qemu-img
  * not installed), -ENOSPC (no space left), or another negative errno; err (may be

@@ -65,8 +65,10 @@ struct sup {
 
         bool created_overlay; /* dir.c: this run created overlay.qcow2 */
         bool restoring;       /* dir.c: this run restores cfg.snapshot_dir (first start) */
-        bool chan_dropped;    /* boot.c: a restore's first channel connection was dropped */
-        uint64_t chan_hello_deadline_ms; /* boot.c: a restore's connection must say HELLO by then */
+        /* boot.c, a restore: when to connect chan.sock (the guest said it reset
+         * its channel, or the fallback), and the HELLO deadline. */
+        uint64_t chan_connect_ms;
+        uint64_t chan_hello_deadline_ms;
 
         /* The boot (boot.c). */
         bool running; /* HELLO seen, every duty up, ready line written */

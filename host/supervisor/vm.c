@@ -207,7 +207,8 @@ int sup_vm_start(sup *s)
                 sup_fail(s, false, NULL, "listening on %s: %s", vsock, strerror(-r));
                 return r;
         }
-        r = sup_boot_listen_chan(s);
+        /* A restore connects to QEMU's chan.sock instead (boot.c). */
+        r = s->restoring ? 0 : sup_boot_listen_chan(s);
         if (r < 0) {
                 sup_fail(s, false, NULL, "listening on %s: %s", chan, strerror(-r));
                 return r;
@@ -265,6 +266,8 @@ int sup_vm_start(sup *s)
                 return r;
         }
         s->deadline_ms = s->t_start + s->boot_timeout_ms;
+        if (s->restoring)
+                (void)sup_boot_restore_begin(s);
         return 0;
 
 fail_errno:

@@ -52,6 +52,11 @@ check "restored: disk file, /dev/shm file, the counter pid $counter_pid alive" \
 a=$(sh_in c1 'cat /dev/shm/count'); sleep 1; b=$(sh_in c1 'cat /dev/shm/count')
 check "the counter continues from its value (>= $before: $a then $b)" sh -c "[ $a -ge $before ] && [ $b -gt $a ]"
 check "the restored VM has its own hostname" test "$(sh_in c1 hostname)" = "smolvm-$c1"
+# The channel: the supervisor connected on the guest's reset, not on a timer
+# (before: it dropped QEMU's first connection and waited for its reconnect, 1 s).
+check "the supervisor connected the channel when the guest reset it, first time" \
+        sh -c "grep -q 'restore: the guest reset its channel; connecting' '$SMOLVM_HOME/vms/$c1/supervisor.log' &&
+               ! grep -q 'no HELLO on the channel' '$SMOLVM_HOME/vms/$c1/supervisor.log'"
 guest_now=$(sh_in c1 'date +%s'); host_now=$(date +%s)
 check "its wall clock is the host's (guest $guest_now, host $host_now)" \
         sh -c "[ \$(( $host_now - $guest_now )) -le 30 ] && [ \$(( $guest_now - $host_now )) -le 30 ]"
