@@ -252,6 +252,16 @@ static void restore_connect(sup *s)
                 s->chan_connect_ms = now_ms() + RESTORE_GUEST_CLOSE_MS;
                 return;
         }
+        /* The VM dir is private, but be exact: only our QEMU may be the guest. */
+        struct ucred cred = { 0 };
+        socklen_t cred_len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
+            cred.pid != sup_vmm_pid(s->vmm)) {
+                sup_log(VMDIR_CHAN ": listened on by pid %d, not our QEMU", (int)cred.pid);
+                safe_close(fd);
+                on_broken(s, -EPERM, "chan.sock is not our QEMU's");
+                return;
+        }
         s->chan_hello_deadline_ms = now_ms() + RESTORE_HELLO_MS;
         chan_start(s, fd);
 }
