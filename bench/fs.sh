@@ -27,6 +27,9 @@
 #   ra128    not a peer: ours with the guest's readahead window put back to the
 #            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
 #            measure that change in the same run
+#   direct   not a peer: ours with opt-in direct I/O (SMOLVM_FS_DIRECT_IO=1: the
+#            server opens every file FOPEN_DIRECT_IO, reads go straight into the
+#            reader's buffer as 9p's do; no shared mmap on the 6.1 guest)
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
 # BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
 # the fixed table then gives way to one line per backend).
@@ -147,11 +150,20 @@ for be in "${backends[@]}"; do
         vsock) "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock --mount "$share:/share" >/dev/null ;;
         qemu) SMOLVM_VIRTIOFSD="$qemu_virtiofsd" "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         9p) SMOLVM_QEMU="$work/qemu-9p" "$smolvm" create --name "b-$be" --mem 1024 >/dev/null && load_9p "b-$be" ;;
+        direct) SMOLVM_FS_DIRECT_IO=1 "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac
         "$smolvm" cp "$work/guest.sh" "b-$be:/root/bench.sh" >/dev/null
         "$smolvm" exec "b-$be" -- sh -c 'grep " /share " /proc/mounts' >&2
+        # What each back-end costs a shared read-only mmap (python's mmap.ACCESS_READ).
+        "$smolvm" exec "b-$be" -- python3 -c 'import mmap, sys
+f = open(sys.argv[1], "rb")
+try:
+    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    print("shared mmap: works")
+except OSError as e:
+    print("shared mmap: %s" % e)' /share/big | sed "s/^/$be: /" >&2
 done
 if $needs_repo; then
 log "booting the local VM: the tree and the repository copied into its tmpfs (the floor)"

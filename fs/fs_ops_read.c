@@ -96,6 +96,14 @@ int fs_open_flags(const smolvm_fs *fs, uint32_t guest_flags, int *ret_flags)
         return 0;
 }
 
+/* The open_flags of an OPEN or CREATE reply for a regular file. Read-only:
+ * only the host changes files, and AUTO_INVAL_DATA drops what changed, so the
+ * guest's cache is kept across opens. direct_io: FOPEN_DIRECT_IO (fs_server.h). */
+uint32_t fs_open_reply_flags(const smolvm_fs *fs)
+{
+        return (fs->read_only ? FOPEN_KEEP_CACHE : 0u) | (fs->direct_io ? FOPEN_DIRECT_IO : 0u);
+}
+
 ssize_t fs_op_open(smolvm_fs *fs, fs_req *r)
 {
         struct fuse_open_in in;
@@ -116,8 +124,7 @@ ssize_t fs_op_open(smolvm_fs *fs, fs_req *r)
         err = fs_handle_add(fs, n.ino, fd, false, (flags & O_ACCMODE) != O_RDONLY, &out.fh);
         if (err < 0)
                 return fs_reply_err(r, err);
-        if (fs->read_only)
-                out.open_flags = FOPEN_KEEP_CACHE;
+        out.open_flags = fs_open_reply_flags(fs);
         return fs_reply(r, &out, sizeof(out));
 }
 

@@ -149,7 +149,7 @@ ssize_t fs_op_create(smolvm_fs *fs, fs_req *r)
         struct {
                 struct fuse_entry_out e;
                 struct fuse_open_out o;
-        } out = { .e = e };
+        } out = { .e = e, .o.open_flags = fs_open_reply_flags(fs) };
         err = fs_handle_add(fs, child.ino, TAKE_FD(fd), false, (flags & O_ACCMODE) != O_RDONLY, &out.o.fh);
         if (err < 0) {
                 fs_inode_forget(fs, e.nodeid, 1);

@@ -310,6 +310,7 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
         if (!fs)
                 return -ENOMEM;
         fs->read_only = cfg->read_only;
+        fs->direct_io = cfg->direct_io;
         uint32_t mw = cfg->max_write ? cfg->max_write : FS_DEFAULT_MAX_WRITE;
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;

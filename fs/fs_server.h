@@ -25,6 +25,13 @@ typedef struct smolvm_fs smolvm_fs;
 typedef struct smolvm_fs_config {
         const char *root;      /* host directory to share (must exist, a directory) */
         bool read_only;        /* default true: mutations answer EROFS */
+        /* OPEN/CREATE of a regular file answer FOPEN_DIRECT_IO: the guest reads
+         * and writes straight between its user buffers and ours (no guest page
+         * cache, no copy in the guest: what under TCG limits sequential reads).
+         * The price, on guest kernels before 6.6: such a file refuses shared
+         * mmap (ENODEV; private mmap and exec still work), and nothing read is
+         * cached in the guest. Off by default (docs/internals.md, "Direct I/O"). */
+        bool direct_io;
         /* Limits: 0 = derived from the host (docs/internals.md, "File server
          * limits"). When one is reached, only the request that needs more fails
          * (LOOKUP: ENFILE or ENOMEM; OPEN: EMFILE) and READDIRPLUS returns

@@ -96,6 +96,7 @@ static inline void *fs_slot(const fs_slots *t, uint32_t idx)
 
 struct smolvm_fs {
         bool read_only;
+        bool direct_io;         /* smolvm_fs_config.direct_io */
         uint32_t max_inodes;
         uint32_t max_handles;
         uint32_t max_write;
@@ -308,6 +309,8 @@ ssize_t fs_op_fallocate(smolvm_fs *fs, fs_req *r);
 
 /* Which host open flags a guest's OPEN/CREATE flags map to; -EROFS / -EINVAL. */
 int fs_open_flags(const smolvm_fs *fs, uint32_t guest_flags, int *ret_flags);
+/* The open_flags of an OPEN/CREATE reply: FOPEN_KEEP_CACHE, FOPEN_DIRECT_IO. */
+uint32_t fs_open_reply_flags(const smolvm_fs *fs);
 /* Validated (offset, size) for READ/WRITE: size <= max_write, no overflow. */
 int fs_check_range(const smolvm_fs *fs, uint64_t offset, uint32_t size);
 /* An fd on which f*xattr works (O_PATH fds do not): regular files and

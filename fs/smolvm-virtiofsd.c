@@ -2,7 +2,7 @@
 /* smolvm-virtiofsd: a vhost-user-fs back-end serving one host directory.
  *
  *   smolvm-virtiofsd --socket-path P | --fd N | --stream-fd N [--fuse-mount=GUEST]
- *                    --shared-dir D [--read-only|--rw]
+ *                    --shared-dir D [--read-only|--rw] [--direct-io]
  *                    [--ready-fd M] [--trace] [--sandbox=namespace|none]
  *
  * Listens on P (or accepts on the listening Unix socket N it inherited: the
@@ -11,7 +11,9 @@
  * that connects, exits 0 when it disconnects, 1 on errors. With --ready-fd, writes
  * "READY\n" to fd M and closes it once the sandbox and the file server are set
  * up (just before accepting): EOF without it means startup failed (stderr says
- * why). Spawned by the supervisor, one per share.
+ * why). Spawned by the supervisor, one per share. --direct-io: every regular
+ * file is opened FOPEN_DIRECT_IO (fs_server.h: zero-copy reads in the guest,
+ * but no shared mmap on guest kernels before 6.6; docs/internals.md).
  *
  * Stream mode (--stream-fd N; FUSE over vsock, docs/internals.md): no
  * vhost-user, fd N is a connected stream socket to the guest agent (the
@@ -106,13 +108,14 @@ typedef struct options {
         bool reattach;   /* --fuse-reattach */
         const char *shared_dir;
         bool read_only;
+        bool direct_io;  /* --direct-io */
         bool trace;
         bool sandbox;
 } options;
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw]\n"
+        fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw] [--direct-io]\n"
                    "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n"
                    "       smolvm-virtiofsd --stream-fd N [--fuse-mount=GUEST_PATH [--fuse-reattach]]\n"
                    "                        [--control-fd N] [--state-fd N] --shared-dir DIR ...\n");
@@ -121,12 +124,13 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, options *o)
 {
         enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD, OPT_STREAM_FD,
-               OPT_FUSE_MOUNT, OPT_CONTROL_FD, OPT_STATE_FD, OPT_REATTACH };
+               OPT_FUSE_MOUNT, OPT_CONTROL_FD, OPT_STATE_FD, OPT_REATTACH, OPT_DIRECT_IO };
         static const struct option longopts[] = {
                 { "socket-path", required_argument, NULL, 's' },
                 { "shared-dir", required_argument, NULL, 'd' },
                 { "read-only", no_argument, NULL, OPT_RO },
                 { "rw", no_argument, NULL, OPT_RW },
+                { "direct-io", no_argument, NULL, OPT_DIRECT_IO },
                 { "sandbox", required_argument, NULL, OPT_SANDBOX },
                 { "trace", no_argument, NULL, OPT_TRACE },
                 { "help", no_argument, NULL, OPT_HELP },
@@ -148,6 +152,7 @@ static int parse_args(int argc, char **argv, options *o)
                 case 'd': o->shared_dir = optarg; break;
                 case OPT_RO: o->read_only = true; break;
                 case OPT_RW: o->read_only = false; break;
+                case OPT_DIRECT_IO: o->direct_io = true; break;
                 case OPT_TRACE: o->trace = true; break;
                 case OPT_SANDBOX:
                         if (strcmp(optarg, "namespace") == 0)
@@ -564,7 +569,7 @@ int main(int argc, char **argv)
         set_rlimits();
 
         smolvm_fs *fs = NULL;
-        smolvm_fs_config fcfg = { .root = root, .read_only = o.read_only };
+        smolvm_fs_config fcfg = { .root = root, .read_only = o.read_only, .direct_io = o.direct_io };
         int r = smolvm_fs_new(&fcfg, &fs);
         if (r < 0) {
                 fprintf(stderr, "smolvm-virtiofsd: file server on %s: %s\n", o.shared_dir, strerror(-r));

@@ -296,8 +296,12 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
                 snprintf(err, err_len, "out of memory");
                 goto fail;
         }
+        /* SMOLVM_FS_DIRECT_IO=1: opt-in direct I/O (docs/internals.md, "Direct I/O"). */
+        const char *dio = getenv("SMOLVM_FS_DIRECT_IO");
+        bool direct = dio && strcmp(dio, "1") == 0;
         char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
-                              m->writable ? (char *)"--rw" : (char *)"--read-only", NULL };
+                              m->writable ? (char *)"--rw" : (char *)"--read-only",
+                              direct ? (char *)"--direct-io" : NULL, NULL };
         char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
         r = spawn(f, loop, ours ? argv_ours : argv_qemu, lfd, ours, -1, -1, log_path, err, err_len);
         if (r < 0)

@@ -53,6 +53,61 @@ START_TEST(test_init_negotiation)
 }
 END_TEST
 
+/* Opens are served through the guest's page cache by default (shared mmap
+ * works); with direct_io every regular file opened or created answers
+ * FOPEN_DIRECT_IO (reads and writes go straight between the guest's buffers
+ * and the file), and reads still return the file's bytes. */
+static uint32_t open_flags_of(uint64_t nodeid, uint32_t flags, uint64_t *ret_fh)
+{
+        req q;
+        req_init(&q, FUSE_OPEN, nodeid);
+        struct fuse_open_in oi = { .flags = flags };
+        req_add(&q, &oi, sizeof(oi));
+        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)sizeof(struct fuse_open_out));
+        struct fuse_open_out oo;
+        memcpy(&oo, reply_body(), sizeof(oo));
+        if (ret_fh)
+                *ret_fh = oo.fh;
+        return oo.open_flags;
+}
+
+START_TEST(test_direct_io)
+{
+        int64_t file = lookup(1, "hello.txt", NULL);
+        ck_assert_int_gt(file, 0);
+        uint32_t fl = open_flags_of((uint64_t)file, O_RDONLY, NULL);
+        ck_assert_uint_eq(fl & FOPEN_DIRECT_IO, 0);
+        ck_assert_uint_ne(fl & FOPEN_KEEP_CACHE, 0);
+
+        for (int rw = 0; rw < 2; rw++) {
+                smolvm_fs_free(fs);
+                smolvm_fs_config cfg = { .root = tree.share, .read_only = !rw, .direct_io = true };
+                ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
+                ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
+                file = lookup(1, "hello.txt", NULL);
+                ck_assert_int_gt(file, 0);
+                uint64_t fh;
+                fl = open_flags_of((uint64_t)file, O_RDONLY, &fh);
+                ck_assert_uint_ne(fl & FOPEN_DIRECT_IO, 0);
+                ck_assert_int_eq(read_op(fh, 0, 4096), (ssize_t)strlen(FS_TEST_HELLO));
+                ck_assert_mem_eq(reply_body(), FS_TEST_HELLO, strlen(FS_TEST_HELLO));
+                /* Directories are never direct: OPENDIR has its own reply. */
+                int64_t dh = open_op(FUSE_OPENDIR, 1, O_RDONLY);
+                ck_assert_int_gt(dh, 0);
+        }
+        /* Read-write: CREATE's open reply too. */
+        req q;
+        struct fuse_create_in ci = { .flags = O_RDWR | O_CREAT, .mode = S_IFREG | 0644 };
+        req_init(&q, FUSE_CREATE, 1);
+        req_add(&q, &ci, sizeof(ci));
+        req_str(&q, "direct.txt");
+        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)(sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out)));
+        struct fuse_open_out o;
+        memcpy(&o, (const uint8_t *)reply_body() + sizeof(struct fuse_entry_out), sizeof(o));
+        ck_assert_uint_ne(o.open_flags & FOPEN_DIRECT_IO, 0);
+}
+END_TEST
+
 START_TEST(test_bad_config)
 {
         smolvm_fs *x = NULL;
@@ -1213,6 +1268,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_init_negotiation);
         tcase_add_test(tc, test_bad_config);
+        tcase_add_test(tc, test_direct_io);
         tcase_add_test(tc, test_malformed_headers);
         tcase_add_test(tc, test_truncated_args);
         tcase_add_test(tc, test_names);
