@@ -57,6 +57,19 @@ END_TEST
  * works); with direct_io every regular file opened or created answers
  * FOPEN_DIRECT_IO (reads and writes go straight between the guest's buffers
  * and the file), and reads still return the file's bytes. */
+/* CREATE NAME in the root with O_RDWR; the entry and the open reply. */
+static void create_op(const char *name, uint32_t mode, struct fuse_entry_out *e, struct fuse_open_out *o)
+{
+        req q;
+        struct fuse_create_in ci = { .flags = O_RDWR | O_CREAT, .mode = mode };
+        req_init(&q, FUSE_CREATE, 1);
+        req_add(&q, &ci, sizeof(ci));
+        req_str(&q, name);
+        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)(sizeof(*e) + sizeof(*o)));
+        memcpy(e, reply_body(), sizeof(*e));
+        memcpy(o, (const uint8_t *)reply_body() + sizeof(*e), sizeof(*o));
+}
+
 static uint32_t open_flags_of(uint64_t nodeid, uint32_t flags, uint64_t *ret_fh)
 {
         req q;
@@ -96,14 +109,9 @@ START_TEST(test_direct_io)
                 ck_assert_int_gt(dh, 0);
         }
         /* Read-write: CREATE's open reply too. */
-        req q;
-        struct fuse_create_in ci = { .flags = O_RDWR | O_CREAT, .mode = S_IFREG | 0644 };
-        req_init(&q, FUSE_CREATE, 1);
-        req_add(&q, &ci, sizeof(ci));
-        req_str(&q, "direct.txt");
-        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)(sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out)));
+        struct fuse_entry_out e;
         struct fuse_open_out o;
-        memcpy(&o, (const uint8_t *)reply_body() + sizeof(struct fuse_entry_out), sizeof(o));
+        create_op("direct.txt", S_IFREG | 0644, &e, &o);
         ck_assert_uint_ne(o.open_flags & FOPEN_DIRECT_IO, 0);
 }
 END_TEST
@@ -1064,15 +1072,9 @@ START_TEST(test_rw_mode)
 {
         make_fs(false, 0, 0);
         req q;
-        struct fuse_create_in ci = { .flags = O_RDWR | O_CREAT, .mode = S_IFREG | 06755 };
-        req_init(&q, FUSE_CREATE, 1);
-        req_add(&q, &ci, sizeof(ci));
-        req_str(&q, "new.txt");
-        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)(sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out)));
         struct fuse_entry_out e;
         struct fuse_open_out o;
-        memcpy(&e, reply_body(), sizeof(e));
-        memcpy(&o, (const uint8_t *)reply_body() + sizeof(e), sizeof(o));
+        create_op("new.txt", S_IFREG | 06755, &e, &o);
         ck_assert_uint_eq(e.attr.mode & 07000, 0); /* set-id bits stripped */
         struct fuse_write_in wi = { .fh = o.fh, .offset = 3, .size = 5 };
         req_init(&q, FUSE_WRITE, e.nodeid);
