@@ -1101,7 +1101,7 @@ START_TEST(test_rw_mode)
         ck_assert_uint_eq(st.st_mode & 07000, 0);
 
         /* CREATE on an existing FIFO without O_EXCL: never opened */
-        ci.flags = O_WRONLY | O_CREAT;
+        struct fuse_create_in ci = { .flags = O_WRONLY | O_CREAT, .mode = S_IFREG | 06755 };
         req_init(&q, FUSE_CREATE, 1);
         req_add(&q, &ci, sizeof(ci));
         req_str(&q, "fifo");
