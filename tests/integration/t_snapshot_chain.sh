@@ -31,6 +31,7 @@ snap() {
         local d
         d=$(depth_of "s$1")
         depths="$depths $d"
+        diag "s$1: depth $d, pause $("$SMOLVM" snapshot info --json "s$1" | jq .data.pause_ms) ms"
         check "s$1: depth $d <= 3" test "$d" -le 3
         check "s$1: its disk holds the same bytes as the VM's" \
                 qemu-img compare -q -U "$(vmdir_of "$2")/overlay.qcow2" "$(dir_of "s$1")/disk.qcow2"
