@@ -343,6 +343,27 @@ int aio_out_write(aio_file *f, const void *data, size_t len)
         return 0;
 }
 
+int aio_out_seek(aio_file *f, uint64_t off)
+{
+        if (f->error)
+                return f->error;
+        if (f->mode == AIO_STREAM)
+                return aio_fail(f, -ESPIPE, "seek to offset %llu: the output is a stream",
+                                (unsigned long long)off);
+        /* Bytes filled in the current buffer go at next_off when it is
+         * submitted (both modes); a buffer still in flight (io_uring: its
+         * write not yet reaped) holds none of ours. */
+        aio_slot *s = &f->slot[f->cur];
+        size_t pending = s->busy ? 0 : s->len;
+        if (off == f->next_off + pending)
+                return 0;
+        int r = pending ? submit_current(f) : 0;
+        if (r < 0)
+                return r;
+        f->next_off = off;
+        return 0;
+}
+
 int aio_out_flush(aio_file *f)
 {
         if (f->error)
