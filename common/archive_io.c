@@ -277,7 +277,10 @@ static int plain_write(aio_file *f, const uint8_t *p, size_t len)
 static int submit_current(aio_file *f)
 {
         aio_slot *s = &f->slot[f->cur];
-        if (s->len == 0)
+        /* Busy: the buffer the last full one moved on to, its earlier write
+         * not reaped yet; none of its bytes are new (aio_out_flush right after
+         * a buffer filled exactly wrote it a second time, past the end). */
+        if (s->len == 0 || s->busy)
                 return 0;
         int r = check_cancel(f);
         if (r < 0)
@@ -357,7 +360,7 @@ int aio_out_seek(aio_file *f, uint64_t off)
         size_t pending = s->busy ? 0 : s->len;
         if (off == f->next_off + pending)
                 return 0;
-        int r = pending ? submit_current(f) : 0;
+        int r = submit_current(f);
         if (r < 0)
                 return r;
         f->next_off = off;

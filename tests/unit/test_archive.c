@@ -577,10 +577,37 @@ static void seek_sink(bool no_uring)
         close(fd);
 }
 
+/* The last commit fills a buffer exactly, then flush: the buffer after it may
+ * still be in flight; it must not be written again (it was, at the end of the
+ * file: 512 KiB too many). */
+static void sink_ends_on_buffer(bool no_uring, uint64_t start)
+{
+        const size_t all = (AIO_N_BUFS + 1) * AIO_BUF_BYTES;
+        _cleanup_free_ uint8_t *data = make_data(all, 7);
+        int fd = tmp_file();
+        aio_file f;
+        ck_assert_int_eq(aio_open(&f, fd, true, -1, no_uring), 0);
+        ck_assert_int_eq(aio_out_seek(&f, start), 0);
+        ck_assert_int_eq(aio_out_write(&f, data, all), 0);
+        ck_assert_int_eq(aio_out_flush(&f), 0);
+        aio_close(&f);
+        struct stat st;
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_size, (off_t)(start + all));
+        _cleanup_free_ uint8_t *back = malloc(all);
+        ck_assert_int_eq(pread(fd, back, all, (off_t)start), (ssize_t)all);
+        ck_assert_mem_eq(back, data, all);
+        close(fd);
+}
+
 START_TEST(test_sink_seek)
 {
         seek_sink(false);
         seek_sink(true);
+        for (unsigned k = 0; k < 2; k++) {
+                sink_ends_on_buffer(k, 0);
+                sink_ends_on_buffer(k, 3u << 20);
+        }
         int p[2];
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         aio_file f;
