@@ -4,6 +4,9 @@
  * fuse_mount: the host is the file server, the guest kernel its client. We only
  * mount and relay; what the guest may do is decided by the host's server
  * (MS_RDONLY here is a convenience that makes writes fail early, not a control).
+ * The relay runs in PID 1's loop (fuserelay.c): this handler mounts, answers,
+ * hands /dev/fuse and the stream over and exits; only if PID 1 cannot take
+ * them does it relay in its own process (relay_with_reattach).
  *
  * fuse_serve: the roles swap: the host kernel is the client (smolvm-fs mount on
  * the host) and we answer from the guest's own tree with the same server code,
@@ -75,7 +78,9 @@ void agent_raise_readahead(const char *path, unsigned dev_major, unsigned dev_mi
 
 /* ---- reattaching after a snapshot restore (docs/internals.md, "Mounts
  * across snapshots") ----
- * The relay of a mount listens on an abstract socket named after the guest
+ * PID 1 parks and reattaches the mounts it relays itself (fuserelay.c). A
+ * mount relayed by a handler process (the fallback) works as follows: the
+ * relay listens on an abstract socket named after the guest
  * path as the host gave it (never resolved: a stat of the mount would wait for
  * the very relay that is waiting). When its stream ends because the channel
  * was reset (a restore), it keeps /dev/fuse open, so the kernel's connection
