@@ -27,6 +27,9 @@
 #   ra128    not a peer: ours with the guest's readahead window put back to the
 #            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
 #            measure that change in the same run
+#   vsockbase  not a peer: vsock booted from the image named $BASE_IMAGE (default
+#            "base": e.g. main's smolvm-init built into an image of the store and
+#            linked as images/base), to measure a guest-side change in the same run
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
 # BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
 # the fixed table then gives way to one line per backend).
@@ -147,6 +150,8 @@ for be in "${backends[@]}"; do
         vsock) "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock --mount "$share:/share" >/dev/null ;;
         qemu) SMOLVM_VIRTIOFSD="$qemu_virtiofsd" "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         9p) SMOLVM_QEMU="$work/qemu-9p" "$smolvm" create --name "b-$be" --mem 1024 >/dev/null && load_9p "b-$be" ;;
+        vsockbase) "$smolvm" create --name "b-$be" --mem 1024 --image "${BASE_IMAGE:-base}" --mount-transport vsock \
+                --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac
