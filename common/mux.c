@@ -25,7 +25,7 @@
  *     additionally capped at MUX_ORPHAN_RST_MAX queued (beyond: not sent).
  *
  * We never send CREDIT_REQUEST: a receiver following these rules (ours) sends
- * CREDIT_UPDATE on its own after consuming half its buffer, so a sender out of
+ * CREDIT_UPDATE on its own after consuming a quarter of its buffer, so a sender out of
  * credit just waits. We answer CREDIT_REQUEST from the peer.
  *
  * Re-entrancy: user callbacks (accept, hello, broken, connect callbacks) may call

@@ -24,6 +24,11 @@
  * writev (mux.c, chan_read). */
 #define MUX_READ_BATCH (256u * 1024u)
 #define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_BATCH)
+/* A stream's pending payload is written once it reaches this: data waiting in
+ * our batch is data the peer's credit cannot see consumed, and a batch as large
+ * as the window (SMOLVM_MUX_STREAM_BUF) stalls the sender for a round trip
+ * (measured: 0.42x of slirp instead of 0.75x with 256 KiB). */
+#define MUX_PEND_FLUSH (64u * 1024u)
 #define MUX_OUTQ_HIGH (1024u * 1024u)
 #define MUX_OUTQ_LOW (256u * 1024u)
 #define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
@@ -124,6 +129,7 @@ struct smolvm_mux {
         stream *pend_stream;
         struct iovec pend_iov[MUX_IOV_MAX];
         int pend_n;
+        size_t pend_bytes;
 
         /* output queue: mux.c; mux_stream.c only appends via mux_outq_push() */
         pkt *outq_head, *outq_tail;

@@ -89,6 +89,7 @@ void stream_kill(stream *s, int err)
         if (mux->pend_stream == s) {
                 mux->pend_stream = NULL;
                 mux->pend_n = 0;
+                mux->pend_bytes = 0;
         }
         if (s->watched)
                 (void)smolvm_evloop_del(mux->loop, s->fd);
@@ -239,14 +240,17 @@ void stream_update(stream *s)
         s->ev_mask = ev;
 }
 
-/* The local fd took n bytes: advance fwd_cnt, re-grant credit when half the
- * buffer has been consumed since the last advertisement. Once the peer has shut
+/* The local fd took n bytes: advance fwd_cnt, re-grant credit when a quarter
+ * of the buffer has been consumed since the last advertisement (a sender that
+ * waits for half the window idles for a round trip whenever the receiver
+ * drains faster than an update travels; the channel's round trip is
+ * milliseconds under TCG). Once the peer has shut
  * its sending side it needs no credit (and a late update could hit a stream the
  * peer has already closed). */
 static void stream_consumed(stream *s, size_t n)
 {
         s->fwd_cnt += (uint32_t)n;
-        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 2)
+        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 4)
                 stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
 }
 
@@ -367,6 +371,7 @@ void stream_pend_flush(smolvm_mux *mux)
         memcpy(iov, mux->pend_iov, (size_t)n * sizeof(iov[0]));
         mux->pend_stream = NULL;
         mux->pend_n = 0;
+        mux->pend_bytes = 0;
         stream_deliver_iov(s, iov, n);
         if (!s->dead)
                 stream_update(s);
@@ -392,6 +397,9 @@ void stream_deliver_rw(stream *s, const uint8_t *payload, uint32_t len)
         }
         mux->pend_stream = s;
         mux->pend_iov[mux->pend_n++] = (struct iovec){ (void *)payload, len };
+        mux->pend_bytes += len;
+        if (mux->pend_bytes >= MUX_PEND_FLUSH)
+                stream_pend_flush(mux);
 }
 
 /* Read the local fd into one RW packet. */

@@ -871,13 +871,13 @@ static void raw_send_data(raw_peer *r, uint32_t hport, uint64_t off, size_t n)
         }
 }
 
-/* A burst of RW packets for one stream (32 x 4 KiB: a virtio-serial port hands
+/* A burst of RW packets for one stream (16 x 4 KiB: a virtio-serial port hands
  * the guest 4 KiB per read) reaches the local fd in one write, in order. Under
  * TCG every write costs the guest a wake-up and a context switch of its reader.
  * A SOCK_SEQPACKET local end keeps each write a record: records count writes. */
 START_TEST(test_raw_burst_one_write)
 {
-        enum { N = 32, K = 4096 };
+        enum { N = 16, K = 4096 }; /* N * K = MUX_PEND_FLUSH */
         static uint8_t burst[N * (SMOLVM_PKT_HDR_SIZE + K)], got[N * K + 1], want[K];
         raw_peer *r;
         world *w = world_raw_guest(&r);
