@@ -528,6 +528,7 @@ static bool chan_parse(smolvm_mux *mux)
 static void chan_read(smolvm_mux *mux, bool force)
 {
         int reads = 0;
+        size_t got = 0;
         for (;;) {
                 if (mux->outq_ctl >= MUX_CTL_MAX)
                         mux->chan_in_blocked = true;
@@ -551,6 +552,7 @@ static void chan_read(smolvm_mux *mux, bool force)
                                 break;
                         }
                         reads++;
+                        got += (size_t)r;
                         mux->in_len += (size_t)r;
                 }
                 /* Packets that came before an EOF are still handled. */
@@ -561,7 +563,8 @@ static void chan_read(smolvm_mux *mux, bool force)
                                     mux->in_len ? "channel closed inside a packet" : "channel closed");
                         return;
                 }
-                if (drained || reads >= MUX_CHAN_READS_PER_WAKE)
+                /* Others get the loop too: a socket fills the batch in one read. */
+                if (drained || reads >= MUX_CHAN_READS_PER_WAKE || got >= MUX_CHAN_BYTES_PER_WAKE)
                         return;
         }
 }

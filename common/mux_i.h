@@ -41,6 +41,7 @@
 #define MUX_PORT_FIRST 49152u
 #define MUX_IOV_MAX 64
 #define MUX_CHAN_READS_PER_WAKE 128 /* 512 KiB from a virtio-serial port */
+#define MUX_CHAN_BYTES_PER_WAKE (512u * 1024u)
 #define MUX_HELLO_EXTRA_MAX 56u
 
 /* One queued output packet; allocated by mux_pkt_new(), owned by the output
