@@ -135,7 +135,7 @@ int rm_rf_last(const char *path, const char *last)
         return rm_rf_at(AT_FDCWD, path, last, 0, 0);
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int replace_file(const char *path, const void *data, size_t len, mode_t mode, bool durable)
 {
         const char *slash = strrchr(path, '/');
         const char *base = slash ? slash + 1 : path;
@@ -157,7 +157,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         int r = write_all(fd, data, len);
         if (r == 0 && fchmod(fd, mode) < 0)
                 r = negative_errno();
-        if (r == 0 && fsync(fd) < 0)
+        if (r == 0 && durable && fsync(fd) < 0)
                 r = negative_errno();
         /* Never retried: on EINTR Linux has closed it already. */
         if (r == 0 && close(TAKE_FD(fd)) < 0 && errno != EINTR)
@@ -169,8 +169,19 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
                 return r;
         }
         /* The rename itself reaches the disk with the directory. */
-        (void)fsync(dfd);
+        if (durable)
+                (void)fsync(dfd);
         return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+        return replace_file(path, data, len, mode, true);
+}
+
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+        return replace_file(path, data, len, mode, false);
 }
 
 int pwrite_all(int fd, const void *data, size_t len, off_t off)

@@ -34,6 +34,9 @@ int rm_rf_last(const char *path, const char *last);
  * new content, never a part; nothing is left behind on failure. Returns 0 or
  * a negative errno. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same without the fsyncs: readers still see the old or the new content,
+ * but a crash may lose the change. For files rewritten at every boot. */
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
 
 /* All len bytes at offset off (EINTR and short writes retried). 0 or a
  * negative errno. */

@@ -11,13 +11,15 @@
  * Returns a malloc'd copy, or NULL (ENOMEM). */
 char *qemu_opt_escape(const char *s);
 
-/* qemu-img create -f qcow2 -F base_format -b base_path overlay_path [size]:
- * a copy-on-write disk over base_path (never written). A relative base_path is
- * taken relative to overlay_path's directory (and stored so). size_bytes 0 =
- * the base's size. Returns 0, -ENOENT (qemu-img not installed), -ENOSPC (no space
- * left), or another negative errno; err (may be NULL) gets qemu-img's message.
- * A partial overlay is removed. */
-int qemu_img_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
+/* What `qemu-img create -f qcow2 -F base_format -b base_path overlay_path [size]`
+ * makes, written here without starting qemu-img: an empty copy-on-write disk
+ * over base_path (never written; base_format "raw" or "qcow2"). A relative
+ * base_path is taken relative to overlay_path's directory (and stored so).
+ * size_bytes 0 = the base's size; sizes are rounded up to 512 bytes. Returns 0,
+ * -ENOENT (no base), -EIO (the base is not qcow2 as said), -ENOSPC, -EFBIG
+ * (over 64 TiB), -ENAMETOOLONG (a base path over 1023 bytes), or another
+ * negative errno; err (may be NULL) gets a message. A partial overlay is removed. */
+int qcow2_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
                             uint64_t size_bytes, char *err, size_t err_len);
 
 /* qemu-img rebase -u: path's backing file becomes base_path (format

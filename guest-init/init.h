@@ -124,6 +124,10 @@ int agent_port_connect(int fd, const agent_request *req);
  * RESULT {"ok": true, "reseeded": bool, "clock_stepped": bool} or ERROR;
  * returns 0 or negative errno. */
 int agent_restored(int fd, const agent_request *req);
+/* restore.c: the VM's name for itself: the kernel's hostname, /etc/hostname and
+ * the 127.0.1.1 line of /etc/hosts (what resolves it), the same for a boot
+ * (smolvm.hostname= from the supervisor) and a restore. 0 or negative errno. */
+int agent_set_hostname(const char *name);
 /* What fuse_abort reads and opens: "/proc/self/mountinfo",
  * "/sys/fs/fuse/connections" and "/dev/fuse" except in tests. */
 extern const char *agent_mountinfo_path;

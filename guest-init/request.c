@@ -425,6 +425,17 @@ static bool hex_digits(const char *s, size_t n)
         return s[n] == '\0';
 }
 
+bool agent_hostname_valid(const char *name)
+{
+        size_t n = strlen(name);
+        if (n == 0 || n > AGENT_HOSTNAME_MAX)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+                        return false;
+        return true;
+}
+
 static int parse_restored(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
 {
         agent_restore_spec *ret = &req->restore;
@@ -450,10 +461,7 @@ static int parse_restored(json_t *root, agent_request *req, char *errbuf, size_t
         }
         if (jh && !json_is_null(jh)) {
                 const char *v = json_is_string(jh) ? json_string_value(jh) : NULL;
-                bool ok = v && *v && strlen(v) <= AGENT_HOSTNAME_MAX;
-                for (const char *p = v; ok && *p; p++)
-                        ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-';
-                if (!ok)
+                if (!v || !agent_hostname_valid(v))
                         return fail(-EINVAL, errbuf, errbuf_len, "field 'hostname' must be 1..%u of [a-z0-9-]",
                                     AGENT_HOSTNAME_MAX);
                 snprintf(ret->hostname, sizeof(ret->hostname), "%s", v);

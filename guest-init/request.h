@@ -84,6 +84,9 @@ typedef struct agent_restore_spec {
         char machine_id[33];                         /* 32 lowercase hex digits; "" keeps it */
 } agent_restore_spec;
 
+/* A hostname we set: 1..AGENT_HOSTNAME_MAX of [a-z0-9-]. */
+bool agent_hostname_valid(const char *name);
+
 typedef struct agent_request {
         agent_op op;
         agent_exec_spec exec; /* AGENT_OP_EXEC only */

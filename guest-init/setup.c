@@ -163,8 +163,15 @@ static void setup_new_root(void)
          * mounted there later covers it. */
         (void)mkdir_p("/workspace", 0755);
 
-        if (sethostname(HOSTNAME, strlen(HOSTNAME)) < 0)
-                init_log("sethostname: %m");
+        _cleanup_free_ char *name = cmdline_get("smolvm.hostname");
+        if (name && !agent_hostname_valid(name)) {
+                init_log("smolvm.hostname=%s: not 1..%u of [a-z0-9-]; using %s", name, AGENT_HOSTNAME_MAX, HOSTNAME);
+                free(name);
+                name = NULL;
+        }
+        int k = agent_set_hostname(name ? name : HOSTNAME);
+        if (k < 0)
+                init_log("hostname %s: %s", name ? name : HOSTNAME, strerror(-k));
         setenv("PATH", AGENT_DEFAULT_PATH, 1);
         setenv("HOME", "/root", 1);
         (void)umask(022);

@@ -684,7 +684,9 @@ int vm_check_exec_ready(smolvm_vm *vm)
         pid_t qemu = vm_qemu_pid(vm, pid);
         char st;
         pid_t ppid;
-        if (qemu > 0 && proc_stat(qemu, &st, &ppid) == 0 && (st == 'T' || st == 't')) {
+        /* 'T' only: a tracing stop ('t') is strace stopping it for a moment at
+         * every system call (or a debugger, whose user knows). */
+        if (qemu > 0 && proc_stat(qemu, &st, &ppid) == 0 && st == 'T') {
                 const char *who = vm->rec.name ? vm->rec.name : vm->id;
                 if (vm->ephemeral)
                         snprintf(hint, sizeof(hint), "continue it: kill -CONT %d", (int)qemu);

@@ -140,9 +140,11 @@ static int template_key(const vm_record *rec, char key[VM_TEMPLATE_KEY_LEN + 1])
 /* Why rec cannot start from a template, or NULL. */
 static const char *cannot_serve(const vm_record *rec)
 {
-        if (rec->n_mounts)
-                return "host directory mounts are set up at boot: virtio-fs devices cannot be added to a restored "
-                       "VM in QEMU 7.2, and vsock mounts are not carried by templates yet";
+        /* vsock mounts are mounted after the restore as after a boot (the
+         * supervisor's "fresh_mounts"); a virtio-fs device cannot be added. */
+        if (rec->n_mounts && rec->mount_transport != SMOLVM_MOUNT_VSOCK)
+                return "virtio-fs mounts need their devices at boot (QEMU 7.2 cannot add one to a restored VM): "
+                       "--mount-transport vsock starts warm";
         if (rec->disk_mib) {
                 char p[PATH_MAX];
                 struct stat st;

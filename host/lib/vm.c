@@ -82,7 +82,10 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 if (json_object_set_new(o, "snapshot_dir", json_string(snap)) < 0 ||
                     json_object_set_new(o, "disk_layer", json_string(layer)) < 0 ||
                     (rec->from_template && !rec->ephemeral &&
-                     json_object_set_new(o, "ram_copy", json_true()) < 0)) {
+                     json_object_set_new(o, "ram_copy", json_true()) < 0) ||
+                    /* A template carries no mounts: vsock ones are mounted fresh. */
+                    (rec->from_template && rec->n_mounts &&
+                     json_object_set_new(o, "fresh_mounts", json_true()) < 0)) {
                         json_decref(o);
                         o = NULL;
                 }

@@ -8,6 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An optional boolean key (absent: false). */
+static int get_bool(const char *path, json_t *root, const char *key, bool *ret, char *err, size_t err_len)
+{
+        json_t *v = json_object_get(root, key);
+        if (v && !json_is_boolean(v)) {
+                snprintf(err, err_len, "%s: \"%s\" must be true or false", path, key);
+                return -EINVAL;
+        }
+        *ret = json_is_true(v);
+        return 0;
+}
+
 static int get_string(const char *path, json_t *root, const char *key, bool required, bool abs_path, char **ret,
                       char *err, size_t err_len)
 {
@@ -150,15 +162,13 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
                 sup_config_done(&c);
                 return r;
         }
-        json_t *rc = json_object_get(root, "ram_copy");
-        if (rc && !json_is_boolean(rc)) {
-                snprintf(err, err_len, "%s: \"ram_copy\" must be true or false", path);
+        if ((r = get_bool(path, root, "ram_copy", &c.ram_copy, err, err_len)) < 0 ||
+            (r = get_bool(path, root, "fresh_mounts", &c.fresh_mounts, err, err_len)) < 0) {
                 free(transport);
                 json_decref(root);
                 sup_config_done(&c);
-                return -EINVAL;
+                return r;
         }
-        c.ram_copy = json_is_true(rc);
         json_decref(root);
         if (transport && strcmp(transport, "virtiofs") != 0 && strcmp(transport, "vsock") != 0) {
                 snprintf(err, err_len, "%s: \"mount_transport\" must be \"virtiofs\" or \"vsock\"", path);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "qemu_img.h"
 #include "sup.h"
 #include "util.h"
 #include "vmdir.h"
@@ -153,10 +154,8 @@ int sup_dir_prepare_overlay(sup *s)
                    s->cfg.disk_mib * 1024 * 1024 > (uint64_t)st.st_size) {
                 size_bytes = s->cfg.disk_mib * 1024 * 1024;
         }
-        r = sup_vmm_create_overlay_fmt(base, format, overlay, size_bytes, err, sizeof(err));
-        if (r == -ENOENT)
-                sup_fail(s, false, "install it: apt-get install qemu-utils", "qemu-img not found");
-        else if (r == -ENOSPC)
+        r = qcow2_create_overlay(base, format, overlay, size_bytes, err, sizeof(err));
+        if (r == -ENOSPC)
                 sup_fail(s, false, "free some space there, or point SMOLVM_HOME at a bigger filesystem",
                          "disk full: no space left in %s to create " VMDIR_OVERLAY, s->vm_dir);
         else if (r < 0)

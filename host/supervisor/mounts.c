@@ -130,7 +130,7 @@ static int mount_start_vsock(sup_mount *m)
         _cleanup_free_ char *log_path = mount_log_path(m);
         _cleanup_close_ int state_fd = -1;
         char err[768];
-        if (s->restoring && (state_fd = open_saved_state(m)) < 0)
+        if (s->restoring && !s->cfg.fresh_mounts && (state_fd = open_saved_state(m)) < 0)
                 return -ENOENT;
         int r = sup_vsockfs_start(s->loop, s->mux, (unsigned)m->index, m->cfg, state_fd, log_path, &m->vfs, err,
                                   sizeof(err));

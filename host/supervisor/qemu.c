@@ -78,17 +78,6 @@ static int wait_child(pid_t pid, int *ret_wstatus)
         return 0;
 }
 
-int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
-                           size_t err_len)
-{
-        return qemu_img_create_overlay(base_path, "raw", overlay_path, size_bytes, err, err_len);
-}
-
-int sup_vmm_create_overlay_fmt(const char *base_path, const char *base_format, const char *overlay_path,
-                               uint64_t size_bytes, char *err, size_t err_len)
-{
-        return qemu_img_create_overlay(base_path, base_format, overlay_path, size_bytes, err, err_len);
-}
 
 #if defined(__x86_64__)
 /* One (tsc, ns) sample, taken where rdtsc brackets clock_gettime most tightly,

@@ -72,14 +72,3 @@ int sup_vmm_stop(sup_vmm *vmm);
 
 /* Stops the VMM if still running. Accepts NULL. */
 void sup_vmm_free(sup_vmm *vmm);
-
-
-/* Create the copy-on-write disk at overlay_path backed by the raw base image
- * (never written). size_bytes 0 = the base's size. Returns 0, -ENOENT (qemu-img
- * not installed), -ENOSPC (no space left), or another negative errno; err (may be
- * NULL) gets qemu-img's message. */
-int sup_vmm_create_overlay(const char *base_path, const char *overlay_path, uint64_t size_bytes, char *err,
-                           size_t err_len);
-/* The same over a qcow2 base (a snapshot's read-only disk layer). */
-int sup_vmm_create_overlay_fmt(const char *base_path, const char *base_format, const char *overlay_path,
-                               uint64_t size_bytes, char *err, size_t err_len);

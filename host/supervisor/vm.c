@@ -229,6 +229,13 @@ int sup_vm_start(sup *s)
         r = sup_duties_prepare(s, &extra);
         if (r < 0)
                 return r;
+        /* Every VM is smolvm-<id>: a boot learns it here, a restore from the
+         * "restored" op (its kernel booted long ago, as another VM). */
+        const char *id = strrchr(s->vm_dir, '/');
+        if (!s->restoring && sup_vm_extra_arg(&extra, "smolvm.hostname=smolvm-%s", id ? id + 1 : s->vm_dir) < 0) {
+                sup_fail(s, false, NULL, "out of memory");
+                return -ENOMEM;
+        }
         if (s->cfg.cmdline_extra && *s->cfg.cmdline_extra &&
             sup_vm_extra_arg(&extra, "%s", s->cfg.cmdline_extra) < 0) {
                 sup_fail(s, false, NULL, "out of memory");

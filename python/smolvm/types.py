@@ -145,6 +145,8 @@ class PortForward:
     guest_port: int
     host_port: int  #: 0: not chosen yet (the VM has not run since)
     bind_addr: str
+    active: bool = False  #: the VM listens on host_port now (it is running)
+    connections: int = 0  #: connections relayed now
 
 
 @dataclass(frozen=True)

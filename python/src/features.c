@@ -255,7 +255,8 @@ PyObject *vm_port_list(vm_object *self, PyObject *unused)
         PyObject *res = PyList_New((Py_ssize_t)a.n_ports);
         for (size_t i = 0; res && i < a.n_ports; i++) {
                 const smolvm_port_info *p = &a.ports[i];
-                PyObject *t = Py_BuildValue("(IIs)", p->guest_port, p->host_port, p->bind_addr);
+                PyObject *t = Py_BuildValue("(IIsNI)", p->guest_port, p->host_port, p->bind_addr,
+                                            PyBool_FromLong(p->active), p->connections);
                 if (!t)
                         Py_CLEAR(res);
                 else

@@ -5,6 +5,7 @@ its snapshot and two forks of it."""
 import errno
 import http.server
 import os
+import socket
 import tempfile
 import threading
 import unittest
@@ -112,7 +113,7 @@ class TestFeatures(unittest.TestCase):
         self.assertEqual(r.output, "started")
         host_port = vm.expose_local(8123)
         self.assertGreater(host_port, 0)
-        self.assertIn(PortForward(8123, host_port, "127.0.0.1"), vm.list_exposed())
+        self.assertIn(PortForward(8123, host_port, "127.0.0.1", True, 0), vm.list_exposed())
         url = f"http://127.0.0.1:{host_port}/index.txt"
 
         def get():
@@ -122,6 +123,11 @@ class TestFeatures(unittest.TestCase):
                 return None
         self.assertTrue(wait_until(lambda: get() is not None, timeout=60), "the forward never answered")
         self.assertEqual(get(), b"served by the guest\n")
+        # A connection held open is counted while it lasts.
+        with socket.create_connection(("127.0.0.1", host_port), timeout=10):
+            self.assertTrue(wait_until(lambda: vm.list_exposed()[0].connections == 1, timeout=30),
+                            vm.list_exposed())
+        self.assertTrue(wait_until(lambda: vm.list_exposed()[0].connections == 0, timeout=30), vm.list_exposed())
         with self.assertRaises(SmolVMError) as cm:
             vm.expose_local(8123)
         self.assertEqual(cm.exception.errno, errno.EEXIST, str(cm.exception))

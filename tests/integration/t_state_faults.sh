@@ -38,6 +38,18 @@ kill -CONT $qemu
 out=$("$SMOLVM" exec sf1 -- echo back 2>"$T/err")
 check "after SIGCONT, exec works again ($out)" test "$out" = back
 
+# A QEMU under strace stops ('t') for a moment at each of its system calls: that
+# is not a stopped VM (it was once taken for one and every exec failed).
+strace -f -q -p "$qemu" -o /dev/null & tracer=$!   # scripts/deps.txt installs strace
+sleep 1
+fails=0
+for i in 1 2 3 4 5; do
+        "$SMOLVM" exec sf1 -- true 2>>"$T/traced" || fails=$((fails + 1))
+done
+kill $tracer; wait $tracer 2>/dev/null
+check "exec while strace traces QEMU: 5 of 5 work ($fails failed)" test "$fails" -eq 0
+[ "$fails" -eq 0 ] || diag "$(cat "$T/traced")"
+
 # The supervisor itself stopped: nobody answers the connection at all.
 sup=$(cat "$SMOLVM_HOME/vms/$id/supervisor.pid")
 kill -STOP "$sup"

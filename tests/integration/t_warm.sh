@@ -4,7 +4,8 @@
 # boots from scratch; two warm VMs differ in env, hostname, machine-id and
 # urandom; a warm persistent VM can be snapshotted; a damaged template is not
 # used (rebuilt); the template is rebuilt when the initramfs changes and a new
-# one is made for another VM shape; mounts boot cold and say why; two
+# one is made for another VM shape; virtio-fs mounts boot cold and say why,
+# vsock mounts start warm (and such a VM snapshots with its mount); two
 # concurrent first runs both succeed and build one template.
 # The image is a private copy (hard links, the initramfs copied) so that
 # touching its initramfs changes nothing for other tests.
@@ -41,6 +42,17 @@ run_json --cold -- true >"$T/cold.json" 2>"$T/err"; rc_c=$?
 check "run: warm (rc $rc_w), nothing to explain" jq_true '.ok and .data.start == "warm" and .data.start_note == null' "$T/warm.json"
 check "run --cold: cold (rc $rc_c), nothing to explain" jq_true '.ok and .data.start == "cold" and .data.start_note == null' "$T/cold.json"
 diag "boot_ms warm $(jq .data.boot_ms "$T/warm.json"), cold $(jq .data.boot_ms "$T/cold.json")"
+
+# ---- one hostname rule, warm or cold: smolvm-<id>, in /etc/hostname, resolvable ----
+names='hostname; cat /etc/hostname; getent hosts "$(hostname)" | tr -s " \t" " "'
+for how in warm cold; do
+        if [ "$how" = cold ]; then run_json --cold -- sh -c "$names"; else run_json -- sh -c "$names"; fi \
+                >"$T/hn.json" 2>"$T/err"
+        mapfile -t H < <(jq -r .data.stdout "$T/hn.json")
+        check "$how: hostname smolvm-<id> (${H[0]-}), /etc/hostname (${H[1]-}), /etc/hosts (${H[2]-}) agree" \
+                sh -c "printf '%s\n' '${H[0]-}' | grep -Eqx 'smolvm-[0-9a-f]{12}' && [ '${H[1]-}' = '${H[0]-}' ] &&
+                       [ '${H[2]-}' = '127.0.1.1 ${H[0]-}' ]"
+done
 
 # ---- two warm VMs are different machines ----
 probe='echo "$X"; hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"; echo'
@@ -95,8 +107,27 @@ check "two templates now (one per shape)" test "$(n_templates)" -eq 2
 # ---- mounts: cold, and --json says why ----
 mkdir -p "$T/share" && echo shared >"$T/share/f"
 run_json --mount "$T/share:/mnt" -- cat /mnt/f >"$T/mnt.json" 2>"$T/err"; rc=$?
-check "--mount works (rc $rc): cold, the note names the mounts" jq_true '.ok and .data.stdout == "shared\n" and
-        .data.start == "cold" and (.data.start_note | test("mounts"))' "$T/mnt.json"
+check "--mount (virtio-fs) works (rc $rc): cold, the note names the mounts and the way to warm" jq_true '.ok and
+        .data.stdout == "shared\n" and .data.start == "cold" and (.data.start_note | test("mounts.*vsock"))' "$T/mnt.json"
+
+# ---- vsock mounts: warm, mounted after the restore as after a boot ----
+run_json --mount-transport vsock --mount "$T/share:/mnt" -- sh -c 'cat /mnt/f; touch /mnt/new 2>&1' \
+        >"$T/vmnt.json" 2>"$T/err"; rc=$?
+check "--mount-transport vsock: warm (rc $rc), the share read, read-only" jq_true '.ok and .data.start == "warm" and
+        (.data.stdout | startswith("shared\n")) and (.data.stdout | test("Read-only file system"))' "$T/vmnt.json"
+[ "$rc" -eq 0 ] || diag "$(cat "$T/vmnt.json" "$T/err")"
+check "... the host tree untouched" test "$(ls "$T/share")" = f
+# A warm persistent VM with a vsock mount can be snapshotted; the snapshot carries it.
+"$SMOLVM" create --json --image "$img" --name wm --mount-transport vsock --mount "$T/share:/mnt" \
+        >"$T/wm.json" 2>"$T/err"; rc=$?
+check "create with a vsock mount: warm (rc $rc)" jq_true '.ok and .data.start == "warm"' "$T/wm.json"
+"$SMOLVM" snapshot create --name wms wm >/dev/null 2>"$T/err"; rc=$?
+check "... snapshotted (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || diag "$(cat "$T/err")"
+out=$("$SMOLVM" run --from-snapshot wms -- cat /mnt/f 2>"$T/err")
+check "... a VM restored from it reads the mount ($out)" test "$out" = shared
+"$SMOLVM" rm -f wm >/dev/null 2>&1
+"$SMOLVM" snapshot rm wms >/dev/null 2>&1
 
 # ---- two concurrent first uses of a new shape ----
 run_json --cpus 2 -- nproc >"$T/c1.json" 2>"$T/c1.err" &

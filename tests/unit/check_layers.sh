@@ -11,7 +11,7 @@ cd "$root" || exit 2
 # FROM: what its files may include (a folder: any header in it; a path or
 # glob: those headers). A file's rules are its folder's plus its own line.
 rules='
-include/smolvm
+include/smolvm    include/smolvm
 common            common
 host/lib          host/lib common include/smolvm
 host/cli          host/cli common include/smolvm image-builder/image.h

@@ -193,6 +193,25 @@ START_TEST(write_atomic)
 }
 END_TEST
 
+/* write_file_replace: the same replace, without the fsyncs. */
+START_TEST(write_replace)
+{
+        char buf[64];
+        ck_assert_int_eq(write_file_replace(tp("hosts"), "one\n", 4, 0644), 0);
+        ck_assert_int_eq(write_file_replace(tp("hosts"), "two lines\nhere\n", 15, 0640), 0);
+        ck_assert_uint_eq(mode_of(tp("hosts")) & 07777, 0640);
+        int fd = open(tp("hosts"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ssize_t n = read(fd, buf, sizeof(buf));
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(n, 15);
+        ck_assert_int_eq(memcmp(buf, "two lines\nhere\n", 15), 0);
+        ck_assert_uint_eq(n_entries(base), 1); /* no temp file left */
+        ck_assert_int_eq(write_file_replace(tp("nodir/x"), "x", 1, 0600), -ENOENT);
+        ck_assert_uint_eq(n_entries(base), 1);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("fileutil");
@@ -205,6 +224,7 @@ int main(void)
         if (geteuid() == 0)
                 tcase_add_test(tc, rm_rf_mount_and_last);
         tcase_add_test(tc, write_atomic);
+        tcase_add_test(tc, write_replace);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }
