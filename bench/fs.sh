@@ -30,6 +30,9 @@
 #   direct   not a peer: ours with opt-in direct I/O (SMOLVM_FS_DIRECT_IO=1: the
 #            server opens every file FOPEN_DIRECT_IO, reads go straight into the
 #            reader's buffer as 9p's do; no shared mmap on the 6.1 guest)
+#   vsockbase  not a peer: vsock booted from the image named $BASE_IMAGE (default
+#            "base": e.g. main's smolvm-init built into an image of the store and
+#            linked as images/base), to measure a guest-side change in the same run
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
 # BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
 # the fixed table then gives way to one line per backend).
@@ -151,6 +154,8 @@ for be in "${backends[@]}"; do
         qemu) SMOLVM_VIRTIOFSD="$qemu_virtiofsd" "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         9p) SMOLVM_QEMU="$work/qemu-9p" "$smolvm" create --name "b-$be" --mem 1024 >/dev/null && load_9p "b-$be" ;;
         direct) SMOLVM_FS_DIRECT_IO=1 "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
+        vsockbase) "$smolvm" create --name "b-$be" --mem 1024 --image "${BASE_IMAGE:-base}" --mount-transport vsock \
+                --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "archive_entries.h"
+#include "archive_io.h"
 #include "fileutil.h"
 #include "util.h"
 
@@ -196,15 +197,35 @@ int archive_entries_next(archive_entries_reader *er, archive_entry *ret, char *e
         return 1;
 }
 
-/* Walk the entry's chunks; each one's bytes go to out_fd or into mem. */
-static int extract(archive_entries_reader *er, const archive_entry *e, int out_fd, uint8_t *mem, char *err,
+/* len bytes of content straight into out's buffers at file offset off: the
+ * decompression fills one buffer while the kernel writes the ones before
+ * (io_uring), so the writes no longer wait for it nor it for them. */
+static int chunk_to_file(archive_entries_reader *er, const archive_entry *e, aio_file *out, uint64_t off,
+                         size_t len, char *err, size_t err_len)
+{
+        int r = aio_out_seek(out, off);
+        while (r == 0 && len > 0) {
+                uint8_t *dst;
+                size_t room;
+                r = aio_out_space(out, &dst, &room);
+                if (r < 0)
+                        break;
+                size_t n = MIN(room, len);
+                r = rd(er, dst, n, "inside an entry's data", err, err_len);
+                if (r < 0)
+                        return r;
+                r = aio_out_commit(out, n);
+                len -= n;
+        }
+        return r < 0 ? efail(err, err_len, r, "write %s: %s", e->name, aio_why(out)) : 0;
+}
+
+/* Walk the entry's chunks; each one's bytes go to out or into mem. */
+static int extract(archive_entries_reader *er, const archive_entry *e, aio_file *out, uint8_t *mem, char *err,
                    size_t err_len)
 {
         if (!er->in_entry)
                 return efail(err, err_len, -EINVAL, "archive entries: extract called out of order");
-        _cleanup_free_ uint8_t *buf = mem ? NULL : malloc(ARCHIVE_CHUNK_MAX);
-        if (!mem && !buf)
-                return efail(err, err_len, -ENOMEM, "out of memory");
         uint64_t next = 0; /* chunks never go back below this */
         for (;;) {
                 uint8_t c[CHUNK_HDR_BYTES];
@@ -221,17 +242,19 @@ static int extract(archive_entries_reader *er, const archive_entry *e, int out_f
                                      (unsigned long long)e->size, (unsigned long long)next);
                 if (len == 0)
                         break;
-                uint8_t *dst = mem ? mem + off : buf;
-                r = rd(er, dst, len, "inside an entry's data", err, err_len);
+                r = mem ? rd(er, mem + off, len, "inside an entry's data", err, err_len)
+                        : chunk_to_file(er, e, out, off, len, err, err_len);
                 if (r < 0)
                         return r;
-                r = mem ? 0 : pwrite_all(out_fd, buf, len, (off_t)off);
-                if (r < 0)
-                        return efail(err, err_len, r, "write %s: %s", e->name, strerror(-r));
                 next = off + len;
                 er->data_bytes += len;
                 if (er->tick)
                         er->tick(er->userdata);
+        }
+        if (out) {
+                int r = aio_out_flush(out);
+                if (r < 0)
+                        return efail(err, err_len, r, "write %s: %s", e->name, aio_why(out));
         }
         er->in_entry = false;
         er->n_entries++;
@@ -245,7 +268,20 @@ int archive_entries_extract_fd(archive_entries_reader *er, const archive_entry *
         if (ftruncate(out_fd, (off_t)e->size) < 0)
                 return efail(err, err_len, negative_errno(), "truncate %s to %llu bytes: %s", e->name,
                              (unsigned long long)e->size, strerror(errno));
-        return extract(er, e, out_fd, NULL, err, err_len);
+        aio_file out;
+        int r = aio_open(&out, out_fd, true, -1, er->no_uring);
+        if (r < 0) {
+                aio_close(&out);
+                return efail(err, err_len, r, "write %s: %s", e->name, strerror(-r));
+        }
+        /* Chunks go at their offsets: only a file can take them. */
+        if (out.mode == AIO_STREAM)
+                r = efail(err, err_len, -EINVAL, "%s: not a regular file", e->name);
+        else
+                r = extract(er, e, &out, NULL, err, err_len);
+        er->io = aio_mode_name(&out);
+        aio_close(&out);
+        return r;
 }
 
 int archive_entries_extract_mem(archive_entries_reader *er, const archive_entry *e, void *buf, size_t buf_len,
@@ -256,7 +292,7 @@ int archive_entries_extract_mem(archive_entries_reader *er, const archive_entry 
                              (unsigned long long)e->size, buf_len);
         if (e->size)
                 memset(buf, 0, (size_t)e->size);
-        return extract(er, e, -1, buf, err, err_len);
+        return extract(er, e, NULL, buf, err, err_len);
 }
 
 int archive_entries_finish(archive_entries_reader *er, char *err, size_t err_len)

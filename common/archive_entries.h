@@ -71,6 +71,8 @@ typedef struct archive_entries_reader {
         bool in_entry, ended;
         archive_tick tick;
         void *userdata;
+        bool no_uring;  /* extract_fd: pwrite even where io_uring works (tests) */
+        const char *io; /* how the last extract_fd wrote (aio_mode_name), NULL before */
 } archive_entries_reader;
 
 /* The next entry's header: 1 with *ret (its data must be taken next with an
@@ -78,8 +80,10 @@ typedef struct archive_entries_reader {
  * errno with the reason in err (-EBADMSG: damaged). */
 int archive_entries_next(archive_entries_reader *er, archive_entry *ret, char *err, size_t err_len);
 /* The entry's data into out_fd, a new empty regular file: truncated to the
- * entry's size, each chunk written at its offset (so holes stay holes). The
- * caller checked e->size against its own limit first. 0 or a negative errno. */
+ * entry's size, each chunk written at its offset (so holes stay holes), with
+ * io_uring (archive_io.h: several writes in flight while the next bytes are
+ * decompressed; pwrite where io_uring is refused). The caller checked e->size
+ * against its own limit first. 0 or a negative errno. */
 int archive_entries_extract_fd(archive_entries_reader *er, const archive_entry *e, int out_fd, char *err,
                                size_t err_len);
 /* Into buf (e->size <= buf_len: else -EFBIG), holes zeroed. */

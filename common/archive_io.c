@@ -277,7 +277,10 @@ static int plain_write(aio_file *f, const uint8_t *p, size_t len)
 static int submit_current(aio_file *f)
 {
         aio_slot *s = &f->slot[f->cur];
-        if (s->len == 0)
+        /* Busy: the buffer the last full one moved on to, its earlier write
+         * not reaped yet; none of its bytes are new (aio_out_flush right after
+         * a buffer filled exactly wrote it a second time, past the end). */
+        if (s->len == 0 || s->busy)
                 return 0;
         int r = check_cancel(f);
         if (r < 0)
@@ -340,6 +343,27 @@ int aio_out_write(aio_file *f, const void *data, size_t len)
                 p += n;
                 len -= n;
         }
+        return 0;
+}
+
+int aio_out_seek(aio_file *f, uint64_t off)
+{
+        if (f->error)
+                return f->error;
+        if (f->mode == AIO_STREAM)
+                return aio_fail(f, -ESPIPE, "seek to offset %llu: the output is a stream",
+                                (unsigned long long)off);
+        /* Bytes filled in the current buffer go at next_off when it is
+         * submitted (both modes); a buffer still in flight (io_uring: its
+         * write not yet reaped) holds none of ours. */
+        aio_slot *s = &f->slot[f->cur];
+        size_t pending = s->busy ? 0 : s->len;
+        if (off == f->next_off + pending)
+                return 0;
+        int r = submit_current(f);
+        if (r < 0)
+                return r;
+        f->next_off = off;
         return 0;
 }
 

@@ -92,6 +92,12 @@ int aio_out_space(aio_file *f, uint8_t **ret, size_t *ret_len);
 int aio_out_commit(aio_file *f, size_t n);
 /* Copy len bytes in (aio_out_space + memcpy + aio_out_commit). */
 int aio_out_write(aio_file *f, const void *data, size_t len);
+/* A seekable sink (AIO_STREAM: -ESPIPE) goes on at file offset off: what is
+ * buffered is submitted first (at its own offset), the next bytes committed
+ * land at off. Nothing is written between: a gap in a file stays a hole (or
+ * keeps what was there). For sparse files (archive_entries.c). 0 or a
+ * negative errno (sticky). */
+int aio_out_seek(aio_file *f, uint64_t off);
 /* Submit what is buffered and wait until every byte is written. 0 or a
  * negative errno (-ENOSPC, -EIO, -EPIPE, -ECANCELED, ...). */
 int aio_out_flush(aio_file *f);

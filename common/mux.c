@@ -3,10 +3,14 @@
  * the virtio 1.2 "Socket Device" ones (docs/protocol.md).
  *
  * Data paths:
- *   channel -> stream: packets are parsed in place from one input buffer; RW
- *     payload is written straight to the local fd when its buffer is empty,
- *     otherwise copied into the stream's ring (<= SMOLVM_MUX_STREAM_BUF, enforced
- *     by the credit check). fwd_cnt advances only when the local fd takes bytes.
+ *   channel -> stream: the channel is read until MUX_READ_BATCH bytes are
+ *     buffered or it is drained (a virtio-serial port gives 4 KiB per read),
+ *     then the packets are parsed in place; consecutive RW payloads of one
+ *     stream are written straight to its local fd with one writev when its
+ *     buffer is empty (under TCG every write costs the guest a wake-up and a
+ *     context switch of the reader), otherwise copied into the stream's ring
+ *     (<= SMOLVM_MUX_STREAM_BUF, enforced by the credit check). fwd_cnt
+ *     advances only when the local fd takes bytes.
  *   stream -> channel: a local fd is read (<= 64 KiB, <= peer credit) into one
  *     packet allocation (header + payload) appended to the output queue, which
  *     is flushed with writev when a callback returns or on EPOLLOUT.
@@ -16,11 +20,12 @@
  *     bytes (peer credit can be arbitrarily large, so credit alone is no bound);
  *   - output control: every input packet causes at most one control packet;
  *     once MUX_CTL_MAX control packets are queued we stop reading the channel
- *     until half of them are written. Replies to packets for unknown streams are
+ *     (after the batch in hand: at most MUX_INBUF_SIZE / SMOLVM_PKT_HDR_SIZE
+ *     packets more) until half of them are written. Replies to packets for unknown streams are
  *     additionally capped at MUX_ORPHAN_RST_MAX queued (beyond: not sent).
  *
  * We never send CREDIT_REQUEST: a receiver following these rules (ours) sends
- * CREDIT_UPDATE on its own after consuming half its buffer, so a sender out of
+ * CREDIT_UPDATE on its own after consuming a quarter of its buffer, so a sender out of
  * credit just waits. We answer CREDIT_REQUEST from the peer.
  *
  * Re-entrancy: user callbacks (accept, hello, broken, connect callbacks) may call
@@ -447,7 +452,7 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                 }
                 s->rx_cnt += h->len;
                 mux->stats.rx_bytes += h->len;
-                stream_deliver(s, payload, h->len);
+                stream_deliver_rw(s, payload, h->len);
                 break;
         case SMOLVM_OP_CREDIT_UPDATE:
                 break;
@@ -482,56 +487,85 @@ static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_
         handle_stream_packet(mux, h, payload);
 }
 
+/* Handle the complete packets in inbuf and keep the rest (less than one
+ * packet) at its start. Returns false when the mux broke or is being freed. */
+static bool chan_parse(smolvm_mux *mux)
+{
+        size_t off = 0;
+        while (mux->in_len - off >= SMOLVM_PKT_HDR_SIZE) {
+                smolvm_pkt_hdr h;
+                int d = smolvm_pkt_hdr_decode(mux->inbuf + off, &h);
+                if (d == -EMSGSIZE) {
+                        chan_broken(mux, -EMSGSIZE, "packet length above the maximum");
+                        return false;
+                }
+                if (mux->in_len - off - SMOLVM_PKT_HDR_SIZE < h.len)
+                        break;
+                const uint8_t *payload = mux->inbuf + off + SMOLVM_PKT_HDR_SIZE;
+                off += SMOLVM_PKT_HDR_SIZE + h.len;
+                if (d < 0) {
+                        mux->stats.n_dropped++;
+                        continue;
+                }
+                /* Anything but data may look at (or end) a stream: what is
+                 * pending goes first. */
+                if (h.type != SMOLVM_PKT_TYPE_STREAM || h.op != SMOLVM_OP_RW)
+                        stream_pend_flush(mux);
+                handle_packet(mux, &h, payload);
+                if (mux->broken || mux->free_requested)
+                        return false;
+        }
+        stream_pend_flush(mux);
+        if (mux->broken || mux->free_requested)
+                return false;
+        /* What is left is less than one packet (< header + max payload), so at
+         * least MUX_READ_BATCH bytes of space remain for the next reads. */
+        memmove(mux->inbuf, mux->inbuf + off, mux->in_len - off);
+        mux->in_len -= off;
+        return true;
+}
+
 static void chan_read(smolvm_mux *mux, bool force)
 {
-        for (int iter = 0; iter < MUX_CHAN_READS_PER_WAKE; iter++) {
+        int reads = 0;
+        size_t got = 0;
+        for (;;) {
                 if (mux->outq_ctl >= MUX_CTL_MAX)
                         mux->chan_in_blocked = true;
                 if (mux->broken || mux->free_requested || (mux->chan_in_blocked && !force))
                         return;
-                size_t space = MUX_INBUF_SIZE - mux->in_len;
-                ssize_t r = read(mux->chan_fd, mux->inbuf + mux->in_len, space);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                bool drained = false, eof = false;
+                while (mux->in_len < MUX_READ_BATCH && reads < MUX_CHAN_READS_PER_WAKE) {
+                        ssize_t r = read(mux->chan_fd, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len);
+                        if (r < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                                        drained = true;
+                                        break;
+                                }
+                                chan_broken(mux, negative_errno(), "channel read failed");
                                 return;
-                        chan_broken(mux, negative_errno(), "channel read failed");
-                        return;
+                        }
+                        if (r == 0) {
+                                eof = true;
+                                break;
+                        }
+                        reads++;
+                        got += (size_t)r;
+                        mux->in_len += (size_t)r;
                 }
-                if (r == 0) {
+                /* Packets that came before an EOF are still handled. */
+                if (!chan_parse(mux))
+                        return;
+                if (eof) {
                         chan_broken(mux, -ECONNRESET,
                                     mux->in_len ? "channel closed inside a packet" : "channel closed");
                         return;
                 }
-                mux->in_len += (size_t)r;
-
-                size_t off = 0;
-                while (mux->in_len - off >= SMOLVM_PKT_HDR_SIZE) {
-                        smolvm_pkt_hdr h;
-                        int d = smolvm_pkt_hdr_decode(mux->inbuf + off, &h);
-                        if (d == -EMSGSIZE) {
-                                chan_broken(mux, -EMSGSIZE, "packet length above the maximum");
-                                return;
-                        }
-                        if (mux->in_len - off - SMOLVM_PKT_HDR_SIZE < h.len)
-                                break;
-                        const uint8_t *payload = mux->inbuf + off + SMOLVM_PKT_HDR_SIZE;
-                        off += SMOLVM_PKT_HDR_SIZE + h.len;
-                        if (d < 0) {
-                                mux->stats.n_dropped++;
-                                continue;
-                        }
-                        handle_packet(mux, &h, payload);
-                        if (mux->broken || mux->free_requested)
-                                return;
-                }
-                /* What is left is less than one packet (< header + max payload), so
-                 * at least MUX_READ_CHUNK bytes of space remain for the next read. */
-                memmove(mux->inbuf, mux->inbuf + off, mux->in_len - off);
-                mux->in_len -= off;
-                if ((size_t)r < space)
-                        return; /* drained for now */
+                /* Others get the loop too: a socket fills the batch in one read. */
+                if (drained || reads >= MUX_CHAN_READS_PER_WAKE || got >= MUX_CHAN_BYTES_PER_WAKE)
+                        return;
         }
 }
 

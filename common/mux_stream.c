@@ -86,6 +86,11 @@ void stream_kill(stream *s, int err)
                 s->next->prev = s->prev;
         mux->n_streams--;
 
+        if (mux->pend_stream == s) {
+                mux->pend_stream = NULL;
+                mux->pend_n = 0;
+                mux->pend_bytes = 0;
+        }
         if (s->watched)
                 (void)smolvm_evloop_del(mux->loop, s->fd);
         s->watched = false;
@@ -235,14 +240,17 @@ void stream_update(stream *s)
         s->ev_mask = ev;
 }
 
-/* The local fd took n bytes: advance fwd_cnt, re-grant credit when half the
- * buffer has been consumed since the last advertisement. Once the peer has shut
+/* The local fd took n bytes: advance fwd_cnt, re-grant credit when a quarter
+ * of the buffer has been consumed since the last advertisement (a sender that
+ * waits for half the window idles for a round trip whenever the receiver
+ * drains faster than an update travels; the channel's round trip is
+ * milliseconds under TCG). Once the peer has shut
  * its sending side it needs no credit (and a late update could hit a stream the
  * peer has already closed). */
 static void stream_consumed(stream *s, size_t n)
 {
         s->fwd_cnt += (uint32_t)n;
-        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 2)
+        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 4)
                 stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
 }
 
@@ -290,31 +298,16 @@ static void stream_flush_rx(stream *s)
         }
 }
 
-/* RW payload from the peer (credit already checked). */
-void stream_deliver(stream *s, const uint8_t *data, size_t len)
+/* Append len bytes to the ring; the credit check keeps them within it.
+ * Returns false when the stream had to be reset. */
+static bool stream_ring_append(stream *s, const uint8_t *data, size_t len)
 {
         const size_t cap = SMOLVM_MUX_STREAM_BUF;
-        if (s->rx_len == 0 && !s->wr_done) {
-                struct iovec iov = { (void *)data, len };
-                ssize_t w = stream_write(s, &iov, 1);
-                if (w < 0) {
-                        if (!is_again(errno)) {
-                                stream_write_failed(s, errno);
-                                return;
-                        }
-                        w = 0;
-                }
-                data += w;
-                len -= (size_t)w;
-                stream_consumed(s, (size_t)w);
-        }
-        if (len == 0 || s->wr_done) /* wr_done: local side gone, data is discarded */
-                return;
         if (!s->rx) {
                 s->rx = malloc(cap);
                 if (!s->rx) {
                         stream_reset(s, -ENOMEM);
-                        return;
+                        return false;
                 }
                 s->rx_head = 0;
         }
@@ -324,6 +317,89 @@ void stream_deliver(stream *s, const uint8_t *data, size_t len)
         memcpy(s->rx, data + first, len - first);
         s->rx_len += len;
         s->mux->rx_buffered += len;
+        return true;
+}
+
+/* RW payloads from the peer, in order (credit already checked): written to the
+ * local fd with one writev while nothing waits in the ring, what it does not
+ * take is kept in the ring. iov is consumed. */
+static void stream_deliver_iov(stream *s, struct iovec *iov, int n)
+{
+        if (s->rx_len == 0 && !s->wr_done) {
+                ssize_t w = stream_write(s, iov, n);
+                if (w < 0) {
+                        if (!is_again(errno)) {
+                                stream_write_failed(s, errno);
+                                return;
+                        }
+                        w = 0;
+                }
+                stream_consumed(s, (size_t)w);
+                for (size_t left = (size_t)w; left > 0 && n > 0;) {
+                        size_t take = MIN(left, iov->iov_len);
+                        iov->iov_base = (uint8_t *)iov->iov_base + take;
+                        iov->iov_len -= take;
+                        left -= take;
+                        if (iov->iov_len == 0) {
+                                iov++;
+                                n--;
+                        }
+                }
+        }
+        if (s->wr_done) /* local side gone: data is discarded */
+                return;
+        for (; n > 0; iov++, n--)
+                if (iov->iov_len > 0 && !stream_ring_append(s, iov->iov_base, iov->iov_len))
+                        return;
+}
+
+static void stream_deliver(stream *s, const uint8_t *data, size_t len)
+{
+        struct iovec iov = { (void *)data, len };
+        stream_deliver_iov(s, &iov, 1);
+}
+
+/* Write the pending RW payloads (they point into the mux's inbuf: mux.c calls
+ * this before any other packet is handled and before inbuf moves). */
+void stream_pend_flush(smolvm_mux *mux)
+{
+        stream *s = mux->pend_stream;
+        if (!s)
+                return;
+        struct iovec iov[MUX_IOV_MAX];
+        int n = mux->pend_n;
+        memcpy(iov, mux->pend_iov, (size_t)n * sizeof(iov[0]));
+        mux->pend_stream = NULL;
+        mux->pend_n = 0;
+        mux->pend_bytes = 0;
+        stream_deliver_iov(s, iov, n);
+        if (!s->dead)
+                stream_update(s);
+}
+
+/* RW payload for s (credit checked): joins the pending writev when it can
+ * (nothing of s waits in its ring, no other stream pending), else goes the
+ * usual way. Order per stream is kept: s's pending bytes are always written
+ * before its ring is touched. */
+void stream_deliver_rw(stream *s, const uint8_t *payload, uint32_t len)
+{
+        smolvm_mux *mux = s->mux;
+        if (len == 0)
+                return;
+        if (mux->pend_stream && (mux->pend_stream != s || mux->pend_n == MUX_IOV_MAX)) {
+                stream_pend_flush(mux);
+                if (s->dead)
+                        return;
+        }
+        if (s->rx_len > 0 || s->wr_done) {
+                stream_deliver(s, payload, len);
+                return;
+        }
+        mux->pend_stream = s;
+        mux->pend_iov[mux->pend_n++] = (struct iovec){ (void *)payload, len };
+        mux->pend_bytes += len;
+        if (mux->pend_bytes >= MUX_PEND_FLUSH)
+                stream_pend_flush(mux);
 }
 
 /* Read the local fd into one RW packet. */

@@ -90,15 +90,27 @@ static int run_qemu_img(char **argv, char *err, size_t err_len)
         return -EIO;
 }
 
-int qemu_img_rebase_unsafe(const char *path, const char *base_path, const char *base_format, char *err,
-                           size_t err_len)
+int qemu_img_rebase(const char *path, const char *base_path, const char *base_format, bool copy, char *err,
+                    size_t err_len)
 {
         _cleanup_free_ char *backing = qemu_opt_escape(base_path);
         if (!backing)
                 return -ENOMEM;
-        char *argv[] = { (char *)QEMU_IMG_BINARY, (char *)"rebase", (char *)"-q", (char *)"-u", (char *)"-f",
-                         (char *)"qcow2", (char *)"-F", (char *)base_format, (char *)"-b", backing, (char *)path,
-                         NULL };
+        char *argv[12];
+        size_t argc = 0;
+        argv[argc++] = (char *)QEMU_IMG_BINARY;
+        argv[argc++] = (char *)"rebase";
+        argv[argc++] = (char *)"-q";
+        if (!copy)
+                argv[argc++] = (char *)"-u";
+        argv[argc++] = (char *)"-f";
+        argv[argc++] = (char *)"qcow2";
+        argv[argc++] = (char *)"-F";
+        argv[argc++] = (char *)base_format;
+        argv[argc++] = (char *)"-b";
+        argv[argc++] = backing;
+        argv[argc++] = (char *)path;
+        argv[argc] = NULL;
         return run_qemu_img(argv, err, err_len);
 }
 

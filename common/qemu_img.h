@@ -22,11 +22,15 @@ char *qemu_opt_escape(const char *s);
 int qcow2_create_overlay(const char *base_path, const char *base_format, const char *overlay_path,
                             uint64_t size_bytes, char *err, size_t err_len);
 
-/* qemu-img rebase -u: path's backing file becomes base_path (format
- * base_format), its data untouched (the caller knows the new base holds the
- * same bytes). 0, -ENOENT (no qemu-img), -ENOSPC or -EIO (message in err). */
-int qemu_img_rebase_unsafe(const char *path, const char *base_path, const char *base_format, char *err,
-                           size_t err_len);
+/* qemu-img rebase: path's backing file becomes base_path (format base_format).
+ * copy false (-u): only the name changes, the data is untouched (the caller
+ * knows the new base holds the same bytes). copy true: every cluster the old
+ * chain gives differently from the new base is first written into path, so
+ * path reads the same afterwards (a flattening when base_path is the bottom of
+ * path's chain: qemu-img then reads only what the layers between hold). 0,
+ * -ENOENT (no qemu-img), -ENOSPC or -EIO (message in err). */
+int qemu_img_rebase(const char *path, const char *base_path, const char *base_format, bool copy, char *err,
+                    size_t err_len);
 
 /* The backing file name recorded in the qcow2 file fd (read from its header,
  * no qemu-img: the file may be a stranger's). Returns 1 with the name in ret,

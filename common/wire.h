@@ -8,6 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The end of the console line guest-init prints when its channel port closed
+ * under it and it reopens the port (after a restore, QEMU's side was not
+ * connected at the load): a restoring supervisor connects when it sees it
+ * (host/supervisor/boot.c). One definition for both sides, so the text cannot
+ * drift. The guest's own say about its own channel: a lying guest gets at worst
+ * the fallback's timing. */
+#define SMOLVM_CHAN_REOPEN_MARK "; reopening the channel"
+
 #define SMOLVM_CID_HOST  2u
 #define SMOLVM_CID_GUEST 3u
 

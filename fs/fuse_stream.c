@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,7 +113,7 @@ int smolvm_fs_serve_stream(smolvm_fs *fs, int fd)
 
 /* ---- the relay ---------------------------------------------------------------- */
 
-typedef struct relay {
+struct smolvm_fuse_relay_ev {
         int dev_fd, stream_fd;
         uint8_t *req;          /* one request from /dev/fuse, being sent */
         size_t req_len, req_sent;
@@ -119,8 +121,10 @@ typedef struct relay {
         size_t rep_len;
         bool have_init;        /* an INIT request went out: clamp its reply */
         uint64_t init_unique;
+        bool dev_gone;         /* the relay ended because the file system did */
         smolvm_fuse_pending *pending; /* may be NULL */
-} relay;
+};
+typedef struct smolvm_fuse_relay_ev relay;
 
 static void pending_add(smolvm_fuse_pending *p, const struct fuse_in_header *ih)
 {
@@ -270,8 +274,10 @@ static int relay_recv(relay *rl)
                  * waited for. Anything else is a reply the kernel rejected: the
                  * peer is broken or hostile. */
                 if (write(rl->dev_fd, m, len) < 0 && errno != ENOENT) {
-                        if (errno == ENODEV)
+                        if (errno == ENODEV) {
+                                rl->dev_gone = true;
                                 return 0;
+                        }
                         return negative_errno();
                 }
                 start += len;
@@ -283,17 +289,8 @@ static int relay_recv(relay *rl)
         return 1;
 }
 
-int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd)
+int smolvm_fuse_relay_ev_new(int dev_fuse_fd, int stream_fd, smolvm_fuse_pending *pending, smolvm_fuse_relay_ev **ret)
 {
-        return smolvm_fuse_relay_tracked(dev_fuse_fd, stream_fd, cancel_fd, NULL);
-}
-
-int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smolvm_fuse_pending *pending)
-{
-        _cleanup_free_ uint8_t *req = malloc(SMOLVM_FUSE_STREAM_MAX);
-        _cleanup_free_ uint8_t *rep = malloc(SMOLVM_FUSE_STREAM_MAX);
-        if (!req || !rep)
-                return -ENOMEM;
         /* Non-blocking /dev/fuse: a request can vanish (interrupted) between poll
          * and read, and a blocking read would then stall the relay. */
         int r = fd_set_nonblock(dev_fuse_fd, true);
@@ -302,50 +299,143 @@ int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smo
         r = fd_set_nonblock(stream_fd, true);
         if (r < 0)
                 return r;
-        relay rl = { .dev_fd = dev_fuse_fd, .stream_fd = stream_fd, .req = req, .rep = rep, .pending = pending };
+        relay *rl = calloc(1, sizeof(*rl));
+        if (!rl)
+                return -ENOMEM;
+        rl->req = malloc(SMOLVM_FUSE_STREAM_MAX);
+        rl->rep = malloc(SMOLVM_FUSE_STREAM_MAX);
+        if (!rl->req || !rl->rep) {
+                smolvm_fuse_relay_ev_free(rl);
+                return -ENOMEM;
+        }
+        rl->dev_fd = dev_fuse_fd;
+        rl->stream_fd = stream_fd;
+        rl->pending = pending;
+        *ret = rl;
+        return 0;
+}
 
+void smolvm_fuse_relay_ev_free(smolvm_fuse_relay_ev *rl)
+{
+        if (!rl)
+                return;
+        free(rl->req);
+        free(rl->rep);
+        free(rl);
+}
+
+int smolvm_fuse_relay_ev_set_stream(smolvm_fuse_relay_ev *rl, int stream_fd)
+{
+        int r = fd_set_nonblock(stream_fd, true);
+        if (r < 0)
+                return r;
+        /* What was half sent or half received belonged to the old stream; the
+         * request half sent is among the pending ones the caller fails. */
+        rl->stream_fd = stream_fd;
+        rl->req_len = rl->req_sent = 0;
+        rl->rep_len = 0;
+        rl->have_init = false;
+        rl->dev_gone = false;
+        return 0;
+}
+
+void smolvm_fuse_relay_ev_events(const smolvm_fuse_relay_ev *rl, uint32_t *ret_dev, uint32_t *ret_stream)
+{
+        /* Take the next request only when the previous one is on its way: the
+         * kernel queues the rest. The stream is always read, so the peer's
+         * replies never back up behind our requests. */
+        bool sending = rl->req_len > 0;
+        *ret_dev = sending ? 0 : POLLIN;
+        *ret_stream = POLLIN | (sending ? POLLOUT : 0);
+}
+
+bool smolvm_fuse_relay_ev_dev_gone(const smolvm_fuse_relay_ev *rl)
+{
+        return rl->dev_gone;
+}
+
+/* Requests taken from /dev/fuse in one step at most: the kernel may have many
+ * queued (readahead, parallel lookups); a bound keeps an event loop fair. */
+#define RELAY_BATCH 32
+
+int smolvm_fuse_relay_ev_step(smolvm_fuse_relay_ev *rl, uint32_t dev_revents, uint32_t stream_revents)
+{
+        int r;
+        if (stream_revents & (POLLIN | POLLHUP | POLLERR)) {
+                r = relay_recv(rl);
+                if (r <= 0)
+                        return r;
+        }
+        if (rl->req_len > 0) {
+                r = relay_send(rl);
+                if (r == -EPIPE || r == -ECONNRESET)
+                        return 0; /* the peer is gone; its EOF would tell the same */
+                if (r < 0)
+                        return r;
+        }
+        if (rl->req_len > 0 || !(dev_revents & (POLLIN | POLLERR | POLLHUP)))
+                return 1;
+        if (!(dev_revents & POLLIN)) {
+                rl->dev_gone = true;
+                return 0; /* connection aborted / unmounted */
+        }
+        /* Everything the kernel has queued, as long as the stream takes it: each
+         * request goes out as soon as it is read, never behind a reply. */
+        for (int i = 0; i < RELAY_BATCH && rl->req_len == 0; i++) {
+                r = relay_read_dev(rl);
+                if (r < 0)
+                        return r;
+                if (r == 2) {
+                        rl->dev_gone = true;
+                        return 0;
+                }
+                if (r == 0)
+                        break;
+                r = relay_send(rl);
+                if (r == -EPIPE || r == -ECONNRESET)
+                        return 0;
+                if (r < 0)
+                        return r;
+        }
+        return 1;
+}
+
+int smolvm_fuse_relay_cancellable(int dev_fuse_fd, int stream_fd, int cancel_fd)
+{
+        return smolvm_fuse_relay_tracked(dev_fuse_fd, stream_fd, cancel_fd, NULL);
+}
+
+int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smolvm_fuse_pending *pending)
+{
+        smolvm_fuse_relay_ev *rl = NULL;
+        int r = smolvm_fuse_relay_ev_new(dev_fuse_fd, stream_fd, pending, &rl);
+        if (r < 0)
+                return r;
         for (;;) {
-                /* Take the next request only when the previous one is on its way:
-                 * the kernel queues the rest. The stream is always read, so the
-                 * peer's replies never back up behind our requests. */
-                bool sending = rl.req_len > 0;
+                uint32_t dev_ev, stream_ev;
+                smolvm_fuse_relay_ev_events(rl, &dev_ev, &stream_ev);
                 struct pollfd p[3] = {
-                        { .fd = dev_fuse_fd, .events = sending ? 0 : POLLIN },
-                        { .fd = stream_fd, .events = (short)(POLLIN | (sending ? POLLOUT : 0)) },
+                        { .fd = dev_fuse_fd, .events = (short)dev_ev },
+                        { .fd = stream_fd, .events = (short)stream_ev },
                         { .fd = cancel_fd, .events = POLLIN },
                 };
                 int k = poll(p, cancel_fd >= 0 ? 3 : 2, -1);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return negative_errno();
+                        r = negative_errno();
+                        break;
                 }
-                if (cancel_fd >= 0 && p[2].revents)
-                        return -ECANCELED;
-                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-                        r = relay_recv(&rl);
-                        if (r <= 0)
-                                return r;
+                if (cancel_fd >= 0 && p[2].revents) {
+                        r = -ECANCELED;
+                        break;
                 }
-                if (!sending && (p[0].revents & (POLLERR | POLLHUP)) && !(p[0].revents & POLLIN))
-                        return 0; /* connection aborted / unmounted */
-                if (!sending && (p[0].revents & POLLIN)) {
-                        r = relay_read_dev(&rl);
-                        if (r < 0)
-                                return r;
-                        if (r == 2)
-                                return 0;
-                        if (r == 1)
-                                sending = true;
-                }
-                if (sending) {
-                        r = relay_send(&rl);
-                        if (r == -EPIPE || r == -ECONNRESET)
-                                return 0; /* the peer is gone; its EOF would tell the same */
-                        if (r < 0)
-                                return r;
-                }
+                r = smolvm_fuse_relay_ev_step(rl, (uint32_t)(dev_ev ? p[0].revents : 0), (uint32_t)p[1].revents);
+                if (r <= 0)
+                        break;
         }
+        smolvm_fuse_relay_ev_free(rl);
+        return r;
 }
 
 int smolvm_fuse_relay(int dev_fuse_fd, int stream_fd)

@@ -77,3 +77,30 @@ int smolvm_fuse_relay_tracked(int dev_fuse_fd, int stream_fd, int cancel_fd, smo
  * forget them. Returns how many were answered. */
 unsigned smolvm_fuse_pending_fail(smolvm_fuse_pending *pending, int dev_fuse_fd, int err);
 int smolvm_fuse_relay(int dev_fuse_fd, int stream_fd);
+
+/* The same relay for an event loop (the guest's PID 1 serves its FUSE-over-vsock
+ * mounts this way, with no process of their own): the caller waits for the
+ * events smolvm_fuse_relay_ev_events() asks for and hands what came to
+ * smolvm_fuse_relay_ev_step(). Requests go out as soon as the kernel queues them
+ * (up to 32 a step) and replies are taken in any order, so the kernel may have
+ * as many requests in flight as it likes. Never blocks.
+ * new: switches both fds to O_NONBLOCK and allocates the two message buffers
+ * (2 x SMOLVM_FUSE_STREAM_MAX); the fds stay the caller's. pending as for
+ * smolvm_fuse_relay_tracked() (may be NULL). Returns 0 or negative errno. */
+typedef struct smolvm_fuse_relay_ev smolvm_fuse_relay_ev;
+int smolvm_fuse_relay_ev_new(int dev_fuse_fd, int stream_fd, smolvm_fuse_pending *pending, smolvm_fuse_relay_ev **ret);
+/* Accepts NULL. Closes nothing. */
+void smolvm_fuse_relay_ev_free(smolvm_fuse_relay_ev *rl);
+/* The poll(2)/epoll events (POLLIN, POLLOUT) to wait for now on each fd; 0 for
+ * /dev/fuse while a request is still being sent. */
+void smolvm_fuse_relay_ev_events(const smolvm_fuse_relay_ev *rl, uint32_t *ret_dev, uint32_t *ret_stream);
+/* Move what the events allow. Returns 1 to go on, and when the relay is over
+ * what smolvm_fuse_relay_tracked() returns (0: a clean end of either side). */
+int smolvm_fuse_relay_ev_step(smolvm_fuse_relay_ev *rl, uint32_t dev_revents, uint32_t stream_revents);
+/* After a 0 from step: true if it was the file system that ended (unmounted,
+ * aborted), false if it was the stream. */
+bool smolvm_fuse_relay_ev_dev_gone(const smolvm_fuse_relay_ev *rl);
+/* Go on over a new stream (the old one ended): what was half sent or half
+ * received is dropped; the caller fails the pending requests first. Returns 0
+ * or negative errno. */
+int smolvm_fuse_relay_ev_set_stream(smolvm_fuse_relay_ev *rl, int stream_fd);

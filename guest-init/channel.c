@@ -25,6 +25,7 @@
 #include "init.h"
 #include "mux.h"
 #include "util.h"
+#include "wire.h"
 
 #define DEFAULT_CHAN_NAME "org.smolvm.chan0"
 /* Port discovery: poll fast right after boot (the port shows up a few ms after
@@ -69,7 +70,7 @@ static void mux_broken(void *userdata, int err, const char *why)
 {
         agent_channel *ch = userdata;
         ch->mux_broken = true;
-        init_log("channel %s closed (%s%s%s); reopening", ch->name, why, err ? ": " : "",
+        init_log("channel %s closed (%s%s%s)" SMOLVM_CHAN_REOPEN_MARK, ch->name, why, err ? ": " : "",
                  err ? strerror(err < 0 ? -err : err) : "");
 }
 

@@ -4,6 +4,9 @@
  * fuse_mount: the host is the file server, the guest kernel its client. We only
  * mount and relay; what the guest may do is decided by the host's server
  * (MS_RDONLY here is a convenience that makes writes fail early, not a control).
+ * The relay runs in PID 1's loop (fuserelay.c): this handler mounts, answers,
+ * hands /dev/fuse and the stream over and exits; only if PID 1 cannot take
+ * them does it relay in its own process (relay_with_reattach).
  *
  * fuse_serve: the roles swap: the host kernel is the client (smolvm-fs mount on
  * the host) and we answer from the guest's own tree with the same server code,
@@ -33,29 +36,56 @@
 #include "mountinfo.h"
 #include "util.h"
 
-/* Id of the topmost mount whose mount point is path (canonical), or -1. Read
- * from /proc/self/mountinfo, never from the mount itself: a stat of a fresh
- * FUSE mount waits for its server, which is our own client, not answering yet. */
+/* The topmost mount whose mount point is path (canonical). Read from
+ * /proc/self/mountinfo, never from the mount itself: a stat of a fresh FUSE
+ * mount waits for its server, which is our own client, not answering yet.
+ * Returns 0 or negative errno. */
+static int top_mount(const char *path, mountinfo_entry *ret)
+{
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return negative_errno();
+        int r = mountinfo_find(f, path, ret);
+        fclose(f);
+        return r;
+}
+
+/* Id of the topmost mount at path, or -1. */
 static long top_mount_id(const char *path)
 {
         mountinfo_entry e;
-        FILE *f = fopen("/proc/self/mountinfo", "re");
-        if (!f)
-                return -1;
-        int r = mountinfo_find(f, path, &e);
-        fclose(f);
-        return r < 0 ? -1 : e.id;
+        return top_mount(path, &e) < 0 ? -1 : e.id;
+}
+
+/* The kernel's readahead window for a FUSE file system is its bdi's, 128 KiB
+ * by default, and the INIT reply can only lower it: sequential reads then go
+ * to the server as 128 KiB READs, a round trip each (under TCG ~1 ms over
+ * virtio-fs, several over FUSE-over-vsock). The server allows READs of
+ * max_write (1 MiB, fs_server.c's INIT reply), so the window is raised to that
+ * after the mount, on the bdi named by the mount's device ("MAJ:MIN"). Best
+ * effort: reads work either way. */
+#define FUSE_READAHEAD_KB "1024"
+
+void agent_raise_readahead(const char *path, unsigned dev_major, unsigned dev_minor)
+{
+        char knob[96];
+        snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/read_ahead_kb", dev_major, dev_minor);
+        _cleanup_close_ int fd = open(knob, O_WRONLY | O_CLOEXEC);
+        int r = fd < 0 ? negative_errno() : write_all(fd, FUSE_READAHEAD_KB, strlen(FUSE_READAHEAD_KB));
+        if (r < 0)
+                init_log("%s: readahead stays at the kernel's default: %s: %s", path, knob, strerror(-r));
 }
 
 /* ---- reattaching after a snapshot restore (docs/internals.md, "Mounts
  * across snapshots") ----
- * The relay of a mount listens on an abstract socket named after the guest
+ * PID 1 parks and reattaches the mounts it relays itself (fuserelay.c). A
+ * mount relayed by a handler process (the fallback) works as follows: the
+ * relay listens on an abstract socket named after the guest
  * path as the host gave it (never resolved: a stat of the mount would wait for
  * the very relay that is waiting). When its stream ends because the channel
  * was reset (a restore), it keeps /dev/fuse open, so the kernel's connection
  * lives on, and waits for the host's new server: a fuse_mount with "reattach"
  * arrives on a new stream, whose handler passes that stream here (SCM_RIGHTS). */
-#define REATTACH_WAIT_MS 60000
 
 /* agent_channel_generation(): NULL until agent_channel_generation_init(). */
 static _Atomic uint32_t *chan_generation;
@@ -128,9 +158,25 @@ static int reattach_accept(int lfd)
         return nfd;
 }
 
-/* fuse_mount with "reattach": hand this stream to the mount's waiting relay. */
+/* fuse_mount with "reattach" for a mount PID 1 relays (fuserelay.c). */
+static int fuse_reattach_pid1(int fd, const agent_path_spec *spec)
+{
+        /* The answer first: once PID 1 has the stream, FUSE flows on it. */
+        int r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
+        if (r < 0)
+                return r;
+        r = agent_fuse_handoff(AGENT_FUSE_REATTACH, spec->path, -1, fd);
+        if (r < 0)
+                init_log("fuse_mount %s: reattach: %s", spec->path, strerror(-r));
+        return r;
+}
+
+/* fuse_mount with "reattach": hand this stream to the mount's waiting relay:
+ * PID 1's, or a handler process's of its own (fuse_mount's fallback). */
 static int fuse_reattach(int fd, const agent_path_spec *spec)
 {
+        if (agent_fuse_handoff(AGENT_FUSE_WAITING, spec->path, -1, -1) == 0)
+                return fuse_reattach_pid1(fd, spec);
         struct sockaddr_un sa;
         socklen_t len;
         reattach_addr(spec->path, &sa, &len);
@@ -189,7 +235,7 @@ static int relay_with_reattach(int dev, int fd, const char *path)
                 struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = dev, .events = 0 } };
                 int k;
                 do
-                        k = poll(p, 2, REATTACH_WAIT_MS);
+                        k = poll(p, 2, AGENT_FUSE_REATTACH_WAIT_MS);
                 while (k < 0 && errno == EINTR);
                 if (k <= 0 || !(p[0].revents & POLLIN)) {
                         init_log("fuse_mount %s: %s", path, k == 0 ? "no server came back within 60 s after the "
@@ -256,7 +302,12 @@ int agent_fuse_mount(int fd, const agent_request *req)
         }
         /* If the result cannot be sent, the mount is undone: path is only
          * unmounted if our mount is still the top one there. */
-        long ours = top_mount_id(canon);
+        mountinfo_entry me;
+        long ours = top_mount(canon, &me) < 0 ? -1 : me.id;
+        /* Before INIT is answered is fine: the reply's max_readahead (1 MiB)
+         * is what the kernel keeps the window within. */
+        if (ours >= 0)
+                agent_raise_readahead(spec->path, me.major, me.minor);
         r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
         if (r < 0) {
                 dev = safe_close(dev);
@@ -264,6 +315,13 @@ int agent_fuse_mount(int fd, const agent_request *req)
                         init_log("fuse_mount %s: umount: %m", spec->path);
                 return r;
         }
+        /* PID 1 relays it in its own loop: no process hop per request. */
+        r = agent_fuse_handoff(AGENT_FUSE_ADOPT, spec->path, dev, fd);
+        if (r == 0)
+                return 0;
+        if (r != -ECONNREFUSED && r != -ENOENT)
+                init_log("fuse_mount %s: PID 1 cannot relay it (%s): relaying in a process of its own", spec->path,
+                         strerror(-r));
         r = relay_with_reattach(dev, fd, spec->path);
         if (r < 0 && r != -ECONNRESET && r != -EPIPE)
                 init_log("fuse_mount %s: relay: %s", spec->path, strerror(-r));

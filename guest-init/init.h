@@ -104,6 +104,31 @@ int agent_list_tree(int fd, const agent_request *req);
  * Each answers RESULT {"ok":true} (or ERROR) first; returns 0 or negative errno. */
 int agent_fuse_mount(int fd, const agent_request *req);
 int agent_fuse_serve(int fd, const agent_request *req);
+/* Raise (virtio-fs mounts too, mounts.c) the readahead window of the FUSE mount at path (for the log), whose
+ * files have st_dev dev_major:dev_minor, to the server's READ size. Best effort. */
+void agent_raise_readahead(const char *path, unsigned dev_major, unsigned dev_minor);
+
+/* fuserelay.c: PID 1 relays the fuse_mount mounts in its own loop. A handler
+ * hands over, on PID 1's socket (root only): ADOPT (path, /dev/fuse fd, stream
+ * fd) after its mount; REATTACH (path, the new server's stream) after a
+ * channel reset; WAITING (path): is a mount there waiting for a new server?
+ * agent_fuse_handoff returns 0 (the fds were passed: PID 1 has its own copies)
+ * or negative errno: -ECONNREFUSED/-ENOENT when PID 1 does not listen (not
+ * PID 1, e.g. the unit suites) or has no such mount, -EMFILE when it relays
+ * too many already; the caller then relays in its own process. */
+typedef enum agent_fuse_handoff_kind {
+        AGENT_FUSE_ADOPT = 1,
+        AGENT_FUSE_REATTACH = 2,
+        AGENT_FUSE_WAITING = 3,
+} agent_fuse_handoff_kind;
+/* How long a mount whose stream a channel reset ended waits for a new server. */
+#define AGENT_FUSE_REATTACH_WAIT_MS 60000
+int agent_fuse_handoff(agent_fuse_handoff_kind kind, const char *path, int dev_fd, int stream_fd);
+/* PID 1: listen for handoffs on loop. Returns 0 or negative errno. */
+int agent_fuse_relays_start(smolvm_evloop *loop);
+/* PID 1, between dispatch rounds: abort the mounts that waited too long for a
+ * new server. Returns ms until the next such deadline, or -1. */
+int agent_fuse_relays_tick(void);
 
 /* fuseabort.c: fuse_abort: the file server of the mount at req->file.path is gone;
  * make accesses fail (ENOTCONN) instead of hanging: abort its FUSE connection

@@ -118,12 +118,19 @@ int main(int argc, char **argv)
         net_egress *egress = NULL;
         if (net_egress_start(loop, channel, &egress) < 0)
                 fatal("egress: out of memory");
+        r = agent_fuse_relays_start(loop);
+        if (r < 0)
+                init_log("FUSE relays: %s: each FUSE-over-vsock mount is relayed by a process of its own",
+                         strerror(-r));
         init_log("ready: init started at %llu ms, agent ready at %llu ms (boot time)",
                  (unsigned long long)init_start_ms, (unsigned long long)ready_ms);
 
         /* ---- the line: from here on PID 1 never exits ---- */
         for (;;) {
                 int timeout = agent_channel_tick(channel);
+                int fuse_timeout = agent_fuse_relays_tick();
+                if (fuse_timeout >= 0 && (timeout < 0 || fuse_timeout < timeout))
+                        timeout = fuse_timeout;
                 r = smolvm_evloop_run_once(loop, timeout);
                 if (r < 0) {
                         init_log("event loop: %s", strerror(-r));

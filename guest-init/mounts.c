@@ -49,25 +49,13 @@ int mount_arg_parse(char *value, const char **ret_tag, const char **ret_path, bo
         return 0;
 }
 
-/* The kernel's readahead window for a FUSE file system is its bdi's, 128 KiB
- * by default, and the INIT reply can only lower it: sequential reads then go
- * to the server as 128 KiB READs, a round trip each (under TCG ~1 ms). The
- * server allows READs of max_write (1 MiB, fs_server.c's INIT reply), so the
- * window is raised to that here, after the mount, on the bdi named by the
- * mount's device ("MAJ:MIN"). Best effort: reads work either way. */
-#define FUSE_READAHEAD_KB "1024"
-
+/* virtio-fs: the back-end was serving before the boot, so a stat of the mount
+ * is answered (a FUSE-over-vsock mount finds its device in mountinfo instead). */
 static void raise_readahead(const char *path)
 {
         struct stat st;
-        if (stat(path, &st) < 0)
-                return;
-        char knob[96];
-        snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
-        _cleanup_close_ int fd = open(knob, O_WRONLY | O_CLOEXEC);
-        int r = fd < 0 ? negative_errno() : write_all(fd, FUSE_READAHEAD_KB, strlen(FUSE_READAHEAD_KB));
-        if (r < 0)
-                init_log("%s: readahead stays at the kernel's default: %s: %s", path, knob, strerror(-r));
+        if (stat(path, &st) == 0)
+                agent_raise_readahead(path, major(st.st_dev), minor(st.st_dev));
 }
 
 static void mount_one(const char *tag, const char *path, bool ro)

@@ -43,7 +43,9 @@ static const cli_cmd snap_create_cmd = {
         .synopsis = "[--name NAME] [--stop] [--json] VM",
         .about = "Snapshot a running or paused VM: memory, devices and disk at one instant.\n"
                  "The VM is paused meanwhile (pause_ms), then carries on (or is stopped\n"
-                 "with --stop; a paused VM stays paused). Prints the snapshot id.\n",
+                 "with --stop; a paused VM stays paused). Prints the snapshot id.\n"
+                 "A snapshot deeper than 16 disk layers (SMOLVM_SNAPSHOT_MAX_DEPTH) is\n"
+                 "written flattened: one layer over the image (depth 1).\n",
         .opts = snap_create_opts,
         .json_help = "print the JSON envelope (docs/cli.md); data: the snapshot (as `snapshot info`)",
 };

@@ -202,6 +202,8 @@ int vm_lock(smolvm_vm *vm);
 
 /* ---- snapshot.c, snapshot_record.c ---- */
 #define SNAPSHOT_MAX_LAYERS 32u
+/* A VM made from a snapshot runs over its layers and its disk. */
+#define VM_MAX_LAYERS (SNAPSHOT_MAX_LAYERS + 1)
 /* snapshots/<id>/snapshot.json: a snapshot's record. Input (the file can be
  * damaged or planted): parsed bounded and checked. */
 typedef struct snap_record {
@@ -255,6 +257,18 @@ int snapshot_load_record(const char *dir, snap_record *ret);
  * internal: fork's and the templates' own. */
 #define SNAPSHOT_LEAVE_PAUSED (1u << 30) /* neither resume nor stop the VM afterwards */
 int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags, smolvm_snapshot_info *ret);
+/* snapshot_chain.c: the depth (layers, its own included) past which a new
+ * snapshot's disk is flattened: 16, or $SMOLVM_SNAPSHOT_MAX_DEPTH (1..32; else
+ * SMOLVM_EINVAL, recorded). */
+int snapshot_max_depth(unsigned *ret);
+/* The VM dir's layers (its disk's lower qcow2 files, at most VM_MAX_LAYERS),
+ * sorted, in a NULL-terminated malloc'd array of malloc'd names. */
+int vm_layers(const char *vm_dir, char ***ret, size_t *ret_n);
+void vm_layers_free(char **v); /* NULL is fine */
+/* disk_path, a copy of the overlay of the VM in vm_dir (n_layers layers under
+ * it), rewritten in place to hold everything above the image's rootfs and go
+ * straight over it. Negative errno (-ENOSPC: disk full), recorded. */
+int snapshot_flatten_disk(const char *vm_dir, size_t n_layers, const char *disk_path);
 
 /* ---- vm.c ---- */
 /* smolvm_create() in home (NULL: $SMOLVM_HOME): the templates build their VM in

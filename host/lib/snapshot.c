@@ -183,39 +183,6 @@ int snapshot_link_layers(const char *snap_dir, const snap_record *rec, const cha
 
 /* ---- create ---- */
 
-/* The VM dir's layers (its disk's lower qcow2 files), NULL-terminated. */
-static int vm_layers(const char *vm_dir, char ***ret, size_t *ret_n)
-{
-        DIR *d = opendir(vm_dir);
-        if (!d)
-                return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
-        char **v = calloc(SNAPSHOT_MAX_LAYERS + 1, sizeof(char *));
-        size_t n = 0;
-        int r = v ? 0 : vm_error(-ENOMEM, NULL, "out of memory");
-        struct dirent *de;
-        while (r == 0 && (de = readdir(d))) {
-                if (!snap_layer_name_valid(de->d_name))
-                        continue;
-                if (n == SNAPSHOT_MAX_LAYERS)
-                        r = vm_error(-E2BIG, "stop the VM and create a new one from its last snapshot",
-                                     "the disk of VM in %s already has %u layers (the most a snapshot may have)",
-                                     vm_dir, SNAPSHOT_MAX_LAYERS);
-                else if (!(v[n++] = strdup(de->d_name)))
-                        r = vm_error(-ENOMEM, NULL, "out of memory");
-        }
-        closedir(d);
-        if (r < 0) {
-                for (size_t i = 0; v && i < n; i++)
-                        free(v[i]);
-                free(v);
-                return r;
-        }
-        qsort(v, n, sizeof(char *), qsort_strcmp);
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}
-
 /* from_dir/from_name copied sparse to a new to_dir/to_name; *ret_bytes (may be
  * NULL) gets the data bytes copied. */
 static int copy_into(const char *from_dir, const char *from_name, const char *to_dir, const char *to_name,
@@ -246,10 +213,17 @@ static int copy_into(const char *from_dir, const char *from_name, const char *to
  * Why not blockdev-snapshot-sync (the overlay becomes a read-only layer, the VM
  * goes on over a new one: no copy at all): with QEMU 7.2 the migration of the
  * device state that follows then fails ("bdrv_inactivate_all() failed"),
- * measured here. The copy is proportional to what the VM wrote to its disk. */
-static int save_disk(const char *vm_dir, const char *staging)
+ * measured here. The copy is proportional to what the VM wrote to its disk.
+ * flatten: the VM runs over n_layers layers and the snapshot would be deeper
+ * than the limit: the copy then takes in what they hold (snapshot_chain.c). */
+static int save_disk(const char *vm_dir, const char *staging, size_t n_layers, bool flatten)
 {
-        return copy_into(vm_dir, VMDIR_OVERLAY, staging, SNAPDIR_DISK, NULL);
+        int r = copy_into(vm_dir, VMDIR_OVERLAY, staging, SNAPDIR_DISK, NULL);
+        if (r < 0 || !flatten)
+                return r;
+        char disk[PATH_MAX];
+        pathf(disk, sizeof(disk), "%s/" SNAPDIR_DISK, staging);
+        return snapshot_flatten_disk(vm_dir, n_layers, disk);
 }
 
 /* Device state to staging/state: a migration to an fd with x-ignore-shared, so
@@ -359,10 +333,24 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                                 "VM %s runs on the copy-on-write RAM of the snapshot it was restored from: a "
                                 "snapshot of it is not supported yet", vm->id);
 
-        qmp_conn *q = NULL;
-        int r = qmp_open(vm->dir, &q);
+        /* The layers the VM's overlay goes over (a VM made from a snapshot has
+         * them): linked beside the copy under their names (the qcow2 files refer
+         * to each other by relative name), or flattened into it past the limit. */
+        unsigned max_depth;
+        char **layers = NULL;
+        size_t n_layers = 0;
+        int r = snapshot_max_depth(&max_depth);
+        if (r == 0)
+                r = vm_layers(vm->dir, &layers, &n_layers);
         if (r < 0)
                 return r;
+        bool flatten = n_layers + 1 > max_depth;
+        qmp_conn *q = NULL;
+        r = qmp_open(vm->dir, &q);
+        if (r < 0) {
+                vm_layers_free(layers);
+                return r;
+        }
         bool was_paused = st == SMOLVM_STATE_PAUSED, stopped = false;
         uint64_t t0 = now_ms(), ram_bytes = 0;
         char paused[PATH_MAX];
@@ -378,7 +366,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                         (void)unlink(paused);
         }
         if (r == 0)
-                r = save_disk(vm->dir, staging);
+                r = save_disk(vm->dir, staging, n_layers, flatten);
         if (r == 0)
                 r = save_state(q, staging);
         if (r == 0)
@@ -404,15 +392,8 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
         };
         memcpy(rec.id, id, SMOLVM_ID_LEN + 1);
         memcpy(rec.vm_id, vm->id, SMOLVM_ID_LEN + 1);
-        char **layers = NULL;
-        size_t n_layers = 0;
-        if (r == 0)
-                r = vm_layers(vm->dir, &layers, &n_layers);
-        /* The layers the VM's overlay goes over (a VM made from a snapshot has
-         * them) are linked beside the copy under their names: the qcow2 files
-         * refer to each other by relative name. */
         char *lower[SNAPSHOT_MAX_LAYERS + 1] = { 0 };
-        for (size_t i = 0; r == 0 && i < n_layers; i++) {
+        for (size_t i = 0; r == 0 && !flatten && i < n_layers; i++) {
                 char from[PATH_MAX], to[PATH_MAX];
                 pathf(from, sizeof(from), "%s/%s", vm->dir, layers[i]);
                 pathf(to, sizeof(to), "%s/%s", staging, layers[i]);
@@ -436,9 +417,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
         rec.pause_ms = now_ms() - t0;
         if (r == 0 && ret)
                 info_from_record(&rec, final, ret);
-        for (size_t i = 0; i < n_layers; i++)
-                free(layers[i]);
-        free(layers);
+        vm_layers_free(layers);
 
         /* The VM carries on whatever happened (a failed migration leaves it
          * paused, a completed one in "postmigrate": cont resumes both). */

@@ -472,7 +472,7 @@ static int fix_chain(import_ctx *c, const char *staging)
                                 return vm_error(SMOLVM_ECORRUPT, NULL, "%s: %s: its disk chain ends after %zu of "
                                                 "%zu layers", import_what, c->shown, depth + 1,
                                                 c->rec.n_layers + 1);
-                        r = qemu_img_rebase_unsafe(path, rootfs, "raw", qerr, sizeof(qerr));
+                        r = qemu_img_rebase(path, rootfs, "raw", false, qerr, sizeof(qerr));
                         return r < 0 ? vm_error(r, NULL, "%s: qemu-img rebase %s: %s", import_what, cur, qerr) : 0;
                 }
                 size_t i = 0;
@@ -482,7 +482,7 @@ static int fix_chain(import_ctx *c, const char *staging)
                         return vm_error(SMOLVM_ECORRUPT, NULL, "%s: %s: its disk layer %s refers to '%.64s', not "
                                         "a layer of the snapshot's chain", import_what, c->shown, cur, backing);
                 used[i] = true;
-                r = qemu_img_rebase_unsafe(path, backing, "qcow2", qerr, sizeof(qerr));
+                r = qemu_img_rebase(path, backing, "qcow2", false, qerr, sizeof(qerr));
                 if (r < 0)
                         return vm_error(r, NULL, "%s: qemu-img rebase %s: %s", import_what, cur, qerr);
                 snprintf(cur, sizeof(cur), "%s", c->rec.layers[i]);

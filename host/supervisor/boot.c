@@ -214,10 +214,6 @@ static void chan_accept_cb(void *userdata, int lfd, uint32_t events)
 
 /* ---- a restore: QEMU listens on chan.sock, we connect once the guest let go ---- */
 
-/* What guest-init prints when it drops its channel and reopens the port
- * (guest-init/channel.c). The guest's own say, about its own channel: at worst
- * a lying guest gets the fallback's timing. */
-#define GUEST_CHAN_RESET_LINE "); reopening"
 
 static void restore_guest_reset(void *userdata)
 {
@@ -231,7 +227,7 @@ static void restore_guest_reset(void *userdata)
 int sup_boot_restore_begin(sup *s)
 {
         s->chan_connect_ms = now_ms() + RESTORE_GUEST_CLOSE_MS;
-        sup_console_watch(s->con, GUEST_CHAN_RESET_LINE, restore_guest_reset, s);
+        sup_console_watch(s->con, SMOLVM_CHAN_REOPEN_MARK, restore_guest_reset, s);
         return 0;
 }
 
@@ -309,7 +305,7 @@ int sup_boot_step(sup *s)
                 s->mux_broken = false;
                 s->chan_hello_deadline_ms = 0;
                 s->chan_connect_ms = now + RESTORE_GUEST_CLOSE_MS;
-                sup_console_watch(s->con, GUEST_CHAN_RESET_LINE, restore_guest_reset, s);
+                sup_console_watch(s->con, SMOLVM_CHAN_REOPEN_MARK, restore_guest_reset, s);
         }
         if (s->restoring && !s->mux && !s->hello && s->chan_connect_ms && now >= s->chan_connect_ms)
                 restore_connect(s);

@@ -306,7 +306,13 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                  * kernel hangs calibrating timers under TCG (measured). */
                 (char *)"-M", machine,
                 (char *)"-accel", kvm ? (char *)"kvm" : (char *)"tcg",
-                (char *)"-cpu", kvm ? (char *)"host" : (char *)"max",
+                /* erms=off under TCG: with ERMS the guest kernel copies with
+                 * `rep movsb` (copy_to/from_user, memcpy, clear_page), which
+                 * QEMU 7.2's TCG runs one byte per iteration; without it the
+                 * kernel picks `rep movsq`, 8 bytes per iteration. Every byte
+                 * the channel moves is copied 2-3 times in the guest: this
+                 * tripled exec's stdin rate (docs/benchmarks.md, issue 11). */
+                (char *)"-cpu", kvm ? (char *)"host" : (char *)"max,erms=off",
                 (char *)"-m", mem,
                 (char *)"-smp", smp,
                 (char *)"-nodefaults", (char *)"-no-user-config", (char *)"-nographic", (char *)"-no-reboot",

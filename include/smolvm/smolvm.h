@@ -354,7 +354,8 @@ typedef struct smolvm_snapshot_info {
         uint64_t pause_ms;        /* how long the VM was paused for it */
         uint64_t ram_bytes;       /* guest RAM data kept (the RAM file's non-hole bytes) */
         uint64_t disk_bytes;      /* bytes on disk of the whole snapshot dir (st_blocks) */
-        unsigned depth;           /* disk layers, its own included */
+        unsigned depth;           /* disk layers, its own included (a snapshot that would be
+                                   * deeper than 16, $SMOLVM_SNAPSHOT_MAX_DEPTH, is flattened: 1) */
         char dir[4096];
         unsigned n_mounts;        /* host directory mounts it carries (vsock) */
 } smolvm_snapshot_info;

@@ -103,6 +103,21 @@ trap cleanup EXIT
 # meson sends SIGTERM on timeout: clean up then too (the EXIT trap runs on exit).
 trap "exit 143" TERM INT
 
+# A full disk for snapshots: $SMOLVM_HOME/snapshots moved onto a 16 MiB tmpfs
+# ($T/small/snapshots) until snapshots_back. Fails when no tmpfs can be mounted
+# (not root?). The cleanup unmounts it if the test ends in between.
+snapshots_on_small_fs() {
+        mkdir -p "$T/small"
+        mount -t tmpfs -o size=16m tmpfs "$T/small" 2>/dev/null || return 1
+        mv "$SMOLVM_HOME/snapshots" "$T/snaps-real"
+        mkdir "$T/small/snapshots" && ln -s "$T/small/snapshots" "$SMOLVM_HOME/snapshots"
+}
+snapshots_back() {
+        rm "$SMOLVM_HOME/snapshots"
+        mv "$T/snaps-real" "$SMOLVM_HOME/snapshots"
+        umount -l "$T/small"
+}
+
 # Wait (up to $2 s) until a condition command succeeds.
 wait_for() {
         local cond=$1 secs=$2 i=0

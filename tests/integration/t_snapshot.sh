@@ -128,16 +128,12 @@ check "a damaged record is not listed" test "$("$SMOLVM" snapshot ls --json | jq
 check "... and snapshot rm ID removes it" test ! -e "$SMOLVM_HOME/snapshots/bbbbbbbbbbbb"
 
 # ---- disk full during a snapshot: nothing left, the VM carries on ----
-mkdir -p "$T/small"
-if mount -t tmpfs -o size=16m tmpfs "$T/small" 2>/dev/null; then
-        mv "$SMOLVM_HOME/snapshots" "$T/snaps-real"
-        mkdir "$T/small/snapshots" && ln -s "$T/small/snapshots" "$SMOLVM_HOME/snapshots"
+if snapshots_on_small_fs; then
         "$SMOLVM" snapshot create --name full par 2>"$T/err"; rc=$?
         check "snapshot on a full disk fails with ENOSPC (rc $rc)" sh -c "[ $rc -ne 0 ] && grep -qi 'no space left' '$T/err'"
         check "... leaves no snapshot and no staging dir" test -z "$(ls -A "$T/small/snapshots" | grep -v '\.lock$')"
         check "... the VM carries on" sh -c "'$SMOLVM' ls | grep -qE '^[0-9a-f]+ +par +running' && '$SMOLVM' exec par -- true"
-        rm "$SMOLVM_HOME/snapshots"; mv "$T/snaps-real" "$SMOLVM_HOME/snapshots"
-        umount -l "$T/small"
+        snapshots_back
 else
         diag "no tmpfs mount (not root?): disk-full case not run"
         not_ok "disk full during a snapshot (could not mount a small tmpfs)"

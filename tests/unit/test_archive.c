@@ -20,6 +20,7 @@
 #include <zstd.h>
 
 #include "archive.h"
+#include "archive_io.h"
 #include "check_main.h"
 #include "util.h"
 
@@ -520,6 +521,104 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* A sparse sink (aio_out_seek, what snapshot import writes its files with):
+ * bytes land at the offsets asked for, with io_uring and with pwrite, a seek
+ * to where the bytes go anyway changes nothing, the gaps stay holes; a stream
+ * cannot seek. */
+static void seek_sink(bool no_uring)
+{
+        const size_t big = AIO_BUF_BYTES + 300000; /* crosses a buffer boundary */
+        _cleanup_free_ uint8_t *data = make_data(big, 5);
+        int fd = tmp_file();
+        aio_file f;
+        ck_assert_int_eq(aio_open(&f, fd, true, -1, no_uring), 0);
+        ck_assert_str_eq(aio_mode_name(&f), !no_uring && uring_works() ? "io_uring" : "pwrite");
+        ck_assert_int_eq(aio_out_write(&f, "head", 4), 0);
+        ck_assert_int_eq(aio_out_seek(&f, 4), 0); /* where it goes anyway */
+        ck_assert_int_eq(aio_out_write(&f, "+more", 5), 0);
+        ck_assert_int_eq(aio_out_seek(&f, (1u << 20) + 5), 0);
+        ck_assert_int_eq(aio_out_write(&f, data, big), 0);
+        ck_assert_int_eq(aio_out_seek(&f, 4u << 20), 0);
+        ck_assert_int_eq(aio_out_write(&f, "tail", 4), 0);
+        /* Every buffer filled and submitted, then a seek: the current buffer is
+         * one whose write is still in flight (io_uring), none of it pending. */
+        const size_t all = AIO_N_BUFS * AIO_BUF_BYTES;
+        _cleanup_free_ uint8_t *full = make_data(all, 6);
+        ck_assert_int_eq(aio_out_seek(&f, 8u << 20), 0);
+        ck_assert_int_eq(aio_out_write(&f, full, all), 0);
+        ck_assert_int_eq(aio_out_seek(&f, 16u << 20), 0);
+        ck_assert_int_eq(aio_out_write(&f, "end", 3), 0);
+        ck_assert_int_eq(aio_out_flush(&f), 0);
+        aio_close(&f);
+
+        struct stat st;
+        char head[9];
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_size, (16 << 20) + 3);
+        _cleanup_free_ uint8_t *full_back = malloc(all);
+        ck_assert_int_eq(pread(fd, full_back, all, 8 << 20), (ssize_t)all);
+        ck_assert_mem_eq(full_back, full, all);
+        ck_assert_int_eq(pread(fd, head, 3, 16 << 20), 3);
+        ck_assert_mem_eq(head, "end", 3);
+        ck_assert_int_eq(pread(fd, head, 9, 0), 9);
+        ck_assert_mem_eq(head, "head+more", 9);
+        _cleanup_free_ uint8_t *back = malloc(big);
+        ck_assert_int_eq(pread(fd, back, big, (1 << 20) + 5), (ssize_t)big);
+        ck_assert_mem_eq(back, data, big);
+        ck_assert_int_eq(pread(fd, head, 4, 4 << 20), 4);
+        ck_assert_mem_eq(head, "tail", 4);
+        /* Nothing was written between the pieces. */
+        ck_assert_int_le(lseek(fd, 0, SEEK_HOLE), 4096);
+        ck_assert_int_ge(lseek(fd, 4096, SEEK_DATA), 1 << 20);
+        ck_assert_int_le(lseek(fd, (1 << 20) + 5 + (off_t)big, SEEK_HOLE), (1 << 20) + (off_t)big + 4096);
+        ck_assert_int_le(lseek(fd, (4 << 20) + 4, SEEK_HOLE), (4 << 20) + 4096);
+        ck_assert_int_eq(lseek(fd, (4 << 20) + 4096, SEEK_DATA), 8 << 20);
+        ck_assert_int_eq(lseek(fd, (8 << 20) + (off_t)all, SEEK_DATA), 16 << 20);
+        close(fd);
+}
+
+/* The last commit fills a buffer exactly, then flush: the buffer after it may
+ * still be in flight; it must not be written again (it was, at the end of the
+ * file: 512 KiB too many). */
+static void sink_ends_on_buffer(bool no_uring, uint64_t start)
+{
+        const size_t all = (AIO_N_BUFS + 1) * AIO_BUF_BYTES;
+        _cleanup_free_ uint8_t *data = make_data(all, 7);
+        int fd = tmp_file();
+        aio_file f;
+        ck_assert_int_eq(aio_open(&f, fd, true, -1, no_uring), 0);
+        ck_assert_int_eq(aio_out_seek(&f, start), 0);
+        ck_assert_int_eq(aio_out_write(&f, data, all), 0);
+        ck_assert_int_eq(aio_out_flush(&f), 0);
+        aio_close(&f);
+        struct stat st;
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_size, (off_t)(start + all));
+        _cleanup_free_ uint8_t *back = malloc(all);
+        ck_assert_int_eq(pread(fd, back, all, (off_t)start), (ssize_t)all);
+        ck_assert_mem_eq(back, data, all);
+        close(fd);
+}
+
+START_TEST(test_sink_seek)
+{
+        seek_sink(false);
+        seek_sink(true);
+        for (unsigned k = 0; k < 2; k++) {
+                sink_ends_on_buffer(k, 0);
+                sink_ends_on_buffer(k, 3u << 20);
+        }
+        int p[2];
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        aio_file f;
+        ck_assert_int_eq(aio_open(&f, p[1], true, -1, false), 0);
+        ck_assert_int_eq(aio_out_seek(&f, 10), -ESPIPE);
+        aio_close(&f);
+        close(p[0]);
+        close(p[1]);
+}
+END_TEST
+
 START_TEST(test_raw_writer_at_offset)
 {
         int fd = tmp_file();
@@ -595,6 +694,7 @@ static Suite *archive_suite(void)
         tcase_add_test(tc, test_window_limit);
         tcase_add_test(tc, test_cancel);
         tcase_add_test(tc, test_raw_writer_at_offset);
+        tcase_add_test(tc, test_sink_seek);
         tcase_add_test(tc, test_output_file);
         suite_add_tcase(s, tc);
         return s;

@@ -8,13 +8,16 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "archive_entries.h"
+#include "archive_io.h"
 #include "check_main.h"
 #include "qemu_img.h"
 #include "util.h"
@@ -61,7 +64,22 @@ static archive_reader *new_reader(int fd)
         return r;
 }
 
-START_TEST(test_sparse_round_trip)
+/* What the archive's I/O layer picks for a file here: io_uring, or pwrite where
+ * it is refused (a seccomp filter, a kernel setting). */
+static const char *sink_mode(void)
+{
+        int fd = tmp_file();
+        aio_file f;
+        ck_assert_int_eq(aio_open(&f, fd, true, -1, false), 0);
+        const char *mode = f.mode == AIO_URING ? "io_uring" : "pwrite";
+        aio_close(&f);
+        close(fd);
+        return mode;
+}
+
+/* Extraction writes through io_uring (several writes in flight while the next
+ * chunk is decompressed) or, asked to, pwrite: the same file either way. */
+static void sparse_round_trip(bool no_uring)
 {
         const uint64_t size = 8u << 20;
         int src = tmp_file();
@@ -82,7 +100,7 @@ START_TEST(test_sparse_round_trip)
         ck_assert_uint_le(ew.data_bytes, 7 + 4096 + (3u << 20) + 4096 + 100);
 
         archive_reader *r = new_reader(arc);
-        archive_entries_reader er = { .r = r };
+        archive_entries_reader er = { .r = r, .no_uring = no_uring };
         archive_entry e;
         char meta[64];
         ck_assert_int_eq(archive_entries_next(&er, &e, err, sizeof(err)), 1);
@@ -93,7 +111,8 @@ START_TEST(test_sparse_round_trip)
         ck_assert_str_eq(e.name, "ram");
         ck_assert_uint_eq(e.size, size);
         int out = tmp_file();
-        ck_assert_int_eq(archive_entries_extract_fd(&er, &e, out, err, sizeof(err)), 0);
+        ck_assert_msg(archive_entries_extract_fd(&er, &e, out, err, sizeof(err)) == 0, "extract: %s", err);
+        ck_assert_str_eq(er.io, no_uring ? "pwrite" : sink_mode());
         ck_assert_int_eq(archive_entries_next(&er, &e, err, sizeof(err)), 0);
         ck_assert_msg(archive_entries_finish(&er, err, sizeof(err)) == 0, "finish: %s", err);
         archive_reader_free(r);
@@ -114,6 +133,56 @@ START_TEST(test_sparse_round_trip)
         ck_assert_int_le(hole, 1 << 20);
         close(src);
         close(out);
+        close(arc);
+}
+
+START_TEST(test_sparse_round_trip)
+{
+        sparse_round_trip(false);
+        sparse_round_trip(true);
+}
+END_TEST
+
+/* A write that fails while others are in flight (here: past RLIMIT_FSIZE, the
+ * way a full disk fails a write) fails the extraction, naming the entry. Check
+ * runs each test in a child of its own: the limit dies with it. */
+START_TEST(test_extract_write_fails)
+{
+        const uint64_t size = 6u << 20;
+        int src = tmp_file();
+        fill(src, 0, (size_t)size, 4);
+        int arc = tmp_file();
+        archive_writer *w = new_writer(arc);
+        archive_entries_writer ew = { .w = w };
+        char err[256] = "";
+        ck_assert_int_eq(archive_entries_put_file(&ew, "disk.qcow2", src, err, sizeof(err)), 0);
+        ck_assert_int_eq(archive_entries_put_end(&ew, err, sizeof(err)), 0);
+        ck_assert_int_eq(archive_writer_finish(w, NULL), 0);
+        archive_writer_free(w);
+
+        for (int no_uring = 0; no_uring < 2; no_uring++) {
+                archive_reader *r = new_reader(arc);
+                archive_entries_reader er = { .r = r, .no_uring = no_uring };
+                archive_entry e;
+                int out = tmp_file();
+                signal(SIGXFSZ, SIG_IGN);
+                struct rlimit old, lim = { .rlim_cur = 2u << 20, .rlim_max = RLIM_INFINITY };
+                ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+                lim.rlim_max = old.rlim_max;
+                ck_assert_int_eq(archive_entries_next(&er, &e, err, sizeof(err)), 1);
+                /* The file has its size before the limit (extract's own ftruncate
+                 * then grows nothing): its first 2 MiB are written, the writes
+                 * past them fail. */
+                ck_assert_int_eq(ftruncate(out, (off_t)size), 0);
+                ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+                int k = archive_entries_extract_fd(&er, &e, out, err, sizeof(err));
+                ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+                ck_assert_msg(k == -EFBIG, "extract (no_uring %d): %d %s", no_uring, k, err);
+                ck_assert_msg(strstr(err, "disk.qcow2") != NULL, "no entry name in '%s'", err);
+                archive_reader_free(r);
+                close(out);
+        }
+        close(src);
         close(arc);
 }
 END_TEST
@@ -345,6 +414,7 @@ int main(void)
         TCase *tc = tcase_create("core");
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_sparse_round_trip);
+        tcase_add_test(tc, test_extract_write_fails);
         tcase_add_test(tc, test_hostile_content_refused);
         tcase_add_test(tc, test_names);
         tcase_add_test(tc, test_qcow2_backing_name);

@@ -624,6 +624,80 @@ START_TEST(test_real_mount_through_relay)
 }
 END_TEST
 
+/* The event-driven relay (PID 1's): every request the kernel has queued goes
+ * out in one step, before any reply; replies in any order reach the kernel;
+ * a stream's end says which side ended; a new stream carries on. */
+START_TEST(test_relay_ev_many_in_flight)
+{
+        smolvm_fuse_relay_ev *rl = NULL;
+        ck_assert_int_eq(smolvm_fuse_relay_ev_new(dev[0], strm[0], &pend, &rl), 0);
+        uint32_t dev_ev, stream_ev;
+        smolvm_fuse_relay_ev_events(rl, &dev_ev, &stream_ev);
+        ck_assert_uint_eq(dev_ev, POLLIN);
+        ck_assert_uint_eq(stream_ev, POLLIN);
+
+        uint8_t req[256], got[256];
+        struct fuse_getattr_in gi = { 0 };
+        for (uint64_t u = 21; u <= 25; u++) {
+                size_t n = make_req(req, FUSE_GETATTR, u, 1, &gi, sizeof(gi));
+                ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        }
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, POLLIN, 0), 1);
+        for (uint64_t u = 21; u <= 25; u++)
+                stream_recv_req(strm[1], u);
+        ck_assert_uint_eq(pend.n, 5);
+
+        /* Five replies in one write, out of order. */
+        uint8_t reps[5 * OUT_HDR];
+        static const uint64_t order[5] = { 25, 22, 21, 24, 23 };
+        for (size_t i = 0; i < 5; i++) {
+                struct fuse_out_header oh = { .len = OUT_HDR, .error = -ENOENT, .unique = order[i] };
+                memcpy(reps + i * OUT_HDR, &oh, OUT_HDR);
+        }
+        ck_assert_int_eq(write_all(strm[1], reps, sizeof(reps)), 0);
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, 0, POLLIN), 1);
+        for (size_t i = 0; i < 5; i++) {
+                ck_assert_int_eq(dev_recv(got, sizeof(got)), (ssize_t)OUT_HDR);
+                ck_assert_uint_eq(out_hdr(got).unique, order[i]);
+        }
+        ck_assert_uint_eq(pend.n, 0);
+
+        /* One more request, then the stream ends: the stream ended, not the fs. */
+        size_t n = make_req(req, FUSE_GETATTR, 26, 1, &gi, sizeof(gi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, POLLIN, 0), 1);
+        stream_recv_req(strm[1], 26);
+        safe_close(strm[1]);
+        strm[1] = -1;
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, 0, POLLIN | POLLHUP), 0);
+        ck_assert(!smolvm_fuse_relay_ev_dev_gone(rl));
+
+        /* A new stream: 26 is failed by the caller, the relay goes on. */
+        ck_assert_uint_eq(smolvm_fuse_pending_fail(&pend, dev[0], -EIO), 1);
+        ck_assert_int_eq(dev_recv(got, sizeof(got)), (ssize_t)OUT_HDR);
+        ck_assert_uint_eq(out_hdr(got).unique, 26);
+        int s2[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2), 0);
+        ck_assert_int_eq(smolvm_fuse_relay_ev_set_stream(rl, s2[0]), 0);
+        n = make_req(req, FUSE_GETATTR, 27, 1, &gi, sizeof(gi));
+        ck_assert_int_eq(write(dev[1], req, n), (ssize_t)n);
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, POLLIN, 0), 1);
+        stream_recv_req(s2[1], 27);
+        struct fuse_out_header oh = { .len = OUT_HDR, .unique = 27 };
+        ck_assert_int_eq(write_all(s2[1], &oh, sizeof(oh)), 0);
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, 0, POLLIN), 1);
+        ck_assert_int_eq(dev_recv(got, sizeof(got)), (ssize_t)OUT_HDR);
+        ck_assert_uint_eq(out_hdr(got).unique, 27);
+
+        /* The file system goes away (the device hangs up): dev_gone. */
+        ck_assert_int_eq(smolvm_fuse_relay_ev_step(rl, POLLHUP, 0), 0);
+        ck_assert(smolvm_fuse_relay_ev_dev_gone(rl));
+        smolvm_fuse_relay_ev_free(rl);
+        safe_close(s2[0]);
+        safe_close(s2[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("fuse_stream");
@@ -650,6 +724,7 @@ static Suite *suite(void)
         tc = tcase_create("pending");
         tcase_add_checked_fixture(tc, setup_pending, teardown_relay);
         tcase_add_test(tc, test_relay_pending_across_streams);
+        tcase_add_test(tc, test_relay_ev_many_in_flight);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("mount");

@@ -85,6 +85,10 @@ struct world {
         bool server_no_shut;
         bool server_close_when_sent;
         uint32_t n_accepts;
+        /* accept hands the mux one end of a SOCK_SEQPACKET pair and keeps the
+         * other in seq_fd (closed by the test): each write a record */
+        bool accept_seqpacket;
+        int seq_fd;
         endpoint *ep[MAX_EP];
         int n_ep;
 };
@@ -196,6 +200,11 @@ static int on_accept(void *userdata, uint32_t local_port, uint32_t peer_port)
         if (w->accept_err < 0)
                 return w->accept_err;
         int sv[2];
+        if (w->accept_seqpacket) {
+                ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+                w->seq_fd = sv[0];
+                return sv[1];
+        }
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
         endpoint *e = ep_new(w, sv[0]);
         e->rx_seed = 1000 + peer_port;
@@ -861,6 +870,55 @@ static void raw_send_data(raw_peer *r, uint32_t hport, uint64_t off, size_t n)
                 n -= k;
         }
 }
+
+/* A burst of RW packets for one stream (16 x 4 KiB: a virtio-serial port hands
+ * the guest 4 KiB per read) reaches the local fd in one write, in order. Under
+ * TCG every write costs the guest a wake-up and a context switch of its reader.
+ * A SOCK_SEQPACKET local end keeps each write a record: records count writes. */
+START_TEST(test_raw_burst_one_write)
+{
+        enum { N = 16, K = 4096 }; /* N * K = MUX_PEND_FLUSH */
+        static uint8_t burst[N * (SMOLVM_PKT_HDR_SIZE + K)], got[N * K + 1], want[K];
+        raw_peer *r;
+        world *w = world_raw_guest(&r);
+        w->accept_seqpacket = true;
+        w->seq_fd = -1;
+        raw_send(r, SMOLVM_OP_REQUEST, 5000, GUEST_PORT, NULL, 0);
+        ck_assert(wait_pkt(r, SMOLVM_OP_RESPONSE, GUEST_PORT, 5000, 1));
+        ck_assert_int_ge(w->seq_fd, 0);
+
+        size_t len = 0;
+        for (int i = 0; i < N; i++) {
+                smolvm_pkt_hdr h = raw_hdr(r, SMOLVM_OP_RW, 5000, GUEST_PORT, K);
+                smolvm_pkt_hdr_encode(&h, burst + len);
+                pattern_fill(6000, (uint64_t)i * K, burst + len + SMOLVM_PKT_HDR_SIZE, K);
+                len += SMOLVM_PKT_HDR_SIZE + K;
+        }
+        /* All of it before the mux runs again: its next wake finds the burst. */
+        ck_assert_int_eq(send(r->fd, burst, len, MSG_NOSIGNAL), (ssize_t)len);
+
+        size_t total = 0;
+        int records = 0;
+        for (uint64_t end = now_ms() + 5000; total < N * K && now_ms() < end;) {
+                run_for(w, 10);
+                for (;;) {
+                        ssize_t n = recv(w->seq_fd, got + total, sizeof(got) - total, MSG_DONTWAIT);
+                        if (n <= 0)
+                                break;
+                        total += (size_t)n;
+                        records++;
+                }
+        }
+        ck_assert_uint_eq(total, N * K);
+        for (int i = 0; i < N; i++) {
+                pattern_fill(6000, (uint64_t)i * K, want, K);
+                ck_assert_mem_eq(got + (size_t)i * K, want, K);
+        }
+        ck_assert_msg(records == 1, "%d writes to the local fd for one burst of %d packets", records, N);
+        safe_close(w->seq_fd);
+        world_raw_free(w, r);
+}
+END_TEST
 
 START_TEST(test_raw_truncated_header)
 {
@@ -1587,6 +1645,7 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_raw_max_streams);
         tcase_add_test(tc, test_raw_peer_gone);
         tcase_add_test(tc, test_raw_local_closed_unread);
+        tcase_add_test(tc, test_raw_burst_one_write);
         tcase_set_timeout(tc, 120);
         suite_add_tcase(s, tc);
 
