@@ -3,6 +3,7 @@
 """Ten agents, each in its own fresh VM, five at a time from a thread pool.
 Commands release the GIL, so the threads really run in parallel."""
 import concurrent.futures
+import re
 
 from smolvm import SmolVM
 
@@ -31,6 +32,10 @@ if __name__ == "__main__":
             output = future.result()
             print(output)
             outputs.append(output)
-    assert sorted(outputs) == sorted(f"agent-{i} ran on smolvm in /workspace/agent-{i}" for i in range(10)), outputs
+    # Ten machines: each is named smolvm-<its VM id>, and no two share a name.
+    found = [re.fullmatch(r"(agent-\d) ran on (smolvm-[0-9a-f]{12}) in /workspace/(agent-\d)", o) for o in outputs]
+    assert all(m and m[1] == m[3] for m in found), outputs
+    assert sorted(m[1] for m in found) == [f"agent-{i}" for i in range(10)], outputs
+    assert len({m[2] for m in found}) == 10, outputs
     assert SmolVM.list() == [], "a VM was left behind"
     print("ten_agents: ok")

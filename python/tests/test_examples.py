@@ -2,6 +2,7 @@
 """The examples/ scripts, each run as a user would (its own process); each one
 asserts what it shows and ends with "NAME: ok"."""
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -37,7 +38,9 @@ class TestExamples(unittest.TestCase):
 class TestTenAgents(unittest.TestCase):
     def test_ten_agents(self) -> None:
         out = run_example(self, "ten_agents")
-        self.assertEqual(out.count(" ran on smolvm in /workspace/agent-"), 10)
+        hosts = re.findall(r"^agent-\d ran on (smolvm-[0-9a-f]{12}) in /workspace/agent-\d$", out, re.M)
+        self.assertEqual(len(hosts), 10, out)
+        self.assertEqual(len(set(hosts)), 10, out)  # ten machines, ten names
 
 
 if __name__ == "__main__":

@@ -163,21 +163,27 @@ START_TEST(rm_rf_mount_and_last)
 }
 END_TEST
 
-START_TEST(write_atomic)
+/* path holds exactly the len bytes of want. */
+static void assert_content(const char *path, const char *want, size_t len)
 {
         char buf[64];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ssize_t n = read(fd, buf, sizeof(buf));
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(n, (ssize_t)len);
+        ck_assert_int_eq(memcmp(buf, want, len), 0);
+}
+
+START_TEST(write_atomic)
+{
         mode_t old = umask(077);
         ck_assert_int_eq(write_file_atomic(tp("w.json"), "first", 5, 0644), 0);
         ck_assert_uint_eq(mode_of(tp("w.json")) & 07777, 0644); /* exactly, whatever the umask */
         umask(old);
         ck_assert_int_eq(write_file_atomic(tp("w.json"), "second", 6, 0600), 0);
         ck_assert_uint_eq(mode_of(tp("w.json")) & 07777, 0600);
-        int fd = open(tp("w.json"), O_RDONLY | O_CLOEXEC);
-        ck_assert_int_ge(fd, 0);
-        ssize_t n = read(fd, buf, sizeof(buf));
-        ck_assert_int_eq(close(fd), 0);
-        ck_assert_int_eq(n, 6);
-        ck_assert_int_eq(memcmp(buf, "second", 6), 0);
+        assert_content(tp("w.json"), "second", 6);
         ck_assert_int_eq(write_file_atomic(tp("empty"), "", 0, 0600), 0);
         ck_assert_int_eq(mode_of(tp("empty")) & S_IFMT, S_IFREG);
         ck_assert_uint_eq(n_entries(base), 2); /* no temp file left */
@@ -196,16 +202,10 @@ END_TEST
 /* write_file_replace: the same replace, without the fsyncs. */
 START_TEST(write_replace)
 {
-        char buf[64];
         ck_assert_int_eq(write_file_replace(tp("hosts"), "one\n", 4, 0644), 0);
         ck_assert_int_eq(write_file_replace(tp("hosts"), "two lines\nhere\n", 15, 0640), 0);
         ck_assert_uint_eq(mode_of(tp("hosts")) & 07777, 0640);
-        int fd = open(tp("hosts"), O_RDONLY | O_CLOEXEC);
-        ck_assert_int_ge(fd, 0);
-        ssize_t n = read(fd, buf, sizeof(buf));
-        ck_assert_int_eq(close(fd), 0);
-        ck_assert_int_eq(n, 15);
-        ck_assert_int_eq(memcmp(buf, "two lines\nhere\n", 15), 0);
+        assert_content(tp("hosts"), "two lines\nhere\n", 15);
         ck_assert_uint_eq(n_entries(base), 1); /* no temp file left */
         ck_assert_int_eq(write_file_replace(tp("nodir/x"), "x", 1, 0600), -ENOENT);
         ck_assert_uint_eq(n_entries(base), 1);
