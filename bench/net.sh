@@ -16,6 +16,8 @@
 # loopback).
 #
 # usage: bench/net.sh [MIB] [RUNS]      (default 256 MiB, 3 runs each, alternating)
+# BENCH_CPUS/BENCH_MEM set the shape of both VMs (default 1 vCPU, 512 MiB);
+# BENCH_PORT=0 skips the port-forward part.
 set -euo pipefail
 mib=${1:-256}
 runs=${2:-3}
@@ -169,5 +171,6 @@ done
 "$smolvm" rm -f benchslirp >/dev/null
 echo "load after the network part: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Port forwarding, same invocation: bench/port.sh with its own VM.
+[ "${BENCH_PORT:-1}" = 0 ] && exit 0
 SMOLVM_HOME=$real_home "$here/bench/port.sh" "$mib" "$runs"
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
