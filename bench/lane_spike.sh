@@ -176,6 +176,21 @@ if mode == "tcp":
     sys.exit(0)
 ifname, n, win, ack = sys.argv[2], int(sys.argv[3]) << 20, int(sys.argv[4]), int(sys.argv[5])
 delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0  # a reader that starts late
+relay = len(sys.argv) > 7 and sys.argv[7] == "1"  # relay to a loopback TCP reader (an agent's path)
+if relay:
+    import os
+    ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+    child = os.fork()
+    if child == 0:
+        c = socket.create_connection(ls.getsockname())
+        b = bytearray(256 << 10); m = memoryview(b); k = 0
+        while True:
+            r = c.recv_into(m)
+            if r == 0:
+                break
+            k += r
+        os._exit(0 if k == n else 1)
+    out, _ = ls.accept()
 ETHP = 0x88b5
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHP))
 s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
@@ -200,6 +215,8 @@ try:
         if r < 15 or buf[14] != ord("D"):
             continue
         got += r - 15
+        if relay:
+            out.sendall(mv[15:r])
         frames += 1
         if frames == 1 and win:
             s.settimeout(None)
@@ -208,6 +225,10 @@ try:
             last_ack = got
 except socket.timeout:
     pass
+if relay:
+    out.close()
+    if os.waitpid(child, 0)[1] != 0:
+        sys.exit("the loopback reader did not get %d bytes" % n)
 t = time.monotonic() - t0 - (0 if got >= n else 5.0) - delay
 pk, drops = struct.unpack("II", s.getsockopt(263, 6, 8))  # PACKET_STATISTICS
 print("%.3f %d %d %d" % (t, frames, drops, got))
@@ -247,11 +268,18 @@ for i in $(seq "$runs"); do
         sum[lane]=$(echo "${sum[lane]:-0} + $t" | bc -l)
         printf 'run %d: lane  %d MiB in %6.2f s (%6.1f MiB/s), %d frames, %d dropped\n' "$i" "$mib" "$t" \
                 "$(echo "$mib / $t" | bc -l)" "$fr" "$dr"
+        out=$("$smolvm" exec benchlane -- python3 /tmp/client.py lane "$lane_if" "$mib" "$win" $((win / 4)) 0 1)
+        read -r t fr dr got <<<"$out"
+        sum[relay]=$(echo "${sum[relay]:-0} + $t" | bc -l)
+        printf 'run %d: lane relayed through guest loopback TCP to a second process, %d MiB in %6.2f s (%6.1f MiB/s)\n' \
+                "$i" "$mib" "$t" "$(echo "$mib / $t" | bc -l)"
 done
+r=$(echo "$mib * $runs / ${sum[relay]}" | bc -l)
 l=$(echo "$mib * $runs / ${sum[lane]}" | bc -l)
 s=$(echo "$mib * $runs / ${sum[slirp]}" | bc -l)
 printf 'mean of %d: lane %.1f MiB/s, slirp %.1f MiB/s, ratio lane/slirp %.2f (window %d KiB, MTU %d)\n' \
         "$runs" "$l" "$s" "$(echo "$l / $s" | bc -l)" $((win / 1024)) "$mtu"
+printf 'mean of %d: lane relayed %.1f MiB/s, ratio relayed/slirp %.2f\n' "$runs" "$r" "$(echo "$r / $s" | bc -l)"
 
 # Without a window: the host blasts MIB MiB; what reaches the reader, one that
 # keeps up and one that starts reading 2 s late (its socket buffer: 8 MiB)?
