@@ -28,7 +28,7 @@ win=$(( ${LANE_WIN:-1024} * 1024 ))
 . "$(dirname "$0")/lib.sh"
 bench_env lane
 cleanup_vms() {
-        "$smolvm" rm -f benchlane benchlane2 >/dev/null 2>&1 || true
+        "$smolvm" rm -f benchlane benchlane2 benchours >/dev/null 2>&1 || true
         "$smolvm" snapshot rm benchlanesnap >/dev/null 2>&1 || true
         bench_cleanup
 }
@@ -244,8 +244,15 @@ mkdir -p "$work/ko"
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/ko" --wildcards \
         '*/net/core/failover.ko' '*/drivers/net/net_failover.ko' '*/drivers/net/virtio_net.ko'
 
+cc -O2 -static -o "$work/lane_relay" "$here/bench/lane_relay.c"
+
 shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
 SMOLVM_QEMU="$work/bin/qemu-lane" "$smolvm" create --name benchlane "${shape[@]}" >/dev/null
+# Our egress path (virtio-serial channel, the agent's relay) in its own VM of the
+# same shape: its BPF redirection would take slirp's connections too.
+"$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
+"$smolvm" exec benchours -- sh -c 'cat >/tmp/client.py' <"$work/client.py"
+"$smolvm" exec benchlane -- sh -c 'cat >/tmp/lane_relay && chmod +x /tmp/lane_relay' <"$work/lane_relay"
 for f in "$work"/ko/lib/modules/*/kernel/net/core/failover.ko "$work"/ko/lib/modules/*/kernel/drivers/net/*.ko; do
         "$smolvm" exec benchlane -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
 done
@@ -256,10 +263,14 @@ python3 "$work/lane_host.py" "$work/lane.sock" "$mtu" 2>"$work/lane_host.log" &
 lane_pid=$!
 # Warm-up: a small transfer each.
 "$smolvm" exec benchlane -- python3 /tmp/client.py tcp 10.0.2.2 "$port" "$mib" >/dev/null
+"$smolvm" exec benchours -- python3 /tmp/client.py tcp bench.test "$port" "$mib" >/dev/null
 "$smolvm" exec benchlane -- python3 /tmp/client.py lane "$lane_if" 4 "$win" $((win / 4)) >/dev/null
 
 declare -A sum
 for i in $(seq "$runs"); do
+        t=$("$smolvm" exec benchours -- python3 /tmp/client.py tcp bench.test "$port" "$mib")
+        sum[ours]=$(echo "${sum[ours]:-0} + $t" | bc -l)
+        printf 'run %d: ours  download %d MiB in %6.2f s (%6.1f MiB/s) (egress over the channel)\n' "$i" "$mib" "$t" "$(echo "$mib / $t" | bc -l)"
         t=$("$smolvm" exec benchlane -- python3 /tmp/client.py tcp 10.0.2.2 "$port" "$mib")
         sum[slirp]=$(echo "${sum[slirp]:-0} + $t" | bc -l)
         printf 'run %d: slirp download %d MiB in %6.2f s (%6.1f MiB/s)\n' "$i" "$mib" "$t" "$(echo "$mib / $t" | bc -l)"
@@ -271,15 +282,24 @@ for i in $(seq "$runs"); do
         out=$("$smolvm" exec benchlane -- python3 /tmp/client.py lane "$lane_if" "$mib" "$win" $((win / 4)) 0 1)
         read -r t fr dr got <<<"$out"
         sum[relay]=$(echo "${sum[relay]:-0} + $t" | bc -l)
-        printf 'run %d: lane relayed through guest loopback TCP to a second process, %d MiB in %6.2f s (%6.1f MiB/s)\n' \
+        printf 'run %d: lane relayed (python) through guest loopback TCP to a second process, %d MiB in %6.2f s (%6.1f MiB/s)\n' \
+                "$i" "$mib" "$t" "$(echo "$mib / $t" | bc -l)"
+        out=$("$smolvm" exec benchlane -- /tmp/lane_relay "$lane_if" "$mib" "$win")
+        read -r t fr dr got <<<"$out"
+        sum[crelay]=$(echo "${sum[crelay]:-0} + $t" | bc -l)
+        printf 'run %d: lane relayed (C) through guest loopback TCP to a second process, %d MiB in %6.2f s (%6.1f MiB/s)\n' \
                 "$i" "$mib" "$t" "$(echo "$mib / $t" | bc -l)"
 done
+"$smolvm" rm -f benchours >/dev/null
+c=$(echo "$mib * $runs / ${sum[crelay]}" | bc -l)
+o=$(echo "$mib * $runs / ${sum[ours]}" | bc -l)
 r=$(echo "$mib * $runs / ${sum[relay]}" | bc -l)
 l=$(echo "$mib * $runs / ${sum[lane]}" | bc -l)
 s=$(echo "$mib * $runs / ${sum[slirp]}" | bc -l)
 printf 'mean of %d: lane %.1f MiB/s, slirp %.1f MiB/s, ratio lane/slirp %.2f (window %d KiB, MTU %d)\n' \
         "$runs" "$l" "$s" "$(echo "$l / $s" | bc -l)" $((win / 1024)) "$mtu"
-printf 'mean of %d: lane relayed %.1f MiB/s, ratio relayed/slirp %.2f\n' "$runs" "$r" "$(echo "$r / $s" | bc -l)"
+printf 'mean of %d: lane relayed by python %.1f MiB/s (%.2f of slirp), by C %.1f MiB/s (%.2f of slirp); ours (egress, channel) %.1f MiB/s (%.2f of slirp)\n' \
+        "$runs" "$r" "$(echo "$r / $s" | bc -l)" "$c" "$(echo "$c / $s" | bc -l)" "$o" "$(echo "$o / $s" | bc -l)"
 
 # Without a window: the host blasts MIB MiB; what reaches the reader, one that
 # keeps up and one that starts reading 2 s late (its socket buffer: 8 MiB)?
