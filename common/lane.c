@@ -102,20 +102,28 @@ void smolvm_lane_rx_init(smolvm_lane_rx *rx, uint64_t epoch, uint32_t window)
         *rx = (smolvm_lane_rx){ .epoch = epoch, .ack_every = every ? every : 1 };
 }
 
-int smolvm_lane_rx_on_frame(smolvm_lane_rx *rx, const uint8_t *frame, size_t frame_len,
-                            const uint8_t **ret_payload, size_t *ret_len)
+int smolvm_lane_rx_on_hdr(smolvm_lane_rx *rx, const uint8_t hdr[SMOLVM_LANE_FRAME_HDR], size_t frame_len,
+                          size_t *ret_len)
 {
         smolvm_lane_hdr h;
-        if (smolvm_lane_hdr_decode(frame, frame_len, &h) < 0 || h.kind != SMOLVM_LANE_DATA)
+        if (smolvm_lane_hdr_decode(hdr, frame_len, &h) < 0 || h.kind != SMOLVM_LANE_DATA)
                 return -EPROTO;
         if (h.epoch != rx->epoch)
                 return 0;
         if (h.off != rx->next || h.len == 0)
                 return -EPROTO;
         rx->next += h.len;
-        *ret_payload = frame + SMOLVM_LANE_FRAME_HDR;
         *ret_len = h.len;
         return 1;
+}
+
+int smolvm_lane_rx_on_frame(smolvm_lane_rx *rx, const uint8_t *frame, size_t frame_len,
+                            const uint8_t **ret_payload, size_t *ret_len)
+{
+        int r = smolvm_lane_rx_on_hdr(rx, frame, frame_len, ret_len);
+        if (r == 1)
+                *ret_payload = frame + SMOLVM_LANE_FRAME_HDR;
+        return r;
 }
 
 bool smolvm_lane_rx_ack(smolvm_lane_rx *rx, bool force, uint8_t out[SMOLVM_LANE_FRAME_HDR])

@@ -102,6 +102,11 @@ void smolvm_lane_rx_init(smolvm_lane_rx *rx, uint64_t epoch, uint32_t window);
  * and with it the channel, cannot go on). */
 int smolvm_lane_rx_on_frame(smolvm_lane_rx *rx, const uint8_t *frame, size_t frame_len,
                             const uint8_t **ret_payload, size_t *ret_len);
+/* The same for a frame whose header (SMOLVM_LANE_FRAME_HDR bytes) was read
+ * apart from its payload: frame_len is the whole frame's length. Returns 1 with
+ * *ret_len, 0 or -EPROTO as smolvm_lane_rx_on_frame(). */
+int smolvm_lane_rx_on_hdr(smolvm_lane_rx *rx, const uint8_t hdr[SMOLVM_LANE_FRAME_HDR], size_t frame_len,
+                          size_t *ret_len);
 /* True when an ACK is due (a quarter window taken since the last one, or
  * force and anything unacknowledged): then out holds it (a whole frame of
  * SMOLVM_LANE_FRAME_HDR bytes) and it counts as sent. */

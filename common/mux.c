@@ -38,33 +38,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 
 #include "util.h"
 #include "wire.h"
 
-static void chan_broken(smolvm_mux *mux, int err, const char *why);
 static void mux_destroy(smolvm_mux *mux);
-
-/* ---- small helpers ---- */
-
-bool mux_fd_is_socket(int fd)
-{
-        struct stat st;
-        return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-/* writev that never raises SIGPIPE on sockets. */
-ssize_t mux_writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
-{
-        if (is_sock) {
-                struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-                return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
-        return writev(fd, iov, n);
-}
 
 /* ---- entry/leave ---- */
 
@@ -73,8 +53,6 @@ void mux_enter(smolvm_mux *mux)
         mux->depth++;
 }
 
-static void chan_flush(smolvm_mux *mux);
-
 static void chan_update_events(smolvm_mux *mux)
 {
         if (mux->broken || mux->chan_fd < 0)
@@ -82,8 +60,9 @@ static void chan_update_events(smolvm_mux *mux)
         uint32_t ev = 0;
         if (!mux->chan_in_blocked)
                 ev |= EPOLLIN;
-        if (mux->outq_head)
+        if (mux->outq_head && !(mux_lane_tx(mux) && mux->lane_tx_blocked)) /* lane: just a wake-up */
                 ev |= EPOLLOUT;
+        mux_lane_update_events(mux);
         if (ev == mux->chan_events)
                 return;
         int r = smolvm_evloop_mod(mux->loop, mux->chan_fd, ev);
@@ -134,6 +113,7 @@ pkt *mux_pkt_new(uint32_t payload_len)
         p->size = SMOLVM_PKT_HDR_SIZE + payload_len;
         p->ctl = false;
         p->orphan = false;
+        p->lane_on = false;
         return p;
 }
 
@@ -164,6 +144,8 @@ static void outq_pop(smolvm_mux *mux)
                 mux->outq_ctl--;
         if (p->orphan)
                 mux->n_orphan_rst--;
+        if (p->lane_on)
+                mux->lane_active = true;
         mux->outq_off = 0;
         free(p);
 }
@@ -232,7 +214,7 @@ static void queue_orphan_rst(smolvm_mux *mux, const smolvm_pkt_hdr *in)
         mux_outq_push(mux, p);
 }
 
-static void chan_flush(smolvm_mux *mux)
+void chan_flush(smolvm_mux *mux)
 {
         while (mux->outq_head && !mux->broken) {
                 struct iovec iov[MUX_IOV_MAX];
@@ -243,8 +225,11 @@ static void chan_flush(smolvm_mux *mux)
                         iov[n].iov_len = p->size - off;
                         off = 0;
                         n++;
+                        if (p->lane_on) /* the last bytes on the channel fd */
+                                break;
                 }
-                ssize_t w = mux_writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
+                ssize_t w = mux_lane_tx(mux) ? mux_lane_writev(mux, iov, n)
+                                             : mux_writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -474,8 +459,11 @@ static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_
                 mux->stats.n_dropped++;
                 return;
         }
+        if (h->type == SMOLVM_PKT_TYPE_CHANNEL && h->op != SMOLVM_CHAN_OP_HELLO) {
+                mux_lane_packet(mux, h, payload);
+                return;
+        }
         if (h->type == SMOLVM_PKT_TYPE_CHANNEL) {
-                /* decode() only lets HELLO through for this type. */
                 if (h->len < 8) {
                         mux->stats.n_dropped++;
                         return;
@@ -514,6 +502,10 @@ static bool chan_parse(smolvm_mux *mux)
                 handle_packet(mux, &h, payload);
                 if (mux->broken || mux->free_requested)
                         return false;
+                if (h.type == SMOLVM_PKT_TYPE_CHANNEL && h.op == SMOLVM_CHAN_OP_LANE_ON && off < mux->in_len) {
+                        chan_broken(mux, -EPROTO, "bytes on the channel after LANE_ON");
+                        return false;
+                }
         }
         stream_pend_flush(mux);
         if (mux->broken || mux->free_requested)
@@ -525,7 +517,7 @@ static bool chan_parse(smolvm_mux *mux)
         return true;
 }
 
-static void chan_read(smolvm_mux *mux, bool force)
+void chan_read(smolvm_mux *mux, bool force)
 {
         int reads = 0;
         size_t got = 0;
@@ -536,7 +528,8 @@ static void chan_read(smolvm_mux *mux, bool force)
                         return;
                 bool drained = false, eof = false;
                 while (mux->in_len < MUX_READ_BATCH && reads < MUX_CHAN_READS_PER_WAKE) {
-                        ssize_t r = read(mux->chan_fd, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len);
+                        ssize_t r = mux_lane_rx(mux) ? mux_lane_read(mux, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len)
+                                                     : read(mux->chan_fd, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len);
                         if (r < 0) {
                                 if (errno == EINTR)
                                         continue;
@@ -575,16 +568,21 @@ static void chan_io(void *userdata, int fd, uint32_t events)
         mux_enter(mux);
         if (events & EPOLLOUT)
                 chan_flush(mux);
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                chan_read(mux, (events & (EPOLLHUP | EPOLLERR)) != 0);
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if (mux_lane_rx(mux))
+                        mux_lane_chan_idle(mux); /* the guest's port carries nothing more */
+                else
+                        chan_read(mux, (events & (EPOLLHUP | EPOLLERR)) != 0);
+        }
         mux_leave(mux);
 }
 
-static void chan_broken(smolvm_mux *mux, int err, const char *why)
+void chan_broken(smolvm_mux *mux, int err, const char *why)
 {
         if (mux->broken)
                 return;
         mux->broken = true;
+        mux_lane_free(mux);
         if (mux->chan_fd >= 0)
                 (void)smolvm_evloop_del(mux->loop, mux->chan_fd);
         mux->chan_events = 0;
@@ -700,6 +698,7 @@ static void mux_destroy(smolvm_mux *mux)
                 free(s);
         }
         outq_clear(mux);
+        mux_lane_free(mux);
         if (mux->chan_fd >= 0) {
                 if (!mux->broken)
                         (void)smolvm_evloop_del(mux->loop, mux->chan_fd);

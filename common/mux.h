@@ -34,6 +34,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "evloop.h"
 
@@ -59,6 +61,9 @@ typedef struct smolvm_mux_ops {
          * closing it: the guest's FUSE relays across a snapshot restore). May be
          * NULL. No mux call may be made from it. */
         void (*resetting)(void *userdata);
+        /* Host: the guest asks for a lane (smolvm_mux_lane_request()); answer
+         * with smolvm_mux_lane_start() or not at all. May be NULL. */
+        void (*lane_req)(void *userdata, uint64_t epoch, uint32_t window);
 } smolvm_mux_ops;
 
 /* Create a mux on chan_fd (made non-blocking; ownership passes to the mux even on
@@ -115,3 +120,34 @@ typedef struct smolvm_mux_stats {
 } smolvm_mux_stats;
 void smolvm_mux_get_stats(const smolvm_mux *mux, smolvm_mux_stats *ret);
 bool smolvm_mux_is_broken(const smolvm_mux *mux);
+
+/* The lane (common/lane.h, docs/protocol.md "The lane"): once switched, every
+ * byte the host sends to the guest goes over a second device, in order, and
+ * nothing more on the channel fd; the guest's bytes stay on the channel. */
+typedef struct smolvm_mux_lane {
+        /* Host: take what can go now of iov[0..n): bytes taken (> 0), -EAGAIN when
+         * nothing can (then call smolvm_mux_lane_kick() once it can), or another
+         * negative errno (the channel breaks). */
+        ssize_t (*send)(void *userdata, const struct iovec *iov, int n);
+        /* Guest: channel bytes from the lane into buf (cap is at least
+         * SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD): bytes, -EAGAIN, or another
+         * negative errno (the channel breaks). */
+        ssize_t (*recv)(void *userdata, uint8_t *buf, size_t cap);
+        int fd; /* guest: watched for EPOLLIN by the mux (not owned); host: -1 */
+        void *userdata;
+} smolvm_mux_lane;
+
+/* Guest: ask the host for a lane of this epoch and window (LANE_REQ). On the
+ * host's LANE_ON for this epoch the mux reads the lane instead of the channel
+ * fd; a LANE_ON for another epoch, or bytes on the channel fd after it, break
+ * the channel. lane is copied and must stay usable until the mux is freed.
+ * Returns 0, -EALREADY (asked before), -ECONNRESET (broken), -ENOMEM. */
+int smolvm_mux_lane_request(smolvm_mux *mux, uint64_t epoch, uint32_t window, const smolvm_mux_lane *lane);
+/* Host: queue LANE_ON(epoch) on the channel fd; everything queued after it goes
+ * through lane->send. Returns 0, -EALREADY, -ECONNRESET, -ENOMEM. */
+int smolvm_mux_lane_start(smolvm_mux *mux, uint64_t epoch, const smolvm_mux_lane *lane);
+/* The lane can move bytes again (host: its window opened; guest: frames came):
+ * flush or read now. */
+void smolvm_mux_lane_kick(smolvm_mux *mux);
+/* Whether our bytes (host) or the peer's (guest) ride the lane now. */
+bool smolvm_mux_lane_active(const smolvm_mux *mux);

@@ -3,7 +3,8 @@
  *   mux.c        the channel: output queue, packet encoding, input parsing and
  *                dispatch, connect timeouts, HELLO, the public API;
  *   mux_stream.c one stream's life: creation, credit, relay between its local
- *                fd and the channel.
+ *                fd and the channel;
+ *   mux_lane.c   the switch of the host -> guest direction to the lane.
  * Not for users: mux.h is the public contract; the data paths, bounds and
  * re-entrancy rules are described at the top of mux.c. */
 #pragma once
@@ -51,6 +52,7 @@ typedef struct pkt {
         uint32_t size; /* header + payload bytes */
         bool ctl;
         bool orphan;
+        bool lane_on; /* LANE_ON: what follows it goes through the lane */
         uint8_t data[]; /* SMOLVM_PKT_HDR_SIZE header, then payload */
 } pkt;
 
@@ -153,6 +155,14 @@ struct smolvm_mux {
         uint64_t timer_deadline_ms; /* 0 = disarmed */
 
         smolvm_mux_stats stats;
+
+        /* the lane (mux_lane.c): asked for (guest) / started (host) with
+         * lane_epoch; active once LANE_ON was written (host) or read (guest) */
+        smolvm_mux_lane lane;
+        bool lane_set, lane_active;
+        bool lane_tx_blocked; /* host: send said -EAGAIN; until smolvm_mux_lane_kick() */
+        uint64_t lane_epoch;
+        uint32_t lane_events; /* guest: registered for lane.fd */
 };
 
 /* ---- mux.c ---- */
@@ -168,6 +178,29 @@ void mux_outq_push(smolvm_mux *mux, pkt *p);
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
 void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);
 void mux_timer_arm(smolvm_mux *mux);
+void chan_broken(smolvm_mux *mux, int err, const char *why);
+void chan_read(smolvm_mux *mux, bool force);
+void chan_flush(smolvm_mux *mux);
+
+/* ---- mux_lane.c ---- */
+
+/* The lane carries the host's bytes: the host writes them there, the guest
+ * reads them there; the other direction never moves. */
+static inline bool mux_lane_tx(const smolvm_mux *mux)
+{
+        return mux->lane_active && mux->our_cid == SMOLVM_CID_HOST;
+}
+static inline bool mux_lane_rx(const smolvm_mux *mux)
+{
+        return mux->lane_active && mux->our_cid == SMOLVM_CID_GUEST;
+}
+
+void mux_lane_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload);
+ssize_t mux_lane_writev(smolvm_mux *mux, struct iovec *iov, int n);
+ssize_t mux_lane_read(smolvm_mux *mux, uint8_t *buf, size_t cap);
+void mux_lane_chan_idle(smolvm_mux *mux);
+void mux_lane_update_events(smolvm_mux *mux);
+void mux_lane_free(smolvm_mux *mux);
 
 /* ---- mux_stream.c ---- */
 

@@ -5,13 +5,30 @@
  * at the top of mux.c. */
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "mux_i.h"
 #include "util.h"
 
-/* ---- small helpers ---- */
+/* ---- small helpers (of both halves of the mux) ---- */
+
+bool mux_fd_is_socket(int fd)
+{
+        struct stat st;
+        return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* writev that never raises SIGPIPE on sockets. */
+ssize_t mux_writev_nosig(int fd, bool is_sock, struct iovec *iov, int n)
+{
+        if (is_sock) {
+                struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+                return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        return writev(fd, iov, n);
+}
 
 static bool is_again(int e)
 {

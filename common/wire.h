@@ -46,6 +46,12 @@ enum smolvm_chan_op {
          * le32 ready_ms (guest CLOCK_BOOTTIME when init started / when the agent became
          * ready; boot-time split for benchmarks). The guest's HELLO means "agent ready". */
         SMOLVM_CHAN_OP_HELLO = 1,
+        /* The lane (common/lane.h, docs/protocol.md "The lane"). From the guest:
+         * le64 epoch, le32 window: its lane device is up, please send on it. From
+         * the host: le64 epoch: the last bytes on the port; what follows comes on
+         * the lane. */
+        SMOLVM_CHAN_OP_LANE_REQ = 2,
+        SMOLVM_CHAN_OP_LANE_ON = 3,
 };
 #define SMOLVM_CHAN_VERSION 1u
 

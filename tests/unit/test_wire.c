@@ -122,7 +122,7 @@ START_TEST(test_unknown_type_op)
                 { 0, SMOLVM_OP_RW },
                 { 2, SMOLVM_OP_RW },
                 { SMOLVM_PKT_TYPE_CHANNEL, 0 },
-                { SMOLVM_PKT_TYPE_CHANNEL, 2 },
+                { SMOLVM_PKT_TYPE_CHANNEL, SMOLVM_CHAN_OP_LANE_ON + 1 },
         };
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 smolvm_pkt_hdr h = sample(), out;
@@ -139,9 +139,11 @@ START_TEST(test_unknown_type_op)
         smolvm_pkt_hdr h = sample(), out;
         uint8_t buf[SMOLVM_PKT_HDR_SIZE];
         h.type = SMOLVM_PKT_TYPE_CHANNEL;
-        h.op = SMOLVM_CHAN_OP_HELLO;
-        smolvm_pkt_hdr_encode(&h, buf);
-        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        for (uint16_t op = SMOLVM_CHAN_OP_HELLO; op <= SMOLVM_CHAN_OP_LANE_ON; op++) {
+                h.op = op;
+                smolvm_pkt_hdr_encode(&h, buf);
+                ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        }
 }
 END_TEST
 
