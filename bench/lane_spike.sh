@@ -35,28 +35,9 @@ cleanup_vms() {
 trap cleanup_vms EXIT
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# slirp's server (as bench/net.sh's download half).
-cat >"$work/server.py" <<'PY'
-import os, socket, sys, threading
-mib, port = int(sys.argv[1]), int(sys.argv[2])
-chunk = os.urandom(1 << 20)
-def one(c):
-    try:
-        for _ in range(mib):
-            c.sendall(chunk)
-    except OSError:
-        pass
-    c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(16)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=one, args=(c,), daemon=True).start()
-PY
+# slirp's server: bench/net.sh's.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 "$work/server.py" "$mib" "$port" &
+python3 "$here/bench/net_server.py" "$mib" "$port" &
 disown
 
 # The lane's host side: connects to QEMU's stream socket, answers each GO frame
@@ -238,11 +219,6 @@ mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec %s "$@" -netdev user,id=bn0 -device virtio-net-device,netdev=bn0,mac=52:54:00:00:00:01 -netdev stream,id=ln0,server=on,addr.type=unix,addr.path=%s -device virtio-net-device,netdev=ln0,mac=52:54:00:00:00:02,host_mtu=%d,rx_queue_size=1024\n' \
         "${SMOLVM_QEMU:-qemu-system-x86_64}" "$work/lane.sock" "$mtu" >"$work/bin/qemu-lane"
 chmod +x "$work/bin/qemu-lane"
-deb=$(ls "$real_home"/cache/kernel/*/kernel.deb 2>/dev/null | head -1)
-[ -n "$deb" ] || { log "no cached kernel .deb under $real_home/cache/kernel (build the image first)"; exit 1; }
-mkdir -p "$work/ko"
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/ko" --wildcards \
-        '*/net/core/failover.ko' '*/drivers/net/net_failover.ko' '*/drivers/net/virtio_net.ko'
 
 cc -O2 -static -o "$work/lane_relay" "$here/bench/lane_relay.c"
 
@@ -253,9 +229,7 @@ SMOLVM_QEMU="$work/bin/qemu-lane" "$smolvm" create --name benchlane "${shape[@]}
 "$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
 "$smolvm" exec benchours -- sh -c 'cat >/tmp/client.py' <"$work/client.py"
 "$smolvm" exec benchlane -- sh -c 'cat >/tmp/lane_relay && chmod +x /tmp/lane_relay' <"$work/lane_relay"
-for f in "$work"/ko/lib/modules/*/kernel/net/core/failover.ko "$work"/ko/lib/modules/*/kernel/drivers/net/*.ko; do
-        "$smolvm" exec benchlane -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
-done
+bench_nic_modules benchlane
 "$smolvm" exec benchlane -- sh -c 'cat >/tmp/netsetup.py' <"$work/netsetup.py"
 lane_if=$("$smolvm" exec benchlane -- python3 /tmp/netsetup.py "$mtu")
 "$smolvm" exec benchlane -- sh -c 'cat >/tmp/client.py' <"$work/client.py"

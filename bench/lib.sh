@@ -31,3 +31,20 @@ bench_cleanup() {
 log() { echo "$bench_name.sh: $*" >&2; }
 ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# bench_nic_modules VM: copy virtio_net and what it needs (failover, net_failover)
+# from the cached kernel .deb into VM's /tmp (our image carries no NIC driver);
+# the guest loads them with finit_module (bench/net.sh, bench/lane_spike.sh).
+bench_nic_modules() {
+        if [ ! -d "$work/ko" ]; then
+                local deb
+                deb=$(ls "$real_home"/cache/kernel/*/kernel.deb 2>/dev/null | head -1)
+                [ -n "$deb" ] || { log "no cached kernel .deb under $real_home/cache/kernel (build the image first)"; exit 1; }
+                mkdir -p "$work/ko"
+                dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/ko" --wildcards \
+                        '*/net/core/failover.ko' '*/drivers/net/net_failover.ko' '*/drivers/net/virtio_net.ko'
+        fi
+        local f
+        for f in "$work"/ko/lib/modules/*/kernel/net/core/failover.ko "$work"/ko/lib/modules/*/kernel/drivers/net/*.ko; do
+                "$smolvm" exec "$1" -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
+        done
+}

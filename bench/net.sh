@@ -32,41 +32,8 @@ cleanup_vms() {
 trap cleanup_vms EXIT
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# The host server: port P sends MIB MiB and closes; port P+1 sends one byte and
-# closes (latency). Threads: a connection never waits for another.
-cat >"$work/server.py" <<'PY'
-import os, socket, sys, threading
-mib, port = int(sys.argv[1]), int(sys.argv[2])
-chunk = os.urandom(1 << 20)
-def serve(ls, big):
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=one, args=(c, big), daemon=True).start()
-def one(c, big):
-    try:
-        if big:
-            for _ in range(mib):
-                c.sendall(chunk)
-        else:
-            c.sendall(b"x")
-            c.shutdown(socket.SHUT_WR)
-            c.recv(1)
-    except OSError:
-        pass
-    c.close()
-socks = []
-for p, big in ((port, True), (port + 1, False)):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", p))
-    s.listen(256)
-    socks.append((s, big))
-for s, big in socks[1:]:
-    threading.Thread(target=serve, args=(s, big), daemon=True).start()
-serve(*socks[0])
-PY
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 "$work/server.py" "$mib" "$port" &
+python3 "$here/bench/net_server.py" "$mib" "$port" &
 disown
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
 
@@ -113,11 +80,6 @@ mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec %s "$@" -netdev user,id=bn0 -device virtio-net-device,netdev=bn0\n' \
         "${SMOLVM_QEMU:-qemu-system-x86_64}" >"$work/bin/qemu-slirp"
 chmod +x "$work/bin/qemu-slirp"
-deb=$(ls "$real_home"/cache/kernel/*/kernel.deb 2>/dev/null | head -1)
-[ -n "$deb" ] || { log "no cached kernel .deb under $real_home/cache/kernel (build the image first)"; exit 1; }
-mkdir -p "$work/ko"
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/ko" --wildcards \
-        '*/net/core/failover.ko' '*/drivers/net/net_failover.ko' '*/drivers/net/virtio_net.ko'
 cat >"$work/slirpnet.py" <<'PY'
 import ctypes, fcntl, os, socket, struct
 libc = ctypes.CDLL(None, use_errno=True)
@@ -138,9 +100,7 @@ PY
 shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
 "$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
 SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
-for f in "$work"/ko/lib/modules/*/kernel/net/core/failover.ko "$work"/ko/lib/modules/*/kernel/drivers/net/*.ko; do
-        "$smolvm" exec benchslirp -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
-done
+bench_nic_modules benchslirp
 "$smolvm" exec benchslirp -- python3 - <"$work/slirpnet.py"
 for vm in benchours benchslirp; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$work/client.py"; done
 
