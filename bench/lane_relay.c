@@ -36,7 +36,8 @@ int main(int argc, char **argv)
                 _exit(k == n ? 0 : 1);
         }
         int out = accept(ls, 0, 0);
-        int s = socket(AF_PACKET, SOCK_RAW, htons(0x88b5));
+        /* protocol 0, the lane's at bind: see client.py in lane_spike.sh */
+        int s = socket(AF_PACKET, SOCK_RAW, 0);
         int rb = 8 << 20;
         setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof(rb));
         struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(0x88b5), .sll_ifindex = (int)if_nametoindex(argv[1]) };

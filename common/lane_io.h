@@ -4,7 +4,10 @@
  *   host:  a stream socket to QEMU's `-netdev stream` (each frame preceded by
  *          its length, 4 bytes big-endian); DATA frames out, ACKs in;
  *   guest: a datagram socket on the lane's interface (AF_PACKET, or any
- *          datagram socket in tests); DATA in, ACKs out.
+ *          datagram socket in tests); DATA in, ACKs out. Open an AF_PACKET
+ *          socket with protocol 0 and give the ethertype to bind(): opened
+ *          with it, bind() waits for synchronize_rcu() (once > 9 minutes in
+ *          our TCG guest, bench/lane_spike.sh).
  * Non-blocking fds; the owner watches them and calls back (below). */
 #pragma once
 
