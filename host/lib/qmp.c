@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fdpass.h"
 #include "smolvm_i.h"
 #include "util.h"
 #include "vmdir.h"
@@ -94,32 +95,15 @@ int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **re
         int r = 0;
         if (fd >= 0) {
                 /* The fd rides with the first byte; the rest follows as usual. */
-                union {
-                        struct cmsghdr h;
-                        char buf[CMSG_SPACE(sizeof(int))];
-                } u = { 0 };
-                struct iovec iov = { .iov_base = text, .iov_len = 1 };
-                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                                    .msg_controllen = sizeof(u.buf) };
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-                ssize_t n;
-                while ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                        ;
-                if (n != 1)
-                        r = -errno;
-                else
-                        r = write_all(c->fd, text + 1, len - 1);
+                ssize_t n = fdpass_send(c->fd, text, 1, &fd, 1, 0);
+                r = n < 0 ? (int)n : write_all(c->fd, text + 1, len - 1);
         } else {
                 r = write_all(c->fd, text, len);
         }
         r = r < 0 ? r : write_all(c->fd, "\n", 1);
         free(text);
         if (r < 0)
-                return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(errno));
+                return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(-r));
         c->deadline = now_ms() + QMP_TIMEOUT_MS;
         json_t *o = qmp_read(c, command);
         if (!o)
