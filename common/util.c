@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -128,4 +130,15 @@ int fd_wait(int fd, short events, uint64_t deadline_ms, int cancel_fd)
                 if (p[0].revents)
                         return p[0].revents;
         }
+}
+
+int errbuf_fail(int code, char *buf, size_t buf_len, const char *fmt, ...)
+{
+        if (buf && buf_len > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(buf, buf_len, fmt, ap);
+                va_end(ap);
+        }
+        return code;
 }
