@@ -17,6 +17,7 @@
 
 #include "fdpass.h"
 #include "smolvm_i.h"
+#include "unixsock.h"
 #include "util.h"
 #include "vmdir.h"
 
@@ -125,15 +126,11 @@ int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **re
 
 int qmp_open(const char *vm_dir, qmp_conn **ret)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
         _cleanup_close_ int dirfd = -1;
-        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" VMDIR_QMP, vm_dir);
-        if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
-                dirfd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (dirfd < 0)
-                        return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
-                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" VMDIR_QMP, dirfd);
-        }
+        int ar = unix_sockaddr_at(vm_dir, VMDIR_QMP, &sa, &dirfd);
+        if (ar < 0)
+                return vm_error(ar, NULL, "open %s: %s", vm_dir, strerror(-ar));
         qmp_conn *c = calloc(1, sizeof(*c));
         if (!c)
                 return vm_error(-ENOMEM, NULL, "out of memory");
