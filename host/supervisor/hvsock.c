@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "unixsock.h"
 #include "util.h"
@@ -69,12 +70,7 @@ static void client_free(hv_client *c, bool close_fd)
 {
         sup_hvsock *hv = c->hv;
 
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                hv->pending = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(hv->pending, c);
         hv->n_pending--;
         (void)smolvm_evloop_del(hv->loop, c->fd);
         (void)smolvm_evloop_del(hv->loop, c->timer_fd);
@@ -214,10 +210,7 @@ static int client_new(sup_hvsock *hv, int fd)
                 (void)smolvm_evloop_del(hv->loop, c->timer_fd);
                 goto fail;
         }
-        c->next = hv->pending;
-        if (c->next)
-                c->next->prev = c;
-        hv->pending = c;
+        LIST_PREPEND(hv->pending, c);
         hv->n_pending++;
         return 0;
 fail:
