@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -141,4 +142,17 @@ int errbuf_fail(int code, char *buf, size_t buf_len, const char *fmt, ...)
                 va_end(ap);
         }
         return code;
+}
+
+int thread_start_detached(void *(*fn)(void *), void *arg)
+{
+        pthread_attr_t attr;
+        int r = pthread_attr_init(&attr);
+        if (r != 0)
+                return -r;
+        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        r = pthread_create(&t, &attr, fn, arg);
+        pthread_attr_destroy(&attr);
+        return -r;
 }

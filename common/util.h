@@ -101,6 +101,9 @@ bool plain_name_valid(const char *name, size_t max_len);
  * into buf (nothing if buf is NULL or buf_len 0) and return code, as in
  * return errbuf_fail(-EINVAL, err, err_len, "bad name %s", name); */
 int errbuf_fail(int code, char *buf, size_t buf_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Run fn(arg) in a new detached thread (nobody joins it; it inherits the
+ * caller's signal mask). Returns 0 or a negative errno. */
+int thread_start_detached(void *(*fn)(void *), void *arg);
 /* Set (on) or clear O_NONBLOCK on fd. Returns 0 or negative errno. */
 int fd_set_nonblock(int fd, bool on);
 /* qsort() comparator for an array of C strings (char *), by strcmp. */
