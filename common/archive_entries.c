@@ -2,7 +2,6 @@
 /* Named sparse files in an archive's content: see archive_entries.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,18 +18,6 @@
 #define HDR_BYTES 16u
 #define CHUNK_HDR_BYTES 16u
 
-static int efail(char *err, size_t err_len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int efail(char *err, size_t err_len, int code, const char *fmt, ...)
-{
-        if (err && err_len) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, err_len, fmt, ap);
-                va_end(ap);
-        }
-        return code;
-}
-
 bool archive_entry_name_valid(const char *name)
 {
         return plain_name_valid(name, ARCHIVE_ENTRY_NAME_MAX);
@@ -41,13 +28,13 @@ bool archive_entry_name_valid(const char *name)
 static int wr(archive_entries_writer *ew, const void *p, size_t n, char *err, size_t err_len)
 {
         int r = archive_writer_write(ew->w, p, n);
-        return r < 0 ? efail(err, err_len, r, "%s", archive_writer_error(ew->w)) : 0;
+        return r < 0 ? errbuf_fail(r, err, err_len, "%s", archive_writer_error(ew->w)) : 0;
 }
 
 static int put_header(archive_entries_writer *ew, const char *name, uint64_t size, char *err, size_t err_len)
 {
         if (!archive_entry_name_valid(name))
-                return efail(err, err_len, -EINVAL, "invalid entry name '%.64s'", name);
+                return errbuf_fail(-EINVAL, err, err_len, "invalid entry name '%.64s'", name);
         uint8_t h[HDR_BYTES] = { 0 };
         memcpy(h, ENTRY_MAGIC, 4);
         put_le16(h + 4, (uint16_t)strlen(name));
@@ -89,26 +76,26 @@ int archive_entries_put_file(archive_entries_writer *ew, const char *name, int f
 {
         struct stat st;
         if (fstat(fd, &st) < 0)
-                return efail(err, err_len, negative_errno(), "fstat %s: %s", name, strerror(errno));
+                return errbuf_fail(negative_errno(), err, err_len, "fstat %s: %s", name, strerror(errno));
         if (!S_ISREG(st.st_mode))
-                return efail(err, err_len, -EINVAL, "%s is not a regular file", name);
+                return errbuf_fail(-EINVAL, err, err_len, "%s is not a regular file", name);
         uint64_t size = (uint64_t)st.st_size;
         int r = put_header(ew, name, size, err, err_len);
         if (r < 0)
                 return r;
         _cleanup_free_ uint8_t *buf = malloc(ARCHIVE_CHUNK_MAX);
         if (!buf)
-                return efail(err, err_len, -ENOMEM, "out of memory");
+                return errbuf_fail(-ENOMEM, err, err_len, "out of memory");
         uint64_t pos = 0;
         while (pos < size) {
                 off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
                 if (data < 0 && errno == ENXIO)
                         break; /* a hole up to the end */
                 if (data < 0)
-                        return efail(err, err_len, negative_errno(), "lseek %s: %s", name, strerror(errno));
+                        return errbuf_fail(negative_errno(), err, err_len, "lseek %s: %s", name, strerror(errno));
                 off_t hole = lseek(fd, data, SEEK_HOLE);
                 if (hole < 0)
-                        return efail(err, err_len, negative_errno(), "lseek %s: %s", name, strerror(errno));
+                        return errbuf_fail(negative_errno(), err, err_len, "lseek %s: %s", name, strerror(errno));
                 uint64_t end = MIN((uint64_t)hole, size);
                 for (pos = (uint64_t)data; pos < end;) {
                         size_t want = (size_t)MIN(end - pos, (uint64_t)ARCHIVE_CHUNK_MAX);
@@ -116,9 +103,10 @@ int archive_entries_put_file(archive_entries_writer *ew, const char *name, int f
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n < 0)
-                                return efail(err, err_len, negative_errno(), "read %s: %s", name, strerror(errno));
+                                return errbuf_fail(negative_errno(), err, err_len, "read %s: %s", name,
+                                                   strerror(errno));
                         if (n == 0)
-                                return efail(err, err_len, -EIO, "read %s: it shrank while it was read", name);
+                                return errbuf_fail(-EIO, err, err_len, "read %s: it shrank while it was read", name);
                         r = put_chunk(ew, pos, buf, (size_t)n, err, err_len);
                         if (r < 0)
                                 return r;
@@ -150,12 +138,12 @@ static int rd(archive_entries_reader *er, void *buf, size_t len, const char *whe
         while (len > 0) {
                 ssize_t n = archive_reader_read(er->r, p, len);
                 if (n < 0)
-                        return efail(err, err_len, (int)n, "%s", *archive_reader_error(er->r)
-                                                                     ? archive_reader_error(er->r)
-                                                                     : strerror((int)-n));
+                        return errbuf_fail((int)n, err, err_len, "%s", *archive_reader_error(er->r)
+                                                                           ? archive_reader_error(er->r)
+                                                                           : strerror((int)-n));
                 if (n == 0)
-                        return efail(err, err_len, -EBADMSG, "damaged: its content ends %s (entry %llu)", where,
-                                     (unsigned long long)er->n_entries + 1);
+                        return errbuf_fail(-EBADMSG, err, err_len, "damaged: its content ends %s (entry %llu)", where,
+                                           (unsigned long long)er->n_entries + 1);
                 p += n;
                 len -= (size_t)n;
         }
@@ -165,33 +153,33 @@ static int rd(archive_entries_reader *er, void *buf, size_t len, const char *whe
 int archive_entries_next(archive_entries_reader *er, archive_entry *ret, char *err, size_t err_len)
 {
         if (er->in_entry || er->ended)
-                return efail(err, err_len, -EINVAL, "archive entries: next called out of order");
+                return errbuf_fail(-EINVAL, err, err_len, "archive entries: next called out of order");
         uint8_t h[HDR_BYTES];
         int r = rd(er, h, sizeof(h), "before its end marker", err, err_len);
         if (r < 0)
                 return r;
         if (!memcmp(h, END_MAGIC, 4)) {
                 if (get_le32(h + 4) || get_le64(h + 8) != er->n_entries)
-                        return efail(err, err_len, -EBADMSG,
-                                     "damaged: its end marker counts %llu entries, %llu were read",
-                                     (unsigned long long)get_le64(h + 8), (unsigned long long)er->n_entries);
+                        return errbuf_fail(-EBADMSG, err, err_len,
+                                           "damaged: its end marker counts %llu entries, %llu were read",
+                                           (unsigned long long)get_le64(h + 8), (unsigned long long)er->n_entries);
                 er->ended = true;
                 return 0;
         }
         size_t name_len = get_le16(h + 4);
         if (memcmp(h, ENTRY_MAGIC, 4) || get_le16(h + 6) || name_len == 0 || name_len > ARCHIVE_ENTRY_NAME_MAX)
-                return efail(err, err_len, -EBADMSG, "damaged: entry %llu has no valid header",
-                             (unsigned long long)er->n_entries + 1);
+                return errbuf_fail(-EBADMSG, err, err_len, "damaged: entry %llu has no valid header",
+                                   (unsigned long long)er->n_entries + 1);
         archive_entry e = { .size = get_le64(h + 8) };
         r = rd(er, e.name, name_len, "inside an entry's name", err, err_len);
         if (r < 0)
                 return r;
         if (memchr(e.name, '\0', name_len) || !archive_entry_name_valid(e.name))
-                return efail(err, err_len, -EBADMSG, "damaged: entry %llu has an invalid name",
-                             (unsigned long long)er->n_entries + 1);
+                return errbuf_fail(-EBADMSG, err, err_len, "damaged: entry %llu has an invalid name",
+                                   (unsigned long long)er->n_entries + 1);
         if (e.size > (uint64_t)INT64_MAX)
-                return efail(err, err_len, -EBADMSG, "damaged: entry %s says %llu bytes", e.name,
-                             (unsigned long long)e.size);
+                return errbuf_fail(-EBADMSG, err, err_len, "damaged: entry %s says %llu bytes", e.name,
+                                   (unsigned long long)e.size);
         er->in_entry = true;
         *ret = e;
         return 1;
@@ -217,7 +205,7 @@ static int chunk_to_file(archive_entries_reader *er, const archive_entry *e, aio
                 r = aio_out_commit(out, n);
                 len -= n;
         }
-        return r < 0 ? efail(err, err_len, r, "write %s: %s", e->name, aio_why(out)) : 0;
+        return r < 0 ? errbuf_fail(r, err, err_len, "write %s: %s", e->name, aio_why(out)) : 0;
 }
 
 /* Walk the entry's chunks; each one's bytes go to out or into mem. */
@@ -225,7 +213,7 @@ static int extract(archive_entries_reader *er, const archive_entry *e, aio_file 
                    size_t err_len)
 {
         if (!er->in_entry)
-                return efail(err, err_len, -EINVAL, "archive entries: extract called out of order");
+                return errbuf_fail(-EINVAL, err, err_len, "archive entries: extract called out of order");
         uint64_t next = 0; /* chunks never go back below this */
         for (;;) {
                 uint8_t c[CHUNK_HDR_BYTES];
@@ -236,10 +224,10 @@ static int extract(archive_entries_reader *er, const archive_entry *e, aio_file 
                 uint32_t len = get_le32(c + 8);
                 if (get_le32(c + 12) || len > ARCHIVE_CHUNK_MAX || off < next || off > e->size ||
                     len > e->size - off || (len == 0 && off != e->size))
-                        return efail(err, err_len, -EBADMSG,
-                                     "damaged: entry %s has a chunk of %u bytes at offset %llu (file size %llu, "
-                                     "next offset at least %llu)", e->name, len, (unsigned long long)off,
-                                     (unsigned long long)e->size, (unsigned long long)next);
+                        return errbuf_fail(-EBADMSG, err, err_len,
+                                           "damaged: entry %s has a chunk of %u bytes at offset %llu (file size %llu, "
+                                           "next offset at least %llu)", e->name, len, (unsigned long long)off,
+                                           (unsigned long long)e->size, (unsigned long long)next);
                 if (len == 0)
                         break;
                 r = mem ? rd(er, mem + off, len, "inside an entry's data", err, err_len)
@@ -254,7 +242,7 @@ static int extract(archive_entries_reader *er, const archive_entry *e, aio_file 
         if (out) {
                 int r = aio_out_flush(out);
                 if (r < 0)
-                        return efail(err, err_len, r, "write %s: %s", e->name, aio_why(out));
+                        return errbuf_fail(r, err, err_len, "write %s: %s", e->name, aio_why(out));
         }
         er->in_entry = false;
         er->n_entries++;
@@ -266,17 +254,17 @@ int archive_entries_extract_fd(archive_entries_reader *er, const archive_entry *
 {
         /* The size first: what no chunk covers stays a hole. */
         if (ftruncate(out_fd, (off_t)e->size) < 0)
-                return efail(err, err_len, negative_errno(), "truncate %s to %llu bytes: %s", e->name,
-                             (unsigned long long)e->size, strerror(errno));
+                return errbuf_fail(negative_errno(), err, err_len, "truncate %s to %llu bytes: %s", e->name,
+                                   (unsigned long long)e->size, strerror(errno));
         aio_file out;
         int r = aio_open(&out, out_fd, true, -1, er->no_uring);
         if (r < 0) {
                 aio_close(&out);
-                return efail(err, err_len, r, "write %s: %s", e->name, strerror(-r));
+                return errbuf_fail(r, err, err_len, "write %s: %s", e->name, strerror(-r));
         }
         /* Chunks go at their offsets: only a file can take them. */
         if (out.mode == AIO_STREAM)
-                r = efail(err, err_len, -EINVAL, "%s: not a regular file", e->name);
+                r = errbuf_fail(-EINVAL, err, err_len, "%s: not a regular file", e->name);
         else
                 r = extract(er, e, &out, NULL, err, err_len);
         er->io = aio_mode_name(&out);
@@ -288,8 +276,8 @@ int archive_entries_extract_mem(archive_entries_reader *er, const archive_entry 
                                 char *err, size_t err_len)
 {
         if (e->size > buf_len)
-                return efail(err, err_len, -EFBIG, "entry %s has %llu bytes, at most %zu expected", e->name,
-                             (unsigned long long)e->size, buf_len);
+                return errbuf_fail(-EFBIG, err, err_len, "entry %s has %llu bytes, at most %zu expected", e->name,
+                                   (unsigned long long)e->size, buf_len);
         if (e->size)
                 memset(buf, 0, (size_t)e->size);
         return extract(er, e, NULL, buf, err, err_len);
@@ -298,17 +286,17 @@ int archive_entries_extract_mem(archive_entries_reader *er, const archive_entry 
 int archive_entries_finish(archive_entries_reader *er, char *err, size_t err_len)
 {
         if (!er->ended)
-                return efail(err, err_len, -EINVAL, "archive entries: finish before the end marker");
+                return errbuf_fail(-EINVAL, err, err_len, "archive entries: finish before the end marker");
         uint8_t b;
         ssize_t n = archive_reader_read(er->r, &b, 1);
         if (n < 0)
-                return efail(err, err_len, (int)n, "%s", *archive_reader_error(er->r) ? archive_reader_error(er->r)
-                                                                                      : strerror((int)-n));
+                return errbuf_fail((int)n, err, err_len, "%s",
+                                   *archive_reader_error(er->r) ? archive_reader_error(er->r) : strerror((int)-n));
         if (n > 0)
-                return efail(err, err_len, -EBADMSG, "damaged: content follows its end marker");
+                return errbuf_fail(-EBADMSG, err, err_len, "damaged: content follows its end marker");
         archive_stats st;
         archive_reader_stats(er->r, &st);
         if (!st.verified)
-                return efail(err, err_len, -EBADMSG, "not a smolvm archive: it has no checksummed trailer");
+                return errbuf_fail(-EBADMSG, err, err_len, "not a smolvm archive: it has no checksummed trailer");
         return 0;
 }

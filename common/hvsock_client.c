@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "unixsock.h"
 #include "util.h"
 #include "vmdir.h"
 
@@ -29,15 +30,10 @@ int smolvm_hvsock_conn_start(smolvm_hvsock_conn *c, const char *vm_dir, uint32_t
 {
         *c = (smolvm_hvsock_conn){ .step = SMOLVM_HVSOCK_STEP_CONNECT, .why = "", .port = port, .fd = -1,
                                    .dir_fd = -1, .deadline_ms = deadline_ms };
-        c->sa.sun_family = AF_UNIX;
-        int n = snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "%s/" VMDIR_VSOCK, vm_dir);
-        if (n < 0 || (size_t)n >= sizeof(c->sa.sun_path)) {
-                /* sun_path holds 108 bytes; a deep $SMOLVM_HOME goes through /proc. */
-                c->dir_fd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (c->dir_fd < 0)
-                        return fail(c, negative_errno(), "open");
-                snprintf(c->sa.sun_path, sizeof(c->sa.sun_path), "/proc/self/fd/%d/" VMDIR_VSOCK, c->dir_fd);
-        }
+        /* A deep $SMOLVM_HOME goes through /proc/self/fd (dir_fd open until connected). */
+        int r = unix_sockaddr_at(vm_dir, VMDIR_VSOCK, &c->sa, &c->dir_fd);
+        if (r < 0)
+                return fail(c, r, "open");
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->fd < 0)
                 return fail(c, negative_errno(), "socket");

@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -128,4 +131,28 @@ int fd_wait(int fd, short events, uint64_t deadline_ms, int cancel_fd)
                 if (p[0].revents)
                         return p[0].revents;
         }
+}
+
+int errbuf_fail(int code, char *buf, size_t buf_len, const char *fmt, ...)
+{
+        if (buf && buf_len > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(buf, buf_len, fmt, ap);
+                va_end(ap);
+        }
+        return code;
+}
+
+int thread_start_detached(void *(*fn)(void *), void *arg)
+{
+        pthread_attr_t attr;
+        int r = pthread_attr_init(&attr);
+        if (r != 0)
+                return -r;
+        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        r = pthread_create(&t, &attr, fn, arg);
+        pthread_attr_destroy(&attr);
+        return -r;
 }

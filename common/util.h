@@ -97,6 +97,13 @@ void sanitize_text(char *s);
 /* name is 1..max_len of [A-Za-z0-9._-], not starting with '.': one entry of a
  * directory that is never "..", hidden, or a path (image names, archive entries). */
 bool plain_name_valid(const char *name, size_t max_len);
+/* For functions that report into a caller's error buffer: format the message
+ * into buf (nothing if buf is NULL or buf_len 0) and return code, as in
+ * return errbuf_fail(-EINVAL, err, err_len, "bad name %s", name); */
+int errbuf_fail(int code, char *buf, size_t buf_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Run fn(arg) in a new detached thread (nobody joins it; it inherits the
+ * caller's signal mask). Returns 0 or a negative errno. */
+int thread_start_detached(void *(*fn)(void *), void *arg);
 /* Set (on) or clear O_NONBLOCK on fd. Returns 0 or negative errno. */
 int fd_set_nonblock(int fd, bool on);
 /* qsort() comparator for an array of C strings (char *), by strcmp. */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "fdpass.h"
 #include "util.h"
 
 /* u64 payload of SET_VRING_KICK/CALL/ERR: bits 0-7 queue index, bit 8 "no fd". */
@@ -525,35 +526,13 @@ static int dispatch(smolvm_vu_dev *dev, msg *m, const char **ret_why)
 /* Receive into buf up to want bytes total; fds may only ride on the header. */
 static int recv_some(smolvm_vu_dev *dev, size_t want)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * SMOLVM_VHOST_USER_MAX_FDS)];
-        } cbuf;
-        struct iovec iov = { .iov_base = dev->buf + dev->have, .iov_len = want - dev->have };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf) };
-        ssize_t n;
-        do
-                n = recvmsg(dev->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
+        size_t n_fds = 0;
+        ssize_t n = fdpass_recv(dev->fd, dev->buf + dev->have, want - dev->have, dev->fds + dev->n_fds,
+                                SMOLVM_VHOST_USER_MAX_FDS - dev->n_fds, &n_fds, MSG_DONTWAIT);
         if (n < 0)
-                return errno == EAGAIN ? -EAGAIN : negative_errno();
-
-        bool bad_fds = (mh.msg_flags & MSG_CTRUNC) != 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < nfd; i++) {
-                        int fd;
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (dev->n_fds < SMOLVM_VHOST_USER_MAX_FDS && dev->have < SMOLVM_VHOST_USER_HDR_SIZE)
-                                dev->fds[dev->n_fds++] = fd;
-                        else {
-                                safe_close(fd);
-                                bad_fds = true;
-                        }
-                }
-        }
+                return (int)n;
+        dev->n_fds += (unsigned)n_fds;
+        bool bad_fds = n_fds > 0 && dev->have >= SMOLVM_VHOST_USER_HDR_SIZE;
         if (n == 0)
                 return -ECONNRESET;
         dev->have += (size_t)n;

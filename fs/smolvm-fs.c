@@ -227,14 +227,9 @@ static int wait_mount_ready(const char *path, unsigned timeout_ms)
         if (!c)
                 return -ENOMEM;
         *c = (ready_check){ .path = path, .pipe_w = p[1] };
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&t, &attr, ready_thread, c);
-        pthread_attr_destroy(&attr);
-        if (r != 0)
-                return -r;
+        int r = thread_start_detached(ready_thread, c);
+        if (r < 0)
+                return r;
         struct pollfd pf = { .fd = p[0], .events = POLLIN };
         int k;
         while ((k = poll(&pf, 1, (int)timeout_ms)) < 0 && errno == EINTR)

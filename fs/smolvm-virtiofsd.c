@@ -88,6 +88,7 @@
 #include "fuse_client.h"
 #include "fuse_stream.h"
 #include "sandbox_seccomp.h"
+#include "unixsock.h"
 #include "util.h"
 #include "virtiofs.h"
 
@@ -204,24 +205,6 @@ static int parse_args(int argc, char **argv, options *o)
                 return -EINVAL;
         }
         return 0;
-}
-
-static int listen_unix(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        /* Replace a stale socket left by a previous run, never anything else. */
-        struct stat st;
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-                unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
-                return negative_errno();
-        return TAKE_FD(fd);
 }
 
 /* An inherited listening socket (--fd): a Unix stream socket in listen state. */
@@ -545,7 +528,7 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         _cleanup_close_ int lfd = o.stream_fd >= 0 ? -1
-                                  : o.listen_fd >= 0 ? check_listening(o.listen_fd) : listen_unix(o.socket_path);
+                                  : o.listen_fd >= 0 ? check_listening(o.listen_fd) : unix_listen(o.socket_path, 1, 0);
         if (lfd < 0 && o.stream_fd < 0) {
                 if (o.listen_fd >= 0)
                         fprintf(stderr, "smolvm-virtiofsd: --fd %d: %s\n", o.listen_fd,

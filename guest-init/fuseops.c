@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "fdpass.h"
 #include "fileutil.h"
 #include "fuse_stream.h"
 #include "init.h"
@@ -142,19 +143,13 @@ static int reattach_accept(int lfd)
         if (poll(&p, 1, 5000) <= 0)
                 return -ETIMEDOUT;
         char byte;
-        struct iovec iov = { &byte, 1 };
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-        if (recvmsg(c, &mh, MSG_CMSG_CLOEXEC) != 1)
-                return -EPROTO;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
-                return -EPROTO;
         int nfd;
-        memcpy(&nfd, CMSG_DATA(cm), sizeof(nfd));
+        size_t n_fds = 0;
+        if (fdpass_recv(c, &byte, 1, &nfd, 1, &n_fds, 0) != 1 || n_fds != 1) {
+                if (n_fds == 1)
+                        safe_close(nfd);
+                return -EPROTO;
+        }
         return nfd;
 }
 
@@ -191,23 +186,10 @@ static int fuse_reattach(int fd, const agent_path_spec *spec)
         int r = agent_send_json(fd, SMOLVM_FRAME_RESULT, json_pack("{s:b}", "ok", 1));
         if (r < 0)
                 return r;
-        char byte = 'F';
-        struct iovec iov = { &byte, 1 };
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u;
-        memset(&u, 0, sizeof(u));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
-        if (sendmsg(s, &mh, MSG_NOSIGNAL) != 1) {
-                r = negative_errno();
-                init_log("fuse_mount %s: reattach: %s", spec->path, strerror(-r));
-                return r;
+        ssize_t n = fdpass_send(s, "F", 1, &fd, 1, 0);
+        if (n < 0) {
+                init_log("fuse_mount %s: reattach: %s", spec->path, strerror((int)-n));
+                return (int)n;
         }
         return 0;
 }

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,19 +32,6 @@ void agent_strv_free(char **v)
 }
 
 static void strv_freep(char ***v) { agent_strv_free(*v); }
-
-static int fail(int err, char *errbuf, size_t errbuf_len, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int fail(int err, char *errbuf, size_t errbuf_len, const char *fmt, ...)
-{
-        if (errbuf && errbuf_len > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(errbuf, errbuf_len, fmt, ap);
-                va_end(ap);
-        }
-        return err;
-}
 
 /* Length of the key part of "K=V", or 0 if the entry is not of that form. */
 static size_t env_key_len(const char *e)
@@ -102,11 +88,11 @@ static int string_array(json_t *arr, const char *field, size_t max, const char *
                         char *errbuf, size_t errbuf_len)
 {
         if (!json_is_array(arr))
-                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an array of strings", field);
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an array of strings", field);
         size_t n = json_array_size(arr);
         if (n > max)
-                return fail(-E2BIG, errbuf, errbuf_len, "field '%s' has %zu entries (at most %zu allowed)",
-                            field, n, max);
+                return errbuf_fail(-E2BIG, errbuf, errbuf_len, "field '%s' has %zu entries (at most %zu allowed)",
+                                   field, n, max);
         const char **v = calloc(n + 1, sizeof(char *));
         if (!v)
                 return -ENOMEM;
@@ -114,7 +100,7 @@ static int string_array(json_t *arr, const char *field, size_t max, const char *
                 json_t *s = json_array_get(arr, i);
                 if (!json_is_string(s)) {
                         free(v);
-                        return fail(-EINVAL, errbuf, errbuf_len, "field '%s[%zu]' must be a string", field, i);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field '%s[%zu]' must be a string", field, i);
                 }
                 v[i] = json_string_value(s);
         }
@@ -147,7 +133,7 @@ static int get_bool(json_t *root, const char *field, bool def, bool *ret, char *
                 return 0;
         }
         if (!json_is_boolean(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be a boolean", field);
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be a boolean", field);
         *ret = json_is_true(j);
         return 0;
 }
@@ -159,7 +145,7 @@ static int get_u16(json_t *root, const char *field, uint16_t *ret, char *errbuf,
         if (!j || json_is_null(j))
                 return 0;
         if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > UINT16_MAX)
-                return fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an integer from 0 to 65535", field);
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field '%s' must be an integer from 0 to 65535", field);
         *ret = (uint16_t)json_integer_value(j);
         return 0;
 }
@@ -175,10 +161,10 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
         int r;
 
         if (jargv && jshell)
-                return fail(-EINVAL, errbuf, errbuf_len, "fields 'argv' and 'shell' are exclusive");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "fields 'argv' and 'shell' are exclusive");
         if (jshell) {
                 if (!json_is_string(jshell))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'shell' must be a string");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'shell' must be a string");
                 shell_argv[0] = "/bin/sh";
                 shell_argv[1] = "-c";
                 shell_argv[2] = json_string_value(jshell);
@@ -189,11 +175,11 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
                 if (r < 0)
                         return r;
                 if (n_argv == 0)
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'argv' must not be empty");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'argv' must not be empty");
                 if (argv_borrowed[0][0] == '\0')
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'argv[0]' must not be empty");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'argv[0]' must not be empty");
         } else {
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'argv' (or 'shell')");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'argv' (or 'shell')");
         }
 
         _cleanup_free_ const char **env_extra = NULL;
@@ -209,18 +195,18 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
         json_t *jcwd = json_object_get(root, "cwd");
         if (jcwd && !json_is_null(jcwd)) {
                 if (!json_is_string(jcwd))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be a string");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be a string");
                 cwd = json_string_value(jcwd);
                 if (cwd[0] != '/')
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be an absolute path");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'cwd' must be an absolute path");
         }
 
         uint64_t timeout_ms = 0;
         json_t *jt = json_object_get(root, "timeout_ms");
         if (jt && !json_is_null(jt)) {
                 if (!json_is_integer(jt) || json_integer_value(jt) < 0)
-                        return fail(-EINVAL, errbuf, errbuf_len,
-                                    "field 'timeout_ms' must be a non-negative integer");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                           "field 'timeout_ms' must be a non-negative integer");
                 timeout_ms = (uint64_t)json_integer_value(jt);
         }
 
@@ -237,8 +223,8 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
                 return r;
         /* A detached command has nobody to type into it or to time it. */
         if (detach && (tty || want_stdin || timeout_ms))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'detach' cannot be combined with '%s'",
-                            tty ? "tty" : want_stdin ? "stdin" : "timeout_ms");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'detach' cannot be combined with '%s'",
+                                   tty ? "tty" : want_stdin ? "stdin" : "timeout_ms");
 
         /* All validated; now allocate the result. */
         agent_exec_spec spec = { .timeout_ms = timeout_ms, .want_stdin = want_stdin,
@@ -248,7 +234,7 @@ static int parse_exec(json_t *root, agent_request *req, char *errbuf, size_t err
         const char *const *base = agent_base_env(&n_base);
         r = agent_env_merge(base, n_base, env_extra, n_env_extra, &spec.envp, &spec.n_envp, &bad);
         if (r == -EINVAL)
-                return fail(r, errbuf, errbuf_len, "field 'env[%zu]' must be of the form KEY=VALUE", bad);
+                return errbuf_fail(r, errbuf, errbuf_len, "field 'env[%zu]' must be of the form KEY=VALUE", bad);
         if (r < 0)
                 return r;
         r = dup_strv(jshell ? shell_argv : argv_borrowed, n_argv, &spec.argv);
@@ -277,19 +263,19 @@ static int get_path(json_t *root, const char **ret, char *errbuf, size_t errbuf_
 {
         json_t *j = json_object_get(root, "path");
         if (!j || json_is_null(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'path'");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'path'");
         if (!json_is_string(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be a string");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be a string");
         const char *p = json_string_value(j);
         /* jansson refuses \u0000 without JSON_ALLOW_NUL; checked again so the C
          * string is the whole path whatever the parser flags. */
         if (strlen(p) != json_string_length(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must not contain NUL bytes");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'path' must not contain NUL bytes");
         if (p[0] != '/')
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be an absolute path");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'path' must be an absolute path");
         if (strlen(p) > AGENT_MAX_PATH)
-                return fail(-ENAMETOOLONG, errbuf, errbuf_len, "field 'path' is longer than %u bytes",
-                            AGENT_MAX_PATH);
+                return errbuf_fail(-ENAMETOOLONG, errbuf, errbuf_len, "field 'path' is longer than %u bytes",
+                                   AGENT_MAX_PATH);
         *ret = p;
         return 0;
 }
@@ -307,8 +293,8 @@ static int parse_path_op(json_t *root, agent_request *req, char *errbuf, size_t 
                 json_t *jm = json_object_get(root, "mode");
                 if (jm && !json_is_null(jm)) {
                         if (!json_is_integer(jm) || json_integer_value(jm) < 0 || json_integer_value(jm) > 07777)
-                                return fail(-EINVAL, errbuf, errbuf_len,
-                                            "field 'mode' must be an integer from 0 to 4095 (07777)");
+                                return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                                   "field 'mode' must be an integer from 0 to 4095 (07777)");
                         spec.mode = (uint32_t)json_integer_value(jm);
                 }
                 const char *field = op == AGENT_OP_MKDIR ? "parents" : "mkdirs";
@@ -334,9 +320,9 @@ static int parse_port_connect(json_t *root, agent_request *req, char *errbuf, si
 {
         json_t *j = json_object_get(root, "port");
         if (!j || json_is_null(j))
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'port'");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'port'");
         if (!json_is_integer(j) || json_integer_value(j) < 1 || json_integer_value(j) > 65535)
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'port' must be an integer from 1 to 65535");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'port' must be an integer from 1 to 65535");
         req->port = (uint16_t)json_integer_value(j);
         return 0;
 }
@@ -353,26 +339,27 @@ static int parse_env_set(json_t *root, agent_request *req, char *errbuf, size_t 
         agent_env_spec *ret = &req->env;
         json_t *jv = json_object_get(root, "vars");
         if (!jv || json_is_null(jv))
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'vars'");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'vars'");
         if (!json_is_object(jv))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'vars' must be an object of strings");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'vars' must be an object of strings");
         size_t n = json_object_size(jv);
         if (n > AGENT_MAX_ENV)
-                return fail(-E2BIG, errbuf, errbuf_len, "field 'vars' has %zu entries (at most %u allowed)", n,
-                            AGENT_MAX_ENV);
+                return errbuf_fail(-E2BIG, errbuf, errbuf_len, "field 'vars' has %zu entries (at most %u allowed)", n,
+                                   AGENT_MAX_ENV);
         const char *key;
         json_t *val;
         json_object_foreach(jv, key, val) {
                 if (!agent_env_key_valid(key))
-                        return fail(-EINVAL, errbuf, errbuf_len,
-                                    "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", key);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                           "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", key);
                 if (!json_is_string(val))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'vars.%.64s' must be a string", key);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'vars.%.64s' must be a string", key);
                 if (json_string_length(val) > AGENT_ENV_MAX_VALUE)
-                        return fail(-E2BIG, errbuf, errbuf_len, "value of '%.64s' is %zu bytes (at most %u allowed)",
-                                    key, json_string_length(val), AGENT_ENV_MAX_VALUE);
+                        return errbuf_fail(-E2BIG, errbuf, errbuf_len,
+                                           "value of '%.64s' is %zu bytes (at most %u allowed)", key,
+                                           json_string_length(val), AGENT_ENV_MAX_VALUE);
                 if (strlen(json_string_value(val)) != json_string_length(val))
-                        return fail(-EINVAL, errbuf, errbuf_len, "value of '%.64s' contains a NUL byte", key);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "value of '%.64s' contains a NUL byte", key);
         }
         agent_env_spec e = { .n = n };
         e.keys = calloc(n + 1, sizeof(char *));
@@ -399,7 +386,7 @@ static int parse_env_unset(json_t *root, agent_request *req, char *errbuf, size_
         agent_env_spec *ret = &req->env;
         json_t *jk = json_object_get(root, "keys");
         if (!jk || json_is_null(jk))
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'keys'");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'keys'");
         _cleanup_free_ const char **keys = NULL;
         size_t n = 0;
         int r = string_array(jk, "keys", AGENT_MAX_ENV, &keys, &n, errbuf, errbuf_len);
@@ -407,8 +394,8 @@ static int parse_env_unset(json_t *root, agent_request *req, char *errbuf, size_
                 return r;
         for (size_t i = 0; i < n; i++)
                 if (!agent_env_key_valid(keys[i]))
-                        return fail(-EINVAL, errbuf, errbuf_len,
-                                    "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", keys[i]);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                           "invalid key '%.64s' (must match [A-Za-z_][A-Za-z0-9_]*)", keys[i]);
         agent_env_spec e = { .n = n };
         r = dup_strv(keys, n, &e.keys);
         if (r < 0)
@@ -442,11 +429,11 @@ static int parse_restored(json_t *root, agent_request *req, char *errbuf, size_t
         json_t *je = json_object_get(root, "entropy"), *jt = json_object_get(root, "realtime_ns"),
                *jh = json_object_get(root, "hostname"), *jm = json_object_get(root, "machine_id");
         if (!json_is_string(je))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be a string of hex digits");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be a string of hex digits");
         size_t n = json_string_length(je);
         if (n % 2 || n < 32 || n > 2 * AGENT_RESTORE_ENTROPY_MAX || !hex_digits(json_string_value(je), n))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be 32..%u lowercase hex digits",
-                            2 * AGENT_RESTORE_ENTROPY_MAX);
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be 32..%u lowercase hex digits",
+                                   2 * AGENT_RESTORE_ENTROPY_MAX);
         const char *h = json_string_value(je);
         for (size_t i = 0; i < n / 2; i++) {
                 unsigned v;
@@ -456,19 +443,21 @@ static int parse_restored(json_t *root, agent_request *req, char *errbuf, size_t
         ret->entropy_len = n / 2;
         if (jt && !json_is_null(jt)) {
                 if (!json_is_integer(jt) || json_integer_value(jt) <= 0)
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'realtime_ns' must be a positive integer");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                           "field 'realtime_ns' must be a positive integer");
                 ret->realtime_ns = json_integer_value(jt);
         }
         if (jh && !json_is_null(jh)) {
                 const char *v = json_is_string(jh) ? json_string_value(jh) : NULL;
                 if (!v || !agent_hostname_valid(v))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'hostname' must be 1..%u of [a-z0-9-]",
-                                    AGENT_HOSTNAME_MAX);
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'hostname' must be 1..%u of [a-z0-9-]",
+                                           AGENT_HOSTNAME_MAX);
                 snprintf(ret->hostname, sizeof(ret->hostname), "%s", v);
         }
         if (jm && !json_is_null(jm)) {
                 if (!json_is_string(jm) || !hex_digits(json_string_value(jm), 32))
-                        return fail(-EINVAL, errbuf, errbuf_len, "field 'machine_id' must be 32 lowercase hex digits");
+                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
+                                           "field 'machine_id' must be 32 lowercase hex digits");
                 memcpy(ret->machine_id, json_string_value(jm), 33);
         }
         return 0;
@@ -510,15 +499,15 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
         /* Default flags reject NUL bytes in strings, so every string is a C string. */
         json_auto_t *root = json_loadb(json, len, 0, &jerr);
         if (!root)
-                return fail(-EINVAL, errbuf, errbuf_len, "request is not valid JSON: %s (at byte %d)", jerr.text,
-                            jerr.position);
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "request is not valid JSON: %s (at byte %d)", jerr.text,
+                                   jerr.position);
         if (!json_is_object(root))
-                return fail(-EINVAL, errbuf, errbuf_len, "request must be a JSON object");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "request must be a JSON object");
         json_t *jop = json_object_get(root, "op");
         if (!jop)
-                return fail(-EINVAL, errbuf, errbuf_len, "missing field 'op'");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "missing field 'op'");
         if (!json_is_string(jop))
-                return fail(-EINVAL, errbuf, errbuf_len, "field 'op' must be a string");
+                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'op' must be a string");
         const char *op = json_string_value(jop);
 
         agent_request req = { 0 };
@@ -527,7 +516,7 @@ int agent_request_parse(const void *json, size_t len, agent_request *ret, char *
                 i++;
         if (i == ARRAY_SIZE(agent_ops))
                 /* Bounded: an op name may be up to a frame long. */
-                return fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);
+                return errbuf_fail(-EOPNOTSUPP, errbuf, errbuf_len, "unknown op '%.64s'", op);
         req.op = (agent_op)i;
         if (agent_ops[i].parse) {
                 int r = agent_ops[i].parse(root, &req, errbuf, errbuf_len);

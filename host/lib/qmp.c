@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fdpass.h"
 #include "smolvm_i.h"
+#include "unixsock.h"
 #include "util.h"
 #include "vmdir.h"
 
@@ -94,32 +96,15 @@ int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **re
         int r = 0;
         if (fd >= 0) {
                 /* The fd rides with the first byte; the rest follows as usual. */
-                union {
-                        struct cmsghdr h;
-                        char buf[CMSG_SPACE(sizeof(int))];
-                } u = { 0 };
-                struct iovec iov = { .iov_base = text, .iov_len = 1 };
-                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                                    .msg_controllen = sizeof(u.buf) };
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-                ssize_t n;
-                while ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                        ;
-                if (n != 1)
-                        r = -errno;
-                else
-                        r = write_all(c->fd, text + 1, len - 1);
+                ssize_t n = fdpass_send(c->fd, text, 1, &fd, 1, 0);
+                r = n < 0 ? (int)n : write_all(c->fd, text + 1, len - 1);
         } else {
                 r = write_all(c->fd, text, len);
         }
         r = r < 0 ? r : write_all(c->fd, "\n", 1);
         free(text);
         if (r < 0)
-                return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(errno));
+                return vm_error(SMOLVM_EBACKEND, NULL, "QMP %s: write: %s", command, strerror(-r));
         c->deadline = now_ms() + QMP_TIMEOUT_MS;
         json_t *o = qmp_read(c, command);
         if (!o)
@@ -141,15 +126,11 @@ int qmp_call(qmp_conn *c, const char *command, json_t *args, int fd, json_t **re
 
 int qmp_open(const char *vm_dir, qmp_conn **ret)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
         _cleanup_close_ int dirfd = -1;
-        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" VMDIR_QMP, vm_dir);
-        if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
-                dirfd = open(vm_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (dirfd < 0)
-                        return vm_error(negative_errno(), NULL, "open %s: %s", vm_dir, strerror(errno));
-                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" VMDIR_QMP, dirfd);
-        }
+        int ar = unix_sockaddr_at(vm_dir, VMDIR_QMP, &sa, &dirfd);
+        if (ar < 0)
+                return vm_error(ar, NULL, "open %s: %s", vm_dir, strerror(-ar));
         qmp_conn *c = calloc(1, sizeof(*c));
         if (!c)
                 return vm_error(-ENOMEM, NULL, "out of memory");

@@ -393,16 +393,11 @@ static void m_tools_call(mcp_server *s, const json_t *id, const json_t *params)
                 return;
         }
 
-        pthread_attr_t attr;
-        pthread_t th;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&th, &attr, call_thread, c);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        int r = thread_start_detached(call_thread, c);
+        if (r < 0) {
                 call_remove(s, c);
                 call_free(c);
-                send_error(s, id, RPC_INTERNAL_ERROR, "Internal error: cannot start a thread: %s", strerror(r));
+                send_error(s, id, RPC_INTERNAL_ERROR, "Internal error: cannot start a thread: %s", strerror(-r));
         }
 }
 

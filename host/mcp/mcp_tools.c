@@ -264,6 +264,16 @@ static json_t *tool_sandbox_delete(mcp_call *call, const json_t *args)
         return res;
 }
 
+/* Tools that take no arguments. */
+static const char no_input[] = MCP_JSON({ "type": "object", "properties": {}, "additionalProperties": false });
+
+/* Tools that answer with just the sandbox_id they made. */
+static const char sandbox_id_output[] = MCP_JSON({
+        "type": "object",
+        "properties": { "sandbox_id": { "type": "string" } },
+        "required": [ "sandbox_id" ]
+});
+
 /* sandbox_persist_workspace's and sandbox_hydrate_workspace's. */
 static const char workspace_input[] = MCP_JSON({
         "type": "object",
@@ -296,12 +306,8 @@ const mcp_tool mcp_tools[] = {
                 .description = "Create and boot a sandbox: a Linux microVM (Debian 12) that keeps its files, "
                                "installed packages and background processes until sandbox_delete, or until this "
                                "MCP server stops. Returns its sandbox_id.",
-                .input_schema = MCP_JSON({ "type": "object", "properties": {}, "additionalProperties": false }),
-                .output_schema = MCP_JSON({
-                        "type": "object",
-                        "properties": { "sandbox_id": { "type": "string" } },
-                        "required": [ "sandbox_id" ]
-                }),
+                .input_schema = no_input,
+                .output_schema = sandbox_id_output,
                 .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
                 .fn = tool_sandbox_create,
         },
@@ -379,7 +385,7 @@ const mcp_tool mcp_tools[] = {
                 .name = "sandbox_list",
                 .title = "List sandboxes",
                 .description = "List the sandboxes this MCP server created, oldest first, with their state.",
-                .input_schema = MCP_JSON({ "type": "object", "properties": {}, "additionalProperties": false }),
+                .input_schema = no_input,
                 .output_schema = MCP_JSON({
                         "type": "object",
                         "properties": {
@@ -463,11 +469,7 @@ const mcp_tool mcp_tools[] = {
                         "required": [ "snapshot" ],
                         "additionalProperties": false
                 }),
-                .output_schema = MCP_JSON({
-                        "type": "object",
-                        "properties": { "sandbox_id": { "type": "string" } },
-                        "required": [ "sandbox_id" ]
-                }),
+                .output_schema = sandbox_id_output,
                 .annotations = MCP_JSON({ "destructiveHint": false, "openWorldHint": false }),
                 .fn = mcp_tool_sandbox_from_snapshot,
         },
@@ -504,7 +506,7 @@ const mcp_tool mcp_tools[] = {
                 .title = "List snapshots",
                 .description = "List the snapshots this MCP server may use (those it made, unless the server "
                                "shares every snapshot), oldest first.",
-                .input_schema = MCP_JSON({ "type": "object", "properties": {}, "additionalProperties": false }),
+                .input_schema = no_input,
                 .output_schema = MCP_JSON({
                         "type": "object",
                         "properties": {

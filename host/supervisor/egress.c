@@ -19,6 +19,7 @@
 #include "agent_proto.h"
 #include "dir.h"
 #include "egress_policy.h"
+#include "list.h"
 #include "log.h"
 #include "resolve.h"
 #include "sup.h"
@@ -207,12 +208,7 @@ static void conn_free(conn *c)
                 (void)smolvm_evloop_del(e->s->loop, c->rfd);
                 safe_close(c->rfd);
         }
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                e->conns = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(e->conns, c);
         e->n_conns--;
         free(c);
 }
@@ -628,10 +624,7 @@ static int egress_accept(void *self, uint32_t local_port, uint32_t peer_port)
                 free(c);
                 return r;
         }
-        c->next = e->conns;
-        if (e->conns)
-                e->conns->prev = c;
-        e->conns = c;
+        LIST_PREPEND(e->conns, c);
         e->n_conns++;
         return sv[0];
 }

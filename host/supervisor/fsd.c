@@ -19,6 +19,7 @@
 #include "fileutil.h" /* common/ */
 #include "log.h"
 #include "spawner.h" /* common/ */
+#include "unixsock.h" /* common/ */
 #include "util.h"
 
 /* In the child: the listening socket (or the stream) and the ready pipe. */
@@ -153,28 +154,16 @@ static void log_cb(void *userdata, int fd, uint32_t events)
         drain_log(userdata);
 }
 
+/* A SIGKILLed supervisor leaves its sockets: unix_listen replaces them,
+ * nothing else. */
 static int listen_at(const char *path, char *err, size_t err_len)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct stat st;
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                snprintf(err, err_len, "socket path %s is too long", path);
-                return -ENAMETOOLONG;
-        }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = unix_listen(path, 1, 0);
+        if (fd == -ENAMETOOLONG)
+                return errbuf_fail(fd, err, err_len, "socket path %s is too long", path);
         if (fd < 0)
-                goto fail;
-        /* A SIGKILLed supervisor leaves its sockets: replace them, nothing else. */
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-                (void)unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
-                goto fail;
-        return TAKE_FD(fd);
-fail:;
-        int r = negative_errno();
-        snprintf(err, err_len, "listening on %s: %s", path, strerror(-r));
-        return r;
+                return errbuf_fail(fd, err, err_len, "listening on %s: %s", path, strerror(-fd));
+        return fd;
 }
 
 static sup_fsd *fsd_new(unsigned index, const sup_mount_cfg *m, const char *socket_path, const char *what)

@@ -10,7 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
+#include "unixsock.h"
 #include "util.h"
 
 typedef struct hv_client {
@@ -68,12 +70,7 @@ static void client_free(hv_client *c, bool close_fd)
 {
         sup_hvsock *hv = c->hv;
 
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                hv->pending = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(hv->pending, c);
         hv->n_pending--;
         (void)smolvm_evloop_del(hv->loop, c->fd);
         (void)smolvm_evloop_del(hv->loop, c->timer_fd);
@@ -213,10 +210,7 @@ static int client_new(sup_hvsock *hv, int fd)
                 (void)smolvm_evloop_del(hv->loop, c->timer_fd);
                 goto fail;
         }
-        c->next = hv->pending;
-        if (c->next)
-                c->next->prev = c;
-        hv->pending = c;
+        LIST_PREPEND(hv->pending, c);
         hv->n_pending++;
         return 0;
 fail:
@@ -252,24 +246,13 @@ static void listen_cb(void *userdata, int lfd, uint32_t events)
 
 int sup_hvsock_new(smolvm_evloop *loop, const char *path, sup_hvsock **ret)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_free_ sup_hvsock *hv = NULL;
-        _cleanup_close_ int fd = -1;
-        int r;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        hv = calloc(1, sizeof(*hv));
+        _cleanup_free_ sup_hvsock *hv = calloc(1, sizeof(*hv));
         if (!hv)
                 return -ENOMEM;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int fd = unix_listen(path, 64, SOCK_NONBLOCK);
         if (fd < 0)
-                return negative_errno();
-        (void)unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
-                return negative_errno();
-        r = smolvm_evloop_add(loop, fd, EPOLLIN, listen_cb, hv);
+                return fd;
+        int r = smolvm_evloop_add(loop, fd, EPOLLIN, listen_cb, hv);
         if (r < 0)
                 return r;
         hv->loop = loop;

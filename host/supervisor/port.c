@@ -21,6 +21,7 @@
 
 #include "agent_client_loop.h"
 #include "agent_proto.h"
+#include "list.h"
 #include "log.h"
 #include "relay.h"
 #include "sup.h"
@@ -127,12 +128,7 @@ static void conn_free(port_conn *c)
         sup_port *p = c->p;
         smolvm_evloop *loop = p->s->loop;
 
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                p->conns = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(p->conns, c);
         p->n_conns--;
         smolvm_agent_loop_call_free(c->call);
         if (c->relaying) {
@@ -249,10 +245,7 @@ static int conn_new(sup_port *p, int tcp_fd, uint16_t guest_port)
                 free(c);
                 return r;
         }
-        c->next = p->conns;
-        if (c->next)
-                c->next->prev = c;
-        p->conns = c;
+        LIST_PREPEND(p->conns, c);
         p->n_conns++;
         /* Last: the mux owns sp[0] from here on, and closes it if it refuses. */
         r = smolvm_mux_connect(p->s->mux, SMOLVM_AGENT_PORT, sp[0], connect_cb, NULL);

@@ -60,18 +60,12 @@ int sup_resolve_start(const char *name)
                 goto fail;
         }
         j->fd = sv[1];
-        pthread_attr_t attr;
-        pthread_t t;
-        if ((r = -pthread_attr_init(&attr)) < 0)
-                goto fail;
-        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         /* The loop's signals (signalfd) stay blocked in the lookup's thread. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = -pthread_create(&t, &attr, lookup, j);
+        r = thread_start_detached(lookup, j);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&attr);
         if (r < 0)
                 goto fail;
         return sv[0];

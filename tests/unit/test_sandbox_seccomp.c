@@ -30,6 +30,7 @@
 #include <sys/xattr.h>
 
 #include "check_main.h"
+#include "fdpass.h"
 #include "sandbox_seccomp.h"
 #include "util.h"
 
@@ -250,17 +251,14 @@ static void serve_child(void)
         EXPECT_OK(epoll_ctl(ep, EPOLL_CTL_ADD, conn, &ev));
         struct epoll_event got;
         EXPECT_RET(1, epoll_wait(ep, &got, 1, 5000));
-        /* A message with a memory fd, as SET_MEM_TABLE brings. */
+        /* A message with a memory fd, as SET_MEM_TABLE brings (received as
+         * vhost_user.c receives it). */
         char byte;
-        struct iovec iov = { &byte, 1 };
-        union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } c;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-                             .msg_controllen = sizeof(c.buf) };
-        EXPECT_RET(1, recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT));
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        expect(cm && cm->cmsg_type == SCM_RIGHTS, "no fd came with the message");
         int mfd;
-        memcpy(&mfd, CMSG_DATA(cm), sizeof(mfd));
+        size_t n_fds = 0;
+        ssize_t n = fdpass_recv(conn, &byte, 1, &mfd, 1, &n_fds, MSG_DONTWAIT);
+        expect(n == 1 && n_fds == 1, "fdpass_recv: got %zd with %zu fds (%s), want 1 byte and 1 fd", n, n_fds,
+               n < 0 ? strerror((int)-n) : "no error");
         struct stat st;
         EXPECT_OK(fstat(mfd, &st));
         void *mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mfd, 0);
@@ -326,18 +324,7 @@ START_TEST(test_serving)
         int mfd = memfd_create("guest-ram", MFD_CLOEXEC);
         ck_assert_int_ge(mfd, 0);
         ck_assert_int_eq(ftruncate(mfd, 1 << 20), 0);
-        char byte = 'm';
-        struct iovec iov = { &byte, 1 };
-        union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } c;
-        memset(&c, 0, sizeof(c));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-                             .msg_controllen = sizeof(c.buf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &mfd, sizeof(mfd));
-        ck_assert_int_eq(sendmsg(peer_fd, &mh, 0), 1);
+        ck_assert_int_eq(fdpass_send(peer_fd, "m", 1, &mfd, 1, 0), 1);
 
         assert_child_ok(true, serve_child);
         char reply[2];

@@ -16,6 +16,7 @@
 
 #include "check_main.h"
 #include "evloop.h"
+#include "fdpass.h"
 #include "fs_test_tree.h"
 #include "util.h"
 #include "vhost_user.h"
@@ -67,22 +68,7 @@ static void teardown(void)
 
 static void send_raw(const void *buf, size_t len, const int *fds, unsigned n_fds)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 16)];
-        } cbuf;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (n_fds) {
-                mh.msg_control = cbuf.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-        }
-        ck_assert_int_eq(sendmsg(fx->peer, &mh, MSG_NOSIGNAL), (ssize_t)len);
+        ck_assert_int_eq(fdpass_send(fx->peer, buf, len, fds, n_fds, 0), (ssize_t)len);
 }
 
 static void send_msg(uint32_t req, uint32_t flags, const void *payload, uint32_t size, const int *fds, unsigned n_fds)
