@@ -36,10 +36,7 @@ trap cleanup_vms EXIT
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # slirp's server: bench/net.sh's.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cp "$here/bench/net_server.py" "$work/" # run from $work: bench_cleanup ends what runs from there
-python3 "$work/net_server.py" "$mib" "$port" &
-disown
+bench_net_server "$mib"
 
 # The lane's host side: connects to QEMU's stream socket, answers each GO frame
 # from the guest (total bytes, window or 0 = none) with data frames; ACK frames

@@ -48,3 +48,12 @@ bench_nic_modules() {
                 "$smolvm" exec "$1" -- sh -c "cat >/tmp/$(basename "$f")" <"$f"
         done
 }
+# bench_net_server MIB: start bench/net_server.py (from $work, so bench_cleanup
+# ends it) on a free port, set port, wait until it answers.
+bench_net_server() {
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        cp "$here/bench/net_server.py" "$work/"
+        python3 "$work/net_server.py" "$1" "$port" &
+        disown
+        for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
+}

@@ -32,11 +32,7 @@ cleanup_vms() {
 trap cleanup_vms EXIT
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cp "$here/bench/net_server.py" "$work/" # run from $work: bench_cleanup ends what runs from there
-python3 "$work/net_server.py" "$mib" "$port" &
-disown
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
+bench_net_server "$mib"
 
 # The guest's client: "dl HOST PORT MIB" prints seconds; "lat HOST PORT N" prints
 # the sorted connect() and first-byte times in ms.
