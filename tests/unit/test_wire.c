@@ -122,7 +122,7 @@ START_TEST(test_unknown_type_op)
                 { 0, SMOLVM_OP_RW },
                 { 2, SMOLVM_OP_RW },
                 { SMOLVM_PKT_TYPE_CHANNEL, 0 },
-                { SMOLVM_PKT_TYPE_CHANNEL, 2 },
+                { SMOLVM_PKT_TYPE_CHANNEL, 4 },
         };
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 smolvm_pkt_hdr h = sample(), out;
