@@ -319,10 +319,11 @@ static int identity_send(sup *s, uint64_t now)
         char *name = (char *)mid + 16;
         int r = 0;
 
-        /* An older VM record has no machine-id: a fresh one (as before). */
+        /* An older VM record has no machine-id: a fresh one (as before). At most
+         * 256 bytes from getrandom() never come short once the pool is ready. */
         if (getrandom(entropy, SMOLVM_CHAN_IDENTITY_ENTROPY, 0) != SMOLVM_CHAN_IDENTITY_ENTROPY ||
             (!s->cfg.machine_id && getrandom(mid, 16, 0) != 16))
-                r = errno ? negative_errno() : -EIO;
+                r = -EIO;
         for (size_t i = 0; r == 0 && s->cfg.machine_id && i < 16; i++) {
                 unsigned v;
                 (void)sscanf(s->cfg.machine_id + 2 * i, "%2x", &v); /* validated by config.c */

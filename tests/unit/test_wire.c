@@ -142,6 +142,13 @@ START_TEST(test_unknown_type_op)
         h.op = SMOLVM_CHAN_OP_HELLO;
         smolvm_pkt_hdr_encode(&h, buf);
         ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        /* A restore's identity and its answer (wire.h). */
+        h.op = SMOLVM_CHAN_OP_IDENTITY;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        h.op = SMOLVM_CHAN_OP_IDENTITY_ACK;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
 }
 END_TEST
 
