@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Test helpers for the fs server suites that speak FUSE to smolvm_fs_handle
- * directly (test_fs_server.c, test_fs_scale.c): one server over the
+ * directly (test_fs_server*.c, test_fs_scale.c): one server over the
  * fs_test_tree share, requests built by hand, split over several iovecs as a
  * virtqueue would hand them over, replies checked for length and canaries. */
 #pragma once
@@ -234,4 +234,17 @@ static inline int getattr_ino(uint64_t nodeid, uint64_t *ret_ino)
         memcpy(&ao, reply_body(), sizeof(ao));
         *ret_ino = ao.attr.ino;
         return 0;
+}
+
+/* CREATE NAME in the root with O_RDWR; the entry and the open reply. */
+static inline void create_op(const char *name, uint32_t mode, struct fuse_entry_out *e, struct fuse_open_out *o)
+{
+        req q;
+        struct fuse_create_in ci = { .flags = O_RDWR | O_CREAT, .mode = mode };
+        req_init(&q, FUSE_CREATE, 1);
+        req_add(&q, &ci, sizeof(ci));
+        req_str(&q, name);
+        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)(sizeof(*e) + sizeof(*o)));
+        memcpy(e, reply_body(), sizeof(*e));
+        memcpy(o, (const uint8_t *)reply_body() + sizeof(*e), sizeof(*o));
 }
