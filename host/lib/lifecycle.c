@@ -73,7 +73,8 @@ static void save_boot_info(smolvm_vm *vm)
         if (s) {
                 char path[PATH_MAX];
                 dir_file(vm, VMDIR_BOOT, path, sizeof(path));
-                (void)vm_write_file_atomic(path, s, strlen(s)); /* informational only */
+                /* Informational only: not fsynced (two fsyncs on every start's path). */
+                (void)write_file_replace(path, s, strlen(s), 0600);
                 free(s);
         }
 }
