@@ -361,8 +361,8 @@ static int identity_step(sup *s, uint64_t now)
         }
         if (s->identity_acked && s->identity_status) {
                 sup_fail(s, false, hint, "the restored guest did not take its new identity (RNG seed, clock, hostname, "
-                         "machine-id): %s (%s)", s->identity_msg[0] ? s->identity_msg : "no reason given",
-                         strerror((int)MIN(s->identity_status, 4095u)));
+                         "machine-id): %s", s->identity_msg[0] ? s->identity_msg
+                                                              : strerror((int)MIN(s->identity_status, 4095u)));
                 return -EPROTO;
         }
         if (s->identity_acked) {
