@@ -38,7 +38,7 @@ int smolvm_pkt_hdr_decode(const uint8_t in[SMOLVM_PKT_HDR_SIZE], smolvm_pkt_hdr 
                 return -EMSGSIZE;
         *ret = h;
         if (h.type == SMOLVM_PKT_TYPE_CHANNEL)
-                return h.op == SMOLVM_CHAN_OP_HELLO ? 0 : -EPROTO;
+                return h.op >= SMOLVM_CHAN_OP_HELLO && h.op <= SMOLVM_CHAN_OP_IDENTITY_ACK ? 0 : -EPROTO;
         if (h.type != SMOLVM_PKT_TYPE_STREAM)
                 return -EPROTO;
         if (h.op < SMOLVM_OP_REQUEST || h.op > SMOLVM_OP_CREDIT_REQUEST)

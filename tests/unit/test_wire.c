@@ -122,7 +122,7 @@ START_TEST(test_unknown_type_op)
                 { 0, SMOLVM_OP_RW },
                 { 2, SMOLVM_OP_RW },
                 { SMOLVM_PKT_TYPE_CHANNEL, 0 },
-                { SMOLVM_PKT_TYPE_CHANNEL, 2 },
+                { SMOLVM_PKT_TYPE_CHANNEL, 4 },
         };
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 smolvm_pkt_hdr h = sample(), out;
@@ -140,6 +140,13 @@ START_TEST(test_unknown_type_op)
         uint8_t buf[SMOLVM_PKT_HDR_SIZE];
         h.type = SMOLVM_PKT_TYPE_CHANNEL;
         h.op = SMOLVM_CHAN_OP_HELLO;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        /* A restore's identity and its answer (wire.h). */
+        h.op = SMOLVM_CHAN_OP_IDENTITY;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        h.op = SMOLVM_CHAN_OP_IDENTITY_ACK;
         smolvm_pkt_hdr_encode(&h, buf);
         ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
 }
