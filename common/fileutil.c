@@ -184,6 +184,16 @@ int write_file_replace(const char *path, const void *data, size_t len, mode_t mo
         return replace_file(path, data, len, mode, false);
 }
 
+int write_file_overwrite(const char *path, const void *data, size_t len, mode_t mode)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len &&
+            (st.st_mode & 07777) == mode)
+                return pwrite_all(fd, data, len, 0);
+        return write_file_replace(path, data, len, mode);
+}
+
 int pwrite_all(int fd, const void *data, size_t len, off_t off)
 {
         const char *buf = data;

@@ -37,6 +37,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* The same without the fsyncs: readers still see the old or the new content,
  * but a crash may lose the change. For files rewritten at every boot. */
 int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
+/* Small files rewritten at every boot and restore (hostname, machine-id): when
+ * path is already a regular file of exactly len bytes and mode, its bytes are
+ * overwritten in place (no new inode, no rename: on ext4 a rename over a file
+ * starts the writeback of its data at once, ~100 ms in a TCG guest); otherwise
+ * write_file_replace(). Readers may see a mix of old and new bytes for a moment;
+ * a crash may keep either. 0 or a negative errno. */
+int write_file_overwrite(const char *path, const void *data, size_t len, mode_t mode);
 
 /* All len bytes at offset off (EINTR and short writes retried). 0 or a
  * negative errno. */

@@ -459,11 +459,20 @@ static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_
                 mux->stats.n_dropped++;
                 return;
         }
-        if (h->type == SMOLVM_PKT_TYPE_CHANNEL && h->op != SMOLVM_CHAN_OP_HELLO) {
+        if (h->type == SMOLVM_PKT_TYPE_CHANNEL &&
+            (h->op == SMOLVM_CHAN_OP_LANE_REQ || h->op == SMOLVM_CHAN_OP_LANE_ON)) {
                 mux_lane_packet(mux, h, payload);
                 return;
         }
         if (h->type == SMOLVM_PKT_TYPE_CHANNEL) {
+                /* decode() only lets the ops of wire.h through for this type. */
+                if (h->op != SMOLVM_CHAN_OP_HELLO) {
+                        if (mux->ops.control)
+                                mux->ops.control(mux->userdata, h->op, payload, h->len);
+                        else
+                                mux->stats.n_dropped++;
+                        return;
+                }
                 if (h->len < 8) {
                         mux->stats.n_dropped++;
                         return;
@@ -646,25 +655,14 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         mux->chan_fd = TAKE_FD(cfd);
         mux->chan_events = EPOLLIN | EPOLLOUT;
 
-        pkt *p = mux_pkt_new(8 + (uint32_t)hello_extra_len);
-        if (!p) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        p->ctl = true;
-        smolvm_pkt_hdr h = {
-                .src_cid = mux->our_cid,
-                .dst_cid = mux->peer_cid,
-                .len = 8 + (uint32_t)hello_extra_len,
-                .type = SMOLVM_PKT_TYPE_CHANNEL,
-                .op = SMOLVM_CHAN_OP_HELLO,
-        };
-        smolvm_pkt_hdr_encode(&h, p->data);
-        put_le32(p->data + SMOLVM_PKT_HDR_SIZE, SMOLVM_CHAN_VERSION);
-        put_le32(p->data + SMOLVM_PKT_HDR_SIZE + 4, 0);
+        uint8_t hello[8 + MUX_HELLO_EXTRA_MAX];
+        put_le32(hello, SMOLVM_CHAN_VERSION);
+        put_le32(hello + 4, 0);
         if (hello_extra_len)
-                memcpy(p->data + SMOLVM_PKT_HDR_SIZE + 8, hello_extra, hello_extra_len);
-        mux_outq_push(mux, p);
+                memcpy(hello + 8, hello_extra, hello_extra_len);
+        r = mux_queue_control(mux, SMOLVM_CHAN_OP_HELLO, hello, 8 + (uint32_t)hello_extra_len);
+        if (r < 0)
+                goto fail;
 
         *ret = mux;
         return 0;

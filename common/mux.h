@@ -61,6 +61,10 @@ typedef struct smolvm_mux_ops {
          * closing it: the guest's FUSE relays across a snapshot restore). May be
          * NULL. No mux call may be made from it. */
         void (*resetting)(void *userdata);
+        /* A channel-control packet other than HELLO (wire.h: the restore's IDENTITY
+         * and its ACK), op and payload as received, unvalidated beyond the header.
+         * May be NULL: dropped. */
+        void (*control)(void *userdata, uint16_t op, const uint8_t *payload, uint32_t len);
         /* Host: the guest asks for a lane (smolvm_mux_lane_request()); answer
          * with smolvm_mux_lane_start() or not at all. May be NULL. */
         void (*lane_req)(void *userdata, uint64_t epoch, uint32_t window);
@@ -72,6 +76,10 @@ typedef struct smolvm_mux_ops {
  * version and flags. Returns 0 or negative errno. */
 int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_mux_ops *ops,
                    void *userdata, const void *hello_extra, size_t hello_extra_len, smolvm_mux **ret);
+/* Queue a channel-control packet (SMOLVM_PKT_TYPE_CHANNEL, op, len <=
+ * SMOLVM_PKT_MAX_PAYLOAD bytes of payload, copied) after what is queued.
+ * Returns 0, -EINVAL, -ECONNRESET (channel broken) or -ENOMEM. */
+int smolvm_mux_send_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len);
 /* Resets all streams (best effort), closes their fds and the channel fd. Accepts NULL.
  * Pending connects get their callback with -ECONNRESET (the "exactly once" rule).
  * May be called from any mux callback: the free is then deferred until the mux

@@ -44,16 +44,34 @@ enum smolvm_pkt_op {
 enum smolvm_chan_op {
         /* payload: le32 version, le32 flags, and from the guest also le32 init_start_ms,
          * le32 ready_ms (guest CLOCK_BOOTTIME when init started / when the agent became
-         * ready; boot-time split for benchmarks). The guest's HELLO means "agent ready". */
+         * ready; boot-time split for benchmarks) and le32 features (SMOLVM_HELLO_F_*).
+         * The guest's HELLO means "agent ready". */
         SMOLVM_CHAN_OP_HELLO = 1,
+        /* host -> guest, on a restore, right after the guest's HELLO and before any
+         * stream packet: the new VM's identity, exactly SMOLVM_CHAN_IDENTITY_LEN bytes:
+         * le32 flags (0), le64 realtime_ns (host CLOCK_REALTIME, 0: keep the clock),
+         * 64 bytes of entropy, 16 bytes machine-id (all zero: keep it), hostname
+         * (NUL-padded to SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX, [a-z0-9-], at least one).
+         * PID 1 applies it in-process, then answers IDENTITY_ACK. */
+        SMOLVM_CHAN_OP_IDENTITY = 2,
+        /* guest -> host: le32 status (0 or a positive errno), then at most
+         * SMOLVM_CHAN_ACK_MSG_MAX bytes of text saying what failed (untrusted). */
+        SMOLVM_CHAN_OP_IDENTITY_ACK = 3,
         /* The lane (common/lane.h, docs/protocol.md "The lane"). From the guest:
          * le64 epoch, le32 window: its lane device is up, please send on it. From
          * the host: le64 epoch: the last bytes on the port; what follows comes on
          * the lane. */
-        SMOLVM_CHAN_OP_LANE_REQ = 2,
-        SMOLVM_CHAN_OP_LANE_ON = 3,
+        SMOLVM_CHAN_OP_LANE_REQ = 4,
+        SMOLVM_CHAN_OP_LANE_ON = 5,
 };
 #define SMOLVM_CHAN_VERSION 1u
+/* The guest HELLO's features (le32 at 16) */
+#define SMOLVM_HELLO_F_IDENTITY 1u /* the guest takes SMOLVM_CHAN_OP_IDENTITY */
+
+#define SMOLVM_CHAN_IDENTITY_ENTROPY 64u
+#define SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX 64u
+#define SMOLVM_CHAN_IDENTITY_LEN (4u + 8u + SMOLVM_CHAN_IDENTITY_ENTROPY + 16u + SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX)
+#define SMOLVM_CHAN_ACK_MSG_MAX 200u
 
 /* SHUTDOWN flags */
 #define SMOLVM_SHUTDOWN_RCV  1u /* sender will receive no more */

@@ -42,7 +42,7 @@ struct agent_channel {
         bool mux_broken;    /* set from the mux callback, handled in tick */
         bool logged_missing;
         uint64_t started_ms, next_try_ms;
-        uint8_t hello_extra[8];
+        uint8_t hello_extra[12];
         int vsock_fd;
 };
 
@@ -81,10 +81,38 @@ static void mux_resetting(void *userdata)
         agent_channel_generation_bump();
 }
 
+/* A restore's IDENTITY (wire.h), sent by the supervisor right after our HELLO
+ * and before any stream packet: applied here, in PID 1, before the mux parses
+ * the next packet; the ACK says whether it took (the supervisor reports the VM
+ * ready only after it, and fails the start on an error). */
+static void mux_control(void *userdata, uint16_t op, const uint8_t *payload, uint32_t len)
+{
+        agent_channel *ch = userdata;
+        if (op != SMOLVM_CHAN_OP_IDENTITY || !ch->mux)
+                return;
+        uint8_t ack[4 + SMOLVM_CHAN_ACK_MSG_MAX];
+        char *msg = (char *)ack + 4;
+        agent_identity id;
+        msg[0] = '\0';
+        int r = agent_identity_parse(payload, len, &id);
+        if (r < 0)
+                snprintf(msg, SMOLVM_CHAN_ACK_MSG_MAX, "malformed identity (%u bytes): %s", len, strerror(-r));
+        else
+                r = agent_identity_apply(&id, msg, SMOLVM_CHAN_ACK_MSG_MAX);
+        if (r < 0)
+                init_log("channel %s: restore identity refused: %s", ch->name, msg);
+        put_le32(ack, r < 0 ? (uint32_t)-r : 0);
+        r = smolvm_mux_send_control(ch->mux, SMOLVM_CHAN_OP_IDENTITY_ACK, ack,
+                                    4 + (uint32_t)strnlen(msg, SMOLVM_CHAN_ACK_MSG_MAX - 1));
+        if (r < 0)
+                init_log("channel %s: sending the identity's ACK: %s", ch->name, strerror(-r));
+}
+
 static const smolvm_mux_ops mux_ops = {
         .accept = stream_accept,
         .broken = mux_broken,
         .resetting = mux_resetting,
+        .control = mux_control,
 };
 
 /* /dev path of the virtio-serial port named name, or -ENOENT. */
@@ -250,6 +278,7 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
         }
         put_le32(ch->hello_extra, init_start_ms);
         put_le32(ch->hello_extra + 4, ready_ms);
+        put_le32(ch->hello_extra + 8, SMOLVM_HELLO_F_IDENTITY);
 
         /* Our QEMU setup has no virtio-vsock device, so the image left the vsock
          * modules out: an AF_VSOCK socket would only make the kernel try modprobe. */

@@ -87,7 +87,6 @@ static int (*const agent_serve[])(int fd, const agent_request *req) = {
         [AGENT_OP_FUSE_SERVE] = agent_fuse_serve,
         [AGENT_OP_FUSE_ABORT] = agent_fuse_abort,
         [AGENT_OP_PORT_CONNECT] = agent_port_connect,
-        [AGENT_OP_RESTORED] = agent_restored,
 };
 _Static_assert(ARRAY_SIZE(agent_serve) == AGENT_OP_COUNT, "an op nobody serves");
 

@@ -143,12 +143,25 @@ int agent_fuse_abort(int fd, const agent_request *req);
  * bytes stream <-> TCP until both directions ended (half-close passed through).
  * Returns 0 or a negative errno. */
 int agent_port_connect(int fd, const agent_request *req);
-/* restore.c: restored: the VM was just restored from a snapshot (a fork or a
- * clone): mix the host's entropy into the kernel RNG and reseed it, step the
- * wall clock to the host's, take the new hostname and machine-id. Answers
- * RESULT {"ok": true, "reseeded": bool, "clock_stepped": bool} or ERROR;
- * returns 0 or negative errno. */
-int agent_restored(int fd, const agent_request *req);
+/* restore.c: a restored VM's identity (wire.h SMOLVM_CHAN_OP_IDENTITY). */
+typedef struct agent_identity {
+        int64_t realtime_ns;                   /* the host's CLOCK_REALTIME; 0: keep the clock */
+        uint8_t entropy[64];                   /* host randomness for the kernel RNG */
+        char machine_id[33];                   /* 32 lowercase hex digits; "" keeps it */
+        char hostname[AGENT_HOSTNAME_MAX + 1]; /* valid (agent_hostname_valid) */
+} agent_identity;
+/* Parse and validate an IDENTITY payload (hostile bytes): 0, or -EBADMSG (size,
+ * padding), -EOPNOTSUPP (unknown flags), -ERANGE (clock), -EINVAL (hostname). */
+int agent_identity_parse(const uint8_t *payload, uint32_t len, agent_identity *ret);
+/* Mix the entropy into the kernel RNG and reseed it, step the clock, set the
+ * hostname and machine-id (not fsynced). 0, or a negative errno with err
+ * saying which step failed. */
+int agent_identity_apply(const agent_identity *id, char *err, size_t err_len);
+/* 32 lowercase hex digits, not all zero. */
+bool agent_machine_id_valid(const char *hex);
+/* /etc/machine-id (rewritten only when it differs, not fsynced: the host gives
+ * it on every boot, smolvm.machine_id=). 0 or negative errno. */
+int agent_set_machine_id(const char *hex);
 /* restore.c: the VM's name for itself: the kernel's hostname, /etc/hostname and
  * the 127.0.1.1 line of /etc/hosts (what resolves it), the same for a boot
  * (smolvm.hostname= from the supervisor) and a restore. 0 or negative errno. */

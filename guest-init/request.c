@@ -404,14 +404,6 @@ static int parse_env_unset(json_t *root, agent_request *req, char *errbuf, size_
         return 0;
 }
 
-static bool hex_digits(const char *s, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        return s[n] == '\0';
-}
-
 bool agent_hostname_valid(const char *name)
 {
         size_t n = strlen(name);
@@ -421,46 +413,6 @@ bool agent_hostname_valid(const char *name)
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
                         return false;
         return true;
-}
-
-static int parse_restored(json_t *root, agent_request *req, char *errbuf, size_t errbuf_len)
-{
-        agent_restore_spec *ret = &req->restore;
-        json_t *je = json_object_get(root, "entropy"), *jt = json_object_get(root, "realtime_ns"),
-               *jh = json_object_get(root, "hostname"), *jm = json_object_get(root, "machine_id");
-        if (!json_is_string(je))
-                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be a string of hex digits");
-        size_t n = json_string_length(je);
-        if (n % 2 || n < 32 || n > 2 * AGENT_RESTORE_ENTROPY_MAX || !hex_digits(json_string_value(je), n))
-                return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'entropy' must be 32..%u lowercase hex digits",
-                                   2 * AGENT_RESTORE_ENTROPY_MAX);
-        const char *h = json_string_value(je);
-        for (size_t i = 0; i < n / 2; i++) {
-                unsigned v;
-                sscanf(h + 2 * i, "%2x", &v);
-                ret->entropy[i] = (uint8_t)v;
-        }
-        ret->entropy_len = n / 2;
-        if (jt && !json_is_null(jt)) {
-                if (!json_is_integer(jt) || json_integer_value(jt) <= 0)
-                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
-                                           "field 'realtime_ns' must be a positive integer");
-                ret->realtime_ns = json_integer_value(jt);
-        }
-        if (jh && !json_is_null(jh)) {
-                const char *v = json_is_string(jh) ? json_string_value(jh) : NULL;
-                if (!v || !agent_hostname_valid(v))
-                        return errbuf_fail(-EINVAL, errbuf, errbuf_len, "field 'hostname' must be 1..%u of [a-z0-9-]",
-                                           AGENT_HOSTNAME_MAX);
-                snprintf(ret->hostname, sizeof(ret->hostname), "%s", v);
-        }
-        if (jm && !json_is_null(jm)) {
-                if (!json_is_string(jm) || !hex_digits(json_string_value(jm), 32))
-                        return errbuf_fail(-EINVAL, errbuf, errbuf_len,
-                                           "field 'machine_id' must be 32 lowercase hex digits");
-                memcpy(ret->machine_id, json_string_value(jm), 33);
-        }
-        return 0;
 }
 
 /* Every op: its name on the wire and what its request carries (NULL: nothing
@@ -484,7 +436,6 @@ static const struct {
         [AGENT_OP_FUSE_SERVE] = { "fuse_serve", parse_path_op },
         [AGENT_OP_FUSE_ABORT] = { "fuse_abort", parse_path_op },
         [AGENT_OP_PORT_CONNECT] = { "port_connect", parse_port_connect },
-        [AGENT_OP_RESTORED] = { "restored", parse_restored },
 };
 _Static_assert(ARRAY_SIZE(agent_ops) == AGENT_OP_COUNT, "an op without a name");
 

@@ -35,7 +35,6 @@ typedef enum agent_op {
         AGENT_OP_FUSE_SERVE,
         AGENT_OP_FUSE_ABORT,
         AGENT_OP_PORT_CONNECT,
-        AGENT_OP_RESTORED,
         AGENT_OP_COUNT
 } agent_op;
 /* Its name on the wire ("exec", "env_set", ...). */
@@ -73,16 +72,7 @@ typedef struct agent_env_spec {
         size_t n;
 } agent_env_spec;
 
-/* "restored": the VM was just restored from a snapshot (restore.c). */
-#define AGENT_RESTORE_ENTROPY_MAX 256u
 #define AGENT_HOSTNAME_MAX 64u
-typedef struct agent_restore_spec {
-        uint8_t entropy[AGENT_RESTORE_ENTROPY_MAX]; /* host randomness for the kernel RNG */
-        size_t entropy_len;                          /* 16..AGENT_RESTORE_ENTROPY_MAX */
-        int64_t realtime_ns;                         /* the host's CLOCK_REALTIME; 0: keep */
-        char hostname[AGENT_HOSTNAME_MAX + 1];       /* "" keeps it */
-        char machine_id[33];                         /* 32 lowercase hex digits; "" keeps it */
-} agent_restore_spec;
 
 /* A hostname we set: 1..AGENT_HOSTNAME_MAX of [a-z0-9-]. */
 bool agent_hostname_valid(const char *name);
@@ -93,7 +83,6 @@ typedef struct agent_request {
         agent_path_spec file; /* the file ops */
         agent_env_spec env;   /* the env ops */
         uint16_t port;        /* port_connect: the guest TCP port, 1..65535 */
-        agent_restore_spec restore; /* AGENT_OP_RESTORED */
 } agent_request;
 
 /* Parse a REQUEST frame payload. Returns 0 and fills *ret (free with

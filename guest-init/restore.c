@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The "restored" op: what must differ between the clones of one snapshot
- * (Firecracker's "snapshot uniqueness" advice): the kernel RNG state (every
- * child would otherwise draw the same numbers), the wall clock (frozen at the
- * snapshot instant), the hostname and the machine-id. */
+/* A restored VM's identity: what must differ between the clones of one
+ * snapshot (Firecracker's "snapshot uniqueness" advice): the kernel RNG state
+ * (every child would otherwise draw the same numbers), the wall clock (frozen
+ * at the snapshot instant), the hostname and the machine-id. The supervisor
+ * sends it in the channel handshake (wire.h SMOLVM_CHAN_OP_IDENTITY, right
+ * after the guest's HELLO); PID 1 applies it in-process before it handles any
+ * stream packet (channel.c). Nothing here is fsynced: the host owns the
+ * machine-id and the hostname and gives them again on every boot. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <linux/random.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,25 +20,27 @@
 
 #include "fileutil.h"
 #include "init.h"
-#include "stream.h"
 #include "util.h"
+#include "wire.h"
 
 #define MACHINE_ID_PATH "/etc/machine-id"
 
 /* RNDADDENTROPY credits the bytes (the host's getrandom() output is full
  * entropy) and RNDRESEEDCRNG makes the CRNG use them now, not at its next
  * scheduled reseed: a child's next read already differs from its siblings'. */
-static int reseed(const agent_restore_spec *r)
+static int reseed(const uint8_t *entropy, size_t len)
 {
         _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
         /* struct rand_pool_info ends in a flexible array: the bytes follow it. */
-        _Alignas(struct rand_pool_info) uint8_t raw[sizeof(struct rand_pool_info) + AGENT_RESTORE_ENTROPY_MAX];
+        _Alignas(struct rand_pool_info) uint8_t raw[sizeof(struct rand_pool_info) + SMOLVM_CHAN_IDENTITY_ENTROPY];
         struct rand_pool_info *p = (struct rand_pool_info *)raw;
-        p->entropy_count = (int)(r->entropy_len * 8);
-        p->buf_size = (int)r->entropy_len;
-        memcpy(raw + sizeof(*p), r->entropy, r->entropy_len);
+        if (len > SMOLVM_CHAN_IDENTITY_ENTROPY)
+                return -EINVAL;
+        p->entropy_count = (int)(len * 8);
+        p->buf_size = (int)len;
+        memcpy(raw + sizeof(*p), entropy, len);
         if (ioctl(fd, RNDADDENTROPY, p) < 0)
                 return negative_errno();
         if (ioctl(fd, RNDRESEEDCRNG) < 0)
@@ -111,39 +116,92 @@ int agent_set_hostname(const char *name)
         snprintf(line, sizeof(line), "%s\n", name);
         int r = 0;
         if (read_line_file("/etc/hostname", cur, sizeof(cur)) < 0 || strcmp(cur, name) != 0)
-                r = write_file_replace("/etc/hostname", line, strlen(line), 0644);
+                r = write_file_overwrite("/etc/hostname", line, strlen(line), 0644);
         _cleanup_free_ char *hosts = NULL;
         int k = read_small_file("/etc/hosts", 64 * 1024, &hosts);
         if (k < 0 && k != -ENOENT)
                 return r < 0 ? r : k;
         _cleanup_free_ char *next = hosts_with(hosts ? hosts : "", name);
-        k = next ? write_file_replace("/etc/hosts", next, strlen(next), 0644) : 0;
+        k = next ? write_file_overwrite("/etc/hosts", next, strlen(next), 0644) : 0;
         return r < 0 ? r : k;
 }
 
-int agent_restored(int fd, const agent_request *req)
+bool agent_machine_id_valid(const char *hex)
 {
-        const agent_restore_spec *r = &req->restore;
-        int k = reseed(r);
-        if (k < 0)
-                return agent_send_errorf(fd, -k, "restored: reseeding the kernel RNG: %s", strerror(-k));
-        bool stepped = false;
-        if (r->realtime_ns > 0) {
-                struct timespec ts = { .tv_sec = (time_t)(r->realtime_ns / 1000000000),
-                                       .tv_nsec = (long)(r->realtime_ns % 1000000000) };
-                if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-                        return agent_send_errorf(fd, errno, "restored: clock_settime: %m");
-                stepped = true;
+        size_t n = strlen(hex);
+        bool nonzero = false;
+        if (n != 32)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+                        return false;
+                nonzero |= hex[i] != '0';
         }
-        if (r->hostname[0] && (k = agent_set_hostname(r->hostname)) < 0)
-                return agent_send_errorf(fd, -k, "restored: hostname %s: %s", r->hostname, strerror(-k));
-        if (r->machine_id[0]) {
-                char line[34];
-                snprintf(line, sizeof(line), "%s\n", r->machine_id);
-                k = write_file_atomic(MACHINE_ID_PATH, line, 33, 0444);
-                if (k < 0)
-                        return agent_send_errorf(fd, -k, "restored: write " MACHINE_ID_PATH ": %s", strerror(-k));
+        return nonzero;
+}
+
+int agent_set_machine_id(const char *hex)
+{
+        char line[34];
+        if (!agent_machine_id_valid(hex))
+                return -EINVAL;
+        snprintf(line, sizeof(line), "%s\n", hex);
+        char cur[sizeof(line)];
+        if (read_line_file(MACHINE_ID_PATH, cur, sizeof(cur)) == 0 && strcmp(cur, hex) == 0)
+                return 0;
+        return write_file_overwrite(MACHINE_ID_PATH, line, 33, 0444);
+}
+
+int agent_identity_parse(const uint8_t *p, uint32_t len, agent_identity *ret)
+{
+        static const uint8_t zero[16];
+        if (len != SMOLVM_CHAN_IDENTITY_LEN)
+                return -EBADMSG;
+        if (get_le32(p) != 0)
+                return -EOPNOTSUPP; /* flags this init does not know */
+        uint64_t ns = get_le64(p + 4);
+        if (ns > (uint64_t)INT64_MAX)
+                return -ERANGE;
+        *ret = (agent_identity){ .realtime_ns = (int64_t)ns };
+        memcpy(ret->entropy, p + 12, SMOLVM_CHAN_IDENTITY_ENTROPY);
+        const uint8_t *mid = p + 12 + SMOLVM_CHAN_IDENTITY_ENTROPY;
+        if (memcmp(mid, zero, sizeof(zero)) != 0)
+                for (size_t i = 0; i < 16; i++)
+                        snprintf(ret->machine_id + 2 * i, 3, "%02x", mid[i]);
+        const char *name = (const char *)mid + 16;
+        size_t n = strnlen(name, SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX);
+        for (size_t i = n; i < SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX; i++)
+                if (name[i])
+                        return -EBADMSG; /* bytes after the NUL */
+        _Static_assert(SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX <= AGENT_HOSTNAME_MAX, "hostname field too wide");
+        memcpy(ret->hostname, name, n);
+        ret->hostname[n] = '\0';
+        return agent_hostname_valid(ret->hostname) ? 0 : -EINVAL;
+}
+
+int agent_identity_apply(const agent_identity *id, char *err, size_t err_len)
+{
+        int k = reseed(id->entropy, sizeof(id->entropy));
+        if (k < 0) {
+                snprintf(err, err_len, "reseeding the kernel RNG: %s", strerror(-k));
+                return k;
         }
-        return agent_send_json(fd, SMOLVM_FRAME_RESULT,
-                               json_pack("{s:b,s:b,s:b}", "ok", 1, "reseeded", 1, "clock_stepped", stepped));
+        if (id->realtime_ns > 0) {
+                struct timespec ts = { .tv_sec = (time_t)(id->realtime_ns / 1000000000),
+                                       .tv_nsec = (long)(id->realtime_ns % 1000000000) };
+                if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
+                        k = negative_errno();
+                        snprintf(err, err_len, "clock_settime: %s", strerror(-k));
+                        return k;
+                }
+        }
+        if ((k = agent_set_hostname(id->hostname)) < 0) {
+                snprintf(err, err_len, "hostname %s: %s", id->hostname, strerror(-k));
+                return k;
+        }
+        if (id->machine_id[0] && (k = agent_set_machine_id(id->machine_id)) < 0) {
+                snprintf(err, err_len, "write " MACHINE_ID_PATH ": %s", strerror(-k));
+                return k;
+        }
+        return 0;
 }

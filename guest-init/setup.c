@@ -172,6 +172,11 @@ static void setup_new_root(void)
         int k = agent_set_hostname(name ? name : HOSTNAME);
         if (k < 0)
                 init_log("hostname %s: %s", name ? name : HOSTNAME, strerror(-k));
+        /* The host owns the machine-id (kept with the VM, given on every boot
+         * and restore), so the guest's copy need not be durable. */
+        _cleanup_free_ char *mid = cmdline_get("smolvm.machine_id");
+        if (mid && (k = agent_set_machine_id(mid)) < 0)
+                init_log("smolvm.machine_id=%s: %s", mid, strerror(-k));
         setenv("PATH", AGENT_DEFAULT_PATH, 1);
         setenv("HOME", "/root", 1);
         (void)umask(022);

@@ -73,7 +73,8 @@ static void save_boot_info(smolvm_vm *vm)
         if (s) {
                 char path[PATH_MAX];
                 dir_file(vm, VMDIR_BOOT, path, sizeof(path));
-                (void)vm_write_file_atomic(path, s, strlen(s)); /* informational only */
+                /* Informational only: not fsynced (two fsyncs on every start's path). */
+                (void)write_file_replace(path, s, strlen(s), 0600);
                 free(s);
         }
 }
@@ -280,15 +281,10 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
                 vm->state = VM_DEAD;
         }
         pthread_mutex_unlock(&vm->lock);
-        if (r < 0)
-                return r;
-        /* A clone must not share its RNG state, clock, hostname or machine-id
-         * with its siblings: without them it does not run. */
-        if (restores && (r = vm_tell_restored(vm)) < 0) {
-                (void)smolvm_destroy(vm);
-                return r;
-        }
-        return 0;
+        /* A clone's own RNG state, clock, hostname and machine-id came with the
+         * channel handshake: the supervisor said ready only after the guest took
+         * them (host/supervisor/boot.c). */
+        return r;
 }
 
 SMOLVM_EXPORT int smolvm_start(smolvm_vm *vm)
@@ -352,16 +348,6 @@ again:
         vm->have_boot_info = true;
         save_boot_info(vm);
         pthread_mutex_unlock(&vm->lock);
-        r = restores ? vm_tell_restored(vm) : 0;
-        if (r < 0) {
-                vm_error_saved e;
-                vm_error_save(&e);
-                (void)vm_error(e.code, e.hint[0] ? e.hint : NULL,
-                               "VM %s was restored, but the guest did not take its new identity (RNG seed, clock, "
-                               "hostname), so it was stopped again: %s", vm->id, e.message);
-                start_failed(vm, pid);
-                return r;
-        }
         r = apply_create_env(vm);
         if (r == 0) {
                 r = vm_ports_apply(vm);

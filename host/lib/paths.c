@@ -158,12 +158,14 @@ bool vm_id_valid(const char *s)
         return true;
 }
 
-int random_id(char ret[SMOLVM_ID_LEN + 1])
+int random_hex(char *ret, size_t n_bytes)
 {
-        uint8_t b[SMOLVM_ID_LEN / 2];
+        uint8_t b[64];
         size_t got = 0;
-        while (got < sizeof(b)) {
-                ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n_bytes > sizeof(b))
+                return vm_error(-EINVAL, NULL, "random_hex: %zu bytes asked, at most %zu", n_bytes, sizeof(b));
+        while (got < n_bytes) {
+                ssize_t n = getrandom(b + got, n_bytes - got, 0);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -171,9 +173,14 @@ int random_id(char ret[SMOLVM_ID_LEN + 1])
                 }
                 got += (size_t)n;
         }
-        for (size_t i = 0; i < sizeof(b); i++)
+        for (size_t i = 0; i < n_bytes; i++)
                 snprintf(ret + 2 * i, 3, "%02x", b[i]);
         return 0;
+}
+
+int random_id(char ret[SMOLVM_ID_LEN + 1])
+{
+        return random_hex(ret, SMOLVM_ID_LEN / 2);
 }
 
 int resolve_image(const char *home, const char *name, char **ret_dir, image_store *ret_store)

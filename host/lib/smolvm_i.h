@@ -59,6 +59,8 @@ typedef struct vm_record {
         char *from_snapshot;      /* the snapshot id it was made from, or NULL */
         char *from_template;      /* warm start: the boot template's key (template.c;
                                    * from_snapshot is its snapshot id), or NULL */
+        char machine_id[33];      /* the guest's /etc/machine-id, 32 hex digits, given on
+                                   * every boot and restore; "" in records older than it */
 } vm_record;
 
 struct smolvm_vm {
@@ -134,6 +136,8 @@ int vm_write_file_atomic(const char *path, const char *data, size_t len);
 /* snprintf for paths built from $SMOLVM_HOME (bounded by the callers' checks)
  * and our own fixed names: a truncated one fails to open, never aliases. */
 void pathf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* n_bytes (at most 64) random bytes as 2 * n_bytes lowercase hex digits and a NUL. */
+int random_hex(char *ret, size_t n_bytes);
 /* Random hex id of SMOLVM_ID_LEN characters. */
 int random_id(char ret[SMOLVM_ID_LEN + 1]);
 /* s is such an id: SMOLVM_ID_LEN lowercase hex digits. */
@@ -240,9 +244,6 @@ int snapshot_find(const char *home, const char *id_or_name, char **ret_dir, snap
  * layers; *ret_top (malloc'd) is the file its overlay goes over. */
 /* The next start of vm restores its snapshot (made from one, never started). */
 bool vm_start_restores(const smolvm_vm *vm);
-/* After a restore: the "restored" agent op (fresh RNG seed, the host's clock, the
- * VM's own hostname smolvm-<id> and a new machine-id). Returns 0 or negative errno. */
-int vm_tell_restored(smolvm_vm *vm);
 int snapshot_link_layers(const char *snap_dir, const snap_record *rec, const char *vm_dir, char **ret_top);
 /* home/snapshots into buf (-ENAMETOOLONG, recorded). */
 int snapshots_dir(const char *home, char *buf, size_t size);

@@ -595,51 +595,11 @@ SMOLVM_EXPORT int smolvm_snapshot_rm(const char *id_or_name)
 
 /* ---- the guest after a restore ---- */
 
-static int random_hex(char *buf, size_t n_bytes)
-{
-        uint8_t b[128];
-        size_t got = 0;
-        if (n_bytes > sizeof(b))
-                return -EINVAL;
-        while (got < n_bytes) {
-                ssize_t k = getrandom(b + got, n_bytes - got, 0);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return vm_error(negative_errno(), NULL, "getrandom: %s", strerror(errno));
-                got += (size_t)k;
-        }
-        for (size_t i = 0; i < n_bytes; i++)
-                snprintf(buf + 2 * i, 3, "%02x", b[i]);
-        return 0;
-}
-
 bool vm_start_restores(const smolvm_vm *vm)
 {
         char p[PATH_MAX];
         pathf(p, sizeof(p), "%s/" VMDIR_OVERLAY, vm->dir);
         return vm->rec.from_snapshot && access(p, F_OK) < 0;
-}
-
-int vm_tell_restored(smolvm_vm *vm)
-{
-        char entropy[2 * 64 + 1], machine_id[33], hostname[32];
-        struct timespec ts;
-        int r = random_hex(entropy, 64);
-        if (r == 0)
-                r = random_hex(machine_id, 16);
-        if (r < 0)
-                return r;
-        snprintf(hostname, sizeof(hostname), "smolvm-%s", vm->id);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        json_t *req = json_pack("{s:s, s:s, s:I, s:s, s:s}", "op", "restored", "entropy", entropy, "realtime_ns",
-                                (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "hostname", hostname, "machine_id",
-                                machine_id);
-        json_t *res = NULL;
-        r = req ? agent_call_simple(vm, req, "restored", &res) : vm_error(-ENOMEM, NULL, "out of memory");
-        json_decref(req);
-        json_decref(res);
-        return r;
 }
 
 /* ---- fork ---- */

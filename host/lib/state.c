@@ -113,6 +113,19 @@ int vm_record_parse(const char *path, const char *text, size_t len, vm_record *r
             (r = rec_get_uint(rr, root, "disk_mib", false, 0, 64u * 1024 * 1024, &rec.disk_mib)) < 0 ||
             (r = rec_get_uint(rr, root, "boot_timeout_ms", false, 0, 3600u * 1000u, &rec.boot_timeout_ms)) < 0)
                 goto fail;
+        char *mid = NULL;
+        if ((r = rec_get_str(rr, root, "machine_id", false, 32, &mid)) < 0)
+                goto fail;
+        if (mid) {
+                bool ok = strlen(mid) == 32 && strspn(mid, "0123456789abcdef") == 32 && strspn(mid, "0") < 32;
+                if (ok)
+                        memcpy(rec.machine_id, mid, 33);
+                free(mid);
+                if (!ok) {
+                        r = rec_corrupt(rr, "field 'machine_id' is not 32 lowercase hex digits");
+                        goto fail;
+                }
+        }
         if (rec.from_snapshot && !vm_id_valid(rec.from_snapshot)) {
                 r = rec_corrupt(rr, "field 'from_snapshot' is not %d hex digits", SMOLVM_ID_LEN);
                 goto fail;
@@ -210,6 +223,8 @@ char *vm_record_format(const vm_record *rec)
                 bad = json_object_set_new(o, "from_snapshot", json_string(rec->from_snapshot)) < 0;
         if (!bad && rec->from_template)
                 bad = json_object_set_new(o, "from_template", json_string(rec->from_template)) < 0;
+        if (!bad && rec->machine_id[0])
+                bad = json_object_set_new(o, "machine_id", json_string(rec->machine_id)) < 0;
         /* Only when there are mounts: records without them stay as they were. */
         if (!bad && rec->n_mounts)
                 bad = json_object_set_new(o, "mounts", vm_mounts_to_json(rec, false)) < 0 ||

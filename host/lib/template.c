@@ -10,8 +10,9 @@
  * identity), the QEMU binary and our supervisor (which set the device model),
  * vCPUs, memory, accelerator, kernel command line and whether the VM has a
  * network (the guest sets up egress at boot). Anything else differs per VM and
- * is applied after the restore (env, ports, policy, identity: the agent's
- * "restored" op) or is refused here: such a VM boots cold and says why.
+ * is applied after the restore (env, ports, policy; the identity in the
+ * channel handshake, host/supervisor/boot.c) or is refused here: such a VM
+ * boots cold and says why.
  *
  * A VM created warm links the template's disk as its layer (as --from-snapshot
  * does) and its first start restores it. Building: under templates/<key>.lock

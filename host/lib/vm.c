@@ -58,6 +58,10 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                               "boot_timeout_ms", (json_int_t)vm->boot_timeout_ms,
                               "disk_mib", (json_int_t)rec->disk_mib,
                               "ephemeral", rec->ephemeral);
+        if (o && rec->machine_id[0] && json_object_set_new(o, "machine_id", json_string(rec->machine_id)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
         if (o && rec->kernel_cmdline && *rec->kernel_cmdline &&
             json_object_set_new(o, "cmdline", json_string(rec->kernel_cmdline)) < 0) {
                 json_decref(o);
@@ -129,6 +133,10 @@ static int record_from_config(const smolvm_config *cfg, smolvm_vm *vm)
         rec->image_dir = strdup(vm->image_dir);
         rec->accel = strdup(cfg->accel ? cfg->accel : "auto");
         rec->kernel_cmdline = append && *append ? strdup(append) : NULL;
+        /* The host owns the machine-id: given to the guest on every boot and restore. */
+        int k = random_hex(rec->machine_id, 16);
+        if (k < 0)
+                return k;
         if ((cfg->name && !rec->name) || !rec->image || !rec->image_dir || !rec->accel ||
             (append && *append && !rec->kernel_cmdline))
                 return vm_error(-ENOMEM, NULL, "out of memory");

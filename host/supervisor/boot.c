@@ -9,9 +9,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dir.h"
@@ -31,6 +33,9 @@
  * wait for the guest to close its port before connecting anyway. */
 #define RESTORE_HELLO_MS 3000u
 #define RESTORE_GUEST_CLOSE_MS 3000u
+/* A restore: how long the guest may take to answer its new identity (PID 1
+ * applies it in-process: milliseconds, unless the host is very loaded). */
+#define RESTORE_IDENTITY_MS 15000u
 
 /* ---- the ready line ---- */
 
@@ -146,6 +151,28 @@ static void on_hello(void *userdata, const uint8_t *payload, uint32_t len)
                 s->guest_init_start_ms = get_le32(payload + 8);
                 s->guest_ready_ms = get_le32(payload + 12);
         }
+        if (len >= 20)
+                s->hello_features = get_le32(payload + 16);
+}
+
+/* The guest's answer to a restore's IDENTITY (hostile: bounded, sanitised). */
+static void on_control(void *userdata, uint16_t op, const uint8_t *payload, uint32_t len)
+{
+        sup *s = userdata;
+
+        if (op != SMOLVM_CHAN_OP_IDENTITY_ACK || !s->identity_sent || s->identity_acked)
+                return;
+        s->identity_acked = true;
+        if (len < 4 || len > 4 + SMOLVM_CHAN_ACK_MSG_MAX) {
+                s->identity_status = EBADMSG;
+                snprintf(s->identity_msg, sizeof(s->identity_msg), "malformed answer (%u bytes)", len);
+                return;
+        }
+        s->identity_status = get_le32(payload);
+        size_t n = MIN((size_t)(len - 4), sizeof(s->identity_msg) - 1);
+        memcpy(s->identity_msg, payload + 4, n);
+        s->identity_msg[n] = '\0';
+        sanitize_text(s->identity_msg);
 }
 
 static void on_broken(void *userdata, int err, const char *why)
@@ -178,6 +205,7 @@ static const smolvm_mux_ops mux_ops = {
         .accept = on_guest_stream,
         .hello = on_hello,
         .broken = on_broken,
+        .control = on_control,
 };
 
 /* The guest channel is fd: a mux over it (the HELLO comes through mux_ops). */
@@ -282,6 +310,75 @@ int sup_boot_listen_chan(sup *s)
         return r;
 }
 
+/* ---- a restore: the new VM's identity, in the channel handshake ---- */
+
+static int identity_send(sup *s, uint64_t now)
+{
+        uint8_t p[SMOLVM_CHAN_IDENTITY_LEN] = { 0 };
+        uint8_t *entropy = p + 12, *mid = entropy + SMOLVM_CHAN_IDENTITY_ENTROPY;
+        char *name = (char *)mid + 16;
+        int r = 0;
+
+        /* An older VM record has no machine-id: a fresh one (as before). At most
+         * 256 bytes from getrandom() never come short once the pool is ready. */
+        if (getrandom(entropy, SMOLVM_CHAN_IDENTITY_ENTROPY, 0) != SMOLVM_CHAN_IDENTITY_ENTROPY ||
+            (!s->cfg.machine_id && getrandom(mid, 16, 0) != 16))
+                r = -EIO;
+        for (size_t i = 0; r == 0 && s->cfg.machine_id && i < 16; i++) {
+                unsigned v;
+                (void)sscanf(s->cfg.machine_id + 2 * i, "%2x", &v); /* validated by config.c */
+                mid[i] = (uint8_t)v;
+        }
+        snprintf(name, SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX, "smolvm-%s", sup_dir_id(s));
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        put_le64(p + 4, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+        if (r == 0)
+                r = smolvm_mux_send_control(s->mux, SMOLVM_CHAN_OP_IDENTITY, p, sizeof(p));
+        explicit_bzero(p, sizeof(p));
+        if (r < 0) {
+                sup_fail(s, false, NULL, "restore: sending the guest its identity: %s", strerror(-r));
+                return r;
+        }
+        s->identity_sent = true;
+        s->identity_deadline_ms = now + RESTORE_IDENTITY_MS;
+        return 0;
+}
+
+/* 1 once the restored guest took its identity, 0 while waiting, negative
+ * (after sup_fail) when it refused or did not answer. */
+static int identity_step(sup *s, uint64_t now)
+{
+        static const char hint[] = "the VM was stopped: retry, or take the snapshot again with this smolvm";
+        if (!s->identity_sent) {
+                if (!(s->hello_features & SMOLVM_HELLO_F_IDENTITY)) {
+                        sup_fail(s, false, "take the snapshot again with this smolvm (`smolvm image build` first)",
+                                 "the restored guest's smolvm-init is older than this smolvm: it cannot take the "
+                                 "new VM's identity (RNG seed, clock, hostname, machine-id)");
+                        return -EPROTO;
+                }
+                return identity_send(s, now) < 0 ? -EIO : 0;
+        }
+        if (s->identity_acked && s->identity_status) {
+                sup_fail(s, false, hint, "the restored guest did not take its new identity (RNG seed, clock, hostname, "
+                         "machine-id): %s", s->identity_msg[0] ? s->identity_msg
+                                                              : strerror((int)MIN(s->identity_status, 4095u)));
+                return -EPROTO;
+        }
+        if (s->identity_acked) {
+                s->identity_done = true;
+                sup_log("restore: the guest took its identity in %llu ms",
+                        (unsigned long long)(now - (s->identity_deadline_ms - RESTORE_IDENTITY_MS)));
+                return 1;
+        }
+        if (now >= s->identity_deadline_ms) {
+                sup_fail(s, true, hint, "the restored guest did not answer its new identity within %u s",
+                         RESTORE_IDENTITY_MS / 1000);
+                return -ETIMEDOUT;
+        }
+        return 0;
+}
+
 static void describe_exit(int wstatus, char *buf, size_t len)
 {
         if (WIFSIGNALED(wstatus))
@@ -316,7 +413,11 @@ int sup_boot_step(sup *s)
                                  SMOLVM_CHAN_VERSION);
                         return SUP_EXIT_VM_FAILED;
                 }
-                r = sup_duties_guest_up(s, now);
+                /* A restore: the guest first takes its identity, before any stream. */
+                r = s->restoring && !s->identity_done ? identity_step(s, now) : 1;
+                if (r < 0)
+                        return SUP_EXIT_VM_FAILED;
+                r = r > 0 ? sup_duties_guest_up(s, now) : 0;
                 if (r < 0)
                         return SUP_EXIT_VM_FAILED;
                 if (r > 0) {
@@ -415,6 +516,8 @@ int sup_boot_timeout_ms(const sup *s)
                 until = MIN(until, s->chan_hello_deadline_ms);
         if (s->restoring && !s->mux && !s->hello && s->chan_connect_ms)
                 until = MIN(until, s->chan_connect_ms);
+        if (s->restoring && s->identity_sent && !s->identity_acked && !s->running)
+                until = MIN(until, s->identity_deadline_ms);
         if (until == UINT64_MAX)
                 return -1;
         return until > now ? (int)MIN(until - now, (uint64_t)INT_MAX) : 0;

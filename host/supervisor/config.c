@@ -125,6 +125,12 @@ static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, 
         return 0;
 }
 
+static bool machine_id_valid(const char *s)
+{
+        size_t n = strspn(s, "0123456789abcdef");
+        return n == 32 && !s[n] && strspn(s, "0") != n;
+}
+
 int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len)
 {
         sup_config c = {};
@@ -156,6 +162,7 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
             (r = get_string(path, root, "mount_transport", false, false, &transport, err, err_len)) < 0 ||
             (r = get_string(path, root, "snapshot_dir", false, true, &c.snapshot_dir, err, err_len)) < 0 ||
             (r = get_string(path, root, "disk_layer", false, false, &c.disk_layer, err, err_len)) < 0 ||
+            (r = get_string(path, root, "machine_id", false, false, &c.machine_id, err, err_len)) < 0 ||
             (r = get_mounts(path, root, &c, err, err_len)) < 0) {
                 free(transport);
                 json_decref(root);
@@ -184,6 +191,12 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
                 sup_config_done(&c);
                 return -EINVAL;
         }
+        if (c.machine_id && !machine_id_valid(c.machine_id)) {
+                snprintf(err, err_len, "%s: \"machine_id\" must be 32 lowercase hex digits, not all zero", path);
+                free(transport);
+                sup_config_done(&c);
+                return -EINVAL;
+        }
         c.mounts_vsock = transport && !strcmp(transport, "vsock");
         free(transport);
         c.mem_mib = (uint32_t)mem;
@@ -203,6 +216,7 @@ void sup_config_done(sup_config *c)
         free(c->accel);
         free(c->snapshot_dir);
         free(c->disk_layer);
+        free(c->machine_id);
         for (size_t i = 0; i < c->n_mounts; i++) {
                 free(c->mounts[i].tag);
                 free(c->mounts[i].host);

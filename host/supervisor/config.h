@@ -41,6 +41,9 @@ typedef struct sup_config {
         bool fresh_mounts;        /* "fresh_mounts": true: the snapshot (a boot template)
                                    * carries none of the mounts: they are mounted after
                                    * the restore as after a boot, not reattached */
+        char *machine_id;         /* optional "machine_id": 32 lowercase hex digits, the
+                                   * VM's own (libsmolvm keeps it in vm.json), given to
+                                   * the guest on every boot and restore */
 } sup_config;
 
 /* Parse and validate path. Returns 0, or -EINVAL/-ENOMEM with err set to a

@@ -69,6 +69,11 @@ struct sup {
          * its channel, or the fallback), and the HELLO deadline. */
         uint64_t chan_connect_ms;
         uint64_t chan_hello_deadline_ms;
+        /* boot.c, a restore: the identity handshake (wire.h IDENTITY, its ACK). */
+        bool identity_sent, identity_acked, identity_done;
+        uint32_t identity_status; /* the ACK's: 0 or a positive errno */
+        uint64_t identity_deadline_ms;
+        char identity_msg[256];   /* the ACK's text, sanitised */
 
         /* The boot (boot.c). */
         bool running; /* HELLO seen, every duty up, ready line written */
@@ -77,7 +82,7 @@ struct sup {
         /* boot timeline, monotonic ms */
         uint64_t t_start, t_spawn, t_chan, t_hello, deadline_ms, broken_deadline_ms;
         bool hello;
-        uint32_t hello_version, guest_init_start_ms, guest_ready_ms;
+        uint32_t hello_version, guest_init_start_ms, guest_ready_ms, hello_features;
         bool hello_has_times;
         bool mux_broken;
         int mux_err;

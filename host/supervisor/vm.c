@@ -229,10 +229,12 @@ int sup_vm_start(sup *s)
         r = sup_duties_prepare(s, &extra);
         if (r < 0)
                 return r;
-        /* Every VM is smolvm-<id>: a boot learns it here, a restore from the
-         * "restored" op (its kernel booted long ago, as another VM). */
+        /* Every VM is smolvm-<id> with the machine-id the host keeps for it: a
+         * boot learns them here, a restore in the channel handshake (its kernel
+         * booted long ago, as another VM: boot.c). */
         const char *id = strrchr(s->vm_dir, '/');
-        if (!s->restoring && sup_vm_extra_arg(&extra, "smolvm.hostname=smolvm-%s", id ? id + 1 : s->vm_dir) < 0) {
+        if (!s->restoring && (sup_vm_extra_arg(&extra, "smolvm.hostname=smolvm-%s", id ? id + 1 : s->vm_dir) < 0 ||
+                              (s->cfg.machine_id && sup_vm_extra_arg(&extra, "smolvm.machine_id=%s", s->cfg.machine_id) < 0))) {
                 sup_fail(s, false, NULL, "out of memory");
                 return -ENOMEM;
         }

@@ -166,6 +166,20 @@ else
         not_ok "create a VM with a mount (rc $rc)"
 fi
 
+# ---- a restored guest that cannot take its new identity: the start fails, cleanly ----
+# /etc/hostname immutable in the snapshot: the clone cannot take its own hostname.
+sh_in par 'chattr +i /etc/hostname'
+"$SMOLVM" snapshot create --name imm par >/dev/null 2>"$T/err"; rc=$?
+sh_in par 'chattr -i /etc/hostname'
+check "snapshot with an immutable /etc/hostname (rc $rc)" test "$rc" -eq 0
+"$SMOLVM" create --from-snapshot imm --name imm1 >/dev/null 2>"$T/err"; rc=$?
+check "its restore fails (rc $rc), saying the guest did not take its identity, naming the hostname step" \
+        sh -c "[ $rc -ne 0 ] && grep -q 'did not take its new identity' '$T/err' && grep -q 'hostname smolvm-' '$T/err'"
+diag "$(head -c 600 "$T/err")"
+state=$("$SMOLVM" ls | awk '$2 == "imm1" {print $3}')
+check "... and that VM is not left running (${state:-gone})" sh -c "[ '$state' != running ]"
+"$SMOLVM" rm -f imm1 >/dev/null 2>&1
+
 "$SMOLVM" rm -f par >/dev/null
 for s in $("$SMOLVM" snapshot ls --json | jq -r '.data.snapshots[].id'); do "$SMOLVM" snapshot rm "$s" >/dev/null; done
 assert_no_leftovers "t_snapshot"

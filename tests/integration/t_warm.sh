@@ -65,18 +65,30 @@ mapfile -t B < <(jq -r .data.stdout "$T/b.json")
 check "env: each its own (${A[0]-} / ${B[0]-})" sh -c "[ '${A[0]-}' = one ] && [ '${B[0]-}' = two ]"
 check "hostnames differ, smolvm-<id> (${A[1]-} / ${B[1]-})" sh -c "[ '${A[1]-}' != '${B[1]-}' ] && case '${A[1]-}' in smolvm-*) ;; *) exit 1;; esac"
 check "machine-ids differ" sh -c "[ -n '${A[2]-}' ] && [ '${A[2]-}' != '${B[2]-}' ]"
+out=$(run_json --cold -- cat /etc/machine-id 2>"$T/err" | jq -r .data.stdout)
+check "a cold boot has a machine-id too, from the host ($out)" sh -c "printf '%s\n' '$out' | grep -Eqx '[0-9a-f]{32}'"
 check "32 bytes of urandom differ" sh -c "[ \"\$(printf %s '${A[3]-}' | wc -c)\" -eq 64 ] && [ '${A[3]-}' != '${B[3]-}' ]"
 
 # ---- a warm persistent VM: own RAM copy, so it can be snapshotted ----
 "$SMOLVM" create --json --image "$img" --name w1 >"$T/create.json" 2>"$T/err"; rc=$?
 check "create: warm (rc $rc)" jq_true '.ok and .data.start == "warm"' "$T/create.json"
 check "exec in it" test "$("$SMOLVM" exec w1 -- echo hi 2>&1)" = hi
+# The restore identity (RNG seed, clock, hostname, machine-id) comes with the
+# channel handshake, applied by PID 1 before the supervisor says ready: no agent
+# op after the start.
+w1_dir="$SMOLVM_HOME/vms/$(jq -r .data.id "$T/create.json")"
+check "the guest took its identity in the channel handshake (supervisor.log)" \
+        grep -q 'restore: the guest took its identity' "$w1_dir/supervisor.log"
+mid1=$("$SMOLVM" exec w1 -- cat /etc/machine-id 2>&1)
 "$SMOLVM" snapshot create --name ws w1 >/dev/null 2>"$T/err"; rc=$?
 check "a warm VM can be snapshotted (rc $rc)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
 "$SMOLVM" stop w1 >/dev/null 2>&1
 "$SMOLVM" start w1 >/dev/null 2>"$T/err"; rc=$?
 check "stop + start: it boots (cold, on its own disk) (rc $rc)" sh -c "[ $rc -eq 0 ] && [ \"\$('$SMOLVM' exec w1 -- echo ok)\" = ok ]"
+mid2=$("$SMOLVM" exec w1 -- cat /etc/machine-id 2>&1)
+check "... its machine-id is the host's for this VM, the same after stop + cold start ($mid1 / $mid2)" \
+        sh -c "printf '%s\n' '$mid1' | grep -Eqx '[0-9a-f]{32}' && [ '$mid1' = '$mid2' ]"
 "$SMOLVM" rm -f w1 >/dev/null 2>&1
 "$SMOLVM" snapshot rm ws >/dev/null 2>&1
 

@@ -117,7 +117,7 @@ START_TEST(test_raw_unknown_ops)
         h = raw_hdr(r, SMOLVM_OP_RW, 5000, GUEST_PORT, 3);
         h.type = 7;
         raw_pkt(r, &h, payload), expect_drops++;
-        h = raw_hdr(r, 5, 0, 0, 20);
+        h = raw_hdr(r, SMOLVM_CHAN_OP_LANE_ON + 1, 0, 0, 20); /* the first unknown channel op */
         h.type = SMOLVM_PKT_TYPE_CHANNEL;
         raw_pkt(r, &h, payload), expect_drops++;
         /* HELLO too short. */

@@ -139,11 +139,22 @@ START_TEST(test_unknown_type_op)
         smolvm_pkt_hdr h = sample(), out;
         uint8_t buf[SMOLVM_PKT_HDR_SIZE];
         h.type = SMOLVM_PKT_TYPE_CHANNEL;
-        for (uint16_t op = SMOLVM_CHAN_OP_HELLO; op <= SMOLVM_CHAN_OP_LANE_ON; op++) {
-                h.op = op;
-                smolvm_pkt_hdr_encode(&h, buf);
-                ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
-        }
+        h.op = SMOLVM_CHAN_OP_HELLO;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        /* A restore's identity and its answer (wire.h). */
+        h.op = SMOLVM_CHAN_OP_IDENTITY;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        h.op = SMOLVM_CHAN_OP_IDENTITY_ACK;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        h.op = SMOLVM_CHAN_OP_LANE_REQ;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
+        h.op = SMOLVM_CHAN_OP_LANE_ON;
+        smolvm_pkt_hdr_encode(&h, buf);
+        ck_assert_int_eq(smolvm_pkt_hdr_decode(buf, &out), 0);
 }
 END_TEST
 
