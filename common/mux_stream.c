@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "mux_i.h"
 #include "util.h"
 
@@ -73,10 +74,7 @@ stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int
         size_t i = hash_idx(local_port, peer_port);
         s->hnext = mux->hash[i];
         mux->hash[i] = s;
-        s->next = mux->streams;
-        if (s->next)
-                s->next->prev = s;
-        mux->streams = s;
+        LIST_PREPEND(mux->streams, s);
         mux->n_streams++;
         return s;
 }
@@ -95,12 +93,7 @@ void stream_kill(stream *s, int err)
                 pp = &(*pp)->hnext;
         if (*pp)
                 *pp = s->hnext;
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                mux->streams = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
+        LIST_REMOVE(mux->streams, s);
         mux->n_streams--;
 
         if (mux->pend_stream == s) {

@@ -28,6 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "fuse_stream.h"
 #include "init.h"
 #include "util.h"
@@ -229,31 +230,13 @@ static void on_conn(void *userdata, int fd, uint32_t events)
         int32_t answer = -ENOMEM;
 
         if (msg) {
-                struct iovec iov = { msg, sizeof(*msg) };
-                union {
-                        struct cmsghdr h;
-                        char buf[CMSG_SPACE(2 * sizeof(int))];
-                } u;
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                                     .msg_controllen = sizeof(u.buf) };
-                ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                /* At most 2 fds (ADOPT's); more, or a truncated message, and
+                 * every fd is closed (-EBADMSG, -EMSGSIZE): answered -EPROTO. */
+                ssize_t n = fdpass_recv(fd, msg, sizeof(*msg), fds, 2, &n_fds, MSG_DONTWAIT);
+                if (n == -EAGAIN)
                         return; /* not yet: wait for it */
-                for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
-                        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                                continue;
-                        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        for (size_t i = 0; i < k; i++) {
-                                int f;
-                                memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(f));
-                                if (n_fds < 2)
-                                        fds[n_fds++] = f;
-                                else
-                                        safe_close(f);
-                        }
-                }
                 answer = -EPROTO;
-                if (n >= (ssize_t)sizeof(msg->kind) && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
+                if (n >= (ssize_t)sizeof(msg->kind) &&
                     memchr(msg->path, '\0', (size_t)n - offsetof(relay_msg, path)) && msg->path[0] == '/') {
                         if (msg->kind == AGENT_FUSE_ADOPT && n_fds == 2)
                                 answer = adopt(msg->path, fds[0], fds[1]);
@@ -359,24 +342,10 @@ int agent_fuse_handoff(agent_fuse_handoff_kind kind, const char *path, int dev_f
         int fds[2] = { dev_fd, stream_fd };
         size_t n_fds = kind == AGENT_FUSE_ADOPT ? 2 : kind == AGENT_FUSE_REATTACH ? 1 : 0;
         const int *send_fds = kind == AGENT_FUSE_ADOPT ? fds : fds + 1;
-        struct iovec iov = { msg, offsetof(relay_msg, path) + plen + 1 };
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(2 * sizeof(int))];
-        } u;
-        memset(&u, 0, sizeof(u));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (n_fds) {
-                mh.msg_control = u.buf;
-                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
-                memcpy(CMSG_DATA(cm), send_fds, n_fds * sizeof(int));
-        }
-        if (sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
-                return negative_errno();
+        /* A seqpacket socket takes the whole record or nothing. */
+        ssize_t sent = fdpass_send(s, msg, offsetof(relay_msg, path) + plen + 1, send_fds, n_fds, 0);
+        if (sent < 0)
+                return (int)sent;
         int r = fd_wait(s, POLLIN, now_ms() + HANDOFF_TIMEOUT_MS, -1);
         if (r < 0)
                 return r;

@@ -19,6 +19,7 @@
 #include "dir.h"
 #include "log.h"
 #include "sup.h"
+#include "unixsock.h"
 #include "util.h"
 #include "vm.h"
 #include "vmdir.h"
@@ -293,21 +294,12 @@ static void restore_connect(sup *s)
 int sup_boot_listen_chan(sup *s)
 {
         _cleanup_free_ char *path = sup_dir_path(s, VMDIR_CHAN);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int r;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        s->chan_listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (s->chan_listen_fd < 0)
-                return negative_errno();
-        (void)unlink(path);
         /* QEMU connects once, synchronously, while it starts: backlog 1 suffices. */
-        if (bind(s->chan_listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->chan_listen_fd, 1) < 0)
-                return negative_errno();
-        r = smolvm_evloop_add(s->loop, s->chan_listen_fd, EPOLLIN, chan_accept_cb, s);
-        return r;
+        int fd = unix_listen(path, 1, SOCK_NONBLOCK);
+        if (fd < 0)
+                return fd;
+        s->chan_listen_fd = fd;
+        return smolvm_evloop_add(s->loop, s->chan_listen_fd, EPOLLIN, chan_accept_cb, s);
 }
 
 /* ---- a restore: the new VM's identity, in the channel handshake ---- */
