@@ -10,7 +10,7 @@
 #include "util.h"
 
 static const char *const base_env[] = {
-        "PATH=" AGENT_DEFAULT_PATH,
+        ("PATH=" AGENT_DEFAULT_PATH), /* one string (parenthesised: not a missing comma) */
         "HOME=/root",
         "TERM=xterm",
         "LANG=C.UTF-8",

@@ -79,8 +79,8 @@ START_TEST(parse_malformed)
                 "36 35 0:1048576 / /m rw - ext4 /dev/x rw",           /* minor above 20 bits */
                 "36 35 0:99999999999999999999999 / /m rw - ext4 /dev/x rw",
                 "36 35 0:1 / relative rw - ext4 /dev/x rw",          /* mount point not absolute */
-                "36 35 0:1 / /m rw - "
-                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa /dev/x rw", /* type too long */
+                ("36 35 0:1 / /m rw - "
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa /dev/x rw"), /* type too long */
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 ck_assert_msg(parse(bad[i], &e, mp, sizeof(mp)) == -EINVAL, "accepted: '%s'", bad[i]);
