@@ -7,11 +7,11 @@
 
 #include "mux_i.h"
 
-int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len)
+pkt *mux_control_pkt(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len)
 {
         pkt *p = mux_pkt_new(len);
         if (!p)
-                return -ENOMEM;
+                return NULL;
         p->ctl = true;
         smolvm_pkt_hdr h = {
                 .src_cid = mux->our_cid,
@@ -23,6 +23,14 @@ int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_
         smolvm_pkt_hdr_encode(&h, p->data);
         if (len)
                 memcpy(p->data + SMOLVM_PKT_HDR_SIZE, payload, len);
+        return p;
+}
+
+int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len)
+{
+        pkt *p = mux_control_pkt(mux, op, payload, len);
+        if (!p)
+                return -ENOMEM;
         mux_outq_push(mux, p);
         return 0;
 }

@@ -177,6 +177,8 @@ pkt *mux_pkt_new(uint32_t payload_len);
 void mux_outq_push(smolvm_mux *mux, pkt *p);
 /* mux_control.c: queue a channel-control packet (HELLO, IDENTITY, ...), sent
  * from the loop (EPOLLOUT) or when the outermost mux call returns. */
+/* A channel-control packet, built but not queued (the caller may mark it). */
+pkt *mux_control_pkt(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len);
 int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_t len);
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
 void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);

@@ -27,23 +27,14 @@ static void lane_io(void *userdata, int fd, uint32_t events)
 
 static int queue_chan_op(smolvm_mux *mux, uint16_t op, uint64_t epoch, uint32_t window, bool lane_on)
 {
+        uint8_t payload[12];
         uint32_t len = op == SMOLVM_CHAN_OP_LANE_REQ ? 12 : 8;
-        pkt *p = mux_pkt_new(len);
+        put_le64(payload, epoch);
+        put_le32(payload + 8, window);
+        pkt *p = mux_control_pkt(mux, op, payload, len);
         if (!p)
                 return -ENOMEM;
-        p->ctl = true;
         p->lane_on = lane_on;
-        smolvm_pkt_hdr h = {
-                .src_cid = mux->our_cid,
-                .dst_cid = mux->peer_cid,
-                .len = len,
-                .type = SMOLVM_PKT_TYPE_CHANNEL,
-                .op = op,
-        };
-        smolvm_pkt_hdr_encode(&h, p->data);
-        put_le64(p->data + SMOLVM_PKT_HDR_SIZE, epoch);
-        if (len == 12)
-                put_le32(p->data + SMOLVM_PKT_HDR_SIZE + 8, window);
         mux_outq_push(mux, p);
         return 0;
 }
