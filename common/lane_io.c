@@ -56,6 +56,11 @@ void smolvm_lane_host_start(smolvm_lane_host *h, uint64_t epoch, uint32_t window
         smolvm_lane_tx_start(&h->tx, epoch, window);
 }
 
+uint64_t smolvm_lane_host_sent(const smolvm_lane_host *h)
+{
+        return h->tx.sent;
+}
+
 bool smolvm_lane_host_blocked(const smolvm_lane_host *h)
 {
         return h->out_off < h->out_len;

@@ -35,6 +35,8 @@ int smolvm_lane_host_on_readable(smolvm_lane_host *h);
 /* The fd is writable: finish a frame left half-written. Returns 1 when it
  * went out (kick the mux), 0, or negative errno. */
 int smolvm_lane_host_on_writable(smolvm_lane_host *h);
+/* Payload bytes framed since the last smolvm_lane_host_start(). */
+uint64_t smolvm_lane_host_sent(const smolvm_lane_host *h);
 /* Whether a frame waits for the fd to be writable (watch EPOLLOUT). */
 bool smolvm_lane_host_blocked(const smolvm_lane_host *h);
 

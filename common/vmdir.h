@@ -17,6 +17,7 @@
 #define VMDIR_VSOCK "vsock.sock"            /* hybrid vsock: clients connect here */
 #define VMDIR_CHAN "chan.sock"              /* QEMU's virtio-serial chardev (internal) */
 #define VMDIR_QMP "qmp.sock"                /* QEMU's QMP monitor (libsmolvm's pause/resume) */
+#define VMDIR_LANE "lane.sock"              /* QEMU's `-netdev stream` of the lane (internal) */
 #define VMDIR_OVERLAY "overlay.qcow2"       /* the VM's disk, over the image's rootfs */
 #define VMDIR_RAM "ram"                     /* guest RAM (memory-backend-file, shared) */
 #define VMDIR_CONSOLE_LOG "console.log"     /* the guest's serial console, size-capped */

@@ -44,6 +44,7 @@ struct agent_channel {
         uint64_t started_ms, next_try_ms;
         uint8_t hello_extra[12];
         int vsock_fd;
+        agent_lane *lane; /* the lane's device, or NULL (lane.c) */
 };
 
 static int stream_accept(void *userdata, uint32_t local_port, uint32_t peer_port)
@@ -186,7 +187,11 @@ static void try_start_mux(agent_channel *ch, uint64_t now)
                 ch->mux = NULL;
                 init_log("channel %s: cannot start: %s", ch->name, strerror(-r));
                 ch->next_try_ms = now + SLOW_RETRY_MS;
+                return;
         }
+        /* After HELLO: the host answers LANE_ON when it serves the lane. */
+        if (ch->lane)
+                (void)agent_lane_request(ch->lane, ch->mux);
 }
 
 int agent_channel_tick(agent_channel *ch)
@@ -276,6 +281,8 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
                         return -ENOMEM;
                 }
         }
+        if (agent_lane_open(&ch->lane) < 0)
+                ch->lane = NULL;
         put_le32(ch->hello_extra, init_start_ms);
         put_le32(ch->hello_extra + 4, ready_ms);
         put_le32(ch->hello_extra + 8, SMOLVM_HELLO_F_IDENTITY);

@@ -44,6 +44,15 @@ uint32_t agent_channel_generation(void);
 void agent_channel_generation_init(void); /* agent_channel_new: the shared page */
 void agent_channel_generation_bump(void); /* the channel breaks (channel.c), before its streams are reset */
 
+/* lane.c: the lane's device, when the VMM gives it (docs/protocol.md, "The
+ * lane"). agent_lane_open: its interface up and a packet socket on it, or
+ * -ENODEV without the device (*ret NULL; logged when it fails otherwise).
+ * agent_lane_request: ask the host to switch a new channel's host -> guest
+ * bytes to the lane (a new epoch). */
+typedef struct agent_lane agent_lane;
+int agent_lane_open(agent_lane **ret);
+int agent_lane_request(agent_lane *l, struct smolvm_mux *mux);
+
 /* net_egress.c: egress by name (docs/protocol.md, "Egress"), when the kernel
  * command line says smolvm.net=1: every TCP connection and DNS question goes to
  * the host's egress port. *ret stays NULL when off. Failures are logged (the

@@ -29,7 +29,8 @@
  * file system and the channel always; the vsock transport only where the VMM
  * gives a virtio-vsock device (ID 19: Firecracker, vhost-vsock; our QEMU setup
  * uses virtio-serial); virtio-fs (ID 26) only with mounts; fuse with virtio-fs,
- * else kept for fuse_mount. */
+ * else kept for fuse_mount; virtio-net (ID 1, with failover and net_failover)
+ * where the VMM gives the lane's device (common/lane.h). */
 const kmod_root ib_default_module_roots[] = {
         {"virtio_mmio", NULL},
         {"virtio_blk", NULL},
@@ -38,6 +39,7 @@ const kmod_root ib_default_module_roots[] = {
         {"vmw_vsock_virtio_transport", "virtio:19"},
         {"fuse", "demand"},
         {"virtiofs", "virtio:26"},
+        {"virtio_net", "virtio:1"},
         {NULL, NULL},
 };
 

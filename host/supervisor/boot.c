@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "dir.h"
+#include "lane_duty.h"
 #include "log.h"
 #include "sup.h"
 #include "unixsock.h"
@@ -202,8 +203,15 @@ static int on_guest_stream(void *userdata, uint32_t local_port, uint32_t peer_po
         return sup_duties_accept(userdata, local_port, peer_port);
 }
 
+/* The guest asks for the lane (lane_duty.c answers, or not at all). */
+static void on_lane_req(void *userdata, uint64_t epoch, uint32_t window)
+{
+        sup_lane_request(userdata, epoch, window);
+}
+
 static const smolvm_mux_ops mux_ops = {
         .accept = on_guest_stream,
+        .lane_req = on_lane_req,
         .hello = on_hello,
         .broken = on_broken,
         .control = on_control,

@@ -67,6 +67,7 @@ typedef struct sup_vm_extra {
         sup_vm_fs fs[SUP_MAX_MOUNTS]; /* vhost-user-fs devices (the strings stay the duty's) */
         size_t n_fs;
         char *cmdline; /* kernel arguments, space-separated, malloc'd; NULL: none */
+        const char *lane_path; /* the lane's device socket (lane.c; the string stays the duty's) */
 } sup_vm_extra;
 
 /* Append one kernel argument (printf-style). Returns 0 or -ENOMEM. */

@@ -16,6 +16,7 @@
 #include "dir.h"
 #include "log.h"
 #include "egress.h"
+#include "lane_duty.h"
 #include "mounts.h"
 #include "port.h"
 #include "sup.h"
@@ -29,6 +30,7 @@ static const sup_duty_ops *const duties[] = {
         &sup_mounts_duty,
         &sup_egress_duty,
         &sup_port_duty,
+        &sup_lane_duty,
 };
 
 static void usage(FILE *f)

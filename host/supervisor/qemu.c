@@ -17,6 +17,7 @@
 #include <x86intrin.h>
 #endif
 
+#include "lane.h" /* common/ */
 #include "log.h"
 #include "qemu_img.h" /* common/ */
 #include "spawner.h" /* common/ */
@@ -334,11 +335,11 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 NULL,
         };
         /* base_argv plus, per virtio-fs device, -chardev and -device (4), plus the
-         * memory backend (2) and the restore arguments (6). */
+         * memory backend (2), the restore arguments (6) and the lane (4). */
         enum { MAX_FS = 16 };
         if (spec->n_fs > MAX_FS)
                 return -E2BIG;
-        char *argv[ARRAY_SIZE(base_argv) + 8 + 4 * MAX_FS];
+        char *argv[ARRAY_SIZE(base_argv) + 12 + 4 * MAX_FS];
         char *fs_args[2 * MAX_FS] = { 0 };
         size_t argc = 0;
         for (char **a = base_argv; *a; a++)
@@ -370,6 +371,28 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 argv[argc++] = fs_args[2 * i];
                 argv[argc++] = (char *)"-device";
                 argv[argc++] = fs_args[2 * i + 1];
+        }
+        /* The lane (common/lane.h): its own NIC with no IP, carrying only our
+         * frames; QEMU listens and the supervisor connects (lane.c). A large
+         * MTU so one frame carries ~64 KiB, a deep receive queue so a window
+         * of them fits. Last, after every other device: the others keep the
+         * virtio-mmio slots a snapshot without the lane recorded. */
+        _cleanup_free_ char *lane_netdev = NULL;
+        char lane_dev[160];
+        if (r == 0 && spec->lane_path) {
+                _cleanup_free_ char *lp = qemu_opt_escape(spec->lane_path);
+                if (!lp || asprintf(&lane_netdev, "stream,id=lane,server=on,addr.type=unix,addr.path=%s", lp) < 0) {
+                        lane_netdev = NULL;
+                        r = -ENOMEM;
+                } else {
+                        snprintf(lane_dev, sizeof(lane_dev),
+                                 "virtio-net-device,netdev=lane,mac=%s,host_mtu=%u,rx_queue_size=1024",
+                                 SMOLVM_LANE_GUEST_MAC_STR, SMOLVM_LANE_MTU);
+                        argv[argc++] = (char *)"-netdev";
+                        argv[argc++] = lane_netdev;
+                        argv[argc++] = (char *)"-device";
+                        argv[argc++] = lane_dev;
+                }
         }
         argv[argc] = NULL;
         if (r < 0) {

@@ -44,6 +44,10 @@ typedef struct sup_vm_spec {
         /* Restore: an fd open on the device state file to load (-incoming), or
          * -1 for a boot. */
         int incoming_fd;
+        /* The lane (common/lane.h): a virtio-net device on `-netdev stream`
+         * whose QEMU listens on this Unix socket (the supervisor connects), or
+         * NULL for none. A restore must have it exactly when its snapshot did. */
+        const char *lane_path;
 } sup_vm_spec;
 
 typedef struct sup_vmm sup_vmm;

@@ -54,6 +54,7 @@ struct sup {
         sup_hvsock *hv;
         sup_vmm *vmm;
         smolvm_mux *mux;   /* the guest channel: NULL until QEMU connected chan.sock */
+        struct sup_lane *lane; /* lane_duty.c's, when the VM has the lane's device */
 
         /* The duties (duty.c). */
         struct sup_duty_slot {

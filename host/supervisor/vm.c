@@ -263,6 +263,7 @@ int sup_vm_start(sup *s)
                 .ram_path = s->restoring && !s->cfg.ram_copy ? snap_ram : ram,
                 .ram_private = s->restoring && !s->cfg.ram_copy,
                 .incoming_fd = incoming_fd,
+                .lane_path = extra.lane_path,
         };
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The lane duty (lane_duty.h). */
+#include "lane_duty.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dir.h"
+#include "lane_io.h"
+#include "log.h"
+#include "sup.h"
+#include "unixsock.h"
+#include "util.h"
+#include "vmdir.h"
+
+/* The device state of a snapshot is read this far looking for the lane's
+ * device (QEMU names each device's section in the migration stream). */
+#define STATE_SCAN_MAX (64u << 20)
+
+typedef struct sup_lane {
+        sup *s;
+        char *path;
+        int fd;                  /* connected to QEMU's -netdev stream, or -1 */
+        smolvm_lane_host *host;
+        uint32_t events;
+        smolvm_mux *mux;         /* the channel the lane was started on */
+        int failed;              /* a negative errno once the lane broke */
+        const char *why;
+        uint64_t n_starts;
+        uint64_t sent_before; /* bytes carried by earlier lanes (before a restart) */
+} sup_lane;
+
+/* Whether the snapshot's device state has a virtio-net device: only the lane
+ * puts one there. Errors count as "no": the restore then goes without it and
+ * QEMU says what is wrong with the state file. */
+static bool snapshot_has_lane(const char *snapshot_dir)
+{
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/" SNAPDIR_STATE, snapshot_dir) < 0)
+                return false;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        static const char needle[] = "virtio-net";
+        const size_t nlen = sizeof(needle) - 1;
+        char buf[64 * 1024];
+        size_t keep = 0, total = 0;
+        while (total < STATE_SCAN_MAX) {
+                ssize_t n = read(fd, buf + keep, sizeof(buf) - keep);
+                if (n <= 0)
+                        return false;
+                total += (size_t)n;
+                size_t len = keep + (size_t)n;
+                if (memmem(buf, len, needle, nlen))
+                        return true;
+                keep = MIN(len, nlen - 1);
+                memmove(buf, buf + len - keep, keep);
+        }
+        return false;
+}
+
+static void lane_fail(sup_lane *l, int err, const char *why)
+{
+        if (l->failed)
+                return;
+        l->failed = err;
+        l->why = why;
+        sup_log("lane: %s (%s)", why, strerror(-err));
+}
+
+static void lane_update_events(sup_lane *l)
+{
+        if (l->fd < 0 || l->failed)
+                return;
+        uint32_t ev = EPOLLIN | (smolvm_lane_host_blocked(l->host) ? EPOLLOUT : 0);
+        if (ev == l->events)
+                return;
+        int r = smolvm_evloop_mod(l->s->loop, l->fd, ev);
+        if (r < 0) {
+                lane_fail(l, r, "cannot watch the lane socket");
+                return;
+        }
+        l->events = ev;
+}
+
+/* smolvm_mux_lane.send: frames through lane_io, then watch EPOLLOUT while a
+ * frame is half-written. */
+static ssize_t lane_send(void *userdata, const struct iovec *iov, int n)
+{
+        sup_lane *l = userdata;
+        if (l->failed)
+                return l->failed;
+        ssize_t w = smolvm_lane_host_send(l->host, iov, n);
+        if (w < 0 && w != -EAGAIN)
+                lane_fail(l, (int)w, "writing to QEMU's lane socket failed");
+        lane_update_events(l);
+        return w;
+}
+
+static void lane_io(void *userdata, int fd, uint32_t events)
+{
+        (void)fd;
+        sup_lane *l = userdata;
+        int kick = 0, r = 0;
+        if (l->failed)
+                return;
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                r = smolvm_lane_host_on_readable(l->host);
+                if (r < 0) {
+                        lane_fail(l, r, r == -ECONNRESET ? "QEMU closed the lane socket" : "a bad frame from the guest");
+                        return;
+                }
+                kick |= r;
+        }
+        if (events & EPOLLOUT) {
+                r = smolvm_lane_host_on_writable(l->host);
+                if (r < 0) {
+                        lane_fail(l, r, "writing to QEMU's lane socket failed");
+                        return;
+                }
+                kick |= r;
+        }
+        if (kick && l->s->mux == l->mux)
+                smolvm_mux_lane_kick(l->mux);
+        lane_update_events(l);
+}
+
+static int lane_connect(sup_lane *l)
+{
+        sup *s = l->s;
+        struct sockaddr_un sa;
+        _cleanup_close_ int dir_fd = -1;
+        int r = unix_sockaddr_at(s->vm_dir, VMDIR_LANE, &sa, &dir_fd);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return negative_errno();
+        /* The VM dir is private, but be exact: only our QEMU may be the device. */
+        struct ucred cred = { 0 };
+        socklen_t cred_len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
+            cred.pid != sup_vmm_pid(s->vmm)) {
+                sup_log(VMDIR_LANE ": listened on by pid %d, not our QEMU", (int)cred.pid);
+                return -EPERM;
+        }
+        r = fd_set_nonblock(fd, true);
+        if (r < 0)
+                return r;
+        /* Room for a window of frames in the kernel, not in our process. */
+        int sz = 4 << 20;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        r = smolvm_lane_host_new(fd, &l->host);
+        if (r < 0)
+                return r;
+        r = smolvm_evloop_add(s->loop, fd, EPOLLIN, lane_io, l);
+        if (r < 0) {
+                smolvm_lane_host_free(TAKE_PTR(l->host));
+                return r;
+        }
+        l->events = EPOLLIN;
+        l->fd = TAKE_FD(fd);
+        return 0;
+}
+
+void sup_lane_request(sup *s, uint64_t epoch, uint32_t window)
+{
+        sup_lane *l = s->lane;
+        if (!l || l->failed || !s->mux)
+                return;
+        if (l->fd < 0) {
+                int r = lane_connect(l);
+                if (r < 0) {
+                        /* No lane: the channel carries everything, as without the device. */
+                        lane_fail(l, r, "connecting to QEMU's lane socket failed; staying on the channel");
+                        return;
+                }
+        }
+        /* A new channel (a restore's) starts a new lane; a frame of the old one
+         * still half-written goes out first and the guest drops it (old epoch). */
+        l->sent_before += smolvm_lane_host_sent(l->host);
+        smolvm_lane_host_start(l->host, epoch, window);
+        smolvm_mux_lane lane = { .send = lane_send, .fd = -1, .userdata = l };
+        int r = smolvm_mux_lane_start(s->mux, epoch, &lane);
+        if (r < 0) {
+                sup_log("lane: starting it on the channel: %s", strerror(-r));
+                return;
+        }
+        l->mux = s->mux;
+        l->n_starts++;
+        sup_log("lane: on (epoch %016llx, window %u)", (unsigned long long)epoch, window);
+}
+
+/* ---- the duty ---- */
+
+static int lane_create(sup *s, void **ret)
+{
+        if (getenv("SMOLVM_NO_LANE")) {
+                sup_log("lane: off (SMOLVM_NO_LANE)");
+                *ret = NULL;
+                return 0;
+        }
+        if (s->restoring && !snapshot_has_lane(s->cfg.snapshot_dir)) {
+                sup_log("lane: the snapshot was taken without the lane's device; restoring without it");
+                *ret = NULL;
+                return 0;
+        }
+        sup_lane *l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->s = s;
+        l->fd = -1;
+        l->path = sup_dir_path(s, VMDIR_LANE);
+        if (!l->path) {
+                free(l);
+                return -ENOMEM;
+        }
+        s->lane = l;
+        *ret = l;
+        return 0;
+}
+
+static int lane_prepare(void *self, sup_vm_extra *x)
+{
+        sup_lane *l = self;
+        /* QEMU listens there; one a killed run left would make it fail. */
+        (void)unlink(l->path);
+        x->lane_path = l->path;
+        return 0;
+}
+
+/* A lane that broke after it carried bytes leaves the guest without them. */
+static int lane_step(void *self, uint64_t now_ms)
+{
+        (void)now_ms;
+        sup_lane *l = self;
+        if (!l->failed || !l->mux)
+                return 0;
+        sup_fail(l->s, false, NULL, "the lane to the guest broke: %s (%s)", l->why, strerror(-l->failed));
+        return l->failed;
+}
+
+static void lane_detach(void *self)
+{
+        sup_lane *l = self;
+        if (l->host)
+                sup_log("lane: %llu bytes carried to the guest (%llu lane starts)",
+                        (unsigned long long)(l->sent_before + smolvm_lane_host_sent(l->host)),
+                        (unsigned long long)l->n_starts);
+        if (l->fd >= 0) {
+                (void)smolvm_evloop_del(l->s->loop, l->fd);
+                l->fd = safe_close(l->fd);
+        }
+        l->mux = NULL;
+}
+
+static void lane_destroy(void *self)
+{
+        sup_lane *l = self;
+        if (!l)
+                return;
+        lane_detach(l);
+        smolvm_lane_host_free(l->host);
+        if (l->s->lane == l)
+                l->s->lane = NULL;
+        if (l->path)
+                (void)unlink(l->path);
+        free(l->path);
+        free(l);
+}
+
+const sup_duty_ops sup_lane_duty = {
+        .name = "lane",
+        .create = lane_create,
+        .prepare = lane_prepare,
+        .step = lane_step,
+        .detach = lane_detach,
+        .destroy = lane_destroy,
+};
