@@ -13,7 +13,7 @@
 #define PREFIX 4u
 #define HOST_FRAME_MAX (PREFIX + SMOLVM_LANE_FRAME_HDR + SMOLVM_LANE_MAX_PAYLOAD)
 /* Frames from the guest are ACKs (a header, padded to 60 bytes at most): a
- * length prefix above this is a lie, not a frame to buffer. */
+ * longer frame is none, and is discarded as it comes, never buffered. */
 #define HOST_IN_FRAME_MAX 64u
 #define HOST_IN_BUF 4096u
 
@@ -24,6 +24,8 @@ struct smolvm_lane_host {
         size_t out_len, out_off;
         uint8_t in[HOST_IN_BUF];
         size_t in_len;
+        uint64_t skip;      /* bytes of a dropped frame still to discard */
+        uint64_t n_dropped; /* frames from the guest that were no ACK */
 };
 
 int smolvm_lane_host_new(int fd, smolvm_lane_host **ret)
@@ -134,22 +136,56 @@ int smolvm_lane_host_on_readable(smolvm_lane_host *h)
                 return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : negative_errno();
         h->in_len += (size_t)r;
         size_t off = 0;
-        while (h->in_len - off >= PREFIX) {
+        for (;;) {
+                /* The rest of a frame too large to be an ACK: discarded as it comes. */
+                size_t k = MIN(h->skip, h->in_len - off);
+                off += k;
+                h->skip -= k;
+                if (h->skip || h->in_len - off < PREFIX)
+                        break;
                 const uint8_t *p = h->in + off;
                 uint32_t flen = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-                if (flen > HOST_IN_FRAME_MAX)
-                        return -EPROTO;
+                if (flen > HOST_IN_FRAME_MAX) {
+                        h->n_dropped++;
+                        off += PREFIX;
+                        h->skip = flen;
+                        continue;
+                }
                 if (h->in_len - off - PREFIX < flen)
                         break;
+                off += PREFIX + flen;
+                /* Not an ACK (the guest's kernel, or junk): dropped. An ACK
+                 * that lies about what was sent breaks the lane. */
+                smolvm_lane_hdr hdr;
+                if (smolvm_lane_hdr_decode(p + PREFIX, flen, &hdr) < 0 || hdr.kind != SMOLVM_LANE_ACK) {
+                        h->n_dropped++;
+                        continue;
+                }
                 int a = smolvm_lane_tx_on_frame(&h->tx, p + PREFIX, flen);
                 if (a < 0)
                         return a;
                 opened |= a;
-                off += PREFIX + flen;
         }
         memmove(h->in, h->in + off, h->in_len - off);
         h->in_len -= off;
         return opened;
+}
+
+uint64_t smolvm_lane_host_dropped(const smolvm_lane_host *h)
+{
+        return h->n_dropped;
+}
+
+/* An ACK when due. One the device did not take is due again with the next
+ * frame or when the socket is drained (a lost last ACK would stall a full
+ * window). */
+static void guest_ack(smolvm_lane_guest *g)
+{
+        uint8_t ack[SMOLVM_LANE_FRAME_HDR];
+        uint64_t acked = g->rx.acked;
+        if (smolvm_lane_rx_ack(&g->rx, false, ack) &&
+            send(g->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(ack))
+                g->rx.acked = acked;
 }
 
 ssize_t smolvm_lane_guest_recv(void *userdata, uint8_t *buf, size_t cap)
@@ -167,7 +203,13 @@ ssize_t smolvm_lane_guest_recv(void *userdata, uint8_t *buf, size_t cap)
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
+                        if (errno != EWOULDBLOCK)
+                                return negative_errno();
+                        /* Drained: an ACK the device did not take earlier
+                         * goes now (with the window full, no next frame
+                         * would carry it). */
+                        guest_ack(g);
+                        return -EAGAIN;
                 }
                 size_t len = 0;
                 int a = smolvm_lane_rx_on_hdr(&g->rx, hdr, (size_t)r, &len);
@@ -177,13 +219,7 @@ ssize_t smolvm_lane_guest_recv(void *userdata, uint8_t *buf, size_t cap)
                         g->n_stale++;
                         continue;
                 }
-                uint8_t ack[SMOLVM_LANE_FRAME_HDR];
-                uint64_t acked = g->rx.acked;
-                /* An ACK the device did not take is due again with the next
-                 * frame (a lost last ACK would stall a full window). */
-                if (smolvm_lane_rx_ack(&g->rx, false, ack) &&
-                    send(g->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(ack))
-                        g->rx.acked = acked;
+                guest_ack(g);
                 return (ssize_t)len;
         }
 }

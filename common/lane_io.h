@@ -28,13 +28,18 @@ void smolvm_lane_host_free(smolvm_lane_host *h);
 void smolvm_lane_host_start(smolvm_lane_host *h, uint64_t epoch, uint32_t window);
 /* smolvm_mux_lane.send: frames what the window allows of iov. */
 ssize_t smolvm_lane_host_send(void *h, const struct iovec *iov, int n);
-/* The fd is readable: take the guest's frames. Returns 1 when the window
- * opened (kick the mux), 0, or negative errno (EOF, a malformed or lying
- * frame: drop the lane and the channel). */
+/* The fd is readable: take the guest's frames (at most 4 KiB per call).
+ * Frames that are no lane ACK (the guest kernel's own, junk, any length) are
+ * dropped and counted. Returns 1 when the window opened (kick the mux), 0, or
+ * negative errno: -ECONNRESET (EOF: QEMU went away), -EPROTO (an ACK of this
+ * epoch for bytes never sent or behind an earlier one: drop the lane and the
+ * channel), another (the socket failed). */
 int smolvm_lane_host_on_readable(smolvm_lane_host *h);
 /* The fd is writable: finish a frame left half-written. Returns 1 when it
  * went out (kick the mux), 0, or negative errno. */
 int smolvm_lane_host_on_writable(smolvm_lane_host *h);
+/* Frames from the guest dropped as no ACK. */
+uint64_t smolvm_lane_host_dropped(const smolvm_lane_host *h);
 /* Payload bytes framed since the last smolvm_lane_host_start(). */
 uint64_t smolvm_lane_host_sent(const smolvm_lane_host *h);
 /* Whether a frame waits for the fd to be writable (watch EPOLLOUT). */

@@ -74,6 +74,26 @@ static void lane_fail(sup_lane *l, int err, const char *why)
         sup_log("lane: %s (%s)", why, strerror(-err));
 }
 
+static void lane_close(sup_lane *l)
+{
+        if (l->fd < 0)
+                return;
+        sup_log("lane: %llu bytes carried to the guest (%llu lane starts, %llu frames from the guest dropped)",
+                (unsigned long long)(l->sent_before + smolvm_lane_host_sent(l->host)), (unsigned long long)l->n_starts,
+                (unsigned long long)smolvm_lane_host_dropped(l->host));
+        (void)smolvm_evloop_del(l->s->loop, l->fd);
+        l->fd = safe_close(l->fd);
+}
+
+/* A write failed: QEMU gone (its exit is boot.c's to report), or a real error. */
+static void lane_io_error(sup_lane *l, int err)
+{
+        if (err == -EPIPE || err == -ECONNRESET)
+                lane_close(l);
+        else
+                lane_fail(l, err, "writing to QEMU's lane socket failed");
+}
+
 static void lane_update_events(sup_lane *l)
 {
         if (l->fd < 0 || l->failed)
@@ -96,9 +116,11 @@ static ssize_t lane_send(void *userdata, const struct iovec *iov, int n)
         sup_lane *l = userdata;
         if (l->failed)
                 return l->failed;
+        if (l->fd < 0)
+                return -EPIPE; /* QEMU went away: so does the channel */
         ssize_t w = smolvm_lane_host_send(l->host, iov, n);
         if (w < 0 && w != -EAGAIN)
-                lane_fail(l, (int)w, "writing to QEMU's lane socket failed");
+                lane_io_error(l, (int)w);
         lane_update_events(l);
         return w;
 }
@@ -112,8 +134,15 @@ static void lane_io(void *userdata, int fd, uint32_t events)
                 return;
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 r = smolvm_lane_host_on_readable(l->host);
+                if (r == -ECONNRESET) {
+                        /* QEMU is going away (a poweroff, a stop): boot.c sees
+                         * its exit; nothing more will go this way. */
+                        lane_close(l);
+                        return;
+                }
                 if (r < 0) {
-                        lane_fail(l, r, r == -ECONNRESET ? "QEMU closed the lane socket" : "a bad frame from the guest");
+                        lane_fail(l, r, r == -EPROTO ? "the guest acknowledged bytes it was never sent"
+                                                     : "reading QEMU's lane socket failed");
                         return;
                 }
                 kick |= r;
@@ -121,7 +150,7 @@ static void lane_io(void *userdata, int fd, uint32_t events)
         if (events & EPOLLOUT) {
                 r = smolvm_lane_host_on_writable(l->host);
                 if (r < 0) {
-                        lane_fail(l, r, "writing to QEMU's lane socket failed");
+                        lane_io_error(l, r);
                         return;
                 }
                 kick |= r;
@@ -201,13 +230,12 @@ void sup_lane_request(sup *s, uint64_t epoch, uint32_t window)
 
 static int lane_create(sup *s, void **ret)
 {
-        if (getenv("SMOLVM_NO_LANE")) {
-                sup_log("lane: off (SMOLVM_NO_LANE)");
-                *ret = NULL;
-                return 0;
-        }
-        if (s->restoring && !snapshot_has_lane(s->cfg.snapshot_dir)) {
-                sup_log("lane: the snapshot was taken without the lane's device; restoring without it");
+        /* A restore has the device exactly when its snapshot had it (QEMU
+         * refuses a state whose devices differ); SMOLVM_NO_LANE (benchmarks,
+         * tests) leaves it out of a boot. */
+        if (s->restoring ? !snapshot_has_lane(s->cfg.snapshot_dir) : getenv("SMOLVM_NO_LANE") != NULL) {
+                sup_log("lane: off (%s)", s->restoring ? "the snapshot was taken without the lane's device"
+                                                       : "SMOLVM_NO_LANE is set");
                 *ret = NULL;
                 return 0;
         }
@@ -249,14 +277,7 @@ static int lane_step(void *self, uint64_t now_ms)
 static void lane_detach(void *self)
 {
         sup_lane *l = self;
-        if (l->host)
-                sup_log("lane: %llu bytes carried to the guest (%llu lane starts)",
-                        (unsigned long long)(l->sent_before + smolvm_lane_host_sent(l->host)),
-                        (unsigned long long)l->n_starts);
-        if (l->fd >= 0) {
-                (void)smolvm_evloop_del(l->s->loop, l->fd);
-                l->fd = safe_close(l->fd);
-        }
+        lane_close(l);
         l->mux = NULL;
 }
 

@@ -6,7 +6,11 @@
 
 #include "check_main.h"
 #include "lane.h"
+#include "lane_io.h"
 #include "util.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define FRAME_MAX (SMOLVM_LANE_FRAME_HDR + SMOLVM_LANE_MAX_PAYLOAD)
 
@@ -251,6 +255,82 @@ START_TEST(test_end_to_end)
 }
 END_TEST
 
+/* Write one frame as QEMU's -netdev stream does: 4-byte big-endian length. */
+static void put_stream_frame(int fd, const uint8_t *frame, uint32_t len)
+{
+        uint8_t pfx[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len };
+        ck_assert_int_eq(write(fd, pfx, 4), 4);
+        size_t off = 0;
+        while (off < len) {
+                ssize_t w = write(fd, frame + off, len - off);
+                ck_assert_int_gt(w, 0);
+                off += (size_t)w;
+        }
+}
+
+/* Feed the host end until it has consumed everything or said no; returns
+ * the OR of its positive results, or its first negative one. */
+static int host_drain(smolvm_lane_host *h, int fd)
+{
+        int opened = 0;
+        for (int i = 0; i < 10000; i++) {
+                int r = smolvm_lane_host_on_readable(h);
+                if (r < 0)
+                        return r;
+                opened |= r;
+                uint8_t b;
+                if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0)
+                        return opened; /* all consumed */
+        }
+        return -ELOOP;
+}
+
+/* What the guest sends on the lane's interface besides ACKs (IPv6 router
+ * solicitations, ARP, a hostile guest's junk, a 60 KB frame) is dropped after
+ * a bounded read, never taken as a lie that breaks the lane; the ACK after it
+ * still opens the window. */
+START_TEST(test_host_ignores_other_frames)
+{
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+        int big = 1 << 20;
+        (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+        smolvm_lane_host *h;
+        ck_assert_int_eq(smolvm_lane_host_new(sv[1], &h), 0);
+        smolvm_lane_host_start(h, 7, SMOLVM_LANE_WINDOW_MIN);
+        static uint8_t data[SMOLVM_LANE_MAX_PAYLOAD];
+        struct iovec iov = { data, sizeof(data) };
+        ck_assert_int_eq(smolvm_lane_host_send(h, &iov, 1), (int)sizeof(data));
+        ck_assert_int_eq(smolvm_lane_host_send(h, &iov, 1), -EAGAIN); /* window full */
+
+        static uint8_t junk[60000];
+        memset(junk, 0x5a, sizeof(junk));
+        junk[12] = 0x86, junk[13] = 0xdd; /* IPv6 */
+        put_stream_frame(sv[0], junk, 90);
+        put_stream_frame(sv[0], junk, sizeof(junk));
+        junk[12] = 0x88, junk[13] = 0xb5; /* the lane's ethertype, but no lane header */
+        put_stream_frame(sv[0], junk, 60);
+        put_stream_frame(sv[0], junk, 0);
+        smolvm_lane_rx rx;
+        smolvm_lane_rx_init(&rx, 7, SMOLVM_LANE_WINDOW_MIN);
+        rx.next = sizeof(data);
+        uint8_t ack[SMOLVM_LANE_FRAME_HDR];
+        ck_assert(smolvm_lane_rx_ack(&rx, true, ack));
+        put_stream_frame(sv[0], ack, sizeof(ack));
+        ck_assert_int_eq(host_drain(h, sv[1]), 1);
+        ck_assert_uint_gt(smolvm_lane_host_send(h, &iov, 1), 0); /* the window opened */
+
+        /* An ACK beyond what was sent is still a lie. */
+        rx.next = 10u * sizeof(data);
+        ck_assert(smolvm_lane_rx_ack(&rx, true, ack));
+        put_stream_frame(sv[0], ack, sizeof(ack));
+        ck_assert_int_eq(host_drain(h, sv[1]), -EPROTO);
+        smolvm_lane_host_free(h);
+        close(sv[0]);
+        close(sv[1]);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("lane");
@@ -262,6 +342,7 @@ int main(void)
         tcase_add_test(tc, test_rx_sequence);
         tcase_add_test(tc, test_epoch_after_restore);
         tcase_add_test(tc, test_end_to_end);
+        tcase_add_test(tc, test_host_ignores_other_frames);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }
