@@ -30,6 +30,7 @@ typedef struct sup_lane {
         smolvm_lane_host *host;
         uint32_t events;
         smolvm_mux *mux;         /* the channel the lane was started on */
+        bool off;                /* no device for this run (lane_prepare) */
         int failed;              /* a negative errno once the lane broke */
         const char *why;
         uint64_t n_starts;
@@ -201,7 +202,7 @@ static int lane_connect(sup_lane *l)
 void sup_lane_request(sup *s, uint64_t epoch, uint32_t window)
 {
         sup_lane *l = s->lane;
-        if (!l || l->failed || !s->mux)
+        if (!l || l->off || l->failed || !s->mux)
                 return;
         if (l->fd < 0) {
                 int r = lane_connect(l);
@@ -230,15 +231,6 @@ void sup_lane_request(sup *s, uint64_t epoch, uint32_t window)
 
 static int lane_create(sup *s, void **ret)
 {
-        /* A restore has the device exactly when its snapshot had it (QEMU
-         * refuses a state whose devices differ); SMOLVM_NO_LANE (benchmarks,
-         * tests) leaves it out of a boot. */
-        if (s->restoring ? !snapshot_has_lane(s->cfg.snapshot_dir) : getenv("SMOLVM_NO_LANE") != NULL) {
-                sup_log("lane: off (%s)", s->restoring ? "the snapshot was taken without the lane's device"
-                                                       : "SMOLVM_NO_LANE is set");
-                *ret = NULL;
-                return 0;
-        }
         sup_lane *l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
@@ -257,6 +249,16 @@ static int lane_create(sup *s, void **ret)
 static int lane_prepare(void *self, sup_vm_extra *x)
 {
         sup_lane *l = self;
+        sup *s = l->s;
+        /* A restore has the device exactly when its snapshot had it (its
+         * guest's kernel knows the devices it probed at boot, and no more);
+         * SMOLVM_NO_LANE (benchmarks, tests) leaves it out of a boot. */
+        if (s->restoring ? !snapshot_has_lane(s->cfg.snapshot_dir) : getenv("SMOLVM_NO_LANE") != NULL) {
+                sup_log("lane: off (%s)", s->restoring ? "the snapshot was taken without the lane's device"
+                                                       : "SMOLVM_NO_LANE is set");
+                l->off = true;
+                return 0;
+        }
         /* QEMU listens there; one a killed run left would make it fail. */
         (void)unlink(l->path);
         x->lane_path = l->path;

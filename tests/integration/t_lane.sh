@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The lane (docs/protocol.md, "The lane"): a VM's host -> guest channel bytes
+# ride a virtio-net device on `-netdev stream` instead of virtio-serial. The
+# witnesses are not ours: sha256sum of what `exec -i cat` took in, and the
+# guest kernel's byte counter of the lane's interface; plus the supervisor's
+# own counter. Then a snapshot of it restores with the lane (a new epoch), a VM
+# booted without the device (SMOLVM_NO_LANE) stays on the channel, and a
+# snapshot of that one restores without the device.
+# Two cold boots, two restores.
+. "$(dirname "$0")/lib.sh"
+
+MIB=8
+head -c $((MIB << 20)) /dev/urandom >"$T/blob"
+want=$(sha256sum <"$T/blob" | cut -d' ' -f1)
+lane_mac=52:54:00:5c:4c:01
+# The lane interface's received bytes (kernel counter), or "none".
+lane_rx() {
+        "$SMOLVM" exec "$1" -- sh -c "for d in /sys/class/net/*; do
+                [ \"\$(cat \$d/address)\" = $lane_mac ] && { cat \$d/statistics/rx_bytes; exit; }; done; echo none"
+}
+sup_log() { cat "$SMOLVM_HOME/vms/$1/supervisor.log"; }
+cat_sum() { "$SMOLVM" exec -i "$1" -- sh -c 'cat | sha256sum' <"$T/blob" | cut -d' ' -f1; }
+
+# ---- a VM with the lane ----
+id=$("$SMOLVM" create --name ln 2>"$T/err"); rc=$?
+check_or_bail "create a VM (rc $rc)" "$rc"
+check "the supervisor started the lane when the guest asked" sh -c "grep -q 'lane: on (epoch' '$SMOLVM_HOME/vms/$id/supervisor.log'"
+mtu=$("$SMOLVM" exec ln -- sh -c "for d in /sys/class/net/*; do [ \"\$(cat \$d/address)\" = $lane_mac ] && cat \$d/mtu; done")
+check "the guest's lane interface is up with MTU 65000 ($mtu)" test "$mtu" = 65000
+check "... and carries no address" sh -c "! '$SMOLVM' exec ln -- cat /proc/net/fib_trie | grep -q '10\.'"
+rx0=$(lane_rx ln)
+got=$(cat_sum ln)
+rx1=$(lane_rx ln)
+check "exec -i cat: $MIB MiB sha256-equal" test "$got" = "$want"
+diag "lane interface rx bytes: $rx0 -> $rx1"
+check "the guest's lane interface received the $MIB MiB" sh -c "[ '$rx0' != none ] && [ \$(( $rx1 - $rx0 )) -ge $((MIB << 20)) ]"
+
+# ---- snapshot, restore: the lane again, a new epoch ----
+"$SMOLVM" snapshot create --name lsnap ln >/dev/null 2>"$T/err"; rc=$?
+check "snapshot the lane VM (rc $rc)" test "$rc" -eq 0
+rid=$("$SMOLVM" create --from-snapshot lsnap --name lr 2>"$T/err"); rc=$?
+check "restore it (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+e1=$(sup_log "$id" | sed -n 's/.*lane: on (epoch \([0-9a-f]*\).*/\1/p' | head -1)
+e2=$(sup_log "$rid" | sed -n 's/.*lane: on (epoch \([0-9a-f]*\).*/\1/p' | head -1)
+check "the restored VM's lane is on, with a new epoch ($e1 -> $e2)" sh -c "[ -n '$e2' ] && [ '$e1' != '$e2' ]"
+rx0=$(lane_rx lr)
+got=$(cat_sum lr)
+rx1=$(lane_rx lr)
+check "restored: exec -i cat $MIB MiB sha256-equal" test "$got" = "$want"
+check "restored: the lane interface received them ($rx0 -> $rx1)" sh -c "[ '$rx0' != none ] && [ \$(( $rx1 - $rx0 )) -ge $((MIB << 20)) ]"
+"$SMOLVM" rm -f lr >/dev/null 2>&1
+
+"$SMOLVM" stop ln >/dev/null 2>"$T/err"; rc=$?
+check "stop: exit 0, the VM stopped, not failed (rc $rc)" sh -c "[ $rc -eq 0 ] && '$SMOLVM' ls | grep -qE '^[0-9a-f]+ +ln +stopped'"
+carried=$(sup_log "$id" | sed -n 's/.*lane: \([0-9]*\) bytes carried to the guest.*/\1/p' | tail -1)
+check "the supervisor's counter: ${carried:-no} bytes carried on the lane (>= $MIB MiB)" sh -c "[ -n '$carried' ] && [ '$carried' -ge $((MIB << 20)) ]"
+
+# ---- without the device: everything on the channel ----
+nid=$(SMOLVM_NO_LANE=1 "$SMOLVM" create --name nl 2>"$T/err"); rc=$?
+check_or_bail "create a VM with SMOLVM_NO_LANE=1 (rc $rc)" "$rc"
+check "no lane: the supervisor says so" sh -c "grep -q 'lane: off (SMOLVM_NO_LANE' '$SMOLVM_HOME/vms/$nid/supervisor.log'"
+check "no lane: the guest has no lane interface" test "$(lane_rx nl)" = none
+check "no lane: exec -i cat $MIB MiB sha256-equal" test "$(cat_sum nl)" = "$want"
+"$SMOLVM" snapshot create --name nsnap nl >/dev/null 2>"$T/err"; rc=$?
+check "snapshot the VM without the lane (rc $rc)" test "$rc" -eq 0
+nrid=$("$SMOLVM" create --from-snapshot nsnap --name nr 2>"$T/err"); rc=$?
+check "a snapshot without the lane's device restores (rc $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
+check "... without the device" sh -c "grep -q 'lane: off (the snapshot was taken without' '$SMOLVM_HOME/vms/$nrid/supervisor.log'"
+check "... and its channel carries exec -i cat $MIB MiB sha256-equal" test "$(cat_sum nr)" = "$want"
+"$SMOLVM" rm -f nr nl ln >/dev/null 2>&1
+"$SMOLVM" snapshot rm lsnap nsnap >/dev/null 2>&1
+finish
