@@ -7,7 +7,12 @@
 #   - connect latency: 200 connections, each until the server's first byte
 #     (time to first byte), and connect() alone, p50/p99;
 #   - then bench/port.sh MIB RUNS (port forward guest -> host vs `exec -- cat`).
-# The slirp peer is the same image, kernel, init, memory and CPUs; it is made with
+# Ours runs as every VM does, with the lane (docs/protocol.md: the host -> guest
+# bytes on a virtio-net device instead of virtio-serial); a third VM, "nolane",
+# is ours booted with SMOLVM_NO_LANE=1 (everything on the channel: what ours was
+# before the lane), unless BENCH_NOLANE=0.
+# The slirp peer (booted with SMOLVM_NO_LANE=1: its only NIC is slirp's) is the
+# same image, kernel, init, memory and CPUs; it is made with
 # SMOLVM_QEMU set to a wrapper that appends `-netdev user -device virtio-net-device`,
 # and the guest loads virtio_net (from the cached kernel .deb: our image carries no
 # NIC driver) and configures eth0 10.0.2.15/24 with python ioctls (no iproute2 in
@@ -24,8 +29,11 @@ runs=${2:-3}
 . "$(dirname "$0")/lib.sh"
 orig_home=${SMOLVM_HOME:-}
 bench_env net
+vms=(benchours benchslirp)
+[ "${BENCH_NOLANE:-1}" = 0 ] || vms=(benchours benchnolane benchslirp)
 cleanup_vms() {
         "$smolvm" rm -f benchours >/dev/null 2>&1 || true
+        "$smolvm" rm -f benchnolane >/dev/null 2>&1 || true
         "$smolvm" rm -f benchslirp >/dev/null 2>&1 || true
         bench_cleanup
 }
@@ -96,18 +104,20 @@ PY
 
 shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
 "$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
-SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
+[ "${vms[1]}" = benchnolane ] &&
+        SMOLVM_NO_LANE=1 "$smolvm" create --name benchnolane "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
+SMOLVM_NO_LANE=1 SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
 bench_nic_modules benchslirp
 "$smolvm" exec benchslirp -- python3 - <"$work/slirpnet.py"
-for vm in benchours benchslirp; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$work/client.py"; done
+for vm in "${vms[@]}"; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$work/client.py"; done
 
-peer() { [ "$1" = benchours ] && echo bench.test || echo 10.0.2.2; }
+peer() { [ "$1" = benchslirp ] && echo 10.0.2.2 || echo bench.test; }
 # Warm-up: one small download each (page cache, python, the first connection).
-for vm in benchours benchslirp; do "$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 5 >/dev/null; done
+for vm in "${vms[@]}"; do "$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 5 >/dev/null; done
 
 declare -A dl_sum
 for i in $(seq "$runs"); do
-        for vm in benchours benchslirp; do
+        for vm in "${vms[@]}"; do
                 t=$("$smolvm" exec $vm -- python3 /tmp/client.py dl "$(peer $vm)" "$port" "$mib")
                 dl_sum[$vm]=$(echo "${dl_sum[$vm]:-0} + $t" | bc -l)
                 printf 'run %d: %-10s download %d MiB in %6.2f s (%6.1f MiB/s)\n' "$i" "${vm#bench}" "$mib" "$t" \
@@ -118,14 +128,18 @@ o=$(echo "$mib * $runs / ${dl_sum[benchours]}" | bc -l)
 s=$(echo "$mib * $runs / ${dl_sum[benchslirp]}" | bc -l)
 printf 'download, mean of %d: ours %.1f MiB/s, slirp %.1f MiB/s, ratio ours/slirp %.2f\n' "$runs" "$o" "$s" \
         "$(echo "$o / $s" | bc -l)"
+if [ "${vms[1]}" = benchnolane ]; then
+        n=$(echo "$mib * $runs / ${dl_sum[benchnolane]}" | bc -l)
+        printf 'download, mean of %d: ours without the lane %.1f MiB/s, ratio nolane/slirp %.2f, ours/nolane %.2f\n' \
+                "$runs" "$n" "$(echo "$n / $s" | bc -l)" "$(echo "$o / $n" | bc -l)"
+fi
 
-for vm in benchours benchslirp; do
+for vm in "${vms[@]}"; do
         read -r c50 c99 f50 f99 < <("$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 200)
         printf 'latency, 200 connections, %-5s: first byte p50 %6.2f ms p99 %6.2f ms; connect() p50 %6.2f ms p99 %6.2f ms\n' \
                 "${vm#bench}" "$f50" "$f99" "$c50" "$c99"
 done
-"$smolvm" rm -f benchours >/dev/null
-"$smolvm" rm -f benchslirp >/dev/null
+for vm in "${vms[@]}"; do "$smolvm" rm -f $vm >/dev/null; done
 echo "load after the network part: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Port forwarding, same invocation: bench/port.sh with its own VM.
 [ "${BENCH_PORT:-1}" = 0 ] && exit 0
