@@ -271,28 +271,15 @@ int sup_boot_restore_begin(sup *s)
 static void restore_connect(sup *s)
 {
         _cleanup_free_ char *path = sup_dir_path(s, VMDIR_CHAN);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         s->chan_connect_ms = 0;
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                on_broken(s, -ENAMETOOLONG, "chan.sock path too long");
+        int fd = sup_vmm_connect(s->vmm, path);
+        if (fd == -EPERM || fd == -ENAMETOOLONG) {
+                on_broken(s, fd, fd == -EPERM ? "chan.sock is not our QEMU's" : "chan.sock path too long");
                 return;
         }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                sup_log("restore: connecting %s: %m (again in %u ms)", path, RESTORE_GUEST_CLOSE_MS);
-                safe_close(fd);
+        if (fd < 0) {
+                sup_log("restore: connecting %s: %s (again in %u ms)", path, strerror(-fd), RESTORE_GUEST_CLOSE_MS);
                 s->chan_connect_ms = now_ms() + RESTORE_GUEST_CLOSE_MS;
-                return;
-        }
-        /* The VM dir is private, but be exact: only our QEMU may be the guest. */
-        struct ucred cred = { 0 };
-        socklen_t cred_len = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
-            cred.pid != sup_vmm_pid(s->vmm)) {
-                sup_log(VMDIR_CHAN ": listened on by pid %d, not our QEMU", (int)cred.pid);
-                safe_close(fd);
-                on_broken(s, -EPERM, "chan.sock is not our QEMU's");
                 return;
         }
         s->chan_hello_deadline_ms = now_ms() + RESTORE_HELLO_MS;

@@ -15,7 +15,6 @@
 #include "lane_io.h"
 #include "log.h"
 #include "sup.h"
-#include "unixsock.h"
 #include "util.h"
 #include "vmdir.h"
 
@@ -161,26 +160,17 @@ static void lane_io(void *userdata, int fd, uint32_t events)
         lane_update_events(l);
 }
 
+/* A restore connected before the state loaded (qemu.c); a boot connects now
+ * (the guest sends nothing on the lane before LANE_ON). */
 static int lane_connect(sup_lane *l)
 {
         sup *s = l->s;
-        struct sockaddr_un sa;
-        _cleanup_close_ int dir_fd = -1;
-        int r = unix_sockaddr_at(s->vm_dir, VMDIR_LANE, &sa, &dir_fd);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return negative_errno();
-        /* The VM dir is private, but be exact: only our QEMU may be the device. */
-        struct ucred cred = { 0 };
-        socklen_t cred_len = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !s->vmm ||
-            cred.pid != sup_vmm_pid(s->vmm)) {
-                sup_log(VMDIR_LANE ": listened on by pid %d, not our QEMU", (int)cred.pid);
-                return -EPERM;
-        }
-        r = fd_set_nonblock(fd, true);
+        _cleanup_close_ int fd = sup_vmm_take_lane_fd(s->vmm);
+        if (fd < 0)
+                fd = sup_vmm_connect(s->vmm, l->path);
+        if (fd < 0)
+                return fd;
+        int r = fd_set_nonblock(fd, true);
         if (r < 0)
                 return r;
         /* Room for a window of frames in the kernel, not in our process. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@
 struct sup_vmm {
         pid_t pid; /* 0 once reaped */
         int wstatus;
+        int lane_fd; /* a restore's connection to the lane's socket, until taken */
 };
 
 /* SMOLVM_QEMU overrides the binary (a QEMU build of one's own; the tests use it to
@@ -185,7 +187,34 @@ static int restore_qmp(int fd, const char *cmd, char *buf, size_t size, size_t *
 /* -incoming defer: x-ignore-shared (the RAM is the snapshot's file, mapped),
  * then the state from fd 4; QEMU starts the guest once it is loaded (the
  * snapshot carries no runstate: store-global-state=off). */
-static int restore_incoming(int fd)
+int sup_vmm_connect(const sup_vmm *vmm, const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return negative_errno();
+        /* The VM dir is private, but be exact: only our QEMU may listen there. */
+        struct ucred cred = { 0 };
+        socklen_t cred_len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 || !vmm || cred.pid != vmm->pid) {
+                sup_log("%s: listened on by pid %d, not our QEMU", path, (int)cred.pid);
+                return -EPERM;
+        }
+        return TAKE_FD(fd);
+}
+
+int sup_vmm_take_lane_fd(sup_vmm *vmm)
+{
+        int fd = vmm ? vmm->lane_fd : -1;
+        if (vmm)
+                vmm->lane_fd = -1;
+        return fd;
+}
+
+static int restore_incoming(sup_vmm *vmm, int fd, const char *lane_path)
 {
         _cleanup_free_ char *buf = malloc(64 * 1024);
         size_t len = 0;
@@ -198,6 +227,13 @@ static int restore_incoming(int fd)
                 "{\"execute\":\"qmp_capabilities\"}\n",
                 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
                 "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}\n",
+                /* No self-announce (a RARP per NIC once the state is loaded):
+                 * nobody on the lane learns MACs, and it is sent while the VM
+                 * is not running yet, so QEMU queues it and flushes it at
+                 * vm_start to a stream that may have no client yet: QEMU 7.2
+                 * crashes there (SIGSEGV in qio_channel_writev; seen in about
+                 * 1 restore of 10 before this). */
+                "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"announce-rounds\":0}}\n",
                 incoming,
         };
         if (!buf)
@@ -206,6 +242,21 @@ static int restore_incoming(int fd)
                 int r = restore_qmp(fd, cmds[i], buf, 64 * 1024, &len, deadline);
                 if (r < 0)
                         return r;
+                /* Before the state loads, so that the lane's device has its
+                 * peer when the guest resumes and sends what was in its ring
+                 * at the snapshot (QEMU 7.2 crashes delivering a packet to a
+                 * stream nobody connected). QEMU creates the socket in a
+                 * thread of its own: it may not be there yet. Best effort:
+                 * without it, the lane duty connects on LANE_REQ. */
+                if (i == 0 && lane_path) {
+                        do {
+                                r = sup_vmm_connect(vmm, lane_path);
+                        } while ((r == -ENOENT || r == -ECONNREFUSED) && now_ms() < deadline && usleep(2000) == 0);
+                        if (r < 0)
+                                sup_log("restore: connecting to the lane's socket before the state loads: %s",
+                                        strerror(-r));
+                        vmm->lane_fd = r < 0 ? -1 : r;
+                }
         }
         return 0;
 }
@@ -221,6 +272,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
 
         if (!vmm)
                 return -ENOMEM;
+        vmm->lane_fd = -1;
         disk = qemu_opt_escape(spec->disk);
         chan = qemu_opt_escape(spec->chan_path);
         if (!disk || !chan)
@@ -422,7 +474,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 smolvm_accel_name(spec->accel), spec->mem_mib, spec->cpus);
         if (qmp_ours >= 0) {
                 qmp_theirs = safe_close(qmp_theirs);
-                r = restore_incoming(qmp_ours);
+                r = restore_incoming(vmm, qmp_ours, spec->lane_path);
                 if (r < 0) {
                         sup_log("restore: QEMU refused the incoming state (see qemu.log): %s", strerror(-r));
                         (void)sup_vmm_stop(vmm); /* kill and reap */
@@ -483,5 +535,6 @@ void sup_vmm_free(sup_vmm *vmm)
         if (!vmm)
                 return;
         (void)sup_vmm_stop(vmm);
+        safe_close(vmm->lane_fd);
         free(vmm);
 }

@@ -74,5 +74,13 @@ int sup_vmm_poll(sup_vmm *vmm, int *ret_wstatus);
  * wait status of the VMM, or -1 if it was already reaped. */
 int sup_vmm_stop(sup_vmm *vmm);
 
+/* Connect to a Unix socket the VMM listens on (path), checking that the VMM
+ * is the peer (SO_PEERCRED). Returns a blocking O_CLOEXEC fd or a negative
+ * errno (-EPERM: someone else listens there). */
+int sup_vmm_connect(const sup_vmm *vmm, const char *path);
+/* A restore with the lane: the connection to spec->lane_path made before the
+ * state was loaded (ownership passes to the caller), or -1. */
+int sup_vmm_take_lane_fd(sup_vmm *vmm);
+
 /* Stops the VMM if still running. Accepts NULL. */
 void sup_vmm_free(sup_vmm *vmm);

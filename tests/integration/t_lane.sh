@@ -6,7 +6,7 @@
 # own counter. Then a snapshot of it restores with the lane (a new epoch), a VM
 # booted without the device (SMOLVM_NO_LANE) stays on the channel, and a
 # snapshot of that one restores without the device.
-# Two cold boots, two restores.
+# Two cold boots, twelve restores.
 . "$(dirname "$0")/lib.sh"
 
 MIB=8
@@ -50,6 +50,15 @@ rx1=$(lane_rx lr)
 check "restored: exec -i cat $MIB MiB sha256-equal" test "$got" = "$want"
 check "restored: the lane interface received them ($rx0 -> $rx1)" sh -c "[ '$rx0' != none ] && [ \$(( $rx1 - $rx0 )) -ge $((MIB << 20)) ]"
 "$SMOLVM" rm -f lr >/dev/null 2>&1
+# QEMU 7.2 crashed (SIGSEGV, "qemu-system-x86_64 failed to start (killed by
+# signal 11)") in about 1 restore of 10 with the lane's device: its
+# self-announce, queued before the guest resumed, flushed to a stream with no
+# client (qemu.c). Ten restores in a row.
+bad=0
+for i in 1 2 3 4 5 6 7 8 9 10; do
+        out=$("$SMOLVM" run --from-snapshot lsnap -- echo ok 2>"$T/err") || { bad=$((bad + 1)); diag "$(head -1 "$T/err")"; }
+done
+check "ten restores of the lane snapshot in a row all work ($bad failed)" test "$bad" -eq 0
 
 "$SMOLVM" stop ln >/dev/null 2>"$T/err"; rc=$?
 check "stop: exit 0, the VM stopped, not failed (rc $rc)" sh -c "[ $rc -eq 0 ] && '$SMOLVM' ls | grep -qE '^[0-9a-f]+ +ln +stopped'"
