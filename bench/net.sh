@@ -76,16 +76,7 @@ for vm in "${vms[@]}"; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$h
 
 peer() { [ "$1" = benchslirp ] && echo 10.0.2.2 || echo bench.test; }
 # Warm-up: one small download each (page cache, python, the first connection).
-# The slirp VM's first connection sometimes fails "No route to host" under load
-# (seen in 3 of 5 runs at load 7-10, session 7; never by hand): retried here.
-for vm in "${vms[@]}"; do
-        for try in 1 2 3 4 5; do
-                "$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 5 >/dev/null 2>"$work/warmup.err" && break
-                log "$vm: warm-up connection failed ($(tail -1 "$work/warmup.err")), again in 1 s"
-                [ "$try" = 5 ] && exit 1
-                sleep 1
-        done
-done
+for vm in "${vms[@]}"; do "$smolvm" exec $vm -- python3 /tmp/client.py lat "$(peer $vm)" $((port + 1)) 5 >/dev/null; done
 
 declare -A dl_sum
 for i in $(seq "$runs"); do
