@@ -12,7 +12,11 @@
  * command move the entries into DIR: renames when DIR holds nothing else, hard
  * links over the old names otherwise (cp -al: no data is copied). Any failure,
  * Ctrl-C included, removes the staging directory. DIR's own mode and owner
- * stay (the archive's "./" entry goes to the staging directory). */
+ * stay (the archive's "./" entry goes to the staging directory). No sync
+ * before the move: it is renames (or links) on one file system, and what is
+ * promised is no half-unpacked directory after a failed hydrate, not
+ * durability across a guest crash; a sync would add the writeback (~0.6 s of
+ * guest CPU for 53 MB under TCG) to every hydrate. */
 #include <fcntl.h>
 #include <stdio.h>
 
