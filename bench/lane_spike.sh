@@ -137,21 +137,9 @@ PY
 cat >"$work/client.py" <<'PY'
 import socket, struct, sys, time
 mode = sys.argv[1]
-if mode == "tcp":
-    host, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    buf = bytearray(256 << 10); mv = memoryview(buf)
-    t0 = time.monotonic()
-    s = socket.create_connection((host, port))
-    got = 0
-    while True:
-        r = s.recv_into(mv)
-        if r == 0:
-            break
-        got += r
-    t = time.monotonic() - t0
-    if got != n << 20:
-        sys.exit("got %d bytes" % got)
-    print("%.3f" % t)
+if mode == "tcp":  # bench/net_client.py's download, copied beside this file
+    from net_client import download
+    print("%.3f" % download(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     sys.exit(0)
 ifname, n, win, ack = sys.argv[2], int(sys.argv[3]) << 20, int(sys.argv[4]), int(sys.argv[5])
 delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0  # a reader that starts late
@@ -229,6 +217,7 @@ SMOLVM_QEMU="$work/bin/qemu-lane" "$smolvm" create --name benchlane "${shape[@]}
 # same shape: its BPF redirection would take slirp's connections too.
 "$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
 "$smolvm" exec benchours -- sh -c 'cat >/tmp/client.py' <"$work/client.py"
+for vm in benchours benchlane; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/net_client.py' <"$here/bench/net_client.py"; done
 "$smolvm" exec benchlane -- sh -c 'cat >/tmp/lane_relay && chmod +x /tmp/lane_relay' <"$work/lane_relay"
 bench_nic_modules benchlane
 "$smolvm" exec benchlane -- sh -c 'cat >/tmp/netsetup.py' <"$work/netsetup.py"

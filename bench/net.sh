@@ -34,44 +34,6 @@ echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 bench_net_server "$mib"
 
-# The guest's client: "dl HOST PORT MIB" prints seconds; "lat HOST PORT N" prints
-# the sorted connect() and first-byte times in ms.
-cat >"$work/client.py" <<'PY'
-import socket, sys, time
-mode, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
-if mode == "dl":
-    buf = bytearray(256 << 10)
-    mv = memoryview(buf)
-    t0 = time.monotonic()
-    s = socket.create_connection(addr)
-    got = 0
-    while True:
-        r = s.recv_into(mv)
-        if r == 0:
-            break
-        got += r
-    t = time.monotonic() - t0
-    if got != n << 20:
-        sys.exit("got %d bytes" % got)
-    print("%.3f" % t)
-else:
-    conn, first = [], []
-    for _ in range(n):
-        t0 = time.monotonic()
-        s = socket.create_connection(addr)
-        t1 = time.monotonic()
-        if s.recv(1) != b"x":
-            sys.exit("no first byte")
-        t2 = time.monotonic()
-        s.close()
-        conn.append((t1 - t0) * 1e3)
-        first.append((t2 - t0) * 1e3)
-    conn.sort(); first.sort()
-    pick = lambda v, q: v[min(len(v) - 1, int(q * len(v)))]
-    print("%.2f %.2f %.2f %.2f" % (pick(conn, .5), pick(conn, .99), pick(first, .5), pick(first, .99)))
-PY
-
 # The slirp peer's QEMU: ours plus one user-mode NIC.
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec %s "$@" -netdev user,id=bn0 -device virtio-net-device,netdev=bn0\n' \
@@ -99,7 +61,8 @@ shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
 SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
 bench_nic_modules benchslirp
 "$smolvm" exec benchslirp -- python3 - <"$work/slirpnet.py"
-for vm in benchours benchslirp; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$work/client.py"; done
+# The guest's client (dl, lat): bench/net_client.py.
+for vm in benchours benchslirp; do "$smolvm" exec $vm -- sh -c 'cat >/tmp/client.py' <"$here/bench/net_client.py"; done
 
 peer() { [ "$1" = benchours ] && echo bench.test || echo 10.0.2.2; }
 # Warm-up: one small download each (page cache, python, the first connection).

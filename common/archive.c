@@ -657,18 +657,15 @@ int archive_file_create(const char *path, archive_file *ret, char *err, size_t e
 {
         *ret = (archive_file)ARCHIVE_FILE_NONE;
         size_t n = strlen(path);
-        if (n == 0 || path[n - 1] == '/') {
-                snprintf(err, err_len, "%s: a file name is needed, not a directory", path);
-                return -EISDIR;
-        }
+        if (n == 0 || path[n - 1] == '/')
+                return errbuf_fail(-EISDIR, err, err_len, "%s: a file name is needed, not a directory", path);
         const char *slash = strrchr(path, '/');
         const char *base = slash ? slash + 1 : path;
         _cleanup_free_ char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
         char *name = strdup(base);
         if (!dir || !name) {
                 free(name);
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
+                return errbuf_fail(-ENOMEM, err, err_len, "out of memory");
         }
         archive_file f = { .fd = -1, .name = name };
         int r = 0;

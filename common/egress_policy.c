@@ -229,17 +229,14 @@ static int load_list(const char *path, json_t *root, const char *key, char **out
         json_t *a = json_object_get(root, key);
         if (!a || json_is_null(a))
                 return 0;
-        if (!json_is_array(a) || json_array_size(a) > EGRESS_MAX_RULES) {
-                snprintf(err, err_len, "%s: \"%s\" must be an array of at most %u patterns", path, key,
-                         EGRESS_MAX_RULES);
-                return -EINVAL;
-        }
+        if (!json_is_array(a) || json_array_size(a) > EGRESS_MAX_RULES)
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s\" must be an array of at most %u patterns", path,
+                                   key, EGRESS_MAX_RULES);
         for (size_t i = 0; i < json_array_size(a); i++) {
                 json_t *e = json_array_get(a, i);
-                if (!json_is_string(e) || !egress_pattern_valid(json_string_value(e))) {
-                        snprintf(err, err_len, "%s: \"%s[%zu]\" is not a host pattern", path, key, i);
-                        return -EINVAL;
-                }
+                if (!json_is_string(e) || !egress_pattern_valid(json_string_value(e)))
+                        return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s[%zu]\" is not a host pattern", path,
+                                           key, i);
                 out[*n] = strdup(json_string_value(e));
                 if (!out[*n])
                         return -ENOMEM;
@@ -253,10 +250,8 @@ int egress_policy_load(const char *path, egress_policy *ret, char *err, size_t e
         json_error_t jerr;
         egress_policy p = { 0 };
         json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root) {
-                snprintf(err, err_len, "%s: %s", path, jerr.text);
-                return -EINVAL;
-        }
+        if (!root)
+                return errbuf_fail(-EINVAL, err, err_len, "%s: %s", path, jerr.text);
         int r = 0;
         json_t *mode = json_object_get(root, "mode"), *hosts = json_object_get(root, "hosts");
         if (!json_is_object(root) || (mode && !json_is_string(mode)) || (hosts && !json_is_object(hosts))) {

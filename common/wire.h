@@ -67,6 +67,10 @@ enum smolvm_chan_op {
 #define SMOLVM_CHAN_VERSION 1u
 /* The guest HELLO's features (le32 at 16) */
 #define SMOLVM_HELLO_F_IDENTITY 1u /* the guest takes SMOLVM_CHAN_OP_IDENTITY */
+/* What this build's init advertises; the image builder records it in image.json
+ * ("initramfs": "init_features") so the host knows, without a boot, whether an
+ * image's init can be restored (host/lib/template.c). */
+#define SMOLVM_HELLO_FEATURES SMOLVM_HELLO_F_IDENTITY
 
 #define SMOLVM_CHAN_IDENTITY_ENTROPY 64u
 #define SMOLVM_CHAN_IDENTITY_HOSTNAME_MAX 64u

@@ -278,7 +278,7 @@ int agent_channel_new(smolvm_evloop *loop, uint32_t init_start_ms, uint32_t read
         }
         put_le32(ch->hello_extra, init_start_ms);
         put_le32(ch->hello_extra + 4, ready_ms);
-        put_le32(ch->hello_extra + 8, SMOLVM_HELLO_F_IDENTITY);
+        put_le32(ch->hello_extra + 8, SMOLVM_HELLO_FEATURES);
 
         /* Our QEMU setup has no virtio-vsock device, so the image left the vsock
          * modules out: an AF_VSOCK socket would only make the kernel try modprobe. */

@@ -52,28 +52,23 @@ static int store_load(json_t **ret, char *err, size_t err_len)
                         return *ret ? 0 : -ENOMEM;
                 }
                 r = negative_errno();
-                snprintf(err, err_len, "%s: %s", path, strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "%s: %s", path, strerror(-r));
         }
         struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > STORE_FILE_MAX) {
-                snprintf(err, err_len, "%s: not a regular file of at most %u bytes", path, STORE_FILE_MAX);
-                return -EINVAL;
-        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > STORE_FILE_MAX)
+                return errbuf_fail(-EINVAL, err, err_len, "%s: not a regular file of at most %u bytes", path,
+                                   STORE_FILE_MAX);
         _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
         if (!buf)
                 return -ENOMEM;
         r = read_all(fd, buf, (size_t)st.st_size);
-        if (r < 0) {
-                snprintf(err, err_len, "%s: %s", path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "%s: %s", path, strerror(-r));
         json_error_t jerr;
         json_auto_t *root = json_loadb(buf, (size_t)st.st_size, 0, &jerr);
-        if (!root || !json_is_object(root)) {
-                snprintf(err, err_len, "%s: not a JSON object%s%s", path, root ? "" : ": ", root ? "" : jerr.text);
-                return -EINVAL;
-        }
+        if (!root || !json_is_object(root))
+                return errbuf_fail(-EINVAL, err, err_len, "%s: not a JSON object%s%s", path, root ? "" : ": ",
+                                   root ? "" : jerr.text);
         json_t *vars = json_object();
         if (!vars)
                 return -ENOMEM;
@@ -159,19 +154,16 @@ static int profile_render(json_t *vars, char **ret, size_t *ret_len)
 static int check_bounds(json_t *vars, char *err, size_t err_len)
 {
         size_t n = json_object_size(vars), total = 0;
-        if (n > AGENT_MAX_ENV) {
-                snprintf(err, err_len, "too many variables: %zu (at most %u)", n, AGENT_MAX_ENV);
-                return -E2BIG;
-        }
+        if (n > AGENT_MAX_ENV)
+                return errbuf_fail(-E2BIG, err, err_len, "too many variables: %zu (at most %u)", n, AGENT_MAX_ENV);
         const char *key;
         json_t *val;
         json_object_foreach(vars, key, val)
                 total += strlen(key) + json_string_length(val);
-        if (total > AGENT_ENV_MAX_TOTAL) {
-                snprintf(err, err_len, "the variables would total %zu bytes (keys + values; at most %u)", total,
-                         AGENT_ENV_MAX_TOTAL);
-                return -E2BIG;
-        }
+        if (total > AGENT_ENV_MAX_TOTAL)
+                return errbuf_fail(-E2BIG, err, err_len,
+                                   "the variables would total %zu bytes (keys + values; at most %u)", total,
+                                   AGENT_ENV_MAX_TOTAL);
         return 0;
 }
 
@@ -189,9 +181,9 @@ static int result_json(json_t *vars, char **ret, char *err, size_t err_len)
         size_t len = strlen(s);
         if (len > SMOLVM_FRAME_MAX_PAYLOAD) {
                 free(s);
-                snprintf(err, err_len, "the env would be too large to send (%zu bytes of JSON; at most %u)", len,
-                         SMOLVM_FRAME_MAX_PAYLOAD);
-                return -E2BIG;
+                return errbuf_fail(-E2BIG, err, err_len,
+                                   "the env would be too large to send (%zu bytes of JSON; at most %u)", len,
+                                   SMOLVM_FRAME_MAX_PAYLOAD);
         }
         *ret = s;
         return 0;
@@ -212,14 +204,12 @@ static int store_update(const agent_request *req, char **ret_json, char *err, si
                 return r;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                 r = negative_errno();
-                snprintf(err, err_len, "%s: %s", dir, strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "%s: %s", dir, strerror(-r));
         }
         _cleanup_close_ int lockfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
                 r = negative_errno();
-                snprintf(err, err_len, "lock %s: %s", dir, strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "lock %s: %s", dir, strerror(-r));
         }
 
         json_auto_t *vars = NULL;
@@ -250,18 +240,14 @@ static int store_update(const agent_request *req, char **ret_json, char *err, si
         /* The secrets a user stores here are root's: env.json is 0600; the
          * profile script must be readable by every login shell. */
         r = write_file_atomic(store, json, strlen(json), 0600);
-        if (r < 0) {
-                snprintf(err, err_len, "%s: %s", store, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "%s: %s", store, strerror(-r));
         if (mkdir(pdir, 0755) < 0 && errno != EEXIST)
                 r = negative_errno();
         if (r == 0)
                 r = write_file_atomic(profile_path, profile, profile_len, 0644);
-        if (r < 0) {
-                snprintf(err, err_len, "%s: %s (" STORE_FILE " was updated)", profile_path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "%s: %s (" STORE_FILE " was updated)", profile_path, strerror(-r));
         *ret_json = TAKE_PTR(answer);
         return 0;
 }

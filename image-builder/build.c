@@ -5,6 +5,7 @@
  * leaves no half-built entry; stale temp dirs are removed by the next build (under the lock). */
 #include "image_i.h"
 #include "store.h"
+#include "wire.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -166,10 +167,11 @@ static int write_image_json(ib_ctx *c, const char *path, const char *key, const 
         time_t now = time(NULL);
         struct tm tm;
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-        json_t *o = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:o}, s:{s:s, s:s?, s:s?, s:s?, s:o, s:I}}",
+        json_t *o = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:I, s:o}, s:{s:s, s:s?, s:s?, s:s?, s:o, s:I}}",
                               "version", 1, "key", key, "created", when,
                               "kernel", "package", k->pkg, "version", k->version, "release", k->release, "key", k->key,
-                              "initramfs", "key", ini->key, "init_sha256", ini->init_sha256, "modules", mods ? mods : json_null(),
+                              "initramfs", "key", ini->key, "init_sha256", ini->init_sha256,
+                              "init_features", (json_int_t)SMOLVM_HELLO_FEATURES, "modules", mods ? mods : json_null(),
                               "rootfs", "key", rf->key, "suite", ro->from_rootfs ? NULL : ro->suite,
                               "mirror", ro->from_rootfs ? NULL : ro->mirror, "from_rootfs", ro->from_rootfs,
                               "packages", pk ? pk : json_null(), "size_bytes", (json_int_t)rf->size_bytes);
@@ -236,6 +238,11 @@ static int assemble(ib_ctx *c, const ib_kernel *k, const ib_initramfs *ini, cons
         if (!h)
                 return -ENOMEM;
         ib_hash_str(h, "layout", "smolvm-image-v1");
+        /* image.json records the init's features: an image made before it had them
+         * is made again (hard links: the caches are unchanged). */
+        char features[16];
+        snprintf(features, sizeof(features), "%u", SMOLVM_HELLO_FEATURES);
+        ib_hash_str(h, "init_features", features);
         ib_hash_str(h, "kernel", k->key);
         ib_hash_str(h, "initramfs", ini->key);
         ib_hash_str(h, "rootfs", rf->key);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h" /* common/ */
+
 static bool vm_char(char c)
 {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
@@ -16,20 +18,17 @@ static bool vm_char(char c)
 int cp_spec_parse(const char *arg, cp_spec *ret, char *err, size_t err_len)
 {
         cp_spec s = { .path = arg };
-        if (!arg || !*arg) {
-                snprintf(err, err_len, "empty path");
-                return -EINVAL;
-        }
+        if (!arg || !*arg)
+                return errbuf_fail(-EINVAL, err, err_len, "empty path");
         const char *colon = strchr(arg, ':');
         size_t n = colon ? (size_t)(colon - arg) : 0;
         bool remote = colon && n >= 1 && n <= CP_VM_MAX;
         for (size_t i = 0; remote && i < n; i++)
                 remote = vm_char(arg[i]);
         if (remote) {
-                if (colon[1] != '/') {
-                        snprintf(err, err_len, "guest path in '%s' must be absolute (ID:/path)", arg);
-                        return -EINVAL;
-                }
+                if (colon[1] != '/')
+                        return errbuf_fail(-EINVAL, err, err_len,
+                                           "guest path in '%s' must be absolute (ID:/path)", arg);
                 memcpy(s.vm, arg, n);
                 s.vm[n] = '\0';
                 s.path = colon + 1;
@@ -43,14 +42,11 @@ int cp_args_parse(const char *src, const char *dst, cp_spec *ret_src, cp_spec *r
         cp_spec s, d;
         if (cp_spec_parse(src, &s, err, err_len) < 0 || cp_spec_parse(dst, &d, err, err_len) < 0)
                 return -EINVAL;
-        if (s.vm[0] && d.vm[0]) {
-                snprintf(err, err_len, "copying from one VM to another is not supported; copy through the host");
-                return -EINVAL;
-        }
-        if (!s.vm[0] && !d.vm[0]) {
-                snprintf(err, err_len, "one side must be a guest path: ID:/path");
-                return -EINVAL;
-        }
+        if (s.vm[0] && d.vm[0])
+                return errbuf_fail(-EINVAL, err, err_len,
+                                   "copying from one VM to another is not supported; copy through the host");
+        if (!s.vm[0] && !d.vm[0])
+                return errbuf_fail(-EINVAL, err, err_len, "one side must be a guest path: ID:/path");
         *ret_src = s;
         *ret_dst = d;
         return 0;

@@ -33,6 +33,7 @@
 #include "smolvm_i.h"
 #include "util.h"
 #include "vmdir.h"
+#include "wire.h"
 
 #define TEMPLATE_FORMAT "smolvm-template 1"
 #define TEMPLATE_INFO "template.json"
@@ -139,8 +140,28 @@ static int template_key(const vm_record *rec, char key[VM_TEMPLATE_KEY_LEN + 1])
 }
 
 /* Why rec cannot start from a template, or NULL. */
+/* false when the image's image.json says its init cannot take a restored VM's
+ * identity (made by an older smolvm: no "init_features", or without the bit).
+ * An image without image.json (brought by hand) is tried: a failed restore
+ * then says why and boots cold (vm_template_drop). */
+static bool init_restorable(const char *image_dir)
+{
+        char p[PATH_MAX];
+        pathf(p, sizeof(p), "%s/" IMAGE_JSON, image_dir);
+        json_t *o = json_load_file(p, JSON_REJECT_DUPLICATES, NULL);
+        if (!o)
+                return true;
+        json_t *f = json_object_get(json_object_get(o, "initramfs"), "init_features");
+        bool ok = json_is_integer(f) && (json_integer_value(f) & SMOLVM_HELLO_F_IDENTITY);
+        json_decref(o);
+        return ok;
+}
+
 static const char *cannot_serve(const vm_record *rec)
 {
+        if (!init_restorable(rec->image_dir))
+                return "the image was built for an older smolvm-init, which cannot take a restored VM's identity: "
+                       "`smolvm image build` rebuilds it with this smolvm's init";
         /* vsock mounts are mounted after the restore as after a boot (the
          * supervisor's "fresh_mounts"); a virtio-fs device cannot be added. */
         if (rec->n_mounts && rec->mount_transport != SMOLVM_MOUNT_VSOCK)

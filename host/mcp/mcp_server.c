@@ -563,10 +563,8 @@ static int resolve(json_t **pj, json_t *const *frags, const mcp_server_config *c
         json_t *j = *pj;
         if (json_is_string(j) && json_string_value(j)[0] == '@') {
                 const json_t *f = fragment(frags, cfg, json_string_value(j) + 1);
-                if (!f) {
-                        snprintf(err, size, "no fragment %s", json_string_value(j));
-                        return -EINVAL;
-                }
+                if (!f)
+                        return errbuf_fail(-EINVAL, err, size, "no fragment %s", json_string_value(j));
                 *pj = json_deep_copy(f);
                 json_decref(j);
                 return *pj ? 0 : -ENOMEM;
@@ -609,10 +607,8 @@ static int load_schema(const char *text, json_t *const *frags, const mcp_server_
         json_error_t jerr;
         /* JSON_DECODE_ANY: a schema may be just "@NAME", a fragment. */
         json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
-        if (!j) {
-                snprintf(err, size, "not JSON: %s at %d", jerr.text, jerr.position);
-                return -EINVAL;
-        }
+        if (!j)
+                return errbuf_fail(-EINVAL, err, size, "not JSON: %s at %d", jerr.text, jerr.position);
         int r = resolve(&j, frags, cfg, err, size);
         if (r == 0)
                 r = mcp_schema_check(j, err, size);

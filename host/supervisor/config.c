@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h" /* common/ */
+
 /* An optional boolean key (absent: false). */
 static int get_bool(const char *path, json_t *root, const char *key, bool *ret, char *err, size_t err_len)
 {
         json_t *v = json_object_get(root, key);
-        if (v && !json_is_boolean(v)) {
-                snprintf(err, err_len, "%s: \"%s\" must be true or false", path, key);
-                return -EINVAL;
-        }
+        if (v && !json_is_boolean(v))
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s\" must be true or false", path, key);
         *ret = json_is_true(v);
         return 0;
 }
@@ -28,19 +28,14 @@ static int get_string(const char *path, json_t *root, const char *key, bool requ
         if (!v || json_is_null(v)) {
                 if (!required)
                         return 0;
-                snprintf(err, err_len, "%s: \"%s\" is missing", path, key);
-                return -EINVAL;
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s\" is missing", path, key);
         }
-        if (!json_is_string(v) || (abs_path && json_string_value(v)[0] != '/')) {
-                snprintf(err, err_len, "%s: \"%s\" must be %s", path, key,
-                         abs_path ? "an absolute path" : "a string");
-                return -EINVAL;
-        }
+        if (!json_is_string(v) || (abs_path && json_string_value(v)[0] != '/'))
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s\" must be %s", path, key,
+                                   abs_path ? "an absolute path" : "a string");
         *ret = strdup(json_string_value(v));
-        if (!*ret) {
-                snprintf(err, err_len, "%s: out of memory", path);
-                return -ENOMEM;
-        }
+        if (!*ret)
+                return errbuf_fail(-ENOMEM, err, err_len, "%s: out of memory", path);
         return 0;
 }
 
@@ -54,9 +49,8 @@ static int get_uint(const char *path, json_t *root, const char *key, uint64_t mi
                 return 0;
         if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
             (uint64_t)json_integer_value(v) > max) {
-                snprintf(err, err_len, "%s: \"%s\" must be an integer in %llu..%llu", path, key,
-                         (unsigned long long)min, (unsigned long long)max);
-                return -EINVAL;
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"%s\" must be an integer in %llu..%llu", path, key,
+                                   (unsigned long long)min, (unsigned long long)max);
         }
         *ret = (uint64_t)json_integer_value(v);
         return 0;
@@ -89,10 +83,9 @@ static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, 
         json_t *a = json_object_get(root, "mounts");
         if (!a || json_is_null(a))
                 return 0;
-        if (!json_is_array(a) || json_array_size(a) > SUP_MAX_MOUNTS) {
-                snprintf(err, err_len, "%s: \"mounts\" must be an array of at most %u objects", path, SUP_MAX_MOUNTS);
-                return -EINVAL;
-        }
+        if (!json_is_array(a) || json_array_size(a) > SUP_MAX_MOUNTS)
+                return errbuf_fail(-EINVAL, err, err_len, "%s: \"mounts\" must be an array of at most %u objects", path,
+                                   SUP_MAX_MOUNTS);
         for (size_t i = 0; i < json_array_size(a); i++) {
                 json_t *e = json_array_get(a, i);
                 json_t *t = json_object_get(e, "tag"), *h = json_object_get(e, "host"), *g = json_object_get(e, "guest"),
@@ -100,27 +93,23 @@ static int get_mounts(const char *path, json_t *root, sup_config *c, char *err, 
                 if (!json_is_object(e) || !json_is_string(t) || !json_is_string(h) || !json_is_string(g) ||
                     (w && !json_is_boolean(w)) || !tag_valid(json_string_value(t)) ||
                     json_string_value(h)[0] != '/' || !guest_path_valid(json_string_value(g))) {
-                        snprintf(err, err_len,
-                                 "%s: \"mounts[%zu]\" must be {\"tag\": [a-z0-9-]{1,36}, \"host\": absolute path, "
-                                 "\"guest\": absolute path, \"writable\": bool}",
-                                 path, i);
-                        return -EINVAL;
+                        return errbuf_fail(-EINVAL, err, err_len,
+                                           "%s: \"mounts[%zu]\" must be {\"tag\": [a-z0-9-]{1,36}, \"host\": absolute path, "
+                                           "\"guest\": absolute path, \"writable\": bool}",
+                                           path, i);
                 }
                 for (size_t j = 0; j < c->n_mounts; j++)
-                        if (!strcmp(c->mounts[j].tag, json_string_value(t))) {
-                                snprintf(err, err_len, "%s: mount tag %s is used twice", path, json_string_value(t));
-                                return -EINVAL;
-                        }
+                        if (!strcmp(c->mounts[j].tag, json_string_value(t)))
+                                return errbuf_fail(-EINVAL, err, err_len, "%s: mount tag %s is used twice", path,
+                                                   json_string_value(t));
                 sup_mount_cfg *m = &c->mounts[c->n_mounts];
                 m->tag = strdup(json_string_value(t));
                 m->host = strdup(json_string_value(h));
                 m->guest = strdup(json_string_value(g));
                 m->writable = json_is_true(w);
                 c->n_mounts++; /* freed by sup_config_done() even if incomplete */
-                if (!m->tag || !m->host || !m->guest) {
-                        snprintf(err, err_len, "%s: out of memory", path);
-                        return -ENOMEM;
-                }
+                if (!m->tag || !m->host || !m->guest)
+                        return errbuf_fail(-ENOMEM, err, err_len, "%s: out of memory", path);
         }
         return 0;
 }
@@ -141,10 +130,8 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
         int r;
 
         root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root) {
-                snprintf(err, err_len, "%s: %s", path, jerr.text);
-                return -EINVAL;
-        }
+        if (!root)
+                return errbuf_fail(-EINVAL, err, err_len, "%s: %s", path, jerr.text);
         if (!json_is_object(root)) {
                 snprintf(err, err_len, "%s: not a JSON object", path);
                 json_decref(root);

@@ -193,8 +193,7 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
         f->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
         if (f->log_fd < 0) {
                 r = negative_errno();
-                snprintf(err, err_len, "%s: %s", log_path, strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "%s: %s", log_path, strerror(-r));
         }
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0 || pipe2(pfd, O_CLOEXEC) < 0)
@@ -236,24 +235,20 @@ static int spawn(sup_fsd *f, smolvm_evloop *loop, char *const argv[], int fd3, b
                 .nofile = raise_nofile ? &nofile : NULL,
         };
         r = smolvm_spawn(&o, &pid);
-        if (r < 0) {
-                snprintf(err, err_len, "starting %s: %s", argv[0], strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "starting %s: %s", argv[0], strerror(-r));
         f->pid = pid;
         f->loop = loop;
         r = smolvm_evloop_add(loop, f->log_pipe, EPOLLIN, log_cb, f);
         if (r < 0) {
                 f->loop = NULL;
-                snprintf(err, err_len, "watching the log of %s: %s", argv[0], strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "watching the log of %s: %s", argv[0], strerror(-r));
         }
         return 0;
 
 fail_errno:
         r = negative_errno();
-        snprintf(err, err_len, "starting the %s for %s: %s", f->what, f->desc, strerror(-r));
-        return r;
+        return errbuf_fail(r, err, err_len, "starting the %s for %s: %s", f->what, f->desc, strerror(-r));
 }
 
 int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, const char *socket_path,
@@ -265,10 +260,8 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
         int r;
 
         sup_fsd *f = fsd_new(index, m, socket_path, "virtio-fs server");
-        if (!f) {
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
-        }
+        if (!f)
+                return errbuf_fail(-ENOMEM, err, err_len, "out of memory");
         sup_fsd_binary(bin, sizeof(bin));
         bool ours = is_ours(bin);
 
@@ -359,8 +352,7 @@ int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cf
         if (!f || asprintf(&mount_arg, "--fuse-mount=%s", m->guest) < 0) {
                 mount_arg = NULL;
                 sup_fsd_free(f);
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
+                return errbuf_fail(-ENOMEM, err, err_len, "out of memory");
         }
         stream_binary(bin, sizeof(bin));
         snprintf(fd_arg, sizeof(fd_arg), "--stream-fd=%d", CHILD_FD3);
@@ -430,10 +422,8 @@ int sup_fsd_save_state(sup_fsd *f, const char *path, size_t *ret_bytes, char *er
         uint64_t deadline = now_ms() + SUP_FSD_STATE_TIMEOUT_MS;
         int r;
 
-        if (f->control_fd < 0 || f->pid == 0) {
-                snprintf(err, err_len, "the %s for %s is not running", f->what, f->desc);
-                return -ESRCH;
-        }
+        if (f->control_fd < 0 || f->pid == 0)
+                return errbuf_fail(-ESRCH, err, err_len, "the %s for %s is not running", f->what, f->desc);
         /* A reply left over from a save that timed out would be taken for this one. */
         char junk[4096];
         while (recv(f->control_fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
@@ -441,31 +431,25 @@ int sup_fsd_save_state(sup_fsd *f, const char *path, size_t *ret_bytes, char *er
         r = write_all(f->control_fd, "S", 1);
         if (r == 0)
                 r = control_read(f->control_fd, hdr, sizeof(hdr), deadline);
-        if (r < 0) {
-                snprintf(err, err_len, "asking the %s for %s for its state: %s", f->what, f->desc, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "asking the %s for %s for its state: %s", f->what, f->desc,
+                                   strerror(-r));
         uint32_t e = get_le32(hdr);
         uint64_t len = get_le64(hdr + 4);
         if (e != 0 || len > SUP_FSD_STATE_MAX_BYTES) {
                 r = e != 0 && e < 4096 ? -(int)e : -EPROTO;
-                snprintf(err, err_len, "the %s for %s could not save its state: %s", f->what, f->desc,
-                         e == EFBIG ? "it holds too many files for a snapshot" : strerror(-r));
-                return r;
+                return errbuf_fail(r, err, err_len, "the %s for %s could not save its state: %s", f->what, f->desc,
+                                   e == EFBIG ? "it holds too many files for a snapshot" : strerror(-r));
         }
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf) {
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
-        }
+        if (!buf)
+                return errbuf_fail(-ENOMEM, err, err_len, "out of memory");
         r = control_read(f->control_fd, buf, len, deadline);
         if (r == 0)
                 r = write_file_atomic(path, buf, len, 0600);
-        if (r < 0) {
-                snprintf(err, err_len, "saving the state of the %s for %s to %s: %s", f->what, f->desc, path,
-                         strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return errbuf_fail(r, err, err_len, "saving the state of the %s for %s to %s: %s", f->what, f->desc,
+                                   path, strerror(-r));
         *ret_bytes = len;
         return 0;
 }
@@ -484,17 +468,13 @@ int sup_fsd_wait_ready(sup_fsd *f, uint64_t deadline_ms, char *err, size_t err_l
                 int r = ready_read(f);
                 if (r > 0 || (r == 0 && f->ready_fd < 0)) /* no --ready-fd: its socket listens */
                         return 0;
-                if (r < 0) {
-                        snprintf(err, err_len, "the %s for %s failed to start%s%s", f->what, f->desc,
-                                 f->fail_line[0] ? ": " : "", f->fail_line);
-                        return -EIO;
-                }
+                if (r < 0)
+                        return errbuf_fail(-EIO, err, err_len, "the %s for %s failed to start%s%s", f->what, f->desc,
+                                           f->fail_line[0] ? ": " : "", f->fail_line);
                 uint64_t now = now_ms();
-                if (now >= deadline_ms) {
-                        snprintf(err, err_len, "the %s for %s did not start within %u s", f->what, f->desc,
-                                 SUP_FSD_READY_TIMEOUT_MS / 1000);
-                        return -ETIMEDOUT;
-                }
+                if (now >= deadline_ms)
+                        return errbuf_fail(-ETIMEDOUT, err, err_len, "the %s for %s did not start within %u s", f->what,
+                                           f->desc, SUP_FSD_READY_TIMEOUT_MS / 1000);
                 struct pollfd p = { .fd = f->ready_fd, .events = POLLIN };
                 if (poll(&p, 1, (int)MIN(deadline_ms - now, 1000u)) < 0 && errno != EINTR)
                         return negative_errno();

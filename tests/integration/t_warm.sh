@@ -4,9 +4,11 @@
 # boots from scratch; two warm VMs differ in env, hostname, machine-id and
 # urandom; a warm persistent VM can be snapshotted; a damaged template is not
 # used (rebuilt); the template is rebuilt when the initramfs changes and a new
-# one is made for another VM shape; virtio-fs mounts boot cold and say why,
-# vsock mounts start warm (and such a VM snapshots with its mount); two
-# concurrent first runs both succeed and build one template.
+# one is made for another VM shape; an image made for an older init (no
+# "init_features" in its image.json) boots cold at once and says why; virtio-fs
+# mounts boot cold and say why, vsock mounts start warm (and such a VM
+# snapshots with its mount); two concurrent first runs both succeed and build
+# one template.
 # The image is a private copy (hard links, the initramfs copied) so that
 # touching its initramfs changes nothing for other tests.
 . "$(dirname "$0")/lib.sh"
@@ -115,6 +117,21 @@ run_json --mem 384 -- sh -c 'grep MemTotal /proc/meminfo' >"$T/mem.json" 2>"$T/e
 check "--mem 384: warm (rc $rc), with 384 MiB" jq_true '.data.start == "warm" and
         (.data.stdout | capture("MemTotal: +(?<k>[0-9]+)").k | tonumber) < 400000' "$T/mem.json"
 check "two templates now (one per shape)" test "$(n_templates)" -eq 2
+
+# ---- an image made for an older init: cold at once, no template, the note says what to do ----
+# (image.json without "init_features", as every image made before the restore identity)
+check "the image records its init's features" jq_true '.initramfs.init_features >= 1' "$img/image.json"
+old="$T/old-img"
+mkdir "$old"
+for f in "$img"/*; do
+        [ "${f##*/}" = image.json ] || ln "$f" "$old/" 2>/dev/null || cp "$f" "$old/"
+done
+jq 'del(.initramfs.init_features)' "$img/image.json" >"$old/image.json"
+before=$(n_templates)
+"$SMOLVM" run --json --image "$old" -- true >"$T/old.json" 2>"$T/err"; rc=$?
+check "an image made for an older init: runs (rc $rc) cold, the note says to rebuild it" jq_true '.ok and
+        .data.start == "cold" and (.data.start_note | test("older smolvm-init.*smolvm image build"))' "$T/old.json"
+check "... and no template was built for it" test "$(n_templates)" -eq "$before"
 
 # ---- mounts: cold, and --json says why ----
 mkdir -p "$T/share" && echo shared >"$T/share/f"
