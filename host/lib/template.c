@@ -143,7 +143,6 @@ static int template_key(const vm_record *rec, char key[VM_TEMPLATE_KEY_LEN + 1])
         return 0;
 }
 
-/* Why rec cannot start from a template, or NULL. */
 /* false when the image's image.json says its init cannot take a restored VM's
  * identity (made by an older smolvm: no "init_features", or without the bit).
  * An image without image.json (brought by hand) is tried: a failed restore
@@ -161,6 +160,7 @@ static bool init_restorable(const char *image_dir)
         return ok;
 }
 
+/* Why rec cannot start from a template, or NULL. */
 static const char *cannot_serve(const vm_record *rec)
 {
         if (!init_restorable(rec->image_dir))
