@@ -3,7 +3,10 @@
 # so load from elsewhere hits both alike. Per build: a private home sharing the
 # given image home's images, the template built first (not timed); then N times
 # a warm `run -- true` and a warm `create` + `exec -- echo hi` (+ `rm -f`, not
-# timed), then C times `run --cold -- true`. Wall clock of each command.
+# timed), then C times `run --cold -- true`. Wall clock of each command; for
+# the warm run also its --json parts: boot_ms (supervisor start to agent ready)
+# and duration_ms (the exec: connected to the agent -> exit status received,
+# the first command of the restored guest).
 #
 # usage: bench/warm_ab.sh A_TREE A_IMAGE_HOME B_TREE B_IMAGE_HOME [N] [C]
 #   *_TREE: a source tree built in TREE/build; *_IMAGE_HOME: a $SMOLVM_HOME
@@ -37,10 +40,12 @@ sv() {
 }
 unset SMOLVM_COLD
 for w in A B; do sv $w run --boot-timeout 300 -- true; done
-declare -A warm ce cold
+declare -A warm ce cold boot dur
 for _ in $(seq "$N"); do
         for w in A B; do
-                t=$(ms); sv $w run --boot-timeout 300 -- true; warm[$w]+="$(( $(ms) - t )) "
+                t=$(ms); sv $w run --json --boot-timeout 300 -- true >"$work/$w/run.json"; warm[$w]+="$(( $(ms) - t )) "
+                boot[$w]+="$(jq .data.boot_ms "$work/$w/run.json") "
+                dur[$w]+="$(jq .data.duration_ms "$work/$w/run.json") "
                 t=$(ms); id=$(sv $w create --boot-timeout 300); sv $w exec "$id" -- echo hi >/dev/null
                 ce[$w]+="$(( $(ms) - t )) "
                 sv $w rm -f "$id" >/dev/null
@@ -54,6 +59,8 @@ done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cpus; A ${tree[A]}, B ${tree[B]}"
 for w in A B; do
         echo "$w warm run -- true:         ${warm[$w]-}(median $(printf '%s\n' ${warm[$w]-} | median))"
+        echo "$w   its boot_ms:             ${boot[$w]-}(median $(printf '%s\n' ${boot[$w]-} | median))"
+        echo "$w   its exec duration_ms:    ${dur[$w]-}(median $(printf '%s\n' ${dur[$w]-} | median))"
         echo "$w create + exec -- echo hi: ${ce[$w]-}(median $(printf '%s\n' ${ce[$w]-} | median))"
         echo "$w run --cold -- true:       ${cold[$w]-}(median $(printf '%s\n' ${cold[$w]-} | median))"
 done

@@ -333,7 +333,8 @@ SMOLVM_EXPORT int smolvm_tar_from_guest(smolvm_vm *vm, int fd, const smolvm_arch
         if (r < 0)
                 return vm_error(r, NULL, "%s: %s", what, strerror(-r));
         /* "--" : a name may start with '-'. */
-        const char *argv[] = { "tar", "-c", "-f", "-", "--numeric-owner", "--", name, NULL };
+        const char *argv[] = { "tar", "-c", "-b", GUEST_TAR_RECORD_BLOCKS, "-f", "-", "--numeric-owner", "--",
+                               name, NULL };
         guest_cmd c = { .what = what, .argv = argv, .cwd = parent, .cancel_fd = o->cancel_fd, .out = w,
                         .stdin_fd = -1, .progress = o, .max_bytes = o->max_bytes, .out_raw = true };
         r = guest_cmd_run(vm, &c);
@@ -387,7 +388,7 @@ SMOLVM_EXPORT int smolvm_tar_to_guest(smolvm_vm *vm, int fd, const smolvm_archiv
         if (r < 0)
                 return r;
         src.stop_fd = f.stop_fd;
-        const char *argv[] = { "tar", "-x", "-f", "-", "--numeric-owner", NULL };
+        const char *argv[] = { "tar", "-x", "-b", GUEST_TAR_RECORD_BLOCKS, "-f", "-", "--numeric-owner", NULL };
         guest_cmd c = { .what = what, .argv = argv, .cwd = o->guest_path, .cancel_fd = o->cancel_fd };
         r = guest_cmd_run_fed(vm, &c, &f);
         guest_feed_done(&f);

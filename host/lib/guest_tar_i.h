@@ -10,6 +10,15 @@
 #include "archive.h"
 #include "smolvm_i.h"
 
+/* GNU tar's record size (-b, in 512-byte blocks) for every guest tar here:
+ * 128 blocks = 64 KiB, one pipe buffer and one exec output frame. tar's
+ * default of 10 KiB records makes it a write (or read) per 10 KiB on the
+ * pipe, which under TCG cost the guest about twice the CPU of the whole
+ * transfer (docs/benchmarks.md, "Workspace archives"). A tar made with it is
+ * padded to a multiple of 64 KiB (zeros: nothing once compressed); reading
+ * from a pipe, tar takes any record size. */
+#define GUEST_TAR_RECORD_BLOCKS "128"
+
 /* The start of a failed command's stderr kept for the message. */
 #define GUEST_CMD_STDERR_MAX 2048u
 

@@ -12,7 +12,11 @@
  * command move the entries into DIR: renames when DIR holds nothing else, hard
  * links over the old names otherwise (cp -al: no data is copied). Any failure,
  * Ctrl-C included, removes the staging directory. DIR's own mode and owner
- * stay (the archive's "./" entry goes to the staging directory). */
+ * stay (the archive's "./" entry goes to the staging directory). No sync
+ * before the move: it is renames (or links) on one file system, and what is
+ * promised is no half-unpacked directory after a failed hydrate, not
+ * durability across a guest crash; a sync would add the writeback (~0.6 s of
+ * guest CPU for 53 MB under TCG) to every hydrate. */
 #include <fcntl.h>
 #include <stdio.h>
 
@@ -24,7 +28,8 @@
 /* Each process costs ~50-100 ms under TCG, so the scripts are short: three
  * processes to unpack, four to move into place.
  * $1: DIR, $2: the staging name. */
-static const char unpack_sh[] = "mkdir -p -- \"$1/$2\" && cd -- \"$1/$2\" && exec tar -x -f - --numeric-owner\n";
+static const char unpack_sh[] = "mkdir -p -- \"$1/$2\" && cd -- \"$1/$2\" && exec tar -x -b " GUEST_TAR_RECORD_BLOCKS
+                                " -f - --numeric-owner\n";
 
 /* Move what the archive held into DIR: renames when DIR holds nothing but the
  * staging directory (the shell's globs, no process, say so), hard links over
@@ -83,7 +88,7 @@ static int persist_to(smolvm_vm *vm, int fd, const char *shown, const smolvm_arc
         r = archive_writer_new(fd, &wo, &w);
         if (r < 0)
                 return vm_error(r, NULL, "%s: %s: %s", what, shown, strerror(-r));
-        const char *argv[] = { "tar", "-c", "-f", "-", "--numeric-owner", ".", NULL };
+        const char *argv[] = { "tar", "-c", "-b", GUEST_TAR_RECORD_BLOCKS, "-f", "-", "--numeric-owner", ".", NULL };
         guest_cmd c = { .what = what, .argv = argv, .cwd = dir, .cancel_fd = o->cancel_fd, .out = w,
                         .stdin_fd = -1, .progress = o, .max_bytes = o->max_bytes };
         r = guest_cmd_run(vm, &c);
