@@ -184,9 +184,6 @@ static int restore_qmp(int fd, const char *cmd, char *buf, size_t size, size_t *
         }
 }
 
-/* -incoming defer: x-ignore-shared (the RAM is the snapshot's file, mapped),
- * then the state from fd 4; QEMU starts the guest once it is loaded (the
- * snapshot carries no runstate: store-global-state=off). */
 int sup_vmm_connect(const sup_vmm *vmm, const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -214,6 +211,9 @@ int sup_vmm_take_lane_fd(sup_vmm *vmm)
         return fd;
 }
 
+/* -incoming defer: x-ignore-shared (the RAM is the snapshot's file, mapped),
+ * then the state from fd 4; QEMU starts the guest once it is loaded (the
+ * snapshot carries no runstate: store-global-state=off). */
 static int restore_incoming(sup_vmm *vmm, int fd, const char *lane_path)
 {
         _cleanup_free_ char *buf = malloc(64 * 1024);
