@@ -508,10 +508,12 @@ static bool chan_parse(smolvm_mux *mux)
                  * pending goes first. */
                 if (h.type != SMOLVM_PKT_TYPE_STREAM || h.op != SMOLVM_OP_RW)
                         stream_pend_flush(mux);
+                bool lane_was_active = mux->lane_active;
                 handle_packet(mux, &h, payload);
                 if (mux->broken || mux->free_requested)
                         return false;
-                if (h.type == SMOLVM_PKT_TYPE_CHANNEL && h.op == SMOLVM_CHAN_OP_LANE_ON && off < mux->in_len) {
+                /* Only a LANE_ON that switched us (a dropped one switches nothing). */
+                if (!lane_was_active && mux->lane_active && off < mux->in_len) {
                         chan_broken(mux, -EPROTO, "bytes on the channel after LANE_ON");
                         return false;
                 }

@@ -13,6 +13,7 @@
 #include "lane_io.h"
 #include "mux.h"
 #include "util.h"
+#include "wire.h"
 
 #define PORT 4000u
 #define EPOCH 0x5eed5eedull
@@ -346,6 +347,28 @@ START_TEST(test_lane_on_wrong_epoch)
 }
 END_TEST
 
+/* The host never takes a LANE_ON (the guest's to receive): it drops one and
+ * parses on, whatever follows it in the same read. */
+START_TEST(test_host_drops_lane_on)
+{
+        world *w = world_new(256 * 1024);
+        for (int i = 0; i < 5; i++)
+                turn(w);
+        uint8_t buf[2 * (SMOLVM_PKT_HDR_SIZE + 8)] = { 0 };
+        smolvm_pkt_hdr h = { .src_cid = SMOLVM_CID_GUEST, .dst_cid = SMOLVM_CID_HOST,
+                             .type = SMOLVM_PKT_TYPE_CHANNEL, .op = SMOLVM_CHAN_OP_LANE_ON, .len = 8 };
+        smolvm_pkt_hdr_encode(&h, buf);
+        h.op = SMOLVM_CHAN_OP_HELLO;
+        smolvm_pkt_hdr_encode(&h, buf + SMOLVM_PKT_HDR_SIZE + 8);
+        ck_assert_int_eq(write(w->chan[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+        for (int i = 0; i < 20; i++)
+                turn(w);
+        ck_assert(!w->host_broken);
+        transfer(w, 1u << 16, 0);
+        world_free(w);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("mux_lane");
@@ -356,6 +379,7 @@ int main(void)
         tcase_add_test(tc, test_stale_frames_dropped);
         tcase_add_test(tc, test_bytes_on_channel_after_switch);
         tcase_add_test(tc, test_lane_on_wrong_epoch);
+        tcase_add_test(tc, test_host_drops_lane_on);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }
