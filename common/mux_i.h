@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Private to the channel multiplexer, shared by its two halves:
- *   mux.c        the channel: output queue, packet encoding, input parsing and
- *                dispatch, connect timeouts, HELLO, the public API;
+/* Private to the channel multiplexer, shared by its parts:
+ *   mux.c        the channel: output queue, packet encoding, packet dispatch,
+ *                connect timeouts, HELLO, the public API;
+ *   mux_chan.c   the channel's I/O: writing the output queue, reading and
+ *                parsing the channel, breaking it;
  *   mux_stream.c one stream's life: creation, credit, relay between its local
  *                fd and the channel;
  *   mux_lane.c   the switch of the host -> guest direction to the lane.
@@ -183,9 +185,17 @@ int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
 void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);
 void mux_timer_arm(smolvm_mux *mux);
+/* One complete, decoded packet from the channel (or the lane). */
+void mux_handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload);
+
+/* ---- mux_chan.c ---- */
+
+void mux_outq_clear(smolvm_mux *mux);
 void chan_broken(smolvm_mux *mux, int err, const char *why);
 void chan_read(smolvm_mux *mux, bool force);
 void chan_flush(smolvm_mux *mux);
+/* The channel fd's loop callback. */
+void mux_chan_io(void *userdata, int fd, uint32_t events);
 
 /* ---- mux_lane.c ---- */
 
