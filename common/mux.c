@@ -10,7 +10,7 @@
  *     stream are written straight to its local fd with one writev when its
  *     buffer is empty (under TCG every write costs the guest a wake-up and a
  *     context switch of the reader), otherwise copied into the stream's ring
- *     (<= SMOLVM_MUX_STREAM_BUF, enforced by the credit check). fwd_cnt
+ *     (<= its receive window, enforced by the credit check). fwd_cnt
  *     advances only when the local fd takes bytes.
  *   stream -> channel: a local fd is read (<= 64 KiB, <= peer credit) into one
  *     packet allocation (header + payload) appended to the output queue, which
@@ -147,7 +147,7 @@ void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *o
                 .type = SMOLVM_PKT_TYPE_STREAM,
                 .op = op,
                 .flags = flags,
-                .buf_alloc = SMOLVM_MUX_STREAM_BUF,
+                .buf_alloc = s->rx_window,
                 .fwd_cnt = s->fwd_cnt,
         };
         s->adv_fwd_cnt = s->fwd_cnt;
@@ -370,7 +370,7 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                 /* The peer may have at most buf_alloc - (rx_cnt - fwd_cnt as we last
                  * told it) bytes in flight; since adv_fwd_cnt <= fwd_cnt this also
                  * bounds the ring. */
-                if ((uint64_t)(uint32_t)(s->rx_cnt - s->adv_fwd_cnt) + h->len > SMOLVM_MUX_STREAM_BUF) {
+                if ((uint64_t)(uint32_t)(s->rx_cnt - s->adv_fwd_cnt) + h->len > s->rx_window) {
                         mux->stats.n_credit_violations++;
                         stream_reset(s, -ECONNRESET);
                         return;
@@ -449,6 +449,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
                 mux->ops = *ops;
         mux->userdata = userdata;
         mux->next_port = MUX_PORT_FIRST;
+        mux->rx_window = SMOLVM_MUX_STREAM_BUF;
         mux->inbuf = malloc(MUX_INBUF_SIZE);
         if (!mux->inbuf) {
                 r = -ENOMEM;
@@ -598,6 +599,14 @@ int smolvm_mux_reset(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
         mux_enter(mux);
         stream_reset(s, -ECONNRESET);
         mux_leave(mux);
+        return 0;
+}
+
+int smolvm_mux_set_rx_window(smolvm_mux *mux, uint32_t bytes)
+{
+        if (!mux || bytes < mux->rx_window || bytes > SMOLVM_MUX_RX_WINDOW_MAX)
+                return -EINVAL;
+        mux->rx_window = bytes;
         return 0;
 }
 

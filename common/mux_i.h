@@ -27,11 +27,11 @@
  * writev (mux.c, chan_read). */
 #define MUX_READ_BATCH (256u * 1024u)
 #define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_BATCH)
-/* A stream's pending payload is written once it reaches this: data waiting in
- * our batch is data the peer's credit cannot see consumed, and a batch as large
- * as the window (SMOLVM_MUX_STREAM_BUF) stalls the sender for a round trip
- * (measured: 0.42x of slirp instead of 0.75x with 256 KiB). */
-#define MUX_PEND_FLUSH (64u * 1024u)
+/* A stream's pending payload is written once it reaches a quarter of its
+ * receive window (mux_stream.c): data waiting in our batch is data the peer's
+ * credit cannot see consumed, and a batch as large as the window stalls the
+ * sender for a round trip (measured: 0.42x of slirp instead of 0.75x with a
+ * 256 KiB batch for a 256 KiB window). */
 #define MUX_OUTQ_HIGH (1024u * 1024u)
 #define MUX_OUTQ_LOW (256u * 1024u)
 #define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
@@ -90,7 +90,8 @@ typedef struct stream {
         uint64_t deadline_ms;
 
         /* channel -> local fd */
-        uint8_t *rx; /* ring of SMOLVM_MUX_STREAM_BUF, allocated while non-empty */
+        uint32_t rx_window; /* buf_alloc we grant (the mux's rx_window at creation): the ring's size */
+        uint8_t *rx; /* ring of rx_window bytes, allocated while non-empty */
         size_t rx_head, rx_len;
         uint32_t rx_cnt;      /* payload bytes accepted from the peer (mod 2^32); advanced by
                                * handle_stream_packet() after its credit check */
@@ -157,6 +158,7 @@ struct smolvm_mux {
         uint64_t timer_deadline_ms; /* 0 = disarmed */
 
         smolvm_mux_stats stats;
+        uint32_t rx_window; /* for new streams (smolvm_mux_set_rx_window) */
 
         /* the lane (mux_lane.c): asked for (guest) / started (host) with
          * lane_epoch; active once LANE_ON was written (host) or read (guest) */

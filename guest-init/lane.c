@@ -26,10 +26,17 @@
 #include "mux.h"
 #include "util.h"
 
-/* What we ask the host to keep in flight, and the socket buffer that holds it
- * (each ~64 KiB frame costs ~68 KiB of it: twice the window leaves room). */
-#define LANE_WINDOW (1u << 20)
-#define LANE_RCVBUF (4 << 20)
+/* Each stream's receive window once the host's bytes ride the lane
+ * (smolvm_mux_set_rx_window; 256 KiB on the channel): the host waits for our
+ * credit less, and we write a stream's local fd in quarters of it (fewer
+ * writes, fewer wake-ups of its reader, fewer CREDIT_UPDATEs on the channel). */
+#define LANE_STREAM_WINDOW (1u << 20)
+/* What we ask the host to keep in flight on the lane (all streams: more than
+ * one stream's window, or the lane's window would stall a stream first), and
+ * the socket buffer that holds it (each ~64 KiB frame costs ~68 KiB of it:
+ * twice the window leaves room). */
+#define LANE_WINDOW (2u << 20)
+#define LANE_RCVBUF (8 << 20)
 
 struct agent_lane {
         int fd;
@@ -153,7 +160,9 @@ int agent_lane_request(agent_lane *l, smolvm_mux *mux)
         l->epoch++;
         smolvm_lane_rx_init(&l->g.rx, l->epoch, LANE_WINDOW);
         smolvm_mux_lane lane = { .recv = smolvm_lane_guest_recv, .fd = l->fd, .userdata = &l->g };
-        int r = smolvm_mux_lane_request(mux, l->epoch, LANE_WINDOW, &lane);
+        int r = smolvm_mux_set_rx_window(mux, LANE_STREAM_WINDOW);
+        if (r == 0)
+                r = smolvm_mux_lane_request(mux, l->epoch, LANE_WINDOW, &lane);
         if (r < 0)
                 init_log("lane: asking the host for it on %s: %s", l->ifname, strerror(-r));
         return r;

@@ -17,7 +17,8 @@
  *   shutdown / close | loop turns | drain the mux's output, or stop reading it
  *   (back-pressure) | answer the mux's REQUESTs | EOF or close from the peer |
  *   connect and linger timeouts (forced through the timerfd: no clock in the
- *   outcome).
+ *   outcome) | a larger receive window for new streams (any value: only
+ *   growing ones within SMOLVM_MUX_RX_WINDOW_MAX are taken).
  *
  * Checked after every op against the mux's private state (mux_i.h): the stream
  * table (count, hash, list), every receive ring within the credit we granted,
@@ -325,8 +326,9 @@ void check(void)
                 CHECK(!s->dead && s->mux == m);
                 CHECK(stream_lookup(m, s->local_port, s->peer_port) == s);
                 CHECK(!s->next || s->next->prev == s);
-                CHECK(s->rx_len <= SMOLVM_MUX_STREAM_BUF && (s->rx_len == 0 || s->rx));
-                CHECK((uint32_t)(s->rx_cnt - s->adv_fwd_cnt) <= SMOLVM_MUX_STREAM_BUF);
+                CHECK(s->rx_window >= SMOLVM_MUX_STREAM_BUF && s->rx_window <= m->rx_window);
+                CHECK(s->rx_len <= s->rx_window && (s->rx_len == 0 || s->rx));
+                CHECK((uint32_t)(s->rx_cnt - s->adv_fwd_cnt) <= s->rx_window);
                 CHECK(s->state == ST_ESTABLISHED || (s->cb && !s->watched));
                 CHECK(s->fd >= 0);
                 rx += s->rx_len;

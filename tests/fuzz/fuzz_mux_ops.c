@@ -149,7 +149,7 @@ void run_op(input *in)
 {
         uint8_t op = u8(in);
         smolvm_pkt_hdr h;
-        switch (op % 20) {
+        switch (op % 21) {
         case 0: { /* raw bytes */
                 uint8_t n = u8(in);
                 size_t k = MIN((size_t)n, in->n);
@@ -282,6 +282,18 @@ void run_op(input *in)
         case 18:
                 w.accept_mode = u8(in) % 5u;
                 break;
+        case 20: { /* a larger receive window for new streams (the guest's, with the lane) */
+                static const uint32_t wins[] = { SMOLVM_MUX_STREAM_BUF, 1u << 20, SMOLVM_MUX_RX_WINDOW_MAX,
+                                                 SMOLVM_MUX_STREAM_BUF - 1, SMOLVM_MUX_RX_WINDOW_MAX + 1, 0 };
+                uint32_t win = wins[u8(in) % ARRAY_SIZE(wins)];
+                if (!w.mux)
+                        break;
+                uint32_t before = w.mux->rx_window;
+                int r = smolvm_mux_set_rx_window(w.mux, win);
+                CHECK(r == ((win >= before && win <= SMOLVM_MUX_RX_WINDOW_MAX) ? 0 : -EINVAL));
+                CHECK(w.mux->rx_window == (r == 0 ? win : before));
+                break;
+        }
         case 19: /* flood of CREDIT_REQUESTs on a known pair (or the default one) */
         default: {
                 unsigned count = 1u + u16(in) % FLOOD_MAX;

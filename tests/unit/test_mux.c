@@ -197,6 +197,43 @@ START_TEST(test_stalled_reader)
 }
 END_TEST
 
+/* A guest that grants a larger receive window (as with the lane): the host
+ * keeps that much in flight for a stream whose reader stalls, no more, and
+ * the bytes arrive intact once it reads. The window only grows. */
+START_TEST(test_rx_window)
+{
+        world *w = world_pair();
+        const uint32_t win = 1u << 20;
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, SMOLVM_MUX_STREAM_BUF / 2), -EINVAL);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, SMOLVM_MUX_RX_WINDOW_MAX + 1), -EINVAL);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, win), 0);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, win / 2), -EINVAL);
+        w->server_reading = false;
+        w->server_tx_total = 0;
+        endpoint *c = client_connect(w, GUEST_PORT, 8u << 20);
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert_int_eq(c->cb_err, 0);
+        run_for(w, 500);
+        smolvm_mux_stats hs, gs;
+        smolvm_mux_get_stats(w->host, &hs);
+        smolvm_mux_get_stats(w->guest, &gs);
+        /* The guest's ring holds what its stalled socket did not take: more
+         * than the default window allows, within the granted one. */
+        ck_assert_uint_gt(gs.buffered_bytes, SMOLVM_MUX_STREAM_BUF);
+        ck_assert_uint_le(gs.buffered_bytes, win);
+        ck_assert_uint_eq(hs.n_credit_violations + gs.n_credit_violations, 0);
+        endpoint *ss = server_for(w, c->cb_port);
+        ck_assert_ptr_nonnull(ss);
+        ss->reading = true;
+        ep_update(ss);
+        ck_assert(run_until(w, all_done, NULL, 60000));
+        ck_assert_uint_eq(ss->rx_done, 8u << 20);
+        ck_assert(!ss->rx_bad);
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+END_TEST
+
 /* The guest mux goes away: the host reports broken once, resets its streams
  * (client reads EOF/reset), and refuses new connects. */
 START_TEST(test_broken_on_channel_eof)
@@ -359,6 +396,7 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_refused_no_accept);
         tcase_add_test(tc, test_many_streams);
         tcase_add_test(tc, test_stalled_reader);
+        tcase_add_test(tc, test_rx_window);
         tcase_add_test(tc, test_broken_on_channel_eof);
         tcase_add_test(tc, test_connect_first);
         tcase_set_timeout(tc, 120);
