@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the time of our egress download goes (bench/net.sh's "download", ours
 # only): one VM per variant (ours with the lane; BENCH_NOLANE=1 adds one booted
-# with SMOLVM_NO_LANE=1), the same loopback server, MIB MiB per download, RUNS
+# with SMOLVM_NO_LANE=1, cold: see bench/net.sh), the same loopback server, MIB MiB per download, RUNS
 # downloads each. Around each download: the host's CPU per thread of QEMU and of
 # the supervisor (/proc/PID/task/*/stat), and in the guest (net_prof_guest.py)
 # the vCPU's split (user/sys/softirq/idle), PID 1's and the client's CPU and
@@ -35,7 +35,7 @@ net=(--allow-host bench.test --add-host bench.test:127.0.0.1)
 declare -A vmid
 for vm in "${vms[@]}"; do
         if [ "$vm" = profnolane ]; then
-                vmid[$vm]=$(SMOLVM_NO_LANE=1 "$smolvm" create --name "$vm" "${shape[@]}" "${net[@]}")
+                vmid[$vm]=$(SMOLVM_NO_LANE=1 "$smolvm" create --name "$vm" --cold "${shape[@]}" "${net[@]}")
         elif [ "$vm" = profb ]; then
                 lx=$SMOLVM_LIBEXECDIR
                 if [ -n "${BENCH_LIBEXEC_B:-}" ]; then
