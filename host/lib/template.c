@@ -137,6 +137,11 @@ static int template_key(const vm_record *rec, char key[VM_TEMPLATE_KEY_LEN + 1])
                 return r;
         sha_printf(&c, "vcpus %u\nmem %u\naccel %s\nnet %d\ncmdline %s\n", rec->vcpus, rec->mem_mib,
                    rec->accel ? rec->accel : "auto", net_wanted(rec), rec->kernel_cmdline ? rec->kernel_cmdline : "");
+        /* A restore keeps the devices its snapshot had: a VM asked for without
+         * the lane gets a template made without it (the template's VM inherits
+         * the variable). Only then, so that existing keys stay as they are. */
+        if (getenv("SMOLVM_NO_LANE"))
+                sha_printf(&c, "no lane\n");
         uint8_t d[SHA256_DIGEST_SIZE];
         sha256_digest(&c, sizeof(d), d);
         hex(d, sizeof(d), key);
