@@ -133,6 +133,10 @@ int vm_dir_remove(const char *vms_dir, const char *id);
 int vm_trash_sweep(const char *vms_dir, const char *only_id);
 /* write_file_atomic(path, data, len, 0600), recording the error. */
 int vm_write_file_atomic(const char *path, const char *data, size_t len);
+/* The same without the fsyncs when !durable: for the files of an ephemeral
+ * VM, whose dir dies with it (a host crash leaves at worst a record `ls`
+ * reports damaged, and `rm` removes). */
+int vm_write_file(const char *path, const char *data, size_t len, bool durable);
 /* snprintf for paths built from $SMOLVM_HOME (bounded by the callers' checks)
  * and our own fixed names: a truncated one fails to open, never aliases. */
 void pathf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

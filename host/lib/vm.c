@@ -103,7 +103,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         size_t len = strlen(s);
-        int r = vm_write_file_atomic(path, s, len);
+        int r = vm_write_file(path, s, len, !rec->ephemeral);
         free(s);
         return r < 0 ? r : vm_net_write_policy(vm->dir, rec);
 }
