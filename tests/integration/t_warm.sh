@@ -37,6 +37,8 @@ check "one template, with its record, RAM, device state, disk and template.json"
         [ \$(echo '$key' | grep -c .) -eq 1 ] && for f in snapshot.json ram state disk.qcow2 template.json; do
         [ -s '$tdir/$key/'\$f ] || exit 1; done"
 check "no build dir left" test -z "$(ls -A "$tdir" | grep '^\.')"
+check "the template's record says its VM had the lane's device (restores get it)" \
+        jq_true '.lane == true' "$tdir/$key/snapshot.json"
 
 # ---- warm vs --cold ----
 run_json -- true >"$T/warm.json" 2>"$T/err"; rc_w=$?
