@@ -10,7 +10,9 @@
 # Ours runs as every VM does, with the lane (docs/protocol.md: the host -> guest
 # bytes on a virtio-net device instead of virtio-serial); a third VM, "nolane",
 # is ours booted with SMOLVM_NO_LANE=1 (everything on the channel: what ours was
-# before the lane), unless BENCH_NOLANE=0.
+# before the lane), unless BENCH_NOLANE=0. It boots cold: a warm start restores
+# the boot template ours' first start made, with the lane's device (the template's
+# key does not include SMOLVM_NO_LANE), so before session 8 "nolane" had the lane.
 # The slirp peer (booted with SMOLVM_NO_LANE=1: its only NIC is slirp's) is the
 # same image, kernel, init, memory and CPUs; it is made with
 # SMOLVM_QEMU set to a wrapper that appends `-netdev user -device virtio-net-device`,
@@ -67,7 +69,7 @@ PY
 shape=(--cpus "${BENCH_CPUS:-1}" --mem "${BENCH_MEM:-512}" --boot-timeout 300)
 "$smolvm" create --name benchours "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
 [ "${vms[1]}" = benchnolane ] &&
-        SMOLVM_NO_LANE=1 "$smolvm" create --name benchnolane "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
+        SMOLVM_NO_LANE=1 "$smolvm" create --name benchnolane --cold "${shape[@]}" --allow-host bench.test --add-host bench.test:127.0.0.1 >/dev/null
 SMOLVM_NO_LANE=1 SMOLVM_QEMU="$work/bin/qemu-slirp" "$smolvm" create --name benchslirp "${shape[@]}" >/dev/null
 bench_nic_modules benchslirp
 "$smolvm" exec benchslirp -- python3 - <"$work/slirpnet.py"

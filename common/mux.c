@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The channel multiplexer. See mux.h for the contract; the protocol rules are
- * the virtio 1.2 "Socket Device" ones (docs/protocol.md).
+/* The channel multiplexer. See mux.h for the contract (the channel's I/O is
+ * in mux_chan.c); the protocol rules are the virtio 1.2 "Socket Device" ones
+ * (docs/protocol.md).
  *
  * Data paths:
  *   channel -> stream: the channel is read until MUX_READ_BATCH bytes are
@@ -9,7 +10,7 @@
  *     stream are written straight to its local fd with one writev when its
  *     buffer is empty (under TCG every write costs the guest a wake-up and a
  *     context switch of the reader), otherwise copied into the stream's ring
- *     (<= SMOLVM_MUX_STREAM_BUF, enforced by the credit check). fwd_cnt
+ *     (<= its receive window, enforced by the credit check). fwd_cnt
  *     advances only when the local fd takes bytes.
  *   stream -> channel: a local fd is read (<= 64 KiB, <= peer credit) into one
  *     packet allocation (header + payload) appended to the output queue, which
@@ -133,29 +134,6 @@ void mux_outq_push(smolvm_mux *mux, pkt *p)
                 mux->local_blocked = true;
 }
 
-static void outq_pop(smolvm_mux *mux)
-{
-        pkt *p = mux->outq_head;
-        mux->outq_head = p->next;
-        if (!mux->outq_head)
-                mux->outq_tail = NULL;
-        mux->outq_bytes -= p->size;
-        if (p->ctl)
-                mux->outq_ctl--;
-        if (p->orphan)
-                mux->n_orphan_rst--;
-        if (p->lane_on)
-                mux->lane_active = true;
-        mux->outq_off = 0;
-        free(p);
-}
-
-static void outq_clear(smolvm_mux *mux)
-{
-        while (mux->outq_head)
-                outq_pop(mux);
-}
-
 /* Header for stream s; records the fwd_cnt we advertise. */
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out)
 {
@@ -169,7 +147,7 @@ void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *o
                 .type = SMOLVM_PKT_TYPE_STREAM,
                 .op = op,
                 .flags = flags,
-                .buf_alloc = SMOLVM_MUX_STREAM_BUF,
+                .buf_alloc = s->rx_window,
                 .fwd_cnt = s->fwd_cnt,
         };
         s->adv_fwd_cnt = s->fwd_cnt;
@@ -212,44 +190,6 @@ static void queue_orphan_rst(smolvm_mux *mux, const smolvm_pkt_hdr *in)
         };
         smolvm_pkt_hdr_encode(&h, p->data);
         mux_outq_push(mux, p);
-}
-
-void chan_flush(smolvm_mux *mux)
-{
-        while (mux->outq_head && !mux->broken) {
-                struct iovec iov[MUX_IOV_MAX];
-                int n = 0;
-                size_t off = mux->outq_off;
-                for (pkt *p = mux->outq_head; p && n < MUX_IOV_MAX; p = p->next) {
-                        iov[n].iov_base = p->data + off;
-                        iov[n].iov_len = p->size - off;
-                        off = 0;
-                        n++;
-                        if (p->lane_on) /* the last bytes on the channel fd */
-                                break;
-                }
-                ssize_t w = mux_lane_tx(mux) ? mux_lane_writev(mux, iov, n)
-                                             : mux_writev_nosig(mux->chan_fd, mux->chan_is_sock, iov, n);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return;
-                        chan_broken(mux, negative_errno(), "channel write failed");
-                        return;
-                }
-                size_t left = (size_t)w;
-                while (left > 0 && mux->outq_head) {
-                        size_t rem = mux->outq_head->size - mux->outq_off;
-                        if (left >= rem) {
-                                left -= rem;
-                                outq_pop(mux);
-                        } else {
-                                mux->outq_off += left;
-                                left = 0;
-                        }
-                }
-        }
 }
 
 /* ---- deadlines: connects, and streams lingering for the peer's answer ---- */
@@ -430,7 +370,7 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                 /* The peer may have at most buf_alloc - (rx_cnt - fwd_cnt as we last
                  * told it) bytes in flight; since adv_fwd_cnt <= fwd_cnt this also
                  * bounds the ring. */
-                if ((uint64_t)(uint32_t)(s->rx_cnt - s->adv_fwd_cnt) + h->len > SMOLVM_MUX_STREAM_BUF) {
+                if ((uint64_t)(uint32_t)(s->rx_cnt - s->adv_fwd_cnt) + h->len > s->rx_window) {
                         mux->stats.n_credit_violations++;
                         stream_reset(s, -ECONNRESET);
                         return;
@@ -453,7 +393,7 @@ static void handle_stream_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const
                 stream_update(s);
 }
 
-static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload)
+void mux_handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload)
 {
         if (h->dst_cid != mux->our_cid || h->src_cid != mux->peer_cid) {
                 mux->stats.n_dropped++;
@@ -484,130 +424,6 @@ static void handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_
         handle_stream_packet(mux, h, payload);
 }
 
-/* Handle the complete packets in inbuf and keep the rest (less than one
- * packet) at its start. Returns false when the mux broke or is being freed. */
-static bool chan_parse(smolvm_mux *mux)
-{
-        size_t off = 0;
-        while (mux->in_len - off >= SMOLVM_PKT_HDR_SIZE) {
-                smolvm_pkt_hdr h;
-                int d = smolvm_pkt_hdr_decode(mux->inbuf + off, &h);
-                if (d == -EMSGSIZE) {
-                        chan_broken(mux, -EMSGSIZE, "packet length above the maximum");
-                        return false;
-                }
-                if (mux->in_len - off - SMOLVM_PKT_HDR_SIZE < h.len)
-                        break;
-                const uint8_t *payload = mux->inbuf + off + SMOLVM_PKT_HDR_SIZE;
-                off += SMOLVM_PKT_HDR_SIZE + h.len;
-                if (d < 0) {
-                        mux->stats.n_dropped++;
-                        continue;
-                }
-                /* Anything but data may look at (or end) a stream: what is
-                 * pending goes first. */
-                if (h.type != SMOLVM_PKT_TYPE_STREAM || h.op != SMOLVM_OP_RW)
-                        stream_pend_flush(mux);
-                bool lane_was_active = mux->lane_active;
-                handle_packet(mux, &h, payload);
-                if (mux->broken || mux->free_requested)
-                        return false;
-                /* Only a LANE_ON that switched us (a dropped one switches nothing). */
-                if (!lane_was_active && mux->lane_active && off < mux->in_len) {
-                        chan_broken(mux, -EPROTO, "bytes on the channel after LANE_ON");
-                        return false;
-                }
-        }
-        stream_pend_flush(mux);
-        if (mux->broken || mux->free_requested)
-                return false;
-        /* What is left is less than one packet (< header + max payload), so at
-         * least MUX_READ_BATCH bytes of space remain for the next reads. */
-        memmove(mux->inbuf, mux->inbuf + off, mux->in_len - off);
-        mux->in_len -= off;
-        return true;
-}
-
-void chan_read(smolvm_mux *mux, bool force)
-{
-        int reads = 0;
-        size_t got = 0;
-        for (;;) {
-                if (mux->outq_ctl >= MUX_CTL_MAX)
-                        mux->chan_in_blocked = true;
-                if (mux->broken || mux->free_requested || (mux->chan_in_blocked && !force))
-                        return;
-                bool drained = false, eof = false;
-                while (mux->in_len < MUX_READ_BATCH && reads < MUX_CHAN_READS_PER_WAKE) {
-                        ssize_t r = mux_lane_rx(mux) ? mux_lane_read(mux, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len)
-                                                     : read(mux->chan_fd, mux->inbuf + mux->in_len, MUX_INBUF_SIZE - mux->in_len);
-                        if (r < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                                        drained = true;
-                                        break;
-                                }
-                                chan_broken(mux, negative_errno(), "channel read failed");
-                                return;
-                        }
-                        if (r == 0) {
-                                eof = true;
-                                break;
-                        }
-                        reads++;
-                        got += (size_t)r;
-                        mux->in_len += (size_t)r;
-                }
-                /* Packets that came before an EOF are still handled. */
-                if (!chan_parse(mux))
-                        return;
-                if (eof) {
-                        chan_broken(mux, -ECONNRESET,
-                                    mux->in_len ? "channel closed inside a packet" : "channel closed");
-                        return;
-                }
-                /* Others get the loop too: a socket fills the batch in one read. */
-                if (drained || reads >= MUX_CHAN_READS_PER_WAKE || got >= MUX_CHAN_BYTES_PER_WAKE)
-                        return;
-        }
-}
-
-static void chan_io(void *userdata, int fd, uint32_t events)
-{
-        smolvm_mux *mux = userdata;
-        mux_enter(mux);
-        if (events & EPOLLOUT)
-                chan_flush(mux);
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                if (mux_lane_rx(mux))
-                        mux_lane_chan_idle(mux); /* the guest's port carries nothing more */
-                else
-                        chan_read(mux, (events & (EPOLLHUP | EPOLLERR)) != 0);
-        }
-        mux_leave(mux);
-}
-
-void chan_broken(smolvm_mux *mux, int err, const char *why)
-{
-        if (mux->broken)
-                return;
-        mux->broken = true;
-        mux_lane_free(mux);
-        if (mux->chan_fd >= 0)
-                (void)smolvm_evloop_del(mux->loop, mux->chan_fd);
-        mux->chan_events = 0;
-        outq_clear(mux);
-        mux->in_len = 0;
-        if (mux->ops.resetting && !mux->freeing)
-                mux->ops.resetting(mux->userdata);
-        while (mux->streams)
-                stream_kill(mux->streams, -ECONNRESET);
-        mux_timer_arm(mux);
-        if (mux->ops.broken && !mux->freeing)
-                mux->ops.broken(mux->userdata, err, why);
-}
-
 /* ---- public API ---- */
 
 int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_mux_ops *ops,
@@ -633,6 +449,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
                 mux->ops = *ops;
         mux->userdata = userdata;
         mux->next_port = MUX_PORT_FIRST;
+        mux->rx_window = SMOLVM_MUX_STREAM_BUF;
         mux->inbuf = malloc(MUX_INBUF_SIZE);
         if (!mux->inbuf) {
                 r = -ENOMEM;
@@ -651,7 +468,7 @@ int smolvm_mux_new(smolvm_evloop *loop, int chan_fd, bool is_host, const smolvm_
         mux->chan_is_sock = mux_fd_is_socket(cfd);
         /* EPOLLOUT at once: the HELLO below goes out from the loop, so no
          * callback (broken) can run before the caller holds the mux. */
-        r = smolvm_evloop_add(loop, cfd, EPOLLIN | EPOLLOUT, chan_io, mux);
+        r = smolvm_evloop_add(loop, cfd, EPOLLIN | EPOLLOUT, mux_chan_io, mux);
         if (r < 0)
                 goto fail;
         mux->chan_fd = TAKE_FD(cfd);
@@ -697,7 +514,7 @@ static void mux_destroy(smolvm_mux *mux)
                 mux->dead_streams = s->next;
                 free(s);
         }
-        outq_clear(mux);
+        mux_outq_clear(mux);
         mux_lane_free(mux);
         if (mux->chan_fd >= 0) {
                 if (!mux->broken)
@@ -782,6 +599,14 @@ int smolvm_mux_reset(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port)
         mux_enter(mux);
         stream_reset(s, -ECONNRESET);
         mux_leave(mux);
+        return 0;
+}
+
+int smolvm_mux_set_rx_window(smolvm_mux *mux, uint32_t bytes)
+{
+        if (!mux || bytes < mux->rx_window || bytes > SMOLVM_MUX_RX_WINDOW_MAX)
+                return -EINVAL;
+        mux->rx_window = bytes;
         return 0;
 }
 

@@ -40,8 +40,10 @@
 #include "evloop.h"
 
 #define SMOLVM_MUX_MAX_STREAMS 1024u
-/* Receive buffer we advertise per stream (buf_alloc). */
+/* Receive buffer we advertise per stream (buf_alloc), unless
+ * smolvm_mux_set_rx_window() set another. */
 #define SMOLVM_MUX_STREAM_BUF (256u * 1024u)
+#define SMOLVM_MUX_RX_WINDOW_MAX (4u << 20)
 
 typedef struct smolvm_mux smolvm_mux;
 
@@ -126,6 +128,13 @@ typedef struct smolvm_mux_stats {
         uint64_t n_credit_violations;
         uint64_t buffered_bytes;  /* all stream receive buffers + channel output queue */
 } smolvm_mux_stats;
+/* The receive window (buf_alloc) granted to streams created from now on:
+ * SMOLVM_MUX_STREAM_BUF .. SMOLVM_MUX_RX_WINDOW_MAX bytes, never smaller than
+ * before (-EINVAL). Each such stream may hold up to that much for a local fd
+ * that does not read. The guest grants more once the host's bytes ride the
+ * lane (guest-init/lane.c): the sender then waits less for credit, and the
+ * receiver writes its local fd in larger pieces (a quarter of the window). */
+int smolvm_mux_set_rx_window(smolvm_mux *mux, uint32_t bytes);
 void smolvm_mux_get_stats(const smolvm_mux *mux, smolvm_mux_stats *ret);
 bool smolvm_mux_is_broken(const smolvm_mux *mux);
 

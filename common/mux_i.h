@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Private to the channel multiplexer, shared by its two halves:
- *   mux.c        the channel: output queue, packet encoding, input parsing and
- *                dispatch, connect timeouts, HELLO, the public API;
+/* Private to the channel multiplexer, shared by its parts:
+ *   mux.c        the channel: output queue, packet encoding, packet dispatch,
+ *                connect timeouts, HELLO, the public API;
+ *   mux_chan.c   the channel's I/O: writing the output queue, reading and
+ *                parsing the channel, breaking it;
  *   mux_stream.c one stream's life: creation, credit, relay between its local
  *                fd and the channel;
  *   mux_lane.c   the switch of the host -> guest direction to the lane.
@@ -25,11 +27,11 @@
  * writev (mux.c, chan_read). */
 #define MUX_READ_BATCH (256u * 1024u)
 #define MUX_INBUF_SIZE (SMOLVM_PKT_HDR_SIZE + SMOLVM_PKT_MAX_PAYLOAD + MUX_READ_BATCH)
-/* A stream's pending payload is written once it reaches this: data waiting in
- * our batch is data the peer's credit cannot see consumed, and a batch as large
- * as the window (SMOLVM_MUX_STREAM_BUF) stalls the sender for a round trip
- * (measured: 0.42x of slirp instead of 0.75x with 256 KiB). */
-#define MUX_PEND_FLUSH (64u * 1024u)
+/* A stream's pending payload is written once it reaches a quarter of its
+ * receive window (mux_stream.c): data waiting in our batch is data the peer's
+ * credit cannot see consumed, and a batch as large as the window stalls the
+ * sender for a round trip (measured: 0.42x of slirp instead of 0.75x with a
+ * 256 KiB batch for a 256 KiB window). */
 #define MUX_OUTQ_HIGH (1024u * 1024u)
 #define MUX_OUTQ_LOW (256u * 1024u)
 #define MUX_CTL_MAX (4u * SMOLVM_MUX_MAX_STREAMS + 1024u)
@@ -88,7 +90,8 @@ typedef struct stream {
         uint64_t deadline_ms;
 
         /* channel -> local fd */
-        uint8_t *rx; /* ring of SMOLVM_MUX_STREAM_BUF, allocated while non-empty */
+        uint32_t rx_window; /* buf_alloc we grant (the mux's rx_window at creation): the ring's size */
+        uint8_t *rx; /* ring of rx_window bytes, allocated while non-empty */
         size_t rx_head, rx_len;
         uint32_t rx_cnt;      /* payload bytes accepted from the peer (mod 2^32); advanced by
                                * handle_stream_packet() after its credit check */
@@ -155,6 +158,7 @@ struct smolvm_mux {
         uint64_t timer_deadline_ms; /* 0 = disarmed */
 
         smolvm_mux_stats stats;
+        uint32_t rx_window; /* for new streams (smolvm_mux_set_rx_window) */
 
         /* the lane (mux_lane.c): asked for (guest) / started (host) with
          * lane_epoch; active once LANE_ON was written (host) or read (guest) */
@@ -183,9 +187,17 @@ int mux_queue_control(smolvm_mux *mux, uint16_t op, const void *payload, uint32_
 void stream_hdr(stream *s, uint16_t op, uint32_t flags, uint32_t len, uint8_t *out);
 void stream_queue_ctl(stream *s, uint16_t op, uint32_t flags);
 void mux_timer_arm(smolvm_mux *mux);
+/* One complete, decoded packet from the channel (or the lane). */
+void mux_handle_packet(smolvm_mux *mux, const smolvm_pkt_hdr *h, const uint8_t *payload);
+
+/* ---- mux_chan.c ---- */
+
+void mux_outq_clear(smolvm_mux *mux);
 void chan_broken(smolvm_mux *mux, int err, const char *why);
 void chan_read(smolvm_mux *mux, bool force);
 void chan_flush(smolvm_mux *mux);
+/* The channel fd's loop callback. */
+void mux_chan_io(void *userdata, int fd, uint32_t events);
 
 /* ---- mux_lane.c ---- */
 

@@ -71,6 +71,7 @@ stream *stream_new(smolvm_mux *mux, uint32_t local_port, uint32_t peer_port, int
         s->peer_port = peer_port;
         s->fd = fd;
         s->state = state;
+        s->rx_window = mux->rx_window;
         size_t i = hash_idx(local_port, peer_port);
         s->hnext = mux->hash[i];
         mux->hash[i] = s;
@@ -260,7 +261,7 @@ void stream_update(stream *s)
 static void stream_consumed(stream *s, size_t n)
 {
         s->fwd_cnt += (uint32_t)n;
-        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= SMOLVM_MUX_STREAM_BUF / 4)
+        if (!s->peer_shut_send && s->fwd_cnt - s->adv_fwd_cnt >= s->rx_window / 4)
                 stream_queue_ctl(s, SMOLVM_OP_CREDIT_UPDATE, 0);
 }
 
@@ -276,7 +277,7 @@ static ssize_t stream_write(stream *s, struct iovec *iov, int n)
 /* Write the ring to the local fd. */
 static void stream_flush_rx(stream *s)
 {
-        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        const size_t cap = s->rx_window;
         while (s->rx_len > 0 && !s->wr_done) {
                 struct iovec iov[2];
                 int n = 1;
@@ -312,7 +313,7 @@ static void stream_flush_rx(stream *s)
  * Returns false when the stream had to be reset. */
 static bool stream_ring_append(stream *s, const uint8_t *data, size_t len)
 {
-        const size_t cap = SMOLVM_MUX_STREAM_BUF;
+        const size_t cap = s->rx_window;
         if (!s->rx) {
                 s->rx = malloc(cap);
                 if (!s->rx) {
@@ -408,7 +409,7 @@ void stream_deliver_rw(stream *s, const uint8_t *payload, uint32_t len)
         mux->pend_stream = s;
         mux->pend_iov[mux->pend_n++] = (struct iovec){ (void *)payload, len };
         mux->pend_bytes += len;
-        if (mux->pend_bytes >= MUX_PEND_FLUSH)
+        if (mux->pend_bytes >= s->rx_window / 4)
                 stream_pend_flush(mux);
 }
 

@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,10 +28,18 @@
 #include "mux.h"
 #include "util.h"
 
-/* What we ask the host to keep in flight, and the socket buffer that holds it
- * (each ~64 KiB frame costs ~68 KiB of it: twice the window leaves room). */
-#define LANE_WINDOW (1u << 20)
-#define LANE_RCVBUF (4 << 20)
+/* Each stream's receive window once the host's bytes ride the lane
+ * (smolvm_mux_set_rx_window; 256 KiB on the channel): the host waits for our
+ * credit less, and we write a stream's local fd in quarters of it (fewer
+ * writes, fewer wake-ups of its reader, fewer CREDIT_UPDATEs on the channel). */
+#define LANE_STREAM_WINDOW (1u << 20)
+/* What we ask the host to keep in flight on the lane (all streams: more than
+ * one stream's window, or the lane's window would stall a stream first), and
+ * the socket buffer that holds it (each ~64 KiB frame costs ~68 KiB of it:
+ * twice the window leaves room). */
+#define LANE_WINDOW (2u << 20)
+#define LANE_RCVBUF (8 << 20)
+#define LANE_NICE (-10)
 
 struct agent_lane {
         int fd;
@@ -111,6 +121,19 @@ static int lane_socket(const char *ifname)
         return TAKE_FD(fd);
 }
 
+/* PID 1 relays the lane's bytes to the guest's programs: it runs ahead of
+ * them. At nice 0 a reader woken by each write preempts PID 1 at once and takes
+ * one frame per wake-up, two context switches a frame; ahead of it, PID 1
+ * drains what has arrived and the reader takes it in larger reads. Our
+ * children (commands, handlers) start at nice 0 (SCHED_RESET_ON_FORK). */
+static void relay_ahead(void)
+{
+        struct sched_param sp = { 0 };
+        if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp) < 0 ||
+            setpriority(PRIO_PROCESS, 0, LANE_NICE) < 0)
+                init_log("lane: cannot raise PID 1's priority: %m");
+}
+
 int agent_lane_open(agent_lane **ret)
 {
         *ret = NULL;
@@ -133,6 +156,7 @@ int agent_lane_open(agent_lane **ret)
                 safe_close(fd);
                 return -ENOMEM;
         }
+        relay_ahead();
         l->fd = fd;
         l->g.fd = fd;
         snprintf(l->ifname, sizeof(l->ifname), "%s", ifname);
@@ -153,7 +177,9 @@ int agent_lane_request(agent_lane *l, smolvm_mux *mux)
         l->epoch++;
         smolvm_lane_rx_init(&l->g.rx, l->epoch, LANE_WINDOW);
         smolvm_mux_lane lane = { .recv = smolvm_lane_guest_recv, .fd = l->fd, .userdata = &l->g };
-        int r = smolvm_mux_lane_request(mux, l->epoch, LANE_WINDOW, &lane);
+        int r = smolvm_mux_set_rx_window(mux, LANE_STREAM_WINDOW);
+        if (r == 0)
+                r = smolvm_mux_lane_request(mux, l->epoch, LANE_WINDOW, &lane);
         if (r < 0)
                 init_log("lane: asking the host for it on %s: %s", l->ifname, strerror(-r));
         return r;

@@ -148,18 +148,42 @@ START_TEST(test_many_streams)
 }
 END_TEST
 
+/* A stream from the host to a guest server that does not read (nor send):
+ * connected, then the loop runs for ms while the client pushes total bytes. */
+static endpoint *stalled_stream(world *w, uint64_t total, unsigned ms)
+{
+        w->server_reading = false;
+        w->server_tx_total = 0;
+        endpoint *c = client_connect(w, GUEST_PORT, total);
+        ck_assert(run_until(w, client_cb_called, c, 5000));
+        ck_assert_int_eq(c->cb_err, 0);
+        run_for(w, ms);
+        return c;
+}
+
+/* The server of client c has read nothing: it starts reading, all of the
+ * total bytes arrive intact, every stream ends; frees w. */
+static void resume_stalled(world *w, endpoint *c, uint64_t total)
+{
+        endpoint *ss = server_for(w, c->cb_port);
+        ck_assert_ptr_nonnull(ss);
+        ck_assert_uint_eq(ss->rx_done, 0);
+        ss->reading = true;
+        ep_update(ss);
+        ck_assert(run_until(w, all_done, NULL, 60000));
+        ck_assert_uint_eq(ss->rx_done, total);
+        ck_assert(!ss->rx_bad);
+        ck_assert(run_until(w, streams_zero, NULL, 5000));
+        world_free(w);
+}
+
 /* One server never reads: its stream stalls, the other stream completes, and
  * the muxes buffer no more than one stream window (+ queue slack). Then the
  * slow reader starts and its stream completes too. */
 START_TEST(test_stalled_reader)
 {
         world *w = world_pair();
-        w->server_reading = false;
-        w->server_tx_total = 0;
-        endpoint *slow = client_connect(w, GUEST_PORT, 8u << 20);
-        ck_assert(run_until(w, client_cb_called, slow, 5000));
-        ck_assert_int_eq(slow->cb_err, 0);
-        run_for(w, 300);
+        endpoint *slow = stalled_stream(w, 8u << 20, 300);
 
         w->server_reading = true;
         w->server_tx_total = 2u << 20;
@@ -184,16 +208,31 @@ START_TEST(test_stalled_reader)
         ck_assert_uint_eq(hs.n_credit_violations + gs.n_credit_violations, 0);
         ck_assert_uint_eq(gs.n_streams, 1);
 
-        endpoint *ss = server_for(w, slow->cb_port);
-        ck_assert_ptr_nonnull(ss);
-        ck_assert_uint_eq(ss->rx_done, 0);
-        ss->reading = true;
-        ep_update(ss);
-        ck_assert(run_until(w, all_done, NULL, 60000));
-        ck_assert_uint_eq(ss->rx_done, 8u << 20);
-        ck_assert(!ss->rx_bad);
-        ck_assert(run_until(w, streams_zero, NULL, 5000));
-        world_free(w);
+        resume_stalled(w, slow, 8u << 20);
+}
+END_TEST
+
+/* A guest that grants a larger receive window (as with the lane): the host
+ * keeps that much in flight for a stream whose reader stalls, no more, and
+ * the bytes arrive intact once it reads. The window only grows. */
+START_TEST(test_rx_window)
+{
+        world *w = world_pair();
+        const uint32_t win = 1u << 20;
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, SMOLVM_MUX_STREAM_BUF / 2), -EINVAL);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, SMOLVM_MUX_RX_WINDOW_MAX + 1), -EINVAL);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, win), 0);
+        ck_assert_int_eq(smolvm_mux_set_rx_window(w->guest, win / 2), -EINVAL);
+        endpoint *c = stalled_stream(w, 8u << 20, 500);
+        smolvm_mux_stats hs, gs;
+        smolvm_mux_get_stats(w->host, &hs);
+        smolvm_mux_get_stats(w->guest, &gs);
+        /* The guest's ring holds what its stalled socket did not take: more
+         * than the default window allows, within the granted one. */
+        ck_assert_uint_gt(gs.buffered_bytes, SMOLVM_MUX_STREAM_BUF);
+        ck_assert_uint_le(gs.buffered_bytes, win);
+        ck_assert_uint_eq(hs.n_credit_violations + gs.n_credit_violations, 0);
+        resume_stalled(w, c, 8u << 20);
 }
 END_TEST
 
@@ -359,6 +398,7 @@ static Suite *mux_suite(void)
         tcase_add_test(tc, test_refused_no_accept);
         tcase_add_test(tc, test_many_streams);
         tcase_add_test(tc, test_stalled_reader);
+        tcase_add_test(tc, test_rx_window);
         tcase_add_test(tc, test_broken_on_channel_eof);
         tcase_add_test(tc, test_connect_first);
         tcase_set_timeout(tc, 120);
