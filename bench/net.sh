@@ -10,9 +10,9 @@
 # Ours runs as every VM does, with the lane (docs/protocol.md: the host -> guest
 # bytes on a virtio-net device instead of virtio-serial); a third VM, "nolane",
 # is ours booted with SMOLVM_NO_LANE=1 (everything on the channel: what ours was
-# before the lane), unless BENCH_NOLANE=0. It boots cold: a warm start restores
-# the boot template ours' first start made, with the lane's device (the template's
-# key does not include SMOLVM_NO_LANE), so before session 8 "nolane" had the lane.
+# before the lane), unless BENCH_NOLANE=0. It boots cold (--cold: before session
+# 8 a warm start restored the boot template ours' first start made, with the
+# lane's device, so "nolane" had the lane; now SMOLVM_NO_LANE boots cold anyway).
 # The slirp peer (booted with SMOLVM_NO_LANE=1: its only NIC is slirp's) is the
 # same image, kernel, init, memory and CPUs; it is made with
 # SMOLVM_QEMU set to a wrapper that appends `-netdev user -device virtio-net-device`,

@@ -55,6 +55,8 @@ for i, a in enumerate(src):
         a = "socket,id=chan,path=%s/chan.sock,server=on,wait=off" % work
     elif a.startswith("socket,id=restore,"):
         a = "socket,id=restore,path=%s/mon.sock,server=on,wait=off" % work
+    elif a.startswith("stream,id=lane,"):
+        a = "stream,id=lane,server=on,addr.type=unix,addr.path=%s/lane.sock" % work
     elif a.startswith("id=root,file="):
         a = ",".join(["file=%s/floor.qcow2" % work if p.startswith("file=") else p for p in a.split(",")])
     argv.append(a)
@@ -83,6 +85,17 @@ try:
     f.readline()  # greeting
     cmd("qmp_capabilities")
     cmd("migrate-set-capabilities", {"capabilities": [{"capability": "x-ignore-shared", "state": True}]})
+    # As the supervisor does (host/supervisor/qemu.c): no self-announce, and
+    # the lane's stream has its client before the state loads (QEMU 7.2
+    # crashes delivering a packet to a stream nobody connected).
+    cmd("migrate-set-parameters", {"announce-rounds": 0})
+    lane = None
+    if any(a.startswith("stream,id=lane,") for a in argv):
+        lane = socket.socket(socket.AF_UNIX)
+        while lane.connect_ex(work + "/lane.sock") != 0:
+            if time.monotonic() - t0 > 120:
+                sys.exit("floor: QEMU did not open the lane's socket (see %s/floor.log)" % work)
+            time.sleep(0.001)
     cmd("migrate-incoming", {"uri": "exec:cat " + state})
     while cmd("query-status")["status"] != "running":
         if time.monotonic() - t0 > 120:

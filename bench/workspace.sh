@@ -22,12 +22,17 @@
 # tree's tar), the guest's tar -x into its disk and the sync after it, persist
 # and hydrate, with BASE_BIN=path/to/another/smolvm also that build's persist
 # and hydrate in the same rounds (its libsmolvm drives the same VM).
+# A second VM of the same shape booted cold with SMOLVM_NO_LANE=1 (host -> guest
+# bytes on the virtio-serial channel alone, as before the lane) takes the
+# hydrate side's channel-bound parts in the same rounds, and hydrate in the
+# hyperfine part; at the end both VMs stop and their supervisors' lane lines
+# say whether the lane was on and how many bytes it carried.
 #
 # usage: bench/workspace.sh [RUNS]   (default 5; TREE=DIR, default /usr/lib/python3.11:
 #                                    ~54 MB of source and bytecode, ~1,500 entries;
 #                                    LIB=0 skips the library-alone part, HF=0 the
 #                                    hyperfine part, PARTS=0 the parts, RSS=0 the
-#                                    peak RSS)
+#                                    peak RSS, NOLANE=0 the VM without the lane)
 # Not part of the test suite: run by hand.
 set -euo pipefail
 runs=${1:-5}
@@ -66,6 +71,15 @@ fi
 # (and a block of the VM's RAM file) per page, which would land on whatever
 # runs first.
 "$smolvm" exec bench-ws -- sh -c 'head -c 250M /dev/zero >/tmp/fill && head -c 250M /dev/zero >/dev/shm/fill; rm -f /tmp/fill /dev/shm/fill'
+# Cold: a warm start would restore a boot template, which keeps the lane of the
+# VM it was made from whatever SMOLVM_NO_LANE says.
+nl=()
+if [ "${NOLANE:-1}" != 0 ]; then
+        SMOLVM_COLD=1 SMOLVM_NO_LANE=1 "$smolvm" create --name bench-ws-nl --mem 1024 --disk 2048 >/dev/null
+        "$smolvm" exec bench-ws-nl -- sh -c 'head -c 250M /dev/zero >/tmp/fill && head -c 250M /dev/zero >/dev/shm/fill; rm -f /tmp/fill /dev/shm/fill'
+        nl=(-n "workspace hydrate, no lane" --prepare "$smolvm exec bench-ws-nl -- rm -rf /hydrated"
+                "$smolvm workspace hydrate bench-ws-nl $work/ws.tar.zst --path /hydrated")
+fi
 mkdir -p "$work/out"
 if [ "${HF:-1}" != 0 ]; then
 hf -n "host tar | zstd -1" "tar -C $tree -cf - . | zstd -q -1 > $work/host.tar.zst" \
@@ -77,7 +91,7 @@ log "archives: host zstd -1 $(stat -c %s "$work/host.tar.zst"), persist $(stat -
 hf -n "host zstd -dc | tar -x" --prepare "rm -rf $work/out && mkdir $work/out" \
         "zstd -q -dc $work/host.tar.zst | tar -x -C $work/out" \
    -n "workspace hydrate" --prepare "$smolvm exec bench-ws -- rm -rf /hydrated" \
-        "$smolvm workspace hydrate bench-ws $work/ws.tar.zst --path /hydrated" \
+        "$smolvm workspace hydrate bench-ws $work/ws.tar.zst --path /hydrated" "${nl[@]}" \
    -n "zstd -dc | exec -i tar -x" --prepare "$smolvm exec bench-ws -- sh -c 'rm -rf /plain && mkdir /plain'" \
         "zstd -q -dc $work/ws.tar.zst | $smolvm exec -i bench-ws -- tar -x -C /plain -f -"
 
@@ -87,10 +101,11 @@ fi
 # part NAME PREP CMD: PREP (untimed, may be "") then CMD, timed; sh -c strings.
 if [ "${PARTS:-1}" != 0 ]; then
 vmm=$("$smolvm" info --json bench-ws | jq -r .data.vmm_pid)
-qcpu() { awk '{print $14 + $15}' "/proc/$vmm/stat"; }
+qcpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
-names=() preps=() cmds=()
-part() { names+=("$1"); preps+=("$2"); cmds+=("$3"); }
+names=() preps=() cmds=() pids=()
+# part NAME PREP CMD [QEMU_PID]: the QEMU whose CPU counts (default bench-ws's).
+part() { names+=("$1"); preps+=("$2"); cmds+=("$3"); pids+=("${4:-$vmm}"); }
 x="$smolvm exec bench-ws --"
 part "exec -- true (the floor)" "" "$x true"
 part "host: tar | zstd -1" "" "tar -C $tree -cf - . | zstd -q -1 > $work/host.tar.zst"
@@ -111,17 +126,25 @@ part "exec -i tar -b 20 -x" "$x sh -c 'rm -rf /x && mkdir /x && sync'" "$smolvm 
 part "exec -i tar -b 128 -x" "$x sh -c 'rm -rf /x && mkdir /x && sync'" "$smolvm exec -i bench-ws -- tar -b 128 -x -C /x -f - <$work/tree.tar"
 part "workspace hydrate" "$x sh -c 'rm -rf /x && sync'" "$smolvm workspace hydrate bench-ws $work/p.tar.zst --path /x"
 [ -n "${BASE_BIN:-}" ] && part "workspace hydrate (BASE_BIN)" "$x sh -c 'rm -rf /x && sync'" "$BASE_BIN workspace hydrate bench-ws $work/p.tar.zst --path /x"
+if [ "${NOLANE:-1}" != 0 ]; then
+        nlpid=$("$smolvm" info --json bench-ws-nl | jq -r .data.vmm_pid)
+        y="$smolvm exec bench-ws-nl --"
+        part "no lane: channel in: exec -i cat > /dev/null" "" "$smolvm exec -i bench-ws-nl -- cat >/dev/null <$work/tree.tar" "$nlpid"
+        part "no lane: exec -i tar -b 128 -x" "$y sh -c 'rm -rf /x && mkdir /x && sync'" "$smolvm exec -i bench-ws-nl -- tar -b 128 -x -C /x -f - <$work/tree.tar" "$nlpid"
+        part "no lane: workspace hydrate" "$y sh -c 'rm -rf /x && sync'" "$smolvm workspace hydrate bench-ws-nl $work/p.tar.zst --path /x" "$nlpid"
+fi
 n=${#names[@]}
 for ((r = 0; r < runs; r++)); do
         for ((i = 0; i < n; i++)); do
                 [ -n "${preps[i]}" ] && sh -c "${preps[i]}"
-                c0=$(qcpu) t0=$(ms)
+                c0=$(qcpu "${pids[i]}") t0=$(ms)
                 sh -c "${cmds[i]}"
-                t1=$(ms) c1=$(qcpu)
+                t1=$(ms) c1=$(qcpu "${pids[i]}")
                 echo "$i $((t1 - t0)) $(((c1 - c0) * 1000 / tick))" >>"$work/parts"
         done
 done
 $x sh -c 'rm -rf /x'
+[ "${NOLANE:-1}" != 0 ] && $y sh -c 'rm -rf /x'
 log "parts: median of $runs round-robin runs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-48s %9s %9s\n' part "wall ms" "QEMU ms" >&2
 for ((i = 0; i < n; i++)); do
@@ -144,5 +167,11 @@ p4=$(rss "$smolvm" workspace persist bench-ws -o "$work/r4.tar.zst")
 h4=$(rss "$smolvm" workspace hydrate bench-ws "$work/r4.tar.zst" --path /rss4)
 log "peak RSS of smolvm (KiB): persist $p1 / $p4, hydrate $h1 / $h4 for $(stat -c %s "$work/r1.tar.zst") / $(stat -c %s "$work/r4.tar.zst") byte archives"
 fi
-"$smolvm" rm -f bench-ws >/dev/null
+# The lane's own account, written when its VM stops (host/supervisor/lane_duty.c).
+for vm in bench-ws bench-ws-nl; do
+        id=$("$smolvm" info --json "$vm" 2>/dev/null | jq -r .data.id) || continue
+        "$smolvm" stop "$vm" >/dev/null
+        log "$vm: $(grep -h 'lane: ' "$SMOLVM_HOME/vms/$id/supervisor.log" | sed 's/^.*lane: /lane: /' | paste -sd ';' -)"
+        "$smolvm" rm -f "$vm" >/dev/null
+done
 log "done; load $(cut -d' ' -f1-3 /proc/loadavg)"

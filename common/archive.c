@@ -671,14 +671,12 @@ int archive_file_create(const char *path, archive_file *ret, char *err, size_t e
         int r = 0;
         f.dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (f.dir_fd < 0) {
-                r = negative_errno();
-                snprintf(err, err_len, "open the directory %s: %s", dir, strerror(errno));
+                r = errbuf_fail(negative_errno(), err, err_len, "open the directory %s: %s", dir, strerror(errno));
                 goto fail;
         }
         struct stat st;
         if (fstatat(f.dir_fd, name, &st, 0) == 0 && S_ISDIR(st.st_mode)) {
-                r = -EISDIR;
-                snprintf(err, err_len, "%s is a directory: name the archive file", path);
+                r = errbuf_fail(-EISDIR, err, err_len, "%s is a directory: name the archive file", path);
                 goto fail;
         }
         /* The final name in the temporary one tells a user whose leftover it is;
@@ -686,22 +684,20 @@ int archive_file_create(const char *path, archive_file *ret, char *err, size_t e
         for (int tries = 0; f.fd < 0; tries++) {
                 uint8_t rnd[6];
                 if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-                        r = -EIO;
-                        snprintf(err, err_len, "getrandom failed");
+                        r = errbuf_fail(-EIO, err, err_len, "getrandom failed");
                         goto fail;
                 }
                 free(f.tmp);
                 if (asprintf(&f.tmp, ".%s.%02x%02x%02x%02x%02x%02x.part", strlen(name) <= 200 ? name : "smolvm",
                              rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]) < 0) {
                         f.tmp = NULL;
-                        r = -ENOMEM;
-                        snprintf(err, err_len, "out of memory");
+                        r = errbuf_fail(-ENOMEM, err, err_len, "out of memory");
                         goto fail;
                 }
                 f.fd = openat(f.dir_fd, f.tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
                 if (f.fd < 0 && (errno != EEXIST || tries >= 8)) {
-                        r = negative_errno();
-                        snprintf(err, err_len, "create a file in %s: %s", dir, strerror(errno));
+                        r = errbuf_fail(negative_errno(), err, err_len, "create a file in %s: %s", dir,
+                                        strerror(errno));
                         goto fail;
                 }
         }
@@ -718,11 +714,9 @@ int archive_file_commit(archive_file *f, char *err, size_t err_len)
 {
         int r = 0;
         if (close(TAKE_FD(f->fd)) < 0) {
-                r = negative_errno();
-                snprintf(err, err_len, "write %s: %s", f->name, strerror(errno));
+                r = errbuf_fail(negative_errno(), err, err_len, "write %s: %s", f->name, strerror(errno));
         } else if (renameat(f->dir_fd, f->tmp, f->dir_fd, f->name) < 0) {
-                r = negative_errno();
-                snprintf(err, err_len, "rename to %s: %s", f->name, strerror(errno));
+                r = errbuf_fail(negative_errno(), err, err_len, "rename to %s: %s", f->name, strerror(errno));
         } else {
                 free(f->tmp);
                 f->tmp = NULL;

@@ -137,7 +137,8 @@ static bool name_ok(const uint8_t *p, size_t len, char out[FS_NAME_MAX + 1])
         return !fs_is_dot_or_dotdot(out);
 }
 
-#define FAIL(code, ...) do { snprintf(err, err_len, __VA_ARGS__); r = (code); goto out; } while (0)
+/* Returns code from load_locked() with the message in err. */
+#define FAIL(code, ...) return errbuf_fail((code), err, err_len, __VA_ARGS__)
 
 static int load_locked(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err, size_t err_len)
 {
@@ -208,8 +209,7 @@ static int load_locked(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err,
         fs_inode_restore_trim_locked(fs);
         fs->initialized = flags & FLAG_INIT;
         fs->proto_minor = fs->initialized ? minor : 0;
-out:
-        return r;
+        return 0;
 }
 
 int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err, size_t err_len)
@@ -218,8 +218,8 @@ int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *er
         int r;
         if (fs->initialized || fs->n_inodes != 1 || fs->n_handles != 0 || fs->inode_unused != 1 ||
             fs->handle_unused != 0) {
-                snprintf(err, err_len, "the file server has served already: a state loads into a fresh one");
-                r = -EBUSY;
+                r = errbuf_fail(-EBUSY, err, err_len,
+                                "the file server has served already: a state loads into a fresh one");
         } else {
                 r = load_locked(fs, buf, len, err, err_len);
         }

@@ -64,7 +64,8 @@ static void save_boot_info(smolvm_vm *vm)
                               "t_agent_ms", (json_int_t)b->t_agent_ms, "accel", b->accel, "accel_reason",
                               b->accel_reason, "vmm_pid", (json_int_t)vm->vmm_pid);
         if (o && (json_object_set_new(o, "start", json_string(b->start)) < 0 ||
-                  json_object_set_new(o, "start_note", json_string(b->start_note)) < 0)) {
+                  json_object_set_new(o, "start_note", json_string(b->start_note)) < 0 ||
+                  (vm->lane_known && json_object_set_new(o, "lane", json_boolean(vm->lane_device)) < 0))) {
                 json_decref(o);
                 o = NULL;
         }
@@ -117,6 +118,22 @@ static bool load_boot_info(const smolvm_vm *vm, smolvm_boot_info *ret, pid_t *re
         json_decref(o);
         *ret = b;
         return true;
+}
+
+int vm_lane_device(smolvm_vm *vm)
+{
+        pthread_mutex_lock(&vm->lock);
+        int known = vm->have_boot_info && vm->state == VM_RUNNING && vm->lane_known ? vm->lane_device : -1;
+        pthread_mutex_unlock(&vm->lock);
+        if (known >= 0)
+                return known;
+        char path[PATH_MAX];
+        dir_file(vm, VMDIR_BOOT, path, sizeof(path));
+        json_t *o = json_load_file(path, 0, NULL);
+        json_t *lane = json_object_get(o, "lane");
+        int r = json_is_boolean(lane) ? json_is_true(lane) : -1;
+        json_decref(o);
+        return r;
 }
 
 /* QEMU's pid if it is still supervisor_pid's child (from the ready line), else 0. */

@@ -124,7 +124,7 @@ int vm_net_write_policy(const char *dir, const vm_record *rec)
         _cleanup_free_ char *s = json_dumps(rec->net, JSON_INDENT(2));
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
-        return vm_write_file_atomic(path, s, strlen(s));
+        return vm_write_file(path, s, strlen(s), !rec->ephemeral);
 }
 
 int vm_net_inherit(smolvm_vm *vm, const json_t *net)

@@ -138,7 +138,12 @@ int vm_dir_remove(const char *vms_dir, const char *id)
 
 int vm_write_file_atomic(const char *path, const char *data, size_t len)
 {
-        int r = write_file_atomic(path, data, len, 0600);
+        return vm_write_file(path, data, len, true);
+}
+
+int vm_write_file(const char *path, const char *data, size_t len, bool durable)
+{
+        int r = durable ? write_file_atomic(path, data, len, 0600) : write_file_replace(path, data, len, 0600);
         if (r < 0) {
                 char hint[512];
                 snprintf(hint, sizeof(hint), "free some space on the file system of %s, or point SMOLVM_HOME "

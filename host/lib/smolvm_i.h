@@ -80,6 +80,8 @@ struct smolvm_vm {
         bool have_boot_info;
         smolvm_boot_info boot;
         pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
+        bool lane_known;          /* the ready line said whether QEMU has the lane's */
+        bool lane_device;         /* device (an older supervisor did not) */
         char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
 };
 
@@ -133,6 +135,10 @@ int vm_dir_remove(const char *vms_dir, const char *id);
 int vm_trash_sweep(const char *vms_dir, const char *only_id);
 /* write_file_atomic(path, data, len, 0600), recording the error. */
 int vm_write_file_atomic(const char *path, const char *data, size_t len);
+/* The same without the fsyncs when !durable: for the files of an ephemeral
+ * VM, whose dir dies with it (a host crash leaves at worst a record `ls`
+ * reports damaged, and `rm` removes). */
+int vm_write_file(const char *path, const char *data, size_t len, bool durable);
 /* snprintf for paths built from $SMOLVM_HOME (bounded by the callers' checks)
  * and our own fixed names: a truncated one fails to open, never aliases. */
 void pathf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -203,6 +209,10 @@ int vm_list_dir(const char *vms_dir, smolvm_vm_info **ret, size_t *ret_n);
 /* Lock the VM (vms/<id>/lock) and check it still exists. Returns the lock fd or
  * a negative errno (recorded). */
 int vm_lock(smolvm_vm *vm);
+/* Whether the running VM's QEMU has the lane's device (its ready line, or
+ * boot.json for a VM another process started): 1, 0, or -1 when not known (a
+ * supervisor older than the "lane" field). */
+int vm_lane_device(smolvm_vm *vm);
 
 /* ---- snapshot.c, snapshot_record.c ---- */
 #define SNAPSHOT_MAX_LAYERS 32u
@@ -222,6 +232,9 @@ typedef struct snap_record {
         unsigned vcpus, mem_mib, disk_mib;
         bool internal;            /* fork's own, removed once its children started */
         bool net;                 /* the VM had a network: its guest set up egress at boot */
+        int lane;                 /* "lane": 1 the VM had the lane's device (its restore
+                                   * must have it), 0 it had not, -1 not recorded (taken
+                                   * by an older smolvm: its device state tells) */
         uint64_t pause_ms;        /* how long the VM was paused for it */
         uint64_t ram_bytes;       /* RAM data copied */
         char **layers;            /* NULL-terminated: the disk's lower layers in the
@@ -258,6 +271,10 @@ int snapshot_load_record(const char *dir, snap_record *ret);
  * internal: fork's and the templates' own. */
 #define SNAPSHOT_LEAVE_PAUSED (1u << 30) /* neither resume nor stop the VM afterwards */
 int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags, smolvm_snapshot_info *ret);
+/* Whether a restore of the snapshot in dir (record rec) gets the lane's
+ * device: the record's "lane", or for a record without it its device state
+ * searched for the lane's MAC address once. */
+bool snapshot_restores_lane(const char *dir, const snap_record *rec);
 /* snapshot_chain.c: the depth (layers, its own included) past which a new
  * snapshot's disk is flattened: 16, or $SMOLVM_SNAPSHOT_MAX_DEPTH (1..32; else
  * SMOLVM_EINVAL, recorded). */

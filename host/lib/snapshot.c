@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "agent_call_i.h"
+#include "lane.h"
 #include "smolvm_i.h"
 #include "util.h"
 #include "vmdir.h"
@@ -386,6 +387,7 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
                 .disk_mib = vm->rec.disk_mib,
                 .internal = internal,
                 .net = vm->rec.net != NULL,
+                .lane = vm_lane_device(vm),
                 .ram_bytes = ram_bytes,
                 .mounts = vm->rec.mounts,
                 .n_mounts = vm->rec.n_mounts,
@@ -435,6 +437,39 @@ static int create_locked(smolvm_vm *vm, const char *name, bool internal, const c
         if (ret && r == 0)
                 ret->pause_ms = rec.pause_ms;
         return r;
+}
+
+/* A record without "lane" (an older smolvm's): the device state is searched
+ * for the lane's MAC address (in virtio-net's state), not merely for a
+ * virtio-net device (a QEMU wrapper may add one of its own: bench/net.sh's
+ * slirp peer). Errors count as "no": the restore then goes without it and
+ * QEMU says what is wrong with the state. */
+#define STATE_SCAN_MAX (64u << 20)
+bool snapshot_restores_lane(const char *dir, const snap_record *rec)
+{
+        if (rec->lane >= 0)
+                return rec->lane;
+        char path[PATH_MAX];
+        pathf(path, sizeof(path), "%s/" SNAPDIR_STATE, dir);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        const uint8_t *needle = smolvm_lane_guest_mac;
+        const size_t nlen = sizeof(smolvm_lane_guest_mac);
+        char buf[64 * 1024];
+        size_t keep = 0, total = 0;
+        while (total < STATE_SCAN_MAX) {
+                ssize_t n = read(fd, buf + keep, sizeof(buf) - keep);
+                if (n <= 0)
+                        return false;
+                total += (size_t)n;
+                size_t len = keep + (size_t)n;
+                if (memmem(buf, len, needle, nlen))
+                        return true;
+                keep = MIN(len, nlen - 1);
+                memmove(buf, buf + len - keep, keep);
+        }
+        return false;
 }
 
 int snapshot_take(smolvm_vm *vm, const char *name, bool internal, unsigned flags, smolvm_snapshot_info *ret)

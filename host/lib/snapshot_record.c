@@ -77,6 +77,11 @@ int snap_record_parse(const char *file, const char *text, size_t len, snap_recor
         if ((r = rec_get_bool(rr, root, "net", &rec.net)) < 0 ||
             (r = rec_get_bool(rr, root, "internal", &rec.internal)) < 0)
                 goto fail;
+        /* Absent in the records of older smolvms: not known (-1). */
+        bool lane;
+        if ((r = rec_get_bool(rr, root, "lane", &lane)) < 0)
+                goto fail;
+        rec.lane = json_object_get(root, "lane") ? lane : -1;
         rec.created_unix = (int64_t)created;
         rec.vcpus = (unsigned)vcpus;
         rec.mem_mib = (unsigned)mem;
@@ -153,7 +158,8 @@ char *snap_record_format(const snap_record *rec)
                               (json_int_t)rec->vcpus, "mem_mib", (json_int_t)rec->mem_mib, "disk_mib",
                               (json_int_t)rec->disk_mib, "internal", rec->internal, "pause_ms",
                               (json_int_t)rec->pause_ms, "ram_bytes", (json_int_t)rec->ram_bytes, "layers", layers);
-        if (o && json_object_set_new(o, "net", json_boolean(rec->net)) < 0) {
+        if (o && (json_object_set_new(o, "net", json_boolean(rec->net)) < 0 ||
+                  (rec->lane >= 0 && json_object_set_new(o, "lane", json_boolean(rec->lane)) < 0))) {
                 json_decref(o);
                 o = NULL;
         }

@@ -304,7 +304,7 @@ int vm_record_save(const char *dir, const vm_record *rec)
         _cleanup_free_ char *s = vm_record_format(rec);
         if (!s)
                 return vm_error(-EINVAL, NULL, "cannot encode %s (names, paths and env must be UTF-8)", path);
-        return vm_write_file_atomic(path, s, strlen(s));
+        return vm_write_file(path, s, strlen(s), !rec->ephemeral);
 }
 
 /* ---- lock ---- */

@@ -240,6 +240,9 @@ static int parse_ready(smolvm_vm *vm, const char *line, size_t len)
                         r = vm_error(-EBADMSG, NULL, "invalid ready line from smolvm-supervisor: bad field type");
                 uint64_t vmm_pid = 0;
                 vm->vmm_pid = get_uint(o, "vmm_pid", INT32_MAX, &vmm_pid) == 0 ? (pid_t)vmm_pid : 0;
+                json_t *lane = json_object_get(o, "lane");
+                vm->lane_known = json_is_boolean(lane);
+                vm->lane_device = json_is_true(lane);
         }
         json_decref(o);
         return r;

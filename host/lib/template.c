@@ -146,7 +146,9 @@ static int template_key(const vm_record *rec, char key[VM_TEMPLATE_KEY_LEN + 1])
 /* false when the image's image.json says its init cannot take a restored VM's
  * identity (made by an older smolvm: no "init_features", or without the bit).
  * An image without image.json (brought by hand) is tried: a failed restore
- * then says why and boots cold (vm_template_drop). */
+ * then says why and boots cold (vm_template_drop). Asked only before a build:
+ * a template that exists was built (and restored) with this very initramfs,
+ * which is in its key, so a warm create never parses image.json. */
 static bool init_restorable(const char *image_dir)
 {
         char p[PATH_MAX];
@@ -163,9 +165,6 @@ static bool init_restorable(const char *image_dir)
 /* Why rec cannot start from a template, or NULL. */
 static const char *cannot_serve(const vm_record *rec)
 {
-        if (!init_restorable(rec->image_dir))
-                return "the image was built for an older smolvm-init, which cannot take a restored VM's identity: "
-                       "`smolvm image build` rebuilds it with this smolvm's init";
         /* vsock mounts are mounted after the restore as after a boot (the
          * supervisor's "fresh_mounts"); a virtio-fs device cannot be added. */
         if (rec->n_mounts && rec->mount_transport != SMOLVM_MOUNT_VSOCK)
@@ -178,6 +177,12 @@ static const char *cannot_serve(const vm_record *rec)
                 if (stat(p, &st) == 0 && (uint64_t)rec->disk_mib * 1024 * 1024 > (uint64_t)st.st_size)
                         return "--disk grows the root file system at boot";
         }
+        /* A restore keeps the devices its snapshot had, and a template has the
+         * lane's. A template of its own would be swept as superseded by the
+         * next warm VM of the same shape (and sweep that one's in turn): a
+         * test and benchmark switch is not worth keeping two. */
+        if (getenv("SMOLVM_NO_LANE"))
+                return "SMOLVM_NO_LANE is set (boot templates have the lane's device)";
         return NULL;
 }
 
@@ -482,6 +487,12 @@ int vm_template_attach(smolvm_vm *vm, const char *staging)
         snap_record snap = { 0 };
         bool built = false;
         r = check_template(dir, key, rec, &snap, why, sizeof(why));
+        if (r < 0 && !init_restorable(rec->image_dir)) {
+                vm_error_restore(&e);
+                note(vm, "cold start: the image was built for an older smolvm-init, which cannot take a restored "
+                         "VM's identity: `smolvm image build` rebuilds it with this smolvm's init");
+                return 0;
+        }
         if (r < 0) {
                 bool existed = access(dir, F_OK) == 0;
                 r = build(vm, tdir, key);

@@ -80,11 +80,24 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 else
                         snprintf(snap, sizeof(snap), "%s/snapshots/%s", vm->home, rec->from_snapshot);
                 snprintf(layer, sizeof(layer), "layer-%s.qcow2", rec->from_snapshot);
+                /* Its restore has the lane's device exactly when the snapshot's
+                 * VM had it (the record says). No record (the snapshot is gone
+                 * since the VM's first start): no restore either. */
+                snap_record sr;
+                vm_error_saved e;
+                vm_error_save(&e);
+                bool lane = false;
+                if (snapshot_load_record(snap, &sr) == 0) {
+                        lane = snapshot_restores_lane(snap, &sr);
+                        snap_record_done(&sr);
+                }
+                vm_error_restore(&e);
                 /* A persistent VM started warm gets its own copy of the template's
                  * RAM (so that it can be snapshotted, as a cold one); a run's VM
                  * maps it privately (copy-on-write: nothing copied). */
                 if (json_object_set_new(o, "snapshot_dir", json_string(snap)) < 0 ||
                     json_object_set_new(o, "disk_layer", json_string(layer)) < 0 ||
+                    json_object_set_new(o, "lane", json_boolean(lane)) < 0 ||
                     (rec->from_template && !rec->ephemeral &&
                      json_object_set_new(o, "ram_copy", json_true()) < 0) ||
                     /* A template carries no mounts: vsock ones are mounted fresh. */
@@ -103,7 +116,7 @@ int vm_write_supervisor_config(smolvm_vm *vm)
         if (!s)
                 return vm_error(-ENOMEM, NULL, "out of memory");
         size_t len = strlen(s);
-        int r = vm_write_file_atomic(path, s, len);
+        int r = vm_write_file(path, s, len, !rec->ephemeral);
         free(s);
         return r < 0 ? r : vm_net_write_policy(vm->dir, rec);
 }

@@ -116,7 +116,7 @@ static void ready_ok(sup *s)
         if (t_kernel < 0)
                 t_kernel = 0;
 
-        json_t *o = json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        json_t *o = json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
                               "ok", 1,
                               "accel", smolvm_accel_name(s->accel.accel),
                               "accel_reason", s->accel.reason,
@@ -126,7 +126,8 @@ static void ready_ok(sup *s)
                               "t_kernel_ms", (json_int_t)t_kernel,
                               "t_init_ms", (json_int_t)t_init,
                               "t_agent_ms", (json_int_t)0,
-                              "vmm_pid", (json_int_t)sup_vmm_pid(s->vmm));
+                              "vmm_pid", (json_int_t)sup_vmm_pid(s->vmm),
+                              "lane", s->lane_device);
         if (o && s->hello_has_times) {
                 json_object_set_new(o, "guest_init_start_ms", json_integer(s->guest_init_start_ms));
                 json_object_set_new(o, "guest_ready_ms", json_integer(s->guest_ready_ms));

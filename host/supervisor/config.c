@@ -157,7 +157,8 @@ int sup_config_load(const char *path, sup_config *ret, char *err, size_t err_len
                 return r;
         }
         if ((r = get_bool(path, root, "ram_copy", &c.ram_copy, err, err_len)) < 0 ||
-            (r = get_bool(path, root, "fresh_mounts", &c.fresh_mounts, err, err_len)) < 0) {
+            (r = get_bool(path, root, "fresh_mounts", &c.fresh_mounts, err, err_len)) < 0 ||
+            (r = get_bool(path, root, "lane", &c.snapshot_lane, err, err_len)) < 0) {
                 free(transport);
                 json_decref(root);
                 sup_config_done(&c);

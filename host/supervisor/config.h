@@ -38,6 +38,9 @@ typedef struct sup_config {
         bool ram_copy;            /* "ram_copy": true: the restore copies the snapshot's RAM
                                    * into the VM dir and maps it shared (a VM that can be
                                    * snapshotted), instead of mapping it private */
+        bool snapshot_lane;       /* "lane": true: the snapshot's VM had the lane's device
+                                   * (libsmolvm reads it from the snapshot record), so
+                                   * its restore has it; false or absent: it had not */
         bool fresh_mounts;        /* "fresh_mounts": true: the snapshot (a boot template)
                                    * carries none of the mounts: they are mounted after
                                    * the restore as after a boot, not reattached */

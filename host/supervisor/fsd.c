@@ -274,8 +274,7 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
         snprintf(ready_arg, sizeof(ready_arg), "--ready-fd=%d", CHILD_READY_FD);
         if (!ours && asprintf(&source, "source=%s", m->host) < 0) {
                 source = NULL;
-                r = -ENOMEM;
-                snprintf(err, err_len, "out of memory");
+                r = errbuf_fail(-ENOMEM, err, err_len, "out of memory");
                 goto fail;
         }
         /* SMOLVM_FS_DIRECT_IO=1: opt-in direct I/O (docs/internals.md, "Direct I/O"). */
@@ -360,8 +359,7 @@ int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cf
         snprintf(control_arg, sizeof(control_arg), "--control-fd=%d", CHILD_CONTROL_FD);
         snprintf(state_arg, sizeof(state_arg), "--state-fd=%d", CHILD_STATE_FD);
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-                r = negative_errno();
-                snprintf(err, err_len, "%s: socketpair: %s", f->desc, strerror(-r));
+                r = errbuf_fail(negative_errno(), err, err_len, "%s: socketpair: %s", f->desc, strerror(errno));
                 goto fail;
         }
         f->control_fd = sp[0];

@@ -18,10 +18,6 @@
 #include "util.h"
 #include "vmdir.h"
 
-/* The device state of a snapshot is read this far looking for the lane's
- * device. */
-#define STATE_SCAN_MAX (64u << 20)
-
 typedef struct sup_lane {
         sup *s;
         char *path;
@@ -35,36 +31,6 @@ typedef struct sup_lane {
         uint64_t n_starts;
         uint64_t sent_before; /* bytes carried by earlier lanes (before a restart) */
 } sup_lane;
-
-/* Whether the snapshot's device state has the lane's device: its MAC address
- * (in virtio-net's state), not merely a virtio-net device (a QEMU wrapper may
- * add one of its own: bench/net.sh's slirp peer). Errors count as "no": the
- * restore then goes without it and QEMU says what is wrong with the state. */
-static bool snapshot_has_lane(const char *snapshot_dir)
-{
-        _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s/" SNAPDIR_STATE, snapshot_dir) < 0)
-                return false;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        const uint8_t *needle = smolvm_lane_guest_mac;
-        const size_t nlen = sizeof(smolvm_lane_guest_mac);
-        char buf[64 * 1024];
-        size_t keep = 0, total = 0;
-        while (total < STATE_SCAN_MAX) {
-                ssize_t n = read(fd, buf + keep, sizeof(buf) - keep);
-                if (n <= 0)
-                        return false;
-                total += (size_t)n;
-                size_t len = keep + (size_t)n;
-                if (memmem(buf, len, needle, nlen))
-                        return true;
-                keep = MIN(len, nlen - 1);
-                memmove(buf, buf + len - keep, keep);
-        }
-        return false;
-}
 
 static void lane_fail(sup_lane *l, int err, const char *why)
 {
@@ -242,9 +208,10 @@ static int lane_prepare(void *self, sup_vm_extra *x)
         sup_lane *l = self;
         sup *s = l->s;
         /* A restore has the device exactly when its snapshot had it (its
-         * guest's kernel knows the devices it probed at boot, and no more);
-         * SMOLVM_NO_LANE (benchmarks, tests) leaves it out of a boot. */
-        if (s->restoring ? !snapshot_has_lane(s->cfg.snapshot_dir) : getenv("SMOLVM_NO_LANE") != NULL) {
+         * guest's kernel knows the devices it probed at boot, and no more:
+         * the restore config says, from the snapshot record); SMOLVM_NO_LANE
+         * (benchmarks, tests) leaves it out of a boot. */
+        if (s->restoring ? !s->cfg.snapshot_lane : getenv("SMOLVM_NO_LANE") != NULL) {
                 sup_log("lane: off (%s)", s->restoring ? "the snapshot was taken without the lane's device"
                                                        : "SMOLVM_NO_LANE is set");
                 l->off = true;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -143,11 +144,13 @@ static uint32_t host_tsc_khz(void)
 }
 #endif
 
-/* One QMP command on a blocking monitor socket: 0 on "return", -EPROTO on
- * "error" (logged), -ETIMEDOUT, -ECONNRESET. Events are skipped. */
-static int restore_qmp(int fd, const char *cmd, char *buf, size_t size, size_t *len, uint64_t deadline)
+/* The next answer on a blocking monitor socket, after writing send (if not
+ * NULL): the greeting when what is NULL, else command what's: 0 on "return",
+ * -EPROTO on "error" (logged), -ETIMEDOUT, -ECONNRESET. Events are skipped. */
+static int restore_qmp(int fd, const char *send, const char *what, char *buf, size_t size, size_t *len,
+                       uint64_t deadline)
 {
-        if (cmd && write_all(fd, cmd, strlen(cmd)) < 0)
+        if (send && write_all(fd, send, strlen(send)) < 0)
                 return negative_errno();
         for (;;) {
                 char *nl = memchr(buf, '\n', *len);
@@ -160,13 +163,13 @@ static int restore_qmp(int fd, const char *cmd, char *buf, size_t size, size_t *
                         json_t *err = o ? json_object_get(o, "error") : NULL;
                         if (err) {
                                 json_t *d = json_object_get(err, "desc");
-                                sup_log("restore: QMP %s: %s", cmd ? cmd : "greeting",
+                                sup_log("restore: QMP %s: %s", what ? what : "greeting",
                                         json_is_string(d) ? json_string_value(d) : "error");
                         }
                         json_decref(o);
                         if (err)
                                 return -EPROTO;
-                        if (ret || (greet && !cmd))
+                        if (ret || (greet && !what))
                                 return 0;
                         continue;
                 }
@@ -211,52 +214,91 @@ int sup_vmm_take_lane_fd(sup_vmm *vmm)
         return fd;
 }
 
+/* Connect to QEMU's socket at path (sup_vmm_connect), which QEMU creates in a
+ * thread of its own (-netdev stream's listener), so it may not be there yet:
+ * an inotify watch on its directory wakes us when it appears, until deadline.
+ * Between QEMU's bind and its listen (microseconds) the connect is refused:
+ * then again a millisecond later. */
+static int connect_when_there(const sup_vmm *vmm, const char *path, uint64_t deadline)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (!slash)
+                return dir ? -EINVAL : -ENOMEM;
+        *slash = '\0';
+        _cleanup_close_ int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (in < 0 || inotify_add_watch(in, dir, IN_CREATE | IN_MOVED_TO) < 0)
+                return negative_errno();
+        for (;;) {
+                /* After the watch is set: a socket made in between is seen here. */
+                int r = sup_vmm_connect(vmm, path);
+                if (r != -ENOENT && r != -ECONNREFUSED)
+                        return r;
+                uint64_t until = r == -ECONNREFUSED ? MIN(now_ms() + 1, deadline) : deadline;
+                int k = fd_wait(in, POLLIN, until, -1);
+                if (k == -ETIMEDOUT && now_ms() < deadline)
+                        continue;
+                if (k < 0)
+                        return k;
+                char ev[4096];
+                while (read(in, ev, sizeof(ev)) > 0)
+                        ;
+        }
+}
+
 /* -incoming defer: x-ignore-shared (the RAM is the snapshot's file, mapped),
  * then the state from fd 4; QEMU starts the guest once it is loaded (the
- * snapshot carries no runstate: store-global-state=off). */
+ * snapshot carries no runstate: store-global-state=off). The settings go in
+ * one write, before QEMU even greets (it answers them in order once its main
+ * loop runs); migrate-incoming only after their answers. */
 static int restore_incoming(sup_vmm *vmm, int fd, const char *lane_path)
 {
         _cleanup_free_ char *buf = malloc(64 * 1024);
         size_t len = 0;
         uint64_t deadline = now_ms() + RESTORE_QMP_TIMEOUT_MS;
-        char incoming[128];
-        snprintf(incoming, sizeof(incoming),
-                 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}\n", VMM_INCOMING_FD);
-        const char *cmds[] = {
-                NULL, /* the greeting */
-                "{\"execute\":\"qmp_capabilities\"}\n",
+        static const char settings[] =
+                "{\"execute\":\"qmp_capabilities\"}\n"
                 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-                "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}\n",
+                "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}\n"
                 /* No self-announce (a RARP per NIC once the state is loaded):
                  * nobody on the lane learns MACs, and it is sent while the VM
                  * is not running yet, so QEMU queues it and flushes it at
                  * vm_start to a stream that may have no client yet: QEMU 7.2
                  * crashes there (SIGSEGV in qio_channel_writev; seen in about
                  * 1 restore of 10 before this). */
-                "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"announce-rounds\":0}}\n",
-                incoming,
-        };
+                "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"announce-rounds\":0}}\n";
+        char incoming[128];
+        snprintf(incoming, sizeof(incoming),
+                 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}\n", VMM_INCOMING_FD);
         if (!buf)
                 return -ENOMEM;
-        for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
-                int r = restore_qmp(fd, cmds[i], buf, 64 * 1024, &len, deadline);
+        if (write_all(fd, settings, sizeof(settings) - 1) < 0)
+                return negative_errno();
+        /* Before the state loads, so that the lane's device has its peer when
+         * the guest resumes and sends what was in its ring at the snapshot
+         * (QEMU 7.2 crashes delivering a packet to a stream nobody
+         * connected). Best effort: without it, the lane duty connects on
+         * LANE_REQ. */
+        if (lane_path) {
+                int r = connect_when_there(vmm, lane_path, deadline);
+                if (r < 0)
+                        sup_log("restore: connecting to the lane's socket before the state loads: %s", strerror(-r));
+                vmm->lane_fd = r < 0 ? -1 : r;
+        }
+        /* The greeting, the settings' answers, then the state. */
+        const struct {
+                const char *send, *what;
+        } steps[] = {
+                { NULL, NULL },
+                { NULL, "qmp_capabilities" },
+                { NULL, "migrate-set-capabilities" },
+                { NULL, "migrate-set-parameters" },
+                { incoming, "migrate-incoming" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+                int r = restore_qmp(fd, steps[i].send, steps[i].what, buf, 64 * 1024, &len, deadline);
                 if (r < 0)
                         return r;
-                /* Before the state loads, so that the lane's device has its
-                 * peer when the guest resumes and sends what was in its ring
-                 * at the snapshot (QEMU 7.2 crashes delivering a packet to a
-                 * stream nobody connected). QEMU creates the socket in a
-                 * thread of its own: it may not be there yet. Best effort:
-                 * without it, the lane duty connects on LANE_REQ. */
-                if (i == 0 && lane_path) {
-                        do {
-                                r = sup_vmm_connect(vmm, lane_path);
-                        } while ((r == -ENOENT || r == -ECONNREFUSED) && now_ms() < deadline && usleep(2000) == 0);
-                        if (r < 0)
-                                sup_log("restore: connecting to the lane's socket before the state loads: %s",
-                                        strerror(-r));
-                        vmm->lane_fd = r < 0 ? -1 : r;
-                }
         }
         return 0;
 }
@@ -284,7 +326,9 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
          * cores). Tell it the rate instead; the guest TSC is the host's, so it is
          * also reliable as a clocksource (no watchdog flapping to jiffies). */
         char tsc_args[64] = "";
-        if (spec->accel == SMOLVM_ACCEL_TCG) {
+        /* Not for a restore: its kernel calibrated long ago (the command
+         * line reaches only fw_cfg), and measuring takes up to 10 ms. */
+        if (spec->accel == SMOLVM_ACCEL_TCG && spec->incoming_fd < 0) {
                 uint32_t khz = host_tsc_khz();
                 if (khz)
                         snprintf(tsc_args, sizeof(tsc_args), " tsc_early_khz=%u tsc=reliable", khz);

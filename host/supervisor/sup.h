@@ -66,6 +66,8 @@ struct sup {
 
         bool created_overlay; /* dir.c: this run created overlay.qcow2 */
         bool restoring;       /* dir.c: this run restores cfg.snapshot_dir (first start) */
+        bool lane_device;     /* vm.c: QEMU has the lane's device (the ready line's "lane":
+                               * a snapshot of this VM must restore with it) */
         /* boot.c, a restore: when to connect chan.sock (the guest said it reset
          * its channel, or the fallback), and the HELLO deadline. */
         uint64_t chan_connect_ms;

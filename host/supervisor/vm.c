@@ -268,6 +268,7 @@ int sup_vm_start(sup *s)
                 .incoming_fd = incoming_fd,
                 .lane_path = extra.lane_path,
         };
+        s->lane_device = extra.lane_path != NULL;
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);
         if (r == -ENOENT) {

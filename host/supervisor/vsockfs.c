@@ -38,13 +38,11 @@ int sup_vsockfs_start(smolvm_evloop *loop, smolvm_mux *mux, unsigned index, cons
         sup_vsockfs *v = calloc(1, sizeof(*v));
         if (!v || !(v->guest = strdup(m->guest))) {
                 free(v);
-                snprintf(err, err_len, "mount %u: out of memory", index);
-                return -ENOMEM;
+                return errbuf_fail(-ENOMEM, err, err_len, "mount %u: out of memory", index);
         }
         v->index = index;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-                r = negative_errno();
-                snprintf(err, err_len, "mount %u: socketpair: %s", index, strerror(-r));
+                r = errbuf_fail(negative_errno(), err, err_len, "mount %u: socketpair: %s", index, strerror(errno));
                 goto fail;
         }
         r = sup_fsd_start_stream(loop, index, m, sp[1], state_fd, log_path, &v->fsd, err, err_len);

@@ -5,8 +5,10 @@
 # guest kernel's byte counter of the lane's interface; plus the supervisor's
 # own counter. Then a snapshot of it restores with the lane (a new epoch), a VM
 # booted without the device (SMOLVM_NO_LANE) stays on the channel, and a
-# snapshot of that one restores without the device.
-# PID 1's priority with and without the lane. Three cold boots, thirteen restores.
+# snapshot of that one restores without the device. Each snapshot record says
+# whether its VM had the device ("lane"); a record without it (an older
+# smolvm's) restores as its device state says. PID 1's priority with and
+# without the lane. Three cold boots, fifteen restores.
 . "$(dirname "$0")/lib.sh"
 
 MIB=8
@@ -20,6 +22,8 @@ lane_rx() {
 }
 sup_log() { cat "$SMOLVM_HOME/vms/$1/supervisor.log"; }
 cat_sum() { "$SMOLVM" exec -i "$1" -- sh -c 'cat | sha256sum' <"$T/blob" | cut -d' ' -f1; }
+# The snapshot record of the snapshot named $1.
+snap_rec() { grep -l "\"name\": \"$1\"" "$SMOLVM_HOME"/snapshots/*/snapshot.json | head -1; }
 
 # ---- a VM with the lane ----
 id=$("$SMOLVM" create --name ln 2>"$T/err"); rc=$?
@@ -44,6 +48,7 @@ check "... a command it starts at nice 0 ($own)" test "$own" = 0
 # ---- snapshot, restore: the lane again, a new epoch ----
 "$SMOLVM" snapshot create --name lsnap ln >/dev/null 2>"$T/err"; rc=$?
 check "snapshot the lane VM (rc $rc)" test "$rc" -eq 0
+check "its record says the VM had the lane's device" jq_true '.lane == true' "$(snap_rec lsnap)"
 rid=$("$SMOLVM" create --from-snapshot lsnap --name lr 2>"$T/err"); rc=$?
 check "restore it (rc $rc)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
@@ -80,6 +85,7 @@ check "no lane: PID 1 stays at nice 0" test "$("$SMOLVM" exec nl -- sh -c 'cut -
 check "no lane: exec -i cat $MIB MiB sha256-equal" test "$(cat_sum nl)" = "$want"
 "$SMOLVM" snapshot create --name nsnap nl >/dev/null 2>"$T/err"; rc=$?
 check "snapshot the VM without the lane (rc $rc)" test "$rc" -eq 0
+check "its record says the VM had no lane's device" jq_true '.lane == false' "$(snap_rec nsnap)"
 nrid=$("$SMOLVM" create --from-snapshot nsnap --name nr 2>"$T/err"); rc=$?
 check "a snapshot without the lane's device restores (rc $rc)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$T/err"
@@ -113,7 +119,21 @@ import socket
 try: socket.create_connection(("10.0.2.2", 9), timeout=10)
 except OSError as e: print(e.strerror)' 2>&1)
 check "... and its own NIC still reaches slirp (connect to 10.0.2.2:9: $out)" test "$out" = "Connection refused"
-"$SMOLVM" rm -f nr nl ln un ur >/dev/null 2>&1
+check "... its record says no lane's device" jq_true '.lane == false' "$(snap_rec usnap)"
+
+# ---- records of an older smolvm, without "lane": the device state tells ----
+# (the lane's MAC, not any virtio-net: usnap's VM had a NIC of its own)
+for s in lsnap usnap; do
+        f=$(snap_rec $s)
+        jq 'del(.lane)' "$f" >"$f.new" && mv "$f.new" "$f"
+done
+lid=$("$SMOLVM" create --from-snapshot lsnap --name ll 2>"$T/err"); rc=$?
+check "an older record of the lane VM: restores (rc $rc) with the lane" sh -c "[ $rc -eq 0 ] &&
+        grep -q 'lane: on (epoch' '$SMOLVM_HOME/vms/$lid/supervisor.log' && [ \"\$('$SMOLVM' exec ll -- echo ok)\" = ok ]"
+ulid=$(SMOLVM_QEMU="$T/bin/qemu-user" "$SMOLVM" create --from-snapshot usnap --name ul 2>"$T/err"); rc=$?
+check "an older record of the VM with its own NIC: restores (rc $rc) without the lane" sh -c "[ $rc -eq 0 ] &&
+        grep -q 'lane: off (the snapshot was taken without' '$SMOLVM_HOME/vms/$ulid/supervisor.log'"
+"$SMOLVM" rm -f nr nl ln un ur ll ul >/dev/null 2>&1
 "$SMOLVM" snapshot rm usnap >/dev/null 2>&1
 "$SMOLVM" snapshot rm lsnap nsnap >/dev/null 2>&1
 finish

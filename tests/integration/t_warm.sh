@@ -37,6 +37,8 @@ check "one template, with its record, RAM, device state, disk and template.json"
         [ \$(echo '$key' | grep -c .) -eq 1 ] && for f in snapshot.json ram state disk.qcow2 template.json; do
         [ -s '$tdir/$key/'\$f ] || exit 1; done"
 check "no build dir left" test -z "$(ls -A "$tdir" | grep '^\.')"
+check "the template's record says its VM had the lane's device (restores get it)" \
+        jq_true '.lane == true' "$tdir/$key/snapshot.json"
 
 # ---- warm vs --cold ----
 run_json -- true >"$T/warm.json" 2>"$T/err"; rc_w=$?
@@ -44,6 +46,16 @@ run_json --cold -- true >"$T/cold.json" 2>"$T/err"; rc_c=$?
 check "run: warm (rc $rc_w), nothing to explain" jq_true '.ok and .data.start == "warm" and .data.start_note == null' "$T/warm.json"
 check "run --cold: cold (rc $rc_c), nothing to explain" jq_true '.ok and .data.start == "cold" and .data.start_note == null' "$T/cold.json"
 diag "boot_ms warm $(jq .data.boot_ms "$T/warm.json"), cold $(jq .data.boot_ms "$T/cold.json")"
+
+# ---- a warm run's path: no fsync (an ephemeral VM's files die with it; config.json,
+# vm.json and their dir were fsynced: 5-150 ms on a busy disk), no image.json parsed (the
+# template's key holds the initramfs its init came in) ----
+strace -f -qq --seccomp-bpf -e trace=fsync,fdatasync,syncfs,sync,sync_file_range,open,openat -e signal=none \
+        -o "$T/trace" "$SMOLVM" run --image "$img" -- true >/dev/null 2>"$T/err"; rc=$?
+grep -E '(fsync|fdatasync|syncfs|sync|sync_file_range)\(' "$T/trace" >"$T/fsyncs"
+check "a warm run (rc $rc) calls no fsync: $(grep -c . "$T/fsyncs") calls" sh -c "[ $rc -eq 0 ] && ! grep -q . '$T/fsyncs'"
+[ -s "$T/fsyncs" ] && diag "$(head -5 "$T/fsyncs")"
+check "... and opens no image.json: $(grep -c image.json "$T/trace") opens" sh -c "! grep -q image.json '$T/trace'"
 
 # ---- one hostname rule, warm or cold: smolvm-<id>, in /etc/hostname, resolvable ----
 names='hostname; cat /etc/hostname; getent hosts "$(hostname)" | tr -s " \t" " "'

@@ -115,6 +115,40 @@ START_TEST(test_bad)
 }
 END_TEST
 
+/* "lane": whether the VM had the lane's device. Absent (an older smolvm's
+ * record): not known, -1, and written back absent; true/false round trip. */
+START_TEST(test_lane)
+{
+        snap_record rec, back;
+        ck_assert_int_eq(parse(good, &rec), 0);
+        ck_assert_int_eq(rec.lane, -1);
+        char *text = snap_record_format(&rec);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_ptr_null(strstr(text, "\"lane\""));
+        free(text);
+        snap_record_done(&rec);
+        for (int v = 0; v <= 1; v++) {
+                char *t = NULL;
+                ck_assert_int_ge(asprintf(&t, "%.*s,\"lane\":%s}", (int)strlen(good) - 1, good, v ? "true" : "false"),
+                                 0);
+                ck_assert_int_eq(parse(t, &rec), 0);
+                ck_assert_int_eq(rec.lane, v);
+                text = snap_record_format(&rec);
+                ck_assert_ptr_nonnull(text);
+                ck_assert_int_eq(parse(text, &back), 0);
+                ck_assert_int_eq(back.lane, v);
+                snap_record_done(&back);
+                snap_record_done(&rec);
+                free(text);
+                free(t);
+        }
+        char *t = NULL;
+        ck_assert_int_ge(asprintf(&t, "%.*s,\"lane\":1}", (int)strlen(good) - 1, good), 0);
+        assert_corrupt(t);
+        free(t);
+}
+END_TEST
+
 /* Mounts (vsock only): kept through a round trip; a virtio-fs or bad list refused. */
 START_TEST(test_mounts)
 {
@@ -188,6 +222,7 @@ static Suite *snapshot_record_suite(void)
         tcase_add_test(tc, test_bad);
         tcase_add_test(tc, test_bounds);
         tcase_add_test(tc, test_mounts);
+        tcase_add_test(tc, test_lane);
         suite_add_tcase(s, tc);
         return s;
 }
