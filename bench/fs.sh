@@ -24,6 +24,9 @@
 #            packages it (golang-1.19-src, ~11,700 files; apt-get download, cached,
 #            committed into a fresh git repository on the host)
 #   grep     grep -r over that repository
+#   vsockb   not a peer: vsock with the supervisor of the build in
+#            $BENCH_LIBEXEC_B (a build dir holding host/supervisor/smolvm-supervisor),
+#            the same image and server: an A/B of a host-side change in the same run
 #   ra128    not a peer: ours with the guest's readahead window put back to the
 #            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
 #            measure that change in the same run
@@ -156,6 +159,12 @@ for be in "${backends[@]}"; do
         direct) SMOLVM_FS_DIRECT_IO=1 "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         vsockbase) "$smolvm" create --name "b-$be" --mem 1024 --image "${BASE_IMAGE:-base}" --mount-transport vsock \
                 --mount "$share:/share" >/dev/null ;;
+        vsockb) lx=$work/libexec-b
+                mkdir -p "$lx"
+                ln -sf "${BENCH_LIBEXEC_B:?vsockb needs BENCH_LIBEXEC_B}/host/supervisor/smolvm-supervisor" \
+                        "$SMOLVM_LIBEXECDIR/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-virtiofsd" "$lx/"
+                SMOLVM_LIBEXECDIR=$lx "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock \
+                        --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac

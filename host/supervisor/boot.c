@@ -415,8 +415,13 @@ int sup_boot_step(sup *s)
                 }
         }
 
+        /* Children only after a SIGCHLD (or while one is left waitable), not on
+         * every wake-up: a FUSE request wakes the loop several times. Cleared
+         * before the waits, so an exit during them brings a new SIGCHLD. */
+        bool children = s->child_event;
+        s->child_event = false;
         pid_t vmm_pid = s->vmm ? sup_vmm_pid(s->vmm) : 0; /* 0 once reaped */
-        r = s->vmm ? sup_vmm_poll(s->vmm, &wstatus) : 0;
+        r = s->vmm && children ? sup_vmm_poll(s->vmm, &wstatus) : 0;
         if (r > 0) {
                 describe_exit(wstatus, how, sizeof(how));
                 if (s->running) {
@@ -455,8 +460,10 @@ int sup_boot_step(sup *s)
 
         /* The duties' children: reaped after QEMU, so that a back-end's own exit
          * when QEMU goes away is not taken for a failure. */
-        sup_duties_reap(s, now);
-        sup_vm_reap_strays(s);
+        if (children) {
+                sup_duties_reap(s, now);
+                s->child_event = sup_vm_reap_strays(s);
+        }
 
         if (s->stop) {
                 if (!s->running)

@@ -23,7 +23,8 @@
  *             ready line is written once every duty returned 1; the boot
  *             timeout is suspended meanwhile, so the duty bounds its own wait
  *             (deadline). 0: still waiting.
- *   reap      each pass, right after the VMM's exit was looked at: waitpid()
+ *   reap      each pass after a SIGCHLD (not every pass: a FUSE request wakes
+ *             the loop several times), right after the VMM's exit was looked at: waitpid()
  *             the duty's own children (the VMM first, so that a back-end
  *             exiting because QEMU went away is seen after QEMU's exit).
  *   step      each pass, after the stop and broken-channel checks: act on what

@@ -82,6 +82,10 @@ struct sup {
         bool running; /* HELLO seen, every duty up, ready line written */
         bool stop;    /* termination signal received */
         int stop_signal;
+        /* A SIGCHLD came (vm.c's signal handler) or a waitable child is still
+         * left: the next step looks at the children. Only then: not a wait4 and
+         * a waitid on every wake-up of the loop (each FUSE request's). */
+        bool child_event;
         /* boot timeline, monotonic ms */
         uint64_t t_start, t_spawn, t_chan, t_hello, deadline_ms, broken_deadline_ms;
         bool hello;

@@ -59,8 +59,10 @@ static void signal_cb(void *userdata, int fd, uint32_t events)
         struct signalfd_siginfo si;
 
         while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGCHLD)
-                        continue; /* reaped in the main loop */
+                if (si.ssi_signo == SIGCHLD) {
+                        s->child_event = true; /* reaped in the main loop's next step */
+                        continue;
+                }
                 if (!s->stop)
                         sup_log("received %s, stopping the VM", strsignal((int)si.ssi_signo));
                 s->stop = true;
@@ -74,17 +76,17 @@ static void signal_cb(void *userdata, int fd, uint32_t events)
  * sandboxed server outlives its parent by a moment when that parent dies.
  * Reap them as they come, so no zombie waits for teardown (reap_orphans), but
  * never the children we track, whose owners want their exit status: peek
- * first (WNOWAIT). */
-void sup_vm_reap_strays(sup *s)
+ * first (WNOWAIT). True while an exited child is left waiting for its owner. */
+bool sup_vm_reap_strays(sup *s)
 {
         for (;;) {
                 siginfo_t si = { 0 };
                 if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
-                        return;
+                        return false;
                 if (s->vmm && si.si_pid == sup_vmm_pid(s->vmm))
-                        return;
+                        return true;
                 if (sup_duties_own_pid(s, si.si_pid))
-                        return;
+                        return true;
                 (void)waitpid(si.si_pid, NULL, WNOHANG);
         }
 }
@@ -201,6 +203,7 @@ int sup_vm_start(sup *s)
         }
         if ((r = smolvm_evloop_add(s->loop, s->sig_fd, EPOLLIN, signal_cb, s)) < 0)
                 goto fail_errno;
+        s->child_event = true; /* a child that exited before the signalfd */
 
         r = sup_hvsock_new(s->loop, vsock, &s->hv);
         if (r < 0) {

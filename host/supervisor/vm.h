@@ -18,8 +18,9 @@ int sup_vm_load_config(sup *s);
 int sup_vm_start(sup *s);
 
 /* Reap descendants reparented to us (we are a child subreaper) that nobody
- * tracks: never QEMU or a duty's child, whose owners want their exit status. */
-void sup_vm_reap_strays(sup *s);
+ * tracks: never QEMU or a duty's child, whose owners want their exit status.
+ * True while such an exited child is left for its owner to reap. */
+bool sup_vm_reap_strays(sup *s);
 
 /* Stop the VM and free everything, in this order: the vsock listener and the
  * guest channel, the duties' guest side (detach), QEMU (SIGKILL + reap), the

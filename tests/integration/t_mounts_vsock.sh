@@ -46,6 +46,19 @@ run_catalogue v1 fuse.smolvm "vsock "
 
 out=$("$SMOLVM" exec v1 -- sha256sum /workspace/sub/deeper/x.bin | cut -d' ' -f1)
 check "256 KiB file read over vsock: sha256 matches the host's" test "$out" = "$bin_sha"
+# The supervisor looks at its children after a SIGCHLD, not on every wake-up of
+# its loop: each FUSE request wakes it several times, and it called wait4 and
+# waitid on each (26 of each per MiB of a download through the lane).
+sup=$(cat "$vmdir/supervisor.pid")
+strace -f -q -c -e trace=wait4,waitid,epoll_wait -o "$T/sup.strace" -p "$sup" & tracer=$! # scripts/deps.txt
+sleep 1 # attached
+"$SMOLVM" exec v1 -- sh -c 'for i in 1 2 3 4 5; do echo 3 >/proc/sys/vm/drop_caches
+        ls -lR /workspace >/dev/null; cat /workspace/sub/deeper/x.bin /workspace/gitrepo/README >/dev/null; done'
+kill -INT "$tracer"; wait "$tracer"
+calls() { awk -v c="$1" '$NF == c { n = $4 } END { print n + 0 }' "$T/sup.strace"; }
+wakes=$(calls epoll_wait) waits=$(( $(calls wait4) + $(calls waitid) ))
+check "supervisor: reads over the mount make no wait4/waitid ($waits in $wakes loop wake-ups)" \
+        test "$wakes" -ge 20 -a "$waits" -le 2
 out=$("$SMOLVM" exec v1 -- git -C /workspace/gitrepo log -1 --format=%s 2>"$T/err")
 check "git -C /workspace/gitrepo log -1 works ($out)" test "$out" = "headline commit for --mount"
 
