@@ -59,8 +59,11 @@ static bool process_queue(smolvm_virtiofs *vfs, unsigned q)
                                 smolvm_vu_queue_notify(vfs->dev, q);
                         smolvm_vu_queue_report_error(vfs->dev, q);
                         __atomic_fetch_add(&vfs->n_broken_queues, 1, __ATOMIC_RELAXED);
-                        if (vfs->cfg.trace)
-                                fprintf(stderr, "virtiofs: queue %u broken: %s\n", q, vq->why);
+                        /* Always said (once per queue: it is ignored from now on):
+                         * the guest's requests on it will never be answered, and
+                         * this line is all there is to tell why. */
+                        fprintf(stderr, "virtiofs: queue %u broken, ignored until the guest resets it: %s\n", q,
+                                vq->why);
                         return false;
                 }
                 if (r == 0) {
