@@ -66,7 +66,7 @@ int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret)
         if (v && !json_is_boolean(v))
                 return rec_corrupt(rr, "field '%s' must be a boolean", key);
         *ret = json_is_true(v);
-        return 0;
+        return v ? 1 : 0;
 }
 
 int rec_check_version(const rec_reader *rr, json_t *root, unsigned version, const char *other_hint)

@@ -83,6 +83,8 @@ struct smolvm_vm {
         bool lane_known;          /* the ready line said whether QEMU has the lane's */
         bool lane_device;         /* device (an older supervisor did not) */
         char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
+        bool restore_lane_known;  /* the template's record, read at attach, said */
+        bool restore_lane;        /* whether its VM had the lane (else: read again) */
 };
 
 /* ---- error.c ---- */
@@ -170,7 +172,8 @@ int rec_get_str(const rec_reader *rr, json_t *root, const char *key, bool requir
 /* key as an integer from min to max; absent or null: 0, or corrupt when required. */
 int rec_get_u64(const rec_reader *rr, json_t *root, const char *key, bool required, uint64_t min, uint64_t max,
                 uint64_t *ret);
-/* An optional boolean (absent: false). */
+/* An optional boolean (absent: false): 1 if present, 0 if absent, or a
+ * negative errno. */
 int rec_get_bool(const rec_reader *rr, json_t *root, const char *key, bool *ret);
 int rec_get_uint(const rec_reader *rr, json_t *root, const char *key, bool required, unsigned min, unsigned max,
                  unsigned *ret);

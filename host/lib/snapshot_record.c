@@ -81,7 +81,7 @@ int snap_record_parse(const char *file, const char *text, size_t len, snap_recor
         bool lane;
         if ((r = rec_get_bool(rr, root, "lane", &lane)) < 0)
                 goto fail;
-        rec.lane = json_object_get(root, "lane") ? lane : -1;
+        rec.lane = r > 0 ? lane : -1;
         rec.created_unix = (int64_t)created;
         rec.vcpus = (unsigned)vcpus;
         rec.mem_mib = (unsigned)mem;

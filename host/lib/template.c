@@ -522,6 +522,9 @@ int vm_template_attach(smolvm_vm *vm, const char *staging)
                 rec->from_template = strdup(key);
                 if (!rec->from_snapshot || !rec->from_template)
                         r = vm_error(-ENOMEM, NULL, "out of memory");
+                /* For the supervisor's config: the record is not read twice. */
+                vm->restore_lane = snapshot_restores_lane(dir, &snap);
+                vm->restore_lane_known = true;
         }
         snap_record_done(&snap);
         if (r < 0) {

@@ -83,11 +83,11 @@ int vm_write_supervisor_config(smolvm_vm *vm)
                 /* Its restore has the lane's device exactly when the snapshot's
                  * VM had it (the record says). No record (the snapshot is gone
                  * since the VM's first start): no restore either. */
+                bool lane = vm->restore_lane;
                 snap_record sr;
                 vm_error_saved e;
                 vm_error_save(&e);
-                bool lane = false;
-                if (snapshot_load_record(snap, &sr) == 0) {
+                if (!vm->restore_lane_known && snapshot_load_record(snap, &sr) == 0) {
                         lane = snapshot_restores_lane(snap, &sr);
                         snap_record_done(&sr);
                 }
