@@ -83,6 +83,12 @@ struct smolvm_vm {
         bool lane_known;          /* the ready line said whether QEMU has the lane's */
         bool lane_device;         /* device (an older supervisor did not) */
         char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
+        /* spare.c: the VM runs in a spare we claimed (its supervisor is not our
+         * child: supervisor_pid is the spare's) and spare_fd is the claim, kept
+         * open for the VM's life; spare_after: spawn a spare once it is gone. */
+        bool spare_claimed;
+        int spare_fd;
+        bool spare_after;
 };
 
 /* ---- error.c ---- */
@@ -396,6 +402,22 @@ void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, uns
 int supervisor_wait_ready(smolvm_vm *vm, int ready_fd, int cancel_fd);
 /* Terminate and reap the supervisor (called with vm->lock held). */
 void supervisor_stop(smolvm_vm *vm);
+/* A spare's supervisor for the VM dir dir (spare.c), detached. */
+int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms);
+
+/* ---- spare.c: QEMU started ahead for the next warm start ---- */
+/* SMOLVM_SPARE_IDLE_MS: how long an unclaimed spare lives (0: no spares). */
+uint64_t vm_spare_idle_ms(void);
+/* An ephemeral warm start that a spare can serve (and that leaves one). */
+bool vm_spare_eligible(smolvm_vm *vm);
+/* Claim a parked spare of vm's template: 1 with the VM moved into the spare's
+ * dir and id and *ret_ready_fd the supervisor's ready pipe; 0 when there is
+ * none to claim or the claim broke half-way (vm untouched: start it as
+ * without a spare). */
+int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd);
+/* Park a spare for vm's template if none is (fire-and-forget: errors are
+ * dropped, the caller's last error kept). */
+void vm_spare_spawn(const smolvm_vm *vm, uint64_t idle_ms);
 
 /* ---- connect.c ---- */
 /* Connect to the guest's port through DIR/vsock.sock. Returns a non-blocking
