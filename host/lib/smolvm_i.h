@@ -402,8 +402,9 @@ void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, uns
 int supervisor_wait_ready(smolvm_vm *vm, int ready_fd, int cancel_fd);
 /* Terminate and reap the supervisor (called with vm->lock held). */
 void supervisor_stop(smolvm_vm *vm);
-/* A spare's supervisor for the VM dir dir (spare.c), detached. */
-int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms);
+/* A spare's supervisor for the VM dir dir (spare.c), detached, holding the
+ * template's spare lock (lock_fd, an flock) until its claim or exit. */
+int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, int lock_fd);
 
 /* ---- spare.c: QEMU started ahead for the next warm start ---- */
 /* SMOLVM_SPARE_IDLE_MS: how long an unclaimed spare lives (0: no spares). */

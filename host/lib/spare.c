@@ -88,18 +88,17 @@ static int claim_connect(const char *dir)
         return TAKE_FD(fd);
 }
 
-/* Each spare dir of vms/: for claim (take the first of tag) or for a count
- * (spawn: is one of tag parked?). Dead spares (their supervisor gone) are
- * removed on the way, by whoever unlinks their marker. Returns the claimed
- * dir's id in ret_id with the claim socket, or -1. */
-static int scan(const char *vms, const char *tag, bool claim, char ret_id[SMOLVM_ID_LEN + 1], bool *ret_found)
+/* Claim the first live spare of tag in vms/: its marker unlinked (exactly one
+ * claimant wins it), its claim socket connected. Dead spares (their
+ * supervisor gone) are removed on the way, by whoever unlinks their marker.
+ * Returns the socket with the spare's id in ret_id, or -1. */
+static int scan(const char *vms, const char *tag, char ret_id[SMOLVM_ID_LEN + 1])
 {
         DIR *d = opendir(vms);
         if (!d)
                 return -1;
         int fd = -1;
         struct dirent *de;
-        *ret_found = false;
         while (fd < 0 && (de = readdir(d))) {
                 char dir[PATH_MAX], marker[PATH_MAX], content[SPARE_TAG_MAX + 1];
                 if (!vm_id_valid(de->d_name))
@@ -117,8 +116,7 @@ static int scan(const char *vms, const char *tag, bool claim, char ret_id[SMOLVM
                 }
                 if (strcmp(content, tag))
                         continue; /* another template's: it idles out */
-                *ret_found = true;
-                if (!claim || unlink(marker) < 0)
+                if (unlink(marker) < 0)
                         continue; /* another claimant won this one */
                 fd = claim_connect(dir);
                 if (fd < 0)
@@ -168,10 +166,9 @@ static int adopt(smolvm_vm *vm, const char *id, char **ret_old_dir, char old_id[
 int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd)
 {
         char vms[PATH_MAX], tag[SPARE_TAG_MAX + 1], id[SMOLVM_ID_LEN + 1], dir[PATH_MAX];
-        bool found;
         spare_tag(vm, tag, sizeof(tag));
         pathf(vms, sizeof(vms), "%s/vms", vm->home);
-        _cleanup_close_ int fd = scan(vms, tag, true, id, &found);
+        _cleanup_close_ int fd = scan(vms, tag, id);
         if (fd < 0)
                 return 0;
         pathf(dir, sizeof(dir), "%s/%s", vms, id);
@@ -204,16 +201,14 @@ int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd)
 }
 
 /* A new spare dir for tag with the template's layer and the VM's config, its
- * supervisor started. With the spawn lock held. */
-static void spawn_locked(const smolvm_vm *vm, const char *tag, uint64_t idle_ms)
+ * supervisor started, handed the spare lock (lock_fd). */
+static void spawn_locked(const smolvm_vm *vm, const char *tag, uint64_t idle_ms, int lock_fd)
 {
         char vms[PATH_MAX], tdir[PATH_MAX], id[SMOLVM_ID_LEN + 1], dir[PATH_MAX];
-        bool found;
         pathf(vms, sizeof(vms), "%s/vms", vm->home);
         pathf(tdir, sizeof(tdir), "%s/templates/%s", vm->home, vm->rec.from_template);
-        (void)scan(vms, tag, false, id, &found);
         snap_record snap;
-        if (found || snapshot_load_record(tdir, &snap) < 0)
+        if (snapshot_load_record(tdir, &snap) < 0)
                 return;
         /* A template rebuilt since the VM was made: not this VM's to spare. */
         int r = strcmp(snap.id, vm->rec.from_snapshot) ? -ESTALE : random_id(id);
@@ -238,7 +233,7 @@ static void spawn_locked(const smolvm_vm *vm, const char *tag, uint64_t idle_ms)
                 r = vm_write_supervisor_config(&t);
         }
         if (r == 0)
-                r = supervisor_spawn_spare(dir, tag, idle_ms);
+                r = supervisor_spawn_spare(dir, tag, idle_ms, lock_fd);
         if (r < 0)
                 (void)rm_rf(dir);
 }
@@ -250,9 +245,11 @@ void vm_spare_spawn(const smolvm_vm *vm, uint64_t idle_ms)
         pathf(lock, sizeof(lock), "%s/templates/%s.spare.lock", vm->home, vm->rec.from_template);
         vm_error_saved e;
         vm_error_save(&e);
-        /* One spawner per key at a time; a busy lock means one is at it. */
+        /* At most one spare per template: its supervisor holds this lock from
+         * our spawn to its claim or exit, so a busy lock means one is parked
+         * (or on its way). */
         _cleanup_close_ int lfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) == 0)
-                spawn_locked(vm, tag, idle_ms);
+                spawn_locked(vm, tag, idle_ms, lfd);
         vm_error_restore(&e);
 }

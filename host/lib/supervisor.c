@@ -109,7 +109,7 @@ int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid)
 
 /* Detached as a persistent VM's (it outlives us), with none of our fds but
  * /dev/null and its log: nobody waits for its ready line (spare.c). */
-int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms)
+int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, int lock_fd)
 {
         char path[4096], logpath[4096], idle[32];
         int r = supervisor_path(path, sizeof(path));
@@ -122,9 +122,9 @@ int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms)
         if (nullfd < 0 || logfd < 0)
                 return vm_error(negative_errno(), NULL, "open %s: %s", logpath, strerror(errno));
         char *argv[] = { path, (char *)"--vm-dir", (char *)dir, (char *)"--spare", (char *)tag,
-                         (char *)"--idle-ms", idle, NULL };
-        int fds[3] = { nullfd, logfd, logfd };
-        smolvm_spawn_opts o = { .argv = argv, .fds = fds, .n_fds = 3, .new_pgroup = true, .detach = true };
+                         (char *)"--idle-ms", idle, (char *)"--lock-fd", (char *)"3", NULL };
+        int fds[4] = { nullfd, logfd, logfd, lock_fd };
+        smolvm_spawn_opts o = { .argv = argv, .fds = fds, .n_fds = 4, .new_pgroup = true, .detach = true };
         pid_t pid;
         r = smolvm_spawn(&o, &pid);
         return r < 0 ? vm_error(r, NULL, "spawn %s: %s", path, strerror(-r)) : 0;

@@ -37,7 +37,7 @@ static const sup_duty_ops *const duties[] = {
 static void usage(FILE *f)
 {
         fprintf(f, "usage: smolvm-supervisor --vm-dir DIR [--ephemeral] [--ready-fd N]\n"
-                   "       smolvm-supervisor --vm-dir DIR --spare KEY:SNAPSHOT-ID [--idle-ms N]\n"
+                   "       smolvm-supervisor --vm-dir DIR --spare KEY:SNAPSHOT-ID [--idle-ms N] [--lock-fd N]\n"
                    "Runs one smolvm VM (internal: started by libsmolvm; see docs/internals.md).\n");
 }
 
@@ -49,12 +49,13 @@ int main(int argc, char **argv)
                 { "ready-fd", required_argument, NULL, 'r' },
                 { "spare", required_argument, NULL, 's' },
                 { "idle-ms", required_argument, NULL, 'i' },
+                { "lock-fd", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
         sup s = { .ready_fd = -1, .sig_fd = -1, .chan_listen_fd = -1, .claim_listen_fd = -1, .claim_fd = -1,
-                  .spare_idle_for_ms = 60000, .t_start = now_ms() };
+                  .spare_lock_fd = -1, .spare_idle_for_ms = 60000, .t_start = now_ms() };
         pid_t parent = getppid();
         sigset_t mask;
         int c, code, r;
@@ -67,14 +68,19 @@ int main(int argc, char **argv)
                 case 'e':
                         s.ephemeral = true;
                         break;
+                case 'l':
                 case 'r': {
                         char *end;
                         long v = strtol(optarg, &end, 10);
                         if (*optarg == '\0' || *end || v < 0 || v > INT_MAX || fcntl((int)v, F_GETFD) < 0) {
-                                fprintf(stderr, "smolvm-supervisor: --ready-fd %s: not an open fd\n", optarg);
+                                fprintf(stderr, "smolvm-supervisor: --%s %s: not an open fd\n",
+                                        c == 'l' ? "lock-fd" : "ready-fd", optarg);
                                 return SUP_EXIT_USAGE;
                         }
-                        s.ready_fd = (int)v;
+                        if (c == 'l')
+                                s.spare_lock_fd = (int)v;
+                        else
+                                s.ready_fd = (int)v;
                         break;
                 }
                 case 's':
@@ -113,6 +119,8 @@ int main(int argc, char **argv)
         /* QEMU must not inherit the ready pipe: the CLI would never see EOF. */
         if (s.ready_fd >= 0)
                 (void)fcntl(s.ready_fd, F_SETFD, FD_CLOEXEC);
+        if (s.spare_lock_fd >= 0)
+                (void)fcntl(s.spare_lock_fd, F_SETFD, FD_CLOEXEC);
 
         /* Signals arrive through the signalfd in the loop; block them before
          * arming the parent-death signal so none is lost. */

@@ -88,6 +88,8 @@ static int go(sup *s)
                 return r;
         }
         s->spare_parked = false;
+        /* The claimant may park the next spare when its VM is gone. */
+        s->spare_lock_fd = safe_close(s->spare_lock_fd);
         return sup_boot_restore_begin(s);
 }
 
@@ -193,6 +195,7 @@ uint64_t sup_spare_deadline(const sup *s)
 
 void sup_spare_free(sup *s)
 {
+        s->spare_lock_fd = safe_close(s->spare_lock_fd);
         if (s->claim_listen_fd >= 0) {
                 (void)smolvm_evloop_del(s->loop, s->claim_listen_fd);
                 s->claim_listen_fd = safe_close(s->claim_listen_fd);

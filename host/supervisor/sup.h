@@ -102,6 +102,7 @@ struct sup {
         bool spare_parked, spare_claim_late, spare_failed;
         uint64_t spare_idle_ms;
         int claim_listen_fd, claim_fd;
+        int spare_lock_fd; /* --lock-fd: the template's spare lock, held until the claim */
 
         char failed_why[512]; /* the first failure: written to DIR/failed (libsmolvm's `info`) */
 };
