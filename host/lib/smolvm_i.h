@@ -77,18 +77,18 @@ struct smolvm_vm {
         /* protected by lock: */
         vm_state state;
         pid_t supervisor_pid;     /* > 0 while we own a live (unreaped) child */
-        bool have_boot_info;
-        smolvm_boot_info boot;
-        pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
-        bool lane_known;          /* the ready line said whether QEMU has the lane's */
-        bool lane_device;         /* device (an older supervisor did not) */
-        char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
         /* spare.c: the VM runs in a spare we claimed (its supervisor is not our
          * child: supervisor_pid is the spare's) and spare_fd is the claim, kept
          * open for the VM's life; spare_after: spawn a spare once it is gone. */
         bool spare_claimed;
         int spare_fd;
         bool spare_after;
+        bool have_boot_info;
+        smolvm_boot_info boot;
+        pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
+        bool lane_known;          /* the ready line said whether QEMU has the lane's */
+        bool lane_device;         /* device (an older supervisor did not) */
+        char start_note[256];     /* smolvm_boot_info.start_note (template.c) */
 };
 
 /* ---- error.c ---- */
