@@ -416,6 +416,8 @@ bool vm_spare_eligible(smolvm_vm *vm);
  * none to claim or the claim broke half-way (vm untouched: start it as
  * without a spare). */
 int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd);
+/* Take down the parked spares of template key (it is being discarded). */
+void vm_spare_sweep(const char *vms, const char *key);
 /* Park a spare for vm's template if none is (fire-and-forget: errors are
  * dropped, the caller's last error kept). */
 void vm_spare_spawn(const smolvm_vm *vm, uint64_t idle_ms);

@@ -128,6 +128,27 @@ static int scan(const char *vms, const char *tag, char ret_id[SMOLVM_ID_LEN + 1]
         return fd;
 }
 
+void vm_spare_sweep(const char *vms, const char *key)
+{
+        DIR *d = opendir(vms);
+        if (!d)
+                return;
+        size_t n = strlen(key);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char dir[PATH_MAX], marker[PATH_MAX], content[SPARE_TAG_MAX + 1];
+                if (!vm_id_valid(de->d_name))
+                        continue;
+                pathf(dir, sizeof(dir), "%s/%s", vms, de->d_name);
+                read_marker(dir, content, sizeof(content));
+                pathf(marker, sizeof(marker), "%s/" VMDIR_SPARE, dir);
+                /* Unlinking the marker makes it ours, as a claim would. */
+                if (!strncmp(content, key, n) && content[n] == ':' && unlink(marker) == 0)
+                        spare_remove(dir);
+        }
+        closedir(d);
+}
+
 /* Back to the VM's own dir and id (its files there are untouched). */
 static void unadopt(smolvm_vm *vm, char *old_dir, const char *old_id)
 {

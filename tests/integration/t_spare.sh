@@ -4,7 +4,7 @@
 # the next warm run claims it (--json start_note says so; the output and its
 # fresh hostname/machine-id are right) and a new one is parked; two concurrent
 # runs with one spare both succeed, one of them on the spare; --cold neither
-# claims nor parks; a spare whose supervisor was SIGKILLed is not claimed and
+# claims nor parks; a rebuilt template's spare goes at once; a spare whose supervisor was SIGKILLed is not claimed and
 # its dir goes; a VM made from a spare dies with its SIGKILLed CLI; an idle
 # spare exits and leaves nothing; SMOLVM_SPARE_IDLE_MS=0 parks none.
 . "$(dirname "$0")/lib.sh"
@@ -71,6 +71,24 @@ check "exactly one of them came from the spare ($n_from)" test "$n_from" = 1
 check "one spare parked after them (at most one per template)" \
         sh -c "sleep 2; [ \"\$(ls '$vms' | wc -l)\" -eq 1 ]"
 wait_secs '[ "$(n_spares)" -eq 1 ]' 60
+
+# ---- a template rebuilt: its spare is not claimed, and goes at once ----
+sr=$(spares)
+pr=$(sup_pid "$sr")
+cp "$vms/$sr/spare" "$T/old_tag"
+key=$(cut -d: -f1 "$T/old_tag")
+printf 'X' | dd of="$SMOLVM_HOME/templates/$key/state" bs=1 seek=4096 conv=notrunc status=none
+run_json -- true >"$T/rebuilt.json" 2>"$T/err"; rc=$?
+check "a run after the template was damaged (rc $rc): rebuilt, not from the old spare" \
+        jq_true '.ok and .data.start == "warm" and (.data.start_note // "" | test("rebuilt"))' "$T/rebuilt.json"
+check "the old template's spare was taken down with it" \
+        sh -c "[ ! -e '$vms/$sr' ] && ! grep -qs . /proc/$pr/cmdline"
+check "a spare of the new template is parked" wait_secs '[ "$(n_spares)" -eq 1 ] && [ "$(spares)" != "$sr" ]' 60
+sn=$(spares)
+old_snap=$(cut -d: -f2 "$T/old_tag" 2>/dev/null)
+new_snap=$(cut -d: -f2 "$vms/$sn/spare")
+check "... with the new template's snapshot id ($new_snap, was $old_snap)" sh -c "[ '$new_snap' != '$old_snap' ] && \
+        [ '$new_snap' = \"\$(jq -r .id '$SMOLVM_HOME/templates/$key/snapshot.json')\" ]"
 
 # ---- a SIGKILLed spare is not claimed, and its dir goes ----
 s4=$(spares)
