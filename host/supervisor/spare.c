@@ -111,8 +111,8 @@ static void claim_msg_cb(void *userdata, int fd, uint32_t events)
                         (unsigned char)mode, ready < 0 ? "no" : "an");
                 safe_close(ready);
                 s->claim_fd = safe_close(s->claim_fd);
-                /* The marker is gone: whoever sent it owns the claim. Nobody
-                 * else can take this spare now. */
+                /* Its sender may have unlinked the marker (a claimant that
+                 * gave up): nobody else could claim this spare, so it exits. */
                 s->spare_claim_late = true;
                 s->spare_idle_ms = now_ms();
                 return;
