@@ -33,6 +33,9 @@
 
 /* Run state, written by libsmolvm (lifecycle.c) and, for "failed", also by
  * the supervisor. */
+#define VMDIR_SPARE "spare"            /* marker: a parked spare, claimable ("KEY:SNAPSHOT-ID") */
+#define VMDIR_SPARE_TMP ".spare.tmp"   /* renamed to VMDIR_SPARE */
+#define VMDIR_CLAIM "claim.sock"       /* a spare's supervisor listens: the claim (docs/internals.md) */
 #define VMDIR_PAUSED "paused"           /* marker: QEMU is stopped (pause) */
 #define VMDIR_BOOT "boot.json"          /* the ready line's numbers and QEMU's pid */
 #define VMDIR_FAILED "failed"           /* the last run ended badly; line 1 says why */

@@ -261,7 +261,13 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
                 ports_len = ports ? strlen(ports) : 0;
                 json_decref(o);
         }
-        r = supervisor_spawn(vm, &ready_fd);
+        /* A spare's QEMU is started already: only its state is left to load. */
+        bool spare = restores && vm_spare_eligible(vm);
+        r = spare ? vm_spare_claim(vm, &ready_fd) : 0;
+        if (r == 0)
+                r = supervisor_spawn(vm, &ready_fd);
+        else
+                r = 0;
         if (r < 0) {
                 vm->state = VM_DEAD;
                 (void)rm_rf(vm->dir);
@@ -289,6 +295,9 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
         vm->boot.host_boot_ms = now_ms() - t0;
         note_start(vm, restores);
         vm->have_boot_info = true;
+        /* The next warm start finds a spare parked, made once this VM is gone
+         * (smolvm_destroy): its QEMU's start then competes with nothing. */
+        vm->spare_after = spare;
         save_boot_info(vm);
         r = vm_ports_apply(vm);
         if (r < 0) {
@@ -575,7 +584,11 @@ SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm)
         }
         vm->state = VM_DEAD;
         int r = rm_rf(vm->dir);
+        bool spare = vm->spare_after;
+        vm->spare_after = false;
         pthread_mutex_unlock(&vm->lock);
+        if (spare)
+                vm_spare_spawn(vm, vm_spare_idle_ms());
         if (r < 0)
                 return vm_error(r, NULL, "remove %s: %s", vm->dir, strerror(-r));
         return 0;

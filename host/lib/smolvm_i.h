@@ -77,6 +77,12 @@ struct smolvm_vm {
         /* protected by lock: */
         vm_state state;
         pid_t supervisor_pid;     /* > 0 while we own a live (unreaped) child */
+        /* spare.c: the VM runs in a spare we claimed (its supervisor is not our
+         * child: supervisor_pid is the spare's) and spare_fd is the claim, kept
+         * open for the VM's life; spare_after: spawn a spare once it is gone. */
+        bool spare_claimed;
+        int spare_fd;
+        bool spare_after;
         bool have_boot_info;
         smolvm_boot_info boot;
         pid_t vmm_pid;            /* QEMU, from the ready line; 0 if unknown */
@@ -399,6 +405,25 @@ void supervisor_kill_detached(const char *dir, pid_t pid, unsigned grace_ms, uns
 int supervisor_wait_ready(smolvm_vm *vm, int ready_fd, int cancel_fd);
 /* Terminate and reap the supervisor (called with vm->lock held). */
 void supervisor_stop(smolvm_vm *vm);
+/* A spare's supervisor for the VM dir dir (spare.c), detached, holding the
+ * template's spare lock (lock_fd, an flock) until its claim or exit. */
+int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, int lock_fd);
+
+/* ---- spare.c: QEMU started ahead for the next warm start ---- */
+/* SMOLVM_SPARE_IDLE_MS: how long an unclaimed spare lives (0: no spares). */
+uint64_t vm_spare_idle_ms(void);
+/* An ephemeral warm start that a spare can serve (and that leaves one). */
+bool vm_spare_eligible(smolvm_vm *vm);
+/* Claim a parked spare of vm's template: 1 with the VM moved into the spare's
+ * dir and id and *ret_ready_fd the supervisor's ready pipe; 0 when there is
+ * none to claim or the claim broke half-way (vm untouched: start it as
+ * without a spare). */
+int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd);
+/* Take down the parked spares of template key (it is being discarded). */
+void vm_spare_sweep(const char *vms, const char *key);
+/* Park a spare for vm's template if none is (fire-and-forget: errors are
+ * dropped, the caller's last error kept). */
+void vm_spare_spawn(const smolvm_vm *vm, uint64_t idle_ms);
 
 /* ---- connect.c ---- */
 /* Connect to the guest's port through DIR/vsock.sock. Returns a non-blocking

@@ -33,16 +33,24 @@
  * (or a subreaper) at once (smolvm_spawn's detach). Its stdout/stderr always
  * go to supervisor.log: were they ours, `id=$(smolvm create)` would wait for
  * EOF forever. */
-static int spawn_supervisor(smolvm_vm *vm, bool detached, int *ret_ready_fd, pid_t *ret_pid)
+static int supervisor_path(char *path, size_t size)
 {
-        char path[4096], logpath[4096];
-        snprintf(path, sizeof(path), "%s/smolvm-supervisor", smolvm_libexec_dir());
+        snprintf(path, size, "%s/smolvm-supervisor", smolvm_libexec_dir());
         if (access(path, X_OK) < 0) {
                 int r = negative_errno();
                 return vm_error(r, "install smolvm, or set SMOLVM_LIBEXECDIR to the directory holding "
                                    "smolvm-supervisor",
                                 "cannot run %s: %s", path, strerror(-r));
         }
+        return 0;
+}
+
+static int spawn_supervisor(smolvm_vm *vm, bool detached, int *ret_ready_fd, pid_t *ret_pid)
+{
+        char path[4096], logpath[4096];
+        int k = supervisor_path(path, sizeof(path));
+        if (k < 0)
+                return k;
 
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
@@ -97,6 +105,29 @@ int supervisor_spawn(smolvm_vm *vm, int *ret_ready_fd)
 int supervisor_spawn_detached(smolvm_vm *vm, int *ret_ready_fd, pid_t *ret_pid)
 {
         return spawn_supervisor(vm, true, ret_ready_fd, ret_pid);
+}
+
+/* Detached as a persistent VM's (it outlives us), with none of our fds but
+ * /dev/null and its log: nobody waits for its ready line (spare.c). */
+int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, int lock_fd)
+{
+        char path[4096], logpath[4096], idle[32];
+        int r = supervisor_path(path, sizeof(path));
+        if (r < 0)
+                return r;
+        snprintf(logpath, sizeof(logpath), "%s/" VMDIR_SUPERVISOR_LOG, dir);
+        snprintf(idle, sizeof(idle), "%llu", (unsigned long long)idle_ms);
+        _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        _cleanup_close_ int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (nullfd < 0 || logfd < 0)
+                return vm_error(negative_errno(), NULL, "open %s: %s", logpath, strerror(errno));
+        char *argv[] = { path, (char *)"--vm-dir", (char *)dir, (char *)"--spare", (char *)tag,
+                         (char *)"--idle-ms", idle, (char *)"--lock-fd", (char *)"3", NULL };
+        int fds[4] = { nullfd, logfd, logfd, lock_fd };
+        smolvm_spawn_opts o = { .argv = argv, .fds = fds, .n_fds = 4, .new_pgroup = true, .detach = true };
+        pid_t pid;
+        r = smolvm_spawn(&o, &pid);
+        return r < 0 ? vm_error(r, NULL, "spawn %s: %s", path, strerror(-r)) : 0;
 }
 
 /* Not our child: "gone" means no live smolvm-supervisor for this dir (a zombie
@@ -347,6 +378,15 @@ void supervisor_stop(smolvm_vm *vm)
         pid_t pid = vm->supervisor_pid;
         if (pid <= 0)
                 return;
+        if (vm->spare_claimed) {
+                /* Not our child (a spare's, detached): closing the claim makes it
+                 * stop; the kill is for one that does not. */
+                vm->spare_fd = safe_close(vm->spare_fd);
+                supervisor_kill_detached(vm->dir, pid, 0, SUPERVISOR_STOP_TIMEOUT_MS);
+                vm->spare_claimed = false;
+                vm->supervisor_pid = 0;
+                return;
+        }
         /* SIGTERM lets it kill QEMU and remove the VM dir. */
         (void)kill(pid, SIGTERM);
         if (!wait_exited(pid, SUPERVISOR_STOP_TIMEOUT_MS)) {

@@ -330,6 +330,10 @@ out:
 static void discard(const char *tdir, const char *key)
 {
         char from[PATH_MAX], to[PATH_MAX], id[SMOLVM_ID_LEN + 1];
+        /* Its spares would never be claimed again (their tag names it): they
+         * go now rather than when their idle time ends. */
+        pathf(from, sizeof(from), "%s/../vms", tdir);
+        vm_spare_sweep(from, key);
         pathf(from, sizeof(from), "%s/%s", tdir, key);
         if (random_id(id) < 0)
                 return;

@@ -123,6 +123,8 @@ int vm_write_supervisor_config(smolvm_vm *vm)
 
 void vm_free_fields(smolvm_vm *vm)
 {
+        if (vm->spare_claimed)
+                safe_close(vm->spare_fd);
         free(vm->home);
         free(vm->dir);
         free(vm->image_dir);

@@ -19,6 +19,7 @@
 #include "dir.h"
 #include "lane_duty.h"
 #include "log.h"
+#include "spare.h"
 #include "sup.h"
 #include "unixsock.h"
 #include "util.h"
@@ -381,6 +382,11 @@ int sup_boot_step(sup *s)
         char how[64];
         int wstatus, r;
 
+        r = sup_spare_step(s, now);
+        if (r >= 0)
+                return r;
+        if (s->spare_failed)
+                return SUP_EXIT_VM_FAILED;
         if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms && now >= s->chan_hello_deadline_ms) {
                 /* No HELLO on that connection (we connected before the guest let
                  * go, on the fallback): drop it; the guest sees the close now. */
@@ -507,6 +513,7 @@ int sup_boot_timeout_ms(const sup *s)
         if (s->mux_broken && s->broken_deadline_ms < until)
                 until = s->broken_deadline_ms;
         until = MIN(until, sup_duties_deadline(s));
+        until = MIN(until, sup_spare_deadline(s));
         if (s->restoring && s->mux && !s->hello && s->chan_hello_deadline_ms)
                 until = MIN(until, s->chan_hello_deadline_ms);
         if (s->restoring && !s->mux && !s->hello && s->chan_connect_ms)

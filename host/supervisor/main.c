@@ -19,6 +19,7 @@
 #include "lane_duty.h"
 #include "mounts.h"
 #include "port.h"
+#include "spare.h"
 #include "sup.h"
 #include "util.h"
 #include "vm.h"
@@ -36,6 +37,7 @@ static const sup_duty_ops *const duties[] = {
 static void usage(FILE *f)
 {
         fprintf(f, "usage: smolvm-supervisor --vm-dir DIR [--ephemeral] [--ready-fd N]\n"
+                   "       smolvm-supervisor --vm-dir DIR --spare KEY:SNAPSHOT-ID [--idle-ms N] [--lock-fd N]\n"
                    "Runs one smolvm VM (internal: started by libsmolvm; see docs/internals.md).\n");
 }
 
@@ -45,11 +47,15 @@ int main(int argc, char **argv)
                 { "vm-dir", required_argument, NULL, 'd' },
                 { "ephemeral", no_argument, NULL, 'e' },
                 { "ready-fd", required_argument, NULL, 'r' },
+                { "spare", required_argument, NULL, 's' },
+                { "idle-ms", required_argument, NULL, 'i' },
+                { "lock-fd", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        sup s = { .ready_fd = -1, .sig_fd = -1, .chan_listen_fd = -1, .t_start = now_ms() };
+        sup s = { .ready_fd = -1, .sig_fd = -1, .chan_listen_fd = -1, .claim_listen_fd = -1, .claim_fd = -1,
+                  .spare_lock_fd = -1, .spare_idle_for_ms = 60000, .t_start = now_ms() };
         pid_t parent = getppid();
         sigset_t mask;
         int c, code, r;
@@ -62,14 +68,37 @@ int main(int argc, char **argv)
                 case 'e':
                         s.ephemeral = true;
                         break;
+                case 'l':
                 case 'r': {
                         char *end;
                         long v = strtol(optarg, &end, 10);
                         if (*optarg == '\0' || *end || v < 0 || v > INT_MAX || fcntl((int)v, F_GETFD) < 0) {
-                                fprintf(stderr, "smolvm-supervisor: --ready-fd %s: not an open fd\n", optarg);
+                                fprintf(stderr, "smolvm-supervisor: --%s %s: not an open fd\n",
+                                        c == 'l' ? "lock-fd" : "ready-fd", optarg);
                                 return SUP_EXIT_USAGE;
                         }
-                        s.ready_fd = (int)v;
+                        if (c == 'l')
+                                s.spare_lock_fd = (int)v;
+                        else
+                                s.ready_fd = (int)v;
+                        break;
+                }
+                case 's':
+                        /* Written into the marker as it is: hex digits and ':' only. */
+                        if (!*optarg || strlen(optarg) > 128 || strspn(optarg, "0123456789abcdef:") != strlen(optarg)) {
+                                fprintf(stderr, "smolvm-supervisor: --spare %s: not KEY:SNAPSHOT-ID\n", optarg);
+                                return SUP_EXIT_USAGE;
+                        }
+                        s.spare_tag = optarg;
+                        break;
+                case 'i': {
+                        char *end;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (*optarg == '\0' || *end || v == 0 || v > 24ull * 3600 * 1000) {
+                                fprintf(stderr, "smolvm-supervisor: --idle-ms %s: use 1 to 86400000\n", optarg);
+                                return SUP_EXIT_USAGE;
+                        }
+                        s.spare_idle_for_ms = v;
                         break;
                 }
                 case 'h':
@@ -83,13 +112,15 @@ int main(int argc, char **argv)
                         return SUP_EXIT_USAGE;
                 }
         }
-        if (!s.vm_dir || optind != argc) {
+        if (!s.vm_dir || optind != argc || (s.spare_tag && (s.ephemeral || s.ready_fd >= 0))) {
                 usage(stderr);
                 return SUP_EXIT_USAGE;
         }
         /* QEMU must not inherit the ready pipe: the CLI would never see EOF. */
         if (s.ready_fd >= 0)
                 (void)fcntl(s.ready_fd, F_SETFD, FD_CLOEXEC);
+        if (s.spare_lock_fd >= 0)
+                (void)fcntl(s.spare_lock_fd, F_SETFD, FD_CLOEXEC);
 
         /* Signals arrive through the signalfd in the loop; block them before
          * arming the parent-death signal so none is lost. */
@@ -103,7 +134,11 @@ int main(int argc, char **argv)
         /* Orphaned descendants (a back-end's namespaced server) come to us, not to the
          * host's init: teardown reaps them (vm.c). */
         (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-        if (s.ephemeral) {
+        /* A spare is an ephemeral VM whose owner comes at its claim (spare.c):
+         * its dir goes with it, and the claim's socket is its parent's life. */
+        if (s.spare_tag)
+                s.ephemeral = true;
+        else if (s.ephemeral) {
                 /* A killed CLI must leave nothing behind. The signal is only armed for a
                  * future death: if the parent is already gone, act as if it fired. */
                 if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
@@ -120,7 +155,8 @@ int main(int argc, char **argv)
                 if (sup_log_open(log_path) < 0)
                         fprintf(stderr, "smolvm-supervisor: %s: %m (logging to stderr)\n", log_path);
         }
-        sup_log("smolvm-supervisor %s starting for %s%s", SMOLVM_VERSION, s.vm_dir, s.ephemeral ? " (ephemeral)" : "");
+        sup_log("smolvm-supervisor %s starting for %s%s", SMOLVM_VERSION, s.vm_dir,
+                s.spare_tag ? " (spare)" : s.ephemeral ? " (ephemeral)" : "");
 
         if (sup_vm_load_config(&s) < 0) {
                 sup_vm_teardown(&s, true);
@@ -143,7 +179,7 @@ int main(int argc, char **argv)
                 sup_vm_teardown(&s, false);
                 return SUP_EXIT_OK;
         }
-        if (sup_vm_start(&s) < 0) {
+        if (sup_vm_start(&s) < 0 || (s.spare_tag && sup_spare_park(&s, s.spare_tag) < 0)) {
                 sup_vm_teardown(&s, true);
                 return SUP_EXIT_VM_FAILED;
         }

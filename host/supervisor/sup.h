@@ -39,6 +39,8 @@ struct sup {
         /* The command line (main.c). */
         const char *vm_dir;
         bool ephemeral;
+        const char *spare_tag; /* --spare: start as a spare ("KEY:SNAPSHOT-ID"), spare.c */
+        uint64_t spare_idle_for_ms; /* --idle-ms */
         int ready_fd; /* -1 once the ready line is written (boot.c) */
 
         /* config.json (vm.c), read-only afterwards. */
@@ -94,6 +96,13 @@ struct sup {
         bool mux_broken;
         int mux_err;
         const char *mux_why;
+
+        /* spare.c: parked (QEMU started, its state not loaded), when the
+         * idle time ends, the claim's listening socket and connection. */
+        bool spare_parked, spare_claim_late, spare_failed;
+        uint64_t spare_idle_ms;
+        int claim_listen_fd, claim_fd;
+        int spare_lock_fd; /* --lock-fd: the template's spare lock, held until the claim */
 
         char failed_why[512]; /* the first failure: written to DIR/failed (libsmolvm's `info`) */
 };

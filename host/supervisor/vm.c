@@ -15,6 +15,7 @@
 #include "dir.h"
 #include "fileutil.h"
 #include "log.h"
+#include "spare.h"
 #include "sup.h"
 #include "util.h"
 #include "vmdir.h"
@@ -122,6 +123,7 @@ void sup_vm_teardown(sup *s, bool failed)
         /* After QEMU: a back-end dying first would look like a failure to it. */
         sup_duties_destroy(s);
         reap_orphans();
+        sup_spare_free(s);
         sup_console_free(s->con);
         s->con = NULL;
         if (s->chan_listen_fd >= 0) {
@@ -267,7 +269,12 @@ int sup_vm_start(sup *s)
                 .ram_private = s->restoring && !s->cfg.ram_copy,
                 .incoming_fd = incoming_fd,
                 .lane_path = extra.lane_path,
+                .defer_incoming = s->spare_tag != NULL,
         };
+        if (s->spare_tag && !s->restoring) {
+                sup_fail(s, false, NULL, "a spare restores a boot template: %s has no snapshot_dir", VMDIR_CONFIG);
+                return -EINVAL;
+        }
         s->lane_device = extra.lane_path != NULL;
         s->t_spawn = now_ms();
         r = sup_vmm_start(&spec, &s->vmm);
@@ -280,8 +287,8 @@ int sup_vm_start(sup *s)
                 return r;
         }
         s->deadline_ms = s->t_start + s->boot_timeout_ms;
-        if (s->restoring)
-                (void)sup_boot_restore_begin(s);
+        if (s->restoring && !s->spare_tag)
+                (void)sup_boot_restore_begin(s); /* a spare's begins at its claim */
         return 0;
 
 fail_errno:
