@@ -407,8 +407,15 @@ int sup_boot_step(sup *s)
                                  SMOLVM_CHAN_VERSION);
                         return SUP_EXIT_VM_FAILED;
                 }
+                /* A spare parks here, restored and its channel up: its identity
+                 * is its claimant's (spare.c), which then goes on from here. */
+                if (s->spare_tag && !s->spare_parked && sup_spare_park(s, s->spare_tag) < 0)
+                        return SUP_EXIT_VM_FAILED;
                 /* A restore: the guest first takes its identity, before any stream. */
-                r = s->restoring && !s->identity_done ? identity_step(s, now) : 1;
+                if (s->spare_tag)
+                        r = 0;
+                else
+                        r = s->restoring && !s->identity_done ? identity_step(s, now) : 1;
                 if (r < 0)
                         return SUP_EXIT_VM_FAILED;
                 r = r > 0 ? sup_duties_guest_up(s, now) : 0;

@@ -19,7 +19,6 @@
 #include "lane_duty.h"
 #include "mounts.h"
 #include "port.h"
-#include "spare.h"
 #include "sup.h"
 #include "util.h"
 #include "vm.h"
@@ -179,7 +178,7 @@ int main(int argc, char **argv)
                 sup_vm_teardown(&s, false);
                 return SUP_EXIT_OK;
         }
-        if (sup_vm_start(&s) < 0 || (s.spare_tag && sup_spare_park(&s, s.spare_tag) < 0)) {
+        if (sup_vm_start(&s) < 0) {
                 sup_vm_teardown(&s, true);
                 return SUP_EXIT_VM_FAILED;
         }

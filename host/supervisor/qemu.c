@@ -37,7 +37,6 @@ struct sup_vmm {
         pid_t pid; /* 0 once reaped */
         int wstatus;
         int lane_fd; /* a restore's connection to the lane's socket, until taken */
-        int restore_qmp_fd; /* a spare's: the restore's monitor, until sup_vmm_incoming() */
 };
 
 /* SMOLVM_QEMU overrides the binary (a QEMU build of one's own; the tests use it to
@@ -251,11 +250,10 @@ static int connect_when_there(const sup_vmm *vmm, const char *path, uint64_t dea
  * then the state from fd 4; QEMU starts the guest once it is loaded (the
  * snapshot carries no runstate: store-global-state=off). The settings go in
  * one write, before QEMU even greets (it answers them in order once its main
- * loop runs); migrate-incoming only after their answers: here, or for a spare
- * at its claim (restore_load). */
-static int restore_settings(sup_vmm *vmm, int fd, const char *lane_path)
+ * loop runs); migrate-incoming only after their answers. */
+static int restore_incoming(sup_vmm *vmm, int fd, const char *lane_path)
 {
-        char buf[16 * 1024];
+        _cleanup_free_ char *buf = malloc(64 * 1024);
         size_t len = 0;
         uint64_t deadline = now_ms() + RESTORE_QMP_TIMEOUT_MS;
         static const char settings[] =
@@ -269,6 +267,11 @@ static int restore_settings(sup_vmm *vmm, int fd, const char *lane_path)
                  * crashes there (SIGSEGV in qio_channel_writev; seen in about
                  * 1 restore of 10 before this). */
                 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"announce-rounds\":0}}\n";
+        char incoming[128];
+        snprintf(incoming, sizeof(incoming),
+                 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}\n", VMM_INCOMING_FD);
+        if (!buf)
+                return -ENOMEM;
         if (write_all(fd, settings, sizeof(settings) - 1) < 0)
                 return negative_errno();
         /* Before the state loads, so that the lane's device has its peer when
@@ -282,36 +285,22 @@ static int restore_settings(sup_vmm *vmm, int fd, const char *lane_path)
                         sup_log("restore: connecting to the lane's socket before the state loads: %s", strerror(-r));
                 vmm->lane_fd = r < 0 ? -1 : r;
         }
-        /* The greeting, then the settings' answers (each on its own line). */
-        static const char *const what[] = { NULL, "qmp_capabilities", "migrate-set-capabilities",
-                                            "migrate-set-parameters" };
-        for (size_t i = 0; i < ARRAY_SIZE(what); i++) {
-                int r = restore_qmp(fd, NULL, what[i], buf, sizeof(buf), &len, deadline);
+        /* The greeting, the settings' answers, then the state. */
+        const struct {
+                const char *send, *what;
+        } steps[] = {
+                { NULL, NULL },
+                { NULL, "qmp_capabilities" },
+                { NULL, "migrate-set-capabilities" },
+                { NULL, "migrate-set-parameters" },
+                { incoming, "migrate-incoming" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+                int r = restore_qmp(fd, steps[i].send, steps[i].what, buf, 64 * 1024, &len, deadline);
                 if (r < 0)
                         return r;
         }
-        /* Nothing else comes unasked before migrate-incoming: a line left in
-         * buf would be an event, which restore_qmp skips anyway. */
         return 0;
-}
-
-static int restore_load(int fd)
-{
-        char buf[16 * 1024], incoming[128];
-        size_t len = 0;
-        snprintf(incoming, sizeof(incoming),
-                 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}\n", VMM_INCOMING_FD);
-        return restore_qmp(fd, incoming, "migrate-incoming", buf, sizeof(buf), &len,
-                           now_ms() + RESTORE_QMP_TIMEOUT_MS);
-}
-
-int sup_vmm_incoming(sup_vmm *vmm)
-{
-        if (vmm->restore_qmp_fd < 0)
-                return -EINVAL;
-        int r = restore_load(vmm->restore_qmp_fd);
-        vmm->restore_qmp_fd = safe_close(vmm->restore_qmp_fd);
-        return r;
 }
 
 int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
@@ -326,7 +315,6 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
         if (!vmm)
                 return -ENOMEM;
         vmm->lane_fd = -1;
-        vmm->restore_qmp_fd = -1;
         disk = qemu_opt_escape(spec->disk);
         chan = qemu_opt_escape(spec->chan_path);
         if (!disk || !chan)
@@ -530,11 +518,7 @@ int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret)
                 smolvm_accel_name(spec->accel), spec->mem_mib, spec->cpus);
         if (qmp_ours >= 0) {
                 qmp_theirs = safe_close(qmp_theirs);
-                r = restore_settings(vmm, qmp_ours, spec->lane_path);
-                if (r == 0 && spec->defer_incoming)
-                        vmm->restore_qmp_fd = TAKE_FD(qmp_ours);
-                else if (r == 0)
-                        r = restore_load(qmp_ours);
+                r = restore_incoming(vmm, qmp_ours, spec->lane_path);
                 if (r < 0) {
                         sup_log("restore: QEMU refused the incoming state (see qemu.log): %s", strerror(-r));
                         (void)sup_vmm_stop(vmm); /* kill and reap */
@@ -596,6 +580,5 @@ void sup_vmm_free(sup_vmm *vmm)
                 return;
         (void)sup_vmm_stop(vmm);
         safe_close(vmm->lane_fd);
-        safe_close(vmm->restore_qmp_fd);
         free(vmm);
 }

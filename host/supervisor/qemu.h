@@ -44,9 +44,6 @@ typedef struct sup_vm_spec {
         /* Restore: an fd open on the device state file to load (-incoming), or
          * -1 for a boot. */
         int incoming_fd;
-        /* A spare (docs/internals.md, "Spares"): start QEMU and answer its
-         * settings, but load the state only at sup_vmm_incoming(). */
-        bool defer_incoming;
         /* The lane (common/lane.h): a virtio-net device on `-netdev stream`
          * whose QEMU listens on this Unix socket (the supervisor connects), or
          * NULL for none. A restore must have it exactly when its snapshot did. */
@@ -68,11 +65,6 @@ void sup_vmm_tsc_begin(void);
 int sup_vmm_start(const sup_vm_spec *spec, sup_vmm **ret);
 
 pid_t sup_vmm_pid(const sup_vmm *vmm);
-
-/* A spare's claim: the state load its start deferred (migrate-incoming on the
- * restore's own monitor). Returns 0, or a negative errno (QEMU refused it:
- * qemu.log says why). */
-int sup_vmm_incoming(sup_vmm *vmm);
 
 /* Reap without blocking. Returns 1 when the VMM has exited (*ret_wstatus is its
  * wait status), 0 while it runs, negative errno on error. */

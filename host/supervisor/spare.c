@@ -3,8 +3,11 @@
  * unlinks the "spare" marker (exactly one unlink wins), writes the VM's
  * config.json and record into this dir, connects claim.sock and sends one
  * byte, 'e' (an ephemeral VM), with the write end of its ready pipe
- * (SCM_RIGHTS). We re-read config.json, load the state (migrate-incoming) and
- * go on as any restore, ready line included; the claimant keeps the socket
+ * (SCM_RIGHTS). A spare parks once its restored guest said HELLO (boot.c): the
+ * state loaded, the guest's channel reset and its code run once under TCG, all
+ * before the claim. At the claim we re-read config.json and go on as any
+ * restore from there: the guest's identity (RNG seed, clock, hostname,
+ * machine-id: the claimant's), the ready line; the claimant keeps the socket
  * open for the VM's life: its EOF stops the VM, as a parent's death does. */
 #include "spare.h"
 
@@ -17,7 +20,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "boot.h"
 #include "dir.h"
 #include "fdpass.h"
 #include "log.h"
@@ -63,9 +65,9 @@ static int go(sup *s)
         _cleanup_free_ char *path = sup_dir_path(s, VMDIR_CONFIG);
         sup_config cfg = { 0 };
         char err[512];
-        s->t_start = now_ms();
-        s->t_spawn = s->t_start;
-        sup_log("claimed: loading the state");
+        /* The guest is up already: the claimant's boot is its identity. */
+        s->t_start = s->t_spawn = s->t_chan = s->t_hello = now_ms();
+        sup_log("claimed: sending the guest its identity");
         int r = sup_config_load(path, &cfg, err, sizeof(err));
         if (r < 0) {
                 sup_fail(s, false, NULL, "spare: %s", err);
@@ -81,16 +83,13 @@ static int go(sup *s)
         if (s->cfg.boot_timeout_ms)
                 s->boot_timeout_ms = s->cfg.boot_timeout_ms;
         s->deadline_ms = s->t_start + s->boot_timeout_ms;
-        r = sup_vmm_incoming(s->vmm);
-        if (r < 0) {
-                sup_fail(s, false, "see " VMDIR_QEMU_LOG " in the VM dir",
-                         "restore: QEMU refused the incoming state: %s", strerror(-r));
-                return r;
-        }
+        /* From here an ephemeral VM like any other: the boot step sends the
+         * identity and writes the ready line (boot.c). */
         s->spare_parked = false;
+        s->spare_tag = NULL;
         /* The claimant may park the next spare when its VM is gone. */
         s->spare_lock_fd = safe_close(s->spare_lock_fd);
-        return sup_boot_restore_begin(s);
+        return 0;
 }
 
 /* The claim's message: one byte and the ready pipe's write end. */
@@ -151,7 +150,6 @@ int sup_spare_park(sup *s, const char *tag)
 {
         _cleanup_free_ char *sock = sup_dir_path(s, VMDIR_CLAIM), *marker = sup_dir_path(s, VMDIR_SPARE),
                             *tmp = sup_dir_path(s, VMDIR_SPARE_TMP);
-        s->deadline_ms = UINT64_MAX; /* the boot's clock starts at the claim */
         s->claim_listen_fd = unix_listen(sock, 4, SOCK_NONBLOCK);
         int r = s->claim_listen_fd < 0 ? s->claim_listen_fd
                                        : smolvm_evloop_add(s->loop, s->claim_listen_fd, EPOLLIN, claim_accept_cb, s);

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A spare: a restore of the boot template started ahead and parked before
- * its state loads, until a warm start claims it (docs/internals.md, "Spares"). */
+/* A spare: a restore of the boot template started ahead and parked once its
+ * guest is up, before it takes an identity, until a warm start claims it
+ * (docs/internals.md, "Spares"). */
 #pragma once
 
 #include <stdint.h>
 
 typedef struct sup sup;
 
-/* Once QEMU answered its settings: listen on claim.sock, then write the
+/* Once the restored guest said HELLO: listen on claim.sock, then write the
  * "spare" marker (its content is tag: "KEY:SNAPSHOT-ID") that makes the spare
  * claimable. Returns 0 or a negative errno (after sup_fail). */
 int sup_spare_park(sup *s, const char *tag);

@@ -269,7 +269,6 @@ int sup_vm_start(sup *s)
                 .ram_private = s->restoring && !s->cfg.ram_copy,
                 .incoming_fd = incoming_fd,
                 .lane_path = extra.lane_path,
-                .defer_incoming = s->spare_tag != NULL,
         };
         if (s->spare_tag && !s->restoring) {
                 sup_fail(s, false, NULL, "a spare restores a boot template: %s has no snapshot_dir", VMDIR_CONFIG);
@@ -287,8 +286,8 @@ int sup_vm_start(sup *s)
                 return r;
         }
         s->deadline_ms = s->t_start + s->boot_timeout_ms;
-        if (s->restoring && !s->spare_tag)
-                (void)sup_boot_restore_begin(s); /* a spare's begins at its claim */
+        if (s->restoring)
+                (void)sup_boot_restore_begin(s);
         return 0;
 
 fail_errno:

@@ -36,7 +36,13 @@ check "smolvm ls does not show it" sh -c "! grep -q '$s1' '$T/ls'"
 check "smolvm ls --json neither" jq_true '.ok and (.data.vms | length == 0)' "$T/ls.json"
 
 # ---- the next warm run claims it ----
-run_json -- sh -c 'hostname; cat /etc/machine-id' >"$T/claim.json" 2>"$T/err"; rc=$?
+# A spare's guest runs before its claim (parked once it said HELLO), so what
+# must differ between clones or follow the host comes at the claim: also the
+# RNG (32 bytes of /dev/urandom) and the wall clock, after 3 s parked.
+sleep 3
+probe='hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s'
+run_json -- sh -c "$probe" >"$T/claim.json" 2>"$T/err"; rc=$?
+host_now=$(date +%s)
 check "the next warm run exits 0 (rc $rc) from the spare" note_is_spare "$T/claim.json"
 host=$(jq -r '.data.stdout' "$T/claim.json" | sed -n 1p)
 mid1=$(jq -r '.data.stdout' "$T/claim.json" | sed -n 2p)
@@ -44,10 +50,16 @@ check "its hostname is the spare's id: $host" test "$host" = "smolvm-$s1"
 check "its supervisor is gone with it, its QEMU and dir too" wait_secs "! alive $p1 && [ -z \"\$(qemus_of $s1)\" ] && [ ! -e '$vms/$s1' ]" 5
 check "a new spare is parked after it" wait_secs '[ "$(n_spares)" -eq 1 ] && [ "$(spares)" != "$s1" ]' 60
 s2=$(spares)
-run_json -- sh -c 'hostname; cat /etc/machine-id' >"$T/claim2.json" 2>"$T/err"; rc=$?
+run_json -- sh -c "$probe" >"$T/claim2.json" 2>"$T/err"; rc=$?
 check "another claim (rc $rc)" note_is_spare "$T/claim2.json"
 mid2=$(jq -r '.data.stdout' "$T/claim2.json" | sed -n 2p)
 check "each VM from a spare has its own machine-id ($mid1, $mid2)" sh -c "[ ${#mid1} -eq 32 ] && [ '$mid1' != '$mid2' ]"
+rnd1=$(jq -r '.data.stdout' "$T/claim.json" | sed -n 3p)
+rnd2=$(jq -r '.data.stdout' "$T/claim2.json" | sed -n 3p)
+check "... and its own RNG: /dev/urandom differs ($rnd1, $rnd2)" sh -c "[ ${#rnd1} -eq 64 ] && [ '$rnd1' != '$rnd2' ]"
+t1=$(jq -r '.data.stdout' "$T/claim.json" | sed -n 4p)
+check "... and the host's wall clock ($t1 vs $host_now, parked 3 s before)" \
+        sh -c "[ -n '$t1' ] && [ \$(( $host_now - ${t1:-0} )) -ge -2 ] && [ \$(( $host_now - ${t1:-0} )) -le 5 ]"
 check "hostname smolvm-$s2" sh -c "jq -r .data.stdout '$T/claim2.json' | grep -qx 'smolvm-$s2'"
 
 # ---- --cold neither claims nor parks ----
