@@ -409,7 +409,7 @@ void supervisor_stop(smolvm_vm *vm);
  * template's spare lock (lock_fd, an flock) until its claim or exit. */
 int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, int lock_fd);
 
-/* ---- spare.c: QEMU started ahead for the next warm start ---- */
+/* ---- spare.c: a restore run ahead for the next warm start ---- */
 /* SMOLVM_SPARE_IDLE_MS: how long an unclaimed spare lives (0: no spares). */
 uint64_t vm_spare_idle_ms(void);
 /* An ephemeral warm start that a spare can serve (and that leaves one). */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Spares: a supervisor with its QEMU started ahead for the boot template,
- * parked before the state loads, that the next warm `run` claims instead of
+/* Spares: a supervisor with the boot template restored ahead, its guest
+ * parked before it takes an identity, that the next warm `run` claims instead of
  * starting one (docs/internals.md, "Spares"). A spare is a VM dir vms/<id>
  * without a record (no listing or lookup sees it) holding the "spare" marker
  * ("KEY:SNAPSHOT-ID"); its paths never change, so nothing QEMU holds goes
@@ -216,7 +216,7 @@ int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd)
         vm->supervisor_pid = pid;
         vm->spare_fd = TAKE_FD(fd);
         vm->spare_claimed = true;
-        snprintf(vm->start_note, sizeof(vm->start_note), "from a spare: its QEMU was started ahead");
+        snprintf(vm->start_note, sizeof(vm->start_note), "from a spare (restored ahead; this run's identity)");
         *ret_ready_fd = p[0];
         return 1;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A spare: a restore of the boot template started ahead and parked once its
+/* A spare: a restore of the boot template run ahead and parked once its
  * guest is up, before it takes an identity, until a warm start claims it
  * (docs/internals.md, "Spares"). */
 #pragma once

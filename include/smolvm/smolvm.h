@@ -265,7 +265,8 @@ SMOLVM_EXPORT int smolvm_delete_id(const char *id, unsigned flags);
 /* Ephemeral VMs: stop and remove (as smolvm_delete(vm, SMOLVM_DELETE_FORCE)).
  * Safe to call on a VM that never started or already died. A VM that started
  * warm then leaves a spare for the next warm start: a detached supervisor and
- * QEMU that live SMOLVM_SPARE_IDLE_MS (default 60000; 0: none) unless claimed
+ * QEMU with the template restored, its guest parked before it takes an
+ * identity, that live SMOLVM_SPARE_IDLE_MS (default 60000; 0: none) unless claimed
  * (docs/cli.md, "Warm start"). */
 SMOLVM_EXPORT int smolvm_destroy(smolvm_vm *vm);
 
