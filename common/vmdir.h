@@ -35,6 +35,7 @@
  * the supervisor. */
 #define VMDIR_SPARE "spare"            /* marker: a parked spare, claimable ("KEY:SNAPSHOT-ID") */
 #define VMDIR_SPARE_TMP ".spare.tmp"   /* renamed to VMDIR_SPARE */
+#define VMDIR_SPARE_PENDING "spare.pending" /* a spare on its way, not parked yet (its tag) */
 #define VMDIR_CLAIM "claim.sock"       /* a spare's supervisor listens: the claim (docs/internals.md) */
 #define VMDIR_PAUSED "paused"           /* marker: QEMU is stopped (pause) */
 #define VMDIR_BOOT "boot.json"          /* the ready line's numbers and QEMU's pid */

@@ -263,7 +263,7 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
         }
         /* A spare's QEMU is started already: only its state is left to load. */
         bool spare = restores && vm_spare_eligible(vm);
-        r = spare ? vm_spare_claim(vm, &ready_fd) : 0;
+        r = spare ? vm_spare_claim(vm, cancel_fd, &ready_fd) : 0;
         if (r == 0)
                 r = supervisor_spawn(vm, &ready_fd);
         else

@@ -414,11 +414,12 @@ int supervisor_spawn_spare(const char *dir, const char *tag, uint64_t idle_ms, i
 uint64_t vm_spare_idle_ms(void);
 /* An ephemeral warm start that a spare can serve (and that leaves one). */
 bool vm_spare_eligible(smolvm_vm *vm);
-/* Claim a parked spare of vm's template: 1 with the VM moved into the spare's
+/* Claim a parked spare of vm's template (none parked but one on its way: wait
+ * for it, up to 5 s or cancel_fd): 1 with the VM moved into the spare's
  * dir and id and *ret_ready_fd the supervisor's ready pipe; 0 when there is
  * none to claim or the claim broke half-way (vm untouched: start it as
  * without a spare). */
-int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd);
+int vm_spare_claim(smolvm_vm *vm, int cancel_fd, int *ret_ready_fd);
 /* Take down the parked spares of template key (it is being discarded). */
 void vm_spare_sweep(const char *vms, const char *key);
 /* Park a spare for vm's template if none is (fire-and-forget: errors are

@@ -9,7 +9,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +26,10 @@
 #define SPARE_IDLE_DEFAULT_MS 60000u
 #define SPARE_IDLE_MAX_MS (24u * 3600u * 1000u)
 #define SPARE_TAG_MAX 160
+/* How long a claimant waits for a spare on its way (wait_pending). */
+#define SPARE_WAIT_MS 5000u
+/* How long a spare's dir may wait for its supervisor's pid file. */
+#define SPARE_START_MS 1000u
 
 uint64_t vm_spare_idle_ms(void)
 {
@@ -55,11 +62,12 @@ static void spare_tag(const smolvm_vm *vm, char *buf, size_t size)
         snprintf(buf, size, "%s:%s", vm->rec.from_template, vm->rec.from_snapshot);
 }
 
-/* The marker's content, or "" when there is none. */
-static void read_marker(const char *dir, char *buf, size_t size)
+/* The content of the marker name (VMDIR_SPARE, VMDIR_SPARE_PENDING) in dir,
+ * or "" when there is none. */
+static void read_marker(const char *dir, const char *name, char *buf, size_t size)
 {
         char p[PATH_MAX];
-        pathf(p, sizeof(p), "%s/" VMDIR_SPARE, dir);
+        pathf(p, sizeof(p), "%s/%s", dir, name);
         buf[0] = '\0';
         _cleanup_close_ int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
@@ -104,7 +112,7 @@ static int scan(const char *vms, const char *tag, char ret_id[SMOLVM_ID_LEN + 1]
                 if (!vm_id_valid(de->d_name))
                         continue;
                 pathf(dir, sizeof(dir), "%s/%s", vms, de->d_name);
-                read_marker(dir, content, sizeof(content));
+                read_marker(dir, VMDIR_SPARE, content, sizeof(content));
                 if (!content[0])
                         continue;
                 pathf(marker, sizeof(marker), "%s/" VMDIR_SPARE, dir);
@@ -128,6 +136,76 @@ static int scan(const char *vms, const char *tag, char ret_id[SMOLVM_ID_LEN + 1]
         return fd;
 }
 
+/* Spares of tag on their way (spawned, not parked: VMDIR_SPARE_PENDING, their
+ * supervisor alive, or its pid file not written yet and the dir younger than
+ * SPARE_START_MS: then *until is when that ends), each dir watched (inotify
+ * in) for the marker's rename, the pid file, or its end. Returns how many. */
+static int watch_pending(const char *vms, const char *tag, int in, uint64_t *until)
+{
+        DIR *d = opendir(vms);
+        if (!d)
+                return 0;
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char dir[PATH_MAX], content[SPARE_TAG_MAX + 1];
+                if (!vm_id_valid(de->d_name))
+                        continue;
+                pathf(dir, sizeof(dir), "%s/%s", vms, de->d_name);
+                read_marker(dir, VMDIR_SPARE_PENDING, content, sizeof(content));
+                if (!content[0] || strcmp(content, tag))
+                        continue;
+                uint64_t young = 0;
+                if (vm_live_supervisor(dir, NULL) <= 0) {
+                        /* Just spawned (its pid file comes in a few ms), or dead. */
+                        char p[PATH_MAX];
+                        struct stat st;
+                        struct timespec ts;
+                        pathf(p, sizeof(p), "%s/" VMDIR_SPARE_PENDING, dir);
+                        if (stat(p, &st) < 0 || clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                                continue;
+                        int64_t age_ms = ((int64_t)ts.tv_sec - st.st_mtim.tv_sec) * 1000 +
+                                         (ts.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+                        if (age_ms < 0 || age_ms >= (int64_t)SPARE_START_MS)
+                                continue;
+                        young = SPARE_START_MS - (uint64_t)age_ms;
+                }
+                if (inotify_add_watch(in, dir, IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_ONLYDIR) < 0)
+                        continue;
+                n++;
+                if (young)
+                        *until = MIN(*until, now_ms() + young);
+        }
+        closedir(d);
+        return n;
+}
+
+/* No spare parked, but one on its way (the previous run's, still restoring):
+ * waiting for it is faster than a restore of our own beside it, which would
+ * share the CPU with it. Until SPARE_WAIT_MS, or cancel_fd. */
+static int wait_pending(const char *vms, const char *tag, char ret_id[SMOLVM_ID_LEN + 1], int cancel_fd)
+{
+        _cleanup_close_ int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (in < 0)
+                return -1;
+        uint64_t deadline = now_ms() + SPARE_WAIT_MS;
+        for (;;) {
+                uint64_t until = deadline;
+                int n = watch_pending(vms, tag, in, &until);
+                /* After the watches: a spare that parked in between (its
+                 * pending file gone) is seen here. */
+                int fd = scan(vms, tag, ret_id);
+                if (fd >= 0 || n == 0 || now_ms() >= deadline)
+                        return fd;
+                int r = fd_wait(in, POLLIN, MIN(until, deadline), cancel_fd);
+                if (r < 0 && r != -ETIMEDOUT)
+                        return -1;
+                char ev[4096];
+                while (read(in, ev, sizeof(ev)) > 0)
+                        ;
+        }
+}
+
 void vm_spare_sweep(const char *vms, const char *key)
 {
         DIR *d = opendir(vms);
@@ -140,7 +218,7 @@ void vm_spare_sweep(const char *vms, const char *key)
                 if (!vm_id_valid(de->d_name))
                         continue;
                 pathf(dir, sizeof(dir), "%s/%s", vms, de->d_name);
-                read_marker(dir, content, sizeof(content));
+                read_marker(dir, VMDIR_SPARE, content, sizeof(content));
                 pathf(marker, sizeof(marker), "%s/" VMDIR_SPARE, dir);
                 /* Unlinking the marker makes it ours, as a claim would. */
                 if (!strncmp(content, key, n) && content[n] == ':' && unlink(marker) == 0)
@@ -184,12 +262,13 @@ static int adopt(smolvm_vm *vm, const char *id, char **ret_old_dir, char old_id[
         return 0;
 }
 
-int vm_spare_claim(smolvm_vm *vm, int *ret_ready_fd)
+int vm_spare_claim(smolvm_vm *vm, int cancel_fd, int *ret_ready_fd)
 {
         char vms[PATH_MAX], tag[SPARE_TAG_MAX + 1], id[SMOLVM_ID_LEN + 1], dir[PATH_MAX];
         spare_tag(vm, tag, sizeof(tag));
         pathf(vms, sizeof(vms), "%s/vms", vm->home);
-        _cleanup_close_ int fd = scan(vms, tag, id);
+        int k = scan(vms, tag, id);
+        _cleanup_close_ int fd = k >= 0 ? k : wait_pending(vms, tag, id, cancel_fd);
         if (fd < 0)
                 return 0;
         pathf(dir, sizeof(dir), "%s/%s", vms, id);
@@ -244,6 +323,13 @@ static void spawn_locked(const smolvm_vm *vm, const char *tag, uint64_t idle_ms,
         _cleanup_free_ char *top = NULL;
         r = snapshot_link_layers(tdir, &snap, dir, &top);
         snap_record_done(&snap);
+        if (r == 0) {
+                /* For a claimant that comes before it parks (wait_pending). */
+                char p[PATH_MAX];
+                pathf(p, sizeof(p), "%s/" VMDIR_SPARE_PENDING, dir);
+                _cleanup_close_ int pfd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                r = pfd < 0 || write_all(pfd, tag, strlen(tag)) < 0 ? negative_errno() : 0;
+        }
         if (r == 0) {
                 /* The spare's own config: the VM's, under the spare's id and
                  * without its machine-id (a claim writes the claimant's). */

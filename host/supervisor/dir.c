@@ -25,7 +25,8 @@
  * A duty removes its own (duty.h, destroy). */
 static const char *const vm_dir_files[] = {
         VMDIR_VSOCK, VMDIR_CHAN, VMDIR_CONSOLE_LOG, VMDIR_QEMU_LOG, VMDIR_OVERLAY, VMDIR_RAM,
-        VMDIR_CONFIG, VMDIR_PID, VMDIR_SUPERVISOR_LOG, VMDIR_SPARE, VMDIR_SPARE_TMP, VMDIR_CLAIM,
+        VMDIR_CONFIG, VMDIR_PID, VMDIR_SUPERVISOR_LOG, VMDIR_SPARE, VMDIR_SPARE_TMP, VMDIR_SPARE_PENDING,
+        VMDIR_CLAIM,
         /* libsmolvm's: the record, its lock, run state (lifecycle.c) */
         VMDIR_QMP, VMDIR_RECORD, VMDIR_LOCK, VMDIR_BOOT, VMDIR_PAUSED, VMDIR_FAILED, VMDIR_ENV_APPLIED,
         /* ... its port forwards (port.c) and egress policy and log (net.c, egress.c) */

@@ -149,7 +149,7 @@ static void claim_accept_cb(void *userdata, int lfd, uint32_t events)
 int sup_spare_park(sup *s, const char *tag)
 {
         _cleanup_free_ char *sock = sup_dir_path(s, VMDIR_CLAIM), *marker = sup_dir_path(s, VMDIR_SPARE),
-                            *tmp = sup_dir_path(s, VMDIR_SPARE_TMP);
+                            *tmp = sup_dir_path(s, VMDIR_SPARE_TMP), *pending = sup_dir_path(s, VMDIR_SPARE_PENDING);
         s->claim_listen_fd = unix_listen(sock, 4, SOCK_NONBLOCK);
         int r = s->claim_listen_fd < 0 ? s->claim_listen_fd
                                        : smolvm_evloop_add(s->loop, s->claim_listen_fd, EPOLLIN, claim_accept_cb, s);
@@ -163,6 +163,8 @@ int sup_spare_park(sup *s, const char *tag)
                 sup_fail(s, false, NULL, "spare: parking in %s: %s", s->vm_dir, strerror(-r));
                 return r;
         }
+        /* A claimant waiting for us (libsmolvm's spare.c) wakes on the rename. */
+        (void)unlink(pending);
         s->spare_parked = true;
         s->spare_idle_ms = now_ms() + s->spare_idle_for_ms;
         sup_log("parked as a spare (%s) for %llu ms", tag, (unsigned long long)s->spare_idle_for_ms);

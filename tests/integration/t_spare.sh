@@ -62,6 +62,13 @@ check "... and the host's wall clock ($t1 vs $host_now, parked 3 s before)" \
         sh -c "[ -n '$t1' ] && [ \$(( $host_now - ${t1:-0} )) -ge -2 ] && [ \$(( $host_now - ${t1:-0} )) -le 5 ]"
 check "hostname smolvm-$s2" sh -c "jq -r .data.stdout '$T/claim2.json' | grep -qx 'smolvm-$s2'"
 
+# ---- back to back: the next run waits for the spare still on its way ----
+# (without the wait it restored beside it: 4 of 8 from a spare in a loop)
+check "(a spare is parked)" wait_secs '[ "$(n_spares)" -eq 1 ]' 60
+run_json -- true >"$T/b1.json" 2>"$T/err" && run_json -- true >"$T/b2.json" 2>>"$T/err"; rc=$?
+diag "back to back: $(jq -c '.data.start_note' "$T/b1.json" "$T/b2.json" | paste -sd ' ' -)"
+check "two runs back to back (rc $rc) both come from a spare" sh -c "note_is_spare() { jq -e '.ok and (.data.start_note // \"\" | test(\"spare\"))' \"\$1\" >/dev/null; }; note_is_spare '$T/b1.json' && note_is_spare '$T/b2.json'"
+
 # ---- --cold neither claims nor parks ----
 check "(a spare is parked again)" wait_secs '[ "$(n_spares)" -eq 1 ]' 60
 s3=$(spares)
