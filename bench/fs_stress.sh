@@ -32,6 +32,9 @@ round_timeout=${ROUND_TIMEOUT:-300}
 evidence=${EVIDENCE:-/tmp/fs-stress-evidence}
 . "$(dirname "$0")/lib.sh"
 bench_env fs_stress
+# A signal ends the run through the EXIT trap (bench_cleanup): nothing is left behind.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---- the share: a generated tree and a real repository ----
 share="$work/share"
@@ -243,6 +246,14 @@ for r in $(seq "$rounds"); do
         line="round $r ($([ $((r % 2)) = 1 ] && echo loaded || echo unloaded), load $(cut -d' ' -f1 /proc/loadavg)):"
         for i in $(seq "$nvms"); do line+=" s-$i ${done_[$i]:-HUNG} ms"; done
         log "$line"
+        # What the back-ends said (a stall they got past, a broken queue): shown, kept.
+        for i in $(seq "$nvms"); do
+                f="$SMOLVM_HOME/vms/$(cat "$work/id-s-$i")/virtiofsd-0.log"
+                if [ -s "$f" ]; then
+                        log "s-$i back-end log: $(tail -3 "$f" | tr '\n' ' ')"
+                        mkdir -p "$evidence" && cp "$f" "$evidence/backend-s-$i.log"
+                fi
+        done
         if [ -n "$hung" ]; then
                 log "HANG in$hung: evidence in $evidence"
                 if [ "${KEEP:-1}" = 1 ]; then
