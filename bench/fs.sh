@@ -65,30 +65,9 @@ share="$work/share"
 mkdir -p "$share/tree"
 log "building the share in $share"
 head -c $((512 * 1024 * 1024)) /dev/urandom >"$share/big"
-python3 - "$share/tree" "$files" <<'EOF'
-import os, sys
-root = sys.argv[1]
-for d in range(int(sys.argv[2]) // 100):
-    p = os.path.join(root, "d%03d" % d)
-    os.mkdir(p)
-    for f in range(100):
-        with open(os.path.join(p, "f%03d.txt" % f), "w") as fh:
-            fh.write("file %d/%d\n" % (d, f))
-EOF
+bench_file_tree "$share/tree" "$files"
 if $needs_repo; then
-cache="$real_home/cache/bench"
-mkdir -p "$cache"
-if ! ls "$cache"/golang-1.19-src_*.deb >/dev/null 2>&1; then
-        log "fetching golang-1.19-src (a real source tree) into $cache"
-        (cd "$cache" && apt-get download golang-1.19-src >/dev/null 2>&1) ||
-                { log "apt-get download golang-1.19-src failed (no Debian mirror?)"; exit 1; }
-fi
-mkdir -p "$work/src"
-dpkg-deb -x "$(ls "$cache"/golang-1.19-src_*.deb | head -1)" "$work/src"
-mv "$work/src/usr/share/go-1.19" "$share/repo"
-git -C "$share/repo" init -q
-git -C "$share/repo" add -A
-git -C "$share/repo" -c user.name=bench -c user.email=bench@localhost commit -qm import
+        bench_go_repo "$share/repo"
 fi
 log "share: $(du -sh "$share" | cut -f1), $(find "$share" | wc -l) entries"
 

@@ -29,6 +29,38 @@ bench_cleanup() {
         rm -rf "$work"
 }
 log() { echo "$bench_name.sh: $*" >&2; }
+# bench_file_tree DIR N: N one-line files under DIR, 100 per directory
+# (dNNN/fMMM.txt); DIR must exist.
+bench_file_tree() {
+        python3 - "$1" "$2" <<'EOF'
+import os, sys
+root = sys.argv[1]
+for d in range(max(1, int(sys.argv[2]) // 100)):
+    p = os.path.join(root, "d%03d" % d)
+    os.mkdir(p)
+    for f in range(100):
+        with open(os.path.join(p, "f%03d.txt" % f), "w") as fh:
+            fh.write("file %d/%d\n" % (d, f))
+EOF
+}
+# bench_go_repo DIR: a real source tree as a git repository at DIR: the Go 1.19
+# tree as Debian packages it (golang-1.19-src, ~11,700 files; apt-get download,
+# cached in $real_home/cache/bench), committed into a fresh repository.
+bench_go_repo() {
+        local cache="$real_home/cache/bench"
+        mkdir -p "$cache"
+        if ! ls "$cache"/golang-1.19-src_*.deb >/dev/null 2>&1; then
+                log "fetching golang-1.19-src (a real source tree) into $cache"
+                (cd "$cache" && apt-get download golang-1.19-src >/dev/null 2>&1) ||
+                        { log "apt-get download golang-1.19-src failed (no Debian mirror?)"; exit 1; }
+        fi
+        mkdir -p "$work/src"
+        dpkg-deb -x "$(ls "$cache"/golang-1.19-src_*.deb | head -1)" "$work/src"
+        mv "$work/src/usr/share/go-1.19" "$1"
+        git -C "$1" init -q
+        git -C "$1" add -A
+        git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -qm import
+}
 ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # bench_nic_modules VM: copy virtio_net and what it needs (failover, net_failover)

@@ -690,6 +690,12 @@ bool smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q)
         return true;
 }
 
+void smolvm_vu_queue_call(smolvm_vu_dev *dev, unsigned q)
+{
+        if (q < dev->ops.n_queues)
+                signal_eventfd(dev->queues[q].call_fd);
+}
+
 void smolvm_vu_queue_report_error(smolvm_vu_dev *dev, unsigned q)
 {
         if (q < dev->ops.n_queues)

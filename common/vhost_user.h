@@ -102,5 +102,8 @@ int smolvm_vu_queue_kick_fd(const smolvm_vu_dev *dev, unsigned q);
 /* Signal the call eventfd if smolvm_vq_should_notify() says so; returns
  * whether it did. */
 bool smolvm_vu_queue_notify(smolvm_vu_dev *dev, unsigned q);
+/* Signal the call eventfd whatever the driver asked for (an interrupt it
+ * seems to have missed: smolvm_vq_check_stall). */
+void smolvm_vu_queue_call(smolvm_vu_dev *dev, unsigned q);
 /* The guest broke queue q (vq->broken): signal the err eventfd, if any. */
 void smolvm_vu_queue_report_error(smolvm_vu_dev *dev, unsigned q);

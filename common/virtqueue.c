@@ -304,3 +304,35 @@ bool smolvm_vq_arm_kick(smolvm_vq *vq)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return load_avail_idx(vq) != vq->last_avail_idx;
 }
+
+unsigned smolvm_vq_check_stall(smolvm_vq *vq)
+{
+        if (vq->broken)
+                return 0;
+        uint16_t avail = load_avail_idx(vq);
+        uint16_t used_event = 0;
+        if (vq->event_idx) {
+                /* Only compared, never trusted: one 16-bit load, no tearing. */
+                uint16_t raw = __atomic_load_n((const uint16_t *)(const void *)(vq->avail + AVAIL_RING_OFF + 2u * vq->num),
+                                               __ATOMIC_RELAXED);
+                used_event = le16toh(raw);
+        }
+        unsigned stall = 0;
+        /* Nothing taken or completed by us since the previous look. */
+        bool still = vq->watch_valid && vq->watch_last_avail == vq->last_avail_idx && vq->watch_used == vq->used_idx;
+        if (still && vq->watch_avail != vq->watch_last_avail)
+                stall |= SMOLVM_VQ_STALL_KICK;
+        /* used_event in [used - num, used - 1]: the index passed the point where
+         * the driver asked for an interrupt. (Linux parks used_event at 0 while
+         * it reaps with interrupts off; that reads as far behind, not in range,
+         * until it re-arms at its last used index.) */
+        uint16_t behind = (uint16_t)(vq->used_idx - vq->watch_used_event);
+        if (still && vq->event_idx && used_event == vq->watch_used_event && behind >= 1 && behind <= vq->num)
+                stall |= SMOLVM_VQ_STALL_CALL;
+        vq->watch_valid = true;
+        vq->watch_last_avail = vq->last_avail_idx;
+        vq->watch_avail = avail;
+        vq->watch_used = vq->used_idx;
+        vq->watch_used_event = used_event;
+        return stall;
+}

@@ -79,6 +79,9 @@ typedef struct smolvm_vq {
         uint16_t used_idx;           /* shadow of used->idx (only we write it) */
         uint16_t signalled_used;     /* used_idx at the last notification */
         bool signalled_used_valid;
+        /* smolvm_vq_check_stall's view at its last call. */
+        bool watch_valid;
+        uint16_t watch_last_avail, watch_avail, watch_used, watch_used_event;
         bool broken;                 /* sticky */
         int err;                     /* negative errno of the first violation */
         const char *why;             /* static string naming it */
@@ -121,6 +124,22 @@ bool smolvm_vq_should_notify(smolvm_vq *vq);
  * driver kicks on the next buffer. Returns true when more buffers became
  * available meanwhile (process them before sleeping). */
 bool smolvm_vq_arm_kick(smolvm_vq *vq);
+
+/* For a device that looks at its queues now and then while it sleeps (each
+ * call compares with the previous one; call it only from the thread that owns
+ * the queue). A notification lost by anyone between the driver and us stalls
+ * a queue with nothing on our side to see it; this sees it:
+ *  - SMOLVM_VQ_STALL_KICK: chains were available at the previous call and none
+ *    has been taken since: their kick never came. Pop them.
+ *  - SMOLVM_VQ_STALL_CALL (event idx only): at the previous call the used
+ *    index had passed the driver's used_event, and neither has moved since: the
+ *    driver did not get (or did not act on) our interrupt. Signal it again;
+ *    virtio lets a device interrupt spuriously.
+ * Without event idx we cannot tell what the driver reaped: no CALL. Returns a
+ * mask of those, 0 for a healthy or broken queue and on the first call. */
+#define SMOLVM_VQ_STALL_KICK 1u
+#define SMOLVM_VQ_STALL_CALL 2u
+unsigned smolvm_vq_check_stall(smolvm_vq *vq);
 
 /* Mark broken (sticky) with a reason; returns err. For device code that finds
  * a chain unusable. */

@@ -3,6 +3,7 @@
 #include "virtiofs.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +22,10 @@
 #define MAX_QUEUES (1u + MAX_REQUEST_QUEUES)
 /* Notify at least this often within a long batch so the guest can reap early. */
 #define NOTIFY_BATCH 16u
+/* How long the worker sleeps before it looks at its queues anyway: a lost kick
+ * or interrupt (anyone's: guest, QEMU, us) would otherwise hang the guest's
+ * file system for good, with nothing logged (a `git status` did once). */
+#define WATCH_MS 1000
 
 struct smolvm_virtiofs {
         smolvm_fs *fs;
@@ -39,7 +44,7 @@ struct smolvm_virtiofs {
         smolvm_vq_elem *elem;
 
         /* Relaxed atomics: read by get_stats from another thread. */
-        uint64_t n_requests, n_dropped, n_notifies;
+        uint64_t n_requests, n_dropped, n_notifies, n_stalled_kicks, n_stalled_calls;
         uint32_t n_broken_queues;
 };
 
@@ -103,6 +108,43 @@ static void drain_eventfd(int fd)
         while (n < 0 && errno == EINTR);
 }
 
+/* Said on the 1st, 2nd, 4th, 8th... time: a guest that keeps stalling cannot
+ * flood the log, and one that stalled once is never silent. */
+static bool log_this_one(uint64_t n)
+{
+        return (n & (n - 1)) == 0;
+}
+
+/* Every WATCH_MS, busy or not: look for stalled queues. pfd[i] polls queue
+ * qidx[i]'s kick; a queue found broken is dropped from it. */
+static void watch_queues(smolvm_virtiofs *vfs, struct pollfd *pfd, const unsigned *qidx, unsigned n)
+{
+        for (unsigned i = 1; i < n; i++) {
+                unsigned q = qidx[i];
+                if (vfs->dead[q])
+                        continue;
+                smolvm_vq *vq = smolvm_vu_queue_vq(vfs->dev, q);
+                unsigned stall = smolvm_vq_check_stall(vq);
+                if (stall & SMOLVM_VQ_STALL_CALL) {
+                        uint64_t k = __atomic_add_fetch(&vfs->n_stalled_calls, 1, __ATOMIC_RELAXED);
+                        if (log_this_one(k))
+                                fprintf(stderr, "virtiofs: queue %u: the guest has not reaped answers for %d ms; "
+                                        "interrupting it again (lost interrupt? %" PRIu64 " so far)\n", q, WATCH_MS, k);
+                        smolvm_vu_queue_call(vfs->dev, q);
+                }
+                if (stall & SMOLVM_VQ_STALL_KICK) {
+                        uint64_t k = __atomic_add_fetch(&vfs->n_stalled_kicks, 1, __ATOMIC_RELAXED);
+                        if (log_this_one(k))
+                                fprintf(stderr, "virtiofs: queue %u: requests waited %d ms without a kick; serving "
+                                        "them (lost kick? %" PRIu64 " so far)\n", q, WATCH_MS, k);
+                        if (!process_queue(vfs, q)) {
+                                vfs->dead[q] = true;
+                                pfd[i].fd = -1;
+                        }
+                }
+        }
+}
+
 static void *worker_main(void *p)
 {
         smolvm_virtiofs *vfs = p;
@@ -123,19 +165,35 @@ static void *worker_main(void *p)
                         vfs->dead[qidx[i]] = true;
                         pfd[i].fd = -1;
                 }
+        /* Looked at on a clock, not only when idle: a busy queue must not hide
+         * a stalled one. */
+        uint64_t next_watch_ms = now_ms() + WATCH_MS;
         for (;;) {
-                int r = poll(pfd, n, -1);
+                uint64_t now = now_ms();
+                if (now >= next_watch_ms) {
+                        watch_queues(vfs, pfd, qidx, n);
+                        next_watch_ms = now + WATCH_MS;
+                }
+                int r = poll(pfd, n, (int)(next_watch_ms - now));
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
+                        /* Never silently: every guest request from now on waits forever. */
+                        fprintf(stderr, "virtiofs: the queue worker stopped: poll: %s\n", strerror(errno));
                         break;
                 }
+                if (r == 0)
+                        continue;
                 if (pfd[0].revents)
                         break;
                 for (unsigned i = 1; i < n; i++) {
                         if (!pfd[i].revents)
                                 continue;
                         if (pfd[i].revents & (POLLERR | POLLNVAL)) {
+                                /* The queue is still looked at every WATCH_MS (watch_queues). */
+                                fprintf(stderr, "virtiofs: queue %u: its kick eventfd failed (revents 0x%x); "
+                                        "from now on only the once-a-second look serves it\n", qidx[i],
+                                        (unsigned)pfd[i].revents);
                                 pfd[i].fd = -1;
                                 continue;
                         }
@@ -270,6 +328,8 @@ void smolvm_virtiofs_get_stats(const smolvm_virtiofs *vfs, smolvm_virtiofs_stats
                 .n_requests = __atomic_load_n(&vfs->n_requests, __ATOMIC_RELAXED),
                 .n_dropped = __atomic_load_n(&vfs->n_dropped, __ATOMIC_RELAXED),
                 .n_notifies = __atomic_load_n(&vfs->n_notifies, __ATOMIC_RELAXED),
+                .n_stalled_kicks = __atomic_load_n(&vfs->n_stalled_kicks, __ATOMIC_RELAXED),
+                .n_stalled_calls = __atomic_load_n(&vfs->n_stalled_calls, __ATOMIC_RELAXED),
                 .n_broken_queues = __atomic_load_n(&vfs->n_broken_queues, __ATOMIC_RELAXED),
         };
 }

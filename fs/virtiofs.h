@@ -8,7 +8,10 @@
  *
  * Threads: the vhost-user protocol runs on the loop the caller hands in; all
  * queues are processed by one worker thread, so the file server is only ever
- * called from that thread (it is not required to be thread-safe). The config
+ * called from that thread (it is not required to be thread-safe). Once a
+ * second the worker also looks for a stalled queue (smolvm_vq_check_stall): a
+ * lost kick or interrupt, anyone's, would otherwise hang the guest's file system
+ * for good with nothing logged; it serves or re-interrupts, and says so. The config
  * space (tag, number of request queues) is QEMU's: nothing to serve here. */
 #pragma once
 
@@ -42,6 +45,9 @@ typedef struct smolvm_virtiofs_stats {
         uint64_t n_dropped;         /* requests the server could not answer (pushed with len 0) */
         uint64_t n_notifies;        /* call eventfd signals */
         uint32_t n_broken_queues;   /* queues stopped because the guest broke the ring protocol */
+        /* Stalls the worker's once-a-second look found (smolvm_vq_check_stall):
+         * chains left without a kick (served then), interrupts signalled again. */
+        uint64_t n_stalled_kicks, n_stalled_calls;
 } smolvm_virtiofs_stats;
 /* Safe to call from the loop thread while the worker runs (relaxed counters). */
 void smolvm_virtiofs_get_stats(const smolvm_virtiofs *vfs, smolvm_virtiofs_stats *ret);

@@ -91,8 +91,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 __builtin_trap();
                         smolvm_vq_push(&vq, elem, (uint32_t)(cfg * 977u));
                         smolvm_vq_should_notify(&vq);
+                        smolvm_vq_check_stall(&vq); /* reads used_event from the guest */
                 }
                 smolvm_vq_arm_kick(&vq);
+                unsigned stall = smolvm_vq_check_stall(&vq);
+                if (stall & ~(SMOLVM_VQ_STALL_KICK | SMOLVM_VQ_STALL_CALL) || (vq.broken && stall))
+                        __builtin_trap();
         }
         free(elem);
         free(r0);

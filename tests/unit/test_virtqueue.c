@@ -462,6 +462,100 @@ START_TEST(test_event_idx)
 }
 END_TEST
 
+/* One writable 4-byte chain at head 0, made available, taken and used. */
+static void serve_one(void)
+{
+        publish(0);
+        ck_assert_int_eq(pop(), 1);
+        ck_assert_int_eq(smolvm_vq_push(&fx->vq, &fx->elem, 0), 0);
+}
+
+/* A chain nobody kicked for: seen on the second look that finds it untaken. */
+START_TEST(test_stall_kick)
+{
+        init_vq(true, false);
+        set_desc(0, DATA(0), 4, SMOLVM_VRING_DESC_F_WRITE, 0);
+        smolvm_vq *vq = &fx->vq;
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0); /* idle is not stalled */
+        publish(0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0); /* its kick may be on the way */
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), SMOLVM_VQ_STALL_KICK);
+        ck_assert_int_eq(pop(), 1);
+        smolvm_vq_push(vq, &fx->elem, 0);
+        put_le16(fx->ram + AVAIL_OFF + 4 + 2 * NUM, fx->vq.used_idx); /* reaped, re-armed */
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* Taken between two looks: not a stall, however long the queue stays busy. */
+        for (int i = 0; i < 3 * (int)NUM; i++) {
+                publish(0);
+                ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+                ck_assert_int_eq(pop(), 1);
+                smolvm_vq_push(vq, &fx->elem, 0);
+                put_le16(fx->ram + AVAIL_OFF + 4 + 2 * NUM, fx->vq.used_idx);
+        }
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* A broken queue is not watched: pop reported it. */
+        put_le16(fx->ram + AVAIL_OFF + 4 + 2u * (fx->avail_idx % NUM), NUM);
+        fx->avail_idx++;
+        put_le16(fx->ram + AVAIL_OFF + 2, fx->avail_idx);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        assert_broken(pop(), -EINVAL);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+}
+END_TEST
+
+/* Event idx: the used index passed the driver's used_event and nothing moved
+ * since the last look: its interrupt went missing. */
+START_TEST(test_stall_call)
+{
+        init_vq(true, false);
+        set_desc(0, DATA(0), 4, SMOLVM_VRING_DESC_F_WRITE, 0);
+        smolvm_vq *vq = &fx->vq;
+        uint8_t *used_event = fx->ram + AVAIL_OFF + 4 + 2 * NUM;
+        serve_one();                                     /* used idx 1, used_event 0 */
+        ck_assert(smolvm_vq_should_notify(vq));
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), SMOLVM_VQ_STALL_CALL);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), SMOLVM_VQ_STALL_CALL); /* until it reaps */
+        put_le16(used_event, 1);                         /* reaped, re-armed at 1 */
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* used_event moved between looks: the driver is reaping, not stuck. */
+        serve_one();
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        put_le16(used_event, 2);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* Linux parks used_event at 0 while it reaps with interrupts off: far
+         * behind once the index is past the ring size, not a stall. */
+        for (int i = 0; i < (int)NUM + 2; i++)
+                serve_one();
+        put_le16(used_event, 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* Asked for an interrupt later than now (delayed callbacks): not a stall. */
+        put_le16(used_event, (uint16_t)(vq->used_idx + 3));
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        /* The index wraps: 65535 -> 0 passes used_event 65535. */
+        put_le16(used_event, 65535);
+        while (vq->used_idx != 0)
+                serve_one();
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(vq), SMOLVM_VQ_STALL_CALL);
+}
+END_TEST
+
+/* Without event idx nothing says what the driver reaped: never a CALL. */
+START_TEST(test_stall_call_needs_event_idx)
+{
+        init_vq(false, false);
+        set_desc(0, DATA(0), 4, SMOLVM_VRING_DESC_F_WRITE, 0);
+        serve_one();
+        ck_assert_uint_eq(smolvm_vq_check_stall(&fx->vq), 0);
+        ck_assert_uint_eq(smolvm_vq_check_stall(&fx->vq), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("virtqueue");
@@ -494,6 +588,9 @@ int main(void)
         tcase_add_test(tc, test_indirect_loop);
         tcase_add_test(tc, test_indirect_next_out_of_table);
         tcase_add_test(tc, test_event_idx);
+        tcase_add_test(tc, test_stall_kick);
+        tcase_add_test(tc, test_stall_call);
+        tcase_add_test(tc, test_stall_call_needs_event_idx);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }
