@@ -36,6 +36,10 @@
 #   vsockbase  not a peer: vsock booted from the image named $BASE_IMAGE (default
 #            "base": e.g. main's smolvm-init built into an image of the store and
 #            linked as images/base), to measure a guest-side change in the same run
+# COUNT=1: also count the FUSE requests each cell makes, per opcode (our server's
+#            --op-counts, SMOLVM_FS_STATS=1: it logs its totals at every STATFS;
+#            after each cell the guest runs `stat -f /share` and the difference
+#            from the previous cell is printed, minus that STATFS)
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
 # BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
 # the fixed table then gives way to one line per backend).
@@ -146,6 +150,28 @@ if libc.syscall(313, fd, b"", 0) != 0 and ctypes.get_errno() != errno.EEXIST:
         "$smolvm" exec "$1" -- sh -c 'mkdir -p /share && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro p9 /share'
 }
 
+count=false
+if [ "${COUNT:-0}" = 1 ]; then
+        count=true
+        export SMOLVM_FS_STATS=1
+fi
+# count_cell BE W: the requests BE's server served since its previous count.
+count_cell() {
+        local dir
+        "$smolvm" exec "b-$1" -- stat -f /share >/dev/null || return 0
+        dir=$("$smolvm" info --json "b-$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["dir"])')
+        grep -h '^smolvm-fs: requests: ' "$dir"/virtiofsd-0.log | tail -2 | python3 -c '
+import sys
+rows = [dict((k, int(v)) for k, v in (c.rsplit(" ", 1) for c in l.split(": ", 2)[2].strip().split(", ")))
+        for l in sys.stdin]
+now, before = rows[-1], (rows[-2] if len(rows) > 1 else {})
+d = {k: now[k] - before.get(k, 0) for k in now}
+d["STATFS"] -= 1
+print("%s %s requests: total %d: %s" % (sys.argv[1], sys.argv[2], sum(d.values()),
+      ", ".join("%s %d" % kv for kv in sorted(d.items(), key=lambda kv: -kv[1]) if kv[1])))
+' "$1" "$2" >&2
+}
+
 # All VMs run at once and the workloads interleave (each round runs every backend),
 # so drift in the host's load (a shared machine) hits all of them alike.
 declare -A times
@@ -169,6 +195,9 @@ for be in "${backends[@]}"; do
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac
         "$smolvm" cp "$work/guest.sh" "b-$be:/root/bench.sh" >/dev/null
+        if $count; then
+                case $be in ours | vsock | vsockb | vsockbase | direct | ra128) count_cell "$be" boot ;; esac
+        fi
         "$smolvm" exec "b-$be" -- sh -c 'grep " /share " /proc/mounts' >&2
         # What each back-end costs a shared read-only mmap (python's mmap.ACCESS_READ).
         "$smolvm" exec "b-$be" -- python3 -c 'import mmap, sys
@@ -199,6 +228,9 @@ for w in "${workloads[@]}"; do
                                 t=fail
                         fi
                         times[$be,$w]="${times[$be,$w]:-} $t"
+                        if $count; then
+                                case $be in ours | vsock | vsockb | vsockbase | direct | ra128) count_cell "$be" "$w" ;; esac
+                        fi
                 done
                 t=-
                 case $floor,$w in true,stat | true,git | true,grep)

@@ -3,6 +3,7 @@
  * OPEN, READ, RELEASE, STATFS, FLUSH, xattr reads, ACCESS, LSEEK, FSYNC. */
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <sys/statfs.h>
 #include <sys/xattr.h>
 
@@ -219,6 +220,11 @@ ssize_t fs_op_release(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_statfs(smolvm_fs *fs, fs_req *r)
 {
+        if (fs->log_op_counts) {
+                char line[2048];
+                smolvm_fs_format_op_counts(fs, line, sizeof(line));
+                fprintf(stderr, "smolvm-fs: requests: %s\n", line);
+        }
         struct statfs s;
         if (fstatfs(fs_inode_at(fs, 0)->fd, &s) < 0)
                 return fs_reply_err(r, negative_errno());

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sys/vfs.h>
 
 #include "fs_server_i.h"
@@ -181,6 +182,24 @@ const char *smolvm_fs_opcode_name(uint32_t opcode)
         return op_lookup(opcode)->name;
 }
 
+size_t smolvm_fs_format_op_counts(const smolvm_fs *fs, char *buf, size_t len)
+{
+        size_t want = 0;
+        if (len)
+                buf[0] = '\0';
+        for (uint32_t op = 0; op < FS_OP_SLOTS; op++) {
+                uint64_t n = __atomic_load_n(&fs->n_op[op], __ATOMIC_RELAXED);
+                if (!n)
+                        continue;
+                const char *name = op == FS_OP_SLOTS - 1 ? "?" : op_lookup(op)->name;
+                int k = snprintf(buf ? buf + MIN(want, len) : NULL, len - MIN(want, len), "%s%s %llu",
+                                 want ? ", " : "", name, (unsigned long long)n);
+                if (k > 0)
+                        want += (size_t)k;
+        }
+        return want;
+}
+
 static ssize_t dispatch(smolvm_fs *fs, fs_req *r, const op_desc *d)
 {
         bool noreply = d->flags & OP_NOREPLY;
@@ -244,6 +263,7 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
         struct fuse_in_header hdr;
         iov_copy_out(in, in_cnt, &hdr, sizeof(hdr));
         const op_desc *d = op_lookup(hdr.opcode);
+        fs_stat_inc(&fs->n_op[MIN(hdr.opcode, (uint32_t)FS_OP_SLOTS - 1)]);
         bool noreply = d->flags & OP_NOREPLY;
         if (hdr.len != in_len || (!noreply && out_cap < sizeof(struct fuse_out_header))) {
                 fs_stat_inc(&fs->n_errors);
@@ -311,6 +331,7 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
                 return -ENOMEM;
         fs->read_only = cfg->read_only;
         fs->direct_io = cfg->direct_io;
+        fs->log_op_counts = cfg->log_op_counts;
         uint32_t mw = cfg->max_write ? cfg->max_write : FS_DEFAULT_MAX_WRITE;
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;

@@ -43,6 +43,10 @@ typedef struct smolvm_fs_config {
         uint64_t max_mem_bytes; /* memory for the tables (slots, hash, names);
                                  * 0 = 1/16 of the host's RAM, at least 64 MiB,
                                  * at most half of RLIMIT_AS/RLIMIT_DATA */
+        /* Log the requests served per opcode (smolvm_fs_format_op_counts) on
+         * stderr at every STATFS: a benchmark reads them between workloads
+         * with `stat -f` on the mount (SMOLVM_FS_STATS=1, docs/benchmarks.md). */
+        bool log_op_counts;
 } smolvm_fs_config;
 
 /* Returns 0 or negative errno (-ENOENT/-ENOTDIR for a bad root). */
@@ -89,6 +93,11 @@ void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret);
 #define SMOLVM_FS_STATE_MAX (64u << 20)
 int smolvm_fs_state_save(smolvm_fs *fs, size_t max_bytes, uint8_t **ret, size_t *ret_len);
 int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err, size_t err_len);
+
+/* The requests served so far per opcode, as "LOOKUP 12, GETATTR 3, ..."
+ * (opcodes never seen left out; unknown ones as "?"), NUL-terminated and
+ * truncated to len. Returns the length it wanted (as snprintf). */
+size_t smolvm_fs_format_op_counts(const smolvm_fs *fs, char *buf, size_t len);
 
 /* The name of a FUSE opcode for traces ("LOOKUP", "READDIRPLUS"), from the
  * server's one opcode table; "?" for one it does not know. */

@@ -37,6 +37,8 @@
 #define FS_MIN_MINOR 31u
 /* Out iovec arrays longer than this are refused (Linux's UIO_MAXIOV). */
 #define FS_MAX_IOV 1024
+/* Request counters per opcode: 0..FUSE_TMPFILE, then one for anything else. */
+#define FS_OP_SLOTS (FUSE_TMPFILE + 2)
 
 /* One known inode: an O_PATH|O_NOFOLLOW fd that pins it, or, when the fd budget
  * ran short and nobody was using it, no fd (-1) but the name it was found under,
@@ -130,6 +132,8 @@ struct smolvm_fs {
         uint64_t n_requests;
         uint64_t n_erofs;
         uint64_t n_errors;
+        uint64_t n_op[FS_OP_SLOTS]; /* per opcode; the last slot: unknown ones */
+        bool log_op_counts;     /* smolvm_fs_config.log_op_counts */
 };
 
 /* A request copied out of guest memory (all but WRITE's payload). */
