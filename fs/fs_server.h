@@ -32,6 +32,12 @@ typedef struct smolvm_fs_config {
          * mmap (ENODEV; private mmap and exec still work), and nothing read is
          * cached in the guest. Off by default (docs/internals.md, "Direct I/O"). */
         bool direct_io;
+        /* Read-only shares answer OPEN and OPENDIR with ENOSYS (the guest
+         * kernel then opens without asking and names no handle: READ and
+         * READDIR are served by nodeid, docs/internals.md "Reads without
+         * OPEN"); keep_open serves them with handles as in read-write mode.
+         * direct_io implies it (FOPEN_DIRECT_IO rides on OPEN's reply). */
+        bool keep_open;
         /* Limits: 0 = derived from the host (docs/internals.md, "File server
          * limits"). When one is reached, only the request that needs more fails
          * (LOOKUP: ENFILE or ENOMEM; OPEN: EMFILE) and READDIRPLUS returns
@@ -98,6 +104,8 @@ int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *er
  * (opcodes never seen left out; unknown ones as "?"), NUL-terminated and
  * truncated to len. Returns the length it wanted (as snprintf). */
 size_t smolvm_fs_format_op_counts(const smolvm_fs *fs, char *buf, size_t len);
+/* The requests of one opcode served so far (unknown opcodes share a count). */
+uint64_t smolvm_fs_op_count(const smolvm_fs *fs, uint32_t opcode);
 
 /* The name of a FUSE opcode for traces ("LOOKUP", "READDIRPLUS"), from the
  * server's one opcode table; "?" for one it does not know. */

@@ -113,12 +113,26 @@ static inline int do_init_minor(uint32_t major, uint32_t minor, struct fuse_init
         return reply_error();
 }
 
+/* keep_open: these fixtures serve OPEN/OPENDIR with handles in read-only mode
+ * too, to test the handle paths; make_fs_no_open() is the read-only default. */
 static inline void make_fs_fds(bool read_only, uint32_t max_inodes, uint32_t max_handles, uint32_t max_fds)
 {
         smolvm_fs_free(fs);
         fs = NULL;
         smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_inodes = max_inodes,
-                                 .max_handles = max_handles, .max_write = 128 * 1024, .max_fds = max_fds };
+                                 .max_handles = max_handles, .max_write = 128 * 1024, .max_fds = max_fds,
+                                 .keep_open = true };
+        ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
+        ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
+}
+
+/* Read-only as shares run it: OPEN and OPENDIR answer ENOSYS, READ and
+ * READDIR come with fh 0. */
+static inline void make_fs_no_open(uint32_t max_fds)
+{
+        smolvm_fs_free(fs);
+        fs = NULL;
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .max_write = 128 * 1024, .max_fds = max_fds };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
         ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
 }
