@@ -24,9 +24,11 @@
 #            packages it (golang-1.19-src, ~11,700 files; apt-get download, cached,
 #            committed into a fresh git repository on the host)
 #   grep     grep -r over that repository
-#   vsockb   not a peer: vsock with the supervisor of the build in
-#            $BENCH_LIBEXEC_B (a build dir holding host/supervisor/smolvm-supervisor),
-#            the same image and server: an A/B of a host-side change in the same run
+#   vsockb   not a peer: vsock with the supervisor and the file server
+#            (smolvm-virtiofsd) of the build in $BENCH_LIBEXEC_B (a build dir),
+#            the same image: an A/B of a host-side change in the same run
+#   oursb    not a peer: ours (virtio-fs) with the supervisor and file server of
+#            $BENCH_LIBEXEC_B: the other column of that A/B
 #   ra128    not a peer: ours with the guest's readahead window put back to the
 #            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
 #            measure that change in the same run
@@ -169,7 +171,7 @@ d = {k: now[k] - before.get(k, 0) for k in now}
 d["STATFS"] -= 1
 print("%s %s requests: total %d: %s" % (sys.argv[1], sys.argv[2], sum(d.values()),
       ", ".join("%s %d" % kv for kv in sorted(d.items(), key=lambda kv: -kv[1]) if kv[1])))
-' "$1" "$2" >&2
+' "$1" "$2" >&2 || true
 }
 
 # All VMs run at once and the workloads interleave (each round runs every backend),
@@ -185,11 +187,13 @@ for be in "${backends[@]}"; do
         direct) SMOLVM_FS_DIRECT_IO=1 "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         vsockbase) "$smolvm" create --name "b-$be" --mem 1024 --image "${BASE_IMAGE:-base}" --mount-transport vsock \
                 --mount "$share:/share" >/dev/null ;;
-        vsockb) lx=$work/libexec-b
+        vsockb | oursb) lx=$work/libexec-b
                 mkdir -p "$lx"
-                ln -sf "${BENCH_LIBEXEC_B:?vsockb needs BENCH_LIBEXEC_B}/host/supervisor/smolvm-supervisor" \
-                        "$SMOLVM_LIBEXECDIR/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-virtiofsd" "$lx/"
-                SMOLVM_LIBEXECDIR=$lx "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock \
+                ln -sf "${BENCH_LIBEXEC_B:?$be needs BENCH_LIBEXEC_B}/host/supervisor/smolvm-supervisor" \
+                        "$BENCH_LIBEXEC_B/fs/smolvm-virtiofsd" "$SMOLVM_LIBEXECDIR/smolvm-init" "$lx/"
+                xport=virtiofs
+                [ "$be" = vsockb ] && xport=vsock
+                SMOLVM_LIBEXECDIR=$lx "$smolvm" create --name "b-$be" --mem 1024 --mount-transport "$xport" \
                         --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
