@@ -158,6 +158,21 @@ int fs_check_range(const smolvm_fs *fs, uint64_t offset, uint32_t size)
         return 0;
 }
 
+/* A request with fh 0 on a no-OPEN share: the nodeid's readable fd, with the
+ * inode held in *n (and the fd in *own_fd when the caller must close it), or
+ * negative errno (-ESTALE: unknown or stale nodeid). */
+static int node_read_fd(smolvm_fs *fs, const fs_req *r, fs_req_inode *n, int *own_fd)
+{
+        n->ino = fs_inode_get(fs, r->hdr.nodeid);
+        if (!n->ino)
+                return -ESTALE;
+        bool own;
+        int fd = fs_inode_read_fd(fs, n->ino, &own);
+        if (fd >= 0 && own)
+                *own_fd = fd;
+        return fd;
+}
+
 ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
 {
         struct fuse_read_in in;
@@ -172,15 +187,9 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
         _cleanup_(inode_putp) fs_req_inode n = { fs, NULL };
         _cleanup_close_ int own_fd = -1;
         if (in.fh == 0 && fs->no_open) {
-                n.ino = fs_inode_get(fs, r->hdr.nodeid);
-                if (!n.ino)
-                        return fs_reply_err(r, -ESTALE);
-                bool own;
-                fd = fs_inode_read_fd(fs, n.ino, &own);
+                fd = node_read_fd(fs, r, &n, &own_fd);
                 if (fd < 0)
                         return fs_reply_err(r, fd);
-                if (own)
-                        own_fd = fd;
         } else {
                 h.h = fs_handle_get(fs, in.fh);
                 if (!h.h)
@@ -399,15 +408,9 @@ ssize_t fs_op_lseek(smolvm_fs *fs, fs_req *r)
                  * kernel sends LSEEK for SEEK_DATA and SEEK_HOLE only). */
                 if (in.whence == SEEK_CUR)
                         return fs_reply_err(r, -EINVAL);
-                n.ino = fs_inode_get(fs, r->hdr.nodeid);
-                if (!n.ino)
-                        return fs_reply_err(r, -ESTALE);
-                bool own;
-                fd = fs_inode_read_fd(fs, n.ino, &own);
+                fd = node_read_fd(fs, r, &n, &own_fd);
                 if (fd < 0)
                         return fs_reply_err(r, fd == -EISDIR ? -EINVAL : fd);
-                if (own)
-                        own_fd = fd;
         } else {
                 h.h = fs_handle_get(fs, in.fh);
                 if (!h.h)

@@ -205,10 +205,10 @@ static inline int release_op(uint32_t opcode, uint64_t fh)
         return reply_error();
 }
 
-static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
+static inline ssize_t read_op_node(uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
 {
         req q;
-        req_init(&q, FUSE_READ, 1);
+        req_init(&q, FUSE_READ, nodeid);
         struct fuse_read_in in = { .fh = fh, .offset = off, .size = size };
         req_add(&q, &in, sizeof(in));
         ssize_t n = req_send(&q);
@@ -216,6 +216,24 @@ static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
         if (reply_error())
                 return reply_error();
         return n - 16;
+}
+
+static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
+{
+        return read_op_node(1, fh, off, size);
+}
+
+/* n files "f0".. in share/many, holding "file-0"...; the directory's path. */
+static inline void make_many_n(char ret_dir[static PATH_MAX], int n)
+{
+        snprintf(ret_dir, PATH_MAX, "%s/many", tree.share);
+        ck_assert_int_eq(mkdir(ret_dir, 0755), 0);
+        for (int i = 0; i < n; i++) {
+                char name[32], body[32];
+                snprintf(name, sizeof(name), "f%d", i);
+                snprintf(body, sizeof(body), "file-%d", i);
+                ck_assert_int_eq(fs_test_write_file(ret_dir, name, body, strlen(body)), 0);
+        }
 }
 
 static inline void forget(uint64_t nodeid, uint64_t n)

@@ -15,18 +15,15 @@
 #define FILES 64
 #define FDS 12
 
+static void make_many(char ret_dir[static PATH_MAX])
+{
+        make_many_n(ret_dir, FILES);
+}
+
 /* READ with fh 0 of nodeid. */
 static ssize_t read_node(uint64_t nodeid, uint64_t off, uint32_t size)
 {
-        req q;
-        req_init(&q, FUSE_READ, nodeid);
-        struct fuse_read_in in = { .fh = 0, .offset = off, .size = size };
-        req_add(&q, &in, sizeof(in));
-        ssize_t n = req_send(&q);
-        ck_assert_int_ge(n, 16);
-        if (reply_error())
-                return reply_error();
-        return n - 16;
+        return read_op_node(nodeid, 0, off, size);
 }
 
 /* READDIRPLUS (or READDIR) with fh 0 from off: the entries' names appended to
@@ -146,13 +143,7 @@ END_TEST
 START_TEST(test_no_open_readdir)
 {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s/many", tree.share);
-        ck_assert_int_eq(mkdir(dir, 0755), 0);
-        for (int i = 0; i < FILES; i++) {
-                char name[32];
-                snprintf(name, sizeof(name), "a-rather-long-file-name-%03d", i);
-                ck_assert_int_eq(fs_test_write_file(dir, name, "x", 1), 0);
-        }
+        make_many(dir);
         make_fs_no_open(0);
         int64_t many = lookup(1, "many", NULL);
         ck_assert_int_gt(many, 1);
@@ -183,14 +174,7 @@ END_TEST
 START_TEST(test_no_open_eviction_and_replacement)
 {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s/many", tree.share);
-        ck_assert_int_eq(mkdir(dir, 0755), 0);
-        for (int i = 0; i < FILES; i++) {
-                char name[32], body[32];
-                snprintf(name, sizeof(name), "f%d", i);
-                snprintf(body, sizeof(body), "file-%d", i);
-                ck_assert_int_eq(fs_test_write_file(dir, name, body, strlen(body)), 0);
-        }
+        make_many(dir);
         make_fs_no_open(FDS);
         int64_t many = lookup(1, "many", NULL);
         uint64_t node[FILES];
