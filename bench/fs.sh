@@ -166,6 +166,8 @@ count_cell() {
 import sys
 rows = [dict((k, int(v)) for k, v in (c.rsplit(" ", 1) for c in l.split(": ", 2)[2].strip().split(", ")))
         for l in sys.stdin]
+if not rows:
+    sys.exit(0)  # a build without --op-counts
 now, before = rows[-1], (rows[-2] if len(rows) > 1 else {})
 d = {k: now[k] - before.get(k, 0) for k in now}
 d["STATFS"] -= 1
