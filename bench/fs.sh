@@ -24,9 +24,11 @@
 #            packages it (golang-1.19-src, ~11,700 files; apt-get download, cached,
 #            committed into a fresh git repository on the host)
 #   grep     grep -r over that repository
-#   vsockb   not a peer: vsock with the supervisor of the build in
-#            $BENCH_LIBEXEC_B (a build dir holding host/supervisor/smolvm-supervisor),
-#            the same image and server: an A/B of a host-side change in the same run
+#   vsockb   not a peer: vsock with the supervisor and the file server
+#            (smolvm-virtiofsd) of the build in $BENCH_LIBEXEC_B (a build dir),
+#            the same image: an A/B of a host-side change in the same run
+#   oursb    not a peer: ours (virtio-fs) with the supervisor and file server of
+#            $BENCH_LIBEXEC_B: the other column of that A/B
 #   ra128    not a peer: ours with the guest's readahead window put back to the
 #            kernel's default 128 KiB (smolvm-init raises it to 1 MiB), to
 #            measure that change in the same run
@@ -36,6 +38,10 @@
 #   vsockbase  not a peer: vsock booted from the image named $BASE_IMAGE (default
 #            "base": e.g. main's smolvm-init built into an image of the store and
 #            linked as images/base), to measure a guest-side change in the same run
+# COUNT=1: also count the FUSE requests each cell makes, per opcode (our server's
+#            --op-counts, SMOLVM_FS_STATS=1: it logs its totals at every STATFS;
+#            after each cell the guest runs `stat -f /share` and the difference
+#            from the previous cell is printed, minus that STATFS)
 # A cell whose run fails prints the error and shows "fail"; the rest goes on.
 # BACKENDS="ours 9p ..." and WORKLOADS="seq ..." run a subset (ours always runs;
 # the fixed table then gives way to one line per backend).
@@ -125,6 +131,30 @@ if libc.syscall(313, fd, b"", 0) != 0 and ctypes.get_errno() != errno.EEXIST:
         "$smolvm" exec "$1" -- sh -c 'mkdir -p /share && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro p9 /share'
 }
 
+count=false
+if [ "${COUNT:-0}" = 1 ]; then
+        count=true
+        export SMOLVM_FS_STATS=1
+fi
+# count_cell BE W: the requests BE's server served since its previous count.
+count_cell() {
+        local dir
+        "$smolvm" exec "b-$1" -- stat -f /share >/dev/null || return 0
+        dir=$("$smolvm" info --json "b-$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["dir"])')
+        grep -h '^smolvm-fs: requests: ' "$dir"/virtiofsd-0.log | tail -2 | python3 -c '
+import sys
+rows = [dict((k, int(v)) for k, v in (c.rsplit(" ", 1) for c in l.split(": ", 2)[2].strip().split(", ")))
+        for l in sys.stdin]
+if not rows:
+    sys.exit(0)  # a build without --op-counts
+now, before = rows[-1], (rows[-2] if len(rows) > 1 else {})
+d = {k: now[k] - before.get(k, 0) for k in now}
+d["STATFS"] -= 1
+print("%s %s requests: total %d: %s" % (sys.argv[1], sys.argv[2], sum(d.values()),
+      ", ".join("%s %d" % kv for kv in sorted(d.items(), key=lambda kv: -kv[1]) if kv[1])))
+' "$1" "$2" >&2 || true
+}
+
 # All VMs run at once and the workloads interleave (each round runs every backend),
 # so drift in the host's load (a shared machine) hits all of them alike.
 declare -A times
@@ -138,16 +168,21 @@ for be in "${backends[@]}"; do
         direct) SMOLVM_FS_DIRECT_IO=1 "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null ;;
         vsockbase) "$smolvm" create --name "b-$be" --mem 1024 --image "${BASE_IMAGE:-base}" --mount-transport vsock \
                 --mount "$share:/share" >/dev/null ;;
-        vsockb) lx=$work/libexec-b
+        vsockb | oursb) lx=$work/libexec-b
                 mkdir -p "$lx"
-                ln -sf "${BENCH_LIBEXEC_B:?vsockb needs BENCH_LIBEXEC_B}/host/supervisor/smolvm-supervisor" \
-                        "$SMOLVM_LIBEXECDIR/smolvm-init" "$SMOLVM_LIBEXECDIR/smolvm-virtiofsd" "$lx/"
-                SMOLVM_LIBEXECDIR=$lx "$smolvm" create --name "b-$be" --mem 1024 --mount-transport vsock \
+                ln -sf "${BENCH_LIBEXEC_B:?$be needs BENCH_LIBEXEC_B}/host/supervisor/smolvm-supervisor" \
+                        "$BENCH_LIBEXEC_B/fs/smolvm-virtiofsd" "$SMOLVM_LIBEXECDIR/smolvm-init" "$lx/"
+                xport=virtiofs
+                [ "$be" = vsockb ] && xport=vsock
+                SMOLVM_LIBEXECDIR=$lx "$smolvm" create --name "b-$be" --mem 1024 --mount-transport "$xport" \
                         --mount "$share:/share" >/dev/null ;;
         ra128) "$smolvm" create --name "b-$be" --mem 1024 --mount "$share:/share" >/dev/null &&
                 "$smolvm" exec "b-$be" -- sh -c 'echo 128 > /sys/class/bdi/$(mountpoint -d /share)/read_ahead_kb' ;;
         esac
         "$smolvm" cp "$work/guest.sh" "b-$be:/root/bench.sh" >/dev/null
+        if $count; then
+                case $be in ours | vsock | vsockb | vsockbase | direct | ra128) count_cell "$be" boot ;; esac
+        fi
         "$smolvm" exec "b-$be" -- sh -c 'grep " /share " /proc/mounts' >&2
         # What each back-end costs a shared read-only mmap (python's mmap.ACCESS_READ).
         "$smolvm" exec "b-$be" -- python3 -c 'import mmap, sys
@@ -178,6 +213,9 @@ for w in "${workloads[@]}"; do
                                 t=fail
                         fi
                         times[$be,$w]="${times[$be,$w]:-} $t"
+                        if $count; then
+                                case $be in ours | vsock | vsockb | vsockbase | direct | ra128) count_cell "$be" "$w" ;; esac
+                        fi
                 done
                 t=-
                 case $floor,$w in true,stat | true,git | true,grep)

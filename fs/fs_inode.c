@@ -146,8 +146,9 @@ static bool evict_one_locked(smolvm_fs *fs)
                         e->recent = false;
                         continue;
                 }
-                safe_close(e->fd); /* O_PATH: cannot block */
+                safe_close(e->fd); /* O_PATH, or O_RDONLY on a regular file: cannot block */
                 e->fd = -1;
+                e->readable = false;
                 fs_fd_budget_return_locked(fs);
                 fs->n_evictions++;
                 return true;
@@ -186,6 +187,7 @@ static int reopen_locked(smolvm_fs *fs, fs_inode *e)
         if (r < 0)
                 return r == -EMFILE || r == -ENFILE ? r : -ESTALE;
         e->fd = fd;
+        e->readable = false;
         e->recent = true;
         return 0;
 }
@@ -261,10 +263,11 @@ static void maybe_free_locked(smolvm_fs *fs, uint32_t idx)
                 uint32_t parent = e->parent_idx;
                 unhash_locked(fs, idx);
                 if (e->fd >= 0) {
-                        safe_close(e->fd); /* an O_PATH fd: close cannot block */
+                        safe_close(e->fd); /* O_PATH, or O_RDONLY on a regular file */
                         fs_fd_budget_return_locked(fs);
                 }
                 e->fd = -1;
+                e->readable = false;
                 set_name_locked(fs, e, NULL);
                 e->nodeid &= ~(uint64_t)0xffffffffu; /* free; the generation stays */
                 e->next = fs->inode_free;
@@ -411,8 +414,10 @@ int fs_inode_add(smolvm_fs *fs, fs_inode *parent, const char *name, int fd, cons
                  * bind mount could otherwise make a directory its own ancestor. */
                 if (found->type != S_IFDIR)
                         (void)relink_locked(fs, found, pidx, name);
-                if (found->fd < 0 && fs_fd_budget_take_locked(fs))
+                if (found->fd < 0 && fs_fd_budget_take_locked(fs)) {
                         found->fd = TAKE_FD(owned); /* the same inode: checked by key */
+                        found->readable = false;
+                }
                 goto out;
         }
         r = check_room_locked(fs, strlen(name), speculative);
@@ -553,6 +558,46 @@ int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags)
         if (st.st_dev != ino->dev || st.st_ino != ino->ino || (st.st_mode & S_IFMT) != ino->type)
                 return -EIO;
         return TAKE_FD(fd);
+}
+
+/* Reads without OPEN (fs->no_open: read-only shares) read a regular file by
+ * its nodeid. The inode's own O_PATH fd is swapped once for an O_RDONLY one
+ * from fs_reopen (the same inode: /proc/self/fd/N of the pinned fd, its (dev,
+ * ino, type) checked again), so the fd budget counts it as before and later
+ * READs cost no open. The swap happens only while the caller's reference is
+ * the only one (no other request can be using the old fd); otherwise the
+ * reopened fd serves this request alone. An evicted and re-resolved inode
+ * (fs_inode_get: ESTALE if its name now leads to another file) starts again
+ * from an O_PATH fd. */
+int fs_inode_read_fd(smolvm_fs *fs, fs_inode *ino, bool *ret_own)
+{
+        *ret_own = false;
+        if (ino->type == S_IFDIR)
+                return -EISDIR;
+        if (ino->type != S_IFREG)
+                return -EINVAL;
+        pthread_mutex_lock(&fs->lock);
+        int fd = ino->readable ? ino->fd : -1;
+        pthread_mutex_unlock(&fs->lock);
+        if (fd >= 0)
+                return fd;
+        fd = fs_reopen(fs, ino, O_RDONLY | O_NONBLOCK);
+        if (fd < 0)
+                return fd;
+        int old = -1;
+        pthread_mutex_lock(&fs->lock);
+        if (!ino->readable && ino->refs == 1 && ino->fd >= 0) {
+                old = ino->fd;
+                ino->fd = fd;
+                ino->readable = true;
+        }
+        pthread_mutex_unlock(&fs->lock);
+        if (old < 0) {
+                *ret_own = true;
+                return fd;
+        }
+        safe_close(old);
+        return fd;
 }
 
 int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, bool speculative,

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* OPENDIR, READDIR, READDIRPLUS. The directory offset the guest passes back is
  * the d_off cookie getdents64 gave us, used with lseek on the handle's own fd;
- * lseek + getdents run under the handle's dir_lock (never fs->lock). */
+ * lseek + getdents run under the handle's dir_lock (never fs->lock). Read-only
+ * shares answer OPENDIR with ENOSYS (fs->no_open): the guest kernel then opens
+ * directories without asking and caches their entries (FOPEN_CACHE_DIR is its
+ * default without OPENDIR), and each READDIR with fh 0 reads a directory fd of
+ * its own, opened for that request and positioned at the cookie. */
 #include <dirent.h>
 #include <fcntl.h>
 
@@ -14,6 +18,8 @@
 
 ssize_t fs_op_opendir(smolvm_fs *fs, fs_req *r)
 {
+        if (fs->no_open)
+                return fs_reply_err(r, -ENOSYS); /* no RELEASEDIR either */
         INODE_OR_REPLY(n, fs, r);
         if (n.ino->type != S_IFDIR)
                 return fs_reply_err(r, -ENOTDIR);
@@ -94,11 +100,31 @@ ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r)
         memcpy(&in, r->args, sizeof(in));
         if (in.offset > (uint64_t)INT64_MAX)
                 return fs_reply_err(r, -EINVAL);
-        _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
-        if (!h.h)
-                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
-        if (!h.h->is_dir)
-                return fs_reply_err(r, -ENOTDIR);
+        _cleanup_(handle_putp) fs_req_handle h = { fs, NULL };
+        _cleanup_(inode_putp) fs_req_inode n = { fs, NULL };
+        _cleanup_close_ int own_fd = -1;
+        fs_inode *dir;
+        int fd;
+        if (in.fh == 0 && fs->no_open) {
+                n.ino = fs_inode_get(fs, r->hdr.nodeid);
+                if (!n.ino)
+                        return fs_reply_err(r, -ESTALE);
+                if (n.ino->type != S_IFDIR)
+                        return fs_reply_err(r, -ENOTDIR);
+                own_fd = fs_reopen(fs, n.ino, O_RDONLY);
+                if (own_fd < 0)
+                        return fs_reply_err(r, own_fd);
+                dir = n.ino;
+                fd = own_fd;
+        } else {
+                h.h = fs_handle_get(fs, in.fh);
+                if (!h.h)
+                        return fs_reply_err(r, fs_handle_missing(fs, in.fh));
+                if (!h.h->is_dir)
+                        return fs_reply_err(r, -ENOTDIR);
+                dir = fs_inode_at(fs, h.h->inode_idx); /* pinned by the handle */
+                fd = h.h->fd;
+        }
 
         size_t size = MIN((size_t)in.size, (size_t)READDIR_MAX_BYTES);
         size = MIN(size, r->out_cap - sizeof(struct fuse_out_header));
@@ -111,28 +137,30 @@ ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r)
 
         dir_ctx c = {
                 .fs = fs,
-                .dir = fs_inode_at(fs, h.h->inode_idx), /* pinned by the handle */
+                .dir = dir,
                 .buf = buf,
                 .size = size,
                 .plus = plus,
         };
         int err = 0;
-        pthread_mutex_lock(&h.h->dir_lock);
-        if (lseek(h.h->fd, (off_t)in.offset, SEEK_SET) < 0) {
+        /* A handle's fd is shared by the guest's requests on it; ours is not. */
+        if (h.h)
+                pthread_mutex_lock(&h.h->dir_lock);
+        if (lseek(fd, (off_t)in.offset, SEEK_SET) < 0) {
                 err = negative_errno();
                 goto unlock;
         }
         while (!c.full) {
-                ssize_t n = getdents64(h.h->fd, dents, DENTS_BUF_BYTES);
-                if (n < 0) {
+                ssize_t got = getdents64(fd, dents, DENTS_BUF_BYTES);
+                if (got < 0) {
                         err = negative_errno();
                         break;
                 }
-                if (n == 0)
+                if (got == 0)
                         break;
-                for (ssize_t pos = 0; pos < n;) {
+                for (ssize_t pos = 0; pos < got;) {
                         struct dirent64 *d = (struct dirent64 *)(dents + pos);
-                        if (d->d_reclen == 0 || d->d_reclen > n - pos)
+                        if (d->d_reclen == 0 || d->d_reclen > got - pos)
                                 break; /* host kernel data; never happens */
                         if (!emit(&c, d))
                                 break;
@@ -140,7 +168,8 @@ ssize_t fs_op_readdir(smolvm_fs *fs, fs_req *r)
                 }
         }
 unlock:
-        pthread_mutex_unlock(&h.h->dir_lock);
+        if (h.h)
+                pthread_mutex_unlock(&h.h->dir_lock);
         if (c.used == 0 && err < 0)
                 return fs_reply_err(r, err);
         if (c.used == 0 && c.full)

@@ -3,6 +3,7 @@
  * OPEN, READ, RELEASE, STATFS, FLUSH, xattr reads, ACCESS, LSEEK, FSYNC. */
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <sys/statfs.h>
 #include <sys/xattr.h>
 
@@ -114,6 +115,12 @@ ssize_t fs_op_open(smolvm_fs *fs, fs_req *r)
                 return fs_erofs(fs, r);
         if (err < 0)
                 return fs_reply_err(r, err);
+        /* Read-only: no OPEN at all. ENOSYS makes the guest kernel open every
+         * file without asking (fc->no_open) and send READ with fh 0, served by
+         * nodeid (fs_inode_read_fd); no RELEASE either: two round trips less
+         * per open(2), what `grep -r` does for every file. */
+        if (fs->no_open)
+                return fs_reply_err(r, -ENOSYS);
         INODE_OR_REPLY(n, fs, r);
         if (n.ino->type == S_IFDIR)
                 return fs_reply_err(r, -EISDIR);
@@ -151,6 +158,21 @@ int fs_check_range(const smolvm_fs *fs, uint64_t offset, uint32_t size)
         return 0;
 }
 
+/* A request with fh 0 on a no-OPEN share: the nodeid's readable fd, with the
+ * inode held in *n (and the fd in *own_fd when the caller must close it), or
+ * negative errno (-ESTALE: unknown or stale nodeid). */
+static int node_read_fd(smolvm_fs *fs, const fs_req *r, fs_req_inode *n, int *own_fd)
+{
+        n->ino = fs_inode_get(fs, r->hdr.nodeid);
+        if (!n->ino)
+                return -ESTALE;
+        bool own;
+        int fd = fs_inode_read_fd(fs, n->ino, &own);
+        if (fd >= 0 && own)
+                *own_fd = fd;
+        return fd;
+}
+
 ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
 {
         struct fuse_read_in in;
@@ -160,11 +182,22 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
                 __atomic_fetch_add(&fs->n_errors, 1, __ATOMIC_RELAXED);
                 return fs_reply_err(r, err);
         }
-        _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
-        if (!h.h)
-                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
-        if (h.h->is_dir)
-                return fs_reply_err(r, -EISDIR);
+        int fd;
+        _cleanup_(handle_putp) fs_req_handle h = { fs, NULL };
+        _cleanup_(inode_putp) fs_req_inode n = { fs, NULL };
+        _cleanup_close_ int own_fd = -1;
+        if (in.fh == 0 && fs->no_open) {
+                fd = node_read_fd(fs, r, &n, &own_fd);
+                if (fd < 0)
+                        return fs_reply_err(r, fd);
+        } else {
+                h.h = fs_handle_get(fs, in.fh);
+                if (!h.h)
+                        return fs_reply_err(r, fs_handle_missing(fs, in.fh));
+                if (h.h->is_dir)
+                        return fs_reply_err(r, -EISDIR);
+                fd = h.h->fd;
+        }
 
         size_t hdr = sizeof(struct fuse_out_header);
         size_t want = MIN((size_t)in.size, r->out_cap - hdr);
@@ -186,18 +219,18 @@ ssize_t fs_op_read(smolvm_fs *fs, fs_req *r)
         size_t done = 0;
         off_t off = (off_t)in.offset;
         while (done < want && cnt > 0) {
-                ssize_t n = preadv(h.h->fd, iov, cnt, off + (off_t)done);
-                if (n < 0) {
+                ssize_t got = preadv(fd, iov, cnt, off + (off_t)done);
+                if (got < 0) {
                         if (errno == EINTR)
                                 continue;
                         if (done == 0)
                                 return fs_reply_err(r, negative_errno());
                         break;
                 }
-                if (n == 0)
+                if (got == 0)
                         break;
-                done += (size_t)n;
-                iov_advance(&iov, &cnt, (size_t)n);
+                done += (size_t)got;
+                iov_advance(&iov, &cnt, (size_t)got);
         }
         struct fuse_out_header oh = { .len = (uint32_t)(hdr + done), .error = 0, .unique = r->hdr.unique };
         fs_out_write(r, 0, &oh, sizeof(oh));
@@ -219,6 +252,11 @@ ssize_t fs_op_release(smolvm_fs *fs, fs_req *r)
 
 ssize_t fs_op_statfs(smolvm_fs *fs, fs_req *r)
 {
+        if (fs->log_op_counts) {
+                char line[2048];
+                smolvm_fs_format_op_counts(fs, line, sizeof(line));
+                fprintf(stderr, "smolvm-fs: requests: %s\n", line);
+        }
         struct statfs s;
         if (fstatfs(fs_inode_at(fs, 0)->fd, &s) < 0)
                 return fs_reply_err(r, negative_errno());
@@ -250,6 +288,8 @@ ssize_t fs_op_flush(smolvm_fs *fs, fs_req *r)
 {
         struct fuse_flush_in in;
         memcpy(&in, r->args, sizeof(in));
+        if (in.fh == 0 && fs->no_open)
+                return fs_reply_err(r, -ENOSYS);
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h)
                 return fs_reply_err(r, fs_handle_missing(fs, in.fh));
@@ -261,6 +301,8 @@ ssize_t fs_op_fsync(smolvm_fs *fs, fs_req *r)
         bool is_dir = r->hdr.opcode == FUSE_FSYNCDIR;
         struct fuse_fsync_in in;
         memcpy(&in, r->args, sizeof(in));
+        if (in.fh == 0 && fs->no_open)
+                return fs_reply(r, NULL, 0); /* read-only: nothing to make durable */
         _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
         if (!h.h || h.h->is_dir != is_dir)
                 return fs_reply_err(r, h.h ? -EBADF : fs_handle_missing(fs, in.fh));
@@ -357,12 +399,27 @@ ssize_t fs_op_lseek(smolvm_fs *fs, fs_req *r)
         if (in.whence != SEEK_SET && in.whence != SEEK_CUR && in.whence != SEEK_END && in.whence != SEEK_DATA &&
             in.whence != SEEK_HOLE)
                 return fs_reply_err(r, -EINVAL);
-        _cleanup_(handle_putp) fs_req_handle h = { fs, fs_handle_get(fs, in.fh) };
-        if (!h.h)
-                return fs_reply_err(r, fs_handle_missing(fs, in.fh));
-        if (h.h->is_dir)
-                return fs_reply_err(r, -EINVAL); /* would move READDIR's cursor */
-        off_t o = lseek(h.h->fd, (off_t)in.offset, (int)in.whence);
+        int fd;
+        _cleanup_(handle_putp) fs_req_handle h = { fs, NULL };
+        _cleanup_(inode_putp) fs_req_inode n = { fs, NULL };
+        _cleanup_close_ int own_fd = -1;
+        if (in.fh == 0 && fs->no_open) {
+                /* No handle, no cursor: only what does not depend on one (the
+                 * kernel sends LSEEK for SEEK_DATA and SEEK_HOLE only). */
+                if (in.whence == SEEK_CUR)
+                        return fs_reply_err(r, -EINVAL);
+                fd = node_read_fd(fs, r, &n, &own_fd);
+                if (fd < 0)
+                        return fs_reply_err(r, fd == -EISDIR ? -EINVAL : fd);
+        } else {
+                h.h = fs_handle_get(fs, in.fh);
+                if (!h.h)
+                        return fs_reply_err(r, fs_handle_missing(fs, in.fh));
+                if (h.h->is_dir)
+                        return fs_reply_err(r, -EINVAL); /* would move READDIR's cursor */
+                fd = h.h->fd;
+        }
+        off_t o = lseek(fd, (off_t)in.offset, (int)in.whence);
         if (o < 0)
                 return fs_reply_err(r, negative_errno());
         struct fuse_lseek_out out = { .offset = (uint64_t)o };

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sys/vfs.h>
 
 #include "fs_server_i.h"
@@ -55,6 +56,11 @@ static ssize_t op_init(smolvm_fs *fs, fs_req *r)
          * POSIX_ACL, HANDLE_KILLPRIV, SETXATTR_EXT, SPLICE_*, locks, DAX. */
         uint32_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ATOMIC_O_TRUNC | FUSE_DO_READDIRPLUS |
                         FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_AUTO_INVAL_DATA;
+        /* Without OPEN no server truncates on open: the kernel must send
+         * O_TRUNC as a SETATTR (which answers EROFS), not truncate its own
+         * cache on the assumption that OPEN did. */
+        if (fs->no_open)
+                want &= ~(uint32_t)FUSE_ATOMIC_O_TRUNC;
         out.major = FUSE_KERNEL_VERSION;
         out.minor = fs->proto_minor;
         out.flags = in.flags & want;
@@ -181,6 +187,34 @@ const char *smolvm_fs_opcode_name(uint32_t opcode)
         return op_lookup(opcode)->name;
 }
 
+uint64_t smolvm_fs_op_count(const smolvm_fs *fs, uint32_t opcode)
+{
+        return __atomic_load_n(&fs->n_op[MIN(opcode, (uint32_t)FS_OP_SLOTS - 1)], __ATOMIC_RELAXED);
+}
+
+size_t smolvm_fs_format_op_counts(const smolvm_fs *fs, char *buf, size_t len)
+{
+        size_t want = 0;
+        if (len)
+                buf[0] = '\0';
+        for (uint32_t op = 0; op < FS_OP_SLOTS; op++) {
+                uint64_t n = __atomic_load_n(&fs->n_op[op], __ATOMIC_RELAXED);
+                if (!n)
+                        continue;
+                const char *name = op == FS_OP_SLOTS - 1 ? "?" : op_lookup(op)->name;
+                char num[16];
+                if (op < FS_OP_SLOTS - 1 && strcmp(name, "?") == 0) {
+                        snprintf(num, sizeof(num), "OP%u", op);
+                        name = num;
+                }
+                int k = snprintf(buf ? buf + MIN(want, len) : NULL, len - MIN(want, len), "%s%s %llu",
+                                 want ? ", " : "", name, (unsigned long long)n);
+                if (k > 0)
+                        want += (size_t)k;
+        }
+        return want;
+}
+
 static ssize_t dispatch(smolvm_fs *fs, fs_req *r, const op_desc *d)
 {
         bool noreply = d->flags & OP_NOREPLY;
@@ -244,6 +278,7 @@ ssize_t smolvm_fs_handle(smolvm_fs *fs, const struct iovec *in, int in_cnt, cons
         struct fuse_in_header hdr;
         iov_copy_out(in, in_cnt, &hdr, sizeof(hdr));
         const op_desc *d = op_lookup(hdr.opcode);
+        fs_stat_inc(&fs->n_op[MIN(hdr.opcode, (uint32_t)FS_OP_SLOTS - 1)]);
         bool noreply = d->flags & OP_NOREPLY;
         if (hdr.len != in_len || (!noreply && out_cap < sizeof(struct fuse_out_header))) {
                 fs_stat_inc(&fs->n_errors);
@@ -311,6 +346,8 @@ int smolvm_fs_new(const smolvm_fs_config *cfg, smolvm_fs **ret)
                 return -ENOMEM;
         fs->read_only = cfg->read_only;
         fs->direct_io = cfg->direct_io;
+        fs->log_op_counts = cfg->log_op_counts;
+        fs->no_open = cfg->read_only && !cfg->direct_io && !cfg->keep_open;
         uint32_t mw = cfg->max_write ? cfg->max_write : FS_DEFAULT_MAX_WRITE;
         fs->max_write = MIN(MAX(mw, FS_MIN_MAX_WRITE), FS_MAX_MAX_WRITE);
         fs->timeout_s = fs->read_only ? FS_TIMEOUT_RO_S : FS_TIMEOUT_RW_S;

@@ -32,6 +32,12 @@ typedef struct smolvm_fs_config {
          * mmap (ENODEV; private mmap and exec still work), and nothing read is
          * cached in the guest. Off by default (docs/internals.md, "Direct I/O"). */
         bool direct_io;
+        /* Read-only shares answer OPEN and OPENDIR with ENOSYS (the guest
+         * kernel then opens without asking and names no handle: READ and
+         * READDIR are served by nodeid, docs/internals.md "Reads without
+         * OPEN"); keep_open serves them with handles as in read-write mode.
+         * direct_io implies it (FOPEN_DIRECT_IO rides on OPEN's reply). */
+        bool keep_open;
         /* Limits: 0 = derived from the host (docs/internals.md, "File server
          * limits"). When one is reached, only the request that needs more fails
          * (LOOKUP: ENFILE or ENOMEM; OPEN: EMFILE) and READDIRPLUS returns
@@ -43,6 +49,10 @@ typedef struct smolvm_fs_config {
         uint64_t max_mem_bytes; /* memory for the tables (slots, hash, names);
                                  * 0 = 1/16 of the host's RAM, at least 64 MiB,
                                  * at most half of RLIMIT_AS/RLIMIT_DATA */
+        /* Log the requests served per opcode (smolvm_fs_format_op_counts) on
+         * stderr at every STATFS: a benchmark reads them between workloads
+         * with `stat -f` on the mount (SMOLVM_FS_STATS=1, docs/benchmarks.md). */
+        bool log_op_counts;
 } smolvm_fs_config;
 
 /* Returns 0 or negative errno (-ENOENT/-ENOTDIR for a bad root). */
@@ -89,6 +99,13 @@ void smolvm_fs_get_stats(const smolvm_fs *fs, smolvm_fs_stats *ret);
 #define SMOLVM_FS_STATE_MAX (64u << 20)
 int smolvm_fs_state_save(smolvm_fs *fs, size_t max_bytes, uint8_t **ret, size_t *ret_len);
 int smolvm_fs_state_load(smolvm_fs *fs, const uint8_t *buf, size_t len, char *err, size_t err_len);
+
+/* The requests served so far per opcode, as "LOOKUP 12, GETATTR 3, ..."
+ * (opcodes never seen left out; unknown ones as "?"), NUL-terminated and
+ * truncated to len. Returns the length it wanted (as snprintf). */
+size_t smolvm_fs_format_op_counts(const smolvm_fs *fs, char *buf, size_t len);
+/* The requests of one opcode served so far (unknown opcodes share a count). */
+uint64_t smolvm_fs_op_count(const smolvm_fs *fs, uint32_t opcode);
 
 /* The name of a FUSE opcode for traces ("LOOKUP", "READDIRPLUS"), from the
  * server's one opcode table; "?" for one it does not know. */

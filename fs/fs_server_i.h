@@ -37,6 +37,8 @@
 #define FS_MIN_MINOR 31u
 /* Out iovec arrays longer than this are refused (Linux's UIO_MAXIOV). */
 #define FS_MAX_IOV 1024
+/* Request counters per opcode: 0..FUSE_TMPFILE, then one for anything else. */
+#define FS_OP_SLOTS (FUSE_TMPFILE + 2)
 
 /* One known inode: an O_PATH|O_NOFOLLOW fd that pins it, or, when the fd budget
  * ran short and nobody was using it, no fd (-1) but the name it was found under,
@@ -59,6 +61,7 @@ typedef struct fs_inode {
                                  * free, the next free slot */
         uint16_t type;          /* S_IFMT bits: fixed for the inode's life */
         bool recent;            /* used since the eviction clock last passed */
+        bool readable;          /* fd is O_RDONLY, not O_PATH (fs_inode_read_fd) */
 } fs_inode;
 
 static inline bool fs_inode_used(const fs_inode *e)
@@ -97,6 +100,8 @@ static inline void *fs_slot(const fs_slots *t, uint32_t idx)
 struct smolvm_fs {
         bool read_only;
         bool direct_io;         /* smolvm_fs_config.direct_io */
+        bool no_open;           /* read-only, not direct_io: OPEN and OPENDIR answer
+                                 * ENOSYS, the guest sends fh 0 (fs_inode_read_fd) */
         uint32_t max_inodes;
         uint32_t max_handles;
         uint32_t max_write;
@@ -130,6 +135,8 @@ struct smolvm_fs {
         uint64_t n_requests;
         uint64_t n_erofs;
         uint64_t n_errors;
+        uint64_t n_op[FS_OP_SLOTS]; /* per opcode; the last slot: unknown ones */
+        bool log_op_counts;     /* smolvm_fs_config.log_op_counts */
 };
 
 /* A request copied out of guest memory (all but WRITE's payload). */
@@ -204,6 +211,10 @@ void fs_inode_forget_all(smolvm_fs *fs);
 int fs_open_child(const fs_inode *dir, const char *name, int *ret_fd, struct stat *ret_st);
 /* Re-open a pinned regular file or directory for I/O (see fs_inode.c). */
 int fs_reopen(smolvm_fs *fs, const fs_inode *ino, int flags);
+/* An O_RDONLY fd of ino (held by the caller) for a request that names no
+ * handle (fs->no_open). Returns the fd and sets *ret_own when the caller must
+ * close it; negative errno (-EISDIR, -EINVAL for a non-regular file). */
+int fs_inode_read_fd(smolvm_fs *fs, fs_inode *ino, bool *ret_own);
 /* Lookup name in dir and register it (speculative: see fs_inode_add); fills entry. */
 int fs_do_lookup(smolvm_fs *fs, fs_inode *dir, const char *name, bool speculative,
                  struct fuse_entry_out *ret_entry);

@@ -3,7 +3,11 @@
  *
  *   smolvm-virtiofsd --socket-path P | --fd N | --stream-fd N [--fuse-mount=GUEST]
  *                    --shared-dir D [--read-only|--rw] [--direct-io]
- *                    [--ready-fd M] [--trace] [--sandbox=namespace|none]
+ *                    [--ready-fd M] [--trace] [--op-counts] [--sandbox=namespace|none]
+ *
+ * --op-counts: log the requests served per opcode at every STATFS (a guest's
+ * `stat -f` on the mount), for benchmarks; the supervisor passes it when
+ * SMOLVM_FS_STATS=1.
  *
  * Listens on P (or accepts on the listening Unix socket N it inherited: the
  * supervisor binds DIR/fs-K.sock itself, so the socket listens before QEMU
@@ -111,6 +115,7 @@ typedef struct options {
         bool read_only;
         bool direct_io;  /* --direct-io */
         bool trace;
+        bool op_counts;  /* --op-counts */
         bool sandbox;
 } options;
 
@@ -118,6 +123,7 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: smolvm-virtiofsd --socket-path PATH|--fd N --shared-dir DIR [--read-only|--rw] [--direct-io]\n"
                    "                        [--ready-fd N] [--sandbox=namespace|none] [--trace]\n"
+                   "                        [--op-counts]\n"
                    "       smolvm-virtiofsd --stream-fd N [--fuse-mount=GUEST_PATH [--fuse-reattach]]\n"
                    "                        [--control-fd N] [--state-fd N] --shared-dir DIR ...\n");
 }
@@ -125,7 +131,7 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, options *o)
 {
         enum { OPT_RO = 256, OPT_RW, OPT_SANDBOX, OPT_TRACE, OPT_HELP, OPT_FD, OPT_READY_FD, OPT_STREAM_FD,
-               OPT_FUSE_MOUNT, OPT_CONTROL_FD, OPT_STATE_FD, OPT_REATTACH, OPT_DIRECT_IO };
+               OPT_FUSE_MOUNT, OPT_CONTROL_FD, OPT_STATE_FD, OPT_REATTACH, OPT_DIRECT_IO, OPT_OP_COUNTS };
         static const struct option longopts[] = {
                 { "socket-path", required_argument, NULL, 's' },
                 { "shared-dir", required_argument, NULL, 'd' },
@@ -134,6 +140,7 @@ static int parse_args(int argc, char **argv, options *o)
                 { "direct-io", no_argument, NULL, OPT_DIRECT_IO },
                 { "sandbox", required_argument, NULL, OPT_SANDBOX },
                 { "trace", no_argument, NULL, OPT_TRACE },
+                { "op-counts", no_argument, NULL, OPT_OP_COUNTS },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "fd", required_argument, NULL, OPT_FD },
                 { "ready-fd", required_argument, NULL, OPT_READY_FD },
@@ -155,6 +162,7 @@ static int parse_args(int argc, char **argv, options *o)
                 case OPT_RW: o->read_only = false; break;
                 case OPT_DIRECT_IO: o->direct_io = true; break;
                 case OPT_TRACE: o->trace = true; break;
+                case OPT_OP_COUNTS: o->op_counts = true; break;
                 case OPT_SANDBOX:
                         if (strcmp(optarg, "namespace") == 0)
                                 o->sandbox = true;
@@ -552,7 +560,8 @@ int main(int argc, char **argv)
         set_rlimits();
 
         smolvm_fs *fs = NULL;
-        smolvm_fs_config fcfg = { .root = root, .read_only = o.read_only, .direct_io = o.direct_io };
+        smolvm_fs_config fcfg = { .root = root, .read_only = o.read_only, .direct_io = o.direct_io,
+                                  .log_op_counts = o.op_counts };
         int r = smolvm_fs_new(&fcfg, &fs);
         if (r < 0) {
                 fprintf(stderr, "smolvm-virtiofsd: file server on %s: %s\n", o.shared_dir, strerror(-r));

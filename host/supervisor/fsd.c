@@ -251,6 +251,14 @@ fail_errno:
         return errbuf_fail(r, err, err_len, "starting the %s for %s: %s", f->what, f->desc, strerror(-r));
 }
 
+/* SMOLVM_FS_STATS=1: our server logs its requests per opcode at every STATFS
+ * (bench/fs.sh COUNT=1, docs/benchmarks.md). */
+static bool op_counts(void)
+{
+        const char *v = getenv("SMOLVM_FS_STATS");
+        return v && strcmp(v, "1") == 0;
+}
+
 int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, const char *socket_path,
                   const char *log_path, sup_fsd **ret, char *err, size_t err_len)
 {
@@ -280,9 +288,13 @@ int sup_fsd_start(smolvm_evloop *loop, unsigned index, const sup_mount_cfg *m, c
         /* SMOLVM_FS_DIRECT_IO=1: opt-in direct I/O (docs/internals.md, "Direct I/O"). */
         const char *dio = getenv("SMOLVM_FS_DIRECT_IO");
         bool direct = dio && strcmp(dio, "1") == 0;
-        char *argv_ours[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
-                              m->writable ? (char *)"--rw" : (char *)"--read-only",
-                              direct ? (char *)"--direct-io" : NULL, NULL };
+        char *argv_ours[9] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
+                               m->writable ? (char *)"--rw" : (char *)"--read-only" };
+        size_t n = 6;
+        if (direct)
+                argv_ours[n++] = (char *)"--direct-io";
+        if (op_counts())
+                argv_ours[n++] = (char *)"--op-counts";
         char *argv_qemu[] = { bin, fd_arg, (char *)"-o", source, (char *)"-o", (char *)"cache=auto", NULL };
         r = spawn(f, loop, ours ? argv_ours : argv_qemu, lfd, ours, -1, -1, log_path, err, err_len);
         if (r < 0)
@@ -366,9 +378,15 @@ int sup_fsd_start_stream(smolvm_evloop *loop, unsigned index, const sup_mount_cf
         control_theirs = sp[1];
         /* With a state (a restore): the guest's mount exists, the stream is
          * reattached to it rather than mounted anew. */
-        char *argv[] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
-                         m->writable ? (char *)"--rw" : (char *)"--read-only", mount_arg, control_arg,
-                         state_fd >= 0 ? state_arg : NULL, (char *)"--fuse-reattach", NULL };
+        char *argv[12] = { bin, fd_arg, ready_arg, (char *)"--shared-dir", m->host,
+                           m->writable ? (char *)"--rw" : (char *)"--read-only", mount_arg, control_arg };
+        size_t n = 8;
+        if (op_counts())
+                argv[n++] = (char *)"--op-counts";
+        if (state_fd >= 0) {
+                argv[n++] = state_arg;
+                argv[n++] = (char *)"--fuse-reattach";
+        }
         r = spawn(f, loop, argv, stream_fd, true, control_theirs, state_fd, log_path, err, err_len);
         if (r < 0)
                 goto fail;

@@ -113,12 +113,26 @@ static inline int do_init_minor(uint32_t major, uint32_t minor, struct fuse_init
         return reply_error();
 }
 
+/* keep_open: these fixtures serve OPEN/OPENDIR with handles in read-only mode
+ * too, to test the handle paths; make_fs_no_open() is the read-only default. */
 static inline void make_fs_fds(bool read_only, uint32_t max_inodes, uint32_t max_handles, uint32_t max_fds)
 {
         smolvm_fs_free(fs);
         fs = NULL;
         smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_inodes = max_inodes,
-                                 .max_handles = max_handles, .max_write = 128 * 1024, .max_fds = max_fds };
+                                 .max_handles = max_handles, .max_write = 128 * 1024, .max_fds = max_fds,
+                                 .keep_open = true };
+        ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
+        ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
+}
+
+/* Read-only as shares run it: OPEN and OPENDIR answer ENOSYS, READ and
+ * READDIR come with fh 0. */
+static inline void make_fs_no_open(uint32_t max_fds)
+{
+        smolvm_fs_free(fs);
+        fs = NULL;
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .max_write = 128 * 1024, .max_fds = max_fds };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
         ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
 }
@@ -191,10 +205,10 @@ static inline int release_op(uint32_t opcode, uint64_t fh)
         return reply_error();
 }
 
-static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
+static inline ssize_t read_op_node(uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
 {
         req q;
-        req_init(&q, FUSE_READ, 1);
+        req_init(&q, FUSE_READ, nodeid);
         struct fuse_read_in in = { .fh = fh, .offset = off, .size = size };
         req_add(&q, &in, sizeof(in));
         ssize_t n = req_send(&q);
@@ -202,6 +216,24 @@ static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
         if (reply_error())
                 return reply_error();
         return n - 16;
+}
+
+static inline ssize_t read_op(uint64_t fh, uint64_t off, uint32_t size)
+{
+        return read_op_node(1, fh, off, size);
+}
+
+/* n files "f0".. in share/many, holding "file-0"...; the directory's path. */
+static inline void make_many_n(char ret_dir[static PATH_MAX], int n)
+{
+        snprintf(ret_dir, PATH_MAX, "%s/many", tree.share);
+        ck_assert_int_eq(mkdir(ret_dir, 0755), 0);
+        for (int i = 0; i < n; i++) {
+                char name[32], body[32];
+                snprintf(name, sizeof(name), "f%d", i);
+                snprintf(body, sizeof(body), "file-%d", i);
+                ck_assert_int_eq(fs_test_write_file(ret_dir, name, body, strlen(body)), 0);
+        }
 }
 
 static inline void forget(uint64_t nodeid, uint64_t n)

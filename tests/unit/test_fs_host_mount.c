@@ -80,7 +80,7 @@ static int do_mount(const char *where, int fd)
         return mount("smolvm-fs-test", where, "fuse.smolvm", MS_NOSUID, opts);
 }
 
-static void start(bool read_only)
+static void start(bool read_only, bool keep_open)
 {
         ck_assert_int_eq(fs_test_tree_make(&tree), 0);
         /* Mount three levels below the work dir: a symlink the client resolves
@@ -96,7 +96,8 @@ static void start(bool read_only)
         ck_assert_int_eq(mkdir(mnt, 0755), 0);
         fs_test_tree_guard(&tree, mnt);
 
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_write = MAX_WRITE };
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_write = MAX_WRITE,
+                                 .keep_open = keep_open };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
         fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
         ck_assert_int_ge(fuse_fd, 0);
@@ -123,14 +124,21 @@ static void stop(void)
         fs_test_tree_remove(&tree);
 }
 
+/* Read-only with OPEN served (handles), and read-only as shares run it: no
+ * OPEN, no OPENDIR (the kernel sends fh 0, served by nodeid). */
 static void setup_ro(void)
 {
-        start(true);
+        start(true, true);
+}
+
+static void setup_ro_no_open(void)
+{
+        start(true, false);
 }
 
 static void setup_rw(void)
 {
-        start(false);
+        start(false, false);
 }
 
 static void teardown(void)
@@ -436,6 +444,67 @@ START_TEST(test_ro_host_changes)
 }
 END_TEST
 
+/* Without OPEN the kernel no longer asks before opening for writing (this
+ * mount is not MS_RDONLY, as a guest's is): every write still fails with
+ * EROFS on the host side, O_TRUNC included, and the tree is unchanged. */
+START_TEST(test_no_open_writes_refused)
+{
+        uint64_t before = fs_test_tree_hash(&tree);
+        int fd = open(M("hello.txt"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        ck_assert_uint_eq(smolvm_fs_op_count(fs, FUSE_OPEN), 1); /* answered ENOSYS once */
+        fd = open(M("hello.txt"), O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                ck_fails(write(fd, "x", 1), EROFS);
+                ck_fails(pwrite(fd, "x", 1, 1 << 20), EROFS);
+                ck_fails(ftruncate(fd, 0), EROFS);
+                ck_fails(fallocate(fd, 0, 0, 4096), EROFS);
+                ck_fails((intptr_t)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == (intptr_t)MAP_FAILED
+                                 ? -1 : 0, EACCES);
+                close(fd);
+        } else {
+                ck_assert_int_eq(errno, EROFS);
+        }
+        ck_fails(open(M("hello.txt"), O_RDONLY | O_TRUNC | O_CLOEXEC), EROFS);
+        ck_fails(open(M("hello.txt"), O_WRONLY | O_TRUNC | O_CLOEXEC), EROFS);
+        ck_fails(open(M("new.txt"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644), EROFS);
+        ck_fails(truncate(M("hello.txt"), 0), EROFS);
+        /* What the guest reads is still the host's file, whole. */
+        char buf[64] = {0};
+        fd = open(M("hello.txt"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_eq(read(fd, buf, sizeof(buf)), (ssize_t)strlen(FS_TEST_HELLO));
+        close(fd);
+        ck_assert_str_eq(buf, FS_TEST_HELLO);
+        ck_assert_uint_eq(smolvm_fs_op_count(fs, FUSE_OPEN), 1);
+        ck_assert_uint_eq(smolvm_fs_op_count(fs, FUSE_RELEASE), 0);
+        ck_assert_uint_eq(stats().n_handles, 0);
+        ck_assert_uint_eq(fs_test_tree_hash(&tree), before);
+}
+END_TEST
+
+/* 100k opens without close hold nothing on the server: no handle, no fd. */
+START_TEST(test_no_open_flood)
+{
+        int fds[2000];
+        uint32_t fds_after_two = 0;
+        for (int i = 0; i < 2000; i++) {
+                fds[i] = open(M(i & 1 ? "hello.txt" : "dir/sub.txt"), O_RDONLY | O_CLOEXEC);
+                ck_assert_int_ge(fds[i], 0);
+                if (i == 1)
+                        fds_after_two = stats().n_fds; /* the inodes' own fds */
+        }
+        ck_assert_uint_eq(stats().n_handles, 0);
+        ck_assert_uint_eq(stats().n_fds, fds_after_two);
+        char buf[8];
+        ck_assert_int_eq(read(fds[0], buf, 4), 4); /* dir/sub.txt */
+        for (int i = 0; i < 2000; i++)
+                close(fds[i]);
+        ck_assert_uint_eq(smolvm_fs_op_count(fs, FUSE_OPEN), 1);
+        ck_assert_uint_eq(smolvm_fs_op_count(fs, FUSE_OPENDIR), 0);
+}
+END_TEST
+
 START_TEST(test_rw_mode)
 {
         /* Writes land. */
@@ -531,6 +600,16 @@ int main(void)
         tcase_add_test(tc, test_ro_special_files);
         tcase_add_test(tc, test_ro_open_flood);
         tcase_add_test(tc, test_ro_host_changes);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("read_only_no_open");
+        tcase_add_checked_fixture(tc, setup_ro_no_open, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_ro_reads_work);
+        tcase_add_test(tc, test_ro_symlinks_contained);
+        tcase_add_test(tc, test_ro_special_files);
+        tcase_add_test(tc, test_ro_host_changes);
+        tcase_add_test(tc, test_no_open_writes_refused);
+        tcase_add_test(tc, test_no_open_flood);
         suite_add_tcase(s, tc);
         tc = tcase_create("read_write");
         tcase_add_checked_fixture(tc, setup_rw, teardown);

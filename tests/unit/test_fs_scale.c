@@ -240,7 +240,7 @@ START_TEST(test_memory_limit)
         char dir[PATH_MAX];
         make_files("many", 10000, dir);
         smolvm_fs_free(fs);
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .max_mem_bytes = 1u << 20 };
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .max_mem_bytes = 1u << 20, .keep_open = true };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
         ck_assert_int_eq(do_init_minor(7, 37, NULL), 0);
         ck_assert_uint_eq(stats().max_mem_bytes, 1u << 20);

@@ -85,14 +85,7 @@ END_TEST
 
 static void make_many(char ret_dir[static PATH_MAX])
 {
-        snprintf(ret_dir, PATH_MAX, "%s/many", tree.share);
-        ck_assert_int_eq(mkdir(ret_dir, 0755), 0);
-        for (int i = 0; i < EVICT_FILES; i++) {
-                char name[32], body[32];
-                snprintf(name, sizeof(name), "f%d", i);
-                snprintf(body, sizeof(body), "file-%d", i);
-                ck_assert_int_eq(fs_test_write_file(ret_dir, name, body, strlen(body)), 0);
-        }
+        make_many_n(ret_dir, EVICT_FILES);
 }
 
 /* A guest that looks up more files than the fd budget: idle inode fds are

@@ -21,7 +21,8 @@ static size_t saved_len;
 static smolvm_fs *fresh(bool read_only)
 {
         smolvm_fs *f = NULL;
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_write = 128 * 1024 };
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = read_only, .max_write = 128 * 1024,
+                                 .keep_open = true };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &f), 0);
         return f;
 }

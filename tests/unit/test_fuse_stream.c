@@ -116,7 +116,7 @@ static int finish_server(server_thread *st, int client_fd)
 static void share_make(void)
 {
         ck_assert_int_eq(fs_test_tree_make(&tree), 0);
-        smolvm_fs_config cfg = { .root = tree.share, .read_only = true };
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .keep_open = true };
         ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
 }
 
