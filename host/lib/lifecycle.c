@@ -261,7 +261,7 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
                 ports_len = ports ? strlen(ports) : 0;
                 json_decref(o);
         }
-        /* A spare's QEMU is started already: only its state is left to load. */
+        /* A spare is restored already: only this VM's identity is left. */
         bool spare = restores && vm_spare_eligible(vm);
         r = spare ? vm_spare_claim(vm, cancel_fd, &ready_fd) : 0;
         if (r == 0)
@@ -296,7 +296,7 @@ static int start_ephemeral(smolvm_vm *vm, int cancel_fd)
         note_start(vm, restores);
         vm->have_boot_info = true;
         /* The next warm start finds a spare parked, made once this VM is gone
-         * (smolvm_destroy): its QEMU's start then competes with nothing. */
+         * (smolvm_destroy): its restore then competes with nothing of ours. */
         vm->spare_after = spare;
         save_boot_info(vm);
         r = vm_ports_apply(vm);
