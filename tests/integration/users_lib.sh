@@ -57,7 +57,8 @@ as_user() {
         local who=${AS:-$U} home=$UH
         [ "$who" = "$N" ] && home=$NH
         runuser -u "$who" -- env -i HOME="$home" PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C \
-                SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="${USER_SYS-$SYS}" "$@"
+                SMOLVM_LIBEXECDIR="$UB/libexec" SMOLVM_SYSTEM_STORE="${USER_SYS-$SYS}" \
+                SMOLVM_SPARE_IDLE_MS="${SMOLVM_SPARE_IDLE_MS-0}" "$@"
 }
 # usm ARGS...: the user's smolvm.
 usm() { as_user "$UB/smolvm" "$@"; }
