@@ -78,10 +78,17 @@ fi
 log "share: $(du -sh "$share" | cut -f1), $(find "$share" | wc -l) entries"
 
 # ---- 9p: modules from the image's kernel package, and a QEMU wrapper ----
-kdeb=$(ls "$real_home"/cache/kernel/*/kernel.deb | head -1)
+# The default image's kernel (a store may cache several); 6.12 ships the modules
+# xz-compressed and has no separate fscache.ko (netfs carries it).
+kkey=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["kernel"]["key"])' \
+        "$real_home/images/default/image.json" 2>/dev/null || true)
+kdeb="$real_home/cache/kernel/$kkey/kernel.deb"
+[ -n "$kkey" ] && [ -f "$kdeb" ] || kdeb=$(ls "$real_home"/cache/kernel/*/kernel.deb | head -1)
 mkdir -p "$work/mods"
-dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/mods" --wildcards '*/fs/9p/9p.ko' '*/net/9p/9pnet.ko' \
-        '*/net/9p/9pnet_virtio.ko' '*/fs/netfs/netfs.ko' '*/fs/fscache/fscache.ko'
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/mods" --wildcards '*/fs/9p/9p.ko*' '*/net/9p/9pnet.ko*' \
+        '*/net/9p/9pnet_virtio.ko*' '*/fs/netfs/netfs.ko*'
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/mods" --wildcards '*/fs/fscache/fscache.ko*' 2>/dev/null || true
+find "$work/mods" -name '*.ko.xz' -exec xz -d {} +
 cat >"$work/qemu-9p" <<EOF
 #!/bin/sh
 exec qemu-system-x86_64 "\$@" -fsdev local,id=p9,path=$share,security_model=none,readonly=on \
@@ -119,6 +126,7 @@ load_9p() {
         local m
         for m in netfs fscache 9pnet 9pnet_virtio 9p; do
                 f=$(find "$work/mods" -name "$m.ko")
+                [ -n "$f" ] || [ "$m" != fscache ] || continue
                 "$smolvm" cp "$f" "$1:/tmp/$m.ko" >/dev/null
                 "$smolvm" exec "$1" -- python3 -c '
 import ctypes, errno, os, sys

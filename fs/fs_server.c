@@ -23,6 +23,12 @@
 #define FS_TIMEOUT_RO_S 5u
 #define FS_TIMEOUT_RW_S 1u
 
+/* Linux 6.6+ (FUSE 7.39): a FOPEN_DIRECT_IO file may still be mmapped shared.
+ * Offered in the INIT's flags2 (bits 32..63); older host headers lack it. */
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
+
 static ssize_t op_init(smolvm_fs *fs, fs_req *r)
 {
         struct fuse_init_in in = {0};
@@ -75,6 +81,13 @@ static ssize_t op_init(smolvm_fs *fs, fs_req *r)
         out.time_gran = 1;
         if (out.flags & FUSE_MAX_PAGES)
                 out.max_pages = (uint16_t)MIN((fs->max_write + 4095u) / 4096u, 65535u);
+        /* Direct I/O: shared mmap keeps working where the guest kernel can (6.6+);
+         * an older kernel never offers the bit and gets no flags2 (ENODEV there). */
+        uint32_t allow_mmap2 = (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+        if (fs->direct_io && (in.flags & FUSE_INIT_EXT) && (in.flags2 & allow_mmap2)) {
+                out.flags |= FUSE_INIT_EXT;
+                out.flags2 = allow_mmap2;
+        }
         return fs_reply(r, &out, sizeof(out));
 }
 

@@ -35,21 +35,24 @@ int ib_vmlinux_from_bzimage(const void *bz, size_t bz_len, void **ret, size_t *r
         if (len < 16 || pm_start > bz_len || off > bz_len - pm_start || len > bz_len - pm_start - off)
                 return ib_errf(err, -EINVAL, "kernel: bzImage payload out of bounds (offset %u, length %u)", off, len);
         const uint8_t *payload = b + pm_start + off;
-        if (memcmp(payload, "\xfd" "7zXZ\0", 6) != 0)
-                return ib_errf(err, -ENOTSUP, "kernel: bzImage payload is not xz (only xz kernels are unpacked)");
+        /* Debian 6.1 packs xz, 6.12 (bookworm-backports) zstd. */
+        bool xz = memcmp(payload, "\xfd" "7zXZ\0", 6) == 0, zst = memcmp(payload, "\x28\xb5\x2f\xfd", 4) == 0;
+        if (!xz && !zst)
+                return ib_errf(err, -ENOTSUP, "kernel: bzImage payload is neither xz nor zstd (only those are unpacked)");
         uint32_t want = get_le32(payload + len - 4);
         if (want < 64 || want > VMLINUX_MAX_BYTES)
                 return ib_errf(err, -EINVAL, "kernel: implausible uncompressed kernel size %u", want);
 
-        /* The kernel's xz stream is followed by the 4-byte size. */
+        /* The kernel's compressed stream is followed by the 4-byte size. */
         _cleanup_free_ void *out = NULL;
         size_t got = 0;
-        int r = ib_unxz(payload, len - 4, want, want, &out, &got);
+        int r = xz ? ib_unxz(payload, len - 4, want, want, &out, &got) : ib_unzstd(payload, len - 4, want, &out, &got);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || got != want)
-                return ib_errf(err, r < 0 ? r : -EBADMSG, "kernel: xz payload did not decode to %u bytes (%s)", want,
-                               r == -EFBIG ? "more" : r < 0 ? "corrupt xz data" : "fewer");
+                return ib_errf(err, r < 0 ? r : -EBADMSG, "kernel: %s payload did not decode to %u bytes (%s)",
+                               xz ? "xz" : "zstd", want,
+                               r == -EFBIG ? "more" : r < 0 ? "corrupt compressed data" : "fewer");
         if (memcmp(out, "\x7f" "ELF", 4) != 0)
                 return ib_errf(err, -EBADMSG, "kernel: unpacked payload is not an ELF vmlinux");
         *ret = TAKE_PTR(out);

@@ -102,6 +102,47 @@ START_TEST(test_direct_io)
 }
 END_TEST
 
+/* INIT with the guest's flags2 (fs_test_req.h's do_init_minor sends none). */
+static struct fuse_init_out init_with(bool direct_io, uint32_t flags, uint32_t flags2)
+{
+        smolvm_fs_free(fs);
+        smolvm_fs_config cfg = { .root = tree.share, .read_only = true, .direct_io = direct_io };
+        ck_assert_int_eq(smolvm_fs_new(&cfg, &fs), 0);
+        req q;
+        req_init(&q, FUSE_INIT, 0);
+        struct fuse_init_in in = { .major = 7, .minor = 41, .max_readahead = 131072, .flags = flags,
+                                   .flags2 = flags2 };
+        req_add(&q, &in, sizeof(in));
+        struct fuse_init_out out;
+        ck_assert_int_eq(req_send(&q), 16 + (ssize_t)sizeof(out));
+        memcpy(&out, reply_body(), sizeof(out));
+        return out;
+}
+
+/* Direct I/O keeps shared mmap on a 6.6+ guest: the server answers
+ * FUSE_DIRECT_IO_ALLOW_MMAP (bit 36: flags2 bit 4, with FUSE_INIT_EXT) when the
+ * guest offers it, and nothing else of flags2; not without direct_io, not to a
+ * guest that does not offer it (6.1), not without FUSE_INIT_EXT. */
+START_TEST(test_direct_io_allow_mmap)
+{
+        const uint32_t allow = 1u << 4, ext = FUSE_INIT_EXT;
+        struct fuse_init_out out = init_with(true, 0xffffffffu, 0xffffffffu);
+        ck_assert_uint_ne(out.flags & ext, 0);
+        ck_assert_uint_eq(out.flags2, allow);
+        ck_assert_uint_ne(out.flags & FUSE_MAX_PAGES, 0); /* the rest as before */
+
+        out = init_with(false, 0xffffffffu, 0xffffffffu);
+        ck_assert_uint_eq(out.flags & ext, 0);
+        ck_assert_uint_eq(out.flags2, 0);
+        out = init_with(true, 0xffffffffu, ~allow);
+        ck_assert_uint_eq(out.flags & ext, 0);
+        ck_assert_uint_eq(out.flags2, 0);
+        out = init_with(true, ~ext, 0xffffffffu);
+        ck_assert_uint_eq(out.flags & ext, 0);
+        ck_assert_uint_eq(out.flags2, 0);
+}
+END_TEST
+
 START_TEST(test_bad_config)
 {
         smolvm_fs *x = NULL;
@@ -467,6 +508,7 @@ int main(void)
         tcase_add_test(tc, test_init_negotiation);
         tcase_add_test(tc, test_bad_config);
         tcase_add_test(tc, test_direct_io);
+        tcase_add_test(tc, test_direct_io_allow_mmap);
         tcase_add_test(tc, test_malformed_headers);
         tcase_add_test(tc, test_truncated_args);
         tcase_add_test(tc, test_names);

@@ -532,6 +532,39 @@ START_TEST(test_vmlinux_malformed)
 }
 END_TEST
 
+/* Debian 6.12 (bookworm-backports) packs its bzImage payload with zstd: the
+ * ELF comes out whole; a wrong trailing size or a garbage stream is an error. */
+START_TEST(test_vmlinux_zstd)
+{
+        static uint8_t buf[8192], elf[3000], z[4096];
+        memset(elf, 0x5a, sizeof(elf));
+        memcpy(elf, "\x7f" "ELF", 4);
+        size_t z_len = ZSTD_compress(z, sizeof(z) - 4, elf, sizeof(elf), 3);
+        ck_assert(!ZSTD_isError(z_len));
+        put_le32(z + z_len, sizeof(elf));
+        void *out = NULL;
+        size_t out_len = 0, n = make_bzimage(buf, sizeof(buf), z, z_len + 4);
+        ib_err err = {0};
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), 0);
+        ck_assert_uint_eq(out_len, sizeof(elf));
+        ck_assert_mem_eq(out, elf, sizeof(elf));
+        free(out);
+        out = NULL;
+
+        /* The trailing size one short: more than it says, refused. */
+        put_le32(buf + 1024 + 16 + z_len, sizeof(elf) - 1);
+        ck_assert_int_lt(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), 0);
+        ck_assert_ptr_null(out);
+        /* zstd magic, garbage after it. */
+        memset(buf + 1024 + 16 + 4, 0xa5, z_len - 4);
+        put_le32(buf + 1024 + 16 + z_len, sizeof(elf));
+        ck_assert_int_eq(ib_vmlinux_from_bzimage(buf, n, &out, &out_len, &err), -EBADMSG);
+        ck_assert_ptr_null(out);
+        ck_assert_ptr_nonnull(strstr(err.msg, "kernel:"));
+        free(err.msg);
+}
+END_TEST
+
 /* umount_beneath (what a killed debootstrap leaves: proc, sys mounted in the
  * target) finds the mounts below a directory in /proc/self/mountinfo, names with
  * spaces included, and detaches the deepest first; the directory's siblings stay.
@@ -662,6 +695,7 @@ int main(void)
         tcase_add_test(tc, test_image_dir_rule);
         tcase_add_test(tc, test_umount_beneath);
         tcase_add_test(tc, test_vmlinux_malformed);
+        tcase_add_test(tc, test_vmlinux_zstd);
         tcase_set_timeout(tc, 30);
         suite_add_tcase(s, tc);
         return run_suite(s);
